@@ -1,0 +1,196 @@
+// Package components holds the circuit components of a Spillway policy.
+//
+// A component is pure: it keeps its state in struct fields and computes its
+// outputs from its inputs once per tick. It has no clock, no goroutines and
+// no I/O. A signal is a float64 and NaN means "invalid".
+package components
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Invalid is the invalid signal value. Test with IsValid, never with ==.
+var Invalid = math.NaN()
+
+// IsValid reports whether v is a valid signal (not NaN).
+func IsValid(v float64) bool { return !math.IsNaN(v) }
+
+// Port describes one input port of a component type.
+type Port struct {
+	// Name is the key under in_ports in a policy.
+	Name string
+	// Required ports must be wired; an unwired optional port reads Invalid.
+	Required bool
+	// Variadic ports take a list of signals; at most one, and it is last.
+	Variadic bool
+}
+
+// Ports is the port layout of a component type.
+type Ports struct {
+	In  []Port
+	Out []string
+}
+
+// Env is what a component learns about its circuit when it is provisioned.
+type Env struct {
+	// Interval is the policy's evaluation interval (one tick).
+	Interval time.Duration
+}
+
+// Component is one node of a circuit.
+type Component interface {
+	// Ports returns the component's port layout. It must not depend on state.
+	Ports() Ports
+	// Execute computes one tick. in holds one value per input port in the
+	// order of Ports().In, with a variadic last port expanded to all of its
+	// wired signals; out has one slot per output port, in Ports().Out order.
+	Execute(in, out []float64)
+}
+
+// Provisioner is implemented by components that derive state from their
+// parameters and the evaluation interval (e.g. EMA window in ticks). An
+// error here is a compile error at the component's position.
+type Provisioner interface {
+	Provision(env Env) error
+}
+
+// Selector names the traffic a FluxMeter reads or an actuator acts on.
+type Selector struct {
+	Service      string `json:"service,omitempty"`
+	ControlPoint string `json:"control_point"`
+	// API is the request label; "*" (the default) is the whole control point.
+	API string `json:"api,omitempty"`
+}
+
+// Normalized returns s with API defaulted to "*".
+func (s Selector) Normalized() Selector {
+	if s.API == "" {
+		s.API = "*"
+	}
+	return s
+}
+
+func (s Selector) String() string {
+	s = s.Normalized()
+	return s.ControlPoint + "/" + s.API
+}
+
+// FluxReading is one tick's measurement of a selector, fed to FluxMeter by
+// the engine before the circuit runs. Latencies are milliseconds, rates are
+// per second over the last tick; fields without data are Invalid.
+type FluxReading struct {
+	LatencyAvgMs, LatencyP50Ms, LatencyP90Ms, LatencyP95Ms, LatencyP99Ms float64
+	IncomingRps, AcceptedRps, RejectedRps, GoodputRps                    float64
+	InFlight                                                             float64
+}
+
+// Source is a component fed from outside the circuit (a FluxMeter).
+type Source interface {
+	Component
+	Selector() Selector
+	Observe(r FluxReading)
+}
+
+// SinkKind says which actuator a Sink drives.
+type SinkKind int
+
+const (
+	// RateSink drives a token bucket: value is tokens/s, burst is tokens.
+	RateSink SinkKind = iota
+	// ConcurrencySink drives a concurrency limiter: value is requests in flight.
+	ConcurrencySink
+)
+
+// Sink is a component whose last inputs become an actuator setpoint.
+type Sink interface {
+	Component
+	Selector() Selector
+	Kind() SinkKind
+	// Setpoint returns the values latched by the last Execute. Invalid value
+	// means "do not limit" (fail-open); Invalid burst means the default.
+	Setpoint() (value, burst float64)
+}
+
+// Alert is implemented by components that raise events (Alerter).
+type Alert interface {
+	// Firing reports whether the alert fired on the last Execute, and its name.
+	Firing() (name string, firing bool)
+}
+
+// Info registers one component type.
+type Info struct {
+	// Type is the name used in policies, e.g. "EMA".
+	Type string
+	// New returns a zero component; its parameters are decoded into it as JSON.
+	New func() Component
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Info{}
+)
+
+// Register adds a component type. It panics on a duplicate, at init time.
+func Register(info Info) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[info.Type]; dup {
+		panic("components: duplicate registration of " + info.Type)
+	}
+	registry[info.Type] = info
+}
+
+// Lookup returns the registered type, if any.
+func Lookup(typ string) (Info, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	info, ok := registry[typ]
+	return info, ok
+}
+
+// Types lists the registered type names, sorted.
+func Types() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	names := make([]string, 0, len(registry))
+	for name := range registry {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Duration is a time.Duration decoded from a CUE/JSON string such as "1500s".
+type Duration time.Duration
+
+// UnmarshalJSON accepts a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"500ms\": %w", err)
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Ticks returns how many ticks of interval d spans, rounded up (at least 1).
+func (d Duration) Ticks(interval time.Duration) int {
+	if interval <= 0 {
+		return 1
+	}
+	n := int((time.Duration(d) + interval - 1) / interval)
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
