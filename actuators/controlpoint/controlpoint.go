@@ -1,0 +1,353 @@
+// Package controlpoint is the request-side state of Spillway: named control
+// points, the APIs seen at each, and the actuators and flux-meter taps that
+// policies attach to them. Admit and Done are lock-free and allocation-free;
+// attaching and detaching (on policy load) copy-on-write under a mutex.
+package controlpoint
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/spillway-dev/spillway/actuators"
+)
+
+// AllAPIs is the API label that selects every request at a control point.
+// A request with no label is counted here only.
+const AllAPIs = "*"
+
+// MaxAPIs bounds how many distinct API labels one control point tracks, so
+// that a classifier with unbounded output cannot grow memory without limit.
+// Labels beyond it are counted under AllAPIs only.
+const MaxAPIs = 1024
+
+// Clock returns monotonic nanoseconds. It must never go backwards.
+type Clock func() int64
+
+// Registry holds the control points of one engine, by name.
+type Registry struct {
+	clock Clock
+	mu    sync.Mutex
+	cps   atomic.Pointer[map[string]*ControlPoint]
+}
+
+// NewRegistry returns an empty registry reading time from clock.
+func NewRegistry(clock Clock) *Registry {
+	r := &Registry{clock: clock}
+	r.cps.Store(&map[string]*ControlPoint{})
+	return r
+}
+
+// Get returns the named control point, creating it on first use.
+func (r *Registry) Get(name string) *ControlPoint {
+	if cp := (*r.cps.Load())[name]; cp != nil {
+		return cp
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.cps.Load()
+	if cp := old[name]; cp != nil {
+		return cp
+	}
+	cp := &ControlPoint{Name: name, clock: r.clock}
+	cp.all = newAPI(AllAPIs)
+	cp.apis.Store(&map[string]*API{})
+	next := make(map[string]*ControlPoint, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = cp
+	r.cps.Store(&next)
+	return cp
+}
+
+// Names lists the control points created so far.
+func (r *Registry) Names() []string {
+	m := *r.cps.Load()
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	return names
+}
+
+// Clock returns the registry's clock.
+func (r *Registry) Clock() Clock { return r.clock }
+
+// ControlPoint is one place where requests are admitted or rejected, such
+// as an HTTP server or a gRPC server.
+type ControlPoint struct {
+	Name  string
+	clock Clock
+	all   *API
+	mu    sync.Mutex
+	apis  atomic.Pointer[map[string]*API]
+}
+
+// API returns the state of one API label, creating it on first use.
+// AllAPIs (or "") returns the control-point-wide state. Past MaxAPIs labels
+// it returns the control-point-wide state too.
+func (cp *ControlPoint) API(label string) *API {
+	if label == "" || label == AllAPIs {
+		return cp.all
+	}
+	if a := (*cp.apis.Load())[label]; a != nil {
+		return a
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	old := *cp.apis.Load()
+	if a := old[label]; a != nil {
+		return a
+	}
+	if len(old) >= MaxAPIs {
+		return cp.all
+	}
+	a := newAPI(label)
+	next := make(map[string]*API, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[label] = a
+	cp.apis.Store(&next)
+	return a
+}
+
+// APIs returns the per-label states known so far (not AllAPIs).
+func (cp *ControlPoint) APIs() map[string]*API { return *cp.apis.Load() }
+
+// Decision is the outcome of Admit.
+type Decision uint8
+
+const (
+	// Accepted requests proceed and must be finished with Ticket.Done.
+	Accepted Decision = iota
+	// RateLimited requests were refused by a token bucket.
+	RateLimited
+	// ConcurrencyLimited requests were refused by a concurrency limiter.
+	ConcurrencyLimited
+)
+
+// Ticket is an admitted request. Done must be called exactly once.
+type Ticket struct {
+	api, all         *API
+	apiAtt, allAtt   *attachments
+	apiHeld, allHeld uint64 // concurrency slots held, one bit per limiter
+	startNs          int64
+	clock            Clock
+}
+
+// Admit decides one request labelled api. The label must come from the
+// server (route pattern, gRPC method), never from the client.
+func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
+	now := cp.clock()
+	all := cp.all
+	api := all
+	if label != "" && label != AllAPIs {
+		if a := (*cp.apis.Load())[label]; a != nil {
+			api = a
+		} else {
+			api = cp.API(label)
+		}
+	}
+	t := Ticket{api: api, all: all, startNs: now, clock: cp.clock}
+	t.allAtt = all.att.Load()
+	if api != all {
+		t.apiAtt = api.att.Load()
+		held, d := t.apiAtt.admit(now)
+		if d != Accepted {
+			t.apiAtt.arrive(false)
+			t.allAtt.arrive(false)
+			api.rejected.Add(1)
+			all.rejected.Add(1)
+			return Ticket{}, d
+		}
+		t.apiHeld = held
+	}
+	held, d := t.allAtt.admit(now)
+	if d != Accepted {
+		if t.apiAtt != nil {
+			t.apiAtt.release(t.apiHeld)
+			t.apiAtt.arrive(false)
+			api.rejected.Add(1)
+		}
+		t.allAtt.arrive(false)
+		all.rejected.Add(1)
+		return Ticket{}, d
+	}
+	t.allHeld = held
+	if t.apiAtt != nil {
+		t.apiAtt.arrive(true)
+		api.accepted.Add(1)
+	}
+	t.allAtt.arrive(true)
+	all.accepted.Add(1)
+	return t, Accepted
+}
+
+// Done finishes an admitted request; ok is false for a server error.
+func (t Ticket) Done(ok bool) {
+	if t.all == nil {
+		return
+	}
+	latency := t.clock() - t.startNs
+	if latency < 0 {
+		latency = 0
+	}
+	if t.apiAtt != nil {
+		t.apiAtt.release(t.apiHeld)
+		t.apiAtt.done(latency, ok)
+	}
+	t.allAtt.release(t.allHeld)
+	t.allAtt.done(latency, ok)
+}
+
+// API is the state of one API label at a control point.
+type API struct {
+	Label    string
+	att      atomic.Pointer[attachments]
+	mu       sync.Mutex
+	accepted atomic.Uint64
+	rejected atomic.Uint64
+}
+
+func newAPI(label string) *API {
+	a := &API{Label: label}
+	a.att.Store(&attachments{})
+	return a
+}
+
+// Counts returns the totals of accepted and rejected requests.
+func (a *API) Counts() (accepted, rejected uint64) {
+	return a.accepted.Load(), a.rejected.Load()
+}
+
+// attachments is an immutable snapshot of what policies attached to an API.
+type attachments struct {
+	taps     []*actuators.Recorder
+	limiters []*Limiter
+}
+
+// Attach adds a flux-meter tap and returns a function that removes it.
+func (a *API) AttachTap(r *actuators.Recorder) (detach func()) {
+	a.update(func(at *attachments) { at.taps = append(at.taps, r) })
+	return func() {
+		a.update(func(at *attachments) { at.taps = without(at.taps, r) })
+	}
+}
+
+// AttachLimiter adds an actuator and returns a function that removes it.
+// At most 64 limiters may be attached to one API.
+func (a *API) AttachLimiter(l *Limiter) (detach func()) {
+	a.update(func(at *attachments) {
+		if len(at.limiters) < 64 {
+			at.limiters = append(at.limiters, l)
+		}
+	})
+	return func() {
+		a.update(func(at *attachments) { at.limiters = without(at.limiters, l) })
+	}
+}
+
+func (a *API) update(change func(*attachments)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.att.Load()
+	next := &attachments{
+		taps:     append([]*actuators.Recorder(nil), old.taps...),
+		limiters: append([]*Limiter(nil), old.limiters...),
+	}
+	change(next)
+	a.att.Store(next)
+}
+
+func without[T comparable](list []T, x T) []T {
+	out := list[:0]
+	for _, v := range list {
+		if v != x {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (at *attachments) arrive(admitted bool) {
+	for _, r := range at.taps {
+		r.Arrive(admitted)
+	}
+}
+
+func (at *attachments) done(latencyNs int64, ok bool) {
+	for _, r := range at.taps {
+		r.Done(latencyNs, ok)
+	}
+}
+
+// admit asks every limiter. On a refusal it releases what it acquired.
+func (at *attachments) admit(now int64) (held uint64, d Decision) {
+	for i, l := range at.limiters {
+		ok, acquired := l.allow(now)
+		if acquired {
+			held |= 1 << uint(i)
+		}
+		if !ok {
+			at.release(held)
+			if l.Concurrency != nil {
+				return 0, ConcurrencyLimited
+			}
+			return 0, RateLimited
+		}
+	}
+	return held, Accepted
+}
+
+func (at *attachments) release(held uint64) {
+	for i := 0; held != 0; i++ {
+		if held&1 != 0 {
+			at.limiters[i].Concurrency.Release()
+		}
+		held >>= 1
+	}
+}
+
+// Limiter is one actuator attached by a policy: a token bucket or a
+// concurrency limiter, with the policy's dry-run switch and its counters.
+type Limiter struct {
+	Bucket      *actuators.TokenBucket
+	Concurrency *actuators.ConcurrencyLimiter
+	// DryRun counts would-be rejections but admits everything.
+	DryRun atomic.Bool
+
+	Allowed     atomic.Uint64 // admitted by this limiter
+	Rejected    atomic.Uint64 // refused
+	WouldReject atomic.Uint64 // refused, but admitted because of DryRun
+	FailOpen    atomic.Uint64 // admitted because the setpoint is invalid
+}
+
+// allow decides for one limiter; acquired reports a held concurrency slot.
+func (l *Limiter) allow(now int64) (ok, acquired bool) {
+	if l.Bucket != nil {
+		if l.Bucket.Unlimited() {
+			l.FailOpen.Add(1)
+			return true, false
+		}
+		if l.Bucket.Allow(now) {
+			l.Allowed.Add(1)
+			return true, false
+		}
+	} else {
+		if l.Concurrency.Limit() != l.Concurrency.Limit() || l.Concurrency.Limit() > 1e18 {
+			l.FailOpen.Add(1)
+			return true, false
+		}
+		if l.Concurrency.TryAcquire() {
+			l.Allowed.Add(1)
+			return true, true
+		}
+	}
+	if l.DryRun.Load() {
+		l.WouldReject.Add(1)
+		return true, false
+	}
+	l.Rejected.Add(1)
+	return false, false
+}

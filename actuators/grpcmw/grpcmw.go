@@ -1,0 +1,75 @@
+// Package grpcmw is Spillway's gRPC control point: unary and stream server
+// interceptors that admit or reject each call by its full method name.
+package grpcmw
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+)
+
+// Rejections are built once so that refusing a call does not allocate them.
+var (
+	errRateLimited        = status.Error(codes.ResourceExhausted, "spillway: rate limited, retry later")
+	errConcurrencyLimited = status.Error(codes.Unavailable, "spillway: concurrency limit reached, retry later")
+)
+
+// Unary returns a unary server interceptor for cp. The API label is the
+// server's info.FullMethod; metadata from the client is never consulted.
+func Unary(cp *controlpoint.ControlPoint) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		ticket, decision := cp.Admit(info.FullMethod)
+		if decision != controlpoint.Accepted {
+			return nil, rejection(decision)
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				ticket.Done(false)
+				panic(p)
+			}
+			ticket.Done(succeeded(err))
+		}()
+		return handler(ctx, req)
+	}
+}
+
+// Stream returns a stream server interceptor for cp.
+func Stream(cp *controlpoint.ControlPoint) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		ticket, decision := cp.Admit(info.FullMethod)
+		if decision != controlpoint.Accepted {
+			return rejection(decision)
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				ticket.Done(false)
+				panic(p)
+			}
+			ticket.Done(succeeded(err))
+		}()
+		return handler(srv, ss)
+	}
+}
+
+func rejection(d controlpoint.Decision) error {
+	if d == controlpoint.ConcurrencyLimited {
+		return errConcurrencyLimited
+	}
+	return errRateLimited
+}
+
+// succeeded reports whether a call counts toward goodput: any status the
+// client caused (e.g. InvalidArgument, NotFound) is a served response;
+// server-side failures are not.
+func succeeded(err error) bool {
+	switch status.Code(err) {
+	case codes.Unknown, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted,
+		codes.Internal, codes.Unavailable, codes.DataLoss:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,98 @@
+package actuators
+
+import (
+	"math"
+	"math/bits"
+	"sync/atomic"
+)
+
+// Histogram is a log-linear latency histogram in nanoseconds with atomic
+// counters and fixed memory (896 counters, 7 KiB), whatever the request
+// rate.
+//
+// Each power of two from 512 ns to 2^37 ns (about 137 s) is split into 32
+// equal buckets, so a bucket is at most 1/32 of its lower bound wide and a
+// quantile read at the bucket midpoint is within 1/64 (1.6 %) of the true
+// value. Values below 512 ns are counted in the first bucket and values of
+// 2^37 ns or more in the last, so quantiles of such values are not accurate.
+//
+// The zero value is an empty histogram ready to use. Record and Drain are
+// safe for concurrent use; Record is lock-free and allocation-free.
+type Histogram struct {
+	counts [histogramBuckets]atomic.Uint64
+}
+
+// HistogramCounts is a plain copy of a Histogram's counters, as drained into
+// a Window.
+type HistogramCounts [histogramBuckets]uint64
+
+const (
+	histogramSubBucketBits = 5 // 32 buckets per power of two
+	histogramSubBuckets    = 1 << histogramSubBucketBits
+	histogramMinExponent   = 9  // first bucket starts at 2^9 ns = 512 ns
+	histogramMaxExponent   = 36 // last bucket ends at 2^37 ns ≈ 137 s
+	histogramBuckets       = (histogramMaxExponent - histogramMinExponent + 1) * histogramSubBuckets
+	histogramMinNs         = 1 << histogramMinExponent
+	histogramMaxNs         = 1<<(histogramMaxExponent+1) - 1
+)
+
+// Record counts one latency of latencyNs nanoseconds. Values outside the
+// histogram's range are counted in its first or last bucket.
+func (h *Histogram) Record(latencyNs int64) {
+	h.counts[histogramBucket(latencyNs)].Add(1)
+}
+
+// Drain adds the histogram's counters into dst and resets them to zero, one
+// counter at a time with an atomic swap: a Record racing with Drain is
+// either added to dst or left for the next Drain, never lost or counted
+// twice.
+func (h *Histogram) Drain(dst *HistogramCounts) {
+	for i := range h.counts {
+		dst[i] += h.counts[i].Swap(0)
+	}
+}
+
+// Total returns the number of values counted.
+func (c *HistogramCounts) Total() uint64 {
+	var total uint64
+	for _, n := range c {
+		total += n
+	}
+	return total
+}
+
+// QuantileNs returns the q-quantile in nanoseconds, by nearest rank: the
+// midpoint of the bucket holding the ceil(q·Total())-th smallest value (the
+// smallest value for q = 0). It returns NaN when the histogram is empty or q
+// is outside [0, 1].
+func (c *HistogramCounts) QuantileNs(q float64) float64 {
+	total := c.Total()
+	if total == 0 || !(q >= 0 && q <= 1) {
+		return math.NaN()
+	}
+	rank := min(max(uint64(math.Ceil(q*float64(total))), 1), total)
+	var seen uint64
+	for i, n := range c {
+		seen += n
+		if seen >= rank {
+			return histogramMidpointNs(i)
+		}
+	}
+	panic("unreachable: rank is at most the total")
+}
+
+// histogramBucket returns the index of the bucket counting latencyNs.
+func histogramBucket(latencyNs int64) int {
+	v := uint64(min(max(latencyNs, histogramMinNs), histogramMaxNs))
+	exponent := bits.Len64(v) - 1
+	sub := v>>(exponent-histogramSubBucketBits) - histogramSubBuckets
+	return (exponent-histogramMinExponent)<<histogramSubBucketBits + int(sub)
+}
+
+// histogramMidpointNs returns the middle of bucket i in nanoseconds.
+func histogramMidpointNs(i int) float64 {
+	exponent := i>>histogramSubBucketBits + histogramMinExponent
+	width := uint64(1) << (exponent - histogramSubBucketBits)
+	lower := uint64(histogramSubBuckets+i%histogramSubBuckets) * width
+	return float64(lower) + float64(width)/2
+}

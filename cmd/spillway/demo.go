@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/signal"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/testbed"
+)
+
+//go:embed demo_policy.cue
+var demoPolicy []byte
+
+// demoPlan is the load of each demo run.
+type demoPlan struct {
+	Warm, Overload time.Duration
+	WarmLoad       float64 // × capacity
+	OverloadLoad   float64 // × capacity
+	SLO, Timeout   time.Duration
+	Seed           uint64
+}
+
+func defaultDemoPlan() demoPlan {
+	return demoPlan{
+		Warm: 6 * time.Second, Overload: 20 * time.Second,
+		WarmLoad: 0.5, OverloadLoad: 3,
+		SLO: 250 * time.Millisecond, Timeout: 2 * time.Second,
+		Seed: 42,
+	}
+}
+
+func demoCmd() *cobra.Command {
+	plan := defaultDemoPlan()
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Overload a simulated two-tier service at 3× capacity, without and with the latency-AIMD policy",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			_, err := runDemo(ctx, cmd.OutOrStdout(), plan)
+			return err
+		},
+	}
+	cmd.Flags().DurationVar(&plan.Overload, "overload", plan.Overload, "length of the overload phase of each run")
+	cmd.Flags().Uint64Var(&plan.Seed, "seed", plan.Seed, "seed of the arrival process")
+	return cmd
+}
+
+// demoRun summarises one run over its overload phase.
+type demoRun struct {
+	Name                               string
+	Offered, Admitted, Goodput, Reject float64 // per second
+	P99                                time.Duration
+}
+
+func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, error) {
+	app := testbed.DefaultTwoTier()
+	capacity := app.Capacity()
+	fmt.Fprintf(out, "two-tier app: %d backend workers, %s %v mean service time → capacity %.0f req/s\n",
+		app.Workers, app.BackendTime.Kind, app.BackendTime.Mean, capacity)
+	fmt.Fprintf(out, "load: %.1f× capacity for %v (warm-up), then %.0f× capacity (%.0f req/s) for %v; SLO %v\n\n",
+		plan.WarmLoad, plan.Warm, plan.OverloadLoad, plan.OverloadLoad*capacity, plan.Overload, plan.SLO)
+
+	specs, diags := engine.LoadSource("demo_policy.cue", demoPolicy)
+	if len(diags.Errors()) > 0 {
+		return nil, diags
+	}
+	var runs []demoRun
+	for _, protected := range []bool{false, true} {
+		name := "unprotected"
+		if protected {
+			name = "latency-aimd"
+		}
+		r, err := demoOnce(ctx, out, name, plan, app, protected, specs)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, r)
+		if ctx.Err() != nil {
+			return runs, ctx.Err()
+		}
+	}
+	fmt.Fprintf(out, "\nresults over the %v overload phase (offered %.0f req/s, capacity %.0f req/s):\n", plan.Overload, plan.OverloadLoad*capacity, capacity)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\toffered/s\tadmitted/s\trejected/s\tgoodput/s\tgoodput/capacity\tp99\t")
+	for _, r := range runs {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f%%\t%v\t\n", r.Name, r.Offered, r.Admitted, r.Reject, r.Goodput, 100*r.Goodput/capacity, r.P99.Round(time.Millisecond))
+	}
+	tw.Flush()
+	if len(runs) == 2 && runs[0].Goodput > 0 {
+		fmt.Fprintf(out, "\nlatency-aimd goodput is %.1f× the unprotected goodput\n", runs[1].Goodput/runs[0].Goodput)
+	}
+	return runs, nil
+}
+
+func demoOnce(ctx context.Context, out io.Writer, name string, plan demoPlan, app testbed.TwoTierConfig, protected bool, specs []engine.Spec) (demoRun, error) {
+	var eng *engine.Engine
+	var wrap func(http.Handler) http.Handler
+	if protected {
+		var err error
+		eng, err = engine.Start(ctx, engine.Options{Specs: specs})
+		if err != nil {
+			return demoRun{}, err
+		}
+		defer eng.Close()
+		wrap = func(h http.Handler) http.Handler { return eng.HTTP("ingress", h) }
+	}
+	tt, err := testbed.StartTwoTier(app, wrap)
+	if err != nil {
+		return demoRun{}, err
+	}
+	defer tt.Close()
+	capacity := app.Capacity()
+	fmt.Fprintf(out, "== %s ==\n", name)
+	fmt.Fprintf(out, "%4s %9s %9s %9s %9s %9s %11s\n", "t", "offered", "admitted", "rejected", "goodput", "p99", "rate limit")
+	warmSeconds := int(plan.Warm / time.Second)
+	res, err := testbed.Run(ctx, testbed.LoadConfig{
+		URL: tt.URL,
+		Phases: []testbed.Phase{
+			{Duration: plan.Warm, Rate: plan.WarmLoad * capacity},
+			{Duration: plan.Overload, Rate: plan.OverloadLoad * capacity},
+		},
+		SLO: plan.SLO, Timeout: plan.Timeout, Seed: plan.Seed,
+	}, func(s testbed.Second) {
+		limit := "-"
+		if eng != nil {
+			if v, err := eng.Signal("demo", "RATE_LIMIT"); err == nil && !math.IsNaN(v) {
+				limit = fmt.Sprintf("%.0f/s", v)
+			} else {
+				limit = "none"
+			}
+		}
+		phase := ""
+		if s.T == warmSeconds {
+			phase = "  ← overload starts"
+		}
+		fmt.Fprintf(out, "%3ds %9d %9d %9d %9d %9v %11s%s\n", s.T, s.Offered, s.Admitted, s.Rejected, s.Goodput, s.P99.Round(time.Millisecond), limit, phase)
+	})
+	if err != nil {
+		return demoRun{}, err
+	}
+	r := demoRun{Name: name}
+	var n float64
+	var p99 time.Duration
+	for _, s := range res.Seconds {
+		if s.T < warmSeconds {
+			continue
+		}
+		n++
+		r.Offered += float64(s.Offered)
+		r.Admitted += float64(s.Admitted)
+		r.Reject += float64(s.Rejected)
+		r.Goodput += float64(s.Goodput)
+		p99 = max(p99, s.P99)
+	}
+	if n > 0 {
+		r.Offered, r.Admitted, r.Reject, r.Goodput = r.Offered/n, r.Admitted/n, r.Reject/n, r.Goodput/n
+	}
+	r.P99 = p99
+	_ = capacity
+	return r, nil
+}

@@ -1,0 +1,370 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/spillway-dev/spillway/components"
+)
+
+// Circuit is a compiled policy: its components in evaluation order and the
+// signals on the wires between them. A Circuit is not safe for concurrent
+// use; the engine ticks each circuit from one goroutine at a time.
+type Circuit struct {
+	Spec Spec
+	// Delayed lists the loop edges that read the previous tick's value.
+	Delayed []DelayedEdge
+
+	nodes   []*node // evaluation order
+	signals []float64
+	prev    []float64
+	names   []string // signal index → name
+	sources []*node
+	sinks   []*node
+	alerts  []*node
+	ticks   uint64
+}
+
+// DelayedEdge is a signal read one tick late to cut a loop.
+type DelayedEdge struct {
+	Signal string   `json:"signal"`
+	From   string   `json:"from"` // producer component path
+	To     string   `json:"to"`   // consumer component path
+	Pos    Position `json:"pos"`
+}
+
+func (d DelayedEdge) String() string {
+	return fmt.Sprintf("%s: signal %s from %s to %s reads the previous tick", d.Pos, d.Signal, d.From, d.To)
+}
+
+type node struct {
+	spec  *ComponentSpec
+	index int // declaration order
+	comp  components.Component
+	in    []inputRef
+	out   []int // signal index per output slot, -1 when unwired
+	inBuf []float64
+	outBf []float64
+}
+
+// inputRef is where one input slot reads from.
+type inputRef struct {
+	signal  int // -1 for a constant or an unwired port
+	delayed bool
+	value   float64 // the constant, or NaN when unwired
+}
+
+// Compile builds a circuit from a spec. Every problem is reported with the
+// component path and source position.
+func Compile(spec Spec) (*Circuit, Diagnostics) {
+	c := &Circuit{Spec: spec}
+	var diags Diagnostics
+	fail := func(pos Position, format string, args ...any) {
+		diags = append(diags, Diagnostic{Pos: pos, Message: fmt.Sprintf(format, args...)})
+	}
+	env := components.Env{Interval: spec.EvaluationInterval}
+	signalIndex := map[string]int{}
+	producer := map[string]*node{}
+	producerAt := map[string]PortBinding{}
+	var all []*node
+
+	for i := range spec.Components {
+		cs := &c.Spec.Components[i]
+		info, ok := components.Lookup(cs.Type)
+		if !ok {
+			fail(cs.Pos, "%s: unknown component type %q (known: %s)", cs.Path, cs.Type, strings.Join(components.Types(), ", "))
+			continue
+		}
+		comp := info.New()
+		if len(cs.Params) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(cs.Params))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(comp); err != nil {
+				fail(cs.Pos, "%s: %v", cs.Path, err)
+				continue
+			}
+		}
+		if p, ok := comp.(components.Provisioner); ok {
+			if err := p.Provision(env); err != nil {
+				fail(cs.Pos, "%s: %v", cs.Path, err)
+				continue
+			}
+		}
+		n := &node{spec: cs, index: i, comp: comp}
+		ports := comp.Ports()
+		// Inputs: one slot per fixed port, variadic port expanded last.
+		bound := map[string][]PortBinding{}
+		known := map[string]components.Port{}
+		for _, p := range ports.In {
+			known[p.Name] = p
+		}
+		for _, b := range cs.In {
+			p, ok := known[b.Port]
+			if !ok {
+				fail(b.Pos, "%s.in_ports.%s: unknown port (%s has %s)", cs.Path, b.Port, cs.Type, portNames(ports.In))
+				continue
+			}
+			if !p.Variadic && len(bound[b.Port]) > 0 {
+				fail(b.Pos, "%s.in_ports.%s: port takes one signal", cs.Path, b.Port)
+				continue
+			}
+			bound[b.Port] = append(bound[b.Port], b)
+		}
+		for _, p := range ports.In {
+			bs := bound[p.Name]
+			if len(bs) == 0 {
+				if p.Required {
+					fail(cs.Pos, "%s.in_ports.%s: required input is not wired", cs.Path, p.Name)
+				}
+				if !p.Variadic {
+					n.in = append(n.in, inputRef{signal: -1, value: math.NaN()})
+				}
+				continue
+			}
+			for range bs {
+				n.in = append(n.in, inputRef{signal: -1, value: math.NaN()})
+			}
+		}
+		n.out = make([]int, len(ports.Out))
+		for j := range n.out {
+			n.out[j] = -1
+		}
+		for _, b := range cs.Out {
+			slot := indexOf(ports.Out, b.Port)
+			if slot < 0 {
+				fail(b.Pos, "%s.out_ports.%s: unknown port (%s has %s)", cs.Path, b.Port, cs.Type, strings.Join(ports.Out, ", "))
+				continue
+			}
+			if prev, dup := producer[b.Signal]; dup {
+				fail(b.Pos, "%s.out_ports.%s: signal %q already has a producer, %s at %s", cs.Path, b.Port, b.Signal, prev.spec.Path, producerAt[b.Signal].Pos)
+				continue
+			}
+			idx := len(c.names)
+			signalIndex[b.Signal] = idx
+			c.names = append(c.names, b.Signal)
+			producer[b.Signal] = n
+			producerAt[b.Signal] = b
+			n.out[slot] = idx
+		}
+		n.inBuf = make([]float64, len(n.in))
+		n.outBf = make([]float64, len(n.out))
+		all = append(all, n)
+	}
+
+	// Wire inputs now that every producer is known; collect graph edges.
+	type edge struct {
+		from, to *node
+		slot     int
+		b        PortBinding
+	}
+	var edges []edge
+	for _, n := range all {
+		slot := 0
+		for _, p := range n.comp.Ports().In {
+			var bs []PortBinding
+			for _, b := range n.spec.In {
+				if b.Port == p.Name {
+					bs = append(bs, b)
+				}
+			}
+			if len(bs) == 0 {
+				if !p.Variadic {
+					slot++
+				}
+				continue
+			}
+			for _, b := range bs {
+				switch {
+				case b.IsConst:
+					n.in[slot].value = b.Const
+				case producer[b.Signal] == nil:
+					fail(b.Pos, "%s.in_ports.%s: signal %q has no producer", n.spec.Path, b.Port, b.Signal)
+				default:
+					n.in[slot].signal = signalIndex[b.Signal]
+					edges = append(edges, edge{from: producer[b.Signal], to: n, slot: slot, b: b})
+				}
+				slot++
+			}
+		}
+	}
+	if len(diags) > 0 {
+		return nil, diags.sorted()
+	}
+
+	// Cut loops: inside a strongly connected component, an edge whose
+	// source is declared at or after its destination reads the last tick.
+	pos := map[*node]int{}
+	for i, n := range all {
+		pos[n] = i
+	}
+	adj := make([][]int, len(all))
+	for _, e := range edges {
+		adj[pos[e.from]] = append(adj[pos[e.from]], pos[e.to])
+	}
+	scc := stronglyConnected(adj)
+	indeg := make([]int, len(all))
+	succ := make([][]int, len(all))
+	for _, e := range edges {
+		f, t := pos[e.from], pos[e.to]
+		if scc[f] == scc[t] && f >= t {
+			e.to.in[e.slot].delayed = true
+			c.Delayed = append(c.Delayed, DelayedEdge{Signal: e.b.Signal, From: e.from.spec.Path, To: e.to.spec.Path, Pos: e.b.Pos})
+			continue
+		}
+		succ[f] = append(succ[f], t)
+		indeg[t]++
+	}
+	// Kahn's algorithm, ties broken by declaration order for determinism.
+	var ready []int
+	for i := range all {
+		if indeg[i] == 0 {
+			ready = append(ready, i)
+		}
+	}
+	for len(ready) > 0 {
+		sort.Ints(ready)
+		i := ready[0]
+		ready = ready[1:]
+		c.nodes = append(c.nodes, all[i])
+		for _, t := range succ[i] {
+			if indeg[t]--; indeg[t] == 0 {
+				ready = append(ready, t)
+			}
+		}
+	}
+	for _, n := range c.nodes {
+		if _, ok := n.comp.(components.Source); ok {
+			c.sources = append(c.sources, n)
+		}
+		if _, ok := n.comp.(components.Sink); ok {
+			c.sinks = append(c.sinks, n)
+		}
+		if _, ok := n.comp.(components.Alert); ok {
+			c.alerts = append(c.alerts, n)
+		}
+	}
+	c.signals = make([]float64, len(c.names))
+	c.prev = make([]float64, len(c.names))
+	for i := range c.signals {
+		c.signals[i] = math.NaN()
+		c.prev[i] = math.NaN()
+	}
+	return c, nil
+}
+
+// stronglyConnected labels each vertex with its SCC id (Tarjan).
+func stronglyConnected(adj [][]int) []int {
+	n := len(adj)
+	index := make([]int, n)
+	low := make([]int, n)
+	onStack := make([]bool, n)
+	comp := make([]int, n)
+	for i := range index {
+		index[i] = -1
+	}
+	var stack []int
+	next, label := 0, 0
+	var visit func(v int)
+	visit = func(v int) {
+		index[v], low[v] = next, next
+		next++
+		stack = append(stack, v)
+		onStack[v] = true
+		for _, w := range adj[v] {
+			if index[w] < 0 {
+				visit(w)
+				low[v] = min(low[v], low[w])
+			} else if onStack[w] {
+				low[v] = min(low[v], index[w])
+			}
+		}
+		if low[v] == index[v] {
+			for {
+				w := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				onStack[w] = false
+				comp[w] = label
+				if w == v {
+					break
+				}
+			}
+			label++
+		}
+	}
+	for v := 0; v < n; v++ {
+		if index[v] < 0 {
+			visit(v)
+		}
+	}
+	return comp
+}
+
+func indexOf(list []string, s string) int {
+	for i, v := range list {
+		if v == s {
+			return i
+		}
+	}
+	return -1
+}
+
+func portNames(ports []components.Port) string {
+	names := make([]string, len(ports))
+	for i, p := range ports {
+		names[i] = p.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// Tick evaluates every component once, in topological order. Delayed
+// inputs read the previous tick; the first tick reads them as invalid.
+func (c *Circuit) Tick() {
+	copy(c.prev, c.signals)
+	for i := range c.signals {
+		c.signals[i] = math.NaN()
+	}
+	for _, n := range c.nodes {
+		for i, r := range n.in {
+			switch {
+			case r.signal < 0:
+				n.inBuf[i] = r.value
+			case r.delayed:
+				n.inBuf[i] = c.prev[r.signal]
+			default:
+				n.inBuf[i] = c.signals[r.signal]
+			}
+		}
+		n.comp.Execute(n.inBuf, n.outBf)
+		for i, s := range n.out {
+			if s >= 0 {
+				c.signals[s] = n.outBf[i]
+			}
+		}
+	}
+	c.ticks++
+}
+
+// Signal returns the value of a named signal after the last tick.
+func (c *Circuit) Signal(name string) (float64, bool) {
+	i := indexOf(c.names, name)
+	if i < 0 {
+		return math.NaN(), false
+	}
+	return c.signals[i], true
+}
+
+// Signals returns every signal's value after the last tick, by name.
+func (c *Circuit) Signals() map[string]float64 {
+	m := make(map[string]float64, len(c.names))
+	for i, n := range c.names {
+		m[n] = c.signals[i]
+	}
+	return m
+}
+
+// Ticks is how many ticks the circuit has evaluated.
+func (c *Circuit) Ticks() uint64 { return c.ticks }

@@ -1,0 +1,436 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"testing/fstest"
+	"time"
+
+	"cuelang.org/go/cue"
+	"cuelang.org/go/cue/cuecontext"
+	cueerrors "cuelang.org/go/cue/errors"
+	"cuelang.org/go/cue/load"
+	"cuelang.org/go/cue/token"
+
+	"github.com/spillway-dev/spillway/blueprints"
+)
+
+// MaxPolicyFileSize caps a policy source file; bigger files are load errors.
+const MaxPolicyFileSize = 1 << 20
+
+// userDir is where the policy file sits inside the loader's virtual module.
+const userDir = "/policy-src"
+
+// IsPolicyFile reports whether a directory entry name is a policy source:
+// a .cue file that is not hidden (editors' swap and lock files are).
+func IsPolicyFile(name string) bool {
+	return strings.HasSuffix(name, ".cue") && !strings.HasPrefix(name, ".") && !strings.HasPrefix(name, "#")
+}
+
+// LoadDir loads every policy file directly inside dir (not recursively), in
+// name order. All problems of all files are returned, each with a position;
+// specs are returned only when there is no error.
+func LoadDir(dir string) ([]Spec, Diagnostics) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, Diagnostics{{Pos: Position{File: dir}, Message: err.Error()}}
+	}
+	var files []string
+	for _, e := range entries {
+		if !e.IsDir() && IsPolicyFile(e.Name()) {
+			files = append(files, filepath.Join(dir, e.Name()))
+		}
+	}
+	return LoadFiles(files)
+}
+
+// LoadPaths loads the given files and directories.
+func LoadPaths(paths []string) ([]Spec, Diagnostics) {
+	var files []string
+	var diags Diagnostics
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			diags = append(diags, Diagnostic{Pos: Position{File: p}, Message: err.Error()})
+			continue
+		}
+		if !info.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			diags = append(diags, Diagnostic{Pos: Position{File: p}, Message: err.Error()})
+			continue
+		}
+		for _, e := range entries {
+			if !e.IsDir() && IsPolicyFile(e.Name()) {
+				files = append(files, filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	specs, more := LoadFiles(files)
+	diags = append(diags, more...)
+	if len(diags.Errors()) > 0 {
+		return nil, diags.sorted()
+	}
+	return specs, diags.sorted()
+}
+
+// LoadFiles loads the given policy files. Policy names must be unique across
+// all of them.
+func LoadFiles(files []string) ([]Spec, Diagnostics) {
+	var specs []Spec
+	var diags Diagnostics
+	for _, f := range files {
+		src, err := readCapped(f)
+		if err != nil {
+			diags = append(diags, Diagnostic{Pos: Position{File: f}, Message: err.Error()})
+			continue
+		}
+		s, d := LoadSource(f, src)
+		specs = append(specs, s...)
+		diags = append(diags, d...)
+	}
+	seen := map[string]Position{}
+	for _, s := range specs {
+		if first, dup := seen[s.Name]; dup {
+			diags = append(diags, Diagnostic{Pos: s.Pos, Message: fmt.Sprintf("policy %q is already declared at %s", s.Name, first)})
+			continue
+		}
+		seen[s.Name] = s.Pos
+	}
+	if len(diags.Errors()) > 0 {
+		return nil, diags.sorted()
+	}
+	return specs, diags.sorted()
+}
+
+func readCapped(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	src, err := io.ReadAll(io.LimitReader(f, MaxPolicyFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > MaxPolicyFileSize {
+		return nil, fmt.Errorf("policy file is larger than %d bytes", MaxPolicyFileSize)
+	}
+	return src, nil
+}
+
+// LoadSource evaluates one policy file's source. name is the path reported
+// in positions. The file declares its policies under a top-level
+// `policies` struct; each field is one #Policy.
+func LoadSource(name string, src []byte) (specs []Spec, diags Diagnostics) {
+	top := Position{File: name, Line: 1, Col: 1}
+	defer func() {
+		if r := recover(); r != nil {
+			specs = nil
+			diags = Diagnostics{{Pos: top, Message: fmt.Sprintf("internal error while evaluating the policy (please report): %v\n%s", r, debug.Stack())}}
+		}
+	}()
+	if len(src) > MaxPolicyFileSize {
+		return nil, Diagnostics{{Pos: top, Message: fmt.Sprintf("policy file is larger than %d bytes", MaxPolicyFileSize)}}
+	}
+	if len(bytes.TrimSpace(src)) == 0 {
+		return nil, Diagnostics{{Pos: top, Message: "policy file is empty"}}
+	}
+	fsys, err := moduleFS(path.Join(userDir[1:], "policy.cue"), src)
+	if err != nil {
+		return nil, Diagnostics{{Pos: top, Message: err.Error()}}
+	}
+	virtual := path.Join(userDir, "policy.cue")
+	conv := positionMapper(name, virtual)
+	cfg := &load.Config{
+		FS:         fsys,
+		Dir:        userDir,
+		ModuleRoot: "/",
+		FromFSPath: func(p string) string { return conv(p) },
+		Env:        []string{},
+	}
+	insts := load.Instances([]string{virtual}, cfg)
+	if len(insts) != 1 {
+		return nil, Diagnostics{{Pos: top, Message: "policy file did not load as one CUE instance"}}
+	}
+	if err := insts[0].Err; err != nil {
+		return nil, cueDiagnostics(err, name, top)
+	}
+	// A fresh context per load: CUE contexts grow with use.
+	ctx := cuecontext.New()
+	root := ctx.BuildInstance(insts[0])
+	if err := root.Err(); err != nil {
+		return nil, cueDiagnostics(err, name, top)
+	}
+	policies := root.LookupPath(cue.ParsePath("policies"))
+	if !policies.Exists() {
+		return nil, Diagnostics{{Pos: top, Message: "no policies: declare them as `policies: <name>: <blueprint>.#Policy & {config: {...}}`"}}
+	}
+	if err := policies.Validate(cue.Concrete(true), cue.Final()); err != nil {
+		return nil, cueDiagnostics(err, name, positionOf(policies, top))
+	}
+	iter, err := policies.Fields()
+	if err != nil {
+		return nil, cueDiagnostics(err, name, top)
+	}
+	for iter.Next() {
+		spec, d := decodePolicy(iter.Selector().String(), iter.Value(), name, top)
+		diags = append(diags, d...)
+		if len(d.Errors()) == 0 {
+			specs = append(specs, spec)
+		}
+	}
+	if len(specs) == 0 && len(diags) == 0 {
+		diags = append(diags, Diagnostic{Pos: positionOf(policies, top), Message: "policies is empty"})
+	}
+	return specs, diags
+}
+
+// moduleFS is the embedded blueprint module with the user's file added.
+func moduleFS(userFile string, src []byte) (fs.FS, error) {
+	m := fstest.MapFS{}
+	err := fs.WalkDir(blueprints.Module, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(blueprints.Module, p)
+		if err != nil {
+			return err
+		}
+		m[p] = &fstest.MapFile{Data: data, Mode: 0o444}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	m[userFile] = &fstest.MapFile{Data: src, Mode: 0o444}
+	return m, nil
+}
+
+// positionMapper turns virtual paths back into names a user recognises.
+func positionMapper(userName, virtual string) func(string) string {
+	return func(p string) string {
+		if p == virtual || p == strings.TrimPrefix(virtual, "/") {
+			return userName
+		}
+		return blueprints.ModulePath + "/" + strings.TrimPrefix(p, "/")
+	}
+}
+
+func toPosition(p token.Pos) Position {
+	if !p.IsValid() {
+		return Position{}
+	}
+	return Position{File: p.Filename(), Line: p.Line(), Col: p.Column()}
+}
+
+func positionOf(v cue.Value, fallback Position) Position {
+	if p := toPosition(v.Pos()); p.File != "" {
+		return p
+	}
+	return fallback
+}
+
+// cueDiagnostics converts CUE errors into diagnostics, one per error. The
+// position is the first one in the user's file, because that is the line the
+// user can change; schema positions are kept in the message.
+func cueDiagnostics(err error, userName string, fallback Position) Diagnostics {
+	var diags Diagnostics
+	for _, e := range cueerrors.Errors(err) {
+		format, args := e.Msg()
+		if strings.Contains(format, "errors in empty disjunction") {
+			continue // a summary of the errors that follow it
+		}
+		var pos Position
+		for _, p := range cueerrors.Positions(e) {
+			if tp := toPosition(p); tp.File == userName && after(tp, pos) {
+				pos = tp
+			}
+		}
+		if pos.File == "" {
+			pos = fallback
+		}
+		msg := fmt.Sprintf(format, args...)
+		if p := e.Path(); len(p) > 0 {
+			msg = strings.Join(p, ".") + ": " + msg
+		}
+		diags = append(diags, Diagnostic{Pos: pos, Message: msg})
+	}
+	if len(diags) == 0 {
+		diags = Diagnostics{{Pos: fallback, Message: err.Error()}}
+	}
+	return collapseDisjunctions(diags).sorted()
+}
+
+// after orders positions within one file; the deepest user position is
+// the one closest to the offending value (the others are where it was
+// unified into a blueprint).
+func after(a, b Position) bool {
+	return a.Line > b.Line || (a.Line == b.Line && a.Col > b.Col)
+}
+
+// collapseDisjunctions keeps one error per CUE path. When a value fails
+// every branch of a disjunction such as `(*1.0 | number) & >0`, CUE reports
+// each branch; the conflict with the default is noise, so a more specific
+// error wins and otherwise the last branch (the broadest type) does.
+func collapseDisjunctions(diags Diagnostics) Diagnostics {
+	pathOf := func(d Diagnostic) string {
+		if i := strings.Index(d.Message, ": "); i > 0 {
+			return d.Message[:i]
+		}
+		return d.Message
+	}
+	conflict := func(d Diagnostic) bool { return strings.Contains(d.Message, ": conflicting values ") }
+	best := map[string]int{}
+	var order []string
+	for i, d := range diags {
+		p := pathOf(d)
+		j, seen := best[p]
+		switch {
+		case !seen:
+			best[p] = i
+			order = append(order, p)
+		case conflict(diags[j]) || !conflict(d):
+			best[p] = i
+		}
+	}
+	out := make(Diagnostics, 0, len(order))
+	for _, p := range order {
+		out = append(out, diags[best[p]])
+	}
+	return out
+}
+
+func decodePolicy(key string, v cue.Value, file string, top Position) (Spec, Diagnostics) {
+	spec := Spec{File: file, Pos: positionOf(v, top)}
+	var diags Diagnostics
+	fail := func(at cue.Value, format string, args ...any) {
+		diags = append(diags, Diagnostic{Pos: positionOf(at, spec.Pos), Message: fmt.Sprintf(format, args...)})
+	}
+	var head struct {
+		Name     string `json:"policy_name"`
+		Interval string `json:"evaluation_interval"`
+		DryRun   bool   `json:"dry_run"`
+	}
+	if err := v.Decode(&head); err != nil {
+		return spec, cueDiagnostics(err, file, spec.Pos)
+	}
+	spec.Name = head.Name
+	iv, err := time.ParseDuration(head.Interval)
+	if err != nil || iv <= 0 {
+		fail(v.LookupPath(cue.ParsePath("evaluation_interval")), "policies.%s.evaluation_interval: %q is not a positive duration", key, head.Interval)
+	}
+	spec.EvaluationInterval = iv
+	spec.DryRun = head.DryRun
+	if raw, err := v.MarshalJSON(); err == nil {
+		spec.Source = raw
+	}
+	list, err := v.LookupPath(cue.ParsePath("components")).List()
+	if err != nil {
+		return spec, append(diags, cueDiagnostics(err, file, spec.Pos)...)
+	}
+	for i := 0; list.Next(); i++ {
+		c, d := decodeComponent(fmt.Sprintf("policies.%s.components[%d]", key, i), list.Value(), file, spec.Pos)
+		diags = append(diags, d...)
+		spec.Components = append(spec.Components, c)
+	}
+	return spec, diags
+}
+
+func decodeComponent(where string, v cue.Value, file string, fallback Position) (ComponentSpec, Diagnostics) {
+	c := ComponentSpec{Path: where, Pos: positionOf(v, fallback)}
+	iter, err := v.Fields()
+	if err != nil {
+		return c, cueDiagnostics(err, file, c.Pos)
+	}
+	var types []string
+	var body cue.Value
+	for iter.Next() {
+		types = append(types, iter.Selector().String())
+		body = iter.Value()
+	}
+	if len(types) != 1 {
+		return c, Diagnostics{{Pos: c.Pos, Message: fmt.Sprintf("%s: a component has exactly one key, its type; found %d (%s)", where, len(types), strings.Join(types, ", "))}}
+	}
+	c.Type = types[0]
+	c.Path = where + "." + c.Type
+	var diags Diagnostics
+	raw, err := body.MarshalJSON()
+	if err != nil {
+		return c, cueDiagnostics(err, file, c.Pos)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return c, Diagnostics{{Pos: c.Pos, Message: fmt.Sprintf("%s: must be a struct of parameters", c.Path)}}
+	}
+	delete(fields, "in_ports")
+	delete(fields, "out_ports")
+	c.Params, _ = json.Marshal(fields)
+	for _, dir := range []string{"in_ports", "out_ports"} {
+		ports := body.LookupPath(cue.ParsePath(dir))
+		if !ports.Exists() {
+			continue
+		}
+		pi, err := ports.Fields()
+		if err != nil {
+			diags = append(diags, cueDiagnostics(err, file, c.Pos)...)
+			continue
+		}
+		for pi.Next() {
+			port := pi.Selector().String()
+			values := []cue.Value{pi.Value()}
+			if l, err := pi.Value().List(); err == nil {
+				values = values[:0]
+				for l.Next() {
+					values = append(values, l.Value())
+				}
+			}
+			for _, pv := range values {
+				pv, _ = pv.Default()
+				b := PortBinding{Port: port, Pos: positionOf(pv, c.Pos)}
+				switch pv.Kind() {
+				case cue.StringKind:
+					b.Signal, _ = pv.String()
+				case cue.IntKind, cue.FloatKind, cue.NumberKind:
+					if dir == "out_ports" {
+						diags = append(diags, Diagnostic{Pos: b.Pos, Message: fmt.Sprintf("%s.%s.%s: an output must name a signal, not a constant", c.Path, dir, port)})
+						continue
+					}
+					b.Const, _ = pv.Float64()
+					b.IsConst = true
+				default:
+					diags = append(diags, Diagnostic{Pos: b.Pos, Message: fmt.Sprintf("%s.%s.%s: must be a signal name or a number", c.Path, dir, port)})
+					continue
+				}
+				if dir == "in_ports" {
+					c.In = append(c.In, b)
+				} else {
+					c.Out = append(c.Out, b)
+				}
+			}
+		}
+	}
+	return c, diags
+}
+
+// sortedKeys returns m's keys in order; used for stable output.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,121 @@
+package engine
+
+import (
+	"encoding/json"
+	"math"
+	"sort"
+	"time"
+)
+
+// Status is a point-in-time view of an engine, served as JSON on /status.
+type Status struct {
+	Policies      []PolicyStatus       `json:"policies"`
+	ControlPoints []ControlPointStatus `json:"control_points"`
+	// Errors are the problems of the last failed load, if any.
+	Errors []Diagnostic `json:"errors"`
+}
+
+// PolicyStatus describes one running policy.
+type PolicyStatus struct {
+	Name               string            `json:"name"`
+	File               string            `json:"file"`
+	EvaluationInterval string            `json:"evaluation_interval"`
+	DryRun             bool              `json:"dry_run"`
+	Ticks              uint64            `json:"ticks"`
+	LastTick           time.Duration     `json:"last_tick_ns"`
+	Signals            map[string]Float  `json:"signals"`
+	DelayedEdges       []DelayedEdge     `json:"delayed_edges"`
+	Alerts             map[string]uint64 `json:"alerts"`
+	Actuators          []ActuatorStatus  `json:"actuators"`
+}
+
+// ActuatorStatus is one limiter a policy attached.
+type ActuatorStatus struct {
+	Selector    string `json:"selector"`
+	Kind        string `json:"kind"`
+	Setpoint    Float  `json:"setpoint"`
+	Allowed     uint64 `json:"allowed"`
+	Rejected    uint64 `json:"rejected"`
+	WouldReject uint64 `json:"would_reject"`
+	FailOpen    uint64 `json:"fail_open"`
+}
+
+// ControlPointStatus counts decisions per API at one control point.
+type ControlPointStatus struct {
+	Name string      `json:"name"`
+	APIs []APIStatus `json:"apis"`
+}
+
+// APIStatus counts decisions for one API label.
+type APIStatus struct {
+	API      string `json:"api"`
+	Accepted uint64 `json:"accepted"`
+	Rejected uint64 `json:"rejected"`
+}
+
+// Float is a signal value; invalid (NaN) encodes as JSON null.
+type Float float64
+
+// MarshalJSON encodes NaN and ±Inf as null.
+func (f Float) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(v)
+}
+
+// Status reports the running policies and control points.
+func (e *Engine) Status() Status {
+	st := Status{Policies: []PolicyStatus{}, ControlPoints: []ControlPointStatus{}, Errors: e.LastErrors()}
+	for _, r := range e.Policies() {
+		r.mu.Lock()
+		c := r.Circuit
+		ps := PolicyStatus{
+			Name:               c.Spec.Name,
+			File:               c.Spec.File,
+			EvaluationInterval: c.Spec.EvaluationInterval.String(),
+			DryRun:             c.Spec.DryRun,
+			Ticks:              c.Ticks(),
+			LastTick:           time.Duration(r.lastNs),
+			Signals:            map[string]Float{},
+			DelayedEdges:       append([]DelayedEdge{}, c.Delayed...),
+			Alerts:             map[string]uint64{},
+		}
+		for k, v := range c.Signals() {
+			ps.Signals[k] = Float(v)
+		}
+		for k, v := range r.alerts {
+			ps.Alerts[k] = v
+		}
+		for _, s := range r.sinks {
+			as := ActuatorStatus{Selector: s.comp.Selector().Normalized().String()}
+			l := s.limiter
+			if l.Bucket != nil {
+				as.Kind, as.Setpoint = "rate_limiter", Float(l.Bucket.Rate())
+			} else {
+				as.Kind, as.Setpoint = "concurrency_limiter", Float(l.Concurrency.Limit())
+			}
+			as.Allowed, as.Rejected = l.Allowed.Load(), l.Rejected.Load()
+			as.WouldReject, as.FailOpen = l.WouldReject.Load(), l.FailOpen.Load()
+			ps.Actuators = append(ps.Actuators, as)
+		}
+		r.mu.Unlock()
+		st.Policies = append(st.Policies, ps)
+	}
+	names := e.registry.Names()
+	sort.Strings(names)
+	for _, name := range names {
+		cp := e.registry.Get(name)
+		cs := ControlPointStatus{Name: name}
+		acc, rej := cp.API("*").Counts()
+		cs.APIs = append(cs.APIs, APIStatus{API: "*", Accepted: acc, Rejected: rej})
+		apis := cp.APIs()
+		for _, label := range sortedKeys(apis) {
+			acc, rej := apis[label].Counts()
+			cs.APIs = append(cs.APIs, APIStatus{API: label, Accepted: acc, Rejected: rej})
+		}
+		st.ControlPoints = append(st.ControlPoints, cs)
+	}
+	return st
+}

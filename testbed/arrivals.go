@@ -1,0 +1,43 @@
+package testbed
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// arrivals yields the Poisson arrival offsets of a load schedule, measured
+// from the start of the run. The offsets depend only on the phases and the
+// seed, never on the wall clock, so a seed fixes how many requests each
+// second offers.
+type arrivals struct {
+	rng        *rand.Rand
+	phases     []Phase
+	phase      int           // index of the current phase
+	phaseStart time.Duration // offset at which phase begins
+	last       time.Duration // offset of the previous arrival, or of the current phase start
+}
+
+func newArrivals(phases []Phase, seed uint64) *arrivals {
+	return &arrivals{rng: rand.New(rand.NewPCG(seed, 3)), phases: phases}
+}
+
+// next returns the next arrival offset, or false once every phase has ended.
+func (a *arrivals) next() (time.Duration, bool) {
+	for a.phase < len(a.phases) {
+		p := a.phases[a.phase]
+		phaseEnd := a.phaseStart + p.Duration
+		if p.Rate > 0 {
+			gap := time.Duration(a.rng.ExpFloat64() / p.Rate * float64(time.Second))
+			if at := a.last + gap; at < phaseEnd {
+				a.last = at
+				return at, true
+			}
+		}
+		// Poisson arrivals are memoryless, so the next phase may start its
+		// own gap at its boundary without biasing either rate.
+		a.phase++
+		a.phaseStart = phaseEnd
+		a.last = phaseEnd
+	}
+	return 0, false
+}

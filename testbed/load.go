@@ -1,0 +1,296 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxInFlight is the client goroutine cap used when LoadConfig.MaxInFlight is 0.
+const DefaultMaxInFlight = 20000
+
+// Phase is a stretch of constant offered load.
+type Phase struct {
+	// Duration is how long the phase lasts; it must be > 0.
+	Duration time.Duration
+	// Rate is the offered load in req/s; 0 is an idle phase.
+	Rate float64
+}
+
+// LoadConfig describes one open-loop load run.
+type LoadConfig struct {
+	// URL is requested with GET by every arrival.
+	URL string
+	// Phases run back to back; the run offers load for their total duration.
+	Phases []Phase
+	// SLO is the latency within which a 200 answer counts as goodput.
+	SLO time.Duration
+	// Timeout is the client timeout per request, covering the whole answer.
+	Timeout time.Duration
+	// Seed fixes the arrival times, and so the offered count of every second.
+	Seed uint64
+	// MaxInFlight caps outstanding requests, protecting the load generator
+	// itself; an arrival beyond it is not sent and counts as Dropped.
+	// 0 means DefaultMaxInFlight.
+	MaxInFlight int
+}
+
+// Second is what happened to the requests that arrived in one second of a
+// run. Every arrival lands in exactly one of Admitted, Rejected, Errors,
+// Timeouts and Dropped, so those sum to Offered once the second is final.
+type Second struct {
+	// T is the second's index: requests whose arrival offset from the start
+	// of the run is in [T s, T+1 s). Arrival offsets are the scheduled,
+	// seed-determined ones.
+	T int
+	// Offered counts arrivals.
+	Offered int
+	// Admitted counts answers other than 429 and 503, including errors
+	// answered by the app such as 502 and 504.
+	Admitted int
+	// Rejected counts 429 and 503 answers: load shed by the app or its middleware.
+	Rejected int
+	// Goodput counts 200 answers within the SLO; it is a subset of Admitted.
+	Goodput int
+	// Errors counts requests that got no answer for a reason other than the
+	// client timeout, such as a refused connection.
+	Errors int
+	// Timeouts counts requests that got no full answer within the client timeout.
+	Timeouts int
+	// Dropped counts arrivals not sent because MaxInFlight requests were outstanding.
+	Dropped int
+	// P50 and P99 are latency percentiles over Admitted answers and Timeouts
+	// (a timeout counts as its time to give up), so that an overloaded app
+	// cannot look fast by not answering. Latency runs from the scheduled
+	// arrival, so a lagging load generator cannot hide queueing. 0 if there
+	// are no such requests.
+	P50, P99 time.Duration
+}
+
+// Result is the outcome of a run: per-second stats and their totals.
+type Result struct {
+	// Seconds are final: every request in them has completed.
+	Seconds []Second
+	// Totals over Seconds, with the same meanings.
+	Offered, Admitted, Rejected, Goodput, Errors, Timeouts, Dropped int
+	// P50 and P99 are over the whole run, as in Second.
+	P50, P99 time.Duration
+	// Duration is how long load was offered: the phases' total, or less if
+	// the run was canceled. It excludes waiting for outstanding answers.
+	Duration time.Duration
+}
+
+// GoodputRate is goodput per second of offered load, in req/s.
+func (r Result) GoodputRate() float64 {
+	if r.Duration <= 0 {
+		return 0
+	}
+	return float64(r.Goodput) / r.Duration.Seconds()
+}
+
+// Run offers cfg's load to cfg.URL and returns what happened to it.
+//
+// Arrivals are open-loop Poisson: their offsets come from a seeded RNG and
+// each request runs in its own goroutine with the client timeout, so slow
+// answers never delay later arrivals. After the last phase Run waits for
+// outstanding requests, at most Timeout, and returns final stats.
+//
+// onSecond, if not nil, is called once per second T of the run, in order, from
+// one goroutine other than the one generating arrivals, so a slow onSecond
+// delays later calls but never arrivals; every call returns before Run does.
+// The call for second T comes min(SLO, Timeout) after that second ends on
+// the wall clock, or as soon as every request of the run has completed,
+// whichever is first. It sees the arrivals of T sent by then (normally all
+// of them) and the outcomes of those completed by then: Goodput is then
+// normally final, since a later answer is beyond the SLO, while Admitted,
+// Timeouts and the percentiles may still grow. Result.Seconds is final.
+//
+// If ctx is done, Run stops offering load, cancels outstanding requests
+// (they count as Errors), stops calling onSecond and returns the stats of the
+// seconds begun so far with ctx.Err().
+func Run(ctx context.Context, cfg LoadConfig, onSecond func(Second)) (Result, error) {
+	if err := cfg.validate(); err != nil {
+		return Result{}, err
+	}
+	maxInFlight := int64(cfg.MaxInFlight)
+	if maxInFlight == 0 {
+		maxInFlight = DefaultMaxInFlight
+	}
+	var total time.Duration
+	for _, p := range cfg.Phases {
+		total += p.Duration
+	}
+	tally := newTally(secondsIn(total), cfg.SLO)
+	transport := newLoopbackTransport()
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+
+	start := time.Now()
+	drained := make(chan struct{})
+	reporterDone := make(chan struct{})
+	go func() {
+		defer close(reporterDone)
+		if onSecond != nil {
+			report(ctx, start, total, min(cfg.SLO, cfg.Timeout), tally, drained, onSecond)
+		}
+	}()
+
+	var (
+		requests sync.WaitGroup
+		inFlight atomic.Int64
+		runErr   error
+		span     = total
+		seconds  = secondsIn(total)
+		latest   = -1 // second of the latest arrival sent
+	)
+	schedule := newArrivals(cfg.Phases, cfg.Seed)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		offset, ok := schedule.next()
+		if !ok {
+			break
+		}
+		arrival := start.Add(offset)
+		if wait := time.Until(arrival); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			runErr = err
+			span = min(time.Since(start), total)
+			seconds = max(secondsIn(span), latest+1)
+			break
+		}
+		second := int(offset / time.Second)
+		latest = second
+		if inFlight.Load() >= maxInFlight {
+			tally.arrive(second, true)
+			continue
+		}
+		tally.arrive(second, false)
+		inFlight.Add(1)
+		requests.Go(func() {
+			defer inFlight.Add(-1)
+			tally.complete(second, send(ctx, client, cfg, arrival))
+		})
+	}
+	if runErr == nil {
+		// Idle time at the end of the last phase is part of the run.
+		if wait := time.Until(start.Add(total)); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				runErr = ctx.Err()
+			}
+		}
+	}
+	requests.Wait()
+	close(drained)
+	<-reporterDone
+
+	return tally.result(seconds, span), runErr
+}
+
+// secondsIn is the number of whole or partial seconds in d.
+func secondsIn(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// report calls onSecond for each second of a run lasting total; see Run.
+func report(ctx context.Context, start time.Time, total, delay time.Duration, tally *tally, drained <-chan struct{}, onSecond func(Second)) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for t := range secondsIn(total) {
+		secondEnd := min(time.Duration(t+1)*time.Second, total)
+		timer.Reset(time.Until(start.Add(secondEnd + delay)))
+		select {
+		case <-timer.C:
+		case <-drained:
+		case <-ctx.Done():
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		onSecond(tally.snapshot(t))
+	}
+}
+
+// outcome is how one sent request ended.
+type outcome struct {
+	status  int // HTTP status, 0 if there was no answer
+	timeout bool
+	latency time.Duration // from the scheduled arrival
+}
+
+func send(ctx context.Context, client *http.Client, cfg LoadConfig, arrival time.Time) outcome {
+	reqCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	status, err := get(reqCtx, client, cfg.URL)
+	o := outcome{status: status, latency: time.Since(arrival)}
+	if err != nil {
+		o.status = 0
+		// The client timeout expired, not the run's own ctx.
+		o.timeout = ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || reqCtx.Err() != nil)
+	}
+	return o
+}
+
+// get requests url and reads the whole answer.
+func get(ctx context.Context, client *http.Client, url string) (status int, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
+}
+
+// validate reports the first invalid field of c, by its path.
+func (c LoadConfig) validate() error {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return fmt.Errorf("testbed: LoadConfig.URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("testbed: LoadConfig.URL %q: must be an absolute http or https URL", c.URL)
+	}
+	if len(c.Phases) == 0 {
+		return errors.New("testbed: LoadConfig.Phases: must have at least one phase")
+	}
+	for i, p := range c.Phases {
+		if p.Duration <= 0 {
+			return fmt.Errorf("testbed: LoadConfig.Phases[%d].Duration %v: must be > 0", i, p.Duration)
+		}
+		if p.Rate < 0 || math.IsNaN(p.Rate) || math.IsInf(p.Rate, 0) {
+			return fmt.Errorf("testbed: LoadConfig.Phases[%d].Rate %v: must be finite and >= 0", i, p.Rate)
+		}
+	}
+	if c.SLO <= 0 {
+		return fmt.Errorf("testbed: LoadConfig.SLO %v: must be > 0", c.SLO)
+	}
+	if c.Timeout <= 0 {
+		return fmt.Errorf("testbed: LoadConfig.Timeout %v: must be > 0", c.Timeout)
+	}
+	if c.MaxInFlight < 0 {
+		return fmt.Errorf("testbed: LoadConfig.MaxInFlight %d: must be >= 0", c.MaxInFlight)
+	}
+	return nil
+}
