@@ -212,6 +212,7 @@ func (b *TokenBucket) reconfigure(configure func(tail *bucketEpoch) *bucketEpoch
 		}
 		// tail is (or has just become) active: seal it so that no Allow
 		// can take a token under the old configuration any more.
+		tail.seal()
 		return
 	}
 }

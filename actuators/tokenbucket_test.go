@@ -320,19 +320,22 @@ func TestTokenBucketReconfiguredEveryTickWhileIdleDoesNotGrow(t *testing.T) {
 // what makes x/time/rate exceed its limit.
 func TestTokenBucketConcurrentAdmissionsStayWithinTheBound(t *testing.T) {
 	cases := []struct {
-		name          string
-		ratePerSec    float64
-		burst         float64
-		stepNs        int64 // clock advance every 4th call of each goroutine
-		reconfigure   bool  // a ninth goroutine toggles rate and burst
-		maxRatePerSec float64
-		maxBurst      float64
+		name       string
+		ratePerSec float64
+		burst      float64
+		stepNs     int64 // clock advance every 4th call of each goroutine
+		// A ninth goroutine cycles through these while the others call
+		// Allow; the bound uses their maxima, the floor the slowest rate.
+		toggleRates  []float64
+		toggleBursts []float64
 	}{
-		{name: "steady 1000/s burst 10", ratePerSec: 1000, burst: 10, stepNs: 250_000, maxRatePerSec: 1000, maxBurst: 10},
-		{name: "1e7/s burst 1", ratePerSec: 1e7, burst: 1, stepNs: 25, maxRatePerSec: 1e7, maxBurst: 1},
-		{name: "0.5/s burst 3", ratePerSec: 0.5, burst: 3, stepNs: 500 * ms, maxRatePerSec: 0.5, maxBurst: 3},
-		{name: "rate and burst toggled concurrently", ratePerSec: 1000, burst: 10, stepNs: 250_000,
-			reconfigure: true, maxRatePerSec: 2000, maxBurst: 20},
+		{name: "steady 1000/s burst 10", ratePerSec: 1000, burst: 10, stepNs: 250_000},
+		{name: "1e7/s burst 1", ratePerSec: 1e7, burst: 1, stepNs: 25},
+		{name: "0.5/s burst 3", ratePerSec: 0.5, burst: 3, stepNs: 500 * ms},
+		{name: "rate and burst changed concurrently", ratePerSec: 1000, burst: 10, stepNs: 250_000,
+			toggleRates: []float64{2000, 1000}, toggleBursts: []float64{20, 10, 5}},
+		{name: "burst changed concurrently at a fixed rate keeps the bound tight", ratePerSec: 1000, burst: 10, stepNs: 250_000,
+			toggleBursts: []float64{9.5, 10}},
 	}
 	const goroutines, callsPerGoroutine = 8, 20_000
 	for _, tc := range cases {
@@ -340,12 +343,23 @@ func TestTokenBucketConcurrentAdmissionsStayWithinTheBound(t *testing.T) {
 			var clock, admitted atomic.Int64
 			var stop atomic.Bool
 			b := NewTokenBucket(tc.ratePerSec, tc.burst, 0)
+			maxRate, minRate, maxBurst := tc.ratePerSec, tc.ratePerSec, tc.burst
+			for _, r := range tc.toggleRates {
+				maxRate, minRate = max(maxRate, r), min(minRate, r)
+			}
+			for _, burst := range tc.toggleBursts {
+				maxBurst = max(maxBurst, burst)
+			}
 			var reconfigurer sync.WaitGroup
-			if tc.reconfigure {
+			if len(tc.toggleRates)+len(tc.toggleBursts) > 0 {
 				reconfigurer.Go(func() {
 					for i := 0; !stop.Load(); i++ {
-						b.SetRate(tc.maxRatePerSec / float64(1+i%2))
-						b.SetBurst(tc.maxBurst / float64(1+i%3))
+						if len(tc.toggleRates) > 0 {
+							b.SetRate(tc.toggleRates[i%len(tc.toggleRates)])
+						}
+						if len(tc.toggleBursts) > 0 {
+							b.SetBurst(tc.toggleBursts[i%len(tc.toggleBursts)])
+						}
 					}
 				})
 			}
@@ -371,7 +385,7 @@ func TestTokenBucketConcurrentAdmissionsStayWithinTheBound(t *testing.T) {
 			reconfigurer.Wait()
 
 			elapsedSec := float64(clock.Load()) / 1e9
-			bound := tc.maxRatePerSec*elapsedSec + tc.maxBurst
+			bound := maxRate*elapsedSec + maxBurst
 			got := float64(admitted.Load())
 			if got > bound+1e-6 {
 				t.Errorf("admitted %v, more than rate·elapsed + burst = %v", got, bound)
@@ -379,10 +393,6 @@ func TestTokenBucketConcurrentAdmissionsStayWithinTheBound(t *testing.T) {
 			// Demand is 4 calls per clock step, several times the supply, so
 			// nearly all supplied tokens must be used; this keeps the test
 			// from passing with a bucket that admits nothing.
-			minRate := tc.maxRatePerSec
-			if tc.reconfigure {
-				minRate /= 2
-			}
 			if floor := 0.9 * minRate * elapsedSec; got < floor {
 				t.Errorf("admitted %v, fewer than 90%% of the slowest supply %v", got, floor)
 			}

@@ -88,6 +88,9 @@ type FluxReading struct {
 	LatencyAvgMs, LatencyP50Ms, LatencyP90Ms, LatencyP95Ms, LatencyP99Ms float64
 	IncomingRps, AcceptedRps, RejectedRps, GoodputRps                    float64
 	InFlight                                                             float64
+	// CompletedRps is the rate of admitted requests that finished: the
+	// throughput the service delivered during the tick.
+	CompletedRps float64
 }
 
 // Source is a component fed from outside the circuit (a FluxMeter).
@@ -194,3 +197,5 @@ func (d Duration) Ticks(interval time.Duration) int {
 	}
 	return n
 }
+
+func (d Duration) std() time.Duration { return time.Duration(d) }

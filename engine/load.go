@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"testing/fstest"
 	"time"
@@ -237,10 +238,7 @@ func toPosition(p token.Pos) Position {
 }
 
 func positionOf(v cue.Value, fallback Position) Position {
-	if p := toPosition(v.Pos()); p.File != "" {
-		return p
-	}
-	return fallback
+	return bestPosition(fallback, v)
 }
 
 // cueDiagnostics converts CUE errors into diagnostics, one per error. The
@@ -263,8 +261,11 @@ func cueDiagnostics(err error, userName string, fallback Position) Diagnostics {
 			pos = fallback
 		}
 		msg := fmt.Sprintf(format, args...)
+		if strings.HasPrefix(format, "incomplete value") {
+			msg = "required value is not set (" + msg + ")"
+		}
 		if p := e.Path(); len(p) > 0 {
-			msg = strings.Join(p, ".") + ": " + msg
+			msg = cuePath(p) + ": " + msg
 		}
 		diags = append(diags, Diagnostic{Pos: pos, Message: msg})
 	}
@@ -272,6 +273,46 @@ func cueDiagnostics(err error, userName string, fallback Position) Diagnostics {
 		diags = Diagnostics{{Pos: fallback, Message: err.Error()}}
 	}
 	return collapseDisjunctions(diags).sorted()
+}
+
+// cuePath joins a CUE error path, writing list indexes as [i].
+func cuePath(parts []string) string {
+	var b strings.Builder
+	for i, p := range parts {
+		if _, err := strconv.Atoi(p); err == nil {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// bestPosition picks, among the positions of vs, one in the user's file,
+// else one in a blueprint, else one in the schema: the most specific place
+// a reader can act on.
+func bestPosition(fallback Position, vs ...cue.Value) Position {
+	best, bestScore := fallback, -1
+	for _, v := range vs {
+		p := toPosition(v.Pos())
+		if p.File == "" {
+			continue
+		}
+		score := 2
+		if strings.HasPrefix(p.File, blueprints.ModulePath+"/") {
+			score = 1
+			if strings.HasSuffix(p.File, "/schema.cue") {
+				score = 0
+			}
+		}
+		if score > bestScore {
+			best, bestScore = p, score
+		}
+	}
+	return best
 }
 
 // after orders positions within one file; the deepest user position is
@@ -366,6 +407,13 @@ func decodeComponent(where string, v cue.Value, file string, fallback Position) 
 	}
 	c.Type = types[0]
 	c.Path = where + "." + c.Type
+	candidates := []cue.Value{v, body}
+	if fi, err := body.Fields(); err == nil {
+		for fi.Next() {
+			candidates = append(candidates, fi.Value())
+		}
+	}
+	c.Pos = bestPosition(c.Pos, candidates...)
 	var diags Diagnostics
 	raw, err := body.MarshalJSON()
 	if err != nil {

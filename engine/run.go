@@ -293,6 +293,7 @@ func reading(w *actuators.Window) components.FluxReading {
 		RejectedRps:  w.Rate(w.Rejected),
 		GoodputRps:   w.Rate(w.Goodput),
 		InFlight:     float64(w.InFlight),
+		CompletedRps: w.Rate(w.Completed),
 	}
 }
 

@@ -22,10 +22,10 @@ func TestCheckGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(file), ".cue")
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer
-			cmd := checkCmd()
+			cmd := newRoot()
 			cmd.SetOut(&out)
 			cmd.SetErr(&out)
-			cmd.SetArgs([]string{file})
+			cmd.SetArgs([]string{"check", file})
 			err := cmd.Execute()
 			if err != nil {
 				out.WriteString("exit status 1\n")

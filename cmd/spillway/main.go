@@ -10,6 +10,15 @@ import (
 )
 
 func main() {
+	if err := newRoot().Execute(); err != nil {
+		if _, quiet := err.(exitError); !quiet {
+			fmt.Fprintln(os.Stderr, "spillway:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "spillway",
 		Short:         "Adaptive overload control for Go services",
@@ -17,12 +26,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(checkCmd(), renderCmd(), runCmd(), demoCmd())
-	if err := root.Execute(); err != nil {
-		if _, quiet := err.(exitError); !quiet {
-			fmt.Fprintln(os.Stderr, "spillway:", err)
-		}
-		os.Exit(1)
-	}
+	return root
 }
 
 // exitError fails the command after its output was already printed.

@@ -1,0 +1,211 @@
+package controlpoint
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/spillway-dev/spillway/actuators"
+)
+
+type fakeClock struct{ ns atomic.Int64 }
+
+func (c *fakeClock) now() int64 { return c.ns.Load() }
+
+func TestAdmitWithoutLimitersAcceptsAndRecords(t *testing.T) {
+	clock := &fakeClock{}
+	cp := NewRegistry(clock.now).Get("ingress")
+	all := actuators.NewRecorder(0)
+	cp.API(AllAPIs).AttachTap(all)
+	tk, d := cp.Admit("GET /a")
+	if d != Accepted {
+		t.Fatalf("decision %v, want Accepted", d)
+	}
+	clock.ns.Add(5e6)
+	tk.Done(true)
+	w := all.Snapshot(clock.now())
+	if w.Incoming != 1 || w.Accepted != 1 || w.Completed != 1 || w.Goodput != 1 {
+		t.Fatalf("window %+v: want one admitted, completed, good request", w)
+	}
+	if got := w.LatencyAvgMs(); math.Abs(got-5) > 0.1 {
+		t.Fatalf("latency %v ms, want 5 ms", got)
+	}
+}
+
+func TestUnknownAndMissingLabelsNeverPanic(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	for _, label := range []string{"", "*", "never-seen", "\x00\xff"} {
+		tk, d := cp.Admit(label)
+		if d != Accepted {
+			t.Fatalf("label %q: %v", label, d)
+		}
+		tk.Done(true)
+	}
+	var zero Ticket
+	zero.Done(true) // a rejected request's ticket is inert
+}
+
+func TestLabelsBeyondMaxAPIsFoldIntoTheControlPoint(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	for i := 0; i < MaxAPIs+10; i++ {
+		cp.API(string(rune('a'+i%26)) + string(rune(i)))
+	}
+	if n := len(cp.APIs()); n != MaxAPIs {
+		t.Fatalf("%d APIs tracked, want the cap %d", n, MaxAPIs)
+	}
+	if cp.API("one-too-many") != cp.API(AllAPIs) {
+		t.Fatal("a label past the cap must map to the control-point-wide state")
+	}
+}
+
+func TestRateLimiterRejectsPerAPIAndCountsEverywhere(t *testing.T) {
+	clock := &fakeClock{}
+	cp := NewRegistry(clock.now).Get("ingress")
+	apiTap, allTap := actuators.NewRecorder(0), actuators.NewRecorder(0)
+	cp.API("GET /a").AttachTap(apiTap)
+	cp.API(AllAPIs).AttachTap(allTap)
+	l := &Limiter{Bucket: actuators.NewTokenBucket(1, 2, 0)}
+	cp.API("GET /a").AttachLimiter(l)
+	var accepted, rejected int
+	for i := 0; i < 5; i++ {
+		tk, d := cp.Admit("GET /a")
+		if d == Accepted {
+			accepted++
+			tk.Done(true)
+		} else if d == RateLimited {
+			rejected++
+		}
+	}
+	if accepted != 2 || rejected != 3 {
+		t.Fatalf("accepted %d rejected %d, want 2 and 3 (burst 2)", accepted, rejected)
+	}
+	if tk, d := cp.Admit("GET /b"); d != Accepted {
+		t.Fatal("another API must not be limited by GET /a's bucket")
+	} else {
+		tk.Done(true)
+	}
+	if w := apiTap.Snapshot(0); w.Incoming != 5 || w.Rejected != 3 {
+		t.Fatalf("API tap %+v", w)
+	}
+	if w := allTap.Snapshot(0); w.Incoming != 6 || w.Rejected != 3 {
+		t.Fatalf("control-point tap %+v", w)
+	}
+	if l.Rejected.Load() != 3 || l.Allowed.Load() != 2 {
+		t.Fatalf("limiter counters allowed %d rejected %d", l.Allowed.Load(), l.Rejected.Load())
+	}
+}
+
+func TestInvalidSetpointFailsOpenAndIsCounted(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	l := &Limiter{Bucket: actuators.NewTokenBucket(math.NaN(), 1, 0)}
+	cp.API(AllAPIs).AttachLimiter(l)
+	for i := 0; i < 10; i++ {
+		tk, d := cp.Admit("x")
+		if d != Accepted {
+			t.Fatal("an invalid setpoint must not reject")
+		}
+		tk.Done(true)
+	}
+	if l.FailOpen.Load() != 10 {
+		t.Fatalf("fail-open count %d, want 10", l.FailOpen.Load())
+	}
+}
+
+func TestDryRunCountsWouldRejectButAdmits(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	l := &Limiter{Bucket: actuators.NewTokenBucket(1, 1, 0)}
+	l.DryRun.Store(true)
+	cp.API(AllAPIs).AttachLimiter(l)
+	for i := 0; i < 4; i++ {
+		tk, d := cp.Admit("")
+		if d != Accepted {
+			t.Fatal("dry run must admit")
+		}
+		tk.Done(true)
+	}
+	if l.WouldReject.Load() != 3 || l.Rejected.Load() != 0 {
+		t.Fatalf("would_reject %d rejected %d, want 3 and 0", l.WouldReject.Load(), l.Rejected.Load())
+	}
+}
+
+func TestConcurrencyLimitHoldsSlotsUntilDone(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	c := actuators.NewConcurrencyLimiter(2)
+	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
+	t1, _ := cp.Admit("")
+	t2, _ := cp.Admit("")
+	if _, d := cp.Admit(""); d != ConcurrencyLimited {
+		t.Fatalf("third concurrent request: %v, want ConcurrencyLimited", d)
+	}
+	t1.Done(true)
+	t3, d := cp.Admit("")
+	if d != Accepted {
+		t.Fatal("a released slot must admit the next request")
+	}
+	t2.Done(true)
+	t3.Done(false)
+	if c.InFlight() != 0 {
+		t.Fatalf("in flight %d after all done", c.InFlight())
+	}
+}
+
+func TestRejectionByControlPointReleasesAPISlot(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	apiSlots := actuators.NewConcurrencyLimiter(5)
+	cp.API("a").AttachLimiter(&Limiter{Concurrency: apiSlots})
+	cp.API(AllAPIs).AttachLimiter(&Limiter{Bucket: actuators.NewTokenBucket(0, 1, 0)})
+	tk, _ := cp.Admit("a")
+	tk.Done(true)
+	if _, d := cp.Admit("a"); d != RateLimited {
+		t.Fatalf("decision %v, want RateLimited by the control-point bucket", d)
+	}
+	if apiSlots.InFlight() != 0 {
+		t.Fatalf("the API's concurrency slot leaked: %d in flight", apiSlots.InFlight())
+	}
+}
+
+func TestAdmitAndDoneDoNotAllocate(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	cp.API("GET /a").AttachTap(actuators.NewRecorder(0))
+	cp.API(AllAPIs).AttachTap(actuators.NewRecorder(0))
+	cp.API("GET /a").AttachLimiter(&Limiter{Bucket: actuators.NewTokenBucket(1e12, 1e12, 0)})
+	allocs := testing.AllocsPerRun(1000, func() {
+		tk, _ := cp.Admit("GET /a")
+		tk.Done(true)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocs per Admit+Done, want 0", allocs)
+	}
+}
+
+func TestConcurrentAdmitAttachDetach(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tk, d := cp.Admit("GET /a")
+				if d == Accepted {
+					tk.Done(true)
+				}
+			}
+		}()
+	}
+	for i := 0; i < 200; i++ {
+		detach := cp.API("GET /a").AttachLimiter(&Limiter{Concurrency: actuators.NewConcurrencyLimiter(3)})
+		undo := cp.API("GET /a").AttachTap(actuators.NewRecorder(0))
+		detach()
+		undo()
+	}
+	close(stop)
+	wg.Wait()
+}

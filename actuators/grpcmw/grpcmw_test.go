@@ -1,0 +1,62 @@
+package grpcmw
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/spillway-dev/spillway/actuators"
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+)
+
+func TestUnaryRejectsWithResourceExhaustedAndLabelsByMethod(t *testing.T) {
+	cp := controlpoint.NewRegistry(func() int64 { return 0 }).Get("grpc")
+	const method = "/shop.Cart/Add"
+	cp.API(method).AttachLimiter(&controlpoint.Limiter{Bucket: actuators.NewTokenBucket(0, 1, 0)})
+	in := Unary(cp)
+	info := &grpc.UnaryServerInfo{FullMethod: method}
+	// Client metadata claiming another API is ignored.
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("api", "/shop.Cart/Free"))
+	ok := func(context.Context, any) (any, error) { return "ok", nil }
+	if _, err := in(ctx, nil, info, ok); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	_, err := in(ctx, nil, info, ok)
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second call: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, seen := cp.APIs()["/shop.Cart/Free"]; seen {
+		t.Fatal("a label from client metadata was used")
+	}
+}
+
+func TestConcurrencyLimitIsUnavailable(t *testing.T) {
+	cp := controlpoint.NewRegistry(func() int64 { return 0 }).Get("grpc")
+	cp.API(controlpoint.AllAPIs).AttachLimiter(&controlpoint.Limiter{Concurrency: actuators.NewConcurrencyLimiter(0)})
+	_, err := Unary(cp)(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/a/b"}, func(context.Context, any) (any, error) { return nil, nil })
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("%v, want UNAVAILABLE", err)
+	}
+}
+
+type fakeStream struct{ grpc.ServerStream }
+
+func TestStreamInterceptorRecordsOutcome(t *testing.T) {
+	cp := controlpoint.NewRegistry(func() int64 { return 0 }).Get("grpc")
+	tap := actuators.NewRecorder(0)
+	cp.API(controlpoint.AllAPIs).AttachTap(tap)
+	in := Stream(cp)
+	info := &grpc.StreamServerInfo{FullMethod: "/a/Watch"}
+	_ = in(nil, fakeStream{}, info, func(any, grpc.ServerStream) error { return nil })
+	_ = in(nil, fakeStream{}, info, func(any, grpc.ServerStream) error { return status.Error(codes.Internal, "x") })
+	_ = in(nil, fakeStream{}, info, func(any, grpc.ServerStream) error { return status.Error(codes.NotFound, "x") })
+	_ = in(nil, fakeStream{}, info, func(any, grpc.ServerStream) error { return errors.New("plain") })
+	if w := tap.Snapshot(0); w.Completed != 4 || w.Goodput != 2 || w.Errors != 2 {
+		t.Fatalf("window %+v: want 4 completed, 2 good (OK, NotFound), 2 errors", w)
+	}
+}

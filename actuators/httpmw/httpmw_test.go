@@ -1,0 +1,113 @@
+package httpmw
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/spillway-dev/spillway/actuators"
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+)
+
+func newCP() *controlpoint.ControlPoint {
+	return controlpoint.NewRegistry(func() int64 { return 0 }).Get("ingress")
+}
+
+func serve(h http.Handler, path string, header http.Header) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", path, nil)
+	for k, v := range header {
+		r.Header[k] = v
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func TestRejectsWith429AndRetryAfter(t *testing.T) {
+	cp := newCP()
+	cp.API(controlpoint.AllAPIs).AttachLimiter(&controlpoint.Limiter{Bucket: actuators.NewTokenBucket(0, 1, 0)})
+	h := Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), Options{})
+	if w := serve(h, "/", nil); w.Code != 200 {
+		t.Fatalf("first request: %d, want 200 (burst 1)", w.Code)
+	}
+	w := serve(h, "/", nil)
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "1" {
+		t.Fatalf("second request: %d Retry-After %q, want 429 and 1", w.Code, w.Header().Get("Retry-After"))
+	}
+}
+
+func TestRejectStatusCanBe503(t *testing.T) {
+	cp := newCP()
+	cp.API(controlpoint.AllAPIs).AttachLimiter(&controlpoint.Limiter{Bucket: actuators.NewTokenBucket(0, 1, 0)})
+	h := Wrap(cp, http.NotFoundHandler(), Options{RejectStatus: http.StatusServiceUnavailable, RetryAfter: 3})
+	serve(h, "/", nil)
+	if w := serve(h, "/", nil); w.Code != 503 || w.Header().Get("Retry-After") != "3" {
+		t.Fatalf("%d %q, want 503 and Retry-After 3", w.Code, w.Header().Get("Retry-After"))
+	}
+}
+
+func TestLabelIsTheMuxPatternNotAClientHeader(t *testing.T) {
+	cp := newCP()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /items/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	h := Wrap(cp, mux, Options{})
+	serve(h, "/items/42", http.Header{"X-Api": {"GET /admin"}, "X-Request-Start": {"0"}})
+	apis := cp.APIs()
+	if _, ok := apis["GET /items/{id}"]; !ok || len(apis) != 1 {
+		t.Fatalf("APIs seen: %v, want only the route pattern", keys(apis))
+	}
+}
+
+func TestClassifierAndUnroutedRequests(t *testing.T) {
+	cp := newCP()
+	h := Wrap(cp, http.NotFoundHandler(), Options{Classifier: func(r *http.Request) string { return "tier-" + r.Method }})
+	serve(h, "/", nil)
+	if _, ok := cp.APIs()["tier-GET"]; !ok {
+		t.Fatalf("APIs seen: %v, want the classifier's label", keys(cp.APIs()))
+	}
+	cp2 := newCP()
+	if w := serve(Wrap(cp2, http.NewServeMux(), Options{}), "/nowhere", nil); w.Code != 404 {
+		t.Fatalf("an unrouted request: %d, want the mux's 404", w.Code)
+	}
+	if acc, _ := cp2.API(controlpoint.AllAPIs).Counts(); acc != 1 {
+		t.Fatal("an unlabelled request must still be counted at the control point")
+	}
+}
+
+func TestServerErrorsAreNotGoodput(t *testing.T) {
+	cp := newCP()
+	tap := actuators.NewRecorder(0)
+	cp.API(controlpoint.AllAPIs).AttachTap(tap)
+	h := Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(500)
+		}
+	}), Options{})
+	serve(h, "/ok", nil)
+	serve(h, "/fail", nil)
+	if w := tap.Snapshot(0); w.Completed != 2 || w.Goodput != 1 || w.Errors != 1 {
+		t.Fatalf("window %+v: want 2 completed, 1 goodput, 1 error", w)
+	}
+}
+
+func TestPanickingHandlerFinishesItsTicket(t *testing.T) {
+	cp := newCP()
+	c := actuators.NewConcurrencyLimiter(1)
+	cp.API(controlpoint.AllAPIs).AttachLimiter(&controlpoint.Limiter{Concurrency: c})
+	h := Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom") }), Options{})
+	func() {
+		defer func() { recover() }()
+		serve(h, "/", nil)
+	}()
+	if c.InFlight() != 0 {
+		t.Fatal("a panicking handler leaked its concurrency slot")
+	}
+}
+
+func keys(m map[string]*controlpoint.API) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

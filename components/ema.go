@@ -1,0 +1,121 @@
+package components
+
+import (
+	"errors"
+	"fmt"
+)
+
+func init() { Register(Info{Type: "EMA", New: func() Component { return &EMA{} }}) }
+
+// EMA is an exponential moving average with a warm-up and envelopes.
+//
+// N = ceil(ema_window/interval) and α = 2/(N+1). The first W =
+// ceil(warmup_window/interval) valid samples are averaged; that mean is the
+// first output. After warm-up an invalid input re-emits the last output, and
+// N consecutive invalid inputs restart the warm-up. When the output leaves
+// [min_envelope, max_envelope] the output and the state are multiplied by
+// the matching correction factor.
+type EMA struct {
+	Window            Duration `json:"ema_window"`
+	Warmup            Duration `json:"warmup_window"`
+	MaxCorrection     *float64 `json:"correction_factor_on_max_envelope_violation"`
+	MinCorrection     *float64 `json:"correction_factor_on_min_envelope_violation"`
+	ValidDuringWarmup bool     `json:"valid_during_warmup"`
+
+	alpha          float64
+	n, warmupN     int
+	maxCorr, minCo float64
+
+	warm      bool // warm-up finished
+	samples   int
+	sum       float64
+	value     float64
+	invalidRn int
+}
+
+// Ports: input, max_envelope, min_envelope → output.
+func (e *EMA) Ports() Ports {
+	return Ports{In: []Port{{Name: "input", Required: true}, {Name: "max_envelope"}, {Name: "min_envelope"}}, Out: []string{"output"}}
+}
+
+// Provision derives N, α and W from the interval.
+func (e *EMA) Provision(env Env) error {
+	if e.Window <= 0 {
+		return errors.New("ema_window must be > 0")
+	}
+	if e.Warmup < 0 {
+		return errors.New("warmup_window must be >= 0")
+	}
+	if Duration(env.Interval) > e.Window {
+		return fmt.Errorf("ema_window %v is shorter than the evaluation interval %v", e.Window.std(), env.Interval)
+	}
+	e.n = e.Window.Ticks(env.Interval)
+	e.alpha = 2 / float64(e.n+1)
+	e.warmupN = 0
+	if e.Warmup > 0 {
+		e.warmupN = e.Warmup.Ticks(env.Interval)
+	}
+	e.maxCorr, e.minCo = 1, 1
+	if e.MaxCorrection != nil {
+		if !(*e.MaxCorrection > 0 && *e.MaxCorrection <= 1) {
+			return errors.New("correction_factor_on_max_envelope_violation must be in (0, 1]")
+		}
+		e.maxCorr = *e.MaxCorrection
+	}
+	if e.MinCorrection != nil {
+		if !(*e.MinCorrection >= 1) {
+			return errors.New("correction_factor_on_min_envelope_violation must be >= 1")
+		}
+		e.minCo = *e.MinCorrection
+	}
+	e.reset()
+	return nil
+}
+
+func (e *EMA) reset() {
+	e.warm, e.samples, e.sum, e.value, e.invalidRn = false, 0, 0, Invalid, 0
+}
+
+// Execute runs one tick.
+func (e *EMA) Execute(in, out []float64) {
+	x, maxEnv, minEnv := in[0], in[1], in[2]
+	if !IsValid(x) {
+		e.invalidRn++
+		if e.invalidRn >= e.n {
+			e.reset()
+		}
+		switch {
+		case e.warm:
+			out[0] = e.value
+		case e.ValidDuringWarmup && e.samples > 0:
+			out[0] = e.sum / float64(e.samples)
+		default:
+			out[0] = Invalid
+		}
+		return
+	}
+	e.invalidRn = 0
+	if !e.warm {
+		e.samples++
+		e.sum += x
+		if e.samples < e.warmupN {
+			if e.ValidDuringWarmup {
+				out[0] = e.sum / float64(e.samples)
+			} else {
+				out[0] = Invalid
+			}
+			return
+		}
+		e.warm = true
+		e.value = e.sum / float64(e.samples)
+	} else {
+		e.value = e.alpha*x + (1-e.alpha)*e.value
+	}
+	if IsValid(maxEnv) && e.value > maxEnv {
+		e.value *= e.maxCorr
+	}
+	if IsValid(minEnv) && e.value < minEnv {
+		e.value *= e.minCo
+	}
+	out[0] = e.value
+}

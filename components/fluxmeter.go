@@ -1,0 +1,47 @@
+package components
+
+import "time"
+
+func init() { Register(Info{Type: "FluxMeter", New: func() Component { return &FluxMeter{} }}) }
+
+// FluxMeter emits one tick's measurement of a selector: latency in ms and
+// rates per second. The engine feeds it through Observe before each tick.
+type FluxMeter struct {
+	Select Selector `json:"selector"`
+	// SLOBound is the latency within which an OK response counts as goodput
+	// (0: every OK response counts).
+	SLOBound Duration `json:"slo"`
+
+	reading  FluxReading
+	observed bool
+}
+
+// Ports: no inputs; the measurements as outputs.
+func (f *FluxMeter) Ports() Ports {
+	return Ports{Out: []string{
+		"latency_avg_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
+		"incoming_rps", "accepted_rps", "rejected_rps", "goodput_rps", "in_flight", "completed_rps",
+	}}
+}
+
+// Selector is the traffic the flux meter reads.
+func (f *FluxMeter) Selector() Selector { return f.Select }
+
+// SLO is the goodput latency bound.
+func (f *FluxMeter) SLO() time.Duration { return time.Duration(f.SLOBound) }
+
+// Observe stores the reading of the tick about to run.
+func (f *FluxMeter) Observe(r FluxReading) { f.reading, f.observed = r, true }
+
+// Execute copies the last reading to the outputs; all invalid before any.
+func (f *FluxMeter) Execute(_, out []float64) {
+	if !f.observed {
+		for i := range out {
+			out[i] = Invalid
+		}
+		return
+	}
+	r := f.reading
+	copy(out, []float64{r.LatencyAvgMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP95Ms, r.LatencyP99Ms,
+		r.IncomingRps, r.AcceptedRps, r.RejectedRps, r.GoodputRps, r.InFlight, r.CompletedRps})
+}
