@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/spillway-dev/spillway/engine"
+)
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	root := newRoot()
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestRenderExpandsTheBlueprintWithDefaultsAndSets(t *testing.T) {
+	out, err := runCLI(t, "render", "latencyaimd",
+		"--set", "policy_name=checkout",
+		"--set", "flux_meter.selector.control_point=ingress",
+		"--set", "latency_baseliner.latency_tolerance_multiplier=1.3")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var policy struct {
+		Name       string           `json:"policy_name"`
+		Interval   string           `json:"evaluation_interval"`
+		Components []map[string]any `json:"components"`
+		Config     struct {
+			Baseliner struct {
+				EMA struct {
+					Window string `json:"ema_window"`
+				} `json:"ema"`
+				Tolerance float64 `json:"latency_tolerance_multiplier"`
+			} `json:"latency_baseliner"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(out), &policy); err != nil {
+		t.Fatalf("render output is not JSON: %v\n%s", err, out)
+	}
+	if policy.Name != "checkout" || policy.Interval != "500ms" || len(policy.Components) != 7 ||
+		policy.Config.Baseliner.EMA.Window != "1500s" || policy.Config.Baseliner.Tolerance != 1.3 {
+		t.Fatalf("unexpected render: %+v", policy)
+	}
+}
+
+func TestRenderReportsMissingAndBadInput(t *testing.T) {
+	out, err := runCLI(t, "render", "latencyaimd", "--set", "policy_name=x")
+	if err == nil || !strings.Contains(out, "control_point: required value is not set") {
+		t.Fatalf("want a required-field error, got %v:\n%s", err, out)
+	}
+	if _, err := runCLI(t, "render", "../etc"); err == nil {
+		t.Fatal("a path as blueprint name must be refused")
+	}
+	if _, err := runCLI(t, "render", "latencyaimd", "--set", "no-equals"); err == nil {
+		t.Fatal("a --set without = must be refused")
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	out, err := runCLI(t, "check", "--json", "testdata/check/constraint_slope.cue", "testdata/check/loop.cue")
+	if err == nil {
+		t.Fatal("check must fail when one file is broken")
+	}
+	var r checkReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if r.OK || len(r.Errors) != 1 || r.Errors[0].Pos.Line != 9 || r.Errors[0].Pos.Col != 27 {
+		t.Fatalf("report %+v", r)
+	}
+}
+
+func TestStatusEndpoint(t *testing.T) {
+	specs, diags := engine.LoadSource("demo_policy.cue", demoPolicy)
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	eng, err := engine.Start(t.Context(), engine.Options{Specs: specs, ManualTicks: true, Clock: func() int64 { return 1e9 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	eng.Tick()
+	srv := httptest.NewServer(adminServer(eng).Handler)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Policies []struct {
+			Name      string         `json:"name"`
+			Ticks     int            `json:"ticks"`
+			Signals   map[string]any `json:"signals"`
+			Actuators []any          `json:"actuators"`
+		} `json:"policies"`
+		Errors []any `json:"errors"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Policies) != 1 || st.Policies[0].Name != "demo" || st.Policies[0].Ticks != 1 ||
+		len(st.Policies[0].Actuators) != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if v, ok := st.Policies[0].Signals["RATE_LIMIT"]; !ok || v != nil {
+		t.Fatalf("RATE_LIMIT before warm-up must be present and null (invalid), got %v", v)
+	}
+}

@@ -1,0 +1,28 @@
+package engine_test
+
+import (
+	"context"
+	"log"
+	"net/http"
+
+	"google.golang.org/grpc"
+
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// Example is the README's adoption snippet: protect an HTTP mux and a gRPC
+// server with the policies in a directory.
+func Example() {
+	ctx := context.Background()
+	eng, err := engine.Start(ctx, engine.Options{Policies: "../policies"})
+	if err != nil {
+		log.Fatal(err) // every problem, as path:line:col: message
+	}
+	defer eng.Close()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /checkout", func(w http.ResponseWriter, r *http.Request) {})
+	_ = &http.Server{Addr: ":8080", Handler: eng.HTTP("ingress", mux)} // 429 + Retry-After when shedding
+	_ = grpc.NewServer(grpc.ChainUnaryInterceptor(eng.UnaryInterceptor("ingress")),
+		grpc.ChainStreamInterceptor(eng.StreamInterceptor("ingress")))
+	// Output:
+}
