@@ -163,6 +163,7 @@ func TestConcurrencyLimiterConcurrentHoldersNeverExceedTheLimit(t *testing.T) {
 			changer.Go(func() {
 				for i := 0; !stop.Load(); i++ {
 					c.SetLimit(tc.limits[i%len(tc.limits)])
+					runtime.Gosched() // let holders run even with GOMAXPROCS=1
 				}
 			})
 			var holders sync.WaitGroup

@@ -2,6 +2,7 @@ package actuators
 
 import (
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -240,6 +241,7 @@ func TestRecorderConcurrentWritersAndSnapshotsLoseNothing(t *testing.T) {
 		for now := int64(1); !stop.Load(); now++ {
 			add(r.Snapshot(now * ms))
 			snapshots.Add(1)
+			runtime.Gosched() // let writers run even with GOMAXPROCS=1
 		}
 	})
 	var writerGroup sync.WaitGroup

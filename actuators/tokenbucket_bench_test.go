@@ -69,3 +69,30 @@ func BenchmarkAllowParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSharedWordFloor is the reference for BenchmarkAllowParallel: the
+// cost of reading the monotonic clock alone, and of reading it plus one
+// atomic add on a word shared by all goroutines. No limiter that writes one
+// shared word per admission can beat "clock+add".
+func BenchmarkSharedWordFloor(b *testing.B) {
+	b.Run("clock", func(b *testing.B) {
+		base := time.Now()
+		var sink atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			sum := int64(0)
+			for pb.Next() {
+				sum += int64(time.Since(base))
+			}
+			sink.Add(sum)
+		})
+	})
+	b.Run("clock+add", func(b *testing.B) {
+		base := time.Now()
+		var shared atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				shared.Add(int64(time.Since(base)))
+			}
+		})
+	})
+}

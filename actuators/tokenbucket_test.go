@@ -2,6 +2,7 @@ package actuators
 
 import (
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,14 +24,14 @@ func ptr(v float64) *float64 { return &v }
 
 func TestTokenBucketScenarios(t *testing.T) {
 	cases := []struct {
-		name         string
-		ratePerSec   float64
-		burst        float64
-		constructNs  int64
-		steps        []bucketStep
-		wantRate     float64
-		wantBurst    float64
-		wantUnlimted bool
+		name          string
+		ratePerSec    float64
+		burst         float64
+		constructNs   int64
+		steps         []bucketStep
+		wantRate      float64
+		wantBurst     float64
+		wantUnlimited bool
 	}{
 		{
 			name: "starts full: 5 immediate allows then rejects, exactly one more after 100ms at 10/s",
@@ -196,7 +197,7 @@ func TestTokenBucketScenarios(t *testing.T) {
 				{atNs: 0, want: true, wantTokens: ptr(math.Inf(1))},
 				{atNs: 0, want: true}, {atNs: 0, want: true}, {atNs: 0, want: true},
 			},
-			wantRate: math.NaN(), wantBurst: 1, wantUnlimted: true,
+			wantRate: math.NaN(), wantBurst: 1, wantUnlimited: true,
 		},
 		{
 			name:       "+Inf rate is unlimited, and a finite rate after it starts from a full bucket",
@@ -248,8 +249,8 @@ func TestTokenBucketScenarios(t *testing.T) {
 			if got := b.Burst(); got != tc.wantBurst {
 				t.Errorf("Burst() = %v, want %v", got, tc.wantBurst)
 			}
-			if got := b.Unlimited(); got != tc.wantUnlimted {
-				t.Errorf("Unlimited() = %v, want %v", got, tc.wantUnlimted)
+			if got := b.Unlimited(); got != tc.wantUnlimited {
+				t.Errorf("Unlimited() = %v, want %v", got, tc.wantUnlimited)
 			}
 		})
 	}
@@ -360,6 +361,7 @@ func TestTokenBucketConcurrentAdmissionsStayWithinTheBound(t *testing.T) {
 						if len(tc.toggleBursts) > 0 {
 							b.SetBurst(tc.toggleBursts[i%len(tc.toggleBursts)])
 						}
+						runtime.Gosched() // let callers run even with GOMAXPROCS=1
 					}
 				})
 			}

@@ -41,7 +41,8 @@ func (f *FluxMeter) Execute(_, out []float64) {
 		}
 		return
 	}
-	r := f.reading
-	copy(out, []float64{r.LatencyAvgMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP95Ms, r.LatencyP99Ms,
-		r.IncomingRps, r.AcceptedRps, r.RejectedRps, r.GoodputRps, r.InFlight, r.CompletedRps})
+	r := &f.reading
+	out[0], out[1], out[2], out[3], out[4] = r.LatencyAvgMs, r.LatencyP50Ms, r.LatencyP90Ms, r.LatencyP95Ms, r.LatencyP99Ms
+	out[5], out[6], out[7], out[8] = r.IncomingRps, r.AcceptedRps, r.RejectedRps, r.GoodputRps
+	out[9], out[10] = r.InFlight, r.CompletedRps
 }
