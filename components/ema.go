@@ -81,9 +81,6 @@ func (e *EMA) Execute(in, out []float64) {
 	x, maxEnv, minEnv := in[0], in[1], in[2]
 	if !IsValid(x) {
 		e.invalidRn++
-		if e.invalidRn >= e.n {
-			e.reset()
-		}
 		switch {
 		case e.warm:
 			out[0] = e.value
@@ -91,6 +88,10 @@ func (e *EMA) Execute(in, out []float64) {
 			out[0] = e.sum / float64(e.samples)
 		default:
 			out[0] = Invalid
+		}
+		// The Nth invalid input still re-emits; the reset shows from the next tick.
+		if e.invalidRn >= e.n {
+			e.reset()
 		}
 		return
 	}

@@ -24,8 +24,13 @@ func (m *Extreme) Execute(in, out []float64) {
 		return
 	}
 	v := in[0]
-	for _, x := range in[1:] {
-		v = m.pick(v, x) // math.Min/Max propagate NaN
+	for _, x := range in {
+		// Checked here: math.Min(-Inf, NaN) is -Inf, not NaN.
+		if !IsValid(x) {
+			out[0] = Invalid
+			return
+		}
+		v = m.pick(v, x)
 	}
 	out[0] = v
 }

@@ -25,5 +25,8 @@ func (v *Variable) Provision(Env) error {
 // Set changes the value from the next tick on (dynamic config).
 func (v *Variable) Set(x float64) { v.v = x }
 
+// Reset returns to the declared value.
+func (v *Variable) Reset() { v.v = *v.Value }
+
 // Execute runs one tick.
 func (v *Variable) Execute(_, out []float64) { out[0] = v.v }

@@ -41,9 +41,19 @@ func IsPolicyFile(name string) bool {
 // name order. All problems of all files are returned, each with a position;
 // specs are returned only when there is no error.
 func LoadDir(dir string) ([]Spec, Diagnostics) {
-	entries, err := os.ReadDir(dir)
+	files, err := policyFiles(dir)
 	if err != nil {
 		return nil, Diagnostics{{Pos: Position{File: dir}, Message: err.Error()}}
+	}
+	return LoadFiles(files)
+}
+
+// policyFiles lists the policy files directly inside dir, in name order.
+// Symbolic links are followed, as in a Kubernetes ConfigMap mount.
+func policyFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
 	}
 	var files []string
 	for _, e := range entries {
@@ -51,7 +61,7 @@ func LoadDir(dir string) ([]Spec, Diagnostics) {
 			files = append(files, filepath.Join(dir, e.Name()))
 		}
 	}
-	return LoadFiles(files)
+	return files, nil
 }
 
 // LoadPaths loads the given files and directories.
@@ -68,16 +78,12 @@ func LoadPaths(paths []string) ([]Spec, Diagnostics) {
 			files = append(files, p)
 			continue
 		}
-		entries, err := os.ReadDir(p)
+		inDir, err := policyFiles(p)
 		if err != nil {
 			diags = append(diags, Diagnostic{Pos: Position{File: p}, Message: err.Error()})
 			continue
 		}
-		for _, e := range entries {
-			if !e.IsDir() && IsPolicyFile(e.Name()) {
-				files = append(files, filepath.Join(p, e.Name()))
-			}
-		}
+		files = append(files, inDir...)
 	}
 	specs, more := LoadFiles(files)
 	diags = append(diags, more...)
@@ -90,15 +96,41 @@ func LoadPaths(paths []string) ([]Spec, Diagnostics) {
 // LoadFiles loads the given policy files. Policy names must be unique across
 // all of them.
 func LoadFiles(files []string) ([]Spec, Diagnostics) {
-	var specs []Spec
+	srcs, diags := readFiles(files)
+	specs, more := loadSources(files, srcs)
+	diags = append(diags, more...)
+	if len(diags.Errors()) > 0 {
+		return nil, diags.sorted()
+	}
+	return specs, diags.sorted()
+}
+
+// readFiles reads each file, capped; a file that cannot be read gets a nil
+// source and a diagnostic.
+func readFiles(files []string) ([][]byte, Diagnostics) {
 	var diags Diagnostics
-	for _, f := range files {
+	srcs := make([][]byte, len(files))
+	for i, f := range files {
 		src, err := readCapped(f)
 		if err != nil {
 			diags = append(diags, Diagnostic{Pos: Position{File: f}, Message: err.Error()})
 			continue
 		}
-		s, d := LoadSource(f, src)
+		srcs[i] = src
+	}
+	return srcs, diags
+}
+
+// loadSources evaluates already-read files (nil sources are skipped) and
+// checks that policy names are unique across them.
+func loadSources(files []string, srcs [][]byte) ([]Spec, Diagnostics) {
+	var specs []Spec
+	var diags Diagnostics
+	for i, f := range files {
+		if srcs[i] == nil {
+			continue
+		}
+		s, d := LoadSource(f, srcs[i])
 		specs = append(specs, s...)
 		diags = append(diags, d...)
 	}
@@ -110,10 +142,7 @@ func LoadFiles(files []string) ([]Spec, Diagnostics) {
 		}
 		seen[s.Name] = s.Pos
 	}
-	if len(diags.Errors()) > 0 {
-		return nil, diags.sorted()
-	}
-	return specs, diags.sorted()
+	return specs, diags
 }
 
 func readCapped(file string) ([]byte, error) {
@@ -132,10 +161,37 @@ func readCapped(file string) ([]byte, error) {
 	return src, nil
 }
 
+// EvalTimeout bounds the evaluation of one policy file. CUE evaluation
+// cannot be interrupted: a file that runs past the bound is reported as an
+// error and its evaluation is abandoned to finish in the background.
+var EvalTimeout = 10 * time.Second
+
 // LoadSource evaluates one policy file's source. name is the path reported
 // in positions. The file declares its policies under a top-level
-// `policies` struct; each field is one #Policy.
-func LoadSource(name string, src []byte) (specs []Spec, diags Diagnostics) {
+// `policies` struct; each field is one #Policy. Evaluation is bounded by
+// EvalTimeout.
+func LoadSource(name string, src []byte) ([]Spec, Diagnostics) {
+	type result struct {
+		specs []Spec
+		diags Diagnostics
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, d := loadSource(name, src)
+		done <- result{s, d}
+	}()
+	timer := time.NewTimer(EvalTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.specs, r.diags
+	case <-timer.C:
+		return nil, Diagnostics{{Pos: Position{File: name, Line: 1, Col: 1},
+			Message: fmt.Sprintf("evaluation took longer than %s and was abandoned; simplify the policy", EvalTimeout)}}
+	}
+}
+
+func loadSource(name string, src []byte) (specs []Spec, diags Diagnostics) {
 	top := Position{File: name, Line: 1, Col: 1}
 	defer func() {
 		if r := recover(); r != nil {
@@ -261,6 +317,15 @@ func cueDiagnostics(err error, userName string, fallback Position) Diagnostics {
 			pos = fallback
 		}
 		msg := fmt.Sprintf(format, args...)
+		if strings.TrimSpace(msg) == "" {
+			// A wrapped error keeps its text in the wrapped part only, e.g.
+			// `cannot get syntax for "<file>": string literal not terminated`.
+			msg = e.Error()
+			if i := strings.Index(msg, "\": "); strings.HasPrefix(msg, "cannot get syntax for") && i > 0 {
+				msg = msg[i+3:]
+			}
+			msg = strings.ReplaceAll(msg, path.Join(userDir, "policy.cue"), userName)
+		}
 		if strings.HasPrefix(format, "incomplete value") {
 			msg = "required value is not set (" + msg + ")"
 		}

@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,11 @@ type Options struct {
 	ManualTicks bool
 	// Logger receives alerts and errors. Default: slog.Default().
 	Logger *slog.Logger
+	// Watch reloads the Policies directory whenever it changes.
+	Watch bool
+	// Debounce gathers a burst of file changes into one reload.
+	// Default: DefaultDebounce.
+	Debounce time.Duration
 }
 
 // Engine runs policies against the control points of one process.
@@ -36,8 +43,12 @@ type Engine struct {
 	log      *slog.Logger
 	registry *controlpoint.Registry
 
-	mu       sync.Mutex // guards policies during swaps
+	mu       sync.Mutex // serialises swaps and dynamic-config changes
 	policies atomic.Pointer[[]*Running]
+	dynamic  map[string]*DynamicConfig // by policy name; survives reloads
+
+	reloadMu sync.Mutex // one reload at a time
+	reload   reloadState
 	wg       sync.WaitGroup
 	stop     context.CancelFunc
 
@@ -63,27 +74,36 @@ func (e *Engine) setErrors(d Diagnostics) {
 // actuators and taps it attached to control points.
 type Running struct {
 	Circuit *Circuit
-	mu      sync.Mutex // serialises ticks with status reads
+	mu      sync.Mutex // serialises ticks with status reads and reloads
 	taps    []tap
 	sinks   []sink
 	lastNs  int64
 	alerts  map[string]uint64
-	detach  []func()
+	// retired is set, under mu, when a reload replaced or removed the
+	// policy; a retired policy never ticks again.
+	retired bool
+	// carried counts the components whose state a reload kept.
+	carried int
+	dryRun  bool // effective dry-run: the spec's, unless dynamic config overrides it
 }
 
 type tap struct {
+	key    string
 	source components.Source
 	rec    *actuators.Recorder
+	detach func()
 }
 
 type sink struct {
+	key     string
 	comp    components.Sink
 	limiter *controlpoint.Limiter
+	detach  func()
 }
 
 // Start loads and compiles the policies, attaches them to control points,
 // and, unless ManualTicks, ticks each at its evaluation interval until ctx
-// is done.
+// is done. With Watch, it reloads the policy directory when it changes.
 func Start(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Clock == nil {
 		start := time.Now()
@@ -92,20 +112,39 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	specs := opts.Specs
-	if specs == nil && opts.Policies != "" {
-		var diags Diagnostics
-		specs, diags = LoadDir(opts.Policies)
-		if len(diags.Errors()) > 0 {
-			return nil, diags
-		}
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
 	}
-	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock)}
+	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}}
 	e.policies.Store(&[]*Running{})
-	if err := e.Apply(specs); err != nil {
+	if opts.Specs != nil || opts.Policies == "" {
+		if err := e.Apply(opts.Specs); err != nil {
+			return nil, err
+		}
+	} else if _, err := e.Reload(); err != nil {
 		return nil, err
 	}
 	ctx, e.stop = context.WithCancel(ctx)
+	if opts.Watch && opts.Policies != "" && opts.Specs == nil {
+		ready := make(chan error, 1)
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			err := WatchDir(ctx, opts.Policies, opts.Debounce, e.log, func() {
+				if _, err := e.Reload(); err != nil {
+					e.log.Error("policy reload failed; the previous policies keep running", "dir", opts.Policies)
+				}
+			}, ready)
+			if err != nil {
+				e.log.Error("policy watcher stopped", "dir", opts.Policies, "err", err)
+			}
+		}()
+		if err := <-ready; err != nil {
+			e.stop()
+			e.wg.Wait()
+			return nil, err
+		}
+	}
 	if !opts.ManualTicks {
 		e.wg.Add(1)
 		go e.tickLoop(ctx)
@@ -113,7 +152,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops the tickers and waits for them.
+// Close stops the tickers and the watcher and waits for them.
 func (e *Engine) Close() {
 	e.stop()
 	e.wg.Wait()
@@ -126,8 +165,25 @@ func (e *Engine) ControlPoints() *controlpoint.Registry { return e.registry }
 func (e *Engine) Now() int64 { return e.opts.Clock() }
 
 // Apply compiles specs and swaps them in as the running set, all or
-// nothing: on any error the running set is left untouched.
+// nothing: on any error the running set is left untouched. Components,
+// flux-meter windows and token buckets that are unchanged keep their state
+// (see commit).
 func (e *Engine) Apply(specs []Spec) error {
+	next, diags := compileAll(specs)
+	if len(diags.Errors()) > 0 {
+		e.setErrors(diags)
+		return diags
+	}
+	e.setErrors(nil)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.commit(next)
+	return nil
+}
+
+// compileAll compiles every spec; it returns the policies only when all
+// compiled.
+func compileAll(specs []Spec) ([]*Running, Diagnostics) {
 	var diags Diagnostics
 	var next []*Running
 	for _, s := range specs {
@@ -138,41 +194,104 @@ func (e *Engine) Apply(specs []Spec) error {
 		}
 	}
 	if len(diags.Errors()) > 0 {
-		diags = diags.sorted()
-		e.setErrors(diags)
-		return diags
+		return nil, diags.sorted()
 	}
-	e.setErrors(nil)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	now := e.opts.Clock()
-	for _, r := range next {
-		e.attach(r, now)
-	}
-	old := e.policies.Swap(&next)
-	for _, r := range *old {
-		for _, d := range r.detach {
-			d()
-		}
-	}
-	return nil
+	return next, diags
 }
 
-// attach creates the policy's taps and actuators at its control points.
-func (e *Engine) attach(r *Running, now int64) {
+// commit swaps next in as the running set; e.mu is held. Each new policy
+// adopts the state of the running policy of the same name:
+//   - every component whose type, parameters, wiring and evaluation
+//     interval are unchanged keeps its instance, so its state (EMA value and
+//     warm-up, AIMD integrator, holder) carries over; its position in the
+//     list does not matter;
+//   - signal values carry over by name, so loops read last tick's values;
+//   - a flux-meter window on the same selector and SLO keeps counting;
+//   - a limiter on the same selector and kind is kept, with its tokens.
+//
+// What the new set does not adopt is detached once the new set is live.
+func (e *Engine) commit(next []*Running) Change {
+	now := e.opts.Clock()
+	old := *e.policies.Load()
+	byName := make(map[string]*Running, len(old))
+	for _, o := range old {
+		byName[o.Circuit.Spec.Name] = o
+	}
+	var ch Change
+	for _, r := range next {
+		name := r.Circuit.Spec.Name
+		o := byName[name]
+		delete(byName, name)
+		if o == nil {
+			ch.Added = append(ch.Added, name)
+			e.attach(r, nil, now)
+			continue
+		}
+		o.mu.Lock()
+		o.retired = true
+		e.attach(r, o, now)
+		o.mu.Unlock()
+		if r.carried == len(r.Circuit.nodes) && len(r.Circuit.nodes) == len(o.Circuit.nodes) {
+			ch.Unchanged = append(ch.Unchanged, name)
+		} else {
+			ch.Updated = append(ch.Updated, PolicyUpdate{Name: name, Kept: r.carried, Components: len(r.Circuit.nodes)})
+		}
+	}
+	for _, o := range old {
+		if _, gone := byName[o.Circuit.Spec.Name]; gone {
+			ch.Removed = append(ch.Removed, o.Circuit.Spec.Name)
+			o.mu.Lock()
+			o.retired = true
+			o.mu.Unlock()
+		}
+	}
+	e.policies.Store(&next)
+	for _, o := range old {
+		for _, t := range o.taps {
+			if t.detach != nil {
+				t.detach()
+			}
+		}
+		for _, s := range o.sinks {
+			if s.detach != nil {
+				s.detach()
+			}
+		}
+	}
+	return ch
+}
+
+// attach creates the policy's taps and actuators at its control points,
+// adopting what it can from prev (the policy it replaces, locked, or nil).
+func (e *Engine) attach(r *Running, prev *Running, now int64) {
 	c := r.Circuit
+	r.lastNs = now
+	if prev != nil {
+		r.lastNs = prev.lastNs
+		r.adoptState(prev)
+	}
 	for _, n := range c.sources {
 		src := n.comp.(components.Source)
 		sel := src.Selector().Normalized()
-		rec := actuators.NewRecorder(sourceSLO(src))
+		slo := sourceSLO(src)
+		key := sel.String() + "|" + slo.String()
+		if t, ok := prev.takeTap(key); ok {
+			r.taps = append(r.taps, tap{key: key, source: src, rec: t.rec, detach: t.detach})
+			continue
+		}
+		rec := actuators.NewRecorder(slo)
 		rec.Snapshot(now) // the first window starts at attach time
 		api := e.registry.Get(sel.ControlPoint).API(sel.API)
-		r.detach = append(r.detach, api.AttachTap(rec))
-		r.taps = append(r.taps, tap{source: src, rec: rec})
+		r.taps = append(r.taps, tap{key: key, source: src, rec: rec, detach: api.AttachTap(rec)})
 	}
 	for _, n := range c.sinks {
 		snk := n.comp.(components.Sink)
 		sel := snk.Selector().Normalized()
+		key := fmt.Sprintf("%s|%d", sel, snk.Kind())
+		if s, ok := prev.takeSink(key); ok {
+			r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: s.limiter, detach: s.detach})
+			continue
+		}
 		l := &controlpoint.Limiter{}
 		switch snk.Kind() {
 		case components.RateSink:
@@ -180,12 +299,92 @@ func (e *Engine) attach(r *Running, now int64) {
 		case components.ConcurrencySink:
 			l.Concurrency = actuators.NewConcurrencyLimiter(math.NaN())
 		}
-		l.DryRun.Store(c.Spec.DryRun)
 		api := e.registry.Get(sel.ControlPoint).API(sel.API)
-		r.detach = append(r.detach, api.AttachLimiter(l))
-		r.sinks = append(r.sinks, sink{comp: snk, limiter: l})
+		r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: l, detach: api.AttachLimiter(l)})
 	}
-	r.lastNs = now
+	e.applyDynamic(r)
+}
+
+// adoptState moves unchanged component instances, signal values, tick and
+// alert counts from prev into r.
+func (r *Running) adoptState(prev *Running) {
+	c, pc := r.Circuit, prev.Circuit
+	interval := c.Spec.EvaluationInterval
+	pool := map[string][]components.Component{}
+	if pc.Spec.EvaluationInterval == interval {
+		for _, n := range pc.nodes {
+			k := stateKey(n.spec)
+			pool[k] = append(pool[k], n.comp)
+		}
+	}
+	for _, n := range c.nodes {
+		k := stateKey(n.spec)
+		if list := pool[k]; len(list) > 0 {
+			n.comp, pool[k] = list[0], list[1:]
+			r.carried++
+		}
+	}
+	for i, name := range c.names {
+		if j := indexOf(pc.names, name); j >= 0 {
+			c.signals[i] = pc.signals[j]
+		}
+	}
+	c.ticks = pc.ticks
+	for k, v := range prev.alerts {
+		r.alerts[k] = v
+	}
+}
+
+// takeTap hands over prev's tap with key, if any; prev may be nil.
+func (prev *Running) takeTap(key string) (tap, bool) {
+	if prev == nil {
+		return tap{}, false
+	}
+	for i, t := range prev.taps {
+		if t.key == key && t.detach != nil {
+			prev.taps[i].detach = nil // adopted: the old policy must not detach it
+			return t, true
+		}
+	}
+	return tap{}, false
+}
+
+// takeSink hands over prev's limiter with key, if any; prev may be nil.
+func (prev *Running) takeSink(key string) (sink, bool) {
+	if prev == nil {
+		return sink{}, false
+	}
+	for i, s := range prev.sinks {
+		if s.key == key && s.detach != nil {
+			prev.sinks[i].detach = nil
+			return s, true
+		}
+	}
+	return sink{}, false
+}
+
+// stateKey identifies a component across reloads: its type, canonical
+// parameters and wiring. Position in the list is not part of it.
+func stateKey(cs *ComponentSpec) string {
+	var b strings.Builder
+	b.WriteString(cs.Type)
+	b.WriteByte(0)
+	var params any
+	if len(cs.Params) > 0 && json.Unmarshal(cs.Params, &params) == nil {
+		canon, _ := json.Marshal(params) // maps marshal with sorted keys
+		b.Write(canon)
+	}
+	for _, list := range [][]PortBinding{cs.In, cs.Out} {
+		b.WriteByte(0)
+		for _, p := range list {
+			if p.IsConst {
+				fmt.Fprintf(&b, "%s=%v;", p.Port, p.Const)
+			} else {
+				fmt.Fprintf(&b, "%s<%s;", p.Port, p.Signal)
+			}
+		}
+	}
+	return b.String()
 }
 
 // sourceSLO is the goodput threshold of a flux meter, if it declares one.
@@ -250,6 +449,9 @@ func (r *Running) last() int64 {
 func (e *Engine) tickPolicy(r *Running, now int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.retired {
+		return
+	}
 	for _, t := range r.taps {
 		w := t.rec.Snapshot(now)
 		t.source.Observe(reading(&w))

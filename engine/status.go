@@ -11,8 +11,11 @@ import (
 type Status struct {
 	Policies      []PolicyStatus       `json:"policies"`
 	ControlPoints []ControlPointStatus `json:"control_points"`
-	// Errors are the problems of the last failed load, if any.
+	// Errors are the problems of the last failed load, if any; the
+	// policies listed are the last good set, still running.
 	Errors []Diagnostic `json:"errors"`
+	// Reload is the policy directory's reload history.
+	Reload *ReloadStatus `json:"reload,omitempty"`
 }
 
 // PolicyStatus describes one running policy.
@@ -21,6 +24,7 @@ type PolicyStatus struct {
 	File               string            `json:"file"`
 	EvaluationInterval string            `json:"evaluation_interval"`
 	DryRun             bool              `json:"dry_run"`
+	DynamicConfig      DynamicConfig     `json:"dynamic_config"`
 	Ticks              uint64            `json:"ticks"`
 	LastTick           time.Duration     `json:"last_tick_ns"`
 	Signals            map[string]Float  `json:"signals"`
@@ -67,15 +71,17 @@ func (f Float) MarshalJSON() ([]byte, error) {
 
 // Status reports the running policies and control points.
 func (e *Engine) Status() Status {
-	st := Status{Policies: []PolicyStatus{}, ControlPoints: []ControlPointStatus{}, Errors: e.LastErrors()}
+	st := Status{Policies: []PolicyStatus{}, ControlPoints: []ControlPointStatus{}, Errors: e.LastErrors(), Reload: e.reloadStatus()}
 	for _, r := range e.Policies() {
+		dyn := e.DynamicConfigOf(r.Circuit.Spec.Name)
 		r.mu.Lock()
 		c := r.Circuit
 		ps := PolicyStatus{
 			Name:               c.Spec.Name,
 			File:               c.Spec.File,
 			EvaluationInterval: c.Spec.EvaluationInterval.String(),
-			DryRun:             c.Spec.DryRun,
+			DryRun:             r.dryRun,
+			DynamicConfig:      dyn,
 			Ticks:              c.Ticks(),
 			LastTick:           time.Duration(r.lastNs),
 			Signals:            map[string]Float{},

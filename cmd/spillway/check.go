@@ -3,6 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,41 +30,75 @@ type checkedPolicy struct {
 
 func checkCmd() *cobra.Command {
 	var asJSON bool
+	var watch string
 	cmd := &cobra.Command{
-		Use:   "check PATH...",
+		Use:   "check PATH... | check --watch DIR",
 		Short: "Validate policy files and directories; list loop edges read one tick late",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `Check loads, validates and compiles policies exactly as the engine does and
+prints every problem as path:line:col: message. It exits 1 when there is one.
+
+With --watch DIR it checks DIR, then re-checks it after every save until
+interrupted.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if watch != "" {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.MinimumNArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			report := check(args)
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(report); err != nil {
-					return err
-				}
-			} else {
-				for _, d := range report.Errors {
-					fmt.Fprintln(out, d)
-				}
-				for _, d := range report.Warnings {
-					fmt.Fprintln(out, d)
-				}
-				for _, p := range report.Policies {
-					fmt.Fprintf(out, "%s: policy %s: %d components, %d delayed loop edges\n", p.File, p.Name, p.Components, len(p.DelayedEdges))
-					for _, d := range p.DelayedEdges {
-						fmt.Fprintf(out, "  %s\n", d)
-					}
-				}
+			if watch != "" {
+				return checkWatch(cmd, watch, asJSON)
 			}
-			if !report.OK {
-				return exitError{}
-			}
-			return nil
+			return printCheck(cmd, check(args), asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().StringVar(&watch, "watch", "", "re-check `DIR` after every save, until interrupted")
 	return cmd
+}
+
+// checkWatch checks dir on every change until the command's context ends.
+func checkWatch(cmd *cobra.Command, dir string, asJSON bool) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := cmd.OutOrStdout()
+	run := func() {
+		if !asJSON {
+			fmt.Fprintf(out, "--- %s check %s\n", time.Now().Format("15:04:05.000"), dir)
+		}
+		_ = printCheck(cmd, check([]string{dir}), asJSON)
+	}
+	run()
+	return engine.WatchDir(ctx, dir, engine.DefaultDebounce, nil, run, nil)
+}
+
+// printCheck prints a report; it fails when the report has errors.
+func printCheck(cmd *cobra.Command, report checkReport, asJSON bool) error {
+	out := cmd.OutOrStdout()
+	if asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(report); err != nil {
+			return err
+		}
+	} else {
+		for _, d := range report.Errors {
+			fmt.Fprintln(out, d)
+		}
+		for _, d := range report.Warnings {
+			fmt.Fprintln(out, d)
+		}
+		for _, p := range report.Policies {
+			fmt.Fprintf(out, "%s: policy %s: %d components, %d delayed loop edges\n", p.File, p.Name, p.Components, len(p.DelayedEdges))
+			for _, d := range p.DelayedEdges {
+				fmt.Fprintf(out, "  %s\n", d)
+			}
+		}
+	}
+	if !report.OK {
+		return exitError{}
+	}
+	return nil
 }
 
 func check(paths []string) checkReport {

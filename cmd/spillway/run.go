@@ -20,13 +20,25 @@ import (
 
 func runCmd() *cobra.Command {
 	var policies, admin string
+	var noWatch bool
+	var debounce time.Duration
 	cmd := &cobra.Command{
 		Use:   "run --policies DIR [--admin 127.0.0.1:9464]",
-		Short: "Run a standalone engine with an admin server (/status)",
+		Short: "Run a standalone engine with an admin server (/status, /policies/{name}/config)",
+		Long: `Run loads every policy in --policies and ticks it. The directory is
+watched: a change is loaded, compiled and validated as a whole and swapped in
+only if all of it is good; otherwise the running policies stay and the errors
+are logged and shown on /status. Unchanged components keep their state.
+
+The admin server serves:
+  GET    /status                    policies, signals, actuators, reload history
+  GET    /policies/{name}/config    the policy's dynamic-config overrides
+  POST   /policies/{name}/config    {"dry_run"?: bool, "variables"?: {SIGNAL: number}}
+  DELETE /policies/{name}/config    drop the overrides`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			eng, err := engine.Start(ctx, engine.Options{Policies: policies})
+			eng, err := engine.Start(ctx, engine.Options{Policies: policies, Watch: !noWatch, Debounce: debounce})
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), err)
 				return exitError{}
@@ -52,22 +64,70 @@ func runCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&policies, "policies", "policies", "directory of policy files")
 	cmd.Flags().StringVar(&admin, "admin", "127.0.0.1:9464", "admin listen address")
+	cmd.Flags().BoolVar(&noWatch, "no-watch", false, "do not reload the policies when their files change")
+	cmd.Flags().DurationVar(&debounce, "debounce", engine.DefaultDebounce, "gather file changes this close together into one reload")
 	return cmd
 }
 
-// adminServer serves the engine's status.
+// adminServer serves the engine's status and dynamic config.
 func adminServer(eng *engine.Engine) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(eng.Status())
+		writeJSON(w, http.StatusOK, eng.Status())
+	})
+	mux.HandleFunc("GET /policies/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if _, ok := eng.Policy(name); !ok {
+			writeJSON(w, http.StatusNotFound, errorBody{fmt.Sprintf("no running policy %q", name)})
+			return
+		}
+		writeJSON(w, http.StatusOK, eng.DynamicConfigOf(name))
+	})
+	mux.HandleFunc("POST /policies/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		cfg, err := engine.DecodeDynamicConfig(r.Body)
+		if err == nil {
+			err = eng.SetDynamicConfig(name, cfg)
+		}
+		configReply(w, eng, name, err)
+	})
+	mux.HandleFunc("DELETE /policies/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		configReply(w, eng, name, eng.ClearDynamicConfig(name))
 	})
 	return &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
 	}
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// configReply answers a dynamic-config change: the overrides now in force,
+// or the reason it was refused.
+func configReply(w http.ResponseWriter, eng *engine.Engine, name string, err error) {
+	var cfgErr *engine.ConfigError
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, eng.DynamicConfigOf(name))
+	case errors.Is(err, engine.ErrNoPolicy):
+		writeJSON(w, http.StatusNotFound, errorBody{err.Error()})
+	case errors.As(err, &cfgErr):
+		writeJSON(w, http.StatusBadRequest, errorBody{err.Error()})
+	default:
+		writeJSON(w, http.StatusInternalServerError, errorBody{err.Error()})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }

@@ -1,0 +1,75 @@
+package components_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/components"
+)
+
+func TestFluxMeter(t *testing.T) {
+	nan := components.Invalid
+	comp := mustProvisionComponent(t, "FluxMeter",
+		`{"selector":{"service":"shop","control_point":"ingress","api":"GET /cart"},"slo":"250ms"}`, time.Second)
+	meter, ok := comp.(components.Source)
+	if !ok {
+		t.Fatalf("FluxMeter %T is not a Source", comp)
+	}
+	want := components.Selector{Service: "shop", ControlPoint: "ingress", API: "GET /cart"}
+	if got := meter.Selector(); got != want {
+		t.Errorf("Selector() = %+v, want %+v", got, want)
+	}
+	if got := comp.(*components.FluxMeter).SLO(); got != 250*time.Millisecond {
+		t.Errorf("SLO() = %v, want 250ms", got)
+	}
+	if got, want := comp.Ports().Out, []string{
+		"latency_avg_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
+		"incoming_rps", "accepted_rps", "rejected_rps", "goodput_rps", "in_flight", "completed_rps",
+	}; len(got) != len(want) {
+		t.Fatalf("outputs %v, want %v", got, want)
+	} else {
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("output %d is %q, want %q", i, got[i], want[i])
+			}
+		}
+	}
+
+	allInvalid := []float64{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan}
+	// Before any reading every output is invalid.
+	runTickTable(t, comp, []tickIO{{nil, allInvalid}})
+
+	first := components.FluxReading{
+		LatencyAvgMs: 12.5, LatencyP50Ms: 10, LatencyP90Ms: 20, LatencyP95Ms: 30, LatencyP99Ms: 45,
+		IncomingRps: 100, AcceptedRps: 90, RejectedRps: 10, GoodputRps: 85, InFlight: 7, CompletedRps: 88,
+	}
+	meter.Observe(first)
+	wantFirst := []float64{12.5, 10, 20, 30, 45, 100, 90, 10, 85, 7, 88}
+	// The last reading is emitted until the next one.
+	runTickTable(t, comp, []tickIO{{nil, wantFirst}, {nil, wantFirst}})
+
+	// Fields without data stay invalid.
+	meter.Observe(components.FluxReading{
+		LatencyAvgMs: nan, LatencyP50Ms: nan, LatencyP90Ms: nan, LatencyP95Ms: nan, LatencyP99Ms: nan,
+		IncomingRps: 0, AcceptedRps: 0, RejectedRps: 0, GoodputRps: 0, InFlight: 0, CompletedRps: 0,
+	})
+	runTickTable(t, comp, []tickIO{{nil, []float64{nan, nan, nan, nan, nan, 0, 0, 0, 0, 0, 0}}})
+}
+
+func TestSelectorNormalized(t *testing.T) {
+	for _, tc := range []struct {
+		in         components.Selector
+		wantAPI    string
+		wantString string
+	}{
+		{components.Selector{ControlPoint: "ingress"}, "*", "ingress/*"},
+		{components.Selector{ControlPoint: "ingress", API: "GET /cart"}, "GET /cart", "ingress/GET /cart"},
+	} {
+		if got := tc.in.Normalized().API; got != tc.wantAPI {
+			t.Errorf("%+v.Normalized().API = %q, want %q", tc.in, got, tc.wantAPI)
+		}
+		if got := tc.in.String(); got != tc.wantString {
+			t.Errorf("%+v.String() = %q, want %q", tc.in, got, tc.wantString)
+		}
+	}
+}
