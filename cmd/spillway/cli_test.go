@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -115,5 +116,59 @@ func TestStatusEndpoint(t *testing.T) {
 	}
 	if v, ok := st.Policies[0].Signals["RATE_LIMIT"]; !ok || v != nil {
 		t.Fatalf("RATE_LIMIT before warm-up must be present and null (invalid), got %v", v)
+	}
+}
+
+// The dynamic-config endpoint: a good body changes the running policy, a
+// bad one gets a 4xx with the reason and changes nothing.
+func TestDynamicConfigEndpoint(t *testing.T) {
+	specs, diags := engine.LoadSource("demo_policy.cue", demoPolicy)
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	eng, err := engine.Start(t.Context(), engine.Options{Specs: specs, ManualTicks: true, Clock: func() int64 { return 1e9 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	srv := httptest.NewServer(adminServer(eng).Handler)
+	defer srv.Close()
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		want               string
+	}{
+		{"POST", "/policies/demo/config", `{"dry_run": "yes"}`, 400, "invalid dynamic config"},
+		{"POST", "/policies/demo/config", `{"dry_run": true, "extra": 1}`, 400, `unknown field \"extra\"`},
+		{"POST", "/policies/demo/config", `{"variables": {"NOPE": 1}}`, 400, `no Variable with output \"NOPE\"`},
+		{"POST", "/policies/demo/config", strings.Repeat("x", engine.MaxDynamicConfigSize+10), 400, "larger than"},
+		{"POST", "/policies/nope/config", `{"dry_run": true}`, 404, "no such policy"},
+		{"GET", "/policies/demo/config", "", 200, "{}"},
+		{"POST", "/policies/demo/config", `{"dry_run": true}`, 200, `"dry_run": true`},
+		{"GET", "/policies/demo/config", "", 200, `"dry_run": true`},
+		{"DELETE", "/policies/demo/config", "", 200, "{}"},
+		{"PUT", "/policies/demo/config", "{}", 405, ""},
+	} {
+		code, body := call(tc.method, tc.path, tc.body)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("%s %s %.30q: %d %s; want %d containing %q", tc.method, tc.path, tc.body, code, body, tc.code, tc.want)
+		}
+		if code == 400 && eng.Status().Policies[0].DryRun {
+			t.Errorf("a refused body changed dry_run")
+		}
 	}
 }
