@@ -2,12 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/spillway-dev/spillway/engine"
 )
@@ -170,5 +175,62 @@ func TestDynamicConfigEndpoint(t *testing.T) {
 		if code == 400 && eng.Status().Policies[0].DryRun {
 			t.Errorf("a refused body changed dry_run")
 		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// check --watch re-checks the directory after every save.
+func TestCheckWatch(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile("../../policies/latency-aimd.cue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "p.cue")
+	if err := os.WriteFile(file, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	out := &syncBuffer{}
+	root := newRoot()
+	root.SetOut(out)
+	root.SetArgs([]string{"check", "--watch", dir})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("output never contained %q:\n%s", want, out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("policy ingress-latency-aimd: 7 components")
+	if err := os.WriteFile(file, []byte("policies: {"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(file + ":1:12: ")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("check --watch ended with %v", err)
 	}
 }
