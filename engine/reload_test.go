@@ -107,6 +107,18 @@ func setSIG(t *testing.T, v float64, engines ...*engine.Engine) {
 	}
 }
 
+// offer sends n requests to the whole control point and returns how many
+// were admitted; each admitted one finishes at once.
+func offer(cp *controlpoint.ControlPoint, n int) (admitted int) {
+	for i := 0; i < n; i++ {
+		if tk, d := cp.Admit(""); d == controlpoint.Accepted {
+			tk.Done(true)
+			admitted++
+		}
+	}
+	return admitted
+}
+
 // An unchanged component keeps its state across a reload, wherever it
 // moved in the list: the reloaded engine computes, tick for tick, exactly
 // what an engine that was never reloaded computes.
@@ -206,16 +218,7 @@ policies: lim: bp.#Policy & {
 	eng := startManual(t, engine.Options{Specs: load("10"), Clock: clock})
 	eng.Tick()
 	cp := eng.ControlPoints().Get("cp")
-	admitted := func() int {
-		n := 0
-		for i := 0; i < 50; i++ {
-			if tk, d := cp.Admit(""); d == controlpoint.Accepted {
-				tk.Done(true)
-				n++
-			}
-		}
-		return n
-	}
+	admitted := func() int { return offer(cp, 50) }
 	if n := admitted(); n != 10 {
 		t.Fatalf("admitted %d with a full bucket of 10, want 10", n)
 	}
@@ -249,23 +252,14 @@ policies: dry: bp.#Policy & {
 	eng := startManual(t, engine.Options{Specs: specsOf(t, src)})
 	eng.Tick()
 	cp := eng.ControlPoints().Get("cp")
-	offer := func(n int) (accepted int) {
-		for i := 0; i < n; i++ {
-			if tk, d := cp.Admit(""); d == controlpoint.Accepted {
-				tk.Done(true)
-				accepted++
-			}
-		}
-		return accepted
-	}
-	if got := offer(5); got != 1 {
+	if got := offer(cp, 5); got != 1 {
 		t.Fatalf("enforcing: accepted %d of 5, want 1", got)
 	}
 	on := true
 	if err := eng.SetDynamicConfig("dry", engine.DynamicConfig{DryRun: &on}); err != nil {
 		t.Fatal(err)
 	}
-	if got := offer(5); got != 5 {
+	if got := offer(cp, 5); got != 5 {
 		t.Fatalf("dry run: accepted %d of 5, want all", got)
 	}
 	act := eng.Status().Policies[0].Actuators[0]
@@ -276,13 +270,13 @@ policies: dry: bp.#Policy & {
 	if err := eng.Apply(specsOf(t, src)); err != nil {
 		t.Fatal(err)
 	}
-	if got := offer(3); got != 3 || !eng.Status().Policies[0].DryRun {
+	if got := offer(cp, 3); got != 3 || !eng.Status().Policies[0].DryRun {
 		t.Fatalf("after reload: accepted %d of 3 (want 3), dry_run %v", got, eng.Status().Policies[0].DryRun)
 	}
 	if err := eng.ClearDynamicConfig("dry"); err != nil {
 		t.Fatal(err)
 	}
-	if got := offer(3); got != 0 {
+	if got := offer(cp, 3); got != 0 {
 		t.Fatalf("after clearing: accepted %d of 3, want 0 (bucket empty, enforcing)", got)
 	}
 }

@@ -85,7 +85,9 @@ func TestCheckJSON(t *testing.T) {
 	}
 }
 
-func TestStatusEndpoint(t *testing.T) {
+// startDemoEngine runs the demo policy with ticks driven by hand.
+func startDemoEngine(t *testing.T) *engine.Engine {
+	t.Helper()
 	specs, diags := engine.LoadSource("demo_policy.cue", demoPolicy)
 	if len(diags) > 0 {
 		t.Fatal(diags)
@@ -94,7 +96,12 @@ func TestStatusEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer eng.Close()
+	t.Cleanup(eng.Close)
+	return eng
+}
+
+func TestStatusEndpoint(t *testing.T) {
+	eng := startDemoEngine(t)
 	eng.Tick()
 	srv := httptest.NewServer(adminServer(eng).Handler)
 	defer srv.Close()
@@ -127,15 +134,7 @@ func TestStatusEndpoint(t *testing.T) {
 // The dynamic-config endpoint: a good body changes the running policy, a
 // bad one gets a 4xx with the reason and changes nothing.
 func TestDynamicConfigEndpoint(t *testing.T) {
-	specs, diags := engine.LoadSource("demo_policy.cue", demoPolicy)
-	if len(diags) > 0 {
-		t.Fatal(diags)
-	}
-	eng, err := engine.Start(t.Context(), engine.Options{Specs: specs, ManualTicks: true, Clock: func() int64 { return 1e9 }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := startDemoEngine(t)
 	srv := httptest.NewServer(adminServer(eng).Handler)
 	defer srv.Close()
 	call := func(method, path, body string) (int, string) {
