@@ -17,8 +17,17 @@ type arrivals struct {
 	last       time.Duration // offset of the previous arrival, or of the current phase start
 }
 
+// streamLoad is the RNG stream of Run's single arrival schedule.
+const streamLoad = 3
+
 func newArrivals(phases []Phase, seed uint64) *arrivals {
-	return &arrivals{rng: rand.New(rand.NewPCG(seed, 3)), phases: phases}
+	return newArrivalStream(phases, seed, streamLoad)
+}
+
+// newArrivalStream is newArrivals on one of several independent RNG
+// streams of the same seed, one per API of a multi-API run.
+func newArrivalStream(phases []Phase, seed, stream uint64) *arrivals {
+	return &arrivals{rng: rand.New(rand.NewPCG(seed, stream)), phases: phases}
 }
 
 // next returns the next arrival offset, or false once every phase has ended.

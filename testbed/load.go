@@ -128,6 +128,40 @@ func Run(ctx context.Context, cfg LoadConfig, onSecond func(Second)) (Result, er
 		total += p.Duration
 	}
 	tally := newTally(secondsIn(total), cfg.SLO)
+	var report func(int)
+	if onSecond != nil {
+		report = func(t int) { onSecond(tally.snapshot(t)) }
+	}
+	stream := &loadStream{url: cfg.URL, schedule: newArrivals(cfg.Phases, cfg.Seed), tally: tally}
+	span, seconds, err := offerLoad(ctx, []*loadStream{stream}, loadLimits{
+		total: total, timeout: cfg.Timeout, reportDelay: min(cfg.SLO, cfg.Timeout), maxInFlight: maxInFlight,
+	}, report)
+	return tally.result(seconds, span), err
+}
+
+// loadStream is one stream of arrivals of a run: a URL with its own
+// schedule and tally. A multi-API run has one per API.
+type loadStream struct {
+	url      string
+	schedule *arrivals
+	tally    *tally
+	next     time.Duration // offset of the stream's next arrival
+	more     bool          // whether next is valid
+}
+
+// loadLimits are the parameters of offerLoad shared by every stream.
+type loadLimits struct {
+	total       time.Duration // how long load is offered
+	timeout     time.Duration // client timeout per request
+	reportDelay time.Duration // see Run's onSecond
+	maxInFlight int64
+}
+
+// offerLoad sends the arrivals of every stream, merged in time order, each
+// request in its own goroutine; see Run for the timing and cancellation
+// semantics, which are the same with report in place of onSecond. It
+// returns how long load was offered and how many seconds were begun.
+func offerLoad(ctx context.Context, streams []*loadStream, lim loadLimits, report func(int)) (time.Duration, int, error) {
 	transport := newLoopbackTransport()
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
@@ -137,8 +171,8 @@ func Run(ctx context.Context, cfg LoadConfig, onSecond func(Second)) (Result, er
 	reporterDone := make(chan struct{})
 	go func() {
 		defer close(reporterDone)
-		if onSecond != nil {
-			report(ctx, start, total, min(cfg.SLO, cfg.Timeout), tally, drained, onSecond)
+		if report != nil {
+			reportSeconds(ctx, start, lim.total, lim.reportDelay, drained, report)
 		}
 	}()
 
@@ -146,18 +180,27 @@ func Run(ctx context.Context, cfg LoadConfig, onSecond func(Second)) (Result, er
 		requests sync.WaitGroup
 		inFlight atomic.Int64
 		runErr   error
-		span     = total
-		seconds  = secondsIn(total)
+		span     = lim.total
+		seconds  = secondsIn(lim.total)
 		latest   = -1 // second of the latest arrival sent
 	)
-	schedule := newArrivals(cfg.Phases, cfg.Seed)
+	for _, s := range streams {
+		s.next, s.more = s.schedule.next()
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		offset, ok := schedule.next()
-		if !ok {
+		var stream *loadStream
+		for _, s := range streams {
+			if s.more && (stream == nil || s.next < stream.next) {
+				stream = s
+			}
+		}
+		if stream == nil {
 			break
 		}
+		offset := stream.next
+		stream.next, stream.more = stream.schedule.next()
 		arrival := start.Add(offset)
 		if wait := time.Until(arrival); wait > 0 {
 			timer.Reset(wait)
@@ -168,26 +211,28 @@ func Run(ctx context.Context, cfg LoadConfig, onSecond func(Second)) (Result, er
 		}
 		if err := ctx.Err(); err != nil {
 			runErr = err
-			span = min(time.Since(start), total)
+			span = min(time.Since(start), lim.total)
 			seconds = max(secondsIn(span), latest+1)
 			break
 		}
 		second := int(offset / time.Second)
 		latest = second
-		if inFlight.Load() >= maxInFlight {
+		tally := stream.tally
+		if inFlight.Load() >= lim.maxInFlight {
 			tally.arrive(second, true)
 			continue
 		}
 		tally.arrive(second, false)
 		inFlight.Add(1)
+		url := stream.url
 		requests.Go(func() {
 			defer inFlight.Add(-1)
-			tally.complete(second, send(ctx, client, cfg, arrival))
+			tally.complete(second, send(ctx, client, url, lim.timeout, arrival))
 		})
 	}
 	if runErr == nil {
 		// Idle time at the end of the last phase is part of the run.
-		if wait := time.Until(start.Add(total)); wait > 0 {
+		if wait := time.Until(start.Add(lim.total)); wait > 0 {
 			timer.Reset(wait)
 			select {
 			case <-timer.C:
@@ -199,8 +244,7 @@ func Run(ctx context.Context, cfg LoadConfig, onSecond func(Second)) (Result, er
 	requests.Wait()
 	close(drained)
 	<-reporterDone
-
-	return tally.result(seconds, span), runErr
+	return span, seconds, runErr
 }
 
 // secondsIn is the number of whole or partial seconds in d.
@@ -208,8 +252,8 @@ func secondsIn(d time.Duration) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
-// report calls onSecond for each second of a run lasting total; see Run.
-func report(ctx context.Context, start time.Time, total, delay time.Duration, tally *tally, drained <-chan struct{}, onSecond func(Second)) {
+// reportSeconds calls report for each second of a run lasting total; see Run.
+func reportSeconds(ctx context.Context, start time.Time, total, delay time.Duration, drained <-chan struct{}, report func(int)) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for t := range secondsIn(total) {
@@ -224,7 +268,7 @@ func report(ctx context.Context, start time.Time, total, delay time.Duration, ta
 		if ctx.Err() != nil {
 			return
 		}
-		onSecond(tally.snapshot(t))
+		report(t)
 	}
 }
 
@@ -235,10 +279,10 @@ type outcome struct {
 	latency time.Duration // from the scheduled arrival
 }
 
-func send(ctx context.Context, client *http.Client, cfg LoadConfig, arrival time.Time) outcome {
-	reqCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+func send(ctx context.Context, client *http.Client, url string, timeout time.Duration, arrival time.Time) outcome {
+	reqCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	status, err := get(reqCtx, client, cfg.URL)
+	status, err := get(reqCtx, client, url)
 	o := outcome{status: status, latency: time.Since(arrival)}
 	if err != nil {
 		o.status = 0

@@ -63,13 +63,20 @@ func (t *tally) complete(second int, o outcome) {
 
 // snapshot is second t's stats so far.
 func (t *tally) snapshot(second int) Second {
+	s, _ := t.sorted(second)
+	return s
+}
+
+// sorted is second t's stats so far and a sorted copy of the latencies
+// behind its percentiles.
+func (t *tally) sorted(second int) (Second, []time.Duration) {
 	t.mu.Lock()
 	s := t.seconds[second].Second
 	latencies := slices.Clone(t.seconds[second].latencies)
 	t.mu.Unlock()
 	slices.Sort(latencies)
 	s.P50, s.P99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-	return s
+	return s, latencies
 }
 
 // result is the first n seconds and their totals, for a run that offered

@@ -1,10 +1,7 @@
 package testbed
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -15,10 +12,6 @@ import (
 
 // EntryPattern is the entry mux pattern; handlers behind wrap see it as r.Pattern.
 const EntryPattern = "GET /api"
-
-// backendCallTimeout bounds the frontend's call to the backend, so that the
-// frontend answers 504 even to a client that never gives up.
-const backendCallTimeout = 2 * time.Second
 
 // TwoTierConfig describes the simulated app: a frontend that spends
 // FrontendTime per request and then calls a backend, whose Workers serve one
@@ -76,15 +69,14 @@ func (c TwoTierConfig) validate() error {
 	return nil
 }
 
-// TwoTier is a running two-tier app on 127.0.0.1. Its methods are safe for
-// concurrent use.
+// TwoTier is a running two-tier app on 127.0.0.1: TwoTierApp(cfg) live.
+// Its methods are safe for concurrent use.
 type TwoTier struct {
 	// URL is the entry URL, http://127.0.0.1:PORT/api.
 	URL string
 
-	frontend      *http.Server
-	backend       *http.Server
-	backendClient *http.Client
+	live    *LiveApp
+	backend *http.Server
 }
 
 // StartTwoTier starts the backend and the frontend on 127.0.0.1:0 and returns
@@ -101,56 +93,17 @@ func StartTwoTier(cfg TwoTierConfig, wrap func(http.Handler) http.Handler) (*Two
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	backendListener, err := net.Listen("tcp", "127.0.0.1:0")
+	live, err := StartLive(TwoTierApp(cfg), cfg.Seed, wrap)
 	if err != nil {
-		return nil, fmt.Errorf("testbed: backend listen: %w", err)
+		return nil, err
 	}
-	frontendListener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		backendListener.Close()
-		return nil, fmt.Errorf("testbed: frontend listen: %w", err)
-	}
-
-	// Two RNG streams from one seed, so frontend draws do not shift backend draws.
-	backendTimes := &sampler{dist: cfg.BackendTime, rng: rand.New(rand.NewPCG(cfg.Seed, 1))}
-	frontendTimes := &sampler{dist: cfg.FrontendTime, rng: rand.New(rand.NewPCG(cfg.Seed, 2))}
-
-	backendMux := http.NewServeMux()
-	backendMux.Handle("GET /work", &backendHandler{
-		workers: make(chan struct{}, cfg.Workers),
-		times:   backendTimes,
-	})
-
-	t := &TwoTier{
-		URL:           "http://" + frontendListener.Addr().String() + "/api",
-		backend:       newServer(backendMux),
-		backendClient: &http.Client{Transport: newLoopbackTransport()},
-	}
-	var entry http.Handler = &frontendHandler{
-		times:      frontendTimes,
-		backendURL: "http://" + backendListener.Addr().String() + "/work",
-		client:     t.backendClient,
-	}
-	if wrap != nil {
-		entry = wrap(entry)
-	}
-	frontendMux := http.NewServeMux()
-	frontendMux.Handle(EntryPattern, entry)
-	t.frontend = newServer(frontendMux)
-
-	go t.backend.Serve(backendListener)
-	go t.frontend.Serve(frontendListener)
-	return t, nil
+	return &TwoTier{URL: live.URL + "/api", live: live, backend: live.servers["backend"]}, nil
 }
 
 // Close shuts both servers down at once, closing their listeners and
 // connections; queued backend requests are canceled. It does not wait for
 // requests already on a worker, which end within their service time.
-func (t *TwoTier) Close() error {
-	err := errors.Join(t.frontend.Close(), t.backend.Close())
-	t.backendClient.CloseIdleConnections()
-	return err
-}
+func (t *TwoTier) Close() error { return t.live.Close() }
 
 func newServer(h http.Handler) *http.Server {
 	return &http.Server{
@@ -183,63 +136,4 @@ func (s *sampler) sample() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.dist.Sample(s.rng)
-}
-
-// backendHandler serves each request on one of cap(workers) workers.
-type backendHandler struct {
-	workers chan struct{} // a token per busy worker
-	times   *sampler
-}
-
-func (h *backendHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Blocked senders on a channel are woken in FIFO order, so this is a FIFO queue.
-	select {
-	case h.workers <- struct{}{}:
-	case <-r.Context().Done():
-		return // The client left while queued; nobody reads an answer.
-	}
-	time.Sleep(h.times.sample())
-	<-h.workers
-	io.WriteString(w, "done\n")
-}
-
-// frontendHandler does its own work, then calls the backend.
-type frontendHandler struct {
-	times      *sampler
-	backendURL string
-	client     *http.Client
-}
-
-func (h *frontendHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	time.Sleep(h.times.sample())
-
-	ctx, cancel := context.WithTimeout(r.Context(), backendCallTimeout)
-	defer cancel()
-	status, err := h.callBackend(ctx)
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		http.Error(w, "backend timeout", http.StatusGatewayTimeout)
-	case err != nil:
-		http.Error(w, "backend error: "+err.Error(), http.StatusBadGateway)
-	case status != http.StatusOK:
-		http.Error(w, fmt.Sprintf("backend status %d", status), http.StatusBadGateway)
-	default:
-		io.WriteString(w, "ok\n")
-	}
-}
-
-func (h *frontendHandler) callBackend(ctx context.Context) (status int, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.backendURL, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		return 0, err
-	}
-	return resp.StatusCode, nil
 }

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/testbed"
+)
+
+// simFlags are the options that sim and bench share.
+type simFlags struct {
+	app, scenario    string
+	virtual          bool
+	seed             uint64
+	duration, warmup time.Duration
+	load             float64
+}
+
+func (f *simFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.app, "app", "boutique", "app model: "+strings.Join(testbed.AppNames(), ", ")+", or a .json file")
+	fs.StringVar(&f.scenario, "scenario", "steady", "load scenario: "+strings.Join(testbed.ScenarioNames(), ", "))
+	fs.BoolVar(&f.virtual, "virtual", false, "run in virtual time (discrete-event, deterministic) instead of live on loopback")
+	fs.Uint64Var(&f.seed, "seed", 1, "seed of the arrivals and service times")
+	fs.DurationVar(&f.duration, "duration", testbed.DefaultDuration, "length of the scenario after the warm-up (whole seconds, >= 10s)")
+	fs.DurationVar(&f.warmup, "warmup", testbed.DefaultWarmup, "light load (0.5× capacity) before the scenario, so latency baselines are learned")
+	fs.Float64Var(&f.load, "load", 0, "the scenario's load multiple (0: the scenario's default; see the list above)")
+}
+
+// setup resolves the app and builds the scenario.
+func (f *simFlags) setup() (testbed.App, testbed.Scenario, error) {
+	app, err := resolveApp(f.app)
+	if err != nil {
+		return testbed.App{}, testbed.Scenario{}, err
+	}
+	sc, err := testbed.NewScenario(f.scenario, app, testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load})
+	if err != nil {
+		return testbed.App{}, testbed.Scenario{}, err
+	}
+	return app, sc, nil
+}
+
+// resolveApp is a built-in app by name, or an app loaded from a JSON file.
+func resolveApp(name string) (testbed.App, error) {
+	if app, err := testbed.BuiltinApp(name); err == nil {
+		return app, nil
+	} else if !strings.HasSuffix(name, ".json") {
+		if _, statErr := os.Stat(name); statErr != nil {
+			return testbed.App{}, err
+		}
+	}
+	return testbed.LoadAppFile(name)
+}
+
+// namedPolicies are the policy names that sim and bench resolve to the
+// example policies: policies/NAME.cue under the working directory. When the
+// file is not there, latency-aimd falls back to its blueprint with seed
+// 004's defaults, which need nothing app-specific, so a bare binary runs it
+// anywhere. The others need their file: latency-target has no default
+// target latency.
+var namedPolicies = map[string]string{ // name → fallback blueprint, "" for none
+	"latency-aimd":      "latencyaimd",
+	"latency-aimd-fast": "",
+	"latency-target":    "",
+}
+
+// resolvePolicy turns a --policy value into a testbed.Policy: none,
+// static, a name of namedPolicies, or a path to a .cue policy file.
+func resolvePolicy(name string) (testbed.Policy, error) {
+	switch name {
+	case "none":
+		return testbed.NoPolicy(), nil
+	case "static":
+		return testbed.StaticPolicy(), nil
+	case "":
+		return testbed.Policy{}, errors.New("empty policy name")
+	}
+	blueprint, named := namedPolicies[name]
+	file := name
+	if named {
+		file = filepath.Join("policies", name+".cue")
+	}
+	if _, err := os.Stat(file); err == nil {
+		specs, diags := engine.LoadFiles([]string{file})
+		if len(diags.Errors()) > 0 {
+			return testbed.Policy{}, fmt.Errorf("policy %s:\n%v", name, diags.Errors())
+		}
+		label := name
+		if !named {
+			label = strings.TrimSuffix(filepath.Base(name), ".cue")
+		}
+		return testbed.Policy{Name: label, Templates: specs}, nil
+	} else if !named {
+		if strings.HasSuffix(name, ".cue") {
+			return testbed.Policy{}, err
+		}
+		return testbed.Policy{}, fmt.Errorf("unknown policy %q: want none, static, %s, or a .cue file", name, strings.Join(slices.Sorted(maps.Keys(namedPolicies)), ", "))
+	}
+	if blueprint == "" {
+		return testbed.Policy{}, fmt.Errorf("policy %s: %s not found (run from the repository root)", name, file)
+	}
+	src, err := renderSource(blueprint, []string{
+		"policy_name=" + name,
+		"flux_meter.selector.control_point=" + testbed.ControlPoint,
+		"flux_meter.selector.service=frontend",
+	})
+	if err != nil {
+		return testbed.Policy{}, err
+	}
+	specs, diags := engine.LoadSource(name+" (blueprint "+blueprint+" defaults)", src)
+	if len(diags.Errors()) > 0 {
+		return testbed.Policy{}, fmt.Errorf("policy %s: %s not found, and blueprint %s with its defaults does not load:\n%v", name, file, blueprint, diags.Errors())
+	}
+	return testbed.Policy{Name: name, Templates: specs}, nil
+}
+
+func simCmd() *cobra.Command {
+	var f simFlags
+	var policy string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "sim [--app APP] [--scenario S] [--policy FILE|none|static|NAME] [--virtual] [--seed N] [--duration D] [--json]",
+		Short: "Run an app model through a load scenario under a policy, live or in virtual time",
+		Long: `Run an app model through a load scenario under a policy and report goodput,
+latency percentiles, rejections and time to recover, per API and in total.
+
+The policy protects the app's entry at control point "ingress". A policy file
+that protects one API (selector api "*" or another control point, as in
+policies/latency-aimd.cue) is instantiated once per API of the app, with its
+selectors re-pointed at that API; see docs/simulator.md.
+
+Policies: none (no protection), static (the oracle: a token bucket per API at
+its known capacity share), latency-aimd, latency-aimd-fast, latency-target
+(policies/NAME.cue), or a path to a .cue file.
+
+Scenarios (load multiples are of the app's capacity at its nominal mix):
+` + testbed.ScenarioHelp(),
+		Example: `  spillway sim --app boutique --scenario surge --policy latency-aimd --virtual
+  spillway sim --app two-tier --scenario steady --policy none --duration 20s --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			app, sc, err := f.setup()
+			if err != nil {
+				return err
+			}
+			p, err := resolvePolicy(policy)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			out := cmd.OutOrStdout()
+			cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: f.virtual, Seed: f.seed}
+			if !asJSON {
+				printHeader(out, app, sc, p.Name, f.virtual, f.seed)
+				cfg.OnSecond = func(s testbed.SecondStats) { printSecond(out, s) }
+			}
+			begin := time.Now()
+			r, err := testbed.Simulate(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			}
+			printSummary(out, app, r)
+			if f.virtual {
+				took := time.Since(begin)
+				fmt.Fprintf(out, "simulated %v in %v: %.0f× real time\n", sc.Total(), took.Round(time.Millisecond), sc.Total().Seconds()/took.Seconds())
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, latency-aimd, latency-aimd-fast, latency-target, or a .cue file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON only, without progress lines")
+	return cmd
+}
+
+func printHeader(w io.Writer, app testbed.App, sc testbed.Scenario, policy string, virtual bool, seed uint64) {
+	driver := "live on loopback"
+	if virtual {
+		driver = "virtual time"
+	}
+	fmt.Fprintf(w, "app %s: capacity %.0f req/s at its nominal mix; scenario %s (load %g) for %v after a %v warm-up; policy %s; %s; seed %d\n",
+		app.Name, app.Capacity(), sc.Name, sc.Load, sc.Duration, sc.Warmup, policy, driver, seed)
+	fmt.Fprintf(w, "%6s %8s %8s %8s %8s %7s %8s %9s %9s\n", "t", "offered", "goodput", "ratio", "rejected", "timeout", "capacity", "p99", "p99/SLO")
+}
+
+func printSecond(w io.Writer, s testbed.SecondStats) {
+	mark := ""
+	if s.T < 0 {
+		mark = " warm-up"
+	}
+	fmt.Fprintf(w, "%5ds %8d %8d %8.2f %8d %7d %8.0f %7.1fms %9.2f%s\n",
+		s.T, s.Offered, s.Goodput, s.GoodputRatio, s.Rejected, s.Timeouts, s.CapacityRPS, s.P99Ms, s.MaxAPIP99OverSLO, mark)
+}
+
+// printSummary prints the per-API and total figures of a run.
+func printSummary(w io.Writer, app testbed.App, r testbed.Report) {
+	fmt.Fprintf(w, "\n%s under %s, %s scenario (%gs after %gs warm-up), %s, seed %d:\n", r.App, r.Policy, r.Scenario, r.DurationS, r.WarmupS, r.Driver, r.Seed)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "api\tprio\tslo\tcap alone/s\toffered/s\tcapacity/s\tgoodput/s\tgoodput/cap\tratio\tp50\tp99\tp99.9\trejected\trecovery\tsteady ratio\tsteady p99\t")
+	row := func(name, prio, slo, alone string, s testbed.Stats) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%s\t%s\t%s\t%.0f%%\t%s\t%.2f\t%s\t\n",
+			name, prio, slo, alone, s.OfferedRPS, s.CapacityRPS, s.GoodputRPS, s.GoodputPerCapacity, s.GoodputRatio,
+			fmtMs(s.P50Ms), fmtMs(s.P99Ms), fmtMs(s.P999Ms), 100*s.RejectedRatio, fmtRecovery(s.RecoveryS), s.Steady.GoodputRatio, fmtMs(s.Steady.P99Ms))
+	}
+	for _, name := range r.APIs {
+		a := r.PerAPI[name]
+		row(name, fmt.Sprint(a.Priority), fmtMs(a.SLOMs), fmt.Sprintf("%.0f", a.CapacityAloneRPS), a.Stats)
+	}
+	row("total", "", "", "", r.Stats)
+	tw.Flush()
+	fmt.Fprintf(w, "ratio is goodput over min(offered, capacity share) per second; steady is the last half (%gs to %gs).\n", r.Steady.FromS, r.Steady.ToS)
+}
+
+func fmtMs(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0fms", v)
+	}
+	return fmt.Sprintf("%.1fms", v)
+}
+
+func fmtRecovery(v *float64) string {
+	if v == nil {
+		return "never"
+	}
+	return fmt.Sprintf("%.0fs", *v)
+}
+
+// simulateAll runs every policy on the same app, scenario and seed.
+func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, policies []testbed.Policy, virtual bool, seed uint64, progress io.Writer) ([]testbed.Report, error) {
+	var reports []testbed.Report
+	for _, p := range policies {
+		begin := time.Now()
+		r, err := testbed.Simulate(ctx, testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: virtual, Seed: seed})
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: %w", p.Name, err)
+		}
+		fmt.Fprintf(progress, "%-18s goodput ratio %.2f, p99 %s, took %v\n", p.Name, r.GoodputRatio, fmtMs(r.P99Ms), time.Since(begin).Round(time.Millisecond))
+		reports = append(reports, r)
+	}
+	return reports, nil
+}

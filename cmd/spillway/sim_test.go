@@ -1,0 +1,157 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// progressLine matches the per-second lines of sim.
+var progressLine = regexp.MustCompile(`(?m)^ *-?\d+s +\d+ `)
+
+// quick are the flags of a short virtual run.
+var quick = []string{"--virtual", "--app", "two-tier", "--duration", "10s", "--warmup", "2s"}
+
+func TestSimJSONHasTheSummaryFields(t *testing.T) {
+	out, err := runCLI(t, append([]string{"sim", "--scenario", "surge", "--policy", "static", "--json"}, quick...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var summary map[string]any
+	if err := json.Unmarshal([]byte(out), &summary); err != nil {
+		t.Fatalf("--json output is not one JSON object (progress lines must be silenced): %v\n%s", err, out)
+	}
+	for _, key := range []string{"goodput_ratio", "p99_ms", "rejected_ratio", "recovery_s", "per_api"} {
+		if _, ok := summary[key]; !ok {
+			t.Errorf("summary has no %q", key)
+		}
+	}
+	api, _ := summary["per_api"].(map[string]any)["api"].(map[string]any)
+	for _, key := range []string{"goodput_ratio", "p99_ms", "p999_ms", "rejected_ratio", "recovery_s", "slo_ms", "priority", "capacity_alone_rps"} {
+		if _, ok := api[key]; !ok {
+			t.Errorf("per_api.api has no %q", key)
+		}
+	}
+	if summary["policy"] != "static" || summary["driver"] != "virtual" || summary["goodput_ratio"].(float64) < 0.8 {
+		t.Errorf("unexpected summary: policy %v, driver %v, goodput ratio %v", summary["policy"], summary["driver"], summary["goodput_ratio"])
+	}
+}
+
+func TestSimPrintsOneLinePerSecondAndASummary(t *testing.T) {
+	out, err := runCLI(t, append([]string{"sim", "--scenario", "steady", "--policy", "none"}, quick...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if seconds := len(progressLine.FindAllString(out, -1)); seconds != 12 {
+		t.Errorf("%d progress lines, want 12 (2 s warm-up + 10 s)\n%s", seconds, out)
+	}
+	for _, want := range []string{"app two-tier: capacity 320 req/s", "two-tier under none, steady scenario", "  total ", "never", "× real time"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSimRejectsBadInput(t *testing.T) {
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "broken.json")
+	os.WriteFile(broken, []byte(`{"name": "x", "entry": "web", "services": [{"name": "web"}], "apis": []}`), 0o644)
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--app", "shop"}, `unknown app "shop" (built-in: boutique, two-tier; or give a .json file)`},
+		{[]string{"--scenario", "tsunami"}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix)`},
+		{[]string{"--policy", "magic"}, `unknown policy "magic": want none, static, latency-aimd, latency-aimd-fast, latency-target, or a .cue file`},
+		{[]string{"--policy", "missing.cue"}, "missing.cue: no such file or directory"},
+		{[]string{"--policy", "latency-target"}, "policy latency-target: policies/latency-target.cue not found (run from the repository root)"},
+		{[]string{"--app", broken}, "broken.json: apis: must have at least one API"},
+		{[]string{"--app", filepath.Join(dir, "absent.json")}, "absent.json: no such file or directory"},
+		{[]string{"--duration", "3s"}, "duration 3s: must be >= 10s"},
+	}
+	for _, tt := range tests {
+		out, err := runCLI(t, append([]string{"sim", "--virtual"}, tt.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("sim %v: err = %v, want it to contain %q\n%s", tt.args, err, tt.want, out)
+		}
+	}
+}
+
+func TestSimNamedPolicyWithoutItsFileUsesTheBlueprint(t *testing.T) {
+	// The tests run in cmd/spillway, which has no policies/ directory.
+	out, err := runCLI(t, append([]string{"sim", "--policy", "latency-aimd", "--json"}, quick...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, `"policy": "latency-aimd"`) {
+		t.Errorf("report does not name the policy:\n%.300s", out)
+	}
+}
+
+func TestSimLoadsAnAppFromJSON(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shop.json")
+	os.WriteFile(path, []byte(`{
+  "name": "shop", "entry": "web",
+  "services": [{"name": "web"}, {"name": "db", "workers": 2}],
+  "apis": [{"name": "browse", "slo": "100ms", "calls": [{"service": "db", "time": {"kind": "exponential", "mean": "10ms"}}]}]
+}`), 0o644)
+	out, err := runCLI(t, "sim", "--virtual", "--app", path, "--policy", "static", "--duration", "10s", "--warmup", "2s", "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var r struct {
+		App            string  `json:"app"`
+		AppCapacityRPS float64 `json:"app_capacity_rps"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.App != "shop" || r.AppCapacityRPS != 200 {
+		t.Errorf("got %+v (%v), want app shop with capacity 200 req/s", r, err)
+	}
+}
+
+func TestBenchWritesTableAndPlot(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	out, err := runCLI(t, append([]string{"bench", "--scenario", "surge", "--policies", "none,static", "--out", dir}, quick...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	rows := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if fields := strings.Fields(line); len(fields) == len(comparisonColumns) {
+			rows[fields[0]] = true
+		}
+	}
+	if !rows["none"] || !rows["static"] {
+		t.Errorf("comparison table lacks a row per policy:\n%s", out)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "two-tier-surge.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| none |", "| static |", "bench --app two-tier", "--policies none,static", "![goodput and p99 per second](two-tier-surge.svg)"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "two-tier-surge.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(svg), "<svg") || strings.Count(string(svg), "<polyline") != 5 {
+		t.Errorf("plot is not an SVG with goodput and p99 lines per policy plus capacity:\n%.400s", svg)
+	}
+	var reports []map[string]any
+	js, _ := os.ReadFile(filepath.Join(dir, "two-tier-surge.json"))
+	if err := json.Unmarshal(js, &reports); err != nil || len(reports) != 2 {
+		t.Errorf("JSON reports: %v, %d reports; want 2", err, len(reports))
+	}
+}
+
+func TestBenchRejectsAnUnknownPolicyBeforeRunning(t *testing.T) {
+	out, err := runCLI(t, append([]string{"bench", "--policies", "none,nope", "--out", t.TempDir()}, quick...)...)
+	if err == nil || !strings.Contains(err.Error(), `unknown policy "nope"`) || strings.Contains(out, "goodput ratio") {
+		t.Errorf("err = %v, output:\n%s\nwant the unknown policy reported before any run", err, out)
+	}
+}

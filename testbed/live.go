@@ -1,0 +1,374 @@
+package testbed
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// LiveApp is an App running on 127.0.0.1: one HTTP server for the entry
+// service and one for every other service that an API calls. Its methods
+// are safe for concurrent use.
+type LiveApp struct {
+	// URL is the entry's base URL, http://127.0.0.1:PORT; API a is served
+	// at URL + a.Path().
+	URL string
+
+	app      App
+	entry    *http.Server
+	servers  map[string]*http.Server // the other services, by name
+	pools    []*pool                 // per service; nil when unbounded
+	client   *http.Client            // the entry's client for its calls
+	closeAll sync.Once
+}
+
+// StartLive starts app's services on 127.0.0.1:0 and returns once they all
+// accept connections. wrap, if not nil, wraps each API's handler inside
+// the entry's mux, so middleware sees r.Pattern == API.Label(); this is
+// where Spillway's middleware goes. seed seeds the service times; arrival
+// order on the servers is not deterministic, so it fixes the distribution
+// of draws, not which request gets which.
+//
+// The entry runs an API's calls in order: a call to the entry service is
+// local work, any other a GET to that service, bounded by the client
+// timeout. It answers 200 when every call succeeded, 504 when a call timed
+// out and 502 on any other failure, including the client leaving. A
+// service queues a call until one of its workers is free; a call whose
+// client gave up leaves the queue. A call that reached a worker is served
+// to the end even if its client left, as real work would be.
+func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*LiveApp, error) {
+	if err := app.Validate(); err != nil {
+		return nil, fmt.Errorf("testbed: app %s: %w", app.Name, err)
+	}
+	l := &LiveApp{app: app, servers: map[string]*http.Server{}, client: &http.Client{Transport: newLoopbackTransport()}}
+	for _, s := range app.Services {
+		var p *pool
+		if s.Workers > 0 {
+			p = &pool{size: s.Workers}
+		}
+		l.pools = append(l.pools, p)
+	}
+	// Every call draws from its own RNG stream of the seed.
+	samplers := make([][]*sampler, len(app.APIs))
+	for i, api := range app.APIs {
+		for j, c := range api.Calls {
+			stream := streamLive + uint64(i)<<16 + uint64(j)
+			samplers[i] = append(samplers[i], &sampler{dist: c.Time, rng: rand.New(rand.NewPCG(seed, stream))})
+		}
+	}
+
+	var listeners []net.Listener
+	fail := func(err error) (*LiveApp, error) {
+		for _, ln := range listeners {
+			ln.Close()
+		}
+		return nil, err
+	}
+	urls := map[string]string{}
+	serve := map[*http.Server]net.Listener{}
+	for _, api := range app.APIs {
+		for _, c := range api.Calls {
+			if c.Service == app.Entry || urls[c.Service] != "" {
+				continue
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return fail(fmt.Errorf("testbed: %s listen: %w", c.Service, err))
+			}
+			listeners = append(listeners, ln)
+			urls[c.Service] = "http://" + ln.Addr().String()
+			mux := http.NewServeMux()
+			mux.Handle("GET /call/{api}/{call}", &serviceHandler{
+				pool: l.pools[app.serviceIndex(c.Service)], samplers: samplers,
+			})
+			l.servers[c.Service] = newServer(mux)
+			serve[l.servers[c.Service]] = ln
+		}
+	}
+	entryListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(fmt.Errorf("testbed: %s listen: %w", app.Entry, err))
+	}
+	listeners = append(listeners, entryListener)
+	l.URL = "http://" + entryListener.Addr().String()
+	entryMux := http.NewServeMux()
+	for i, api := range app.APIs {
+		h := &entryHandler{client: l.client, timeout: app.ClientTimeout}
+		for j, c := range api.Calls {
+			call := entryCall{sampler: samplers[i][j]}
+			if c.Service == app.Entry {
+				call.pool = l.pools[app.serviceIndex(c.Service)]
+			} else {
+				call.url = urls[c.Service] + "/call/" + strconv.Itoa(i) + "/" + strconv.Itoa(j)
+			}
+			h.calls = append(h.calls, call)
+		}
+		var handler http.Handler = h
+		if wrap != nil {
+			handler = wrap(handler)
+		}
+		entryMux.Handle(api.Label(), handler)
+	}
+	l.entry = newServer(entryMux)
+
+	serve[l.entry] = entryListener
+	for srv, ln := range serve {
+		go srv.Serve(ln)
+	}
+	return l, nil
+}
+
+// SetWorkers changes the worker count of a bounded service at once. Calls
+// on workers beyond the new count finish, and no new call starts until
+// fewer are busy than the new count.
+func (l *LiveApp) SetWorkers(service string, workers int) error {
+	i := l.app.serviceIndex(service)
+	if i < 0 || l.pools[i] == nil {
+		return fmt.Errorf("testbed: service %q: no such bounded service", service)
+	}
+	if workers < 1 {
+		return fmt.Errorf("testbed: service %q: workers %d: must be >= 1", service, workers)
+	}
+	l.pools[i].resize(workers)
+	return nil
+}
+
+// Close shuts every server down at once, closing listeners and
+// connections; queued calls are canceled. It does not wait for calls
+// already on a worker, which end within their service time.
+func (l *LiveApp) Close() error {
+	var err error
+	l.closeAll.Do(func() {
+		errs := []error{l.entry.Close()}
+		for _, srv := range l.servers {
+			errs = append(errs, srv.Close())
+		}
+		l.client.CloseIdleConnections()
+		err = errors.Join(errs...)
+	})
+	return err
+}
+
+// entryHandler serves one API at the entry: its calls, in order.
+type entryHandler struct {
+	calls   []entryCall
+	client  *http.Client
+	timeout time.Duration // per call
+}
+
+type entryCall struct {
+	sampler *sampler
+	url     string // "" for local work
+	pool    *pool  // local work's pool; nil when unbounded
+}
+
+func (h *entryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for _, c := range h.calls {
+		if c.url == "" {
+			if c.pool != nil {
+				if err := c.pool.acquire(r.Context()); err != nil {
+					http.Error(w, "client left", http.StatusBadGateway)
+					return
+				}
+			}
+			time.Sleep(c.sampler.sample())
+			if c.pool != nil {
+				c.pool.release()
+			}
+			continue
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+		status, err := h.call(ctx, c.url)
+		cancel()
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			http.Error(w, "call timeout", http.StatusGatewayTimeout)
+			return
+		case err != nil:
+			http.Error(w, "call error: "+err.Error(), http.StatusBadGateway)
+			return
+		case status != http.StatusOK:
+			http.Error(w, fmt.Sprintf("call status %d", status), http.StatusBadGateway)
+			return
+		}
+	}
+	io.WriteString(w, "ok\n")
+}
+
+func (h *entryHandler) call(ctx context.Context, url string) (status int, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, err
+	}
+	return resp.StatusCode, nil
+}
+
+// serviceHandler serves the calls of one service on its worker pool.
+type serviceHandler struct {
+	pool     *pool        // nil when unbounded
+	samplers [][]*sampler // by API, then call index
+}
+
+func (h *serviceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	api, err1 := strconv.Atoi(r.PathValue("api"))
+	call, err2 := strconv.Atoi(r.PathValue("call"))
+	if err1 != nil || err2 != nil || api < 0 || api >= len(h.samplers) || call < 0 || call >= len(h.samplers[api]) {
+		http.NotFound(w, r)
+		return
+	}
+	if h.pool != nil {
+		if h.pool.acquire(r.Context()) != nil {
+			return // The client left while queued; nobody reads an answer.
+		}
+		defer h.pool.release()
+	}
+	time.Sleep(h.samplers[api][call].sample())
+	io.WriteString(w, "done\n")
+}
+
+// pool is a FIFO pool of workers whose size can change. A waiter whose
+// context ends leaves the queue.
+type pool struct {
+	mu      sync.Mutex
+	size    int
+	busy    int
+	waiters list.List // of chan struct{}, closed when granted
+}
+
+func (p *pool) acquire(ctx context.Context) error {
+	p.mu.Lock()
+	if p.busy < p.size && p.waiters.Len() == 0 {
+		p.busy++
+		p.mu.Unlock()
+		return nil
+	}
+	granted := make(chan struct{})
+	e := p.waiters.PushBack(granted)
+	p.mu.Unlock()
+	select {
+	case <-granted:
+		return nil
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	select {
+	case <-granted: // granted just as ctx ended: hand the worker on
+		p.busy--
+		p.grantLocked()
+	default:
+		p.waiters.Remove(e)
+	}
+	p.mu.Unlock()
+	return ctx.Err()
+}
+
+func (p *pool) release() {
+	p.mu.Lock()
+	p.busy--
+	p.grantLocked()
+	p.mu.Unlock()
+}
+
+func (p *pool) resize(size int) {
+	p.mu.Lock()
+	p.size = size
+	p.grantLocked()
+	p.mu.Unlock()
+}
+
+func (p *pool) grantLocked() {
+	for p.busy < p.size && p.waiters.Len() > 0 {
+		e := p.waiters.Front()
+		p.waiters.Remove(e)
+		p.busy++
+		close(e.Value.(chan struct{}))
+	}
+}
+
+// runLive is the live driver of Simulate: the app on loopback behind the
+// engine's HTTP middleware, and open-loop load per API.
+func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally, error) {
+	app, sc := cfg.App, cfg.Scenario
+	rt := newRunTally(app, sc)
+	// The middleware is there even without a policy, as the control point
+	// is in the virtual driver, so that every policy pays the same overhead.
+	eng, err := engine.Start(ctx, engine.Options{Specs: specs, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	wrap := func(h http.Handler) http.Handler { return eng.HTTP(ControlPoint, h) }
+	live, err := StartLive(app, cfg.Seed, wrap)
+	if err != nil {
+		return nil, err
+	}
+	defer live.Close()
+
+	var streams []*loadStream
+	for i, api := range app.APIs {
+		streams = append(streams, &loadStream{
+			url:      live.URL + api.Path(),
+			schedule: newArrivalStream(sc.phases(i), cfg.Seed, streamArrivals+uint64(i)),
+			tally:    rt.tallies[i],
+		})
+	}
+	// App changes run on timers from the start of the load.
+	var (
+		timers    []*time.Timer
+		changeMu  sync.Mutex
+		changeErr error
+	)
+	defer func() {
+		for _, t := range timers {
+			t.Stop()
+		}
+	}()
+	fail := func(err error) {
+		changeMu.Lock()
+		defer changeMu.Unlock()
+		changeErr = errors.Join(changeErr, err)
+	}
+	if cfg.Policy.Static {
+		if err := applyStatic(eng, app, sc, 0); err != nil {
+			return nil, err
+		}
+		for _, at := range staticChanges(sc)[1:] {
+			timers = append(timers, time.AfterFunc(at, func() { fail(applyStatic(eng, app, sc, at)) }))
+		}
+	}
+	for _, c := range sc.Changes {
+		timers = append(timers, time.AfterFunc(c.At, func() { fail(live.SetWorkers(c.Service, max(c.Workers, 1))) }))
+	}
+	var report func(int)
+	if cfg.OnSecond != nil {
+		report = func(t int) { cfg.OnSecond(rt.second(t)) }
+	}
+	_, _, err = offerLoad(ctx, streams, loadLimits{
+		total: sc.Total(), timeout: app.ClientTimeout, reportDelay: app.ClientTimeout, maxInFlight: DefaultMaxInFlight,
+	}, report)
+	for _, t := range timers {
+		t.Stop()
+	}
+	changeMu.Lock()
+	defer changeMu.Unlock()
+	return rt, errors.Join(err, changeErr)
+}

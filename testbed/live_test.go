@@ -1,0 +1,183 @@
+package testbed
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestPoolGrantsInFIFOOrder(t *testing.T) {
+	p := &pool{size: 1}
+	if err := p.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		order []int
+		done  sync.WaitGroup
+	)
+	for i := range 5 {
+		done.Go(func() {
+			if err := p.acquire(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			p.release()
+		})
+		waitForWaiters(t, p, i+1) // queue them in a known order
+	}
+	p.release()
+	done.Wait()
+	if want := []int{0, 1, 2, 3, 4}; !equalInts(order, want) {
+		t.Errorf("workers granted in order %v, want %v", order, want)
+	}
+}
+
+func TestPoolWaiterLeavesOnCancel(t *testing.T) {
+	p := &pool{size: 1}
+	p.acquire(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error)
+	go func() { errs <- p.acquire(ctx) }()
+	waitForWaiters(t, p, 1)
+	cancel()
+	if err := <-errs; err != context.Canceled {
+		t.Errorf("acquire = %v, want context.Canceled", err)
+	}
+	p.release()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy != 0 || p.waiters.Len() != 0 {
+		t.Errorf("busy %d, waiters %d after the canceled waiter left; want 0 and 0", p.busy, p.waiters.Len())
+	}
+}
+
+func TestPoolResize(t *testing.T) {
+	p := &pool{size: 2}
+	p.acquire(context.Background())
+	p.acquire(context.Background())
+	p.resize(1) // one worker dies: nobody new starts until one is free
+	got := make(chan struct{})
+	go func() {
+		p.acquire(context.Background())
+		close(got)
+	}()
+	waitForWaiters(t, p, 1)
+	p.release()
+	select {
+	case <-got:
+		t.Fatal("a worker was granted while 1 was busy with size 1")
+	case <-time.After(20 * time.Millisecond):
+	}
+	p.release()
+	<-got
+	p.resize(3) // growing grants at once
+	if err := p.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitForWaiters(t *testing.T, p *pool, n int) {
+	t.Helper()
+	for range 1000 {
+		p.mu.Lock()
+		waiting := p.waiters.Len()
+		p.mu.Unlock()
+		if waiting >= n {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("fewer than %d waiters after 1 s", n)
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestStartLiveServesEveryAPIBehindWrap(t *testing.T) {
+	app := Boutique()
+	var (
+		mu     sync.Mutex
+		labels = map[string]int{}
+	)
+	wrap := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			labels[r.Pattern]++
+			mu.Unlock()
+			next.ServeHTTP(w, r)
+		})
+	}
+	live, err := StartLive(app, 1, wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
+	for _, api := range app.APIs {
+		if status, body := fetch(t, live.URL+api.Path(), 5*time.Second); status != http.StatusOK || body != "ok\n" {
+			t.Errorf("GET %s = %d %q, want 200 ok", api.Path(), status, body)
+		}
+		if labels[api.Label()] != 1 {
+			t.Errorf("wrap saw %q %d times, want once", api.Label(), labels[api.Label()])
+		}
+	}
+	if status, _ := fetch(t, live.URL+"/other", 5*time.Second); status != http.StatusNotFound {
+		t.Errorf("GET /other = %d, want 404", status)
+	}
+	if err := live.SetWorkers("frontend", 1); err == nil || !strings.Contains(err.Error(), `service "frontend": no such bounded service`) {
+		t.Errorf("SetWorkers(frontend) = %v, want an error: it is unbounded", err)
+	}
+	if err := live.SetWorkers("cart", 1); err != nil {
+		t.Error(err)
+	}
+}
+
+// Not parallel: the CPU-bound virtual tests would starve its servers.
+func TestSimulateLiveShedsWithTheStaticOracle(t *testing.T) {
+	// Four backend workers at 40 ms: 100 req/s. Offer 300 req/s for 2 s
+	// after a 1 s warm-up at 50 req/s.
+	app := App{
+		Name: "tiny", Entry: "web", ClientTimeout: time.Second,
+		Services: []Service{{Name: "web"}, {Name: "db", Workers: 4}},
+		APIs: []API{{Name: "q", SLO: 200 * time.Millisecond, Priority: 1, Weight: 1, Calls: []Call{
+			{Service: "db", Time: Dist{Kind: Constant, Mean: 40 * time.Millisecond}},
+		}}},
+	}
+	s := Scenario{
+		Name: "hand-made", Warmup: time.Second, Duration: 2 * time.Second, Load: 3,
+		Steps: []Step{{Duration: time.Second, Rates: []float64{50}}, {Duration: 2 * time.Second, Rates: []float64{300}}},
+		Marks: []time.Duration{time.Second},
+	}
+	var seconds []int
+	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: s, Policy: StaticPolicy(), Seed: 1,
+		OnSecond: func(s SecondStats) { seconds = append(seconds, s.T) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, r)
+	if r.Driver != "live" || !equalInts(seconds, []int{-1, 0, 1}) {
+		t.Errorf("driver %q, OnSecond saw %v; want live and seconds -1, 0, 1", r.Driver, seconds)
+	}
+	// The oracle admits 95 req/s of the 300 offered. Goodput depends on
+	// how loaded the machine is (sleeps overshoot, and the race detector
+	// slows the servers), so only its presence is checked.
+	t.Logf("rejected %.2f, goodput ratio %.2f, p99 %.1f ms", r.RejectedRatio, r.GoodputRatio, r.P99Ms)
+	if r.RejectedRatio < 0.55 || r.RejectedRatio > 0.8 || r.Goodput == 0 {
+		t.Errorf("rejected %.2f, goodput %d; want about 0.68 rejected (95 of 300 req/s admitted) and some goodput", r.RejectedRatio, r.Goodput)
+	}
+}

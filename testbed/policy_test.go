@@ -1,0 +1,128 @@
+package testbed
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/engine"
+)
+
+func loadPolicy(t testing.TB, file string) []engine.Spec {
+	t.Helper()
+	specs, diags := engine.LoadFiles([]string{file})
+	if len(diags.Errors()) > 0 {
+		t.Fatal(diags)
+	}
+	return specs
+}
+
+// componentParams returns the params of every component of type typ.
+func componentParams(t *testing.T, s engine.Spec, typ string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, c := range s.Components {
+		if c.Type != typ {
+			continue
+		}
+		var p map[string]any
+		if err := json.Unmarshal(c.Params, &p); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func TestInstantiatePolicyMakesOnePolicyPerAPI(t *testing.T) {
+	app := Boutique()
+	templates := loadPolicy(t, "../policies/latency-aimd.cue")
+	specs, err := InstantiatePolicy(templates, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(specs) != len(app.APIs) {
+		t.Fatalf("%d policies, want one per API (%d)", len(specs), len(app.APIs))
+	}
+	for i, api := range app.APIs {
+		s := specs[i]
+		if want := "ingress-latency-aimd." + api.Name; s.Name != want {
+			t.Errorf("policy %d is named %q, want %q", i, s.Name, want)
+		}
+		want := map[string]any{"service": "frontend", "control_point": "ingress", "api": api.Label()}
+		for _, typ := range []string{"FluxMeter", "RateLimiter"} {
+			for _, p := range componentParams(t, s, typ) {
+				sel, _ := p["selector"].(map[string]any)
+				if len(sel) != 3 || sel["service"] != want["service"] || sel["control_point"] != want["control_point"] || sel["api"] != want["api"] {
+					t.Errorf("%s %s selector = %v, want %v", s.Name, typ, sel, want)
+				}
+			}
+		}
+		if slo, ok := componentParams(t, s, "FluxMeter")[0]["slo"]; ok {
+			t.Errorf("%s FluxMeter slo = %v, want none, as in the template", s.Name, slo)
+		}
+		if _, diags := engine.Compile(s); len(diags.Errors()) > 0 {
+			t.Errorf("%s does not compile: %v", s.Name, diags)
+		}
+	}
+	if templates[0].Name != "ingress-latency-aimd" || strings.Contains(string(templates[0].Components[0].Params), "GET /") {
+		t.Errorf("the template was modified: %+v", templates[0])
+	}
+}
+
+func TestInstantiatePolicyKeepsPoliciesWrittenForTheApp(t *testing.T) {
+	app := Boutique()
+	specs, err := InstantiatePolicy(staticSpecs(app, []float64{1, 2, 3, 4}), app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	if want := []string{"static.home", "static.product", "static.cart", "static.checkout"}; !slices.Equal(names, want) {
+		t.Errorf("policies %v, want %v unchanged: their selectors already name the app's APIs", names, want)
+	}
+}
+
+func TestInstantiatePolicyRejectsMixedIntervals(t *testing.T) {
+	app := TwoTierApp(DefaultTwoTier())
+	a := loadPolicy(t, "../policies/latency-aimd.cue")[0]
+	b := a
+	b.Name, b.EvaluationInterval = "slow", time.Second
+	_, err := InstantiatePolicy([]engine.Spec{a, b}, app)
+	if err == nil || !strings.Contains(err.Error(), `policy "slow.api": evaluation_interval 1s differs from "ingress-latency-aimd.api"'s 500ms`) {
+		t.Errorf("err = %v, want the interval clash named", err)
+	}
+	_, err = InstantiatePolicy([]engine.Spec{a, a}, app)
+	if err == nil || !strings.Contains(err.Error(), `policy "ingress-latency-aimd.api": declared twice`) {
+		t.Errorf("err = %v, want the duplicate named", err)
+	}
+}
+
+func TestStaticOracleFollowsCapacityShares(t *testing.T) {
+	app := Boutique()
+	s, err := NewScenario("capacity-drop", app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := staticChanges(s), []time.Duration{0, 5 * time.Second, 15 * time.Second}; !slices.Equal(got, want) {
+		t.Errorf("staticChanges = %v, want %v: start, load step, worker change", got, want)
+	}
+	before, after := staticRates(app, s, 10*time.Second), staticRates(app, s, 15*time.Second)
+	weights := app.Weights()
+	var sumBefore, sumAfter float64
+	for i := range before {
+		sumBefore += before[i]
+		sumAfter += after[i]
+		if math.Abs(before[i]/staticUtilization-weights[i]*app.Capacity()) > 1e-6 {
+			t.Errorf("API %d: rate %v before the drop, want 0.95 × its capacity share %v", i, before[i], weights[i]*app.Capacity())
+		}
+	}
+	if math.Abs(sumAfter/sumBefore-0.5) > 1e-9 {
+		t.Errorf("after half of productcatalog's workers die the oracle admits %.3f of what it did, want 0.5", sumAfter/sumBefore)
+	}
+}

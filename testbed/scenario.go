@@ -1,0 +1,294 @@
+package testbed
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// DefaultWarmup is the light-load stretch before every scenario: 60 s, the
+// latency-AIMD blueprint's EMA warm-up (seed 004), plus 5 s, so that a
+// latency baseline is learned on a healthy app before the overload starts.
+const DefaultWarmup = 65 * time.Second
+
+// DefaultDuration is the default length of a scenario after its warm-up.
+const DefaultDuration = 60 * time.Second
+
+// warmupLoad is the load of the warm-up, as a multiple of capacity.
+const warmupLoad = 0.5
+
+// Scenario is a load schedule for one App: open-loop Poisson arrivals per
+// API whose rates change in steps, plus changes to the app itself.
+//
+// Time 0 is the start of the run. The run begins with Warmup at half the
+// app's capacity; the scenario proper, which reports measure, is the
+// Duration after it.
+type Scenario struct {
+	Name string
+	// Load is the scenario's load parameter (see ScenarioNames).
+	Load             float64
+	Warmup, Duration time.Duration
+	// Steps run back to back from time 0 and cover Warmup + Duration.
+	Steps []Step
+	// Changes alter the app during the run, in time order.
+	Changes []WorkerChange
+	// Marks are the times, from the start of the run, after which the time
+	// to recover is measured: the start of the scenario proper and each
+	// later step change or app change of note.
+	Marks []time.Duration
+}
+
+// Step is a stretch of constant offered load.
+type Step struct {
+	Duration time.Duration
+	// Rates is the offered load of each API, in App.APIs order, in req/s.
+	Rates []float64
+}
+
+// WorkerChange sets the worker count of one service at a time.
+type WorkerChange struct {
+	At      time.Duration // from the start of the run
+	Service string
+	Workers int
+}
+
+// ScenarioOptions parameterise NewScenario; zero fields take defaults.
+type ScenarioOptions struct {
+	// Warmup is the light-load stretch before the scenario (default
+	// DefaultWarmup). It is never shorter than 1 s.
+	Warmup time.Duration
+	// Duration is the scenario's length after the warm-up (default
+	// DefaultDuration); at least 10 s, so every step lasts at least 1 s.
+	Duration time.Duration
+	// Load is the scenario's load parameter; 0 takes the scenario's default.
+	Load float64
+}
+
+// scenarioKinds are the known scenarios, in documentation order.
+var scenarioKinds = []struct {
+	name        string
+	defaultLoad float64
+	doc         string
+	build       func(b *scenarioBuilder)
+}{
+	{"steady", 4, "every API at LOAD× its share of capacity (default 4)", buildSteady},
+	{"surge", 4, "0.5× for 20% of the duration, LOAD× (default 4) for 40%, 0.5× for 40%", buildSurge},
+	{"ramp", 5, "from 0.5× up to LOAD× (default 5) in 1 s steps", buildRamp},
+	{"capacity-drop", 0.8, "LOAD× (default 0.8); a third in, half the workers of the most shared service die", buildCapacityDrop},
+	{"flash-crowd", 8, "0.8×; from 25% to 50% of the duration the heaviest API jumps to LOAD× (default 8) its share", buildFlashCrowd},
+	{"priority-mix", 1.5, "every API at LOAD× (default 1.5) its capacity alone, so all contend over capacity", buildPriorityMix},
+}
+
+// ScenarioNames lists the known scenarios.
+func ScenarioNames() []string {
+	names := make([]string, len(scenarioKinds))
+	for i, k := range scenarioKinds {
+		names[i] = k.name
+	}
+	return names
+}
+
+// ScenarioHelp describes every scenario, one per line.
+func ScenarioHelp() string {
+	var b strings.Builder
+	for _, k := range scenarioKinds {
+		fmt.Fprintf(&b, "  %-14s %s\n", k.name, k.doc)
+	}
+	return b.String()
+}
+
+// NewScenario builds the named scenario for app. Load multiples "×" are of
+// the app's capacity at its nominal mix (App.Capacity), split between APIs
+// by Weight, unless the scenario says otherwise.
+func NewScenario(name string, app App, opts ScenarioOptions) (Scenario, error) {
+	if err := app.Validate(); err != nil {
+		return Scenario{}, fmt.Errorf("app %s: %w", app.Name, err)
+	}
+	if c := app.Capacity(); math.IsInf(c, 1) || c <= 0 {
+		return Scenario{}, fmt.Errorf("app %s: no API calls a bounded service with a service time > 0, so its capacity is unbounded and it cannot be overloaded", app.Name)
+	}
+	if opts.Warmup == 0 {
+		opts.Warmup = DefaultWarmup
+	}
+	if opts.Duration == 0 {
+		opts.Duration = DefaultDuration
+	}
+	switch {
+	case opts.Warmup < time.Second:
+		return Scenario{}, fmt.Errorf("warm-up %v: must be >= 1s", opts.Warmup)
+	case opts.Duration < 10*time.Second:
+		return Scenario{}, fmt.Errorf("duration %v: must be >= 10s", opts.Duration)
+	case opts.Warmup%time.Second != 0 || opts.Duration%time.Second != 0:
+		return Scenario{}, fmt.Errorf("warm-up %v and duration %v: must be whole seconds", opts.Warmup, opts.Duration)
+	case opts.Load < 0 || math.IsNaN(opts.Load) || math.IsInf(opts.Load, 0):
+		return Scenario{}, fmt.Errorf("load %v: must be finite and > 0", opts.Load)
+	}
+	for _, k := range scenarioKinds {
+		if k.name != name {
+			continue
+		}
+		load := opts.Load
+		if load == 0 {
+			load = k.defaultLoad
+		}
+		b := &scenarioBuilder{app: app, s: Scenario{Name: name, Load: load, Warmup: opts.Warmup, Duration: opts.Duration}}
+		b.step(opts.Warmup, b.mix(warmupLoad))
+		b.mark(opts.Warmup)
+		k.build(b)
+		return b.s, nil
+	}
+	return Scenario{}, fmt.Errorf("unknown scenario %q (known: %s)", name, strings.Join(ScenarioNames(), ", "))
+}
+
+type scenarioBuilder struct {
+	app App
+	s   Scenario
+	end time.Duration // end of the steps so far
+}
+
+// mix is the nominal mix at load× capacity, per API.
+func (b *scenarioBuilder) mix(load float64) []float64 {
+	rates := b.app.Weights()
+	c := b.app.Capacity()
+	for i := range rates {
+		rates[i] *= load * c
+	}
+	return rates
+}
+
+func (b *scenarioBuilder) step(d time.Duration, rates []float64) {
+	b.s.Steps = append(b.s.Steps, Step{Duration: d, Rates: rates})
+	b.end += d
+}
+
+func (b *scenarioBuilder) mark(at time.Duration) {
+	if len(b.s.Marks) == 0 || b.s.Marks[len(b.s.Marks)-1] != at {
+		b.s.Marks = append(b.s.Marks, at)
+	}
+}
+
+// fraction is f of the duration, in whole seconds, at least 1 s.
+func (b *scenarioBuilder) fraction(f float64) time.Duration {
+	return max(time.Second, (time.Duration(f*float64(b.s.Duration))/time.Second)*time.Second)
+}
+
+func buildSteady(b *scenarioBuilder) { b.step(b.s.Duration, b.mix(b.s.Load)) }
+
+func buildSurge(b *scenarioBuilder) {
+	low, high := b.fraction(0.2), b.fraction(0.4)
+	b.step(low, b.mix(0.5))
+	b.mark(b.end)
+	b.step(high, b.mix(b.s.Load))
+	b.mark(b.end)
+	b.step(b.s.Duration-low-high, b.mix(0.5))
+}
+
+func buildRamp(b *scenarioBuilder) {
+	seconds := int(b.s.Duration / time.Second)
+	for i := range seconds {
+		load := 0.5 + (b.s.Load-0.5)*float64(i)/float64(max(seconds-1, 1))
+		b.step(time.Second, b.mix(load))
+	}
+}
+
+func buildCapacityDrop(b *scenarioBuilder) {
+	shared := b.app.Services[b.app.sharedService()]
+	drop := b.fraction(1.0 / 3)
+	b.step(b.s.Duration, b.mix(b.s.Load))
+	at := b.s.Warmup + drop
+	b.s.Changes = append(b.s.Changes, WorkerChange{At: at, Service: shared.Name, Workers: shared.Workers - shared.Workers/2})
+	b.mark(at)
+}
+
+func buildFlashCrowd(b *scenarioBuilder) {
+	heaviest := 0
+	for i, api := range b.app.APIs {
+		if api.Weight > b.app.APIs[heaviest].Weight {
+			heaviest = i
+		}
+	}
+	before, flash := b.fraction(0.25), b.fraction(0.25)
+	base := b.mix(0.8)
+	crowd := b.mix(0.8)
+	crowd[heaviest] = b.mix(b.s.Load)[heaviest]
+	b.step(before, base)
+	b.mark(b.end)
+	b.step(flash, crowd)
+	b.mark(b.end)
+	b.step(b.s.Duration-before-flash, base)
+}
+
+func buildPriorityMix(b *scenarioBuilder) {
+	rates := make([]float64, len(b.app.APIs))
+	for i := range rates {
+		rates[i] = b.s.Load * b.app.CapacityAlone(i)
+	}
+	b.step(b.s.Duration, rates)
+}
+
+// phases returns API api's offered load as load-generator phases.
+func (s Scenario) phases(api int) []Phase {
+	phases := make([]Phase, len(s.Steps))
+	for i, st := range s.Steps {
+		phases[i] = Phase{Duration: st.Duration, Rate: st.Rates[api]}
+	}
+	return phases
+}
+
+// Total is Warmup + Duration.
+func (s Scenario) Total() time.Duration { return s.Warmup + s.Duration }
+
+// ratesAt returns the offered rates of the step that covers time at.
+func (s Scenario) ratesAt(at time.Duration) []float64 {
+	var end time.Duration
+	for _, st := range s.Steps {
+		end += st.Duration
+		if at < end {
+			return st.Rates
+		}
+	}
+	return s.Steps[len(s.Steps)-1].Rates
+}
+
+// workersAt returns every service's worker count at time at.
+func (s Scenario) workersAt(app App, at time.Duration) []int {
+	w := app.workers()
+	for _, c := range s.Changes {
+		if c.At <= at {
+			w[app.serviceIndex(c.Service)] = c.Workers
+		}
+	}
+	return w
+}
+
+// validate checks a Scenario built by hand against app.
+func (s Scenario) validate(app App) error {
+	if len(s.Steps) == 0 {
+		return fmt.Errorf("scenario %s: no steps", s.Name)
+	}
+	var total time.Duration
+	for i, st := range s.Steps {
+		if st.Duration <= 0 {
+			return fmt.Errorf("scenario %s: Steps[%d].Duration %v: must be > 0", s.Name, i, st.Duration)
+		}
+		if len(st.Rates) != len(app.APIs) {
+			return fmt.Errorf("scenario %s: Steps[%d].Rates: %d rates for %d APIs", s.Name, i, len(st.Rates), len(app.APIs))
+		}
+		for j, r := range st.Rates {
+			if r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+				return fmt.Errorf("scenario %s: Steps[%d].Rates[%d] %v: must be finite and >= 0", s.Name, i, j, r)
+			}
+		}
+		total += st.Duration
+	}
+	if total != s.Total() {
+		return fmt.Errorf("scenario %s: steps last %v, want Warmup + Duration = %v", s.Name, total, s.Total())
+	}
+	for i, c := range s.Changes {
+		if app.serviceIndex(c.Service) < 0 || c.Workers < 0 {
+			return fmt.Errorf("scenario %s: Changes[%d]: service %q workers %d: no such service or negative workers", s.Name, i, c.Service, c.Workers)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+package testbed
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestScenariosFollowTheirShapes(t *testing.T) {
+	app := Boutique()
+	c := app.Capacity()
+	opts := ScenarioOptions{Warmup: 5 * time.Second, Duration: 60 * time.Second}
+	// total is the offered load of every API together at time at, as a
+	// multiple of capacity.
+	total := func(s Scenario, at time.Duration) float64 {
+		var sum float64
+		for _, r := range s.ratesAt(at) {
+			sum += r
+		}
+		return sum / c
+	}
+	sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	tests := []struct {
+		scenario string
+		check    func(t *testing.T, s Scenario)
+	}{
+		{"steady", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(5)), 4, "steady")
+			expectLoad(t, total(s, sec(64)), 4, "steady at the end")
+			if len(s.Marks) != 1 || s.Marks[0] != sec(5) {
+				t.Errorf("Marks = %v, want only the end of the warm-up", s.Marks)
+			}
+		}},
+		{"surge", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(5)), 0.5, "before the surge")
+			expectLoad(t, total(s, sec(17)), 4, "surge")
+			expectLoad(t, total(s, sec(40)), 4, "surge")
+			expectLoad(t, total(s, sec(41)), 0.5, "after the surge")
+			if len(s.Marks) != 3 || s.Marks[1] != sec(17) || s.Marks[2] != sec(41) {
+				t.Errorf("Marks = %v, want [5s 17s 41s]: the start and both steps", s.Marks)
+			}
+		}},
+		{"ramp", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(5)), 0.5, "ramp start")
+			expectLoad(t, total(s, sec(64)), 5, "ramp end")
+			for at := sec(6); at < sec(65); at += time.Second {
+				if total(s, at) <= total(s, at-time.Second) {
+					t.Fatalf("load does not rise at %v", at)
+				}
+			}
+		}},
+		{"capacity-drop", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(30)), 0.8, "capacity drop")
+			want := WorkerChange{At: sec(25), Service: "productcatalog", Workers: 4}
+			if len(s.Changes) != 1 || s.Changes[0] != want {
+				t.Errorf("Changes = %+v, want [%+v]", s.Changes, want)
+			}
+			if got := s.workersAt(app, sec(25))[app.serviceIndex("productcatalog")]; got != 4 {
+				t.Errorf("workersAt(25s) = %d, want 4", got)
+			}
+		}},
+		{"flash-crowd", func(t *testing.T, s Scenario) {
+			product := 1 // the heaviest weight
+			base, crowd := s.ratesAt(sec(10)), s.ratesAt(sec(25))
+			for i := range base {
+				want := 0.8 * c * app.Weights()[i]
+				if i == product {
+					expectLoad(t, crowd[i]/(c*app.Weights()[i]), 8, "flash crowd on product")
+				} else if math.Abs(crowd[i]-want) > 1e-9 {
+					t.Errorf("API %d during the crowd: %v req/s, want %v", i, crowd[i], want)
+				}
+				if math.Abs(base[i]-want) > 1e-9 {
+					t.Errorf("API %d before the crowd: %v req/s, want %v", i, base[i], want)
+				}
+			}
+			expectLoad(t, s.ratesAt(sec(40))[product]/(c*app.Weights()[product]), 0.8, "after the crowd")
+		}},
+		{"priority-mix", func(t *testing.T, s Scenario) {
+			for i, r := range s.ratesAt(sec(30)) {
+				expectLoad(t, r/app.CapacityAlone(i), 1.5, "priority-mix, of capacity alone")
+			}
+		}},
+	}
+	if len(tests) != len(ScenarioNames()) {
+		t.Fatalf("%d scenarios tested, %d exist", len(tests), len(ScenarioNames()))
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			s, err := NewScenario(tt.scenario, app, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.validate(app); err != nil {
+				t.Fatal(err)
+			}
+			expectLoad(t, total(s, 0), 0.5, "warm-up")
+			tt.check(t, s)
+		})
+	}
+}
+
+func expectLoad(t *testing.T, got, want float64, what string) {
+	t.Helper()
+	if math.Abs(got-want) > 1e-9 {
+		t.Errorf("%s: load %.4g× capacity, want %g×", what, got, want)
+	}
+}
+
+func TestNewScenarioRejectsBadInput(t *testing.T) {
+	app := Boutique()
+	tests := []struct {
+		name     string
+		scenario string
+		opts     ScenarioOptions
+		want     string
+	}{
+		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix)`},
+		{"too short", "steady", ScenarioOptions{Duration: 5 * time.Second}, "duration 5s: must be >= 10s"},
+		{"fractional", "steady", ScenarioOptions{Duration: 10500 * time.Millisecond}, "must be whole seconds"},
+		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},
+	}
+	for _, tt := range tests {
+		if _, err := NewScenario(tt.scenario, app, tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", tt.name, err, tt.want)
+		}
+	}
+	unbounded := TwoTierApp(DefaultTwoTier())
+	unbounded.Services[1].Workers = 0
+	if _, err := NewScenario("steady", unbounded, ScenarioOptions{}); err == nil || !strings.Contains(err.Error(), "cannot be overloaded") {
+		t.Errorf("an app without a bounded service: err = %v, want it to say it cannot be overloaded", err)
+	}
+}

@@ -1,0 +1,68 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// SimConfig describes one simulated run.
+type SimConfig struct {
+	App      App
+	Scenario Scenario
+	Policy   Policy
+	// Virtual selects the discrete-event driver: virtual time, as fast as
+	// the CPU allows, deterministic for a seed. Otherwise the app runs
+	// live on loopback in real time.
+	Virtual bool
+	// Seed fixes the arrivals (both drivers) and the service times
+	// (virtual driver) of every API.
+	Seed uint64
+	// OnSecond, if not nil, is called once per second of the run, in
+	// order, with that second's totals: in the virtual driver once the
+	// second is final, in the live one shortly after it ends (see Run).
+	OnSecond func(SecondStats)
+}
+
+// Simulate runs cfg.App through cfg.Scenario under cfg.Policy and reports
+// what happened. Both drivers run the real engine: policy templates are
+// instantiated per API (InstantiatePolicy) and attached at ControlPoint.
+func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
+	if err := cfg.App.Validate(); err != nil {
+		return Report{}, fmt.Errorf("app %s: %w", cfg.App.Name, err)
+	}
+	if err := cfg.Scenario.validate(cfg.App); err != nil {
+		return Report{}, err
+	}
+	var specs []engine.Spec
+	switch {
+	case cfg.Policy.Static:
+		specs = staticSpecs(cfg.App, staticRates(cfg.App, cfg.Scenario, 0))
+	case len(cfg.Policy.Templates) > 0:
+		var err error
+		if specs, err = InstantiatePolicy(cfg.Policy.Templates, cfg.App); err != nil {
+			return Report{}, err
+		}
+	}
+	driver := "live"
+	var rt *runTally
+	var err error
+	if cfg.Virtual {
+		driver = "virtual"
+		var v *virtualRun
+		v = newVirtualRun(cfg.App, cfg.Scenario, cfg.Policy, specs, cfg.Seed, func(t int) {
+			if cfg.OnSecond != nil {
+				cfg.OnSecond(v.tally.second(t))
+			}
+		})
+		err = v.run(ctx)
+		rt = v.tally
+	} else {
+		rt, err = runLive(ctx, cfg, specs)
+	}
+	if err != nil {
+		return Report{}, err
+	}
+	return rt.report(cfg.Policy.Name, driver, cfg.Seed), nil
+}

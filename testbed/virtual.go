@@ -1,0 +1,488 @@
+package testbed
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// virtualRun is the discrete-event driver: one goroutine, one virtual
+// clock, and the real engine, control point and token buckets.
+//
+// Events, in the order in which those at the same instant are handled:
+//
+//  1. app changes (worker changes, static oracle updates), in time order;
+//  2. the engine tick, every evaluation interval;
+//  3. call completions, in the order they were scheduled;
+//  4. client timeouts, in arrival order;
+//  5. arrivals, by API order;
+//  6. progress reports: second T is final at (T+1) s + client timeout,
+//     since by then every request that arrived in it has ended.
+//
+// Only call completions need a heap, and it holds one entry per busy
+// worker. Queued requests wait in per-service FIFO rings. Every admitted
+// request has one client timeout, at arrival + ClientTimeout, and arrivals
+// are in time order, so timeouts form a FIFO as well; a request that ends
+// first leaves its timeout behind, and a generation number makes the stale
+// entry a no-op. A request that times out while queued stays in its ring,
+// marked abandoned, and is skipped without taking a worker when it reaches
+// the head: the same service order as if it had left at once, which is
+// what the live servers do. A request that times out on a worker finishes
+// that call, as real work would, and makes no more calls.
+type virtualRun struct {
+	app      App
+	scenario Scenario
+	specs    []engine.Spec
+	tally    *runTally
+	onSecond func(int)
+
+	now       int64 // virtual nanoseconds since the start of the run
+	eng       *engine.Engine
+	cp        *controlpoint.ControlPoint
+	timeoutNs int64
+
+	apis      []virtualAPI
+	services  []virtualService
+	requests  []virtualRequest
+	free      []int32
+	calls     completionHeap
+	timeouts  ring[timeoutEntry]
+	changes   []appChange
+	nextTick  int64
+	tickEvery int64 // 0: no ticks (no policies)
+	reported  int   // seconds reported so far
+
+	// Service times are drawn per (request, call) from a source reseeded
+	// with the request's demand seed, so the same arrival costs the same
+	// under every policy: runs of one seed differ only by what the policy
+	// did (common random numbers).
+	timeSource *rand.PCG
+	times      *rand.Rand
+}
+
+type virtualAPI struct {
+	label    string
+	calls    []virtualCall
+	arrivals *arrivals
+	next     int64 // next arrival; -1 when there are no more
+	demand   *rand.Rand
+}
+
+type virtualCall struct {
+	service int
+	time    Dist
+}
+
+type virtualService struct {
+	bounded bool
+	workers int
+	busy    int
+	queue   ring[int32]
+}
+
+type virtualRequest struct {
+	ticket    controlpoint.Ticket
+	arrival   int64
+	demand    uint64
+	api       int32
+	call      int32 // index of the current call
+	second    int32
+	gen       uint32
+	abandoned bool // the client timed out
+}
+
+type timeoutEntry struct {
+	at  int64
+	req int32
+	gen uint32
+}
+
+// appChange is an event of kind 1: workers of a service change, or the
+// static oracle re-reads the capacity.
+type appChange struct {
+	at      int64
+	service int // -1 for an oracle update
+	workers int
+}
+
+// Streams of the seeded RNGs, one per purpose and API, kept apart so that
+// one never shifts another.
+const (
+	streamArrivals = 1 << 32 // + API index
+	streamDemand   = 2 << 32 // + API index
+	streamLive     = 3 << 32 // + API index << 16 + call index: live service times
+)
+
+func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint64, onSecond func(int)) *virtualRun {
+	v := &virtualRun{
+		app: app, scenario: s, specs: specs, onSecond: onSecond,
+		tally:      newRunTally(app, s),
+		timeoutNs:  int64(app.ClientTimeout),
+		timeSource: rand.NewPCG(0, 0),
+	}
+	v.times = rand.New(v.timeSource)
+	for _, svc := range app.Services {
+		v.services = append(v.services, virtualService{bounded: svc.Workers > 0, workers: svc.Workers})
+	}
+	for i, api := range app.APIs {
+		a := virtualAPI{
+			label:    api.Label(),
+			arrivals: newArrivalStream(s.phases(i), seed, streamArrivals+uint64(i)),
+			demand:   rand.New(rand.NewPCG(seed, streamDemand+uint64(i))),
+		}
+		for _, c := range api.Calls {
+			a.calls = append(a.calls, virtualCall{service: app.serviceIndex(c.Service), time: c.Time})
+		}
+		a.next = nextOffset(a.arrivals)
+		v.apis = append(v.apis, a)
+	}
+	for _, c := range s.Changes {
+		v.changes = append(v.changes, appChange{at: int64(c.At), service: app.serviceIndex(c.Service), workers: c.Workers})
+	}
+	if p.Static {
+		for _, at := range staticChanges(s) {
+			v.changes = append(v.changes, appChange{at: int64(at), service: -1})
+		}
+	}
+	// Worker changes come before oracle updates at the same instant, so
+	// the oracle sees the new workers.
+	sortChanges(v.changes)
+	if len(specs) > 0 {
+		v.tickEvery = int64(specs[0].EvaluationInterval)
+	}
+	v.nextTick = v.tickEvery
+	return v
+}
+
+func nextOffset(a *arrivals) int64 {
+	at, ok := a.next()
+	if !ok {
+		return -1
+	}
+	return int64(at)
+}
+
+func sortChanges(c []appChange) {
+	for i := 1; i < len(c); i++ { // insertion sort: stable, and c is short
+		for j := i; j > 0 && (c[j].at < c[j-1].at || (c[j].at == c[j-1].at && c[j].service >= 0 && c[j-1].service < 0)); j-- {
+			c[j], c[j-1] = c[j-1], c[j]
+		}
+	}
+}
+
+// run simulates the whole scenario and returns its tallies.
+func (v *virtualRun) run(ctx context.Context) error {
+	var err error
+	v.eng, err = engine.Start(ctx, engine.Options{
+		Specs:       v.specs,
+		Clock:       func() int64 { return v.now },
+		ManualTicks: true,
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return err
+	}
+	defer v.eng.Close()
+	v.cp = v.eng.ControlPoints().Get(ControlPoint)
+
+	seconds := secondsIn(v.scenario.Total())
+	end := int64(v.scenario.Total()) + v.timeoutNs
+	for events := 0; ; events++ {
+		if events&0xffff == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		kind, at := v.next(seconds)
+		if kind == eventNone || at > end {
+			break
+		}
+		v.now = at
+		switch kind {
+		case eventChange:
+			if err := v.change(v.changes[0]); err != nil {
+				return err
+			}
+			v.changes = v.changes[1:]
+		case eventTick:
+			v.eng.Tick()
+			v.nextTick += v.tickEvery
+		case eventCompletion:
+			v.complete(v.calls.pop().req)
+		case eventTimeout:
+			v.timeout(v.timeouts.pop())
+		case eventArrival:
+			v.arrive(v.nextArrival())
+		case eventReport:
+			if v.onSecond != nil {
+				v.onSecond(v.reported)
+			}
+			v.reported++
+		}
+	}
+	return nil
+}
+
+type eventKind int
+
+const (
+	eventNone eventKind = iota
+	eventChange
+	eventTick
+	eventCompletion
+	eventTimeout
+	eventArrival
+	eventReport
+)
+
+// next returns the earliest pending event; ties go to the lower kind.
+func (v *virtualRun) next(seconds int) (eventKind, int64) {
+	kind, at := eventNone, int64(0)
+	consider := func(k eventKind, t int64) {
+		if kind == eventNone || t < at {
+			kind, at = k, t
+		}
+	}
+	if len(v.changes) > 0 {
+		consider(eventChange, v.changes[0].at)
+	}
+	if v.tickEvery > 0 {
+		consider(eventTick, v.nextTick)
+	}
+	if v.calls.len() > 0 {
+		consider(eventCompletion, v.calls.top().at)
+	}
+	if v.timeouts.len() > 0 {
+		consider(eventTimeout, v.timeouts.peek().at)
+	}
+	if i := v.nextArrival(); i >= 0 {
+		consider(eventArrival, v.apis[i].next)
+	}
+	if v.reported < seconds {
+		consider(eventReport, int64(v.reported+1)*int64(time.Second)+v.timeoutNs)
+	}
+	return kind, at
+}
+
+// nextArrival is the API with the earliest next arrival, or -1.
+func (v *virtualRun) nextArrival() int {
+	best := -1
+	for i := range v.apis {
+		if v.apis[i].next >= 0 && (best < 0 || v.apis[i].next < v.apis[best].next) {
+			best = i
+		}
+	}
+	return best
+}
+
+func (v *virtualRun) change(c appChange) error {
+	if c.service < 0 {
+		return applyStatic(v.eng, v.app, v.scenario, time.Duration(c.at))
+	}
+	s := &v.services[c.service]
+	s.workers = c.workers
+	v.dispatch(s)
+	return nil
+}
+
+func (v *virtualRun) arrive(api int) {
+	a := &v.apis[api]
+	second := int(a.next / int64(time.Second))
+	demand := a.demand.Uint64() // drawn for every arrival, admitted or not
+	a.next = nextOffset(a.arrivals)
+	t := v.tally.tallies[api]
+	t.arrive(second, false)
+	ticket, decision := v.cp.Admit(a.label)
+	if decision != controlpoint.Accepted {
+		t.complete(second, outcome{status: http.StatusTooManyRequests})
+		return
+	}
+	idx := v.alloc()
+	r := &v.requests[idx]
+	r.ticket, r.arrival, r.demand = ticket, v.now, demand
+	r.api, r.call, r.second, r.abandoned = int32(api), 0, int32(second), false
+	v.timeouts.push(timeoutEntry{at: v.now + v.timeoutNs, req: idx, gen: r.gen})
+	v.enter(idx)
+}
+
+func (v *virtualRun) alloc() int32 {
+	if n := len(v.free); n > 0 {
+		idx := v.free[n-1]
+		v.free = v.free[:n-1]
+		return idx
+	}
+	v.requests = append(v.requests, virtualRequest{})
+	return int32(len(v.requests) - 1)
+}
+
+// release frees a request slot; its stale timeout no longer matches.
+func (v *virtualRun) release(idx int32) {
+	r := &v.requests[idx]
+	r.gen++
+	r.ticket = controlpoint.Ticket{}
+	v.free = append(v.free, idx)
+}
+
+// enter queues request idx at the service of its current call.
+func (v *virtualRun) enter(idx int32) {
+	r := &v.requests[idx]
+	s := &v.services[v.apis[r.api].calls[r.call].service]
+	if !s.bounded {
+		v.start(idx)
+		return
+	}
+	if s.busy < s.workers && s.queue.len() == 0 {
+		s.busy++
+		v.start(idx)
+		return
+	}
+	s.queue.push(idx)
+}
+
+// start begins request idx's current call on a worker.
+func (v *virtualRun) start(idx int32) {
+	r := &v.requests[idx]
+	call := &v.apis[r.api].calls[r.call]
+	v.timeSource.Seed(r.demand, mix64(r.demand+uint64(r.call)))
+	v.calls.push(completion{at: v.now + int64(call.time.Sample(v.times)), req: idx})
+}
+
+// dispatch hands free workers of s to queued requests, skipping abandoned ones.
+func (v *virtualRun) dispatch(s *virtualService) {
+	for s.busy < s.workers && s.queue.len() > 0 {
+		idx := s.queue.pop()
+		if v.requests[idx].abandoned {
+			v.release(idx)
+			continue
+		}
+		s.busy++
+		v.start(idx)
+	}
+}
+
+// complete ends request idx's current call.
+func (v *virtualRun) complete(idx int32) {
+	r := &v.requests[idx]
+	a := &v.apis[r.api]
+	if s := &v.services[a.calls[r.call].service]; s.bounded {
+		s.busy--
+		v.dispatch(s)
+	}
+	if r.abandoned {
+		v.release(idx)
+		return
+	}
+	r.call++
+	if int(r.call) < len(a.calls) {
+		v.enter(idx)
+		return
+	}
+	r.ticket.Done(true)
+	v.tally.tallies[r.api].complete(int(r.second), outcome{status: http.StatusOK, latency: time.Duration(v.now - r.arrival)})
+	v.release(idx)
+}
+
+// timeout is the client giving up on a request.
+func (v *virtualRun) timeout(e timeoutEntry) {
+	r := &v.requests[e.req]
+	if r.gen != e.gen {
+		return // the request ended earlier
+	}
+	r.abandoned = true
+	r.ticket.Done(false) // the entry answers a canceled request with an error
+	v.tally.tallies[r.api].complete(int(r.second), outcome{timeout: true, latency: time.Duration(v.timeoutNs)})
+}
+
+// mix64 is SplitMix64's finaliser: it decorrelates nearby seeds.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// completion is a call that ends at a virtual time.
+type completion struct {
+	at  int64
+	seq uint64 // ties end in scheduling order
+	req int32
+}
+
+// completionHeap is a binary min-heap by (at, seq).
+type completionHeap struct {
+	items []completion
+	seq   uint64
+}
+
+func (h *completionHeap) len() int        { return len(h.items) }
+func (h *completionHeap) top() completion { return h.items[0] }
+func (h *completionHeap) less(i, j int) bool {
+	a, b := &h.items[i], &h.items[j]
+	return a.at < b.at || (a.at == b.at && a.seq < b.seq)
+}
+
+func (h *completionHeap) push(c completion) {
+	c.seq = h.seq
+	h.seq++
+	h.items = append(h.items, c)
+	for i := len(h.items) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h.less(i, parent) {
+			break
+		}
+		h.items[i], h.items[parent] = h.items[parent], h.items[i]
+		i = parent
+	}
+}
+
+func (h *completionHeap) pop() completion {
+	top := h.items[0]
+	last := len(h.items) - 1
+	h.items[0] = h.items[last]
+	h.items = h.items[:last]
+	for i := 0; ; {
+		smallest, l, r := i, 2*i+1, 2*i+2
+		if l < last && h.less(l, smallest) {
+			smallest = l
+		}
+		if r < last && h.less(r, smallest) {
+			smallest = r
+		}
+		if smallest == i {
+			break
+		}
+		h.items[i], h.items[smallest] = h.items[smallest], h.items[i]
+		i = smallest
+	}
+	return top
+}
+
+// ring is a growable FIFO queue.
+type ring[T any] struct {
+	buf        []T
+	head, size int
+}
+
+func (q *ring[T]) len() int { return q.size }
+func (q *ring[T]) peek() T  { return q.buf[q.head] }
+
+func (q *ring[T]) push(x T) {
+	if q.size == len(q.buf) {
+		grown := make([]T, max(16, 2*len(q.buf)))
+		n := copy(grown, q.buf[q.head:])
+		copy(grown[n:], q.buf[:q.head])
+		q.buf, q.head = grown, 0
+	}
+	q.buf[(q.head+q.size)%len(q.buf)] = x
+	q.size++
+}
+
+func (q *ring[T]) pop() T {
+	x := q.buf[q.head]
+	q.head = (q.head + 1) % len(q.buf)
+	q.size--
+	return x
+}

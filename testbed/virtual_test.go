@@ -1,0 +1,320 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// quickAIMD is latency AIMD with a 2 s EMA warm-up, so that it acts
+// within a short run.
+const quickAIMD = `package quick
+
+import "spillway.dev/blueprints/latencyaimd"
+
+policies: quick: latencyaimd.#Policy & {
+	config: {
+		policy_name: "quick"
+		flux_meter: selector: {service: "frontend", control_point: "ingress"}
+		latency_baseliner: ema: warmup_window: "2s"
+	}
+}
+`
+
+func quickPolicy(t testing.TB) Policy {
+	t.Helper()
+	specs, diags := engine.LoadSource("quick.cue", []byte(quickAIMD))
+	if len(diags.Errors()) > 0 {
+		t.Fatal(diags)
+	}
+	return Policy{Name: "quick-aimd", Templates: specs}
+}
+
+func simulate(t testing.TB, app App, scenario string, opts ScenarioOptions, p Policy, seed uint64) Report {
+	t.Helper()
+	s, err := NewScenario(scenario, app, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: s, Policy: p, Virtual: true, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestVirtualSameSeedSameReportBitForBit(t *testing.T) {
+	opts := ScenarioOptions{Warmup: 5 * time.Second, Duration: 10 * time.Second}
+	policy := quickPolicy(t)
+	encode := func(seed uint64) []byte {
+		b, err := json.Marshal(simulate(t, Boutique(), "surge", opts, policy, seed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	first, second, other := encode(7), encode(7), encode(8)
+	if !bytes.Equal(first, second) {
+		t.Errorf("two runs with seed 7 differ:\n%s\n%s", first, second)
+	}
+	if bytes.Equal(first, other) {
+		t.Errorf("seeds 7 and 8 gave the same report")
+	}
+	var r Report
+	if err := json.Unmarshal(first, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Rejected == 0 {
+		t.Errorf("the policy rejected nothing in a 4× surge; the determinism test should exercise it")
+	}
+}
+
+func TestVirtualLightLoadIsAllGoodput(t *testing.T) {
+	r := simulate(t, Boutique(), "steady", ScenarioOptions{Warmup: 2 * time.Second, Duration: 10 * time.Second, Load: 0.3}, NoPolicy(), 1)
+	checkReport(t, r)
+	if r.Rejected != 0 || r.Timeouts != 0 || r.Errors != 0 {
+		t.Errorf("Rejected %d, Timeouts %d, Errors %d; want none at 0.3× capacity", r.Rejected, r.Timeouts, r.Errors)
+	}
+	if r.GoodputRatio < 0.99 || r.RecoveryS == nil || *r.RecoveryS != 0 {
+		t.Errorf("goodput ratio %.3f, recovery %v; want about 1 and 0 s", r.GoodputRatio, r.RecoveryS)
+	}
+	if want := 0.3 * Boutique().Capacity(); r.OfferedRPS < 0.9*want || r.OfferedRPS > 1.1*want {
+		t.Errorf("offered %.0f req/s, want about %.0f", r.OfferedRPS, want)
+	}
+	if r.P50Ms <= 0 || r.P99Ms < r.P50Ms || r.P999Ms < r.P99Ms {
+		t.Errorf("p50 %v, p99 %v, p99.9 %v; want 0 < p50 <= p99 <= p99.9", r.P50Ms, r.P99Ms, r.P999Ms)
+	}
+}
+
+// The done-when of issue #3: boutique at 4× capacity, steady, virtual.
+// Without a policy goodput collapses; latency-aimd-fast holds a goodput
+// ratio of at least 0.9 with every API's p99 within its SLO in the steady
+// state. Seed 004's defaults protect the app too, but do not reliably reach
+// 0.9 (0.84 on seed 1, 0.84–0.95 over seeds 1–10; docs/simulator.md), so
+// their test asserts what they do reach.
+//
+// The virtual tests are not parallel: they are CPU-bound, and the live
+// load tests of this package, which are, need the CPU on time.
+func TestVirtualBoutiqueSteadyAtFourTimesCapacity(t *testing.T) {
+	app := Boutique()
+	aimd := Policy{Name: "latency-aimd", Templates: loadPolicy(t, "../policies/latency-aimd.cue")}
+	fast := Policy{Name: "latency-aimd-fast", Templates: loadPolicy(t, "../policies/latency-aimd-fast.cue")}
+	tests := []struct {
+		name        string
+		policy      Policy
+		seed        uint64
+		minSteady   float64 // goodput ratio in the last half
+		maxRatio    float64 // over the whole scenario; 0: not checked
+		p99WithinSL bool    // every API's steady-state p99 within its SLO
+	}{
+		{"no policy collapses", NoPolicy(), 1, 0, 0.3, false},
+		{"the static oracle holds goodput", StaticPolicy(), 1, 0.93, 0, true},
+		{"latency-aimd with seed 004 defaults protects, short of 0.9", aimd, 1, 0.8, 0, true},
+		{"latency-aimd-fast holds goodput", fast, 1, 0.9, 0, true},
+		{"latency-aimd-fast holds goodput on another seed", fast, 2, 0.9, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := simulate(t, app, "steady", ScenarioOptions{}, tt.policy, tt.seed)
+			checkReport(t, r)
+			if tt.maxRatio > 0 && r.GoodputRatio >= tt.maxRatio {
+				t.Errorf("goodput ratio %.3f, want < %v", r.GoodputRatio, tt.maxRatio)
+			}
+			if r.Steady.GoodputRatio < tt.minSteady {
+				t.Errorf("steady-state goodput ratio %.3f, want >= %v", r.Steady.GoodputRatio, tt.minSteady)
+			}
+			for _, name := range r.APIs {
+				if a := r.PerAPI[name]; tt.p99WithinSL && a.Steady.P99Ms > a.SLOMs {
+					t.Errorf("%s: steady-state p99 %.1f ms, want within its SLO of %.0f ms", name, a.Steady.P99Ms, a.SLOMs)
+				}
+			}
+			t.Logf("%s: goodput ratio %.3f, steady %.3f, p99 %.1f ms, steady p99 %.1f ms, rejected %.3f",
+				tt.policy.Name, r.GoodputRatio, r.Steady.GoodputRatio, r.P99Ms, r.Steady.P99Ms, r.RejectedRatio)
+		})
+	}
+}
+
+func TestVirtualPoliciesSeeTheSameArrivals(t *testing.T) {
+	opts := ScenarioOptions{Warmup: 2 * time.Second, Duration: 10 * time.Second}
+	none := simulate(t, Boutique(), "steady", opts, NoPolicy(), 3)
+	static := simulate(t, Boutique(), "steady", opts, StaticPolicy(), 3)
+	offered := func(r Report) []int {
+		var out []int
+		for _, s := range r.Seconds {
+			out = append(out, s.Offered)
+		}
+		return out
+	}
+	if !slices.Equal(offered(none), offered(static)) {
+		t.Errorf("offered per second differs between policies on one seed:\n%v\n%v", offered(none), offered(static))
+	}
+	if static.Rejected == 0 || none.Rejected != 0 {
+		t.Errorf("rejected: static %d, none %d; want some and none", static.Rejected, none.Rejected)
+	}
+}
+
+func TestVirtualClientTimeoutsBoundLatency(t *testing.T) {
+	app := TwoTierApp(DefaultTwoTier())
+	r := simulate(t, app, "steady", ScenarioOptions{Warmup: 2 * time.Second, Duration: 20 * time.Second}, NoPolicy(), 1)
+	checkReport(t, r)
+	if r.Timeouts == 0 || r.P999Ms != float64(app.ClientTimeout/time.Millisecond) {
+		t.Errorf("Timeouts %d, p99.9 %v ms; want timeouts, counted at the client timeout of %v", r.Timeouts, r.P999Ms, app.ClientTimeout)
+	}
+	// Answers cannot outnumber what the workers can serve.
+	if limit := app.Capacity() * (r.DurationS + 2); float64(r.Admitted) > limit {
+		t.Errorf("%d answers in %gs, more than the capacity allows (%.0f)", r.Admitted, r.DurationS, limit)
+	}
+}
+
+func TestVirtualCapacityDrop(t *testing.T) {
+	opts := ScenarioOptions{Warmup: 2 * time.Second, Duration: 30 * time.Second}
+	none := simulate(t, Boutique(), "capacity-drop", opts, NoPolicy(), 1)
+	static := simulate(t, Boutique(), "capacity-drop", opts, StaticPolicy(), 1)
+	goodputAt := func(r Report, from, to int) int {
+		sum := 0
+		for _, s := range r.Seconds {
+			if s.T >= from && s.T < to {
+				sum += s.Goodput
+			}
+		}
+		return sum
+	}
+	if before, after := goodputAt(none, 0, 10), goodputAt(none, 20, 30); after > before/2 {
+		t.Errorf("without a policy goodput went from %d to %d in 10 s when half of the bottleneck's workers died; want it to collapse", before, after)
+	}
+	if static.Steady.GoodputRatio < 0.9 {
+		t.Errorf("the static oracle keeps a goodput ratio of %.3f after the drop, want >= 0.9: it knows the new capacity", static.Steady.GoodputRatio)
+	}
+	if static.CapacityRPS >= Boutique().Capacity()*0.8 {
+		t.Errorf("mean capacity %.0f req/s, want it to reflect the drop", static.CapacityRPS)
+	}
+}
+
+// checkReport checks that every arrival lands in exactly one class.
+func checkReport(t *testing.T, r Report) {
+	t.Helper()
+	var offered, classes int
+	for _, s := range r.Seconds {
+		if sum := s.Admitted + s.Rejected + s.Timeouts + s.Errors; sum != s.Offered {
+			t.Errorf("second %d: classes sum to %d, offered %d", s.T, sum, s.Offered)
+		}
+		offered += s.Offered
+	}
+	for _, a := range r.PerAPI {
+		classes += a.Offered
+	}
+	if classes != r.Offered {
+		t.Errorf("per-API offered sums to %d, total %d", classes, r.Offered)
+	}
+}
+
+func TestRecoveryIsWhenP99StaysWithinSLO(t *testing.T) {
+	slo := 100 * time.Millisecond
+	seconds := func(p99ms ...int) []apiSecond {
+		out := make([]apiSecond, len(p99ms))
+		for i, v := range p99ms {
+			out[i].P99 = time.Duration(v) * time.Millisecond
+		}
+		return out
+	}
+	tests := []struct {
+		name      string
+		p99       []apiSecond
+		mark, end int
+		want      float64 // -1: never
+	}{
+		{"within from the start", seconds(50, 60, 70, 80), 0, 4, 0},
+		{"after two bad seconds", seconds(500, 300, 90, 90, 90), 0, 5, 2},
+		{"a relapse resets it", seconds(500, 90, 500, 90, 90, 90), 0, 6, 3},
+		{"at the SLO is within", seconds(500, 100), 0, 2, 1},
+		{"never", seconds(50, 50, 500), 0, 3, -1},
+		{"measured from the mark", seconds(500, 500, 90, 90, 90, 500), 1, 5, 1},
+		{"the end bounds the window", seconds(500, 500, 90, 90, 90), 0, 2, -1},
+	}
+	for _, tt := range tests {
+		got := recovery(tt.p99, slo, tt.mark, tt.end)
+		if (got == nil) != (tt.want < 0) || (got != nil && *got != tt.want) {
+			t.Errorf("%s: recovery = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestCompletionHeapOrdersByTimeThenScheduling(t *testing.T) {
+	var h completionHeap
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want []completion
+	for i := range 1000 {
+		c := completion{at: rng.Int64N(50), req: int32(i)}
+		h.push(c)
+		want = append(want, c)
+	}
+	slices.SortStableFunc(want, func(a, b completion) int { return int(a.at - b.at) })
+	for i, w := range want {
+		if got := h.pop(); got.at != w.at || got.req != w.req {
+			t.Fatalf("pop %d = %+v, want %+v", i, got, w)
+		}
+	}
+	if h.len() != 0 {
+		t.Errorf("len = %d after popping everything", h.len())
+	}
+}
+
+func TestRingIsFIFOAcrossGrowth(t *testing.T) {
+	var q ring[int]
+	next, expect := 0, 0
+	for round := range 50 {
+		for range round % 7 * 5 {
+			q.push(next)
+			next++
+		}
+		for range round % 3 * 4 {
+			if q.len() == 0 {
+				break
+			}
+			if got := q.pop(); got != expect {
+				t.Fatalf("pop = %d, want %d", got, expect)
+			}
+			expect++
+		}
+	}
+	for q.len() > 0 {
+		if got := q.pop(); got != expect {
+			t.Fatalf("pop = %d, want %d", got, expect)
+		}
+		expect++
+	}
+	if expect != next {
+		t.Errorf("popped %d of %d", expect, next)
+	}
+}
+
+// BenchmarkVirtualBoutique measures how much faster than real time the
+// virtual driver runs boutique at 4× capacity (about 5k offered req/s)
+// under latency AIMD: x-realtime is simulated seconds per wall-clock second.
+func BenchmarkVirtualBoutique(b *testing.B) {
+	app := Boutique()
+	s, err := NewScenario("steady", app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := SimConfig{App: app, Scenario: s, Policy: quickPolicy(b), Virtual: true, Seed: 1}
+	var requests int
+	for b.Loop() {
+		r, err := Simulate(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		requests = 0
+		for _, sec := range r.Seconds {
+			requests += sec.Offered
+		}
+	}
+	b.ReportMetric(float64(b.N)*s.Total().Seconds()/b.Elapsed().Seconds(), "x-realtime")
+	b.ReportMetric(float64(b.N*requests)/b.Elapsed().Seconds(), "requests/s")
+}
