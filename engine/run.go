@@ -54,6 +54,8 @@ type Engine struct {
 
 	errMu      sync.Mutex
 	lastErrors Diagnostics
+
+	histories map[string]*policyHistory // by policy name; guarded by mu
 }
 
 // LastErrors returns the diagnostics of the last failed Apply or reload;
@@ -85,6 +87,9 @@ type Running struct {
 	// carried counts the components whose state a reload kept.
 	carried int
 	dryRun  bool // effective dry-run: the spec's, unless dynamic config overrides it
+	// hist records every tick (History, Stats); set before the policy is
+	// published, shared by every version of the policy.
+	hist *policyHistory
 }
 
 type tap struct {
@@ -243,6 +248,7 @@ func (e *Engine) commit(next []*Running) Change {
 			o.mu.Lock()
 			o.retired = true
 			o.mu.Unlock()
+			e.forgetHistory(o.Circuit.Spec.Name)
 		}
 	}
 	e.policies.Store(&next)
@@ -270,6 +276,7 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		r.lastNs = prev.lastNs
 		r.adoptState(prev)
 	}
+	r.hist = e.historyFor(c)
 	for _, n := range c.sources {
 		src := n.comp.(components.Source)
 		sel := src.Selector().Normalized()
@@ -452,6 +459,7 @@ func (e *Engine) tickPolicy(r *Running, now int64) {
 	if r.retired {
 		return
 	}
+	start := time.Now() // wall time, for spillway_tick_duration_seconds only
 	for _, t := range r.taps {
 		w := t.rec.Snapshot(now)
 		t.source.Observe(reading(&w))
@@ -480,6 +488,7 @@ func (e *Engine) tickPolicy(r *Running, now int64) {
 		}
 	}
 	r.lastNs = now
+	r.hist.record(r.Circuit, now, time.Since(start))
 }
 
 // reading converts a recorder window into a flux-meter reading.

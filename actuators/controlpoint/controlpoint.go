@@ -28,6 +28,9 @@ type Registry struct {
 	clock Clock
 	mu    sync.Mutex
 	cps   atomic.Pointer[map[string]*ControlPoint]
+	// durations is set once RecordDurations was called; shared with every
+	// control point of the registry.
+	durations atomic.Bool
 }
 
 // NewRegistry returns an empty registry reading time from clock.
@@ -48,8 +51,11 @@ func (r *Registry) Get(name string) *ControlPoint {
 	if cp := old[name]; cp != nil {
 		return cp
 	}
-	cp := &ControlPoint{Name: name, clock: r.clock}
+	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations}
 	cp.all = newAPI(AllAPIs)
+	if r.durations.Load() {
+		cp.all.recordDurations()
+	}
 	cp.apis.Store(&map[string]*API{})
 	next := make(map[string]*ControlPoint, len(old)+1)
 	for k, v := range old {
@@ -73,14 +79,35 @@ func (r *Registry) Names() []string {
 // Clock returns the registry's clock.
 func (r *Registry) Clock() Clock { return r.clock }
 
+// RecordDurations makes every API of every control point, present and
+// future, keep a cumulative request-duration histogram
+// (ControlPoint.Durations), for an exporter to read. Until it is called,
+// finishing a request records no duration beyond the flux meters', so a
+// process without metrics pays one pointer load per request for them. It
+// cannot be undone.
+func (r *Registry) RecordDurations() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.durations.Store(true)
+	for _, cp := range *r.cps.Load() {
+		cp.mu.Lock()
+		cp.all.recordDurations()
+		for _, a := range *cp.apis.Load() {
+			a.recordDurations()
+		}
+		cp.mu.Unlock()
+	}
+}
+
 // ControlPoint is one place where requests are admitted or rejected, such
 // as an HTTP server or a gRPC server.
 type ControlPoint struct {
-	Name  string
-	clock Clock
-	all   *API
-	mu    sync.Mutex
-	apis  atomic.Pointer[map[string]*API]
+	Name      string
+	clock     Clock
+	durations *atomic.Bool // the registry's RecordDurations switch
+	all       *API
+	mu        sync.Mutex
+	apis      atomic.Pointer[map[string]*API]
 }
 
 // API returns the state of one API label, creating it on first use.
@@ -103,6 +130,9 @@ func (cp *ControlPoint) API(label string) *API {
 		return cp.all
 	}
 	a := newAPI(label)
+	if cp.durations.Load() {
+		a.recordDurations()
+	}
 	next := make(map[string]*API, len(old)+1)
 	for k, v := range old {
 		next[k] = v
@@ -126,6 +156,45 @@ const (
 	// ConcurrencyLimited requests were refused by a concurrency limiter.
 	ConcurrencyLimited
 )
+
+// Outcome is how a request was decided, as counted per API and exported as
+// the decision label of spillway_requests_total. Every request has exactly
+// one outcome, counted both under its API label and under AllAPIs.
+type Outcome uint8
+
+const (
+	// OutcomeAccepted: admitted, and at least one limit was in force.
+	OutcomeAccepted Outcome = iota
+	// OutcomeRejected: refused by a limiter.
+	OutcomeRejected
+	// OutcomeWouldReject: admitted only because a limiter that would have
+	// refused it is in dry-run.
+	OutcomeWouldReject
+	// OutcomePassthrough: admitted with no limit in force, because no
+	// limiter is attached or every attached limiter's setpoint is invalid
+	// (fail-open).
+	OutcomePassthrough
+	numOutcomes
+)
+
+// Outcomes lists every outcome, in the order of their values.
+var Outcomes = []Outcome{OutcomeAccepted, OutcomeRejected, OutcomeWouldReject, OutcomePassthrough}
+
+// String is the outcome's decision label: accepted, rejected, would_reject
+// or passthrough.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeAccepted:
+		return "accepted"
+	case OutcomeRejected:
+		return "rejected"
+	case OutcomeWouldReject:
+		return "would_reject"
+	case OutcomePassthrough:
+		return "passthrough"
+	}
+	return "unknown"
+}
 
 // Ticket is an admitted request. Done must be called exactly once.
 type Ticket struct {
@@ -151,36 +220,38 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 	}
 	t := Ticket{api: api, all: all, startNs: now, clock: cp.clock}
 	t.allAtt = all.att.Load()
+	var v verdict
 	if api != all {
 		t.apiAtt = api.att.Load()
-		held, d := t.apiAtt.admit(now)
+		held, d := t.apiAtt.admit(now, &v)
 		if d != Accepted {
 			t.apiAtt.arrive(false)
 			t.allAtt.arrive(false)
-			api.rejected.Add(1)
-			all.rejected.Add(1)
+			api.outcomes[OutcomeRejected].Add(1)
+			all.outcomes[OutcomeRejected].Add(1)
 			return Ticket{}, d
 		}
 		t.apiHeld = held
 	}
-	held, d := t.allAtt.admit(now)
+	held, d := t.allAtt.admit(now, &v)
 	if d != Accepted {
 		if t.apiAtt != nil {
 			t.apiAtt.release(t.apiHeld)
 			t.apiAtt.arrive(false)
-			api.rejected.Add(1)
+			api.outcomes[OutcomeRejected].Add(1)
 		}
 		t.allAtt.arrive(false)
-		all.rejected.Add(1)
+		all.outcomes[OutcomeRejected].Add(1)
 		return Ticket{}, d
 	}
 	t.allHeld = held
+	outcome := v.outcome()
 	if t.apiAtt != nil {
 		t.apiAtt.arrive(true)
-		api.accepted.Add(1)
+		api.outcomes[outcome].Add(1)
 	}
 	t.allAtt.arrive(true)
-	all.accepted.Add(1)
+	all.outcomes[outcome].Add(1)
 	return t, Accepted
 }
 
@@ -199,15 +270,23 @@ func (t Ticket) Done(ok bool) {
 	}
 	t.allAtt.release(t.allHeld)
 	t.allAtt.done(latency, ok)
+	// One histogram per request: its label's, or the control point's own
+	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
+	if h := t.api.durations.Load(); h != nil {
+		h.Record(latency)
+	}
 }
 
 // API is the state of one API label at a control point.
 type API struct {
-	Label    string
-	att      atomic.Pointer[attachments]
-	mu       sync.Mutex
-	accepted atomic.Uint64
-	rejected atomic.Uint64
+	Label     string
+	att       atomic.Pointer[attachments]
+	durations atomic.Pointer[actuators.CumulativeHistogram] // nil until Registry.RecordDurations
+	mu        sync.Mutex
+	// Keep the counters, which every request writes, off the cache line
+	// of the pointers that every request reads.
+	_        [64]byte
+	outcomes [numOutcomes]atomic.Uint64
 }
 
 func newAPI(label string) *API {
@@ -216,9 +295,55 @@ func newAPI(label string) *API {
 	return a
 }
 
-// Counts returns the totals of accepted and rejected requests.
+// Counts returns the totals of admitted requests (accepted, would-reject
+// and passthrough outcomes) and of rejected ones.
 func (a *API) Counts() (accepted, rejected uint64) {
-	return a.accepted.Load(), a.rejected.Load()
+	accepted = a.outcomes[OutcomeAccepted].Load() + a.outcomes[OutcomeWouldReject].Load() + a.outcomes[OutcomePassthrough].Load()
+	return accepted, a.outcomes[OutcomeRejected].Load()
+}
+
+// Count returns how many requests had outcome o.
+func (a *API) Count(o Outcome) uint64 {
+	if o >= numOutcomes {
+		return 0
+	}
+	return a.outcomes[o].Load()
+}
+
+// Durations reads the cumulative request-duration histogram of the
+// admitted requests to label that finished; for AllAPIs (or ""), of every
+// request to the control point. ok is false before
+// Registry.RecordDurations.
+//
+// Each request is recorded once, under its label or, without one, under
+// the control point's own histogram; the AllAPIs read adds every label's
+// to that. Each bucket only grows, so the sum does too.
+func (cp *ControlPoint) Durations(label string) (c actuators.CumulativeCounts, ok bool) {
+	a := cp.API(label)
+	h := a.durations.Load()
+	if h == nil {
+		return c, false
+	}
+	c = h.Read()
+	if a == cp.all {
+		for _, labelled := range *cp.apis.Load() {
+			if h := labelled.durations.Load(); h != nil {
+				c.Add(h.Read())
+			}
+		}
+	}
+	return c, true
+}
+
+func (a *API) recordDurations() {
+	if a.durations.Load() != nil {
+		return
+	}
+	h, err := actuators.NewCumulativeHistogram(actuators.RequestDurationBounds)
+	if err != nil {
+		panic(err) // RequestDurationBounds is a constant list
+	}
+	a.durations.CompareAndSwap(nil, h)
 }
 
 // attachments is an immutable snapshot of what policies attached to an API.
@@ -282,10 +407,31 @@ func (at *attachments) done(latencyNs int64, ok bool) {
 	}
 }
 
-// admit asks every limiter. On a refusal it releases what it acquired.
-func (at *attachments) admit(now int64) (held uint64, d Decision) {
+// verdict gathers what the limiters consulted for one request said.
+type verdict uint8
+
+const (
+	limitInForce    verdict = 1 << iota // a limiter with a valid setpoint admitted the request
+	dryRunWouldDeny                     // a dry-run limiter would have refused it
+)
+
+// outcome is the outcome of an admitted request.
+func (v verdict) outcome() Outcome {
+	switch {
+	case v&dryRunWouldDeny != 0:
+		return OutcomeWouldReject
+	case v&limitInForce != 0:
+		return OutcomeAccepted
+	}
+	return OutcomePassthrough
+}
+
+// admit asks every limiter and adds what they said to v. On a refusal it
+// releases what it acquired.
+func (at *attachments) admit(now int64, v *verdict) (held uint64, d Decision) {
 	for i, l := range at.limiters {
-		ok, acquired := l.allow(now)
+		ok, acquired, said := l.allow(now)
+		*v |= said
 		if acquired {
 			held |= 1 << uint(i)
 		}
@@ -323,31 +469,32 @@ type Limiter struct {
 	FailOpen    atomic.Uint64 // admitted because the setpoint is invalid
 }
 
-// allow decides for one limiter; acquired reports a held concurrency slot.
-func (l *Limiter) allow(now int64) (ok, acquired bool) {
+// allow decides for one limiter; acquired reports a held concurrency slot,
+// said whether a limit was in force or would have refused in dry-run.
+func (l *Limiter) allow(now int64) (ok, acquired bool, said verdict) {
 	if l.Bucket != nil {
 		if l.Bucket.Unlimited() {
 			l.FailOpen.Add(1)
-			return true, false
+			return true, false, 0
 		}
 		if l.Bucket.Allow(now) {
 			l.Allowed.Add(1)
-			return true, false
+			return true, false, limitInForce
 		}
 	} else {
 		if l.Concurrency.Limit() != l.Concurrency.Limit() || l.Concurrency.Limit() > 1e18 {
 			l.FailOpen.Add(1)
-			return true, false
+			return true, false, 0
 		}
 		if l.Concurrency.TryAcquire() {
 			l.Allowed.Add(1)
-			return true, true
+			return true, true, limitInForce
 		}
 	}
 	if l.DryRun.Load() {
 		l.WouldReject.Add(1)
-		return true, false
+		return true, false, dryRunWouldDeny
 	}
 	l.Rejected.Add(1)
-	return false, false
+	return false, false, 0
 }

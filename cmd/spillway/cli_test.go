@@ -103,7 +103,7 @@ func startDemoEngine(t *testing.T) *engine.Engine {
 func TestStatusEndpoint(t *testing.T) {
 	eng := startDemoEngine(t)
 	eng.Tick()
-	srv := httptest.NewServer(adminServer(eng).Handler)
+	srv := httptest.NewServer(adminServer(eng, nil).Handler)
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/status")
 	if err != nil {
@@ -135,7 +135,7 @@ func TestStatusEndpoint(t *testing.T) {
 // bad one gets a 4xx with the reason and changes nothing.
 func TestDynamicConfigEndpoint(t *testing.T) {
 	eng := startDemoEngine(t)
-	srv := httptest.NewServer(adminServer(eng).Handler)
+	srv := httptest.NewServer(adminServer(eng, nil).Handler)
 	defer srv.Close()
 	call := func(method, path, body string) (int, string) {
 		t.Helper()

@@ -3,18 +3,22 @@ package main
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/telemetry"
 	"github.com/spillway-dev/spillway/testbed"
 )
 
@@ -28,6 +32,9 @@ type demoPlan struct {
 	OverloadLoad   float64 // × capacity
 	SLO, Timeout   time.Duration
 	Seed           uint64
+	// Admin is where the live page and /metrics are served while the demo
+	// runs; when it is taken, an ephemeral loopback port is used instead.
+	Admin string
 }
 
 func defaultDemoPlan() demoPlan {
@@ -35,7 +42,8 @@ func defaultDemoPlan() demoPlan {
 		Warm: 6 * time.Second, Overload: 20 * time.Second,
 		WarmLoad: 0.5, OverloadLoad: 3,
 		SLO: 250 * time.Millisecond, Timeout: 2 * time.Second,
-		Seed: 42,
+		Seed:  42,
+		Admin: "127.0.0.1:9464",
 	}
 }
 
@@ -54,6 +62,7 @@ func demoCmd() *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&plan.Overload, "overload", plan.Overload, "length of the overload phase of each run")
 	cmd.Flags().Uint64Var(&plan.Seed, "seed", plan.Seed, "seed of the arrival process")
+	cmd.Flags().StringVar(&plan.Admin, "admin", plan.Admin, "admin listen address for the live page and /metrics (an ephemeral port if taken)")
 	return cmd
 }
 
@@ -76,13 +85,39 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 	if len(diags.Errors()) > 0 {
 		return nil, diags
 	}
+	// One engine for both runs: the unprotected run goes through the
+	// control point with no policy attached (every request passes through,
+	// and is counted), the protected run after the policy is applied. The
+	// admin server shows both.
+	eng, err := engine.Start(ctx, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+	metrics, err := telemetry.New(ctx, eng)
+	if err != nil {
+		return nil, err
+	}
+	defer shutdownMetrics(metrics)
+	ln, err := listenAdmin(plan.Admin)
+	if err != nil {
+		return nil, err
+	}
+	srv := adminServer(eng, metrics)
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	fmt.Fprintf(out, "live dashboard: http://%s/  (metrics: http://%s/metrics)\n\n", ln.Addr(), ln.Addr())
+
 	var runs []demoRun
 	for _, protected := range []bool{false, true} {
 		name := "unprotected"
 		if protected {
 			name = "latency-aimd"
+			if err := eng.Apply(specs); err != nil {
+				return nil, err
+			}
 		}
-		r, err := demoOnce(ctx, out, name, plan, app, protected, specs)
+		r, err := demoOnce(ctx, out, name, plan, app, eng, protected)
 		if err != nil {
 			return nil, err
 		}
@@ -104,18 +139,18 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 	return runs, nil
 }
 
-func demoOnce(ctx context.Context, out io.Writer, name string, plan demoPlan, app testbed.TwoTierConfig, protected bool, specs []engine.Spec) (demoRun, error) {
-	var eng *engine.Engine
-	var wrap func(http.Handler) http.Handler
-	if protected {
-		var err error
-		eng, err = engine.Start(ctx, engine.Options{Specs: specs})
-		if err != nil {
-			return demoRun{}, err
-		}
-		defer eng.Close()
-		wrap = func(h http.Handler) http.Handler { return eng.HTTP("ingress", h) }
+// listenAdmin listens on addr, or on an ephemeral loopback port when addr
+// is taken (another spillway may be running).
+func listenAdmin(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
 	}
+	return ln, err
+}
+
+func demoOnce(ctx context.Context, out io.Writer, name string, plan demoPlan, app testbed.TwoTierConfig, eng *engine.Engine, protected bool) (demoRun, error) {
+	wrap := func(h http.Handler) http.Handler { return eng.HTTP("ingress", h) }
 	tt, err := testbed.StartTwoTier(app, wrap)
 	if err != nil {
 		return demoRun{}, err
@@ -134,7 +169,7 @@ func demoOnce(ctx context.Context, out io.Writer, name string, plan demoPlan, ap
 		SLO: plan.SLO, Timeout: plan.Timeout, Seed: plan.Seed,
 	}, func(s testbed.Second) {
 		limit := "-"
-		if eng != nil {
+		if protected {
 			if v, err := eng.Signal("demo", "RATE_LIMIT"); err == nil && !math.IsNaN(v) {
 				limit = fmt.Sprintf("%.0f/s", v)
 			} else {

@@ -25,7 +25,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(checkCmd(), renderCmd(), runCmd(), demoCmd())
+	root.AddCommand(checkCmd(), renderCmd(), runCmd(), demoCmd(), simCmd(), benchCmd(), dashboardsCmd())
 	return root
 }
 

@@ -15,7 +15,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spillway-dev/spillway/dashboards/live"
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/telemetry"
 )
 
 func runCmd() *cobra.Command {
@@ -24,17 +26,23 @@ func runCmd() *cobra.Command {
 	var debounce time.Duration
 	cmd := &cobra.Command{
 		Use:   "run --policies DIR [--admin 127.0.0.1:9464]",
-		Short: "Run a standalone engine with an admin server (/status, /policies/{name}/config)",
+		Short: "Run a standalone engine with an admin server (live page, /metrics, /status, dynamic config)",
 		Long: `Run loads every policy in --policies and ticks it. The directory is
 watched: a change is loaded, compiled and validated as a whole and swapped in
 only if all of it is good; otherwise the running policies stay and the errors
 are logged and shown on /status. Unchanged components keep their state.
 
 The admin server serves:
+  GET    /                          the live page: every signal, last 10 minutes
+  GET    /api/signals               the live page's data, tick by tick (?since=t_ns)
+  GET    /metrics                   OpenTelemetry metrics, Prometheus format
   GET    /status                    policies, signals, actuators, reload history
   GET    /policies/{name}/config    the policy's dynamic-config overrides
   POST   /policies/{name}/config    {"dry_run"?: bool, "variables"?: {SIGNAL: number}}
-  DELETE /policies/{name}/config    drop the overrides`,
+  DELETE /policies/{name}/config    drop the overrides
+
+OTLP export is on when OTEL_EXPORTER_OTLP_ENDPOINT (or
+OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -44,12 +52,21 @@ The admin server serves:
 				return exitError{}
 			}
 			defer eng.Close()
+			metrics, err := telemetry.New(ctx, eng)
+			if err != nil {
+				return err
+			}
+			defer shutdownMetrics(metrics)
 			ln, err := net.Listen("tcp", admin)
 			if err != nil {
 				return err
 			}
-			srv := adminServer(eng)
-			slog.Info("spillway running", "policies", policies, "admin", "http://"+ln.Addr().String()+"/status", "loaded", len(eng.Policies()))
+			srv := adminServer(eng, metrics)
+			otlp := metrics.OTLP()
+			if otlp == "" {
+				otlp = "off"
+			}
+			slog.Info("spillway running", "policies", policies, "admin", "http://"+ln.Addr().String()+"/", "loaded", len(eng.Policies()), "otlp", otlp)
 			go func() {
 				<-ctx.Done()
 				shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -69,9 +86,25 @@ The admin server serves:
 	return cmd
 }
 
-// adminServer serves the engine's status and dynamic config.
-func adminServer(eng *engine.Engine) *http.Server {
+// shutdownMetrics flushes OTLP, giving up after 5 s.
+func shutdownMetrics(m *telemetry.Metrics) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Shutdown(ctx); err != nil {
+		slog.Warn("flushing metrics", "err", err)
+	}
+}
+
+// adminServer serves the live page, the engine's metrics (when metrics is
+// not nil), its status and dynamic config.
+func adminServer(eng *engine.Engine, metrics *telemetry.Metrics) *http.Server {
 	mux := http.NewServeMux()
+	page := live.Handler(eng)
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /api/signals", page)
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics.Handler())
+	}
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, eng.Status())
 	})

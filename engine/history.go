@@ -1,0 +1,275 @@
+package engine
+
+import (
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spillway-dev/spillway/actuators"
+)
+
+// HistoryWindow is how far back the engine keeps every signal of every
+// policy, tick by tick, for History (the live page). A policy keeps at most
+// MaxHistoryTicks ticks, so an evaluation interval under 50 ms keeps less
+// than the window.
+const HistoryWindow = 10 * time.Minute
+
+// MaxHistoryTicks caps the ticks kept per policy (memory: 8 bytes per
+// signal per tick).
+const MaxHistoryTicks = 12000
+
+// TickDurationBounds are the bucket upper bounds of the per-policy tick
+// duration histogram (spillway_tick_duration_seconds). A tick takes
+// microseconds for the blueprints' circuits.
+var TickDurationBounds = []time.Duration{
+	10 * time.Microsecond, 25 * time.Microsecond, 50 * time.Microsecond,
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, time.Second,
+}
+
+// policyHistory is what the engine remembers of one policy's ticks: a ring
+// of signal values, the count of invalid values per signal, and tick
+// durations. It belongs to the policy name and survives reloads, so the
+// counters stay monotonic while the policy's circuit changes.
+type policyHistory struct {
+	mu       sync.Mutex
+	interval time.Duration
+	timesNs  []int64 // ring of tick times (engine clock)
+	next, n  int     // next slot to write; ticks held
+	series   []*signalSeries
+	bind     []int // per series, the signal's index in the circuit
+	ticks    uint64
+	duration *actuators.CumulativeHistogram
+}
+
+// signalSeries is one signal's ring, aligned with policyHistory.timesNs.
+type signalSeries struct {
+	name, component, port string
+	values                []float64
+	invalid               uint64
+}
+
+func newPolicyHistory() *policyHistory {
+	d, err := actuators.NewCumulativeHistogram(TickDurationBounds)
+	if err != nil {
+		panic(err) // TickDurationBounds is a constant list
+	}
+	return &policyHistory{duration: d}
+}
+
+// historyFor returns the history of c's policy, bound to c's signals; e.mu
+// is held. A signal keeps its values and counters across a reload as long
+// as its name is unchanged; a changed evaluation interval restarts the
+// values, which are meaningless on the new time base.
+func (e *Engine) historyFor(c *Circuit) *policyHistory {
+	if e.histories == nil {
+		e.histories = map[string]*policyHistory{}
+	}
+	h := e.histories[c.Spec.Name]
+	if h == nil {
+		h = newPolicyHistory()
+		e.histories[c.Spec.Name] = h
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.interval != c.Spec.EvaluationInterval {
+		h.interval = c.Spec.EvaluationInterval
+		size := MaxHistoryTicks
+		if h.interval > 0 {
+			size = min(int(math.Ceil(float64(HistoryWindow)/float64(h.interval))), MaxHistoryTicks)
+		}
+		h.timesNs, h.next, h.n = make([]int64, size), 0, 0
+		for _, s := range h.series {
+			s.values = nanRing(size)
+		}
+	}
+	old := map[string]*signalSeries{}
+	for _, s := range h.series {
+		old[s.name] = s
+	}
+	h.series, h.bind = h.series[:0], h.bind[:0]
+	for _, n := range c.nodes {
+		outs := n.comp.Ports().Out
+		for slot, idx := range n.out {
+			if idx < 0 {
+				continue
+			}
+			s := old[c.names[idx]]
+			if s == nil {
+				s = &signalSeries{name: c.names[idx], values: nanRing(len(h.timesNs))}
+			}
+			s.component, s.port = componentLabel(n.spec.Path), outs[slot]
+			h.series = append(h.series, s)
+			h.bind = append(h.bind, idx)
+		}
+	}
+	return h
+}
+
+// componentLabel is a component's path within its policy,
+// "components[4].AIMDController", without the file's "policies.<key>."
+// prefix, which repeats the policy.
+func componentLabel(path string) string {
+	if i := strings.LastIndex(path, "components["); i >= 0 {
+		return path[i:]
+	}
+	return path
+}
+
+// forgetHistory drops the history of a removed policy; e.mu is held.
+func (e *Engine) forgetHistory(name string) { delete(e.histories, name) }
+
+func nanRing(n int) []float64 {
+	v := make([]float64, n)
+	for i := range v {
+		v[i] = math.NaN()
+	}
+	return v
+}
+
+// record stores one tick of c, at nowNs on the engine clock, that took
+// took of wall time.
+func (h *policyHistory) record(c *Circuit, nowNs int64, took time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.timesNs[h.next] = nowNs
+	for i, s := range h.series {
+		v := c.signals[h.bind[i]]
+		s.values[h.next] = v
+		if math.IsNaN(v) {
+			s.invalid++
+		}
+	}
+	h.next = (h.next + 1) % len(h.timesNs)
+	h.n = min(h.n+1, len(h.timesNs))
+	h.ticks++
+	h.duration.Record(int64(took))
+}
+
+// PolicyHistory is one policy's signals over its last ticks (up to
+// HistoryWindow), oldest first.
+type PolicyHistory struct {
+	Policy             string `json:"policy"`
+	EvaluationInterval string `json:"evaluation_interval"`
+	// TimesNs are the ticks' times on the engine clock (monotonic
+	// nanoseconds; see Engine.Now).
+	TimesNs []int64        `json:"t_ns"`
+	Signals []SignalSeries `json:"signals"`
+}
+
+// SignalSeries is one signal's values at PolicyHistory.TimesNs; an invalid
+// value is NaN, null in JSON.
+type SignalSeries struct {
+	Signal string `json:"signal"`
+	// Component is the producing component's path, e.g.
+	// "components[4].AIMDController", and Port its output port.
+	Component string  `json:"component"`
+	Port      string  `json:"port"`
+	Values    []Float `json:"values"`
+}
+
+// History returns every running policy's signals at the ticks after sinceNs
+// (engine clock), oldest first; math.MinInt64 returns all that is kept.
+func (e *Engine) History(sinceNs int64) []PolicyHistory {
+	out := []PolicyHistory{}
+	for _, r := range e.Policies() {
+		h := r.hist
+		if h == nil {
+			continue
+		}
+		h.mu.Lock()
+		ph := PolicyHistory{Policy: r.Circuit.Spec.Name, EvaluationInterval: r.Circuit.Spec.EvaluationInterval.String(), TimesNs: []int64{}}
+		size := len(h.timesNs)
+		var slots []int
+		for k := 0; k < h.n; k++ {
+			slot := (h.next - h.n + k + size) % size
+			if h.timesNs[slot] > sinceNs {
+				slots = append(slots, slot)
+				ph.TimesNs = append(ph.TimesNs, h.timesNs[slot])
+			}
+		}
+		for _, s := range h.series {
+			ss := SignalSeries{Signal: s.name, Component: s.component, Port: s.port, Values: make([]Float, len(slots))}
+			for i, slot := range slots {
+				ss.Values[i] = Float(s.values[slot])
+			}
+			ph.Signals = append(ph.Signals, ss)
+		}
+		h.mu.Unlock()
+		out = append(out, ph)
+	}
+	return out
+}
+
+// PolicyStats is what an exporter reads of one running policy after its
+// last tick.
+type PolicyStats struct {
+	Policy string
+	// Ticks counts the policy's ticks since its name was first loaded.
+	Ticks         uint64
+	TickDurations actuators.CumulativeCounts
+	Signals       []SignalStats
+	Actuators     []ActuatorSetpoint
+}
+
+// SignalStats is one signal after the last tick.
+type SignalStats struct {
+	Signal, Component, Port string
+	// Value is the last tick's value, NaN when invalid or before the first
+	// tick.
+	Value float64
+	// InvalidTicks counts the ticks at which the signal was invalid.
+	InvalidTicks uint64
+}
+
+// ActuatorSetpoint is one limiter of a policy and its current setpoint.
+type ActuatorSetpoint struct {
+	ControlPoint, API string
+	// Kind is "rate_limiter" (Setpoint in requests per second) or
+	// "concurrency_limiter" (Setpoint in requests in flight).
+	Kind string
+	// Setpoint is NaN when the limiter is not limiting (fail-open).
+	Setpoint float64
+}
+
+// Stats returns the last tick of every running policy, for exporters.
+func (e *Engine) Stats() []PolicyStats {
+	var out []PolicyStats
+	for _, r := range e.Policies() {
+		h := r.hist
+		if h == nil {
+			continue
+		}
+		ps := PolicyStats{Policy: r.Circuit.Spec.Name}
+		h.mu.Lock()
+		ps.Ticks = h.ticks
+		ps.TickDurations = h.duration.Read()
+		last := (h.next - 1 + len(h.timesNs)) % len(h.timesNs)
+		for _, s := range h.series {
+			v := math.NaN()
+			if h.n > 0 {
+				v = s.values[last]
+			}
+			ps.Signals = append(ps.Signals, SignalStats{Signal: s.name, Component: s.component, Port: s.port, Value: v, InvalidTicks: s.invalid})
+		}
+		h.mu.Unlock()
+		for i := range r.sinks {
+			// Field by field: a reload may be clearing the detach field of
+			// this policy's sinks concurrently (takeSink).
+			s := &r.sinks[i]
+			sel := s.comp.Selector().Normalized()
+			a := ActuatorSetpoint{ControlPoint: sel.ControlPoint, API: sel.API}
+			if s.limiter.Bucket != nil {
+				a.Kind, a.Setpoint = "rate_limiter", s.limiter.Bucket.Rate()
+			} else {
+				a.Kind, a.Setpoint = "concurrency_limiter", s.limiter.Concurrency.Limit()
+			}
+			ps.Actuators = append(ps.Actuators, a)
+		}
+		out = append(out, ps)
+	}
+	return out
+}

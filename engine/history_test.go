@@ -1,0 +1,170 @@
+package engine_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// historyPolicy counts ticks (COUNT = 1, 2, 3, ...) and has a signal that is
+// invalid until its EMA warms up after two valid samples, and a rate limiter
+// fed by COUNT.
+const historyPolicy = `
+package t
+import bp "spillway.dev/blueprints"
+policies: hist: bp.#Policy & {
+	policy_name: "hist"
+	evaluation_interval: "{{INTERVAL}}"
+	components: [
+		{FirstValid: {in_ports: inputs: ["COUNT", 0], out_ports: output: "BASE"}},
+		{Arithmetic: {operator: "add", in_ports: {lhs: "BASE", rhs: 1}, out_ports: output: "COUNT"}},
+		{EMA: {ema_window: "{{EMA}}", warmup_window: "{{EMA}}", in_ports: input: "COUNT", out_ports: output: "COUNT_EMA"}},
+		{RateLimiter: {selector: {control_point: "ingress", api: "GET /a"}, in_ports: rate_limit: "COUNT"}},
+	]
+}
+`
+
+func historySpecs(t *testing.T, interval, ema string) []engine.Spec {
+	return specsOf(t, strings.NewReplacer("{{INTERVAL}}", interval, "{{EMA}}", ema).Replace(historyPolicy))
+}
+
+func seriesOf(t *testing.T, h engine.PolicyHistory, name string) engine.SignalSeries {
+	t.Helper()
+	for _, s := range h.Signals {
+		if s.Signal == name {
+			return s
+		}
+	}
+	t.Fatalf("policy %s has no series %s: %+v", h.Policy, name, h.Signals)
+	return engine.SignalSeries{}
+}
+
+func TestHistoryKeepsEveryTickOfEverySignal(t *testing.T) {
+	clock := &virtualClock{}
+	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.now})
+	for i := 1; i <= 4; i++ {
+		clock.advance(time.Second)
+		eng.Tick()
+	}
+	hs := eng.History(math.MinInt64)
+	if len(hs) != 1 || hs[0].Policy != "hist" || hs[0].EvaluationInterval != "1s" {
+		t.Fatalf("history %+v", hs)
+	}
+	h := hs[0]
+	if want := []int64{1e9, 2e9, 3e9, 4e9}; len(h.TimesNs) != 4 || h.TimesNs[0] != want[0] || h.TimesNs[3] != want[3] {
+		t.Fatalf("tick times %v, want %v", h.TimesNs, want)
+	}
+	count := seriesOf(t, h, "COUNT")
+	if count.Component != "components[1].Arithmetic" || count.Port != "output" {
+		t.Fatalf("COUNT is produced by %s.%s", count.Component, count.Port)
+	}
+	for i, v := range count.Values {
+		if float64(v) != float64(i+1) {
+			t.Fatalf("COUNT values %v, want 1..4", count.Values)
+		}
+	}
+	ema := seriesOf(t, h, "COUNT_EMA")
+	if !math.IsNaN(float64(ema.Values[0])) || math.IsNaN(float64(ema.Values[3])) {
+		t.Fatalf("COUNT_EMA %v: want invalid during warm-up, valid after", ema.Values)
+	}
+	if since := eng.History(2e9)[0]; len(since.TimesNs) != 2 || since.TimesNs[0] != 3e9 || len(seriesOf(t, since, "COUNT").Values) != 2 {
+		t.Fatalf("History(2s) = %+v, want the ticks after 2 s only", since)
+	}
+}
+
+func TestStatsCountInvalidTicksAndReadSetpoints(t *testing.T) {
+	clock := &virtualClock{}
+	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1s", "3s"), Clock: clock.now})
+	if st := eng.Stats(); len(st) != 1 || st[0].Ticks != 0 || !math.IsNaN(st[0].Signals[0].Value) {
+		t.Fatalf("before the first tick: %+v", st)
+	}
+	for i := 0; i < 5; i++ {
+		clock.advance(time.Second)
+		eng.Tick()
+	}
+	st := eng.Stats()[0]
+	if st.Ticks != 5 || st.TickDurations.Count != 5 {
+		t.Fatalf("ticks %d, tick durations counted %d; want 5 and 5", st.Ticks, st.TickDurations.Count)
+	}
+	got := map[string]engine.SignalStats{}
+	for _, s := range st.Signals {
+		got[s.Signal] = s
+	}
+	if got["COUNT"].Value != 5 || got["COUNT"].InvalidTicks != 0 {
+		t.Fatalf("COUNT %+v, want value 5 and never invalid", got["COUNT"])
+	}
+	if got["COUNT_EMA"].InvalidTicks != 2 || math.IsNaN(got["COUNT_EMA"].Value) {
+		t.Fatalf("COUNT_EMA %+v, want 2 invalid ticks (warm-up of 3 samples) and valid now", got["COUNT_EMA"])
+	}
+	if len(st.Actuators) != 1 {
+		t.Fatalf("actuators %+v", st.Actuators)
+	}
+	if a := st.Actuators[0]; a.ControlPoint != "ingress" || a.API != "GET /a" || a.Kind != "rate_limiter" || a.Setpoint != 5 {
+		t.Fatalf("actuator %+v, want the ingress GET /a rate limiter at 5/s", a)
+	}
+}
+
+func TestHistorySurvivesReloadAndRestartsOnANewInterval(t *testing.T) {
+	clock := &virtualClock{}
+	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.now})
+	tick := func(n int, every time.Duration) {
+		for i := 0; i < n; i++ {
+			clock.advance(every)
+			eng.Tick()
+		}
+	}
+	tick(3, time.Second)
+	// A changed EMA keeps the other signals' history and the invalid counts.
+	if err := eng.Apply(historySpecs(t, "1s", "4s")); err != nil {
+		t.Fatal(err)
+	}
+	tick(1, time.Second)
+	h := eng.History(math.MinInt64)[0]
+	if len(h.TimesNs) != 4 || len(seriesOf(t, h, "COUNT").Values) != 4 {
+		t.Fatalf("after a reload: %d ticks, want the 3 before and the 1 after", len(h.TimesNs))
+	}
+	var emaInvalid uint64
+	for _, s := range eng.Stats()[0].Signals {
+		if s.Signal == "COUNT_EMA" {
+			emaInvalid = s.InvalidTicks
+		}
+	}
+	if emaInvalid != 2 { // 1 before the reload, 1 in the new EMA's warm-up
+		t.Fatalf("COUNT_EMA invalid ticks %d after the reload, want 2 (counted across it)", emaInvalid)
+	}
+	// A new interval is a new time base: the values restart.
+	if err := eng.Apply(historySpecs(t, "500ms", "4s")); err != nil {
+		t.Fatal(err)
+	}
+	tick(2, 500*time.Millisecond)
+	if h := eng.History(math.MinInt64)[0]; len(h.TimesNs) != 2 || h.EvaluationInterval != "500ms" {
+		t.Fatalf("after an interval change: %d ticks at %s, want 2 at 500ms", len(h.TimesNs), h.EvaluationInterval)
+	}
+	// A removed policy is forgotten.
+	if err := eng.Apply(nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(eng.History(math.MinInt64)) != 0 || len(eng.Stats()) != 0 {
+		t.Fatal("a removed policy must have no history")
+	}
+}
+
+func TestHistoryRingKeepsTheLastWindow(t *testing.T) {
+	clock := &virtualClock{}
+	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1m", "2m"), Clock: clock.now})
+	ticks := int(engine.HistoryWindow/time.Minute) + 3
+	for i := 0; i < ticks; i++ {
+		clock.advance(time.Minute)
+		eng.Tick()
+	}
+	h := eng.History(math.MinInt64)[0]
+	count := seriesOf(t, h, "COUNT")
+	if len(h.TimesNs) != 10 || count.Values[0] != 4 || count.Values[9] != Float(ticks) {
+		t.Fatalf("ring after %d one-minute ticks: times %v COUNT %v, want the last 10", ticks, h.TimesNs, count.Values)
+	}
+}
+
+type Float = engine.Float

@@ -1,0 +1,251 @@
+// Package telemetry exports a Spillway engine as OpenTelemetry metrics:
+// every signal of every policy, every decision of every control point,
+// request and tick durations, and actuator setpoints (DESIGN §7). The
+// Prometheus exporter serves them on Handler (the admin listener's
+// /metrics); OTLP pushes them too when the standard OTEL_EXPORTER_OTLP_*
+// variables name an endpoint.
+//
+// Nothing here runs on the request path. Control points and the engine
+// count into their own atomics and rings; the exporter reads them when it
+// collects, through observable instruments for counters and gauges and
+// through a metric producer for the histograms, which are pre-aggregated.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// scopeName is the instrumentation scope of every Spillway metric.
+const scopeName = "github.com/spillway-dev/spillway/telemetry"
+
+// Metric names, as Prometheus shows them. OTLP carries the same names.
+const (
+	MetricSignal           = "spillway_signal"
+	MetricSignalInvalid    = "spillway_signal_invalid_total"
+	MetricRequests         = "spillway_requests_total"
+	MetricRequestDuration  = "spillway_request_duration_seconds"
+	MetricRateLimit        = "spillway_rate_limit"
+	MetricConcurrencyLimit = "spillway_concurrency_limit"
+	MetricTickDuration     = "spillway_tick_duration_seconds"
+	MetricPolicyLoadErrors = "spillway_policy_load_errors_total"
+	MetricRLBridgeRequests = "spillway_rlbridge_requests_total"
+)
+
+// Metrics exports one engine. Its methods are safe for concurrent use.
+type Metrics struct {
+	eng      *engine.Engine
+	provider *sdkmetric.MeterProvider
+	handler  http.Handler
+	rlbridge metric.Int64Counter
+	otlp     string // "", "grpc" or "http/protobuf"
+}
+
+// New starts exporting eng. It makes the engine's control points keep
+// request-duration histograms (controlpoint.Registry.RecordDurations).
+//
+// OTLP is enabled when OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is set. The protocol is
+// OTEL_EXPORTER_OTLP_METRICS_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL:
+// "http/protobuf" (the default) or "grpc"; headers, TLS, compression and
+// timeout come from the other standard variables. The export interval is
+// OTEL_METRIC_EXPORT_INTERVAL (milliseconds) or, when unset, the finest
+// evaluation interval of the running policies (500 ms with none), so that
+// OTLP carries every tick. The resource is service.name=spillway unless
+// OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise.
+//
+// Call Shutdown to flush OTLP and stop.
+func New(ctx context.Context, eng *engine.Engine) (*Metrics, error) {
+	m := &Metrics{eng: eng}
+	res, err := resource.New(ctx,
+		resource.WithAttributes(attribute.String("service.name", "spillway")),
+		resource.WithFromEnv(), resource.WithTelemetrySDK())
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: resource from OTEL_RESOURCE_ATTRIBUTES: %w", err)
+	}
+	histograms := &histogramProducer{eng: eng, start: time.Now()}
+	registry := prometheus.NewRegistry()
+	promExporter, err := otelprom.New(
+		otelprom.WithRegisterer(registry),
+		otelprom.WithProducer(histograms),
+		// Names carry their unit and _total already.
+		otelprom.WithoutUnits(),
+		otelprom.WithoutScopeInfo(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExporter)}
+	reader, protocol, err := otlpReader(ctx, eng, histograms)
+	if err != nil {
+		return nil, err
+	}
+	if reader != nil {
+		opts = append(opts, sdkmetric.WithReader(reader))
+		m.otlp = protocol
+	}
+	m.provider = sdkmetric.NewMeterProvider(opts...)
+	m.handler = promhttp.HandlerFor(registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	if err := m.register(m.provider.Meter(scopeName)); err != nil {
+		_ = m.provider.Shutdown(ctx)
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	eng.ControlPoints().RecordDurations()
+	return m, nil
+}
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// OTLP returns the OTLP protocol in use ("grpc" or "http/protobuf"), or ""
+// when OTLP is off.
+func (m *Metrics) OTLP() string { return m.otlp }
+
+// Shutdown flushes OTLP and stops exporting.
+func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdown(ctx) }
+
+// CountRLBridgeRequest counts one request the RL bridge answered, as
+// spillway_rlbridge_requests_total{endpoint, code}: endpoint is the route
+// ("/metrics", "/set_rate", "/apis"), code the HTTP status.
+func (m *Metrics) CountRLBridgeRequest(ctx context.Context, endpoint string, code int) {
+	m.rlbridge.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", endpoint), attribute.String("code", strconv.Itoa(code))))
+}
+
+// otlpReader returns a periodic OTLP reader when the environment asks for
+// one.
+func otlpReader(ctx context.Context, eng *engine.Engine, p sdkmetric.Producer) (sdkmetric.Reader, string, error) {
+	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") == "" {
+		return nil, "", nil
+	}
+	protocol := os.Getenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+	if protocol == "" {
+		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	var exp sdkmetric.Exporter
+	var err error
+	switch protocol {
+	case "", "http/protobuf":
+		protocol = "http/protobuf"
+		exp, err = otlpmetrichttp.New(ctx)
+	case "grpc":
+		exp, err = otlpmetricgrpc.New(ctx)
+	default:
+		return nil, "", fmt.Errorf("telemetry: OTLP protocol %q is not supported (OTEL_EXPORTER_OTLP_PROTOCOL: want grpc or http/protobuf)", protocol)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("telemetry: OTLP %s exporter: %w", protocol, err)
+	}
+	opts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithProducer(p)}
+	if os.Getenv("OTEL_METRIC_EXPORT_INTERVAL") == "" {
+		opts = append(opts, sdkmetric.WithInterval(finestInterval(eng)))
+	}
+	return sdkmetric.NewPeriodicReader(exp, opts...), protocol, nil
+}
+
+// finestInterval is the shortest evaluation interval of the running
+// policies, 500 ms when none runs, and never below 100 ms.
+func finestInterval(eng *engine.Engine) time.Duration {
+	finest := time.Duration(0)
+	for _, r := range eng.Policies() {
+		if d := r.Circuit.Spec.EvaluationInterval; d > 0 && (finest == 0 || d < finest) {
+			finest = d
+		}
+	}
+	if finest == 0 {
+		finest = 500 * time.Millisecond
+	}
+	return max(finest, 100*time.Millisecond)
+}
+
+// register creates the instruments and the callback that reads the
+// engine's counters into them.
+func (m *Metrics) register(meter metric.Meter) error {
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	signal, err := meter.Float64ObservableGauge(MetricSignal,
+		metric.WithDescription("Value of a policy's signal after its last tick; absent while the signal is invalid (NaN)."))
+	check(err)
+	invalid, err := meter.Int64ObservableCounter(MetricSignalInvalid,
+		metric.WithDescription("Ticks at which the signal was invalid (NaN)."), metric.WithUnit("{tick}"))
+	check(err)
+	requests, err := meter.Int64ObservableCounter(MetricRequests,
+		metric.WithDescription("Requests by control point, API and decision (accepted, rejected, would_reject, passthrough); api=\"*\" counts every request of the control point."),
+		metric.WithUnit("{request}"))
+	check(err)
+	rateLimit, err := meter.Float64ObservableGauge(MetricRateLimit,
+		metric.WithDescription("Rate limit of a policy's token bucket in requests per second; absent while the limiter fails open."),
+		metric.WithUnit("{request}/s"))
+	check(err)
+	concurrencyLimit, err := meter.Float64ObservableGauge(MetricConcurrencyLimit,
+		metric.WithDescription("Concurrency limit of a policy's limiter in requests in flight; absent while the limiter fails open."),
+		metric.WithUnit("{request}"))
+	check(err)
+	loadErrors, err := meter.Int64ObservableCounter(MetricPolicyLoadErrors,
+		metric.WithDescription("Failed reloads of the policy directory; the previous policies kept running."))
+	check(err)
+	m.rlbridge, err = meter.Int64Counter(MetricRLBridgeRequests,
+		metric.WithDescription("Requests the RL bridge answered, by endpoint and HTTP status."), metric.WithUnit("{request}"))
+	check(err)
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		for _, p := range m.eng.Stats() {
+			policy := attribute.String("policy", p.Policy)
+			for _, s := range p.Signals {
+				set := metric.WithAttributes(policy, attribute.String("component", s.Component),
+					attribute.String("port", s.Port), attribute.String("signal", s.Signal))
+				if !math.IsNaN(s.Value) {
+					o.ObserveFloat64(signal, s.Value, set)
+				}
+				o.ObserveInt64(invalid, clampInt64(s.InvalidTicks), set)
+			}
+			for _, a := range p.Actuators {
+				if math.IsNaN(a.Setpoint) || math.IsInf(a.Setpoint, 0) {
+					continue
+				}
+				set := metric.WithAttributes(policy, attribute.String("control_point", a.ControlPoint), attribute.String("api", a.API))
+				if a.Kind == "rate_limiter" {
+					o.ObserveFloat64(rateLimit, a.Setpoint, set)
+				} else {
+					o.ObserveFloat64(concurrencyLimit, a.Setpoint, set)
+				}
+			}
+		}
+		for _, api := range apisOf(m.eng) {
+			for _, outcome := range controlpoint.Outcomes {
+				o.ObserveInt64(requests, clampInt64(api.api.Count(outcome)), metric.WithAttributes(
+					attribute.String("control_point", api.controlPoint), attribute.String("api", api.api.Label),
+					attribute.String("decision", outcome.String())))
+			}
+		}
+		o.ObserveInt64(loadErrors, clampInt64(m.eng.LoadErrors()))
+		return nil
+	}, signal, invalid, requests, rateLimit, concurrencyLimit, loadErrors)
+	return err
+}
+
+func clampInt64(n uint64) int64 { return int64(min(n, math.MaxInt64)) }
