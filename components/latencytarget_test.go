@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -241,24 +242,12 @@ func TestLatencyTargetControllerPorts(t *testing.T) {
 			t.Errorf("port %s: required %v, want %v", p.Name, p.Required, want)
 		}
 	}
-	if got, want := in, []string{"latency_p90_ms", "completed_rps", "overload_seen"}; !equalStrings(got, want) {
+	if got, want := in, []string{"latency_p90_ms", "completed_rps", "overload_seen"}; !slices.Equal(got, want) {
 		t.Errorf("inputs %v, want %v", got, want)
 	}
-	if got, want := ports.Out, []string{"rate_limit", "latency_smoothed_ms"}; !equalStrings(got, want) {
+	if got, want := ports.Out, []string{"rate_limit", "latency_smoothed_ms"}; !slices.Equal(got, want) {
 		t.Errorf("outputs %v, want %v", got, want)
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Seed 003's sensible-parameters? predicate, checked again at Provision.

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,7 @@ func TestPoolGrantsInFIFOOrder(t *testing.T) {
 	}
 	p.release()
 	done.Wait()
-	if want := []int{0, 1, 2, 3, 4}; !equalInts(order, want) {
+	if want := []int{0, 1, 2, 3, 4}; !slices.Equal(order, want) {
 		t.Errorf("workers granted in order %v, want %v", order, want)
 	}
 }
@@ -95,18 +96,6 @@ func waitForWaiters(t *testing.T, p *pool, n int) {
 		time.Sleep(time.Millisecond)
 	}
 	t.Fatalf("fewer than %d waiters after 1 s", n)
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestStartLiveServesEveryAPIBehindWrap(t *testing.T) {
@@ -170,7 +159,7 @@ func TestSimulateLiveShedsWithTheStaticOracle(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReport(t, r)
-	if r.Driver != "live" || !equalInts(seconds, []int{-1, 0, 1}) {
+	if r.Driver != "live" || !slices.Equal(seconds, []int{-1, 0, 1}) {
 		t.Errorf("driver %q, OnSecond saw %v; want live and seconds -1, 0, 1", r.Driver, seconds)
 	}
 	// The oracle admits 95 req/s of the 300 offered. Goodput depends on
