@@ -29,11 +29,24 @@ type Recorder struct {
 	_        [64]byte
 	inFlight atomic.Int64
 	buffers  [2]recorderBuffer
+	// inFlightByStart counts the requests in flight by the slot of their
+	// start time, so a snapshot can tell the age of the oldest one.
+	inFlightByStart [ageSlots]atomic.Int64
 
 	snapshotMu     sync.Mutex
 	snapshotted    bool
 	lastSnapshotNs int64
 }
+
+// Requests in flight are counted per start-time slot of 2^ageSlotShift ns
+// (134 ms); ageSlots slots cover the last 34 s. A request older than that
+// shares its slot with newer ones, so OldestInFlightNs reads at most 34 s.
+const (
+	ageSlotShift = 27
+	ageSlots     = 256
+)
+
+func ageSlot(ns int64) int64 { return max(ns, 0) >> ageSlotShift }
 
 // recorderBuffer is one side of a Recorder's double buffer. Incoming and
 // Completed are derived (accepted + rejected, latency.Total()) so that they
@@ -59,23 +72,27 @@ func NewRecorder(slo time.Duration) *Recorder {
 // finish from now on; slo <= 0 counts every OK response.
 func (r *Recorder) SetSLO(slo time.Duration) { r.sloNs.Store(int64(slo)) }
 
-// Arrive records one arrival and its decision: admitted requests are
-// counted as accepted and are in flight until Done, others as rejected.
-func (r *Recorder) Arrive(admitted bool) {
+// Arrive records one arrival at nowNs (monotonic nanoseconds) and its
+// decision: admitted requests are counted as accepted and are in flight
+// until Done, others as rejected.
+func (r *Recorder) Arrive(nowNs int64, admitted bool) {
 	b := &r.buffers[r.active.Load()&1]
 	if admitted {
 		r.inFlight.Add(1)
+		r.inFlightByStart[ageSlot(nowNs)%ageSlots].Add(1)
 		b.accepted.Add(1)
 		return
 	}
 	b.rejected.Add(1)
 }
 
-// Done records that an admitted request finished after latencyNs
-// nanoseconds (negative values count as 0), successfully or not. An OK
-// request within the SLO counts as goodput; a failed one as an error.
-func (r *Recorder) Done(latencyNs int64, ok bool) {
+// Done records that an admitted request that arrived at startNs (the nowNs
+// of its Arrive) finished after latencyNs nanoseconds (negative values
+// count as 0), successfully or not. An OK request within the SLO counts as
+// goodput; a failed one as an error.
+func (r *Recorder) Done(startNs, latencyNs int64, ok bool) {
 	r.inFlight.Add(-1)
+	r.inFlightByStart[ageSlot(startNs)%ageSlots].Add(-1)
 	latencyNs = max(latencyNs, 0)
 	b := &r.buffers[r.active.Load()&1]
 	b.latency.Record(latencyNs)
@@ -118,5 +135,22 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 	w.Incoming = w.Accepted + w.Rejected
 	w.Completed = w.LatencyCounts.Total()
 	w.InFlight = r.inFlight.Load()
+	w.OldestInFlightNs = r.oldestInFlightNs(nowNs)
 	return w
+}
+
+// oldestInFlightNs is the age at nowNs of the oldest request in flight,
+// rounded up to the start of its slot (at most 134 ms over), or 0 when
+// none is in flight.
+func (r *Recorder) oldestInFlightNs(nowNs int64) int64 {
+	if r.inFlight.Load() <= 0 {
+		return 0
+	}
+	current := ageSlot(nowNs)
+	for s := max(current-ageSlots+1, 0); s <= current; s++ {
+		if r.inFlightByStart[s%ageSlots].Load() > 0 {
+			return max(nowNs-s<<ageSlotShift, 0)
+		}
+	}
+	return 0
 }

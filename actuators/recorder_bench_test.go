@@ -14,8 +14,8 @@ func BenchmarkRecorderArriveDone(b *testing.B) {
 		latencyNs := int64(0)
 		for b.Loop() {
 			latencyNs = (latencyNs + 7_919_000) % (100 * ms)
-			r.Arrive(true)
-			r.Done(latencyNs, true)
+			r.Arrive(0, true)
+			r.Done(0, latencyNs, true)
 		}
 	})
 	b.Run("parallel", func(b *testing.B) {
@@ -25,8 +25,8 @@ func BenchmarkRecorderArriveDone(b *testing.B) {
 			latencyNs := int64(0)
 			for pb.Next() {
 				latencyNs = (latencyNs + 7_919_000) % (100 * ms)
-				r.Arrive(true)
-				r.Done(latencyNs, true)
+				r.Arrive(0, true)
+				r.Done(0, latencyNs, true)
 			}
 		})
 	})

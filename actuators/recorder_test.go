@@ -73,9 +73,9 @@ func TestRecorderCountsOneWindow(t *testing.T) {
 			r := NewRecorder(tc.slo)
 			r.Snapshot(1_000 * ms)
 			for _, req := range tc.requests {
-				r.Arrive(req.admitted)
+				r.Arrive(0, req.admitted)
 				if req.done {
-					r.Done(req.latencyNs, req.ok)
+					r.Done(0, req.latencyNs, req.ok)
 				}
 			}
 			got := r.Snapshot(1_500 * ms)
@@ -95,6 +95,8 @@ func TestRecorderCountsOneWindow(t *testing.T) {
 func assertWindowCounts(t *testing.T, got, want Window) {
 	t.Helper()
 	got.LatencyCounts, want.LatencyCounts = HistogramCounts{}, HistogramCounts{}
+	// The age of the oldest request in flight has its own test.
+	got.OldestInFlightNs, want.OldestInFlightNs = 0, 0
 	if got != want {
 		t.Errorf("window\n got %+v\nwant %+v", got, want)
 	}
@@ -102,12 +104,12 @@ func assertWindowCounts(t *testing.T, got, want Window) {
 
 func TestRecorderWindowsFollowEachOther(t *testing.T) {
 	r := NewRecorder(time.Second)
-	r.Arrive(true)
+	r.Arrive(0, true)
 	first := r.Snapshot(100 * ms)
-	r.Arrive(true)
-	r.Arrive(false)
+	r.Arrive(0, true)
+	r.Arrive(0, false)
 	second := r.Snapshot(600 * ms)
-	r.Done(5*ms, true)
+	r.Done(0, 5*ms, true)
 	third := r.Snapshot(1_100 * ms)
 	fourth := r.Snapshot(1_600 * ms)
 
@@ -156,14 +158,14 @@ func TestRecorderWriterRacingTheFlipIsCountedLater(t *testing.T) {
 
 func TestRecorderSetSLOAppliesToLaterCompletions(t *testing.T) {
 	r := NewRecorder(10 * time.Millisecond)
-	r.Arrive(true)
-	r.Done(20*ms, true) // over the 10ms SLO
+	r.Arrive(0, true)
+	r.Done(0, 20*ms, true) // over the 10ms SLO
 	r.SetSLO(50 * time.Millisecond)
-	r.Arrive(true)
-	r.Done(20*ms, true) // within the 50ms SLO
+	r.Arrive(0, true)
+	r.Done(0, 20*ms, true) // within the 50ms SLO
 	r.SetSLO(0)
-	r.Arrive(true)
-	r.Done(time.Hour.Nanoseconds(), true) // no SLO
+	r.Arrive(0, true)
+	r.Done(0, time.Hour.Nanoseconds(), true) // no SLO
 	if w := r.Snapshot(secondNs); w.Goodput != 2 || w.Completed != 3 {
 		t.Errorf("goodput %d of %d completions, want 2 of 3", w.Goodput, w.Completed)
 	}
@@ -173,8 +175,8 @@ func TestWindowDerivedSignals(t *testing.T) {
 	r := NewRecorder(time.Second)
 	r.Snapshot(0)
 	for i := int64(1); i <= 100; i++ {
-		r.Arrive(true)
-		r.Done(i*ms, true)
+		r.Arrive(0, true)
+		r.Done(0, i*ms, true)
 	}
 	w := r.Snapshot(2 * secondNs)
 	empty := r.Snapshot(3 * secondNs)
@@ -249,9 +251,9 @@ func TestRecorderConcurrentWritersAndSnapshotsLoseNothing(t *testing.T) {
 		writerGroup.Go(func() {
 			for i := range requestsPerWriter {
 				admitted := i%4 != 0
-				r.Arrive(admitted)
+				r.Arrive(0, admitted)
 				if admitted {
-					r.Done(int64(i%100)*ms, (i+g)%10 != 0)
+					r.Done(0, int64(i%100)*ms, (i+g)%10 != 0)
 				}
 			}
 		})
@@ -308,10 +310,31 @@ func stripCounts(w Window) Window {
 func TestRecorderArriveAndDoneDoNotAllocate(t *testing.T) {
 	r := NewRecorder(time.Second)
 	if allocs := testing.AllocsPerRun(1000, func() {
-		r.Arrive(true)
-		r.Done(3*ms, true)
-		r.Arrive(false)
+		r.Arrive(0, true)
+		r.Done(0, 3*ms, true)
+		r.Arrive(0, false)
 	}); allocs != 0 {
 		t.Errorf("Arrive+Done allocate %v times, want 0", allocs)
+	}
+}
+
+func TestRecorderOldestInFlightAge(t *testing.T) {
+	slot := int64(1) << ageSlotShift
+	r := NewRecorder(time.Second)
+	if w := r.Snapshot(0); w.OldestInFlightNs != 0 {
+		t.Fatalf("idle recorder: oldest in flight %d ns, want 0", w.OldestInFlightNs)
+	}
+	r.Arrive(10*slot+5, true) // the oldest, still in flight at the end
+	r.Arrive(12*slot, true)   // finishes first
+	r.Arrive(13*slot, false)  // rejected: never in flight
+	r.Done(12*slot, 3*ms, true)
+	now := 20 * slot
+	w := r.Snapshot(now)
+	if want := now - 10*slot; w.OldestInFlightNs != want {
+		t.Errorf("oldest in flight %d ns, want %d (rounded up to the start of its slot)", w.OldestInFlightNs, want)
+	}
+	r.Done(10*slot+5, 10*slot, true)
+	if w := r.Snapshot(now + slot); w.OldestInFlightNs != 0 || w.InFlight != 0 {
+		t.Errorf("after the last Done: oldest %d ns, in flight %d; want 0, 0", w.OldestInFlightNs, w.InFlight)
 	}
 }

@@ -15,9 +15,12 @@ type Window struct {
 	Goodput   uint64 // completed OK within the SLO
 	Errors    uint64 // completed not OK
 
-	InFlight      int64           // admitted and not finished at EndNs
-	LatencySumNs  uint64          // sum of the latencies of the Completed requests
-	LatencyCounts HistogramCounts // latency histogram of the Completed requests
+	InFlight int64 // admitted and not finished at EndNs
+	// OldestInFlightNs is the age at EndNs of the oldest request in
+	// flight, rounded up by at most 134 ms; 0 when none is.
+	OldestInFlightNs int64
+	LatencySumNs     uint64          // sum of the latencies of the Completed requests
+	LatencyCounts    HistogramCounts // latency histogram of the Completed requests
 }
 
 // Seconds returns the window's length in seconds.

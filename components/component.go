@@ -91,6 +91,9 @@ type FluxReading struct {
 	// CompletedRps is the rate of admitted requests that finished: the
 	// throughput the service delivered during the tick.
 	CompletedRps float64
+	// OldestInFlightMs is the age of the oldest admitted request still in
+	// flight at the end of the tick (0 when none is), to within 134 ms.
+	OldestInFlightMs float64
 }
 
 // Source is a component fed from outside the circuit (a FluxMeter).

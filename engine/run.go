@@ -56,6 +56,8 @@ type Engine struct {
 	lastErrors Diagnostics
 
 	histories map[string]*policyHistory // by policy name; guarded by mu
+
+	agents atomic.Pointer[map[string]*agentSlot] // by API name; see agent.go
 }
 
 // LastErrors returns the diagnostics of the last failed Apply or reload;
@@ -122,6 +124,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}}
 	e.policies.Store(&[]*Running{})
+	e.agents.Store(&map[string]*agentSlot{})
 	if opts.Specs != nil || opts.Policies == "" {
 		if err := e.Apply(opts.Specs); err != nil {
 			return nil, err
@@ -198,6 +201,9 @@ func compileAll(specs []Spec) ([]*Running, Diagnostics) {
 			next = append(next, &Running{Circuit: c, alerts: map[string]uint64{}})
 		}
 	}
+	if len(diags.Errors()) == 0 {
+		diags = append(diags, checkAgentNames(next)...)
+	}
 	if len(diags.Errors()) > 0 {
 		return nil, diags.sorted()
 	}
@@ -251,6 +257,7 @@ func (e *Engine) commit(next []*Running) Change {
 			e.forgetHistory(o.Circuit.Spec.Name)
 		}
 	}
+	e.rebuildAgents(next)
 	e.policies.Store(&next)
 	for _, o := range old {
 		for _, t := range o.taps {
@@ -423,6 +430,65 @@ func (e *Engine) Tick() {
 	}
 }
 
+// TickDue evaluates, at the engine clock's now, every running policy whose
+// evaluation interval has elapsed since its last tick, and returns how
+// many it ticked. The engine's own ticker calls it; a caller with
+// ManualTicks (the virtual-time simulator) calls it at every interval of
+// its finest policy.
+func (e *Engine) TickDue() int {
+	return e.TickDueSplit().Finish()
+}
+
+// PendingTicks is a tick begun by TickDueSplit: the flux meters of the due
+// policies are read, their circuits not yet evaluated.
+type PendingTicks struct {
+	e        *Engine
+	now      int64
+	policies []*Running
+}
+
+// Agents reports whether a pending policy has an RLActuator: an agent
+// reading the bridge now sees the tick's measurements.
+func (p PendingTicks) Agents() bool {
+	for _, r := range p.policies {
+		for _, n := range r.Circuit.sources {
+			if _, ok := n.comp.(components.AgentActuator); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Finish evaluates the pending policies and publishes their setpoints. It
+// returns how many policies ticked.
+func (p PendingTicks) Finish() int {
+	for _, r := range p.policies {
+		r.mu.Lock()
+		p.e.evaluate(r, p.now)
+		r.mu.Unlock()
+	}
+	return len(p.policies)
+}
+
+// TickDueSplit is the first half of TickDue: it snapshots the flux meters
+// of the due policies and publishes what the RL bridge serves, and leaves
+// the evaluation to Finish. In between, an agent in lock step with the
+// simulator reads the tick and sets its rates, which Finish applies within
+// the same tick.
+func (e *Engine) TickDueSplit() PendingTicks {
+	p := PendingTicks{e: e, now: e.opts.Clock()}
+	for _, r := range e.Policies() {
+		r.mu.Lock()
+		if !r.retired && time.Duration(p.now-r.lastNs) >= r.Circuit.Spec.EvaluationInterval {
+			e.observe(r, p.now)
+			p.policies = append(p.policies, r)
+		}
+		r.mu.Unlock()
+	}
+	return p
+}
+
 func (e *Engine) tickLoop(ctx context.Context) {
 	defer e.wg.Done()
 	// One loop for every policy: wake at the finest interval and tick each
@@ -435,20 +501,9 @@ func (e *Engine) tickLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			now := e.opts.Clock()
-			for _, r := range e.Policies() {
-				if time.Duration(now-r.last()) >= r.Circuit.Spec.EvaluationInterval {
-					e.tickPolicy(r, now)
-				}
-			}
+			e.TickDue()
 		}
 	}
-}
-
-func (r *Running) last() int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastNs
 }
 
 // tickPolicy runs one tick: snapshot the flux meters, evaluate the
@@ -459,12 +514,42 @@ func (e *Engine) tickPolicy(r *Running, now int64) {
 	if r.retired {
 		return
 	}
-	start := time.Now() // wall time, for spillway_tick_duration_seconds only
+	e.observe(r, now)
+	e.evaluate(r, now)
+}
+
+// observe is the first step of a tick: snapshot the flux meters, and
+// publish what agents read. r.mu is held.
+func (e *Engine) observe(r *Running, now int64) {
 	for _, t := range r.taps {
 		w := t.rec.Snapshot(now)
-		t.source.Observe(reading(&w))
+		rd := reading(&w)
+		t.source.Observe(rd)
+		if a, ok := t.source.(components.AgentActuator); ok {
+			e.publishAgentReading(r.Circuit.Spec.Name, a, rd)
+		}
+	}
+	r.lastNs = now
+}
+
+// evaluate is the rest of a tick: evaluate the circuit and publish its
+// setpoints. r.mu is held; a policy retired since observe does nothing.
+func (e *Engine) evaluate(r *Running, now int64) {
+	if r.retired {
+		return
+	}
+	start := time.Now() // wall time, for spillway_tick_duration_seconds only
+	for _, n := range r.Circuit.sources {
+		if a, ok := n.comp.(components.AgentActuator); ok {
+			e.commandAgent(a)
+		}
 	}
 	r.Circuit.Tick()
+	for _, n := range r.Circuit.sources {
+		if a, ok := n.comp.(components.AgentActuator); ok {
+			e.publishAgentMode(a)
+		}
+	}
 	interval := r.Circuit.Spec.EvaluationInterval.Seconds()
 	for _, s := range r.sinks {
 		value, burst := s.comp.Setpoint()
@@ -487,7 +572,6 @@ func (e *Engine) tickPolicy(r *Running, now int64) {
 			e.log.Warn("spillway alert", "policy", r.Circuit.Spec.Name, "alert", name, "component", n.spec.Path)
 		}
 	}
-	r.lastNs = now
 	r.hist.record(r.Circuit, now, time.Since(start))
 }
 
@@ -505,6 +589,8 @@ func reading(w *actuators.Window) components.FluxReading {
 		GoodputRps:   w.Rate(w.Goodput),
 		InFlight:     float64(w.InFlight),
 		CompletedRps: w.Rate(w.Completed),
+		// Whole milliseconds: the age is only known to within a slot.
+		OldestInFlightMs: float64(w.OldestInFlightNs / 1e6),
 	}
 }
 

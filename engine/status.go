@@ -16,6 +16,31 @@ type Status struct {
 	Errors []Diagnostic `json:"errors"`
 	// Reload is the policy directory's reload history.
 	Reload *ReloadStatus `json:"reload,omitempty"`
+	// Agents are the APIs under RL-agent control, with the mode in force.
+	Agents []AgentStatus `json:"agents"`
+}
+
+// AgentStatus is one API under agent control (an RLActuator).
+type AgentStatus struct {
+	API       string `json:"api"`
+	Policy    string `json:"policy"`
+	Cluster   string `json:"cluster"`
+	Priority  int    `json:"priority"`
+	RateLimit Float  `json:"rate_limit"`
+	// Mode is "agent", or "fallback" once the agent has been silent for
+	// agent_timeout ticks.
+	Mode       string `json:"mode"`
+	OfferedRPS Float  `json:"offered_rps"`
+	GoodputRPS Float  `json:"goodput_rps"`
+	LatencyMs  Float  `json:"latency_ms"`
+}
+
+// Mode names the agent mode in force: "agent" or "fallback".
+func (a AgentAPI) Mode() string {
+	if a.UsingFallback {
+		return "fallback"
+	}
+	return "agent"
 }
 
 // PolicyStatus describes one running policy.
@@ -71,7 +96,13 @@ func (f Float) MarshalJSON() ([]byte, error) {
 
 // Status reports the running policies and control points.
 func (e *Engine) Status() Status {
-	st := Status{Policies: []PolicyStatus{}, ControlPoints: []ControlPointStatus{}, Errors: e.LastErrors(), Reload: e.reloadStatus()}
+	st := Status{Policies: []PolicyStatus{}, ControlPoints: []ControlPointStatus{}, Errors: e.LastErrors(), Reload: e.reloadStatus(), Agents: []AgentStatus{}}
+	for _, a := range e.AgentAPIs() {
+		st.Agents = append(st.Agents, AgentStatus{
+			API: a.Name, Policy: a.Policy, Cluster: a.Cluster, Priority: a.Priority, RateLimit: Float(a.RateLimit),
+			Mode: a.Mode(), OfferedRPS: Float(a.OfferedRPS), GoodputRPS: Float(a.GoodputRPS), LatencyMs: Float(a.LatencyMs),
+		})
+	}
 	for _, r := range e.Policies() {
 		dyn := e.DynamicConfigOf(r.Circuit.Spec.Name)
 		r.mu.Lock()

@@ -316,6 +316,9 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 		return nil, err
 	}
 	defer eng.Close()
+	if cfg.OnEngine != nil {
+		cfg.OnEngine(eng)
+	}
 	wrap := func(h http.Handler) http.Handler { return eng.HTTP(ControlPoint, h) }
 	live, err := StartLive(app, cfg.Seed, wrap)
 	if err != nil {

@@ -58,9 +58,7 @@ func StaticPolicy() Policy { return Policy{Name: "static", Static: true} }
 // Nothing else changes: the template's parameters and wiring are the same
 // for every API. In particular a FluxMeter keeps its slo, or its lack of
 // one, which some circuits rely on (latencytarget counts failures as
-// completed − goodput, with goodput counting every OK answer). All
-// policies must share one evaluation interval, because the virtual driver
-// ticks the engine as a whole.
+// completed − goodput, with goodput counting every OK answer).
 func InstantiatePolicy(templates []engine.Spec, app App) ([]engine.Spec, error) {
 	labels := map[string]bool{}
 	for _, api := range app.APIs {
@@ -94,10 +92,6 @@ func InstantiatePolicy(templates []engine.Spec, app App) ([]engine.Spec, error) 
 			return nil, fmt.Errorf("policy %q: declared twice after instantiation per API", s.Name)
 		}
 		seen[s.Name] = true
-		if s.EvaluationInterval != out[0].EvaluationInterval {
-			return nil, fmt.Errorf("policy %q: evaluation_interval %v differs from %q's %v; the simulator ticks every policy together",
-				s.Name, s.EvaluationInterval, out[0].Name, out[0].EvaluationInterval)
-		}
 	}
 	return out, nil
 }

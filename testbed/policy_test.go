@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"slices"
@@ -88,14 +89,32 @@ func TestInstantiatePolicyKeepsPoliciesWrittenForTheApp(t *testing.T) {
 	}
 }
 
-func TestInstantiatePolicyRejectsMixedIntervals(t *testing.T) {
+func TestVirtualRunTicksEachPolicyAtItsOwnInterval(t *testing.T) {
 	app := TwoTierApp(DefaultTwoTier())
 	a := loadPolicy(t, "../policies/latency-aimd.cue")[0]
 	b := a
-	b.Name, b.EvaluationInterval = "slow", time.Second
-	_, err := InstantiatePolicy([]engine.Spec{a, b}, app)
-	if err == nil || !strings.Contains(err.Error(), `policy "slow.api": evaluation_interval 1s differs from "ingress-latency-aimd.api"'s 500ms`) {
-		t.Errorf("err = %v, want the interval clash named", err)
+	b.Name, b.EvaluationInterval = "slow", 1500*time.Millisecond
+	specs, err := InstantiatePolicy([]engine.Spec{a, b}, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := NewScenario("steady", app, ScenarioOptions{Warmup: time.Second, Duration: 10 * time.Second, Load: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eng *engine.Engine
+	_, err = Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
+		Policy:   Policy{Name: "mixed", Templates: []engine.Spec{a, b}},
+		OnEngine: func(e *engine.Engine) { eng = e }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The run lasts 11 s plus the 2 s client timeout.
+	want := map[string]uint64{specs[0].Name: 26, specs[1].Name: 8}
+	for _, r := range eng.Policies() {
+		if got := r.Circuit.Ticks(); got != want[r.Circuit.Spec.Name] {
+			t.Errorf("policy %s (every %v) ticked %d times, want %d", r.Circuit.Spec.Name, r.Circuit.Spec.EvaluationInterval, got, want[r.Circuit.Spec.Name])
+		}
 	}
 	_, err = InstantiatePolicy([]engine.Spec{a, a}, app)
 	if err == nil || !strings.Contains(err.Error(), `policy "ingress-latency-aimd.api": declared twice`) {

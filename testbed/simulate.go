@@ -23,6 +23,12 @@ type SimConfig struct {
 	// order, with that second's totals: in the virtual driver once the
 	// second is final, in the live one shortly after it ends (see Run).
 	OnSecond func(SecondStats)
+	// OnEngine, if not nil, is called with the run's engine once it has
+	// started, before any request (the RL bridge serves it).
+	OnEngine func(*engine.Engine)
+	// Lockstep, in the virtual driver, pauses the run at every tick of a
+	// policy with an RLActuator until the agent steps it.
+	Lockstep *Lockstep
 }
 
 // Simulate runs cfg.App through cfg.Scenario under cfg.Policy and reports
@@ -56,9 +62,13 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 				cfg.OnSecond(v.tally.second(t))
 			}
 		})
+		v.onEngine, v.lockstep = cfg.OnEngine, cfg.Lockstep
 		err = v.run(ctx)
 		rt = v.tally
 	} else {
+		if cfg.Lockstep != nil {
+			return Report{}, fmt.Errorf("lock step needs the virtual driver")
+		}
 		rt, err = runLive(ctx, cfg, specs)
 	}
 	if err != nil {

@@ -40,6 +40,8 @@ type virtualRun struct {
 	specs    []engine.Spec
 	tally    *runTally
 	onSecond func(int)
+	onEngine func(*engine.Engine)
+	lockstep *Lockstep
 
 	now       int64 // virtual nanoseconds since the start of the run
 	eng       *engine.Engine
@@ -152,8 +154,10 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 	// Worker changes come before oracle updates at the same instant, so
 	// the oracle sees the new workers.
 	sortChanges(v.changes)
-	if len(specs) > 0 {
-		v.tickEvery = int64(specs[0].EvaluationInterval)
+	// Tick at the finest period that lands on every policy's interval;
+	// Engine.TickDue picks the policies that are due.
+	for _, spec := range specs {
+		v.tickEvery = gcd(v.tickEvery, int64(spec.EvaluationInterval))
 	}
 	v.nextTick = v.tickEvery
 	return v
@@ -188,6 +192,12 @@ func (v *virtualRun) run(ctx context.Context) error {
 		return err
 	}
 	defer v.eng.Close()
+	if v.lockstep != nil {
+		defer v.lockstep.end()
+	}
+	if v.onEngine != nil {
+		v.onEngine(v.eng)
+	}
 	v.cp = v.eng.ControlPoints().Get(ControlPoint)
 
 	seconds := secondsIn(v.scenario.Total())
@@ -208,7 +218,11 @@ func (v *virtualRun) run(ctx context.Context) error {
 			}
 			v.changes = v.changes[1:]
 		case eventTick:
-			v.eng.Tick()
+			pending := v.eng.TickDueSplit()
+			if v.lockstep != nil && pending.Agents() {
+				v.lockstep.pause(ctx, v.eng, v.now)
+			}
+			pending.Finish()
 			v.nextTick += v.tickEvery
 		case eventCompletion:
 			v.complete(v.calls.pop().req)
@@ -394,6 +408,13 @@ func (v *virtualRun) timeout(e timeoutEntry) {
 	r.abandoned = true
 	r.ticket.Done(false) // the entry answers a canceled request with an error
 	v.tally.tallies[r.api].complete(int(r.second), outcome{timeout: true, latency: time.Duration(v.timeoutNs)})
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // mix64 is SplitMix64's finaliser: it decorrelates nearby seeds.

@@ -225,8 +225,8 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 		t.apiAtt = api.att.Load()
 		held, d := t.apiAtt.admit(now, &v)
 		if d != Accepted {
-			t.apiAtt.arrive(false)
-			t.allAtt.arrive(false)
+			t.apiAtt.arrive(now, false)
+			t.allAtt.arrive(now, false)
 			api.outcomes[OutcomeRejected].Add(1)
 			all.outcomes[OutcomeRejected].Add(1)
 			return Ticket{}, d
@@ -237,20 +237,20 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 	if d != Accepted {
 		if t.apiAtt != nil {
 			t.apiAtt.release(t.apiHeld)
-			t.apiAtt.arrive(false)
+			t.apiAtt.arrive(now, false)
 			api.outcomes[OutcomeRejected].Add(1)
 		}
-		t.allAtt.arrive(false)
+		t.allAtt.arrive(now, false)
 		all.outcomes[OutcomeRejected].Add(1)
 		return Ticket{}, d
 	}
 	t.allHeld = held
 	outcome := v.outcome()
 	if t.apiAtt != nil {
-		t.apiAtt.arrive(true)
+		t.apiAtt.arrive(now, true)
 		api.outcomes[outcome].Add(1)
 	}
-	t.allAtt.arrive(true)
+	t.allAtt.arrive(now, true)
 	all.outcomes[outcome].Add(1)
 	return t, Accepted
 }
@@ -266,10 +266,10 @@ func (t Ticket) Done(ok bool) {
 	}
 	if t.apiAtt != nil {
 		t.apiAtt.release(t.apiHeld)
-		t.apiAtt.done(latency, ok)
+		t.apiAtt.done(t.startNs, latency, ok)
 	}
 	t.allAtt.release(t.allHeld)
-	t.allAtt.done(latency, ok)
+	t.allAtt.done(t.startNs, latency, ok)
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
 	if h := t.api.durations.Load(); h != nil {
@@ -395,15 +395,15 @@ func without[T comparable](list []T, x T) []T {
 	return out
 }
 
-func (at *attachments) arrive(admitted bool) {
+func (at *attachments) arrive(now int64, admitted bool) {
 	for _, r := range at.taps {
-		r.Arrive(admitted)
+		r.Arrive(now, admitted)
 	}
 }
 
-func (at *attachments) done(latencyNs int64, ok bool) {
+func (at *attachments) done(startNs, latencyNs int64, ok bool) {
 	for _, r := range at.taps {
-		r.Done(latencyNs, ok)
+		r.Done(startNs, latencyNs, ok)
 	}
 }
 

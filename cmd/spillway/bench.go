@@ -18,6 +18,7 @@ import (
 
 func benchCmd() *cobra.Command {
 	var f simFlags
+	var af agentFlags
 	var policyList, outDir string
 	cmd := &cobra.Command{
 		Use:   "bench [--app APP] [--scenario S] [--policies P,P,...] [--virtual] --out DIR",
@@ -52,7 +53,7 @@ Policies and scenarios are those of "spillway sim".`,
 			defer stop()
 			out := cmd.OutOrStdout()
 			printHeaderLine(out, app, sc, f.virtual, f.seed)
-			reports, err := simulateAll(ctx, app, sc, policies, f.virtual, f.seed, out)
+			reports, err := simulateAll(ctx, app, sc, policies, f.virtual, f.seed, af, out)
 			if err != nil {
 				return err
 			}
@@ -63,6 +64,7 @@ Policies and scenarios are those of "spillway sim".`,
 		},
 	}
 	f.register(cmd)
+	af.registerAgent(cmd)
 	cmd.Flags().StringVar(&policyList, "policies", "none,static,latency-target,latency-aimd", "comma-separated policies, as for sim --policy")
 	cmd.Flags().StringVar(&outDir, "out", "", "directory for the Markdown table, the SVG plot and the JSON reports")
 	return cmd

@@ -17,11 +17,13 @@ import (
 
 	"github.com/spillway-dev/spillway/dashboards/live"
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/rlbridge"
 	"github.com/spillway-dev/spillway/telemetry"
 )
 
 func runCmd() *cobra.Command {
 	var policies, admin string
+	var af agentFlags
 	var noWatch bool
 	var debounce time.Duration
 	cmd := &cobra.Command{
@@ -41,6 +43,10 @@ The admin server serves:
   POST   /policies/{name}/config    {"dry_run"?: bool, "variables"?: {SIGNAL: number}}
   DELETE /policies/{name}/config    drop the overrides
 
+The RL bridge (TopFull protocol) serves the policies' RLActuators on
+--agent-addr: GET /metrics?method=API, POST /set_rate?method=API, GET /apis.
+Beyond loopback it requires --agent-token-file; "" turns it off.
+
 OTLP export is on when OTEL_EXPORTER_OTLP_ENDPOINT (or
 OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -57,6 +63,18 @@ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 				return err
 			}
 			defer shutdownMetrics(metrics)
+			if af.addr != "" {
+				url, errc, err := af.startBridgeCounted(ctx, rlbridge.ForEngine(eng), nil, metrics)
+				if err != nil {
+					return err
+				}
+				slog.Info("RL bridge listening", "url", url)
+				go func() {
+					if err := <-errc; err != nil {
+						slog.Error("RL bridge stopped", "err", err)
+					}
+				}()
+			}
 			ln, err := net.Listen("tcp", admin)
 			if err != nil {
 				return err
@@ -81,6 +99,7 @@ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 	}
 	cmd.Flags().StringVar(&policies, "policies", "policies", "directory of policy files")
 	cmd.Flags().StringVar(&admin, "admin", "127.0.0.1:9464", "admin listen address")
+	af.registerBridge(cmd, rlbridge.DefaultAddr)
 	cmd.Flags().BoolVar(&noWatch, "no-watch", false, "do not reload the policies when their files change")
 	cmd.Flags().DurationVar(&debounce, "debounce", engine.DefaultDebounce, "gather file changes this close together into one reload")
 	return cmd

@@ -12,12 +12,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/rlbridge"
 	"github.com/spillway-dev/spillway/testbed"
 )
 
@@ -76,6 +79,8 @@ var namedPolicies = map[string]string{ // name → fallback blueprint, "" for no
 	"latency-aimd":      "latencyaimd",
 	"latency-aimd-fast": "",
 	"latency-target":    "",
+	"mimd":              "",
+	"topfull":           "",
 }
 
 // resolvePolicy turns a --policy value into a testbed.Policy: none,
@@ -130,10 +135,11 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 
 func simCmd() *cobra.Command {
 	var f simFlags
+	var af agentFlags
 	var policy string
-	var asJSON bool
+	var asJSON, serve bool
 	cmd := &cobra.Command{
-		Use:   "sim [--app APP] [--scenario S] [--policy FILE|none|static|NAME] [--virtual] [--seed N] [--duration D] [--json]",
+		Use:   "sim [--app APP] [--scenario S] [--policy FILE|none|static|NAME] [--virtual] [--seed N] [--duration D] [--json] [--serve]",
 		Short: "Run an app model through a load scenario under a policy, live or in virtual time",
 		Long: `Run an app model through a load scenario under a policy and report goodput,
 latency percentiles, rejections and time to recover, per API and in total.
@@ -144,8 +150,17 @@ policies/latency-aimd.cue) is instantiated once per API of the app, with its
 selectors re-pointed at that API; see docs/simulator.md.
 
 Policies: none (no protection), static (the oracle: a token bucket per API at
-its known capacity share), latency-aimd, latency-aimd-fast, latency-target
-(policies/NAME.cue), or a path to a .cue file.
+its known capacity share), latency-aimd, latency-aimd-fast, latency-target,
+mimd, topfull (policies/NAME.cue), or a path to a .cue file. A policy with an
+RLActuator (topfull) runs in virtual time in lock step with the Python agent
+(--agent-model), which the command starts.
+
+With --serve --virtual, the simulator serves the RL bridge on --agent-addr
+for an agent to drive (training): every POST /step advances one tick of
+virtual time, and POST /reset starts a new episode. With --app random, each
+episode draws a new app (capacity, base latency, overload steepness) and a
+random load, protected by the topfull policy. With --serve alone, the run is
+live and an agent drives it through the bridge in real time.
 
 Scenarios (load multiples are of the app's capacity at its nominal mix):
 ` + testbed.ScenarioHelp(),
@@ -153,6 +168,9 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
   spillway sim --app two-tier --scenario steady --policy none --duration 20s --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if serve && f.virtual {
+				return serveVirtual(cmd, f, af)
+			}
 			app, sc, err := f.setup()
 			if err != nil {
 				return err
@@ -170,7 +188,15 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 				cfg.OnSecond = func(s testbed.SecondStats) { printSecond(out, s) }
 			}
 			begin := time.Now()
-			r, err := testbed.Simulate(ctx, cfg)
+			var r testbed.Report
+			switch {
+			case serve:
+				r, err = serveLive(ctx, cmd, cfg, af)
+			case hasAgent(p):
+				r, err = af.simulateWithAgent(ctx, cfg, cmd.ErrOrStderr())
+			default:
+				r, err = testbed.Simulate(ctx, cfg)
+			}
 			if err != nil {
 				return err
 			}
@@ -188,9 +214,53 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, latency-aimd, latency-aimd-fast, latency-target, or a .cue file")
+	af.registerBridge(cmd, "127.0.0.1:8082")
+	af.registerAgent(cmd)
+	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, or a .cue file")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON only, without progress lines")
+	cmd.Flags().BoolVar(&serve, "serve", false, "serve the RL bridge for an external agent (with --virtual: lock step, /step and /reset)")
 	return cmd
+}
+
+// serveVirtual serves virtual episodes to an agent until interrupted.
+func serveVirtual(cmd *cobra.Command, f simFlags, af agentFlags) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	episode := testbed.RandomEpisodes
+	if f.app != "random" {
+		app, sc, err := f.setup()
+		if err != nil {
+			return err
+		}
+		p, err := resolvePolicy(cmd.Flag("policy").Value.String())
+		if err != nil {
+			return err
+		}
+		episode = func(seed uint64) (testbed.SimConfig, error) {
+			return testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: true, Seed: seed}, nil
+		}
+	}
+	srv := testbed.NewSimServer(f.seed, 0, episode)
+	defer srv.Close()
+	url, errc, err := af.startBridge(ctx, srv.Backend(), srv)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "serving virtual episodes (app %s) for an agent at %s: POST /reset starts one, POST /step advances one tick\n", f.app, url)
+	return <-errc
+}
+
+// serveLive runs cfg live with the RL bridge serving its engine.
+func serveLive(ctx context.Context, cmd *cobra.Command, cfg testbed.SimConfig, af agentFlags) (testbed.Report, error) {
+	var current atomic.Pointer[engine.Engine]
+	backend := rlbridge.EngineBackend{Engine: current.Load}
+	url, _, err := af.startBridge(ctx, backend, nil)
+	if err != nil {
+		return testbed.Report{}, err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "RL bridge at %s\n", url)
+	cfg.OnEngine = current.Store
+	return testbed.Simulate(ctx, cfg)
 }
 
 func printHeader(w io.Writer, app testbed.App, sc testbed.Scenario, policy string, virtual bool, seed uint64) {
@@ -245,12 +315,20 @@ func fmtRecovery(v *float64) string {
 	return fmt.Sprintf("%.0fs", *v)
 }
 
-// simulateAll runs every policy on the same app, scenario and seed.
-func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, policies []testbed.Policy, virtual bool, seed uint64, progress io.Writer) ([]testbed.Report, error) {
+// simulateAll runs every policy on the same app, scenario and seed; af
+// runs the agent of policies with an RLActuator.
+func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, policies []testbed.Policy, virtual bool, seed uint64, af agentFlags, progress io.Writer) ([]testbed.Report, error) {
 	var reports []testbed.Report
 	for _, p := range policies {
 		begin := time.Now()
-		r, err := testbed.Simulate(ctx, testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: virtual, Seed: seed})
+		cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: virtual, Seed: seed}
+		var r testbed.Report
+		var err error
+		if hasAgent(p) {
+			r, err = af.simulateWithAgent(ctx, cfg, io.Discard)
+		} else {
+			r, err = testbed.Simulate(ctx, cfg)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: %w", p.Name, err)
 		}

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spillway-dev/spillway/rlbridge"
+	"github.com/spillway-dev/spillway/telemetry"
+	"github.com/spillway-dev/spillway/testbed"
+)
+
+// agentFlags locate the RL bridge and the Python agent.
+type agentFlags struct {
+	addr, tokenFile string
+	model, python   string
+	agentDir        string
+}
+
+func (f *agentFlags) registerBridge(cmd *cobra.Command, defaultAddr string) {
+	cmd.Flags().StringVar(&f.addr, "agent-addr", defaultAddr, "listen address of the RL bridge (TopFull protocol); beyond loopback it needs --agent-token-file")
+	cmd.Flags().StringVar(&f.tokenFile, "agent-token-file", "", "file holding the bearer token the RL agent must send")
+}
+
+func (f *agentFlags) registerAgent(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.model, "agent-model", filepath.Join("rlbridge", "agent", "models", "topfull.json"), "the PPO policy the TopFull agent runs, for policies with an RLActuator")
+	cmd.Flags().StringVar(&f.python, "python", defaultPython(), "the Python 3 (with numpy) that runs the agent")
+	cmd.Flags().StringVar(&f.agentDir, "agent-dir", filepath.Join("rlbridge", "agent"), "directory of the spillway_agent package")
+}
+
+// defaultPython prefers the system Python, where Debian's numpy lives.
+func defaultPython() string {
+	if _, err := os.Stat("/usr/bin/python3"); err == nil {
+		return "/usr/bin/python3"
+	}
+	return "python3"
+}
+
+func (f *agentFlags) token() (string, error) {
+	if f.tokenFile == "" {
+		return "", nil
+	}
+	return rlbridge.ReadTokenFile(f.tokenFile)
+}
+
+// startBridge starts the RL bridge for b (and stepper, in the simulator)
+// and returns its URL; it stops when ctx is done.
+func (f *agentFlags) startBridge(ctx context.Context, b rlbridge.Backend, stepper rlbridge.Stepper) (string, <-chan error, error) {
+	return f.startBridgeCounted(ctx, b, stepper, nil)
+}
+
+// startBridgeCounted is startBridge counting requests in metrics, if not nil.
+func (f *agentFlags) startBridgeCounted(ctx context.Context, b rlbridge.Backend, stepper rlbridge.Stepper, metrics *telemetry.Metrics) (string, <-chan error, error) {
+	token, err := f.token()
+	if err != nil {
+		return "", nil, err
+	}
+	opts := rlbridge.Options{Token: token}
+	if metrics != nil {
+		opts.OnRequest = func(endpoint string, code int) { metrics.CountRLBridgeRequest(ctx, "/"+endpoint, code) }
+	}
+	h := rlbridge.Handler(b, stepper, opts)
+	ready := make(chan net.Addr, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- rlbridge.Serve(ctx, f.addr, h, token, func(a net.Addr) { ready <- a }) }()
+	select {
+	case a := <-ready:
+		return "http://" + a.String(), errc, nil
+	case err := <-errc:
+		return "", nil, fmt.Errorf("RL bridge on %s: %w", f.addr, err)
+	}
+}
+
+// hasAgent reports whether a policy has an RLActuator, so that it needs an
+// agent to run.
+func hasAgent(p testbed.Policy) bool {
+	for _, s := range p.Templates {
+		for _, c := range s.Components {
+			if c.Type == "RLActuator" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// simulateWithAgent runs cfg in virtual time in lock step with the Python
+// agent, which it starts against a bridge on a free loopback port.
+func (f *agentFlags) simulateWithAgent(ctx context.Context, cfg testbed.SimConfig, log io.Writer) (testbed.Report, error) {
+	if !cfg.Virtual {
+		return testbed.Report{}, errors.New("a policy with an RLActuator runs in the simulator with --virtual only (lock step with the agent)")
+	}
+	model, err := filepath.Abs(f.model)
+	if err != nil {
+		return testbed.Report{}, err
+	}
+	if _, err := os.Stat(model); err != nil {
+		return testbed.Report{}, fmt.Errorf("agent model: %w", err)
+	}
+	srv := testbed.NewSimServer(cfg.Seed, 0, func(uint64) (testbed.SimConfig, error) { return cfg, nil })
+	defer srv.Close()
+	seed := cfg.Seed
+	if err := srv.Reset(ctx, &seed); err != nil {
+		return testbed.Report{}, err
+	}
+	bridgeCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	bf := *f
+	bf.addr = "127.0.0.1:0"
+	url, _, err := bf.startBridge(bridgeCtx, srv.Backend(), srv)
+	if err != nil {
+		return testbed.Report{}, err
+	}
+	agent := exec.CommandContext(bridgeCtx, f.python, "-m", "spillway_agent", "run", "--server", url, "--model", model, "--lockstep")
+	agent.Env = append(os.Environ(), "PYTHONPATH="+f.agentDir)
+	agent.Stdout, agent.Stderr = log, log
+	if err := agent.Start(); err != nil {
+		return testbed.Report{}, fmt.Errorf("starting the agent (%s): %w", f.python, err)
+	}
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Wait() }()
+	r, err := srv.Wait(ctx)
+	select {
+	case <-agentDone:
+	case <-time.After(5 * time.Second):
+		stop()
+		<-agentDone
+	}
+	return r, err
+}

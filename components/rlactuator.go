@@ -1,0 +1,193 @@
+package components
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+func init() { Register(Info{Type: "RLActuator", New: func() Component { return &RLActuator{} }}) }
+
+// Defaults of RLActuator.
+const (
+	// DefaultInitialRate is the rate before the agent sets one: what the
+	// TopFull agent assumes after reset().
+	DefaultInitialRate = 1000
+	// DefaultAgentTimeout is how many ticks of agent silence switch an API
+	// to its fallback.
+	DefaultAgentTimeout = 5
+	// DefaultAgentSLO is the goodput latency bound of an API that declares none.
+	DefaultAgentSLO = time.Second
+)
+
+// RLActuator hands the rate limit of one API to an external agent (the
+// TopFull PPO agent, through the RL bridge). The engine measures the API at
+// Selector for the agent and passes it the agent's latest rate and contact
+// count every tick (Command); the component itself is pure.
+//
+// rate_limit is the agent's rate clamped to [lower_bound, upper_bound].
+// After agent_timeout ticks without a contact from the agent, it is the
+// fallback input instead, clamped likewise, or invalid (no limit) when
+// fallback is unwired or invalid. using_fallback is 1 then, 0 otherwise.
+type RLActuator struct {
+	// API is the name the agent uses in ?method=; default Selector.API.
+	API    string   `json:"api"`
+	Select Selector `json:"selector"`
+	// SLOBound is the latency within which an OK response is goodput.
+	SLOBound Duration `json:"slo"`
+	// Priority orders the APIs of a cluster, TopFull style: 1 first.
+	Priority int `json:"priority"`
+	// Cluster groups the APIs that one agent process controls together.
+	Cluster string `json:"cluster"`
+	// SustainableRPS is the API's load capacity alone, for the agent; 0 unknown.
+	SustainableRPS float64  `json:"sustainable_rps"`
+	LowerBound     float64  `json:"lower_bound"`
+	UpperBound     float64  `json:"upper_bound"`
+	InitialRate    *float64 `json:"initial_rate"`
+	AgentTimeout   int      `json:"agent_timeout"`
+
+	reading      FluxReading
+	agentRate    float64
+	contacts     uint64
+	seenContacts uint64
+	silentTicks  int
+	fallback     bool
+}
+
+// AgentSpec is what an agent is told about an API under its control.
+type AgentSpec struct {
+	API            string
+	Cluster        string
+	Priority       int
+	SLO            time.Duration
+	SustainableRPS float64
+	LowerBound     float64
+	UpperBound     float64
+	InitialRate    float64
+}
+
+// Clamp bounds a rate to [LowerBound, UpperBound].
+func (s AgentSpec) Clamp(ratePerSec float64) float64 {
+	return math.Min(math.Max(ratePerSec, s.LowerBound), s.UpperBound)
+}
+
+// AgentActuator is a component driven by an external agent. The engine
+// measures its selector (it is a Source), publishes the reading to the
+// agent, and calls Command before each Execute.
+type AgentActuator interface {
+	Source
+	Agent() AgentSpec
+	// Command passes the agent's latest rate and how many times the agent
+	// has contacted this API so far.
+	Command(ratePerSec float64, contacts uint64)
+	// UsingFallback reports whether the last Execute used the fallback.
+	UsingFallback() bool
+	// Reading is the last measurement passed to Observe.
+	Reading() FluxReading
+}
+
+// Ports: fallback → rate_limit, agent_rate, using_fallback.
+func (*RLActuator) Ports() Ports {
+	return Ports{In: []Port{{Name: "fallback"}}, Out: []string{"rate_limit", "agent_rate", "using_fallback"}}
+}
+
+// Provision applies the defaults and checks the bounds.
+func (a *RLActuator) Provision(Env) error {
+	if a.Select.ControlPoint == "" {
+		return errors.New("selector.control_point is required")
+	}
+	if a.API == "" {
+		a.API = a.Select.Normalized().API
+	}
+	if a.Cluster == "" {
+		a.Cluster = "default"
+	}
+	if a.Priority == 0 {
+		a.Priority = 1
+	}
+	if a.SLOBound == 0 {
+		a.SLOBound = Duration(DefaultAgentSLO)
+	}
+	if a.AgentTimeout == 0 {
+		a.AgentTimeout = DefaultAgentTimeout
+	}
+	if a.UpperBound == 0 {
+		a.UpperBound = math.MaxFloat64
+	}
+	switch {
+	case a.Priority < 1:
+		return fmt.Errorf("priority %d: must be >= 1 (1 is the highest)", a.Priority)
+	case a.AgentTimeout < 1:
+		return fmt.Errorf("agent_timeout %d: must be >= 1 tick", a.AgentTimeout)
+	case !(a.LowerBound >= 0) || math.IsInf(a.LowerBound, 0):
+		return fmt.Errorf("lower_bound %v: must be finite and >= 0", a.LowerBound)
+	case !(a.UpperBound >= a.LowerBound) || math.IsInf(a.UpperBound, 0):
+		return fmt.Errorf("upper_bound %v: must be finite and >= lower_bound %v", a.UpperBound, a.LowerBound)
+	case a.SustainableRPS < 0:
+		return fmt.Errorf("sustainable_rps %v: must be >= 0", a.SustainableRPS)
+	}
+	initial := float64(DefaultInitialRate)
+	if a.InitialRate != nil {
+		initial = *a.InitialRate
+	}
+	a.agentRate = a.Agent().Clamp(initial)
+	a.reading = FluxReading{}
+	return nil
+}
+
+// Agent describes the API to the agent.
+func (a *RLActuator) Agent() AgentSpec {
+	initial := float64(DefaultInitialRate)
+	if a.InitialRate != nil {
+		initial = *a.InitialRate
+	}
+	return AgentSpec{
+		API: a.API, Cluster: a.Cluster, Priority: a.Priority, SLO: time.Duration(a.SLOBound),
+		SustainableRPS: a.SustainableRPS, LowerBound: a.LowerBound, UpperBound: a.UpperBound,
+		InitialRate: initial,
+	}
+}
+
+// Selector is where the API is measured.
+func (a *RLActuator) Selector() Selector { return a.Select }
+
+// SLO is the goodput latency bound.
+func (a *RLActuator) SLO() time.Duration { return time.Duration(a.SLOBound) }
+
+// Observe stores the tick's measurement.
+func (a *RLActuator) Observe(r FluxReading) { a.reading = r }
+
+// Reading is the last measurement.
+func (a *RLActuator) Reading() FluxReading { return a.reading }
+
+// Command passes the agent's rate (invalid keeps the last) and contact count.
+func (a *RLActuator) Command(ratePerSec float64, contacts uint64) {
+	if IsValid(ratePerSec) {
+		a.agentRate = a.Agent().Clamp(ratePerSec)
+	}
+	a.contacts = contacts
+}
+
+// UsingFallback reports whether the last Execute used the fallback.
+func (a *RLActuator) UsingFallback() bool { return a.fallback }
+
+// Execute counts the ticks of agent silence and picks the agent's rate or
+// the fallback.
+func (a *RLActuator) Execute(in, out []float64) {
+	if a.contacts != a.seenContacts {
+		a.seenContacts, a.silentTicks = a.contacts, 0
+	} else {
+		a.silentTicks++
+	}
+	a.fallback = a.silentTicks >= a.AgentTimeout
+	out[1] = a.agentRate
+	if !a.fallback {
+		out[0], out[2] = a.agentRate, 0
+		return
+	}
+	out[0], out[2] = in[0], 1
+	if IsValid(in[0]) {
+		out[0] = a.Agent().Clamp(in[0])
+	}
+}

@@ -1,0 +1,226 @@
+package engine
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/spillway-dev/spillway/components"
+)
+
+// AgentAPI is one API under the control of an external agent (an
+// RLActuator), as the RL bridge reports it. Rates are per second.
+type AgentAPI struct {
+	Name           string
+	Policy         string
+	Cluster        string
+	Priority       int
+	SLO            time.Duration
+	SustainableRPS float64
+	LowerBound     float64
+	UpperBound     float64
+	// RateLimit is the agent's rate, clamped: the initial rate until the
+	// agent sets one.
+	RateLimit float64
+	// OfferedRPS, GoodputRPS and LatencyMs describe the last complete tick.
+	// LatencyMs is the p95 of the requests that completed in it; 0 when the
+	// tick was idle; the age of the oldest request in flight when some are
+	// in flight but none completed.
+	OfferedRPS float64
+	GoodputRPS float64
+	LatencyMs  float64
+	// UsingFallback is true once the agent has been silent for the
+	// actuator's agent_timeout ticks.
+	UsingFallback bool
+	// Ticks counts the ticks that measured the API.
+	Ticks uint64
+}
+
+// agentSlot is the mailbox between the bridge and one RLActuator. It
+// outlives reloads, so the agent's rate survives them.
+type agentSlot struct {
+	rate     atomic.Uint64 // float64 bits of the last rate set; NaN: none
+	contacts atomic.Uint64
+	state    atomic.Pointer[AgentAPI] // republished every tick
+}
+
+// ErrUnknownAgentAPI is returned for an API no running RLActuator controls.
+var ErrUnknownAgentAPI = fmt.Errorf("no running RLActuator controls this API")
+
+// AgentAPIs lists the APIs under agent control, by cluster, priority and name.
+func (e *Engine) AgentAPIs() []AgentAPI {
+	slots := *e.agents.Load()
+	out := make([]AgentAPI, 0, len(slots))
+	for _, s := range slots {
+		out = append(out, *s.state.Load())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Cluster != b.Cluster {
+			return a.Cluster < b.Cluster
+		}
+		if a.Priority != b.Priority {
+			return a.Priority < b.Priority
+		}
+		return a.Name < b.Name
+	})
+	return out
+}
+
+// AgentAPI returns one API under agent control and counts the read as a
+// contact from the agent.
+func (e *Engine) AgentAPI(name string) (AgentAPI, bool) {
+	s := (*e.agents.Load())[name]
+	if s == nil {
+		return AgentAPI{}, false
+	}
+	s.contacts.Add(1)
+	return *s.state.Load(), true
+}
+
+// SetAgentRate sets the agent's rate for an API, clamped to its bounds; it
+// takes effect at the API's next tick and counts as a contact. rate must be
+// finite and >= 0.
+func (e *Engine) SetAgentRate(name string, ratePerSec float64) (float64, error) {
+	if math.IsNaN(ratePerSec) || math.IsInf(ratePerSec, 0) || ratePerSec < 0 {
+		return math.NaN(), fmt.Errorf("rate %v: must be finite and >= 0", ratePerSec)
+	}
+	s := (*e.agents.Load())[name]
+	if s == nil {
+		return math.NaN(), fmt.Errorf("%q: %w", name, ErrUnknownAgentAPI)
+	}
+	st := s.state.Load()
+	clamped := math.Min(math.Max(ratePerSec, st.LowerBound), st.UpperBound)
+	s.rate.Store(math.Float64bits(clamped))
+	s.contacts.Add(1)
+	return clamped, nil
+}
+
+// TouchAgents counts a contact from the agent on every API (the simulator's
+// /step, which returns every API's measurement at once).
+func (e *Engine) TouchAgents() {
+	for _, s := range *e.agents.Load() {
+		s.contacts.Add(1)
+	}
+}
+
+// checkAgentNames reports two RLActuators controlling the same API name.
+func checkAgentNames(next []*Running) Diagnostics {
+	var diags Diagnostics
+	seen := map[string]*node{}
+	for _, r := range next {
+		for _, n := range r.Circuit.sources {
+			a, ok := n.comp.(components.AgentActuator)
+			if !ok {
+				continue
+			}
+			name := a.Agent().API
+			if prev, dup := seen[name]; dup {
+				diags = append(diags, Diagnostic{Pos: n.spec.Pos, Message: fmt.Sprintf(
+					"%s: API %q is already under agent control by %s at %s", n.spec.Path, name, prev.spec.Path, prev.spec.Pos)})
+				continue
+			}
+			seen[name] = n
+		}
+	}
+	return diags
+}
+
+// rebuildAgents points the bridge at the RLActuators of the running set
+// next; e.mu is held. Slots of APIs that stay keep the agent's rate.
+func (e *Engine) rebuildAgents(next []*Running) {
+	old := *e.agents.Load()
+	slots := map[string]*agentSlot{}
+	for _, r := range next {
+		for _, n := range r.Circuit.sources {
+			a, ok := n.comp.(components.AgentActuator)
+			if !ok {
+				continue
+			}
+			spec := a.Agent()
+			s := old[spec.API]
+			if s == nil {
+				s = &agentSlot{}
+				s.rate.Store(math.Float64bits(math.NaN()))
+			}
+			slots[spec.API] = s
+			st := agentState(r.Circuit.Spec.Name, a, s)
+			if prev := s.state.Load(); prev != nil {
+				st.OfferedRPS, st.GoodputRPS, st.LatencyMs, st.Ticks = prev.OfferedRPS, prev.GoodputRPS, prev.LatencyMs, prev.Ticks
+			}
+			s.state.Store(st)
+		}
+	}
+	e.agents.Store(&slots)
+}
+
+// agentState is what the bridge reports for a, from its last reading.
+func agentState(policy string, a components.AgentActuator, s *agentSlot) *AgentAPI {
+	spec := a.Agent()
+	rate := math.Float64frombits(s.rate.Load())
+	if math.IsNaN(rate) {
+		rate = spec.InitialRate
+	}
+	return &AgentAPI{
+		Name: spec.API, Policy: policy, Cluster: spec.Cluster, Priority: spec.Priority, SLO: spec.SLO,
+		SustainableRPS: spec.SustainableRPS, LowerBound: spec.LowerBound, UpperBound: spec.UpperBound,
+		RateLimit: spec.Clamp(rate), UsingFallback: a.UsingFallback(),
+	}
+}
+
+// publishAgentReading republishes an API's state after its flux snapshot.
+func (e *Engine) publishAgentReading(policy string, a components.AgentActuator, r components.FluxReading) {
+	s := (*e.agents.Load())[a.Agent().API]
+	if s == nil {
+		return
+	}
+	st := agentState(policy, a, s)
+	st.OfferedRPS = zeroIfInvalid(r.IncomingRps)
+	st.GoodputRPS = zeroIfInvalid(r.GoodputRps)
+	switch {
+	case components.IsValid(r.LatencyP95Ms):
+		st.LatencyMs = r.LatencyP95Ms
+	case r.InFlight > 0:
+		st.LatencyMs = r.OldestInFlightMs
+	default:
+		st.LatencyMs = 0
+	}
+	if prev := s.state.Load(); prev != nil {
+		st.Ticks = prev.Ticks + 1
+	}
+	s.state.Store(st)
+}
+
+// commandAgent passes the agent's latest rate and contacts to a.
+func (e *Engine) commandAgent(a components.AgentActuator) {
+	s := (*e.agents.Load())[a.Agent().API]
+	if s == nil {
+		return
+	}
+	a.Command(math.Float64frombits(s.rate.Load()), s.contacts.Load())
+}
+
+// publishAgentMode republishes an API's state after its circuit ran.
+func (e *Engine) publishAgentMode(a components.AgentActuator) {
+	s := (*e.agents.Load())[a.Agent().API]
+	if s == nil {
+		return
+	}
+	prev := s.state.Load()
+	st := *prev
+	st.UsingFallback = a.UsingFallback()
+	rate := math.Float64frombits(s.rate.Load())
+	if !math.IsNaN(rate) {
+		st.RateLimit = a.Agent().Clamp(rate)
+	}
+	s.state.Store(&st)
+}
+
+func zeroIfInvalid(v float64) float64 {
+	if components.IsValid(v) {
+		return v
+	}
+	return 0
+}

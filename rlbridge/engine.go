@@ -1,0 +1,65 @@
+package rlbridge
+
+import (
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// EngineBackend serves the RLActuators of an engine. Engine returns the
+// engine to serve; it may change (the simulator starts one per episode) and
+// may be nil, when no API is under agent control.
+type EngineBackend struct {
+	Engine func() *engine.Engine
+}
+
+// ForEngine serves one engine.
+func ForEngine(eng *engine.Engine) EngineBackend {
+	return EngineBackend{Engine: func() *engine.Engine { return eng }}
+}
+
+// APIs lists the engine's APIs under agent control.
+func (b EngineBackend) APIs() []APIInfo {
+	eng := b.Engine()
+	if eng == nil {
+		return []APIInfo{}
+	}
+	apis := eng.AgentAPIs()
+	out := make([]APIInfo, len(apis))
+	for i, a := range apis {
+		out[i] = Info(a)
+	}
+	return out
+}
+
+// Info is the /apis entry of an API.
+func Info(a engine.AgentAPI) APIInfo {
+	return APIInfo{
+		Name: a.Name, Policy: a.Policy, Cluster: a.Cluster, Priority: a.Priority,
+		SLOMs: float64(a.SLO.Microseconds()) / 1e3, SustainableRPS: a.SustainableRPS,
+		LowerBound: a.LowerBound, UpperBound: a.UpperBound, RateLimit: a.RateLimit,
+		OfferedRPS: a.OfferedRPS, Mode: a.Mode(),
+	}
+}
+
+// Metrics reports an API's last complete tick; reading it counts as a
+// contact from the agent.
+func (b EngineBackend) Metrics(api string) (Metrics, bool) {
+	eng := b.Engine()
+	if eng == nil {
+		return Metrics{}, false
+	}
+	a, ok := eng.AgentAPI(api)
+	if !ok {
+		return Metrics{}, false
+	}
+	return Metrics{Goodput: a.GoodputRPS, Latency: a.LatencyMs}, true
+}
+
+// SetRate sets the agent's rate of an API, clamped to its bounds.
+func (b EngineBackend) SetRate(api string, ratePerSec float64) bool {
+	eng := b.Engine()
+	if eng == nil {
+		return false
+	}
+	_, err := eng.SetAgentRate(api, ratePerSec)
+	return err == nil
+}

@@ -1,0 +1,129 @@
+package rlbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+)
+
+// DefaultAddr is where the bridge listens when Serve is given "": loopback,
+// apart from the admin port that serves Prometheus' /metrics (DESIGN §5).
+const DefaultAddr = "127.0.0.1:8082"
+
+// Server limits. The agent polls a few small requests per API per second
+// over keep-alive connections; /step and /reset may take a while in the
+// simulator, hence the longer write timeout.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 16 << 10 // bytes
+	shutdownTimeout   = 5 * time.Second
+)
+
+// Serve runs the bridge on addr (DefaultAddr when addr is "") until ctx is
+// done, then shuts down gracefully, waiting at most 5 s for requests in
+// flight, and returns nil.
+//
+// token is not checked here, only required: Serve refuses, before
+// listening, to bind beyond loopback when token is "" (DESIGN §5). The
+// handler enforces it, so h should come from Handler with Options.Token set
+// to the same token.
+//
+// ready, when non-nil, is called with the listener's address (useful with
+// port 0) before Serve blocks.
+func Serve(ctx context.Context, addr string, h http.Handler, token string, ready func(net.Addr)) error {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	if token == "" && !IsLoopback(addr) {
+		return fmt.Errorf("rlbridge: refusing to listen on %s without a token: bind a loopback address such as %s, or set a bearer token (--agent-token-file)", addr, DefaultAddr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("rlbridge: %w", err)
+	}
+	// A host name such as "localhost" is resolved by Listen; check what it
+	// actually bound.
+	if token == "" && !IsLoopback(ln.Addr().String()) {
+		ln.Close()
+		return fmt.Errorf("rlbridge: refusing to listen on %s (%s resolved to it) without a token", ln.Addr(), addr)
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+
+	srv := newServer(h)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("rlbridge: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		<-served
+		return fmt.Errorf("rlbridge: shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("rlbridge: %w", err)
+	}
+	return nil
+}
+
+// newServer builds the *http.Server Serve runs, with every timeout and the
+// header limit set.
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
+// IsLoopback reports whether the listen address addr ("host:port") binds
+// only loopback: a loopback IP ("127.0.0.1:8082", "[::1]:0") or the name
+// "localhost". An empty or unspecified host (":8082", "0.0.0.0:8082"), any
+// other name, and an address without a port are not loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true // RFC 6761 §6.3: localhost resolves to loopback only
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	return ip.Unmap().IsLoopback()
+}
+
+// ReadTokenFile reads the bearer token from path, trimming surrounding
+// whitespace such as a trailing newline. An empty token is an error.
+func ReadTokenFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("rlbridge: token file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return "", fmt.Errorf("rlbridge: token file %s is empty", path)
+	}
+	return token, nil
+}

@@ -1,0 +1,217 @@
+package rlbridge
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServeRefusesNonLoopbackWithoutAToken(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.1:8082", "example.com:8082"} {
+		t.Run(addr, func(t *testing.T) {
+			readyCalled := false
+			err := Serve(context.Background(), addr, Handler(newFakeBackend(), nil, Options{}), "", func(net.Addr) { readyCalled = true })
+			if err == nil || !strings.Contains(err.Error(), "refusing to listen on "+addr+" without a token") {
+				t.Fatalf("Serve(%q) without a token = %v, want a refusal", addr, err)
+			}
+			if readyCalled {
+				t.Error("ready was called: Serve listened before refusing")
+			}
+		})
+	}
+}
+
+// serveInBackground runs Serve and returns the bound address and a channel
+// that yields Serve's result.
+func serveInBackground(t *testing.T, ctx context.Context, addr, token string) (net.Addr, <-chan error) {
+	t.Helper()
+	h := Handler(newFakeBackend(), nil, Options{Token: token})
+	bound := make(chan net.Addr, 1)
+	result := make(chan error, 1)
+	go func() { result <- Serve(ctx, addr, h, token, func(a net.Addr) { bound <- a }) }()
+	select {
+	case a := <-bound:
+		return a, result
+	case err := <-result:
+		t.Fatalf("Serve(%q) = %v before it was ready", addr, err)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Serve(%q) was not ready after 5 s", addr)
+	}
+	return nil, nil
+}
+
+func TestServeOnLoopbackWithoutATokenAndStopsWhenCtxIsDone(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, result := serveInBackground(t, ctx, "127.0.0.1:0", "")
+	if !IsLoopback(addr.String()) {
+		t.Fatalf("bound %s, want loopback", addr)
+	}
+
+	resp, err := http.Get("http://" + addr.String() + "/metrics?method=checkout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != `{"goodput":12.345,"latency":0.5}` {
+		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, body)
+	}
+
+	cancel()
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("Serve after cancel = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return within 10 s of cancel")
+	}
+	if conn, err := net.DialTimeout("tcp", addr.String(), time.Second); err == nil {
+		conn.Close()
+		t.Errorf("%s still accepts connections after shutdown", addr)
+	}
+}
+
+func TestServeBeyondLoopbackWithATokenRequiresIt(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, result := serveInBackground(t, ctx, "0.0.0.0:0", "tok")
+	_, port, _ := net.SplitHostPort(addr.String())
+	url := "http://127.0.0.1:" + port + "/apis"
+
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("without the token: %d, want 401", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("with the token: %d, want 200", resp.StatusCode)
+	}
+
+	cancel()
+	if err := <-result; err != nil {
+		t.Errorf("Serve after cancel = %v, want nil", err)
+	}
+}
+
+func TestServeReportsAListenError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = Serve(context.Background(), ln.Addr().String(), Handler(newFakeBackend(), nil, Options{}), "", nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "rlbridge: ") {
+		t.Fatalf("Serve on a taken port = %v, want an rlbridge error", err)
+	}
+}
+
+func TestNewServerSetsEveryTimeoutAndTheHeaderLimit(t *testing.T) {
+	h := Handler(newFakeBackend(), nil, Options{})
+	srv := newServer(h)
+	for name, d := range map[string]time.Duration{
+		"ReadHeaderTimeout": srv.ReadHeaderTimeout,
+		"ReadTimeout":       srv.ReadTimeout,
+		"WriteTimeout":      srv.WriteTimeout,
+		"IdleTimeout":       srv.IdleTimeout,
+	} {
+		if d <= 0 {
+			t.Errorf("%s = %v, want > 0", name, d)
+		}
+	}
+	if srv.ReadHeaderTimeout > srv.ReadTimeout {
+		t.Errorf("ReadHeaderTimeout %v > ReadTimeout %v", srv.ReadHeaderTimeout, srv.ReadTimeout)
+	}
+	if srv.MaxHeaderBytes <= 0 || srv.MaxHeaderBytes >= http.DefaultMaxHeaderBytes {
+		t.Errorf("MaxHeaderBytes = %d, want set below the default %d", srv.MaxHeaderBytes, http.DefaultMaxHeaderBytes)
+	}
+	if srv.Handler != h {
+		t.Error("the server does not serve the handler given")
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	tests := []struct {
+		addr string
+		want bool
+	}{
+		{"127.0.0.1:8082", true},
+		{"127.0.0.1:0", true},
+		{"127.1.2.3:8082", true}, // all of 127.0.0.0/8 is loopback
+		{"[::1]:0", true},
+		{"[::ffff:127.0.0.1]:8082", true},
+		{"localhost:8082", true},
+		{"LocalHost:8082", true},
+		{"localhost.:8082", true},
+		{":8082", false},
+		{"0.0.0.0:8082", false},
+		{"[::]:8082", false},
+		{"10.0.0.1:1", false},
+		{"192.168.1.10:8082", false},
+		{"[fe80::1%eth0]:8082", false},
+		{"example.com:8082", false},
+		{"localhost.example.com:8082", false},
+		{"127.0.0.1", false}, // no port: not a listen address
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := IsLoopback(tt.addr); got != tt.want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+}
+
+func TestReadTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name      string
+		content   *string // nil: no file
+		want      string
+		wantError string
+	}{
+		{name: "a trailing newline is trimmed", content: ptr("s3cret\n"), want: "s3cret"},
+		{name: "surrounding whitespace and CRLF are trimmed", content: ptr("  s3cret\r\n"), want: "s3cret"},
+		{name: "an empty file is an error", content: ptr(""), wantError: "is empty"},
+		{name: "a blank file is an error", content: ptr(" \n\n"), wantError: "is empty"},
+		{name: "a missing file is an error", wantError: "no such file"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, "token"+string(rune('a'+i)))
+			if tt.content != nil {
+				if err := os.WriteFile(path, []byte(*tt.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := ReadTokenFile(path)
+			if tt.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantError) {
+					t.Fatalf("ReadTokenFile = %q, %v; want an error mentioning %q", got, err, tt.wantError)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ReadTokenFile = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }

@@ -1,0 +1,101 @@
+package testbed
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// TopFullSource is the TopFull policy for app, as CUE: the topfull
+// blueprint over every API at ControlPoint, with the API's SLO and
+// priority, its capacity alone as sustainable load, and the TopFull
+// agent's bounds: at least 10 req/s, at most 1.5× the sustainable load.
+// All APIs form one cluster, since they share the app's services.
+func TopFullSource(app App, name string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "package policies\n\nimport \"spillway.dev/blueprints/topfull\"\n\n")
+	fmt.Fprintf(&b, "policies: %s: topfull.#Policy & {\n\tconfig: {\n\t\tpolicy_name: %s\n\t\tapis: [\n", strconv.Quote(name), strconv.Quote(name))
+	for i, api := range app.APIs {
+		sustainable := math.Round(app.CapacityAlone(i))
+		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, service: %q, slo: %q, priority: %d, sustainable_rps: %g, upper_bound: %g},\n",
+			strconv.Quote(api.Label()), ControlPoint, app.Entry, api.SLO.String(), api.Priority, sustainable, 1.5*sustainable)
+	}
+	fmt.Fprintf(&b, "\t\t]\n\t}\n}\n")
+	return []byte(b.String())
+}
+
+// TopFullPolicy loads TopFullSource(app).
+func TopFullPolicy(app App) (Policy, error) {
+	name := app.Name + "-topfull"
+	specs, diags := engine.LoadSource(name+".cue", TopFullSource(app, name))
+	if len(diags.Errors()) > 0 {
+		return Policy{}, fmt.Errorf("topfull policy for %s: %v", app.Name, diags.Errors())
+	}
+	return Policy{Name: "topfull", Templates: specs}, nil
+}
+
+// RandomApp draws an app for agent training: boutique's call graph with
+// the quantities TopFull's simulator draws per episode. Capacity: every
+// pool's workers scaled by one factor in [0.5, 2]. Base latency: every
+// service time scaled by one factor in [0.5, 2]. Overload steepness: the
+// service-time spread (lognormal σ in [0.2, 1]), which sets how fast
+// queues and tails grow near capacity. Unlike that simulator's, these
+// queues have memory: a backlog built in one tick is served in the next.
+func RandomApp(rng *rand.Rand) App {
+	app := Boutique()
+	app.Name = "random"
+	capacity := 0.5 + 1.5*rng.Float64()
+	latency := 0.5 + 1.5*rng.Float64()
+	sigma := 0.2 + 0.8*rng.Float64()
+	for i := range app.Services {
+		if w := app.Services[i].Workers; w > 0 {
+			app.Services[i].Workers = max(1, int(math.Round(float64(w)*capacity)))
+		}
+	}
+	for i := range app.APIs {
+		calls := make([]Call, len(app.APIs[i].Calls))
+		copy(calls, app.APIs[i].Calls)
+		for j := range calls {
+			calls[j].Time.Mean = time.Duration(float64(calls[j].Time.Mean) * latency)
+			if calls[j].Time.Kind == Lognormal {
+				calls[j].Time.Sigma = sigma
+			}
+		}
+		app.APIs[i].Calls = calls
+	}
+	return app
+}
+
+// RandomScenario draws an episode's load for agent training: 5 s of warm-up
+// at half capacity, then four 15 s steps, each at a load multiple drawn
+// from [0.3, 4] of capacity and each API's share of it perturbed by a
+// factor in [0.5, 1.5], so the agent meets both slack and overload and
+// both raises and cuts.
+func RandomScenario(app App, rng *rand.Rand) Scenario {
+	const steps, stepLen = 4, 15 * time.Second
+	s := Scenario{Name: "random", Warmup: 5 * time.Second, Duration: steps * stepLen}
+	weights, capacity := app.Weights(), app.Capacity()
+	mix := func(load float64, perturb bool) []float64 {
+		rates := make([]float64, len(weights))
+		for i, w := range weights {
+			rates[i] = w * load * capacity
+			if perturb {
+				rates[i] *= 0.5 + rng.Float64()
+			}
+		}
+		return rates
+	}
+	s.Steps = append(s.Steps, Step{Duration: s.Warmup, Rates: mix(warmupLoad, false)})
+	s.Marks = append(s.Marks, s.Warmup)
+	for range steps {
+		load := 0.3 + 3.7*rng.Float64()
+		s.Load = max(s.Load, load)
+		s.Steps = append(s.Steps, Step{Duration: stepLen, Rates: mix(load, true)})
+	}
+	return s
+}
