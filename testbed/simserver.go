@@ -81,7 +81,11 @@ func (s *SimServer) Reset(ctx context.Context, seed *uint64) error {
 	started := make(chan struct{})
 	cfg.Lockstep = ep.lockstep
 	cfg.Virtual = true
+	onEngine := cfg.OnEngine
 	cfg.OnEngine = func(eng *engine.Engine) {
+		if onEngine != nil {
+			onEngine(eng)
+		}
 		s.mu.Lock()
 		ep.eng = eng
 		s.mu.Unlock()

@@ -1,0 +1,226 @@
+"""How the agent's single scalar action becomes per-API rate limits.
+
+Both rules are pure functions of (current rates, API descriptions, action)
+and return a new ``{api name: rate req/s}`` dict; they never talk to the
+server. ``apis`` is the cluster's APIs as returned by ``GET /apis`` (a list
+of dicts, or a dict keyed by name); the fields used are ``name``,
+``priority`` (1 = most important), ``lower_bound``, ``upper_bound``,
+``offered_rps`` and, when ``rates`` lacks an API, ``rate_limit``.
+
+The action is clipped to [-0.5, 0.5] first. Rates of names in ``rates`` that
+are not among ``apis`` are copied through unchanged.
+"""
+
+ACTION_LOW = -0.5
+ACTION_HIGH = 0.5
+
+# Relative headroom given above the offered load when raising: the rate of an
+# API is never raised beyond 1.1x what its clients actually sent last tick,
+# so idle APIs do not hoard rate that a later surge would get all at once.
+OFFERED_HEADROOM = 1.1
+
+_EPS = 1e-9
+
+
+def _clip_action(action):
+    a = float(action)
+    if a != a:  # NaN: do nothing rather than poison every rate
+        return 0.0
+    return min(ACTION_HIGH, max(ACTION_LOW, a))
+
+
+def _api_map(apis):
+    """Normalise ``apis`` to an ordered ``{name: info}`` dict."""
+    if isinstance(apis, dict):
+        return dict(apis)
+    return {a["name"]: a for a in apis}
+
+
+def api_bounds(info):
+    """``(lower_bound, upper_bound)`` of an API dict in req/s; a missing upper
+    bound is +inf, a missing lower bound 0."""
+    lo = float(info.get("lower_bound", 0.0) or 0.0)
+    hi = info.get("upper_bound")
+    hi = float("inf") if hi is None else float(hi)
+    return lo, max(lo, hi)
+
+
+def _clamp(x, lo, hi):
+    return min(hi, max(lo, x))
+
+
+def _start_rates(rates, api_map):
+    """Copy ``rates``, filling missing cluster APIs from their rate_limit, and
+    clamp every cluster API into its bounds (as the server would)."""
+    out = dict(rates)
+    for name, info in api_map.items():
+        lo, hi = api_bounds(info)
+        r = out.get(name)
+        if r is None:
+            r = info.get("rate_limit", lo)
+        out[name] = _clamp(float(r), lo, hi)
+    return out
+
+
+def _priority_groups(api_map, most_important_first):
+    """APIs grouped by equal priority, ordered by importance.
+
+    Within a group the order of ``apis`` is kept (it only matters for
+    reproducibility; the split inside a group is proportional).
+    """
+    groups = {}
+    for name, info in api_map.items():
+        groups.setdefault(int(info.get("priority", 1)), []).append(name)
+    keys = sorted(groups, reverse=not most_important_first)
+    return [groups[k] for k in keys]
+
+
+def _spread(amount, weights, room):
+    """Split ``amount`` over members proportionally to ``weights`` without
+    giving any member more than its ``room``; members that fill up drop out
+    and their unused share is re-split among the rest (water filling).
+
+    Returns (per-member amounts, the part of ``amount`` that did not fit).
+    When every remaining weight is zero the split is equal.
+    """
+    given = [0.0] * len(weights)
+    active = [i for i in range(len(weights)) if room[i] > _EPS]
+    left = amount
+    while left > _EPS and active:
+        wsum = sum(weights[i] for i in active)
+        if wsum > _EPS:
+            share = {i: left * weights[i] / wsum for i in active}
+        else:
+            share = {i: left / len(active) for i in active}
+        full = [i for i in active if share[i] >= room[i] - given[i] - _EPS]
+        if not full:
+            for i in active:
+                given[i] += share[i]
+            left = 0.0
+            break
+        # Fill the members whose share overflows, then re-split the rest.
+        for i in full:
+            left -= room[i] - given[i]
+            given[i] = room[i]
+        active = [i for i in active if i not in full]
+    return given, max(0.0, left)
+
+
+def apply_topfull(rates, apis, action, skip_stuck_groups=True):
+    """TopFull's rate-control rule (Algorithm 1), applied per priority group.
+
+    The cluster's APIs are grouped by equal priority value, and groups are
+    visited strictly in priority order. The action is a relative step in
+    [-0.5, 0.5]:
+
+    * **Cut (a < 0).** The amount to shed is ``|a|`` times the summed rate of
+      the *least* important group (largest priority number). That group gives
+      it up first, each API in proportion to its current rate but never below
+      its ``lower_bound`` (an API that hits its floor stops giving and the
+      others in the group cover its share). Whatever the group as a whole
+      cannot give cascades to the next less important group, and so on
+      towards priority 1. If every API is at its floor, the rest is dropped.
+    * **Raise (a > 0).** The amount to add is ``a`` times the summed rate of
+      the *most* important group (priority 1 first). It goes to that group in
+      proportion to current rates, each API capped at
+      ``min(upper_bound, 1.1 x offered_rps)`` so a rate never runs far ahead
+      of real demand; what does not fit cascades to the next more important
+      group. An API with no known offered load (``offered_rps`` missing or 0)
+      is capped at ``max(current rate, lower_bound)``: it takes nothing, since
+      rate given to an idle API would only be wasted headroom. A raise never
+      lowers a rate that is already above its cap.
+
+    ``skip_stuck_groups`` (default True) decides which group the amount is
+    measured on when the first group cannot move at all (every API of it at
+    its floor for a cut, or at its cap for a raise): then the amount is
+    ``|a|`` times the summed rate of the first group, in cascade order, that
+    can still move. Without it, a cut measured on a floored group of, say,
+    one API at 10 req/s would shed only 5 req/s per step however large the
+    rest of the cluster is; the seed rule likewise skips APIs that cannot
+    move. With False the amount is always measured on the extreme group.
+
+    Returns a new dict of rates (req/s); the input is not modified.
+    """
+    a = _clip_action(action)
+    api_map = _api_map(apis)
+    out = _start_rates(rates, api_map)
+    if a == 0.0 or not api_map:
+        return out
+
+    cutting = a < 0
+    groups = _priority_groups(api_map, most_important_first=not cutting)
+    if cutting:
+        limits = {n: api_bounds(api_map[n])[0] for n in api_map}  # floors
+        room = {n: max(0.0, out[n] - limits[n]) for n in api_map}
+    else:
+        limits = {n: _raise_cap(api_map[n], out[n]) for n in api_map}  # caps
+        room = {n: max(0.0, limits[n] - out[n]) for n in api_map}
+
+    base = groups[0]
+    if skip_stuck_groups:
+        movable = [g for g in groups if any(room[n] > _EPS for n in g)]
+        if not movable:
+            return out
+        base = movable[0]
+    remaining = abs(a) * sum(out[n] for n in base)
+
+    for group in groups:
+        if remaining <= _EPS:
+            break
+        weights = [out[n] for n in group]
+        moved, remaining = _spread(remaining, weights, [room[n] for n in group])
+        for n, m in zip(group, moved):
+            if m <= 0.0:
+                continue
+            if m >= room[n] - _EPS:
+                out[n] = limits[n]  # land exactly on the floor or cap
+            elif cutting:
+                out[n] = max(limits[n], out[n] - m)
+            else:
+                out[n] = min(limits[n], out[n] + m)
+    return out
+
+
+def _raise_cap(info, current_rps):
+    """Highest rate a raise may give an API (see :func:`apply_topfull`)."""
+    lo, hi = api_bounds(info)
+    offered = info.get("offered_rps")
+    offered = float(offered) if offered is not None else 0.0
+    if offered > 0:
+        return max(lo, min(hi, OFFERED_HEADROOM * offered))
+    return max(current_rps, lo)
+
+
+def apply_seed(rates, apis, action):
+    """The seed agent's rule: move exactly one API by the factor ``(1 + a)``.
+
+    APIs are visited in priority order: most important first when raising
+    (a > 0), least important first when cutting (a < 0); ties keep the order
+    of ``apis``. The first API that can still move in that direction (below
+    its ``upper_bound`` for a raise, above its ``lower_bound`` for a cut) gets
+    ``rate * (1 + a)`` clamped to its bounds; every other API is unchanged.
+    With ``a == 0`` or no movable API nothing changes.
+
+    Returns a new dict of rates (req/s).
+    """
+    a = _clip_action(action)
+    api_map = _api_map(apis)
+    out = _start_rates(rates, api_map)
+    if a == 0.0:
+        return out
+    names = list(api_map)
+    order = {n: i for i, n in enumerate(names)}
+    if a > 0:
+        names.sort(key=lambda n: (int(api_map[n].get("priority", 1)), order[n]))
+    else:
+        names.sort(key=lambda n: (-int(api_map[n].get("priority", 1)), order[n]))
+    for n in names:
+        lo, hi = api_bounds(api_map[n])
+        r = out[n]
+        if (a > 0 and r < hi) or (a < 0 and r > lo):
+            out[n] = _clamp(r * (1.0 + a), lo, hi)
+            break
+    return out
+
+
+APPLY_RULES = {"topfull": apply_topfull, "seed": apply_seed}

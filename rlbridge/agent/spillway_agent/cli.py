@@ -1,0 +1,202 @@
+"""Command line: ``python -m spillway_agent run|train``.
+
+``run`` drives an engine (or a simulator) with a trained policy; ``train``
+trains a numpy PPO policy against ``spillway sim --serve --virtual`` in
+lockstep. See ``rlbridge/agent/README.md``.
+"""
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from .client import SpillwayClient, SpillwayError, read_token_file
+from .env import SpillwayEnv
+from .ppo import PPOAgent, evaluate, train
+
+# Eval episodes use these seeds every time, so evaluations are comparable.
+DEFAULT_EVAL_SEEDS = (9001, 9002, 9003, 9004, 9005)
+
+
+class _SB3Policy:
+    """Adapter giving a stable-baselines3 model the ``predict`` of PPOAgent.
+
+    SB3 models (like the seed's) were trained on the raw observation, so the
+    SLO is ignored here.
+    """
+
+    def __init__(self, path):
+        try:
+            from stable_baselines3 import PPO
+        except ImportError:
+            raise SystemExit("--algo sb3 needs stable-baselines3 (pip install stable-baselines3)")
+        self.model = PPO.load(path)
+
+    def predict(self, obs, slo_ms=None, deterministic=True):
+        action, _ = self.model.predict(np.asarray(obs, dtype=np.float32),
+                                       deterministic=deterministic)
+        return np.asarray(action, dtype=np.float64).reshape(-1)
+
+
+def _client(url, token_file, timeout_s):
+    token = read_token_file(token_file) if token_file else None
+    return SpillwayClient(url, token=token, timeout_s=timeout_s)
+
+
+def cmd_run(args):
+    client = _client(args.server, args.token_file, args.timeout)
+    if args.algo == "sb3":
+        policy = _SB3Policy(args.model)
+    else:
+        policy = PPOAgent.load(args.model)
+    env = SpillwayEnv(client, cluster=args.cluster, apply=args.apply, max_steps=None,
+                      rho=args.rho, lockstep=args.lockstep, initial_rate=args.initial_rate)
+    obs, info = env.reset()
+    names = ", ".join(a["name"] for a in env.apis)
+    print(f"run: {len(env.apis)} APIs ({names}), max SLO {env.slo_ms:g} ms, "
+          f"apply {args.apply}, {'lockstep' if args.lockstep else 'wall clock'}", flush=True)
+    step = 0
+    total_reward = 0.0
+    try:
+        while args.steps is None or step < args.steps:
+            action = policy.predict(obs, env.slo_ms, deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(action)
+            step += 1
+            total_reward += reward
+            if step % 10 == 0 or terminated:
+                print(f"step {step}  goodput {info['goodput']:.1f} req/s  "
+                      f"ratio {info['goodput_ratio']:.3f}  p95 {info['latency']:.1f} ms  "
+                      f"rate_sum {sum(info['rates'].values()):.1f} req/s  "
+                      f"action {info['action']:+.3f}  reward {reward:.2f}", flush=True)
+            if terminated:
+                print("server reports the scenario done", flush=True)
+                break
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    print(f"run: {step} steps, total reward {total_reward:.2f}", flush=True)
+    return 0
+
+
+def _final_path(out):
+    root, ext = os.path.splitext(out)
+    return f"{root}.final{ext or '.json'}"
+
+
+def cmd_train(args):
+    client = _client(args.sim, args.token_file, args.timeout)
+    env = SpillwayEnv(client, cluster=args.cluster, apply=args.apply, max_steps=args.max_steps,
+                      rho=args.rho, lockstep=True, initial_rate=args.initial_rate)
+    hp = {}
+    for key in ("n_steps", "batch_size", "n_epochs", "learning_rate"):
+        val = getattr(args, key)
+        if val is not None:
+            hp[key] = val
+    agent = PPOAgent(seed=args.seed, hyperparameters=hp)
+    agent.meta.update({"apply": args.apply, "max_steps": args.max_steps, "rho": args.rho,
+                       "initial_rate": args.initial_rate, "cluster": args.cluster})
+
+    seed_rng = np.random.default_rng(args.seed)
+    if args.random_initial_rates:
+        env.initial_rate_rng = np.random.default_rng([args.seed, 1])
+
+    def episode_seeds():
+        while True:
+            yield int(seed_rng.integers(0, 2**31 - 1))
+
+    eval_seeds = [int(s) for s in args.eval_seeds.split(",")] if args.eval_seeds else []
+    best = {"reward": -math.inf}
+    final_out = _final_path(args.out)
+
+    def on_eval(result, update, steps):
+        print(f"eval after update {update} ({steps} steps): mean_reward {result['mean_reward']:.3f}"
+              f"  mean_goodput_ratio {result['mean_goodput_ratio']:.4f}"
+              f"  episodes {result['episodes']}", flush=True)
+        if result["mean_reward"] > best["reward"]:
+            best["reward"] = result["mean_reward"]
+            agent.meta["eval"] = dict(result, update=update, steps=steps)
+            agent.save(args.out)
+            print(f"  new best model saved to {args.out}", flush=True)
+
+    use_eval = args.eval_every > 0 and eval_seeds
+    print(f"train: {args.steps} steps against {args.sim}, seed {args.seed}, apply {args.apply}, "
+          f"max_steps {args.max_steps}, n_steps {agent.hp['n_steps']}", flush=True)
+    started = time.monotonic()
+    try:
+        train(agent, env, args.steps, episode_seeds(),
+              eval_fn=(lambda a: evaluate(a, env, eval_seeds)) if use_eval else None,
+              eval_every=args.eval_every, log=lambda s: print(s, flush=True), on_eval=on_eval)
+    except KeyboardInterrupt:
+        print("interrupted; saving the model as it is", flush=True)
+    agent.meta.pop("eval", None)
+    agent.save(final_out)
+    if not use_eval:  # nothing to pick a best from: --out is the final model
+        agent.save(args.out)
+        print(f"model saved to {args.out} (and {final_out})", flush=True)
+    else:
+        print(f"best model (eval mean_reward {best['reward']:.3f}) in {args.out}; "
+              f"final model in {final_out}", flush=True)
+    print(f"train: done in {time.monotonic() - started:.1f}s", flush=True)
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="spillway_agent",
+                                description="Spillway's RL agent (TopFull-style PPO rate control)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--cluster", default=None, help="only the APIs of this cluster (default all)")
+        sp.add_argument("--apply", choices=["topfull", "seed"], default="topfull",
+                        help="how the action becomes rates (default topfull)")
+        sp.add_argument("--token-file", default=None, help="file holding the bearer token")
+        sp.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds")
+        sp.add_argument("--rho", type=float, default=0.01, help="latency penalty per ms over SLO")
+        sp.add_argument("--initial-rate", type=float, default=1000.0,
+                        help="rate (req/s) posted to every API on reset")
+
+    r = sub.add_parser("run", help="apply a trained policy to an engine or simulator")
+    r.add_argument("--server", required=True, help="engine URL, e.g. http://127.0.0.1:8082")
+    r.add_argument("--model", required=True, help="model file (.json/.npz, or .zip with --algo sb3)")
+    r.add_argument("--lockstep", action="store_true",
+                   help="advance a --virtual simulator with POST /step instead of the clock")
+    r.add_argument("--steps", type=int, default=None, help="stop after N steps (default: no limit)")
+    r.add_argument("--algo", choices=["numpy", "sb3"], default="numpy")
+    common(r)
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("train", help="train a numpy PPO policy against a lockstep simulator")
+    t.add_argument("--sim", required=True, help="URL of spillway sim --serve --virtual")
+    t.add_argument("--steps", type=int, required=True,
+                   help="env steps to train for (rounded up to whole rollouts)")
+    t.add_argument("--out", required=True,
+                   help="model file (.json or .npz); the final model also goes to NAME.final.EXT")
+    t.add_argument("--seed", type=int, default=0, help="seed of weights, noise and episodes")
+    t.add_argument("--eval-every", type=int, default=5, help="evaluate every K updates (0: never)")
+    t.add_argument("--eval-seeds", default=",".join(str(s) for s in DEFAULT_EVAL_SEEDS),
+                   help="comma-separated /reset seeds of the evaluation episodes")
+    t.add_argument("--max-steps", type=int, default=50, help="episode length in steps")
+    t.add_argument("--random-initial-rates", action=argparse.BooleanOptionalAction, default=True,
+                   help="start each training episode from rates drawn log-uniformly within the "
+                        "bounds (evaluation always starts from --initial-rate)")
+    t.add_argument("--n-steps", type=int, default=None, help="rollout length (default 1024)")
+    t.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 128)")
+    t.add_argument("--n-epochs", type=int, default=None, help="epochs per update (default 10)")
+    t.add_argument("--learning-rate", type=float, default=None, help="Adam step (default 3e-4)")
+    common(t)
+    t.set_defaults(func=cmd_train)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpillwayError as e:
+        print(f"spillway_agent: {e}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as e:
+        print(f"spillway_agent: {e}", file=sys.stderr)
+        return 1

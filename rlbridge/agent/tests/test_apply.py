@@ -1,0 +1,145 @@
+"""Exact numbers for the two action rules in spillway_agent.apply."""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from spillway_agent.apply import apply_seed, apply_topfull  # noqa: E402
+
+
+def api(name, priority, lo=10.0, hi=2000.0, offered=1000.0):
+    return {"name": name, "priority": priority, "lower_bound": lo, "upper_bound": hi,
+            "offered_rps": offered}
+
+
+class TopFullCutTest(unittest.TestCase):
+    def setUp(self):
+        self.apis = [api("A", 1, offered=500), api("B", 1, offered=100), api("C", 2),
+                     api("D", 3, lo=50), api("E", 3, lo=80)]
+        self.rates = {"A": 400.0, "B": 100.0, "C": 300.0, "D": 100.0, "E": 100.0}
+
+    def test_cut_cascades_to_next_group_when_lowest_group_hits_floors(self):
+        # delta = 0.5 * (100 + 100) = 100; D can give 50, E 20 -> 30 left for C.
+        out = apply_topfull(self.rates, self.apis, -0.5)
+        self.assertEqual(out, {"A": 400.0, "B": 100.0, "C": 270.0, "D": 50.0, "E": 80.0})
+
+    def test_cut_refills_inside_group_before_cascading(self):
+        # delta = 0.3 * 200 = 60: shares 30/30, E can give only 10 (floor 90),
+        # D covers the other 20 and nothing reaches C.
+        apis = [api("C", 2), api("D", 3, lo=10), api("E", 3, lo=90)]
+        out = apply_topfull({"C": 300.0, "D": 100.0, "E": 100.0}, apis, -0.3)
+        self.assertAlmostEqual(out["D"], 50.0)
+        self.assertEqual(out["E"], 90.0)
+        self.assertEqual(out["C"], 300.0)
+
+    def test_cut_is_proportional_to_rates(self):
+        apis = [api("P", 1), api("X", 2), api("Y", 2)]
+        out = apply_topfull({"P": 500.0, "X": 300.0, "Y": 100.0}, apis, -0.25)
+        # delta = 0.25 * 400 = 100, split 3:1
+        self.assertAlmostEqual(out["X"], 225.0)
+        self.assertAlmostEqual(out["Y"], 75.0)
+        self.assertEqual(out["P"], 500.0)
+
+    def test_cut_cascades_through_several_groups_and_stops_at_all_floors(self):
+        apis = [api("A", 1, lo=90), api("B", 2, lo=95), api("C", 3, lo=99)]
+        # delta = 0.5 * 100 = 50: C gives 1, B 5, A 10; the remaining 34 is dropped.
+        out = apply_topfull({"A": 100.0, "B": 100.0, "C": 100.0}, apis, -0.5)
+        self.assertEqual(out, {"A": 90.0, "B": 95.0, "C": 99.0})
+
+    def test_cut_measured_on_first_group_that_can_give(self):
+        apis = [api("A", 1), api("B", 2), api("C", 3, lo=10)]
+        rates = {"A": 1000.0, "B": 1000.0, "C": 10.0}
+        # C is at its floor: the cut is 0.5 * B's 1000, taken from B.
+        self.assertEqual(apply_topfull(rates, apis, -0.5), {"A": 1000.0, "B": 500.0, "C": 10.0})
+        # Measured on the floored C it would be only 0.5 * 10 = 5.
+        self.assertEqual(apply_topfull(rates, apis, -0.5, skip_stuck_groups=False),
+                         {"A": 1000.0, "B": 995.0, "C": 10.0})
+        # Everything at its floor: nothing moves.
+        floored = {"A": 10.0, "B": 10.0, "C": 10.0}
+        self.assertEqual(apply_topfull(floored, apis, -0.5), floored)
+
+    def test_action_is_clipped(self):
+        self.assertEqual(apply_topfull(self.rates, self.apis, -3.0),
+                         apply_topfull(self.rates, self.apis, -0.5))
+
+
+class TopFullRaiseTest(unittest.TestCase):
+    def test_raise_capped_at_offered_headroom_and_cascades(self):
+        apis = [api("A", 1, offered=500), api("B", 1, offered=100), api("C", 2, offered=1000),
+                api("D", 3)]
+        rates = {"A": 400.0, "B": 100.0, "C": 300.0, "D": 100.0}
+        # delta = 0.5 * 500 = 250: A capped at 550 (+150), B at 110 (+10),
+        # the remaining 90 goes to C (cap 1100); D untouched.
+        out = apply_topfull(rates, apis, 0.5)
+        self.assertAlmostEqual(out["A"], 550.0)
+        self.assertAlmostEqual(out["B"], 110.0)
+        self.assertAlmostEqual(out["C"], 390.0)
+        self.assertEqual(out["D"], 100.0)
+        self.assertAlmostEqual(sum(out.values()) - sum(rates.values()), 250.0)
+
+    def test_raise_capped_at_upper_bound(self):
+        apis = [api("A", 1, hi=450, offered=5000), api("B", 2, offered=5000)]
+        out = apply_topfull({"A": 400.0, "B": 100.0}, apis, 0.5)
+        # delta 200: A takes 50 up to its bound, B gets 150.
+        self.assertEqual(out["A"], 450.0)
+        self.assertAlmostEqual(out["B"], 250.0)
+
+    def test_idle_api_takes_nothing_and_high_rate_is_not_lowered(self):
+        apis = [api("A", 1, offered=0), api("B", 1, offered=100), api("C", 2, offered=2000)]
+        rates = {"A": 200.0, "B": 300.0, "C": 100.0}
+        # A is idle (cap = its rate 200) and B is already above 1.1 x 100, so
+        # group 1 cannot move: the amount is measured on C, 0.2 * 100 = 20.
+        out = apply_topfull(rates, apis, 0.2)
+        self.assertEqual(out["A"], 200.0)
+        self.assertEqual(out["B"], 300.0)
+        self.assertAlmostEqual(out["C"], 120.0)
+        # Measured on the stuck group instead: 0.2 * 500 = 100, all to C.
+        out = apply_topfull(rates, apis, 0.2, skip_stuck_groups=False)
+        self.assertEqual((out["A"], out["B"]), (200.0, 300.0))
+        self.assertAlmostEqual(out["C"], 200.0)
+
+    def test_zero_action_changes_nothing_and_input_untouched(self):
+        apis = [api("A", 1), api("B", 2)]
+        rates = {"A": 100.0, "B": 200.0, "other": 7.0}
+        before = dict(rates)
+        self.assertEqual(apply_topfull(rates, apis, 0.0), before)
+        apply_topfull(rates, apis, 0.4)
+        self.assertEqual(rates, before)
+        self.assertEqual(apply_topfull(rates, apis, 0.4)["other"], 7.0)
+
+    def test_rates_start_clamped_to_bounds(self):
+        apis = [api("A", 1, lo=100, hi=300, offered=1000)]
+        self.assertEqual(apply_topfull({"A": 5000.0}, apis, 0.0), {"A": 300.0})
+        self.assertEqual(apply_topfull({"A": 1.0}, apis, -0.5), {"A": 100.0})
+
+
+class SeedRuleTest(unittest.TestCase):
+    def setUp(self):
+        self.apis = [api("low", 3, lo=100, hi=1500), api("top", 1, lo=100, hi=1500),
+                     api("mid", 2, lo=100, hi=1500)]
+
+    def test_raise_touches_most_important_api_only(self):
+        out = apply_seed({"low": 1000.0, "top": 1000.0, "mid": 1000.0}, self.apis, 0.2)
+        self.assertEqual(out, {"low": 1000.0, "top": 1200.0, "mid": 1000.0})
+
+    def test_raise_skips_api_at_upper_bound_and_clamps(self):
+        out = apply_seed({"low": 1000.0, "top": 1500.0, "mid": 1400.0}, self.apis, 0.5)
+        self.assertEqual(out, {"low": 1000.0, "top": 1500.0, "mid": 1500.0})
+
+    def test_cut_touches_least_important_api_only(self):
+        out = apply_seed({"low": 1000.0, "top": 1000.0, "mid": 1000.0}, self.apis, -0.25)
+        self.assertEqual(out, {"low": 750.0, "top": 1000.0, "mid": 1000.0})
+
+    def test_cut_skips_api_at_lower_bound_and_clamps(self):
+        out = apply_seed({"low": 100.0, "top": 1000.0, "mid": 150.0}, self.apis, -0.5)
+        self.assertEqual(out, {"low": 100.0, "top": 1000.0, "mid": 100.0})
+
+    def test_nothing_movable(self):
+        rates = {"low": 100.0, "top": 100.0, "mid": 100.0}
+        self.assertEqual(apply_seed(rates, self.apis, -0.5), rates)
+
+
+if __name__ == "__main__":
+    unittest.main()
