@@ -13,8 +13,9 @@ import (
 
 // TopFullSource is the TopFull policy for app, as CUE: the topfull
 // blueprint over every API at ControlPoint, with the API's SLO and
-// priority, its capacity alone as sustainable load, and the TopFull
-// agent's bounds: at least 10 req/s, at most 1.5× the sustainable load.
+// priority, its capacity alone as sustainable load, and bounds after the
+// TopFull agent's: at most 1.5× the sustainable load, and at least a tenth
+// of it (the agent's fixed floor of 100 req/s, made relative to the API).
 // All APIs form one cluster, since they share the app's services.
 func TopFullSource(app App, name string) []byte {
 	var b strings.Builder
@@ -22,8 +23,8 @@ func TopFullSource(app App, name string) []byte {
 	fmt.Fprintf(&b, "policies: %s: topfull.#Policy & {\n\tconfig: {\n\t\tpolicy_name: %s\n\t\tapis: [\n", strconv.Quote(name), strconv.Quote(name))
 	for i, api := range app.APIs {
 		sustainable := math.Round(app.CapacityAlone(i))
-		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, service: %q, slo: %q, priority: %d, sustainable_rps: %g, upper_bound: %g},\n",
-			strconv.Quote(api.Label()), ControlPoint, app.Entry, api.SLO.String(), api.Priority, sustainable, 1.5*sustainable)
+		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, service: %q, slo: %q, priority: %d, sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
+			strconv.Quote(api.Label()), ControlPoint, app.Entry, api.SLO.String(), api.Priority, sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
 	}
 	fmt.Fprintf(&b, "\t\t]\n\t}\n}\n")
 	return []byte(b.String())

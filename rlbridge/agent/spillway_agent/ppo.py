@@ -519,7 +519,7 @@ def _evaluate(agent, env, seeds, ep_rewards, ratios):
 
 
 def train(agent, env, total_steps, episode_seeds, eval_fn=None, eval_every=0,
-          log=print, on_eval=None):
+          log=print, on_eval=None, shaping=True):
     """Train ``agent`` on ``env`` for at least ``total_steps`` env steps.
 
     Steps are collected in rollouts of ``n_steps`` (rounded up to whole
@@ -529,6 +529,18 @@ def train(agent, env, total_steps, episode_seeds, eval_fn=None, eval_every=0,
     ``eval_fn(agent)`` and then ``on_eval(result, update, steps)``; since an
     evaluation may reuse the same server, the training episode restarts
     afterwards.
+
+    With ``shaping`` the learner adds the potential-based term
+    G_t - gamma * G_{t+1} to each reward, where G is the cluster's total
+    goodput after a step (``info["goodput"]``); the env's own reward, which
+    the logs report, is unchanged. The seed's reward, dGoodput - rho * penalty,
+    telescopes over an episode, so its return is -G_t plus
+    (1 - gamma) x the discounted future goodput: the part a policy can change
+    is 100 times smaller than a term it cannot, which the value net cannot
+    predict from the observation (it sees goodput / rate, not goodput). The
+    shaped reward (1 - gamma) G_{t+1} - rho * penalty has the same optimal
+    policy (shaping with the potential -G, Ng, Harada and Russell 1999) and
+    none of that noise.
 
     Returns a list of per-update dicts (steps, mean_episode_reward, stats).
     """
@@ -542,7 +554,8 @@ def train(agent, env, total_steps, episode_seeds, eval_fn=None, eval_every=0,
     steps_done = 0
     steps_before = int(agent.meta.get("trained_steps", 0))
 
-    obs, _ = env.reset(seed=next(episode_seeds))
+    obs, info = env.reset(seed=next(episode_seeds))
+    goodput_before = float(info.get("goodput", 0.0))
     ep_reward = 0.0
     for update in range(1, n_updates + 1):
         feats = np.zeros((n_steps, agent.obs_dim))
@@ -557,9 +570,12 @@ def train(agent, env, total_steps, episode_seeds, eval_fn=None, eval_every=0,
         for t in range(n_steps):
             f = agent.features(obs, env.slo_ms)
             env_action, raw, logp, v = agent.act(f)
-            obs, reward, term, trunc, _ = env.step(env_action)
+            obs, reward, term, trunc, info = env.step(env_action)
             feats[t], actions[t], logps[t], values[t] = f, raw, logp, v
-            rewards[t] = reward / env.reward_scale
+            goodput = float(info.get("goodput", 0.0))
+            learned = reward + (goodput_before - gamma * goodput if shaping else 0.0)
+            goodput_before = goodput
+            rewards[t] = learned / env.reward_scale
             terminated[t] = term
             ended[t] = term or trunc
             ep_reward += reward
@@ -570,7 +586,8 @@ def train(agent, env, total_steps, episode_seeds, eval_fn=None, eval_every=0,
                     next_values[t] = float(agent.value(agent.features(obs, env.slo_ms))[0])
                 finished.append(ep_reward)
                 ep_reward = 0.0
-                obs, _ = env.reset(seed=next(episode_seeds))
+                obs, info = env.reset(seed=next(episode_seeds))
+                goodput_before = float(info.get("goodput", 0.0))
         if not ended[-1]:
             next_values[-1] = float(agent.value(agent.features(obs, env.slo_ms))[0])
         steps_done += n_steps
@@ -599,6 +616,7 @@ def train(agent, env, total_steps, episode_seeds, eval_fn=None, eval_every=0,
             if on_eval is not None:
                 on_eval(result, update, steps_done)
             if update < n_updates:
-                obs, _ = env.reset(seed=next(episode_seeds))
+                obs, info = env.reset(seed=next(episode_seeds))
+                goodput_before = float(info.get("goodput", 0.0))
                 ep_reward = 0.0
     return history

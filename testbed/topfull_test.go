@@ -1,0 +1,163 @@
+package testbed
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/rlbridge"
+)
+
+// wiring is a component without its source positions.
+func wiring(t *testing.T, c engine.ComponentSpec) string {
+	t.Helper()
+	strip := func(bs []engine.PortBinding) []engine.PortBinding {
+		out := make([]engine.PortBinding, len(bs))
+		for i, b := range bs {
+			b.Pos = engine.Position{}
+			out[i] = b
+		}
+		return out
+	}
+	var params any
+	if err := json.Unmarshal(c.Params, &params); err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal([]any{c.Type, c.Path, params, strip(c.In), strip(c.Out)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(js)
+}
+
+func TestTopFullPolicyFileIsTheGeneratedOne(t *testing.T) {
+	file := loadPolicy(t, "../policies/topfull.cue")
+	gen, err := TopFullPolicy(Boutique())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(file) != 1 || len(gen.Templates) != 1 {
+		t.Fatalf("%d policies in the file, %d generated; want 1 and 1", len(file), len(gen.Templates))
+	}
+	a, b := file[0], gen.Templates[0]
+	if a.Name != b.Name || a.EvaluationInterval != b.EvaluationInterval || len(a.Components) != len(b.Components) {
+		t.Fatalf("file %s every %v with %d components; generated %s every %v with %d", a.Name, a.EvaluationInterval, len(a.Components), b.Name, b.EvaluationInterval, len(b.Components))
+	}
+	for i := range a.Components {
+		if wa, wb := wiring(t, a.Components[i]), wiring(t, b.Components[i]); wa != wb {
+			t.Errorf("component %d differs:\nfile      %s\ngenerated %s", i, wa, wb)
+		}
+	}
+}
+
+func TestRandomAppsAreValidAndDiffer(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	capacities := map[int]bool{}
+	for range 20 {
+		app := RandomApp(rng)
+		if err := app.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		sc := RandomScenario(app, rng)
+		if err := sc.validate(app); err != nil {
+			t.Fatal(err)
+		}
+		c := app.Capacity()
+		if c < 0.2*Boutique().Capacity() || c > 5*Boutique().Capacity() {
+			t.Errorf("capacity %.0f req/s is outside what the draws allow", c)
+		}
+		capacities[int(c)] = true
+	}
+	if len(capacities) < 15 {
+		t.Errorf("only %d distinct capacities in 20 draws", len(capacities))
+	}
+}
+
+func TestSimServerStepsInLockStep(t *testing.T) {
+	srv := NewSimServer(1, 0, RandomEpisodes)
+	defer srv.Close()
+	ctx := context.Background()
+	seed := uint64(3)
+	if err := srv.Reset(ctx, &seed); err != nil {
+		t.Fatal(err)
+	}
+	apis := srv.Backend().APIs()
+	if len(apis) != 4 {
+		t.Fatalf("%d APIs under agent control, want boutique's 4", len(apis))
+	}
+	first, err := srv.Step(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Tick != 1 || first.TimeS != 1 {
+		t.Errorf("first step at tick %d, %gs; want tick 1 at 1s", first.Tick, first.TimeS)
+	}
+	// A rate set while the run is paused applies from that very tick.
+	home := "GET /home"
+	lower := srv.Backend().APIs()[3].LowerBound
+	if !srv.Backend().SetRate(home, lower) {
+		t.Fatal("SetRate refused")
+	}
+	var last rlbridge.StepResult
+	for want := 2; want <= 4; want++ {
+		if last, err = srv.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if last.Tick != want {
+			t.Fatalf("step %d reports tick %d", want, last.Tick)
+		}
+	}
+	got := last.APIs[home]
+	if got.RateLimit != lower || got.Goodput > lower+10 || got.OfferedRPS <= lower {
+		t.Errorf("%s after cutting it to %g/s: %+v; want the rate in force and goodput within it while more is offered", home, lower, got)
+	}
+	// Stepping to the end: one Done answer, then ErrDone.
+	for i := 0; ; i++ {
+		res, err := srv.Step(ctx)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if res.Done {
+			break
+		}
+		if i > 200 {
+			t.Fatal("the 65 s episode did not end")
+		}
+	}
+	if _, err := srv.Step(ctx); !errors.Is(err, rlbridge.ErrDone) {
+		t.Errorf("step after the end: err %v, want rlbridge.ErrDone", err)
+	}
+	// A reset starts over.
+	if err := srv.Reset(ctx, &seed); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := srv.Step(ctx); err != nil || res.Tick != 1 {
+		t.Errorf("after reset: tick %d, err %v; want tick 1", res.Tick, err)
+	}
+}
+
+func TestSimServerRunsAloneWhenTheAgentStopsStepping(t *testing.T) {
+	srv := NewSimServer(1, 50*time.Millisecond, RandomEpisodes)
+	defer srv.Close()
+	ctx := context.Background()
+	if err := srv.Reset(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := srv.Wait(ctx); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run did not go on alone after the grace")
+	}
+}
