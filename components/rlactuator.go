@@ -43,7 +43,7 @@ type RLActuator struct {
 	// SustainableRPS is the API's load capacity alone, for the agent; 0 unknown.
 	SustainableRPS float64  `json:"sustainable_rps"`
 	LowerBound     float64  `json:"lower_bound"`
-	UpperBound     float64  `json:"upper_bound"`
+	UpperBound     *float64 `json:"upper_bound"`
 	InitialRate    *float64 `json:"initial_rate"`
 	AgentTimeout   int      `json:"agent_timeout"`
 
@@ -83,6 +83,12 @@ type AgentActuator interface {
 	Command(ratePerSec float64, contacts uint64)
 	// UsingFallback reports whether the last Execute used the fallback.
 	UsingFallback() bool
+	// Silence is how many agent contacts the actuator has seen and for how
+	// many ticks the agent has been silent since; ResumeSilence takes them
+	// over from the actuator this one replaces, so a reload neither revives
+	// a dead agent nor restarts its timeout.
+	Silence() (seenContacts uint64, silentTicks int)
+	ResumeSilence(seenContacts uint64, silentTicks int)
 	// Reading is the last measurement passed to Observe.
 	Reading() FluxReading
 }
@@ -112,9 +118,6 @@ func (a *RLActuator) Provision(Env) error {
 	if a.AgentTimeout == 0 {
 		a.AgentTimeout = DefaultAgentTimeout
 	}
-	if a.UpperBound == 0 {
-		a.UpperBound = math.MaxFloat64
-	}
 	switch {
 	case a.Priority < 1:
 		return fmt.Errorf("priority %d: must be >= 1 (1 is the highest)", a.Priority)
@@ -122,8 +125,8 @@ func (a *RLActuator) Provision(Env) error {
 		return fmt.Errorf("agent_timeout %d: must be >= 1 tick", a.AgentTimeout)
 	case !(a.LowerBound >= 0) || math.IsInf(a.LowerBound, 0):
 		return fmt.Errorf("lower_bound %v: must be finite and >= 0", a.LowerBound)
-	case !(a.UpperBound >= a.LowerBound) || math.IsInf(a.UpperBound, 0):
-		return fmt.Errorf("upper_bound %v: must be finite and >= lower_bound %v", a.UpperBound, a.LowerBound)
+	case a.UpperBound != nil && (!(*a.UpperBound >= a.LowerBound) || math.IsInf(*a.UpperBound, 0)):
+		return fmt.Errorf("upper_bound %v: must be finite and >= lower_bound %v", *a.UpperBound, a.LowerBound)
 	case a.SustainableRPS < 0:
 		return fmt.Errorf("sustainable_rps %v: must be >= 0", a.SustainableRPS)
 	}
@@ -142,9 +145,13 @@ func (a *RLActuator) Agent() AgentSpec {
 	if a.InitialRate != nil {
 		initial = *a.InitialRate
 	}
+	upper := math.MaxFloat64 // no upper bound
+	if a.UpperBound != nil {
+		upper = *a.UpperBound
+	}
 	return AgentSpec{
 		API: a.API, Cluster: a.Cluster, Priority: a.Priority, SLO: time.Duration(a.SLOBound),
-		SustainableRPS: a.SustainableRPS, LowerBound: a.LowerBound, UpperBound: a.UpperBound,
+		SustainableRPS: a.SustainableRPS, LowerBound: a.LowerBound, UpperBound: upper,
 		InitialRate: initial,
 	}
 }
@@ -171,6 +178,15 @@ func (a *RLActuator) Command(ratePerSec float64, contacts uint64) {
 
 // UsingFallback reports whether the last Execute used the fallback.
 func (a *RLActuator) UsingFallback() bool { return a.fallback }
+
+// Silence reports the contacts seen and the ticks of silence since.
+func (a *RLActuator) Silence() (uint64, int) { return a.seenContacts, a.silentTicks }
+
+// ResumeSilence takes over the silence of the actuator this one replaces.
+func (a *RLActuator) ResumeSilence(seenContacts uint64, silentTicks int) {
+	a.seenContacts, a.contacts, a.silentTicks = seenContacts, seenContacts, silentTicks
+	a.fallback = silentTicks >= a.AgentTimeout
+}
 
 // Execute counts the ticks of agent silence and picks the agent's rate or
 // the fallback.

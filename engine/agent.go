@@ -44,6 +44,11 @@ type agentSlot struct {
 	rate     atomic.Uint64 // float64 bits of the last rate set; NaN: none
 	contacts atomic.Uint64
 	state    atomic.Pointer[AgentAPI] // republished every tick
+	// The actuator's silence after its last tick, for the one that
+	// replaces it on a reload; written under the policy's lock.
+	seenContacts atomic.Uint64
+	silentTicks  atomic.Int64
+	ticked       atomic.Bool
 }
 
 // ErrUnknownAgentAPI is returned for an API no running RLActuator controls.
@@ -144,6 +149,8 @@ func (e *Engine) rebuildAgents(next []*Running) {
 			if s == nil {
 				s = &agentSlot{}
 				s.rate.Store(math.Float64bits(math.NaN()))
+			} else if s.ticked.Load() {
+				a.ResumeSilence(s.seenContacts.Load(), int(s.silentTicks.Load()))
 			}
 			slots[spec.API] = s
 			st := agentState(r.Circuit.Spec.Name, a, s)
@@ -208,6 +215,10 @@ func (e *Engine) publishAgentMode(a components.AgentActuator) {
 	if s == nil {
 		return
 	}
+	seen, silent := a.Silence()
+	s.seenContacts.Store(seen)
+	s.silentTicks.Store(int64(silent))
+	s.ticked.Store(true)
 	prev := s.state.Load()
 	st := *prev
 	st.UsingFallback = a.UsingFallback()
