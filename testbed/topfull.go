@@ -16,18 +16,41 @@ import (
 // priority, its capacity alone as sustainable load, and bounds after the
 // TopFull agent's: at most 1.5× the sustainable load, and at least a tenth
 // of it (the agent's fixed floor of 100 req/s, made relative to the API).
-// All APIs form one cluster, since they share the app's services.
+// APIs form one cluster, "default", except an API whose bottleneck (the
+// service that caps its capacity alone) serves no other API: its overload
+// is its own, so it gets a cluster, and an agent, of its own. In one
+// cluster the agent sees the cluster's worst latency, and a private
+// bottleneck would have it cut the other APIs for nothing.
 func TopFullSource(app App, name string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "package policies\n\nimport \"spillway.dev/blueprints/topfull\"\n\n")
 	fmt.Fprintf(&b, "policies: %s: topfull.#Policy & {\n\tconfig: {\n\t\tpolicy_name: %s\n\t\tapis: [\n", strconv.Quote(name), strconv.Quote(name))
 	for i, api := range app.APIs {
 		sustainable := math.Round(app.CapacityAlone(i))
-		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, service: %q, slo: %q, priority: %d, sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
-			strconv.Quote(api.Label()), ControlPoint, app.Entry, api.SLO.String(), api.Priority, sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
+		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, service: %q, slo: %q, priority: %d, cluster: %q, sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
+			strconv.Quote(api.Label()), ControlPoint, app.Entry, api.SLO.String(), api.Priority, app.cluster(i), sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
 	}
 	fmt.Fprintf(&b, "\t\t]\n\t}\n}\n")
 	return []byte(b.String())
+}
+
+// cluster is API api's TopFull cluster; see TopFullSource.
+func (a App) cluster(api int) string {
+	bottleneck, worst := -1, 0.0
+	for s, d := range a.demand(api) {
+		if w := a.Services[s].Workers; w > 0 && d/float64(w) > worst {
+			bottleneck, worst = s, d/float64(w)
+		}
+	}
+	if bottleneck < 0 {
+		return "default"
+	}
+	for i := range a.APIs {
+		if i != api && a.demand(i)[bottleneck] > 0 {
+			return "default"
+		}
+	}
+	return a.APIs[api].Name
 }
 
 // TopFullPolicy loads TopFullSource(app).

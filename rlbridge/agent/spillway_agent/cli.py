@@ -52,6 +52,9 @@ def cmd_run(args):
         policy = _SB3Policy(args.model)
     else:
         policy = PPOAgent.load(args.model)
+    clusters = sorted({a.get("cluster") for a in client.apis()}) if args.cluster is None else []
+    if args.lockstep and len(clusters) > 1:
+        return _run_clusters(args, client, policy, clusters)
     env = SpillwayEnv(client, cluster=args.cluster, apply=args.apply, max_steps=None,
                       rho=args.rho, lockstep=args.lockstep, initial_rate=args.initial_rate)
     obs, info = env.reset()
@@ -72,6 +75,42 @@ def cmd_run(args):
                       f"rate_sum {sum(info['rates'].values()):.1f} req/s  "
                       f"action {info['action']:+.3f}  reward {reward:.2f}", flush=True)
             if terminated:
+                print("server reports the scenario done", flush=True)
+                break
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    print(f"run: {step} steps, total reward {total_reward:.2f}", flush=True)
+    return 0
+
+
+def _run_clusters(args, client, policy, clusters):
+    """``run --lockstep`` over several clusters: one env per cluster, as the
+    seed runs one agent process per cluster, all acting before each single
+    ``POST /step`` so that every cluster's rates apply in the same tick."""
+    envs = [SpillwayEnv(client, cluster=c, apply=args.apply, max_steps=None, rho=args.rho,
+                        lockstep=True, initial_rate=args.initial_rate) for c in clusters]
+    for env in envs:
+        env.reset(options={"defer_observe": True})
+    body = client.step()
+    obs = [env.observe_reset(body)[0] for env in envs]
+    print(f"run: clusters {', '.join(str(c) for c in clusters)}, apply {args.apply}, lockstep",
+          flush=True)
+    step, total_reward = 0, 0.0
+    try:
+        while args.steps is None or step < args.steps:
+            acted = [env.act(policy.predict(o, env.slo_ms, deterministic=True))
+                     for env, o in zip(envs, obs)]
+            body = client.step()
+            step += 1
+            done = False
+            for i, env in enumerate(envs):
+                obs[i], reward, terminated, _, info = env.observe_step(acted[i], body)
+                total_reward += reward
+                done = done or terminated
+                if step % 10 == 0 or terminated:
+                    print(f"step {step}  cluster {clusters[i]}  goodput {info['goodput']:.1f} req/s  "
+                          f"p95 {info['latency']:.1f} ms  action {acted[i]:+.3f}", flush=True)
+            if done:
                 print("server reports the scenario done", flush=True)
                 break
     except KeyboardInterrupt:

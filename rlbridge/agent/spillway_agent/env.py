@@ -153,7 +153,17 @@ class SpillwayEnv(_EnvBase):
             self.client.set_rate(info["name"], rate)
             self.rates[info["name"]] = rate
 
+        if options and options.get("defer_observe"):
+            return None, {}  # the caller steps, then calls observe_reset
         metrics, tick = self._observe()
+        return self._first(metrics, tick)
+
+    def observe_reset(self, body):
+        """The rest of ``reset(options={"defer_observe": True})`` from a
+        ``POST /step`` answer (lockstep)."""
+        return self._first(*self._metrics_from_body(body))
+
+    def _first(self, metrics, tick):
         obs, goodput, latency = self._obs_from(metrics)
         info = self._info(metrics, goodput, latency, obs, tick)
         return obs, info
@@ -163,6 +173,16 @@ class SpillwayEnv(_EnvBase):
 
         Returns ``(obs, reward, terminated, truncated, info)``: terminated when
         the simulator reports its scenario done, truncated at ``max_steps``.
+        """
+        a = self.act(action)
+        metrics, tick = self._observe()
+        return self._outcome(a, metrics, tick)
+
+    def act(self, action):
+        """Post the rates that ``action`` gives; returns the clipped action.
+
+        ``act`` then ``observe_step`` is ``step`` split in two, so that one
+        process can act for several clusters before a single ``POST /step``.
         """
         if not self.apis:
             raise RuntimeError("SpillwayEnv.step() called before reset()")
@@ -176,8 +196,14 @@ class SpillwayEnv(_EnvBase):
             if rate != self.rates[name]:
                 self.client.set_rate(name, rate)
                 self.rates[name] = rate
+        return a
 
-        metrics, tick = self._observe()
+    def observe_step(self, a, body):
+        """The rest of ``step`` from a ``POST /step`` answer (lockstep)."""
+        metrics, tick = self._metrics_from_body(body)
+        return self._outcome(a, metrics, tick)
+
+    def _outcome(self, a, metrics, tick):
         obs, goodput, latency = self._obs_from(metrics)
 
         delta = 0.0 if self._prev_goodput is None else goodput - self._prev_goodput
@@ -217,19 +243,7 @@ class SpillwayEnv(_EnvBase):
         """Wait one tick and return ``({name: {goodput, latency}}, tick)``."""
         names = [a["name"] for a in self.apis]
         if self.lockstep:
-            body = self.client.step()
-            per_api = body["apis"]
-            missing = [n for n in names if n not in per_api]
-            if missing:
-                raise RuntimeError(f"POST /step: no metrics for {missing}")
-            for info in self.apis:  # refresh offered load, mode, server rate
-                for key in ("offered_rps", "rate_limit", "mode"):
-                    if key in per_api[info["name"]]:
-                        info[key] = per_api[info["name"]][key]
-            self.server_done = bool(body.get("done", False))
-            metrics = {n: {"goodput": float(per_api[n].get("goodput", 0.0)),
-                           "latency": float(per_api[n].get("latency", 0.0))} for n in names}
-            return metrics, body.get("tick")
+            return self._metrics_from_body(self.client.step())
 
         if self._last_obs_time is not None:
             wait_s = self._last_obs_time + self.step_interval_s - time.monotonic()
@@ -245,6 +259,22 @@ class SpillwayEnv(_EnvBase):
                     if key in cur:
                         info[key] = cur[key]
         return metrics, None
+
+    def _metrics_from_body(self, body):
+        """``({name: {goodput, latency}}, tick)`` of the cluster from a /step answer."""
+        names = [a["name"] for a in self.apis]
+        per_api = body["apis"]
+        missing = [n for n in names if n not in per_api]
+        if missing:
+            raise RuntimeError(f"POST /step: no metrics for {missing}")
+        for info in self.apis:  # refresh offered load, mode, server rate
+            for key in ("offered_rps", "rate_limit", "mode"):
+                if key in per_api[info["name"]]:
+                    info[key] = per_api[info["name"]][key]
+        self.server_done = bool(body.get("done", False))
+        metrics = {n: {"goodput": float(per_api[n].get("goodput", 0.0)),
+                       "latency": float(per_api[n].get("latency", 0.0))} for n in names}
+        return metrics, body.get("tick")
 
     def _obs_from(self, metrics):
         goodput = sum(m["goodput"] for m in metrics.values())

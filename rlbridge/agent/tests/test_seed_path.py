@@ -90,8 +90,9 @@ class SeedCodePathTest(unittest.TestCase):
         self.assertGreaterEqual(ratio, 0)
         self.assertGreaterEqual(latency, 0)
 
-        # GET /home is offered about 190 req/s; the seed agent cuts it to 40.
-        response = env.set_rate("GET /home", 40.5)
+        # GET /home is offered about 190 req/s; the seed agent cuts it to
+        # 120.5 (its lower bound is 100).
+        response = env.set_rate("GET /home", 120.5)
         self.assertEqual(response.status_code, 200)
         self.assertEqual(response.content, b"")
         home = {}
@@ -100,12 +101,13 @@ class SeedCodePathTest(unittest.TestCase):
             env._get_observation()
             home = requests.get(f"{self.url}/metrics", params={"method": "GET /home"}, timeout=5).json()
         info = {a["name"]: a for a in requests.get(f"{self.url}/apis", timeout=5).json()["apis"]}
-        self.assertEqual(info["GET /home"]["rate_limit"], 40.5)  # kept as a float, not truncated
+        self.assertEqual(info["GET /home"]["rate_limit"], 120.5)  # kept as a float, not truncated
         self.assertEqual(info["GET /home"]["mode"], "agent")
         self.assertGreater(info["GET /home"]["offered_rps"], 100)
-        # One second of a 40.5/s bucket admits 40 or 41, plus its small burst.
-        self.assertLessEqual(home["goodput"], 40.5 + 5 + 1)
-        self.assertGreaterEqual(home["goodput"], 30)
+        # One second of a 120.5/s bucket admits 120 or 121, plus a burst of
+        # 0.05 s of tokens.
+        self.assertLessEqual(home["goodput"], 120.5 + 6.1 + 1)
+        self.assertGreaterEqual(home["goodput"], 95)
         # The other APIs, still at the initial 1000/s (or their upper bound),
         # are not limited by their buckets.
         product = requests.get(f"{self.url}/metrics", params={"method": "GET /product"}, timeout=5).json()
