@@ -172,10 +172,14 @@ func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
 	defer m.Shutdown(t.Context())
 	cp := eng.ControlPoints().Get("ingress")
 	for tick := 0; tick < 150; tick++ { // 75 s: past the 60 s EMA warm-up
+		// Every API that an example policy selects sees traffic, so that
+		// its signals are valid and exported.
 		for r := 0; r < 10; r++ {
-			if tk, d := cp.Admit("GET /checkout"); d == 0 {
-				clock.advance(10 * time.Millisecond)
-				tk.Done(true)
+			for _, api := range []string{"GET /home", "GET /product", "GET /cart", "GET /checkout"} {
+				if tk, d := cp.Admit(api); d == 0 {
+					clock.advance(2 * time.Millisecond)
+					tk.Done(true)
+				}
 			}
 		}
 		clock.advance(400 * time.Millisecond)
