@@ -47,7 +47,6 @@ type RLActuator struct {
 	InitialRate    *float64 `json:"initial_rate"`
 	AgentTimeout   int      `json:"agent_timeout"`
 
-	reading      FluxReading
 	agentRate    float64
 	contacts     uint64
 	seenContacts uint64
@@ -89,8 +88,6 @@ type AgentActuator interface {
 	// a dead agent nor restarts its timeout.
 	Silence() (seenContacts uint64, silentTicks int)
 	ResumeSilence(seenContacts uint64, silentTicks int)
-	// Reading is the last measurement passed to Observe.
-	Reading() FluxReading
 }
 
 // Ports: fallback → rate_limit, agent_rate, using_fallback.
@@ -135,7 +132,6 @@ func (a *RLActuator) Provision(Env) error {
 		initial = *a.InitialRate
 	}
 	a.agentRate = a.Agent().Clamp(initial)
-	a.reading = FluxReading{}
 	return nil
 }
 
@@ -162,11 +158,9 @@ func (a *RLActuator) Selector() Selector { return a.Select }
 // SLO is the goodput latency bound.
 func (a *RLActuator) SLO() time.Duration { return time.Duration(a.SLOBound) }
 
-// Observe stores the tick's measurement.
-func (a *RLActuator) Observe(r FluxReading) { a.reading = r }
-
-// Reading is the last measurement.
-func (a *RLActuator) Reading() FluxReading { return a.reading }
+// Observe does nothing: the engine hands the measurement to the agent, and
+// the circuit reads the API through a FluxMeter.
+func (a *RLActuator) Observe(FluxReading) {}
 
 // Command passes the agent's rate (invalid keeps the last) and contact count.
 func (a *RLActuator) Command(ratePerSec float64, contacts uint64) {

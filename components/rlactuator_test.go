@@ -346,21 +346,6 @@ func TestRLActuatorTicks(t *testing.T) {
 	}
 }
 
-// The engine stores each tick's measurement in the actuator for the agent;
-// Provision starts from an empty one.
-func TestRLActuatorKeepsTheLastReading(t *testing.T) {
-	a := newRLActuator(t, `{"selector":{"control_point":"ingress"}}`)
-	if got := a.Reading(); got != (components.FluxReading{}) {
-		t.Errorf("Reading() after Provision = %+v, want zero", got)
-	}
-	r := components.FluxReading{LatencyP95Ms: 80, IncomingRps: 120, GoodputRps: 95, InFlight: 3, OldestInFlightMs: 40}
-	a.Observe(r)
-	a.Execute([]float64{components.Invalid}, make([]float64, 3))
-	if got := a.Reading(); got != r {
-		t.Errorf("Reading() = %+v, want %+v", got, r)
-	}
-}
-
 func TestAgentSpecClamp(t *testing.T) {
 	spec := components.AgentSpec{LowerBound: 10, UpperBound: 500}
 	for _, tc := range []struct{ rate, want float64 }{

@@ -116,12 +116,8 @@ func checkAgentNames(next []*Running) Diagnostics {
 	var diags Diagnostics
 	seen := map[string]*node{}
 	for _, r := range next {
-		for _, n := range r.Circuit.sources {
-			a, ok := n.comp.(components.AgentActuator)
-			if !ok {
-				continue
-			}
-			name := a.Agent().API
+		for _, n := range r.Circuit.agents {
+			name := n.comp.(components.AgentActuator).Agent().API
 			if prev, dup := seen[name]; dup {
 				diags = append(diags, Diagnostic{Pos: n.spec.Pos, Message: fmt.Sprintf(
 					"%s: API %q is already under agent control by %s at %s", n.spec.Path, name, prev.spec.Path, prev.spec.Pos)})
@@ -139,11 +135,8 @@ func (e *Engine) rebuildAgents(next []*Running) {
 	old := *e.agents.Load()
 	slots := map[string]*agentSlot{}
 	for _, r := range next {
-		for _, n := range r.Circuit.sources {
-			a, ok := n.comp.(components.AgentActuator)
-			if !ok {
-				continue
-			}
+		for _, n := range r.Circuit.agents {
+			a := n.comp.(components.AgentActuator)
 			spec := a.Agent()
 			s := old[spec.API]
 			if s == nil {

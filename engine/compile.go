@@ -26,6 +26,7 @@ type Circuit struct {
 	sources []*node
 	sinks   []*node
 	alerts  []*node
+	agents  []*node // sources that are components.AgentActuator
 	ticks   uint64
 }
 
@@ -239,6 +240,9 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 	for _, n := range c.nodes {
 		if _, ok := n.comp.(components.Source); ok {
 			c.sources = append(c.sources, n)
+		}
+		if _, ok := n.comp.(components.AgentActuator); ok {
+			c.agents = append(c.agents, n)
 		}
 		if _, ok := n.comp.(components.Sink); ok {
 			c.sinks = append(c.sinks, n)

@@ -451,10 +451,8 @@ type PendingTicks struct {
 // reading the bridge now sees the tick's measurements.
 func (p PendingTicks) Agents() bool {
 	for _, r := range p.policies {
-		for _, n := range r.Circuit.sources {
-			if _, ok := n.comp.(components.AgentActuator); ok {
-				return true
-			}
+		if len(r.Circuit.agents) > 0 {
+			return true
 		}
 	}
 	return false
@@ -539,16 +537,12 @@ func (e *Engine) evaluate(r *Running, now int64) {
 		return
 	}
 	start := time.Now() // wall time, for spillway_tick_duration_seconds only
-	for _, n := range r.Circuit.sources {
-		if a, ok := n.comp.(components.AgentActuator); ok {
-			e.commandAgent(a)
-		}
+	for _, n := range r.Circuit.agents {
+		e.commandAgent(n.comp.(components.AgentActuator))
 	}
 	r.Circuit.Tick()
-	for _, n := range r.Circuit.sources {
-		if a, ok := n.comp.(components.AgentActuator); ok {
-			e.publishAgentMode(a)
-		}
+	for _, n := range r.Circuit.agents {
+		e.publishAgentMode(n.comp.(components.AgentActuator))
 	}
 	interval := r.Circuit.Spec.EvaluationInterval.Seconds()
 	for _, s := range r.sinks {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,14 +53,10 @@ func (f *agentFlags) token() (string, error) {
 	return rlbridge.ReadTokenFile(f.tokenFile)
 }
 
-// startBridge starts the RL bridge for b (and stepper, in the simulator)
-// and returns its URL; it stops when ctx is done.
-func (f *agentFlags) startBridge(ctx context.Context, b rlbridge.Backend, stepper rlbridge.Stepper) (string, <-chan error, error) {
-	return f.startBridgeCounted(ctx, b, stepper, nil)
-}
-
-// startBridgeCounted is startBridge counting requests in metrics, if not nil.
-func (f *agentFlags) startBridgeCounted(ctx context.Context, b rlbridge.Backend, stepper rlbridge.Stepper, metrics *telemetry.Metrics) (string, <-chan error, error) {
+// startBridge starts the RL bridge for b (and stepper, in the simulator),
+// counting its requests in metrics when not nil, and returns its URL and
+// the channel its end is reported on; it stops when ctx is done.
+func (f *agentFlags) startBridge(ctx context.Context, b rlbridge.Backend, stepper rlbridge.Stepper, metrics *telemetry.Metrics) (string, <-chan error, error) {
 	token, err := f.token()
 	if err != nil {
 		return "", nil, err
@@ -115,24 +113,49 @@ func (f *agentFlags) simulateWithAgent(ctx context.Context, cfg testbed.SimConfi
 	defer stop()
 	bf := *f
 	bf.addr = "127.0.0.1:0"
-	url, _, err := bf.startBridge(bridgeCtx, srv.Backend(), srv)
+	url, _, err := bf.startBridge(bridgeCtx, srv.Backend(), srv, nil)
 	if err != nil {
 		return testbed.Report{}, err
 	}
 	agent := exec.CommandContext(bridgeCtx, f.python, "-m", "spillway_agent", "run", "--server", url, "--model", model, "--lockstep")
 	agent.Env = append(os.Environ(), "PYTHONPATH="+f.agentDir)
-	agent.Stdout, agent.Stderr = log, log
+	var output bytes.Buffer // read only once the agent has exited
+	agent.Stdout = io.MultiWriter(log, &output)
+	agent.Stderr = agent.Stdout
 	if err := agent.Start(); err != nil {
 		return testbed.Report{}, fmt.Errorf("starting the agent (%s): %w", f.python, err)
 	}
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- agent.Wait() }()
-	r, err := srv.Wait(ctx)
-	select {
-	case <-agentDone:
-	case <-time.After(5 * time.Second):
-		stop()
-		<-agentDone
+	type result struct {
+		r   testbed.Report
+		err error
 	}
-	return r, err
+	runDone := make(chan result, 1)
+	go func() { r, err := srv.Wait(ctx); runDone <- result{r, err} }()
+	select {
+	case err := <-agentDone:
+		if err != nil {
+			// Without its agent the run would measure the fallback, not TopFull.
+			srv.Close()
+			<-runDone
+			return testbed.Report{}, fmt.Errorf("the agent failed before the run ended: %w\n%s", err, lastLines(output.String(), 20))
+		}
+		res := <-runDone
+		return res.r, res.err
+	case res := <-runDone:
+		select {
+		case <-agentDone:
+		case <-time.After(5 * time.Second):
+			stop()
+			<-agentDone
+		}
+		return res.r, res.err
+	}
+}
+
+// lastLines is the end of s: at most n lines.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -64,7 +64,7 @@ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 			}
 			defer shutdownMetrics(metrics)
 			if af.addr != "" {
-				url, errc, err := af.startBridgeCounted(ctx, rlbridge.ForEngine(eng), nil, metrics)
+				url, errc, err := af.startBridge(ctx, rlbridge.ForEngine(eng), nil, metrics)
 				if err != nil {
 					return err
 				}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
@@ -181,7 +182,13 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			out := cmd.OutOrStdout()
+			// The agent's output and the progress lines come from different
+			// goroutines.
+			out := &lockedWriter{w: cmd.OutOrStdout()}
+			agentLog := io.Writer(out)
+			if cmd.ErrOrStderr() != cmd.OutOrStdout() {
+				agentLog = &lockedWriter{w: cmd.ErrOrStderr()}
+			}
 			cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: f.virtual, Seed: f.seed}
 			if !asJSON {
 				printHeader(out, app, sc, p.Name, f.virtual, f.seed)
@@ -193,7 +200,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 			case serve:
 				r, err = serveLive(ctx, cmd, cfg, af)
 			case hasAgent(p):
-				r, err = af.simulateWithAgent(ctx, cfg, cmd.ErrOrStderr())
+				r, err = af.simulateWithAgent(ctx, cfg, agentLog)
 			default:
 				r, err = testbed.Simulate(ctx, cfg)
 			}
@@ -242,7 +249,7 @@ func serveVirtual(cmd *cobra.Command, f simFlags, af agentFlags) error {
 	}
 	srv := testbed.NewSimServer(f.seed, 0, episode)
 	defer srv.Close()
-	url, errc, err := af.startBridge(ctx, srv.Backend(), srv)
+	url, errc, err := af.startBridge(ctx, srv.Backend(), srv, nil)
 	if err != nil {
 		return err
 	}
@@ -254,7 +261,7 @@ func serveVirtual(cmd *cobra.Command, f simFlags, af agentFlags) error {
 func serveLive(ctx context.Context, cmd *cobra.Command, cfg testbed.SimConfig, af agentFlags) (testbed.Report, error) {
 	var current atomic.Pointer[engine.Engine]
 	backend := rlbridge.EngineBackend{Engine: current.Load}
-	url, _, err := af.startBridge(ctx, backend, nil)
+	url, _, err := af.startBridge(ctx, backend, nil, nil)
 	if err != nil {
 		return testbed.Report{}, err
 	}
@@ -336,4 +343,16 @@ func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, poli
 		reports = append(reports, r)
 	}
 	return reports, nil
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -155,3 +155,31 @@ func TestBenchRejectsAnUnknownPolicyBeforeRunning(t *testing.T) {
 		t.Errorf("err = %v, output:\n%s\nwant the unknown policy reported before any run", err, out)
 	}
 }
+
+// topfullFlags run the boutique TopFull policy with the shipped agent, from
+// this package's directory.
+var topfullFlags = []string{"sim", "--app", "boutique", "--scenario", "priority-mix", "--virtual", "--duration", "10s", "--warmup", "2s",
+	"--policy", "../../policies/topfull.cue", "--agent-dir", "../../rlbridge/agent"}
+
+func TestSimRunsTopFullWithTheShippedAgentInLockStep(t *testing.T) {
+	out, err := runCLI(t, append(topfullFlags, "--agent-model", "../../rlbridge/agent/models/topfull.json")...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"run: clusters checkout, default", "server reports the scenario done", "boutique under topfull"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSimFailsWhenTheAgentFails(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"format": "something else"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, append(topfullFlags, "--agent-model", bad)...)
+	if err == nil || !strings.Contains(err.Error(), "the agent failed before the run ended") || !strings.Contains(err.Error(), "not a spillway-ppo model") {
+		t.Errorf("err = %v, want the agent's failure and its message\n%s", err, out)
+	}
+}

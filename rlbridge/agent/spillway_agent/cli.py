@@ -61,20 +61,30 @@ def cmd_run(args):
     names = ", ".join(a["name"] for a in env.apis)
     print(f"run: {len(env.apis)} APIs ({names}), max SLO {env.slo_ms:g} ms, "
           f"apply {args.apply}, {'lockstep' if args.lockstep else 'wall clock'}", flush=True)
-    step = 0
-    total_reward = 0.0
+    def one_step(step):
+        nonlocal obs
+        action = policy.predict(obs, env.slo_ms, deterministic=True)
+        obs, reward, terminated, _, info = env.step(action)
+        if step % 10 == 0 or terminated:
+            print(f"step {step}  goodput {info['goodput']:.1f} req/s  "
+                  f"ratio {info['goodput_ratio']:.3f}  p95 {info['latency']:.1f} ms  "
+                  f"rate_sum {sum(info['rates'].values()):.1f} req/s  "
+                  f"action {info['action']:+.3f}  reward {reward:.2f}", flush=True)
+        return reward, terminated
+
+    return _run_steps(args, one_step)
+
+
+def _run_steps(args, one_step):
+    """Calls ``one_step(step)`` (returning reward and whether the server is
+    done) until ``--steps``, the server's done, or Ctrl-C."""
+    step, total_reward = 0, 0.0
     try:
         while args.steps is None or step < args.steps:
-            action = policy.predict(obs, env.slo_ms, deterministic=True)
-            obs, reward, terminated, truncated, info = env.step(action)
             step += 1
+            reward, done = one_step(step)
             total_reward += reward
-            if step % 10 == 0 or terminated:
-                print(f"step {step}  goodput {info['goodput']:.1f} req/s  "
-                      f"ratio {info['goodput_ratio']:.3f}  p95 {info['latency']:.1f} ms  "
-                      f"rate_sum {sum(info['rates'].values()):.1f} req/s  "
-                      f"action {info['action']:+.3f}  reward {reward:.2f}", flush=True)
-            if terminated:
+            if done:
                 print("server reports the scenario done", flush=True)
                 break
     except KeyboardInterrupt:
@@ -95,28 +105,22 @@ def _run_clusters(args, client, policy, clusters):
     obs = [env.observe_reset(body)[0] for env in envs]
     print(f"run: clusters {', '.join(str(c) for c in clusters)}, apply {args.apply}, lockstep",
           flush=True)
-    step, total_reward = 0, 0.0
-    try:
-        while args.steps is None or step < args.steps:
-            acted = [env.act(policy.predict(o, env.slo_ms, deterministic=True))
-                     for env, o in zip(envs, obs)]
-            body = client.step()
-            step += 1
-            done = False
-            for i, env in enumerate(envs):
-                obs[i], reward, terminated, _, info = env.observe_step(acted[i], body)
-                total_reward += reward
-                done = done or terminated
-                if step % 10 == 0 or terminated:
-                    print(f"step {step}  cluster {clusters[i]}  goodput {info['goodput']:.1f} req/s  "
-                          f"p95 {info['latency']:.1f} ms  action {acted[i]:+.3f}", flush=True)
-            if done:
-                print("server reports the scenario done", flush=True)
-                break
-    except KeyboardInterrupt:
-        print("interrupted", flush=True)
-    print(f"run: {step} steps, total reward {total_reward:.2f}", flush=True)
-    return 0
+
+    def one_step(step):
+        acted = [env.act(policy.predict(o, env.slo_ms, deterministic=True))
+                 for env, o in zip(envs, obs)]
+        body = client.step()
+        reward, done = 0.0, False
+        for i, env in enumerate(envs):
+            obs[i], r, terminated, _, info = env.observe_step(acted[i], body)
+            reward += r
+            done = done or terminated
+            if step % 10 == 0 or terminated:
+                print(f"step {step}  cluster {clusters[i]}  goodput {info['goodput']:.1f} req/s  "
+                      f"p95 {info['latency']:.1f} ms  action {acted[i]:+.3f}", flush=True)
+        return reward, done
+
+    return _run_steps(args, one_step)
 
 
 def _final_path(out):
