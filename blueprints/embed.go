@@ -14,3 +14,15 @@ var Module embed.FS
 
 // ModulePath is the import path prefix of the embedded module.
 const ModulePath = "spillway.dev/blueprints"
+
+// Names lists the blueprints, the packages under ModulePath, sorted.
+func Names() []string {
+	entries, _ := Module.ReadDir(".")
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() && e.Name() != "cue.mod" {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}

@@ -29,6 +29,27 @@ type Port struct {
 	Required bool
 	// Variadic ports take a list of signals; at most one, and it is last.
 	Variadic bool
+	// Bounds, when set, is the range a constant or a Variable wired to the
+	// port must lie in (signals computed at run time are not checked).
+	Bounds *Bounds
+}
+
+// Bounds is a closed range of port values.
+type Bounds struct{ Min, Max float64 }
+
+// NonNegative is [0, +Inf): rates, bursts and limits.
+var NonNegative = &Bounds{Min: 0, Max: math.Inf(1)}
+
+// Check reports a valid value outside b; an invalid value (NaN) is not
+// checked, it means "no value".
+func (b *Bounds) Check(v float64) error {
+	if b == nil || !IsValid(v) || (v >= b.Min && v <= b.Max) {
+		return nil
+	}
+	if v < b.Min {
+		return fmt.Errorf("%g is below the minimum %g", v, b.Min)
+	}
+	return fmt.Errorf("%g is above the maximum %g", v, b.Max)
 }
 
 // Ports is the port layout of a component type.
@@ -121,6 +142,30 @@ type Sink interface {
 	// Setpoint returns the values latched by the last Execute. Invalid value
 	// means "do not limit" (fail-open); Invalid burst means the default.
 	Setpoint() (value, burst float64)
+	// FailMode is what the actuator does when its setpoint goes stale: ""
+	// (the control point's default), FailOpen or FailClosed.
+	FailMode() FailMode
+}
+
+// FailMode is what an actuator does when the policy stopped setting it
+// (the tick loop stalled, the policy panicked, the engine closed).
+type FailMode string
+
+const (
+	// FailOpen admits every request: the service is unprotected, not down.
+	FailOpen FailMode = "fail_open"
+	// FailClosed rejects every request: for a downstream that must never
+	// see unmetered load.
+	FailClosed FailMode = "fail_closed"
+)
+
+// Validate accepts "", FailOpen and FailClosed.
+func (m FailMode) Validate() error {
+	switch m {
+	case "", FailOpen, FailClosed:
+		return nil
+	}
+	return fmt.Errorf("fail_mode %q: must be %q or %q", string(m), FailOpen, FailClosed)
 }
 
 // Alert is implemented by components that raise events (Alerter).

@@ -11,16 +11,23 @@ func init() {
 // per second and an optional burst in requests. Invalid means no limit.
 type RateLimiter struct {
 	Select      Selector `json:"selector"`
+	Fail        FailMode `json:"fail_mode,omitempty"`
 	rate, burst float64
 }
 
 // Ports: rate_limit, burst →.
 func (*RateLimiter) Ports() Ports {
-	return Ports{In: []Port{{Name: "rate_limit", Required: true}, {Name: "burst"}}}
+	return Ports{In: []Port{{Name: "rate_limit", Required: true, Bounds: NonNegative}, {Name: "burst", Bounds: NonNegative}}}
 }
 
 // Provision starts with no limit.
-func (r *RateLimiter) Provision(Env) error { r.rate, r.burst = Invalid, Invalid; return nil }
+func (r *RateLimiter) Provision(Env) error {
+	r.rate, r.burst = Invalid, Invalid
+	return r.Fail.Validate()
+}
+
+// FailMode is the bucket's behaviour when its setpoint goes stale.
+func (r *RateLimiter) FailMode() FailMode { return r.Fail }
 
 // Selector is where the bucket sits.
 func (r *RateLimiter) Selector() Selector { return r.Select }
@@ -37,14 +44,23 @@ func (r *RateLimiter) Setpoint() (float64, float64) { return r.rate, r.burst }
 // ConcurrencyLimiter caps requests in flight at its selector.
 type ConcurrencyLimiter struct {
 	Select Selector `json:"selector"`
+	Fail   FailMode `json:"fail_mode,omitempty"`
 	limit  float64
 }
 
 // Ports: limit →.
-func (*ConcurrencyLimiter) Ports() Ports { return Ports{In: []Port{{Name: "limit", Required: true}}} }
+func (*ConcurrencyLimiter) Ports() Ports {
+	return Ports{In: []Port{{Name: "limit", Required: true, Bounds: NonNegative}}}
+}
 
 // Provision starts with no limit.
-func (c *ConcurrencyLimiter) Provision(Env) error { c.limit = Invalid; return nil }
+func (c *ConcurrencyLimiter) Provision(Env) error {
+	c.limit = Invalid
+	return c.Fail.Validate()
+}
+
+// FailMode is the limiter's behaviour when its setpoint goes stale.
+func (c *ConcurrencyLimiter) FailMode() FailMode { return c.Fail }
 
 // Selector is where the limiter sits.
 func (c *ConcurrencyLimiter) Selector() Selector { return c.Select }

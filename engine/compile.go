@@ -47,7 +47,8 @@ type node struct {
 	index int // declaration order
 	comp  components.Component
 	in    []inputRef
-	out   []int // signal index per output slot, -1 when unwired
+	port  []components.Port // per input slot, the port it belongs to
+	out   []int             // signal index per output slot, -1 when unwired
 	inBuf []float64
 	outBf []float64
 }
@@ -66,6 +67,15 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 	var diags Diagnostics
 	fail := func(pos Position, format string, args ...any) {
 		diags = append(diags, Diagnostic{Pos: pos, Message: fmt.Sprintf(format, args...)})
+	}
+	caps := Caps.withDefaults()
+	if len(spec.Components) > caps.ComponentsPerPolicy {
+		fail(spec.Pos, "policy %q has %d components, over the cap of %d (engine.Caps.ComponentsPerPolicy)", spec.Name, len(spec.Components), caps.ComponentsPerPolicy)
+		return nil, diags
+	}
+	if spec.EvaluationInterval < caps.MinEvaluationInterval {
+		fail(spec.Pos, "policy %q: evaluation_interval %s is shorter than the minimum %s (engine.Caps.MinEvaluationInterval)", spec.Name, spec.EvaluationInterval, caps.MinEvaluationInterval)
+		return nil, diags
 	}
 	env := components.Env{Interval: spec.EvaluationInterval}
 	signalIndex := map[string]int{}
@@ -130,6 +140,12 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 				n.in = append(n.in, inputRef{signal: -1, value: math.NaN()})
 			}
 		}
+		n.port = make([]components.Port, 0, len(n.in))
+		for _, p := range ports.In {
+			for k := max(len(bound[p.Name]), boolInt(!p.Variadic)); k > 0; k-- {
+				n.port = append(n.port, p)
+			}
+		}
 		n.out = make([]int, len(ports.Out))
 		for j := range n.out {
 			n.out[j] = -1
@@ -145,6 +161,10 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 				continue
 			}
 			idx := len(c.names)
+			if idx >= caps.SignalsPerPolicy {
+				fail(b.Pos, "%s.out_ports.%s: policy %q has more than %d signals (engine.Caps.SignalsPerPolicy)", cs.Path, b.Port, spec.Name, caps.SignalsPerPolicy)
+				return nil, diags.sorted()
+			}
 			signalIndex[b.Signal] = idx
 			c.names = append(c.names, b.Signal)
 			producer[b.Signal] = n
@@ -182,9 +202,17 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 				switch {
 				case b.IsConst:
 					n.in[slot].value = b.Const
+					if err := p.Bounds.Check(b.Const); err != nil {
+						fail(b.Pos, "%s.in_ports.%s: %v", n.spec.Path, b.Port, err)
+					}
 				case producer[b.Signal] == nil:
 					fail(b.Pos, "%s.in_ports.%s: signal %q has no producer", n.spec.Path, b.Port, b.Signal)
 				default:
+					if v, ok := producer[b.Signal].comp.(*components.Variable); ok {
+						if err := p.Bounds.Check(*v.Value); err != nil {
+							fail(b.Pos, "%s.in_ports.%s: Variable %q (%s): %v", n.spec.Path, b.Port, b.Signal, producer[b.Signal].spec.Path, err)
+						}
+					}
 					n.in[slot].signal = signalIndex[b.Signal]
 					edges = append(edges, edge{from: producer[b.Signal], to: n, slot: slot, b: b})
 				}
@@ -305,6 +333,31 @@ func stronglyConnected(adj [][]int) []int {
 		}
 	}
 	return comp
+}
+
+// checkVariable reports whether value may flow from the signal name (a
+// Variable's output) into every port it is wired to: the same bounds that
+// Compile checks for the declared value, for dynamic config.
+func (c *Circuit) checkVariable(name string, value float64) error {
+	idx := indexOf(c.names, name)
+	for _, n := range c.nodes {
+		for slot, r := range n.in {
+			if idx < 0 || r.signal != idx {
+				continue
+			}
+			if err := n.port[slot].Bounds.Check(value); err != nil {
+				return fmt.Errorf("variable %q feeds %s.in_ports.%s: %v", name, n.spec.Path, n.port[slot].Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func indexOf(list []string, s string) int {

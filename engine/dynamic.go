@@ -78,6 +78,9 @@ func (e *Engine) SetDynamicConfig(policy string, cfg DynamicConfig) error {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return &ConfigError{Reason: fmt.Sprintf("variable %q: value must be finite", name)}
 		}
+		if err := r.Circuit.checkVariable(name, v); err != nil {
+			return &ConfigError{Reason: err.Error()}
+		}
 	}
 	cur := e.dynamic[policy]
 	if cur == nil {

@@ -33,7 +33,9 @@ func FuzzLoadPolicy(f *testing.F) {
 	f.Add([]byte("policies: x: {policy_name: \"x\", components: [{EMA: {}}]}"))
 	f.Add([]byte("package p\npolicies: [for x in [1, 2] {x}]"))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		specs, diags := LoadSource("fuzz.cue", src)
+		// In-process: the fuzzer looks for bugs in the loader, not in the
+		// child process that bounds it (TestPolicyEvaluationIsBounded).
+		specs, diags := loadSource("fuzz.cue", src)
 		if len(diags.Errors()) > 0 {
 			if specs != nil {
 				t.Fatalf("specs returned with errors: %v", diags)
@@ -64,9 +66,9 @@ func FuzzLoadPolicy(f *testing.F) {
 // Evaluation is bounded: a file that takes too long is an error, and the
 // load returns.
 func TestLoadSourceTimesOut(t *testing.T) {
-	saved := EvalTimeout
-	EvalTimeout = time.Nanosecond
-	defer func() { EvalTimeout = saved }()
+	saved := Limits
+	Limits.Timeout = time.Nanosecond
+	defer func() { Limits = saved }()
 	src, err := os.ReadFile("../policies/latency-aimd.cue")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +79,8 @@ func TestLoadSourceTimesOut(t *testing.T) {
 	}
 }
 
-// A fresh CUE context per load: 1000 reloads of the blueprint policy leave
+// A fresh CUE context per load (which matters to EvalLimits.InProcess and
+// to the evaluator child alike): 1000 reloads of the blueprint policy leave
 // the heap where 100 left it, give or take a bound that a leak of one
 // context per load (megabytes each) would blow through.
 func TestThousandReloadsDoNotGrowTheHeap(t *testing.T) {
@@ -86,7 +89,7 @@ func TestThousandReloadsDoNotGrowTheHeap(t *testing.T) {
 		t.Fatal(err)
 	}
 	reload := func() {
-		specs, diags := LoadSource("p.cue", src)
+		specs, diags := loadSource("p.cue", src)
 		if len(diags.Errors()) > 0 {
 			t.Fatal(diags)
 		}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -77,10 +78,7 @@ func (e *Engine) historyFor(c *Circuit) *policyHistory {
 	defer h.mu.Unlock()
 	if h.interval != c.Spec.EvaluationInterval {
 		h.interval = c.Spec.EvaluationInterval
-		size := MaxHistoryTicks
-		if h.interval > 0 {
-			size = min(int(math.Ceil(float64(HistoryWindow)/float64(h.interval))), MaxHistoryTicks)
-		}
+		size := historyTicks(h.interval)
 		h.timesNs, h.next, h.n = make([]int64, size), 0, 0
 		for _, s := range h.series {
 			s.values = nanRing(size)
@@ -107,6 +105,37 @@ func (e *Engine) historyFor(c *Circuit) *policyHistory {
 		}
 	}
 	return h
+}
+
+// historyTicks is how many ticks a policy with this interval keeps.
+func historyTicks(interval time.Duration) int {
+	if interval <= 0 {
+		return MaxHistoryTicks
+	}
+	return min(int(math.Ceil(float64(HistoryWindow)/float64(interval))), MaxHistoryTicks)
+}
+
+// checkHistoryBudget refuses a policy set whose signal history would take
+// more than Caps.HistoryBytes, naming the policy that takes the most.
+func checkHistoryBudget(set []*Running) Diagnostics {
+	var total int64
+	var biggest *Circuit
+	var biggestBytes int64
+	for _, r := range set {
+		c := r.Circuit
+		bytes := int64(historyTicks(c.Spec.EvaluationInterval)) * int64(len(c.names)+1) * 8
+		total += bytes
+		if bytes > biggestBytes {
+			biggest, biggestBytes = c, bytes
+		}
+	}
+	limit := Caps.withDefaults().HistoryBytes
+	if total <= limit {
+		return nil
+	}
+	return Diagnostics{{Pos: biggest.Spec.Pos, Message: fmt.Sprintf(
+		"the policies' signal history would take %d MiB, over the cap of %d MiB (engine.Caps.HistoryBytes); policy %q alone takes %d MiB (%d signals × %d ticks of %s); use a longer evaluation_interval or fewer signals",
+		total>>20, limit>>20, biggest.Spec.Name, biggestBytes>>20, len(biggest.names), historyTicks(biggest.Spec.EvaluationInterval), biggest.Spec.EvaluationInterval)}}
 }
 
 // componentLabel is a component's path within its policy,

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -15,6 +17,8 @@ import (
 	"strings"
 	"testing/fstest"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
@@ -97,7 +101,7 @@ func LoadPaths(paths []string) ([]Spec, Diagnostics) {
 // all of them.
 func LoadFiles(files []string) ([]Spec, Diagnostics) {
 	srcs, diags := readFiles(files)
-	specs, more := loadSources(files, srcs)
+	specs, more := loadSources(context.Background(), files, srcs)
 	diags = append(diags, more...)
 	if len(diags.Errors()) > 0 {
 		return nil, diags.sorted()
@@ -123,16 +127,13 @@ func readFiles(files []string) ([][]byte, Diagnostics) {
 
 // loadSources evaluates already-read files (nil sources are skipped) and
 // checks that policy names are unique across them.
-func loadSources(files []string, srcs [][]byte) ([]Spec, Diagnostics) {
+func loadSources(ctx context.Context, files []string, srcs [][]byte) ([]Spec, Diagnostics) {
 	var specs []Spec
 	var diags Diagnostics
-	for i, f := range files {
-		if srcs[i] == nil {
-			continue
-		}
-		s, d := LoadSource(f, srcs[i])
-		specs = append(specs, s...)
-		diags = append(diags, d...)
+	perFile, perDiags := evaluateAll(ctx, files, srcs, Limits)
+	for i := range files {
+		specs = append(specs, perFile[i]...)
+		diags = append(diags, perDiags[i]...)
 	}
 	seen := map[string]Position{}
 	for _, s := range specs {
@@ -161,34 +162,12 @@ func readCapped(file string) ([]byte, error) {
 	return src, nil
 }
 
-// EvalTimeout bounds the evaluation of one policy file. CUE evaluation
-// cannot be interrupted: a file that runs past the bound is reported as an
-// error and its evaluation is abandoned to finish in the background.
-var EvalTimeout = 10 * time.Second
-
 // LoadSource evaluates one policy file's source. name is the path reported
 // in positions. The file declares its policies under a top-level
 // `policies` struct; each field is one #Policy. Evaluation is bounded by
-// EvalTimeout.
+// Limits (see EvalLimits).
 func LoadSource(name string, src []byte) ([]Spec, Diagnostics) {
-	type result struct {
-		specs []Spec
-		diags Diagnostics
-	}
-	done := make(chan result, 1)
-	go func() {
-		s, d := loadSource(name, src)
-		done <- result{s, d}
-	}()
-	timer := time.NewTimer(EvalTimeout)
-	defer timer.Stop()
-	select {
-	case r := <-done:
-		return r.specs, r.diags
-	case <-timer.C:
-		return nil, Diagnostics{{Pos: Position{File: name, Line: 1, Col: 1},
-			Message: fmt.Sprintf("evaluation took longer than %s and was abandoned; simplify the policy", EvalTimeout)}}
-	}
+	return evaluate(context.Background(), name, src, Limits)
 }
 
 func loadSource(name string, src []byte) (specs []Spec, diags Diagnostics) {
@@ -326,6 +305,10 @@ func cueDiagnostics(err error, userName string, fallback Position) Diagnostics {
 			}
 			msg = strings.ReplaceAll(msg, path.Join(userDir, "policy.cue"), userName)
 		}
+		if format == "import failed" {
+			// The reason is only in the wrapped error's text.
+			msg = importFailure(e.Error())
+		}
 		if strings.HasPrefix(format, "incomplete value") {
 			msg = "required value is not set (" + msg + ")"
 		}
@@ -338,6 +321,26 @@ func cueDiagnostics(err error, userName string, fallback Position) Diagnostics {
 		diags = Diagnostics{{Pos: fallback, Message: err.Error()}}
 	}
 	return collapseDisjunctions(diags).sorted()
+}
+
+// importFailure turns "import failed: <pos>: cannot find package "x": ..."
+// into a sentence that names the package, and lists the blueprints when
+// the package was meant to be one.
+func importFailure(text string) string {
+	i := strings.Index(text, "cannot find package ")
+	if i < 0 {
+		return text
+	}
+	msg := text[i:]
+	if j := strings.Index(msg, ": cannot find module"); j > 0 {
+		msg = msg[:j]
+	}
+	if strings.Contains(msg, blueprints.ModulePath+"/") {
+		msg += fmt.Sprintf(" (the blueprints are %s)", strings.Join(blueprints.Names(), ", "))
+	} else {
+		msg += " (a policy may import only the blueprints of " + blueprints.ModulePath + " and CUE's standard library)"
+	}
+	return msg
 }
 
 // cuePath joins a CUE error path, writing list indexes as [i].
@@ -434,6 +437,10 @@ func decodePolicy(key string, v cue.Value, file string, top Position) (Spec, Dia
 		return spec, cueDiagnostics(err, file, spec.Pos)
 	}
 	spec.Name = head.Name
+	if err := checkName(head.Name); err != nil {
+		fail(v.LookupPath(cue.ParsePath("policy_name")), "policies.%s.policy_name: %v", key, err)
+		return spec, diags
+	}
 	iv, err := time.ParseDuration(head.Interval)
 	if err != nil || iv <= 0 {
 		fail(v.LookupPath(cue.ParsePath("evaluation_interval")), "policies.%s.evaluation_interval: %q is not a positive duration", key, head.Interval)
@@ -443,9 +450,14 @@ func decodePolicy(key string, v cue.Value, file string, top Position) (Spec, Dia
 	if raw, err := v.MarshalJSON(); err == nil {
 		spec.Source = raw
 	}
-	list, err := v.LookupPath(cue.ParsePath("components")).List()
+	compsValue := v.LookupPath(cue.ParsePath("components"))
+	list, err := compsValue.List()
 	if err != nil {
 		return spec, append(diags, cueDiagnostics(err, file, spec.Pos)...)
+	}
+	if n, err := compsValue.Len().Int64(); err == nil && n > int64(Caps.withDefaults().ComponentsPerPolicy) {
+		fail(compsValue, "policies.%s.components: %d components, over the cap of %d (engine.Caps.ComponentsPerPolicy)", key, n, Caps.withDefaults().ComponentsPerPolicy)
+		return spec, diags
 	}
 	for i := 0; list.Next(); i++ {
 		c, d := decodeComponent(fmt.Sprintf("policies.%s.components[%d]", key, i), list.Value(), file, spec.Pos)
@@ -479,6 +491,9 @@ func decodeComponent(where string, v cue.Value, file string, fallback Position) 
 		}
 	}
 	c.Pos = bestPosition(c.Pos, candidates...)
+	if d := checkNumbers(body, c.Path, file, c.Pos); len(d) > 0 {
+		return c, d
+	}
 	var diags Diagnostics
 	raw, err := body.MarshalJSON()
 	if err != nil {
@@ -521,7 +536,7 @@ func decodeComponent(where string, v cue.Value, file string, fallback Position) 
 						diags = append(diags, Diagnostic{Pos: b.Pos, Message: fmt.Sprintf("%s.%s.%s: an output must name a signal, not a constant", c.Path, dir, port)})
 						continue
 					}
-					b.Const, _ = pv.Float64()
+					b.Const, _ = pv.Float64() // checkNumbers vetted it
 					b.IsConst = true
 				default:
 					diags = append(diags, Diagnostic{Pos: b.Pos, Message: fmt.Sprintf("%s.%s.%s: must be a signal name or a number", c.Path, dir, port)})
@@ -536,6 +551,61 @@ func decodeComponent(where string, v cue.Value, file string, fallback Position) 
 		}
 	}
 	return c, diags
+}
+
+// MaxNameLength bounds a policy name, which labels metrics and URLs.
+const MaxNameLength = 128
+
+// checkName accepts a policy name: non-empty, valid UTF-8, printable, at
+// most MaxNameLength bytes.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("must not be empty")
+	case len(name) > MaxNameLength:
+		return fmt.Errorf("is %d bytes long, over the limit of %d", len(name), MaxNameLength)
+	case !utf8.ValidString(name):
+		return errors.New("is not valid UTF-8")
+	case strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
+		return fmt.Errorf("%q has a character that is not printable", name)
+	}
+	return nil
+}
+
+// checkNumbers reports every number in v, at any depth, that a float64
+// cannot hold: beyond ±1.8e308 (which would round to ±Inf, no limit or a
+// block) or so small that it rounds to zero. It is the one range check
+// every numeric field goes through, parameters and constant inputs alike;
+// the documented range of a field is checked where the field is used
+// (components' Provision, and the input ports' bounds at compile).
+func checkNumbers(v cue.Value, where, file string, fallback Position) Diagnostics {
+	switch v.Kind() {
+	case cue.IntKind, cue.FloatKind, cue.NumberKind:
+		if _, err := v.Float64(); err != nil {
+			return Diagnostics{{Pos: positionOf(v, fallback), Message: fmt.Sprintf("%s: %v is outside the range of a 64-bit float (about ±1.8e308, and non-zero values above ±4.9e-324)", where, v)}}
+		}
+	case cue.StructKind:
+		iter, err := v.Fields()
+		if err != nil {
+			return nil
+		}
+		var diags Diagnostics
+		for iter.Next() {
+			diags = append(diags, checkNumbers(iter.Value(), where+"."+iter.Selector().String(), file, fallback)...)
+		}
+		return diags
+	case cue.ListKind:
+		list, err := v.List()
+		if err != nil {
+			return nil
+		}
+		var diags Diagnostics
+		for i := 0; list.Next(); i++ {
+			diags = append(diags, checkNumbers(list.Value(), fmt.Sprintf("%s[%d]", where, i), file, fallback)...)
+		}
+		return diags
+	}
+	return nil
 }
 
 // sortedKeys returns m's keys in order; used for stable output.

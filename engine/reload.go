@@ -101,7 +101,7 @@ func (e *Engine) Reload() (changed bool, err error) {
 	var next []*Running
 	if len(diags.Errors()) == 0 {
 		var specs []Spec
-		specs, diags = loadSources(files, srcs)
+		specs, diags = loadSources(e.lifetime, files, srcs)
 		if len(diags.Errors()) == 0 {
 			next, diags = compileAll(specs)
 		}

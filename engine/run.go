@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,8 @@ type Engine struct {
 	reload   reloadState
 	wg       sync.WaitGroup
 	stop     context.CancelFunc
+	// lifetime ends at Close; it cancels policy evaluations in progress.
+	lifetime context.Context
 
 	errMu      sync.Mutex
 	lastErrors Diagnostics
@@ -58,6 +61,8 @@ type Engine struct {
 	histories map[string]*policyHistory // by policy name; guarded by mu
 
 	agents atomic.Pointer[map[string]*agentSlot] // by API name; see agent.go
+
+	policyPanics atomic.Uint64
 }
 
 // LastErrors returns the diagnostics of the last failed Apply or reload;
@@ -92,6 +97,10 @@ type Running struct {
 	// hist records every tick (History, Stats); set before the policy is
 	// published, shared by every version of the policy.
 	hist *policyHistory
+	// disabled is why the policy stopped ticking (a component panicked);
+	// its actuators go stale and apply their fail mode. A reload that
+	// changes the policy starts it afresh.
+	disabled string
 }
 
 type tap struct {
@@ -125,14 +134,17 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}}
 	e.policies.Store(&[]*Running{})
 	e.agents.Store(&map[string]*agentSlot{})
+	ctx, e.stop = context.WithCancel(ctx)
+	e.lifetime = ctx
 	if opts.Specs != nil || opts.Policies == "" {
 		if err := e.Apply(opts.Specs); err != nil {
+			e.stop()
 			return nil, err
 		}
 	} else if _, err := e.Reload(); err != nil {
+		e.stop()
 		return nil, err
 	}
-	ctx, e.stop = context.WithCancel(ctx)
 	if opts.Watch && opts.Policies != "" && opts.Specs == nil {
 		ready := make(chan error, 1)
 		e.wg.Add(1)
@@ -195,7 +207,7 @@ func compileAll(specs []Spec) ([]*Running, Diagnostics) {
 	var diags Diagnostics
 	var next []*Running
 	for _, s := range specs {
-		c, d := Compile(s)
+		c, d := compileGuarded(s)
 		diags = append(diags, d...)
 		if c != nil {
 			next = append(next, &Running{Circuit: c, alerts: map[string]uint64{}})
@@ -203,11 +215,34 @@ func compileAll(specs []Spec) ([]*Running, Diagnostics) {
 	}
 	if len(diags.Errors()) == 0 {
 		diags = append(diags, checkAgentNames(next)...)
+		diags = append(diags, checkHistoryBudget(next)...)
 	}
 	if len(diags.Errors()) > 0 {
 		return nil, diags.sorted()
 	}
 	return next, diags
+}
+
+// CheckSet runs the checks that concern a whole policy set rather than one
+// policy (agent API names unique across policies, the history budget), as
+// Reload does; `spillway check` calls it on what compiled.
+func CheckSet(circuits []*Circuit) Diagnostics {
+	set := make([]*Running, len(circuits))
+	for i, c := range circuits {
+		set[i] = &Running{Circuit: c}
+	}
+	return append(checkAgentNames(set), checkHistoryBudget(set)...)
+}
+
+// compileGuarded is Compile with a component's panic (in decoding or
+// Provision) turned into an error at the policy.
+func compileGuarded(s Spec) (c *Circuit, diags Diagnostics) {
+	defer func() {
+		if p := recover(); p != nil {
+			c, diags = nil, Diagnostics{{Pos: s.Pos, Message: fmt.Sprintf("policy %q: internal error while compiling (please report): %v", s.Name, p)}}
+		}
+	}()
+	return Compile(s)
 }
 
 // commit swaps next in as the running set; e.mu is held. Each new policy
@@ -519,6 +554,11 @@ func (e *Engine) tickPolicy(r *Running, now int64) {
 // observe is the first step of a tick: snapshot the flux meters, and
 // publish what agents read. r.mu is held.
 func (e *Engine) observe(r *Running, now int64) {
+	defer e.recoverPolicy(r)
+	r.lastNs = now
+	if r.disabled != "" {
+		return
+	}
 	for _, t := range r.taps {
 		w := t.rec.Snapshot(now)
 		rd := reading(&w)
@@ -527,15 +567,32 @@ func (e *Engine) observe(r *Running, now int64) {
 			e.publishAgentReading(r.Circuit.Spec.Name, a, rd)
 		}
 	}
-	r.lastNs = now
 }
+
+// recoverPolicy turns a panic in a policy's tick into a disabled policy:
+// logged, counted and shown on /status, never a crash of the host. r.mu
+// is held.
+func (e *Engine) recoverPolicy(r *Running) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	r.disabled = fmt.Sprintf("panic in a tick: %v", p)
+	e.policyPanics.Add(1)
+	e.log.Error("policy disabled: a component panicked; its actuators apply their fail mode once their setpoints go stale; fix or reload the policy",
+		"policy", r.Circuit.Spec.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+}
+
+// PolicyPanics counts policies disabled by a panic since Start.
+func (e *Engine) PolicyPanics() uint64 { return e.policyPanics.Load() }
 
 // evaluate is the rest of a tick: evaluate the circuit and publish its
 // setpoints. r.mu is held; a policy retired since observe does nothing.
 func (e *Engine) evaluate(r *Running, now int64) {
-	if r.retired {
+	if r.retired || r.disabled != "" {
 		return
 	}
+	defer e.recoverPolicy(r)
 	start := time.Now() // wall time, for spillway_tick_duration_seconds only
 	for _, n := range r.Circuit.agents {
 		e.commandAgent(n.comp.(components.AgentActuator))

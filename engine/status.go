@@ -56,6 +56,8 @@ type PolicyStatus struct {
 	DelayedEdges       []DelayedEdge     `json:"delayed_edges"`
 	Alerts             map[string]uint64 `json:"alerts"`
 	Actuators          []ActuatorStatus  `json:"actuators"`
+	// Disabled is why the policy stopped ticking (a component panicked).
+	Disabled string `json:"disabled,omitempty"`
 }
 
 // ActuatorStatus is one limiter a policy attached.
@@ -118,6 +120,7 @@ func (e *Engine) Status() Status {
 			Signals:            map[string]Float{},
 			DelayedEdges:       append([]DelayedEdge{}, c.Delayed...),
 			Alerts:             map[string]uint64{},
+			Disabled:           r.disabled,
 		}
 		for k, v := range c.Signals() {
 			ps.Signals[k] = Float(v)

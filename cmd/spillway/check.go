@@ -104,16 +104,21 @@ func printCheck(cmd *cobra.Command, report checkReport, asJSON bool) error {
 func check(paths []string) checkReport {
 	report := checkReport{Errors: []engine.Diagnostic{}, Warnings: []engine.Diagnostic{}, Policies: []checkedPolicy{}}
 	specs, diags := engine.LoadPaths(paths)
+	var circuits []*engine.Circuit
 	for _, s := range specs {
 		c, d := engine.Compile(s)
 		diags = append(diags, d...)
 		if c != nil {
+			circuits = append(circuits, c)
 			edges := c.Delayed
 			if edges == nil {
 				edges = []engine.DelayedEdge{}
 			}
 			report.Policies = append(report.Policies, checkedPolicy{Name: s.Name, File: s.File, Components: len(s.Components), DelayedEdges: edges})
 		}
+	}
+	if len(diags.Errors()) == 0 {
+		diags = append(diags, engine.CheckSet(circuits)...)
 	}
 	report.Errors = append(report.Errors, diags.Errors()...)
 	report.Warnings = append(report.Warnings, diags.Warnings()...)
