@@ -91,6 +91,8 @@ func evalChild(in io.Reader, out io.WriteCloser, memory string) int {
 	if err != nil || limit <= 0 {
 		limit = DefaultEvalLimits.MemoryBytes
 	}
+	// The host's request path wins any contention for the CPU.
+	lowerPriority()
 	// The collector works harder as the limit nears; the watchdog ends it.
 	debug.SetMemoryLimit(limit)
 	go watchMemory(limit)
@@ -159,7 +161,9 @@ func evaluate(ctx context.Context, name string, src []byte, lim EvalLimits) ([]S
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), childEnv+"=1", childMemoryEnv+"="+strconv.FormatInt(lim.MemoryBytes, 10),
 		// A binary built with -race otherwise sleeps 1 s before exiting.
-		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"),
+		// One evaluation gets one core, so the host keeps the others.
+		"GOMAXPROCS=1")
 	cmd.Stdin = bytes.NewReader(req)
 	var stderr tailBuffer
 	cmd.Stderr = &stderr
