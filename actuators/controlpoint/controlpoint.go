@@ -276,7 +276,7 @@ const (
 	OutcomeWouldReject
 	// OutcomePassthrough: admitted with no limit in force, because no
 	// limiter is attached or every attached limiter's setpoint is invalid
-	// (fail-open).
+	// or stale (fail-open).
 	OutcomePassthrough
 	numOutcomes
 )
