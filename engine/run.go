@@ -330,7 +330,7 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		}
 		rec := actuators.NewRecorder(slo)
 		rec.Snapshot(now) // the first window starts at attach time
-		api := e.registry.Get(sel.ControlPoint).API(sel.API)
+		api := e.registry.Get(sel.ControlPoint).Declare(sel.API)
 		r.taps = append(r.taps, tap{key: key, source: src, rec: rec, detach: api.AttachTap(rec)})
 	}
 	for _, n := range c.sinks {
@@ -348,7 +348,7 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		case components.ConcurrencySink:
 			l.Concurrency = actuators.NewConcurrencyLimiter(math.NaN())
 		}
-		api := e.registry.Get(sel.ControlPoint).API(sel.API)
+		api := e.registry.Get(sel.ControlPoint).Declare(sel.API)
 		r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: l, detach: api.AttachLimiter(l)})
 	}
 	e.applyDynamic(r)

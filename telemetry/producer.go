@@ -38,7 +38,7 @@ func (p *histogramProducer) Produce(context.Context) ([]metricdata.ScopeMetrics,
 			continue
 		}
 		requests.DataPoints = append(requests.DataPoints, p.point(c, now,
-			attribute.String("control_point", api.controlPoint), attribute.String("api", api.api.Label)))
+			controlPointLabel(api.controlPoint), apiLabel(api.api.Label)))
 	}
 	ticks := metricdata.Histogram[float64]{Temporality: metricdata.CumulativeTemporality}
 	for _, s := range p.eng.Stats() {
@@ -48,7 +48,7 @@ func (p *histogramProducer) Produce(context.Context) ([]metricdata.ScopeMetrics,
 		Scope: instrumentation.Scope{Name: scopeName},
 		Metrics: []metricdata.Metrics{
 			{Name: MetricRequestDuration, Unit: "s", Data: requests,
-				Description: "Duration of the admitted requests that finished, by control point and API; api=\"*\" is every request of the control point."},
+				Description: "Duration of the admitted requests that finished, by control point and API; api=\"*\" is every request of the control point, api=\"__overflow__\" those whose API label it does not track on its own."},
 			{Name: MetricTickDuration, Unit: "s", Data: ticks,
 				Description: "Wall time of one policy tick: flux-meter snapshot, circuit evaluation, setpoint publication."},
 		},

@@ -15,11 +15,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -192,7 +195,7 @@ func (m *Metrics) register(meter metric.Meter) error {
 		metric.WithDescription("Ticks at which the signal was invalid (NaN)."), metric.WithUnit("{tick}"))
 	check(err)
 	requests, err := meter.Int64ObservableCounter(MetricRequests,
-		metric.WithDescription("Requests by control point, API and decision (accepted, rejected, would_reject, passthrough); api=\"*\" counts every request of the control point."),
+		metric.WithDescription("Requests by control point, API and decision (accepted, rejected, would_reject, passthrough); api=\"*\" counts every request of the control point, api=\"__overflow__\" those whose API label it does not track on its own."),
 		metric.WithUnit("{request}"))
 	check(err)
 	rateLimit, err := meter.Float64ObservableGauge(MetricRateLimit,
@@ -227,7 +230,7 @@ func (m *Metrics) register(meter metric.Meter) error {
 				if math.IsNaN(a.Setpoint) || math.IsInf(a.Setpoint, 0) {
 					continue
 				}
-				set := metric.WithAttributes(policy, attribute.String("control_point", a.ControlPoint), attribute.String("api", a.API))
+				set := metric.WithAttributes(policy, controlPointLabel(a.ControlPoint), apiLabel(a.API))
 				if a.Kind == "rate_limiter" {
 					o.ObserveFloat64(rateLimit, a.Setpoint, set)
 				} else {
@@ -238,7 +241,7 @@ func (m *Metrics) register(meter metric.Meter) error {
 		for _, api := range apisOf(m.eng) {
 			for _, outcome := range controlpoint.Outcomes {
 				o.ObserveInt64(requests, clampInt64(api.api.Count(outcome)), metric.WithAttributes(
-					attribute.String("control_point", api.controlPoint), attribute.String("api", api.api.Label),
+					controlPointLabel(api.controlPoint), apiLabel(api.api.Label),
 					attribute.String("decision", outcome.String())))
 			}
 		}
@@ -249,3 +252,36 @@ func (m *Metrics) register(meter metric.Meter) error {
 }
 
 func clampInt64(n uint64) int64 { return int64(min(n, math.MaxInt64)) }
+
+// The control_point and api label values are bounded in number by the
+// control points (controlpoint.MaxAPIs labels created by requests, the
+// labels policies declare, "*" and "__overflow__") and in length here.
+func controlPointLabel(name string) attribute.KeyValue {
+	return attribute.String("control_point", boundedLabelValue(name))
+}
+
+func apiLabel(label string) attribute.KeyValue {
+	return attribute.String("api", boundedLabelValue(label))
+}
+
+// boundedLabelValue returns v as valid UTF-8 of at most
+// controlpoint.MaxLabelLength bytes, the longest API label a control point
+// tracks. A longer value, or one that is not valid UTF-8, keeps its first
+// bytes (invalid ones replaced, cut at a character boundary) and ends in
+// "~" and the FNV-1a hash of the whole value, so that two such values that
+// share a prefix stay two series.
+func boundedLabelValue(v string) string {
+	const limit = controlpoint.MaxLabelLength
+	if len(v) <= limit && utf8.ValidString(v) {
+		return v
+	}
+	hash := fnv.New32a()
+	hash.Write([]byte(v))
+	suffix := fmt.Sprintf("~%08x", hash.Sum32())
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	cut := min(len(v), limit-len(suffix))
+	for cut < len(v) && cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut] + suffix
+}

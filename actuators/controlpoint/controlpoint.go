@@ -7,6 +7,7 @@ package controlpoint
 import (
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/spillway-dev/spillway/actuators"
 )
@@ -15,10 +16,26 @@ import (
 // A request with no label is counted here only.
 const AllAPIs = "*"
 
-// MaxAPIs bounds how many distinct API labels one control point tracks, so
-// that a classifier with unbounded output cannot grow memory without limit.
-// Labels beyond it are counted under AllAPIs only.
+// OverflowAPI is the API label that counts, at each control point, the
+// requests whose label the control point does not track on its own: labels
+// past MaxAPIs, longer than MaxLabelLength or not valid UTF-8. It is an API
+// like any other: its own outcome counters, its own durations, and a policy
+// may attach to it by selecting "__overflow__". It is listed by APIs once a
+// request was counted there or a policy declared it.
+const OverflowAPI = "__overflow__"
+
+// MaxAPIs bounds how many distinct API labels the requests of one control
+// point may create, so that a classifier with unbounded output (a gRPC
+// UnknownServiceHandler passes the client's method name) cannot grow memory
+// without limit. Requests with further new labels are counted under
+// OverflowAPI. Labels declared by policies (ControlPoint.Declare) do not
+// count against it: they are bounded by the policies.
 const MaxAPIs = 1024
+
+// MaxLabelLength is the longest API label, in bytes, that a control point
+// tracks on its own; a request with a longer label is counted under
+// OverflowAPI.
+const MaxLabelLength = 256
 
 // Clock returns monotonic nanoseconds. It must never go backwards.
 type Clock func() int64
@@ -52,9 +69,11 @@ func (r *Registry) Get(name string) *ControlPoint {
 		return cp
 	}
 	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations}
-	cp.all = newAPI(AllAPIs)
+	cp.all = newAPI(AllAPIs, r.clock)
+	cp.overflow = newAPI(OverflowAPI, r.clock)
 	if r.durations.Load() {
 		cp.all.recordDurations()
+		cp.overflow.recordDurations()
 	}
 	cp.apis.Store(&map[string]*API{})
 	next := make(map[string]*ControlPoint, len(old)+1)
@@ -92,6 +111,7 @@ func (r *Registry) RecordDurations() {
 	for _, cp := range *r.cps.Load() {
 		cp.mu.Lock()
 		cp.all.recordDurations()
+		cp.overflow.recordDurations()
 		for _, a := range *cp.apis.Load() {
 			a.recordDurations()
 		}
@@ -106,13 +126,26 @@ type ControlPoint struct {
 	clock     Clock
 	durations *atomic.Bool // the registry's RecordDurations switch
 	all       *API
-	mu        sync.Mutex
-	apis      atomic.Pointer[map[string]*API]
+	overflow  *API
+	// full is set once requests created MaxAPIs labels, so that a request
+	// with yet another new label goes to overflow without taking mu.
+	full atomic.Bool
+	// overflowListed is set once overflow is in apis.
+	overflowListed atomic.Bool
+	mu             sync.Mutex
+	requestLabels  int // labels created by requests, not declared; under mu
+	// apis holds every label tracked on its own, declared or created by a
+	// request, and OverflowAPI once listed. Copy-on-write under mu.
+	apis atomic.Pointer[map[string]*API]
 }
 
-// API returns the state of one API label, creating it on first use.
-// AllAPIs (or "") returns the control-point-wide state. Past MaxAPIs labels
-// it returns the control-point-wide state too.
+// API returns the state that a request labelled label is counted under,
+// creating the label's own on first use: AllAPIs (or "") is the
+// control-point-wide state; a label already tracked, declared or not, is
+// its own; a new label gets its own while requests have created fewer than
+// MaxAPIs labels, and is valid UTF-8 of at most MaxLabelLength bytes;
+// anything else is OverflowAPI's state. It takes a mutex only to create a
+// label.
 func (cp *ControlPoint) API(label string) *API {
 	if label == "" || label == AllAPIs {
 		return cp.all
@@ -120,30 +153,101 @@ func (cp *ControlPoint) API(label string) *API {
 	if a := (*cp.apis.Load())[label]; a != nil {
 		return a
 	}
+	return cp.untracked(label)
+}
+
+// untracked is API for a label not in apis when it was looked up.
+func (cp *ControlPoint) untracked(label string) *API {
+	if label == OverflowAPI || !trackable(label) || cp.full.Load() {
+		return cp.overflowAPI()
+	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	old := *cp.apis.Load()
-	if a := old[label]; a != nil {
+	if a := (*cp.apis.Load())[label]; a != nil {
 		return a
 	}
-	if len(old) >= MaxAPIs {
-		return cp.all
+	if cp.requestLabels >= MaxAPIs {
+		return cp.listOverflow()
 	}
-	a := newAPI(label)
+	cp.requestLabels++
+	cp.full.Store(cp.requestLabels >= MaxAPIs)
+	return cp.add(label)
+}
+
+// Declare returns the state of an API label that a policy selects, creating
+// it if needed. Unlike a request's label it always gets its own state, even
+// once requests created MaxAPIs labels, so that a per-API limiter applies to
+// exactly its API; requests carrying the label then find it. AllAPIs (or "")
+// and OverflowAPI return those states. A label no request can be counted
+// under on its own (longer than MaxLabelLength or not valid UTF-8) returns
+// OverflowAPI's state, where such requests are counted; a policy that
+// selects one should be refused before it gets here.
+func (cp *ControlPoint) Declare(label string) *API {
+	switch {
+	case label == "" || label == AllAPIs:
+		return cp.all
+	case label == OverflowAPI || !trackable(label):
+		return cp.overflowAPI()
+	}
+	if a := (*cp.apis.Load())[label]; a != nil {
+		return a
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if a := (*cp.apis.Load())[label]; a != nil {
+		return a
+	}
+	return cp.add(label)
+}
+
+// APIs returns the per-label states known so far (not AllAPIs), including
+// OverflowAPI once it counted a request or was declared.
+func (cp *ControlPoint) APIs() map[string]*API { return *cp.apis.Load() }
+
+// trackable reports whether a label may have its own state.
+func trackable(label string) bool {
+	return len(label) <= MaxLabelLength && utf8.ValidString(label)
+}
+
+// overflowAPI returns the overflow state, listing it first if needed.
+func (cp *ControlPoint) overflowAPI() *API {
+	if !cp.overflowListed.Load() {
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
+		cp.listOverflow()
+	}
+	return cp.overflow
+}
+
+// listOverflow puts the overflow state in apis; cp.mu must be held.
+func (cp *ControlPoint) listOverflow() *API {
+	if !cp.overflowListed.Load() {
+		cp.store(OverflowAPI, cp.overflow)
+		cp.overflowListed.Store(true)
+	}
+	return cp.overflow
+}
+
+// add creates label's state; cp.mu must be held.
+func (cp *ControlPoint) add(label string) *API {
+	a := newAPI(label, cp.clock)
 	if cp.durations.Load() {
 		a.recordDurations()
 	}
+	cp.store(label, a)
+	return a
+}
+
+// store publishes a copy of apis with label added; cp.mu must be held.
+func (cp *ControlPoint) store(label string, a *API) {
+	old := *cp.apis.Load()
 	next := make(map[string]*API, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
 	next[label] = a
 	cp.apis.Store(&next)
-	return a
 }
-
-// APIs returns the per-label states known so far (not AllAPIs).
-func (cp *ControlPoint) APIs() map[string]*API { return *cp.apis.Load() }
 
 // Decision is the outcome of Admit.
 type Decision uint8
@@ -172,7 +276,7 @@ const (
 	OutcomeWouldReject
 	// OutcomePassthrough: admitted with no limit in force, because no
 	// limiter is attached or every attached limiter's setpoint is invalid
-	// (fail-open).
+	// or stale (fail-open).
 	OutcomePassthrough
 	numOutcomes
 )
@@ -205,8 +309,11 @@ type Ticket struct {
 	clock            Clock
 }
 
-// Admit decides one request labelled api. The label must come from the
-// server (route pattern, gRPC method), never from the client.
+// Admit decides one request labelled label, counted as API(label) says.
+// The label should come from the server (route pattern, gRPC method); one
+// the client controls, such as the method an UnknownServiceHandler serves,
+// is bounded by MaxAPIs, MaxLabelLength and OverflowAPI. A request with a
+// tracked label takes no lock.
 func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 	now := cp.clock()
 	all := cp.all
@@ -215,7 +322,7 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 		if a := (*cp.apis.Load())[label]; a != nil {
 			api = a
 		} else {
-			api = cp.API(label)
+			api = cp.untracked(label)
 		}
 	}
 	t := Ticket{api: api, all: all, startNs: now, clock: cp.clock}
@@ -280,6 +387,7 @@ func (t Ticket) Done(ok bool) {
 // API is the state of one API label at a control point.
 type API struct {
 	Label     string
+	clock     Clock // the control point's, to stamp attached limiters
 	att       atomic.Pointer[attachments]
 	durations atomic.Pointer[actuators.CumulativeHistogram] // nil until Registry.RecordDurations
 	mu        sync.Mutex
@@ -289,8 +397,8 @@ type API struct {
 	outcomes [numOutcomes]atomic.Uint64
 }
 
-func newAPI(label string) *API {
-	a := &API{Label: label}
+func newAPI(label string, clock Clock) *API {
+	a := &API{Label: label, clock: clock}
 	a.att.Store(&attachments{})
 	return a
 }
@@ -361,8 +469,11 @@ func (a *API) AttachTap(r *actuators.Recorder) (detach func()) {
 }
 
 // AttachLimiter adds an actuator and returns a function that removes it.
-// At most 64 limiters may be attached to one API.
+// At most 64 limiters may be attached to one API. A limiter that was never
+// stamped (stamp 0) is stamped with the control point's clock, so that it
+// goes stale StaleAfter after it was attached unless a tick stamps it.
 func (a *API) AttachLimiter(l *Limiter) (detach func()) {
+	l.stampNs.CompareAndSwap(0, a.clock())
 	a.update(func(at *attachments) {
 		if len(at.limiters) < 64 {
 			at.limiters = append(at.limiters, l)
@@ -456,22 +567,52 @@ func (at *attachments) release(held uint64) {
 }
 
 // Limiter is one actuator attached by a policy: a token bucket or a
-// concurrency limiter, with the policy's dry-run switch and its counters.
+// concurrency limiter, with the policy's dry-run switch, its fail mode and
+// its counters. Every field is safe for concurrent use.
+//
+// Staleness (DESIGN §4): every setpoint carries the engine time of the
+// tick that produced it (Stamp). While StaleAfter is positive and a request
+// arrives more than StaleAfter after the stamp, the limiter's setpoint is
+// stale and its fail mode decides: fail-open (the default) admits the
+// request as passthrough, FailClosed refuses it (or, in DryRun, admits it
+// as would_reject). A stale limiter consults neither its bucket nor its
+// concurrency slots.
 type Limiter struct {
 	Bucket      *actuators.TokenBucket
 	Concurrency *actuators.ConcurrencyLimiter
 	// DryRun counts would-be rejections but admits everything.
 	DryRun atomic.Bool
+	// StaleAfter is how long after its last stamp the setpoint is stale, in
+	// nanoseconds of the control point's clock; 0 (or less) means never.
+	StaleAfter atomic.Int64
+	// FailClosed makes a stale limiter refuse requests instead of
+	// admitting them.
+	FailClosed atomic.Bool
 
 	Allowed     atomic.Uint64 // admitted by this limiter
-	Rejected    atomic.Uint64 // refused
+	Rejected    atomic.Uint64 // refused, including while stale and FailClosed
 	WouldReject atomic.Uint64 // refused, but admitted because of DryRun
-	FailOpen    atomic.Uint64 // admitted because the setpoint is invalid
+	FailOpen    atomic.Uint64 // admitted because the setpoint is invalid or stale
+	Stale       atomic.Uint64 // decided by the fail mode because the setpoint is stale
+
+	stampNs atomic.Int64 // engine time of the setpoint's tick
 }
+
+// Stamp records that the setpoint was set by the tick at nowNs (the
+// engine's clock, the control point's). The engine calls it after setting
+// the setpoint, each tick.
+func (l *Limiter) Stamp(nowNs int64) { l.stampNs.Store(nowNs) }
+
+// StampNs returns the engine time of the last Stamp, or of the attachment
+// if none came before it.
+func (l *Limiter) StampNs() int64 { return l.stampNs.Load() }
 
 // allow decides for one limiter; acquired reports a held concurrency slot,
 // said whether a limit was in force or would have refused in dry-run.
 func (l *Limiter) allow(now int64) (ok, acquired bool, said verdict) {
+	if staleAfter := l.StaleAfter.Load(); staleAfter > 0 && now-l.stampNs.Load() > staleAfter {
+		return l.stale()
+	}
 	if l.Bucket != nil {
 		if l.Bucket.Unlimited() {
 			l.FailOpen.Add(1)
@@ -491,6 +632,21 @@ func (l *Limiter) allow(now int64) (ok, acquired bool, said verdict) {
 			return true, true, limitInForce
 		}
 	}
+	return l.refuse()
+}
+
+// stale applies the fail mode to a request that met a stale setpoint.
+func (l *Limiter) stale() (ok, acquired bool, said verdict) {
+	l.Stale.Add(1)
+	if !l.FailClosed.Load() {
+		l.FailOpen.Add(1)
+		return true, false, 0
+	}
+	return l.refuse()
+}
+
+// refuse refuses a request, or admits it as would_reject in dry-run.
+func (l *Limiter) refuse() (ok, acquired bool, said verdict) {
 	if l.DryRun.Load() {
 		l.WouldReject.Add(1)
 		return true, false, dryRunWouldDeny

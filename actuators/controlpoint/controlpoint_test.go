@@ -46,19 +46,6 @@ func TestUnknownAndMissingLabelsNeverPanic(t *testing.T) {
 	zero.Done(true) // a rejected request's ticket is inert
 }
 
-func TestLabelsBeyondMaxAPIsFoldIntoTheControlPoint(t *testing.T) {
-	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
-	for i := 0; i < MaxAPIs+10; i++ {
-		cp.API(string(rune('a'+i%26)) + string(rune(i)))
-	}
-	if n := len(cp.APIs()); n != MaxAPIs {
-		t.Fatalf("%d APIs tracked, want the cap %d", n, MaxAPIs)
-	}
-	if cp.API("one-too-many") != cp.API(AllAPIs) {
-		t.Fatal("a label past the cap must map to the control-point-wide state")
-	}
-}
-
 func TestRateLimiterRejectsPerAPIAndCountsEverywhere(t *testing.T) {
 	clock := &fakeClock{}
 	cp := NewRegistry(clock.now).Get("ingress")

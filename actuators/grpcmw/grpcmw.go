@@ -37,7 +37,11 @@ func Unary(cp *controlpoint.ControlPoint) grpc.UnaryServerInterceptor {
 	}
 }
 
-// Stream returns a stream server interceptor for cp.
+// Stream returns a stream server interceptor for cp. Calls served by a
+// grpc.UnknownServiceHandler pass through it too, labelled with the method
+// the client named: the control point counts such labels past its cap, or
+// too long, under controlpoint.OverflowAPI, and a limiter a policy attached
+// to a declared method still applies to that method only.
 func Stream(cp *controlpoint.ControlPoint) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		ticket, decision := cp.Admit(info.FullMethod)

@@ -7,8 +7,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
-	"sync"
+	"sync/atomic"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 )
@@ -28,6 +29,16 @@ type Options struct {
 }
 
 // Wrap protects next with the control point cp.
+//
+// A rejected request gets opts.RejectStatus, Retry-After, a text/plain body
+// and nothing else, written from slices built here once. An admitted request
+// reaches next through a wrapper that records the status; once next has
+// returned, the wrapper is closed: a goroutine that next left behind gets
+// ErrHandlerReturned from Write and Hijack and no-ops from WriteHeader and
+// Flush, and never reaches the server's writer, whose buffers by then serve
+// another request. A call already under way as next returns is waited for,
+// so its bytes land in this response. The wrapper is one allocation per
+// admitted request; a rejection allocates nothing.
 func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.Handler {
 	if opts.RejectStatus == 0 {
 		opts.RejectStatus = http.StatusTooManyRequests
@@ -50,16 +61,14 @@ func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.H
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ticket, decision := cp.Admit(classify(r))
 		if decision != controlpoint.Accepted {
-			w.Header()["Retry-After"] = retryAfter
-			http.Error(w, "spillway: overloaded, retry later", opts.RejectStatus)
+			reject(w, opts.RejectStatus, retryAfter)
 			return
 		}
-		sw := writers.Get().(*statusWriter)
-		sw.ResponseWriter, sw.status = w, 0
+		// One wrapper per request, never pooled: a goroutine the handler
+		// left behind may hold it after this request is over.
+		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
-			status := sw.status
-			sw.ResponseWriter = nil
-			writers.Put(sw)
+			status := sw.finish()
 			if p := recover(); p != nil {
 				ticket.Done(false)
 				panic(p)
@@ -70,16 +79,71 @@ func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.H
 	})
 }
 
-var writers = sync.Pool{New: func() any { return new(statusWriter) }}
+// ErrHandlerReturned is what Write returns once the handler it was given to
+// has returned, as net/http's TimeoutHandler does after its deadline.
+var ErrHandlerReturned = errors.New("httpmw: write after the handler returned")
+
+// The parts of a rejection, shared by every rejection. net/http only reads
+// header values, and each slice is full (len == cap), so a Header().Add
+// after reject copies it instead of appending into it.
+var (
+	rejectContentType = []string{"text/plain; charset=utf-8"}
+	rejectNoSniff     = []string{"nosniff"}
+	rejectBody        = []byte("spillway: overloaded, retry later\n")
+)
+
+// reject writes what http.Error would, without formatting or allocating
+// header values.
+func reject(w http.ResponseWriter, status int, retryAfter []string) {
+	h := w.Header()
+	delete(h, "Content-Length") // it may describe another body
+	h["Retry-After"] = retryAfter
+	h["Content-Type"] = rejectContentType
+	h["X-Content-Type-Options"] = rejectNoSniff
+	w.WriteHeader(status)
+	w.Write(rejectBody)
+}
 
 // statusWriter remembers the response status; it forwards Flush and Hijack
-// and supports http.ResponseController through Unwrap.
+// and supports http.ResponseController through Unwrap. Once finish was
+// called it forwards nothing.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	// gate is closed (bit 31) by finish; the low bits count the calls
+	// forwarding to ResponseWriter, which finish waits out.
+	gate atomic.Uint32
+}
+
+const gateClosed = 1 << 31
+
+// enter reports whether a call may forward to ResponseWriter; if it may, the
+// caller must call exit when done.
+func (s *statusWriter) enter() bool {
+	if s.gate.Add(1)&gateClosed != 0 {
+		s.gate.Add(^uint32(0))
+		return false
+	}
+	return true
+}
+
+func (s *statusWriter) exit() { s.gate.Add(^uint32(0)) }
+
+// finish closes the gate, waits for the calls already past it (a handler
+// goroutine racing its handler's return) and returns the status.
+func (s *statusWriter) finish() int {
+	s.gate.Or(gateClosed)
+	for s.gate.Load() != gateClosed {
+		runtime.Gosched()
+	}
+	return s.status
 }
 
 func (s *statusWriter) WriteHeader(code int) {
+	if !s.enter() {
+		return
+	}
+	defer s.exit()
 	if s.status == 0 {
 		s.status = code
 	}
@@ -87,6 +151,10 @@ func (s *statusWriter) WriteHeader(code int) {
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
+	if !s.enter() {
+		return 0, ErrHandlerReturned
+	}
+	defer s.exit()
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
@@ -94,12 +162,20 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (s *statusWriter) Flush() {
+	if !s.enter() {
+		return
+	}
+	defer s.exit()
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
 func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !s.enter() {
+		return nil, nil, ErrHandlerReturned
+	}
+	defer s.exit()
 	if h, ok := s.ResponseWriter.(http.Hijacker); ok {
 		return h.Hijack()
 	}

@@ -3,6 +3,7 @@ package httpmw
 import (
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/spillway-dev/spillway/actuators"
@@ -110,4 +111,45 @@ func keys(m map[string]*controlpoint.API) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+func TestRejectionIsWhatHTTPErrorWrites(t *testing.T) {
+	cp := newCP()
+	cp.API(controlpoint.AllAPIs).AttachLimiter(&controlpoint.Limiter{Bucket: actuators.NewTokenBucket(0, 1, 0)})
+	h := Wrap(cp, http.NotFoundHandler(), Options{RetryAfter: 2})
+	serve(h, "/", nil) // the burst of one
+	got := httptest.NewRecorder()
+	got.Header().Set("Content-Length", "999") // set before the middleware; must not survive
+	h.ServeHTTP(got, httptest.NewRequest("GET", "/", nil))
+
+	want := httptest.NewRecorder()
+	want.Header().Set("Retry-After", "2")
+	http.Error(want, "spillway: overloaded, retry later", http.StatusTooManyRequests)
+	if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
+		t.Fatalf("rejection %d %v %q, want %d %v %q", got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+	}
+}
+
+func TestAllocationsPerRequest(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		rate, burst float64
+		max         float64
+	}{
+		{"a rejection allocates nothing", 0, 1, 0},
+		{"an admitted request allocates its writer wrapper only", 1e12, 1e12, 1},
+	} {
+		cp := newCP()
+		cp.API(controlpoint.AllAPIs).AttachLimiter(&controlpoint.Limiter{Bucket: actuators.NewTokenBucket(c.rate, c.burst, 0)})
+		h := Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }), Options{})
+		w, r := &discardWriter{header: http.Header{}}, httptest.NewRequest("GET", "/a", nil)
+		h.ServeHTTP(w, r) // the burst, so that the rejecting bucket starts empty
+		clear(w.header)
+		if allocs := testing.AllocsPerRun(1000, func() {
+			h.ServeHTTP(w, r)
+			clear(w.header)
+		}); allocs > c.max {
+			t.Errorf("%s: %v allocations per request, want at most %v", c.name, allocs, c.max)
+		}
+	}
 }
