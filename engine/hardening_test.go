@@ -277,3 +277,59 @@ func rejectsSome(cp *controlpoint.ControlPoint, n int) bool {
 	}
 	return false
 }
+
+// Setpoints age: once no tick has set a limiter for StaleAfterTicks
+// intervals (the loop stopped, the policy panicked, the engine closed), the
+// limiter applies its fail mode, chosen by the actuator's fail_mode, else by
+// the control point's Options.FailModes, else fail-open.
+func TestStaleSetpointsApplyTheFailMode(t *testing.T) {
+	generous := strings.Replace(limiterPolicy("p", "ingress"), "value: 0", "value: 1e9", 1)
+	cases := []struct {
+		name, src string
+		modes     map[string]components.FailMode
+		fresh     bool // rejects while fresh
+		stale     bool // rejects once stale
+	}{
+		{"blocking policy fails open by default", limiterPolicy("p", "ingress"), nil, true, false},
+		{"fail_closed in the policy", strings.Replace(generous, "selector:", `fail_mode: "fail_closed", selector:`, 1), nil, false, true},
+		{"fail_closed for the control point", generous, map[string]components.FailMode{"ingress": components.FailClosed}, false, true},
+		{"the policy's fail_open wins over the control point's", strings.Replace(limiterPolicy("p", "ingress"), "selector:", `fail_mode: "fail_open", selector:`, 1),
+			map[string]components.FailMode{"ingress": components.FailClosed}, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			specs, diags := loadSource("p.cue", []byte(tc.src))
+			if len(diags.Errors()) > 0 {
+				t.Fatal(diags)
+			}
+			now := int64(0)
+			e, err := Start(t.Context(), Options{Specs: specs, ManualTicks: true, Clock: func() int64 { return now }, FailModes: tc.modes})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp := e.ControlPoints().Get("ingress")
+			now += int64(20 * time.Millisecond)
+			e.TickDue()
+			if got := rejectsSome(cp, 5); got != tc.fresh {
+				t.Fatalf("fresh: rejects %v, want %v", got, tc.fresh)
+			}
+			// Five intervals without a tick: still fresh.
+			now += int64(5 * 20 * time.Millisecond)
+			if got := rejectsSome(cp, 5); got != tc.fresh {
+				t.Fatalf("after 5 intervals: rejects %v, want %v", got, tc.fresh)
+			}
+			e.Close() // no tick will ever come again
+			now += int64(time.Millisecond)
+			if got := rejectsSome(cp, 5); got != tc.stale {
+				t.Fatalf("stale: rejects %v, want %v", got, tc.stale)
+			}
+			st := e.Status().Policies[0].Actuators[0]
+			if st.Stale == 0 || st.SetpointAge <= 100*time.Millisecond {
+				t.Fatalf("status %+v: want stale decisions and the setpoint's age", st)
+			}
+		})
+	}
+	if _, err := Start(t.Context(), Options{FailModes: map[string]components.FailMode{"x": "fail_sideways"}}); err == nil {
+		t.Fatal("a bad fail mode in Options was accepted")
+	}
+}

@@ -36,7 +36,19 @@ type Options struct {
 	// Debounce gathers a burst of file changes into one reload.
 	// Default: DefaultDebounce.
 	Debounce time.Duration
+	// StaleAfterTicks is how many evaluation intervals a limiter's setpoint
+	// stays in force without a tick (the loop stalled, the policy panicked
+	// or was disabled, the engine closed); after that the limiter applies
+	// its fail mode. Default DefaultStaleAfterTicks.
+	StaleAfterTicks int
+	// FailModes is the fail mode of each control point, by name: what its
+	// limiters do once their setpoints are stale. A policy's actuator can
+	// set its own with fail_mode. Default components.FailOpen.
+	FailModes map[string]components.FailMode
 }
+
+// DefaultStaleAfterTicks is Options.StaleAfterTicks's default.
+const DefaultStaleAfterTicks = 5
 
 // Engine runs policies against the control points of one process.
 type Engine struct {
@@ -130,6 +142,14 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	if opts.Debounce <= 0 {
 		opts.Debounce = DefaultDebounce
+	}
+	if opts.StaleAfterTicks <= 0 {
+		opts.StaleAfterTicks = DefaultStaleAfterTicks
+	}
+	for cp, mode := range opts.FailModes {
+		if err := mode.Validate(); err != nil {
+			return nil, fmt.Errorf("engine.Options.FailModes[%q]: %w", cp, err)
+		}
 	}
 	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}}
 	e.policies.Store(&[]*Running{})
@@ -338,6 +358,7 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		sel := snk.Selector().Normalized()
 		key := fmt.Sprintf("%s|%d", sel, snk.Kind())
 		if s, ok := prev.takeSink(key); ok {
+			e.setFailMode(s.limiter, snk, sel.ControlPoint, c.Spec.EvaluationInterval)
 			r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: s.limiter, detach: s.detach})
 			continue
 		}
@@ -348,10 +369,25 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		case components.ConcurrencySink:
 			l.Concurrency = actuators.NewConcurrencyLimiter(math.NaN())
 		}
+		e.setFailMode(l, snk, sel.ControlPoint, c.Spec.EvaluationInterval)
+		l.Stamp(now)
 		api := e.registry.Get(sel.ControlPoint).Declare(sel.API)
 		r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: l, detach: api.AttachLimiter(l)})
 	}
 	e.applyDynamic(r)
+}
+
+// setFailMode sets how long l's setpoint stays fresh without a tick
+// (Options.StaleAfterTicks intervals) and what it does then: the
+// actuator's fail_mode, else the control point's from Options.FailModes,
+// else fail-open.
+func (e *Engine) setFailMode(l *controlpoint.Limiter, snk components.Sink, controlPoint string, interval time.Duration) {
+	l.StaleAfter.Store(int64(e.opts.StaleAfterTicks) * int64(interval))
+	mode := snk.FailMode()
+	if mode == "" {
+		mode = e.opts.FailModes[controlPoint]
+	}
+	l.FailClosed.Store(mode == components.FailClosed)
 }
 
 // adoptState moves unchanged component instances, signal values, tick and
@@ -616,6 +652,7 @@ func (e *Engine) evaluate(r *Running, now int64) {
 		case s.limiter.Concurrency != nil:
 			s.limiter.Concurrency.SetLimit(value)
 		}
+		s.limiter.Stamp(now)
 	}
 	for _, n := range r.Circuit.alerts {
 		if name, firing := n.comp.(components.Alert).Firing(); firing {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"github.com/spillway-dev/spillway/components"
 )
 
 // Status is a point-in-time view of an engine, served as JSON on /status.
@@ -69,6 +71,12 @@ type ActuatorStatus struct {
 	Rejected    uint64 `json:"rejected"`
 	WouldReject uint64 `json:"would_reject"`
 	FailOpen    uint64 `json:"fail_open"`
+	// FailMode is what the limiter does once its setpoint is stale, and
+	// Stale counts the requests it decided that way.
+	FailMode string `json:"fail_mode"`
+	Stale    uint64 `json:"stale"`
+	// SetpointAge is how long ago a tick last set the setpoint.
+	SetpointAge time.Duration `json:"setpoint_age_ns"`
 }
 
 // ControlPointStatus counts decisions per API at one control point.
@@ -138,6 +146,11 @@ func (e *Engine) Status() Status {
 			}
 			as.Allowed, as.Rejected = l.Allowed.Load(), l.Rejected.Load()
 			as.WouldReject, as.FailOpen = l.WouldReject.Load(), l.FailOpen.Load()
+			as.FailMode, as.Stale = string(components.FailOpen), l.Stale.Load()
+			if l.FailClosed.Load() {
+				as.FailMode = string(components.FailClosed)
+			}
+			as.SetpointAge = time.Duration(e.Now() - l.StampNs())
 			ps.Actuators = append(ps.Actuators, as)
 		}
 		r.mu.Unlock()
