@@ -1,8 +1,12 @@
 package engine_test
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,4 +165,113 @@ func TestWatcherFollowsConfigMapSymlinkSwap(t *testing.T) {
 	if v, _ := eng.Signal("a", "V"); v != 2 {
 		t.Fatalf("after the swap the policy outputs %v, want 2", v)
 	}
+}
+
+// startWatching starts an engine that watches dir, with ticks driven by
+// hand. Its cleanup fails the test, rather than hanging it, when Close
+// takes longer than 2 s.
+func startWatching(t *testing.T, dir string) *engine.Engine {
+	t.Helper()
+	var ns atomic.Int64
+	var eng *engine.Engine
+	var err error
+	within(t, 5*time.Second, "Start", func() {
+		eng, err = engine.Start(context.Background(), engine.Options{
+			Policies: dir, Watch: true, Debounce: watchDebounce, ManualTicks: true,
+			Logger: slog.New(slog.DiscardHandler),
+			Clock:  func() int64 { return ns.Add(int64(time.Millisecond)) },
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { within(t, 2*time.Second, "Close", eng.Close) })
+	return eng
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// A named pipe that appears in the watched directory is a load error shown
+// on /status with its file; it blocks neither later reloads nor Close.
+// The whole set is refused while it is there, as with any bad file;
+// removing it lets the edit made meanwhile apply.
+func TestWatcherSurvivesANamedPipe(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, "a.cue", counterSrc("a", 1))
+	eng := startWatching(t, dir)
+	attempts := eng.Status().Reload.Attempts
+	expect := func(step string, value int, wantPipeError bool) {
+		t.Helper()
+		attempts++
+		if got := waitAttempts(t, eng, attempts); got != attempts {
+			t.Fatalf("%s: %d reload attempts, want %d", step, got, attempts)
+		}
+		eng.Tick()
+		if v, err := eng.Signal("a", "V"); err != nil || v != float64(value) {
+			t.Fatalf("%s: the running policy outputs %v (%v), want %d", step, v, err, value)
+		}
+		last := eng.Status().Reload.LastError
+		if !wantPipeError {
+			if last != nil {
+				t.Fatalf("%s: last error %+v, want none", step, last)
+			}
+			return
+		}
+		want := filepath.Join(dir, "p.cue") + ":1:1: not a regular file (named pipe)"
+		if last == nil || len(last.Diags) != 1 || last.Diags[0].String() != want || !slices.Contains(last.Files, filepath.Join(dir, "p.cue")) {
+			t.Fatalf("%s: last error %+v, want %q", step, last, want)
+		}
+	}
+	pipe := filepath.Join(dir, "p.cue")
+	mkfifo(t, pipe)
+	expect("a named pipe appears", 1, true)
+	writePolicy(t, dir, "a.cue", counterSrc("a", 2))
+	expect("an edit beside the pipe", 1, true)
+	mustDo(t, os.Remove(pipe))
+	expect("the pipe is removed", 2, false)
+	mkfifo(t, pipe)
+	expect("a named pipe appears again", 2, true)
+	within(t, 2*time.Second, "Close with a named pipe in the directory", eng.Close)
+}
+
+// The watch outlives its directory and the directory's parent: while they
+// are gone /status says why nothing is watched, and once they are back
+// the policies in them are loaded.
+func TestWatcherSurvivesItsParentDirectoryDisappearing(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "etc")
+	dir := filepath.Join(parent, "policies")
+	mustDo(t, os.MkdirAll(dir, 0o755))
+	writePolicy(t, dir, "a.cue", counterSrc("a", 1))
+	eng := startWatching(t, dir)
+
+	mustDo(t, os.RemoveAll(parent))
+	waitFor(t, "the watch error", func() bool { return eng.Status().Reload.WatchError != "" })
+	eng.Tick()
+	if v, _ := eng.Signal("a", "V"); v != 1 {
+		t.Fatalf("with the directory gone the policy outputs %v, want 1 still", v)
+	}
+
+	mustDo(t, os.MkdirAll(dir, 0o755))
+	writePolicy(t, dir, "a.cue", counterSrc("a", 2))
+	waitFor(t, "the new policy", func() bool {
+		eng.Tick()
+		v, _ := eng.Signal("a", "V")
+		return v == 2
+	})
+	waitFor(t, "the watch error to clear", func() bool { return eng.Status().Reload.WatchError == "" })
+
+	writePolicy(t, dir, "a.cue", counterSrc("a", 3)) // and the watch is live
+	waitFor(t, "the edit after the watch came back", func() bool {
+		eng.Tick()
+		v, _ := eng.Signal("a", "V")
+		return v == 3
+	})
 }
