@@ -33,10 +33,11 @@ var errWatcherStopped = errors.New("the file watcher stopped")
 // recreated, or a symlink to it swapped); the watch follows the new one.
 //
 // Watching never gives up. When it fails (no watcher can be made, the
-// watcher's channels close, the directory or its parent is gone), WatchDir
-// logs and tries again, waiting 50 ms at first and at most 1 s between
-// attempts, until it succeeds or ctx is done. Events may have been missed
-// meanwhile, so a watch that is back counts as a burst.
+// watcher reports an error other than a queue overflow or its channels
+// close, the directory or its parent is gone), WatchDir logs and tries
+// again, waiting 50 ms at first and at most 1 s between attempts, until it
+// succeeds or ctx is done. Events may have been missed meanwhile, so a
+// watch that is back counts as a burst.
 //
 // onChange runs on the watcher's goroutine, so calls never overlap; it
 // should return promptly, since events wait while it runs. The events are
@@ -152,6 +153,9 @@ func watchOnce(ctx context.Context, dir string, debounce time.Duration, log *slo
 		case err, ok := <-w.Errors:
 			if !ok {
 				return errWatcherStopped
+			}
+			if !errors.Is(err, fsnotify.ErrEventOverflow) {
+				return fmt.Errorf("the file watcher failed: %w", err)
 			}
 			// An overflowed event queue loses events, not changes: reload.
 			log.Warn("policy watcher", "dir", dir, "err", err)
