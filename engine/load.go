@@ -54,31 +54,32 @@ func LoadDir(dir string) ([]Spec, Diagnostics) {
 
 // policyFiles lists the policy files directly inside dir, in name order.
 // Symbolic links are followed, as in a Kubernetes ConfigMap mount.
+// Directories are skipped, even one named x.cue or a link to one: loading
+// is not recursive. Anything else named *.cue is listed, so that a named
+// pipe or a dangling link becomes that file's load error.
 func policyFiles(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
+	entries, err := readDirSorted(dir)
 	if err != nil {
 		return nil, err
 	}
 	var files []string
 	for _, e := range entries {
-		if !e.IsDir() && IsPolicyFile(e.Name()) {
-			files = append(files, filepath.Join(dir, e.Name()))
+		file := filepath.Join(dir, e.Name())
+		if IsPolicyFile(e.Name()) && !isDirectory(e, file) {
+			files = append(files, file)
 		}
 	}
 	return files, nil
 }
 
-// LoadPaths loads the given files and directories.
+// LoadPaths loads the given files and directories. A path that is not a
+// directory is read as a policy file whatever its name, so a named pipe,
+// a dangling link or a missing file is that path's load error.
 func LoadPaths(paths []string) ([]Spec, Diagnostics) {
 	var files []string
 	var diags Diagnostics
 	for _, p := range paths {
-		info, err := os.Stat(p)
-		if err != nil {
-			diags = append(diags, Diagnostic{Pos: Position{File: p}, Message: err.Error()})
-			continue
-		}
-		if !info.IsDir() {
+		if info, err := os.Stat(p); err != nil || !info.IsDir() {
 			files = append(files, p)
 			continue
 		}
@@ -110,14 +111,14 @@ func LoadFiles(files []string) ([]Spec, Diagnostics) {
 }
 
 // readFiles reads each file, capped; a file that cannot be read gets a nil
-// source and a diagnostic.
+// source and a diagnostic. It never blocks (see openPolicyFile).
 func readFiles(files []string) ([][]byte, Diagnostics) {
 	var diags Diagnostics
 	srcs := make([][]byte, len(files))
 	for i, f := range files {
 		src, err := readCapped(f)
 		if err != nil {
-			diags = append(diags, Diagnostic{Pos: Position{File: f}, Message: err.Error()})
+			diags = append(diags, unreadable(f, err))
 			continue
 		}
 		srcs[i] = src
@@ -146,15 +147,17 @@ func loadSources(ctx context.Context, files []string, srcs [][]byte) ([]Spec, Di
 	return specs, diags
 }
 
+// readCapped reads a regular file of at most MaxPolicyFileSize bytes.
+// Errors are worded for a diagnostic at the file (see openPolicyFile).
 func readCapped(file string) ([]byte, error) {
-	f, err := os.Open(file)
+	f, err := openPolicyFile(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	src, err := io.ReadAll(io.LimitReader(f, MaxPolicyFileSize+1))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cannot read: %w", bareError(err))
 	}
 	if len(src) > MaxPolicyFileSize {
 		return nil, fmt.Errorf("policy file is larger than %d bytes", MaxPolicyFileSize)

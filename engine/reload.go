@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -38,6 +40,9 @@ type ReloadStatus struct {
 	LastApplied *time.Time   `json:"last_applied,omitempty"`
 	LastChange  *Change      `json:"last_change,omitempty"`
 	LastError   *ReloadError `json:"last_error,omitempty"`
+	// WatchError is why the directory is not being watched right now;
+	// changes are picked up again once the watch is back.
+	WatchError string `json:"watch_error,omitempty"`
 }
 
 // ReloadError is the last failed reload; the policies that were running
@@ -57,7 +62,11 @@ type reloadState struct {
 	lastOK     time.Time
 	lastChange *Change
 	lastErr    *ReloadError
+	watchErr   error // guarded by errMu
 }
+
+// errClosed is a reload that found the engine closed.
+var errClosed = errors.New("the engine is closed")
 
 // LoadErrors is the number of failed policy reloads since Start.
 func (e *Engine) LoadErrors() uint64 { return e.reload.loadErrors.Load() }
@@ -75,6 +84,9 @@ func (e *Engine) Reload() (changed bool, err error) {
 	}
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
+	if e.isClosed() {
+		return false, errClosed
+	}
 
 	files, err := policyFiles(dir)
 	var srcs [][]byte
@@ -107,21 +119,58 @@ func (e *Engine) Reload() (changed bool, err error) {
 		}
 	}
 	if len(diags.Errors()) > 0 {
+		if e.isClosed() {
+			return true, errClosed
+		}
 		diags = diags.sorted()
 		e.reload.loadErrors.Add(1)
 		e.reloadFailed(files, diags)
 		return true, diags
 	}
-	e.setErrors(nil)
 	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return true, errClosed
+	}
 	ch := e.commit(next)
 	e.mu.Unlock()
+	e.setErrors(nil)
 	e.reload.applied.Add(1)
 	e.errMu.Lock()
 	e.reload.lastOK, e.reload.lastChange, e.reload.lastErr = time.Now(), &ch, nil
 	e.errMu.Unlock()
 	e.logChange(dir, ch, len(files))
 	return true, nil
+}
+
+// reloadWhenPending reloads the policy directory each time pending is
+// signalled, one reload at a time, until ctx is done. It is not part of
+// e.wg: Close does not wait for a reload in progress (see Reload).
+func (e *Engine) reloadWhenPending(ctx context.Context, pending <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-pending:
+			if _, err := e.Reload(); err != nil && !errors.Is(err, errClosed) {
+				e.log.Error("policy reload failed; the previous policies keep running", "dir", e.opts.Policies)
+			}
+		}
+	}
+}
+
+func (e *Engine) isClosed() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closed
+}
+
+// setWatchError records the policy watcher's trouble, nil when there is
+// none, for /status.
+func (e *Engine) setWatchError(err error) {
+	e.errMu.Lock()
+	defer e.errMu.Unlock()
+	e.reload.watchErr = err
 }
 
 func (e *Engine) reloadFailed(files []string, diags Diagnostics) {
@@ -163,6 +212,9 @@ func (e *Engine) reloadStatus() *ReloadStatus {
 		LoadErrors: e.reload.loadErrors.Load(),
 		LastChange: e.reload.lastChange,
 		LastError:  e.reload.lastErr,
+	}
+	if e.reload.watchErr != nil {
+		rs.WatchError = e.reload.watchErr.Error()
 	}
 	if !e.reload.lastOK.IsZero() {
 		t := e.reload.lastOK

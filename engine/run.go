@@ -62,6 +62,7 @@ type Engine struct {
 
 	reloadMu sync.Mutex // one reload at a time
 	reload   reloadState
+	closed   bool // set by Close, under mu: no reload commits after it
 	wg       sync.WaitGroup
 	stop     context.CancelFunc
 	// lifetime ends at Close; it cancels policy evaluations in progress.
@@ -166,23 +167,37 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	if opts.Watch && opts.Policies != "" && opts.Specs == nil {
-		ready := make(chan error, 1)
+		// The watcher only signals; reloads run on their own goroutine, so
+		// that a slow one neither holds up events nor Close.
+		pending := make(chan struct{}, 1)
+		go e.reloadWhenPending(ctx, pending)
+		first := make(chan error, 1)
+		var once sync.Once
+		watcherDone := make(chan struct{})
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			err := WatchDir(ctx, opts.Policies, opts.Debounce, e.log, func() {
-				if _, err := e.Reload(); err != nil {
-					e.log.Error("policy reload failed; the previous policies keep running", "dir", opts.Policies)
+			defer close(watcherDone)
+			WatchDir(ctx, opts.Policies, opts.Debounce, e.log, func() {
+				select {
+				case pending <- struct{}{}:
+				default: // a reload is already pending; it will see this change
 				}
-			}, ready)
-			if err != nil {
-				e.log.Error("policy watcher stopped", "dir", opts.Policies, "err", err)
-			}
+			}, func(err error) {
+				e.setWatchError(err)
+				once.Do(func() { first <- err })
+			})
 		}()
-		if err := <-ready; err != nil {
-			e.stop()
-			e.wg.Wait()
-			return nil, err
+		// A watch that cannot be set up at all fails Start; one that fails
+		// later is retried for as long as the engine runs.
+		select {
+		case err := <-first:
+			if err != nil {
+				e.stop()
+				e.wg.Wait()
+				return nil, err
+			}
+		case <-watcherDone: // ctx ended before the watch was set up
 		}
 	}
 	if !opts.ManualTicks {
@@ -192,8 +207,13 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops the tickers and the watcher and waits for them.
+// Close stops the tickers and the watcher and waits for them. It does not
+// wait for a policy reload in progress: that reload's result is dropped.
+// Close may be called more than once.
 func (e *Engine) Close() {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
 	e.stop()
 	e.wg.Wait()
 }

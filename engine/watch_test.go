@@ -1,8 +1,11 @@
 package engine_test
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,4 +164,86 @@ func TestWatcherFollowsConfigMapSymlinkSwap(t *testing.T) {
 	if v, _ := eng.Signal("a", "V"); v != 2 {
 		t.Fatalf("after the swap the policy outputs %v, want 2", v)
 	}
+}
+
+// within runs f and fails the test if it has not returned after limit: a
+// regression that blocks fails instead of hanging the test binary.
+func within(t *testing.T, limit time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		t.Fatalf("%s did not return within %s", what, limit)
+	}
+}
+
+// startWatching starts an engine that watches dir, with ticks driven by
+// hand. Its cleanup fails the test, rather than hanging it, when Close
+// takes longer than 2 s.
+func startWatching(t *testing.T, dir string) *engine.Engine {
+	t.Helper()
+	var ns atomic.Int64
+	var eng *engine.Engine
+	var err error
+	within(t, 5*time.Second, "Start", func() {
+		eng, err = engine.Start(context.Background(), engine.Options{
+			Policies: dir, Watch: true, Debounce: watchDebounce, ManualTicks: true,
+			Logger: slog.New(slog.DiscardHandler),
+			Clock:  func() int64 { return ns.Add(int64(time.Millisecond)) },
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { within(t, 2*time.Second, "Close", eng.Close) })
+	return eng
+}
+
+// waitFor polls cond for up to 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// The watch outlives its directory and the directory's parent: while they
+// are gone /status says why nothing is watched, and once they are back
+// the policies in them are loaded.
+func TestWatcherSurvivesItsParentDirectoryDisappearing(t *testing.T) {
+	parent := filepath.Join(t.TempDir(), "etc")
+	dir := filepath.Join(parent, "policies")
+	mustDo(t, os.MkdirAll(dir, 0o755))
+	writePolicy(t, dir, "a.cue", counterSrc("a", 1))
+	eng := startWatching(t, dir)
+
+	mustDo(t, os.RemoveAll(parent))
+	waitFor(t, "the watch error", func() bool { return eng.Status().Reload.WatchError != "" })
+	eng.Tick()
+	if v, _ := eng.Signal("a", "V"); v != 1 {
+		t.Fatalf("with the directory gone the policy outputs %v, want 1 still", v)
+	}
+
+	mustDo(t, os.MkdirAll(dir, 0o755))
+	writePolicy(t, dir, "a.cue", counterSrc("a", 2))
+	waitFor(t, "the new policy", func() bool {
+		eng.Tick()
+		v, _ := eng.Signal("a", "V")
+		return v == 2
+	})
+	waitFor(t, "the watch error to clear", func() bool { return eng.Status().Reload.WatchError == "" })
+
+	writePolicy(t, dir, "a.cue", counterSrc("a", 3)) // and the watch is live
+	waitFor(t, "the edit after the watch came back", func() bool {
+		eng.Tick()
+		v, _ := eng.Signal("a", "V")
+		return v == 3
+	})
 }

@@ -58,6 +58,7 @@ interrupted.`,
 }
 
 // checkWatch checks dir on every change until the command's context ends.
+// A watch that fails is retried meanwhile (see engine.WatchDir).
 func checkWatch(cmd *cobra.Command, dir string, asJSON bool) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -69,7 +70,8 @@ func checkWatch(cmd *cobra.Command, dir string, asJSON bool) error {
 		_ = printCheck(cmd, check([]string{dir}), asJSON)
 	}
 	run()
-	return engine.WatchDir(ctx, dir, engine.DefaultDebounce, nil, run, nil)
+	engine.WatchDir(ctx, dir, engine.DefaultDebounce, nil, run, nil)
+	return nil
 }
 
 // printCheck prints a report; it fails when the report has errors.
