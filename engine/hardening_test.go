@@ -179,7 +179,7 @@ policies: big: {
 	cases := []struct {
 		name, src, want string
 	}{
-		{"20k components", variables(20000, "10ms"), "over the cap of 2000"},
+		{"2500 components", variables(2500, "10ms"), "over the cap of 2000"},
 		{"history", variables(1500, "10ms"), "signal history would take"},
 		{"interval", variables(1, "1ms"), "shorter than the minimum 10ms"},
 	}
