@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/access"
 	"github.com/spillway-dev/spillway/telemetry"
 	"github.com/spillway-dev/spillway/testbed"
 )
@@ -103,7 +104,7 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 	if err != nil {
 		return nil, err
 	}
-	srv := adminServer(eng, metrics)
+	srv := adminServer(eng, metrics, adminAccess{})
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	fmt.Fprintf(out, "live dashboard: http://%s/  (metrics: http://%s/metrics)\n\n", ln.Addr(), ln.Addr())
@@ -139,10 +140,11 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 	return runs, nil
 }
 
-// listenAdmin listens on addr, or on an ephemeral loopback port when addr
-// is taken (another spillway may be running).
+// listenAdmin listens on addr, which must be loopback (the demo has no
+// token), or on an ephemeral loopback port when addr is taken (another
+// spillway may be running).
 func listenAdmin(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := access.Listen(addr, "", "spillway run --admin-token-file")
 	if errors.Is(err, syscall.EADDRINUSE) {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
 	}
