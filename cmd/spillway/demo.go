@@ -134,10 +134,18 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f%%\t%v\t\n", r.Name, r.Offered, r.Admitted, r.Reject, r.Goodput, 100*r.Goodput/capacity, r.P99.Round(time.Millisecond))
 	}
 	tw.Flush()
-	if len(runs) == 2 && runs[0].Goodput > 0 {
-		fmt.Fprintf(out, "\nlatency-aimd goodput is %.1f× the unprotected goodput\n", runs[1].Goodput/runs[0].Goodput)
-	}
+	fmt.Fprintf(out, "\n%s\n", compareGoodput(runs[0], runs[1], plan.SLO))
 	return runs, nil
+}
+
+// compareGoodput is the demo's last line: the protected run's goodput as a
+// multiple of the unprotected one's, or in req/s when the unprotected run
+// had none (every response missed the SLO), where a ratio means nothing.
+func compareGoodput(unprotected, protected demoRun, slo time.Duration) string {
+	if unprotected.Goodput > 0 {
+		return fmt.Sprintf("%s goodput is %.1f× the %s goodput", protected.Name, protected.Goodput/unprotected.Goodput, unprotected.Name)
+	}
+	return fmt.Sprintf("%s goodput is %.0f req/s; the %s run had none within the %v SLO", protected.Name, protected.Goodput, unprotected.Name, slo)
 }
 
 // listenAdmin listens on addr, which must be loopback (the demo has no
