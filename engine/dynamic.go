@@ -9,6 +9,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/spillway-dev/spillway/components"
 )
@@ -32,13 +33,18 @@ type DynamicConfig struct {
 var ErrNoPolicy = errors.New("no such policy")
 
 // ConfigError is a dynamic-config request that does not fit the policy's
-// schema; an admin server answers it with 400.
-type ConfigError struct{ Reason string }
+// schema; an admin server answers it with 400, or with 413 when TooLarge.
+type ConfigError struct {
+	Reason string
+	// TooLarge is set for a body over MaxDynamicConfigSize.
+	TooLarge bool
+}
 
 func (e *ConfigError) Error() string { return e.Reason }
 
 // DecodeDynamicConfig strictly decodes a dynamic-config body: unknown
-// fields, trailing data and bodies over MaxDynamicConfigSize are errors.
+// fields, a key given twice in one object, trailing data and bodies over
+// MaxDynamicConfigSize are errors.
 func DecodeDynamicConfig(r io.Reader) (DynamicConfig, error) {
 	var cfg DynamicConfig
 	body, err := io.ReadAll(io.LimitReader(r, MaxDynamicConfigSize+1))
@@ -46,7 +52,7 @@ func DecodeDynamicConfig(r io.Reader) (DynamicConfig, error) {
 		return cfg, &ConfigError{Reason: "reading the body: " + err.Error()}
 	}
 	if len(body) > MaxDynamicConfigSize {
-		return cfg, &ConfigError{Reason: fmt.Sprintf("body is larger than %d bytes", MaxDynamicConfigSize)}
+		return cfg, &ConfigError{Reason: fmt.Sprintf("body is larger than %d bytes", MaxDynamicConfigSize), TooLarge: true}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -56,7 +62,95 @@ func DecodeDynamicConfig(r io.Reader) (DynamicConfig, error) {
 	if dec.More() {
 		return cfg, &ConfigError{Reason: "invalid dynamic config: trailing data after the JSON object"}
 	}
+	// encoding/json keeps the last of two equal keys; an override must not
+	// depend on which of them a client or proxy honoured.
+	if err := checkDuplicateKeys(body); err != nil {
+		return DynamicConfig{}, &ConfigError{Reason: "invalid dynamic config: " + err.Error()}
+	}
 	return cfg, nil
+}
+
+// checkDuplicateKeys walks the JSON value in body and reports the first
+// object key given twice in the same object, at any depth. In the
+// outermost object, which decodes into DynamicConfig's fields, keys equal
+// up to case are the same key, as encoding/json matches field names
+// case-insensitively.
+func checkDuplicateKeys(body []byte) error {
+	// scope is an open object or array.
+	type scope struct {
+		path    string          // where it is: "" for the outermost value, "variables", "a[]"
+		keys    map[string]bool // nil for an array
+		wantKey bool            // in an object: the next token is a key or '}'
+		key     string          // in an object: the key of the value being read
+	}
+	var stack []*scope
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var top *scope
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if tok == json.Delim('}') || tok == json.Delim(']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if top != nil && top.wantKey {
+			key := tok.(string) // the decoder yields only string keys
+			seen := key
+			if len(stack) == 1 {
+				seen = foldKey(key)
+			}
+			if top.keys[seen] {
+				if top.path == "" {
+					return fmt.Errorf("key %q given twice", key)
+				}
+				return fmt.Errorf("key %q given twice in %s", key, top.path)
+			}
+			top.keys[seen] = true
+			top.wantKey, top.key = false, key
+			continue
+		}
+		// tok starts a value.
+		path := ""
+		switch {
+		case top != nil && top.keys != nil:
+			top.wantKey = true // after this value: a key or '}'
+			path = strings.TrimPrefix(top.path+"."+top.key, ".")
+		case top != nil:
+			path = top.path + "[]"
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &scope{path: path, keys: map[string]bool{}, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &scope{path: path})
+		}
+	}
+}
+
+// foldKey folds key as encoding/json does to match a struct field: each
+// rune becomes the smallest rune of its case-folding orbit.
+func foldKey(key string) string {
+	var b strings.Builder
+	for _, r := range key {
+		for {
+			next := unicode.SimpleFold(r)
+			if next <= r {
+				r = next
+				break
+			}
+			r = next
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // SetDynamicConfig merges cfg into the policy's overrides and applies them

@@ -1,6 +1,10 @@
 package engine
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -61,6 +65,91 @@ func FuzzLoadPolicy(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzDecodeDynamicConfig feeds arbitrary bodies to the dynamic-config
+// decoder. It must never panic; a refusal is a *ConfigError with a reason
+// (TooLarge exactly for bodies over the cap); an accepted body is valid JSON
+// within the cap, its variables are finite, and re-encoding and decoding it
+// again gives the same config.
+func FuzzDecodeDynamicConfig(f *testing.F) {
+	for _, body := range []string{
+		`{}`,
+		`{"dry_run": true}`,
+		`{"dry_run": false, "variables": {"RATE_LIMIT": 100, "SETPOINT": -0.5e-3}}`,
+		`{"variables": {}}`,
+		`{"variables": null, "dry_run": null}`,
+		`{"DRY_RUN": true}`,
+		`{"dry_run": true, "dry_run": false}`,
+		`{"dry_run": true, "Dry_Run": false}`,
+		`{"variables": {"A": 1, "A": 2}}`,
+		`{"variables": {"A": 1, "\u0041": 2}}`,
+		`{"variables": {"\ud800": 1, "\udfff": 2}}`,
+		`{"variables": {"A": 1e400}}`,
+		`{"variables": {"A": NaN}}`,
+		`{"variables": {"A": "1"}}`,
+		`{"variables": {"A": -0}}`,
+		`{"extra": 1}`,
+		`{"dry_run": "yes"}`,
+		`{"dry_run": true} {}`,
+		`{"dry_run": true}]`,
+		`[]`,
+		`null`,
+		``,
+		strings.Repeat("[", 4096),
+		"{\"variables\": {\"\xff\": 1, \"\xfe\": 2}}",
+	} {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		cfg, err := DecodeDynamicConfig(bytes.NewReader(body))
+		if err != nil {
+			var cfgErr *ConfigError
+			if !errors.As(err, &cfgErr) || cfgErr.Reason == "" {
+				t.Fatalf("%q: error %#v, want a *ConfigError with a reason", body, err)
+			}
+			if cfgErr.TooLarge != (len(body) > MaxDynamicConfigSize) {
+				t.Fatalf("%d-byte body: TooLarge %v (cap %d)", len(body), cfgErr.TooLarge, MaxDynamicConfigSize)
+			}
+			return
+		}
+		if len(body) > MaxDynamicConfigSize || !json.Valid(body) {
+			t.Fatalf("accepted %q: over the cap or not valid JSON", body)
+		}
+		for name, v := range cfg.Variables {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				t.Fatalf("accepted %q: variable %q is %v", body, name, v)
+			}
+		}
+		again, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatalf("accepted %q, but re-encoding %+v fails: %v", body, cfg, err)
+		}
+		back, err := DecodeDynamicConfig(bytes.NewReader(again))
+		if err != nil {
+			t.Fatalf("accepted %q, but not its re-encoding %s: %v", body, again, err)
+		}
+		if !sameDynamicConfig(cfg, back) {
+			t.Fatalf("%q decodes to %+v, its re-encoding %s to %+v", body, cfg, again, back)
+		}
+	})
+}
+
+// sameDynamicConfig reports whether a and b override the same things: an
+// empty Variables map is no map.
+func sameDynamicConfig(a, b DynamicConfig) bool {
+	if (a.DryRun == nil) != (b.DryRun == nil) || (a.DryRun != nil && *a.DryRun != *b.DryRun) {
+		return false
+	}
+	if len(a.Variables) != len(b.Variables) {
+		return false
+	}
+	for name, v := range a.Variables {
+		if w, ok := b.Variables[name]; !ok || math.Float64bits(v) != math.Float64bits(w) {
+			return false
+		}
+	}
+	return true
 }
 
 // Evaluation is bounded: a file that takes too long is an error, and the

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
-	"os"
-	"strings"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/access"
 )
 
 // DefaultAddr is where the bridge listens when Serve is given "": loopback,
@@ -43,18 +42,9 @@ func Serve(ctx context.Context, addr string, h http.Handler, token string, ready
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	if token == "" && !IsLoopback(addr) {
-		return fmt.Errorf("rlbridge: refusing to listen on %s without a token: bind a loopback address such as %s, or set a bearer token (--agent-token-file)", addr, DefaultAddr)
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := access.Listen(addr, token, "--agent-token-file")
 	if err != nil {
 		return fmt.Errorf("rlbridge: %w", err)
-	}
-	// A host name such as "localhost" is resolved by Listen; check what it
-	// actually bound.
-	if token == "" && !IsLoopback(ln.Addr().String()) {
-		ln.Close()
-		return fmt.Errorf("rlbridge: refusing to listen on %s (%s resolved to it) without a token", ln.Addr(), addr)
 	}
 	if ready != nil {
 		ready(ln.Addr())
@@ -93,37 +83,4 @@ func newServer(h http.Handler) *http.Server {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
-}
-
-// IsLoopback reports whether the listen address addr ("host:port") binds
-// only loopback: a loopback IP ("127.0.0.1:8082", "[::1]:0") or the name
-// "localhost". An empty or unspecified host (":8082", "0.0.0.0:8082"), any
-// other name, and an address without a port are not loopback.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil || host == "" {
-		return false
-	}
-	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
-		return true // RFC 6761 §6.3: localhost resolves to loopback only
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	return ip.Unmap().IsLoopback()
-}
-
-// ReadTokenFile reads the bearer token from path, trimming surrounding
-// whitespace such as a trailing newline. An empty token is an error.
-func ReadTokenFile(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("rlbridge: token file: %w", err)
-	}
-	token := strings.TrimSpace(string(data))
-	if token == "" {
-		return "", fmt.Errorf("rlbridge: token file %s is empty", path)
-	}
-	return token, nil
 }

@@ -5,11 +5,11 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/access"
 )
 
 func TestServeRefusesNonLoopbackWithoutAToken(t *testing.T) {
@@ -50,7 +50,7 @@ func TestServeOnLoopbackWithoutATokenAndStopsWhenCtxIsDone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr, result := serveInBackground(t, ctx, "127.0.0.1:0", "")
-	if !IsLoopback(addr.String()) {
+	if !access.IsLoopback(addr.String()) {
 		t.Fatalf("bound %s, want loopback", addr)
 	}
 
@@ -146,72 +146,3 @@ func TestNewServerSetsEveryTimeoutAndTheHeaderLimit(t *testing.T) {
 		t.Error("the server does not serve the handler given")
 	}
 }
-
-func TestIsLoopback(t *testing.T) {
-	tests := []struct {
-		addr string
-		want bool
-	}{
-		{"127.0.0.1:8082", true},
-		{"127.0.0.1:0", true},
-		{"127.1.2.3:8082", true}, // all of 127.0.0.0/8 is loopback
-		{"[::1]:0", true},
-		{"[::ffff:127.0.0.1]:8082", true},
-		{"localhost:8082", true},
-		{"LocalHost:8082", true},
-		{"localhost.:8082", true},
-		{":8082", false},
-		{"0.0.0.0:8082", false},
-		{"[::]:8082", false},
-		{"10.0.0.1:1", false},
-		{"192.168.1.10:8082", false},
-		{"[fe80::1%eth0]:8082", false},
-		{"example.com:8082", false},
-		{"localhost.example.com:8082", false},
-		{"127.0.0.1", false}, // no port: not a listen address
-		{"", false},
-	}
-	for _, tt := range tests {
-		if got := IsLoopback(tt.addr); got != tt.want {
-			t.Errorf("IsLoopback(%q) = %v, want %v", tt.addr, got, tt.want)
-		}
-	}
-}
-
-func TestReadTokenFile(t *testing.T) {
-	dir := t.TempDir()
-	tests := []struct {
-		name      string
-		content   *string // nil: no file
-		want      string
-		wantError string
-	}{
-		{name: "a trailing newline is trimmed", content: ptr("s3cret\n"), want: "s3cret"},
-		{name: "surrounding whitespace and CRLF are trimmed", content: ptr("  s3cret\r\n"), want: "s3cret"},
-		{name: "an empty file is an error", content: ptr(""), wantError: "is empty"},
-		{name: "a blank file is an error", content: ptr(" \n\n"), wantError: "is empty"},
-		{name: "a missing file is an error", wantError: "no such file"},
-	}
-	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(dir, "token"+string(rune('a'+i)))
-			if tt.content != nil {
-				if err := os.WriteFile(path, []byte(*tt.content), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := ReadTokenFile(path)
-			if tt.wantError != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantError) {
-					t.Fatalf("ReadTokenFile = %q, %v; want an error mentioning %q", got, err, tt.wantError)
-				}
-				return
-			}
-			if err != nil || got != tt.want {
-				t.Fatalf("ReadTokenFile = %q, %v; want %q", got, err, tt.want)
-			}
-		})
-	}
-}
-
-func ptr(s string) *string { return &s }

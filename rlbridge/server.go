@@ -12,8 +12,6 @@ package rlbridge
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +21,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/spillway-dev/spillway/internal/access"
 )
 
 // MaxBodyBytes is the largest request body the bridge reads, in bytes.
@@ -113,12 +113,7 @@ type Options struct {
 // then /step and /reset answer 404. The handler is safe for concurrent use
 // when b and stepper are; a panic in either is answered with 500.
 func Handler(b Backend, stepper Stepper, opts Options) http.Handler {
-	h := &handler{backend: b, stepper: stepper, onRequest: opts.OnRequest}
-	if opts.Token != "" {
-		sum := sha256.Sum256([]byte(opts.Token))
-		h.tokenHash = &sum
-	}
-	return h
+	return &handler{backend: b, stepper: stepper, bearer: access.NewBearer(opts.Token), onRequest: opts.OnRequest}
 }
 
 // handler is the http.Handler returned by Handler. Its fields are set once
@@ -126,7 +121,7 @@ func Handler(b Backend, stepper Stepper, opts Options) http.Handler {
 type handler struct {
 	backend   Backend
 	stepper   Stepper
-	tokenHash *[sha256.Size]byte // nil when no token is required
+	bearer    *access.Bearer // nil when no token is required
 	onRequest func(endpoint string, code int)
 }
 
@@ -172,7 +167,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// Authenticate before routing, so that an unauthenticated client
 	// learns nothing about which paths exist.
-	if !h.authorized(r) {
+	if !h.bearer.Allows(r) {
 		rec.Header().Set("WWW-Authenticate", "Bearer")
 		writeError(rec, http.StatusUnauthorized, "missing or wrong bearer token")
 		return
@@ -188,21 +183,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		rt.serve(h, rec, r)
 	}
-}
-
-// authorized reports whether r carries the configured bearer token. It
-// compares SHA-256 digests in constant time, so neither the token's bytes
-// nor its length leak through timing.
-func (h *handler) authorized(r *http.Request) bool {
-	if h.tokenHash == nil {
-		return true
-	}
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(got[:], h.tokenHash[:]) == 1
 }
 
 // serveMetrics answers GET /metrics?method=API with exactly

@@ -644,3 +644,83 @@ func FuzzSetRate(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReset checks that no body makes /reset panic or answer anything but
+// 200, 400 or 413; that a 200 resets exactly once with the seed the JSON
+// names (none for an empty body, {} or a null seed); and that a refusal
+// does not reset.
+func FuzzReset(f *testing.F) {
+	for _, body := range []string{
+		``,
+		`   `,
+		`{}`,
+		`{"seed":7}`,
+		`{"seed":null}`,
+		`{"seed":0}`,
+		`{"seed":18446744073709551615}`,
+		`{"seed":18446744073709551616}`,
+		`{"seed":-1}`,
+		`{"seed":-0}`,
+		`{"seed":1.5}`,
+		`{"seed":1e3}`,
+		`{"seed":"7"}`,
+		`{"seed":7,"seed":8}`,
+		`{"SEED":7}`,
+		`{"se\u0065d":7}`,
+		`{"seed":7,"episodes":3}`,
+		`{"seed":7}]`,
+		`{"seed":7}{}`,
+		`[]`,
+		`null`,
+		`{"seed":` + strings.Repeat("9", 5000) + `}`,
+		strings.Repeat("{", 4096),
+		"\xff\xfe",
+	} {
+		f.Add([]byte(body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		stepper := &fakeStepper{doneAfter: 1}
+		h := Handler(newFakeBackend(), stepper, Options{})
+		req := httptest.NewRequest("POST", "/reset", bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+
+		switch rec.Code {
+		case 200:
+			if stepper.resets != 1 {
+				t.Fatalf("200 for %q, but %d resets", body, stepper.resets)
+			}
+			if len(body) > MaxBodyBytes {
+				t.Fatalf("200 for a %d-byte body, over the %d-byte limit", len(body), MaxBodyBytes)
+			}
+			if len(bytes.TrimSpace(body)) == 0 {
+				if stepper.seed != nil {
+					t.Fatalf("an empty body gave seed %d, want none", *stepper.seed)
+				}
+				return
+			}
+			var want struct {
+				Seed *uint64 `json:"seed"`
+			}
+			if err := json.Unmarshal(body, &want); err != nil {
+				t.Fatalf("200 for %q, which encoding/json refuses: %v", body, err)
+			}
+			if (want.Seed == nil) != (stepper.seed == nil) || (want.Seed != nil && *want.Seed != *stepper.seed) {
+				t.Fatalf("200 for %q: reset with seed %v, but the body names %v", body, stepper.seed, want.Seed)
+			}
+		case 400, 413:
+			if stepper.resets != 0 {
+				t.Fatalf("%d for %q, but %d resets", rec.Code, body, stepper.resets)
+			}
+			if (rec.Code == 413) != (len(body) > MaxBodyBytes) {
+				t.Fatalf("%d for a %d-byte body; 413 is for bodies over %d bytes", rec.Code, len(body), MaxBodyBytes)
+			}
+			var answer map[string]string
+			if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || len(answer) != 1 || answer["error"] == "" {
+				t.Fatalf("%d with body %q, want {\"error\": \"<reason>\"}", rec.Code, rec.Body)
+			}
+		default:
+			t.Fatalf("status %d for %q; want 200, 400 or 413", rec.Code, body)
+		}
+	})
+}

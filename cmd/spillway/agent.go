@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spillway-dev/spillway/internal/access"
 	"github.com/spillway-dev/spillway/rlbridge"
 	"github.com/spillway-dev/spillway/telemetry"
 	"github.com/spillway-dev/spillway/testbed"
@@ -50,7 +51,7 @@ func (f *agentFlags) token() (string, error) {
 	if f.tokenFile == "" {
 		return "", nil
 	}
-	return rlbridge.ReadTokenFile(f.tokenFile)
+	return access.ReadTokenFile(f.tokenFile)
 }
 
 // startBridge starts the RL bridge for b (and stepper, in the simulator),

@@ -103,7 +103,7 @@ func startDemoEngine(t *testing.T) *engine.Engine {
 func TestStatusEndpoint(t *testing.T) {
 	eng := startDemoEngine(t)
 	eng.Tick()
-	srv := httptest.NewServer(adminServer(eng, nil).Handler)
+	srv := httptest.NewServer(adminServer(eng, nil, adminAccess{}).Handler)
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/status")
 	if err != nil {
@@ -135,7 +135,7 @@ func TestStatusEndpoint(t *testing.T) {
 // bad one gets a 4xx with the reason and changes nothing.
 func TestDynamicConfigEndpoint(t *testing.T) {
 	eng := startDemoEngine(t)
-	srv := httptest.NewServer(adminServer(eng, nil).Handler)
+	srv := httptest.NewServer(adminServer(eng, nil, adminAccess{}).Handler)
 	defer srv.Close()
 	call := func(method, path, body string) (int, string) {
 		t.Helper()
@@ -143,6 +143,7 @@ func TestDynamicConfigEndpoint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -159,7 +160,8 @@ func TestDynamicConfigEndpoint(t *testing.T) {
 		{"POST", "/policies/demo/config", `{"dry_run": "yes"}`, 400, "invalid dynamic config"},
 		{"POST", "/policies/demo/config", `{"dry_run": true, "extra": 1}`, 400, `unknown field \"extra\"`},
 		{"POST", "/policies/demo/config", `{"variables": {"NOPE": 1}}`, 400, `no Variable with output \"NOPE\"`},
-		{"POST", "/policies/demo/config", strings.Repeat("x", engine.MaxDynamicConfigSize+10), 400, "larger than"},
+		{"POST", "/policies/demo/config", strings.Repeat("x", engine.MaxDynamicConfigSize+10), 413, "larger than"},
+		{"POST", "/policies/demo/config", `{"dry_run": true, "dry_run": false}`, 400, `key \"dry_run\" given twice`},
 		{"POST", "/policies/nope/config", `{"dry_run": true}`, 404, "no such policy"},
 		{"GET", "/policies/demo/config", "", 200, "{}"},
 		{"POST", "/policies/demo/config", `{"dry_run": true}`, 200, `"dry_run": true`},
@@ -171,7 +173,7 @@ func TestDynamicConfigEndpoint(t *testing.T) {
 		if code != tc.code || !strings.Contains(body, tc.want) {
 			t.Errorf("%s %s %.30q: %d %s; want %d containing %q", tc.method, tc.path, tc.body, code, body, tc.code, tc.want)
 		}
-		if code == 400 && eng.Status().Policies[0].DryRun {
+		if code >= 400 && eng.Status().Policies[0].DryRun {
 			t.Errorf("a refused body changed dry_run")
 		}
 	}

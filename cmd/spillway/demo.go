@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/access"
 	"github.com/spillway-dev/spillway/telemetry"
 	"github.com/spillway-dev/spillway/testbed"
 )
@@ -103,7 +104,7 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 	if err != nil {
 		return nil, err
 	}
-	srv := adminServer(eng, metrics)
+	srv := adminServer(eng, metrics, adminAccess{})
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	fmt.Fprintf(out, "live dashboard: http://%s/  (metrics: http://%s/metrics)\n\n", ln.Addr(), ln.Addr())
@@ -133,16 +134,25 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f%%\t%v\t\n", r.Name, r.Offered, r.Admitted, r.Reject, r.Goodput, 100*r.Goodput/capacity, r.P99.Round(time.Millisecond))
 	}
 	tw.Flush()
-	if len(runs) == 2 && runs[0].Goodput > 0 {
-		fmt.Fprintf(out, "\nlatency-aimd goodput is %.1f× the unprotected goodput\n", runs[1].Goodput/runs[0].Goodput)
-	}
+	fmt.Fprintf(out, "\n%s\n", compareGoodput(runs[0], runs[1], plan.SLO))
 	return runs, nil
 }
 
-// listenAdmin listens on addr, or on an ephemeral loopback port when addr
-// is taken (another spillway may be running).
+// compareGoodput is the demo's last line: the protected run's goodput as a
+// multiple of the unprotected one's, or in req/s when the unprotected run
+// had none (every response missed the SLO), where a ratio means nothing.
+func compareGoodput(unprotected, protected demoRun, slo time.Duration) string {
+	if unprotected.Goodput > 0 {
+		return fmt.Sprintf("%s goodput is %.1f× the %s goodput", protected.Name, protected.Goodput/unprotected.Goodput, unprotected.Name)
+	}
+	return fmt.Sprintf("%s goodput is %.0f req/s; the %s run had none within the %v SLO", protected.Name, protected.Goodput, unprotected.Name, slo)
+}
+
+// listenAdmin listens on addr, which must be loopback (the demo has no
+// token), or on an ephemeral loopback port when addr is taken (another
+// spillway may be running).
 func listenAdmin(addr string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := access.Listen(addr, "", "spillway run --admin-token-file")
 	if errors.Is(err, syscall.EADDRINUSE) {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
 	}

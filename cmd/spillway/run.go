@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -17,12 +16,14 @@ import (
 
 	"github.com/spillway-dev/spillway/dashboards/live"
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/access"
 	"github.com/spillway-dev/spillway/rlbridge"
 	"github.com/spillway-dev/spillway/telemetry"
 )
 
 func runCmd() *cobra.Command {
-	var policies, admin string
+	var policies, admin, adminTokenFile string
+	var acc adminAccess
 	var af agentFlags
 	var noWatch bool
 	var debounce time.Duration
@@ -43,6 +44,12 @@ The admin server serves:
   POST   /policies/{name}/config    {"dry_run"?: bool, "variables"?: {SIGNAL: number}}
   DELETE /policies/{name}/config    drop the overrides
 
+Beyond loopback the admin server requires a bearer token from
+--admin-token-file on every request. Without one it serves only requests
+for a loopback Host (or a name given with --admin-allow-host), against DNS
+rebinding. It refuses cross-origin browser requests that change anything,
+and a POST body must be Content-Type: application/json.
+
 The RL bridge (TopFull protocol) serves the policies' RLActuators on
 --agent-addr: GET /metrics?method=API, POST /set_rate?method=API, GET /apis.
 Beyond loopback it requires --agent-token-file; "" turns it off.
@@ -50,6 +57,18 @@ Beyond loopback it requires --agent-token-file; "" turns it off.
 OTLP export is on when OTEL_EXPORTER_OTLP_ENDPOINT (or
 OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if adminTokenFile != "" {
+				token, err := access.ReadTokenFile(adminTokenFile)
+				if err != nil {
+					return fmt.Errorf("admin: %w", err)
+				}
+				acc.Token = token
+			}
+			ln, err := access.Listen(admin, acc.Token, "--admin-token-file")
+			if err != nil {
+				return fmt.Errorf("admin: %w", err)
+			}
+			defer ln.Close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			eng, err := engine.Start(ctx, engine.Options{Policies: policies, Watch: !noWatch, Debounce: debounce})
@@ -75,11 +94,7 @@ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 					}
 				}()
 			}
-			ln, err := net.Listen("tcp", admin)
-			if err != nil {
-				return err
-			}
-			srv := adminServer(eng, metrics)
+			srv := adminServer(eng, metrics, acc)
 			otlp := metrics.OTLP()
 			if otlp == "" {
 				otlp = "off"
@@ -98,7 +113,9 @@ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 		},
 	}
 	cmd.Flags().StringVar(&policies, "policies", "policies", "directory of policy files")
-	cmd.Flags().StringVar(&admin, "admin", "127.0.0.1:9464", "admin listen address")
+	cmd.Flags().StringVar(&admin, "admin", "127.0.0.1:9464", "admin listen address; beyond loopback it needs --admin-token-file")
+	cmd.Flags().StringVar(&adminTokenFile, "admin-token-file", "", "file holding the bearer token every admin request must carry")
+	cmd.Flags().StringArrayVar(&acc.AllowHosts, "admin-allow-host", nil, "a Host name the admin API serves besides loopback ones when it has no token (repeatable)")
 	af.registerBridge(cmd, rlbridge.DefaultAddr)
 	cmd.Flags().BoolVar(&noWatch, "no-watch", false, "do not reload the policies when their files change")
 	cmd.Flags().DurationVar(&debounce, "debounce", engine.DefaultDebounce, "gather file changes this close together into one reload")
@@ -115,8 +132,8 @@ func shutdownMetrics(m *telemetry.Metrics) {
 }
 
 // adminServer serves the live page, the engine's metrics (when metrics is
-// not nil), its status and dynamic config.
-func adminServer(eng *engine.Engine, metrics *telemetry.Metrics) *http.Server {
+// not nil), its status and dynamic config to the requests that acc allows.
+func adminServer(eng *engine.Engine, metrics *telemetry.Metrics, acc adminAccess) *http.Server {
 	mux := http.NewServeMux()
 	page := live.Handler(eng)
 	mux.Handle("GET /{$}", page)
@@ -136,6 +153,9 @@ func adminServer(eng *engine.Engine, metrics *telemetry.Metrics) *http.Server {
 		writeJSON(w, http.StatusOK, eng.DynamicConfigOf(name))
 	})
 	mux.HandleFunc("POST /policies/{name}/config", func(w http.ResponseWriter, r *http.Request) {
+		if !requireJSON(w, r) {
+			return
+		}
 		name := r.PathValue("name")
 		cfg, err := engine.DecodeDynamicConfig(r.Body)
 		if err == nil {
@@ -148,7 +168,7 @@ func adminServer(eng *engine.Engine, metrics *telemetry.Metrics) *http.Server {
 		configReply(w, eng, name, eng.ClearDynamicConfig(name))
 	})
 	return &http.Server{
-		Handler:           mux,
+		Handler:           acc.guard(mux),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -169,6 +189,8 @@ func configReply(w http.ResponseWriter, eng *engine.Engine, name string, err err
 		writeJSON(w, http.StatusOK, eng.DynamicConfigOf(name))
 	case errors.Is(err, engine.ErrNoPolicy):
 		writeJSON(w, http.StatusNotFound, errorBody{err.Error()})
+	case errors.As(err, &cfgErr) && cfgErr.TooLarge:
+		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{err.Error()})
 	case errors.As(err, &cfgErr):
 		writeJSON(w, http.StatusBadRequest, errorBody{err.Error()})
 	default:
