@@ -20,11 +20,20 @@ const watchDebounce = 150 * time.Millisecond
 // a few debounce periods more, and returns the count then.
 func waitAttempts(t *testing.T, eng *engine.Engine, want uint64) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for eng.Status().Reload.Attempts < want && time.Now().Before(deadline) {
+	deadline := time.Now().Add(30 * time.Second)
+	// An attempt counts when it starts; it is over once applied or failed
+	// (evaluation runs in a child process, which a loaded machine slows).
+	finished := func() bool {
+		st := eng.Status().Reload
+		return st.Attempts >= want && st.Applied+st.LoadErrors >= st.Attempts
+	}
+	for !finished() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(4 * watchDebounce)
+	for !finished() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	return eng.Status().Reload.Attempts
 }
 
