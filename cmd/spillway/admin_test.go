@@ -119,14 +119,14 @@ func TestDemoServesTheLivePageWhileItRuns(t *testing.T) {
 	}
 	// How much goodput a 1 s overload leaves depends on the machine; that
 	// both runs were offered load and the report compares them does not.
-	if len(res.runs) != 2 || res.runs[0].Name != "unprotected" || res.runs[1].Name != "latency-aimd" || res.runs[0].Offered == 0 || res.runs[1].Offered == 0 {
-		t.Fatalf("runs %+v, want an unprotected and a latency-aimd run, both offered load\n%s", res.runs, out.String())
+	if len(res.runs) != 2 || res.runs[0].Name != "unprotected" || res.runs[1].Name != "spillway" || res.runs[0].Offered == 0 || res.runs[1].Offered == 0 {
+		t.Fatalf("runs %+v, want an unprotected and a spillway run, both offered load\n%s", res.runs, out.String())
 	}
 	report := out.String()
 	for _, want := range []string{
 		`\nresults over the 1s overload phase`,
 		`\n +unprotected +\d+ +\d+ +\d+ +\d+ +\d+% +\S+\n`,
-		`\n *latency-aimd +\d+ +\d+ +\d+ +\d+ +\d+% +\S+\n`,
+		`\n *spillway +\d+ +\d+ +\d+ +\d+ +\d+% +\S+\n`,
 		`\n` + regexp.QuoteMeta(compareGoodput(res.runs[0], res.runs[1], plan.SLO)) + `\n$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(report) {

@@ -52,7 +52,7 @@ func demoCmd() *cobra.Command {
 	plan := defaultDemoPlan()
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Overload a simulated two-tier service at 3× capacity, without and with the latency-AIMD policy",
+		Short: "Overload a simulated two-tier service at 3× capacity, without and with Spillway's default policy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
@@ -113,7 +113,7 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 	for _, protected := range []bool{false, true} {
 		name := "unprotected"
 		if protected {
-			name = "latency-aimd"
+			name = "spillway"
 			if err := eng.Apply(specs); err != nil {
 				return nil, err
 			}
