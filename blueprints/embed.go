@@ -9,7 +9,7 @@ import "embed"
 // Module is the CUE module spillway.dev/blueprints: cue.mod/module.cue,
 // schema.cue and one directory per blueprint.
 //
-//go:embed cue.mod/module.cue *.cue latencyaimd latencytarget slo topfull
+//go:embed cue.mod/module.cue *.cue envoygradient gradient2 latencyaimd latencytarget slo topfull vegas
 var Module embed.FS
 
 // ModulePath is the import path prefix of the embedded module.
