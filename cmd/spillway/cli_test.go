@@ -126,8 +126,12 @@ func TestStatusEndpoint(t *testing.T) {
 		len(st.Policies[0].Actuators) != 1 {
 		t.Fatalf("status %+v", st)
 	}
-	if v, ok := st.Policies[0].Signals["RATE_LIMIT"]; !ok || v != nil {
-		t.Fatalf("RATE_LIMIT before warm-up must be present and null (invalid), got %v", v)
+	if v, ok := st.Policies[0].Signals["LATENCY"]; !ok || v != nil {
+		t.Fatalf("LATENCY before any request must be present and null (invalid), got %v", v)
+	}
+	// Protection from the first tick: the limit is the initial one.
+	if v := st.Policies[0].Signals["LIMIT"]; v != 10.0 {
+		t.Fatalf("LIMIT after the first tick = %v, want 10", v)
 	}
 }
 
