@@ -3,72 +3,108 @@ package components
 import (
 	"errors"
 	"math"
+	"time"
 )
 
 func init() {
 	Register(Info{Type: "SLOConcurrencyController", New: func() Component { return &SLOConcurrencyController{} }})
 }
 
-// SLOConcurrencyController sets a concurrency limit from latency measured
-// against a setpoint the user knows (a fraction of the SLO), with no
-// baseline to learn and so no warm-up.
+// SLOConcurrencyController sets a concurrency limit that keeps queueing
+// short: relative to the latency the service shows when it is not queueing
+// (a learned baseline, as Netflix's Gradient2 does), and absolutely under a
+// setpoint the user knows (a fraction of the SLO), which holds from the
+// first tick, before any baseline exists.
 //
 // A concurrency limit charges each request for the time it holds the
 // service, so an API twenty times as expensive holds its slots twenty times
 // as long (Little's law) and cheap requests are not starved behind it: the
-// admitted mix is the offered mix, and the queue behind the bottleneck
-// stays as short as the limit allows. Each tick:
+// admitted mix is the offered mix. Each tick, with base = min(limit,
+// in_flight) (what the traffic actually used; at least min_limit):
 //
-//   - latency above setpoint (overload): limit ← limit × max(min_gradient,
-//     setpoint/latency), and slow start ends;
+//   - latency above setpoint (overload): limit ← base × max(min_gradient,
+//     setpoint/latency); slow start ends;
+//   - rtt above rtt_tolerance × baseline while the limit binds (queueing
+//     the limit let in): limit ← base × g +
+//     √base with g = max(min_gradient, rtt_tolerance·baseline/rtt), Envoy's
+//     headroom, whose equilibrium is a queue of about √limit; slow start
+//     ends;
 //   - otherwise, when the limit binds (in_flight ≥ utilization × limit):
-//     during slow start (until the first overload) limit ← limit ×
-//     slow_start_factor, after it limit ← limit + max(1, √limit), Envoy's
-//     headroom;
+//     during slow start (until the first overload or queueing) limit ←
+//     limit × slow_start_factor, after it limit ← limit + √limit;
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
-//     the next surge;
-//   - when nothing completed in the tick, the age of the oldest request in
-//     flight (oldest_in_flight_ms, optional) stands in for the latency, so
-//     a stalled service is an overload rather than silence.
+//     the next surge.
 //
-// The limit stays within [min_limit, max_limit]. It starts at
-// initial_limit, so protection holds from the first tick.
+// The baseline is an exponential average of rtt over baseline_window
+// (default 600 s, Gradient2's long window) that starts at the first rtt
+// (measured while the initial limit keeps the queue short), follows a lower
+// rtt ten times as fast as a higher one, and does not rise on a queueing
+// tick, so a standing queue does not become the new normal.
+// When nothing completed in a tick, the age of the oldest request in flight
+// (oldest_in_flight_ms, optional) stands in for the latency, so a stalled
+// service is an overload rather than silence. rtt is optional: without it
+// only the setpoint applies. The limit stays within [min_limit, max_limit].
 type SLOConcurrencyController struct {
-	InitialLimit    *float64 `json:"initial_limit"`
-	MinLimit        *float64 `json:"min_limit"`
-	MaxLimit        *float64 `json:"max_limit"`
-	MinGradient     *float64 `json:"min_gradient"`
-	SlowStartFactor *float64 `json:"slow_start_factor"`
-	Utilization     *float64 `json:"utilization"`
+	InitialLimit    *float64  `json:"initial_limit"`
+	MinLimit        *float64  `json:"min_limit"`
+	MaxLimit        *float64  `json:"max_limit"`
+	MinGradient     *float64  `json:"min_gradient"`
+	SlowStartFactor *float64  `json:"slow_start_factor"`
+	Utilization     *float64  `json:"utilization"`
+	RTTTolerance    *float64  `json:"rtt_tolerance"`
+	BaselineWindow  *Duration `json:"baseline_window"`
+	MinSamples      *float64  `json:"min_samples"`
+	MaxWindow       *Duration `json:"max_window"`
 
-	initial, minLimit, maxLimit, minGradient, slowStart, utilization float64
+	initial, minLimit, maxLimit, minGradient, slowStart, utilization, tolerance float64
+	alphaUp, alphaDown                                                          float64
+	minSamples                                                                  float64
+	maxWindowTicks, interval                                                    float64
+
+	// The window being gathered: ticks, completions, Σ rtt·completions,
+	// the highest latency of its ticks, and whether the limit bound.
+	winTicks, winN, winRTT, winLatency float64
+	winBinding                         bool
 
 	limit       float64
+	baseline    float64
 	slowStartOn bool
 	started     bool
 }
 
-// Ports: latency_ms, setpoint_ms, in_flight, oldest_in_flight_ms? → limit, is_overload.
+// Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
+// rtt_ms?, completed_rps? → limit, is_overload, baseline_ms.
 func (c *SLOConcurrencyController) Ports() Ports {
 	return Ports{In: []Port{
-		{Name: "latency_ms", Required: true}, {Name: "setpoint_ms", Required: true, Bounds: NonNegative},
-		{Name: "in_flight", Required: true}, {Name: "oldest_in_flight_ms"},
-	}, Out: []string{"limit", "is_overload"}}
+		{Name: "latency_ms", Required: true}, {Name: "setpoint_ms", Bounds: NonNegative},
+		{Name: "in_flight", Required: true}, {Name: "oldest_in_flight_ms"}, {Name: "rtt_ms"},
+		{Name: "completed_rps"},
+	}, Out: []string{"limit", "is_overload", "baseline_ms"}}
 }
 
 // Provision applies the defaults and checks the parameters.
-func (c *SLOConcurrencyController) Provision(Env) error {
+func (c *SLOConcurrencyController) Provision(env Env) error {
 	c.initial, c.minLimit, c.maxLimit = 10, 1, 100000
-	c.minGradient, c.slowStart, c.utilization = 0.5, 2, 0.8
+	c.minGradient, c.slowStart, c.utilization, c.tolerance = 0.5, 2, 0.8, 1.5
+	window := Duration(600 * time.Second)
+	maxWindow := Duration(2 * time.Second)
+	c.minSamples = 20
 	for _, p := range []struct {
 		v   *float64
 		dst *float64
 	}{{c.InitialLimit, &c.initial}, {c.MinLimit, &c.minLimit}, {c.MaxLimit, &c.maxLimit},
-		{c.MinGradient, &c.minGradient}, {c.SlowStartFactor, &c.slowStart}, {c.Utilization, &c.utilization}} {
+		{c.MinGradient, &c.minGradient}, {c.SlowStartFactor, &c.slowStart}, {c.Utilization, &c.utilization},
+		{c.RTTTolerance, &c.tolerance}, {c.MinSamples, &c.minSamples}} {
 		if p.v != nil {
 			*p.dst = *p.v
 		}
+	}
+	if c.BaselineWindow != nil {
+		window = *c.BaselineWindow
+	}
+	if c.MaxWindow != nil {
+		maxWindow = *c.MaxWindow
 	}
 	switch {
 	case c.minLimit < 1:
@@ -83,32 +119,98 @@ func (c *SLOConcurrencyController) Provision(Env) error {
 		return errors.New("slow_start_factor must be >= 1")
 	case c.utilization <= 0 || c.utilization > 1:
 		return errors.New("utilization must be in (0, 1]")
+	case c.tolerance < 1:
+		return errors.New("rtt_tolerance must be >= 1")
+	case window <= 0:
+		return errors.New("baseline_window must be > 0")
+	case c.minSamples < 1:
+		return errors.New("min_samples must be >= 1")
+	case maxWindow <= 0:
+		return errors.New("max_window must be > 0")
 	}
+	c.maxWindowTicks = float64(maxWindow.Ticks(env.Interval))
+	c.interval = env.Interval.Seconds()
+	c.alphaUp = 2 / float64(window.Ticks(env.Interval)+1)
+	c.alphaDown = math.Min(1, 10*c.alphaUp)
 	return nil
 }
 
 // Execute runs one tick.
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
-	latency, setpoint, inFlight := in[0], in[1], in[2]
-	if !IsValid(latency) && IsValid(in[3]) && in[3] > 0 {
-		latency = in[3]
-	}
+	latency, setpoint, inFlight, oldest, rtt, completedRps := in[0], in[1], in[2], in[3], in[4], in[5]
 	if !c.started {
-		c.limit, c.slowStartOn, c.started = c.initial, true, true
+		c.limit, c.slowStartOn, c.baseline, c.started = c.initial, true, Invalid, true
+		c.winLatency = Invalid
 	}
+	// Gather the tick into the window: a decision needs min_samples
+	// completions (or max_window), or one slow request's latency would
+	// read as queueing. Without completed_rps every tick is a window.
+	n := 0.0
+	if IsValid(completedRps) && c.interval > 0 {
+		n = completedRps * c.interval
+	}
+	if IsValid(rtt) && rtt > 0 && n > 0 {
+		c.winRTT += rtt * n
+		c.winN += n
+	}
+	if IsValid(latency) && !(latency <= c.winLatency) {
+		c.winLatency = latency
+	}
+	c.winTicks++
 	binding := IsValid(inFlight) && inFlight >= c.utilization*c.limit
+	c.winBinding = c.winBinding || binding
 	overload := 0.0
+	if IsValid(completedRps) && c.winN < c.minSamples && c.winTicks < c.maxWindowTicks {
+		out[0], out[1], out[2] = c.limit, overload, c.baseline
+		return
+	}
+	latency, binding = c.winLatency, c.winBinding
+	if !IsValid(completedRps) {
+		latency, binding = in[0], IsValid(inFlight) && inFlight >= c.utilization*c.limit
+	}
+	windowRTT := rtt
+	if IsValid(completedRps) {
+		windowRTT = Invalid
+		if c.winN > 0 {
+			windowRTT = c.winRTT / c.winN
+		}
+	}
+	c.winTicks, c.winN, c.winRTT, c.winLatency, c.winBinding = 0, 0, 0, Invalid, false
+	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
+		latency = oldest
+	}
+	rtt = windowRTT
+
+	base := c.limit
+	if IsValid(inFlight) {
+		base = math.Max(c.minLimit, math.Min(c.limit, inFlight))
+	}
+	// Queueing counts only while the limit binds: below it, a slow window is
+	// the service's own doing (or noise), and cutting would starve traffic
+	// the limit was never constraining.
+	queueing := binding && IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > c.tolerance*c.baseline
 	switch {
-	case !IsValid(setpoint) || setpoint <= 0:
-		// No setpoint: hold.
-	case IsValid(latency) && latency > setpoint:
-		c.limit *= math.Max(c.minGradient, setpoint/latency)
+	case IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint:
+		c.limit = base * math.Max(c.minGradient, setpoint/latency)
 		c.slowStartOn, overload = false, 1
-	case IsValid(latency) && binding && c.slowStartOn:
+	case queueing:
+		c.limit = base*math.Max(c.minGradient, c.tolerance*c.baseline/rtt) + math.Sqrt(base)
+		c.slowStartOn, overload = false, 1
+	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
-	case IsValid(latency) && binding:
+	case binding && IsValid(latency):
 		c.limit += math.Max(1, math.Sqrt(c.limit))
 	}
 	c.limit = math.Min(c.maxLimit, math.Max(c.minLimit, c.limit))
-	out[0], out[1] = c.limit, overload
+	if IsValid(rtt) && rtt > 0 {
+		switch {
+		case !IsValid(c.baseline):
+			c.baseline = rtt
+		case rtt < c.baseline:
+			c.baseline += c.alphaDown * (rtt - c.baseline)
+		case !queueing:
+			c.baseline += c.alphaUp * (rtt - c.baseline)
+		}
+	}
+	out[0], out[1], out[2] = c.limit, overload, c.baseline
 }

@@ -11,12 +11,25 @@ import (
 
 func TestSLOConcurrencyController(t *testing.T) {
 	nan := components.Invalid
-	// in builds the input slots: latency_ms, setpoint_ms, in_flight, oldest_in_flight_ms.
-	in := func(latency, setpoint, inFlight, oldest float64) []float64 {
-		return []float64{latency, setpoint, inFlight, oldest}
+	// sp builds the inputs of the setpoint-only path (no rtt, no
+	// completions: every tick is a window): latency_ms, setpoint_ms,
+	// in_flight, oldest_in_flight_ms.
+	sp := func(latency, setpoint, inFlight, oldest float64) []float64 {
+		return []float64{latency, setpoint, inFlight, oldest, nan, nan}
 	}
-	// want builds the outputs: limit, is_overload.
-	want := func(limit, overload float64) []float64 { return []float64{limit, overload} }
+	// in builds every input: latency_ms, setpoint_ms, in_flight,
+	// oldest_in_flight_ms, rtt_ms, completed_rps.
+	in := func(latency, setpoint, inFlight, oldest, rtt, completed float64) []float64 {
+		return []float64{latency, setpoint, inFlight, oldest, rtt, completed}
+	}
+	// want builds the outputs: limit, is_overload, baseline_ms.
+	want := func(limit, overload, baseline float64) []float64 { return []float64{limit, overload, baseline} }
+	// The baseline's average over 600 s at 100 ms ticks: α = 2/(6000+1)
+	// upwards, ten times that downwards.
+	up := 2.0 / 6001
+	down := 10 * up
+	b3 := 20 + up*(25-20)
+	l3 := 15 + math.Sqrt(20) + math.Sqrt(15+math.Sqrt(20))
 	for _, tc := range []struct {
 		name   string
 		params string
@@ -25,52 +38,89 @@ func TestSLOConcurrencyController(t *testing.T) {
 		{
 			name: "slow start doubles a binding limit until the first overload, then cuts by setpoint/latency and adds √limit",
 			ticks: []tickIO{
-				{in(20, 100, 9, 0), want(20, 0)},   // 9 ≥ 0.8·10: binding, 10·2
-				{in(30, 100, 16, 0), want(40, 0)},  // 16 ≥ 0.8·20
-				{in(200, 100, 40, 0), want(20, 1)}, // 40·100/200, slow start ends
-				{in(50, 100, 20, 0), want(20+math.Sqrt(20), 0)},
-				{in(50, 100, 24, 0), want(20+math.Sqrt(20)+math.Sqrt(20+math.Sqrt(20)), 0)},
+				{sp(20, 100, 9, 0), want(20, 0, nan)},   // 9 ≥ 0.8·10: binding, 10·2
+				{sp(30, 100, 16, 0), want(40, 0, nan)},  // 16 ≥ 0.8·20
+				{sp(200, 100, 40, 0), want(20, 1, nan)}, // 40·100/200, slow start ends
+				{sp(50, 100, 20, 0), want(20+math.Sqrt(20), 0, nan)},
+				{sp(50, 100, 24, 0), want(20+math.Sqrt(20)+math.Sqrt(20+math.Sqrt(20)), 0, nan)},
 			},
 		},
 		{
 			name: "a limit the traffic does not reach holds",
 			ticks: []tickIO{
-				{in(20, 100, 7, 0), want(10, 0)}, // 7 < 0.8·10
-				{in(20, 100, 0, 0), want(10, 0)},
-				{in(nan, 100, 0, 0), want(10, 0)}, // idle: nothing completed
+				{sp(20, 100, 7, 0), want(10, 0, nan)}, // 7 < 0.8·10
+				{sp(20, 100, 0, 0), want(10, 0, nan)},
+				{sp(nan, 100, 0, 0), want(10, 0, nan)}, // idle: nothing completed
 			},
 		},
 		{
-			name: "the cut is floored at min_gradient, and the limit at min_limit",
+			name: "an overload cuts what the traffic used, floored at min_gradient and min_limit",
 			ticks: []tickIO{
-				{in(1000, 100, 10, 0), want(5, 1)},
-				{in(1000, 100, 5, 0), want(2.5, 1)},
-				{in(1000, 100, 2, 0), want(1.25, 1)},
-				{in(1000, 100, 1, 0), want(1, 1)},
+				{sp(1000, 100, 10, 0), want(5, 1, nan)},
+				{sp(1000, 100, 5, 0), want(2.5, 1, nan)},
+				{sp(1000, 100, 2, 0), want(1, 1, nan)}, // min(2.5, 2)·0.5
+				{sp(1000, 100, 1, 0), want(1, 1, nan)},
 			},
 		},
 		{
 			name: "with nothing completed, the oldest request in flight stands in for the latency",
 			ticks: []tickIO{
-				{in(nan, 100, 10, 400), want(5, 1)},            // stalled: 10·max(0.5, 100/400)
-				{in(nan, 100, 5, 50), want(5+math.Sqrt(5), 0)}, // young ones, binding: √limit more
+				{sp(nan, 100, 10, 400), want(5, 1, nan)},            // stalled: 10·max(0.5, 100/400)
+				{sp(nan, 100, 5, 50), want(5+math.Sqrt(5), 0, nan)}, // young ones, binding: √limit more
 			},
 		},
 		{
 			name:   "parameters",
 			params: `{"initial_limit":100,"max_limit":150,"slow_start_factor":1.2,"utilization":0.5,"min_gradient":0.9}`,
 			ticks: []tickIO{
-				{in(10, 100, 50, 0), want(120, 0)},
-				{in(10, 100, 60, 0), want(144, 0)},
-				{in(10, 100, 72, 0), want(150, 0)},   // capped at max_limit
-				{in(500, 100, 150, 0), want(135, 1)}, // gradient floored at 0.9
+				{sp(10, 100, 50, 0), want(120, 0, nan)},
+				{sp(10, 100, 60, 0), want(144, 0, nan)},
+				{sp(10, 100, 72, 0), want(150, 0, nan)},   // capped at max_limit
+				{sp(500, 100, 150, 0), want(135, 1, nan)}, // gradient floored at 0.9
 			},
 		},
 		{
-			name: "no setpoint holds the limit",
+			name: "without a setpoint or an rtt, a binding limit grows",
 			ticks: []tickIO{
-				{in(500, nan, 10, 0), want(10, 0)},
-				{in(500, 0, 10, 0), want(10, 0)},
+				{sp(500, nan, 10, 0), want(20, 0, nan)},
+				{sp(500, 0, 20, 0), want(40, 0, nan)},
+			},
+		},
+		{
+			name: "queueing over the learned baseline cuts by tolerance·baseline/rtt plus √base; the baseline does not rise while queueing",
+			ticks: []tickIO{
+				// The first rtt is the baseline.
+				{in(20, nan, 9, 0, 20, nan), want(20, 0, 20)},
+				// 40 > 1.5·20 while binding: 20·max(0.5, 30/40) + √20.
+				{in(40, nan, 20, 0, 40, nan), want(15+math.Sqrt(20), 1, 20)},
+				// 25 ≤ 30: no queueing; binding after slow start: +√limit;
+				// the baseline rises by α.
+				{in(25, nan, 19, 0, 25, nan), want(l3, 0, b3)},
+				// Not binding: the limit holds; a lower rtt pulls the
+				// baseline down ten times as fast.
+				{in(10, nan, 2, 0, 10, nan), want(l3, 0, b3+down*(10-b3))},
+				// Queueing without binding is not the limit's doing.
+				{in(90, nan, 2, 0, 90, nan), want(l3, 0, b3+down*(10-b3)+up*(90-(b3+down*(10-b3))))},
+			},
+		},
+		{
+			name: "a window gathers min_samples completions before deciding",
+			ticks: []tickIO{
+				// 50 req/s at 100 ms ticks: 5 completions a tick, 4 ticks.
+				{in(10, nan, 9, 0, 10, 50), want(10, 0, nan)},
+				{in(10, nan, 3, 0, 20, 50), want(10, 0, nan)},
+				{in(10, nan, 3, 0, 10, 50), want(10, 0, nan)},
+				// Closed: it bound at its first tick; rtt (10+20+10+20)/4.
+				{in(10, nan, 3, 0, 20, 50), want(20, 0, 15)},
+			},
+		},
+		{
+			name:   "a window closes after max_window without enough completions",
+			params: `{"max_window":"300ms"}`,
+			ticks: []tickIO{
+				{in(10, nan, 9, 0, 12, 10), want(10, 0, nan)},
+				{in(10, nan, 9, 0, 12, 10), want(10, 0, nan)},
+				{in(10, nan, 9, 0, 12, 10), want(20, 0, 12)},
 			},
 		},
 	} {
@@ -88,6 +138,9 @@ func TestSLOConcurrencyControllerRejectsBadParameters(t *testing.T) {
 		`{"min_gradient":0}`:            "min_gradient",
 		`{"slow_start_factor":0.5}`:     "slow_start_factor",
 		`{"utilization":1.5}`:           "utilization",
+		`{"rtt_tolerance":0.9}`:         "rtt_tolerance",
+		`{"min_samples":0}`:             "min_samples",
+		`{"max_window":"0s"}`:           "max_window",
 	} {
 		_, err := provisionComponent("SLOConcurrencyController", params, time.Second)
 		if err == nil || !strings.Contains(err.Error(), want) {
