@@ -83,7 +83,6 @@ type Provisioner interface {
 
 // Selector names the traffic a FluxMeter reads or an actuator acts on.
 type Selector struct {
-	Service      string `json:"service,omitempty"`
 	ControlPoint string `json:"control_point"`
 	// API is the request label; "*" (the default) is the whole control point.
 	API string `json:"api,omitempty"`

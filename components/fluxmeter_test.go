@@ -10,12 +10,12 @@ import (
 func TestFluxMeter(t *testing.T) {
 	nan := components.Invalid
 	comp := mustProvisionComponent(t, "FluxMeter",
-		`{"selector":{"service":"shop","control_point":"ingress","api":"GET /cart"},"slo":"250ms"}`, time.Second)
+		`{"selector":{"control_point":"ingress","api":"GET /cart"},"slo":"250ms"}`, time.Second)
 	meter, ok := comp.(components.Source)
 	if !ok {
 		t.Fatalf("FluxMeter %T is not a Source", comp)
 	}
-	want := components.Selector{Service: "shop", ControlPoint: "ingress", API: "GET /cart"}
+	want := components.Selector{ControlPoint: "ingress", API: "GET /cart"}
 	if got := meter.Selector(); got != want {
 		t.Errorf("Selector() = %+v, want %+v", got, want)
 	}

@@ -118,8 +118,8 @@ func TestRLActuatorProvisionDefaults(t *testing.T) {
 }
 
 func TestRLActuatorSelectorIsWhereTheAPIIsMeasured(t *testing.T) {
-	a := newRLActuator(t, `{"api":"checkout","selector":{"service":"shop","control_point":"ingress","api":"POST /checkout"}}`)
-	want := components.Selector{Service: "shop", ControlPoint: "ingress", API: "POST /checkout"}
+	a := newRLActuator(t, `{"api":"checkout","selector":{"control_point":"ingress","api":"POST /checkout"}}`)
+	want := components.Selector{ControlPoint: "ingress", API: "POST /checkout"}
 	if got := a.Selector(); got != want {
 		t.Errorf("Selector() = %+v, want %+v", got, want)
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/spillway-dev/spillway/engine"
 )
 
-// Example is the README's adoption snippet: protect an HTTP mux and a gRPC
-// server with the policies in a directory.
+// Example protects an HTTP mux and a gRPC server with the policies in a
+// directory; examples/protect is the README's complete program.
 func Example() {
 	ctx := context.Background()
 	eng, err := engine.Start(ctx, engine.Options{Policies: "../policies"})

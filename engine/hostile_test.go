@@ -75,7 +75,11 @@ func TestHostilePolicyCorpus(t *testing.T) {
 	withLimits(t, EvalLimits{Timeout: 3 * time.Second, MemoryBytes: 256 << 20})
 	dir := t.TempDir()
 	const interval = 100 * time.Millisecond
+	// fail_closed: a tick delayed past staleness by a loaded machine must
+	// not read as the policy no longer enforcing; the tick gap is checked
+	// on its own below.
 	guard := strings.Replace(limiterPolicy("guard", "ingress"), `"20ms"`, `"100ms"`, 1)
+	guard = strings.Replace(guard, "selector:", `fail_mode: "fail_closed", selector:`, 1)
 	writeFile(t, filepath.Join(dir, "guard.cue"), guard)
 	e, err := Start(t.Context(), Options{Policies: dir, Watch: true, Debounce: 20 * time.Millisecond})
 	if err != nil {
@@ -83,6 +87,11 @@ func TestHostilePolicyCorpus(t *testing.T) {
 	}
 	defer e.Close()
 	cp := e.ControlPoints().Get("ingress")
+	for deadline := time.Now().Add(10 * time.Second); !rejectsSome(cp, 5); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the guard policy never started enforcing")
+		}
+	}
 	baseRSS := processRSS(t)
 	lag := watchSchedulerLag(t)
 

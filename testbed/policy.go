@@ -53,7 +53,7 @@ func StaticPolicy() Policy { return Policy{Name: "static", Static: true} }
 //
 //   - its name becomes NAME.API (for example "ingress-latency-aimd.home");
 //   - every selector, of flux meters and actuators alike, becomes
-//     {service: app.Entry, control_point: ControlPoint, api: API.Label()}.
+//     {control_point: ControlPoint, api: API.Label()}.
 //
 // Nothing else changes: the template's parameters and wiring are the same
 // for every API. In particular a FluxMeter keeps its slo, or its lack of
@@ -79,7 +79,7 @@ func InstantiatePolicy(templates []engine.Spec, app App) ([]engine.Spec, error) 
 			continue
 		}
 		for _, api := range app.APIs {
-			s, err := instantiate(t, app, api)
+			s, err := instantiate(t, api)
 			if err != nil {
 				return nil, err
 			}
@@ -98,7 +98,6 @@ func InstantiatePolicy(templates []engine.Spec, app App) ([]engine.Spec, error) 
 
 // selector is the JSON form of components.Selector.
 type selector struct {
-	Service      string `json:"service,omitempty"`
 	ControlPoint string `json:"control_point"`
 	API          string `json:"api,omitempty"`
 }
@@ -139,11 +138,11 @@ func decodeParams(s engine.Spec, c engine.ComponentSpec) (map[string]json.RawMes
 }
 
 // instantiate is template t re-pointed at one API; see InstantiatePolicy.
-func instantiate(t engine.Spec, app App, api API) (engine.Spec, error) {
+func instantiate(t engine.Spec, api API) (engine.Spec, error) {
 	s := t
 	s.Name = t.Name + "." + api.Name
 	s.Components = slices.Clone(t.Components)
-	sel, err := json.Marshal(selector{Service: app.Entry, ControlPoint: ControlPoint, API: api.Label()})
+	sel, err := json.Marshal(selector{ControlPoint: ControlPoint, API: api.Label()})
 	if err != nil {
 		return engine.Spec{}, err
 	}
@@ -188,7 +187,7 @@ func staticSpecs(app App, rates []float64) []engine.Spec {
 	for i, api := range app.APIs {
 		rate, _ := json.Marshal(map[string]float64{"value": rates[i]})
 		burst, _ := json.Marshal(map[string]float64{"value": staticBucket(rates[i])})
-		sel, _ := json.Marshal(map[string]selector{"selector": {Service: app.Entry, ControlPoint: ControlPoint, API: api.Label()}})
+		sel, _ := json.Marshal(map[string]selector{"selector": {ControlPoint: ControlPoint, API: api.Label()}})
 		specs[i] = engine.Spec{
 			Name:               staticPrefix + api.Name,
 			File:               "(static oracle)",

@@ -53,11 +53,11 @@ func TestInstantiatePolicyMakesOnePolicyPerAPI(t *testing.T) {
 		if want := "ingress-latency-aimd." + api.Name; s.Name != want {
 			t.Errorf("policy %d is named %q, want %q", i, s.Name, want)
 		}
-		want := map[string]any{"service": "frontend", "control_point": "ingress", "api": api.Label()}
+		want := map[string]any{"control_point": "ingress", "api": api.Label()}
 		for _, typ := range []string{"FluxMeter", "RateLimiter"} {
 			for _, p := range componentParams(t, s, typ) {
 				sel, _ := p["selector"].(map[string]any)
-				if len(sel) != 3 || sel["service"] != want["service"] || sel["control_point"] != want["control_point"] || sel["api"] != want["api"] {
+				if len(sel) != 2 || sel["control_point"] != want["control_point"] || sel["api"] != want["api"] {
 					t.Errorf("%s %s selector = %v, want %v", s.Name, typ, sel, want)
 				}
 			}

@@ -27,8 +27,8 @@ func TopFullSource(app App, name string) []byte {
 	fmt.Fprintf(&b, "policies: %s: topfull.#Policy & {\n\tconfig: {\n\t\tpolicy_name: %s\n\t\tapis: [\n", strconv.Quote(name), strconv.Quote(name))
 	for i, api := range app.APIs {
 		sustainable := math.Round(app.CapacityAlone(i))
-		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, service: %q, slo: %q, priority: %d, cluster: %q, sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
-			strconv.Quote(api.Label()), ControlPoint, app.Entry, api.SLO.String(), api.Priority, app.cluster(i), sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
+		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, slo: %q, priority: %d, cluster: %q, sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
+			strconv.Quote(api.Label()), ControlPoint, api.SLO.String(), api.Priority, app.cluster(i), sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
 	}
 	fmt.Fprintf(&b, "\t\t]\n\t}\n}\n")
 	return []byte(b.String())

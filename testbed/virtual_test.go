@@ -21,7 +21,7 @@ import "spillway.dev/blueprints/latencyaimd"
 policies: quick: latencyaimd.#Policy & {
 	config: {
 		policy_name: "quick"
-		flux_meter: selector: {service: "frontend", control_point: "ingress"}
+		flux_meter: selector: {control_point: "ingress"}
 		latency_baseliner: ema: warmup_window: "2s"
 	}
 }

@@ -25,7 +25,7 @@ func renderCmd() *cobra.Command {
 		Use:   "render BLUEPRINT [--set key=value]...",
 		Short: "Print the policy a blueprint expands to, as JSON",
 		Example: `  spillway render latencyaimd --set policy_name=checkout \
-    --set flux_meter.selector.control_point=ingress --set flux_meter.selector.service=checkout`,
+    --set flux_meter.selector.control_point=ingress`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src, err := renderSource(args[0], sets)

@@ -122,7 +122,6 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 	src, err := renderSource(blueprint, []string{
 		"policy_name=" + name,
 		"flux_meter.selector.control_point=" + testbed.ControlPoint,
-		"flux_meter.selector.service=frontend",
 	})
 	if err != nil {
 		return testbed.Policy{}, err
