@@ -36,11 +36,12 @@ func init() {
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
 //
-// The baseline is an exponential average of rtt over baseline_window
-// (default 600 s, Gradient2's long window) that starts at the first rtt
-// (measured while the initial limit keeps the queue short), follows a lower
-// rtt ten times as fast as a higher one, and does not rise on a queueing
-// tick, so a standing queue does not become the new normal.
+// The baseline is the mean rtt of the first 10 windows (measured while the
+// initial limit keeps the queue short), then an exponential average over
+// baseline_window (default 600 s, Gradient2's long window) that skips
+// queueing windows, so a standing queue does not become the new normal, and
+// decays by 5 % a window while it is more than twice the rtt, as Gradient2's
+// does after a long overload.
 // When nothing completed in a tick, the age of the oldest request in flight
 // (oldest_in_flight_ms, optional) stands in for the latency, so a stalled
 // service is an overload rather than silence. rtt is optional: without it
@@ -58,7 +59,7 @@ type SLOConcurrencyController struct {
 	MaxWindow       *Duration `json:"max_window"`
 
 	initial, minLimit, maxLimit, minGradient, slowStart, utilization, tolerance float64
-	alphaUp, alphaDown                                                          float64
+	alpha, samples                                                              float64
 	minSamples                                                                  float64
 	maxWindowTicks, interval                                                    float64
 
@@ -130,9 +131,18 @@ func (c *SLOConcurrencyController) Provision(env Env) error {
 	}
 	c.maxWindowTicks = float64(maxWindow.Ticks(env.Interval))
 	c.interval = env.Interval.Seconds()
-	c.alphaUp = 2 / float64(window.Ticks(env.Interval)+1)
-	c.alphaDown = math.Min(1, 10*c.alphaUp)
+	c.alpha = 2 / float64(window.Ticks(env.Interval)+1)
 	return nil
+}
+
+// baselineWarmup is how many windows the baseline averages arithmetically
+// before it becomes an exponential average (Gradient2 uses 10 samples).
+const baselineWarmup = 10
+
+// binds reports whether the limit constrains traffic: in flight at least
+// utilization × limit, or no room for one more request.
+func (c *SLOConcurrencyController) binds(inFlight float64) bool {
+	return IsValid(inFlight) && (inFlight >= c.utilization*c.limit || inFlight+1 > c.limit)
 }
 
 // Execute runs one tick.
@@ -157,7 +167,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.winLatency = latency
 	}
 	c.winTicks++
-	binding := IsValid(inFlight) && inFlight >= c.utilization*c.limit
+	binding := c.binds(inFlight)
 	c.winBinding = c.winBinding || binding
 	overload := 0.0
 	if IsValid(completedRps) && c.winN < c.minSamples && c.winTicks < c.maxWindowTicks {
@@ -166,7 +176,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	}
 	latency, binding = c.winLatency, c.winBinding
 	if !IsValid(completedRps) {
-		latency, binding = in[0], IsValid(inFlight) && inFlight >= c.utilization*c.limit
+		latency, binding = in[0], c.binds(inFlight)
 	}
 	windowRTT := rtt
 	if IsValid(completedRps) {
@@ -204,12 +214,17 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	c.limit = math.Min(c.maxLimit, math.Max(c.minLimit, c.limit))
 	if IsValid(rtt) && rtt > 0 {
 		switch {
-		case !IsValid(c.baseline):
-			c.baseline = rtt
-		case rtt < c.baseline:
-			c.baseline += c.alphaDown * (rtt - c.baseline)
+		case c.samples < baselineWarmup:
+			c.samples++
+			if !IsValid(c.baseline) {
+				c.baseline = 0
+			}
+			c.baseline += (rtt - c.baseline) / c.samples
 		case !queueing:
-			c.baseline += c.alphaUp * (rtt - c.baseline)
+			c.baseline += c.alpha * (rtt - c.baseline)
+			if c.baseline > 2*rtt {
+				c.baseline *= 0.95 // recovering from a long overload, as Gradient2
+			}
 		}
 	}
 	out[0], out[1], out[2] = c.limit, overload, c.baseline

@@ -24,12 +24,15 @@ func TestSLOConcurrencyController(t *testing.T) {
 	}
 	// want builds the outputs: limit, is_overload, baseline_ms.
 	want := func(limit, overload, baseline float64) []float64 { return []float64{limit, overload, baseline} }
-	// The baseline's average over 600 s at 100 ms ticks: α = 2/(6000+1)
-	// upwards, ten times that downwards.
+	// The baseline's average over 600 s at 100 ms ticks: α = 2/(6000+1).
 	up := 2.0 / 6001
-	down := 10 * up
-	b3 := 20 + up*(25-20)
 	l3 := 15 + math.Sqrt(20) + math.Sqrt(15+math.Sqrt(20))
+	// Ten windows of 20 ms that the limit did not constrain.
+	var warm10 []tickIO
+	for i := 0; i < 10; i++ {
+		warm10 = append(warm10, tickIO{in(20, nan, 0, 0, 20, nan), want(10, 0, 20)})
+	}
+	b11 := 20 + up*(25-20)
 	for _, tc := range []struct {
 		name   string
 		params string
@@ -87,21 +90,25 @@ func TestSLOConcurrencyController(t *testing.T) {
 			},
 		},
 		{
-			name: "queueing over the learned baseline cuts by tolerance·baseline/rtt plus √base; the baseline does not rise while queueing",
+			name: "queueing over the baseline cuts by tolerance·baseline/rtt plus √base; the baseline is the mean of the first 10 windows",
 			ticks: []tickIO{
-				// The first rtt is the baseline.
 				{in(20, nan, 9, 0, 20, nan), want(20, 0, 20)},
 				// 40 > 1.5·20 while binding: 20·max(0.5, 30/40) + √20.
-				{in(40, nan, 20, 0, 40, nan), want(15+math.Sqrt(20), 1, 20)},
-				// 25 ≤ 30: no queueing; binding after slow start: +√limit;
-				// the baseline rises by α.
-				{in(25, nan, 19, 0, 25, nan), want(l3, 0, b3)},
-				// Not binding: the limit holds; a lower rtt pulls the
-				// baseline down ten times as fast.
-				{in(10, nan, 2, 0, 10, nan), want(l3, 0, b3+down*(10-b3))},
-				// Queueing without binding is not the limit's doing.
-				{in(90, nan, 2, 0, 90, nan), want(l3, 0, b3+down*(10-b3)+up*(90-(b3+down*(10-b3))))},
+				{in(40, nan, 20, 0, 40, nan), want(15+math.Sqrt(20), 1, 30)},
+				// 25 ≤ 1.5·30: no queueing; binding after slow start: +√limit.
+				{in(25, nan, 19, 0, 25, nan), want(l3, 0, 85.0/3)},
+				// Not binding: the limit holds, and a queue it did not let
+				// in is not its doing.
+				{in(90, nan, 2, 0, 90, nan), want(l3, 0, 85.0/3+(90-85.0/3)/4)},
 			},
+		},
+		{
+			name: "after its first 10 windows the baseline averages over baseline_window, skips queueing windows, and decays while twice the rtt",
+			ticks: append(warm10, []tickIO{
+				{in(40, nan, 10, 0, 40, nan), want(10*0.75+math.Sqrt(10), 1, 20)},
+				{in(25, nan, 0, 0, 25, nan), want(10*0.75+math.Sqrt(10), 0, b11)},
+				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, (b11+up*(5-b11))*0.95)},
+			}...),
 		},
 		{
 			name: "a window gathers min_samples completions before deciding",
