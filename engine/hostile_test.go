@@ -83,6 +83,13 @@ func TestHostilePolicyCorpus(t *testing.T) {
 	}
 	defer e.Close()
 	cp := e.ControlPoints().Get("ingress")
+	// The guard enforces once it has ticked; a hostile file that fails
+	// fast must not race its first tick.
+	for deadline := time.Now().Add(10 * time.Second); !rejectsSome(cp, 1); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the guard policy never enforced")
+		}
+	}
 	baseRSS := processRSS(t)
 	lag := watchSchedulerLag(t)
 
