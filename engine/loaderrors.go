@@ -91,12 +91,18 @@ func joinField(prefix, name string) string {
 // nearest is where the user wrote fieldPath or, when the field is not in
 // the file (it is missing, or a blueprint wrote it), its closest ancestor.
 func (u *userSource) nearest(fieldPath string) (Position, bool) {
+	pos, _, ok := u.nearestField(fieldPath)
+	return pos, ok
+}
+
+// nearestField is nearest, and the path of the field it found.
+func (u *userSource) nearestField(fieldPath string) (Position, string, bool) {
 	for p := fieldPath; p != ""; p = parentPath(p) {
 		if pos, ok := u.labels[p]; ok && pos.File != "" {
-			return pos, true
+			return pos, p, true
 		}
 	}
-	return Position{}, false
+	return Position{}, "", false
 }
 
 // parentPath drops the last element of a field path: a.b[1].c → a.b[1] → a.b.
@@ -193,6 +199,9 @@ type diagnostic struct {
 	path string
 	// atUser is true when CUE itself placed the error in the user's file.
 	atUser bool
+	// missing is the field a "required field is missing" error is about
+	// (its last path element), and written the ancestor the user wrote.
+	missing, written string
 }
 
 // diagnostics converts CUE errors into diagnostics, one per mistake, each
@@ -220,8 +229,8 @@ func (u *userSource) diagnostics(err error, fallback Position, base cue.Value, b
 			}
 		}
 		if !d.atUser {
-			if pos, ok := u.nearest(d.path); ok {
-				d.Pos = pos
+			if pos, written, ok := u.nearestField(d.path); ok {
+				d.Pos, d.written = pos, written
 			} else {
 				d.Pos = fallback
 			}
@@ -245,6 +254,7 @@ func (u *userSource) diagnostics(err error, fallback Position, base cue.Value, b
 				msg = "is not a concrete value (want " + want + ")"
 			} else {
 				msg = "required field is missing (want " + want + ")"
+				d.missing = parts[len(parts)-1]
 			}
 		case strings.HasPrefix(format, "conflicting values %s and %s (mismatched types") && len(args) == 4:
 			got, want := args[0], args[1]
@@ -288,10 +298,33 @@ func onlyCauses(found []diagnostic) Diagnostics {
 			configs[policy] = true
 		}
 	}
+	// A blueprint default that copies a missing field (rate_controller's
+	// selector defaults to flux_meter's) is missing too: of the errors
+	// about one missing field, keep the one closest to what the user wrote
+	// and, of those, the shortest path.
+	best := map[string]diagnostic{}
+	missingKey := func(d diagnostic) string {
+		policy, _ := policyOf(d.path, "")
+		return policy + "\x00" + d.missing + "\x00" + strings.TrimPrefix(d.Message, d.path)
+	}
+	better := func(a, b diagnostic) bool {
+		if len(a.written) != len(b.written) {
+			return len(a.written) > len(b.written)
+		}
+		return len(a.path) < len(b.path)
+	}
+	for _, d := range found {
+		if b, seen := best[missingKey(d)]; d.missing != "" && (!seen || better(d, b)) {
+			best[missingKey(d)] = d
+		}
+	}
 	var out Diagnostics
 	for _, d := range found {
 		_, inConfig := policyOf(d.path, ".config")
 		if policy, ok := policyOf(d.path, ""); ok && configs[policy] && !inConfig && !d.atUser {
+			continue
+		}
+		if b := best[missingKey(d)]; d.missing != "" && (len(d.written) != len(b.written) || len(d.path) != len(b.path)) {
 			continue
 		}
 		out = append(out, d.Diagnostic)
