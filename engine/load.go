@@ -233,7 +233,7 @@ func loadSource(name string, src []byte) (specs []Spec, diags Diagnostics) {
 		return nil, user.diagnostics(err, positionOf(policies, top), root, nil)
 	}
 	for iter.Next() {
-		key := unquote(iter.Selector().String())
+		key := iter.Selector().String() // quoted when it is not an identifier
 		// Every policy is a #Policy, whether or not its author said so:
 		// a hand-written one gets the schema's checks and defaults too.
 		v := iter.Value().Unify(schema.policy)
@@ -326,7 +326,8 @@ func importFailure(text string) string {
 	return msg
 }
 
-// cuePath joins a CUE error path, writing list indexes as [i].
+// cuePath joins a CUE error path, writing list indexes as [i] and
+// quoting labels that are not identifiers, as in policies."mimd.cart".
 func cuePath(parts []string) string {
 	var b strings.Builder
 	for i, p := range parts {
@@ -337,7 +338,7 @@ func cuePath(parts []string) string {
 		if i > 0 {
 			b.WriteByte('.')
 		}
-		b.WriteString(p)
+		b.WriteString(cue.Str(p).String())
 	}
 	return b.String()
 }

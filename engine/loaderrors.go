@@ -65,7 +65,7 @@ func (u *userSource) walk(prefix string, n ast.Node) {
 		if err != nil {
 			return
 		}
-		p := joinField(prefix, name)
+		p := joinField(prefix, cue.Str(name).String())
 		if _, seen := u.labels[p]; !seen {
 			u.labels[p] = toPosition(x.Label.Pos())
 		}
@@ -416,7 +416,7 @@ func (u *userSource) remapSpec(spec *Spec, key string) {
 			*pos = p
 		}
 	}
-	at(&spec.Pos, "policies."+unquote(key))
+	at(&spec.Pos, "policies."+key)
 	for i := range spec.Components {
 		c := &spec.Components[i]
 		at(&c.Pos, c.Path)
