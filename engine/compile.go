@@ -3,9 +3,12 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spillway-dev/spillway/components"
@@ -81,29 +84,21 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 	signalIndex := map[string]int{}
 	producer := map[string]*node{}
 	producerAt := map[string]PortBinding{}
+	// failed holds the outputs of components that did not build: their
+	// error is reported once, at the component, not again as "has no
+	// producer" at every reader.
+	failed := map[string]bool{}
 	var all []*node
 
 	for i := range spec.Components {
 		cs := &c.Spec.Components[i]
-		info, ok := components.Lookup(cs.Type)
-		if !ok {
-			fail(cs.Pos, "%s: unknown component type %q (known: %s)", cs.Path, cs.Type, strings.Join(components.Types(), ", "))
+		comp, err := buildComponent(cs, env)
+		if err != nil {
+			fail(cs.Pos, "%s", err)
+			for _, b := range cs.Out {
+				failed[b.Signal] = true
+			}
 			continue
-		}
-		comp := info.New()
-		if len(cs.Params) > 0 {
-			dec := json.NewDecoder(bytes.NewReader(cs.Params))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(comp); err != nil {
-				fail(cs.Pos, "%s: %v", cs.Path, err)
-				continue
-			}
-		}
-		if p, ok := comp.(components.Provisioner); ok {
-			if err := p.Provision(env); err != nil {
-				fail(cs.Pos, "%s: %v", cs.Path, err)
-				continue
-			}
 		}
 		n := &node{spec: cs, index: i, comp: comp}
 		ports := comp.Ports()
@@ -205,6 +200,8 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 					if err := p.Bounds.Check(b.Const); err != nil {
 						fail(b.Pos, "%s.in_ports.%s: %v", n.spec.Path, b.Port, err)
 					}
+				case producer[b.Signal] == nil && failed[b.Signal]:
+					// Reported at its producer.
 				case producer[b.Signal] == nil:
 					fail(b.Pos, "%s.in_ports.%s: signal %q has no producer", n.spec.Path, b.Port, b.Signal)
 				default:
@@ -286,6 +283,54 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 		c.prev[i] = math.NaN()
 	}
 	return c, nil
+}
+
+// buildComponent makes a component from its spec: looked up by type, its
+// parameters decoded strictly, provisioned. Errors name the component.
+func buildComponent(cs *ComponentSpec, env components.Env) (components.Component, error) {
+	info, ok := components.Lookup(cs.Type)
+	if !ok {
+		return nil, fmt.Errorf("%s: unknown component type %q (known: %s)", cs.Path, cs.Type, strings.Join(components.Types(), ", "))
+	}
+	comp := info.New()
+	if len(cs.Params) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(cs.Params))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(comp); err != nil {
+			return nil, paramError(cs, err)
+		}
+	}
+	if p, ok := comp.(components.Provisioner); ok {
+		if err := p.Provision(env); err != nil {
+			return nil, fmt.Errorf("%s: %v", cs.Path, err)
+		}
+	}
+	return comp, nil
+}
+
+// paramError words a parameter decoding error as a field path and what
+// was expected, not as encoding/json's `json: unknown field "windw"`. The
+// schema catches these first for every type it knows; this covers the
+// types it does not.
+func paramError(cs *ComponentSpec, err error) error {
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typeErr) && typeErr.Field != "":
+		want := typeErr.Type.String()
+		switch typeErr.Type.Kind() {
+		case reflect.Float32, reflect.Float64, reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint, reflect.Uint64:
+			want = "a number"
+		case reflect.String:
+			want = "a string"
+		case reflect.Bool:
+			want = "true or false"
+		}
+		return fmt.Errorf("%s.%s: want %s, got %s", cs.Path, typeErr.Field, want, typeErr.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return fmt.Errorf("%s.%s: unknown field", cs.Path, field)
+	}
+	return fmt.Errorf("%s: %v", cs.Path, strings.TrimPrefix(err.Error(), "json: "))
 }
 
 // stronglyConnected labels each vertex with its SCC id (Tarjan).

@@ -22,7 +22,6 @@ import (
 
 	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/cuecontext"
-	cueerrors "cuelang.org/go/cue/errors"
 	"cuelang.org/go/cue/load"
 	"cuelang.org/go/cue/token"
 
@@ -75,6 +74,11 @@ func policyFiles(dir string) ([]string, error) {
 // LoadPaths loads the given files and directories. A path that is not a
 // directory is read as a policy file whatever its name, so a named pipe,
 // a dangling link or a missing file is that path's load error.
+//
+// Unlike LoadFiles, it returns every policy that loaded even when other
+// files (or other policies of the same file) have errors, so that a
+// checker can compile them and report their errors too. A caller that runs
+// policies must refuse the whole set when there is an error.
 func LoadPaths(paths []string) ([]Spec, Diagnostics) {
 	var files []string
 	var diags Diagnostics
@@ -90,11 +94,10 @@ func LoadPaths(paths []string) ([]Spec, Diagnostics) {
 		}
 		files = append(files, inDir...)
 	}
-	specs, more := LoadFiles(files)
+	srcs, more := readFiles(files)
 	diags = append(diags, more...)
-	if len(diags.Errors()) > 0 {
-		return nil, diags.sorted()
-	}
+	specs, more := loadSources(context.Background(), files, srcs)
+	diags = append(diags, more...)
 	return specs, diags.sorted()
 }
 
@@ -127,22 +130,24 @@ func readFiles(files []string) ([][]byte, Diagnostics) {
 }
 
 // loadSources evaluates already-read files (nil sources are skipped) and
-// checks that policy names are unique across them.
+// checks that policy names are unique across them. Each file is evaluated
+// on its own, so the specs of the files that loaded are returned beside
+// the errors of those that did not; a policy whose name is taken is not.
 func loadSources(ctx context.Context, files []string, srcs [][]byte) ([]Spec, Diagnostics) {
 	var specs []Spec
 	var diags Diagnostics
 	perFile, perDiags := evaluateAll(ctx, files, srcs, Limits)
-	for i := range files {
-		specs = append(specs, perFile[i]...)
-		diags = append(diags, perDiags[i]...)
-	}
 	seen := map[string]Position{}
-	for _, s := range specs {
-		if first, dup := seen[s.Name]; dup {
-			diags = append(diags, Diagnostic{Pos: s.Pos, Message: fmt.Sprintf("policy %q is already declared at %s", s.Name, first)})
-			continue
+	for i := range files {
+		diags = append(diags, perDiags[i]...)
+		for _, s := range perFile[i] {
+			if first, dup := seen[s.Name]; dup {
+				diags = append(diags, Diagnostic{Pos: s.Pos, Message: fmt.Sprintf("policy %q is already declared at %s", s.Name, first)})
+				continue
+			}
+			seen[s.Name] = s.Pos
+			specs = append(specs, s)
 		}
-		seen[s.Name] = s.Pos
 	}
 	return specs, diags
 }
@@ -210,24 +215,40 @@ func loadSource(name string, src []byte) (specs []Spec, diags Diagnostics) {
 	// A fresh context per load: CUE contexts grow with use.
 	ctx := cuecontext.New()
 	root := ctx.BuildInstance(insts[0])
+	user := newUserSource(name, insts[0])
+	schema, err := loadSchema(ctx, cfg)
+	if err != nil {
+		return nil, Diagnostics{{Pos: top, Message: "internal error: the embedded schema does not load (please report): " + err.Error()}}
+	}
+	user.words = schema.words
 	if err := root.Err(); err != nil {
-		return nil, cueDiagnostics(err, name, top)
+		return nil, user.diagnostics(err, top, root, nil)
 	}
 	policies := root.LookupPath(cue.ParsePath("policies"))
 	if !policies.Exists() {
 		return nil, Diagnostics{{Pos: top, Message: "no policies: declare them as `policies: <name>: <blueprint>.#Policy & {config: {...}}`"}}
 	}
-	if err := policies.Validate(cue.Concrete(true), cue.Final()); err != nil {
-		return nil, cueDiagnostics(err, name, positionOf(policies, top))
-	}
 	iter, err := policies.Fields()
 	if err != nil {
-		return nil, cueDiagnostics(err, name, top)
+		return nil, user.diagnostics(err, positionOf(policies, top), root, nil)
 	}
 	for iter.Next() {
-		spec, d := decodePolicy(iter.Selector().String(), iter.Value(), name, top)
-		diags = append(diags, d...)
+		key := iter.Selector().String() // quoted when it is not an identifier
+		// Every policy is a #Policy, whether or not its author said so:
+		// a hand-written one gets the schema's checks and defaults too.
+		v := iter.Value().Unify(schema.policy)
+		if err := v.Validate(cue.Concrete(true), cue.Final()); err != nil {
+			diags = append(diags, user.diagnostics(err, positionOf(iter.Value(), top), v, []string{"policies", key})...)
+			continue
+		}
+		at, ok := user.labels["policies."+key]
+		if !ok {
+			at = positionOf(iter.Value(), top)
+		}
+		spec, d := decodePolicy(key, v, name, at)
+		diags = append(diags, user.remap(d)...)
 		if len(d.Errors()) == 0 {
+			user.remapSpec(&spec, key)
 			specs = append(specs, spec)
 		}
 	}
@@ -279,51 +300,10 @@ func positionOf(v cue.Value, fallback Position) Position {
 	return bestPosition(fallback, v)
 }
 
-// cueDiagnostics converts CUE errors into diagnostics, one per error. The
-// position is the first one in the user's file, because that is the line the
-// user can change; schema positions are kept in the message.
+// cueDiagnostics converts CUE errors into diagnostics, one per error, for
+// a file whose fields are not known (see userSource.diagnostics).
 func cueDiagnostics(err error, userName string, fallback Position) Diagnostics {
-	var diags Diagnostics
-	for _, e := range cueerrors.Errors(err) {
-		format, args := e.Msg()
-		if strings.Contains(format, "errors in empty disjunction") {
-			continue // a summary of the errors that follow it
-		}
-		var pos Position
-		for _, p := range cueerrors.Positions(e) {
-			if tp := toPosition(p); tp.File == userName && after(tp, pos) {
-				pos = tp
-			}
-		}
-		if pos.File == "" {
-			pos = fallback
-		}
-		msg := fmt.Sprintf(format, args...)
-		if strings.TrimSpace(msg) == "" {
-			// A wrapped error keeps its text in the wrapped part only, e.g.
-			// `cannot get syntax for "<file>": string literal not terminated`.
-			msg = e.Error()
-			if i := strings.Index(msg, "\": "); strings.HasPrefix(msg, "cannot get syntax for") && i > 0 {
-				msg = msg[i+3:]
-			}
-			msg = strings.ReplaceAll(msg, path.Join(userDir, "policy.cue"), userName)
-		}
-		if format == "import failed" {
-			// The reason is only in the wrapped error's text.
-			msg = importFailure(e.Error())
-		}
-		if strings.HasPrefix(format, "incomplete value") {
-			msg = "required value is not set (" + msg + ")"
-		}
-		if p := e.Path(); len(p) > 0 {
-			msg = cuePath(p) + ": " + msg
-		}
-		diags = append(diags, Diagnostic{Pos: pos, Message: msg})
-	}
-	if len(diags) == 0 {
-		diags = Diagnostics{{Pos: fallback, Message: err.Error()}}
-	}
-	return collapseDisjunctions(diags).sorted()
+	return (&userSource{name: userName}).diagnostics(err, fallback, cue.Value{}, nil)
 }
 
 // importFailure turns "import failed: <pos>: cannot find package "x": ..."
@@ -346,7 +326,8 @@ func importFailure(text string) string {
 	return msg
 }
 
-// cuePath joins a CUE error path, writing list indexes as [i].
+// cuePath joins a CUE error path, writing list indexes as [i] and
+// quoting labels that are not identifiers, as in policies."mimd.cart".
 func cuePath(parts []string) string {
 	var b strings.Builder
 	for i, p := range parts {
@@ -357,7 +338,7 @@ func cuePath(parts []string) string {
 		if i > 0 {
 			b.WriteByte('.')
 		}
-		b.WriteString(p)
+		b.WriteString(cue.Str(p).String())
 	}
 	return b.String()
 }
@@ -425,8 +406,9 @@ func collapseDisjunctions(diags Diagnostics) Diagnostics {
 	return out
 }
 
-func decodePolicy(key string, v cue.Value, file string, top Position) (Spec, Diagnostics) {
-	spec := Spec{File: file, Pos: positionOf(v, top)}
+// decodePolicy decodes one validated policy declared at pos.
+func decodePolicy(key string, v cue.Value, file string, pos Position) (Spec, Diagnostics) {
+	spec := Spec{File: file, Pos: pos}
 	var diags Diagnostics
 	fail := func(at cue.Value, format string, args ...any) {
 		diags = append(diags, Diagnostic{Pos: positionOf(at, spec.Pos), Message: fmt.Sprintf(format, args...)})

@@ -110,14 +110,12 @@ func (e *Engine) Reload() (changed bool, err error) {
 	e.reload.digest, e.reload.loaded = digest, true
 	e.reload.attempts.Add(1)
 
-	var next []*Running
-	if len(diags.Errors()) == 0 {
-		var specs []Spec
-		specs, diags = loadSources(e.lifetime, files, srcs)
-		if len(diags.Errors()) == 0 {
-			next, diags = compileAll(specs)
-		}
-	}
+	// Every file that reads is evaluated, and every policy that loads is
+	// compiled, so that one broken file does not hide another's errors;
+	// but any error keeps the whole running set.
+	specs, more := loadSources(e.lifetime, files, srcs)
+	next, compiled := compileAll(specs)
+	diags = append(append(diags, more...), compiled...)
 	if len(diags.Errors()) > 0 {
 		if e.isClosed() {
 			return true, errClosed

@@ -253,10 +253,10 @@ func compileAll(specs []Spec) ([]*Running, Diagnostics) {
 			next = append(next, &Running{Circuit: c, alerts: map[string]uint64{}})
 		}
 	}
-	if len(diags.Errors()) == 0 {
-		diags = append(diags, checkAgentNames(next)...)
-		diags = append(diags, checkHistoryBudget(next)...)
-	}
+	// The set's checks run on what compiled, so that they are reported
+	// beside another policy's errors.
+	diags = append(diags, checkAgentNames(next)...)
+	diags = append(diags, checkHistoryBudget(next)...)
 	if len(diags.Errors()) > 0 {
 		return nil, diags.sorted()
 	}

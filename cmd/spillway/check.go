@@ -119,9 +119,9 @@ func check(paths []string) checkReport {
 			report.Policies = append(report.Policies, checkedPolicy{Name: s.Name, File: s.File, Components: len(s.Components), DelayedEdges: edges})
 		}
 	}
-	if len(diags.Errors()) == 0 {
-		diags = append(diags, engine.CheckSet(circuits)...)
-	}
+	// Files that failed do not hide the others: what loaded is compiled and
+	// what compiled is checked as a set, whatever failed beside it.
+	diags = append(diags, engine.CheckSet(circuits)...)
 	report.Errors = append(report.Errors, diags.Errors()...)
 	report.Warnings = append(report.Warnings, diags.Warnings()...)
 	report.OK = len(report.Errors) == 0

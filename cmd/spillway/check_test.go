@@ -11,14 +11,29 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// TestCheckGolden runs `spillway check` on every policy in testdata/check
-// and compares its output, positions included, with the .golden file.
+// TestCheckGolden runs `spillway check` on every policy and every directory
+// in testdata/check and compares its output, positions included, with the
+// .golden file. A directory checks that one broken file hides no other's
+// errors.
 func TestCheckGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/check/*.cue")
 	if err != nil || len(files) < 8 {
 		t.Fatalf("want at least 8 golden policies, got %d (%v)", len(files), err)
 	}
-	for _, file := range files {
+	entries, err := os.ReadDir("testdata/check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() {
+			dirs = append(dirs, filepath.Join("testdata/check", e.Name()))
+		}
+	}
+	if len(dirs) < 1 {
+		t.Fatal("want at least one golden directory")
+	}
+	for _, file := range append(files, dirs...) {
 		name := strings.TrimSuffix(filepath.Base(file), ".cue")
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/blueprints"
 	"github.com/spillway-dev/spillway/engine"
 )
 
@@ -58,10 +59,22 @@ func TestRenderExpandsTheBlueprintWithDefaultsAndSets(t *testing.T) {
 	}
 }
 
+// render words its errors in terms of its command line: the --set flag at
+// fault, the flag to add, or the blueprints there are.
 func TestRenderReportsMissingAndBadInput(t *testing.T) {
 	out, err := runCLI(t, "render", "latencyaimd", "--set", "policy_name=x")
-	if err == nil || !strings.Contains(out, "control_point: required value is not set") {
-		t.Fatalf("want a required-field error, got %v:\n%s", err, out)
+	want := "flux_meter.selector.control_point: required field is missing (want a non-empty string); set it with --set flux_meter.selector.control_point=VALUE\n"
+	if err == nil || out != want {
+		t.Fatalf("want one required-field error, got %v:\n%s\nwant:\n%s", err, out, want)
+	}
+	out, err = runCLI(t, "render", "latencyaimd", "--set", "policy_name=x", "--set", "flux_meter.selector.control_point=in", "--set", "rate_controller.slope=1")
+	want = "--set rate_controller.slope=1: want a number <0, got 1\n"
+	if err == nil || out != want {
+		t.Fatalf("want the --set at fault, got %v:\n%s\nwant:\n%s", err, out, want)
+	}
+	_, err = runCLI(t, "render", "nosuch")
+	if err == nil || err.Error() != `unknown blueprint "nosuch" (the blueprints are `+strings.Join(blueprints.Names(), ", ")+`)` {
+		t.Fatalf("want the blueprints named, got %v", err)
 	}
 	if _, err := runCLI(t, "render", "../etc"); err == nil {
 		t.Fatal("a path as blueprint name must be refused")

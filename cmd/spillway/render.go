@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/spillway-dev/spillway/blueprints"
 	"github.com/spillway-dev/spillway/engine"
 )
 
@@ -32,9 +35,9 @@ func renderCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			specs, diags := engine.LoadSource("render", src)
+			specs, diags := engine.LoadSource(renderedName, src)
 			if len(diags.Errors()) > 0 {
-				fmt.Fprintln(cmd.ErrOrStderr(), diags.Errors())
+				fmt.Fprint(cmd.ErrOrStderr(), renderErrors(diags.Errors(), sets, src))
 				return exitError{}
 			}
 			var out bytes.Buffer
@@ -50,12 +53,65 @@ func renderCmd() *cobra.Command {
 	return cmd
 }
 
+// renderedName is the name of the source render writes, in positions.
+const renderedName = "rendered.cue"
+
+// renderConfig prefixes the field paths of the rendered policy's config.
+const renderConfig = "policies.rendered.config."
+
+// renderErrors words load errors in terms of the command line: an error
+// in a blueprint parameter names its --set flag (or the flag to add, for
+// a missing one); any other error is positioned in the rendered source,
+// which is printed after the errors with line numbers.
+func renderErrors(diags engine.Diagnostics, sets []string, src []byte) string {
+	given := map[string]string{}
+	for _, s := range sets {
+		key, _, _ := strings.Cut(s, "=")
+		given[key] = s
+	}
+	var b strings.Builder
+	inSource := false
+	// flagUnder is the --set flag that wrote key or a field under it.
+	flagUnder := func(key string) string {
+		for _, k := range slices.Sorted(maps.Keys(given)) {
+			if strings.HasPrefix(k, key+".") {
+				return given[k]
+			}
+		}
+		return ""
+	}
+	for _, d := range diags {
+		fieldPath, problem, ok := strings.Cut(d.Message, ": ")
+		key, isConfig := strings.CutPrefix(fieldPath, renderConfig)
+		switch {
+		case ok && isConfig && given[key] != "":
+			fmt.Fprintf(&b, "--set %s: %s\n", given[key], problem)
+		case ok && isConfig && flagUnder(key) != "":
+			fmt.Fprintf(&b, "--set %s: %s: %s\n", flagUnder(key), key, problem)
+		case ok && isConfig && strings.HasPrefix(problem, "required field is missing"):
+			fmt.Fprintf(&b, "%s: %s; set it with --set %s=VALUE\n", key, problem, key)
+		case ok && isConfig:
+			fmt.Fprintf(&b, "%s: %s\n", key, problem)
+		default:
+			fmt.Fprintln(&b, d)
+			inSource = inSource || d.Pos.File == renderedName
+		}
+	}
+	if inSource {
+		fmt.Fprintf(&b, "\n%s, as rendered from the blueprint and the --set values:\n", renderedName)
+		for i, line := range strings.Split(strings.TrimSuffix(string(src), "\n"), "\n") {
+			fmt.Fprintf(&b, "%4d  %s\n", i+1, line)
+		}
+	}
+	return b.String()
+}
+
 // renderSource writes a one-policy CUE file from a blueprint and --set
 // values. A value that parses as a number or boolean is one; anything else
 // is a string.
 func renderSource(blueprint string, sets []string) ([]byte, error) {
-	if !blueprintName.MatchString(blueprint) {
-		return nil, fmt.Errorf("blueprint %q: want a name such as latencyaimd", blueprint)
+	if !blueprintName.MatchString(blueprint) || !slices.Contains(blueprints.Names(), blueprint) {
+		return nil, fmt.Errorf("unknown blueprint %q (the blueprints are %s)", blueprint, strings.Join(blueprints.Names(), ", "))
 	}
 	lines := map[string]string{}
 	for _, s := range sets {
