@@ -127,11 +127,13 @@ type serviceFile struct {
 }
 
 type apiFile struct {
-	Name     string     `json:"name"`
-	SLO      string     `json:"slo"`
-	Priority int        `json:"priority"`
-	Weight   *float64   `json:"weight"`
-	Calls    []callFile `json:"calls"`
+	Name     string `json:"name"`
+	SLO      string `json:"slo"`
+	Priority int    `json:"priority"`
+	// PriorityWeight is API.PriorityWeight; omitted means 1.
+	PriorityWeight float64    `json:"priority_weight,omitempty"`
+	Weight         *float64   `json:"weight"`
+	Calls          []callFile `json:"calls"`
 }
 
 type callFile struct {
@@ -194,7 +196,7 @@ func ParseApp(data []byte) (App, error) {
 		app.Services = append(app.Services, Service(s))
 	}
 	for i, a := range f.APIs {
-		api := API{Name: a.Name, Priority: a.Priority, Weight: 1}
+		api := API{Name: a.Name, Priority: a.Priority, PriorityWeight: a.PriorityWeight, Weight: 1}
 		if a.Priority == 0 {
 			api.Priority = 1
 		}

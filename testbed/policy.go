@@ -25,6 +25,9 @@ type Policy struct {
 	Name string
 	// Static selects the oracle (see StaticPolicy); Templates are ignored.
 	Static bool
+	// Optimal, with Static, makes the oracle admit the optimal reference
+	// (the LP of optimal.go) instead of the proportional one.
+	Optimal bool
 	// Templates are loaded policies, instantiated per API by
 	// InstantiatePolicy. None and not Static means no protection.
 	Templates []engine.Spec
@@ -41,6 +44,11 @@ func NoPolicy() Policy { return Policy{Name: "none"} }
 // bounded service sustains: the capacity that goodput_ratio is measured
 // against. Priorities play no part in it.
 func StaticPolicy() Policy { return Policy{Name: "static", Static: true} }
+
+// StaticOptimalPolicy is the oracle at the physical limit: StaticPolicy
+// with each API's bucket at its share of the optimal reference, the
+// weighted-goodput-maximal admission (optimal.go), times 0.95.
+func StaticOptimalPolicy() Policy { return Policy{Name: "static-optimal", Static: true, Optimal: true} }
 
 // InstantiatePolicy turns policy templates into the policies that protect
 // app at ControlPoint.
@@ -206,21 +214,32 @@ func staticSpecs(app App, rates []float64) []engine.Spec {
 	return specs
 }
 
-// staticRates is what the oracle admits per API at time at of scenario s.
-func staticRates(app App, s Scenario, at time.Duration) []float64 {
+// staticRates is what the oracle admits per API at time at of scenario s:
+// the capacity shares, or with optimal the LP optimum.
+func staticRates(app App, s Scenario, at time.Duration, optimal bool) ([]float64, error) {
 	shares := app.capacityShares(s.ratesAt(at), s.workersAt(app, at))
+	if optimal {
+		var err error
+		if shares, err = app.optimalRates(s.ratesAt(at), s.workersAt(app, at)); err != nil {
+			return nil, err
+		}
+	}
 	for i := range shares {
 		shares[i] *= staticUtilization
 	}
-	return shares
+	return shares, nil
 }
 
 // applyStatic sets the static oracle's buckets for time at of scenario s,
 // through the engine's dynamic config (the policies of staticSpecs must be
 // running), and ticks so that the new rates hold at once, not one interval
 // later.
-func applyStatic(eng *engine.Engine, app App, s Scenario, at time.Duration) error {
-	for i, rate := range staticRates(app, s, at) {
+func applyStatic(eng *engine.Engine, app App, s Scenario, at time.Duration, optimal bool) error {
+	rates, err := staticRates(app, s, at, optimal)
+	if err != nil {
+		return err
+	}
+	for i, rate := range rates {
 		name := app.APIs[i].Name
 		cfg := engine.DynamicConfig{Variables: map[string]float64{"RATE_LIMIT": rate, "BURST": staticBucket(rate)}}
 		if err := eng.SetDynamicConfig(staticPrefix+name, cfg); err != nil {

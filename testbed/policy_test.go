@@ -131,7 +131,14 @@ func TestStaticOracleFollowsCapacityShares(t *testing.T) {
 	if got, want := staticChanges(s), []time.Duration{0, 5 * time.Second, 15 * time.Second}; !slices.Equal(got, want) {
 		t.Errorf("staticChanges = %v, want %v: start, load step, worker change", got, want)
 	}
-	before, after := staticRates(app, s, 10*time.Second), staticRates(app, s, 15*time.Second)
+	before, err := staticRates(app, s, 10*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := staticRates(app, s, 15*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	weights := app.Weights()
 	var sumBefore, sumAfter float64
 	for i := range before {

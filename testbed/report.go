@@ -51,6 +51,16 @@ type Stats struct {
 	CapacityRPS float64 `json:"capacity_rps"`
 	// GoodputPerCapacity is GoodputRPS / CapacityRPS.
 	GoodputPerCapacity float64 `json:"goodput_per_capacity"`
+	// ProportionalRPS is the mean proportional reference: per second, the
+	// sum over APIs of min(offered, capacity share). OptimalRPS is the mean
+	// optimal reference: per second, the sum over APIs of min(offered, the
+	// LP optimum at the offered rates); see optimal.go.
+	ProportionalRPS float64 `json:"proportional_rps"`
+	OptimalRPS      float64 `json:"optimal_rps"`
+	// GoodputPerProportional is GoodputRPS / ProportionalRPS, the same
+	// figure as GoodputRatio; GoodputPerOptimal is GoodputRPS / OptimalRPS.
+	GoodputPerProportional float64 `json:"goodput_per_proportional"`
+	GoodputPerOptimal      float64 `json:"goodput_per_optimal"`
 	// GoodputRatio is goodput over what was achievable: the sum over
 	// seconds of min(offered, capacity share). It equals goodput/capacity
 	// under overload and goodput/offered under light load, so 1 is
@@ -84,6 +94,11 @@ type WindowStats struct {
 	GoodputRPS    float64 `json:"goodput_rps"`
 	RejectedRatio float64 `json:"rejected_ratio"`
 	P99Ms         float64 `json:"p99_ms"`
+	// The references and ratios of Stats, over the window.
+	ProportionalRPS        float64 `json:"proportional_rps"`
+	OptimalRPS             float64 `json:"optimal_rps"`
+	GoodputPerProportional float64 `json:"goodput_per_proportional"`
+	GoodputPerOptimal      float64 `json:"goodput_per_optimal"`
 }
 
 // APIStats are the Stats of one API with its definition.
@@ -109,6 +124,8 @@ type SecondStats struct {
 	Errors int `json:"errors"`
 	// CapacityRPS is the sum of the APIs' capacity shares in this second.
 	CapacityRPS float64 `json:"capacity_rps"`
+	// OptimalRPS is the sum over APIs of min(offered, the LP optimum).
+	OptimalRPS float64 `json:"optimal_rps"`
 	// GoodputRatio is goodput over min(offered, capacity share), summed
 	// over APIs; 0 if nothing was offered.
 	GoodputRatio float64 `json:"goodput_ratio"`
@@ -124,6 +141,33 @@ type runTally struct {
 	app      App
 	scenario Scenario
 	tallies  []*tally
+	refs     []*references // per second, computed when first needed
+}
+
+// references are the per-API proportional capacity shares and LP optima
+// (req/s) at one second's offered rates and workers.
+type references struct {
+	shares, optimal []float64
+}
+
+// referencesAt is second t's references. Should the LP fail, which a
+// feasible, bounded program with a slack basis does not, the optimum falls
+// back to the proportional rates, a lower bound of it.
+func (rt *runTally) referencesAt(t int) *references {
+	if rt.refs == nil {
+		rt.refs = make([]*references, secondsIn(rt.scenario.Total()))
+	}
+	if rt.refs[t] == nil {
+		at := time.Duration(t) * time.Second
+		rates, workers := rt.scenario.ratesAt(at), rt.scenario.workersAt(rt.app, at)
+		ref := &references{shares: rt.app.capacityShares(rates, workers)}
+		var err error
+		if ref.optimal, err = rt.app.optimalRates(rates, workers); err != nil {
+			ref.optimal = rt.app.proportionalRates(rates, workers)
+		}
+		rt.refs[t] = ref
+	}
+	return rt.refs[t]
 }
 
 func newRunTally(app App, s Scenario) *runTally {
@@ -139,14 +183,16 @@ type apiSecond struct {
 	Second
 	latencies  []time.Duration
 	share      float64 // capacity share in req/s
-	achievable float64 // min(offered, share·1 s)
+	achievable float64 // min(offered, share·1 s): the proportional reference
+	optimal    float64 // min(offered, LP optimum·1 s): the optimal reference
 }
 
 func (rt *runTally) apiSecond(api, t int) apiSecond {
 	s, lat := rt.tallies[api].sorted(t)
-	at := time.Duration(t) * time.Second
-	share := rt.app.capacityShares(rt.scenario.ratesAt(at), rt.scenario.workersAt(rt.app, at))[api]
-	return apiSecond{Second: s, latencies: lat, share: share, achievable: math.Min(float64(s.Offered), share)}
+	ref := rt.referencesAt(t)
+	share := ref.shares[api]
+	return apiSecond{Second: s, latencies: lat, share: share,
+		achievable: math.Min(float64(s.Offered), share), optimal: math.Min(float64(s.Offered), ref.optimal[api])}
 }
 
 // second is second t of the run over all APIs.
@@ -163,6 +209,7 @@ func (rt *runTally) second(t int) SecondStats {
 		out.Timeouts += s.Timeouts
 		out.Errors += s.Errors + s.Dropped
 		out.CapacityRPS += s.share
+		out.OptimalRPS += s.optimal
 		achievable += s.achievable
 		all = append(all, s.latencies...)
 		out.MaxAPIP99OverSLO = math.Max(out.MaxAPIP99OverSLO, float64(s.P99)/float64(api.SLO))
@@ -218,10 +265,11 @@ func (rt *runTally) report(policy, driver string, seed uint64) Report {
 func (rt *runTally) stats(perAPI [][]apiSecond, apis []int, from, to, steadyFrom int, marks []int) Stats {
 	var st Stats
 	var lat []time.Duration
-	var achievable, capacity float64
+	var achievable, optimal, capacity float64
 	for _, i := range apis {
 		for t := from; t < to; t++ {
 			s := perAPI[i][t]
+			optimal += s.optimal
 			st.Offered += s.Offered
 			st.Admitted += s.Admitted
 			st.Rejected += s.Rejected
@@ -240,6 +288,8 @@ func (rt *runTally) stats(perAPI [][]apiSecond, apis []int, from, to, steadyFrom
 	st.CapacityRPS = capacity / seconds
 	st.GoodputPerCapacity = ratio(st.GoodputRPS, st.CapacityRPS)
 	st.GoodputRatio = ratio(float64(st.Goodput), achievable)
+	st.ProportionalRPS, st.OptimalRPS = achievable/seconds, optimal/seconds
+	st.GoodputPerProportional, st.GoodputPerOptimal = st.GoodputRatio, ratio(float64(st.Goodput), optimal)
 	st.RejectedRatio = ratio(float64(st.Rejected), float64(st.Offered))
 	slices.Sort(lat)
 	st.P50Ms, st.P99Ms, st.P999Ms = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(percentile(lat, 0.999))
@@ -281,11 +331,12 @@ func (rt *runTally) stats(perAPI [][]apiSecond, apis []int, from, to, steadyFrom
 func (rt *runTally) window(perAPI [][]apiSecond, apis []int, from, to int) WindowStats {
 	w := WindowStats{FromS: float64(from) - rt.scenario.Warmup.Seconds(), ToS: float64(to) - rt.scenario.Warmup.Seconds()}
 	var goodput, offered, rejected int
-	var achievable float64
+	var achievable, optimal float64
 	var lat []time.Duration
 	for _, i := range apis {
 		for t := from; t < to; t++ {
 			s := perAPI[i][t]
+			optimal += s.optimal
 			goodput += s.Goodput
 			offered += s.Offered
 			rejected += s.Rejected
@@ -296,6 +347,9 @@ func (rt *runTally) window(perAPI [][]apiSecond, apis []int, from, to int) Windo
 	slices.Sort(lat)
 	w.GoodputRatio = ratio(float64(goodput), achievable)
 	w.GoodputRPS = float64(goodput) / float64(max(to-from, 1))
+	seconds := float64(max(to-from, 1))
+	w.ProportionalRPS, w.OptimalRPS = achievable/seconds, optimal/seconds
+	w.GoodputPerProportional, w.GoodputPerOptimal = w.GoodputRatio, ratio(float64(goodput), optimal)
 	w.RejectedRatio = ratio(float64(rejected), float64(offered))
 	w.P99Ms = ms(percentile(lat, 0.99))
 	return w

@@ -44,7 +44,11 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	var specs []engine.Spec
 	switch {
 	case cfg.Policy.Static:
-		specs = staticSpecs(cfg.App, staticRates(cfg.App, cfg.Scenario, 0))
+		rates, err := staticRates(cfg.App, cfg.Scenario, 0, cfg.Policy.Optimal)
+		if err != nil {
+			return Report{}, err
+		}
+		specs = staticSpecs(cfg.App, rates)
 	case len(cfg.Policy.Templates) > 0:
 		var err error
 		if specs, err = InstantiatePolicy(cfg.Policy.Templates, cfg.App); err != nil {

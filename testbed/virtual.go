@@ -42,6 +42,7 @@ type virtualRun struct {
 	onSecond func(int)
 	onEngine func(*engine.Engine)
 	lockstep *Lockstep
+	optimal  bool // the static oracle admits the optimal reference
 
 	now       int64 // virtual nanoseconds since the start of the run
 	eng       *engine.Engine
@@ -147,6 +148,7 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		v.changes = append(v.changes, appChange{at: int64(c.At), service: app.serviceIndex(c.Service), workers: c.Workers})
 	}
 	if p.Static {
+		v.optimal = p.Optimal
 		for _, at := range staticChanges(s) {
 			v.changes = append(v.changes, appChange{at: int64(at), service: -1})
 		}
@@ -294,7 +296,7 @@ func (v *virtualRun) nextArrival() int {
 
 func (v *virtualRun) change(c appChange) error {
 	if c.service < 0 {
-		return applyStatic(v.eng, v.app, v.scenario, time.Duration(c.at))
+		return applyStatic(v.eng, v.app, v.scenario, time.Duration(c.at), v.optimal)
 	}
 	s := &v.services[c.service]
 	s.workers = c.workers

@@ -103,6 +103,7 @@ var comparisonColumns = []struct {
 }{
 	{"policy", func(r testbed.Report) string { return r.Policy }},
 	{"goodput ratio", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.GoodputRatio) }},
+	{"÷ optimal", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.GoodputPerOptimal) }},
 	{"goodput/s", func(r testbed.Report) string { return fmt.Sprintf("%.0f", r.GoodputRPS) }},
 	{"goodput/capacity", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.GoodputPerCapacity) }},
 	{"p50", func(r testbed.Report) string { return fmtMs(r.P50Ms) }},
@@ -111,6 +112,7 @@ var comparisonColumns = []struct {
 	{"rejected", func(r testbed.Report) string { return fmt.Sprintf("%.0f%%", 100*r.RejectedRatio) }},
 	{"recovery", func(r testbed.Report) string { return fmtRecovery(r.RecoveryS) }},
 	{"steady ratio", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.Steady.GoodputRatio) }},
+	{"steady ÷ optimal", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.Steady.GoodputPerOptimal) }},
 	{"steady p99", func(r testbed.Report) string { return fmtMs(r.Steady.P99Ms) }},
 	{"worst steady p99/SLO", func(r testbed.Report) string { return fmt.Sprintf("%.2f", worstSteadyP99OverSLO(r)) }},
 }
@@ -186,7 +188,7 @@ func writeMarkdown(w io.Writer, app testbed.App, sc testbed.Scenario, reports []
 		}
 		fmt.Fprintln(w, "|")
 	}
-	fmt.Fprintf(w, "\nPer API: goodput ratio / p99 / rejected.\n\n| api | prio | SLO |")
+	fmt.Fprintf(w, "\nPer API: goodput ÷ proportional / ÷ optimal / p99 / rejected.\n\n| api | prio | SLO |")
 	for _, r := range reports {
 		fmt.Fprintf(w, " %s |", r.Policy)
 	}
@@ -200,7 +202,7 @@ func writeMarkdown(w io.Writer, app testbed.App, sc testbed.Scenario, reports []
 		fmt.Fprintf(w, "| %s | %d | %s |", name, a.Priority, fmtMs(a.SLOMs))
 		for _, r := range reports {
 			s := r.PerAPI[name]
-			fmt.Fprintf(w, " %.2f / %s / %.0f%% |", s.GoodputRatio, fmtMs(s.P99Ms), 100*s.RejectedRatio)
+			fmt.Fprintf(w, " %.2f / %.2f / %s / %.0f%% |", s.GoodputRatio, s.GoodputPerOptimal, fmtMs(s.P99Ms), 100*s.RejectedRatio)
 		}
 		fmt.Fprintln(w)
 	}
