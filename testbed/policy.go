@@ -28,9 +28,23 @@ type Policy struct {
 	// Optimal, with Static, makes the oracle admit the optimal reference
 	// (the LP of optimal.go) instead of the proportional one.
 	Optimal bool
-	// Templates are loaded policies, instantiated per API by
-	// InstantiatePolicy. None and not Static means no protection.
+	// Templates are loaded policies, run as written: a policy for API "*"
+	// is one controller for every API, as it is for a user who deploys
+	// it. None and not Static means no protection.
 	Templates []engine.Spec
+	// PerAPI instantiates each template once per API (InstantiatePolicy)
+	// instead, so that every API has a controller of its own; reports
+	// label the policy "NAME (per API)".
+	PerAPI bool
+}
+
+// Label is how reports name the policy: Name, with " (per API)" when its
+// templates are instantiated per API.
+func (p Policy) Label() string {
+	if p.PerAPI && !p.Static && len(p.Templates) > 0 {
+		return p.Name + " (per API)"
+	}
+	return p.Name
 }
 
 // NoPolicy admits everything: the control point has no policy.
@@ -51,7 +65,8 @@ func StaticPolicy() Policy { return Policy{Name: "static", Static: true} }
 func StaticOptimalPolicy() Policy { return Policy{Name: "static-optimal", Static: true, Optimal: true} }
 
 // InstantiatePolicy turns policy templates into the policies that protect
-// app at ControlPoint.
+// app at ControlPoint, one per API; Simulate uses it for a Policy with
+// PerAPI set.
 //
 // A template whose every selector already names ControlPoint and one of
 // app's API labels is written for this app and is used as it is. Any other

@@ -104,7 +104,7 @@ func TestVirtualRunTicksEachPolicyAtItsOwnInterval(t *testing.T) {
 	}
 	var eng *engine.Engine
 	_, err = Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
-		Policy:   Policy{Name: "mixed", Templates: []engine.Spec{a, b}},
+		Policy:   Policy{Name: "mixed", Templates: []engine.Spec{a, b}, PerAPI: true},
 		OnEngine: func(e *engine.Engine) { eng = e }})
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +119,47 @@ func TestVirtualRunTicksEachPolicyAtItsOwnInterval(t *testing.T) {
 	_, err = InstantiatePolicy([]engine.Spec{a, a}, app)
 	if err == nil || !strings.Contains(err.Error(), `policy "ingress-latency-aimd.api": declared twice`) {
 		t.Errorf("err = %v, want the duplicate named", err)
+	}
+}
+
+func TestSimulateRunsAPolicyAsWrittenUnlessAskedPerAPI(t *testing.T) {
+	app := Boutique()
+	templates := loadPolicy(t, "../policies/latency-aimd.cue")
+	sc, err := NewScenario("steady", app, ScenarioOptions{Warmup: time.Second, Duration: 10 * time.Second, Load: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		perAPI   bool
+		label    string
+		policies []string
+	}{
+		{"as written: one controller for every API", false, "latency-aimd", []string{"ingress-latency-aimd"}},
+		{"per API: one controller each, and labelled so", true, "latency-aimd (per API)", []string{
+			"ingress-latency-aimd.home", "ingress-latency-aimd.product", "ingress-latency-aimd.cart", "ingress-latency-aimd.checkout"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var names []string
+			r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
+				Policy: Policy{Name: "latency-aimd", Templates: templates, PerAPI: tt.perAPI},
+				OnEngine: func(e *engine.Engine) {
+					for _, p := range e.Policies() {
+						names = append(names, p.Circuit.Spec.Name)
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(names)
+			want := slices.Sorted(slices.Values(tt.policies))
+			if !slices.Equal(names, want) {
+				t.Errorf("engine runs %v, want %v", names, want)
+			}
+			if r.Policy != tt.label {
+				t.Errorf("report labels the policy %q, want %q", r.Policy, tt.label)
+			}
+		})
 	}
 }
 

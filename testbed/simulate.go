@@ -32,8 +32,9 @@ type SimConfig struct {
 }
 
 // Simulate runs cfg.App through cfg.Scenario under cfg.Policy and reports
-// what happened. Both drivers run the real engine: policy templates are
-// instantiated per API (InstantiatePolicy) and attached at ControlPoint.
+// what happened. Both drivers run the real engine, with the policy's
+// templates as written, or instantiated per API (InstantiatePolicy) if the
+// policy says PerAPI.
 func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	if err := cfg.App.Validate(); err != nil {
 		return Report{}, fmt.Errorf("app %s: %w", cfg.App.Name, err)
@@ -49,6 +50,8 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 			return Report{}, err
 		}
 		specs = staticSpecs(cfg.App, rates)
+	case len(cfg.Policy.Templates) > 0 && !cfg.Policy.PerAPI:
+		specs = cfg.Policy.Templates
 	case len(cfg.Policy.Templates) > 0:
 		var err error
 		if specs, err = InstantiatePolicy(cfg.Policy.Templates, cfg.App); err != nil {
@@ -78,5 +81,5 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	return rt.report(cfg.Policy.Name, driver, cfg.Seed), nil
+	return rt.report(cfg.Policy.Label(), driver, cfg.Seed), nil
 }

@@ -44,6 +44,7 @@ Policies and scenarios are those of "spillway sim".`,
 				if err != nil {
 					return err
 				}
+				p.PerAPI = f.perAPI
 				policies = append(policies, p)
 			}
 			if outDir == "" {
@@ -59,7 +60,7 @@ Policies and scenarios are those of "spillway sim".`,
 			}
 			fmt.Fprintln(out)
 			printComparison(out, reports)
-			line := commandLine(cmd, "app", "scenario", "load", "policies", "virtual", "seed", "warmup", "duration", "out")
+			line := commandLine(cmd, "app", "scenario", "load", "policies", "per-api", "virtual", "seed", "warmup", "duration", "out")
 			return writeBench(outDir, app, sc, reports, line)
 		},
 	}

@@ -32,6 +32,7 @@ type simFlags struct {
 	seed             uint64
 	duration, warmup time.Duration
 	load             float64
+	perAPI           bool
 }
 
 func (f *simFlags) register(cmd *cobra.Command) {
@@ -43,6 +44,7 @@ func (f *simFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.duration, "duration", testbed.DefaultDuration, "length of the scenario after the warm-up (whole seconds, >= 10s)")
 	fs.DurationVar(&f.warmup, "warmup", testbed.DefaultWarmup, "light load (0.5× capacity) before the scenario, so latency baselines are learned")
 	fs.Float64Var(&f.load, "load", 0, "the scenario's load multiple (0: the scenario's default; see the list above)")
+	fs.BoolVar(&f.perAPI, "per-api", false, `instantiate each policy file once per API of the app (reported as "NAME (per API)") instead of running it as written`)
 }
 
 // setup resolves the app and builds the scenario.
@@ -147,10 +149,13 @@ func simCmd() *cobra.Command {
 		Long: `Run an app model through a load scenario under a policy and report goodput,
 latency percentiles, rejections and time to recover, per API and in total.
 
-The policy protects the app's entry at control point "ingress". A policy file
-that protects one API (selector api "*" or another control point, as in
-policies/latency-aimd.cue) is instantiated once per API of the app, with its
-selectors re-pointed at that API; see docs/simulator.md.
+The policy protects the app's entry at control point "ingress", and runs as
+written: a policy for api "*", as policies/latency-aimd.cue is, is one
+controller for all APIs, as for a user who deploys it. With --per-api, a
+policy file that protects one API (selector api "*" or another control point)
+is instantiated once per API of the app instead, with its selectors
+re-pointed at that API, and the report labels it "NAME (per API)"; see
+docs/simulator.md.
 
 Policies: none (no protection), static (the oracle: a token bucket per API at
 its known proportional capacity share), static-optimal (the same at the
@@ -183,6 +188,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 			if err != nil {
 				return err
 			}
+			p.PerAPI = f.perAPI
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			// The agent's output and the progress lines come from different
@@ -194,7 +200,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 			}
 			cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: f.virtual, Seed: f.seed}
 			if !asJSON {
-				printHeader(out, app, sc, p.Name, f.virtual, f.seed)
+				printHeader(out, app, sc, p.Label(), f.virtual, f.seed)
 				cfg.OnSecond = func(s testbed.SecondStats) { printSecond(out, s) }
 			}
 			begin := time.Now()
@@ -246,6 +252,7 @@ func serveVirtual(cmd *cobra.Command, f simFlags, af agentFlags) error {
 		if err != nil {
 			return err
 		}
+		p.PerAPI = f.perAPI
 		episode = func(seed uint64) (testbed.SimConfig, error) {
 			return testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: true, Seed: seed}, nil
 		}
@@ -340,7 +347,7 @@ func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, poli
 			r, err = testbed.Simulate(ctx, cfg)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("policy %s: %w", p.Name, err)
+			return nil, fmt.Errorf("policy %s: %w", p.Label(), err)
 		}
 		fmt.Fprintf(progress, "%-18s goodput ÷ proportional %.2f, ÷ optimal %.2f, p99 %s, took %v\n", r.Policy, r.GoodputPerProportional, r.GoodputPerOptimal, fmtMs(r.P99Ms), time.Since(begin).Round(time.Millisecond))
 		reports = append(reports, r)
