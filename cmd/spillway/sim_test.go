@@ -63,7 +63,7 @@ func TestSimRejectsBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--app", "shop"}, `unknown app "shop" (built-in: boutique, two-tier; or give a .json file)`},
+		{[]string{"--app", "shop"}, `unknown app "shop" (built-in: boutique, hetero-cost, multi-bottleneck, two-tier; random:SEED; or give a .json file)`},
 		{[]string{"--scenario", "tsunami"}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix)`},
 		{[]string{"--policy", "magic"}, `unknown policy "magic": want none, static, static-optimal, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, or a .cue file`},
 		{[]string{"--policy", "missing.cue"}, "missing.cue: no such file or directory"},
