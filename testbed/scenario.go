@@ -236,7 +236,7 @@ func buildSlowDrift(b *scenarioBuilder) {
 	b.step(b.s.Duration, b.mix(b.s.Load))
 	lost := shared.Workers / 2
 	for k := 1; k <= lost; k++ {
-		at := b.s.Warmup + (time.Duration(k)*b.s.Duration/2/time.Duration(lost)).Truncate(time.Second)
+		at := b.s.Warmup + (time.Duration(k) * b.s.Duration / 2 / time.Duration(lost)).Truncate(time.Second)
 		b.s.Changes = append(b.s.Changes, WorkerChange{At: at, Service: shared.Name, Workers: shared.Workers - k})
 	}
 	back := b.s.Warmup + b.fraction(0.75)
