@@ -20,8 +20,9 @@ func benchCmd() *cobra.Command {
 	var f simFlags
 	var af agentFlags
 	var policyList, outDir string
+	var suite suiteFlags
 	cmd := &cobra.Command{
-		Use:   "bench [--app APP] [--scenario S] [--policies P,P,...] [--virtual] --out DIR",
+		Use:   "bench [--app APP] [--scenario S] [--policies P,P,...] [--virtual] --out DIR | bench --suite [--random N] [--suite-out FILE]",
 		Short: "Compare policies on one app and scenario, on the same seed; write a table and a plot",
 		Long: `Run one app and scenario under each policy, on the same seed, print a
 comparison table, and write into --out:
@@ -30,10 +31,26 @@ comparison table, and write into --out:
   APP-SCENARIO.svg   goodput and p99 per second, one line per policy
   APP-SCENARIO.json  every run's full report
 
-Policies and scenarios are those of "spillway sim".`,
-		Example: `  spillway bench --app boutique --scenario surge --policies none,static,latency-aimd --virtual --out bench/`,
-		Args:    cobra.NoArgs,
+Policies and scenarios are those of "spillway sim".
+
+With --suite, run the control-quality matrix instead, in virtual time on
+--seed: every policy on every app of --apps × scenario of --scenarios, plus
+--random random apps (random:1 to random:N) × --random-scenarios, --jobs runs
+at once, and write --suite-out (default docs/suite.md): goodput ÷ proportional
+and ÷ optimal per cell, and the suite means. The default matrix (7 policies,
+4 apps × 8 scenarios, 20 random apps × 4 scenarios, 30 s after the 65 s
+warm-up) is 784 runs; it takes a few minutes on 2 cores.`,
+		Example: `  spillway bench --app boutique --scenario surge --policies none,static,latency-aimd --virtual --out bench/
+  spillway bench --suite
+  spillway bench --suite --random 3 --scenarios steady,cold-start --suite-out /tmp/suite.md`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if suite.enabled {
+				if !cmd.Flags().Changed("policies") {
+					policyList = suitePolicies
+				}
+				return runSuite(cmd, f, suite, policyList)
+			}
 			app, sc, err := f.setup()
 			if err != nil {
 				return err
@@ -68,6 +85,7 @@ Policies and scenarios are those of "spillway sim".`,
 	af.registerAgent(cmd)
 	cmd.Flags().StringVar(&policyList, "policies", "none,static,latency-target,latency-aimd", "comma-separated policies, as for sim --policy")
 	cmd.Flags().StringVar(&outDir, "out", "", "directory for the Markdown table, the SVG plot and the JSON reports")
+	suite.register(cmd)
 	return cmd
 }
 
