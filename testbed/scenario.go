@@ -33,6 +33,14 @@ type Scenario struct {
 	Steps []Step
 	// Changes alter the app during the run, in time order.
 	Changes []WorkerChange
+	// Retries is how many times a client retries a request that was
+	// rejected or timed out (0: never), after a backoff of RetryBackoff·2ᵏ
+	// before the k-th retry (from 0), jittered by ±50 %. A request and its
+	// retries are one user request: offered once, goodput only if answered
+	// within the SLO from its first attempt. Only the virtual driver
+	// retries.
+	Retries      int
+	RetryBackoff time.Duration
 	// Marks are the times, from the start of the run, after which the time
 	// to recover is measured: the start of the scenario proper and each
 	// later step change or app change of note.
@@ -80,6 +88,7 @@ var scenarioKinds = []struct {
 	{"flash-crowd", 8, "0.8×; from 25% to 50% of the duration the heaviest API jumps to LOAD× (default 8) its share", buildFlashCrowd, false},
 	{"priority-mix", 1.5, "every API at LOAD× (default 1.5) its capacity alone, so all contend over capacity", buildPriorityMix, false},
 	{"cold-start", 3, "LOAD× (default 3) from the very first second: no warm-up, so nothing was learned on a healthy app", buildSteady, true},
+	{"retry-storm", 2, "0.8× for 20% of the duration, LOAD× (default 2) for 20%, 0.8× for 60%; clients retry rejected and timed-out requests up to 3 times, backing off 100 ms·2ᵏ ± 50 %", buildRetryStorm, false},
 	{"slow-drift", 0.8, "LOAD× (default 0.8); over the first half, the most shared service loses half its workers one by one; at three quarters they all return", buildSlowDrift, false},
 }
 
@@ -242,6 +251,36 @@ func buildSlowDrift(b *scenarioBuilder) {
 	back := b.s.Warmup + b.fraction(0.75)
 	b.s.Changes = append(b.s.Changes, WorkerChange{At: back, Service: shared.Name, Workers: shared.Workers})
 	b.mark(back)
+}
+
+// retryStormRetries and retryStormBackoff are the clients of retry-storm:
+// three retries, after 100, 200 and 400 ms, each ± 50 %.
+const (
+	retryStormRetries = 3
+	retryStormBackoff = 100 * time.Millisecond
+)
+
+// buildRetryStorm is a short overload under retrying clients: retries
+// amplify it, and a policy that lets timeouts pile up can keep the app
+// overloaded after the offered load has fallen back below capacity.
+func buildRetryStorm(b *scenarioBuilder) {
+	b.s.Retries, b.s.RetryBackoff = retryStormRetries, retryStormBackoff
+	before, high := b.fraction(0.2), b.fraction(0.2)
+	b.step(before, b.mix(0.8))
+	b.mark(b.end)
+	b.step(high, b.mix(b.s.Load))
+	b.mark(b.end)
+	b.step(b.s.Duration-before-high, b.mix(0.8))
+}
+
+// maxBackoff is the longest a request can wait in backoff over all its
+// retries.
+func (s Scenario) maxBackoff() time.Duration {
+	var total time.Duration
+	for k := range s.Retries {
+		total += s.RetryBackoff << k
+	}
+	return total * 3 / 2
 }
 
 func buildPriorityMix(b *scenarioBuilder) {

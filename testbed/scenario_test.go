@@ -88,6 +88,15 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 			expectLoad(t, total(s, 0), 3, "cold start at the first instant")
 			expectLoad(t, total(s, sec(59)), 3, "cold start at the end")
 		}},
+		{"retry-storm", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(16)), 0.8, "before the storm")
+			expectLoad(t, total(s, sec(17)), 2, "storm")
+			expectLoad(t, total(s, sec(28)), 2, "storm")
+			expectLoad(t, total(s, sec(29)), 0.8, "after the storm")
+			if s.Retries != 3 || s.RetryBackoff != 100*time.Millisecond || s.maxBackoff() != 1050*time.Millisecond {
+				t.Errorf("Retries %d, RetryBackoff %v, maxBackoff %v; want 3, 100ms, 1.05s", s.Retries, s.RetryBackoff, s.maxBackoff())
+			}
+		}},
 		{"slow-drift", func(t *testing.T, s Scenario) {
 			expectLoad(t, total(s, sec(30)), 0.8, "slow drift")
 			pc := app.serviceIndex("productcatalog")
@@ -141,7 +150,7 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		opts     ScenarioOptions
 		want     string
 	}{
-		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, slow-drift)`},
+		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift)`},
 		{"too short", "steady", ScenarioOptions{Duration: 5 * time.Second}, "duration 5s: must be >= 10s"},
 		{"fractional", "steady", ScenarioOptions{Duration: 10500 * time.Millisecond}, "must be whole seconds"},
 		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},

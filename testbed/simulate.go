@@ -42,6 +42,9 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	if err := cfg.Scenario.validate(cfg.App); err != nil {
 		return Report{}, err
 	}
+	if cfg.Scenario.Retries > 0 && !cfg.Virtual {
+		return Report{}, fmt.Errorf("scenario %s: client retries need the virtual driver (--virtual)", cfg.Scenario.Name)
+	}
 	var specs []engine.Spec
 	switch {
 	case cfg.Policy.Static:
