@@ -3,6 +3,7 @@ package testbed
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -230,13 +231,22 @@ func staticSpecs(app App, rates []float64) []engine.Spec {
 }
 
 // staticRates is what the oracle admits per API at time at of scenario s:
-// the capacity shares, or with optimal the LP optimum.
+// the capacity shares, or with optimal the LP optimum. Like the shares,
+// the optimum is scaled up until some bounded service is full, so that
+// under light load the buckets sit at capacity, not at the offered rates,
+// and Poisson bursts pass.
 func staticRates(app App, s Scenario, at time.Duration, optimal bool) ([]float64, error) {
-	shares := app.capacityShares(s.ratesAt(at), s.workersAt(app, at))
+	workers := s.workersAt(app, at)
+	shares := app.capacityShares(s.ratesAt(at), workers)
 	if optimal {
 		var err error
-		if shares, err = app.optimalRates(s.ratesAt(at), s.workersAt(app, at)); err != nil {
+		if shares, err = app.optimalRates(s.ratesAt(at), workers); err != nil {
 			return nil, err
+		}
+		if f := app.scale(shares, workers); f > 1 && !math.IsInf(f, 1) {
+			for i := range shares {
+				shares[i] *= f
+			}
 		}
 	}
 	for i := range shares {

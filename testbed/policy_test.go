@@ -193,3 +193,29 @@ func TestStaticOracleFollowsCapacityShares(t *testing.T) {
 		t.Errorf("after half of productcatalog's workers die the oracle admits %.3f of what it did, want 0.5", sumAfter/sumBefore)
 	}
 }
+
+func TestStaticOptimalOracle(t *testing.T) {
+	app := HeteroCost()
+	s, err := NewScenario("surge", app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	light, err := staticRates(app, s, time.Second, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proportional, _ := staticRates(app, s, time.Second, false)
+	for i := range light {
+		if math.Abs(light[i]-proportional[i]) > 1e-6 {
+			t.Errorf("under light load API %d gets %v, want the proportional oracle's %v: both sit at capacity", i, light[i], proportional[i])
+		}
+	}
+	// In the surge (4×), the cheap lookups fill the database alone.
+	surge, err := staticRates(app, s, 12*time.Second, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := staticUtilization * 8 / 0.002; math.Abs(surge[0]-want) > 1e-6 || surge[1] > 1e-9 {
+		t.Errorf("in the surge the oracle admits %v, want [%v 0]: all lookups it can, no reports", surge, want)
+	}
+}

@@ -53,8 +53,8 @@ type Stats struct {
 	GoodputPerCapacity float64 `json:"goodput_per_capacity"`
 	// ProportionalRPS is the mean proportional reference: per second, the
 	// sum over APIs of min(offered, capacity share). OptimalRPS is the mean
-	// optimal reference: per second, the sum over APIs of min(offered, the
-	// LP optimum at the offered rates); see optimal.go.
+	// optimal reference: per second, the LP optimum (summed over APIs) with
+	// each API's offered count of that second as its bound; see optimal.go.
 	ProportionalRPS float64 `json:"proportional_rps"`
 	OptimalRPS      float64 `json:"optimal_rps"`
 	// GoodputPerProportional is GoodputRPS / ProportionalRPS, the same
@@ -124,7 +124,7 @@ type SecondStats struct {
 	Errors int `json:"errors"`
 	// CapacityRPS is the sum of the APIs' capacity shares in this second.
 	CapacityRPS float64 `json:"capacity_rps"`
-	// OptimalRPS is the sum over APIs of min(offered, the LP optimum).
+	// OptimalRPS is the LP optimum with this second's offered counts.
 	OptimalRPS float64 `json:"optimal_rps"`
 	// GoodputRatio is goodput over min(offered, capacity share), summed
 	// over APIs; 0 if nothing was offered.
@@ -144,30 +144,62 @@ type runTally struct {
 	refs     []*references // per second, computed when first needed
 }
 
-// references are the per-API proportional capacity shares and LP optima
-// (req/s) at one second's offered rates and workers.
+// references are one second's per-API capacity shares, at the offered
+// rates and the workers of that second, and the LP optimum with what each
+// API was offered in that second (arrivals, not rates) as its bound. So
+// both references are capped by the same offered counts, and the optimum
+// is never below the proportional reference, Σᵢ min(offeredᵢ, shareᵢ).
 type references struct {
-	shares, optimal []float64
+	shares  []float64
+	offered []float64 // the counts the optimum was solved for
+	optimal []float64
 }
 
-// referencesAt is second t's references. Should the LP fail, which a
-// feasible, bounded program with a slack basis does not, the optimum falls
-// back to the proportional rates, a lower bound of it.
-func (rt *runTally) referencesAt(t int) *references {
+// referencesAt is second t's references, the optimum for the given
+// offered counts. Should the LP fail, which a feasible, bounded program
+// with a slack basis does not, the optimum falls back to the proportional
+// reference, a lower bound of it.
+func (rt *runTally) referencesAt(t int, offered []float64) *references {
 	if rt.refs == nil {
 		rt.refs = make([]*references, secondsIn(rt.scenario.Total()))
 	}
-	if rt.refs[t] == nil {
-		at := time.Duration(t) * time.Second
-		rates, workers := rt.scenario.ratesAt(at), rt.scenario.workersAt(rt.app, at)
-		ref := &references{shares: rt.app.capacityShares(rates, workers)}
-		var err error
-		if ref.optimal, err = rt.app.optimalRates(rates, workers); err != nil {
-			ref.optimal = rt.app.proportionalRates(rates, workers)
-		}
+	at := time.Duration(t) * time.Second
+	workers := rt.scenario.workersAt(rt.app, at)
+	ref := rt.refs[t]
+	if ref == nil {
+		ref = &references{shares: rt.app.capacityShares(rt.scenario.ratesAt(at), workers)}
 		rt.refs[t] = ref
 	}
-	return rt.refs[t]
+	if !slices.Equal(ref.offered, offered) {
+		// The live driver reports a second before its counts are final.
+		ref.offered = slices.Clone(offered)
+		var err error
+		if ref.optimal, err = rt.app.optimalRates(offered, workers); err != nil {
+			ref.optimal = make([]float64, len(offered))
+			for i := range offered {
+				ref.optimal[i] = math.Min(offered[i], ref.shares[i])
+			}
+		}
+	}
+	return ref
+}
+
+// secondOf is second t of every API, with the references.
+func (rt *runTally) secondOf(t int) []apiSecond {
+	out := make([]apiSecond, len(rt.app.APIs))
+	offered := make([]float64, len(out))
+	for i := range out {
+		s, lat := rt.tallies[i].sorted(t)
+		out[i] = apiSecond{Second: s, latencies: lat}
+		offered[i] = float64(s.Offered)
+	}
+	ref := rt.referencesAt(t, offered)
+	for i := range out {
+		out[i].share = ref.shares[i]
+		out[i].achievable = math.Min(offered[i], ref.shares[i])
+		out[i].optimal = ref.optimal[i]
+	}
+	return out
 }
 
 func newRunTally(app App, s Scenario) *runTally {
@@ -184,15 +216,7 @@ type apiSecond struct {
 	latencies  []time.Duration
 	share      float64 // capacity share in req/s
 	achievable float64 // min(offered, share·1 s): the proportional reference
-	optimal    float64 // min(offered, LP optimum·1 s): the optimal reference
-}
-
-func (rt *runTally) apiSecond(api, t int) apiSecond {
-	s, lat := rt.tallies[api].sorted(t)
-	ref := rt.referencesAt(t)
-	share := ref.shares[api]
-	return apiSecond{Second: s, latencies: lat, share: share,
-		achievable: math.Min(float64(s.Offered), share), optimal: math.Min(float64(s.Offered), ref.optimal[api])}
+	optimal    float64 // the LP optimum bounded by offered: the optimal reference
 }
 
 // second is second t of the run over all APIs.
@@ -200,8 +224,9 @@ func (rt *runTally) second(t int) SecondStats {
 	out := SecondStats{T: t - int(rt.scenario.Warmup/time.Second)}
 	var all []time.Duration
 	var achievable float64
+	seconds := rt.secondOf(t)
 	for i, api := range rt.app.APIs {
-		s := rt.apiSecond(i, t)
+		s := seconds[i]
 		out.Offered += s.Offered
 		out.Admitted += s.Admitted
 		out.Rejected += s.Rejected
@@ -234,8 +259,10 @@ func (rt *runTally) report(policy, driver string, seed uint64) Report {
 	perAPI := make([][]apiSecond, len(app.APIs))
 	for i := range app.APIs {
 		perAPI[i] = make([]apiSecond, n)
-		for t := range n {
-			perAPI[i][t] = rt.apiSecond(i, t)
+	}
+	for t := range n {
+		for i, s := range rt.secondOf(t) {
+			perAPI[i][t] = s
 		}
 	}
 	marks := make([]int, len(sc.Marks))

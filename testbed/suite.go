@@ -205,6 +205,8 @@ func WriteSuiteMarkdown(w io.Writer, s SuiteResult, command string) {
 		duration = cfg.Options.Duration
 	}
 	fmt.Fprintf(w, "; each scenario %v after %s (cold-start has none), at its default load.\n\n", duration, warmup)
+	fmt.Fprintf(w, "Policies run as written: a policy for API `*` is one controller for all APIs, and a file written for named APIs "+
+		"(as `policies/mimd.cue` is for boutique's) protects only those, elsewhere nothing; `(per API)` marks a policy instantiated once per API.\n\n")
 	fmt.Fprintf(w, "Each cell is goodput ÷ proportional / goodput ÷ optimal over the scenario after its warm-up. "+
 		"*Proportional* is the offered mix scaled down uniformly until every bounded service fits (a fair share); "+
 		"*optimal* is the goodput-maximal admission, the LP max Σ wᵢ·xᵢ subject to every bounded service's capacity "+

@@ -21,10 +21,6 @@ import (
 // topfull is not among them: it needs its agent.
 const suitePolicies = "none,static,static-optimal,latency-aimd,latency-aimd-fast,latency-target,mimd"
 
-// suiteDuration is the default length of a suite scenario after its
-// warm-up: half the default, so the default matrix fits in minutes.
-const suiteDuration = 30 * time.Second
-
 // suiteFlags are the options of bench --suite.
 type suiteFlags struct {
 	enabled                   bool
@@ -52,9 +48,6 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string) e
 		Options:         testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load},
 		Seed:            f.seed,
 		Jobs:            s.jobs,
-	}
-	if !cmd.Flags().Changed("duration") {
-		cfg.Options.Duration = suiteDuration
 	}
 	if s.random < 0 {
 		return fmt.Errorf("--random %d: must be >= 0", s.random)
