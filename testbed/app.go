@@ -49,6 +49,9 @@ type API struct {
 	// Priority orders APIs by importance, TopFull style: 1 is the highest,
 	// larger numbers are less important.
 	Priority int
+	// PriorityWeight is the value of one answer of this API in the optimal
+	// reference (optimalRates); 0 means 1.
+	PriorityWeight float64
 	// Weight is the API's share of the app's nominal traffic mix; the
 	// weights of an App need not sum to 1. Scenarios express load as a
 	// multiple of the capacity at this mix.
@@ -126,6 +129,9 @@ func (a App) Validate() error {
 			return fmt.Errorf("apis[%d].weight %v: must be finite and >= 0", i, api.Weight)
 		}
 		totalWeight += api.Weight
+		if !(api.PriorityWeight >= 0) || math.IsInf(api.PriorityWeight, 0) {
+			return fmt.Errorf("apis[%d].priority_weight %v: must be finite and >= 0 (0 is 1)", i, api.PriorityWeight)
+		}
 		if len(api.Calls) == 0 {
 			return fmt.Errorf("apis[%d].calls: must have at least one call", i)
 		}

@@ -4,6 +4,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +99,7 @@ func TestBuiltinAppRejectsUnknownNames(t *testing.T) {
 		}
 	}
 	_, err := BuiltinApp("shop")
-	if err == nil || !strings.Contains(err.Error(), `unknown app "shop" (built-in: boutique, two-tier; or give a .json file)`) {
+	if err == nil || !strings.Contains(err.Error(), `unknown app "shop" (built-in: boutique, hetero-cost, multi-bottleneck, two-tier; random:SEED; or give a .json file)`) {
 		t.Errorf("BuiltinApp(shop) error = %v", err)
 	}
 }
@@ -181,5 +183,78 @@ func TestValidateRejectsBrokenApps(t *testing.T) {
 		if err := app.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: Validate() = %v, want it to contain %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestShippedAppsAreTheirJSONFiles(t *testing.T) {
+	if got, want := AppNames(), []string{"boutique", "hetero-cost", "multi-bottleneck", "two-tier"}; !slices.Equal(got, want) {
+		t.Errorf("AppNames() = %v, want %v", got, want)
+	}
+	for _, name := range AppNames() {
+		app, err := BuiltinApp(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if app.Name != name {
+			t.Errorf("apps/%s.json names itself %q", name, app.Name)
+		}
+	}
+	// two-tier is also built from a TwoTierConfig, for the demo; they agree.
+	if got, want := mustBuiltin("two-tier"), TwoTierApp(DefaultTwoTier()); !reflect.DeepEqual(got, want) {
+		t.Errorf("apps/two-tier.json = %+v, want TwoTierApp(DefaultTwoTier()) = %+v", got, want)
+	}
+	if _, err := BuiltinApp("../go.mod"); err == nil {
+		t.Error("BuiltinApp reads outside apps/")
+	}
+}
+
+func TestHeteroCostOptimumIsAboutTwiceProportional(t *testing.T) {
+	app := HeteroCost()
+	sc, err := NewScenario("priority-mix", app, ScenarioOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rates, workers := sc.ratesAt(sc.Total()-time.Second), app.workers()
+	prop := app.proportionalRates(rates, workers)
+	opt, err := app.optimalRates(rates, workers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := (opt[0] + opt[1]) / (prop[0] + prop[1]); math.Abs(got-1.9) > 0.05 {
+		t.Errorf("optimal / proportional = %.2f (%v / %v), want about 1.9", got, opt, prop)
+	}
+}
+
+func TestRandomAppsAreValidVariedAndReproducible(t *testing.T) {
+	apis, services := map[int]bool{}, map[int]bool{}
+	for seed := range uint64(50) {
+		app := RandomAppOf(seed)
+		if err := app.Validate(); err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if !reflect.DeepEqual(app, RandomAppOf(seed)) {
+			t.Fatalf("seed %d: two draws differ", seed)
+		}
+		if c := app.Capacity(); math.IsInf(c, 0) || c <= 0 {
+			t.Fatalf("seed %d: capacity %v", seed, c)
+		}
+		apis[len(app.APIs)] = true
+		services[len(app.Services)-1] = true
+		for _, api := range app.APIs {
+			if n := len(api.Calls) - 1; n < 1 || n > 4 {
+				t.Errorf("seed %d: %s has %d hops, want 1–4", seed, api.Name, n)
+			}
+			for _, c := range api.Calls[1:] {
+				if c.Time.Mean < 500*time.Microsecond || c.Time.Mean > 50*time.Millisecond {
+					t.Errorf("seed %d: %s costs %v at %s, want 0.5–50 ms", seed, api.Name, c.Time.Mean, c.Service)
+				}
+			}
+		}
+	}
+	if len(apis) != 5 || len(services) != 4 {
+		t.Errorf("50 seeds drew API counts %v and bounded-service counts %v, want every count of 2–6 and 1–4", apis, services)
+	}
+	if app, err := BuiltinApp("random:7"); err != nil || !reflect.DeepEqual(app, RandomAppOf(7)) {
+		t.Errorf("BuiltinApp(random:7) = %v, %v; want RandomAppOf(7)", app.Name, err)
 	}
 }

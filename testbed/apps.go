@@ -2,38 +2,65 @@ package testbed
 
 import (
 	"bytes"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
 
-// builtinApps are the apps known by name.
-var builtinApps = map[string]func() App{
-	"two-tier": func() App { return TwoTierApp(DefaultTwoTier()) },
-	"boutique": Boutique,
-}
+// builtinFiles are the shipped apps, one JSON file each: the apps known
+// by name, the file's base name.
+//
+//go:embed apps/*.json
+var builtinFiles embed.FS
 
 // AppNames lists the built-in apps.
 func AppNames() []string {
-	names := make([]string, 0, len(builtinApps))
-	for n := range builtinApps {
-		names = append(names, n)
+	entries, err := builtinFiles.ReadDir("apps")
+	if err != nil {
+		panic(err) // the directory is embedded
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".json"))
 	}
 	sort.Strings(names)
 	return names
 }
 
-// BuiltinApp returns the built-in app of that name.
+// BuiltinApp returns the built-in app of that name, or with the name
+// "random:SEED" the random app of that seed (RandomAppOf).
 func BuiltinApp(name string) (App, error) {
-	build, ok := builtinApps[name]
-	if !ok {
-		return App{}, fmt.Errorf("unknown app %q (built-in: %s; or give a .json file)", name, strings.Join(AppNames(), ", "))
+	if seed, ok := strings.CutPrefix(name, "random:"); ok {
+		n, err := strconv.ParseUint(seed, 10, 64)
+		if err != nil {
+			return App{}, fmt.Errorf("app %q: the seed must be a whole number >= 0", name)
+		}
+		return RandomAppOf(n), nil
 	}
-	return build(), nil
+	data, err := builtinFiles.ReadFile("apps/" + name + ".json")
+	if err != nil || strings.ContainsAny(name, "/.") {
+		return App{}, fmt.Errorf("unknown app %q (built-in: %s; random:SEED; or give a .json file)", name, strings.Join(AppNames(), ", "))
+	}
+	app, err := ParseApp(data)
+	if err != nil {
+		return App{}, fmt.Errorf("apps/%s.json: %w", name, err)
+	}
+	return app, nil
+}
+
+// mustBuiltin is BuiltinApp for a shipped app, which the tests load.
+func mustBuiltin(name string) App {
+	app, err := BuiltinApp(name)
+	if err != nil {
+		panic(err)
+	}
+	return app
 }
 
 // TwoTierApp is cfg as an App: the demo's app. Its one API, "api", is
@@ -64,53 +91,19 @@ func TwoTierApp(cfg TwoTierConfig) App {
 //
 // Service times are lognormal (σ = 0.5) except the frontend's constant
 // 1 ms, so a request's latency has a tail even on an idle app.
-func Boutique() App {
-	ms := func(v float64) Dist {
-		return Dist{Kind: Lognormal, Mean: time.Duration(v * float64(time.Millisecond)), Sigma: 0.5}
-	}
-	frontend := Call{Service: "frontend", Time: Dist{Kind: Constant, Mean: time.Millisecond}}
-	return App{
-		Name:          "boutique",
-		Entry:         "frontend",
-		ClientTimeout: 2 * time.Second,
-		Services: []Service{
-			{Name: "frontend"},
-			{Name: "productcatalog", Workers: 8},
-			{Name: "currency", Workers: 4},
-			{Name: "cart", Workers: 2},
-			{Name: "recommendation", Workers: 8},
-			{Name: "checkout", Workers: 8},
-		},
-		APIs: []API{
-			{Name: "home", SLO: 100 * time.Millisecond, Priority: 4, Weight: 0.30, Calls: []Call{
-				frontend,
-				{Service: "currency", Time: ms(2)},
-				{Service: "productcatalog", Time: ms(8)},
-				{Service: "cart", Time: ms(1)},
-			}},
-			{Name: "product", SLO: 100 * time.Millisecond, Priority: 3, Weight: 0.45, Calls: []Call{
-				frontend,
-				{Service: "productcatalog", Time: ms(6)},
-				{Service: "currency", Time: ms(1)},
-				{Service: "recommendation", Time: ms(8)},
-			}},
-			{Name: "cart", SLO: 150 * time.Millisecond, Priority: 2, Weight: 0.15, Calls: []Call{
-				frontend,
-				{Service: "cart", Time: ms(3)},
-				{Service: "productcatalog", Time: ms(4)},
-				{Service: "recommendation", Time: ms(8)},
-			}},
-			{Name: "checkout", SLO: 300 * time.Millisecond, Priority: 1, Weight: 0.10, Calls: []Call{
-				frontend,
-				{Service: "cart", Time: ms(2)},
-				{Service: "productcatalog", Time: ms(6)},
-				{Service: "currency", Time: ms(3)},
-				{Service: "checkout", Time: ms(40)},
-				{Service: "cart", Time: ms(2)},
-			}},
-		},
-	}
-}
+func Boutique() App { return mustBuiltin("boutique") }
+
+// HeteroCost is apps/hetero-cost.json: two APIs at one shared database of
+// 8 workers whose costs differ 20×, lookup (2 ms, 90 % of the traffic) and
+// report (40 ms). Proportional admission cuts both alike; the optimum
+// admits the cheap lookups first, about 1.9× as much at priority-mix load.
+func HeteroCost() App { return mustBuiltin("hetero-cost") }
+
+// MultiBottleneck is apps/multi-bottleneck.json: four APIs over two
+// bounded services, db and index; browse loads only db, search only index,
+// order and report both, so different APIs are capped by different
+// services.
+func MultiBottleneck() App { return mustBuiltin("multi-bottleneck") }
 
 // appFile is the JSON form of an App. Durations are Go duration strings.
 type appFile struct {
@@ -127,11 +120,13 @@ type serviceFile struct {
 }
 
 type apiFile struct {
-	Name     string     `json:"name"`
-	SLO      string     `json:"slo"`
-	Priority int        `json:"priority"`
-	Weight   *float64   `json:"weight"`
-	Calls    []callFile `json:"calls"`
+	Name     string `json:"name"`
+	SLO      string `json:"slo"`
+	Priority int    `json:"priority"`
+	// PriorityWeight is API.PriorityWeight; omitted means 1.
+	PriorityWeight float64    `json:"priority_weight,omitempty"`
+	Weight         *float64   `json:"weight"`
+	Calls          []callFile `json:"calls"`
 }
 
 type callFile struct {
@@ -194,7 +189,7 @@ func ParseApp(data []byte) (App, error) {
 		app.Services = append(app.Services, Service(s))
 	}
 	for i, a := range f.APIs {
-		api := API{Name: a.Name, Priority: a.Priority, Weight: 1}
+		api := API{Name: a.Name, Priority: a.Priority, PriorityWeight: a.PriorityWeight, Weight: 1}
 		if a.Priority == 0 {
 			api.Priority = 1
 		}

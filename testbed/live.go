@@ -351,11 +351,11 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 		changeErr = errors.Join(changeErr, err)
 	}
 	if cfg.Policy.Static {
-		if err := applyStatic(eng, app, sc, 0); err != nil {
+		if err := applyStatic(eng, app, sc, 0, cfg.Policy.Optimal); err != nil {
 			return nil, err
 		}
 		for _, at := range staticChanges(sc)[1:] {
-			timers = append(timers, time.AfterFunc(at, func() { fail(applyStatic(eng, app, sc, at)) }))
+			timers = append(timers, time.AfterFunc(at, func() { fail(applyStatic(eng, app, sc, at, cfg.Policy.Optimal)) }))
 		}
 	}
 	for _, c := range sc.Changes {

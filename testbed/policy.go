@@ -3,6 +3,7 @@ package testbed
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -25,9 +26,26 @@ type Policy struct {
 	Name string
 	// Static selects the oracle (see StaticPolicy); Templates are ignored.
 	Static bool
-	// Templates are loaded policies, instantiated per API by
-	// InstantiatePolicy. None and not Static means no protection.
+	// Optimal, with Static, makes the oracle admit the optimal reference
+	// (the LP of optimal.go) instead of the proportional one.
+	Optimal bool
+	// Templates are loaded policies, run as written: a policy for API "*"
+	// is one controller for every API, as it is for a user who deploys
+	// it. None and not Static means no protection.
 	Templates []engine.Spec
+	// PerAPI instantiates each template once per API (InstantiatePolicy)
+	// instead, so that every API has a controller of its own; reports
+	// label the policy "NAME (per API)".
+	PerAPI bool
+}
+
+// Label is how reports name the policy: Name, with " (per API)" when its
+// templates are instantiated per API.
+func (p Policy) Label() string {
+	if p.PerAPI && !p.Static && len(p.Templates) > 0 {
+		return p.Name + " (per API)"
+	}
+	return p.Name
 }
 
 // NoPolicy admits everything: the control point has no policy.
@@ -42,8 +60,14 @@ func NoPolicy() Policy { return Policy{Name: "none"} }
 // against. Priorities play no part in it.
 func StaticPolicy() Policy { return Policy{Name: "static", Static: true} }
 
+// StaticOptimalPolicy is the oracle at the physical limit: StaticPolicy
+// with each API's bucket at its share of the optimal reference, the
+// weighted-goodput-maximal admission (optimal.go), times 0.95.
+func StaticOptimalPolicy() Policy { return Policy{Name: "static-optimal", Static: true, Optimal: true} }
+
 // InstantiatePolicy turns policy templates into the policies that protect
-// app at ControlPoint.
+// app at ControlPoint, one per API; Simulate uses it for a Policy with
+// PerAPI set.
 //
 // A template whose every selector already names ControlPoint and one of
 // app's API labels is written for this app and is used as it is. Any other
@@ -205,21 +229,41 @@ func staticSpecs(app App, rates []float64) []engine.Spec {
 	return specs
 }
 
-// staticRates is what the oracle admits per API at time at of scenario s.
-func staticRates(app App, s Scenario, at time.Duration) []float64 {
-	shares := app.capacityShares(s.ratesAt(at), s.workersAt(app, at))
+// staticRates is what the oracle admits per API at time at of scenario s:
+// the capacity shares, or with optimal the LP optimum. Like the shares,
+// the optimum is scaled up until some bounded service is full, so that
+// under light load the buckets sit at capacity, not at the offered rates,
+// and Poisson bursts pass.
+func staticRates(app App, s Scenario, at time.Duration, optimal bool) ([]float64, error) {
+	workers := s.workersAt(app, at)
+	shares := app.capacityShares(s.ratesAt(at), workers)
+	if optimal {
+		var err error
+		if shares, err = app.optimalRates(s.ratesAt(at), workers); err != nil {
+			return nil, err
+		}
+		if f := app.scale(shares, workers); f > 1 && !math.IsInf(f, 1) {
+			for i := range shares {
+				shares[i] *= f
+			}
+		}
+	}
 	for i := range shares {
 		shares[i] *= staticUtilization
 	}
-	return shares
+	return shares, nil
 }
 
 // applyStatic sets the static oracle's buckets for time at of scenario s,
 // through the engine's dynamic config (the policies of staticSpecs must be
 // running), and ticks so that the new rates hold at once, not one interval
 // later.
-func applyStatic(eng *engine.Engine, app App, s Scenario, at time.Duration) error {
-	for i, rate := range staticRates(app, s, at) {
+func applyStatic(eng *engine.Engine, app App, s Scenario, at time.Duration, optimal bool) error {
+	rates, err := staticRates(app, s, at, optimal)
+	if err != nil {
+		return err
+	}
+	for i, rate := range rates {
 		name := app.APIs[i].Name
 		cfg := engine.DynamicConfig{Variables: map[string]float64{"RATE_LIMIT": rate, "BURST": staticBucket(rate)}}
 		if err := eng.SetDynamicConfig(staticPrefix+name, cfg); err != nil {

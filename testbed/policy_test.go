@@ -104,7 +104,7 @@ func TestVirtualRunTicksEachPolicyAtItsOwnInterval(t *testing.T) {
 	}
 	var eng *engine.Engine
 	_, err = Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
-		Policy:   Policy{Name: "mixed", Templates: []engine.Spec{a, b}},
+		Policy:   Policy{Name: "mixed", Templates: []engine.Spec{a, b}, PerAPI: true},
 		OnEngine: func(e *engine.Engine) { eng = e }})
 	if err != nil {
 		t.Fatal(err)
@@ -122,6 +122,47 @@ func TestVirtualRunTicksEachPolicyAtItsOwnInterval(t *testing.T) {
 	}
 }
 
+func TestSimulateRunsAPolicyAsWrittenUnlessAskedPerAPI(t *testing.T) {
+	app := Boutique()
+	templates := loadPolicy(t, "../policies/latency-aimd.cue")
+	sc, err := NewScenario("steady", app, ScenarioOptions{Warmup: time.Second, Duration: 10 * time.Second, Load: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name     string
+		perAPI   bool
+		label    string
+		policies []string
+	}{
+		{"as written: one controller for every API", false, "latency-aimd", []string{"ingress-latency-aimd"}},
+		{"per API: one controller each, and labelled so", true, "latency-aimd (per API)", []string{
+			"ingress-latency-aimd.home", "ingress-latency-aimd.product", "ingress-latency-aimd.cart", "ingress-latency-aimd.checkout"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var names []string
+			r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
+				Policy: Policy{Name: "latency-aimd", Templates: templates, PerAPI: tt.perAPI},
+				OnEngine: func(e *engine.Engine) {
+					for _, p := range e.Policies() {
+						names = append(names, p.Circuit.Spec.Name)
+					}
+				}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(names)
+			want := slices.Sorted(slices.Values(tt.policies))
+			if !slices.Equal(names, want) {
+				t.Errorf("engine runs %v, want %v", names, want)
+			}
+			if r.Policy != tt.label {
+				t.Errorf("report labels the policy %q, want %q", r.Policy, tt.label)
+			}
+		})
+	}
+}
+
 func TestStaticOracleFollowsCapacityShares(t *testing.T) {
 	app := Boutique()
 	s, err := NewScenario("capacity-drop", app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 30 * time.Second})
@@ -131,7 +172,14 @@ func TestStaticOracleFollowsCapacityShares(t *testing.T) {
 	if got, want := staticChanges(s), []time.Duration{0, 5 * time.Second, 15 * time.Second}; !slices.Equal(got, want) {
 		t.Errorf("staticChanges = %v, want %v: start, load step, worker change", got, want)
 	}
-	before, after := staticRates(app, s, 10*time.Second), staticRates(app, s, 15*time.Second)
+	before, err := staticRates(app, s, 10*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := staticRates(app, s, 15*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	weights := app.Weights()
 	var sumBefore, sumAfter float64
 	for i := range before {
@@ -143,5 +191,31 @@ func TestStaticOracleFollowsCapacityShares(t *testing.T) {
 	}
 	if math.Abs(sumAfter/sumBefore-0.5) > 1e-9 {
 		t.Errorf("after half of productcatalog's workers die the oracle admits %.3f of what it did, want 0.5", sumAfter/sumBefore)
+	}
+}
+
+func TestStaticOptimalOracle(t *testing.T) {
+	app := HeteroCost()
+	s, err := NewScenario("surge", app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	light, err := staticRates(app, s, time.Second, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proportional, _ := staticRates(app, s, time.Second, false)
+	for i := range light {
+		if math.Abs(light[i]-proportional[i]) > 1e-6 {
+			t.Errorf("under light load API %d gets %v, want the proportional oracle's %v: both sit at capacity", i, light[i], proportional[i])
+		}
+	}
+	// In the surge (4×), the cheap lookups fill the database alone.
+	surge, err := staticRates(app, s, 12*time.Second, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := staticUtilization * 8 / 0.002; math.Abs(surge[0]-want) > 1e-6 || surge[1] > 1e-9 {
+		t.Errorf("in the surge the oracle admits %v, want [%v 0]: all lookups it can, no reports", surge, want)
 	}
 }

@@ -51,6 +51,16 @@ type Stats struct {
 	CapacityRPS float64 `json:"capacity_rps"`
 	// GoodputPerCapacity is GoodputRPS / CapacityRPS.
 	GoodputPerCapacity float64 `json:"goodput_per_capacity"`
+	// ProportionalRPS is the mean proportional reference: per second, the
+	// sum over APIs of min(offered, capacity share). OptimalRPS is the mean
+	// optimal reference: per second, the LP optimum (summed over APIs) with
+	// each API's offered count of that second as its bound; see optimal.go.
+	ProportionalRPS float64 `json:"proportional_rps"`
+	OptimalRPS      float64 `json:"optimal_rps"`
+	// GoodputPerProportional is GoodputRPS / ProportionalRPS, the same
+	// figure as GoodputRatio; GoodputPerOptimal is GoodputRPS / OptimalRPS.
+	GoodputPerProportional float64 `json:"goodput_per_proportional"`
+	GoodputPerOptimal      float64 `json:"goodput_per_optimal"`
 	// GoodputRatio is goodput over what was achievable: the sum over
 	// seconds of min(offered, capacity share). It equals goodput/capacity
 	// under overload and goodput/offered under light load, so 1 is
@@ -84,6 +94,11 @@ type WindowStats struct {
 	GoodputRPS    float64 `json:"goodput_rps"`
 	RejectedRatio float64 `json:"rejected_ratio"`
 	P99Ms         float64 `json:"p99_ms"`
+	// The references and ratios of Stats, over the window.
+	ProportionalRPS        float64 `json:"proportional_rps"`
+	OptimalRPS             float64 `json:"optimal_rps"`
+	GoodputPerProportional float64 `json:"goodput_per_proportional"`
+	GoodputPerOptimal      float64 `json:"goodput_per_optimal"`
 }
 
 // APIStats are the Stats of one API with its definition.
@@ -109,6 +124,8 @@ type SecondStats struct {
 	Errors int `json:"errors"`
 	// CapacityRPS is the sum of the APIs' capacity shares in this second.
 	CapacityRPS float64 `json:"capacity_rps"`
+	// OptimalRPS is the LP optimum with this second's offered counts.
+	OptimalRPS float64 `json:"optimal_rps"`
 	// GoodputRatio is goodput over min(offered, capacity share), summed
 	// over APIs; 0 if nothing was offered.
 	GoodputRatio float64 `json:"goodput_ratio"`
@@ -124,6 +141,65 @@ type runTally struct {
 	app      App
 	scenario Scenario
 	tallies  []*tally
+	refs     []*references // per second, computed when first needed
+}
+
+// references are one second's per-API capacity shares, at the offered
+// rates and the workers of that second, and the LP optimum with what each
+// API was offered in that second (arrivals, not rates) as its bound. So
+// both references are capped by the same offered counts, and the optimum
+// is never below the proportional reference, Σᵢ min(offeredᵢ, shareᵢ).
+type references struct {
+	shares  []float64
+	offered []float64 // the counts the optimum was solved for
+	optimal []float64
+}
+
+// referencesAt is second t's references, the optimum for the given
+// offered counts. Should the LP fail, which a feasible, bounded program
+// with a slack basis does not, the optimum falls back to the proportional
+// reference, a lower bound of it.
+func (rt *runTally) referencesAt(t int, offered []float64) *references {
+	if rt.refs == nil {
+		rt.refs = make([]*references, secondsIn(rt.scenario.Total()))
+	}
+	at := time.Duration(t) * time.Second
+	workers := rt.scenario.workersAt(rt.app, at)
+	ref := rt.refs[t]
+	if ref == nil {
+		ref = &references{shares: rt.app.capacityShares(rt.scenario.ratesAt(at), workers)}
+		rt.refs[t] = ref
+	}
+	if !slices.Equal(ref.offered, offered) {
+		// The live driver reports a second before its counts are final.
+		ref.offered = slices.Clone(offered)
+		var err error
+		if ref.optimal, err = rt.app.optimalRates(offered, workers); err != nil {
+			ref.optimal = make([]float64, len(offered))
+			for i := range offered {
+				ref.optimal[i] = math.Min(offered[i], ref.shares[i])
+			}
+		}
+	}
+	return ref
+}
+
+// secondOf is second t of every API, with the references.
+func (rt *runTally) secondOf(t int) []apiSecond {
+	out := make([]apiSecond, len(rt.app.APIs))
+	offered := make([]float64, len(out))
+	for i := range out {
+		s, lat := rt.tallies[i].sorted(t)
+		out[i] = apiSecond{Second: s, latencies: lat}
+		offered[i] = float64(s.Offered)
+	}
+	ref := rt.referencesAt(t, offered)
+	for i := range out {
+		out[i].share = ref.shares[i]
+		out[i].achievable = math.Min(offered[i], ref.shares[i])
+		out[i].optimal = ref.optimal[i]
+	}
+	return out
 }
 
 func newRunTally(app App, s Scenario) *runTally {
@@ -139,14 +215,8 @@ type apiSecond struct {
 	Second
 	latencies  []time.Duration
 	share      float64 // capacity share in req/s
-	achievable float64 // min(offered, share·1 s)
-}
-
-func (rt *runTally) apiSecond(api, t int) apiSecond {
-	s, lat := rt.tallies[api].sorted(t)
-	at := time.Duration(t) * time.Second
-	share := rt.app.capacityShares(rt.scenario.ratesAt(at), rt.scenario.workersAt(rt.app, at))[api]
-	return apiSecond{Second: s, latencies: lat, share: share, achievable: math.Min(float64(s.Offered), share)}
+	achievable float64 // min(offered, share·1 s): the proportional reference
+	optimal    float64 // the LP optimum bounded by offered: the optimal reference
 }
 
 // second is second t of the run over all APIs.
@@ -154,8 +224,9 @@ func (rt *runTally) second(t int) SecondStats {
 	out := SecondStats{T: t - int(rt.scenario.Warmup/time.Second)}
 	var all []time.Duration
 	var achievable float64
+	seconds := rt.secondOf(t)
 	for i, api := range rt.app.APIs {
-		s := rt.apiSecond(i, t)
+		s := seconds[i]
 		out.Offered += s.Offered
 		out.Admitted += s.Admitted
 		out.Rejected += s.Rejected
@@ -163,6 +234,7 @@ func (rt *runTally) second(t int) SecondStats {
 		out.Timeouts += s.Timeouts
 		out.Errors += s.Errors + s.Dropped
 		out.CapacityRPS += s.share
+		out.OptimalRPS += s.optimal
 		achievable += s.achievable
 		all = append(all, s.latencies...)
 		out.MaxAPIP99OverSLO = math.Max(out.MaxAPIP99OverSLO, float64(s.P99)/float64(api.SLO))
@@ -187,8 +259,10 @@ func (rt *runTally) report(policy, driver string, seed uint64) Report {
 	perAPI := make([][]apiSecond, len(app.APIs))
 	for i := range app.APIs {
 		perAPI[i] = make([]apiSecond, n)
-		for t := range n {
-			perAPI[i][t] = rt.apiSecond(i, t)
+	}
+	for t := range n {
+		for i, s := range rt.secondOf(t) {
+			perAPI[i][t] = s
 		}
 	}
 	marks := make([]int, len(sc.Marks))
@@ -218,10 +292,11 @@ func (rt *runTally) report(policy, driver string, seed uint64) Report {
 func (rt *runTally) stats(perAPI [][]apiSecond, apis []int, from, to, steadyFrom int, marks []int) Stats {
 	var st Stats
 	var lat []time.Duration
-	var achievable, capacity float64
+	var achievable, optimal, capacity float64
 	for _, i := range apis {
 		for t := from; t < to; t++ {
 			s := perAPI[i][t]
+			optimal += s.optimal
 			st.Offered += s.Offered
 			st.Admitted += s.Admitted
 			st.Rejected += s.Rejected
@@ -240,6 +315,8 @@ func (rt *runTally) stats(perAPI [][]apiSecond, apis []int, from, to, steadyFrom
 	st.CapacityRPS = capacity / seconds
 	st.GoodputPerCapacity = ratio(st.GoodputRPS, st.CapacityRPS)
 	st.GoodputRatio = ratio(float64(st.Goodput), achievable)
+	st.ProportionalRPS, st.OptimalRPS = achievable/seconds, optimal/seconds
+	st.GoodputPerProportional, st.GoodputPerOptimal = st.GoodputRatio, ratio(float64(st.Goodput), optimal)
 	st.RejectedRatio = ratio(float64(st.Rejected), float64(st.Offered))
 	slices.Sort(lat)
 	st.P50Ms, st.P99Ms, st.P999Ms = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(percentile(lat, 0.999))
@@ -281,11 +358,12 @@ func (rt *runTally) stats(perAPI [][]apiSecond, apis []int, from, to, steadyFrom
 func (rt *runTally) window(perAPI [][]apiSecond, apis []int, from, to int) WindowStats {
 	w := WindowStats{FromS: float64(from) - rt.scenario.Warmup.Seconds(), ToS: float64(to) - rt.scenario.Warmup.Seconds()}
 	var goodput, offered, rejected int
-	var achievable float64
+	var achievable, optimal float64
 	var lat []time.Duration
 	for _, i := range apis {
 		for t := from; t < to; t++ {
 			s := perAPI[i][t]
+			optimal += s.optimal
 			goodput += s.Goodput
 			offered += s.Offered
 			rejected += s.Rejected
@@ -296,6 +374,9 @@ func (rt *runTally) window(perAPI [][]apiSecond, apis []int, from, to int) Windo
 	slices.Sort(lat)
 	w.GoodputRatio = ratio(float64(goodput), achievable)
 	w.GoodputRPS = float64(goodput) / float64(max(to-from, 1))
+	seconds := float64(max(to-from, 1))
+	w.ProportionalRPS, w.OptimalRPS = achievable/seconds, optimal/seconds
+	w.GoodputPerProportional, w.GoodputPerOptimal = w.GoodputRatio, ratio(float64(goodput), optimal)
 	w.RejectedRatio = ratio(float64(rejected), float64(offered))
 	w.P99Ms = ms(percentile(lat, 0.99))
 	return w

@@ -22,8 +22,8 @@ const warmupLoad = 0.5
 // API whose rates change in steps, plus changes to the app itself.
 //
 // Time 0 is the start of the run. The run begins with Warmup at half the
-// app's capacity; the scenario proper, which reports measure, is the
-// Duration after it.
+// app's capacity (none in cold-start); the scenario proper, which reports
+// measure, is the Duration after it.
 type Scenario struct {
 	Name string
 	// Load is the scenario's load parameter (see ScenarioNames).
@@ -33,6 +33,14 @@ type Scenario struct {
 	Steps []Step
 	// Changes alter the app during the run, in time order.
 	Changes []WorkerChange
+	// Retries is how many times a client retries a request that was
+	// rejected or timed out (0: never), after a backoff of RetryBackoff·2ᵏ
+	// before the k-th retry (from 0), jittered by ±50 %. A request and its
+	// retries are one user request: offered once, goodput only if answered
+	// within the SLO from its first attempt. Only the virtual driver
+	// retries.
+	Retries      int
+	RetryBackoff time.Duration
 	// Marks are the times, from the start of the run, after which the time
 	// to recover is measured: the start of the scenario proper and each
 	// later step change or app change of note.
@@ -71,13 +79,17 @@ var scenarioKinds = []struct {
 	defaultLoad float64
 	doc         string
 	build       func(b *scenarioBuilder)
+	noWarmup    bool // the scenario starts at time 0, whatever Warmup says
 }{
-	{"steady", 4, "every API at LOAD× its share of capacity (default 4)", buildSteady},
-	{"surge", 4, "0.5× for 20% of the duration, LOAD× (default 4) for 40%, 0.5× for 40%", buildSurge},
-	{"ramp", 5, "from 0.5× up to LOAD× (default 5) in 1 s steps", buildRamp},
-	{"capacity-drop", 0.8, "LOAD× (default 0.8); a third in, half the workers of the most shared service die", buildCapacityDrop},
-	{"flash-crowd", 8, "0.8×; from 25% to 50% of the duration the heaviest API jumps to LOAD× (default 8) its share", buildFlashCrowd},
-	{"priority-mix", 1.5, "every API at LOAD× (default 1.5) its capacity alone, so all contend over capacity", buildPriorityMix},
+	{"steady", 4, "every API at LOAD× its share of capacity (default 4)", buildSteady, false},
+	{"surge", 4, "0.5× for 20% of the duration, LOAD× (default 4) for 40%, 0.5× for 40%", buildSurge, false},
+	{"ramp", 5, "from 0.5× up to LOAD× (default 5) in 1 s steps", buildRamp, false},
+	{"capacity-drop", 0.8, "LOAD× (default 0.8); a third in, half the workers of the most shared service die", buildCapacityDrop, false},
+	{"flash-crowd", 8, "0.8×; from 25% to 50% of the duration the heaviest API jumps to LOAD× (default 8) its share", buildFlashCrowd, false},
+	{"priority-mix", 1.5, "every API at LOAD× (default 1.5) its capacity alone, so all contend over capacity", buildPriorityMix, false},
+	{"cold-start", 3, "LOAD× (default 3) from the very first second: no warm-up, so nothing was learned on a healthy app", buildSteady, true},
+	{"retry-storm", 2, "0.8× for 20% of the duration, LOAD× (default 2) for 20%, 0.8× for 60%; clients retry rejected and timed-out requests up to 3 times, backing off 100 ms·2ᵏ ± 50 %", buildRetryStorm, false},
+	{"slow-drift", 0.8, "LOAD× (default 0.8); over the first half, the most shared service loses half its workers one by one; at three quarters they all return", buildSlowDrift, false},
 }
 
 // ScenarioNames lists the known scenarios.
@@ -132,8 +144,13 @@ func NewScenario(name string, app App, opts ScenarioOptions) (Scenario, error) {
 		if load == 0 {
 			load = k.defaultLoad
 		}
+		if k.noWarmup {
+			opts.Warmup = 0
+		}
 		b := &scenarioBuilder{app: app, s: Scenario{Name: name, Load: load, Warmup: opts.Warmup, Duration: opts.Duration}}
-		b.step(opts.Warmup, b.mix(warmupLoad))
+		if opts.Warmup > 0 {
+			b.step(opts.Warmup, b.mix(warmupLoad))
+		}
 		b.mark(opts.Warmup)
 		k.build(b)
 		return b.s, nil
@@ -217,6 +234,53 @@ func buildFlashCrowd(b *scenarioBuilder) {
 	b.step(flash, crowd)
 	b.mark(b.end)
 	b.step(b.s.Duration-before-flash, base)
+}
+
+// buildSlowDrift takes workers away one at a time, at even intervals over
+// the first half of the duration (5 minutes with --duration 10m), until
+// half are gone, and gives them all back at three quarters: a slow loss of
+// capacity that no step detector sees, then a sudden recovery.
+func buildSlowDrift(b *scenarioBuilder) {
+	shared := b.app.Services[b.app.sharedService()]
+	b.step(b.s.Duration, b.mix(b.s.Load))
+	lost := shared.Workers / 2
+	for k := 1; k <= lost; k++ {
+		at := b.s.Warmup + (time.Duration(k) * b.s.Duration / 2 / time.Duration(lost)).Truncate(time.Second)
+		b.s.Changes = append(b.s.Changes, WorkerChange{At: at, Service: shared.Name, Workers: shared.Workers - k})
+	}
+	back := b.s.Warmup + b.fraction(0.75)
+	b.s.Changes = append(b.s.Changes, WorkerChange{At: back, Service: shared.Name, Workers: shared.Workers})
+	b.mark(back)
+}
+
+// retryStormRetries and retryStormBackoff are the clients of retry-storm:
+// three retries, after 100, 200 and 400 ms, each ± 50 %.
+const (
+	retryStormRetries = 3
+	retryStormBackoff = 100 * time.Millisecond
+)
+
+// buildRetryStorm is a short overload under retrying clients: retries
+// amplify it, and a policy that lets timeouts pile up can keep the app
+// overloaded after the offered load has fallen back below capacity.
+func buildRetryStorm(b *scenarioBuilder) {
+	b.s.Retries, b.s.RetryBackoff = retryStormRetries, retryStormBackoff
+	before, high := b.fraction(0.2), b.fraction(0.2)
+	b.step(before, b.mix(0.8))
+	b.mark(b.end)
+	b.step(high, b.mix(b.s.Load))
+	b.mark(b.end)
+	b.step(b.s.Duration-before-high, b.mix(0.8))
+}
+
+// maxBackoff is the longest a request can wait in backoff over all its
+// retries.
+func (s Scenario) maxBackoff() time.Duration {
+	var total time.Duration
+	for k := range s.Retries {
+		total += s.RetryBackoff << k
+	}
+	return total * 3 / 2
 }
 
 func buildPriorityMix(b *scenarioBuilder) {

@@ -81,6 +81,39 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 				expectLoad(t, r/app.CapacityAlone(i), 1.5, "priority-mix, of capacity alone")
 			}
 		}},
+		{"cold-start", func(t *testing.T, s Scenario) {
+			if s.Warmup != 0 || s.Total() != sec(60) || len(s.Marks) != 1 || s.Marks[0] != 0 {
+				t.Errorf("Warmup %v, Total %v, Marks %v; want no warm-up, 60 s, marked at 0", s.Warmup, s.Total(), s.Marks)
+			}
+			expectLoad(t, total(s, 0), 3, "cold start at the first instant")
+			expectLoad(t, total(s, sec(59)), 3, "cold start at the end")
+		}},
+		{"retry-storm", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(16)), 0.8, "before the storm")
+			expectLoad(t, total(s, sec(17)), 2, "storm")
+			expectLoad(t, total(s, sec(28)), 2, "storm")
+			expectLoad(t, total(s, sec(29)), 0.8, "after the storm")
+			if s.Retries != 3 || s.RetryBackoff != 100*time.Millisecond || s.maxBackoff() != 1050*time.Millisecond {
+				t.Errorf("Retries %d, RetryBackoff %v, maxBackoff %v; want 3, 100ms, 1.05s", s.Retries, s.RetryBackoff, s.maxBackoff())
+			}
+		}},
+		{"slow-drift", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(30)), 0.8, "slow drift")
+			pc := app.serviceIndex("productcatalog")
+			// 8 workers lose one every 7.5 s (in whole seconds) until 4
+			// remain, 30 s in; all return at 45 s in.
+			for _, w := range []struct {
+				at      int
+				workers int
+			}{{5, 8}, {11, 8}, {12, 7}, {19, 7}, {20, 6}, {27, 5}, {34, 5}, {35, 4}, {49, 4}, {50, 8}, {64, 8}} {
+				if got := s.workersAt(app, sec(w.at))[pc]; got != w.workers {
+					t.Errorf("workersAt(%ds) = %d, want %d", w.at, got, w.workers)
+				}
+			}
+			if len(s.Marks) != 2 || s.Marks[1] != sec(50) {
+				t.Errorf("Marks = %v, want [5s 50s]: the start and the recovery", s.Marks)
+			}
+		}},
 	}
 	if len(tests) != len(ScenarioNames()) {
 		t.Fatalf("%d scenarios tested, %d exist", len(tests), len(ScenarioNames()))
@@ -94,7 +127,9 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 			if err := s.validate(app); err != nil {
 				t.Fatal(err)
 			}
-			expectLoad(t, total(s, 0), 0.5, "warm-up")
+			if s.Warmup > 0 {
+				expectLoad(t, total(s, 0), 0.5, "warm-up")
+			}
 			tt.check(t, s)
 		})
 	}
@@ -115,7 +150,7 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		opts     ScenarioOptions
 		want     string
 	}{
-		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix)`},
+		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift)`},
 		{"too short", "steady", ScenarioOptions{Duration: 5 * time.Second}, "duration 5s: must be >= 10s"},
 		{"fractional", "steady", ScenarioOptions{Duration: 10500 * time.Millisecond}, "must be whole seconds"},
 		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},

@@ -32,8 +32,9 @@ type SimConfig struct {
 }
 
 // Simulate runs cfg.App through cfg.Scenario under cfg.Policy and reports
-// what happened. Both drivers run the real engine: policy templates are
-// instantiated per API (InstantiatePolicy) and attached at ControlPoint.
+// what happened. Both drivers run the real engine, with the policy's
+// templates as written, or instantiated per API (InstantiatePolicy) if the
+// policy says PerAPI.
 func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	if err := cfg.App.Validate(); err != nil {
 		return Report{}, fmt.Errorf("app %s: %w", cfg.App.Name, err)
@@ -41,10 +42,19 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	if err := cfg.Scenario.validate(cfg.App); err != nil {
 		return Report{}, err
 	}
+	if cfg.Scenario.Retries > 0 && !cfg.Virtual {
+		return Report{}, fmt.Errorf("scenario %s: client retries need the virtual driver (--virtual)", cfg.Scenario.Name)
+	}
 	var specs []engine.Spec
 	switch {
 	case cfg.Policy.Static:
-		specs = staticSpecs(cfg.App, staticRates(cfg.App, cfg.Scenario, 0))
+		rates, err := staticRates(cfg.App, cfg.Scenario, 0, cfg.Policy.Optimal)
+		if err != nil {
+			return Report{}, err
+		}
+		specs = staticSpecs(cfg.App, rates)
+	case len(cfg.Policy.Templates) > 0 && !cfg.Policy.PerAPI:
+		specs = cfg.Policy.Templates
 	case len(cfg.Policy.Templates) > 0:
 		var err error
 		if specs, err = InstantiatePolicy(cfg.Policy.Templates, cfg.App); err != nil {
@@ -74,5 +84,5 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	return rt.report(cfg.Policy.Name, driver, cfg.Seed), nil
+	return rt.report(cfg.Policy.Label(), driver, cfg.Seed), nil
 }

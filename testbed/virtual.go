@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"container/heap"
 	"context"
 	"log/slog"
 	"math/rand/v2"
@@ -21,8 +22,11 @@ import (
 //  3. call completions, in the order they were scheduled;
 //  4. client timeouts, in arrival order;
 //  5. arrivals, by API order;
-//  6. progress reports: second T is final at (T+1) s + client timeout,
-//     since by then every request that arrived in it has ended.
+//  6. client retries (retry-storm), in the order they were scheduled;
+//  7. progress reports: second T is final at (T+1) s + settle, where
+//     settle is the client timeout, or with retries the longest a request
+//     and all its retries can take, since by then every request that
+//     arrived in it has ended.
 //
 // Only call completions need a heap, and it holds one entry per busy
 // worker. Queued requests wait in per-service FIFO rings. Every admitted
@@ -42,11 +46,13 @@ type virtualRun struct {
 	onSecond func(int)
 	onEngine func(*engine.Engine)
 	lockstep *Lockstep
+	optimal  bool // the static oracle admits the optimal reference
 
 	now       int64 // virtual nanoseconds since the start of the run
 	eng       *engine.Engine
 	cp        *controlpoint.ControlPoint
 	timeoutNs int64
+	settleNs  int64 // see event 7
 
 	apis      []virtualAPI
 	services  []virtualService
@@ -58,6 +64,8 @@ type virtualRun struct {
 	nextTick  int64
 	tickEvery int64 // 0: no ticks (no policies)
 	reported  int   // seconds reported so far
+	retries   retryHeap
+	retryRand *rand.Rand // backoff jitter
 
 	// Service times are drawn per (request, call) from a source reseeded
 	// with the request's demand seed, so the same arrival costs the same
@@ -89,8 +97,9 @@ type virtualService struct {
 
 type virtualRequest struct {
 	ticket    controlpoint.Ticket
-	arrival   int64
+	first     int64 // arrival of the user request's first attempt
 	demand    uint64
+	attempt   int32 // 0 for the first attempt, then 1, 2, … for retries
 	api       int32
 	call      int32 // index of the current call
 	second    int32
@@ -118,6 +127,7 @@ const (
 	streamArrivals = 1 << 32 // + API index
 	streamDemand   = 2 << 32 // + API index
 	streamLive     = 3 << 32 // + API index << 16 + call index: live service times
+	streamRetry    = 5 << 32 // backoff jitter of client retries
 )
 
 func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint64, onSecond func(int)) *virtualRun {
@@ -126,6 +136,11 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		tally:      newRunTally(app, s),
 		timeoutNs:  int64(app.ClientTimeout),
 		timeSource: rand.NewPCG(0, 0),
+		retryRand:  rand.New(rand.NewPCG(seed, streamRetry)),
+	}
+	v.settleNs = v.timeoutNs
+	if s.Retries > 0 {
+		v.settleNs = int64(s.Retries+1)*v.timeoutNs + int64(s.maxBackoff())
 	}
 	v.times = rand.New(v.timeSource)
 	for _, svc := range app.Services {
@@ -147,6 +162,7 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		v.changes = append(v.changes, appChange{at: int64(c.At), service: app.serviceIndex(c.Service), workers: c.Workers})
 	}
 	if p.Static {
+		v.optimal = p.Optimal
 		for _, at := range staticChanges(s) {
 			v.changes = append(v.changes, appChange{at: int64(at), service: -1})
 		}
@@ -201,7 +217,7 @@ func (v *virtualRun) run(ctx context.Context) error {
 	v.cp = v.eng.ControlPoints().Get(ControlPoint)
 
 	seconds := secondsIn(v.scenario.Total())
-	end := int64(v.scenario.Total()) + v.timeoutNs
+	end := int64(v.scenario.Total()) + v.settleNs
 	for events := 0; ; events++ {
 		if events&0xffff == 0 && ctx.Err() != nil {
 			return ctx.Err()
@@ -230,6 +246,9 @@ func (v *virtualRun) run(ctx context.Context) error {
 			v.timeout(v.timeouts.pop())
 		case eventArrival:
 			v.arrive(v.nextArrival())
+		case eventRetry:
+			r := heap.Pop(&v.retries).(retryEntry)
+			v.attempt(int(r.api), int(r.second), r.first, r.attempt, r.demand)
 		case eventReport:
 			if v.onSecond != nil {
 				v.onSecond(v.reported)
@@ -249,6 +268,7 @@ const (
 	eventCompletion
 	eventTimeout
 	eventArrival
+	eventRetry
 	eventReport
 )
 
@@ -275,8 +295,11 @@ func (v *virtualRun) next(seconds int) (eventKind, int64) {
 	if i := v.nextArrival(); i >= 0 {
 		consider(eventArrival, v.apis[i].next)
 	}
+	if v.retries.Len() > 0 {
+		consider(eventRetry, v.retries.items[0].at)
+	}
 	if v.reported < seconds {
-		consider(eventReport, int64(v.reported+1)*int64(time.Second)+v.timeoutNs)
+		consider(eventReport, int64(v.reported+1)*int64(time.Second)+v.settleNs)
 	}
 	return kind, at
 }
@@ -294,7 +317,7 @@ func (v *virtualRun) nextArrival() int {
 
 func (v *virtualRun) change(c appChange) error {
 	if c.service < 0 {
-		return applyStatic(v.eng, v.app, v.scenario, time.Duration(c.at))
+		return applyStatic(v.eng, v.app, v.scenario, time.Duration(c.at), v.optimal)
 	}
 	s := &v.services[c.service]
 	s.workers = c.workers
@@ -307,16 +330,24 @@ func (v *virtualRun) arrive(api int) {
 	second := int(a.next / int64(time.Second))
 	demand := a.demand.Uint64() // drawn for every arrival, admitted or not
 	a.next = nextOffset(a.arrivals)
-	t := v.tally.tallies[api]
-	t.arrive(second, false)
+	v.tally.tallies[api].arrive(second, false)
+	v.attempt(api, second, v.now, 0, demand)
+}
+
+// attempt is one attempt of a user request that first arrived at first, in
+// second: the first, or a client retry.
+func (v *virtualRun) attempt(api, second int, first int64, attempt int32, demand uint64) {
+	a := &v.apis[api]
 	ticket, decision := v.cp.Admit(a.label)
 	if decision != controlpoint.Accepted {
-		t.complete(second, outcome{status: http.StatusTooManyRequests})
+		if !v.retry(api, second, first, attempt, demand) {
+			v.tally.tallies[api].complete(second, outcome{status: http.StatusTooManyRequests})
+		}
 		return
 	}
 	idx := v.alloc()
 	r := &v.requests[idx]
-	r.ticket, r.arrival, r.demand = ticket, v.now, demand
+	r.ticket, r.first, r.demand, r.attempt = ticket, first, demand, attempt
 	r.api, r.call, r.second, r.abandoned = int32(api), 0, int32(second), false
 	v.timeouts.push(timeoutEntry{at: v.now + v.timeoutNs, req: idx, gen: r.gen})
 	v.enter(idx)
@@ -395,7 +426,7 @@ func (v *virtualRun) complete(idx int32) {
 		return
 	}
 	r.ticket.Done(true)
-	v.tally.tallies[r.api].complete(int(r.second), outcome{status: http.StatusOK, latency: time.Duration(v.now - r.arrival)})
+	v.tally.tallies[r.api].complete(int(r.second), outcome{status: http.StatusOK, latency: time.Duration(v.now - r.first)})
 	v.release(idx)
 }
 
@@ -407,7 +438,51 @@ func (v *virtualRun) timeout(e timeoutEntry) {
 	}
 	r.abandoned = true
 	r.ticket.Done(false) // the entry answers a canceled request with an error
-	v.tally.tallies[r.api].complete(int(r.second), outcome{timeout: true, latency: time.Duration(v.timeoutNs)})
+	if !v.retry(int(r.api), int(r.second), r.first, r.attempt, r.demand) {
+		v.tally.tallies[r.api].complete(int(r.second), outcome{timeout: true, latency: time.Duration(v.now - r.first)})
+	}
+}
+
+// retry schedules the next attempt of a user request whose attempt failed,
+// if the scenario's clients have a retry left: after a backoff of
+// RetryBackoff·2ᵏ for the k-th retry (from 0), jittered uniformly by ±50 %.
+// The retry costs what the first attempt did (same demand seed).
+func (v *virtualRun) retry(api, second int, first int64, attempt int32, demand uint64) bool {
+	if int(attempt) >= v.scenario.Retries {
+		return false
+	}
+	backoff := float64(v.scenario.RetryBackoff<<attempt) * (0.5 + v.retryRand.Float64())
+	heap.Push(&v.retries, retryEntry{at: v.now + int64(backoff), seq: v.retries.seq, api: int32(api), second: int32(second), first: first, attempt: attempt + 1, demand: demand})
+	v.retries.seq++
+	return true
+}
+
+// retryEntry is a client retry due at a virtual time.
+type retryEntry struct {
+	at, first   int64
+	seq         uint64 // ties go in scheduling order
+	api, second int32
+	attempt     int32
+	demand      uint64
+}
+
+// retryHeap is a container/heap of retries by (at, seq).
+type retryHeap struct {
+	items []retryEntry
+	seq   uint64
+}
+
+func (h *retryHeap) Len() int { return len(h.items) }
+func (h *retryHeap) Less(i, j int) bool {
+	a, b := &h.items[i], &h.items[j]
+	return a.at < b.at || (a.at == b.at && a.seq < b.seq)
+}
+func (h *retryHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *retryHeap) Push(x any)    { h.items = append(h.items, x.(retryEntry)) }
+func (h *retryHeap) Pop() any {
+	last := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return last
 }
 
 func gcd(a, b int64) int64 {

@@ -20,8 +20,9 @@ func benchCmd() *cobra.Command {
 	var f simFlags
 	var af agentFlags
 	var policyList, outDir string
+	var suite suiteFlags
 	cmd := &cobra.Command{
-		Use:   "bench [--app APP] [--scenario S] [--policies P,P,...] [--virtual] --out DIR",
+		Use:   "bench [--app APP] [--scenario S] [--policies P,P,...] [--virtual] --out DIR | bench --suite [--random N] [--suite-out FILE]",
 		Short: "Compare policies on one app and scenario, on the same seed; write a table and a plot",
 		Long: `Run one app and scenario under each policy, on the same seed, print a
 comparison table, and write into --out:
@@ -30,10 +31,26 @@ comparison table, and write into --out:
   APP-SCENARIO.svg   goodput and p99 per second, one line per policy
   APP-SCENARIO.json  every run's full report
 
-Policies and scenarios are those of "spillway sim".`,
-		Example: `  spillway bench --app boutique --scenario surge --policies none,static,latency-aimd --virtual --out bench/`,
-		Args:    cobra.NoArgs,
+Policies and scenarios are those of "spillway sim".
+
+With --suite, run the control-quality matrix instead, in virtual time on
+--seed: every policy on every app of --apps × scenario of --scenarios, plus
+--random random apps (random:1 to random:N) × --random-scenarios, --jobs runs
+at once, and write --suite-out (default docs/suite.md): goodput ÷ proportional
+and ÷ optimal per cell, and the suite means. The default matrix (7 policies,
+4 apps × 9 scenarios plus 20 random apps × 4 scenarios, each 60 s after the
+65 s warm-up) is 812 runs; it takes about 5 minutes on 2 busy cores.`,
+		Example: `  spillway bench --app boutique --scenario surge --policies none,static,latency-aimd --virtual --out bench/
+  spillway bench --suite
+  spillway bench --suite --random 3 --scenarios steady,cold-start --suite-out /tmp/suite.md`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if suite.enabled {
+				if !cmd.Flags().Changed("policies") {
+					policyList = suitePolicies
+				}
+				return runSuite(cmd, f, suite, policyList)
+			}
 			app, sc, err := f.setup()
 			if err != nil {
 				return err
@@ -44,6 +61,7 @@ Policies and scenarios are those of "spillway sim".`,
 				if err != nil {
 					return err
 				}
+				p.PerAPI = f.perAPI
 				policies = append(policies, p)
 			}
 			if outDir == "" {
@@ -59,7 +77,7 @@ Policies and scenarios are those of "spillway sim".`,
 			}
 			fmt.Fprintln(out)
 			printComparison(out, reports)
-			line := commandLine(cmd, "app", "scenario", "load", "policies", "virtual", "seed", "warmup", "duration", "out")
+			line := commandLine(cmd, "app", "scenario", "load", "policies", "per-api", "virtual", "seed", "warmup", "duration", "out")
 			return writeBench(outDir, app, sc, reports, line)
 		},
 	}
@@ -67,6 +85,7 @@ Policies and scenarios are those of "spillway sim".`,
 	af.registerAgent(cmd)
 	cmd.Flags().StringVar(&policyList, "policies", "none,static,latency-target,latency-aimd", "comma-separated policies, as for sim --policy")
 	cmd.Flags().StringVar(&outDir, "out", "", "directory for the Markdown table, the SVG plot and the JSON reports")
+	suite.register(cmd)
 	return cmd
 }
 
@@ -103,6 +122,7 @@ var comparisonColumns = []struct {
 }{
 	{"policy", func(r testbed.Report) string { return r.Policy }},
 	{"goodput ratio", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.GoodputRatio) }},
+	{"÷ optimal", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.GoodputPerOptimal) }},
 	{"goodput/s", func(r testbed.Report) string { return fmt.Sprintf("%.0f", r.GoodputRPS) }},
 	{"goodput/capacity", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.GoodputPerCapacity) }},
 	{"p50", func(r testbed.Report) string { return fmtMs(r.P50Ms) }},
@@ -111,6 +131,7 @@ var comparisonColumns = []struct {
 	{"rejected", func(r testbed.Report) string { return fmt.Sprintf("%.0f%%", 100*r.RejectedRatio) }},
 	{"recovery", func(r testbed.Report) string { return fmtRecovery(r.RecoveryS) }},
 	{"steady ratio", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.Steady.GoodputRatio) }},
+	{"steady ÷ optimal", func(r testbed.Report) string { return fmt.Sprintf("%.2f", r.Steady.GoodputPerOptimal) }},
 	{"steady p99", func(r testbed.Report) string { return fmtMs(r.Steady.P99Ms) }},
 	{"worst steady p99/SLO", func(r testbed.Report) string { return fmt.Sprintf("%.2f", worstSteadyP99OverSLO(r)) }},
 }
@@ -186,7 +207,7 @@ func writeMarkdown(w io.Writer, app testbed.App, sc testbed.Scenario, reports []
 		}
 		fmt.Fprintln(w, "|")
 	}
-	fmt.Fprintf(w, "\nPer API: goodput ratio / p99 / rejected.\n\n| api | prio | SLO |")
+	fmt.Fprintf(w, "\nPer API: goodput ÷ proportional / ÷ optimal / p99 / rejected.\n\n| api | prio | SLO |")
 	for _, r := range reports {
 		fmt.Fprintf(w, " %s |", r.Policy)
 	}
@@ -200,7 +221,7 @@ func writeMarkdown(w io.Writer, app testbed.App, sc testbed.Scenario, reports []
 		fmt.Fprintf(w, "| %s | %d | %s |", name, a.Priority, fmtMs(a.SLOMs))
 		for _, r := range reports {
 			s := r.PerAPI[name]
-			fmt.Fprintf(w, " %.2f / %s / %.0f%% |", s.GoodputRatio, fmtMs(s.P99Ms), 100*s.RejectedRatio)
+			fmt.Fprintf(w, " %.2f / %.2f / %s / %.0f%% |", s.GoodputRatio, s.GoodputPerOptimal, fmtMs(s.P99Ms), 100*s.RejectedRatio)
 		}
 		fmt.Fprintln(w)
 	}

@@ -32,17 +32,19 @@ type simFlags struct {
 	seed             uint64
 	duration, warmup time.Duration
 	load             float64
+	perAPI           bool
 }
 
 func (f *simFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.app, "app", "boutique", "app model: "+strings.Join(testbed.AppNames(), ", ")+", or a .json file")
+	fs.StringVar(&f.app, "app", "boutique", "app model: "+strings.Join(testbed.AppNames(), ", ")+", random:SEED (a seeded random app), or a .json file")
 	fs.StringVar(&f.scenario, "scenario", "steady", "load scenario: "+strings.Join(testbed.ScenarioNames(), ", "))
 	fs.BoolVar(&f.virtual, "virtual", false, "run in virtual time (discrete-event, deterministic) instead of live on loopback")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the arrivals and service times")
 	fs.DurationVar(&f.duration, "duration", testbed.DefaultDuration, "length of the scenario after the warm-up (whole seconds, >= 10s)")
 	fs.DurationVar(&f.warmup, "warmup", testbed.DefaultWarmup, "light load (0.5× capacity) before the scenario, so latency baselines are learned")
 	fs.Float64Var(&f.load, "load", 0, "the scenario's load multiple (0: the scenario's default; see the list above)")
+	fs.BoolVar(&f.perAPI, "per-api", false, `instantiate each policy file once per API of the app (reported as "NAME (per API)") instead of running it as written`)
 }
 
 // setup resolves the app and builds the scenario.
@@ -92,6 +94,8 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 		return testbed.NoPolicy(), nil
 	case "static":
 		return testbed.StaticPolicy(), nil
+	case "static-optimal":
+		return testbed.StaticOptimalPolicy(), nil
 	case "":
 		return testbed.Policy{}, errors.New("empty policy name")
 	}
@@ -114,7 +118,7 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 		if strings.HasSuffix(name, ".cue") {
 			return testbed.Policy{}, err
 		}
-		return testbed.Policy{}, fmt.Errorf("unknown policy %q: want none, static, %s, or a .cue file", name, strings.Join(slices.Sorted(maps.Keys(namedPolicies)), ", "))
+		return testbed.Policy{}, fmt.Errorf("unknown policy %q: want none, static, static-optimal, %s, or a .cue file", name, strings.Join(slices.Sorted(maps.Keys(namedPolicies)), ", "))
 	}
 	if blueprint == "" {
 		return testbed.Policy{}, fmt.Errorf("policy %s: %s not found (run from the repository root)", name, file)
@@ -144,13 +148,17 @@ func simCmd() *cobra.Command {
 		Long: `Run an app model through a load scenario under a policy and report goodput,
 latency percentiles, rejections and time to recover, per API and in total.
 
-The policy protects the app's entry at control point "ingress". A policy file
-that protects one API (selector api "*" or another control point, as in
-policies/latency-aimd.cue) is instantiated once per API of the app, with its
-selectors re-pointed at that API; see docs/simulator.md.
+The policy protects the app's entry at control point "ingress", and runs as
+written: a policy for api "*", as policies/latency-aimd.cue is, is one
+controller for all APIs, as for a user who deploys it. With --per-api, a
+policy file that protects one API (selector api "*" or another control point)
+is instantiated once per API of the app instead, with its selectors
+re-pointed at that API, and the report labels it "NAME (per API)"; see
+docs/simulator.md.
 
 Policies: none (no protection), static (the oracle: a token bucket per API at
-its known capacity share), latency-aimd, latency-aimd-fast, latency-target,
+its known proportional capacity share), static-optimal (the same at the
+goodput-maximal admission of the LP), latency-aimd, latency-aimd-fast, latency-target,
 mimd, topfull (policies/NAME.cue), or a path to a .cue file. A policy with an
 RLActuator (topfull) runs in virtual time in lock step with the Python agent
 (--agent-model), which the command starts.
@@ -179,6 +187,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 			if err != nil {
 				return err
 			}
+			p.PerAPI = f.perAPI
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			// The agent's output and the progress lines come from different
@@ -190,7 +199,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 			}
 			cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: f.virtual, Seed: f.seed}
 			if !asJSON {
-				printHeader(out, app, sc, p.Name, f.virtual, f.seed)
+				printHeader(out, app, sc, p.Label(), f.virtual, f.seed)
 				cfg.OnSecond = func(s testbed.SecondStats) { printSecond(out, s) }
 			}
 			begin := time.Now()
@@ -222,7 +231,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 	f.register(cmd)
 	af.registerBridge(cmd, "127.0.0.1:8082")
 	af.registerAgent(cmd)
-	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, or a .cue file")
+	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, static-optimal, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, or a .cue file")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON only, without progress lines")
 	cmd.Flags().BoolVar(&serve, "serve", false, "serve the RL bridge for an external agent (with --virtual: lock step, /step and /reset)")
 	return cmd
@@ -242,6 +251,7 @@ func serveVirtual(cmd *cobra.Command, f simFlags, af agentFlags) error {
 		if err != nil {
 			return err
 		}
+		p.PerAPI = f.perAPI
 		episode = func(seed uint64) (testbed.SimConfig, error) {
 			return testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: true, Seed: seed}, nil
 		}
@@ -292,11 +302,11 @@ func printSecond(w io.Writer, s testbed.SecondStats) {
 func printSummary(w io.Writer, app testbed.App, r testbed.Report) {
 	fmt.Fprintf(w, "\n%s under %s, %s scenario (%gs after %gs warm-up), %s, seed %d:\n", r.App, r.Policy, r.Scenario, r.DurationS, r.WarmupS, r.Driver, r.Seed)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "api\tprio\tslo\tcap alone/s\toffered/s\tcapacity/s\tgoodput/s\tgoodput/cap\tratio\tp50\tp99\tp99.9\trejected\trecovery\tsteady ratio\tsteady p99\t")
+	fmt.Fprintln(tw, "api\tprio\tslo\tcap alone/s\toffered/s\tcapacity/s\toptimal/s\tgoodput/s\tgoodput/cap\tratio\t÷optimal\tp50\tp99\tp99.9\trejected\trecovery\tsteady ratio\tsteady ÷optimal\tsteady p99\t")
 	row := func(name, prio, slo, alone string, s testbed.Stats) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%s\t%s\t%s\t%.0f%%\t%s\t%.2f\t%s\t\n",
-			name, prio, slo, alone, s.OfferedRPS, s.CapacityRPS, s.GoodputRPS, s.GoodputPerCapacity, s.GoodputRatio,
-			fmtMs(s.P50Ms), fmtMs(s.P99Ms), fmtMs(s.P999Ms), 100*s.RejectedRatio, fmtRecovery(s.RecoveryS), s.Steady.GoodputRatio, fmtMs(s.Steady.P99Ms))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%.0f%%\t%s\t%.2f\t%.2f\t%s\t\n",
+			name, prio, slo, alone, s.OfferedRPS, s.CapacityRPS, s.OptimalRPS, s.GoodputRPS, s.GoodputPerCapacity, s.GoodputRatio, s.GoodputPerOptimal,
+			fmtMs(s.P50Ms), fmtMs(s.P99Ms), fmtMs(s.P999Ms), 100*s.RejectedRatio, fmtRecovery(s.RecoveryS), s.Steady.GoodputRatio, s.Steady.GoodputPerOptimal, fmtMs(s.Steady.P99Ms))
 	}
 	for _, name := range r.APIs {
 		a := r.PerAPI[name]
@@ -304,7 +314,7 @@ func printSummary(w io.Writer, app testbed.App, r testbed.Report) {
 	}
 	row("total", "", "", "", r.Stats)
 	tw.Flush()
-	fmt.Fprintf(w, "ratio is goodput over min(offered, capacity share) per second; steady is the last half (%gs to %gs).\n", r.Steady.FromS, r.Steady.ToS)
+	fmt.Fprintf(w, "ratio is goodput ÷ proportional: goodput over min(offered, capacity share) per second; ÷optimal is goodput over min(offered, the goodput-maximal admission of the LP); steady is the last half (%gs to %gs).\n", r.Steady.FromS, r.Steady.ToS)
 }
 
 func fmtMs(v float64) string {
@@ -336,9 +346,9 @@ func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, poli
 			r, err = testbed.Simulate(ctx, cfg)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("policy %s: %w", p.Name, err)
+			return nil, fmt.Errorf("policy %s: %w", p.Label(), err)
 		}
-		fmt.Fprintf(progress, "%-18s goodput ratio %.2f, p99 %s, took %v\n", p.Name, r.GoodputRatio, fmtMs(r.P99Ms), time.Since(begin).Round(time.Millisecond))
+		fmt.Fprintf(progress, "%-18s goodput ÷ proportional %.2f, ÷ optimal %.2f, p99 %s, took %v\n", r.Policy, r.GoodputPerProportional, r.GoodputPerOptimal, fmtMs(r.P99Ms), time.Since(begin).Round(time.Millisecond))
 		reports = append(reports, r)
 	}
 	return reports, nil

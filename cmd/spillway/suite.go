@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/spillway-dev/spillway/testbed"
+)
+
+// suitePolicies are the policies of bench --suite unless --policies says
+// otherwise: no protection, both oracles, and the shipped adaptive ones.
+// topfull is not among them: it needs its agent.
+const suitePolicies = "none,static,static-optimal,latency-aimd,latency-aimd-fast,latency-target,mimd"
+
+// suiteFlags are the options of bench --suite.
+type suiteFlags struct {
+	enabled                   bool
+	apps, scenarios, randomSc string
+	random, jobs              int
+	out                       string
+}
+
+func (s *suiteFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.BoolVar(&s.enabled, "suite", false, "run the control-quality matrix in virtual time and write --suite-out")
+	fs.StringVar(&s.apps, "apps", strings.Join(testbed.AppNames(), ","), "with --suite: the apps, built-in names, random:SEED or .json files")
+	fs.StringVar(&s.scenarios, "scenarios", strings.Join(testbed.ScenarioNames(), ","), "with --suite: the scenarios of --apps")
+	fs.IntVar(&s.random, "random", 20, "with --suite: how many random apps (random:1 to random:N)")
+	fs.StringVar(&s.randomSc, "random-scenarios", "steady,surge,capacity-drop,cold-start", "with --suite: the scenarios of the random apps")
+	fs.IntVar(&s.jobs, "jobs", runtime.GOMAXPROCS(0), "with --suite: runs at once (the results do not depend on it)")
+	fs.StringVar(&s.out, "suite-out", filepath.Join("docs", "suite.md"), "with --suite: the Markdown file to write")
+}
+
+// runSuite runs bench --suite.
+func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string) error {
+	cfg := testbed.SuiteConfig{
+		Scenarios:       splitList(s.scenarios),
+		RandomScenarios: splitList(s.randomSc),
+		Options:         testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load},
+		Seed:            f.seed,
+		Jobs:            s.jobs,
+	}
+	if s.random < 0 {
+		return fmt.Errorf("--random %d: must be >= 0", s.random)
+	}
+	for seed := 1; seed <= s.random; seed++ {
+		cfg.RandomApps = append(cfg.RandomApps, uint64(seed))
+	}
+	for _, name := range splitList(policyList) {
+		p, err := resolvePolicy(name)
+		if err != nil {
+			return err
+		}
+		if hasAgent(p) {
+			return fmt.Errorf("--suite: policy %s needs an agent; the suite runs without one", name)
+		}
+		p.PerAPI = f.perAPI
+		cfg.Policies = append(cfg.Policies, p)
+	}
+	for _, name := range splitList(s.apps) {
+		app, err := resolveApp(name)
+		if err != nil {
+			return err
+		}
+		cfg.Apps = append(cfg.Apps, app)
+	}
+	bar := progressbar.NewOptions(cfg.Runs(),
+		progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+		progressbar.OptionSetDescription("suite"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(cmd.ErrOrStderr()) }),
+	)
+	cfg.OnRun = func(testbed.SuiteCell) { bar.Add(1) }
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+	defer stop()
+	begin := time.Now()
+	result, err := testbed.RunSuite(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	line := commandLine(cmd, "suite", "policies", "per-api", "apps", "scenarios", "random", "random-scenarios", "seed", "warmup", "duration", "load", "suite-out")
+	var md bytes.Buffer
+	testbed.WriteSuiteMarkdown(&md, result, line)
+	if dir := filepath.Dir(s.out); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(s.out, md.Bytes(), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%d runs in %v; wrote %s\n", cfg.Runs(), time.Since(begin).Round(time.Second), s.out)
+	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

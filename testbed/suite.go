@@ -1,0 +1,255 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"sync"
+)
+
+// SuiteConfig is a matrix of runs, all in virtual time on one seed:
+// every policy on every app × scenario, plus random apps on their own
+// scenarios. The same config gives the same results on any machine.
+type SuiteConfig struct {
+	Policies  []Policy
+	Apps      []App
+	Scenarios []string
+	// RandomApps are the seeds of the random apps (RandomAppOf), which run
+	// the RandomScenarios.
+	RandomApps      []uint64
+	RandomScenarios []string
+	Options         ScenarioOptions
+	Seed            uint64
+	// Jobs is how many runs go at once; < 1 means 1. Results do not
+	// depend on it.
+	Jobs int
+	// OnRun, if not nil, is called after each run, from any goroutine but
+	// never concurrently.
+	OnRun func(SuiteCell)
+}
+
+// SuiteCell is one app × scenario of a suite: a report per policy, in
+// SuiteConfig.Policies order.
+type SuiteCell struct {
+	App, Scenario string
+	Random        bool
+	Reports       []Report
+}
+
+// SuiteResult is a finished suite, its cells in order: the apps × scenarios,
+// then the random apps × their scenarios.
+type SuiteResult struct {
+	Config SuiteConfig
+	Cells  []SuiteCell
+}
+
+// Runs is the number of runs in the suite.
+func (c SuiteConfig) Runs() int {
+	return len(c.Policies) * (len(c.Apps)*len(c.Scenarios) + len(c.RandomApps)*len(c.RandomScenarios))
+}
+
+// RunSuite runs every cell of cfg. It stops at the first error.
+func RunSuite(ctx context.Context, cfg SuiteConfig) (SuiteResult, error) {
+	type job struct {
+		cell, policy int
+		app          App
+		scenario     Scenario
+	}
+	var cells []SuiteCell
+	var jobs []job
+	add := func(app App, names []string, random bool) error {
+		for _, name := range names {
+			sc, err := NewScenario(name, app, cfg.Options)
+			if err != nil {
+				return fmt.Errorf("app %s: %w", app.Name, err)
+			}
+			for p := range cfg.Policies {
+				jobs = append(jobs, job{cell: len(cells), policy: p, app: app, scenario: sc})
+			}
+			cells = append(cells, SuiteCell{App: app.Name, Scenario: name, Random: random, Reports: make([]Report, len(cfg.Policies))})
+		}
+		return nil
+	}
+	for _, app := range cfg.Apps {
+		if err := add(app, cfg.Scenarios, false); err != nil {
+			return SuiteResult{}, err
+		}
+	}
+	for _, seed := range cfg.RandomApps {
+		if err := add(RandomAppOf(seed), cfg.RandomScenarios, true); err != nil {
+			return SuiteResult{}, err
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		next     = make(chan job)
+		wg       sync.WaitGroup
+	)
+	for range max(cfg.Jobs, 1) {
+		wg.Go(func() {
+			for j := range next {
+				r, err := Simulate(ctx, SimConfig{App: j.app, Scenario: j.scenario, Policy: cfg.Policies[j.policy], Virtual: true, Seed: cfg.Seed})
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("%s, %s, %s: %w", j.app.Name, j.scenario.Name, cfg.Policies[j.policy].Label(), err)
+					cancel()
+				}
+				if err == nil {
+					cells[j.cell].Reports[j.policy] = r
+					if cfg.OnRun != nil {
+						cfg.OnRun(cells[j.cell])
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		return SuiteResult{}, firstErr
+	}
+	return SuiteResult{Config: cfg, Cells: cells}, nil
+}
+
+// SuiteMean is one policy's means over some cells of a suite.
+type SuiteMean struct {
+	Cells int
+	// Goodput ÷ proportional and ÷ optimal over the whole scenario and its
+	// steady half.
+	PerProportional, PerOptimal             float64
+	SteadyPerProportional, SteadyPerOptimal float64
+	// WorstAPISteadyPerProportional is the mean over cells of the lowest
+	// steady goodput ÷ proportional of any API offered load.
+	WorstAPISteadyPerProportional float64
+	// SteadyP99WithinSLO is the fraction of cells in which every API's
+	// steady p99 is within its SLO.
+	SteadyP99WithinSLO float64
+}
+
+// Means is policy p's means over the cells that keep says to.
+func (s SuiteResult) Means(p int, keep func(SuiteCell) bool) SuiteMean {
+	var m SuiteMean
+	for _, c := range s.Cells {
+		if !keep(c) {
+			continue
+		}
+		r := c.Reports[p]
+		m.Cells++
+		m.PerProportional += r.GoodputPerProportional
+		m.PerOptimal += r.GoodputPerOptimal
+		m.SteadyPerProportional += r.Steady.GoodputPerProportional
+		m.SteadyPerOptimal += r.Steady.GoodputPerOptimal
+		worst, within := math.Inf(1), true
+		for _, name := range r.APIs {
+			a := r.PerAPI[name]
+			if a.Steady.ProportionalRPS > 0 {
+				worst = math.Min(worst, a.Steady.GoodputPerProportional)
+			}
+			within = within && a.Steady.P99Ms <= a.SLOMs
+		}
+		if !math.IsInf(worst, 1) {
+			m.WorstAPISteadyPerProportional += worst
+		}
+		if within {
+			m.SteadyP99WithinSLO++
+		}
+	}
+	if m.Cells > 0 {
+		n := float64(m.Cells)
+		m.PerProportional /= n
+		m.PerOptimal /= n
+		m.SteadyPerProportional /= n
+		m.SteadyPerOptimal /= n
+		m.WorstAPISteadyPerProportional /= n
+		m.SteadyP99WithinSLO /= n
+	}
+	return m
+}
+
+// WriteSuiteMarkdown writes the suite's table, per cell and policy goodput
+// ÷ proportional / ÷ optimal over the whole scenario, then its means.
+// command is how the suite was run, quoted at the top.
+func WriteSuiteMarkdown(w io.Writer, s SuiteResult, command string) {
+	cfg := s.Config
+	fmt.Fprintf(w, "# Control-quality suite\n\nGenerated by `%s`. Virtual time, seed %d: the same command gives the same figures on any machine.\n\n", command, cfg.Seed)
+	var apps []string
+	for _, a := range cfg.Apps {
+		apps = append(apps, a.Name)
+	}
+	fmt.Fprintf(w, "Apps %s × scenarios %s", strings.Join(apps, ", "), strings.Join(cfg.Scenarios, ", "))
+	if len(cfg.RandomApps) > 0 {
+		fmt.Fprintf(w, ", plus %d random apps (random:%d to random:%d) × scenarios %s", len(cfg.RandomApps), cfg.RandomApps[0], cfg.RandomApps[len(cfg.RandomApps)-1], strings.Join(cfg.RandomScenarios, ", "))
+	}
+	warmup := "the default warm-up"
+	if cfg.Options.Warmup > 0 {
+		warmup = cfg.Options.Warmup.String() + " of warm-up"
+	}
+	duration := DefaultDuration
+	if cfg.Options.Duration > 0 {
+		duration = cfg.Options.Duration
+	}
+	fmt.Fprintf(w, "; each scenario %v after %s (cold-start has none), at its default load.\n\n", duration, warmup)
+	fmt.Fprintf(w, "Policies run as written: a policy for API `*` is one controller for all APIs, and a file written for named APIs "+
+		"(as `policies/mimd.cue` is for boutique's) protects only those, elsewhere nothing; `(per API)` marks a policy instantiated once per API.\n\n")
+	fmt.Fprintf(w, "Each cell is goodput ÷ proportional / goodput ÷ optimal over the scenario after its warm-up. "+
+		"*Proportional* is the offered mix scaled down uniformly until every bounded service fits (a fair share); "+
+		"*optimal* is the goodput-maximal admission, the LP max Σ wᵢ·xᵢ subject to every bounded service's capacity "+
+		"and 0 ≤ xᵢ ≤ offeredᵢ. Both are taken per second, capped at what was offered. "+
+		"`static` and `static-optimal` are oracles that know the model: token buckets at 0.95 of each reference.\n\n")
+	fmt.Fprint(w, "| app | scenario |")
+	for _, p := range cfg.Policies {
+		fmt.Fprintf(w, " %s |", p.Label())
+	}
+	fmt.Fprint(w, "\n|---|---|")
+	for range cfg.Policies {
+		fmt.Fprint(w, "---|")
+	}
+	fmt.Fprintln(w)
+	for _, c := range s.Cells {
+		fmt.Fprintf(w, "| %s | %s |", c.App, c.Scenario)
+		for _, r := range c.Reports {
+			fmt.Fprintf(w, " %.2f / %.2f |", r.GoodputPerProportional, r.GoodputPerOptimal)
+		}
+		fmt.Fprintln(w)
+	}
+	groups := []struct {
+		name string
+		keep func(SuiteCell) bool
+	}{
+		{"all cells", func(SuiteCell) bool { return true }},
+		{"named apps", func(c SuiteCell) bool { return !c.Random }},
+		{"random apps", func(c SuiteCell) bool { return c.Random }},
+	}
+	fmt.Fprintf(w, "\n## Suite means\n\n"+
+		"Per policy: mean goodput ÷ proportional and ÷ optimal over the scenario and over its steady half (the last half), "+
+		"the mean over cells of the worst API's steady goodput ÷ its proportional share, "+
+		"and the share of cells in which every API's steady p99 is within its SLO.\n\n")
+	fmt.Fprintln(w, "| policy | cells | ÷ proportional | ÷ optimal | steady ÷ proportional | steady ÷ optimal | worst API steady ÷ proportional | steady p99 ≤ SLO |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	for _, g := range groups {
+		if g.name == "random apps" && len(cfg.RandomApps) == 0 || g.name == "named apps" && len(cfg.Apps) == 0 {
+			continue
+		}
+		for p, pol := range cfg.Policies {
+			m := s.Means(p, g.keep)
+			fmt.Fprintf(w, "| %s (%s) | %d | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", pol.Label(), g.name, m.Cells,
+				m.PerProportional, m.PerOptimal, m.SteadyPerProportional, m.SteadyPerOptimal, m.WorstAPISteadyPerProportional, 100*m.SteadyP99WithinSLO)
+		}
+	}
+}
