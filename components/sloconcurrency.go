@@ -36,8 +36,9 @@ func init() {
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
 //
-// The baseline is the mean rtt of the first 10 windows (measured while the
-// initial limit keeps the queue short), then an exponential average over
+// The baseline is the lowest rtt of the first 10 windows (the first are
+// measured while the initial limit keeps the queue short, even when the
+// service starts overloaded), then an exponential average over
 // baseline_window (default 600 s, Gradient2's long window) that skips
 // queueing windows, so a standing queue does not become the new normal, and
 // decays by 5 % a window while it is more than twice the rtt, as Gradient2's
@@ -216,10 +217,9 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		switch {
 		case c.samples < baselineWarmup:
 			c.samples++
-			if !IsValid(c.baseline) {
-				c.baseline = 0
+			if !(rtt >= c.baseline) {
+				c.baseline = rtt
 			}
-			c.baseline += (rtt - c.baseline) / c.samples
 		case !queueing:
 			c.baseline += c.alpha * (rtt - c.baseline)
 			if c.baseline > 2*rtt {

@@ -90,16 +90,18 @@ func TestSLOConcurrencyController(t *testing.T) {
 			},
 		},
 		{
-			name: "queueing over the baseline cuts by tolerance·baseline/rtt plus √base; the baseline is the mean of the first 10 windows",
+			name: "queueing over the baseline cuts by tolerance·baseline/rtt plus √base; the baseline is the lowest rtt of the first 10 windows",
 			ticks: []tickIO{
 				{in(20, nan, 9, 0, 20, nan), want(20, 0, 20)},
 				// 40 > 1.5·20 while binding: 20·max(0.5, 30/40) + √20.
-				{in(40, nan, 20, 0, 40, nan), want(15+math.Sqrt(20), 1, 30)},
-				// 25 ≤ 1.5·30: no queueing; binding after slow start: +√limit.
-				{in(25, nan, 19, 0, 25, nan), want(l3, 0, 85.0/3)},
+				{in(40, nan, 20, 0, 40, nan), want(15+math.Sqrt(20), 1, 20)},
+				// 25 ≤ 1.5·20: no queueing; binding after slow start: +√limit.
+				{in(25, nan, 19, 0, 25, nan), want(l3, 0, 20)},
 				// Not binding: the limit holds, and a queue it did not let
 				// in is not its doing.
-				{in(90, nan, 2, 0, 90, nan), want(l3, 0, 85.0/3+(90-85.0/3)/4)},
+				{in(90, nan, 2, 0, 90, nan), want(l3, 0, 20)},
+				// A lower rtt is the new baseline.
+				{in(12, nan, 2, 0, 12, nan), want(l3, 0, 12)},
 			},
 		},
 		{

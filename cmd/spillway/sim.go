@@ -76,9 +76,13 @@ func resolveApp(name string) (testbed.App, error) {
 // example policies: policies/NAME.cue under the working directory. When the
 // file is not there, latency-aimd falls back to its blueprint with seed
 // 004's defaults, which need nothing app-specific, so a bare binary runs it
-// anywhere. The others need their file: latency-target has no default
+// anywhere, and so does default (the slo blueprint). The others need their file: latency-target has no default
 // target latency.
 var namedPolicies = map[string]string{ // name → fallback blueprint, "" for none
+	"default":           "slo",
+	"gradient2":         "",
+	"vegas":             "",
+	"envoy-gradient":    "",
 	"latency-aimd":      "latencyaimd",
 	"latency-aimd-fast": "",
 	"latency-target":    "",
@@ -123,10 +127,11 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 	if blueprint == "" {
 		return testbed.Policy{}, fmt.Errorf("policy %s: %s not found (run from the repository root)", name, file)
 	}
-	src, err := renderSource(blueprint, []string{
-		"policy_name=" + name,
-		"flux_meter.selector.control_point=" + testbed.ControlPoint,
-	})
+	selector := "flux_meter.selector.control_point="
+	if blueprint == "slo" {
+		selector = "selector.control_point="
+	}
+	src, err := renderSource(blueprint, []string{"policy_name=" + name, selector + testbed.ControlPoint})
 	if err != nil {
 		return testbed.Policy{}, err
 	}

@@ -19,7 +19,7 @@ import (
 // suitePolicies are the policies of bench --suite unless --policies says
 // otherwise: no protection, both oracles, and the shipped adaptive ones.
 // topfull is not among them: it needs its agent.
-const suitePolicies = "none,static,static-optimal,latency-aimd,latency-aimd-fast,latency-target,mimd"
+const suitePolicies = "none,static,static-optimal,default,gradient2,vegas,envoy-gradient,latency-aimd,latency-aimd-fast,latency-target,mimd"
 
 // suiteFlags are the options of bench --suite.
 type suiteFlags struct {
