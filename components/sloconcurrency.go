@@ -31,14 +31,16 @@ func init() {
 //     ends;
 //   - otherwise, when the limit binds (in_flight ≥ utilization × limit):
 //     during slow start (until the first overload or queueing) limit ←
-//     limit × slow_start_factor, after it limit ← limit + √limit;
+//     limit × slow_start_factor, once the baseline has its first sample,
+//     taken at the initial limit; after it limit ← limit + √limit;
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
 //
-// The baseline is the lowest rtt of the first 10 windows (the first are
-// measured while the initial limit keeps the queue short, even when the
-// service starts overloaded), then an exponential average over
+// The baseline is the lowest rtt of the 10 windows after the first (the
+// first starts with nothing in flight, so its short requests finish first
+// and it reads low; the next is measured at the initial limit, which keeps
+// the queue short even when the service starts overloaded), then an exponential average over
 // baseline_window (default 600 s, Gradient2's long window) that skips
 // queueing windows, so a standing queue does not become the new normal, and
 // decays by 5 % a window while it is more than twice the rtt, as Gradient2's
@@ -73,6 +75,8 @@ type SLOConcurrencyController struct {
 	baseline    float64
 	slowStartOn bool
 	started     bool
+	// firstWindowSeen is set once a window with an rtt has closed.
+	firstWindowSeen bool
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -87,11 +91,11 @@ func (c *SLOConcurrencyController) Ports() Ports {
 
 // Provision applies the defaults and checks the parameters.
 func (c *SLOConcurrencyController) Provision(env Env) error {
-	c.initial, c.minLimit, c.maxLimit = 10, 1, 100000
+	c.initial, c.minLimit, c.maxLimit = 3, 1, 100000
 	c.minGradient, c.slowStart, c.utilization, c.tolerance = 0.5, 2, 0.8, 1.5
 	window := Duration(600 * time.Second)
 	maxWindow := Duration(2 * time.Second)
-	c.minSamples = 20
+	c.minSamples = 50
 	for _, p := range []struct {
 		v   *float64
 		dst *float64
@@ -207,6 +211,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	case queueing:
 		c.limit = base*math.Max(c.minGradient, c.tolerance*c.baseline/rtt) + math.Sqrt(base)
 		c.slowStartOn, overload = false, 1
+	case binding && IsValid(latency) && c.slowStartOn && IsValid(rtt) && c.samples == 0:
+		// Hold the initial limit until the baseline has a sample measured
+		// at it: a service overloaded from its first second must not teach
+		// the baseline a queue.
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
 	case binding && IsValid(latency):
@@ -215,6 +223,11 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	c.limit = math.Min(c.maxLimit, math.Max(c.minLimit, c.limit))
 	if IsValid(rtt) && rtt > 0 {
 		switch {
+		case !c.firstWindowSeen:
+			// The first window starts with nothing in flight: its short
+			// requests finish first and long ones have not yet, so its
+			// rtt reads low. It is not a sample of the baseline.
+			c.firstWindowSeen = true
 		case c.samples < baselineWarmup:
 			c.samples++
 			if !(rtt >= c.baseline) {

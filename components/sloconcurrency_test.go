@@ -27,10 +27,11 @@ func TestSLOConcurrencyController(t *testing.T) {
 	// The baseline's average over 600 s at 100 ms ticks: α = 2/(6000+1).
 	up := 2.0 / 6001
 	l3 := 15 + math.Sqrt(20) + math.Sqrt(15+math.Sqrt(20))
-	// Ten windows of 20 ms that the limit did not constrain.
-	var warm10 []tickIO
+	// Eleven windows of 20 ms that the limit did not constrain: the first
+	// is no sample, the next ten are the baseline's first.
+	warm11 := []tickIO{{in(20, nan, 0, 0, 20, nan), want(10, 0, nan)}}
 	for i := 0; i < 10; i++ {
-		warm10 = append(warm10, tickIO{in(20, nan, 0, 0, 20, nan), want(10, 0, 20)})
+		warm11 = append(warm11, tickIO{in(20, nan, 0, 0, 20, nan), want(10, 0, 20)})
 	}
 	b11 := 20 + up*(25-20)
 	for _, tc := range []struct {
@@ -90,8 +91,12 @@ func TestSLOConcurrencyController(t *testing.T) {
 			},
 		},
 		{
-			name: "queueing over the baseline cuts by tolerance·baseline/rtt plus √base; the baseline is the lowest rtt of the first 10 windows",
+			name: "queueing over the baseline cuts by tolerance·baseline/rtt plus √base; the baseline is the lowest rtt of the windows after the first",
 			ticks: []tickIO{
+				// The first window reads low and is no sample; slow start
+				// holds the initial limit until the baseline has one.
+				{in(20, nan, 9, 0, 8, nan), want(10, 0, nan)},
+				{in(20, nan, 9, 0, 20, nan), want(10, 0, 20)},
 				{in(20, nan, 9, 0, 20, nan), want(20, 0, 20)},
 				// 40 > 1.5·20 while binding: 20·max(0.5, 30/40) + √20.
 				{in(40, nan, 20, 0, 40, nan), want(15+math.Sqrt(20), 1, 20)},
@@ -105,36 +110,52 @@ func TestSLOConcurrencyController(t *testing.T) {
 			},
 		},
 		{
-			name: "after its first 10 windows the baseline averages over baseline_window, skips queueing windows, and decays while twice the rtt",
-			ticks: append(warm10, []tickIO{
+			name: "after its first 10 samples the baseline averages over baseline_window, skips queueing windows, and decays while twice the rtt",
+			ticks: append(warm11, []tickIO{
 				{in(40, nan, 10, 0, 40, nan), want(10*0.75+math.Sqrt(10), 1, 20)},
 				{in(25, nan, 0, 0, 25, nan), want(10*0.75+math.Sqrt(10), 0, b11)},
 				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, (b11+up*(5-b11))*0.95)},
 			}...),
 		},
 		{
-			name: "a window gathers min_samples completions before deciding",
+			name:   "a window gathers min_samples completions before deciding",
+			params: `{"initial_limit":10,"min_samples":20}`,
 			ticks: []tickIO{
 				// 50 req/s at 100 ms ticks: 5 completions a tick, 4 ticks.
 				{in(10, nan, 9, 0, 10, 50), want(10, 0, nan)},
 				{in(10, nan, 3, 0, 20, 50), want(10, 0, nan)},
 				{in(10, nan, 3, 0, 10, 50), want(10, 0, nan)},
-				// Closed: it bound at its first tick; rtt (10+20+10+20)/4.
-				{in(10, nan, 3, 0, 20, 50), want(20, 0, 15)},
+				{in(10, nan, 3, 0, 20, 50), want(10, 0, nan)}, // closed: the first window
+				{in(10, nan, 9, 0, 10, 50), want(10, 0, nan)},
+				{in(10, nan, 3, 0, 20, 50), want(10, 0, nan)},
+				{in(10, nan, 3, 0, 10, 50), want(10, 0, nan)},
+				// Closed: it bound at its first tick, but slow start waits
+				// for this first baseline sample, (10+20+10+20)/4.
+				{in(10, nan, 3, 0, 20, 50), want(10, 0, 15)},
 			},
 		},
 		{
 			name:   "a window closes after max_window without enough completions",
-			params: `{"max_window":"300ms"}`,
+			params: `{"initial_limit":10,"max_window":"300ms"}`,
 			ticks: []tickIO{
 				{in(10, nan, 9, 0, 12, 10), want(10, 0, nan)},
 				{in(10, nan, 9, 0, 12, 10), want(10, 0, nan)},
+				{in(10, nan, 9, 0, 12, 10), want(10, 0, nan)},
+				{in(10, nan, 9, 0, 12, 10), want(10, 0, nan)},
+				{in(10, nan, 9, 0, 12, 10), want(10, 0, nan)},
+				{in(10, nan, 9, 0, 12, 10), want(10, 0, 12)},
+				{in(10, nan, 9, 0, 12, 10), want(10, 0, 12)},
+				{in(10, nan, 9, 0, 12, 10), want(10, 0, 12)},
 				{in(10, nan, 9, 0, 12, 10), want(20, 0, 12)},
 			},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			runTickTable(t, mustProvisionComponent(t, "SLOConcurrencyController", tc.params, 100*time.Millisecond), tc.ticks)
+			params := tc.params
+			if params == "" {
+				params = `{"initial_limit":10}` // round numbers
+			}
+			runTickTable(t, mustProvisionComponent(t, "SLOConcurrencyController", params, 100*time.Millisecond), tc.ticks)
 		})
 	}
 }
