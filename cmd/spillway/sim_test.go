@@ -91,6 +91,20 @@ func TestSimNamedPolicyWithoutItsFileUsesTheBlueprint(t *testing.T) {
 	}
 }
 
+func TestSimDagorShedsInsideTheAppInVirtualTimeOnly(t *testing.T) {
+	out, err := runCLI(t, append([]string{"sim", "--scenario", "surge", "--policy", "dagor", "--json"}, quick...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, `"policy": "dagor"`) {
+		t.Errorf("report does not name the policy:\n%.300s", out)
+	}
+	out, err = runCLI(t, "sim", "--app", "two-tier", "--policy", "dagor", "--duration", "10s", "--warmup", "2s")
+	if err == nil || !strings.Contains(err.Error(), "--virtual") {
+		t.Errorf("live sim --policy dagor: err = %v, want it to ask for --virtual\n%.300s", err, out)
+	}
+}
+
 func TestSimLoadsAnAppFromJSON(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "shop.json")
 	os.WriteFile(path, []byte(`{
