@@ -33,6 +33,9 @@ type Policy struct {
 	// is one controller for every API, as it is for a user who deploys
 	// it. None and not Static means no protection.
 	Templates []engine.Spec
+	// Dagor makes every bounded service shed by priority on its own (see
+	// DagorPolicy); it needs the virtual driver.
+	Dagor bool
 	// PerAPI instantiates each template once per API (InstantiatePolicy)
 	// instead, so that every API has a controller of its own; reports
 	// label the policy "NAME (per API)".

@@ -77,6 +77,7 @@ type virtualRun struct {
 
 type virtualAPI struct {
 	label    string
+	rank     int // DAGOR's rank offset for the API's priority (dagorRanks)
 	calls    []virtualCall
 	arrivals *arrivals
 	next     int64 // next arrival; -1 when there are no more
@@ -93,6 +94,7 @@ type virtualService struct {
 	workers int
 	busy    int
 	queue   ring[int32]
+	dagor   *dagorShedder // nil unless the policy is DagorPolicy
 }
 
 type virtualRequest struct {
@@ -103,6 +105,7 @@ type virtualRequest struct {
 	api       int32
 	call      int32 // index of the current call
 	second    int32
+	queued    int64 // when the current call joined its service's queue
 	gen       uint32
 	abandoned bool // the client timed out
 }
@@ -143,12 +146,18 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		v.settleNs = int64(s.Retries+1)*v.timeoutNs + int64(s.maxBackoff())
 	}
 	v.times = rand.New(v.timeSource)
+	ranks, nRanks := dagorRanks(app)
 	for _, svc := range app.Services {
-		v.services = append(v.services, virtualService{bounded: svc.Workers > 0, workers: svc.Workers})
+		vs := virtualService{bounded: svc.Workers > 0, workers: svc.Workers}
+		if p.Dagor && vs.bounded {
+			vs.dagor = newDagorShedder(nRanks)
+		}
+		v.services = append(v.services, vs)
 	}
 	for i, api := range app.APIs {
 		a := virtualAPI{
 			label:    api.Label(),
+			rank:     ranks[i],
 			arrivals: newArrivalStream(s.phases(i), seed, streamArrivals+uint64(i)),
 			demand:   rand.New(rand.NewPCG(seed, streamDemand+uint64(i))),
 		}
@@ -371,7 +380,8 @@ func (v *virtualRun) release(idx int32) {
 	v.free = append(v.free, idx)
 }
 
-// enter queues request idx at the service of its current call.
+// enter queues request idx at the service of its current call, or, under
+// DagorPolicy, sheds it there.
 func (v *virtualRun) enter(idx int32) {
 	r := &v.requests[idx]
 	s := &v.services[v.apis[r.api].calls[r.call].service]
@@ -379,6 +389,11 @@ func (v *virtualRun) enter(idx int32) {
 		v.start(idx)
 		return
 	}
+	if s.dagor != nil && !s.dagor.Admit(v.now, v.apis[r.api].rank+dagorUser(r.demand)) {
+		v.shed(idx)
+		return
+	}
+	r.queued = v.now
 	if s.busy < s.workers && s.queue.len() == 0 {
 		s.busy++
 		v.start(idx)
@@ -387,10 +402,24 @@ func (v *virtualRun) enter(idx int32) {
 	s.queue.push(idx)
 }
 
+// shed ends request idx at a DAGOR service that rejected it: the entry
+// answers 503, and the calls it made before are spent.
+func (v *virtualRun) shed(idx int32) {
+	r := &v.requests[idx]
+	r.ticket.Done(false)
+	if !v.retry(int(r.api), int(r.second), r.first, r.attempt, r.demand) {
+		v.tally.tallies[r.api].complete(int(r.second), outcome{status: http.StatusServiceUnavailable})
+	}
+	v.release(idx)
+}
+
 // start begins request idx's current call on a worker.
 func (v *virtualRun) start(idx int32) {
 	r := &v.requests[idx]
 	call := &v.apis[r.api].calls[r.call]
+	if s := &v.services[call.service]; s.dagor != nil {
+		s.dagor.Started(v.now, time.Duration(v.now-r.queued))
+	}
 	v.timeSource.Seed(r.demand, mix64(r.demand+uint64(r.call)))
 	v.calls.push(completion{at: v.now + int64(call.time.Sample(v.times)), req: idx})
 }

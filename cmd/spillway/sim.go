@@ -91,7 +91,8 @@ var namedPolicies = map[string]string{ // name → fallback blueprint, "" for no
 }
 
 // resolvePolicy turns a --policy value into a testbed.Policy: none,
-// static, a name of namedPolicies, or a path to a .cue policy file.
+// static, static-optimal, dagor, a name of namedPolicies, or a path to a
+// .cue policy file.
 func resolvePolicy(name string) (testbed.Policy, error) {
 	switch name {
 	case "none":
@@ -100,6 +101,8 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 		return testbed.StaticPolicy(), nil
 	case "static-optimal":
 		return testbed.StaticOptimalPolicy(), nil
+	case "dagor":
+		return testbed.DagorPolicy(), nil
 	case "":
 		return testbed.Policy{}, errors.New("empty policy name")
 	}
@@ -122,7 +125,7 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 		if strings.HasSuffix(name, ".cue") {
 			return testbed.Policy{}, err
 		}
-		return testbed.Policy{}, fmt.Errorf("unknown policy %q: want none, static, static-optimal, %s, or a .cue file", name, strings.Join(slices.Sorted(maps.Keys(namedPolicies)), ", "))
+		return testbed.Policy{}, fmt.Errorf("unknown policy %q: want none, static, static-optimal, dagor, %s, or a .cue file", name, strings.Join(slices.Sorted(maps.Keys(namedPolicies)), ", "))
 	}
 	if blueprint == "" {
 		return testbed.Policy{}, fmt.Errorf("policy %s: %s not found (run from the repository root)", name, file)
@@ -236,7 +239,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 	f.register(cmd)
 	af.registerBridge(cmd, "127.0.0.1:8082")
 	af.registerAgent(cmd)
-	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, static-optimal, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, or a .cue file")
+	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, static-optimal, dagor (virtual only), latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, or a .cue file")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON only, without progress lines")
 	cmd.Flags().BoolVar(&serve, "serve", false, "serve the RL bridge for an external agent (with --virtual: lock step, /step and /reset)")
 	return cmd

@@ -65,7 +65,7 @@ func TestSimRejectsBadInput(t *testing.T) {
 	}{
 		{[]string{"--app", "shop"}, `unknown app "shop" (built-in: boutique, hetero-cost, multi-bottleneck, two-tier; random:SEED; or give a .json file)`},
 		{[]string{"--scenario", "tsunami"}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift)`},
-		{[]string{"--policy", "magic"}, `unknown policy "magic": want none, static, static-optimal, default, envoy-gradient, gradient2, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, vegas, or a .cue file`},
+		{[]string{"--policy", "magic"}, `unknown policy "magic": want none, static, static-optimal, dagor, default, envoy-gradient, gradient2, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, vegas, or a .cue file`},
 		{[]string{"--policy", "missing.cue"}, "missing.cue: no such file or directory"},
 		{[]string{"--policy", "latency-target"}, "policy latency-target: policies/latency-target.cue not found (run from the repository root)"},
 		{[]string{"--app", broken}, "broken.json: apis: must have at least one API"},
@@ -88,6 +88,20 @@ func TestSimNamedPolicyWithoutItsFileUsesTheBlueprint(t *testing.T) {
 	}
 	if !strings.Contains(out, `"policy": "latency-aimd"`) {
 		t.Errorf("report does not name the policy:\n%.300s", out)
+	}
+}
+
+func TestSimDagorShedsInsideTheAppInVirtualTimeOnly(t *testing.T) {
+	out, err := runCLI(t, append([]string{"sim", "--scenario", "surge", "--policy", "dagor", "--json"}, quick...)...)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, `"policy": "dagor"`) {
+		t.Errorf("report does not name the policy:\n%.300s", out)
+	}
+	out, err = runCLI(t, "sim", "--app", "two-tier", "--policy", "dagor", "--duration", "10s", "--warmup", "2s")
+	if err == nil || !strings.Contains(err.Error(), "--virtual") {
+		t.Errorf("live sim --policy dagor: err = %v, want it to ask for --virtual\n%.300s", err, out)
 	}
 }
 

@@ -17,9 +17,9 @@ import (
 )
 
 // suitePolicies are the policies of bench --suite unless --policies says
-// otherwise: no protection, both oracles, and the shipped adaptive ones.
-// topfull is not among them: it needs its agent.
-const suitePolicies = "none,static,static-optimal,default,gradient2,vegas,envoy-gradient,latency-aimd,latency-aimd-fast,latency-target,mimd"
+// otherwise: no protection, both oracles, the shipped adaptive ones and
+// the in-app DAGOR baseline. topfull is not among them: it needs its agent.
+const suitePolicies = "none,static,static-optimal,default,gradient2,vegas,envoy-gradient,latency-aimd,latency-aimd-fast,latency-target,mimd,dagor"
 
 // suiteFlags are the options of bench --suite.
 type suiteFlags struct {
