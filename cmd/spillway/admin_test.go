@@ -125,13 +125,41 @@ func TestDemoServesTheLivePageWhileItRuns(t *testing.T) {
 	report := out.String()
 	for _, want := range []string{
 		`\nresults over the 1s overload phase`,
-		`\n +unprotected +\d+ +\d+ +\d+ +\d+ +\d+% +\S+\n`,
-		`\n *spillway +\d+ +\d+ +\d+ +\d+ +\d+% +\S+\n`,
+		`\n +unprotected +\d+ +\d+ +\d+ +\d+ +\d+% +` + demoP99 + `\n`,
+		`\n *spillway +\d+ +\d+ +\d+ +\d+ +\d+% +` + demoP99 + `\n`,
 		`\n` + regexp.QuoteMeta(compareGoodput(res.runs[0], res.runs[1], plan.SLO)) + `\n$`,
 	} {
 		if !regexp.MustCompile(want).MatchString(report) {
 			t.Fatalf("the report does not match %s:\n%s", want, report)
 		}
+	}
+}
+
+// demoP99 matches a p99 cell of the demo table: a duration to the
+// millisecond, or — where no request completed.
+const demoP99 = `(\d+(\.\d+)?m?s|—)`
+
+// Where no request completed, the table shows — instead of 0s, which would
+// read as perfect latency, and says why below; otherwise it says nothing.
+func TestDemoTableShowsADashWhereNoRequestCompleted(t *testing.T) {
+	var out bytes.Buffer
+	printDemoTable(&out, []demoRun{
+		{Name: "unprotected", Offered: 960, Completed: 0},
+		{Name: "spillway", Offered: 960, Admitted: 300, Reject: 660, Goodput: 290, P99: 180400 * time.Microsecond, Completed: 6000},
+	}, 320)
+	for _, want := range []string{
+		`\n +unprotected +960 +0 +0 +0 +0% +—\n`,
+		`\n +spillway +960 +300 +660 +290 +91% +180ms\n`,
+		`\np99 —: no request completed .*collapsed\n$`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out.String()) {
+			t.Fatalf("the table does not match %s:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	printDemoTable(&out, []demoRun{{Name: "spillway", Offered: 960, P99: time.Second, Completed: 1}}, 320)
+	if strings.Contains(out.String(), "—") || strings.Count(out.String(), "\n") != 2 {
+		t.Fatalf("a table where every run completed requests needs no note:\n%s", out.String())
 	}
 }
 

@@ -71,7 +71,8 @@ and ÷ optimal per cell, and the suite means. The default matrix (7 policies,
 			defer stop()
 			out := cmd.OutOrStdout()
 			printHeaderLine(out, app, sc, f.virtual, f.seed)
-			reports, err := simulateAll(ctx, app, sc, policies, f.virtual, f.seed, af, out)
+			warnShortWarmup(cmd.ErrOrStderr(), sc.Warmup, policies...)
+			reports, err := simulateAll(ctx, app, sc, policies, f.virtual, f.seed, af, out, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -72,6 +72,9 @@ type demoRun struct {
 	Name                               string
 	Offered, Admitted, Goodput, Reject float64 // per second
 	P99                                time.Duration
+	// Completed counts the requests behind P99: answered (not rejected)
+	// or timed out. 0 means P99 has nothing to measure.
+	Completed int
 }
 
 func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, error) {
@@ -128,14 +131,38 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 		}
 	}
 	fmt.Fprintf(out, "\nresults over the %v overload phase (offered %.0f req/s, capacity %.0f req/s):\n", plan.Overload, plan.OverloadLoad*capacity, capacity)
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\toffered/s\tadmitted/s\trejected/s\tgoodput/s\tgoodput/capacity\tp99\t")
-	for _, r := range runs {
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f%%\t%v\t\n", r.Name, r.Offered, r.Admitted, r.Reject, r.Goodput, 100*r.Goodput/capacity, r.P99.Round(time.Millisecond))
-	}
-	tw.Flush()
+	printDemoTable(out, runs, capacity)
 	fmt.Fprintf(out, "\n%s\n", compareGoodput(runs[0], runs[1], plan.SLO))
 	return runs, nil
+}
+
+// noLatency stands for a p99 where no request completed: 0s would read as
+// perfect latency when the service has collapsed.
+const noLatency = "—"
+
+// printDemoTable prints one row per run, and below it why a p99 is
+// noLatency, if one is.
+func printDemoTable(out io.Writer, runs []demoRun, capacity float64) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\toffered/s\tadmitted/s\trejected/s\tgoodput/s\tgoodput/capacity\tp99\t")
+	collapsed := false
+	for _, r := range runs {
+		p99 := fmtP99(r.P99, r.Completed)
+		collapsed = collapsed || r.Completed == 0
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f%%\t%s\t\n", r.Name, r.Offered, r.Admitted, r.Reject, r.Goodput, 100*r.Goodput/capacity, p99)
+	}
+	tw.Flush()
+	if collapsed {
+		fmt.Fprintf(out, "p99 %s: no request completed (answered or timed out) in the overload phase, so there is no latency to rank; the service had collapsed\n", noLatency)
+	}
+}
+
+// fmtP99 is p99 to the millisecond, or noLatency when no request completed.
+func fmtP99(p99 time.Duration, completed int) string {
+	if completed == 0 {
+		return noLatency
+	}
+	return p99.Round(time.Millisecond).String()
 }
 
 // compareGoodput is the demo's last line: the protected run's goodput as a
@@ -190,7 +217,7 @@ func demoOnce(ctx context.Context, out io.Writer, name string, plan demoPlan, ap
 		if s.T == warmSeconds {
 			phase = "  ← overload starts"
 		}
-		fmt.Fprintf(out, "%3ds %9d %9d %9d %9d %9v %11s%s\n", s.T, s.Offered, s.Admitted, s.Rejected, s.Goodput, s.P99.Round(time.Millisecond), limit, phase)
+		fmt.Fprintf(out, "%3ds %9d %9d %9d %9d %9s %11s%s\n", s.T, s.Offered, s.Admitted, s.Rejected, s.Goodput, fmtP99(s.P99, s.Admitted+s.Timeouts), limit, phase)
 	})
 	if err != nil {
 		return demoRun{}, err
@@ -207,6 +234,7 @@ func demoOnce(ctx context.Context, out io.Writer, name string, plan demoPlan, ap
 		r.Admitted += float64(s.Admitted)
 		r.Reject += float64(s.Rejected)
 		r.Goodput += float64(s.Goodput)
+		r.Completed += s.Admitted + s.Timeouts
 		p99 = max(p99, s.P99)
 	}
 	if n > 0 {

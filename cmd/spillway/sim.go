@@ -205,10 +205,23 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 			if cmd.ErrOrStderr() != cmd.OutOrStdout() {
 				agentLog = &lockedWriter{w: cmd.ErrOrStderr()}
 			}
+			warnShortWarmup(cmd.ErrOrStderr(), sc.Warmup, p)
 			cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: f.virtual, Seed: f.seed}
 			if !asJSON {
 				printHeader(out, app, sc, p.Label(), f.virtual, f.seed)
 				cfg.OnSecond = func(s testbed.SecondStats) { printSecond(out, s) }
+				if !f.virtual {
+					// A live run takes its scenario's length in real time:
+					// the bar on stderr shows how much is left, and steps
+					// aside for each second's line.
+					bar := liveProgress(cmd.ErrOrStderr(), int(sc.Total()/time.Second), p.Label())
+					defer stopProgress(bar)
+					cfg.OnSecond = func(s testbed.SecondStats) {
+						bar.Clear()
+						printSecond(out, s)
+						bar.Add(1)
+					}
+				}
 			}
 			begin := time.Now()
 			var r testbed.Report
@@ -341,11 +354,20 @@ func fmtRecovery(v *float64) string {
 
 // simulateAll runs every policy on the same app, scenario and seed; af
 // runs the agent of policies with an RLActuator.
-func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, policies []testbed.Policy, virtual bool, seed uint64, af agentFlags, progress io.Writer) ([]testbed.Report, error) {
+// A live run shows a progress bar on bar's writer (stderr) over all the
+// policies' seconds; a virtual one is over before a bar would help.
+func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, policies []testbed.Policy, virtual bool, seed uint64, af agentFlags, progress, bar io.Writer) ([]testbed.Report, error) {
 	var reports []testbed.Report
-	for _, p := range policies {
+	if virtual {
+		bar = io.Discard
+	}
+	seconds := liveProgress(bar, len(policies)*int(sc.Total()/time.Second), "")
+	defer stopProgress(seconds)
+	for i, p := range policies {
 		begin := time.Now()
 		cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: virtual, Seed: seed}
+		seconds.Describe(fmt.Sprintf("%s (%d of %d)", p.Label(), i+1, len(policies)))
+		cfg.OnSecond = func(testbed.SecondStats) { seconds.Add(1) }
 		var r testbed.Report
 		var err error
 		if hasAgent(p) {
@@ -356,6 +378,7 @@ func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, poli
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: %w", p.Label(), err)
 		}
+		seconds.Clear()
 		fmt.Fprintf(progress, "%-18s goodput ÷ proportional %.2f, ÷ optimal %.2f, p99 %s, took %v\n", r.Policy, r.GoodputPerProportional, r.GoodputPerOptimal, fmtMs(r.P99Ms), time.Since(begin).Round(time.Millisecond))
 		reports = append(reports, r)
 	}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // progressLine matches the per-second lines of sim.
@@ -216,5 +217,22 @@ func TestBenchSuiteWritesItsTable(t *testing.T) {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("suite.md lacks %q:\n%s", want, md)
 		}
+	}
+}
+
+// A warm-up shorter than a policy's warmup_window gets one warning line
+// per such policy; none and static have no warm-up of their own.
+func TestSimAndBenchWarnWhenTheWarmupIsShorterThanThePolicys(t *testing.T) {
+	warning := regexp.MustCompile(`(?m)^warning: --warmup 2s is shorter than policy latency-aimd's warmup_window 1m0s; `)
+	out, err := runCLI(t, append([]string{"sim", "--policy", "latency-aimd", "--json"}, quick...)...)
+	if err != nil || len(warning.FindAllString(out, -1)) != 1 {
+		t.Fatalf("sim: %v, want one warning:\n%.600s", err, out)
+	}
+	out, err = runCLI(t, append([]string{"bench", "--policies", "none,static,latency-aimd", "--out", t.TempDir()}, quick...)...)
+	if err != nil || len(warning.FindAllString(out, -1)) != 1 || strings.Count(out, "warning:") != 1 {
+		t.Fatalf("bench: %v, want one warning, for latency-aimd only:\n%s", err, out)
+	}
+	if p, err := resolvePolicy("latency-aimd"); err != nil || policyWarmup(p) != time.Minute {
+		t.Fatalf("latency-aimd's warm-up: %v (%v), want its EMA's 60s", policyWarmup(p), err)
 	}
 }

@@ -60,17 +60,92 @@ type Signals struct {
 	// Reload is the policy directory's reload history (absent when the
 	// engine runs policies given in code).
 	Reload *engine.ReloadStatus `json:"reload,omitempty"`
+	// Decisions are the cumulative decision counts per control point and
+	// API at NowNs; the page plots their rates between polls.
+	Decisions []Decisions `json:"decisions"`
+	// Setpoints pair each signal a controller holds to a setpoint with
+	// that setpoint, so the page draws them on one chart.
+	Setpoints []SetpointPair `json:"setpoints"`
 }
+
+// Decisions counts the requests decided at one control point for one API
+// label ("*" is every request of the control point), since the engine
+// started.
+type Decisions struct {
+	ControlPoint string `json:"control_point"`
+	API          string `json:"api"`
+	Accepted     uint64 `json:"accepted"`
+	Rejected     uint64 `json:"rejected"`
+	// WouldReject counts the requests that dry-run limiters selecting
+	// exactly this control point and API admitted but would have
+	// rejected.
+	WouldReject uint64 `json:"would_reject"`
+}
+
+// SetpointPair is a signal and the setpoint it is controlled to, both of
+// one policy.
+type SetpointPair struct {
+	Policy   string `json:"policy"`
+	Signal   string `json:"signal"`
+	Setpoint string `json:"setpoint"`
+}
+
+// setpointPorts are the in-ports that take a setpoint, each with the
+// in-port of the same component that takes the signal held to it: the
+// AIMD and gradient controllers' (signal, setpoint) and the SLO
+// controller's (latency_ms, setpoint_ms). The rule reads the wiring, not
+// signal names, so it holds whatever a policy calls its signals.
+var setpointPorts = map[string]string{"setpoint": "signal", "setpoint_ms": "latency_ms"}
 
 func snapshot(eng *engine.Engine, since int64) Signals {
 	st := eng.Status()
 	return Signals{
-		NowNs:    eng.Now(),
-		WindowNs: int64(engine.HistoryWindow),
-		Policies: eng.History(since),
-		Errors:   append([]engine.Diagnostic{}, st.Errors...),
-		Reload:   st.Reload,
+		NowNs:     eng.Now(),
+		WindowNs:  int64(engine.HistoryWindow),
+		Policies:  eng.History(since),
+		Errors:    append([]engine.Diagnostic{}, st.Errors...),
+		Reload:    st.Reload,
+		Decisions: decisions(st),
+		Setpoints: setpoints(eng),
 	}
+}
+
+func decisions(st engine.Status) []Decisions {
+	wouldReject := map[string]uint64{} // by selector, "control_point/api"
+	for _, p := range st.Policies {
+		for _, a := range p.Actuators {
+			wouldReject[a.Selector] += a.WouldReject
+		}
+	}
+	out := []Decisions{}
+	for _, cp := range st.ControlPoints {
+		for _, a := range cp.APIs {
+			out = append(out, Decisions{ControlPoint: cp.Name, API: a.API, Accepted: a.Accepted, Rejected: a.Rejected,
+				WouldReject: wouldReject[cp.Name+"/"+a.API]})
+		}
+	}
+	return out
+}
+
+func setpoints(eng *engine.Engine) []SetpointPair {
+	out := []SetpointPair{}
+	for _, r := range eng.Policies() {
+		spec := r.Circuit.Spec
+		for _, c := range spec.Components {
+			in := map[string]string{}
+			for _, b := range c.In {
+				if b.Signal != "" {
+					in[b.Port] = b.Signal
+				}
+			}
+			for setpointPort, signalPort := range setpointPorts {
+				if in[setpointPort] != "" && in[signalPort] != "" {
+					out = append(out, SetpointPair{Policy: spec.Name, Signal: in[signalPort], Setpoint: in[setpointPort]})
+				}
+			}
+		}
+	}
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -13,10 +13,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/dashboards/live"
 	"github.com/spillway-dev/spillway/engine"
 )
@@ -35,16 +37,50 @@ policies: web: bp.#Policy & {
 }
 `
 
+// controlledPolicy holds LATENCY to LATENCY_SETPOINT with an AIMD
+// controller and limits ingress to 10 requests per second, so the page
+// has a setpoint pair to draw and rejections to count. IDLE never changes.
+const controlledPolicy = `
+package t
+import bp "spillway.dev/blueprints"
+policies: web: bp.#Policy & {
+	policy_name: "web"
+	evaluation_interval: "500ms"
+	components: [
+		{FluxMeter: {selector: control_point: "ingress", out_ports: {latency_avg_ms: "LATENCY", incoming_rps: "INCOMING", accepted_rps: "ACCEPTED"}}},
+		{Arithmetic: {operator: "mul", in_ports: {lhs: "LATENCY", rhs: 1.1}, out_ports: output: "LATENCY_SETPOINT"}},
+		{Arithmetic: {operator: "mul", in_ports: {lhs: 2, rhs: 3}, out_ports: output: "IDLE"}},
+		{AIMDController: {in_ports: {signal: "LATENCY", setpoint: "LATENCY_SETPOINT", incoming: "INCOMING", accepted: "ACCEPTED"}, out_ports: {load_multiplier: "LOAD_MULTIPLIER", rate_limit: "AIMD_RATE_LIMIT"}}},
+		{RateLimiter: {selector: control_point: "ingress", in_ports: rate_limit: 10}},
+	]
+}
+`
+
 type fakeClock struct{ ns atomic.Int64 }
 
 func (c *fakeClock) now() int64              { return c.ns.Load() }
 func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// startWithTraffic runs latencyPolicy for ticks ticks of virtual time with
-// ten requests per tick whose latency climbs from 10 ms by 1 ms a tick.
-func startWithTraffic(t *testing.T, ticks int) (*engine.Engine, *httptest.Server) {
+// trafficTick offers ten requests to ingress whose latency is 10+i ms,
+// then ticks the engine at the end of a 500 ms tick.
+func trafficTick(eng *engine.Engine, clock *fakeClock, i int) {
+	cp := eng.ControlPoints().Get("ingress")
+	for r := 0; r < 10; r++ {
+		tk, d := cp.Admit("")
+		clock.advance(time.Duration(10+i) * time.Millisecond)
+		if d == controlpoint.Accepted {
+			tk.Done(true)
+		}
+	}
+	clock.advance(500*time.Millisecond - time.Duration(10*(10+i))*time.Millisecond)
+	eng.Tick()
+}
+
+// startWithTraffic runs policy for ticks ticks of virtual time with ten
+// requests per tick whose latency climbs from 10 ms by 1 ms a tick.
+func startWithTraffic(t *testing.T, policy string, ticks int) (*engine.Engine, *fakeClock, *httptest.Server) {
 	t.Helper()
-	specs, diags := engine.LoadSource("web.cue", []byte(latencyPolicy))
+	specs, diags := engine.LoadSource("web.cue", []byte(policy))
 	if len(diags) > 0 {
 		t.Fatal(diags)
 	}
@@ -54,19 +90,12 @@ func startWithTraffic(t *testing.T, ticks int) (*engine.Engine, *httptest.Server
 		t.Fatal(err)
 	}
 	t.Cleanup(eng.Close)
-	cp := eng.ControlPoints().Get("ingress")
 	for i := 0; i < ticks; i++ {
-		for r := 0; r < 10; r++ {
-			tk, _ := cp.Admit("")
-			clock.advance(time.Duration(10+i) * time.Millisecond)
-			tk.Done(true)
-		}
-		clock.advance(500*time.Millisecond - time.Duration(10*(10+i))*time.Millisecond)
-		eng.Tick()
+		trafficTick(eng, clock, i)
 	}
 	srv := httptest.NewServer(live.Handler(eng))
 	t.Cleanup(srv.Close)
-	return eng, srv
+	return eng, clock, srv
 }
 
 func getSignals(t *testing.T, url string) (int, live.Signals) {
@@ -86,7 +115,7 @@ func getSignals(t *testing.T, url string) (int, live.Signals) {
 }
 
 func TestSignalsAPIServesEveryTickSince(t *testing.T) {
-	_, srv := startWithTraffic(t, 6)
+	_, _, srv := startWithTraffic(t, latencyPolicy, 6)
 	code, all := getSignals(t, srv.URL+"/api/signals")
 	if code != 200 || len(all.Policies) != 1 || all.WindowNs != int64(engine.HistoryWindow) {
 		t.Fatalf("GET /api/signals: %d %+v", code, all)
@@ -134,7 +163,7 @@ func TestSignalsAPIShowsLoadErrors(t *testing.T) {
 }
 
 func TestPageIsServedAtTheRootOnly(t *testing.T) {
-	_, srv := startWithTraffic(t, 1)
+	_, _, srv := startWithTraffic(t, latencyPolicy, 1)
 	resp, err := http.Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
@@ -184,20 +213,76 @@ func headless(t *testing.T, browser, url string, extra ...string) []byte {
 	return stdout.Bytes()
 }
 
-// The page, rendered by a real browser, plots the latency signal.
+// The page, rendered by a real browser while the engine keeps ticking (one
+// tick per poll), fits its charts to the data, plots the latency with its
+// setpoint, the requests accepted and rejected per API, with units on the
+// axes, and folds the idle signal.
 func TestLivePageInHeadlessChromium(t *testing.T) {
 	browser := chromium(t)
-	_, srv := startWithTraffic(t, 40)
-	dom := headless(t, browser, srv.URL+"/", "--dump-dom")
-	path := regexp.MustCompile(`<path class="series" data-policy="web" data-signal="LATENCY" data-points="(\d+)" d="(M[^"]*)"`).FindSubmatch(dom)
+	eng, clock, _ := startWithTraffic(t, controlledPolicy, 40)
+	var mu sync.Mutex
+	ticks := 40
+	h := live.Handler(eng)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/signals" {
+			mu.Lock()
+			trafficTick(eng, clock, ticks)
+			ticks++
+			mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	dom := string(headless(t, browser, srv.URL+"/", "--dump-dom"))
+
+	path := regexp.MustCompile(`<path class="series" data-policy="web" data-signal="LATENCY" data-points="(\d+)" d="(M[^"]*)"`).FindStringSubmatch(dom)
 	if path == nil {
 		t.Fatalf("no plotted LATENCY series in the rendered page:\n%s", dom)
 	}
-	if n, _ := strconv.Atoi(string(path[1])); n != 40 || strings.Count(string(path[2]), "L") != 39 {
-		t.Fatalf("LATENCY series has %s points (%q), want one per tick: 40", path[1], path[2])
+	if n, _ := strconv.Atoi(path[1]); n < 41 || strings.Count(path[2], "L") != n-1 {
+		t.Fatalf("LATENCY series has %s points (%q), want one per tick: at least 41", path[1], path[2])
 	}
-	if !bytes.Contains(dom, []byte("policies loaded")) || !bytes.Contains(dom, []byte(`data-signal="LATENCY_SETPOINT"`)) {
-		t.Fatalf("the page must show the load status and every signal:\n%s", dom)
+	// The default window starts at the first sample: the first point is
+	// at the left edge of the plot, not squeezed to the right.
+	if x, _ := strconv.ParseFloat(strings.Fields(strings.TrimPrefix(path[2], "M"))[0], 64); x > 64+0.25*(600-64-8) {
+		t.Fatalf("the first LATENCY point is at x=%v: the default window does not fit the data", x)
+	}
+	latency := figure(t, dom, `data-policy="web" data-signal="LATENCY"`)
+	for _, want := range []string{
+		`<path class="setpoint" data-policy="web" data-signal="LATENCY_SETPOINT" data-points="`,
+		`<text class="unit" `, `>ms</text>`,
+	} {
+		if !strings.Contains(latency, want) {
+			t.Fatalf("the LATENCY chart lacks %s:\n%s", want, latency)
+		}
+	}
+	if m := regexp.MustCompile(`class="setpoint"[^>]*data-points="(\d+)"`).FindStringSubmatch(latency); m == nil || m[1] == "0" {
+		t.Fatalf("the setpoint line has no points:\n%s", latency)
+	}
+	if strings.Contains(dom, `<figure class="chart" data-policy="web" data-signal="LATENCY_SETPOINT"`) {
+		t.Fatalf("LATENCY_SETPOINT is drawn on the LATENCY chart, not on its own")
+	}
+
+	decisions := figure(t, dom, `decisions" data-control-point="ingress" data-api="*"`)
+	for _, series := range []string{"accepted", "rejected"} {
+		m := regexp.MustCompile(`<path class="` + series + `"[^>]*data-points="(\d+)" d="M`).FindStringSubmatch(decisions)
+		if m == nil {
+			t.Fatalf("the requests panel plots no %s rate:\n%s", series, decisions)
+		}
+	}
+	if !strings.Contains(decisions, `<path class="would_reject"`) || !strings.Contains(decisions, `>req/s</text>`) {
+		t.Fatalf("the requests panel lacks the would-reject series or its unit:\n%s", decisions)
+	}
+	if !strings.Contains(figure(t, dom, `data-signal="INCOMING"`), `>req/s</text>`) || !strings.Contains(figure(t, dom, `data-signal="LOAD_MULTIPLIER"`), `>×</text>`) {
+		t.Fatalf("rates must be in req/s and the load multiplier a factor")
+	}
+
+	idle := regexp.MustCompile(`(?s)<details class="idle" data-policy="web"><summary>[^<]*IDLE.*?</details>`).FindString(dom)
+	if idle == "" || !strings.Contains(idle, `data-signal="IDLE"`) {
+		t.Fatalf("the idle signal is not folded into a closed <details>:\n%s", dom)
+	}
+	if !strings.Contains(dom, "policies loaded") {
+		t.Fatalf("the page must show the load status:\n%s", dom)
 	}
 
 	shot := filepath.Join(t.TempDir(), "live.png")
@@ -209,4 +294,16 @@ func TestLivePageInHeadlessChromium(t *testing.T) {
 	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
 		t.Fatalf("the screenshot is not a PNG: % x", png[:min(8, len(png))])
 	}
+}
+
+// figure is the rendered chart whose opening tag contains attrs.
+func figure(t *testing.T, dom, attrs string) string {
+	t.Helper()
+	i := strings.Index(dom, attrs)
+	if i < 0 {
+		t.Fatalf("no chart with %s in the rendered page:\n%s", attrs, dom)
+	}
+	start := strings.LastIndex(dom[:i], "<figure")
+	end := strings.Index(dom[i:], "</figure>")
+	return dom[start : i+end]
 }
