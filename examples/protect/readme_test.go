@@ -39,14 +39,14 @@ func TestTheReadmeShowsThisProgram(t *testing.T) {
 	t.Fatalf("README.md's snippet has %d lines, examples/protect/main.go %d", len(got), len(want))
 }
 
-// The policy the README shows next to it is policies/latency-aimd.cue
+// The policy the README shows next to it is policies/default.cue
 // without its opening comment.
 func TestTheReadmePolicyIsTheShippedOne(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy, err := os.ReadFile("../../policies/latency-aimd.cue")
+	policy, err := os.ReadFile("../../policies/default.cue")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +58,6 @@ func TestTheReadmePolicyIsTheShippedOne(t *testing.T) {
 	block, _, _ = strings.Cut(block, "\n```\n")
 	_, body, _ := strings.Cut(string(policy), "\npackage ")
 	if block+"\n" != "package "+body {
-		t.Errorf("README.md's policy is not policies/latency-aimd.cue:\n%s\nwant:\n%s", block, "package "+body)
+		t.Errorf("README.md's policy is not policies/default.cue:\n%s\nwant:\n%s", block, "package "+body)
 	}
 }
