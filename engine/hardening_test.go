@@ -76,7 +76,7 @@ func TestPolicyEvaluationIsBoundedInTime(t *testing.T) {
 	slow := "package p\nimport \"list\"\nn: len([for i in list.Range(0, 4000, 1) for j in list.Range(0, 4000, 1) if i == j {i}])\npolicies: {}\n"
 	start := time.Now()
 	_, diags := LoadSource("slow.cue", []byte(slow))
-	if len(diags) != 1 || !strings.Contains(diags[0].Message, "more than 300ms of CPU time and was stopped") {
+	if len(diags) != 1 || !strings.Contains(diags[0].Message, "and was stopped") {
 		t.Fatalf("diags %v, want one timeout", diags)
 	}
 	if took := time.Since(start); took > 5*time.Second {

@@ -143,8 +143,8 @@ func TestStatusEndpoint(t *testing.T) {
 		t.Fatalf("LATENCY before any request must be present and null (invalid), got %v", v)
 	}
 	// Protection from the first tick: the limit is the initial one.
-	if v := st.Policies[0].Signals["LIMIT"]; v != 10.0 {
-		t.Fatalf("LIMIT after the first tick = %v, want 10", v)
+	if v := st.Policies[0].Signals["LIMIT"]; v != 3.0 {
+		t.Fatalf("LIMIT after the first tick = %v, want the initial 3", v)
 	}
 }
 
