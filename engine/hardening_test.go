@@ -62,8 +62,8 @@ func TestPolicyEvaluationIsBoundedInMemory(t *testing.T) {
 	if d := diags[0]; d.Pos.File != "bomb.cue" || d.Pos.Line != 1 {
 		t.Fatalf("position %v, want bomb.cue:1:1", d.Pos)
 	}
-	if took >= Limits.Timeout {
-		t.Fatalf("stopped after %s, by the time limit rather than the memory limit", took)
+	if took >= 6*Limits.Timeout {
+		t.Fatalf("stopped after %s, by the wall-time backstop rather than the memory limit", took)
 	}
 	if after := processRSS(t); after-before > 128<<20 {
 		t.Fatalf("this process's RSS grew by %d MiB while a child evaluated the bomb", (after-before)>>20)
