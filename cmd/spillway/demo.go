@@ -241,6 +241,5 @@ func demoOnce(ctx context.Context, out io.Writer, name string, plan demoPlan, ap
 		r.Offered, r.Admitted, r.Reject, r.Goodput = r.Offered/n, r.Admitted/n, r.Reject/n, r.Goodput/n
 	}
 	r.P99 = p99
-	_ = capacity
 	return r, nil
 }
