@@ -52,6 +52,7 @@ type RLActuator struct {
 	seenContacts uint64
 	silentTicks  int
 	fallback     bool
+	inForce      float64 // rate_limit of the last Execute; NaN: none
 }
 
 // AgentSpec is what an agent is told about an API under its control.
@@ -82,6 +83,9 @@ type AgentActuator interface {
 	Command(ratePerSec float64, contacts uint64)
 	// UsingFallback reports whether the last Execute used the fallback.
 	UsingFallback() bool
+	// RateInForce is the rate limit the last Execute set, from the agent
+	// or the fallback; invalid when it set none (a fallback without a rate).
+	RateInForce() float64
 	// Silence is how many agent contacts the actuator has seen and for how
 	// many ticks the agent has been silent since; ResumeSilence takes them
 	// over from the actuator this one replaces, so a reload neither revives
@@ -132,6 +136,7 @@ func (a *RLActuator) Provision(Env) error {
 		initial = *a.InitialRate
 	}
 	a.agentRate = a.Agent().Clamp(initial)
+	a.inForce = Invalid
 	return nil
 }
 
@@ -173,6 +178,9 @@ func (a *RLActuator) Command(ratePerSec float64, contacts uint64) {
 // UsingFallback reports whether the last Execute used the fallback.
 func (a *RLActuator) UsingFallback() bool { return a.fallback }
 
+// RateInForce is the rate_limit the last Execute set.
+func (a *RLActuator) RateInForce() float64 { return a.inForce }
+
 // Silence reports the contacts seen and the ticks of silence since.
 func (a *RLActuator) Silence() (uint64, int) { return a.seenContacts, a.silentTicks }
 
@@ -194,10 +202,12 @@ func (a *RLActuator) Execute(in, out []float64) {
 	out[1] = a.agentRate
 	if !a.fallback {
 		out[0], out[2] = a.agentRate, 0
+		a.inForce = out[0]
 		return
 	}
 	out[0], out[2] = in[0], 1
 	if IsValid(in[0]) {
 		out[0] = a.Agent().Clamp(in[0])
 	}
+	a.inForce = out[0]
 }

@@ -34,6 +34,9 @@ type AgentAPI struct {
 	// UsingFallback is true once the agent has been silent for the
 	// actuator's agent_timeout ticks.
 	UsingFallback bool
+	// LimitInForce is the rate limit the last tick set, the agent's or
+	// the fallback's (see UsingFallback); NaN when it set none.
+	LimitInForce float64
 	// Ticks counts the ticks that measured the API.
 	Ticks uint64
 }
@@ -74,14 +77,13 @@ func (e *Engine) AgentAPIs() []AgentAPI {
 	return out
 }
 
-// AgentAPI returns one API under agent control and counts the read as a
-// contact from the agent.
+// AgentAPI returns one API under agent control. A read is not a contact
+// from the agent: only SetAgentRate and TouchAgents are.
 func (e *Engine) AgentAPI(name string) (AgentAPI, bool) {
 	s := (*e.agents.Load())[name]
 	if s == nil {
 		return AgentAPI{}, false
 	}
-	s.contacts.Add(1)
 	return *s.state.Load(), true
 }
 
@@ -166,7 +168,7 @@ func agentState(policy string, a components.AgentActuator, s *agentSlot) *AgentA
 	return &AgentAPI{
 		Name: spec.API, Policy: policy, Cluster: spec.Cluster, Priority: spec.Priority, SLO: spec.SLO,
 		SustainableRPS: spec.SustainableRPS, LowerBound: spec.LowerBound, UpperBound: spec.UpperBound,
-		RateLimit: spec.Clamp(rate), UsingFallback: a.UsingFallback(),
+		RateLimit: spec.Clamp(rate), UsingFallback: a.UsingFallback(), LimitInForce: a.RateInForce(),
 	}
 }
 
@@ -215,6 +217,7 @@ func (e *Engine) publishAgentMode(a components.AgentActuator) {
 	prev := s.state.Load()
 	st := *prev
 	st.UsingFallback = a.UsingFallback()
+	st.LimitInForce = a.RateInForce()
 	rate := math.Float64frombits(s.rate.Load())
 	if !math.IsNaN(rate) {
 		st.RateLimit = a.Agent().Clamp(rate)

@@ -31,10 +31,13 @@ type AgentStatus struct {
 	RateLimit Float  `json:"rate_limit"`
 	// Mode is "agent", or "fallback" once the agent has been silent for
 	// agent_timeout ticks.
-	Mode       string `json:"mode"`
-	OfferedRPS Float  `json:"offered_rps"`
-	GoodputRPS Float  `json:"goodput_rps"`
-	LatencyMs  Float  `json:"latency_ms"`
+	Mode string `json:"mode"`
+	// LimitInForce is the rate limit in force: the agent's in agent mode,
+	// the fallback's in fallback mode; null when none is.
+	LimitInForce Float `json:"limit_in_force"`
+	OfferedRPS   Float `json:"offered_rps"`
+	GoodputRPS   Float `json:"goodput_rps"`
+	LatencyMs    Float `json:"latency_ms"`
 }
 
 // Mode names the agent mode in force: "agent" or "fallback".
@@ -110,7 +113,7 @@ func (e *Engine) Status() Status {
 	for _, a := range e.AgentAPIs() {
 		st.Agents = append(st.Agents, AgentStatus{
 			API: a.Name, Policy: a.Policy, Cluster: a.Cluster, Priority: a.Priority, RateLimit: Float(a.RateLimit),
-			Mode: a.Mode(), OfferedRPS: Float(a.OfferedRPS), GoodputRPS: Float(a.GoodputRPS), LatencyMs: Float(a.LatencyMs),
+			Mode: a.Mode(), LimitInForce: Float(a.LimitInForce), OfferedRPS: Float(a.OfferedRPS), GoodputRPS: Float(a.GoodputRPS), LatencyMs: Float(a.LatencyMs),
 		})
 	}
 	for _, r := range e.Policies() {

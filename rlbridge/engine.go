@@ -1,6 +1,8 @@
 package rlbridge
 
 import (
+	"math"
+
 	"github.com/spillway-dev/spillway/engine"
 )
 
@@ -36,12 +38,21 @@ func Info(a engine.AgentAPI) APIInfo {
 		Name: a.Name, Policy: a.Policy, Cluster: a.Cluster, Priority: a.Priority,
 		SLOMs: float64(a.SLO.Microseconds()) / 1e3, SustainableRPS: a.SustainableRPS,
 		LowerBound: a.LowerBound, UpperBound: a.UpperBound, RateLimit: a.RateLimit,
-		OfferedRPS: a.OfferedRPS, Mode: a.Mode(),
+		OfferedRPS: a.OfferedRPS, Mode: a.Mode(), LimitInForce: inForce(a.LimitInForce),
 	}
 }
 
-// Metrics reports an API's last complete tick; reading it counts as a
-// contact from the agent.
+// inForce is a limit for JSON: nil when there is none.
+func inForce(limit float64) *float64 {
+	if math.IsNaN(limit) || math.IsInf(limit, 0) {
+		return nil
+	}
+	return &limit
+}
+
+// Metrics reports an API's last complete tick. Reading it is not a contact
+// from the agent: a dashboard or scraper polling it must not keep a dead
+// agent's rate in force. Only set_rate (and the simulator's /step) is.
 func (b EngineBackend) Metrics(api string) (Metrics, bool) {
 	eng := b.Engine()
 	if eng == nil {

@@ -47,7 +47,11 @@ type APIInfo struct {
 	UpperBound     float64 `json:"upper_bound"` // requests per second
 	RateLimit      float64 `json:"rate_limit"`  // the agent's current rate, clamped, per second
 	OfferedRPS     float64 `json:"offered_rps"` // arrivals in the last tick, per second
-	Mode           string  `json:"mode"`        // "agent" or "fallback"
+	Mode           string  `json:"mode"`        // "agent" or "fallback": the source of LimitInForce
+	// LimitInForce is the rate limit in force, from the agent or the
+	// fallback (Mode); null when none is. RateLimit is the agent's rate
+	// whatever the mode.
+	LimitInForce *float64 `json:"limit_in_force"`
 }
 
 // Backend is what the bridge serves: the engine, or the simulator's engine.

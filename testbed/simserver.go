@@ -189,11 +189,25 @@ func stepResult(st StepState) rlbridge.StepResult {
 	return res
 }
 
-// RandomEpisodes are training episodes: a RandomApp under RandomScenario,
-// protected by its TopFullPolicy, each drawn from the episode's seed.
+// TrainingAppSeedMin is the least seed of a random app (RandomAppOf) that
+// RandomEpisodes trains on; the suite and the benchmarks use seeds below
+// it, so no app an agent is measured on was seen in its training.
+const TrainingAppSeedMin = 1 << 40
+
+// RandomEpisodes are training episodes, each drawn from the episode's
+// seed: one time in three a RandomApp (boutique's call graph, scaled),
+// otherwise a generated app (RandomAppOf, seed at least
+// TrainingAppSeedMin: heterogeneous costs, one to four bottlenecks,
+// skewed mixes and priorities), under RandomScenario and protected by its
+// TopFullPolicy.
 func RandomEpisodes(seed uint64) (SimConfig, error) {
 	rng := rand.New(rand.NewPCG(seed, 0xa9e47))
-	app := RandomApp(rng)
+	var app App
+	if rng.IntN(3) == 0 {
+		app = RandomApp(rng)
+	} else {
+		app = RandomAppOf(TrainingAppSeedMin + rng.Uint64()>>24)
+	}
 	sc := RandomScenario(app, rng)
 	p, err := TopFullPolicy(app)
 	if err != nil {

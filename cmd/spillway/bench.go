@@ -57,7 +57,7 @@ and ÷ optimal per cell, and the suite means. The default matrix (12 policies,
 			}
 			var policies []testbed.Policy
 			for _, name := range strings.Split(policyList, ",") {
-				p, err := resolvePolicy(strings.TrimSpace(name))
+				p, err := resolvePolicyFor(strings.TrimSpace(name), app)
 				if err != nil {
 					return err
 				}

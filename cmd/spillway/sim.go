@@ -90,6 +90,16 @@ var namedPolicies = map[string]string{ // name → fallback blueprint, "" for no
 	"topfull":           "",
 }
 
+// resolvePolicyFor is resolvePolicy for one app: topfull is generated for
+// the app (testbed.TopFullPolicy: its APIs, SLOs, priorities and
+// clusters), unless policies/topfull.cue is asked for by path.
+func resolvePolicyFor(name string, app testbed.App) (testbed.Policy, error) {
+	if name == "topfull" {
+		return testbed.TopFullPolicy(app)
+	}
+	return resolvePolicy(name)
+}
+
 // resolvePolicy turns a --policy value into a testbed.Policy: none,
 // static, static-optimal, dagor, a name of namedPolicies, or a path to a
 // .cue policy file.
@@ -191,7 +201,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 			if err != nil {
 				return err
 			}
-			p, err := resolvePolicy(policy)
+			p, err := resolvePolicyFor(policy, app)
 			if err != nil {
 				return err
 			}
@@ -268,7 +278,7 @@ func serveVirtual(cmd *cobra.Command, f simFlags, af agentFlags) error {
 		if err != nil {
 			return err
 		}
-		p, err := resolvePolicy(cmd.Flag("policy").Value.String())
+		p, err := resolvePolicyFor(cmd.Flag("policy").Value.String(), app)
 		if err != nil {
 			return err
 		}

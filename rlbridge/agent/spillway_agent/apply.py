@@ -1,11 +1,12 @@
 """How the agent's single scalar action becomes per-API rate limits.
 
-Both rules are pure functions of (current rates, API descriptions, action)
+The rules (``cost``, the default; ``topfull``, the artifact's; ``seed``) are
+pure functions of (current rates, API descriptions, action)
 and return a new ``{api name: rate req/s}`` dict; they never talk to the
 server. ``apis`` is the cluster's APIs as returned by ``GET /apis`` (a list
 of dicts, or a dict keyed by name); the fields used are ``name``,
 ``priority`` (1 = most important), ``lower_bound``, ``upper_bound``,
-``offered_rps`` and, when ``rates`` lacks an API, ``rate_limit``.
+``offered_rps``, ``cost_ms`` (the cost rule only) and, when ``rates`` lacks an API, ``rate_limit``.
 
 The action is clipped to [-0.5, 0.5] first. Rates of names in ``rates`` that
 are not among ``apis`` are copied through unchanged.
@@ -223,4 +224,95 @@ def apply_seed(rates, apis, action):
     return out
 
 
-APPLY_RULES = {"topfull": apply_topfull, "seed": apply_seed}
+# Costs within this factor of the cheapest API of a tier share the tier: a
+# cut or raise is split over a tier in proportion to work, so two APIs of
+# nearly the same measured cost do not trade places step by step.
+COST_TIER_RATIO = 2.0
+
+
+def _cost_tiers(names, cost):
+    """``names`` in tiers of similar cost, cheapest tier first. A tier
+    starts at its cheapest API and takes every API whose cost is within
+    :data:`COST_TIER_RATIO` of it."""
+    tiers = []
+    for n in sorted(names, key=lambda n: cost[n]):
+        if tiers and cost[n] <= COST_TIER_RATIO * cost[tiers[-1][0]]:
+            tiers[-1].append(n)
+        else:
+            tiers.append([n])
+    return tiers
+
+
+def api_cost(info):
+    """An API's cost per request (``cost_ms``, any positive unit); 1 when
+    unknown, so that APIs of unknown cost are treated alike."""
+    c = info.get("cost_ms")
+    try:
+        c = float(c)
+    except (TypeError, ValueError):
+        return 1.0
+    return c if c > 0 and c == c and c != float("inf") else 1.0
+
+
+def apply_cost(rates, apis, action):
+    """The default rule: one step of the cluster's work, placed where it
+    buys the most goodput, with priorities kept.
+
+    An API's work is its rate times its cost per request (``cost_ms`` in
+    its dict; the env measures it as the API's least recent latency). The
+    action is a relative step of the cluster's total work Σ costᵢ·rateᵢ:
+
+    * **Cut (a < 0).** ``|a|`` × the total work is shed. The least
+      important priority group gives first; inside a group the most
+      expensive cost tier gives first (tiers: :func:`_cost_tiers`), each
+      API of a tier in proportion to its work and never below its
+      ``lower_bound``. What a tier or group cannot give passes on, towards
+      cheaper tiers and then more important groups.
+    * **Raise (a > 0).** ``a`` × the total work is added: most important
+      group first, cheapest tier first, each API capped as in
+      :func:`apply_topfull` (1.1 × its offered load, its upper bound).
+
+    With one shared bottleneck and equal priorities this is the order of
+    the goodput-maximal admission (cheapest requests first), so the rule
+    can reach the optimum that the proportional rules cannot; the agent
+    only decides how big a step to take. With equal costs it is
+    apply_topfull measured on the whole cluster's rate.
+
+    Returns a new dict of rates (req/s); the input is not modified.
+    """
+    a = _clip_action(action)
+    api_map = _api_map(apis)
+    out = _start_rates(rates, api_map)
+    if a == 0.0 or not api_map:
+        return out
+    cutting = a < 0
+    cost = {n: api_cost(info) for n, info in api_map.items()}
+    if cutting:
+        limits = {n: api_bounds(api_map[n])[0] for n in api_map}
+        room = {n: max(0.0, out[n] - limits[n]) for n in api_map}
+    else:
+        limits = {n: _raise_cap(api_map[n], out[n]) for n in api_map}
+        room = {n: max(0.0, limits[n] - out[n]) for n in api_map}
+    remaining = abs(a) * sum(cost[n] * out[n] for n in api_map)
+    for group in _priority_groups(api_map, most_important_first=not cutting):
+        tiers = _cost_tiers(group, cost)
+        if cutting:
+            tiers.reverse()
+        for tier in tiers:
+            if remaining <= _EPS:
+                return out
+            weights = [cost[n] * out[n] for n in tier]
+            moved, remaining = _spread(remaining, weights, [cost[n] * room[n] for n in tier])
+            for n, m in zip(tier, moved):
+                if m <= 0.0:
+                    continue
+                if m >= cost[n] * room[n] - _EPS:
+                    out[n] = limits[n]
+                elif cutting:
+                    out[n] = max(limits[n], out[n] - m / cost[n])
+                else:
+                    out[n] = min(limits[n], out[n] + m / cost[n])
+    return out
+
+
+APPLY_RULES = {"cost": apply_cost, "topfull": apply_topfull, "seed": apply_seed}

@@ -46,33 +46,85 @@ def _client(url, token_file, timeout_s):
     return SpillwayClient(url, token=token, timeout_s=timeout_s)
 
 
+def _model_setting(args, policy, key, default):
+    """A run setting: the flag when given, else what the model was trained
+    with (its meta), else ``default``."""
+    val = getattr(args, key)
+    if val is not None:
+        return val
+    meta = getattr(policy, "meta", None) or {}
+    return meta.get(key) or default
+
+
 def cmd_run(args):
+    """Runs the policy on every cluster of the server (or --cluster): one
+    env per cluster, all acting before each observation, in lock step or on
+    the wall clock alike, so what runs is what was benchmarked."""
     client = _client(args.server, args.token_file, args.timeout)
     if args.algo == "sb3":
         policy = _SB3Policy(args.model)
     else:
         policy = PPOAgent.load(args.model)
-    clusters = sorted({a.get("cluster") for a in client.apis()}) if args.cluster is None else []
-    if args.lockstep and len(clusters) > 1:
-        return _run_clusters(args, client, policy, clusters)
-    env = SpillwayEnv(client, cluster=args.cluster, apply=args.apply, max_steps=None,
-                      rho=args.rho, lockstep=args.lockstep, initial_rate=args.initial_rate)
-    obs, info = env.reset()
-    names = ", ".join(a["name"] for a in env.apis)
-    print(f"run: {len(env.apis)} APIs ({names}), max SLO {env.slo_ms:g} ms, "
-          f"apply {args.apply}, {'lockstep' if args.lockstep else 'wall clock'}", flush=True)
+    apply = _model_setting(args, policy, "apply", "topfull")
+    obs_kind = getattr(policy, "obs_kind", "seed")
+    if args.cluster is None:
+        clusters = sorted({a.get("cluster") for a in client.apis()}, key=str)
+        if not clusters and args.lockstep:
+            clusters = sorted({a.get("cluster") for a in client.reset()}, key=str)
+    else:
+        clusters = [args.cluster]
+    if not clusters:
+        raise ValueError("the server has no API under agent control")
+    envs = [SpillwayEnv(client, cluster=c, apply=apply, max_steps=None, rho=args.rho,
+                        lockstep=args.lockstep, initial_rate=args.initial_rate, obs=obs_kind,
+                        step_interval_s=args.interval)
+            for c in clusters]
+    for env in envs:
+        env.reset(options={"defer_observe": True})
+    observe = _observer(client, envs, args.lockstep, args.interval)
+    obs = [env._first(*m)[0] for env, m in zip(envs, observe())]
+    print(f"run: clusters {', '.join(str(c) for c in clusters)} "
+          f"({sum(len(e.apis) for e in envs)} APIs), apply {apply}, obs {obs_kind}, "
+          f"{'lockstep' if args.lockstep else 'wall clock'}", flush=True)
+
     def one_step(step):
-        nonlocal obs
-        action = policy.predict(obs, env.slo_ms, deterministic=True)
-        obs, reward, terminated, _, info = env.step(action)
-        if step % 10 == 0 or terminated:
-            print(f"step {step}  goodput {info['goodput']:.1f} req/s  "
-                  f"ratio {info['goodput_ratio']:.3f}  p95 {info['latency']:.1f} ms  "
-                  f"rate_sum {sum(info['rates'].values()):.1f} req/s  "
-                  f"action {info['action']:+.3f}  reward {reward:.2f}", flush=True)
-        return reward, terminated
+        acted = [env.act(policy.predict(o, env.slo_ms, deterministic=True))
+                 for env, o in zip(envs, obs)]
+        reward, done = 0.0, False
+        for i, (env, m) in enumerate(zip(envs, observe())):
+            obs[i], r, terminated, _, info = env._outcome(acted[i], *m)
+            reward += r
+            done = done or terminated
+            if step % 10 == 0 or terminated:
+                print(f"step {step}  cluster {clusters[i]}  goodput {info['goodput']:.1f} req/s  "
+                      f"p95 {info['latency']:.1f} ms  "
+                      f"rate_sum {sum(info['rates'].values()):.1f} req/s  "
+                      f"action {acted[i]:+.3f}", flush=True)
+        return reward, done
 
     return _run_steps(args, one_step)
+
+
+def _observer(client, envs, lockstep, interval_s):
+    """A function that waits one step and returns each env's
+    ``(metrics, tick)``: one ``POST /step`` for all envs in lock step, else
+    a wait until the next period of ``interval_s`` and each env's reads."""
+    if lockstep:
+        def observe():
+            body = client.step()
+            return [env._metrics_from_body(body) for env in envs]
+        return observe
+    nxt = [time.monotonic()]
+
+    def observe():
+        nxt[0] += interval_s
+        wait = nxt[0] - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        else:
+            nxt[0] = time.monotonic()  # late: do not try to catch up
+        return [env._read_metrics() for env in envs]
+    return observe
 
 
 def _run_steps(args, one_step):
@@ -93,36 +145,6 @@ def _run_steps(args, one_step):
     return 0
 
 
-def _run_clusters(args, client, policy, clusters):
-    """``run --lockstep`` over several clusters: one env per cluster, as the
-    seed runs one agent process per cluster, all acting before each single
-    ``POST /step`` so that every cluster's rates apply in the same tick."""
-    envs = [SpillwayEnv(client, cluster=c, apply=args.apply, max_steps=None, rho=args.rho,
-                        lockstep=True, initial_rate=args.initial_rate) for c in clusters]
-    for env in envs:
-        env.reset(options={"defer_observe": True})
-    body = client.step()
-    obs = [env.observe_reset(body)[0] for env in envs]
-    print(f"run: clusters {', '.join(str(c) for c in clusters)}, apply {args.apply}, lockstep",
-          flush=True)
-
-    def one_step(step):
-        acted = [env.act(policy.predict(o, env.slo_ms, deterministic=True))
-                 for env, o in zip(envs, obs)]
-        body = client.step()
-        reward, done = 0.0, False
-        for i, env in enumerate(envs):
-            obs[i], r, terminated, _, info = env.observe_step(acted[i], body)
-            reward += r
-            done = done or terminated
-            if step % 10 == 0 or terminated:
-                print(f"step {step}  cluster {clusters[i]}  goodput {info['goodput']:.1f} req/s  "
-                      f"p95 {info['latency']:.1f} ms  action {acted[i]:+.3f}", flush=True)
-        return reward, done
-
-    return _run_steps(args, one_step)
-
-
 def _final_path(out):
     root, ext = os.path.splitext(out)
     return f"{root}.final{ext or '.json'}"
@@ -130,15 +152,20 @@ def _final_path(out):
 
 def cmd_train(args):
     client = _client(args.sim, args.token_file, args.timeout)
-    env = SpillwayEnv(client, cluster=args.cluster, apply=args.apply, max_steps=args.max_steps,
-                      rho=args.rho, lockstep=True, initial_rate=args.initial_rate)
+    apply = args.apply or "cost"
+    env = SpillwayEnv(client, cluster=args.cluster, apply=apply, max_steps=args.max_steps,
+                      rho=args.rho, lockstep=True, initial_rate=args.initial_rate, obs=args.obs,
+                      slo_penalty=args.slo_penalty)
     hp = {}
     for key in ("n_steps", "batch_size", "n_epochs", "learning_rate"):
         val = getattr(args, key)
         if val is not None:
             hp[key] = val
-    agent = PPOAgent(seed=args.seed, hyperparameters=hp)
-    agent.meta.update({"apply": args.apply, "max_steps": args.max_steps, "rho": args.rho,
+    agent = PPOAgent(seed=args.seed, hyperparameters=hp, features={"obs": args.obs})
+    if args.cluster is None:  # every cluster of an app acts in each step
+        env.companion_policy = lambda obs, slo: agent.predict(obs, slo, deterministic=True)
+    agent.meta.update({"apply": apply, "max_steps": args.max_steps, "rho": args.rho,
+                       "slo_penalty": args.slo_penalty, "obs": args.obs,
                        "initial_rate": args.initial_rate, "cluster": args.cluster})
 
     seed_rng = np.random.default_rng(args.seed)
@@ -164,7 +191,8 @@ def cmd_train(args):
             print(f"  new best model saved to {args.out}", flush=True)
 
     use_eval = args.eval_every > 0 and eval_seeds
-    print(f"train: {args.steps} steps against {args.sim}, seed {args.seed}, apply {args.apply}, "
+    print(f"train: {args.steps} steps against {args.sim}, seed {args.seed}, apply {apply}, "
+          f"obs {args.obs}, "
           f"max_steps {args.max_steps}, n_steps {agent.hp['n_steps']}", flush=True)
     started = time.monotonic()
     try:
@@ -192,8 +220,8 @@ def build_parser():
 
     def common(sp):
         sp.add_argument("--cluster", default=None, help="only the APIs of this cluster (default all)")
-        sp.add_argument("--apply", choices=["topfull", "seed"], default="topfull",
-                        help="how the action becomes rates (default topfull)")
+        sp.add_argument("--apply", choices=["cost", "topfull", "seed"], default=None,
+                        help="how the action becomes rates (run: the model's, train: cost)")
         sp.add_argument("--token-file", default=None, help="file holding the bearer token")
         sp.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds")
         sp.add_argument("--rho", type=float, default=0.01, help="latency penalty per ms over SLO")
@@ -207,6 +235,8 @@ def build_parser():
                    help="advance a --virtual simulator with POST /step instead of the clock")
     r.add_argument("--steps", type=int, default=None, help="stop after N steps (default: no limit)")
     r.add_argument("--algo", choices=["numpy", "sb3"], default="numpy")
+    r.add_argument("--interval", type=float, default=1.0,
+                   help="seconds per step on the wall clock (the policy's tick)")
     common(r)
     r.set_defaults(func=cmd_run)
 
@@ -224,6 +254,10 @@ def build_parser():
     t.add_argument("--random-initial-rates", action=argparse.BooleanOptionalAction, default=True,
                    help="start each training episode from rates drawn log-uniformly within the "
                         "bounds (evaluation always starts from --initial-rate)")
+    t.add_argument("--obs", choices=["v2", "seed"], default="v2",
+                   help="observation and reward: v2 (default) or the seed's")
+    t.add_argument("--slo-penalty", type=float, default=0.005,
+                   help="v2 reward: weight of the worst API's excess over its SLO")
     t.add_argument("--n-steps", type=int, default=None, help="rollout length (default 1024)")
     t.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 128)")
     t.add_argument("--n-epochs", type=int, default=None, help="epochs per update (default 10)")

@@ -1,9 +1,19 @@
 """The environment the agent acts in: one cluster of a Spillway engine.
 
-Same design as the seed agent (``RealAppEnv``): the observation is
-``[goodput ratio, max p95 latency ms]``, the action is one relative step in
-[-0.5, 0.5], and the reward is the change in total goodput minus a small
-penalty on latency above the SLO. Differences from the seed, all on purpose:
+Two observations, picked by ``obs``:
+
+* ``"seed"``, the seed agent's (``RealAppEnv``): ``[goodput ratio, max p95
+  latency ms]``, with the reward Δ Σ goodput − rho × (max p95 − the
+  cluster's largest SLO, in ms, when positive).
+* ``"v2"``, the default for new models (:data:`V2_FEATURES`): goodput over
+  what the limits let through, so that slack does not read as failure;
+  every API's p95 against its own SLO; how much of the demand the limits
+  hold back; and one step of history. Its reward is Δ Σ goodput −
+  slo_penalty × Σ sustainable_rps × the worst API's excess of p95 over its
+  SLO (a fraction: 1 is twice the SLO).
+
+The action is one relative step in [-0.5, 0.5] either way. Differences from
+the seed, all on purpose:
 
 * the API list, priorities, bounds and SLOs come from ``GET /apis`` instead
   of kubectl and a hard-coded table;
@@ -18,11 +28,30 @@ gymnasium is optional: when importable the class subclasses ``gymnasium.Env``
 with ``Box`` spaces, otherwise a tiny stand-in with the same attributes.
 """
 
+import math
 import time
 
 import numpy as np
 
 from .apply import ACTION_HIGH, ACTION_LOW, APPLY_RULES, api_bounds
+
+OBS_KINDS = ("seed", "v2")
+
+V2_FEATURES = (
+    "served: Σ goodput ÷ Σ min(rate_limit, offered), clipped to [0, 1.5]",
+    "worst: log1p(max over APIs of p95 ÷ that API's SLO)",
+    "held: 1 − Σ min(rate_limit, offered) ÷ Σ offered (0: the limits hold nothing back)",
+    "trend: (Σ goodput − last step's) ÷ max(last step's, 1), clipped to [-1, 1]",
+    "the previous step's served",
+    "the previous step's worst",
+    "the previous step's action ÷ 0.5",
+)
+"""What each entry of a ``"v2"`` observation is."""
+
+# How fast a measured cost forgets its minimum, per step: a cost that is
+# never seen again at its low doubles in about 35 steps, so an API whose
+# work grew is re-ranked within a minute.
+COST_DRIFT = 0.02
 
 try:  # optional; everything below works without it
     import gymnasium as _gym
@@ -78,6 +107,15 @@ class SpillwayEnv(_EnvBase):
         reset_seed: in lockstep mode, seed for ``POST /reset`` when reset()
             is called without one; None means do not call /reset at all.
         step_interval_s: wall-clock period of a step when not in lockstep.
+        obs: ``"seed"`` or ``"v2"``, the observation and reward (module doc).
+        slo_penalty: the v2 reward's weight of the worst SLO excess.
+
+    Training in lock step on apps of several clusters: set
+    ``companion_policy`` (a function of an observation and an SLO to an
+    action) and leave ``cluster`` None. Each ``reset()`` then learns on one
+    cluster of the app, in turn, and drives every other cluster with the
+    companion policy (the current model) in the same ``POST /step``, as a
+    deployed agent drives them all.
 
     After ``reset()``: ``apis`` (list of API dicts of the cluster), ``rates``
     (the agent's copy of the rate limits, req/s), ``slo_ms`` (largest SLO of
@@ -88,9 +126,14 @@ class SpillwayEnv(_EnvBase):
     metadata = {"render_modes": []}
 
     def __init__(self, client, cluster=None, apply="topfull", max_steps=50, rho=0.01,
-                 lockstep=False, initial_rate=1000.0, reset_seed=None, step_interval_s=1.0):
+                 lockstep=False, initial_rate=1000.0, reset_seed=None, step_interval_s=1.0,
+                 obs="seed", slo_penalty=0.005):
         if apply not in APPLY_RULES:
             raise ValueError(f"apply must be one of {sorted(APPLY_RULES)}, got {apply!r}")
+        if obs not in OBS_KINDS:
+            raise ValueError(f"obs must be one of {OBS_KINDS}, got {obs!r}")
+        self.obs_kind = obs
+        self.slo_penalty = float(slo_penalty)
         self.client = client
         self.cluster = cluster
         self.apply_name = apply
@@ -106,7 +149,7 @@ class SpillwayEnv(_EnvBase):
         self.reset_seed = reset_seed
         self.step_interval_s = float(step_interval_s)
 
-        self.observation_space = _box(0.0, np.inf, (2,))
+        self.observation_space = _box(-np.inf, np.inf, (2 if obs == "seed" else len(V2_FEATURES),))
         self.action_space = _box(ACTION_LOW, ACTION_HIGH, (1,))
 
         self.apis = []
@@ -117,6 +160,12 @@ class SpillwayEnv(_EnvBase):
         self.server_done = False
         self._prev_goodput = None
         self._last_obs_time = None
+        self._prev_feats = None  # v2: (served, worst) of the last step
+        self._last_action = 0.0
+        self.costs = {}  # per API: least recent p95 latency, ms (see COST_DRIFT)
+        self.companion_policy = None
+        self.companions = []  # [(env, last obs)] of the other clusters
+        self._episodes = 0
 
     # -- gymnasium API --------------------------------------------------------
 
@@ -139,10 +188,37 @@ class SpillwayEnv(_EnvBase):
                 # A fresh `sim --serve --virtual` has no episode until the
                 # first /reset or /step: start one and let the server seed it.
                 all_apis = self.client.reset()
+        self.companions = []
+        if self.companion_policy is not None and self.cluster is None:
+            clusters = sorted({str(a.get("cluster")) for a in all_apis})
+            mine = clusters[self._episodes % len(clusters)]
+            self._episodes += 1
+            for c in clusters:
+                if c != mine:
+                    other = SpillwayEnv(self.client, cluster=c, apply=self.apply_name,
+                                        max_steps=None, rho=self.rho, lockstep=True,
+                                        initial_rate=self.initial_rate, obs=self.obs_kind,
+                                        slo_penalty=self.slo_penalty)
+                    other.initial_rate_rng = self.initial_rate_rng
+                    other._start(all_apis)
+                    self.companions.append([other, None])
+            all_apis = [a for a in all_apis if str(a.get("cluster")) == mine]
+        self._start(all_apis)
+        if options and options.get("defer_observe"):
+            return None, {}  # the caller steps, then calls observe_reset
+        metrics, tick = self._observe()
+        return self._first(metrics, tick)
+
+    def _start(self, all_apis):
+        """The part of reset() after the server's episode is chosen: pick
+        this env's APIs and post their initial rates."""
         self._select_apis(all_apis)
 
         self.current_step = 0
         self._prev_goodput = None
+        self._prev_feats = None
+        self._last_action = 0.0
+        self.costs = {}
         self.server_done = False
         self.rates = {}
         for info in self.apis:
@@ -152,11 +228,6 @@ class SpillwayEnv(_EnvBase):
                 rate = float(lo * (hi / lo) ** self.initial_rate_rng.random())
             self.client.set_rate(info["name"], rate)
             self.rates[info["name"]] = rate
-
-        if options and options.get("defer_observe"):
-            return None, {}  # the caller steps, then calls observe_reset
-        metrics, tick = self._observe()
-        return self._first(metrics, tick)
 
     def observe_reset(self, body):
         """The rest of ``reset(options={"defer_observe": True})`` from a
@@ -188,14 +259,21 @@ class SpillwayEnv(_EnvBase):
             raise RuntimeError("SpillwayEnv.step() called before reset()")
         a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0],
                           ACTION_LOW, ACTION_HIGH))
+        for info in self.apis:
+            if info["name"] in self.costs:
+                info["cost_ms"] = self.costs[info["name"]]
         new_rates = self._apply(self.rates, self.apis, a)
         for info in self.apis:
             name = info["name"]
             lo, hi = api_bounds(info)
             rate = min(hi, max(lo, float(new_rates[name])))  # what the server keeps
-            if rate != self.rates[name]:
+            # On the wall clock every step posts every rate: set_rate is the
+            # agent's heartbeat, and an unchanged rate must not look like a
+            # dead agent. In lock step POST /step is the heartbeat.
+            if rate != self.rates[name] or not self.lockstep:
                 self.client.set_rate(name, rate)
                 self.rates[name] = rate
+        self._last_action = a
         return a
 
     def observe_step(self, a, body):
@@ -208,8 +286,12 @@ class SpillwayEnv(_EnvBase):
 
         delta = 0.0 if self._prev_goodput is None else goodput - self._prev_goodput
         self._prev_goodput = goodput
-        penalty = max(0.0, latency - self.slo_ms)
-        reward = float(delta - self.rho * penalty)
+        if self.obs_kind == "seed":
+            penalty = max(0.0, latency - self.slo_ms)
+            reward = float(delta - self.rho * penalty)
+        else:
+            penalty = self._worst_excess(metrics)
+            reward = float(delta - self.slo_penalty * self.reward_scale * penalty)
 
         self.current_step += 1
         terminated = bool(self.server_done)
@@ -218,7 +300,7 @@ class SpillwayEnv(_EnvBase):
         info = self._info(metrics, goodput, latency, obs, tick)
         info["action"] = a
         info["delta_goodput"] = delta
-        info["latency_penalty_ms"] = penalty
+        info["latency_penalty"] = penalty
         return obs, reward, terminated, truncated, info
 
     def close(self):
@@ -241,15 +323,28 @@ class SpillwayEnv(_EnvBase):
 
     def _observe(self):
         """Wait one tick and return ``({name: {goodput, latency}}, tick)``."""
-        names = [a["name"] for a in self.apis]
         if self.lockstep:
-            return self._metrics_from_body(self.client.step())
+            for c in self.companions:
+                if c[1] is not None:
+                    c[0].act(self.companion_policy(c[1], c[0].slo_ms))
+            body = self.client.step()
+            for c in self.companions:
+                env, last = c
+                m = env._metrics_from_body(body)
+                c[1] = env._first(*m)[0] if last is None else env._outcome(env._last_action, *m)[0]
+            return self._metrics_from_body(body)
 
         if self._last_obs_time is not None:
             wait_s = self._last_obs_time + self.step_interval_s - time.monotonic()
             if wait_s > 0:
                 time.sleep(wait_s)
         self._last_obs_time = time.monotonic()
+        return self._read_metrics()
+
+    def _read_metrics(self):
+        """``({name: {goodput, latency}}, None)`` of the cluster from
+        ``GET /metrics`` and ``GET /apis`` (the wall clock's observation)."""
+        names = [a["name"] for a in self.apis]
         metrics = {n: self.client.metrics(n) for n in names}
         fresh = {a["name"]: a for a in self.client.apis()}
         for info in self.apis:
@@ -279,9 +374,55 @@ class SpillwayEnv(_EnvBase):
     def _obs_from(self, metrics):
         goodput = sum(m["goodput"] for m in metrics.values())
         latency = max((m["latency"] for m in metrics.values()), default=0.0)
+        self._measure_costs(metrics)
+        if self.obs_kind == "v2":
+            return self._obs_v2(metrics, goodput), goodput, latency
         total_rate = sum(self.rates[a["name"]] for a in self.apis)
         ratio = goodput / total_rate if total_rate > 0 else 0.0
         return np.array([ratio, latency], dtype=np.float32), goodput, latency
+
+    def _measure_costs(self, metrics):
+        """Each API's cost per request: the least p95 latency seen, drifting
+        up by :data:`COST_DRIFT` a step so that it follows a cost that grew.
+        Latency is the only per-API cost a bridge reports, and its minimum
+        is the part queueing adds least to; the cost rule only needs the
+        order of costs and their rough ratios."""
+        for name, m in metrics.items():
+            lat = float(m["latency"])
+            if not lat > 0 or math.isinf(lat):
+                continue  # idle: nothing completed, nothing learned
+            prev = self.costs.get(name)
+            self.costs[name] = lat if prev is None else min(lat, prev * (1.0 + COST_DRIFT))
+
+    def _worst_ratio(self, metrics):
+        """Largest p95 ÷ SLO over the APIs (0 when all are idle)."""
+        worst = 0.0
+        for info in self.apis:
+            slo = float(info.get("slo_ms", 0.0) or 0.0) or self.slo_ms or 1000.0
+            worst = max(worst, float(metrics[info["name"]]["latency"]) / slo)
+        return worst
+
+    def _worst_excess(self, metrics):
+        """Largest (p95 ÷ SLO − 1) over the APIs, 0 when all meet their SLO."""
+        return max(0.0, self._worst_ratio(metrics) - 1.0)
+
+    def _obs_v2(self, metrics, goodput):
+        """The v2 observation (:data:`V2_FEATURES`)."""
+        passed, offered = 0.0, 0.0
+        for info in self.apis:
+            off = max(0.0, float(info.get("offered_rps", 0.0) or 0.0))
+            passed += min(self.rates[info["name"]], off)
+            offered += off
+        served = min(1.5, goodput / passed) if passed > 0 else 1.0
+        worst = math.log1p(self._worst_ratio(metrics))
+        held = 1.0 - passed / offered if offered > 0 else 0.0
+        prev_g = self._prev_goodput
+        trend = 0.0 if prev_g is None else max(-1.0, min(1.0, (goodput - prev_g) / max(prev_g, 1.0)))
+        last = self._prev_feats or (served, worst)
+        obs = np.array([served, worst, held, trend, last[0], last[1],
+                        self._last_action / ACTION_HIGH], dtype=np.float32)
+        self._prev_feats = (served, worst)
+        return obs
 
     def _info(self, metrics, goodput, latency, obs, tick):
         return {

@@ -34,9 +34,12 @@ import time
 import numpy as np
 
 from .apply import ACTION_HIGH, ACTION_LOW
+from .env import V2_FEATURES
 
 MODEL_FORMAT = "spillway-ppo"
-MODEL_VERSION = 1
+# Version 2 adds features.obs ("seed" or "v2"); a version 1 file is "seed".
+MODEL_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # Defaults follow the TopFull checkpoint (SB3 PPO) where it has a value.
 DEFAULT_HYPERPARAMETERS = {
@@ -186,7 +189,6 @@ class PPOAgent:
         features: overrides of :data:`DEFAULT_FEATURES`.
     """
 
-    obs_dim = 2
     act_dim = 1
 
     def __init__(self, seed=0, hidden_sizes=(64, 64), hyperparameters=None, features=None):
@@ -194,6 +196,10 @@ class PPOAgent:
         self.hp.update(hyperparameters or {})
         self.features_cfg = dict(DEFAULT_FEATURES)
         self.features_cfg.update(features or {})
+        self.obs_kind = self.features_cfg.get("obs", "seed")
+        if self.obs_kind not in ("seed", "v2"):
+            raise ValueError(f"features.obs {self.obs_kind!r}: want seed or v2")
+        self.obs_dim = 2 if self.obs_kind == "seed" else len(V2_FEATURES)
         self.hidden_sizes = [int(h) for h in hidden_sizes]
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -233,6 +239,9 @@ class PPOAgent:
         obs = np.asarray(obs, dtype=np.float64)
         single = obs.ndim == 1
         obs = obs.reshape(-1, self.obs_dim)
+        if self.obs_kind == "v2":  # the env computed the features already
+            f = np.nan_to_num(obs, nan=0.0, posinf=10.0, neginf=-10.0)
+            return f[0] if single else f
         slo = float(slo_ms) if slo_ms else float(self.features_cfg["default_slo_ms"])
         ratio = np.clip(obs[:, 0], 0.0, float(self.features_cfg["ratio_clip_max"]))
         lat = np.log1p(np.maximum(obs[:, 1], 0.0) / slo)
@@ -470,7 +479,7 @@ class PPOAgent:
 def _check_header(doc):
     if doc.get("format") != MODEL_FORMAT:
         raise ValueError(f"not a {MODEL_FORMAT} model (format={doc.get('format')!r})")
-    if doc.get("version") != MODEL_VERSION:
+    if doc.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"unsupported model version {doc.get('version')!r}")
 
 

@@ -6,7 +6,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spillway_agent.apply import apply_seed, apply_topfull  # noqa: E402
+from spillway_agent.apply import apply_cost, apply_seed, apply_topfull  # noqa: E402
 
 
 def api(name, priority, lo=10.0, hi=2000.0, offered=1000.0):
@@ -143,3 +143,56 @@ class SeedRuleTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def capi(name, priority, cost, lo=10.0, hi=5000.0, offered=1000.0):
+    d = api(name, priority, lo=lo, hi=hi, offered=offered)
+    d["cost_ms"] = cost
+    return d
+
+
+class CostRuleTest(unittest.TestCase):
+    def test_cut_takes_the_most_expensive_first_in_work_units(self):
+        # One priority: work = 2*900 + 40*100 = 5800; a = -0.25 sheds 1450
+        # ms·req/s, all from the 40 ms API: 1450 / 40 = 36.25 req/s.
+        apis = [capi("cheap", 1, 2.0), capi("dear", 1, 40.0)]
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, -0.25)
+        self.assertEqual(out["cheap"], 900.0)
+        self.assertAlmostEqual(out["dear"], 100.0 - 36.25)
+
+    def test_cut_passes_to_cheaper_tier_at_the_floor(self):
+        apis = [capi("cheap", 1, 2.0), capi("dear", 1, 40.0, lo=90.0)]
+        # work 5800, cut 0.2 -> 1160: dear gives 10 req/s (400), cheap the
+        # other 760 / 2 = 380 req/s.
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, -0.2)
+        self.assertEqual(out["dear"], 90.0)
+        self.assertAlmostEqual(out["cheap"], 520.0)
+
+    def test_priority_comes_before_cost(self):
+        # The cheap API is less important: it is cut first.
+        apis = [capi("cheap", 2, 2.0), capi("dear", 1, 40.0)]
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, -0.1)
+        self.assertEqual(out["dear"], 100.0)
+        self.assertAlmostEqual(out["cheap"], 900.0 - 580.0 / 2.0)
+
+    def test_similar_costs_share_a_tier_in_proportion_to_work(self):
+        apis = [capi("a", 1, 10.0), capi("b", 1, 15.0)]
+        # one tier (15 <= 2 * 10): work 10*100 + 15*100 = 2500; cut 0.2 -> 500,
+        # split 1000:1500 -> 200 and 300 -> 20 req/s each.
+        out = apply_cost({"a": 100.0, "b": 100.0}, apis, -0.2)
+        self.assertAlmostEqual(out["a"], 80.0)
+        self.assertAlmostEqual(out["b"], 80.0)
+
+    def test_raise_gives_the_cheapest_first_up_to_its_cap(self):
+        apis = [capi("cheap", 1, 2.0, offered=1000.0), capi("dear", 1, 40.0, offered=200.0)]
+        # work 2*500 + 40*100 = 5000; raise 0.5 -> 2500: cheap takes up to
+        # 1100 (600 req/s = 1200), dear gets the other 1300 / 40 = 32.5.
+        out = apply_cost({"cheap": 500.0, "dear": 100.0}, apis, 0.5)
+        self.assertAlmostEqual(out["cheap"], 1100.0)
+        self.assertAlmostEqual(out["dear"], 132.5)
+
+    def test_unknown_costs_are_equal(self):
+        apis = [api("a", 1), api("b", 1)]
+        out = apply_cost({"a": 100.0, "b": 300.0}, apis, -0.5)
+        self.assertAlmostEqual(out["a"], 50.0)
+        self.assertAlmostEqual(out["b"], 150.0)

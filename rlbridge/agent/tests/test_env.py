@@ -99,15 +99,17 @@ class ObservationRewardTest(unittest.TestCase):
             _, r3, _, _, _ = env.step([0.0])
             self.assertAlmostEqual(r3, -50.0)
 
-    def test_step_posts_only_changed_rates_and_mirrors_clamping(self):
+    def test_wall_clock_step_posts_every_rate_as_heartbeat_and_mirrors_clamping(self):
         with FakeSpillway() as fake:
             env = wall_env(fake, apply="seed")
             env.reset()
             fake.clear()
             _, _, _, _, info = env.step([0.5])  # cart is most important, at its bound 500
-            # cart cannot go up, next is ads (1500 -> 2250)
+            # cart cannot go up, next is ads (1500 -> 2250); on the wall
+            # clock every rate is posted, changed or not: set_rate is the
+            # agent's heartbeat
             posts = [(q["method"], b["rate_limit"]) for _, _, q, b, _ in fake.calls("POST", "/set_rate")]
-            self.assertEqual(posts, [("GET /ads", 2250.0)])
+            self.assertEqual(posts, [("GET /home", 1000.0), ("GET /cart", 500.0), ("GET /ads", 2250.0)])
             self.assertEqual(info["rates"]["GET /ads"], 2250.0)
             # wall-clock mode reads /metrics per API and /apis for offered load
             self.assertEqual(len(fake.calls("GET", "/metrics")), 3)
