@@ -30,6 +30,8 @@ const (
 // After agent_timeout ticks without a contact from the agent, it is the
 // fallback input instead, clamped likewise, or invalid (no limit) when
 // fallback is unwired or invalid. using_fallback is 1 then, 0 otherwise.
+// With fallback_until_contact the fallback is in force from the first tick
+// until the agent's first contact.
 type RLActuator struct {
 	// API is the name the agent uses in ?method=; default Selector.API.
 	API    string   `json:"api"`
@@ -46,6 +48,11 @@ type RLActuator struct {
 	UpperBound     *float64 `json:"upper_bound"`
 	InitialRate    *float64 `json:"initial_rate"`
 	AgentTimeout   int      `json:"agent_timeout"`
+	// FallbackUntilContact puts the API on its fallback from the first
+	// tick until the agent's first contact, instead of on initial_rate for
+	// agent_timeout ticks: a process that starts under overload, or
+	// without its agent, is protected from its first second.
+	FallbackUntilContact bool `json:"fallback_until_contact"`
 
 	agentRate    float64
 	contacts     uint64
@@ -137,6 +144,9 @@ func (a *RLActuator) Provision(Env) error {
 	}
 	a.agentRate = a.Agent().Clamp(initial)
 	a.inForce = Invalid
+	if a.FallbackUntilContact {
+		a.silentTicks = a.AgentTimeout
+	}
 	return nil
 }
 

@@ -252,6 +252,19 @@ func TestRLActuatorTicks(t *testing.T) {
 			},
 		},
 		{
+			name:   "fallback_until_contact: the fallback from the first tick until the agent's first contact",
+			params: `{"selector":{"control_point":"ingress"},"agent_timeout":3,"fallback_until_contact":true}`,
+			ticks: []rlTick{
+				{nan, 0, 40, 40, 1000, 1},
+				{nan, 0, 45, 45, 1000, 1},
+				{nan, 1, 50, 1000, 1000, 0}, // first contact: the agent's (initial) rate
+				{200, 2, 55, 200, 200, 0},
+				{nan, 2, 60, 200, 200, 0},
+				{nan, 2, 65, 200, 200, 0},
+				{nan, 2, 70, 70, 200, 1}, // agent_timeout ticks of silence
+			},
+		},
+		{
 			name:   "the default agent_timeout is 5 ticks",
 			params: `{"selector":{"control_point":"ingress"}}`,
 			ticks: []rlTick{

@@ -40,6 +40,9 @@ type Policy struct {
 	// instead, so that every API has a controller of its own; reports
 	// label the policy "NAME (per API)".
 	PerAPI bool
+	// ForApp, if not nil, makes the policy for each app it runs on (as
+	// TopFullPolicy does from the app's APIs); the suite calls it per app.
+	ForApp func(App) (Policy, error)
 }
 
 // Label is how reports name the policy: Name, with " (per API)" when its

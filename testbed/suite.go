@@ -28,6 +28,9 @@ type SuiteConfig struct {
 	// OnRun, if not nil, is called after each run, from any goroutine but
 	// never concurrently.
 	OnRun func(SuiteCell)
+	// Run, if not nil, runs instead of Simulate: the command line runs
+	// policies with an RLActuator in lock step with their agent.
+	Run func(context.Context, SimConfig) (Report, error)
 }
 
 // SuiteCell is one app × scenario of a suite: a report per policy, in
@@ -56,6 +59,7 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (SuiteResult, error) {
 		cell, policy int
 		app          App
 		scenario     Scenario
+		pol          Policy // cfg.Policies[policy], made for app
 	}
 	var cells []SuiteCell
 	var jobs []job
@@ -65,8 +69,16 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (SuiteResult, error) {
 			if err != nil {
 				return fmt.Errorf("app %s: %w", app.Name, err)
 			}
-			for p := range cfg.Policies {
-				jobs = append(jobs, job{cell: len(cells), policy: p, app: app, scenario: sc})
+			for p, pol := range cfg.Policies {
+				if pol.ForApp != nil {
+					made, err := pol.ForApp(app)
+					if err != nil {
+						return fmt.Errorf("app %s: %w", app.Name, err)
+					}
+					made.PerAPI = pol.PerAPI
+					pol = made
+				}
+				jobs = append(jobs, job{cell: len(cells), policy: p, app: app, scenario: sc, pol: pol})
 			}
 			cells = append(cells, SuiteCell{App: app.Name, Scenario: name, Random: random, Reports: make([]Report, len(cfg.Policies))})
 		}
@@ -91,10 +103,14 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (SuiteResult, error) {
 		next     = make(chan job)
 		wg       sync.WaitGroup
 	)
+	run := cfg.Run
+	if run == nil {
+		run = Simulate
+	}
 	for range max(cfg.Jobs, 1) {
 		wg.Go(func() {
 			for j := range next {
-				r, err := Simulate(ctx, SimConfig{App: j.app, Scenario: j.scenario, Policy: cfg.Policies[j.policy], Virtual: true, Seed: cfg.Seed})
+				r, err := run(ctx, SimConfig{App: j.app, Scenario: j.scenario, Policy: j.pol, Virtual: true, Seed: cfg.Seed})
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("%s, %s, %s: %w", j.app.Name, j.scenario.Name, cfg.Policies[j.policy].Label(), err)

@@ -60,7 +60,13 @@ func TopFullPolicy(app App) (Policy, error) {
 	if len(diags.Errors()) > 0 {
 		return Policy{}, fmt.Errorf("topfull policy for %s: %v", app.Name, diags.Errors())
 	}
-	return Policy{Name: "topfull", Templates: specs}, nil
+	return Policy{Name: "topfull", Templates: specs, ForApp: TopFullPolicy}, nil
+}
+
+// TopFullForApps is the topfull policy of whatever app it runs on, for a
+// suite: TopFullPolicy per app.
+func TopFullForApps() Policy {
+	return Policy{Name: "topfull", ForApp: TopFullPolicy}
 }
 
 // RandomApp draws an app for agent training: boutique's call graph with

@@ -49,7 +49,7 @@ and ÷ optimal per cell, and the suite means. The default matrix (12 policies,
 				if !cmd.Flags().Changed("policies") {
 					policyList = suitePolicies
 				}
-				return runSuite(cmd, f, suite, policyList)
+				return runSuite(cmd, f, suite, policyList, af)
 			}
 			app, sc, err := f.setup()
 			if err != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,7 +20,8 @@ import (
 
 // suitePolicies are the policies of bench --suite unless --policies says
 // otherwise: no protection, both oracles, the shipped adaptive ones and
-// the in-app DAGOR baseline. topfull is not among them: it needs its agent.
+// the in-app DAGOR baseline. topfull is not among them (it needs its agent,
+// and its Python, and runs slower), but --policies can name it.
 const suitePolicies = "none,static,static-optimal,default,gradient2,vegas,envoy-gradient,latency-aimd,latency-aimd-fast,latency-target,mimd,dagor"
 
 // suiteFlags are the options of bench --suite.
@@ -41,7 +44,7 @@ func (s *suiteFlags) register(cmd *cobra.Command) {
 }
 
 // runSuite runs bench --suite.
-func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string) error {
+func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, af agentFlags) error {
 	cfg := testbed.SuiteConfig{
 		Scenarios:       splitList(s.scenarios),
 		RandomScenarios: splitList(s.randomSc),
@@ -56,15 +59,24 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string) e
 		cfg.RandomApps = append(cfg.RandomApps, uint64(seed))
 	}
 	for _, name := range splitList(policyList) {
-		p, err := resolvePolicy(name)
-		if err != nil {
-			return err
-		}
-		if hasAgent(p) {
-			return fmt.Errorf("--suite: policy %s needs an agent; the suite runs without one", name)
+		var p testbed.Policy
+		if name == "topfull" {
+			p = testbed.TopFullForApps() // made for each app
+		} else {
+			var err error
+			if p, err = resolvePolicy(name); err != nil {
+				return err
+			}
 		}
 		p.PerAPI = f.perAPI
 		cfg.Policies = append(cfg.Policies, p)
+	}
+	// A policy with an RLActuator runs in lock step with its agent.
+	cfg.Run = func(ctx context.Context, c testbed.SimConfig) (testbed.Report, error) {
+		if hasAgent(c.Policy) {
+			return af.simulateWithAgent(ctx, c, io.Discard)
+		}
+		return testbed.Simulate(ctx, c)
 	}
 	for _, name := range splitList(s.apps) {
 		app, err := resolveApp(name)
@@ -89,7 +101,7 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string) e
 	if err != nil {
 		return err
 	}
-	line := commandLine(cmd, "suite", "policies", "per-api", "apps", "scenarios", "random", "random-scenarios", "seed", "warmup", "duration", "load", "suite-out")
+	line := commandLine(cmd, "suite", "policies", "agent-model", "per-api", "apps", "scenarios", "random", "random-scenarios", "seed", "warmup", "duration", "load", "suite-out")
 	var md bytes.Buffer
 	testbed.WriteSuiteMarkdown(&md, result, line)
 	if dir := filepath.Dir(s.out); dir != "" {
