@@ -84,6 +84,11 @@ type StepAPI struct {
 	OfferedRPS float64 `json:"offered_rps"` // arrivals in the tick, per second
 	RateLimit  float64 `json:"rate_limit"`  // per second, clamped
 	Mode       string  `json:"mode"`        // "agent" or "fallback"
+	// OptimalRPS is the simulator's goodput-optimal admission of the API
+	// at the tick's offered loads (the LP of the testbed's optimal
+	// reference): what a trainer may scale its reward by. A real engine
+	// has no such figure.
+	OptimalRPS float64 `json:"optimal_rps"`
 }
 
 // Stepper is implemented by the virtual-time simulator only. Like Backend,

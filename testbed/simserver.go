@@ -33,6 +33,8 @@ type episode struct {
 	done     chan struct{}
 	eng      *engine.Engine // set once the run has started; guarded by SimServer.mu
 	ended    bool           // the last Step saw the end of the run
+	app      App
+	scenario Scenario
 	report   Report
 	err      error
 }
@@ -77,7 +79,7 @@ func (s *SimServer) Reset(ctx context.Context, seed *uint64) error {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	ep := &episode{cancel: cancel, lockstep: &Lockstep{Grace: s.Grace}, done: make(chan struct{})}
+	ep := &episode{cancel: cancel, lockstep: &Lockstep{Grace: s.Grace}, done: make(chan struct{}), app: cfg.App, scenario: cfg.Scenario}
 	started := make(chan struct{})
 	cfg.Lockstep = ep.lockstep
 	cfg.Virtual = true
@@ -142,13 +144,13 @@ func (s *SimServer) Step(ctx context.Context) (rlbridge.StepResult, error) {
 		ep.ended = true
 		s.mu.Unlock()
 		<-ep.done
-		res := stepResult(StepState{NowNs: eng.Now(), APIs: eng.AgentAPIs()})
+		res := ep.stepResult(StepState{NowNs: eng.Now(), APIs: eng.AgentAPIs()})
 		res.Done = true
 		return res, nil
 	case err != nil:
 		return rlbridge.StepResult{}, err
 	}
-	return stepResult(st), nil
+	return ep.stepResult(st), nil
 }
 
 // Wait waits for the current episode to end and returns its report.
@@ -180,11 +182,31 @@ func (s *SimServer) Close() {
 	}
 }
 
-func stepResult(st StepState) rlbridge.StepResult {
+// stepResult is the /step answer at st, with each API's optimal admission
+// at the tick's offered loads and the workers of that moment.
+func (ep *episode) stepResult(st StepState) rlbridge.StepResult {
 	res := rlbridge.StepResult{TimeS: float64(st.NowNs) / 1e9, APIs: map[string]rlbridge.StepAPI{}}
+	offered := make([]float64, len(ep.app.APIs))
+	index := map[string]int{}
+	for i, api := range ep.app.APIs {
+		index[api.Label()] = i
+	}
+	for _, a := range st.APIs {
+		if i, ok := index[a.Name]; ok {
+			offered[i] = a.OfferedRPS
+		}
+	}
+	optimal, err := ep.app.optimalRates(offered, ep.scenario.workersAt(ep.app, time.Duration(st.NowNs)))
+	if err != nil {
+		optimal = nil
+	}
 	for _, a := range st.APIs {
 		res.Tick = max(res.Tick, int(a.Ticks))
-		res.APIs[a.Name] = rlbridge.StepAPI{Goodput: a.GoodputRPS, Latency: a.LatencyMs, OfferedRPS: a.OfferedRPS, RateLimit: a.RateLimit, Mode: a.Mode()}
+		sa := rlbridge.StepAPI{Goodput: a.GoodputRPS, Latency: a.LatencyMs, OfferedRPS: a.OfferedRPS, RateLimit: a.RateLimit, Mode: a.Mode()}
+		if i, ok := index[a.Name]; ok && optimal != nil {
+			sa.OptimalRPS = optimal[i]
+		}
+		res.APIs[a.Name] = sa
 	}
 	return res
 }

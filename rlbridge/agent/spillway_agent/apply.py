@@ -243,6 +243,39 @@ def _cost_tiers(names, cost):
     return tiers
 
 
+# An API is congested ("hot") when its queueing delay is at least this
+# fraction of the cluster's largest: APIs behind one congested service see
+# about the same delay, and an API whose private service is congested sees
+# it alone...
+HOT_QUEUE_FRACTION = 0.5
+# ... and at least this fraction of its SLO, so that noise in idle
+# latencies makes no API hot.
+HOT_SLO_FRACTION = 0.1
+
+
+def _hot(api_map):
+    """The congested APIs: those whose ``queue_ms`` (p95 latency above its
+    cost) is at least :data:`HOT_QUEUE_FRACTION` of the cluster's largest
+    and :data:`HOT_SLO_FRACTION` of their ``slo_ms``. An API that reports
+    no queue is hot when any is."""
+    queue = {}
+    for n, info in api_map.items():
+        try:
+            q = float(info.get("queue_ms"))
+        except (TypeError, ValueError):
+            continue
+        if q == q and q != float("inf"):
+            queue[n] = max(0.0, q)
+    top = max(queue.values(), default=0.0)
+    hot = set()
+    for n, info in api_map.items():
+        q = queue.get(n, top)
+        slo = float(info.get("slo_ms", 0.0) or 0.0)
+        if top > 0.0 and q >= HOT_QUEUE_FRACTION * top and q >= HOT_SLO_FRACTION * slo:
+            hot.add(n)
+    return hot
+
+
 def api_cost(info):
     """An API's cost per request (``cost_ms``, any positive unit); 1 when
     unknown, so that APIs of unknown cost are treated alike."""
@@ -262,15 +295,25 @@ def apply_cost(rates, apis, action):
     its dict; the env measures it as the API's least recent latency). The
     action is a relative step of the cluster's total work Σ costᵢ·rateᵢ:
 
-    * **Cut (a < 0).** ``|a|`` × the total work is shed. The least
-      important priority group gives first; inside a group the most
+    * **Cut (a < 0).** ``|a|`` × the work of the congested APIs is shed,
+      from them alone: those whose queueing delay (``queue_ms``, p95 above
+      cost) is at least half the cluster's largest, so that a service
+      congested by one API does not cost the others their rate (TopFull
+      forms its clusters from the overloaded services for the same reason;
+      a queue is the one sign of a congested service that the bridge
+      reports).
+      Among them the least important priority group gives first; inside a group the most
       expensive cost tier gives first (tiers: :func:`_cost_tiers`), each
       API of a tier in proportion to its work and never below its
       ``lower_bound``. What a tier or group cannot give passes on, towards
       cheaper tiers and then more important groups.
-    * **Raise (a > 0).** ``a`` × the total work is added: most important
-      group first, cheapest tier first, each API capped as in
-      :func:`apply_topfull` (1.1 × its offered load, its upper bound).
+    * **Raise (a > 0).** ``a`` × the work of the APIs that see no
+      congestion is added to them alone: most important group first,
+      cheapest tier first, each API capped as in :func:`apply_topfull`
+      (1.1 × its offered load, its upper bound). So an API is not held at
+      its floor because a more important one congests a service of its own.
+
+    When no API is congested, or all are, a cut or raise takes every API.
 
     With one shared bottleneck and equal priorities this is the order of
     the goodput-maximal admission (cheapest requests first), so the rule
@@ -287,6 +330,9 @@ def apply_cost(rates, apis, action):
         return out
     cutting = a < 0
     cost = {n: api_cost(info) for n, info in api_map.items()}
+    hot = _hot(api_map)
+    if hot and hot != set(api_map):  # cut the congested, raise the others
+        api_map = {n: info for n, info in api_map.items() if (n in hot) == cutting}
     if cutting:
         limits = {n: api_bounds(api_map[n])[0] for n in api_map}
         room = {n: max(0.0, out[n] - limits[n]) for n in api_map}

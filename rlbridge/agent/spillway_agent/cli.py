@@ -155,20 +155,31 @@ def cmd_train(args):
     apply = args.apply or "cost"
     env = SpillwayEnv(client, cluster=args.cluster, apply=apply, max_steps=args.max_steps,
                       rho=args.rho, lockstep=True, initial_rate=args.initial_rate, obs=args.obs,
-                      slo_penalty=args.slo_penalty)
+                      slo_penalty=args.slo_penalty, reward=args.reward)
     hp = {}
     for key in ("n_steps", "batch_size", "n_epochs", "learning_rate"):
         val = getattr(args, key)
         if val is not None:
             hp[key] = val
-    agent = PPOAgent(seed=args.seed, hyperparameters=hp, features={"obs": args.obs})
+    if args.resume:
+        # Weights, log_std and trained_steps from the checkpoint; Adam's
+        # moments start afresh, and the episodes continue on a stream of
+        # their own, so a resumed run is reproducible but not bit-identical
+        # to an uninterrupted one.
+        agent = PPOAgent.load(args.resume, seed=args.seed)
+        agent.hp.update(hp)
+        if agent.obs_kind != args.obs:
+            raise ValueError(f"--resume {args.resume}: obs {agent.obs_kind}, not --obs {args.obs}")
+    else:
+        agent = PPOAgent(seed=args.seed, hyperparameters=hp, features={"obs": args.obs})
     if args.cluster is None:  # every cluster of an app acts in each step
         env.companion_policy = lambda obs, slo: agent.predict(obs, slo, deterministic=True)
     agent.meta.update({"apply": apply, "max_steps": args.max_steps, "rho": args.rho,
-                       "slo_penalty": args.slo_penalty, "obs": args.obs,
+                       "slo_penalty": args.slo_penalty, "obs": args.obs, "reward": args.reward,
                        "initial_rate": args.initial_rate, "cluster": args.cluster})
 
-    seed_rng = np.random.default_rng(args.seed)
+    seed_rng = np.random.default_rng([args.seed, int(agent.meta.get("trained_steps", 0))]
+                                     if args.resume else args.seed)
     if args.random_initial_rates:
         env.initial_rate_rng = np.random.default_rng([args.seed, 1])
 
@@ -254,10 +265,16 @@ def build_parser():
     t.add_argument("--random-initial-rates", action=argparse.BooleanOptionalAction, default=True,
                    help="start each training episode from rates drawn log-uniformly within the "
                         "bounds (evaluation always starts from --initial-rate)")
+    t.add_argument("--resume", default=None,
+                   help="continue from this model (a checkpoint: --out or NAME.final.EXT)")
     t.add_argument("--obs", choices=["v2", "seed"], default="v2",
                    help="observation and reward: v2 (default) or the seed's")
-    t.add_argument("--slo-penalty", type=float, default=0.005,
-                   help="v2 reward: weight of the worst API's excess over its SLO")
+    t.add_argument("--reward", choices=["optimal", "delta"], default="optimal",
+                   help="v2 reward: goodput ÷ the simulator's optimal admission (default), "
+                        "or the change in goodput")
+    t.add_argument("--slo-penalty", type=float, default=0.2,
+                   help="v2 reward: weight of the worst API's excess over its SLO "
+                        "(0.2 for --reward optimal; 0.005 suits delta)")
     t.add_argument("--n-steps", type=int, default=None, help="rollout length (default 1024)")
     t.add_argument("--batch-size", type=int, default=None, help="minibatch size (default 128)")
     t.add_argument("--n-epochs", type=int, default=None, help="epochs per update (default 10)")

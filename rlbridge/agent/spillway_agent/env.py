@@ -127,13 +127,20 @@ class SpillwayEnv(_EnvBase):
 
     def __init__(self, client, cluster=None, apply="topfull", max_steps=50, rho=0.01,
                  lockstep=False, initial_rate=1000.0, reset_seed=None, step_interval_s=1.0,
-                 obs="seed", slo_penalty=0.005):
+                 obs="seed", slo_penalty=0.005, reward="delta"):
         if apply not in APPLY_RULES:
             raise ValueError(f"apply must be one of {sorted(APPLY_RULES)}, got {apply!r}")
         if obs not in OBS_KINDS:
             raise ValueError(f"obs must be one of {OBS_KINDS}, got {obs!r}")
         self.obs_kind = obs
         self.slo_penalty = float(slo_penalty)
+        if reward not in ("delta", "optimal"):
+            raise ValueError(f"reward must be delta or optimal, got {reward!r}")
+        # "optimal" (training on the simulator only): each step's reward is
+        # the cluster's goodput ÷ its optimal admission (the simulator's
+        # optimal_rps) − slo_penalty × the worst SLO excess; a level, not a
+        # change, on a scale where 1 is the physical limit.
+        self.reward_kind = reward
         self.client = client
         self.cluster = cluster
         self.apply_name = apply
@@ -163,6 +170,7 @@ class SpillwayEnv(_EnvBase):
         self._prev_feats = None  # v2: (served, worst) of the last step
         self._last_action = 0.0
         self.costs = {}  # per API: least recent p95 latency, ms (see COST_DRIFT)
+        self._latency = {}  # per API: p95 of the last step, ms
         self.companion_policy = None
         self.companions = []  # [(env, last obs)] of the other clusters
         self._episodes = 0
@@ -219,6 +227,7 @@ class SpillwayEnv(_EnvBase):
         self._prev_feats = None
         self._last_action = 0.0
         self.costs = {}
+        self._latency = {}
         self.server_done = False
         self.rates = {}
         for info in self.apis:
@@ -260,8 +269,10 @@ class SpillwayEnv(_EnvBase):
         a = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0],
                           ACTION_LOW, ACTION_HIGH))
         for info in self.apis:
-            if info["name"] in self.costs:
-                info["cost_ms"] = self.costs[info["name"]]
+            name = info["name"]
+            if name in self.costs:
+                info["cost_ms"] = self.costs[name]
+                info["queue_ms"] = max(0.0, self._latency.get(name, 0.0) - self.costs[name])
         new_rates = self._apply(self.rates, self.apis, a)
         for info in self.apis:
             name = info["name"]
@@ -289,6 +300,13 @@ class SpillwayEnv(_EnvBase):
         if self.obs_kind == "seed":
             penalty = max(0.0, latency - self.slo_ms)
             reward = float(delta - self.rho * penalty)
+        elif self.reward_kind == "optimal":
+            optimal = sum(m.get("optimal", float("nan")) for m in metrics.values())
+            if optimal != optimal:
+                raise RuntimeError("reward optimal needs the simulator's optimal_rps in /step")
+            level = min(1.5, goodput / optimal) if optimal >= 1.0 else 1.0
+            penalty = min(5.0, self._worst_excess(metrics))
+            reward = float(level - self.slo_penalty * penalty)
         else:
             penalty = self._worst_excess(metrics)
             reward = float(delta - self.slo_penalty * self.reward_scale * penalty)
@@ -320,6 +338,8 @@ class SpillwayEnv(_EnvBase):
         self.slo_ms = max(float(a.get("slo_ms", 0.0)) for a in self.apis)
         scale = sum(float(a.get("sustainable_rps", 0.0) or 0.0) for a in self.apis)
         self.reward_scale = scale if scale > 0 else 1.0
+        if self.reward_kind == "optimal":
+            self.reward_scale = 1.0  # the reward is a ratio already
 
     def _observe(self):
         """Wait one tick and return ``({name: {goodput, latency}}, tick)``."""
@@ -369,6 +389,9 @@ class SpillwayEnv(_EnvBase):
         self.server_done = bool(body.get("done", False))
         metrics = {n: {"goodput": float(per_api[n].get("goodput", 0.0)),
                        "latency": float(per_api[n].get("latency", 0.0))} for n in names}
+        for n in names:
+            if "optimal_rps" in per_api[n]:
+                metrics[n]["optimal"] = float(per_api[n]["optimal_rps"])
         return metrics, body.get("tick")
 
     def _obs_from(self, metrics):
@@ -387,6 +410,7 @@ class SpillwayEnv(_EnvBase):
         Latency is the only per-API cost a bridge reports, and its minimum
         is the part queueing adds least to; the cost rule only needs the
         order of costs and their rough ratios."""
+        self._latency = {name: float(m["latency"]) for name, m in metrics.items()}
         for name, m in metrics.items():
             lat = float(m["latency"])
             if not lat > 0 or math.isinf(lat):

@@ -161,10 +161,12 @@ class FakeSpillway:
             for a in self.apis:
                 m = self.metrics_of(a)
                 m.update({"offered_rps": a["offered_rps"], "rate_limit": a["rate_limit"],
-                          "mode": a["mode"]})
+                          "mode": a["mode"],
+                          "optimal_rps": min(a["offered_rps"], a["sustainable_rps"])})
                 per_api[a["name"]] = m
-            return 200, {"tick": self.tick, "time_s": float(self.tick), "done": self.done,
-                         "apis": per_api}
+            self.last_step_body = {"tick": self.tick, "time_s": float(self.tick),
+                                   "done": self.done, "apis": per_api}
+            return 200, self.last_step_body
         if path == "/reset" and method == "POST" and self.virtual:
             seed = (body or {}).get("seed", 0)
             self._load(random_apis(seed))

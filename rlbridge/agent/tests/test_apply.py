@@ -196,3 +196,30 @@ class CostRuleTest(unittest.TestCase):
         out = apply_cost({"a": 100.0, "b": 300.0}, apis, -0.5)
         self.assertAlmostEqual(out["a"], 50.0)
         self.assertAlmostEqual(out["b"], 150.0)
+
+    def test_a_cut_spares_apis_that_do_not_see_the_congestion(self):
+        # cart's private service is congested (queue 150 ms); home and
+        # product queue 10 ms: only cart is cut, though less important
+        # APIs exist.
+        apis = [capi("home", 3, 5.0), capi("product", 2, 5.0), capi("cart", 1, 20.0)]
+        for a, q in zip(apis, (10.0, 10.0, 150.0)):
+            a["queue_ms"] = q
+        rates = {"home": 500.0, "product": 500.0, "cart": 200.0}
+        out = apply_cost(rates, apis, -0.1)
+        self.assertEqual(out["home"], 500.0)
+        self.assertEqual(out["product"], 500.0)
+        self.assertAlmostEqual(out["cart"], 180.0)
+        # and a raise goes to the APIs that see no congestion, though cart
+        # is the most important: 0.1 x their work (2500 + 2500) = 500, to
+        # product first (priority 2), capped at 1.1 x 1000 offered.
+        out = apply_cost(rates, apis, 0.1)
+        self.assertEqual(out["cart"], 200.0)
+        self.assertAlmostEqual(out["product"], 600.0)
+        self.assertEqual(out["home"], 500.0)
+
+    def test_a_shared_queue_makes_every_api_hot(self):
+        apis = [capi("cheap", 1, 2.0), capi("dear", 1, 40.0)]
+        apis[0]["queue_ms"], apis[1]["queue_ms"] = 200.0, 160.0
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, -0.25)
+        self.assertEqual(out["cheap"], 900.0)
+        self.assertAlmostEqual(out["dear"], 100.0 - 36.25)

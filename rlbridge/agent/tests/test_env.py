@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 import os
 import sys
 import tempfile
@@ -146,6 +147,24 @@ class LockstepTest(unittest.TestCase):
                 env.step([0.0])
             self.assertEqual(cm.exception.status, 409)
             self.assertIn("scenario is over", str(cm.exception))
+
+    def test_v2_observation_and_optimal_reward(self):
+        with FakeSpillway(episode_ticks=5) as fake:
+            env = SpillwayEnv(SpillwayClient(fake.url), cluster="default", lockstep=True,
+                              obs="v2", reward="optimal", slo_penalty=0.2)
+            obs, _ = env.reset()
+            self.assertEqual(obs.shape, (7,))
+            obs, reward, _, _, info = env.step([0.0])
+            body = fake.last_step_body
+            names = [a["name"] for a in env.apis]
+            goodput = sum(body["apis"][n]["goodput"] for n in names)
+            optimal = sum(body["apis"][n]["optimal_rps"] for n in names)
+            worst = max(body["apis"][a["name"]]["latency"] / a["slo_ms"] for a in env.apis)
+            self.assertAlmostEqual(reward, min(1.5, goodput / optimal) - 0.2 * max(0.0, worst - 1.0), places=5)
+            passed = sum(min(env.rates[n], body["apis"][n]["offered_rps"]) for n in names)
+            self.assertAlmostEqual(float(obs[0]), min(1.5, goodput / passed), places=5)
+            self.assertAlmostEqual(float(obs[1]), math.log1p(worst), places=5)
+            self.assertAlmostEqual(float(obs[6]), 0.0)  # the previous action
 
     def test_lockstep_observation_matches_server_metrics(self):
         with FakeSpillway() as fake:
