@@ -293,7 +293,7 @@ func TestHandler(t *testing.T) {
 
 		// POST /step
 		{name: "step advances one tick", method: "POST", target: "/step", wantCode: 200,
-			wantBody: `{"tick":1,"time_s":1,"done":false,"apis":{"checkout":{"goodput":10.5,"latency":12.25,"offered_rps":20,"rate_limit":1000,"mode":"agent"}}}`},
+			wantBody: `{"tick":1,"time_s":1,"done":false,"apis":{"checkout":{"goodput":10.5,"latency":12.25,"offered_rps":20,"rate_limit":1000,"mode":"agent","optimal_rps":0}}}`},
 		{name: "step after the scenario has ended is 409", method: "POST", target: "/step", doneAfter: -1, wantCode: 409, wantError: "ended"},
 		{name: "step failing is 500", method: "POST", target: "/step", stepErr: errors.New("disk on fire"), wantCode: 500, wantError: "disk on fire"},
 		{name: "step without a stepper is 404", method: "POST", target: "/step", noStepper: true, wantCode: 404, wantError: "simulator"},

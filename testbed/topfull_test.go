@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -77,8 +78,19 @@ func TestRandomAppsAreValidAndDiffer(t *testing.T) {
 	}
 }
 
+// boutiqueEpisodes are RandomEpisodes on boutique's call graph only.
+func boutiqueEpisodes(seed uint64) (SimConfig, error) {
+	rng := rand.New(rand.NewPCG(seed, 0xa9e47))
+	app := RandomApp(rng)
+	p, err := TopFullPolicy(app)
+	if err != nil {
+		return SimConfig{}, err
+	}
+	return SimConfig{App: app, Scenario: RandomScenario(app, rng), Policy: p, Virtual: true, Seed: seed}, nil
+}
+
 func TestSimServerStepsInLockStep(t *testing.T) {
-	srv := NewSimServer(1, 0, RandomEpisodes)
+	srv := NewSimServer(1, 0, boutiqueEpisodes)
 	defer srv.Close()
 	ctx := context.Background()
 	seed := uint64(3)
@@ -114,6 +126,13 @@ func TestSimServerStepsInLockStep(t *testing.T) {
 	got := last.APIs[home]
 	if got.RateLimit != lower || got.Goodput > lower+10 || got.OfferedRPS <= lower {
 		t.Errorf("%s after cutting it to %g/s: %+v; want the rate in force and goodput within it while more is offered", home, lower, got)
+	}
+	// The optimal admission is reported for training: within what was
+	// offered, and some of it at the warm-up's half load.
+	for name, a := range last.APIs {
+		if !(a.OptimalRPS > 0) || a.OptimalRPS > a.OfferedRPS+1e-6 {
+			t.Errorf("%s: optimal_rps %v with %v offered; want in (0, offered]", name, a.OptimalRPS, a.OfferedRPS)
+		}
 	}
 	// Stepping to the end: one Done answer, then ErrDone.
 	for i := 0; ; i++ {
@@ -159,5 +178,29 @@ func TestSimServerRunsAloneWhenTheAgentStopsStepping(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the run did not go on alone after the grace")
+	}
+}
+
+// TestRandomEpisodesTrainOnAppsTheSuiteNeverRuns: training episodes mix
+// boutique-shaped apps with generated ones whose seeds are at least
+// TrainingAppSeedMin, so the suite's random:1 to random:N never appear.
+func TestRandomEpisodesTrainOnAppsTheSuiteNeverRuns(t *testing.T) {
+	generated := 0
+	for seed := uint64(1); seed <= 30; seed++ {
+		cfg, err := RandomEpisodes(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.App.Name == "random" {
+			continue // boutique's call graph, scaled
+		}
+		generated++
+		var n uint64
+		if _, err := fmt.Sscanf(cfg.App.Name, "random-%d", &n); err != nil || n < TrainingAppSeedMin {
+			t.Errorf("episode %d: app %q, want random-N with N >= %d", seed, cfg.App.Name, uint64(TrainingAppSeedMin))
+		}
+	}
+	if generated < 10 || generated > 28 {
+		t.Errorf("%d of 30 episodes on generated apps, want about two in three", generated)
 	}
 }
