@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/spillway-dev/spillway/proxy"
+)
+
+func proxyCmd() *cobra.Command {
+	var ef engineFlags
+	var listen, upstream, controlPoint string
+	var routes []string
+	var rejectStatus int
+	cmd := &cobra.Command{
+		Use:   "proxy --listen ADDR --upstream URL [--route PATTERN]... --policies DIR",
+		Short: "Protect any HTTP service: a reverse proxy through Spillway's control point",
+		Long: `Proxy serves --listen and forwards every request to --upstream through
+the control point --control-point (default "ingress"), so the policies in
+--policies protect a service in any language exactly as the embedded
+middleware does: a shed request gets --reject-status (429 or 503) with
+Retry-After and never reaches the upstream.
+
+Each --route is an http.ServeMux pattern ("GET /checkout", "/items/{id}",
+"POST api.example.com/orders"); a request's API label is the pattern it
+matches, so policies can select it. A request no route matches is still
+forwarded, labelled "*". Hop-by-hop headers, X-Forwarded-*, streaming
+responses and WebSocket upgrades are handled as httputil.ReverseProxy does.
+
+The admin server, the RL bridge and hot reload are those of 'spillway run'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			up, err := url.Parse(upstream)
+			if err != nil {
+				return fmt.Errorf("--upstream: %w", err)
+			}
+			// Validate the routes before anything starts listening.
+			if _, err := proxy.Routes(routes); err != nil {
+				return fmt.Errorf("--route: %w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			h, err := ef.start(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer h.close()
+			handler, err := proxy.New(h.eng, proxy.Options{Upstream: up, ControlPoint: controlPoint, Routes: routes, RejectStatus: rejectStatus})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("--listen: %w", err)
+			}
+			srv := &http.Server{
+				Handler: handler,
+				// No read or write timeout: streams and WebSockets last as
+				// long as they last. Headers must come promptly.
+				ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout:       2 * time.Minute,
+				MaxHeaderBytes:    1 << 20,
+			}
+			go func() {
+				<-ctx.Done()
+				shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(shutdown)
+			}()
+			errc := make(chan error, 1)
+			go func() { errc <- h.serveAdmin(ctx) }()
+			slog.Info("spillway proxy", "listen", "http://"+ln.Addr().String(), "upstream", up.String(), "control_point", controlPoint, "routes", len(routes),
+				"policies", ef.policies, "admin", "http://"+h.adminLn.Addr().String()+"/", "loaded", len(h.eng.Policies()), "otlp", h.otlpState())
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			stop()
+			return <-errc
+		},
+	}
+	ef.register(cmd)
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address the proxy serves")
+	cmd.Flags().StringVar(&upstream, "upstream", "", "URL requests are forwarded to, such as http://127.0.0.1:8000")
+	cmd.Flags().StringArrayVar(&routes, "route", nil, `an http.ServeMux pattern whose matches are one API, such as "GET /checkout" (repeatable)`)
+	cmd.Flags().StringVar(&controlPoint, "control-point", "ingress", "the control point the policies select")
+	cmd.Flags().IntVar(&rejectStatus, "reject-status", http.StatusTooManyRequests, "status of a shed request: 429 or 503")
+	_ = cmd.MarkFlagRequired("upstream")
+	return cmd
+}
