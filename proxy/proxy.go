@@ -5,13 +5,17 @@
 package proxy
 
 import (
+	"bufio"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"time"
 
 	"github.com/spillway-dev/spillway/actuators/httpmw"
+	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
 )
 
@@ -36,7 +40,18 @@ type Options struct {
 	Transport http.RoundTripper
 	// Logger receives upstream errors; default slog.Default().
 	Logger *slog.Logger
+	// Decisions, when set, records every decision of the proxy.
+	Decisions *decisionlog.Log
+	// ExplainHeader adds to each rejection the header X-Spillway-Reason:
+	// the policy, the component and the signal values that set the limit
+	// (engine.ExplainRejection). Off by default: it tells clients about
+	// the policies.
+	ExplainHeader bool
 }
+
+// ReasonHeader is the header that explains a rejection when
+// Options.ExplainHeader is on.
+const ReasonHeader = "X-Spillway-Reason"
 
 // New returns the proxy as an http.Handler protected by eng's control
 // point. Hop-by-hop headers, X-Forwarded-For/-Host/-Proto, streaming
@@ -85,10 +100,94 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
-	return eng.HTTP(opts.ControlPoint, rp, httpmw.Options{
-		Classifier:   routes.Label,
-		RejectStatus: opts.RejectStatus,
+	if opts.Decisions == nil && !opts.ExplainHeader {
+		return eng.HTTP(opts.ControlPoint, rp, httpmw.Options{
+			Classifier:   routes.Label,
+			RejectStatus: opts.RejectStatus,
+		}), nil
+	}
+	// The middleware rejects without telling its caller, so the proxy
+	// watches it: the handler behind it marks the request admitted, and a
+	// response that starts without that mark is the middleware's rejection.
+	protected := eng.HTTP(opts.ControlPoint, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ww := findWatch(w); ww != nil {
+			ww.admitted = true
+		}
+		rp.ServeHTTP(w, r)
+	}), httpmw.Options{Classifier: routes.Label, RejectStatus: opts.RejectStatus})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ww := &watchWriter{ResponseWriter: w}
+		ww.onReject = func() {
+			api := routes.Label(r)
+			entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: opts.ControlPoint, API: api, Outcome: decisionlog.RateLimited}
+			if x, ok := eng.ExplainRejection(opts.ControlPoint, api, 0); ok {
+				entry.Explanation, entry.RetryAfter = x.Text, x.RetryAfter.String()
+				if x.Kind == "concurrency" {
+					entry.Outcome = decisionlog.ConcurrencyLimited
+				}
+				if opts.ExplainHeader {
+					w.Header().Set(ReasonHeader, x.Text)
+				}
+			}
+			opts.Decisions.Add(entry)
+		}
+		protected.ServeHTTP(ww, r)
+		if ww.admitted && opts.Decisions != nil {
+			opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: opts.ControlPoint, API: routes.Label(r), Outcome: decisionlog.Accepted})
+		}
 	}), nil
+}
+
+// watchWriter tells the middleware's rejection from the upstream's
+// answers: see New. It forwards Flush and Hijack, which the middleware's
+// writer calls directly, and Unwrap for http.ResponseController.
+type watchWriter struct {
+	http.ResponseWriter
+	admitted bool
+	onReject func()
+	started  bool
+}
+
+func (w *watchWriter) WriteHeader(code int) {
+	if !w.started {
+		w.started = true
+		if !w.admitted {
+			w.onReject()
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *watchWriter) Write(b []byte) (int, error) {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *watchWriter) Flush() {
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *watchWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.started = true
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+func (w *watchWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// findWatch finds the proxy's watchWriter under the middleware's writer.
+func findWatch(w http.ResponseWriter) *watchWriter {
+	for {
+		if ww, ok := w.(*watchWriter); ok {
+			return ww
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
 }
 
 // RouteTable labels requests by the http.ServeMux pattern they match.

@@ -38,7 +38,13 @@ matches, so policies can select it. A request no route matches is still
 forwarded, labelled "*". Hop-by-hop headers, X-Forwarded-*, streaming
 responses and WebSocket upgrades are handled as httputil.ReverseProxy does.
 
-The admin server, the RL bridge and hot reload are those of 'spillway run'.`,
+Every decision, each rejection with its explanation (the policy, the
+component and the signal values that set the limit), is kept in the admin
+server's GET /decisions; --explain-header also sends the explanation to the
+client as X-Spillway-Reason.
+
+The admin server, the RL bridge, --check and hot reload are those of
+'spillway run'; ext_authz requests on --check are labelled by --route too.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			up, err := url.Parse(upstream)
@@ -56,9 +62,18 @@ The admin server, the RL bridge and hot reload are those of 'spillway run'.`,
 				return err
 			}
 			defer h.close()
-			handler, err := proxy.New(h.eng, proxy.Options{Upstream: up, ControlPoint: controlPoint, Routes: routes, RejectStatus: rejectStatus})
+			handler, err := proxy.New(h.eng, proxy.Options{Upstream: up, ControlPoint: controlPoint, Routes: routes, RejectStatus: rejectStatus,
+				Decisions: h.decisions, ExplainHeader: ef.explain})
 			if err != nil {
 				return err
+			}
+			if ef.check != "" {
+				table, _ := proxy.Routes(routes)
+				c, err := h.serveCheck(ctx, ef.check, ef.acc, table, controlPoint, ef.explain)
+				if err != nil {
+					return err
+				}
+				slog.Info("Check API listening", "addr", c.Addr.String())
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {

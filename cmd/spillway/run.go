@@ -37,6 +37,14 @@ The admin server serves:
   GET    /policies/{name}/config    the policy's dynamic-config overrides
   POST   /policies/{name}/config    {"dry_run"?: bool, "variables"?: {SIGNAL: number}}
   DELETE /policies/{name}/config    drop the overrides
+  GET    /decisions                 the latest decisions of the Check API (and
+                                    of the proxy), rejections explained;
+                                    ?api=&outcome=accepted|rejected&limit=
+
+With --check ADDR it also serves the Check API for services in any language
+(gRPC spillway.v1.FlowControl/Check and /Done, the JSON twin POST /v1/check
+and /v1/done, and Envoy's ext_authz Authorization/Check, on one port), with
+the admin server's access rules and token.
 
 Beyond loopback the admin server requires a bearer token from
 --admin-token-file on every request. Without one it serves only requests
@@ -58,6 +66,13 @@ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 				return err
 			}
 			defer h.close()
+			if ef.check != "" {
+				c, err := h.serveCheck(ctx, ef.check, ef.acc, nil, "ingress", ef.explain)
+				if err != nil {
+					return err
+				}
+				slog.Info("Check API listening", "addr", c.Addr.String())
+			}
 			slog.Info("spillway running", "policies", ef.policies, "admin", "http://"+h.adminLn.Addr().String()+"/", "loaded", len(h.eng.Policies()), "otlp", h.otlpState())
 			return h.serveAdmin(ctx)
 		},
@@ -76,9 +91,13 @@ func shutdownMetrics(m *telemetry.Metrics) {
 }
 
 // adminServer serves the live page, the engine's metrics (when metrics is
-// not nil), its status and dynamic config to the requests that acc allows.
-func adminServer(eng *engine.Engine, metrics *telemetry.Metrics, acc adminAccess) *http.Server {
+// not nil), its status and dynamic config, and what each of more adds, to
+// the requests that acc allows.
+func adminServer(eng *engine.Engine, metrics *telemetry.Metrics, acc adminAccess, more ...func(*http.ServeMux)) *http.Server {
 	mux := http.NewServeMux()
+	for _, add := range more {
+		add(mux)
+	}
 	page := live.Handler(eng)
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /api/signals", page)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/internal/access"
 	"github.com/spillway-dev/spillway/rlbridge"
@@ -25,6 +26,10 @@ type engineFlags struct {
 	af                              agentFlags
 	noWatch                         bool
 	debounce                        time.Duration
+	// check is the Check API's address ("" for none); explain adds the
+	// reason of each rejection to its response headers.
+	check   string
+	explain bool
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -35,14 +40,17 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	f.af.registerBridge(cmd, rlbridge.DefaultAddr)
 	cmd.Flags().BoolVar(&f.noWatch, "no-watch", false, "do not reload the policies when their files change")
 	cmd.Flags().DurationVar(&f.debounce, "debounce", engine.DefaultDebounce, "gather file changes this close together into one reload")
+	cmd.Flags().StringVar(&f.check, "check", "", `listen address of the Check API: gRPC spillway.v1.FlowControl and Envoy ext_authz, and JSON POST /v1/check and /v1/done, on one port ("" for none); beyond loopback it needs --admin-token-file`)
+	cmd.Flags().BoolVar(&f.explain, "explain-header", false, "explain each rejection (policy, component, signal values) in a response header, X-Spillway-Reason (the proxy) or x-spillway-reason (ext_authz)")
 }
 
 // hostedEngine is a running engine with its metrics and admin listener.
 type hostedEngine struct {
-	eng     *engine.Engine
-	metrics *telemetry.Metrics
-	adminLn net.Listener
-	admin   *http.Server
+	eng       *engine.Engine
+	metrics   *telemetry.Metrics
+	decisions *decisionlog.Log
+	adminLn   net.Listener
+	admin     *http.Server
 }
 
 // start reads the admin token, binds the admin listener, starts the
@@ -72,7 +80,7 @@ func (f *engineFlags) start(ctx context.Context, cmd *cobra.Command) (*hostedEng
 		ln.Close()
 		return nil, err
 	}
-	h := &hostedEngine{eng: eng, metrics: metrics, adminLn: ln}
+	h := &hostedEngine{eng: eng, metrics: metrics, adminLn: ln, decisions: decisionlog.New(decisionlog.DefaultSize)}
 	if f.af.addr != "" {
 		url, errc, err := f.af.startBridge(ctx, rlbridge.ForEngine(eng), nil, metrics)
 		if err != nil {
@@ -86,7 +94,9 @@ func (f *engineFlags) start(ctx context.Context, cmd *cobra.Command) (*hostedEng
 			}
 		}()
 	}
-	h.admin = adminServer(eng, metrics, f.acc)
+	h.admin = adminServer(eng, metrics, f.acc, func(mux *http.ServeMux) {
+		mux.Handle("GET /decisions", h.decisions.Handler())
+	})
 	return h, nil
 }
 
