@@ -105,7 +105,7 @@ func (r *Running) explainSink(i int, now int64) Rejection {
 	interval := c.Spec.EvaluationInterval
 	x := Rejection{
 		Policy:     c.Spec.Name,
-		Component:  n.spec.Path,
+		Component:  componentLabel(n.spec.Path),
 		Kind:       "rate",
 		Selector:   s.comp.Selector().String(),
 		Tick:       c.ticks,
@@ -114,7 +114,7 @@ func (r *Running) explainSink(i int, now int64) Rejection {
 	var b strings.Builder
 	b.WriteString(c.Spec.Name)
 	b.WriteString(": ")
-	b.WriteString(n.spec.Path)
+	b.WriteString(componentLabel(n.spec.Path))
 	l := s.limiter
 	stale := false
 	if staleAfter := l.StaleAfter.Load(); staleAfter > 0 && now-l.StampNs() > staleAfter {
@@ -154,7 +154,7 @@ func (r *Running) explainSink(i int, now int64) Rejection {
 		if in := n.in[0]; in.signal >= 0 {
 			b.WriteString(" from ")
 			if p := c.producer(in.signal); p != nil {
-				b.WriteString(p.spec.Path)
+				b.WriteString(componentLabel(p.spec.Path))
 				b.WriteString(" (")
 				for j, ref := range p.in {
 					if j > 0 {

@@ -47,6 +47,11 @@ func (s *Server) Handler() http.Handler {
 		reply(w, resp, err)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/check" || r.URL.Path == "/v1/done" {
+			w.Header().Set("Allow", http.MethodPost)
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": want POST")
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s: the Check API is POST /v1/check and POST /v1/done", r.Method, r.URL.Path))
 	})
 	return mux

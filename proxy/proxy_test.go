@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/proxy"
 )
@@ -259,7 +261,11 @@ func TestProxyUnreachableUpstreamIsABadGateway(t *testing.T) {
 func slowService(workers int, serviceTime time.Duration) *httptest.Server {
 	slots := make(chan struct{}, workers)
 	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		slots <- struct{}{}
+		select {
+		case slots <- struct{}{}:
+		case <-r.Context().Done(): // the proxy gave up: leave the queue
+			return
+		}
 		time.Sleep(serviceTime)
 		<-slots
 		io.WriteString(w, "ok\n")
@@ -269,7 +275,7 @@ func slowService(workers int, serviceTime time.Duration) *httptest.Server {
 // load offers ratePerSec requests per second to url for warmup+d, open
 // loop, and returns the answers to the requests sent during d by status,
 // and how many of them were 200s within slo.
-func load(t *testing.T, target string, ratePerSec int, warmup, d, slo time.Duration) (byStatus map[int]int, good int) {
+func load(t *testing.T, target string, ratePerSec int, warmup, d, slo time.Duration) (byStatus map[int]int, good int, reasons []string) {
 	t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
 	defer client.CloseIdleConnections()
@@ -295,6 +301,11 @@ func load(t *testing.T, target string, ratePerSec int, warmup, d, slo time.Durat
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				status = resp.StatusCode
+				if status == http.StatusTooManyRequests {
+					mu.Lock()
+					reasons = append(reasons, resp.Header.Get(proxy.ReasonHeader))
+					mu.Unlock()
+				}
 				if counted && status == http.StatusOK && time.Since(start) <= slo {
 					goodCount.Add(1)
 				}
@@ -308,7 +319,7 @@ func load(t *testing.T, target string, ratePerSec int, warmup, d, slo time.Durat
 		}()
 	}
 	wg.Wait()
-	return byStatus, int(goodCount.Load())
+	return byStatus, int(goodCount.Load()), reasons
 }
 
 // proxyPolicy is the shipped default protection (the slo blueprint) at the
@@ -325,33 +336,63 @@ policies: "ingress-default": slo.#Policy & {
 }
 `
 
+// staticPolicy holds the proxy's requests to 3 in flight, from a Variable
+// through an Arithmetic so that rejections have a producer to name.
+const staticPolicy = `
+package p
+import bp "spillway.dev/blueprints"
+policies: "ingress-default": bp.#Policy & {
+	policy_name: "ingress-default"
+	evaluation_interval: "100ms"
+	components: [
+		{Variable: {value: 2, out_ports: output: "WORKERS"}},
+		{Arithmetic: {operator: "add", in_ports: {lhs: "WORKERS", rhs: 1}, out_ports: output: "LIMIT"}},
+		{ConcurrencyLimiter: {selector: control_point: "ingress", in_ports: limit: "LIMIT"}},
+	]
+}
+`
+
 // TestProxyOverloadShedsAndKeepsGoodput overloads a slow upstream at 3×
 // its capacity through the proxy, once without a policy and once with the
 // default one, and asserts that the protected run sheds with 429s and keeps
 // its goodput (200s within the SLO) near capacity where the unprotected
 // run's collapses as the upstream's queue grows. The first seconds of load
 // are not counted: the default policy measures the service's baseline
-// latency first (blueprints/slo).
+// latency first (blueprints/slo). Every rejection explains itself, in the
+// header and in the decision log.
 func TestProxyOverloadShedsAndKeepsGoodput(t *testing.T) {
 	const (
-		warmup   = 3 * time.Second
 		duration = 2 * time.Second
 		slo      = 200 * time.Millisecond
 	)
-	workers, serviceTime, offered := 4, 20*time.Millisecond, 600 // capacity 200 requests/s
+	workers, serviceTime, offered, warmup := 4, 20*time.Millisecond, 600, 3*time.Second // capacity 200 requests/s
+	policy := proxyPolicy
 	if raceEnabled {
+		// The race detector makes each request several times costlier, and
+		// the default policy's learning slower than the test is long: the
+		// race run checks the proxy's mechanics under a static limit.
 		workers, serviceTime, offered = 2, 40*time.Millisecond, 150 // capacity 50 requests/s
+		policy = staticPolicy
 	}
 	capacity := float64(workers) * float64(time.Second/serviceTime)
-	run := func(policy string) (map[int]int, float64) {
+	log := decisionlog.New(100000)
+	run := func(policy string) (map[int]int, float64, []string) {
 		upstream := slowService(workers, serviceTime)
 		defer upstream.Close()
-		front := startProxy(t, startEngine(t, policy), upstream.URL, "GET /work")
-		byStatus, good := load(t, front+"/work", offered, warmup, duration, slo)
-		return byStatus, float64(good) / duration.Seconds() / capacity
+		u, _ := url.Parse(upstream.URL)
+		h, err := proxy.New(startEngine(t, policy), proxy.Options{Upstream: u, Routes: []string{"GET /work"}, Logger: quiet, ExplainHeader: true, Decisions: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		front := httptest.NewServer(h)
+		byStatus, good, reasons := load(t, front.URL+"/work", offered, warmup, duration, slo)
+		// Drop the unprotected run's queue rather than wait it out.
+		upstream.CloseClientConnections()
+		front.Close()
+		return byStatus, float64(good) / duration.Seconds() / capacity, reasons
 	}
-	bare, bareGoodput := run("")
-	protected, goodput := run(proxyPolicy)
+	bare, bareGoodput, _ := run("")
+	protected, goodput, reasons := run(policy)
 	t.Logf("capacity %.0f/s, offered %d/s, counted after %s for %s: without a policy %v, goodput %.2f of capacity; with the default policy %v, goodput %.2f",
 		capacity, offered, warmup, duration, bare, bareGoodput, protected, goodput)
 	if protected[http.StatusTooManyRequests] == 0 {
@@ -362,5 +403,27 @@ func TestProxyOverloadShedsAndKeepsGoodput(t *testing.T) {
 	}
 	if goodput < bareGoodput+0.2 {
 		t.Errorf("goodput %.2f protected vs %.2f unprotected: the policy did not help", goodput, bareGoodput)
+	}
+
+	// "ingress-default: components[N].ConcurrencyLimiter limit=L (in flight F)
+	// from components[M].SLOConcurrencyController (LATENCY=…, …)".
+	explained := regexp.MustCompile(`^ingress-default: components\[\d+\]\.ConcurrencyLimiter limit=[0-9.]+ \(in flight \d+\) from components\[\d+\]\.\w+ \((\w+=([0-9.]+|invalid)(, )?)+\)$`)
+	for _, r := range reasons {
+		if !explained.MatchString(r) {
+			t.Fatalf("rejection reason %q does not name the component and its signal values", r)
+		}
+	}
+	if len(reasons) == 0 {
+		t.Fatal("no rejection reasons")
+	}
+	t.Logf("e.g. %s", reasons[len(reasons)/2])
+	rejected := log.Recent(decisionlog.Filter{Outcome: "rejected"})
+	if len(rejected) < len(reasons) {
+		t.Errorf("decision log holds %d rejections, the clients saw %d", len(rejected), len(reasons))
+	}
+	for _, d := range rejected {
+		if d.Source != "proxy" || d.API != "GET /work" || d.Outcome != decisionlog.ConcurrencyLimited || !explained.MatchString(d.Explanation) {
+			t.Fatalf("decision %+v", d)
+		}
 	}
 }
