@@ -25,7 +25,8 @@ import (
 
 // checkPolicy limits GET /a at "svc" to 2 requests per second (burst 2),
 // with the rate from an Arithmetic so a rejection can name its producer,
-// holds GET /b to one request in flight, and meters GET /b's latency.
+// holds GET /b to one request in flight, meters GET /b's latency, and
+// limits GET /open far above what a benchmark offers.
 const checkPolicy = `
 package t
 import bp "spillway.dev/blueprints"
@@ -38,13 +39,14 @@ policies: svc: bp.#Policy & {
 		{RateLimiter: {selector: {control_point: "svc", api: "GET /a"}, in_ports: {rate_limit: "RATE", burst: 2}}},
 		{ConcurrencyLimiter: {selector: {control_point: "svc", api: "GET /b"}, in_ports: limit: 1}},
 		{FluxMeter: {selector: {control_point: "svc", api: "GET /b"}, out_ports: latency_avg_ms: "LATENCY_B"}},
+		{RateLimiter: {selector: {control_point: "svc", api: "GET /open"}, in_ports: {rate_limit: 1e12, burst: 1e12}}},
 	]
 }
 `
 
 // newEngine runs checkPolicy, ticked once so its limits are in force; the
 // test ticks it again by hand.
-func newEngine(t *testing.T) *engine.Engine {
+func newEngine(t testing.TB) *engine.Engine {
 	t.Helper()
 	specs, diags := engine.LoadSource("svc.cue", []byte(checkPolicy))
 	if len(diags) > 0 {
@@ -60,7 +62,7 @@ func newEngine(t *testing.T) *engine.Engine {
 }
 
 // dial serves srv over gRPC on loopback and returns a client.
-func dial(t *testing.T, srv *flowcontrol.Server) spillwayv1.FlowControlClient {
+func dial(t testing.TB, srv *flowcontrol.Server) spillwayv1.FlowControlClient {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -78,7 +80,7 @@ func dial(t *testing.T, srv *flowcontrol.Server) spillwayv1.FlowControlClient {
 	return spillwayv1.NewFlowControlClient(conn)
 }
 
-func newServer(t *testing.T, eng *engine.Engine, opts flowcontrol.Options) *flowcontrol.Server {
+func newServer(t testing.TB, eng *engine.Engine, opts flowcontrol.Options) *flowcontrol.Server {
 	t.Helper()
 	s := flowcontrol.New(eng, opts)
 	t.Cleanup(s.Close)
