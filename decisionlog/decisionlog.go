@@ -38,32 +38,59 @@ const (
 	ConcurrencyLimited = "concurrency_limited"
 )
 
-// Log is a ring of the latest decisions. It is safe for concurrent use;
-// Add takes a mutex for a struct copy. A nil *Log records nothing.
+// Log keeps the latest decisions in two rings, one of acceptances and one
+// of rejections, so that a stream of admitted requests does not push the
+// rare rejections out. It is safe for concurrent use; Add takes a mutex
+// for a struct copy. A nil *Log records nothing.
 type Log struct {
-	mu    sync.Mutex
-	ring  []Decision
-	next  int    // where the next decision goes
-	total uint64 // decisions ever added
+	mu       sync.Mutex
+	accepted ring
+	rejected ring
+	total    uint64 // decisions ever added
 }
 
-// New returns a log keeping the latest size decisions (DefaultSize if
-// size ≤ 0).
+type ring struct {
+	entries []Decision
+	next    int    // where the next decision goes
+	added   uint64 // decisions ever added to this ring
+}
+
+func (r *ring) add(d Decision) {
+	r.entries[r.next] = d
+	r.next = (r.next + 1) % len(r.entries)
+	r.added++
+}
+
+// newestFirst returns the i-th newest decision kept, and whether there is
+// one.
+func (r *ring) newestFirst(i int) (Decision, bool) {
+	n := len(r.entries)
+	if i >= n || uint64(i) >= r.added {
+		return Decision{}, false
+	}
+	return r.entries[(r.next-1-i+2*n)%n], true
+}
+
+// New returns a log keeping the latest size acceptances and the latest
+// size rejections (DefaultSize each if size ≤ 0).
 func New(size int) *Log {
 	if size <= 0 {
 		size = DefaultSize
 	}
-	return &Log{ring: make([]Decision, size)}
+	return &Log{accepted: ring{entries: make([]Decision, size)}, rejected: ring{entries: make([]Decision, size)}}
 }
 
-// Add records d, replacing the oldest decision once the ring is full.
+// Add records d, replacing the oldest of its kind once its ring is full.
 func (l *Log) Add(d Decision) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
-	l.ring[l.next] = d
-	l.next = (l.next + 1) % len(l.ring)
+	if d.Outcome == Accepted {
+		l.accepted.add(d)
+	} else {
+		l.rejected.add(d)
+	}
 	l.total++
 	l.mu.Unlock()
 }
@@ -79,14 +106,21 @@ type Filter struct {
 func (l *Log) Recent(f Filter) []Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := len(l.ring)
-	kept := n
-	if l.total < uint64(n) {
-		kept = int(l.total)
-	}
 	out := []Decision{}
-	for i := 1; i <= kept; i++ {
-		d := l.ring[(l.next-i+n)%n]
+	for i, j := 0, 0; ; {
+		a, okA := l.accepted.newestFirst(i)
+		r, okR := l.rejected.newestFirst(j)
+		var d Decision
+		switch {
+		case okA && (!okR || !r.Time.After(a.Time)):
+			d = a
+			i++
+		case okR:
+			d = r
+			j++
+		default:
+			return out
+		}
 		if f.ControlPoint != "" && d.ControlPoint != f.ControlPoint ||
 			f.API != "" && d.API != f.API ||
 			f.Outcome != "" && !outcomeMatches(f.Outcome, d.Outcome) {
@@ -94,10 +128,9 @@ func (l *Log) Recent(f Filter) []Decision {
 		}
 		out = append(out, d)
 		if f.Limit > 0 && len(out) == f.Limit {
-			break
+			return out
 		}
 	}
-	return out
 }
 
 // outcomeMatches lets "rejected" stand for both kinds of rejection.
@@ -113,7 +146,8 @@ func (l *Log) Total() uint64 {
 }
 
 // Handler serves GET /decisions?api=&outcome=&control_point=&limit=: the
-// matching decisions, newest first, as {"total": n, "decisions": [...]}.
+// matching decisions, newest first, as {"total": n, "decisions": [...]},
+// where total counts every decision ever added.
 // outcome is accepted, rejected, rate_limited or concurrency_limited; an
 // unknown filter value or parameter is a 400 naming it.
 func (l *Log) Handler() http.Handler {

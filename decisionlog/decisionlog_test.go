@@ -4,33 +4,48 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spillway-dev/spillway/decisionlog"
 )
 
-func TestLogKeepsTheLatestAndFilters(t *testing.T) {
-	log := decisionlog.New(3)
-	for i, outcome := range []string{decisionlog.Accepted, decisionlog.RateLimited, decisionlog.Accepted, decisionlog.ConcurrencyLimited, decisionlog.Accepted} {
+func TestLogKeepsTheLatestOfEachKindAndFilters(t *testing.T) {
+	log := decisionlog.New(2)
+	start := time.Unix(1_800_000_000, 0)
+	outcomes := []string{decisionlog.RateLimited, decisionlog.Accepted, decisionlog.Accepted, decisionlog.ConcurrencyLimited, decisionlog.Accepted, decisionlog.Accepted}
+	for i, outcome := range outcomes {
 		api := "a"
 		if i%2 == 1 {
 			api = "b"
 		}
-		log.Add(decisionlog.Decision{API: api, Outcome: outcome, Explanation: string(rune('0' + i))})
+		log.Add(decisionlog.Decision{Time: start.Add(time.Duration(i) * time.Second), API: api, Outcome: outcome, Explanation: strconv.Itoa(i)})
 	}
-	all := log.Recent(decisionlog.Filter{})
-	if len(all) != 3 || all[0].Explanation != "4" || all[2].Explanation != "2" {
-		t.Fatalf("ring of 3 after 5: %+v, want the last three, newest first", all)
+	order := func(ds []decisionlog.Decision) string {
+		var s []string
+		for _, d := range ds {
+			s = append(s, d.Explanation)
+		}
+		return strings.Join(s, ",")
 	}
-	if got := log.Recent(decisionlog.Filter{Outcome: "rejected"}); len(got) != 1 || got[0].Outcome != decisionlog.ConcurrencyLimited {
-		t.Errorf("rejected: %+v", got)
+	// Two of each kind: acceptances 4 and 5 pushed 1 and 2 out, but the
+	// rejections 0 and 3 stay.
+	if got := order(log.Recent(decisionlog.Filter{})); got != "5,4,3,0" {
+		t.Errorf("all: %s, want 5,4,3,0 (newest first, two of each kind)", got)
 	}
-	if got := log.Recent(decisionlog.Filter{API: "a", Limit: 1}); len(got) != 1 || got[0].Explanation != "4" {
-		t.Errorf("api a, limit 1: %+v", got)
+	if got := order(log.Recent(decisionlog.Filter{Outcome: "rejected"})); got != "3,0" {
+		t.Errorf("rejected: %s, want 3,0", got)
 	}
-	if log.Total() != 5 {
-		t.Errorf("total %d, want 5", log.Total())
+	if got := order(log.Recent(decisionlog.Filter{Outcome: decisionlog.ConcurrencyLimited})); got != "3" {
+		t.Errorf("concurrency_limited: %s, want 3", got)
+	}
+	if got := order(log.Recent(decisionlog.Filter{API: "a", Limit: 1})); got != "4" {
+		t.Errorf("api a, limit 1: %s, want 4", got)
+	}
+	if log.Total() != 6 {
+		t.Errorf("total %d, want 6", log.Total())
 	}
 }
 

@@ -107,44 +107,59 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 		}), nil
 	}
 	// The middleware rejects without telling its caller, so the proxy
-	// watches it: the handler behind it marks the request admitted, and a
-	// response that starts without that mark is the middleware's rejection.
-	protected := eng.HTTP(opts.ControlPoint, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// watches it (watchWriter).
+	wt := &watcher{eng: eng, opts: opts, routes: routes}
+	wt.protected = eng.HTTP(opts.ControlPoint, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if ww := findWatch(w); ww != nil {
 			ww.admitted = true
 		}
 		rp.ServeHTTP(w, r)
 	}), httpmw.Options{Classifier: routes.Label, RejectStatus: opts.RejectStatus})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ww := &watchWriter{ResponseWriter: w}
-		ww.onReject = func() {
-			api := routes.Label(r)
-			entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: opts.ControlPoint, API: api, Outcome: decisionlog.RateLimited}
-			if x, ok := eng.ExplainRejection(opts.ControlPoint, api, 0); ok {
-				entry.Explanation, entry.RetryAfter = x.Text, x.RetryAfter.String()
-				if x.Kind == "concurrency" {
-					entry.Outcome = decisionlog.ConcurrencyLimited
-				}
-				if opts.ExplainHeader {
-					w.Header().Set(ReasonHeader, x.Text)
-				}
-			}
-			opts.Decisions.Add(entry)
+	return wt, nil
+}
+
+// watcher is the protected proxy when decisions are logged or explained.
+type watcher struct {
+	eng       *engine.Engine
+	opts      Options
+	routes    *RouteTable
+	protected http.Handler
+}
+
+func (wt *watcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ww := &watchWriter{ResponseWriter: w, wt: wt, r: r}
+	wt.protected.ServeHTTP(ww, r)
+	if ww.admitted && wt.opts.Decisions != nil {
+		wt.opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: wt.routes.Label(r), Outcome: decisionlog.Accepted})
+	}
+}
+
+// rejected explains and logs a rejection of r, before its header is sent.
+func (wt *watcher) rejected(w http.ResponseWriter, r *http.Request) {
+	api := wt.routes.Label(r)
+	entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: api, Outcome: decisionlog.RateLimited}
+	if x, ok := wt.eng.ExplainRejection(wt.opts.ControlPoint, api, 0); ok {
+		entry.Explanation, entry.RetryAfter = x.Text, x.RetryAfter.String()
+		if x.Kind == "concurrency" {
+			entry.Outcome = decisionlog.ConcurrencyLimited
 		}
-		protected.ServeHTTP(ww, r)
-		if ww.admitted && opts.Decisions != nil {
-			opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: opts.ControlPoint, API: routes.Label(r), Outcome: decisionlog.Accepted})
+		if wt.opts.ExplainHeader {
+			w.Header().Set(ReasonHeader, x.Text)
 		}
-	}), nil
+	}
+	wt.opts.Decisions.Add(entry)
 }
 
 // watchWriter tells the middleware's rejection from the upstream's
-// answers: see New. It forwards Flush and Hijack, which the middleware's
-// writer calls directly, and Unwrap for http.ResponseController.
+// answers: the handler behind the middleware marks the request admitted,
+// and a response that starts without that mark is a rejection. It
+// forwards Flush and Hijack, which the middleware's writer calls directly,
+// and Unwrap for http.ResponseController.
 type watchWriter struct {
 	http.ResponseWriter
+	wt       *watcher
+	r        *http.Request
 	admitted bool
-	onReject func()
 	started  bool
 }
 
@@ -152,7 +167,7 @@ func (w *watchWriter) WriteHeader(code int) {
 	if !w.started {
 		w.started = true
 		if !w.admitted {
-			w.onReject()
+			w.wt.rejected(w.ResponseWriter, w.r)
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

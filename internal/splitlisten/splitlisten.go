@@ -34,15 +34,14 @@ type splitter struct {
 	ln        net.Listener
 	closeOnce sync.Once
 	closed    chan struct{}
-	err       error // Accept's error, set before closed is closed
+	err       error // what Accept returns once closed; set before closed is closed
 }
 
 func (s *splitter) run(h2, other *sub) {
 	for {
 		conn, err := s.ln.Accept()
 		if err != nil {
-			s.err = err
-			s.close()
+			s.closeWith(err)
 			return
 		}
 		go func() {
@@ -64,9 +63,12 @@ func (s *splitter) run(h2, other *sub) {
 	}
 }
 
-func (s *splitter) close() error {
+// closeWith closes ln and both sides; their Accept then returns acceptErr,
+// or net.ErrClosed when it is nil. Only the first call counts.
+func (s *splitter) closeWith(acceptErr error) error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.err = acceptErr
 		err = s.ln.Close()
 		close(s.closed)
 	})
@@ -125,5 +127,5 @@ func (l *sub) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *sub) Close() error   { return l.s.close() }
+func (l *sub) Close() error   { return l.s.closeWith(nil) }
 func (l *sub) Addr() net.Addr { return l.s.ln.Addr() }
