@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/proxy"
 )
@@ -36,7 +37,7 @@ policies: bench: bp.#Policy & {
 // with keep-alive, from as many parallel clients as GOMAXPROCS: straight to
 // the upstream (direct), through httputil.ReverseProxy alone (httputil),
 // and through `spillway proxy`'s handler with a route table, a flux meter
-// and a token bucket on the route (spillway). Each iteration sends one
+// and a token bucket on the route, and the decision log (spillway). Each iteration sends one
 // request to each of the three, in turn, so that all three see the same
 // machine: on a shared machine, running them one after the other measures
 // the neighbours as much as the proxies. For each it reports the mean, p50
@@ -68,8 +69,9 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer eng.Close()
+	// As `spillway proxy` runs it: every decision logged for /decisions.
 	h, err := proxy.New(eng, proxy.Options{Upstream: u, Routes: []string{"GET /a", "POST /b", "/c/{id}"}, Logger: quiet,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 256}})
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Decisions: decisionlog.New(0)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,4 +127,54 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		b.ReportMetric(float64(ds[len(ds)*99/100].Nanoseconds())/1e3, names[i]+"-p99-µs")
 	}
 	b.ReportMetric(means[1]/means[2], "spillway/httputil-throughput")
+}
+
+// BenchmarkProxyHandler calls the handlers directly, one request at a time
+// (no client connection, the upstream still over loopback): what
+// `spillway proxy`'s handler costs beyond httputil.ReverseProxy's, in time
+// and allocations.
+func BenchmarkProxyHandler(b *testing.B) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	}))
+	defer upstream.Close()
+	u, _ := url.Parse(upstream.URL)
+	plain := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.SetXForwarded()
+		},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256},
+	}
+	specs, diags := engine.LoadSource("bench.cue", []byte(benchPolicy))
+	if len(diags) > 0 {
+		b.Fatal(diags)
+	}
+	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	protected, err := proxy.New(eng, proxy.Options{Upstream: u, Routes: []string{"GET /a", "POST /b", "/c/{id}"}, Logger: quiet,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Decisions: decisionlog.New(0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		h    http.Handler
+	}{{"httputil", plain}, {"spillway", protected}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				// A new request each time, so the route lookup is not skipped.
+				r := httptest.NewRequest("GET", "http://front/a", nil)
+				w := httptest.NewRecorder()
+				tc.h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
 }
