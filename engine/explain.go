@@ -39,10 +39,10 @@ type Rejection struct {
 // at controlPoint with decision d (RateLimited or ConcurrencyLimited; any
 // other value considers both kinds, for a caller that saw a rejection but
 // not its kind), and the inputs its limit came from at the last tick.
-// Actuators on the API
-// and on the whole control point ("*") are considered, a policy declared
-// first wins; among them one that refuses now is preferred. ok is false
-// when no running policy has an actuator of that kind there.
+// Actuators on the API and on the whole control point ("*") are
+// considered: one that refuses now first, then the API's own (Admit asks
+// those first), then the first declared. ok is false when no running
+// policy has an actuator of that kind there.
 //
 // It reads the limiters without locks and then takes the one chosen
 // policy's lock to read the producing component's last inputs, so it is
@@ -62,16 +62,24 @@ func (e *Engine) ExplainRejection(controlPoint, api string, d controlpoint.Decis
 	}
 	now := e.opts.Clock()
 	var chosen *Running
-	chosenSink := -1
+	chosenSink, chosenRank := -1, -1
 	for _, r := range e.Policies() {
 		for i, s := range r.sinks {
 			sel := s.comp.Selector().Normalized()
 			if sel.ControlPoint != controlPoint || (sel.API != api && sel.API != controlpoint.AllAPIs) || !kindMatches(s.comp.Kind()) {
 				continue
 			}
-			refusing := refusesNow(s.limiter, now)
-			if chosen == nil || refusing && !refusesNow(chosen.sinks[chosenSink].limiter, now) {
-				chosen, chosenSink = r, i
+			// As Admit asks them: the API's own actuators first, then the
+			// control point's; one that refuses now before one that does not.
+			rank := 0
+			if refusesNow(s.limiter, now) {
+				rank += 2
+			}
+			if sel.API == api {
+				rank++
+			}
+			if rank > chosenRank {
+				chosen, chosenSink, chosenRank = r, i, rank
 			}
 		}
 	}
