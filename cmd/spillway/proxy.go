@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/spillway-dev/spillway/proxy"
 )
@@ -23,8 +24,9 @@ func proxyCmd() *cobra.Command {
 	var listen, upstream, controlPoint string
 	var routes []string
 	var rejectStatus int
+	var grpcMode bool
 	cmd := &cobra.Command{
-		Use:   "proxy --listen ADDR --upstream URL [--route PATTERN]... --policies DIR",
+		Use:   "proxy --listen ADDR --upstream URL [--route PATTERN]... [--grpc] --policies DIR",
 		Short: "Protect any HTTP service: a reverse proxy through Spillway's control point",
 		Long: `Proxy serves --listen and forwards every request to --upstream through
 the control point --control-point (default "ingress"), so the policies in
@@ -44,9 +46,21 @@ server's GET /decisions; --explain-header also sends the explanation to the
 client as X-Spillway-Reason.
 
 The admin server, the RL bridge, --check and hot reload are those of
-'spillway run'; ext_authz requests on --check are labelled by --route too.`,
+'spillway run'; ext_authz requests on --check are labelled by --route too.
+
+With --grpc the proxy speaks gRPC (plaintext HTTP/2) on both sides: every
+call, unary or streaming, is labelled by its full method name
+("/pkg.Service/Method", as the embedded interceptors label it) and
+forwarded undecoded with its metadata; a shed call gets RESOURCE_EXHAUSTED
+(rate limit) or UNAVAILABLE (concurrency limit).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if grpcMode {
+				if len(routes) > 0 {
+					return errors.New("--route labels HTTP requests; with --grpc calls are labelled by their full method name")
+				}
+				return runGRPCProxy(cmd, &ef, listen, upstream, controlPoint)
+			}
 			up, err := url.Parse(upstream)
 			if err != nil {
 				return fmt.Errorf("--upstream: %w", err)
@@ -110,6 +124,54 @@ The admin server, the RL bridge, --check and hot reload are those of
 	cmd.Flags().StringArrayVar(&routes, "route", nil, `an http.ServeMux pattern whose matches are one API, such as "GET /checkout" (repeatable)`)
 	cmd.Flags().StringVar(&controlPoint, "control-point", "ingress", "the control point the policies select")
 	cmd.Flags().IntVar(&rejectStatus, "reject-status", http.StatusTooManyRequests, "status of a shed request: 429 or 503")
+	cmd.Flags().BoolVar(&grpcMode, "grpc", false, "proxy gRPC (plaintext HTTP/2) instead of HTTP: --upstream is a gRPC target such as 127.0.0.1:9090, calls are labelled by full method name")
 	_ = cmd.MarkFlagRequired("upstream")
 	return cmd
+}
+
+// runGRPCProxy serves a gRPC proxy to upstream on listen, through the
+// control point, with the engine, admin server and --check of ef.
+func runGRPCProxy(cmd *cobra.Command, ef *engineFlags, listen, upstream, controlPoint string) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	h, err := ef.start(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	p, err := proxy.NewGRPC(h.eng, proxy.GRPCOptions{Upstream: upstream, ControlPoint: controlPoint})
+	if err != nil {
+		return fmt.Errorf("--upstream: %w", err)
+	}
+	defer p.Close()
+	if ef.check != "" {
+		c, err := h.serveCheck(ctx, ef.check, ef.acc, nil, controlPoint, ef.explain)
+		if err != nil {
+			return err
+		}
+		slog.Info("Check API listening", "addr", c.Addr.String())
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		stopped := make(chan struct{})
+		go func() { p.Server.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			p.Server.Stop()
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- h.serveAdmin(ctx) }()
+	slog.Info("spillway proxy (gRPC)", "listen", ln.Addr().String(), "upstream", upstream, "control_point", controlPoint,
+		"policies", ef.policies, "admin", "http://"+h.adminLn.Addr().String()+"/", "loaded", len(h.eng.Policies()))
+	if err := p.Server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	stop()
+	return <-errc
 }

@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 
 	"github.com/spillway-dev/spillway/flowcontrol/spillwayv1"
 )
@@ -175,6 +178,7 @@ func TestProxyCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--upstream", "http://127.0.0.1:1", "--route", "/a/{x"}, `--route: route "/a/{x"`},
 		{[]string{"--upstream", "http://127.0.0.1:1", "--reject-status", "500"}, "must be 429 or 503"},
 		{[]string{"--upstream", "http://127.0.0.1:1", "--check", "0.0.0.0:0"}, "check API: refusing to listen on 0.0.0.0:0 without a token"},
+		{[]string{"--upstream", "127.0.0.1:1", "--grpc", "--route", "GET /a"}, "with --grpc calls are labelled by their full method name"},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		root := newRoot()
@@ -187,5 +191,82 @@ func TestProxyCommandRefusesBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.wantError) {
 			t.Errorf("proxy %v: %v\n%s; want an error containing %q", tt.args, err, out.String(), tt.wantError)
 		}
+	}
+}
+
+// grpcBlockPolicy refuses every EmptyCall at the proxy's control point.
+const grpcBlockPolicy = `package p
+import bp "spillway.dev/blueprints"
+policies: g: bp.#Policy & {
+	policy_name: "g"
+	evaluation_interval: "50ms"
+	components: [
+		{RateLimiter: {selector: {control_point: "ingress", api: "/grpc.testing.TestService/EmptyCall"}, in_ports: {rate_limit: 0, burst: 1}}},
+	]
+}
+`
+
+type emptyService struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (emptyService) EmptyCall(context.Context, *testpb.Empty) (*testpb.Empty, error) {
+	return &testpb.Empty{}, nil
+}
+
+func TestProxyCommandProxiesGRPC(t *testing.T) {
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := grpc.NewServer()
+	testpb.RegisterTestServiceServer(up, emptyService{})
+	go up.Serve(upLn)
+	defer up.Stop()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "g.cue"), []byte(grpcBlockPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen, admin := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"proxy", "--grpc", "--listen", listen, "--upstream", upLn.Addr().String(),
+		"--policies", dir, "--admin", admin, "--agent-addr", ""})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("proxy exited with %v\n%s", err, out.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("proxy did not stop with its context")
+		}
+	}()
+	waitFor(t, "http://"+admin+"/status")
+	conn, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := testpb.NewTestServiceClient(conn)
+	// The bucket (rate 0, burst 1) admits one call once the policy ticked,
+	// then sheds every further one.
+	var codesSeen []codes.Code
+	for range 3 {
+		_, err := client.EmptyCall(ctx, &testpb.Empty{})
+		codesSeen = append(codesSeen, status.Code(err))
+		time.Sleep(100 * time.Millisecond)
+	}
+	if codesSeen[len(codesSeen)-1] != codes.ResourceExhausted {
+		t.Fatalf("EmptyCall codes %v, want RESOURCE_EXHAUSTED at the end", codesSeen)
+	}
+	if codesSeen[0] != codes.OK {
+		t.Errorf("first EmptyCall %v, want OK through the proxy", codesSeen[0])
 	}
 }
