@@ -5,11 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
 )
 
@@ -20,6 +25,11 @@ type GRPCOptions struct {
 	Upstream string
 	// ControlPoint names the control point (default "ingress").
 	ControlPoint string
+	// Decisions, when set, records every decision of the proxy.
+	Decisions *decisionlog.Log
+	// ExplainHeader adds to each rejection the trailer x-spillway-reason:
+	// the policy, the component and the signal values that set the limit.
+	ExplainHeader bool
 }
 
 // GRPC is a gRPC reverse proxy: every call, unary or streaming, of any
@@ -36,6 +46,8 @@ type GRPC struct {
 	// GracefulStop it.
 	Server   *grpc.Server
 	upstream *grpc.ClientConn
+	eng      *engine.Engine
+	opts     GRPCOptions
 }
 
 // NewGRPC returns a gRPC proxy to opts.Upstream through eng's control
@@ -52,13 +64,49 @@ func NewGRPC(eng *engine.Engine, opts GRPCOptions) (*GRPC, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", opts.Upstream, err)
 	}
-	p := &GRPC{upstream: conn}
+	p := &GRPC{upstream: conn, eng: eng, opts: opts}
+	interceptors := []grpc.StreamServerInterceptor{eng.StreamInterceptor(opts.ControlPoint)}
+	if opts.Decisions != nil || opts.ExplainHeader {
+		interceptors = append([]grpc.StreamServerInterceptor{p.watch}, interceptors...)
+	}
 	p.Server = grpc.NewServer(
 		grpc.ForceServerCodec(rawCodec{}),
 		grpc.UnknownServiceHandler(p.forward),
-		grpc.ChainStreamInterceptor(eng.StreamInterceptor(opts.ControlPoint)),
+		grpc.ChainStreamInterceptor(interceptors...),
 	)
 	return p, nil
+}
+
+// watch sees the control point's decision from outside it: forward marks
+// the stream it is given, so a call that ends unmarked with
+// RESOURCE_EXHAUSTED or UNAVAILABLE was shed by the control point.
+func (p *GRPC) watch(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ms := &markedStream{ServerStream: ss}
+	err := handler(srv, ms)
+	entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: p.opts.ControlPoint, API: info.FullMethod, Outcome: decisionlog.Accepted}
+	if !ms.admitted {
+		d := controlpoint.RateLimited
+		entry.Outcome = decisionlog.RateLimited
+		if status.Code(err) == codes.Unavailable {
+			d = controlpoint.ConcurrencyLimited
+			entry.Outcome = decisionlog.ConcurrencyLimited
+		}
+		if x, ok := p.eng.ExplainRejection(p.opts.ControlPoint, info.FullMethod, d); ok {
+			entry.Explanation, entry.RetryAfter = x.Text, x.RetryAfter.String()
+			if p.opts.ExplainHeader {
+				ss.SetTrailer(metadata.Pairs("x-spillway-reason", x.Text))
+			}
+		}
+	}
+	p.opts.Decisions.Add(entry)
+	return err
+}
+
+// markedStream is the stream the control point passes on to forward when
+// it admits a call.
+type markedStream struct {
+	grpc.ServerStream
+	admitted bool
 }
 
 // Close stops the server at once and closes the upstream connection.
@@ -70,6 +118,9 @@ func (p *GRPC) Close() error {
 // forward relays one call: the client's messages and half-close upstream,
 // the upstream's header, messages, status and trailer back.
 func (p *GRPC) forward(_ any, in grpc.ServerStream) error {
+	if ms, ok := in.(*markedStream); ok {
+		ms.admitted = true
+	}
 	method, ok := grpc.MethodFromServerStream(in)
 	if !ok {
 		return errors.New("proxy: no method on the stream")

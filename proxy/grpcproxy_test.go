@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/proxy"
 )
 
@@ -72,7 +73,7 @@ policies: g: bp.#Policy & {
 
 // startGRPCProxy serves the echo service behind a gRPC proxy and returns a
 // client of the proxy.
-func startGRPCProxy(t *testing.T, policy string) testpb.TestServiceClient {
+func startGRPCProxy(t *testing.T, policy string, log ...*decisionlog.Log) testpb.TestServiceClient {
 	t.Helper()
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -83,7 +84,11 @@ func startGRPCProxy(t *testing.T, policy string) testpb.TestServiceClient {
 	go up.Serve(upLn)
 	t.Cleanup(up.Stop)
 
-	p, err := proxy.NewGRPC(startEngine(t, policy), proxy.GRPCOptions{Upstream: upLn.Addr().String()})
+	opts := proxy.GRPCOptions{Upstream: upLn.Addr().String()}
+	if len(log) > 0 {
+		opts.Decisions, opts.ExplainHeader = log[0], true
+	}
+	p, err := proxy.NewGRPC(startEngine(t, policy), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,22 +161,36 @@ func TestProxyGRPCStreamsBothWays(t *testing.T) {
 	}
 }
 
-func TestProxyGRPCRejectsByMethodName(t *testing.T) {
-	client := startGRPCProxy(t, grpcPolicy)
+func TestProxyGRPCRejectsByMethodNameAndExplains(t *testing.T) {
+	log := decisionlog.New(16)
+	client := startGRPCProxy(t, grpcPolicy, log)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// The policy's first tick sets the limit.
 	var err error
+	var trailer metadata.MD
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, err = client.EmptyCall(ctx, &testpb.Empty{}); status.Code(err) == codes.Unavailable {
+		if _, err = client.EmptyCall(ctx, &testpb.Empty{}, grpc.Trailer(&trailer)); status.Code(err) == codes.Unavailable {
 			break
 		}
 	}
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("EmptyCall under a concurrency limit of 0: %v, want UNAVAILABLE", err)
 	}
+	const want = "g: components[0].ConcurrencyLimiter limit=0 (in flight 0)"
+	if got := trailer.Get("x-spillway-reason"); len(got) != 1 || got[0] != want {
+		t.Errorf("trailer x-spillway-reason %q, want %q", got, want)
+	}
 	// Another method passes (and reaches the upstream).
 	if _, err := client.UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("x")}}); err != nil {
 		t.Fatalf("UnaryCall: %v", err)
+	}
+	rejected := log.Recent(decisionlog.Filter{Outcome: "rejected"})
+	if len(rejected) == 0 || rejected[0].API != "/grpc.testing.TestService/EmptyCall" || rejected[0].Outcome != decisionlog.ConcurrencyLimited || rejected[0].Explanation != want {
+		t.Errorf("decision log rejections %+v", rejected)
+	}
+	accepted := log.Recent(decisionlog.Filter{Outcome: decisionlog.Accepted, API: "/grpc.testing.TestService/UnaryCall"})
+	if len(accepted) != 1 {
+		t.Errorf("decision log acceptances of UnaryCall %+v, want 1", accepted)
 	}
 }

@@ -139,7 +139,7 @@ func runGRPCProxy(cmd *cobra.Command, ef *engineFlags, listen, upstream, control
 		return err
 	}
 	defer h.close()
-	p, err := proxy.NewGRPC(h.eng, proxy.GRPCOptions{Upstream: upstream, ControlPoint: controlPoint})
+	p, err := proxy.NewGRPC(h.eng, proxy.GRPCOptions{Upstream: upstream, ControlPoint: controlPoint, Decisions: h.decisions, ExplainHeader: ef.explain})
 	if err != nil {
 		return fmt.Errorf("--upstream: %w", err)
 	}
