@@ -70,9 +70,9 @@ func startPythonHTTPServer(b *testing.B) string {
 	return ""
 }
 
-// closedLoopRate is how many requests per second clients sequential
-// clients get answered in d: the server's capacity when it is the
-// bottleneck.
+// closedLoopRate is how many 200s per second the given number of
+// clients, each sending one request after another for d, get from target:
+// the server's capacity when it is the bottleneck.
 func closedLoopRate(target string, clients int, d time.Duration) float64 {
 	var done atomic.Int64
 	var wg sync.WaitGroup
