@@ -25,7 +25,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(checkCmd(), renderCmd(), runCmd(), demoCmd(), simCmd(), benchCmd(), dashboardsCmd(), cueCmd())
+	root.AddCommand(checkCmd(), renderCmd(), runCmd(), proxyCmd(), demoCmd(), simCmd(), benchCmd(), dashboardsCmd(), cueCmd())
 	return root
 }
 

@@ -16,17 +16,11 @@ import (
 
 	"github.com/spillway-dev/spillway/dashboards/live"
 	"github.com/spillway-dev/spillway/engine"
-	"github.com/spillway-dev/spillway/internal/access"
-	"github.com/spillway-dev/spillway/rlbridge"
 	"github.com/spillway-dev/spillway/telemetry"
 )
 
 func runCmd() *cobra.Command {
-	var policies, admin, adminTokenFile string
-	var acc adminAccess
-	var af agentFlags
-	var noWatch bool
-	var debounce time.Duration
+	var ef engineFlags
 	cmd := &cobra.Command{
 		Use:   "run --policies DIR [--admin 127.0.0.1:9464]",
 		Short: "Run a standalone engine with an admin server (live page, /metrics, /status, dynamic config)",
@@ -43,6 +37,14 @@ The admin server serves:
   GET    /policies/{name}/config    the policy's dynamic-config overrides
   POST   /policies/{name}/config    {"dry_run"?: bool, "variables"?: {SIGNAL: number}}
   DELETE /policies/{name}/config    drop the overrides
+  GET    /decisions                 the latest decisions of the Check API (and
+                                    of the proxy), rejections explained;
+                                    ?api=&outcome=accepted|rejected&limit=
+
+With --check ADDR it also serves the Check API for services in any language
+(gRPC spillway.v1.FlowControl/Check and /Done, the JSON twin POST /v1/check
+and /v1/done, and Envoy's ext_authz Authorization/Check, on one port), with
+the admin server's access rules and token.
 
 Beyond loopback the admin server requires a bearer token from
 --admin-token-file on every request. Without one it serves only requests
@@ -57,68 +59,25 @@ Beyond loopback it requires --agent-token-file; "" turns it off.
 OTLP export is on when OTEL_EXPORTER_OTLP_ENDPOINT (or
 OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if adminTokenFile != "" {
-				token, err := access.ReadTokenFile(adminTokenFile)
-				if err != nil {
-					return fmt.Errorf("admin: %w", err)
-				}
-				acc.Token = token
-			}
-			ln, err := access.Listen(admin, acc.Token, "--admin-token-file")
-			if err != nil {
-				return fmt.Errorf("admin: %w", err)
-			}
-			defer ln.Close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			eng, err := engine.Start(ctx, engine.Options{Policies: policies, Watch: !noWatch, Debounce: debounce})
-			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), err)
-				return exitError{}
-			}
-			defer eng.Close()
-			metrics, err := telemetry.New(ctx, eng)
+			h, err := ef.start(ctx, cmd)
 			if err != nil {
 				return err
 			}
-			defer shutdownMetrics(metrics)
-			if af.addr != "" {
-				url, errc, err := af.startBridge(ctx, rlbridge.ForEngine(eng), nil, metrics)
+			defer h.close()
+			if ef.check != "" {
+				c, err := h.serveCheck(ctx, ef.check, ef.acc, nil, "ingress", ef.explain)
 				if err != nil {
 					return err
 				}
-				slog.Info("RL bridge listening", "url", url)
-				go func() {
-					if err := <-errc; err != nil {
-						slog.Error("RL bridge stopped", "err", err)
-					}
-				}()
+				slog.Info("Check API listening", "addr", c.Addr.String())
 			}
-			srv := adminServer(eng, metrics, acc)
-			otlp := metrics.OTLP()
-			if otlp == "" {
-				otlp = "off"
-			}
-			slog.Info("spillway running", "policies", policies, "admin", "http://"+ln.Addr().String()+"/", "loaded", len(eng.Policies()), "otlp", otlp)
-			go func() {
-				<-ctx.Done()
-				shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = srv.Shutdown(shutdown)
-			}()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			slog.Info("spillway running", "policies", ef.policies, "admin", "http://"+h.adminLn.Addr().String()+"/", "loaded", len(h.eng.Policies()), "otlp", h.otlpState())
+			return h.serveAdmin(ctx)
 		},
 	}
-	cmd.Flags().StringVar(&policies, "policies", "policies", "directory of policy files")
-	cmd.Flags().StringVar(&admin, "admin", "127.0.0.1:9464", "admin listen address; beyond loopback it needs --admin-token-file")
-	cmd.Flags().StringVar(&adminTokenFile, "admin-token-file", "", "file holding the bearer token every admin request must carry")
-	cmd.Flags().StringArrayVar(&acc.AllowHosts, "admin-allow-host", nil, "a Host name the admin API serves besides loopback ones when it has no token (repeatable)")
-	af.registerBridge(cmd, rlbridge.DefaultAddr)
-	cmd.Flags().BoolVar(&noWatch, "no-watch", false, "do not reload the policies when their files change")
-	cmd.Flags().DurationVar(&debounce, "debounce", engine.DefaultDebounce, "gather file changes this close together into one reload")
+	ef.register(cmd)
 	return cmd
 }
 
@@ -132,9 +91,13 @@ func shutdownMetrics(m *telemetry.Metrics) {
 }
 
 // adminServer serves the live page, the engine's metrics (when metrics is
-// not nil), its status and dynamic config to the requests that acc allows.
-func adminServer(eng *engine.Engine, metrics *telemetry.Metrics, acc adminAccess) *http.Server {
+// not nil), its status and dynamic config, and what each of more adds, to
+// the requests that acc allows.
+func adminServer(eng *engine.Engine, metrics *telemetry.Metrics, acc adminAccess, more ...func(*http.ServeMux)) *http.Server {
 	mux := http.NewServeMux()
+	for _, add := range more {
+		add(mux)
+	}
 	page := live.Handler(eng)
 	mux.Handle("GET /{$}", page)
 	mux.Handle("GET /api/signals", page)

@@ -29,10 +29,16 @@ func NewBearer(token string) *Bearer {
 // request. It compares SHA-256 digests in constant time, so neither the
 // token's bytes nor its length leak through timing.
 func (b *Bearer) Allows(r *http.Request) bool {
+	return b.AllowsAuthorization(r.Header.Get("Authorization"))
+}
+
+// AllowsAuthorization is Allows for the value of an Authorization header
+// (or a gRPC "authorization" metadata entry): "Bearer <token>".
+func (b *Bearer) AllowsAuthorization(authorization string) bool {
 	if b == nil {
 		return true
 	}
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	scheme, token, ok := strings.Cut(authorization, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+
+	"github.com/spillway-dev/spillway/extauthz"
+	"github.com/spillway-dev/spillway/flowcontrol"
+	"github.com/spillway-dev/spillway/flowcontrol/spillwayv1"
+	"github.com/spillway-dev/spillway/internal/access"
+	"github.com/spillway-dev/spillway/internal/splitlisten"
+	"github.com/spillway-dev/spillway/proxy"
+)
+
+// checkListener is the Check API's listener: gRPC (spillway.v1.FlowControl
+// and Envoy's ext_authz) and the JSON twin on one port.
+type checkListener struct {
+	Addr net.Addr
+	fc   *flowcontrol.Server
+	errc chan error
+}
+
+// serveCheck serves the Check API on addr until ctx is done, with the
+// admin API's access: a loopback address, or acc.Token on every call.
+// routes and controlPoint label ext_authz requests.
+func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAccess, routes *proxy.RouteTable, controlPoint string, explain bool) (*checkListener, error) {
+	ln, err := access.Listen(addr, acc.Token, "--admin-token-file")
+	if err != nil {
+		return nil, fmt.Errorf("check API: %w", err)
+	}
+	fc := flowcontrol.New(h.eng, flowcontrol.Options{Decisions: h.decisions})
+	rpc := grpc.NewServer(
+		grpc.MaxRecvMsgSize(flowcontrol.MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(access.UnaryBearer(access.NewBearer(acc.Token))),
+	)
+	spillwayv1.RegisterFlowControlServer(rpc, fc)
+	authv3.RegisterAuthorizationServer(rpc, extauthz.New(fc, extauthz.Options{ControlPoint: controlPoint, Routes: routes, Explain: explain}))
+	web := &http.Server{
+		Handler:           acc.guard(fc.Handler()),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	h2, h1 := splitlisten.Split(ln)
+	c := &checkListener{Addr: ln.Addr(), fc: fc, errc: make(chan error, 2)}
+	go func() { c.errc <- rpc.Serve(h2) }()
+	go func() {
+		err := web.Serve(h1)
+		if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+			err = nil
+		}
+		c.errc <- err
+	}()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopped := make(chan struct{})
+		go func() { rpc.GracefulStop(); close(stopped) }()
+		_ = web.Shutdown(shutdown)
+		select {
+		case <-stopped:
+		case <-shutdown.Done():
+			rpc.Stop()
+		}
+		ln.Close()
+		fc.Close()
+	}()
+	return c, nil
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+
+	"github.com/spillway-dev/spillway/proxy"
+)
+
+func proxyCmd() *cobra.Command {
+	var ef engineFlags
+	var listen, upstream, controlPoint string
+	var routes []string
+	var rejectStatus int
+	var grpcMode bool
+	cmd := &cobra.Command{
+		Use:   "proxy --listen ADDR --upstream URL [--route PATTERN]... [--grpc] --policies DIR",
+		Short: "Protect any HTTP service: a reverse proxy through Spillway's control point",
+		Long: `Proxy serves --listen and forwards every request to --upstream through
+the control point --control-point (default "ingress"), so the policies in
+--policies protect a service in any language exactly as the embedded
+middleware does: a shed request gets --reject-status (429 or 503) with
+Retry-After and never reaches the upstream.
+
+Each --route is an http.ServeMux pattern ("GET /checkout", "/items/{id}",
+"POST api.example.com/orders"); a request's API label is the pattern it
+matches, so policies can select it. A request no route matches is still
+forwarded, labelled "*". Hop-by-hop headers, X-Forwarded-*, streaming
+responses and WebSocket upgrades are handled as httputil.ReverseProxy does.
+
+Every decision, each rejection with its explanation (the policy, the
+component and the signal values that set the limit), is kept in the admin
+server's GET /decisions; --explain-header also sends the explanation to the
+client as X-Spillway-Reason.
+
+The admin server, the RL bridge, --check and hot reload are those of
+'spillway run'; ext_authz requests on --check are labelled by --route too.
+
+With --grpc the proxy speaks gRPC (plaintext HTTP/2) on both sides: every
+call, unary or streaming, is labelled by its full method name
+("/pkg.Service/Method", as the embedded interceptors label it) and
+forwarded undecoded with its metadata; a shed call gets RESOURCE_EXHAUSTED
+(rate limit) or UNAVAILABLE (concurrency limit).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if grpcMode {
+				if len(routes) > 0 {
+					return errors.New("--route labels HTTP requests; with --grpc calls are labelled by their full method name")
+				}
+				return runGRPCProxy(cmd, &ef, listen, upstream, controlPoint)
+			}
+			up, err := url.Parse(upstream)
+			if err != nil {
+				return fmt.Errorf("--upstream: %w", err)
+			}
+			// Validate the routes before anything starts listening.
+			if _, err := proxy.Routes(routes); err != nil {
+				return fmt.Errorf("--route: %w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			h, err := ef.start(ctx, cmd)
+			if err != nil {
+				return err
+			}
+			defer h.close()
+			handler, err := proxy.New(h.eng, proxy.Options{Upstream: up, ControlPoint: controlPoint, Routes: routes, RejectStatus: rejectStatus,
+				Decisions: h.decisions, ExplainHeader: ef.explain})
+			if err != nil {
+				return err
+			}
+			if ef.check != "" {
+				table, _ := proxy.Routes(routes)
+				c, err := h.serveCheck(ctx, ef.check, ef.acc, table, controlPoint, ef.explain)
+				if err != nil {
+					return err
+				}
+				slog.Info("Check API listening", "addr", c.Addr.String())
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("--listen: %w", err)
+			}
+			srv := &http.Server{
+				Handler: handler,
+				// No read or write timeout: streams and WebSockets last as
+				// long as they last. Headers must come promptly.
+				ReadHeaderTimeout: 10 * time.Second,
+				IdleTimeout:       2 * time.Minute,
+				MaxHeaderBytes:    1 << 20,
+			}
+			go func() {
+				<-ctx.Done()
+				shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(shutdown)
+			}()
+			errc := make(chan error, 1)
+			go func() { errc <- h.serveAdmin(ctx) }()
+			slog.Info("spillway proxy", "listen", "http://"+ln.Addr().String(), "upstream", up.String(), "control_point", controlPoint, "routes", len(routes),
+				"policies", ef.policies, "admin", "http://"+h.adminLn.Addr().String()+"/", "loaded", len(h.eng.Policies()), "otlp", h.otlpState())
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			stop()
+			return <-errc
+		},
+	}
+	ef.register(cmd)
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address the proxy serves")
+	cmd.Flags().StringVar(&upstream, "upstream", "", "URL requests are forwarded to, such as http://127.0.0.1:8000")
+	cmd.Flags().StringArrayVar(&routes, "route", nil, `an http.ServeMux pattern whose matches are one API, such as "GET /checkout" (repeatable)`)
+	cmd.Flags().StringVar(&controlPoint, "control-point", "ingress", "the control point the policies select")
+	cmd.Flags().IntVar(&rejectStatus, "reject-status", http.StatusTooManyRequests, "status of a shed request: 429 or 503")
+	cmd.Flags().BoolVar(&grpcMode, "grpc", false, "proxy gRPC (plaintext HTTP/2) instead of HTTP: --upstream is a gRPC target such as 127.0.0.1:9090, calls are labelled by full method name")
+	_ = cmd.MarkFlagRequired("upstream")
+	return cmd
+}
+
+// runGRPCProxy serves a gRPC proxy to upstream on listen, through the
+// control point, with the engine, admin server and --check of ef.
+func runGRPCProxy(cmd *cobra.Command, ef *engineFlags, listen, upstream, controlPoint string) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	h, err := ef.start(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	p, err := proxy.NewGRPC(h.eng, proxy.GRPCOptions{Upstream: upstream, ControlPoint: controlPoint, Decisions: h.decisions, ExplainHeader: ef.explain})
+	if err != nil {
+		return fmt.Errorf("--upstream: %w", err)
+	}
+	defer p.Close()
+	if ef.check != "" {
+		c, err := h.serveCheck(ctx, ef.check, ef.acc, nil, controlPoint, ef.explain)
+		if err != nil {
+			return err
+		}
+		slog.Info("Check API listening", "addr", c.Addr.String())
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		stopped := make(chan struct{})
+		go func() { p.Server.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			p.Server.Stop()
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- h.serveAdmin(ctx) }()
+	slog.Info("spillway proxy (gRPC)", "listen", ln.Addr().String(), "upstream", upstream, "control_point", controlPoint,
+		"policies", ef.policies, "admin", "http://"+h.adminLn.Addr().String()+"/", "loaded", len(h.eng.Policies()))
+	if err := p.Server.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return err
+	}
+	stop()
+	return <-errc
+}

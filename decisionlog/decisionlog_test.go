@@ -1,0 +1,78 @@
+package decisionlog_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/decisionlog"
+)
+
+func TestLogKeepsTheLatestOfEachKindAndFilters(t *testing.T) {
+	log := decisionlog.New(2)
+	start := time.Unix(1_800_000_000, 0)
+	outcomes := []string{decisionlog.RateLimited, decisionlog.Accepted, decisionlog.Accepted, decisionlog.ConcurrencyLimited, decisionlog.Accepted, decisionlog.Accepted}
+	for i, outcome := range outcomes {
+		api := "a"
+		if i%2 == 1 {
+			api = "b"
+		}
+		log.Add(decisionlog.Decision{Time: start.Add(time.Duration(i) * time.Second), API: api, Outcome: outcome, Explanation: strconv.Itoa(i)})
+	}
+	order := func(ds []decisionlog.Decision) string {
+		var s []string
+		for _, d := range ds {
+			s = append(s, d.Explanation)
+		}
+		return strings.Join(s, ",")
+	}
+	// Two of each kind: acceptances 4 and 5 pushed 1 and 2 out, but the
+	// rejections 0 and 3 stay.
+	if got := order(log.Recent(decisionlog.Filter{})); got != "5,4,3,0" {
+		t.Errorf("all: %s, want 5,4,3,0 (newest first, two of each kind)", got)
+	}
+	if got := order(log.Recent(decisionlog.Filter{Outcome: "rejected"})); got != "3,0" {
+		t.Errorf("rejected: %s, want 3,0", got)
+	}
+	if got := order(log.Recent(decisionlog.Filter{Outcome: decisionlog.ConcurrencyLimited})); got != "3" {
+		t.Errorf("concurrency_limited: %s, want 3", got)
+	}
+	if got := order(log.Recent(decisionlog.Filter{API: "a", Limit: 1})); got != "4" {
+		t.Errorf("api a, limit 1: %s, want 4", got)
+	}
+	if log.Total() != 6 {
+		t.Errorf("total %d, want 6", log.Total())
+	}
+}
+
+func TestHandlerAnswersFiltersAndRefusesUnknownOnes(t *testing.T) {
+	log := decisionlog.New(8)
+	log.Add(decisionlog.Decision{API: "GET /a", Outcome: decisionlog.RateLimited, Explanation: "p: components[1].RateLimiter rate_limit=2"})
+	log.Add(decisionlog.Decision{API: "GET /b", Outcome: decisionlog.Accepted})
+	srv := httptest.NewServer(log.Handler())
+	defer srv.Close()
+	get := func(query string) (int, map[string]any) {
+		resp, err := http.Get(srv.URL + "/decisions" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	code, m := get("?api=GET+/a&outcome=rejected")
+	ds, _ := m["decisions"].([]any)
+	if code != 200 || len(ds) != 1 || m["total"] != 2.0 || !strings.Contains(ds[0].(map[string]any)["explanation"].(string), "RateLimiter") {
+		t.Fatalf("filtered: %d %v", code, m)
+	}
+	for _, q := range []string{"?outcome=maybe", "?limit=-1", "?apii=x"} {
+		if code, m := get(q); code != 400 || m["error"] == nil {
+			t.Errorf("%s: %d %v, want 400 with an error", q, code, m)
+		}
+	}
+}

@@ -1,0 +1,148 @@
+// Package extauthz is Spillway as an Envoy external authorization server
+// (envoy.service.auth.v3.Authorization/Check): Envoy asks before it
+// forwards each request, and a rejection comes back as Envoy's answer to
+// the client, 429 for a rate limit and 503 for a concurrency limit, with
+// retry-after. It shares the Check API's listener and decisions
+// (flowcontrol.Server).
+//
+// Envoy's ext_authz reports no completion, so a request is finished as
+// soon as it is admitted: the flux meters see its arrival and admission but
+// not its latency, and a concurrency limit holds no slot for it. Policies
+// behind ext_authz should therefore limit rates, fed by signals measured
+// elsewhere (the upstream's own Check/Done or proxy, or a PromQL source);
+// see docs/proxy.md.
+package extauthz
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/flowcontrol"
+	"github.com/spillway-dev/spillway/proxy"
+)
+
+// Context extensions an Envoy route may set (per-route
+// typed_per_filter_config, check_settings.context_extensions): operator
+// configuration, never the client's.
+const (
+	// ControlPointKey names the control point of the route's requests.
+	ControlPointKey = "spillway_control_point"
+	// APIKey sets the route's API label, instead of the route table's.
+	APIKey = "spillway_api"
+)
+
+// Options configure the server.
+type Options struct {
+	// ControlPoint is the control point of a request whose route sets none
+	// (default "ingress").
+	ControlPoint string
+	// Routes label requests by http.ServeMux pattern from the method, host
+	// and path Envoy reports, as `spillway proxy --route` does. Nil labels
+	// every request "*".
+	Routes *proxy.RouteTable
+	// Explain adds the rejection's explanation to the denied response as
+	// the header x-spillway-reason.
+	Explain bool
+}
+
+// Server implements Envoy's Authorization service.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	fc   *flowcontrol.Server
+	opts Options
+}
+
+// New returns the ext_authz server deciding with fc.
+func New(fc *flowcontrol.Server, opts Options) *Server {
+	if opts.ControlPoint == "" {
+		opts.ControlPoint = "ingress"
+	}
+	return &Server{fc: fc, opts: opts}
+}
+
+// Check implements envoy.service.auth.v3.Authorization/Check. A request
+// without HTTP attributes is INVALID_ARGUMENT, which Envoy treats per its
+// failure_mode_allow.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	httpReq := req.GetAttributes().GetRequest().GetHttp()
+	if httpReq == nil {
+		return nil, status.Error(codes.InvalidArgument, "attributes.request.http is missing: not an HTTP request from Envoy")
+	}
+	ext := req.GetAttributes().GetContextExtensions()
+	controlPoint := s.opts.ControlPoint
+	if cp := ext[ControlPointKey]; cp != "" {
+		controlPoint = cp
+	}
+	api, ok := ext[APIKey]
+	if !ok {
+		api = s.label(httpReq)
+	}
+	v, err := s.fc.Decide("ext_authz", controlPoint, api, nil)
+	if err != nil {
+		return nil, err
+	}
+	if v.Decision == controlpoint.Accepted {
+		v.Ticket.Done(true) // Envoy reports no completion; see the package doc
+		return &authv3.CheckResponse{
+			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
+		}, nil
+	}
+	code, grpcCode, body := typev3.StatusCode_TooManyRequests, codes.ResourceExhausted, "spillway: rate limited, retry later\n"
+	if v.Decision == controlpoint.ConcurrencyLimited {
+		code, grpcCode, body = typev3.StatusCode_ServiceUnavailable, codes.Unavailable, "spillway: concurrency limit reached, retry later\n"
+	}
+	headers := []*corev3.HeaderValueOption{header("retry-after", strconv.Itoa(RetryAfterSeconds(v.RetryAfter)))}
+	if s.opts.Explain && v.Explanation != "" {
+		headers = append(headers, header("x-spillway-reason", v.Explanation))
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(grpcCode), Message: v.Explanation},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: code},
+			Headers: headers,
+			Body:    body,
+		}},
+	}, nil
+}
+
+// label is the route pattern of Envoy's request, or "" with no routes or
+// no match. Envoy's path carries the query, which routing ignores.
+func (s *Server) label(h *authv3.AttributeContext_HttpRequest) string {
+	if s.opts.Routes == nil {
+		return ""
+	}
+	path, _, _ := strings.Cut(h.GetPath(), "?")
+	u, err := url.ParseRequestURI(path)
+	if err != nil {
+		return ""
+	}
+	r := &http.Request{Method: h.GetMethod(), URL: u, Host: h.GetHost(), Header: http.Header{}}
+	return s.opts.Routes.Label(r)
+}
+
+func header(key, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: key, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// RetryAfterSeconds is d as a Retry-After value: whole seconds, rounded
+// up, at least 1.
+func RetryAfterSeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	return max(s, 1)
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Measure the Check API's decision latency from Python (grpcio).
+
+Generates the spillway.v1 stubs from proto/ into a temporary directory with
+grpc_tools (Debian: python3-grpcio python3-grpc-tools), then calls
+FlowControl/Check and /Done --n times, one at a time, and prints the Check
+round trip's p50 and p99 in microseconds as JSON.
+
+    /usr/bin/python3 flowcontrol/clients/python/check_latency.py \
+        --addr 127.0.0.1:8081 --control-point ingress --api 'GET /a' --n 20000
+"""
+import argparse
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+
+
+def load_stubs(proto_root):
+    from grpc_tools import protoc
+
+    out = tempfile.mkdtemp(prefix="spillway-stubs-")
+    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    args = ["protoc", "-I", proto_root, "-I", include, "-I", "/usr/include",
+            "--python_out", out, "--grpc_python_out", out,
+            os.path.join(proto_root, "spillway", "v1", "flowcontrol.proto")]
+    if protoc.main(args) != 0:
+        sys.exit("generating the stubs failed")
+    sys.path.insert(0, out)
+    pb = importlib.import_module("spillway.v1.flowcontrol_pb2")
+    rpc = importlib.import_module("spillway.v1.flowcontrol_pb2_grpc")
+    return pb, rpc
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--addr", default="127.0.0.1:8081")
+    parser.add_argument("--control-point", default="ingress")
+    parser.add_argument("--api", default="GET /a")
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--token", default="", help="bearer token, when the server has one")
+    parser.add_argument("--proto", default=os.path.join(here, "..", "..", "..", "proto"))
+    args = parser.parse_args()
+
+    import grpc
+
+    pb, rpc = load_stubs(os.path.abspath(args.proto))
+    metadata = [("authorization", "Bearer " + args.token)] if args.token else None
+    with grpc.insecure_channel(args.addr) as channel:
+        stub = rpc.FlowControlStub(channel)
+        req = pb.CheckRequest(control_point=args.control_point, api=args.api, labels={"client": "python"})
+        checks = []
+        decisions = {}
+        for _ in range(args.n):
+            start = time.perf_counter_ns()
+            resp = stub.Check(req, metadata=metadata)
+            checks.append(time.perf_counter_ns() - start)
+            name = pb.Decision.Name(resp.decision)
+            decisions[name] = decisions.get(name, 0) + 1
+            if resp.flow_id:
+                stub.Done(pb.DoneRequest(flow_id=resp.flow_id, outcome=pb.OUTCOME_OK), metadata=metadata)
+    checks.sort()
+    print(json.dumps({
+        "client": "python grpcio " + grpc.__version__,
+        "n": args.n,
+        "decisions": decisions,
+        "p50_us": round(checks[len(checks) // 2] / 1e3, 1),
+        "p99_us": round(checks[len(checks) * 99 // 100] / 1e3, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()

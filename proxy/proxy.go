@@ -1,0 +1,256 @@
+// Package proxy is Spillway in front of a service it cannot link into: an
+// HTTP reverse proxy (net/http/httputil.ReverseProxy) whose requests pass
+// the same control point as the embedded middleware, labelled by route
+// patterns in http.ServeMux syntax.
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/spillway-dev/spillway/actuators/httpmw"
+	"github.com/spillway-dev/spillway/decisionlog"
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// Options configure a proxy.
+type Options struct {
+	// Upstream is where requests go: scheme, host and an optional base
+	// path that request paths are joined to.
+	Upstream *url.URL
+	// ControlPoint names the control point the proxy's requests pass
+	// (default "ingress"), as policies select it.
+	ControlPoint string
+	// Routes are http.ServeMux patterns ("GET /checkout",
+	// "/items/{id}", "api.example.com/"). A request's API label is the
+	// pattern that ServeMux would route it to; a request no pattern
+	// matches is still proxied, labelled "*" (the whole control point).
+	Routes []string
+	// RejectStatus is the status of a shed request: 429 (default) or 503.
+	RejectStatus int
+	// Transport carries requests upstream; default a clone of
+	// http.DefaultTransport with room for 256 idle connections to the
+	// upstream, so that an overload does not churn connections.
+	Transport http.RoundTripper
+	// Logger receives upstream errors; default slog.Default().
+	Logger *slog.Logger
+	// Decisions, when set, records every decision of the proxy.
+	Decisions *decisionlog.Log
+	// ExplainHeader adds to each rejection the header X-Spillway-Reason:
+	// the policy, the component and the signal values that set the limit
+	// (engine.ExplainRejection). Off by default: it tells clients about
+	// the policies.
+	ExplainHeader bool
+}
+
+// ReasonHeader is the header that explains a rejection when
+// Options.ExplainHeader is on.
+const ReasonHeader = "X-Spillway-Reason"
+
+// New returns the proxy as an http.Handler protected by eng's control
+// point. Hop-by-hop headers, X-Forwarded-For/-Host/-Proto, streaming
+// responses (flushed as they arrive when the upstream sends no
+// Content-Length or sends text/event-stream) and protocol upgrades such as
+// WebSocket are handled as httputil.ReverseProxy handles them. An upgraded
+// connection holds its admission, and any concurrency slot, until it closes.
+// An unreachable upstream is a 502, counted as a server error.
+func New(eng *engine.Engine, opts Options) (http.Handler, error) {
+	if opts.Upstream == nil || opts.Upstream.Scheme == "" || opts.Upstream.Host == "" {
+		return nil, fmt.Errorf("upstream must be an absolute URL such as http://127.0.0.1:8080, got %q", opts.Upstream)
+	}
+	if opts.Upstream.Scheme != "http" && opts.Upstream.Scheme != "https" {
+		return nil, fmt.Errorf("upstream %s: scheme must be http or https", opts.Upstream)
+	}
+	if opts.RejectStatus != 0 && opts.RejectStatus != http.StatusTooManyRequests && opts.RejectStatus != http.StatusServiceUnavailable {
+		return nil, fmt.Errorf("reject status %d: must be 429 or 503", opts.RejectStatus)
+	}
+	if opts.ControlPoint == "" {
+		opts.ControlPoint = "ingress"
+	}
+	routes, err := Routes(opts.Routes)
+	if err != nil {
+		return nil, err
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	transport := opts.Transport
+	if transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 256
+		t.MaxIdleConnsPerHost = 256
+		transport = t
+	}
+	upstream := opts.Upstream
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			pr.SetXForwarded()
+		},
+		Transport: transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			logger.Warn("proxy: upstream error", "upstream", upstream.String(), "method", r.Method, "path", r.URL.Path, "err", err)
+			w.WriteHeader(http.StatusBadGateway)
+		},
+	}
+	if opts.Decisions == nil && !opts.ExplainHeader {
+		return eng.HTTP(opts.ControlPoint, rp, httpmw.Options{
+			Classifier:   routes.Label,
+			RejectStatus: opts.RejectStatus,
+		}), nil
+	}
+	// The middleware rejects without telling its caller, so the proxy
+	// watches it (watchWriter).
+	wt := &watcher{eng: eng, opts: opts, routes: routes}
+	wt.protected = eng.HTTP(opts.ControlPoint, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ww := findWatch(w); ww != nil {
+			ww.admitted = true
+		}
+		rp.ServeHTTP(w, r)
+	}), httpmw.Options{Classifier: routes.Label, RejectStatus: opts.RejectStatus})
+	return wt, nil
+}
+
+// watcher is the protected proxy when decisions are logged or explained.
+type watcher struct {
+	eng       *engine.Engine
+	opts      Options
+	routes    *RouteTable
+	protected http.Handler
+}
+
+func (wt *watcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ww := &watchWriter{ResponseWriter: w, wt: wt, r: r}
+	wt.protected.ServeHTTP(ww, r)
+	if ww.admitted && wt.opts.Decisions != nil {
+		wt.opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: wt.routes.Label(r), Outcome: decisionlog.Accepted})
+	}
+}
+
+// rejected explains and logs a rejection of r, before its header is sent.
+func (wt *watcher) rejected(w http.ResponseWriter, r *http.Request) {
+	api := wt.routes.Label(r)
+	entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: api, Outcome: decisionlog.RateLimited}
+	if x, ok := wt.eng.ExplainRejection(wt.opts.ControlPoint, api, 0); ok {
+		entry.Explanation, entry.RetryAfter = x.Text, x.RetryAfter.String()
+		if x.Kind == "concurrency" {
+			entry.Outcome = decisionlog.ConcurrencyLimited
+		}
+		if wt.opts.ExplainHeader {
+			w.Header().Set(ReasonHeader, x.Text)
+		}
+	}
+	wt.opts.Decisions.Add(entry)
+}
+
+// watchWriter tells the middleware's rejection from the upstream's
+// answers: the handler behind the middleware marks the request admitted,
+// and a response that starts without that mark is a rejection. It
+// forwards Flush and Hijack, which the middleware's writer calls directly,
+// and Unwrap for http.ResponseController.
+type watchWriter struct {
+	http.ResponseWriter
+	wt       *watcher
+	r        *http.Request
+	admitted bool
+	started  bool
+}
+
+func (w *watchWriter) WriteHeader(code int) {
+	if !w.started {
+		w.started = true
+		if !w.admitted {
+			w.wt.rejected(w.ResponseWriter, w.r)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *watchWriter) Write(b []byte) (int, error) {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *watchWriter) Flush() {
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *watchWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.started = true
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+func (w *watchWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// findWatch finds the proxy's watchWriter under the middleware's writer.
+func findWatch(w http.ResponseWriter) *watchWriter {
+	for {
+		if ww, ok := w.(*watchWriter); ok {
+			return ww
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
+}
+
+// RouteTable labels requests by the http.ServeMux pattern they match.
+type RouteTable struct {
+	mux      *http.ServeMux
+	patterns map[string]bool
+}
+
+// Routes builds a route table from ServeMux patterns. A malformed pattern,
+// or two that conflict (ServeMux would panic on registering them), is an
+// error naming it.
+func Routes(patterns []string) (*RouteTable, error) {
+	mux := http.NewServeMux()
+	seen := map[string]bool{}
+	for _, p := range patterns {
+		if seen[p] {
+			return nil, fmt.Errorf("route %q is given twice", p)
+		}
+		seen[p] = true
+		if err := register(mux, p); err != nil {
+			return nil, err
+		}
+	}
+	return &RouteTable{mux: mux, patterns: seen}, nil
+}
+
+// register adds pattern to mux, turning ServeMux's panic on a bad or
+// conflicting pattern into an error.
+func register(mux *http.ServeMux, pattern string) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("route %q: %v", pattern, p)
+		}
+	}()
+	mux.Handle(pattern, http.NotFoundHandler())
+	return nil
+}
+
+// Label is the API label of r: the pattern that matches it, or "" (the
+// whole control point) when none does. It never reads a client-chosen
+// label, only the method, host and path that routing reads, and it is
+// always one of the patterns: where ServeMux would redirect (a path to
+// clean, a missing trailing slash) it names the redirect's path, which the
+// client chose, and that is labelled "" instead.
+func (t *RouteTable) Label(r *http.Request) string {
+	_, pattern := t.mux.Handler(r)
+	if !t.patterns[pattern] {
+		return ""
+	}
+	return pattern
+}
