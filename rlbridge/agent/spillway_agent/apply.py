@@ -192,6 +192,21 @@ def _raise_cap(info, current_rps):
     return max(current_rps, lo)
 
 
+def _goodput_cap(info, cap, current_rps):
+    """``cap`` lowered to :data:`RAISE_OVER_GOODPUT` × the API's last
+    goodput (``goodput_rps``), but never below the current rate or the
+    lower bound; ``cap`` itself when the goodput is unknown."""
+    g = info.get("goodput_rps")
+    try:
+        g = float(g)
+    except (TypeError, ValueError):
+        return cap
+    if not g == g:
+        return cap
+    lo, _ = api_bounds(info)
+    return min(cap, max(current_rps, lo, RAISE_OVER_GOODPUT * g))
+
+
 def apply_seed(rates, apis, action):
     """The seed agent's rule: move exactly one API by the factor ``(1 + a)``.
 
@@ -223,6 +238,12 @@ def apply_seed(rates, apis, action):
             break
     return out
 
+
+# A raise by the cost rule never takes an API beyond this multiple of the
+# goodput it just delivered (``goodput_rps``): the limit probes for
+# capacity in steps the service has shown it can serve, instead of putting
+# a second of overload into the queue at once.
+RAISE_OVER_GOODPUT = 1.1
 
 # Costs within this factor of the cheapest API of a tier share the tier: a
 # cut or raise is split over a tier in proportion to work, so two APIs of
@@ -310,7 +331,9 @@ def apply_cost(rates, apis, action):
     * **Raise (a > 0).** ``a`` × the work of the APIs that see no
       congestion is added to them alone: most important group first,
       cheapest tier first, each API capped as in :func:`apply_topfull`
-      (1.1 × its offered load, its upper bound). So an API is not held at
+      (1.1 × its offered load, its upper bound) and at 1.1 × the goodput
+      it just delivered (``goodput_rps``), so that a raise probes for
+      capacity rather than queueing a second of overload. So an API is not held at
       its floor because a more important one congests a service of its own.
 
     When no API is congested, or all are, a cut or raise takes every API.
@@ -337,7 +360,8 @@ def apply_cost(rates, apis, action):
         limits = {n: api_bounds(api_map[n])[0] for n in api_map}
         room = {n: max(0.0, out[n] - limits[n]) for n in api_map}
     else:
-        limits = {n: _raise_cap(api_map[n], out[n]) for n in api_map}
+        limits = {n: _goodput_cap(api_map[n], _raise_cap(api_map[n], out[n]), out[n])
+                  for n in api_map}
         room = {n: max(0.0, limits[n] - out[n]) for n in api_map}
     remaining = abs(a) * sum(cost[n] * out[n] for n in api_map)
     for group in _priority_groups(api_map, most_important_first=not cutting):

@@ -171,6 +171,7 @@ class SpillwayEnv(_EnvBase):
         self._last_action = 0.0
         self.costs = {}  # per API: least recent p95 latency, ms (see COST_DRIFT)
         self._latency = {}  # per API: p95 of the last step, ms
+        self._goodput = {}  # per API: goodput of the last step, req/s
         self.companion_policy = None
         self.companions = []  # [(env, last obs)] of the other clusters
         self._episodes = 0
@@ -228,6 +229,7 @@ class SpillwayEnv(_EnvBase):
         self._last_action = 0.0
         self.costs = {}
         self._latency = {}
+        self._goodput = {}
         self.server_done = False
         self.rates = {}
         for info in self.apis:
@@ -273,6 +275,8 @@ class SpillwayEnv(_EnvBase):
             if name in self.costs:
                 info["cost_ms"] = self.costs[name]
                 info["queue_ms"] = max(0.0, self._latency.get(name, 0.0) - self.costs[name])
+            if name in self._goodput:
+                info["goodput_rps"] = self._goodput[name]
         new_rates = self._apply(self.rates, self.apis, a)
         for info in self.apis:
             name = info["name"]
@@ -411,6 +415,7 @@ class SpillwayEnv(_EnvBase):
         is the part queueing adds least to; the cost rule only needs the
         order of costs and their rough ratios."""
         self._latency = {name: float(m["latency"]) for name, m in metrics.items()}
+        self._goodput = {name: float(m["goodput"]) for name, m in metrics.items()}
         for name, m in metrics.items():
             lat = float(m["latency"])
             if not lat > 0 or math.isinf(lat):

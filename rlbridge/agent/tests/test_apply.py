@@ -223,3 +223,15 @@ class CostRuleTest(unittest.TestCase):
         out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, -0.25)
         self.assertEqual(out["cheap"], 900.0)
         self.assertAlmostEqual(out["dear"], 100.0 - 36.25)
+
+    def test_a_raise_stays_within_a_tenth_over_the_goodput(self):
+        # cheap may rise to 1.1 x offered (1100) but has just served 600:
+        # its cap is 660; dear gets the rest of the work.
+        apis = [capi("cheap", 1, 2.0, offered=1000.0), capi("dear", 1, 40.0, offered=200.0)]
+        apis[0]["goodput_rps"], apis[1]["goodput_rps"] = 600.0, 100.0
+        out = apply_cost({"cheap": 600.0, "dear": 100.0}, apis, 0.5)
+        self.assertAlmostEqual(out["cheap"], 660.0)
+        self.assertAlmostEqual(out["dear"], 110.0)
+        # a cut is not capped by goodput, and a rate above the cap stays
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
+        self.assertEqual(out["cheap"], 900.0)
