@@ -391,15 +391,17 @@ type API struct {
 	att       atomic.Pointer[attachments]
 	durations atomic.Pointer[actuators.CumulativeHistogram] // nil until Registry.RecordDurations
 	mu        sync.Mutex
-	// Keep the counters, which every request writes, off the cache line
-	// of the pointers that every request reads.
-	_        [64]byte
-	outcomes [numOutcomes]atomic.Uint64
+	// outcomes counts requests per outcome; each counter is sharded per
+	// processor, so that requests on several cores do not contend.
+	outcomes [numOutcomes]actuators.Counter
 }
 
 func newAPI(label string, clock Clock) *API {
 	a := &API{Label: label, clock: clock}
 	a.att.Store(&attachments{})
+	for i := range a.outcomes {
+		a.outcomes[i].Add(0) // allocate the shards off the request path
+	}
 	return a
 }
 
@@ -474,6 +476,7 @@ func (a *API) AttachTap(r *actuators.Recorder) (detach func()) {
 // goes stale StaleAfter after it was attached unless a tick stamps it.
 func (a *API) AttachLimiter(l *Limiter) (detach func()) {
 	l.stampNs.CompareAndSwap(0, a.clock())
+	l.allocateCounters()
 	a.update(func(at *attachments) {
 		if len(at.limiters) < 64 {
 			at.limiters = append(at.limiters, l)
@@ -568,7 +571,14 @@ func (at *attachments) release(held uint64) {
 
 // Limiter is one actuator attached by a policy: a token bucket or a
 // concurrency limiter, with the policy's dry-run switch, its fail mode and
-// its counters. Every field is safe for concurrent use.
+// its counters. Every field is safe for concurrent use. The counters are
+// sharded per processor (actuators.Counter), so that requests on several
+// cores do not contend for them.
+//
+// A concurrency limiter counts every request it admits, whatever its
+// setpoint said: one admitted while the limit was invalid or stale
+// (fail-open) or only because of DryRun holds a slot too. A limit set while
+// such requests are in flight is then measured against all of them.
 //
 // Staleness (DESIGN §4): every setpoint carries the engine time of the
 // tick that produced it (Stamp). While StaleAfter is positive and a request
@@ -589,11 +599,11 @@ type Limiter struct {
 	// admitting them.
 	FailClosed atomic.Bool
 
-	Allowed     atomic.Uint64 // admitted by this limiter
-	Rejected    atomic.Uint64 // refused, including while stale and FailClosed
-	WouldReject atomic.Uint64 // refused, but admitted because of DryRun
-	FailOpen    atomic.Uint64 // admitted because the setpoint is invalid or stale
-	Stale       atomic.Uint64 // decided by the fail mode because the setpoint is stale
+	Allowed     actuators.Counter // admitted by this limiter
+	Rejected    actuators.Counter // refused, including while stale and FailClosed
+	WouldReject actuators.Counter // refused, but admitted because of DryRun
+	FailOpen    actuators.Counter // admitted because the setpoint is invalid or stale
+	Stale       actuators.Counter // decided by the fail mode because the setpoint is stale
 
 	stampNs atomic.Int64 // engine time of the setpoint's tick
 }
@@ -607,6 +617,14 @@ func (l *Limiter) Stamp(nowNs int64) { l.stampNs.Store(nowNs) }
 // if none came before it.
 func (l *Limiter) StampNs() int64 { return l.stampNs.Load() }
 
+// allocateCounters allocates the counters' shards, so that the first
+// requests do not.
+func (l *Limiter) allocateCounters() {
+	for _, c := range []*actuators.Counter{&l.Allowed, &l.Rejected, &l.WouldReject, &l.FailOpen, &l.Stale} {
+		c.Add(0)
+	}
+}
+
 // allow decides for one limiter; acquired reports a held concurrency slot,
 // said whether a limit was in force or would have refused in dry-run.
 func (l *Limiter) allow(now int64) (ok, acquired bool, said verdict) {
@@ -614,23 +632,28 @@ func (l *Limiter) allow(now int64) (ok, acquired bool, said verdict) {
 		return l.stale()
 	}
 	if l.Bucket != nil {
-		if l.Bucket.Unlimited() {
+		allowed, limited := l.Bucket.Admit(now)
+		if !limited {
 			l.FailOpen.Add(1)
 			return true, false, 0
 		}
-		if l.Bucket.Allow(now) {
+		if allowed {
 			l.Allowed.Add(1)
 			return true, false, limitInForce
 		}
-	} else {
-		if l.Concurrency.Limit() != l.Concurrency.Limit() || l.Concurrency.Limit() > 1e18 {
+		return l.refuse()
+	}
+	switch l.Concurrency.Acquire() {
+	case actuators.Unlimited:
+		l.FailOpen.Add(1)
+		return true, true, 0
+	case actuators.Acquired:
+		if l.Concurrency.Limit() > 1e18 { // a limit no server reaches
 			l.FailOpen.Add(1)
-			return true, false, 0
+			return true, true, 0
 		}
-		if l.Concurrency.TryAcquire() {
-			l.Allowed.Add(1)
-			return true, true, limitInForce
-		}
+		l.Allowed.Add(1)
+		return true, true, limitInForce
 	}
 	return l.refuse()
 }
@@ -640,7 +663,7 @@ func (l *Limiter) stale() (ok, acquired bool, said verdict) {
 	l.Stale.Add(1)
 	if !l.FailClosed.Load() {
 		l.FailOpen.Add(1)
-		return true, false, 0
+		return true, l.hold(), 0
 	}
 	return l.refuse()
 }
@@ -649,8 +672,18 @@ func (l *Limiter) stale() (ok, acquired bool, said verdict) {
 func (l *Limiter) refuse() (ok, acquired bool, said verdict) {
 	if l.DryRun.Load() {
 		l.WouldReject.Add(1)
-		return true, false, dryRunWouldDeny
+		return true, l.hold(), dryRunWouldDeny
 	}
 	l.Rejected.Add(1)
 	return false, false, 0
+}
+
+// hold takes a concurrency slot beyond the limit for a request admitted
+// anyway (stale and fail-open, or dry-run), and reports whether it did.
+func (l *Limiter) hold() (acquired bool) {
+	if l.Concurrency == nil {
+		return false
+	}
+	l.Concurrency.Hold()
+	return true
 }

@@ -137,6 +137,59 @@ func TestConcurrencyLimitHoldsSlotsUntilDone(t *testing.T) {
 	}
 }
 
+// TestConcurrencyLimitCountsRequestsAdmittedWhileUnlimited: requests
+// admitted while the limit was invalid (fail-open) or in dry-run hold slots
+// too, so a limit set while they are in flight admits nothing more until
+// fewer than the limit remain.
+func TestConcurrencyLimitCountsRequestsAdmittedWhileUnlimited(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		prep func(l *Limiter)
+		free func(l *Limiter)
+	}{
+		{"invalid limit (fail-open)", func(l *Limiter) { l.Concurrency.SetLimit(math.NaN()) }, func(*Limiter) {}},
+		{"dry-run", func(l *Limiter) { l.Concurrency.SetLimit(0); l.DryRun.Store(true) }, func(l *Limiter) { l.DryRun.Store(false) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+			l := &Limiter{Concurrency: actuators.NewConcurrencyLimiter(0)}
+			c.prep(l)
+			cp.API("GET /a").AttachLimiter(l)
+			var tickets []Ticket
+			for i := 0; i < 10; i++ {
+				tk, d := cp.Admit("GET /a")
+				if d != Accepted {
+					t.Fatalf("request %d: %v, want Accepted before the limit is set", i, d)
+				}
+				tickets = append(tickets, tk)
+			}
+			c.free(l)
+			l.Concurrency.SetLimit(5)
+			for i := 0; i < 6; i++ {
+				if _, d := cp.Admit("GET /a"); d != ConcurrencyLimited {
+					t.Fatalf("with %d in flight and a limit of 5, a new request is %v, want ConcurrencyLimited", 10-i, d)
+				}
+				tickets[i].Done(true)
+			}
+			// 4 in flight now: one more fits.
+			tk, d := cp.Admit("GET /a")
+			if d != Accepted {
+				t.Fatalf("with 4 in flight and a limit of 5, a new request is %v, want Accepted", d)
+			}
+			if _, d := cp.Admit("GET /a"); d != ConcurrencyLimited {
+				t.Fatalf("with 5 in flight and a limit of 5, a new request is %v, want ConcurrencyLimited", d)
+			}
+			tk.Done(true)
+			for _, tk := range tickets[6:] {
+				tk.Done(true)
+			}
+			if n := l.Concurrency.InFlight(); n != 0 {
+				t.Fatalf("%d in flight after every request is done, want 0", n)
+			}
+		})
+	}
+}
+
 func TestRejectionByControlPointReleasesAPISlot(t *testing.T) {
 	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
 	apiSlots := actuators.NewConcurrencyLimiter(5)
