@@ -39,14 +39,14 @@ func TestCounterAddAllocatesOnlyOnce(t *testing.T) {
 // TestRecorderSumsShards plays requests that arrive on one processor's
 // shard and finish on another's: only the sums count.
 func TestRecorderSumsShards(t *testing.T) {
-	r := &Recorder{shards: make([]recorderShard, 4)}
+	r := &Recorder{shards: make([]recorderShard, 4), latency: make([][2]Histogram, 2)}
 	r.SetSLO(time.Second)
 	slot := ageSlot(200*ms) % ageSlots
 	r.shards[0].buffers[0].accepted.Add(1) // arrives on shard 0 at 200 ms...
 	r.shards[0].inFlightByStart[slot].Add(1)
 	r.shards[3].inFlightByStart[slot].Add(-1) // ...finishes on shard 3
 	r.shards[3].buffers[0].goodput.Add(1)
-	r.latency[0].Record(5 * ms)
+	r.latency[1][0].Record(5 * ms)
 	r.shards[1].buffers[0].accepted.Add(1) // another, still in flight
 	r.shards[1].inFlightByStart[slot].Add(1)
 	r.shards[2].buffers[0].rejected.Add(1)

@@ -23,7 +23,8 @@ import (
 // Every counter is split into one shard per processor (see Counter), so
 // that cores recording requests to the same API at once do not contend for
 // one cache line; Snapshot and InFlight add the shards up. The latency
-// histograms are not sharded: requests spread over their 896 buckets.
+// histograms are sharded too, since one API's latencies fall into a few
+// neighbouring buckets, but into at most maxHistogramShards shards.
 //
 // Arrive, Done, SetSLO and InFlight are safe for concurrent use, lock-free
 // and allocation-free. Snapshot is safe for concurrent use too; concurrent
@@ -32,8 +33,9 @@ type Recorder struct {
 	active atomic.Uint32 // index of the buffer writers use
 	sloNs  atomic.Int64
 	shards []recorderShard // read-only after NewRecorder
-	// latency is each buffer's histogram.
-	latency [2]Histogram
+	// latency holds each buffer's histogram, split into fewer shards than
+	// the counters (at most maxHistogramShards): they take 7 KiB each.
+	latency [][2]Histogram // read-only after NewRecorder
 
 	snapshotMu     sync.Mutex
 	snapshotted    bool
@@ -49,6 +51,10 @@ const (
 )
 
 func ageSlot(ns int64) int64 { return max(ns, 0) >> ageSlotShift }
+
+// maxHistogramShards bounds the latency histograms of a recorder
+// (2 buffers × 7 KiB each per shard).
+const maxHistogramShards = 4
 
 // recorderShard is one processor's share of a Recorder's counters.
 type recorderShard struct {
@@ -77,7 +83,10 @@ type recorderBuffer struct {
 // NewRecorder returns an empty recorder. Goodput counts OK responses whose
 // latency is at most slo; slo <= 0 counts every OK response.
 func NewRecorder(slo time.Duration) *Recorder {
-	r := &Recorder{shards: make([]recorderShard, shard.Count())}
+	r := &Recorder{
+		shards:  make([]recorderShard, shard.Count()),
+		latency: make([][2]Histogram, min(shard.Count(), maxHistogramShards)),
+	}
 	r.SetSLO(slo)
 	return r
 }
@@ -110,12 +119,13 @@ func (r *Recorder) shard() *recorderShard {
 // count as 0), successfully or not. An OK request within the SLO counts as
 // goodput; a failed one as an error.
 func (r *Recorder) Done(startNs, latencyNs int64, ok bool) {
-	sh := r.shard()
+	index := shard.Index()
+	sh := &r.shards[index&(len(r.shards)-1)]
 	sh.inFlightByStart[ageSlot(startNs)%ageSlots].Add(-1)
 	latencyNs = max(latencyNs, 0)
 	active := r.active.Load() & 1
 	b := &sh.buffers[active]
-	r.latency[active].Record(latencyNs)
+	r.latency[index&(len(r.latency)-1)][active].Record(latencyNs)
 	b.latencySumNs.Add(uint64(latencyNs))
 	switch slo := r.sloNs.Load(); {
 	case !ok:
@@ -158,7 +168,9 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 		w.Errors += b.errors.Swap(0)
 		w.LatencySumNs += b.latencySumNs.Swap(0)
 	}
-	w.Completed = r.latency[retired].Drain(&w.LatencyCounts)
+	for i := range r.latency {
+		w.Completed += r.latency[i][retired].Drain(&w.LatencyCounts)
+	}
 	w.Incoming = w.Accepted + w.Rejected
 	w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
 	return w

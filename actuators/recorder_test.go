@@ -136,7 +136,7 @@ func TestRecorderWriterRacingTheFlipIsCountedLater(t *testing.T) {
 	stale := &r.shard().buffers[active] // the writer picks its buffer...
 	first := r.Snapshot(1 * secondNs)   // ...Snapshot flips and drains it...
 	stale.accepted.Add(1)               // ...and the writer increments.
-	r.latency[active].Record(7 * ms)
+	r.latency[0][active].Record(7 * ms)
 	second := r.Snapshot(2 * secondNs)
 	third := r.Snapshot(3 * secondNs)
 	fourth := r.Snapshot(4 * secondNs)
