@@ -26,12 +26,18 @@ type paddedUint64 struct {
 }
 
 // Add adds delta to the counter.
-func (c *Counter) Add(delta uint64) {
+func (c *Counter) Add(delta uint64) { c.AddOn(shard.Index(), delta) }
+
+// AddOn is Add into the shard of processor proc, for a caller that adds to
+// several counters and looks its processor up once (package
+// actuators/internal/shard). Any proc is correct; only the caller's own
+// avoids contention.
+func (c *Counter) AddOn(proc int, delta uint64) {
 	s := c.shards.Load()
 	if s == nil {
 		s = c.allocate()
 	}
-	(*s)[shard.Index()&(len(*s)-1)].n.Add(delta)
+	(*s)[proc&(len(*s)-1)].n.Add(delta)
 }
 
 // Load returns the counter's value.

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spillway-dev/spillway/actuators"
+	"github.com/spillway-dev/spillway/actuators/internal/shard"
 )
 
 // AllAPIs is the API label that selects every request at a control point.
@@ -70,6 +71,7 @@ func (r *Registry) Get(name string) *ControlPoint {
 	}
 	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations}
 	cp.all = newAPI(AllAPIs, r.clock)
+	cp.all.labelled = &cp.apis
 	cp.overflow = newAPI(OverflowAPI, r.clock)
 	if r.durations.Load() {
 		cp.all.recordDurations()
@@ -316,6 +318,7 @@ type Ticket struct {
 // tracked label takes no lock.
 func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 	now := cp.clock()
+	proc := shard.Index() // for every counter this request adds to
 	all := cp.all
 	api := all
 	if label != "" && label != AllAPIs {
@@ -330,35 +333,31 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 	var v verdict
 	if api != all {
 		t.apiAtt = api.att.Load()
-		held, d := t.apiAtt.admit(now, &v)
+		held, d := t.apiAtt.admit(now, proc, &v)
 		if d != Accepted {
 			t.apiAtt.arrive(now, false)
 			t.allAtt.arrive(now, false)
-			api.outcomes[OutcomeRejected].Add(1)
-			all.outcomes[OutcomeRejected].Add(1)
+			api.outcomes[OutcomeRejected].AddOn(proc, 1)
 			return Ticket{}, d
 		}
 		t.apiHeld = held
 	}
-	held, d := t.allAtt.admit(now, &v)
+	held, d := t.allAtt.admit(now, proc, &v)
 	if d != Accepted {
 		if t.apiAtt != nil {
 			t.apiAtt.release(t.apiHeld)
 			t.apiAtt.arrive(now, false)
-			api.outcomes[OutcomeRejected].Add(1)
 		}
 		t.allAtt.arrive(now, false)
-		all.outcomes[OutcomeRejected].Add(1)
+		api.outcomes[OutcomeRejected].AddOn(proc, 1)
 		return Ticket{}, d
 	}
 	t.allHeld = held
-	outcome := v.outcome()
 	if t.apiAtt != nil {
 		t.apiAtt.arrive(now, true)
-		api.outcomes[outcome].Add(1)
 	}
 	t.allAtt.arrive(now, true)
-	all.outcomes[outcome].Add(1)
+	api.outcomes[v.outcome()].AddOn(proc, 1)
 	return t, Accepted
 }
 
@@ -392,8 +391,13 @@ type API struct {
 	durations atomic.Pointer[actuators.CumulativeHistogram] // nil until Registry.RecordDurations
 	mu        sync.Mutex
 	// outcomes counts requests per outcome; each counter is sharded per
-	// processor, so that requests on several cores do not contend.
+	// processor, so that requests on several cores do not contend. A
+	// request is counted once, under its label's API, or under the control
+	// point's own when it has none; the control point's Count adds up.
 	outcomes [numOutcomes]actuators.Counter
+	// labelled is set on the control point's own API (AllAPIs) only: the
+	// per-label APIs whose outcomes its counts include.
+	labelled *atomic.Pointer[map[string]*API]
 }
 
 func newAPI(label string, clock Clock) *API {
@@ -408,16 +412,23 @@ func newAPI(label string, clock Clock) *API {
 // Counts returns the totals of admitted requests (accepted, would-reject
 // and passthrough outcomes) and of rejected ones.
 func (a *API) Counts() (accepted, rejected uint64) {
-	accepted = a.outcomes[OutcomeAccepted].Load() + a.outcomes[OutcomeWouldReject].Load() + a.outcomes[OutcomePassthrough].Load()
-	return accepted, a.outcomes[OutcomeRejected].Load()
+	accepted = a.Count(OutcomeAccepted) + a.Count(OutcomeWouldReject) + a.Count(OutcomePassthrough)
+	return accepted, a.Count(OutcomeRejected)
 }
 
-// Count returns how many requests had outcome o.
+// Count returns how many requests had outcome o; for AllAPIs, at the whole
+// control point. Each counter only grows, and so does the sum.
 func (a *API) Count(o Outcome) uint64 {
 	if o >= numOutcomes {
 		return 0
 	}
-	return a.outcomes[o].Load()
+	n := a.outcomes[o].Load()
+	if a.labelled != nil {
+		for _, labelled := range *a.labelled.Load() {
+			n += labelled.outcomes[o].Load()
+		}
+	}
+	return n
 }
 
 // Durations reads the cumulative request-duration histogram of the
@@ -542,9 +553,9 @@ func (v verdict) outcome() Outcome {
 
 // admit asks every limiter and adds what they said to v. On a refusal it
 // releases what it acquired.
-func (at *attachments) admit(now int64, v *verdict) (held uint64, d Decision) {
+func (at *attachments) admit(now int64, proc int, v *verdict) (held uint64, d Decision) {
 	for i, l := range at.limiters {
-		ok, acquired, said := l.allow(now)
+		ok, acquired, said := l.allow(now, proc)
 		*v |= said
 		if acquired {
 			held |= 1 << uint(i)
@@ -626,55 +637,56 @@ func (l *Limiter) allocateCounters() {
 }
 
 // allow decides for one limiter; acquired reports a held concurrency slot,
-// said whether a limit was in force or would have refused in dry-run.
-func (l *Limiter) allow(now int64) (ok, acquired bool, said verdict) {
+// said whether a limit was in force or would have refused in dry-run. proc
+// is the caller's processor, for the counters.
+func (l *Limiter) allow(now int64, proc int) (ok, acquired bool, said verdict) {
 	if staleAfter := l.StaleAfter.Load(); staleAfter > 0 && now-l.stampNs.Load() > staleAfter {
-		return l.stale()
+		return l.stale(proc)
 	}
 	if l.Bucket != nil {
 		allowed, limited := l.Bucket.Admit(now)
 		if !limited {
-			l.FailOpen.Add(1)
+			l.FailOpen.AddOn(proc, 1)
 			return true, false, 0
 		}
 		if allowed {
-			l.Allowed.Add(1)
+			l.Allowed.AddOn(proc, 1)
 			return true, false, limitInForce
 		}
-		return l.refuse()
+		return l.refuse(proc)
 	}
 	switch l.Concurrency.Acquire() {
 	case actuators.Unlimited:
-		l.FailOpen.Add(1)
+		l.FailOpen.AddOn(proc, 1)
 		return true, true, 0
 	case actuators.Acquired:
 		if l.Concurrency.Limit() > 1e18 { // a limit no server reaches
-			l.FailOpen.Add(1)
+			l.FailOpen.AddOn(proc, 1)
 			return true, true, 0
 		}
-		l.Allowed.Add(1)
+		l.Allowed.AddOn(proc, 1)
 		return true, true, limitInForce
 	}
-	return l.refuse()
+	return l.refuse(proc)
 }
 
 // stale applies the fail mode to a request that met a stale setpoint.
-func (l *Limiter) stale() (ok, acquired bool, said verdict) {
-	l.Stale.Add(1)
+func (l *Limiter) stale(proc int) (ok, acquired bool, said verdict) {
+	l.Stale.AddOn(proc, 1)
 	if !l.FailClosed.Load() {
-		l.FailOpen.Add(1)
+		l.FailOpen.AddOn(proc, 1)
 		return true, l.hold(), 0
 	}
-	return l.refuse()
+	return l.refuse(proc)
 }
 
 // refuse refuses a request, or admits it as would_reject in dry-run.
-func (l *Limiter) refuse() (ok, acquired bool, said verdict) {
+func (l *Limiter) refuse(proc int) (ok, acquired bool, said verdict) {
 	if l.DryRun.Load() {
-		l.WouldReject.Add(1)
+		l.WouldReject.AddOn(proc, 1)
 		return true, l.hold(), dryRunWouldDeny
 	}
-	l.Rejected.Add(1)
+	l.Rejected.AddOn(proc, 1)
 	return false, false, 0
 }
 
