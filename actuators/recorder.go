@@ -98,8 +98,13 @@ func (r *Recorder) SetSLO(slo time.Duration) { r.sloNs.Store(int64(slo)) }
 // Arrive records one arrival at nowNs (monotonic nanoseconds) and its
 // decision: admitted requests are counted as accepted and are in flight
 // until Done, others as rejected.
-func (r *Recorder) Arrive(nowNs int64, admitted bool) {
-	sh := r.shard()
+func (r *Recorder) Arrive(nowNs int64, admitted bool) { r.ArriveOn(shard.Index(), nowNs, admitted) }
+
+// ArriveOn is Arrive for a caller on processor proc, which looked it up
+// once for several counters (package actuators/internal/shard). Any proc is
+// correct; only the caller's own avoids contention.
+func (r *Recorder) ArriveOn(proc int, nowNs int64, admitted bool) {
+	sh := &r.shards[proc&(len(r.shards)-1)]
 	b := &sh.buffers[r.active.Load()&1]
 	if admitted {
 		sh.inFlightByStart[ageSlot(nowNs)%ageSlots].Add(1)
@@ -109,23 +114,22 @@ func (r *Recorder) Arrive(nowNs int64, admitted bool) {
 	b.rejected.Add(1)
 }
 
-// shard returns the calling processor's shard.
-func (r *Recorder) shard() *recorderShard {
-	return &r.shards[shard.Index()&(len(r.shards)-1)]
-}
-
 // Done records that an admitted request that arrived at startNs (the nowNs
 // of its Arrive) finished after latencyNs nanoseconds (negative values
 // count as 0), successfully or not. An OK request within the SLO counts as
 // goodput; a failed one as an error.
 func (r *Recorder) Done(startNs, latencyNs int64, ok bool) {
-	index := shard.Index()
-	sh := &r.shards[index&(len(r.shards)-1)]
+	r.DoneOn(shard.Index(), startNs, latencyNs, ok)
+}
+
+// DoneOn is Done for a caller on processor proc, like ArriveOn.
+func (r *Recorder) DoneOn(proc int, startNs, latencyNs int64, ok bool) {
+	sh := &r.shards[proc&(len(r.shards)-1)]
 	sh.inFlightByStart[ageSlot(startNs)%ageSlots].Add(-1)
 	latencyNs = max(latencyNs, 0)
 	active := r.active.Load() & 1
 	b := &sh.buffers[active]
-	r.latency[index&(len(r.latency)-1)][active].Record(latencyNs)
+	r.latency[proc&(len(r.latency)-1)][active].Record(latencyNs)
 	b.latencySumNs.Add(uint64(latencyNs))
 	switch slo := r.sloNs.Load(); {
 	case !ok:

@@ -335,8 +335,8 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 		t.apiAtt = api.att.Load()
 		held, d := t.apiAtt.admit(now, proc, &v)
 		if d != Accepted {
-			t.apiAtt.arrive(now, false)
-			t.allAtt.arrive(now, false)
+			t.apiAtt.arrive(proc, now, false)
+			t.allAtt.arrive(proc, now, false)
 			api.outcomes[OutcomeRejected].AddOn(proc, 1)
 			return Ticket{}, d
 		}
@@ -346,17 +346,17 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 	if d != Accepted {
 		if t.apiAtt != nil {
 			t.apiAtt.release(t.apiHeld)
-			t.apiAtt.arrive(now, false)
+			t.apiAtt.arrive(proc, now, false)
 		}
-		t.allAtt.arrive(now, false)
+		t.allAtt.arrive(proc, now, false)
 		api.outcomes[OutcomeRejected].AddOn(proc, 1)
 		return Ticket{}, d
 	}
 	t.allHeld = held
 	if t.apiAtt != nil {
-		t.apiAtt.arrive(now, true)
+		t.apiAtt.arrive(proc, now, true)
 	}
-	t.allAtt.arrive(now, true)
+	t.allAtt.arrive(proc, now, true)
 	api.outcomes[v.outcome()].AddOn(proc, 1)
 	return t, Accepted
 }
@@ -370,12 +370,16 @@ func (t Ticket) Done(ok bool) {
 	if latency < 0 {
 		latency = 0
 	}
+	proc := 0
+	if len(t.allAtt.taps) > 0 || (t.apiAtt != nil && len(t.apiAtt.taps) > 0) {
+		proc = shard.Index() // maybe not Admit's: the request may have moved
+	}
 	if t.apiAtt != nil {
 		t.apiAtt.release(t.apiHeld)
-		t.apiAtt.done(t.startNs, latency, ok)
+		t.apiAtt.done(proc, t.startNs, latency, ok)
 	}
 	t.allAtt.release(t.allHeld)
-	t.allAtt.done(t.startNs, latency, ok)
+	t.allAtt.done(proc, t.startNs, latency, ok)
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
 	if h := t.api.durations.Load(); h != nil {
@@ -520,15 +524,15 @@ func without[T comparable](list []T, x T) []T {
 	return out
 }
 
-func (at *attachments) arrive(now int64, admitted bool) {
+func (at *attachments) arrive(proc int, now int64, admitted bool) {
 	for _, r := range at.taps {
-		r.Arrive(now, admitted)
+		r.ArriveOn(proc, now, admitted)
 	}
 }
 
-func (at *attachments) done(startNs, latencyNs int64, ok bool) {
+func (at *attachments) done(proc int, startNs, latencyNs int64, ok bool) {
 	for _, r := range at.taps {
-		r.Done(startNs, latencyNs, ok)
+		r.DoneOn(proc, startNs, latencyNs, ok)
 	}
 }
 
