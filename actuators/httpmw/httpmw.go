@@ -143,8 +143,9 @@ type statusWriter struct {
 
 const gateClosed = 1 << 31
 
-// writerSlabSize is how many wrappers one allocation provides.
-const writerSlabSize = 256
+// writerSlabSize is how many wrappers one allocation provides: 255 of 32
+// bytes and the counter fill an 8 KiB size class exactly.
+const writerSlabSize = 255
 
 // writerSlab is a batch of wrappers, each handed out once; next counts
 // those handed out.

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/spillway-dev/spillway/actuators"
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
@@ -204,5 +205,11 @@ func TestLateHeaderAndUnwrapReachNoResponse(t *testing.T) {
 	}
 	if err := http.NewResponseController(kept).SetWriteDeadline(time.Now()); err == nil {
 		t.Fatal("a late SetWriteDeadline through ResponseController reached the response")
+	}
+}
+
+func TestWriterSlabFillsItsSizeClass(t *testing.T) {
+	if size := unsafe.Sizeof(writerSlab{}); size > 8192 || size+unsafe.Sizeof(statusWriter{}) <= 8192 {
+		t.Errorf("a slab takes %d bytes: want the most wrappers that fit in 8192", size)
 	}
 }
