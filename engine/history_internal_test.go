@@ -83,10 +83,11 @@ func TestHistoryRingsGrowWithTheTicks(t *testing.T) {
 	}
 }
 
-// BenchmarkHistoryMemory reports the heap one signal's history holds after
-// a full window at the default 500 ms interval (1200 ticks), by the kind of
-// values the signal takes, and the time to record the window for 50
-// signals. A float64 ring preallocated for the window holds 8 B per tick:
+// BenchmarkHistoryMemory reports the heap a policy's history holds per
+// signal after a full window at the default 500 ms interval (1200 ticks),
+// by the kind of values its 50 signals take (the tick-time ring and the
+// policy's own state shared among them), and the time to record the
+// window. A float64 ring preallocated for the window holds 8 B per tick:
 // 9600 B per signal, from the first tick.
 func BenchmarkHistoryMemory(b *testing.B) {
 	const signals, interval = 50, 500e6
@@ -103,15 +104,15 @@ func BenchmarkHistoryMemory(b *testing.B) {
 			size := historyTicks(interval)
 			var heldBytes float64
 			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
 				h := &policyHistory{size: size, duration: newPolicyHistory().duration}
 				c := &Circuit{signals: make([]float64, signals)}
 				for i := range signals {
 					h.series = append(h.series, newSignalSeries("x"))
 					h.bind = append(h.bind, i)
 				}
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
 				for tick := range size {
 					for i := range c.signals {
 						c.signals[i] = kind.value(tick, i)
