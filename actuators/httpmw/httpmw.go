@@ -120,7 +120,9 @@ var (
 // header values.
 func reject(w http.ResponseWriter, status int, retryAfter []string) {
 	h := w.Header()
-	delete(h, "Content-Length") // it may describe another body
+	if len(h) != 0 {
+		delete(h, "Content-Length") // it may describe another body
+	}
 	h["Retry-After"] = retryAfter
 	h["Content-Type"] = rejectContentType
 	h["X-Content-Type-Options"] = rejectNoSniff
