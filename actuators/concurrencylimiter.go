@@ -70,9 +70,10 @@ func (c *ConcurrencyLimiter) Acquire() Acquisition {
 func (c *ConcurrencyLimiter) TryAcquire() bool { return c.Acquire() != Refused }
 
 // Hold takes a slot whatever the limit, for a request admitted in spite of
-// it (a fail-open or dry-run decision), so that InFlight stays the number
-// of requests in flight and a limit set later is measured against all of
-// them. It must be paired with one Release, like a slot from Acquire.
+// it (a fail-open decision on a stale limit), so that InFlight stays the
+// number of requests in flight and a limit set later is measured against
+// all of them. It must be paired with one Release, like a slot from
+// Acquire.
 func (c *ConcurrencyLimiter) Hold() { c.inFlight.Add(1) }
 
 // Release returns a slot taken by TryAcquire. Releasing more slots than were

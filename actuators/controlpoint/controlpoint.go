@@ -591,9 +591,14 @@ func (at *attachments) release(held uint64) {
 // cores do not contend for them.
 //
 // A concurrency limiter counts every request it admits, whatever its
-// setpoint said: one admitted while the limit was invalid or stale
-// (fail-open) or only because of DryRun holds a slot too. A limit set while
-// such requests are in flight is then measured against all of them.
+// setpoint: one admitted while the limit was invalid or stale (fail-open)
+// holds a slot too, so that a limit set while such requests are in flight
+// is measured against all of them. Dry-run is the exception: a request
+// admitted only because of DryRun (would_reject) holds no slot, so that the
+// slots held are those enforcement would have granted and would_reject
+// counts what enforcement would refuse. Switching DryRun off may therefore
+// admit beyond the limit until the would_reject requests still in flight
+// finish.
 //
 // Staleness (DESIGN §4): every setpoint carries the engine time of the
 // tick that produced it (Stamp). While StaleAfter is positive and a request
@@ -688,14 +693,14 @@ func (l *Limiter) stale(proc int) (ok, acquired bool, said verdict) {
 func (l *Limiter) refuse(proc int) (ok, acquired bool, said verdict) {
 	if l.DryRun.Load() {
 		l.WouldReject.AddOn(proc, 1)
-		return true, l.hold(), dryRunWouldDeny
+		return true, false, dryRunWouldDeny
 	}
 	l.Rejected.AddOn(proc, 1)
 	return false, false, 0
 }
 
 // hold takes a concurrency slot beyond the limit for a request admitted
-// anyway (stale and fail-open, or dry-run), and reports whether it did.
+// because the setpoint is stale (fail-open), and reports whether it did.
 func (l *Limiter) hold() (acquired bool) {
 	if l.Concurrency == nil {
 		return false
