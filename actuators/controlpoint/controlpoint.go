@@ -337,7 +337,7 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 		if d != Accepted {
 			t.apiAtt.arrive(proc, now, false)
 			t.allAtt.arrive(proc, now, false)
-			api.outcomes[OutcomeRejected].AddOn(proc, 1)
+			api.count(proc, OutcomeRejected)
 			return Ticket{}, d
 		}
 		t.apiHeld = held
@@ -349,7 +349,7 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 			t.apiAtt.arrive(proc, now, false)
 		}
 		t.allAtt.arrive(proc, now, false)
-		api.outcomes[OutcomeRejected].AddOn(proc, 1)
+		api.count(proc, OutcomeRejected)
 		return Ticket{}, d
 	}
 	t.allHeld = held
@@ -357,7 +357,7 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 		t.apiAtt.arrive(proc, now, true)
 	}
 	t.allAtt.arrive(proc, now, true)
-	api.outcomes[v.outcome()].AddOn(proc, 1)
+	api.count(proc, v.outcome())
 	return t, Accepted
 }
 
@@ -394,23 +394,41 @@ type API struct {
 	att       atomic.Pointer[attachments]
 	durations atomic.Pointer[actuators.CumulativeHistogram] // nil until Registry.RecordDurations
 	mu        sync.Mutex
-	// outcomes counts requests per outcome; each counter is sharded per
-	// processor, so that requests on several cores do not contend. A
-	// request is counted once, under its label's API, or under the control
-	// point's own when it has none; the control point's Count adds up.
-	outcomes [numOutcomes]actuators.Counter
+	// outcomes counts requests per outcome, one cache line of counters per
+	// processor (shard.Index), so that requests on several cores do not
+	// contend. A request is counted once, under its label's API, or under
+	// the control point's own when it has none; the control point's Count
+	// adds up.
+	outcomes []outcomeShard // read-only after newAPI
 	// labelled is set on the control point's own API (AllAPIs) only: the
 	// per-label APIs whose outcomes its counts include.
 	labelled *atomic.Pointer[map[string]*API]
 }
 
+// outcomeShard is one processor's outcome counters, alone on a cache line.
+type outcomeShard struct {
+	n [numOutcomes]atomic.Uint64
+	_ [64 - 8*numOutcomes]byte
+}
+
 func newAPI(label string, clock Clock) *API {
-	a := &API{Label: label, clock: clock}
+	a := &API{Label: label, clock: clock, outcomes: make([]outcomeShard, shard.Count())}
 	a.att.Store(&attachments{})
-	for i := range a.outcomes {
-		a.outcomes[i].Add(0) // allocate the shards off the request path
-	}
 	return a
+}
+
+// count adds one request with outcome o, on processor proc.
+func (a *API) count(proc int, o Outcome) {
+	a.outcomes[proc&(len(a.outcomes)-1)].n[o].Add(1)
+}
+
+// ownCount returns the requests with outcome o counted under a itself.
+func (a *API) ownCount(o Outcome) uint64 {
+	var n uint64
+	for i := range a.outcomes {
+		n += a.outcomes[i].n[o].Load()
+	}
+	return n
 }
 
 // Counts returns the totals of admitted requests (accepted, would-reject
@@ -426,10 +444,10 @@ func (a *API) Count(o Outcome) uint64 {
 	if o >= numOutcomes {
 		return 0
 	}
-	n := a.outcomes[o].Load()
+	n := a.ownCount(o)
 	if a.labelled != nil {
 		for _, labelled := range *a.labelled.Load() {
-			n += labelled.outcomes[o].Load()
+			n += labelled.ownCount(o)
 		}
 	}
 	return n
