@@ -32,25 +32,49 @@ func NewConcurrencyLimiter(limit float64) *ConcurrencyLimiter {
 	return c
 }
 
-// TryAcquire takes a slot and reports true if fewer requests than the limit
-// are in flight; otherwise it reports false and takes nothing. Every true
-// must be paired with exactly one Release.
-func (c *ConcurrencyLimiter) TryAcquire() bool {
+// Acquisition is what Acquire did.
+type Acquisition uint8
+
+const (
+	// Refused: the limit was reached; no slot was taken.
+	Refused Acquisition = iota
+	// Acquired: a slot was taken under the limit.
+	Acquired
+	// Unlimited: a slot was taken while the limiter is unlimited.
+	Unlimited
+)
+
+// Acquire takes a slot if fewer requests than the limit are in flight, or
+// if the limiter is unlimited, and says which; otherwise it takes nothing
+// and returns Refused. Every slot taken must be given back with exactly one
+// Release. A slot taken while unlimited counts against a limit set later,
+// for as long as its request is in flight.
+func (c *ConcurrencyLimiter) Acquire() Acquisition {
 	for {
 		n := c.inFlight.Load()
 		slots := c.slots.Load()
 		if slots == unlimitedSlots {
 			c.inFlight.Add(1)
-			return true
+			return Unlimited
 		}
 		if n >= slots {
-			return false
+			return Refused
 		}
 		if c.inFlight.CompareAndSwap(n, n+1) {
-			return true
+			return Acquired
 		}
 	}
 }
+
+// TryAcquire is Acquire reporting only whether it took a slot.
+func (c *ConcurrencyLimiter) TryAcquire() bool { return c.Acquire() != Refused }
+
+// Hold takes a slot whatever the limit, for a request admitted in spite of
+// it (a fail-open decision on a stale limit), so that InFlight stays the
+// number of requests in flight and a limit set later is measured against
+// all of them. It must be paired with one Release, like a slot from
+// Acquire.
+func (c *ConcurrencyLimiter) Hold() { c.inFlight.Add(1) }
 
 // Release returns a slot taken by TryAcquire. Releasing more slots than were
 // acquired is a bug in the caller and panics, as sync.WaitGroup does for a

@@ -3,9 +3,11 @@
 // (ConcurrencyLimiter), and the flux-meter recorder (Recorder) that counts
 // arrivals, decisions, outcomes and latency per tick.
 //
-// Everything on the request path (TokenBucket.Allow, ConcurrencyLimiter
-// TryAcquire and Release, Recorder.Arrive and Done, Histogram.Record) is
-// lock-free and allocation-free. None of it reads a clock: time enters as
+// Everything on the request path (TokenBucket.Allow and Admit,
+// ConcurrencyLimiter Acquire and Release, Recorder.Arrive and Done,
+// Histogram.Record, Counter.Add) is lock-free and allocation-free, and the
+// counters many cores write at once are sharded per processor so that they
+// do not contend. None of it reads a clock: time enters as
 // int64 monotonic nanoseconds supplied by the caller, so tests drive time by
 // hand and the simulator can run the same code in virtual time.
 //

@@ -188,3 +188,53 @@ func TestHistogramRecordDoesNotAllocate(t *testing.T) {
 		t.Errorf("Record allocates %v times per call, want 0", allocs)
 	}
 }
+
+func TestHistogramQuantilesInOnePassMatchQuantileNs(t *testing.T) {
+	var h Histogram
+	for i := int64(1); i <= 1000; i++ {
+		h.Record(i * i * 997 % (50 * ms))
+	}
+	var counts HistogramCounts
+	h.Drain(&counts)
+	for _, qs := range [][]float64{
+		{0.5, 0.9, 0.95, 0.99},
+		{0, 0.001, 0.5, 0.5, 1},
+		{0.99, 0.5, 0.9}, // out of order
+		{-1, 0.5, math.NaN(), 0.9, 2},
+	} {
+		got := make([]float64, len(qs))
+		counts.QuantilesNs(qs, got)
+		w := Window{Completed: counts.Total(), LatencyCounts: counts}
+		gotMs := make([]float64, len(qs))
+		w.QuantilesMs(qs, gotMs)
+		for i, q := range qs {
+			want := counts.QuantileNs(q)
+			if got[i] != want && !(math.IsNaN(got[i]) && math.IsNaN(want)) {
+				t.Errorf("QuantilesNs(%v)[%d] = %v, want QuantileNs(%v) = %v", qs, i, got[i], q, want)
+			}
+			if wantMs := w.QuantileMs(q); gotMs[i] != wantMs && !(math.IsNaN(gotMs[i]) && math.IsNaN(wantMs)) {
+				t.Errorf("QuantilesMs(%v)[%d] = %v, want QuantileMs(%v) = %v", qs, i, gotMs[i], q, wantMs)
+			}
+		}
+	}
+	var empty HistogramCounts
+	got := []float64{0}
+	empty.QuantilesNs([]float64{0.5}, got)
+	if !math.IsNaN(got[0]) {
+		t.Errorf("empty histogram: QuantilesNs = %v, want NaN", got)
+	}
+}
+
+func TestHistogramDrainReportsWhatItMoved(t *testing.T) {
+	var h Histogram
+	for _, v := range []int64{1 * ms, 1 * ms, 3 * ms, 90 * secondNs} {
+		h.Record(v)
+	}
+	var counts HistogramCounts
+	if n := h.Drain(&counts); n != 4 || counts.Total() != 4 {
+		t.Errorf("Drain moved %d values (counts hold %d), want 4", n, counts.Total())
+	}
+	if n := h.Drain(&counts); n != 0 || counts.Total() != 4 {
+		t.Errorf("a second Drain moved %d values (counts hold %d), want 0 and 4", n, counts.Total())
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spillway-dev/spillway/actuators/internal/shard"
 )
 
 // Recorder is the flux meter of one (control point, API): it counts
@@ -18,20 +20,22 @@ import (
 // exactly one Window, possibly a later one, and none is lost or counted
 // twice.
 //
+// Every counter is split into one shard per processor (see Counter), so
+// that cores recording requests to the same API at once do not contend for
+// one cache line; Snapshot and InFlight add the shards up. The latency
+// histograms are sharded too, since one API's latencies fall into a few
+// neighbouring buckets, but into at most maxHistogramShards shards.
+//
 // Arrive, Done, SetSLO and InFlight are safe for concurrent use, lock-free
 // and allocation-free. Snapshot is safe for concurrent use too; concurrent
 // snapshots are serialised and never block writers.
 type Recorder struct {
 	active atomic.Uint32 // index of the buffer writers use
 	sloNs  atomic.Int64
-	// Keep the read-mostly fields above off the cache line that every
-	// writer modifies.
-	_        [64]byte
-	inFlight atomic.Int64
-	buffers  [2]recorderBuffer
-	// inFlightByStart counts the requests in flight by the slot of their
-	// start time, so a snapshot can tell the age of the oldest one.
-	inFlightByStart [ageSlots]atomic.Int64
+	shards []recorderShard // read-only after NewRecorder
+	// latency holds each buffer's histogram, split into fewer shards than
+	// the counters (at most maxHistogramShards): they take 7 KiB each.
+	latency [][2]Histogram // read-only after NewRecorder
 
 	snapshotMu     sync.Mutex
 	snapshotted    bool
@@ -48,7 +52,24 @@ const (
 
 func ageSlot(ns int64) int64 { return max(ns, 0) >> ageSlotShift }
 
-// recorderBuffer is one side of a Recorder's double buffer. Incoming and
+// maxHistogramShards bounds the latency histograms of a recorder
+// (2 buffers × 7 KiB each per shard).
+const maxHistogramShards = 4
+
+// recorderShard is one processor's share of a Recorder's counters.
+type recorderShard struct {
+	// Keep the counters off the cache line where the previous shard ends.
+	_       [64]byte
+	buffers [2]recorderBuffer
+	// inFlightByStart counts the requests in flight by the slot of their
+	// start time, so a snapshot can tell the age of the oldest one; their
+	// sum over every slot and shard is the number in flight. A request
+	// may arrive on one shard and finish on another, so one shard's count
+	// may be negative; only the sum means something.
+	inFlightByStart [ageSlots]atomic.Int64
+}
+
+// recorderBuffer is one side of a shard's double buffer. Incoming and
 // Completed are derived (accepted + rejected, latency.Total()) so that they
 // always agree with their parts.
 type recorderBuffer struct {
@@ -57,13 +78,15 @@ type recorderBuffer struct {
 	goodput      atomic.Uint64
 	errors       atomic.Uint64
 	latencySumNs atomic.Uint64
-	latency      Histogram
 }
 
 // NewRecorder returns an empty recorder. Goodput counts OK responses whose
 // latency is at most slo; slo <= 0 counts every OK response.
 func NewRecorder(slo time.Duration) *Recorder {
-	r := &Recorder{}
+	r := &Recorder{
+		shards:  make([]recorderShard, shard.Count()),
+		latency: make([][2]Histogram, min(shard.Count(), maxHistogramShards)),
+	}
 	r.SetSLO(slo)
 	return r
 }
@@ -75,11 +98,16 @@ func (r *Recorder) SetSLO(slo time.Duration) { r.sloNs.Store(int64(slo)) }
 // Arrive records one arrival at nowNs (monotonic nanoseconds) and its
 // decision: admitted requests are counted as accepted and are in flight
 // until Done, others as rejected.
-func (r *Recorder) Arrive(nowNs int64, admitted bool) {
-	b := &r.buffers[r.active.Load()&1]
+func (r *Recorder) Arrive(nowNs int64, admitted bool) { r.ArriveOn(shard.Index(), nowNs, admitted) }
+
+// ArriveOn is Arrive for a caller on processor proc, which looked it up
+// once for several counters (package actuators/internal/shard). Any proc is
+// correct; only the caller's own avoids contention.
+func (r *Recorder) ArriveOn(proc int, nowNs int64, admitted bool) {
+	sh := &r.shards[proc&(len(r.shards)-1)]
+	b := &sh.buffers[r.active.Load()&1]
 	if admitted {
-		r.inFlight.Add(1)
-		r.inFlightByStart[ageSlot(nowNs)%ageSlots].Add(1)
+		sh.inFlightByStart[ageSlot(nowNs)%ageSlots].Add(1)
 		b.accepted.Add(1)
 		return
 	}
@@ -91,11 +119,17 @@ func (r *Recorder) Arrive(nowNs int64, admitted bool) {
 // count as 0), successfully or not. An OK request within the SLO counts as
 // goodput; a failed one as an error.
 func (r *Recorder) Done(startNs, latencyNs int64, ok bool) {
-	r.inFlight.Add(-1)
-	r.inFlightByStart[ageSlot(startNs)%ageSlots].Add(-1)
+	r.DoneOn(shard.Index(), startNs, latencyNs, ok)
+}
+
+// DoneOn is Done for a caller on processor proc, like ArriveOn.
+func (r *Recorder) DoneOn(proc int, startNs, latencyNs int64, ok bool) {
+	sh := &r.shards[proc&(len(r.shards)-1)]
+	sh.inFlightByStart[ageSlot(startNs)%ageSlots].Add(-1)
 	latencyNs = max(latencyNs, 0)
-	b := &r.buffers[r.active.Load()&1]
-	b.latency.Record(latencyNs)
+	active := r.active.Load() & 1
+	b := &sh.buffers[active]
+	r.latency[proc&(len(r.latency)-1)][active].Record(latencyNs)
 	b.latencySumNs.Add(uint64(latencyNs))
 	switch slo := r.sloNs.Load(); {
 	case !ok:
@@ -105,8 +139,13 @@ func (r *Recorder) Done(startNs, latencyNs int64, ok bool) {
 	}
 }
 
-// InFlight returns the number of admitted requests not yet Done.
-func (r *Recorder) InFlight() int64 { return r.inFlight.Load() }
+// InFlight returns the number of admitted requests not yet Done. It adds
+// up every slot of every shard; it is meant for ticks and tests, not for
+// each request.
+func (r *Recorder) InFlight() int64 {
+	inFlight, _ := r.inFlight(0)
+	return inFlight
+}
 
 // Snapshot closes the current tick at nowNs (monotonic nanoseconds) and
 // returns its counts. The Window starts where the previous snapshot ended;
@@ -125,32 +164,45 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 
 	retired := r.active.Load() & 1
 	r.active.Store(retired ^ 1)
-	b := &r.buffers[retired]
-	w.Accepted = b.accepted.Swap(0)
-	w.Rejected = b.rejected.Swap(0)
-	w.Goodput = b.goodput.Swap(0)
-	w.Errors = b.errors.Swap(0)
-	w.LatencySumNs = b.latencySumNs.Swap(0)
-	b.latency.Drain(&w.LatencyCounts)
+	for i := range r.shards {
+		b := &r.shards[i].buffers[retired]
+		w.Accepted += b.accepted.Swap(0)
+		w.Rejected += b.rejected.Swap(0)
+		w.Goodput += b.goodput.Swap(0)
+		w.Errors += b.errors.Swap(0)
+		w.LatencySumNs += b.latencySumNs.Swap(0)
+	}
+	for i := range r.latency {
+		w.Completed += r.latency[i][retired].Drain(&w.LatencyCounts)
+	}
 	w.Incoming = w.Accepted + w.Rejected
-	w.Completed = w.LatencyCounts.Total()
-	w.InFlight = r.inFlight.Load()
-	w.OldestInFlightNs = r.oldestInFlightNs(nowNs)
+	w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
 	return w
 }
 
-// oldestInFlightNs is the age at nowNs of the oldest request in flight,
-// rounded up to the start of its slot (at most 134 ms over), or 0 when
-// none is in flight.
-func (r *Recorder) oldestInFlightNs(nowNs int64) int64 {
-	if r.inFlight.Load() <= 0 {
-		return 0
-	}
+// inFlight returns the number of requests in flight and the age at nowNs
+// of the oldest, rounded up to the start of its slot (at most 134 ms over),
+// or 0 when none is in flight. A read racing Arrive and Done may miss the
+// requests that start or finish meanwhile, as with any unsynchronised read.
+func (r *Recorder) inFlight(nowNs int64) (inFlight, oldestNs int64) {
 	current := ageSlot(nowNs)
-	for s := max(current-ageSlots+1, 0); s <= current; s++ {
-		if r.inFlightByStart[s%ageSlots].Load() > 0 {
-			return max(nowNs-s<<ageSlotShift, 0)
+	var bySlot [ageSlots]int64
+	for i := range r.shards {
+		counts := &r.shards[i].inFlightByStart
+		for s := range counts {
+			bySlot[s] += counts[s].Load()
 		}
 	}
-	return 0
+	for _, n := range bySlot {
+		inFlight += n
+	}
+	if inFlight <= 0 {
+		return 0, 0
+	}
+	for s := max(current-ageSlots+1, 0); s <= current; s++ {
+		if bySlot[s%ageSlots] > 0 {
+			return inFlight, max(nowNs-s<<ageSlotShift, 0)
+		}
+	}
+	return inFlight, 0
 }

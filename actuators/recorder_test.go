@@ -132,10 +132,11 @@ func TestRecorderWindowsFollowEachOther(t *testing.T) {
 func TestRecorderWriterRacingTheFlipIsCountedLater(t *testing.T) {
 	r := NewRecorder(time.Second)
 	r.Snapshot(0)
-	stale := &r.buffers[r.active.Load()&1] // the writer picks its buffer...
-	first := r.Snapshot(1 * secondNs)      // ...Snapshot flips and drains it...
-	stale.accepted.Add(1)                  // ...and the writer increments.
-	stale.latency.Record(7 * ms)
+	active := r.active.Load() & 1
+	stale := &r.shards[0].buffers[active] // the writer picks its buffer...
+	first := r.Snapshot(1 * secondNs)     // ...Snapshot flips and drains it...
+	stale.accepted.Add(1)                 // ...and the writer increments.
+	r.latency[0][active].Record(7 * ms)
 	second := r.Snapshot(2 * secondNs)
 	third := r.Snapshot(3 * secondNs)
 	fourth := r.Snapshot(4 * secondNs)

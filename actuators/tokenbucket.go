@@ -34,9 +34,10 @@ import (
 // construction time.
 //
 // All methods are safe for concurrent use. Allow and Tokens never block and
-// never allocate; a CAS that loses a race is retried. SetRate and SetBurst
-// are atomic with respect to each other and to Allow, allocate one small
-// object when the configuration changes, and keep the current token count.
+// never allocate; a CAS that loses a race is retried. SetRate, SetBurst and
+// SetRateAndBurst are atomic with respect to each other and to Allow,
+// allocate one small object when the configuration changes, and keep the
+// current token count.
 type TokenBucket struct {
 	baseNs  int64 // nowNs at construction; internal time is relative to it
 	current atomic.Pointer[bucketEpoch]
@@ -57,14 +58,20 @@ type TokenBucket struct {
 //     with empty raised to now - windowTicks when the bucket is full;
 //   - empty<<1 | sealedBit: sealed; empty is final and the epoch has a next.
 type bucketEpoch struct {
-	state       atomic.Int64
+	state atomic.Int64
+	bucketConfig
+	next atomic.Pointer[bucketEpoch]
+}
+
+// bucketConfig is a bucket's configuration, as derived from its rate and
+// burst.
+type bucketConfig struct {
 	costTicks   int64 // ticks per token
 	windowTicks int64 // ticks to fill the bucket from empty: burst·costTicks
 	unlimited   bool  // rate NaN or +Inf: admit everything
 	frozen      bool  // rate 0: time is ignored and tokens never refill
 	ratePerSec  float64
 	burst       float64
-	next        atomic.Pointer[bucketEpoch]
 }
 
 const (
@@ -91,7 +98,7 @@ const (
 // to at least 1.
 func NewTokenBucket(ratePerSec, burst float64, nowNs int64) *TokenBucket {
 	b := &TokenBucket{baseNs: nowNs}
-	e := newBucketEpoch(ratePerSec, burst)
+	e := &bucketEpoch{bucketConfig: newBucketConfig(ratePerSec, burst)}
 	e.state.Store(e.stateWithTokens(math.Inf(1), 0))
 	b.current.Store(e)
 	return b
@@ -100,6 +107,16 @@ func NewTokenBucket(ratePerSec, burst float64, nowNs int64) *TokenBucket {
 // Allow reports whether an event at time nowNs (monotonic nanoseconds) may
 // happen, and if so takes one token. It never blocks and never allocates.
 func (b *TokenBucket) Allow(nowNs int64) bool {
+	allowed, _ := b.Admit(nowNs)
+	return allowed
+}
+
+// Admit is Allow that also reports whether a limit was in force: limited
+// is false when the bucket is unlimited, in which case allowed is true.
+// Both answers come from the one configuration the decision used, so a
+// concurrent reconfiguration cannot make them disagree, as calling
+// Unlimited and then Allow could.
+func (b *TokenBucket) Admit(nowNs int64) (allowed, limited bool) {
 	now := b.ticks(nowNs)
 	e := b.current.Load()
 	for {
@@ -109,15 +126,15 @@ func (b *TokenBucket) Allow(nowNs int64) bool {
 			continue
 		}
 		if e.unlimited {
-			return true
+			return true, false
 		}
 		clock := e.clock(now)
 		empty := max(s>>1, clock-e.windowTicks) + e.costTicks
 		if empty > clock {
-			return false
+			return false, true
 		}
 		if e.state.CompareAndSwap(s, empty<<1) {
-			return true
+			return true, true
 		}
 	}
 }
@@ -145,8 +162,8 @@ func (b *TokenBucket) Tokens(nowNs int64) float64 {
 // bucket. The change is atomic: every Allow that starts after SetRate
 // returns sees the new rate.
 func (b *TokenBucket) SetRate(ratePerSec float64) {
-	b.reconfigure(func(tail *bucketEpoch) *bucketEpoch {
-		return newBucketEpoch(ratePerSec, tail.burst)
+	b.reconfigure(func(tail *bucketEpoch) bucketConfig {
+		return newBucketConfig(ratePerSec, tail.burst)
 	})
 }
 
@@ -154,8 +171,19 @@ func (b *TokenBucket) SetRate(ratePerSec float64) {
 // 1; NaN means 1). Tokens above the new capacity are discarded; a larger
 // capacity is not filled. The change is atomic like SetRate's.
 func (b *TokenBucket) SetBurst(burst float64) {
-	b.reconfigure(func(tail *bucketEpoch) *bucketEpoch {
-		return newBucketEpoch(tail.ratePerSec, burst)
+	b.reconfigure(func(tail *bucketEpoch) bucketConfig {
+		return newBucketConfig(tail.ratePerSec, burst)
+	})
+}
+
+// SetRateAndBurst changes the rate and the capacity in one atomic step, as
+// SetRate and SetBurst would one after the other, but with no Allow ever
+// seeing one changed and not the other, and with one reconfiguration (and
+// at most one small allocation) instead of two. Setting what is already
+// set does nothing and allocates nothing.
+func (b *TokenBucket) SetRateAndBurst(ratePerSec, burst float64) {
+	b.reconfigure(func(*bucketEpoch) bucketConfig {
+		return newBucketConfig(ratePerSec, burst)
 	})
 }
 
@@ -167,7 +195,9 @@ func (b *TokenBucket) Rate() float64 { return b.latest().ratePerSec }
 func (b *TokenBucket) Burst() float64 { return b.latest().burst }
 
 // Unlimited reports whether the rate set last is unlimited (NaN or +Inf),
-// in which case Allow always admits.
+// in which case Allow always admits. Like Rate and Burst it walks to the
+// latest configuration; on the request path, Admit answers the same
+// question as part of the decision.
 func (b *TokenBucket) Unlimited() bool { return b.latest().unlimited }
 
 // ticks converts a caller's timestamp to the bucket's internal clock.
@@ -193,13 +223,14 @@ func (b *TokenBucket) tail() (pred, tail *bucketEpoch) {
 // then retires that predecessor: an active one is sealed, and one still
 // pending (no Allow since the last change) is marked dead and unlinked so
 // that an idle bucket reconfigured every tick does not grow a chain.
-func (b *TokenBucket) reconfigure(configure func(tail *bucketEpoch) *bucketEpoch) {
+func (b *TokenBucket) reconfigure(configure func(tail *bucketEpoch) bucketConfig) {
 	for {
 		pred, tail := b.tail()
-		next := configure(tail)
-		if next.sameConfig(tail) {
+		config := configure(tail)
+		if config.same(&tail.bucketConfig) {
 			return
 		}
+		next := &bucketEpoch{bucketConfig: config}
 		next.state.Store(statePending)
 		if !tail.next.CompareAndSwap(nil, next) {
 			continue // another reconfiguration won; build on top of it
@@ -244,11 +275,11 @@ func (b *TokenBucket) advance(from *bucketEpoch, now int64) *bucketEpoch {
 	return b.current.Load()
 }
 
-func newBucketEpoch(ratePerSec, burst float64) *bucketEpoch {
+func newBucketConfig(ratePerSec, burst float64) bucketConfig {
 	if !(burst >= 1) {
 		burst = 1
 	}
-	e := &bucketEpoch{burst: burst}
+	e := bucketConfig{burst: burst}
 	if math.IsNaN(ratePerSec) || math.IsInf(ratePerSec, 1) {
 		e.unlimited = true
 		e.ratePerSec = math.NaN()
@@ -266,7 +297,7 @@ func newBucketEpoch(ratePerSec, burst float64) *bucketEpoch {
 	return e
 }
 
-func (e *bucketEpoch) sameConfig(o *bucketEpoch) bool {
+func (e *bucketConfig) same(o *bucketConfig) bool {
 	if e.burst != o.burst || e.unlimited != o.unlimited {
 		return false
 	}

@@ -32,6 +32,39 @@ var benchLimiters = []struct {
 	{"xtimerate", func() func() bool {
 		return rate.NewLimiter(benchRatePerSec, benchBurst).Allow
 	}},
+	{"casgcra", func() func() bool {
+		base := time.Now()
+		g := newCASGCRA(benchRatePerSec, benchBurst)
+		return func() bool { return g.allow(int64(time.Since(base))) }
+	}},
+}
+
+// casGCRA is the floor Allow is held to (within 1.1×): the plainest
+// lock-free GCRA, one atomic "empty at" time in nanoseconds advanced by
+// CAS, with no reconfiguration, no sub-nanosecond resolution and no
+// overflow guards.
+type casGCRA struct {
+	emptyNs  atomic.Int64 // when the bucket is (or was) empty
+	costNs   int64        // per token
+	windowNs int64        // burst·costNs: from empty to full
+}
+
+func newCASGCRA(ratePerSec, burst float64) *casGCRA {
+	cost := max(int64(1e9/ratePerSec), 1)
+	return &casGCRA{costNs: cost, windowNs: int64(burst) * cost}
+}
+
+func (g *casGCRA) allow(nowNs int64) bool {
+	for {
+		empty := g.emptyNs.Load()
+		next := max(empty, nowNs-g.windowNs) + g.costNs
+		if next > nowNs {
+			return false
+		}
+		if g.emptyNs.CompareAndSwap(empty, next) {
+			return true
+		}
+	}
 }
 
 func BenchmarkAllow(b *testing.B) {

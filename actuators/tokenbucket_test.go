@@ -414,3 +414,49 @@ func TestTokenBucketAllowDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+func TestTokenBucketSetRateAndBurstIsOneReconfiguration(t *testing.T) {
+	b := NewTokenBucket(10, 5, 0)
+	b.Allow(0) // make the first epoch active, so that the next one seals it
+	b.SetRateAndBurst(100, 50)
+	chain := 0
+	for e := b.current.Load(); e != nil; e = e.next.Load() {
+		chain++
+	}
+	if chain != 2 {
+		t.Errorf("chain of %d epochs after one SetRateAndBurst, want 2 (the sealed one and the new one)", chain)
+	}
+	if b.Rate() != 100 || b.Burst() != 50 {
+		t.Errorf("rate %v burst %v, want 100 and 50", b.Rate(), b.Burst())
+	}
+	if got := b.Tokens(0); got != 4 {
+		t.Errorf("Tokens(0) = %v, want the 4 left (a larger burst is not filled)", got)
+	}
+	if got := b.Tokens(1e9); got != 50 {
+		t.Errorf("Tokens(1s) = %v, want the new burst of 50 at the new rate", got)
+	}
+	rate := 100.0
+	if allocs := testing.AllocsPerRun(100, func() {
+		rate++
+		b.SetRateAndBurst(rate, 50)
+	}); allocs != 1 {
+		t.Errorf("a changing SetRateAndBurst allocates %v times, want 1 (its epoch)", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { b.SetRateAndBurst(rate, 50) }); allocs != 0 {
+		t.Errorf("an unchanged SetRateAndBurst allocates %v times, want 0", allocs)
+	}
+}
+
+func TestTokenBucketAdmitReportsWhetherALimitDecided(t *testing.T) {
+	b := NewTokenBucket(math.NaN(), 1, 0)
+	if allowed, limited := b.Admit(0); !allowed || limited {
+		t.Errorf("unlimited: Admit = %v, %v; want true, false", allowed, limited)
+	}
+	b.SetRateAndBurst(0, 1)
+	if allowed, limited := b.Admit(0); !allowed || !limited {
+		t.Errorf("the full bucket's last token: Admit = %v, %v; want true, true", allowed, limited)
+	}
+	if allowed, limited := b.Admit(0); allowed || !limited {
+		t.Errorf("empty bucket: Admit = %v, %v; want false, true", allowed, limited)
+	}
+}

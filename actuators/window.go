@@ -40,10 +40,9 @@ func (w *Window) LatencyAvgMs() float64 {
 // (see Histogram). It returns NaN when none completed or q is outside
 // [0, 1].
 func (w *Window) QuantileMs(q float64) float64 {
-	if w.Completed == 0 {
-		return math.NaN()
-	}
-	return w.LatencyCounts.QuantileNs(q) / 1e6
+	var ns [1]float64
+	w.LatencyCounts.quantilesNs(w.Completed, []float64{q}, ns[:])
+	return ns[0] / 1e6
 }
 
 // Rate returns count per second over the window, or NaN when the window is
@@ -54,4 +53,15 @@ func (w *Window) Rate(count uint64) float64 {
 		return math.NaN()
 	}
 	return float64(count) / seconds
+}
+
+// QuantilesMs sets dst[i] to the qs[i]-quantile of the completed requests'
+// latency in milliseconds, as QuantileMs would, reading the histogram once
+// for increasing qs (see HistogramCounts.QuantilesNs). dst must be at least
+// as long as qs.
+func (w *Window) QuantilesMs(qs, dst []float64) {
+	w.LatencyCounts.quantilesNs(w.Completed, qs, dst)
+	for i := range qs {
+		dst[i] /= 1e6
+	}
 }

@@ -32,25 +32,54 @@ var TickDurationBounds = []time.Duration{
 }
 
 // policyHistory is what the engine remembers of one policy's ticks: a ring
-// of signal values, the count of invalid values per signal, and tick
-// durations. It belongs to the policy name and survives reloads, so the
-// counters stay monotonic while the policy's circuit changes.
+// of tick times, each signal's values at those ticks, the count of invalid
+// values per signal, and tick durations. It belongs to the policy name and
+// survives reloads, so the counters stay monotonic while the policy's
+// circuit changes.
+//
+// The rings grow with the ticks recorded, up to the window, rather than
+// being allocated for the whole window up front; and each signal keeps its
+// values in the most compact form that holds them exactly (see
+// signalSeries).
 type policyHistory struct {
 	mu       sync.Mutex
 	interval time.Duration
-	timesNs  []int64 // ring of tick times (engine clock)
+	size     int     // ticks kept: historyTicks(interval)
+	timesNs  []int64 // ring of tick times (engine clock), grown up to size
 	next, n  int     // next slot to write; ticks held
+	// tick numbers the ticks recorded since the interval was set; the
+	// next one recorded is tick.
+	tick     int64
 	series   []*signalSeries
 	bind     []int // per series, the signal's index in the circuit
 	ticks    uint64
 	duration *actuators.CumulativeHistogram
 }
 
-// signalSeries is one signal's ring, aligned with policyHistory.timesNs.
+// signalSeries is one signal's values at the ticks its policy's ring holds,
+// in the same slots. It stores them in one of three forms, the most compact
+// that holds every value held exactly:
+//   - no ring: every tick held has the value last (bit for bit), as for a
+//     constant, or a signal that is invalid (or new since a reload: NaN at
+//     the ticks before it existed);
+//   - narrow: a float32 per tick, while every value held converts to
+//     float32 and back unchanged (integers, halves, flags, NaN);
+//   - wide: a float64 per tick.
+//
+// A series moves to a wider form on the first value that needs it and back
+// once the values that needed it have left the window.
 type signalSeries struct {
 	name, component, port string
-	values                []float64
 	invalid               uint64
+	last                  float64 // the value at the last tick recorded, NaN before
+	changedAt             int64   // the last tick whose value differed from the one before
+	wideAt                int64   // the last tick whose value needs a float64
+	narrow                []float32
+	wide                  []float64
+}
+
+func newSignalSeries(name string) *signalSeries {
+	return &signalSeries{name: name, last: math.NaN(), changedAt: -1, wideAt: -1}
 }
 
 func newPolicyHistory() *policyHistory {
@@ -76,12 +105,14 @@ func (e *Engine) historyFor(c *Circuit) *policyHistory {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.interval != c.Spec.EvaluationInterval {
+	if h.interval != c.Spec.EvaluationInterval || h.size == 0 {
 		h.interval = c.Spec.EvaluationInterval
-		size := historyTicks(h.interval)
-		h.timesNs, h.next, h.n = make([]int64, size), 0, 0
-		for _, s := range h.series {
-			s.values = nanRing(size)
+		h.size = historyTicks(h.interval)
+		h.timesNs, h.next, h.n, h.tick = nil, 0, 0, 0
+		for i, s := range h.series {
+			fresh := newSignalSeries(s.name)
+			fresh.invalid = s.invalid
+			h.series[i] = fresh
 		}
 	}
 	old := map[string]*signalSeries{}
@@ -97,7 +128,7 @@ func (e *Engine) historyFor(c *Circuit) *policyHistory {
 			}
 			s := old[c.names[idx]]
 			if s == nil {
-				s = &signalSeries{name: c.names[idx], values: nanRing(len(h.timesNs))}
+				s = newSignalSeries(c.names[idx])
 			}
 			s.component, s.port = componentLabel(n.spec.Path), outs[slot]
 			h.series = append(h.series, s)
@@ -151,31 +182,110 @@ func componentLabel(path string) string {
 // forgetHistory drops the history of a removed policy; e.mu is held.
 func (e *Engine) forgetHistory(name string) { delete(e.histories, name) }
 
-func nanRing(n int) []float64 {
-	v := make([]float64, n)
-	for i := range v {
-		v[i] = math.NaN()
-	}
-	return v
-}
-
 // record stores one tick of c, at nowNs on the engine clock, that took
 // took of wall time.
 func (h *policyHistory) record(c *Circuit, nowNs int64, took time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.timesNs = grow(h, h.timesNs)
 	h.timesNs[h.next] = nowNs
+	// The oldest tick held once this one is.
+	oldest := h.tick - int64(min(h.n+1, h.size)) + 1
 	for i, s := range h.series {
 		v := c.signals[h.bind[i]]
-		s.values[h.next] = v
+		s.record(h, v, oldest)
 		if math.IsNaN(v) {
 			s.invalid++
 		}
 	}
-	h.next = (h.next + 1) % len(h.timesNs)
-	h.n = min(h.n+1, len(h.timesNs))
+	h.next = (h.next + 1) % h.size
+	h.n = min(h.n+1, h.size)
+	h.tick++
 	h.ticks++
 	h.duration.Record(int64(took))
+}
+
+// grow makes room in a ring for the tick about to be recorded: while the
+// rings hold fewer than size ticks, they grow by one, reallocating by
+// doubling up to size.
+func grow[T any](h *policyHistory, ring []T) []T {
+	if len(ring) == h.size {
+		return ring
+	}
+	if len(ring) == cap(ring) {
+		grown := make([]T, len(ring), min(max(2*cap(ring), 64), h.size))
+		copy(grown, ring)
+		ring = grown
+	}
+	var zero T
+	return append(ring, zero)
+}
+
+// record stores v in slot h.next, for the tick h.tick; oldest is the
+// oldest tick held once it is.
+func (s *signalSeries) record(h *policyHistory, v float64, oldest int64) {
+	if math.Float64bits(v) != math.Float64bits(s.last) {
+		s.changedAt = h.tick
+	}
+	if !fitsFloat32(v) {
+		s.wideAt = h.tick
+	}
+	switch {
+	case s.changedAt <= oldest:
+		// One value fills the window.
+		s.narrow, s.wide = nil, nil
+	case s.wideAt >= oldest && s.wide == nil:
+		s.wide = s.widen(h)
+		s.narrow = nil
+	case s.wideAt < oldest && s.narrow == nil:
+		s.narrow = s.narrowed(h)
+		s.wide = nil
+	}
+	switch {
+	case s.wide != nil:
+		s.wide = grow(h, s.wide)
+		s.wide[h.next] = v
+	case s.narrow != nil:
+		s.narrow = grow(h, s.narrow)
+		s.narrow[h.next] = float32(v)
+	}
+	s.last = v
+}
+
+// widen returns the series' values at the h.n ticks held before the one
+// being recorded, in a float64 ring.
+func (s *signalSeries) widen(h *policyHistory) []float64 {
+	wide := make([]float64, h.n, cap(h.timesNs))
+	for i := range wide {
+		wide[i] = s.atSlot(i)
+	}
+	return wide
+}
+
+// narrowed returns the series' values in a float32 ring, like widen.
+func (s *signalSeries) narrowed(h *policyHistory) []float32 {
+	narrow := make([]float32, h.n, cap(h.timesNs))
+	for i := range narrow {
+		narrow[i] = float32(s.atSlot(i))
+	}
+	return narrow
+}
+
+// atSlot returns the value in a slot of the ring.
+func (s *signalSeries) atSlot(slot int) float64 {
+	switch {
+	case s.wide != nil:
+		return s.wide[slot]
+	case s.narrow != nil:
+		return float64(s.narrow[slot])
+	}
+	return s.last
+}
+
+// fitsFloat32 reports whether v survives a float32 round trip: NaN does, as
+// an invalid value.
+func fitsFloat32(v float64) bool {
+	return float64(float32(v)) == v || math.IsNaN(v)
 }
 
 // PolicyHistory is one policy's signals over its last ticks (up to
@@ -211,10 +321,9 @@ func (e *Engine) History(sinceNs int64) []PolicyHistory {
 		}
 		h.mu.Lock()
 		ph := PolicyHistory{Policy: r.Circuit.Spec.Name, EvaluationInterval: r.Circuit.Spec.EvaluationInterval.String(), TimesNs: []int64{}}
-		size := len(h.timesNs)
 		var slots []int
 		for k := 0; k < h.n; k++ {
-			slot := (h.next - h.n + k + size) % size
+			slot := (h.next - h.n + k + h.size) % h.size
 			if h.timesNs[slot] > sinceNs {
 				slots = append(slots, slot)
 				ph.TimesNs = append(ph.TimesNs, h.timesNs[slot])
@@ -223,7 +332,7 @@ func (e *Engine) History(sinceNs int64) []PolicyHistory {
 		for _, s := range h.series {
 			ss := SignalSeries{Signal: s.name, Component: s.component, Port: s.port, Values: make([]Float, len(slots))}
 			for i, slot := range slots {
-				ss.Values[i] = Float(s.values[slot])
+				ss.Values[i] = Float(s.atSlot(slot))
 			}
 			ph.Signals = append(ph.Signals, ss)
 		}
@@ -276,11 +385,10 @@ func (e *Engine) Stats() []PolicyStats {
 		h.mu.Lock()
 		ps.Ticks = h.ticks
 		ps.TickDurations = h.duration.Read()
-		last := (h.next - 1 + len(h.timesNs)) % len(h.timesNs)
 		for _, s := range h.series {
 			v := math.NaN()
 			if h.n > 0 {
-				v = s.values[last]
+				v = s.last
 			}
 			ps.Signals = append(ps.Signals, SignalStats{Signal: s.name, Component: s.component, Port: s.port, Value: v, InvalidTicks: s.invalid})
 		}

@@ -168,3 +168,37 @@ func TestHistoryRingKeepsTheLastWindow(t *testing.T) {
 }
 
 type Float = engine.Float
+
+// TestHistoryAcrossChunksAndTheWindowEdge ticks past the 600-tick window of
+// a 1s policy, across several storage chunks: every kept value reads back
+// exactly, integer-valued (COUNT) and fractional (COUNT_EMA) alike.
+func TestHistoryAcrossChunksAndTheWindowEdge(t *testing.T) {
+	clock := &virtualClock{}
+	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.now})
+	const ticks = 1000
+	emas := make([]float64, ticks+1)
+	for i := 1; i <= ticks; i++ {
+		clock.advance(time.Second)
+		eng.Tick()
+		v, err := eng.Signal("hist", "COUNT_EMA")
+		if err != nil {
+			t.Fatal(err)
+		}
+		emas[i] = v
+	}
+	h := eng.History(math.MinInt64)[0]
+	window := int(engine.HistoryWindow / time.Second)
+	if len(h.TimesNs) != window || h.TimesNs[0] != int64(ticks-window+1)*1e9 || h.TimesNs[window-1] != ticks*1e9 {
+		t.Fatalf("%d tick times from %d to %d, want the last %d", len(h.TimesNs), h.TimesNs[0], h.TimesNs[len(h.TimesNs)-1], window)
+	}
+	count, ema := seriesOf(t, h, "COUNT"), seriesOf(t, h, "COUNT_EMA")
+	for k := 0; k < window; k++ {
+		tick := ticks - window + 1 + k
+		if float64(count.Values[k]) != float64(tick) || float64(ema.Values[k]) != emas[tick] {
+			t.Fatalf("tick %d: COUNT %v COUNT_EMA %v, want %d and %v", tick, count.Values[k], ema.Values[k], tick, emas[tick])
+		}
+	}
+	if emas[ticks] == math.Trunc(emas[ticks]) {
+		t.Fatalf("COUNT_EMA %v is an integer: the test no longer covers fractional values", emas[ticks])
+	}
+}

@@ -666,9 +666,10 @@ func (e *Engine) evaluate(r *Running, now int64) {
 				burst = math.Max(1, value*interval) // one tick's worth of tokens
 			}
 			if components.IsValid(burst) {
-				s.limiter.Bucket.SetBurst(burst)
+				s.limiter.Bucket.SetRateAndBurst(value, burst)
+			} else {
+				s.limiter.Bucket.SetRate(value)
 			}
-			s.limiter.Bucket.SetRate(value)
 		case s.limiter.Concurrency != nil:
 			s.limiter.Concurrency.SetLimit(value)
 		}
@@ -683,14 +684,20 @@ func (e *Engine) evaluate(r *Running, now int64) {
 	r.hist.record(r.Circuit, now, time.Since(start))
 }
 
+// readingQuantiles are the latency quantiles of a flux-meter reading, in
+// increasing order, so that one pass over the histogram reads them all.
+var readingQuantiles = [4]float64{0.50, 0.90, 0.95, 0.99}
+
 // reading converts a recorder window into a flux-meter reading.
 func reading(w *actuators.Window) components.FluxReading {
+	var p [4]float64
+	w.QuantilesMs(readingQuantiles[:], p[:])
 	return components.FluxReading{
 		LatencyAvgMs: w.LatencyAvgMs(),
-		LatencyP50Ms: w.QuantileMs(0.50),
-		LatencyP90Ms: w.QuantileMs(0.90),
-		LatencyP95Ms: w.QuantileMs(0.95),
-		LatencyP99Ms: w.QuantileMs(0.99),
+		LatencyP50Ms: p[0],
+		LatencyP90Ms: p[1],
+		LatencyP95Ms: p[2],
+		LatencyP99Ms: p[3],
 		IncomingRps:  w.Rate(w.Incoming),
 		AcceptedRps:  w.Rate(w.Accepted),
 		RejectedRps:  w.Rate(w.Rejected),

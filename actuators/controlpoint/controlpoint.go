@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spillway-dev/spillway/actuators"
+	"github.com/spillway-dev/spillway/actuators/internal/shard"
 )
 
 // AllAPIs is the API label that selects every request at a control point.
@@ -70,6 +71,7 @@ func (r *Registry) Get(name string) *ControlPoint {
 	}
 	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations}
 	cp.all = newAPI(AllAPIs, r.clock)
+	cp.all.labelled = &cp.apis
 	cp.overflow = newAPI(OverflowAPI, r.clock)
 	if r.durations.Load() {
 		cp.all.recordDurations()
@@ -316,6 +318,7 @@ type Ticket struct {
 // tracked label takes no lock.
 func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 	now := cp.clock()
+	proc := shard.Index() // for every counter this request adds to
 	all := cp.all
 	api := all
 	if label != "" && label != AllAPIs {
@@ -330,35 +333,31 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 	var v verdict
 	if api != all {
 		t.apiAtt = api.att.Load()
-		held, d := t.apiAtt.admit(now, &v)
+		held, d := t.apiAtt.admit(now, proc, &v)
 		if d != Accepted {
-			t.apiAtt.arrive(now, false)
-			t.allAtt.arrive(now, false)
-			api.outcomes[OutcomeRejected].Add(1)
-			all.outcomes[OutcomeRejected].Add(1)
+			t.apiAtt.arrive(proc, now, false)
+			t.allAtt.arrive(proc, now, false)
+			api.count(proc, OutcomeRejected)
 			return Ticket{}, d
 		}
 		t.apiHeld = held
 	}
-	held, d := t.allAtt.admit(now, &v)
+	held, d := t.allAtt.admit(now, proc, &v)
 	if d != Accepted {
 		if t.apiAtt != nil {
 			t.apiAtt.release(t.apiHeld)
-			t.apiAtt.arrive(now, false)
-			api.outcomes[OutcomeRejected].Add(1)
+			t.apiAtt.arrive(proc, now, false)
 		}
-		t.allAtt.arrive(now, false)
-		all.outcomes[OutcomeRejected].Add(1)
+		t.allAtt.arrive(proc, now, false)
+		api.count(proc, OutcomeRejected)
 		return Ticket{}, d
 	}
 	t.allHeld = held
-	outcome := v.outcome()
 	if t.apiAtt != nil {
-		t.apiAtt.arrive(now, true)
-		api.outcomes[outcome].Add(1)
+		t.apiAtt.arrive(proc, now, true)
 	}
-	t.allAtt.arrive(now, true)
-	all.outcomes[outcome].Add(1)
+	t.allAtt.arrive(proc, now, true)
+	api.count(proc, v.outcome())
 	return t, Accepted
 }
 
@@ -371,12 +370,16 @@ func (t Ticket) Done(ok bool) {
 	if latency < 0 {
 		latency = 0
 	}
+	proc := 0
+	if len(t.allAtt.taps) > 0 || (t.apiAtt != nil && len(t.apiAtt.taps) > 0) {
+		proc = shard.Index() // maybe not Admit's: the request may have moved
+	}
 	if t.apiAtt != nil {
 		t.apiAtt.release(t.apiHeld)
-		t.apiAtt.done(t.startNs, latency, ok)
+		t.apiAtt.done(proc, t.startNs, latency, ok)
 	}
 	t.allAtt.release(t.allHeld)
-	t.allAtt.done(t.startNs, latency, ok)
+	t.allAtt.done(proc, t.startNs, latency, ok)
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
 	if h := t.api.durations.Load(); h != nil {
@@ -391,31 +394,63 @@ type API struct {
 	att       atomic.Pointer[attachments]
 	durations atomic.Pointer[actuators.CumulativeHistogram] // nil until Registry.RecordDurations
 	mu        sync.Mutex
-	// Keep the counters, which every request writes, off the cache line
-	// of the pointers that every request reads.
-	_        [64]byte
-	outcomes [numOutcomes]atomic.Uint64
+	// outcomes counts requests per outcome, one cache line of counters per
+	// processor (shard.Index), so that requests on several cores do not
+	// contend. A request is counted once, under its label's API, or under
+	// the control point's own when it has none; the control point's Count
+	// adds up.
+	outcomes []outcomeShard // read-only after newAPI
+	// labelled is set on the control point's own API (AllAPIs) only: the
+	// per-label APIs whose outcomes its counts include.
+	labelled *atomic.Pointer[map[string]*API]
+}
+
+// outcomeShard is one processor's outcome counters, alone on a cache line.
+type outcomeShard struct {
+	n [numOutcomes]atomic.Uint64
+	_ [64 - 8*numOutcomes]byte
 }
 
 func newAPI(label string, clock Clock) *API {
-	a := &API{Label: label, clock: clock}
+	a := &API{Label: label, clock: clock, outcomes: make([]outcomeShard, shard.Count())}
 	a.att.Store(&attachments{})
 	return a
+}
+
+// count adds one request with outcome o, on processor proc.
+func (a *API) count(proc int, o Outcome) {
+	a.outcomes[proc&(len(a.outcomes)-1)].n[o].Add(1)
+}
+
+// ownCount returns the requests with outcome o counted under a itself.
+func (a *API) ownCount(o Outcome) uint64 {
+	var n uint64
+	for i := range a.outcomes {
+		n += a.outcomes[i].n[o].Load()
+	}
+	return n
 }
 
 // Counts returns the totals of admitted requests (accepted, would-reject
 // and passthrough outcomes) and of rejected ones.
 func (a *API) Counts() (accepted, rejected uint64) {
-	accepted = a.outcomes[OutcomeAccepted].Load() + a.outcomes[OutcomeWouldReject].Load() + a.outcomes[OutcomePassthrough].Load()
-	return accepted, a.outcomes[OutcomeRejected].Load()
+	accepted = a.Count(OutcomeAccepted) + a.Count(OutcomeWouldReject) + a.Count(OutcomePassthrough)
+	return accepted, a.Count(OutcomeRejected)
 }
 
-// Count returns how many requests had outcome o.
+// Count returns how many requests had outcome o; for AllAPIs, at the whole
+// control point. Each counter only grows, and so does the sum.
 func (a *API) Count(o Outcome) uint64 {
 	if o >= numOutcomes {
 		return 0
 	}
-	return a.outcomes[o].Load()
+	n := a.ownCount(o)
+	if a.labelled != nil {
+		for _, labelled := range *a.labelled.Load() {
+			n += labelled.ownCount(o)
+		}
+	}
+	return n
 }
 
 // Durations reads the cumulative request-duration histogram of the
@@ -474,6 +509,7 @@ func (a *API) AttachTap(r *actuators.Recorder) (detach func()) {
 // goes stale StaleAfter after it was attached unless a tick stamps it.
 func (a *API) AttachLimiter(l *Limiter) (detach func()) {
 	l.stampNs.CompareAndSwap(0, a.clock())
+	l.allocateCounters()
 	a.update(func(at *attachments) {
 		if len(at.limiters) < 64 {
 			at.limiters = append(at.limiters, l)
@@ -506,15 +542,15 @@ func without[T comparable](list []T, x T) []T {
 	return out
 }
 
-func (at *attachments) arrive(now int64, admitted bool) {
+func (at *attachments) arrive(proc int, now int64, admitted bool) {
 	for _, r := range at.taps {
-		r.Arrive(now, admitted)
+		r.ArriveOn(proc, now, admitted)
 	}
 }
 
-func (at *attachments) done(startNs, latencyNs int64, ok bool) {
+func (at *attachments) done(proc int, startNs, latencyNs int64, ok bool) {
 	for _, r := range at.taps {
-		r.Done(startNs, latencyNs, ok)
+		r.DoneOn(proc, startNs, latencyNs, ok)
 	}
 }
 
@@ -539,9 +575,9 @@ func (v verdict) outcome() Outcome {
 
 // admit asks every limiter and adds what they said to v. On a refusal it
 // releases what it acquired.
-func (at *attachments) admit(now int64, v *verdict) (held uint64, d Decision) {
+func (at *attachments) admit(now int64, proc int, v *verdict) (held uint64, d Decision) {
 	for i, l := range at.limiters {
-		ok, acquired, said := l.allow(now)
+		ok, acquired, said := l.allow(now, proc)
 		*v |= said
 		if acquired {
 			held |= 1 << uint(i)
@@ -568,7 +604,19 @@ func (at *attachments) release(held uint64) {
 
 // Limiter is one actuator attached by a policy: a token bucket or a
 // concurrency limiter, with the policy's dry-run switch, its fail mode and
-// its counters. Every field is safe for concurrent use.
+// its counters. Every field is safe for concurrent use. The counters are
+// sharded per processor (actuators.Counter), so that requests on several
+// cores do not contend for them.
+//
+// A concurrency limiter counts every request it admits, whatever its
+// setpoint: one admitted while the limit was invalid or stale (fail-open)
+// holds a slot too, so that a limit set while such requests are in flight
+// is measured against all of them. Dry-run is the exception: a request
+// admitted only because of DryRun (would_reject) holds no slot, so that the
+// slots held are those enforcement would have granted and would_reject
+// counts what enforcement would refuse. Switching DryRun off may therefore
+// admit beyond the limit until the would_reject requests still in flight
+// finish.
 //
 // Staleness (DESIGN §4): every setpoint carries the engine time of the
 // tick that produced it (Stamp). While StaleAfter is positive and a request
@@ -589,11 +637,11 @@ type Limiter struct {
 	// admitting them.
 	FailClosed atomic.Bool
 
-	Allowed     atomic.Uint64 // admitted by this limiter
-	Rejected    atomic.Uint64 // refused, including while stale and FailClosed
-	WouldReject atomic.Uint64 // refused, but admitted because of DryRun
-	FailOpen    atomic.Uint64 // admitted because the setpoint is invalid or stale
-	Stale       atomic.Uint64 // decided by the fail mode because the setpoint is stale
+	Allowed     actuators.Counter // admitted by this limiter
+	Rejected    actuators.Counter // refused, including while stale and FailClosed
+	WouldReject actuators.Counter // refused, but admitted because of DryRun
+	FailOpen    actuators.Counter // admitted because the setpoint is invalid or stale
+	Stale       actuators.Counter // decided by the fail mode because the setpoint is stale
 
 	stampNs atomic.Int64 // engine time of the setpoint's tick
 }
@@ -607,50 +655,74 @@ func (l *Limiter) Stamp(nowNs int64) { l.stampNs.Store(nowNs) }
 // if none came before it.
 func (l *Limiter) StampNs() int64 { return l.stampNs.Load() }
 
+// allocateCounters allocates the counters' shards, so that the first
+// requests do not.
+func (l *Limiter) allocateCounters() {
+	for _, c := range []*actuators.Counter{&l.Allowed, &l.Rejected, &l.WouldReject, &l.FailOpen, &l.Stale} {
+		c.Add(0)
+	}
+}
+
 // allow decides for one limiter; acquired reports a held concurrency slot,
-// said whether a limit was in force or would have refused in dry-run.
-func (l *Limiter) allow(now int64) (ok, acquired bool, said verdict) {
+// said whether a limit was in force or would have refused in dry-run. proc
+// is the caller's processor, for the counters.
+func (l *Limiter) allow(now int64, proc int) (ok, acquired bool, said verdict) {
 	if staleAfter := l.StaleAfter.Load(); staleAfter > 0 && now-l.stampNs.Load() > staleAfter {
-		return l.stale()
+		return l.stale(proc)
 	}
 	if l.Bucket != nil {
-		if l.Bucket.Unlimited() {
-			l.FailOpen.Add(1)
+		allowed, limited := l.Bucket.Admit(now)
+		if !limited {
+			l.FailOpen.AddOn(proc, 1)
 			return true, false, 0
 		}
-		if l.Bucket.Allow(now) {
-			l.Allowed.Add(1)
+		if allowed {
+			l.Allowed.AddOn(proc, 1)
 			return true, false, limitInForce
 		}
-	} else {
-		if l.Concurrency.Limit() != l.Concurrency.Limit() || l.Concurrency.Limit() > 1e18 {
-			l.FailOpen.Add(1)
-			return true, false, 0
-		}
-		if l.Concurrency.TryAcquire() {
-			l.Allowed.Add(1)
-			return true, true, limitInForce
-		}
+		return l.refuse(proc)
 	}
-	return l.refuse()
+	switch l.Concurrency.Acquire() {
+	case actuators.Unlimited:
+		l.FailOpen.AddOn(proc, 1)
+		return true, true, 0
+	case actuators.Acquired:
+		if l.Concurrency.Limit() > 1e18 { // a limit no server reaches
+			l.FailOpen.AddOn(proc, 1)
+			return true, true, 0
+		}
+		l.Allowed.AddOn(proc, 1)
+		return true, true, limitInForce
+	}
+	return l.refuse(proc)
 }
 
 // stale applies the fail mode to a request that met a stale setpoint.
-func (l *Limiter) stale() (ok, acquired bool, said verdict) {
-	l.Stale.Add(1)
+func (l *Limiter) stale(proc int) (ok, acquired bool, said verdict) {
+	l.Stale.AddOn(proc, 1)
 	if !l.FailClosed.Load() {
-		l.FailOpen.Add(1)
-		return true, false, 0
+		l.FailOpen.AddOn(proc, 1)
+		return true, l.hold(), 0
 	}
-	return l.refuse()
+	return l.refuse(proc)
 }
 
 // refuse refuses a request, or admits it as would_reject in dry-run.
-func (l *Limiter) refuse() (ok, acquired bool, said verdict) {
+func (l *Limiter) refuse(proc int) (ok, acquired bool, said verdict) {
 	if l.DryRun.Load() {
-		l.WouldReject.Add(1)
+		l.WouldReject.AddOn(proc, 1)
 		return true, false, dryRunWouldDeny
 	}
-	l.Rejected.Add(1)
+	l.Rejected.AddOn(proc, 1)
 	return false, false, 0
+}
+
+// hold takes a concurrency slot beyond the limit for a request admitted
+// because the setpoint is stale (fail-open), and reports whether it did.
+func (l *Limiter) hold() (acquired bool) {
+	if l.Concurrency == nil {
+		return false
+	}
+	l.Concurrency.Hold()
+	return true
 }

@@ -137,6 +137,94 @@ func TestConcurrencyLimitHoldsSlotsUntilDone(t *testing.T) {
 	}
 }
 
+// TestConcurrencyLimitCountsRequestsAdmittedWhileUnlimited: requests
+// admitted while the limit was invalid or stale (fail-open) hold slots too,
+// so a limit set while they are in flight admits nothing more until fewer
+// than the limit remain.
+func TestConcurrencyLimitCountsRequestsAdmittedWhileUnlimited(t *testing.T) {
+	clock := &fakeClock{}
+	for _, c := range []struct {
+		name string
+		prep func(l *Limiter)
+		free func(l *Limiter)
+	}{
+		{"invalid limit", func(l *Limiter) { l.Concurrency.SetLimit(math.NaN()) }, func(*Limiter) {}},
+		{"stale limit", func(l *Limiter) {
+			l.Concurrency.SetLimit(0)
+			l.StaleAfter.Store(100)
+			clock.ns.Store(1000) // 1000 ns after the attachment's stamp
+		}, func(l *Limiter) { l.Stamp(1000) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clock.ns.Store(0)
+			cp := NewRegistry(clock.now).Get("ingress")
+			l := &Limiter{Concurrency: actuators.NewConcurrencyLimiter(0)}
+			cp.API("GET /a").AttachLimiter(l)
+			c.prep(l)
+			var tickets []Ticket
+			for i := 0; i < 10; i++ {
+				tk, d := cp.Admit("GET /a")
+				if d != Accepted {
+					t.Fatalf("request %d: %v, want Accepted before the limit is set", i, d)
+				}
+				tickets = append(tickets, tk)
+			}
+			c.free(l)
+			l.Concurrency.SetLimit(5)
+			for i := 0; i < 6; i++ {
+				if _, d := cp.Admit("GET /a"); d != ConcurrencyLimited {
+					t.Fatalf("with %d in flight and a limit of 5, a new request is %v, want ConcurrencyLimited", 10-i, d)
+				}
+				tickets[i].Done(true)
+			}
+			// 4 in flight now: one more fits.
+			tk, d := cp.Admit("GET /a")
+			if d != Accepted {
+				t.Fatalf("with 4 in flight and a limit of 5, a new request is %v, want Accepted", d)
+			}
+			if _, d := cp.Admit("GET /a"); d != ConcurrencyLimited {
+				t.Fatalf("with 5 in flight and a limit of 5, a new request is %v, want ConcurrencyLimited", d)
+			}
+			tk.Done(true)
+			for _, tk := range tickets[6:] {
+				tk.Done(true)
+			}
+			if n := l.Concurrency.InFlight(); n != 0 {
+				t.Fatalf("%d in flight after every request is done, want 0", n)
+			}
+		})
+	}
+}
+
+// TestDryRunConcurrencyHoldsOnlyTheSlotsEnforcementWouldGrant: in dry-run,
+// requests past the limit are admitted as would_reject without a slot, so
+// the next ones are judged as enforcement would judge them.
+func TestDryRunConcurrencyHoldsOnlyTheSlotsEnforcementWouldGrant(t *testing.T) {
+	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+	l := &Limiter{Concurrency: actuators.NewConcurrencyLimiter(5)}
+	l.DryRun.Store(true)
+	api := cp.API("GET /a")
+	api.AttachLimiter(l)
+	var tickets []Ticket
+	for i := 0; i < 10; i++ {
+		tk, d := cp.Admit("GET /a")
+		if d != Accepted {
+			t.Fatalf("request %d: %v, want Accepted in dry-run", i, d)
+		}
+		tickets = append(tickets, tk)
+	}
+	if n := l.Concurrency.InFlight(); n != 5 {
+		t.Fatalf("%d slots held, want the 5 enforcement would grant", n)
+	}
+	if api.Count(OutcomeAccepted) != 5 || api.Count(OutcomeWouldReject) != 5 {
+		t.Fatalf("accepted %d would_reject %d, want 5 and 5", api.Count(OutcomeAccepted), api.Count(OutcomeWouldReject))
+	}
+	tickets[0].Done(true) // a slot holder finishes: the next request fits
+	if _, d := cp.Admit("GET /a"); d != Accepted || api.Count(OutcomeAccepted) != 6 {
+		t.Fatalf("after a slot is released: %v with %d accepted, want a 6th accepted", d, api.Count(OutcomeAccepted))
+	}
+}
+
 func TestRejectionByControlPointReleasesAPISlot(t *testing.T) {
 	cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
 	apiSlots := actuators.NewConcurrencyLimiter(5)

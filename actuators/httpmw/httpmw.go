@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/actuators/internal/shard"
 )
 
 // Options tune the middleware. The zero value is ready to use.
@@ -30,15 +32,25 @@ type Options struct {
 
 // Wrap protects next with the control point cp.
 //
+// Without a Classifier, a request's label is r.Pattern when it is already
+// routed (Wrap inside a ServeMux route), or else, when next is an
+// *http.ServeMux, the pattern the mux routes it to. The mux then looks the
+// route up once: the request goes straight to the route's handler, with
+// r.Pattern set as the mux would set it. A route with wildcards ({id},
+// {path...}, {$}) is the exception: only the mux can give the handler its
+// path values, so the request goes through the mux, which looks the route
+// up a second time.
+//
 // A rejected request gets opts.RejectStatus, Retry-After, a text/plain body
 // and nothing else, written from slices built here once. An admitted request
 // reaches next through a wrapper that records the status; once next has
 // returned, the wrapper is closed: a goroutine that next left behind gets
-// ErrHandlerReturned from Write and Hijack and no-ops from WriteHeader and
-// Flush, and never reaches the server's writer, whose buffers by then serve
-// another request. A call already under way as next returns is waited for,
-// so its bytes land in this response. The wrapper is one allocation per
-// admitted request; a rejection allocates nothing.
+// ErrHandlerReturned from Write and Hijack, no-ops from WriteHeader and
+// Flush and a detached header map from Header, and never reaches the
+// server's writer, whose buffers by then serve another request. A call
+// already under way as next returns is waited for, so its bytes land in
+// this response. Neither path allocates: wrappers are never reused, and are
+// allocated writerSlabSize at a time.
 func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.Handler {
 	if opts.RejectStatus == 0 {
 		opts.RejectStatus = http.StatusTooManyRequests
@@ -47,26 +59,13 @@ func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.H
 		opts.RetryAfter = 1
 	}
 	retryAfter := []string{strconv.Itoa(opts.RetryAfter)}
-	classify := opts.Classifier
-	if classify == nil {
-		mux, _ := next.(*http.ServeMux)
-		classify = func(r *http.Request) string {
-			if r.Pattern != "" || mux == nil {
-				return r.Pattern
-			}
-			_, pattern := mux.Handler(r)
-			return pattern
-		}
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ticket, decision := cp.Admit(classify(r))
+	serve := func(w http.ResponseWriter, r *http.Request, label string, next http.Handler) {
+		ticket, decision := cp.Admit(label)
 		if decision != controlpoint.Accepted {
 			reject(w, opts.RejectStatus, retryAfter)
 			return
 		}
-		// One wrapper per request, never pooled: a goroutine the handler
-		// left behind may hold it after this request is over.
-		sw := &statusWriter{ResponseWriter: w}
+		sw := newStatusWriter(w)
 		defer func() {
 			status := sw.finish()
 			if p := recover(); p != nil {
@@ -76,6 +75,31 @@ func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.H
 			ticket.Done(status < 500)
 		}()
 		next.ServeHTTP(sw, r)
+	}
+	if classify := opts.Classifier; classify != nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			serve(w, r, classify(r), next)
+		})
+	}
+	mux, _ := next.(*http.ServeMux)
+	if mux == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			serve(w, r, r.Pattern, next)
+		})
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Pattern != "" || r.RequestURI == "*" {
+			// Routed already; or the mux answers 400 itself.
+			serve(w, r, r.Pattern, next)
+			return
+		}
+		route, pattern := mux.Handler(r)
+		if strings.IndexByte(pattern, '{') >= 0 {
+			serve(w, r, pattern, next) // path values: the mux routes again
+			return
+		}
+		r.Pattern = pattern // what the mux would set before calling route
+		serve(w, r, pattern, route)
 	})
 }
 
@@ -96,7 +120,9 @@ var (
 // header values.
 func reject(w http.ResponseWriter, status int, retryAfter []string) {
 	h := w.Header()
-	delete(h, "Content-Length") // it may describe another body
+	if len(h) != 0 {
+		delete(h, "Content-Length") // it may describe another body
+	}
 	h["Retry-After"] = retryAfter
 	h["Content-Type"] = rejectContentType
 	h["X-Content-Type-Options"] = rejectNoSniff
@@ -104,21 +130,65 @@ func reject(w http.ResponseWriter, status int, retryAfter []string) {
 	w.Write(rejectBody)
 }
 
-// statusWriter remembers the response status; it forwards Flush and Hijack
-// and supports http.ResponseController through Unwrap. Once finish was
-// called it forwards nothing.
+// statusWriter remembers the response status; it forwards Header, Flush
+// and Hijack and supports http.ResponseController through Unwrap. Once
+// finish was called it forwards nothing, and it drops its ResponseWriter so
+// that a slab kept alive by one wrapper does not keep its neighbours'
+// responses alive.
 type statusWriter struct {
-	http.ResponseWriter
+	w      http.ResponseWriter
 	status int
 	// gate is closed (bit 31) by finish; the low bits count the calls
-	// forwarding to ResponseWriter, which finish waits out.
+	// forwarding to w, which finish waits out.
 	gate atomic.Uint32
 }
 
 const gateClosed = 1 << 31
 
-// enter reports whether a call may forward to ResponseWriter; if it may, the
-// caller must call exit when done.
+// writerSlabSize is how many wrappers one allocation provides: 255 of 32
+// bytes and the counter fill an 8 KiB size class exactly.
+const writerSlabSize = 255
+
+// writerSlab is a batch of wrappers, each handed out once; next counts
+// those handed out.
+type writerSlab struct {
+	next    atomic.Uint32
+	writers [writerSlabSize]statusWriter
+}
+
+// writerCache is one processor's current slab, alone on its cache line.
+type writerCache struct {
+	slab atomic.Pointer[writerSlab]
+	_    [56]byte
+}
+
+// writerCaches hold a slab per processor (shard.Index), so that cores
+// handing out wrappers at once do not contend for one counter.
+var writerCaches = make([]writerCache, shard.Count())
+
+// newStatusWriter returns an unused wrapper around w.
+func newStatusWriter(w http.ResponseWriter) *statusWriter {
+	cache := &writerCaches[shard.Index()&(len(writerCaches)-1)]
+	var sw *statusWriter
+	if slab := cache.slab.Load(); slab != nil {
+		if i := slab.next.Add(1) - 1; i < writerSlabSize {
+			sw = &slab.writers[i]
+		}
+	}
+	if sw == nil {
+		// Exhausted (or first use): start a slab. A racing goroutine may
+		// replace it at once; the rest of the loser's slab goes unused.
+		slab := &writerSlab{}
+		slab.next.Store(1)
+		cache.slab.Store(slab)
+		sw = &slab.writers[0]
+	}
+	sw.w = w
+	return sw
+}
+
+// enter reports whether a call may forward to w; if it may, the caller must
+// call exit when done.
 func (s *statusWriter) enter() bool {
 	if s.gate.Add(1)&gateClosed != 0 {
 		s.gate.Add(^uint32(0))
@@ -130,13 +200,22 @@ func (s *statusWriter) enter() bool {
 func (s *statusWriter) exit() { s.gate.Add(^uint32(0)) }
 
 // finish closes the gate, waits for the calls already past it (a handler
-// goroutine racing its handler's return) and returns the status.
+// goroutine racing its handler's return), drops w and returns the status.
 func (s *statusWriter) finish() int {
 	s.gate.Or(gateClosed)
 	for s.gate.Load() != gateClosed {
 		runtime.Gosched()
 	}
+	s.w = nil
 	return s.status
+}
+
+func (s *statusWriter) Header() http.Header {
+	if !s.enter() {
+		return http.Header{} // a late caller's edits go nowhere
+	}
+	defer s.exit()
+	return s.w.Header()
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -147,7 +226,7 @@ func (s *statusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
-	s.ResponseWriter.WriteHeader(code)
+	s.w.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
@@ -158,7 +237,7 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
-	return s.ResponseWriter.Write(b)
+	return s.w.Write(b)
 }
 
 func (s *statusWriter) Flush() {
@@ -166,7 +245,7 @@ func (s *statusWriter) Flush() {
 		return
 	}
 	defer s.exit()
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+	if f, ok := s.w.(http.Flusher); ok {
 		f.Flush()
 	}
 }
@@ -176,10 +255,26 @@ func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, ErrHandlerReturned
 	}
 	defer s.exit()
-	if h, ok := s.ResponseWriter.(http.Hijacker); ok {
+	if h, ok := s.w.(http.Hijacker); ok {
 		return h.Hijack()
 	}
 	return nil, nil, errors.New("httpmw: response writer does not support hijacking")
 }
 
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// Unwrap returns the server's writer, for http.ResponseController; once
+// the handler has returned, a writer on which every call fails.
+func (s *statusWriter) Unwrap() http.ResponseWriter {
+	if !s.enter() {
+		return returnedWriter{}
+	}
+	defer s.exit()
+	return s.w
+}
+
+// returnedWriter is what Unwrap gives a late caller: nothing it does
+// reaches a response.
+type returnedWriter struct{}
+
+func (returnedWriter) Header() http.Header       { return http.Header{} }
+func (returnedWriter) Write([]byte) (int, error) { return 0, ErrHandlerReturned }
+func (returnedWriter) WriteHeader(int)           {}
