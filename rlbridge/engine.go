@@ -38,7 +38,7 @@ func Info(a engine.AgentAPI) APIInfo {
 		Name: a.Name, Policy: a.Policy, Cluster: a.Cluster, Priority: a.Priority,
 		SLOMs: float64(a.SLO.Microseconds()) / 1e3, SustainableRPS: a.SustainableRPS,
 		LowerBound: a.LowerBound, UpperBound: a.UpperBound, RateLimit: a.RateLimit,
-		OfferedRPS: a.OfferedRPS, Mode: a.Mode(), LimitInForce: inForce(a.LimitInForce),
+		OfferedRPS: a.OfferedRPS, Mode: a.Mode(), LimitInForce: inForce(a.LimitInForce), Tick: a.Ticks,
 	}
 }
 

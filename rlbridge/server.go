@@ -52,6 +52,9 @@ type APIInfo struct {
 	// fallback (Mode); null when none is. RateLimit is the agent's rate
 	// whatever the mode.
 	LimitInForce *float64 `json:"limit_in_force"`
+	// Tick counts the engine's ticks that measured the API: an agent on
+	// the wall clock waits for it to change, then reads and acts at once.
+	Tick uint64 `json:"tick"`
 }
 
 // Backend is what the bridge serves: the engine, or the simulator's engine.

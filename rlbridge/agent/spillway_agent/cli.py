@@ -108,21 +108,40 @@ def cmd_run(args):
 def _observer(client, envs, lockstep, interval_s):
     """A function that waits one step and returns each env's
     ``(metrics, tick)``: one ``POST /step`` for all envs in lock step, else
-    a wait until the next period of ``interval_s`` and each env's reads."""
+    a wait for the engine's next tick (``tick`` in ``GET /apis``, polled
+    every 20 ms) and each env's reads."""
     if lockstep:
         def observe():
             body = client.step()
             return [env._metrics_from_body(body) for env in envs]
         return observe
-    nxt = [time.monotonic()]
+
+    def tick_of():
+        ticks = [a.get("tick") for a in client.apis()]
+        return max(ticks) if ticks and None not in ticks else None
+
+    seen = [tick_of()]
+    last = [time.monotonic()]
 
     def observe():
-        nxt[0] += interval_s
-        wait = nxt[0] - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        else:
-            nxt[0] = time.monotonic()  # late: do not try to catch up
+        # Act right after each engine tick, as in lock step: wait for the
+        # bridge's tick count to move past the one last read. A server that
+        # reports no tick is read on the clock, an interval after the last
+        # step.
+        deadline = last[0] + 1.5 * interval_s
+        while True:
+            now = time.monotonic()
+            if seen[0] is None:
+                if now >= last[0] + interval_s:
+                    break
+                time.sleep(min(0.02, last[0] + interval_s - now))
+                continue
+            tick = tick_of()
+            if tick != seen[0] or now >= deadline:
+                seen[0] = tick
+                break
+            time.sleep(0.02)
+        last[0] = time.monotonic()
         return [env._read_metrics() for env in envs]
     return observe
 

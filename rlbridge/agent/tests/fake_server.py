@@ -13,6 +13,7 @@ p95 latency grows with the overload. Tests can pin an API's metrics with
 import json
 import random
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -53,6 +54,7 @@ class FakeSpillway:
         self.virtual = virtual
         self.requests = []  # (method, path, query dict, body, Authorization header)
         self.fixed_metrics = {}
+        self.tick_every_s = None  # set: /apis reports a wall-clock tick count
         self._load(apis if apis is not None else default_apis())
 
     def _load(self, apis):
@@ -138,7 +140,11 @@ class FakeSpillway:
 
     def route(self, method, path, query, body):
         if path == "/apis" and method == "GET":
-            return 200, {"apis": [dict(a) for a in self.apis]}
+            apis = [dict(a) for a in self.apis]
+            if self.tick_every_s:  # an engine ticking on the wall clock
+                for a in apis:
+                    a["tick"] = int(time.monotonic() / self.tick_every_s)
+            return 200, {"apis": apis}
         if path == "/metrics" and method == "GET":
             a = self.api(query.get("method", ""))
             if a is None:

@@ -4,6 +4,7 @@ import io
 import json
 import math
 import os
+import time
 import sys
 import tempfile
 import unittest
@@ -281,6 +282,23 @@ class CLITest(unittest.TestCase):
             self.assertEqual([l.split()[1] for l in text.splitlines() if l.startswith("step ")],
                              ["10", "20", "24"])
             self.assertIn("scenario done", text)
+
+    def test_wall_clock_run_steps_after_each_engine_tick(self):
+        with FakeSpillway(virtual=False) as fake, tempfile.TemporaryDirectory() as d:
+            fake.tick_every_s = 0.05
+            model = os.path.join(d, "m.json")
+            from spillway_agent.ppo import PPOAgent
+            PPOAgent(seed=0, features={"obs": "v2"}).save(model)
+            begin = time.monotonic()
+            with redirect_stdout(io.StringIO()):
+                rc = cli.main(["run", "--server", fake.url, "--model", model, "--steps", "6",
+                               "--interval", "10"])
+            took = time.monotonic() - begin
+            self.assertEqual(rc, 0)
+            # Paced by the engine's 50 ms ticks, not by the 10 s interval.
+            self.assertLess(took, 5.0)
+            # Every step posts every API's rate: the agent's heartbeat.
+            self.assertGreaterEqual(len(fake.calls("POST", "/set_rate")), 6 * len(fake.apis))
 
     def test_run_reports_server_errors(self):
         with FakeSpillway(token="x") as fake, tempfile.TemporaryDirectory() as d:
