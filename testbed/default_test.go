@@ -15,7 +15,8 @@ import (
 //   - the steady half keeps ≥ 0.9 of the proportional share in total and
 //     ≥ 0.7 of its share for every API, with every API's p99 within its SLO;
 //   - a cold start keeps ≥ 0.7 of the proportional share over its first
-//     10 s.
+//     10 s, and from its second 3 on no second's p99 passes 3 × the SLO;
+//   - after the surge (0.5× → 4×) p99 is back within the SLO in ≤ 3 s.
 func TestDefaultPolicyMeetsItsGoals(t *testing.T) {
 	templates := loadPolicy(t, "../policies/default.cue")
 	for _, appName := range []string{"hetero-cost", "multi-bottleneck", "boutique"} {
@@ -48,7 +49,15 @@ func TestDefaultPolicyMeetsItsGoals(t *testing.T) {
 						problems = append(problems, fmt.Sprintf("%s: steady p99 %.0f ms over its %.0f ms SLO", name, api.Steady.P99Ms, api.SLOMs))
 					}
 				}
+				if scenario == "surge" && (r.RecoveryS == nil || *r.RecoveryS > 3) {
+					problems = append(problems, fmt.Sprintf("surge: p99 back within the SLO after %s, want ≤ 3 s", fmtRecoveryS(r.RecoveryS)))
+				}
 				if scenario == "cold-start" {
+					for _, s := range r.Seconds {
+						if s.T >= 3 && s.MaxAPIP99OverSLO > 3 {
+							problems = append(problems, fmt.Sprintf("cold start, second %d: p99 %.1f × the SLO, want ≤ 3", s.T, s.MaxAPIP99OverSLO))
+						}
+					}
 					var goodput, share float64
 					for _, s := range r.Seconds {
 						if s.T >= 0 && s.T < 10 {
@@ -66,4 +75,11 @@ func TestDefaultPolicyMeetsItsGoals(t *testing.T) {
 			})
 		}
 	}
+}
+
+func fmtRecoveryS(v *float64) string {
+	if v == nil {
+		return "never"
+	}
+	return fmt.Sprintf("%g s", *v)
 }
