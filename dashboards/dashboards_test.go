@@ -182,6 +182,14 @@ func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
 				}
 			}
 		}
+		// An agent sets the rates of the APIs under agent control, so
+		// that the topfull policy's rate limits are in force (without one
+		// its fallback is, and they are invalid).
+		for _, a := range eng.AgentAPIs() {
+			if _, err := eng.SetAgentRate(a.Name, 500); err != nil {
+				t.Fatal(err)
+			}
+		}
 		clock.advance(400 * time.Millisecond)
 		eng.Tick()
 	}
