@@ -65,11 +65,11 @@ type Options struct {
 type Syncer struct {
 	clientOptions redis.Options
 	client        *redis.Client // replaced after a failed sync; see SyncOnce
-	interval time.Duration
-	ttl      time.Duration
-	instance string
-	log      *slog.Logger
-	kick     chan struct{}
+	interval      time.Duration
+	ttl           time.Duration
+	instance      string
+	log           *slog.Logger
+	kick          chan struct{}
 
 	mu      sync.Mutex
 	members []*Member
@@ -107,11 +107,11 @@ func New(opts Options, log *slog.Logger) (*Syncer, error) {
 	return &Syncer{
 		clientOptions: c,
 		client:        redis.NewClient(&c),
-		interval: opts.SyncInterval,
-		ttl:      MemberTTLIntervals * opts.SyncInterval,
-		instance: opts.Instance,
-		log:      log,
-		kick:     make(chan struct{}, 1),
+		interval:      opts.SyncInterval,
+		ttl:           MemberTTLIntervals * opts.SyncInterval,
+		instance:      opts.Instance,
+		log:           log,
+		kick:          make(chan struct{}, 1),
 	}, nil
 }
 

@@ -64,12 +64,12 @@ func TestMembershipBelievesAFallOnlyAfterTheWindow(t *testing.T) {
 	}{
 		{0, 4, 4},
 		{100, 4, 4},
-		{200, 1, 4},   // Redis lost its data: one member re-announced so far
-		{300, 4, 4},   // all back
-		{400, 3, 4},   // one left: not believed yet
-		{799, 3, 4},   // still within the window of the last 4 (300 + 500)
-		{800, 3, 3},   // believed
-		{900, 5, 5},   // a rise is believed at once
+		{200, 1, 4}, // Redis lost its data: one member re-announced so far
+		{300, 4, 4}, // all back
+		{400, 3, 4}, // one left: not believed yet
+		{799, 3, 4}, // still within the window of the last 4 (300 + 500)
+		{800, 3, 3}, // believed
+		{900, 5, 5}, // a rise is believed at once
 		{1000, 5, 5},
 	}
 	for _, s := range steps {
