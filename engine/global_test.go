@@ -1,0 +1,149 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/fleet"
+	"github.com/spillway-dev/spillway/internal/redistest"
+)
+
+// globalPolicy limits GET /pay at the control point ingress to 1000
+// requests per second across every engine on the same Redis.
+const globalPolicy = `
+package p
+
+policies: payments: {
+	policy_name:         "payments"
+	evaluation_interval: "100ms"
+	components: [
+		{RateLimiter: {selector: {control_point: "ingress", api: "GET /pay"}, scope: "global", key: "payments", in_ports: rate_limit: 1000}},
+	]
+}
+`
+
+func loadGlobalPolicy(t *testing.T) []engine.Spec {
+	t.Helper()
+	specs, diags := engine.LoadSource("global.cue", []byte(globalPolicy))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	return specs
+}
+
+// TestGlobalLimitAcrossFourEngines: four engines in one process share a
+// global limit of 1000 req/s through a real Redis; a round-robin client
+// offers 4000 req/s, and the fleet admits 1000 ±5 %, each engine about a
+// quarter.
+func TestGlobalLimitAcrossFourEngines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real time: about 8 s")
+	}
+	srv := redistest.Start(t)
+	const instances, limit, offered = 4, 1000.0, 4000.0
+	specs := loadGlobalPolicy(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	engines := make([]*engine.Engine, instances)
+	points := make([]*controlpoint.ControlPoint, instances)
+	for i := range engines {
+		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.Options{Addr: srv.Addr}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer eng.Close()
+		engines[i], points[i] = eng, eng.ControlPoints().Get("ingress")
+	}
+
+	var accepted, sent atomic.Uint64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		start := time.Now()
+		for n := uint64(0); ctx.Err() == nil; time.Sleep(500 * time.Microsecond) {
+			for due := uint64(time.Since(start).Seconds() * offered); n < due; n++ {
+				tk, d := points[n%instances].Admit("GET /pay")
+				if d == controlpoint.Accepted {
+					tk.Done(true)
+					accepted.Add(1)
+				}
+			}
+			sent.Store(n)
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	time.Sleep(1500 * time.Millisecond) // the first ticks and syncs
+	a0, s0, t0 := accepted.Load(), sent.Load(), time.Now()
+	time.Sleep(6 * time.Second)
+	secs := time.Since(t0).Seconds()
+	rps, offeredRPS := float64(accepted.Load()-a0)/secs, float64(sent.Load()-s0)/secs
+	over := (rps - limit) / limit * 100
+	fmt.Printf("global-limit: instances=%d limit=%.0f admitted_rps=%.1f over_pct=%.2f\n", instances, limit, rps, over)
+	t.Logf("offered %.0f req/s over %.1f s", offeredRPS, secs)
+	if offeredRPS < 3*limit {
+		t.Fatalf("the client offered only %.0f req/s; the test needs at least 3× the limit", offeredRPS)
+	}
+	if math.Abs(over) > 5 {
+		t.Errorf("admitted %.1f req/s, want %.0f ±5 %%", rps, limit)
+	}
+
+	// /status shows each engine's share and the fleet it sees.
+	for i, eng := range engines {
+		st := eng.Status()
+		a := st.Policies[0].Actuators[0]
+		if a.Global == nil {
+			t.Fatalf("engine %d: /status has no global section for %+v", i, a)
+		}
+		g := a.Global
+		b, _ := json.Marshal(g)
+		t.Logf("engine %d: %s", i, b)
+		if g.Mode != "synced" || g.Live != instances || g.Key != "payments" || g.Limit != limit {
+			t.Errorf("engine %d: global status %s, want synced with %d live members of payments at %v", i, b, instances, limit)
+		}
+		if math.Abs(float64(g.Share)-limit/instances) > 0.1*limit/instances {
+			t.Errorf("engine %d: share %.1f, want about %.0f", i, float64(g.Share), limit/instances)
+		}
+	}
+}
+
+// TestGlobalLimitNeedsRedis: a global limit on an engine without Redis is
+// a load error at its position, never a local limit in disguise.
+func TestGlobalLimitNeedsRedis(t *testing.T) {
+	_, err := engine.Start(context.Background(), engine.Options{Specs: loadGlobalPolicy(t), ManualTicks: true})
+	if err == nil || !strings.Contains(err.Error(), "global.cue:") || !strings.Contains(err.Error(), `global rate limit "payments" needs Redis`) {
+		t.Fatalf("err = %v, want a positioned error naming the key and Redis", err)
+	}
+}
+
+// TestLocalPoliciesNeverTouchRedis: with Options.Redis pointing at nothing,
+// an engine whose policies are all local starts, limits, and never syncs.
+func TestLocalPoliciesNeverTouchRedis(t *testing.T) {
+	specs, diags := engine.LoadSource("local.cue", []byte(strings.Replace(globalPolicy, `scope: "global", key: "payments", `, "", 1)))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true,
+		Redis: &fleet.Options{Client: redis.Options{Addr: "127.0.0.1:1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	eng.Tick()
+	if a := eng.Status().Policies[0].Actuators[0]; a.Global != nil || a.Setpoint != 1000 {
+		t.Errorf("local limit: %+v, want setpoint 1000 and no global section", a)
+	}
+}
