@@ -167,8 +167,7 @@ func (s *Syncer) leaveAll() {
 	s.mu.Unlock()
 	pipe := client.Pipeline()
 	for _, m := range gone {
-		pipe.ZRem(ctx, m.liveKey, m.id)
-		pipe.HDel(ctx, m.demandKey, m.id)
+		leaveScript.Eval(ctx, pipe, m.keys(), m.id)
 	}
 	pipe.Exec(ctx)
 }
@@ -182,7 +181,7 @@ func (s *Syncer) Join(key, name string, apply func(ratePerSec, burst float64), a
 	tag := "spillway:{" + key + "}"
 	m := &Member{
 		s: s, key: key, id: s.instance + "|" + name,
-		liveKey: tag + ":live", demandKey: tag + ":demand",
+		liveKey: tag + ":live", demandKey: tag + ":demand", totalKey: tag + ":total",
 		apply: apply, arrivals: arrivals,
 		limit: math.NaN(), burst: math.NaN(), fraction: math.NaN(),
 		lastArrivals: arrivals(), lastAt: time.Now(),
@@ -198,33 +197,50 @@ func (s *Syncer) Syncs() uint64    { return s.syncs.Load() }
 func (s *Syncer) Failures() uint64 { return s.failures.Load() }
 
 // syncScript announces a member, drops the members whose announcement
-// expired, and returns the live count and their total demand. Time is the
-// Redis server's, so the instances' clocks do not matter. Both keys share
-// a hash tag: one slot on Redis Cluster.
+// expired, and returns the live count and their total demand. It keeps the
+// total in a key of its own, adjusted by each member's change, so that a
+// call costs the same whatever the fleet's size. Time is the Redis
+// server's, so the instances' clocks do not matter. The keys share a hash
+// tag: one slot on Redis Cluster, and they expire together.
 //
 // KEYS[1] live (sorted set: member → expiry, ms), KEYS[2] demand (hash:
-// member → requests/s); ARGV member, demand, ttl in ms.
+// member → requests/s), KEYS[3] total demand; ARGV member, demand, ttl ms.
 var syncScript = redis.NewScript(`
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[3])
-redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local demand = tonumber(ARGV[2])
+local total = tonumber(redis.call('GET', KEYS[3]) or '0')
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 if #dead > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  for _, d in ipairs(redis.call('HMGET', KEYS[2], unpack(dead))) do
+    if d then total = total - tonumber(d) end
+  end
+  redis.call('ZREM', KEYS[1], unpack(dead))
   redis.call('HDEL', KEYS[2], unpack(dead))
 end
-local live = redis.call('ZRANGE', KEYS[1], 0, -1)
-local demands = redis.call('HMGET', KEYS[2], unpack(live))
-local total = 0
-for _, d in ipairs(demands) do
-  if d then total = total + tonumber(d) end
-end
+total = total - tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') + demand
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local live = redis.call('ZCARD', KEYS[1])
+if live == 1 or total < 0 then total = demand end
+redis.call('SET', KEYS[3], tostring(total), 'PX', 2 * ttl)
 redis.call('PEXPIRE', KEYS[1], 2 * ttl)
 redis.call('PEXPIRE', KEYS[2], 2 * ttl)
-return {#live, tostring(total)}
+return {live, tostring(total)}
+`)
+
+// leaveScript removes a member and its demand from the total. KEYS and
+// ARGV[1] as syncScript's.
+var leaveScript = redis.NewScript(`
+local d = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if d and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('INCRBYFLOAT', KEYS[3], -tonumber(d))
+end
+return 0
 `)
 
 // SyncOnce reconciles every member in one pipelined round trip, bounded
@@ -250,8 +266,7 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 	run := func(eval func(redis.Pipeliner, *Member, float64) *redis.Cmd) ([]*redis.Cmd, error) {
 		pipe := client.Pipeline()
 		for _, m := range leaving {
-			pipe.ZRem(ctx, m.liveKey, m.id)
-			pipe.HDel(ctx, m.demandKey, m.id)
+			leaveScript.Eval(ctx, pipe, m.keys(), m.id)
 		}
 		cmds := make([]*redis.Cmd, len(members))
 		for i, m := range members {
@@ -264,13 +279,13 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 		return []any{m.id, strconv.FormatFloat(demand, 'g', 6, 64), ttlMs}
 	}
 	cmds, err := run(func(p redis.Pipeliner, m *Member, d float64) *redis.Cmd {
-		return syncScript.EvalSha(ctx, p, []string{m.liveKey, m.demandKey}, args(m, d)...)
+		return syncScript.EvalSha(ctx, p, m.keys(), args(m, d)...)
 	})
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// Redis restarted (or flushed its scripts): send the script itself,
 		// which also caches it for the next sync.
 		cmds, err = run(func(p redis.Pipeliner, m *Member, d float64) *redis.Cmd {
-			return syncScript.Eval(ctx, p, []string{m.liveKey, m.demandKey}, args(m, d)...)
+			return syncScript.Eval(ctx, p, m.keys(), args(m, d)...)
 		})
 	}
 	done := time.Now()
@@ -328,6 +343,7 @@ type Member struct {
 	s                   *Syncer
 	key, id             string
 	liveKey, demandKey  string
+	totalKey            string
 	apply               func(ratePerSec, burst float64)
 	arrivals            func() uint64
 	mu                  sync.Mutex
@@ -342,6 +358,9 @@ type Member struct {
 	lastErr             string
 	left                bool
 }
+
+// keys are the Redis keys of the member's limit, in the scripts' order.
+func (m *Member) keys() []string { return []string{m.liveKey, m.demandKey, m.totalKey} }
 
 // SetLimit sets the global limit and burst (totals for the fleet; NaN
 // limit means none) and applies this member's part of them at once.

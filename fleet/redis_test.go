@@ -189,3 +189,47 @@ func TestRestartThatLosesDataLosesNoProtection(t *testing.T) {
 		in.syncer.SyncOnce(ctx)
 	}
 }
+
+// TestLeaveTakesItsDemandFromTheTotal: a member that leaves is gone from
+// the live count and from the fleet's demand at the next sync of the rest.
+func TestLeaveTakesItsDemandFromTheTotal(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	var busy atomic.Uint64
+	newMember := func(arrivals func() uint64) (*fleet.Syncer, *fleet.Member) {
+		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := s.Join("k", "cp/*", func(float64, float64) {}, arrivals)
+		m.SetLimit(1000, 100)
+		return s, m
+	}
+	quietSyncer, quiet := newMember(func() uint64 { return 0 })
+	busySyncer, busyMember := newMember(busy.Load)
+	busy.Add(1_000_000)
+	for _, s := range []*fleet.Syncer{busySyncer, quietSyncer} {
+		if err := s.SyncOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := quiet.Status(time.Now()); st.Live != 2 || st.FleetDemand < 1000 {
+		t.Fatalf("both in: live %d, fleet demand %.0f; want 2 and the busy member's demand", st.Live, st.FleetDemand)
+	}
+	if st := quiet.Status(time.Now()); st.Share > 1 {
+		t.Errorf("quiet member beside a busy one over the limit: share %.1f, want about 0", st.Share)
+	}
+	busyMember.Leave()
+	for _, s := range []*fleet.Syncer{busySyncer, quietSyncer} {
+		if err := s.SyncOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := quiet.Status(time.Now())
+	if st.Live != 1 || st.FleetDemand != 0 {
+		t.Errorf("after the busy member left: live %d, fleet demand %v; want 1 and 0", st.Live, st.FleetDemand)
+	}
+	if st.Planned != 2 || math.Abs(st.Share-500) > 1e-6 {
+		t.Errorf("after the busy member left: planned %d, share %.1f; want 2 and 500 until a member TTL has passed", st.Planned, st.Share)
+	}
+}
