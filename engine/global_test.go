@@ -88,12 +88,25 @@ func TestGlobalLimitAcrossFourEngines(t *testing.T) {
 
 	time.Sleep(1500 * time.Millisecond) // the first ticks and syncs
 	a0, s0, t0 := accepted.Load(), sent.Load(), time.Now()
-	time.Sleep(6 * time.Second)
+	// Every 1 s window too: the issue's ±10 %.
+	worstWindow, prev, prevAt := 0.0, a0, t0
+	for range 6 {
+		time.Sleep(time.Second)
+		now, at := accepted.Load(), time.Now()
+		w := (float64(now-prev)/at.Sub(prevAt).Seconds() - limit) / limit * 100
+		if math.Abs(w) > math.Abs(worstWindow) {
+			worstWindow = w
+		}
+		prev, prevAt = now, at
+	}
 	secs := time.Since(t0).Seconds()
 	rps, offeredRPS := float64(accepted.Load()-a0)/secs, float64(sent.Load()-s0)/secs
 	over := (rps - limit) / limit * 100
 	fmt.Printf("global-limit: instances=%d limit=%.0f admitted_rps=%.1f over_pct=%.2f\n", instances, limit, rps, over)
-	t.Logf("offered %.0f req/s over %.1f s", offeredRPS, secs)
+	t.Logf("offered %.0f req/s over %.1f s; worst 1 s window %+.2f %%", offeredRPS, secs, worstWindow)
+	if math.Abs(worstWindow) > 10 {
+		t.Errorf("a 1 s window admitted %+.1f %% of the limit, want within ±10 %%", worstWindow)
+	}
 	if offeredRPS < 3*limit {
 		t.Fatalf("the client offered only %.0f req/s; the test needs at least 3× the limit", offeredRPS)
 	}
