@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/fleet"
 	"github.com/spillway-dev/spillway/internal/redistest"
+	"github.com/spillway-dev/spillway/telemetry"
 )
 
 // globalPolicy limits GET /pay at the control point ingress to 1000
@@ -159,4 +161,61 @@ func TestLocalPoliciesNeverTouchRedis(t *testing.T) {
 	if a := eng.Status().Policies[0].Actuators[0]; a.Global != nil || a.Setpoint != 1000 {
 		t.Errorf("local limit: %+v, want setpoint 1000 and no global section", a)
 	}
+}
+
+// TestGlobalLimitMetricsShowFailStatic: /metrics shows the fleet's limit,
+// the engine's share, the live members, and fail-static while Redis is
+// down.
+func TestGlobalLimitMetricsShowFailStatic(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	eng, err := engine.Start(ctx, engine.Options{Specs: loadGlobalPolicy(t), Redis: &fleet.Options{Client: redis.Options{Addr: srv.Addr}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	metrics, err := telemetry.New(ctx, eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer metrics.Shutdown(context.Background())
+	scrape := func() string {
+		rec := httptest.NewRecorder()
+		metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Body.String()
+	}
+	const labels = `{api="GET /pay",control_point="ingress",key="payments",policy="payments"}`
+	waitFor := func(want ...string) {
+		t.Helper()
+		var body string
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			body = scrape()
+			missing := false
+			for _, w := range want {
+				missing = missing || !strings.Contains(body, w)
+			}
+			if !missing {
+				return
+			}
+		}
+		t.Fatalf("/metrics never showed %q; last scrape's spillway_global lines:\n%s", want, grepLines(body, "spillway_global"))
+	}
+	waitFor("spillway_global_rate_limit"+labels+" 1000",
+		"spillway_global_live_members"+labels+" 1",
+		"spillway_global_fail_static"+labels+" 0")
+	srv.Stop()
+	waitFor("spillway_global_fail_static" + labels + " 1")
+	srv.Restart()
+	waitFor("spillway_global_fail_static" + labels + " 0")
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
