@@ -70,12 +70,13 @@ func (e *Engine) checkGlobal(set []*Running) Diagnostics {
 }
 
 // joinFleet makes the limiter l of a global sink a member of its key's
-// limit, and returns the member and the detach function that also leaves.
-func (e *Engine) joinFleet(key string, sel components.Selector, l *controlpoint.Limiter, detach func()) (*fleet.Member, func()) {
+// limit, under a name unique in the engine (policy/selector), and returns
+// the member and the detach function that also leaves.
+func (e *Engine) joinFleet(key, name string, l *controlpoint.Limiter, detach func()) (*fleet.Member, func()) {
 	arrivals := func() uint64 {
 		return l.Allowed.Load() + l.Rejected.Load() + l.WouldReject.Load() + l.FailOpen.Load()
 	}
-	m := e.fleet.Join(key, sel.String(), l.Bucket.SetRateAndBurst, arrivals)
+	m := e.fleet.Join(key, name, l.Bucket.SetRateAndBurst, arrivals)
 	e.fleet.Kick()
 	return m, func() {
 		detach()

@@ -408,7 +408,7 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		api := e.registry.Get(sel.ControlPoint).Declare(sel.API)
 		s := sink{key: key, comp: snk, limiter: l, detach: api.AttachLimiter(l)}
 		if global != "" && e.fleet != nil && l.Bucket != nil {
-			s.member, s.detach = e.joinFleet(global, sel, l, s.detach)
+			s.member, s.detach = e.joinFleet(global, c.Spec.Name+"/"+sel.String(), l, s.detach)
 		}
 		r.sinks = append(r.sinks, s)
 	}
