@@ -233,3 +233,41 @@ func TestLeaveTakesItsDemandFromTheTotal(t *testing.T) {
 		t.Errorf("after the busy member left: planned %d, share %.1f; want 2 and 500 until a member TTL has passed", st.Planned, st.Share)
 	}
 }
+
+// TestSlowRedisNeverHoldsASyncBeyondTheInterval: with Redis frozen
+// (SIGSTOP, connections open), a sync fails within the sync interval and
+// the share holds; when Redis resumes, the next sync succeeds.
+func TestSlowRedisNeverHoldsASyncBeyondTheInterval(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rate atomic.Value
+	m := s.Join("slow", "cp/*", func(r, _ float64) { rate.Store(r) }, func() uint64 { return 0 })
+	m.SetLimit(1000, 100)
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	for range 3 {
+		t0 := time.Now()
+		if err := s.SyncOnce(ctx); err == nil {
+			t.Fatal("a sync with Redis frozen succeeded")
+		}
+		if d := time.Since(t0); d > s.Interval()+50*time.Millisecond {
+			t.Errorf("a sync with Redis frozen took %v, more than the interval %v", d, s.Interval())
+		}
+	}
+	if st := m.Status(time.Now()); st.Mode != "fail_static" || st.Share != 1000 || rate.Load().(float64) != 1000 {
+		t.Errorf("Redis frozen: mode %s share %v bucket %v; want fail_static holding 1000", st.Mode, st.Share, rate.Load())
+	}
+	srv.Resume()
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatalf("first sync after Redis resumed: %v", err)
+	}
+	if st := m.Status(time.Now()); st.Mode != "synced" {
+		t.Errorf("after Redis resumed: mode %s, want synced", st.Mode)
+	}
+}
