@@ -81,6 +81,7 @@ func (e *Engine) joinFleet(key, name string, l *controlpoint.Limiter, detach fun
 	return m, func() {
 		detach()
 		m.Leave()
+		e.fleet.Kick() // tell the fleet now, not a member TTL from now
 	}
 }
 

@@ -253,3 +253,53 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestReloadKeepsOrLeavesTheGlobalLimit: a reload that keeps a global
+// limiter keeps its place in the fleet; one that removes it leaves, and
+// the other engines see one member fewer at their next sync.
+func TestReloadKeepsOrLeavesTheGlobalLimit(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	specs := loadGlobalPolicy(t)
+	start := func() *engine.Engine {
+		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.Options{Addr: srv.Addr}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(eng.Close)
+		return eng
+	}
+	a, b := start(), start()
+	global := func(e *engine.Engine) *engine.GlobalStatus {
+		ps := e.Status().Policies
+		if len(ps) == 0 || len(ps[0].Actuators) == 0 {
+			return nil
+		}
+		return ps[0].Actuators[0].Global
+	}
+	waitLive := func(e *engine.Engine, want int, within time.Duration) {
+		t.Helper()
+		var g *engine.GlobalStatus
+		for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if g = global(e); g != nil && g.Mode == "synced" && g.Live == want {
+				return
+			}
+		}
+		t.Fatalf("live members did not reach %d within %v: %+v", want, within, g)
+	}
+	waitLive(a, 2, 3*time.Second)
+	waitLive(b, 2, 3*time.Second)
+	if err := b.Apply(specs); err != nil { // unchanged: the member stays
+		t.Fatal(err)
+	}
+	time.Sleep(3 * fleet.DefaultSyncInterval)
+	if g := global(a); g.Live != 2 {
+		t.Errorf("after a reload that kept the limit: A sees %d live members, want 2", g.Live)
+	}
+	if err := b.Apply(nil); err != nil { // the policy is gone: B leaves
+		t.Fatal(err)
+	}
+	// Sooner than B's entry would expire (a member TTL): B said goodbye.
+	waitLive(a, 1, fleet.MemberTTLIntervals*fleet.DefaultSyncInterval*3/5)
+}
