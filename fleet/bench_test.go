@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 
 	"github.com/spillway-dev/spillway/actuators"
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/actuators/httpmw"
 	"github.com/spillway-dev/spillway/fleet"
 	"github.com/spillway-dev/spillway/internal/redistest"
 )
@@ -208,4 +212,70 @@ func usecPerCall(info, command string) float64 {
 		}
 	}
 	return math.NaN()
+}
+
+// BenchmarkProtectedHandler is a whole protected HTTP handler (a ServeMux
+// route behind Spillway's middleware, served in process to a fresh
+// request each time), run in parallel: with a local limit, with a global
+// one in lease mode, and with the per-request Redis GCRA in a middleware
+// of its own, redis_rate's design. ns/op is the inverse of throughput.
+func BenchmarkProtectedHandler(b *testing.B) {
+	srv := redistest.Start(b)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /pay", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("paid\n")) })
+	serve := func(b *testing.B, h http.Handler) {
+		b.ReportAllocs()
+		var mu sync.Mutex
+		var all []time.Duration
+		b.RunParallel(func(pb *testing.PB) {
+			lat := make([]time.Duration, 0, 1<<16)
+			for pb.Next() {
+				t0 := time.Now()
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, httptest.NewRequest("GET", "/pay", nil))
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+				if len(lat) < cap(lat) {
+					lat = append(lat, time.Since(t0))
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+		reportP99(b, all)
+	}
+	protect := func(l *controlpoint.Limiter) http.Handler {
+		cp := controlpoint.NewRegistry(func() int64 { return time.Now().UnixNano() }).Get("ingress")
+		cp.Declare("GET /pay").AttachLimiter(l)
+		return httpmw.Wrap(cp, mux, httpmw.Options{})
+	}
+	b.Run("local", func(b *testing.B) {
+		serve(b, protect(&controlpoint.Limiter{Bucket: actuators.NewTokenBucket(1e12, 1e12, time.Now().UnixNano())}))
+	})
+	b.Run("global-lease", func(b *testing.B) {
+		l := &controlpoint.Limiter{Bucket: actuators.NewTokenBucket(math.NaN(), 1, time.Now().UnixNano())}
+		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s.Join("handler", "ingress/GET /pay", l.Bucket.SetRateAndBurst, func() uint64 { return l.Allowed.Load() + l.Rejected.Load() }).SetLimit(1e12, 1e12)
+		go s.Run(ctx)
+		serve(b, protect(l))
+	})
+	b.Run("redis-gcra", func(b *testing.B) {
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		defer rdb.Close()
+		serve(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ok, err := gcraScript.Run(r.Context(), rdb, []string{"gcra:handler"}, 1e9, 1e9).Int()
+			if err != nil || ok != 1 {
+				http.Error(w, "rate limited", http.StatusTooManyRequests)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}))
+	})
 }
