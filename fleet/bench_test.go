@@ -165,9 +165,10 @@ func BenchmarkSyncScript(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{4, 100} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			rdb.FlushAll(ctx) // the members of an earlier run
 			syncers := make([]*fleet.Syncer, n)
 			for i := range syncers {
-				s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}, Instance: fmt.Sprintf("i%d-%d", n, i)}, nil)
+				s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

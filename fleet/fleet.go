@@ -54,9 +54,6 @@ type Options struct {
 	// SyncInterval is how often each engine reconciles its shares with
 	// Redis. Default DefaultSyncInterval.
 	SyncInterval time.Duration
-	// Instance names this engine in Redis. Default: host name, process id
-	// and a random suffix, unique per Syncer.
-	Instance string
 }
 
 // Syncer reconciles the shares of one engine's global limits. Join adds a
@@ -86,12 +83,12 @@ func New(opts Options, log *slog.Logger) (*Syncer, error) {
 	if opts.SyncInterval <= 0 {
 		opts.SyncInterval = DefaultSyncInterval
 	}
-	if opts.Instance == "" {
-		host, _ := os.Hostname()
-		var suffix [4]byte
-		rand.Read(suffix[:])
-		opts.Instance = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(suffix[:]))
-	}
+	// The engine's name in Redis: host, process and a random suffix, so
+	// that two Syncers in one process are two instances.
+	host, _ := os.Hostname()
+	var suffix [4]byte
+	rand.Read(suffix[:])
+	instance := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(suffix[:]))
 	if log == nil {
 		log = slog.Default()
 	}
@@ -109,7 +106,7 @@ func New(opts Options, log *slog.Logger) (*Syncer, error) {
 		client:        redis.NewClient(&c),
 		interval:      opts.SyncInterval,
 		ttl:           MemberTTLIntervals * opts.SyncInterval,
-		instance:      opts.Instance,
+		instance:      instance,
 		log:           log,
 		kick:          make(chan struct{}, 1),
 	}, nil
@@ -117,9 +114,6 @@ func New(opts Options, log *slog.Logger) (*Syncer, error) {
 
 // Interval is the sync interval.
 func (s *Syncer) Interval() time.Duration { return s.interval }
-
-// Instance is this engine's name in Redis.
-func (s *Syncer) Instance() string { return s.instance }
 
 // Run syncs every interval until ctx ends, then closes the connection.
 func (s *Syncer) Run(ctx context.Context) {
