@@ -61,7 +61,7 @@ type Options struct {
 // concurrent use; none of them is on the request path.
 type Syncer struct {
 	clientOptions redis.Options
-	client        *redis.Client // replaced after a failed sync; see SyncOnce
+	client        *redis.Client // made by the first sync, replaced after a failed one; guarded by mu
 	interval      time.Duration
 	ttl           time.Duration
 	instance      string
@@ -75,7 +75,8 @@ type Syncer struct {
 	syncs, failures atomic.Uint64
 }
 
-// New returns a Syncer; it does not connect until the first sync.
+// New returns a Syncer. It holds no connection, nor anything to release,
+// until the first sync.
 func New(opts Options, log *slog.Logger) (*Syncer, error) {
 	if opts.Client.Addr == "" {
 		return nil, errors.New("fleet: no Redis address")
@@ -103,7 +104,6 @@ func New(opts Options, log *slog.Logger) (*Syncer, error) {
 	}
 	return &Syncer{
 		clientOptions: c,
-		client:        redis.NewClient(&c),
 		interval:      opts.SyncInterval,
 		ttl:           MemberTTLIntervals * opts.SyncInterval,
 		instance:      instance,
@@ -120,7 +120,10 @@ func (s *Syncer) Run(ctx context.Context) {
 	defer func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.client.Close()
+		if s.client != nil {
+			s.client.Close()
+			s.client = nil
+		}
 	}()
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
@@ -134,6 +137,16 @@ func (s *Syncer) Run(ctx context.Context) {
 		}
 		s.SyncOnce(ctx)
 	}
+}
+
+// connection returns the client, made on first use.
+func (s *Syncer) connection() *redis.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		s.client = redis.NewClient(&s.clientOptions)
+	}
+	return s.client
 }
 
 // Kick asks Run for a sync now, as after a reload adds a global limit.
@@ -156,10 +169,7 @@ func (s *Syncer) leaveAll() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.interval)
 	defer cancel()
-	s.mu.Lock()
-	client := s.client
-	s.mu.Unlock()
-	pipe := client.Pipeline()
+	pipe := s.connection().Pipeline()
 	for _, m := range gone {
 		leaveScript.Eval(ctx, pipe, m.keys(), m.id)
 	}
@@ -244,11 +254,11 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 	members := slices.Clone(s.members)
 	leaving := s.leaving
 	s.leaving = nil
-	client := s.client
 	s.mu.Unlock()
 	if len(members) == 0 && len(leaving) == 0 {
 		return nil
 	}
+	client := s.connection()
 	ctx, cancel := context.WithTimeout(ctx, s.interval)
 	defer cancel()
 	now := time.Now()
@@ -299,7 +309,9 @@ func (s *Syncer) SyncOnce(ctx context.Context) error {
 		// failed dials as its size, dials again only once a second, and
 		// shares must reconverge within two intervals of Redis returning.
 		s.mu.Lock()
-		s.client = redis.NewClient(&s.clientOptions)
+		if s.client == client {
+			s.client = nil // the next sync makes a new one
+		}
 		s.mu.Unlock()
 		client.Close()
 		if s.failures.Add(1) == 1 || s.failures.Load()%100 == 0 {
