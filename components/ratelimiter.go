@@ -1,6 +1,10 @@
 package components
 
-import "math"
+import (
+	"fmt"
+	"math"
+	"strings"
+)
 
 func init() {
 	Register(Info{Type: "RateLimiter", New: func() Component { return &RateLimiter{} }})
@@ -9,21 +13,72 @@ func init() {
 
 // RateLimiter sets a token bucket at its selector: rate_limit in requests
 // per second and an optional burst in requests. Invalid means no limit.
+//
+// With scope "global", rate_limit and burst are the totals of every engine
+// that declares the same key, shared through Redis (engine.Options.Redis):
+// each engine's bucket holds its share, so deciding a request never leaves
+// the process.
 type RateLimiter struct {
-	Select      Selector `json:"selector"`
-	Fail        FailMode `json:"fail_mode,omitempty"`
+	Select Selector `json:"selector"`
+	Fail   FailMode `json:"fail_mode,omitempty"`
+	// Scope is ScopeLocal (the default) or ScopeGlobal.
+	Scope Scope `json:"scope,omitempty"`
+	// Key names a global limit across the fleet; required with ScopeGlobal
+	// and refused without it.
+	Key         string `json:"key,omitempty"`
 	rate, burst float64
 }
+
+// Scope says whether a rate limit is this process's or the fleet's.
+type Scope string
+
+// The scopes of a RateLimiter.
+const (
+	// ScopeLocal limits the requests of this process alone.
+	ScopeLocal Scope = "local"
+	// ScopeGlobal limits the requests of every process with the same key.
+	ScopeGlobal Scope = "global"
+	// DefaultScope is the scope of a RateLimiter that declares none.
+	DefaultScope = ScopeLocal
+	// MaxGlobalKeyLength is the longest key, in bytes.
+	MaxGlobalKeyLength = 128
+)
 
 // Ports: rate_limit, burst →.
 func (*RateLimiter) Ports() Ports {
 	return Ports{In: []Port{{Name: "rate_limit", Required: true, Bounds: NonNegative}, {Name: "burst", Bounds: NonNegative}}}
 }
 
-// Provision starts with no limit.
+// Provision starts with no limit and checks the scope and key.
 func (r *RateLimiter) Provision(Env) error {
 	r.rate, r.burst = Invalid, Invalid
+	if r.Scope == "" {
+		r.Scope = DefaultScope
+	}
+	switch r.Scope {
+	case ScopeLocal:
+		if r.Key != "" {
+			return fmt.Errorf("key: only a global rate limit has a key (set scope: %q)", ScopeGlobal)
+		}
+	case ScopeGlobal:
+		if r.Key == "" {
+			return fmt.Errorf("key: a global rate limit needs a key, the name every instance shares")
+		}
+		if len(r.Key) > MaxGlobalKeyLength || strings.ContainsAny(r.Key, "{}") || strings.IndexFunc(r.Key, func(c rune) bool { return c < ' ' || c == 0x7f }) >= 0 {
+			return fmt.Errorf("key: %q: must be at most %d bytes, without braces or control characters", r.Key, MaxGlobalKeyLength)
+		}
+	default:
+		return fmt.Errorf("scope: %q: must be %q or %q", r.Scope, ScopeLocal, ScopeGlobal)
+	}
 	return r.Fail.Validate()
+}
+
+// GlobalKey is the key of a global rate limit, or "" for a local one.
+func (r *RateLimiter) GlobalKey() string {
+	if r.Scope == ScopeGlobal {
+		return r.Key
+	}
+	return ""
 }
 
 // FailMode is the bucket's behaviour when its setpoint goes stale.

@@ -2,6 +2,7 @@ package components_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,5 +69,38 @@ func checkSetpoints(t *testing.T, when string, sink components.Sink, wantValue, 
 	value, burst := sink.Setpoint()
 	if !sameSignal(value, wantValue) || !sameSignal(burst, wantBurst) {
 		t.Errorf("%s: Setpoint() = %v, %v; want %v, %v", when, value, burst, wantValue, wantBurst)
+	}
+}
+
+func TestRateLimiterScope(t *testing.T) {
+	globalKey := func(c components.Component) string {
+		return c.(interface{ GlobalKey() string }).GlobalKey()
+	}
+	for _, tc := range []struct {
+		name, params, wantKey, wantErr string
+	}{
+		{"no scope is local", `{"selector":{"control_point":"a"}}`, "", ""},
+		{"explicit local", `{"selector":{"control_point":"a"},"scope":"local"}`, "", ""},
+		{"global with a key", `{"selector":{"control_point":"a"},"scope":"global","key":"payments"}`, "payments", ""},
+		{"global without a key", `{"selector":{"control_point":"a"},"scope":"global"}`, "", "a global rate limit needs a key"},
+		{"a key without global", `{"selector":{"control_point":"a"},"key":"payments"}`, "", "only a global rate limit has a key"},
+		{"braces in the key", `{"selector":{"control_point":"a"},"scope":"global","key":"{x}"}`, "", "without braces"},
+		{"unknown scope", `{"selector":{"control_point":"a"},"scope":"fleet"}`, "", `scope: "fleet"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			comp, err := provisionComponent("RateLimiter", tc.params, time.Second)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := globalKey(comp); got != tc.wantKey {
+				t.Errorf("GlobalKey() = %q, want %q", got, tc.wantKey)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/actuators"
+	"github.com/spillway-dev/spillway/fleet"
 )
 
 // HistoryWindow is how far back the engine keeps every signal of every
@@ -371,6 +372,9 @@ type ActuatorSetpoint struct {
 	Kind string
 	// Setpoint is NaN when the limiter is not limiting (fail-open).
 	Setpoint float64
+	// Global is set for a global rate limit, whose Setpoint is this
+	// engine's share.
+	Global *fleet.Status
 }
 
 // Stats returns the last tick of every running policy, for exporters.
@@ -403,6 +407,10 @@ func (e *Engine) Stats() []PolicyStats {
 				a.Kind, a.Setpoint = "rate_limiter", s.limiter.Bucket.Rate()
 			} else {
 				a.Kind, a.Setpoint = "concurrency_limiter", s.limiter.Concurrency.Limit()
+			}
+			if s.member != nil {
+				st := s.member.Status(time.Now())
+				a.Global = &st
 			}
 			ps.Actuators = append(ps.Actuators, a)
 		}

@@ -115,6 +115,7 @@ func (e *Engine) Reload() (changed bool, err error) {
 	// but any error keeps the whole running set.
 	specs, more := loadSources(e.lifetime, files, srcs)
 	next, compiled := compileAll(specs)
+	compiled = append(compiled, e.checkGlobal(next)...)
 	diags = append(append(diags, more...), compiled...)
 	if len(diags.Errors()) > 0 {
 		if e.isClosed() {

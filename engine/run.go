@@ -16,6 +16,7 @@ import (
 	"github.com/spillway-dev/spillway/actuators"
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/components"
+	"github.com/spillway-dev/spillway/fleet"
 )
 
 // Options configures an engine.
@@ -45,6 +46,10 @@ type Options struct {
 	// limiters do once their setpoints are stale. A policy's actuator can
 	// set its own with fail_mode. Default components.FailOpen.
 	FailModes map[string]components.FailMode
+	// Redis shares the policies' global rate limits (scope "global") with
+	// the other engines on the same Redis. Without it a policy with a
+	// global limit fails to load; policies without one never touch Redis.
+	Redis *fleet.Options
 }
 
 // DefaultStaleAfterTicks is Options.StaleAfterTicks's default.
@@ -76,6 +81,8 @@ type Engine struct {
 	agents atomic.Pointer[map[string]*agentSlot] // by API name; see agent.go
 
 	policyPanics atomic.Uint64
+
+	fleet *fleet.Syncer // nil without Options.Redis; see global.go
 }
 
 // LastErrors returns the diagnostics of the last failed Apply or reload;
@@ -127,6 +134,7 @@ type sink struct {
 	key     string
 	comp    components.Sink
 	limiter *controlpoint.Limiter
+	member  *fleet.Member // a global limit's part in the fleet, or nil
 	detach  func()
 }
 
@@ -153,6 +161,9 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 		}
 	}
 	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}}
+	if err := e.startFleet(); err != nil {
+		return nil, err
+	}
 	e.policies.Store(&[]*Running{})
 	e.agents.Store(&map[string]*agentSlot{})
 	ctx, e.stop = context.WithCancel(ctx)
@@ -204,6 +215,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 		e.wg.Add(1)
 		go e.tickLoop(ctx)
 	}
+	e.runFleet(ctx)
 	return e, nil
 }
 
@@ -230,6 +242,7 @@ func (e *Engine) Now() int64 { return e.opts.Clock() }
 // (see commit).
 func (e *Engine) Apply(specs []Spec) error {
 	next, diags := compileAll(specs)
+	diags = append(diags, e.checkGlobal(next)...)
 	if len(diags.Errors()) > 0 {
 		e.setErrors(diags)
 		return diags
@@ -376,10 +389,11 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 	for _, n := range c.sinks {
 		snk := n.comp.(components.Sink)
 		sel := snk.Selector().Normalized()
-		key := fmt.Sprintf("%s|%d", sel, snk.Kind())
+		global := globalKey(snk)
+		key := fmt.Sprintf("%s|%d|%s", sel, snk.Kind(), global)
 		if s, ok := prev.takeSink(key); ok {
 			e.setFailMode(s.limiter, snk, sel.ControlPoint, c.Spec.EvaluationInterval)
-			r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: s.limiter, detach: s.detach})
+			r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: s.limiter, member: s.member, detach: s.detach})
 			continue
 		}
 		l := &controlpoint.Limiter{}
@@ -392,7 +406,11 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		e.setFailMode(l, snk, sel.ControlPoint, c.Spec.EvaluationInterval)
 		l.Stamp(now)
 		api := e.registry.Get(sel.ControlPoint).Declare(sel.API)
-		r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: l, detach: api.AttachLimiter(l)})
+		s := sink{key: key, comp: snk, limiter: l, detach: api.AttachLimiter(l)}
+		if global != "" && e.fleet != nil && l.Bucket != nil {
+			s.member, s.detach = e.joinFleet(global, c.Spec.Name+"/"+sel.String(), l, s.detach)
+		}
+		r.sinks = append(r.sinks, s)
 	}
 	e.applyDynamic(r)
 }
@@ -665,7 +683,9 @@ func (e *Engine) evaluate(r *Running, now int64) {
 			if !components.IsValid(burst) && components.IsValid(value) {
 				burst = math.Max(1, value*interval) // one tick's worth of tokens
 			}
-			if components.IsValid(burst) {
+			if s.member != nil {
+				s.member.SetLimit(value, burst) // the fleet's; the bucket gets this engine's share
+			} else if components.IsValid(burst) {
 				s.limiter.Bucket.SetRateAndBurst(value, burst)
 			} else {
 				s.limiter.Bucket.SetRate(value)

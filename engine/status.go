@@ -80,6 +80,9 @@ type ActuatorStatus struct {
 	Stale    uint64 `json:"stale"`
 	// SetpointAge is how long ago a tick last set the setpoint.
 	SetpointAge time.Duration `json:"setpoint_age_ns"`
+	// Global is set for a global rate limit: Setpoint is then this
+	// engine's share of Global.Limit.
+	Global *GlobalStatus `json:"global,omitempty"`
 }
 
 // ControlPointStatus counts decisions per API at one control point.
@@ -154,6 +157,9 @@ func (e *Engine) Status() Status {
 				as.FailMode = string(components.FailClosed)
 			}
 			as.SetpointAge = time.Duration(e.Now() - l.StampNs())
+			if s.member != nil {
+				as.Global = globalStatus(s.member)
+			}
 			ps.Actuators = append(ps.Actuators, as)
 		}
 		r.mu.Unlock()

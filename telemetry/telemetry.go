@@ -52,6 +52,11 @@ const (
 	MetricTickDuration     = "spillway_tick_duration_seconds"
 	MetricPolicyLoadErrors = "spillway_policy_load_errors_total"
 	MetricRLBridgeRequests = "spillway_rlbridge_requests_total"
+	// Global rate limits (scope "global"); spillway_rate_limit is the
+	// engine's share.
+	MetricGlobalRateLimit  = "spillway_global_rate_limit"
+	MetricGlobalLive       = "spillway_global_live_members"
+	MetricGlobalFailStatic = "spillway_global_fail_static"
 )
 
 // Metrics exports one engine. Its methods are safe for concurrent use.
@@ -206,6 +211,16 @@ func (m *Metrics) register(meter metric.Meter) error {
 		metric.WithDescription("Concurrency limit of a policy's limiter in requests in flight; absent while the limiter fails open."),
 		metric.WithUnit("{request}"))
 	check(err)
+	globalLimit, err := meter.Float64ObservableGauge(MetricGlobalRateLimit,
+		metric.WithDescription("A global rate limit, the fleet's total in requests per second; spillway_rate_limit is this engine's share."),
+		metric.WithUnit("{request}/s"))
+	check(err)
+	globalLive, err := meter.Int64ObservableGauge(MetricGlobalLive,
+		metric.WithDescription("Members of a global rate limit that Redis reported live at the last sync."))
+	check(err)
+	globalFailStatic, err := meter.Int64ObservableGauge(MetricGlobalFailStatic,
+		metric.WithDescription("1 while the last sync of a global rate limit with Redis failed and the engine holds its last share, else 0."))
+	check(err)
 	loadErrors, err := meter.Int64ObservableCounter(MetricPolicyLoadErrors,
 		metric.WithDescription("Failed reloads of the policy directory; the previous policies kept running."))
 	check(err)
@@ -227,6 +242,18 @@ func (m *Metrics) register(meter metric.Meter) error {
 				o.ObserveInt64(invalid, clampInt64(s.InvalidTicks), set)
 			}
 			for _, a := range p.Actuators {
+				if g := a.Global; g != nil {
+					set := metric.WithAttributes(policy, controlPointLabel(a.ControlPoint), apiLabel(a.API), attribute.String("key", boundedLabelValue(g.Key)))
+					if !math.IsNaN(g.Limit) && !math.IsInf(g.Limit, 0) {
+						o.ObserveFloat64(globalLimit, g.Limit, set)
+					}
+					o.ObserveInt64(globalLive, int64(g.Live), set)
+					failStatic := int64(0)
+					if g.Mode != "synced" {
+						failStatic = 1
+					}
+					o.ObserveInt64(globalFailStatic, failStatic, set)
+				}
 				if math.IsNaN(a.Setpoint) || math.IsInf(a.Setpoint, 0) {
 					continue
 				}
@@ -247,7 +274,7 @@ func (m *Metrics) register(meter metric.Meter) error {
 		}
 		o.ObserveInt64(loadErrors, clampInt64(m.eng.LoadErrors()))
 		return nil
-	}, signal, invalid, requests, rateLimit, concurrencyLimit, loadErrors)
+	}, signal, invalid, requests, rateLimit, concurrencyLimit, globalLimit, globalLive, globalFailStatic, loadErrors)
 	return err
 }
 

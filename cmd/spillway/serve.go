@@ -30,6 +30,7 @@ type engineFlags struct {
 	// reason of each rejection to its response headers.
 	check   string
 	explain bool
+	redis   redisFlags
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -42,6 +43,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.debounce, "debounce", engine.DefaultDebounce, "gather file changes this close together into one reload")
 	cmd.Flags().StringVar(&f.check, "check", "", `listen address of the Check API: gRPC spillway.v1.FlowControl and Envoy ext_authz, and JSON POST /v1/check and /v1/done, on one port ("" for none); beyond loopback it needs --admin-token-file`)
 	cmd.Flags().BoolVar(&f.explain, "explain-header", false, "explain each rejection (policy, component, signal values) in a response header, X-Spillway-Reason (the proxy) or x-spillway-reason (ext_authz)")
+	f.redis.register(cmd)
 }
 
 // hostedEngine is a running engine with its metrics and admin listener.
@@ -64,11 +66,15 @@ func (f *engineFlags) start(ctx context.Context, cmd *cobra.Command) (*hostedEng
 		}
 		f.acc.Token = token
 	}
+	redisOptions, err := f.redis.options()
+	if err != nil {
+		return nil, err
+	}
 	ln, err := access.Listen(f.admin, f.acc.Token, "--admin-token-file")
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	eng, err := engine.Start(ctx, engine.Options{Policies: f.policies, Watch: !f.noWatch, Debounce: f.debounce})
+	eng, err := engine.Start(ctx, engine.Options{Policies: f.policies, Watch: !f.noWatch, Debounce: f.debounce, Redis: redisOptions})
 	if err != nil {
 		ln.Close()
 		fmt.Fprintln(cmd.ErrOrStderr(), err)

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/redistest"
+)
+
+// fleetPolicy limits GET /pay to 300 req/s across every proxy.
+const fleetPolicy = `package p
+
+policies: pay: {
+	policy_name:         "pay"
+	evaluation_interval: "100ms"
+	components: [
+		{RateLimiter: {selector: {control_point: "ingress", api: "GET /pay"}, scope: "global", key: "pay", in_ports: rate_limit: 300}},
+	]
+}
+`
+
+// TestFleetOfProcesses runs three `spillway proxy` processes on one Redis
+// in front of one upstream, and a round-robin client at 3× a global limit
+// of 300 req/s. The fleet admits the limit ±5 %; with Redis killed for 3 s
+// it admits it ±15 % with no request failing; when Redis returns (empty)
+// it admits it ±5 % again.
+func TestFleetOfProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs in real time: about 15 s")
+	}
+	srv := redistest.Start(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "spillway")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	policies := filepath.Join(dir, "policies")
+	os.Mkdir(policies, 0o755)
+	os.WriteFile(filepath.Join(policies, "pay.cue"), []byte(fleetPolicy), 0o644)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "paid\n") }))
+	defer upstream.Close()
+
+	const instances, limit, offered = 3, 300.0, 900.0
+	listens, admins := make([]string, instances), make([]string, instances)
+	for i := range instances {
+		listens[i], admins[i] = freeAddr(t), freeAddr(t)
+		cmd := exec.Command(bin, "proxy", "--listen", listens[i], "--upstream", upstream.URL, "--route", "GET /pay",
+			"--policies", policies, "--admin", admins[i], "--agent-addr", "", "--redis", srv.Addr)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	}
+	// Every proxy is up and sees the whole fleet.
+	for i := range instances {
+		waitGlobal(t, admins[i], func(g *engine.GlobalStatus) bool { return g.Mode == "synced" && g.Live == instances })
+	}
+
+	var admitted, rejected, failed atomic.Uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	work := make(chan string, 1024)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for url := range work {
+				resp, err := client.Get(url)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					admitted.Add(1)
+				case http.StatusTooManyRequests:
+					rejected.Add(1)
+				default:
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(work)
+		start := time.Now()
+		for n := 0; ctx.Err() == nil; time.Sleep(time.Millisecond) {
+			for due := int(time.Since(start).Seconds() * offered); n < due; n++ {
+				work <- "http://" + listens[n%instances] + "/pay"
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	measure := func(phase string, d time.Duration, tolerance float64) {
+		t.Helper()
+		a0, r0, t0 := admitted.Load(), rejected.Load(), time.Now()
+		time.Sleep(d)
+		secs := time.Since(t0).Seconds()
+		rps, offeredRPS := float64(admitted.Load()-a0)/secs, float64(admitted.Load()-a0+rejected.Load()-r0)/secs
+		over := (rps - limit) / limit * 100
+		fmt.Printf("global-limit: instances=%d limit=%.0f admitted_rps=%.1f over_pct=%.2f (processes, %s)\n", instances, limit, rps, over, phase)
+		if offeredRPS < 2.5*limit {
+			t.Errorf("%s: the client got only %.0f req/s through; the test needs 3× the limit", phase, offeredRPS)
+		}
+		if math.Abs(over) > tolerance*100 {
+			t.Errorf("%s: admitted %.1f req/s, want %.0f ±%.0f %%", phase, rps, limit, tolerance*100)
+		}
+	}
+	time.Sleep(time.Second)
+	measure("Redis up", 4*time.Second, 0.05)
+	srv.Stop()
+	time.Sleep(200 * time.Millisecond)
+	waitGlobal(t, admins[0], func(g *engine.GlobalStatus) bool { return g.Mode == "fail_static" })
+	measure("Redis down", 3*time.Second, 0.15)
+	srv.Restart()
+	for i := range instances {
+		waitGlobal(t, admins[i], func(g *engine.GlobalStatus) bool { return g.Mode == "synced" && g.Live == instances })
+	}
+	measure("Redis back", 2*time.Second, 0.05)
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d requests failed (neither 200 nor 429); a Redis outage must cost none", n)
+	}
+}
+
+// waitGlobal polls an admin's /status until its first actuator's global
+// section satisfies ok, for up to 10 s.
+func waitGlobal(t *testing.T, admin string, ok func(*engine.GlobalStatus) bool) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + admin + "/status")
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		var st engine.Status
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || len(st.Policies) == 0 || len(st.Policies[0].Actuators) == 0 || st.Policies[0].Actuators[0].Global == nil {
+			last = fmt.Sprintf("no global actuator yet (%v)", err)
+			continue
+		}
+		g := st.Policies[0].Actuators[0].Global
+		b, _ := json.Marshal(g)
+		last = string(b)
+		if ok(g) {
+			return
+		}
+	}
+	t.Fatalf("%s: /status never reached the expected global state; last: %s", admin, last)
+}

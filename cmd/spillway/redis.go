@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/spillway-dev/spillway/fleet"
+)
+
+// redisFlags connect the engine to Redis for global rate limits.
+type redisFlags struct {
+	addr, user, passwordFile, caFile string
+	db                               int
+	tls                              bool
+	sync                             time.Duration
+}
+
+func (f *redisFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.addr, "redis", "", `Redis address (host:port) shared by the engines that enforce global rate limits (scope: "global"); "" for none`)
+	cmd.Flags().StringVar(&f.user, "redis-user", "", "Redis ACL user name")
+	cmd.Flags().StringVar(&f.passwordFile, "redis-password-file", "", "file holding the Redis password (trailing newline ignored)")
+	cmd.Flags().IntVar(&f.db, "redis-db", 0, "Redis database number")
+	cmd.Flags().BoolVar(&f.tls, "redis-tls", false, "connect to Redis over TLS, verified against the system roots or --redis-ca-file")
+	cmd.Flags().StringVar(&f.caFile, "redis-ca-file", "", "PEM file of the CA that signed Redis's certificate (implies --redis-tls)")
+	cmd.Flags().DurationVar(&f.sync, "redis-sync", fleet.DefaultSyncInterval, "how often each engine reconciles its shares of the global limits with Redis")
+}
+
+// options returns the engine's Redis options, or nil without --redis.
+func (f *redisFlags) options() (*fleet.Options, error) {
+	if f.addr == "" {
+		if f.user != "" || f.passwordFile != "" || f.tls || f.caFile != "" {
+			return nil, fmt.Errorf("--redis-user, --redis-password-file, --redis-tls and --redis-ca-file need --redis")
+		}
+		return nil, nil
+	}
+	if f.sync < 10*time.Millisecond {
+		return nil, fmt.Errorf("--redis-sync %s: must be at least 10ms", f.sync)
+	}
+	o := &fleet.Options{Client: redis.Options{Addr: f.addr, Username: f.user, DB: f.db}, SyncInterval: f.sync}
+	if f.passwordFile != "" {
+		b, err := os.ReadFile(f.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-password-file: %w", err)
+		}
+		o.Client.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if f.tls || f.caFile != "" {
+		o.Client.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if host, _, err := net.SplitHostPort(f.addr); err == nil {
+			o.Client.TLSConfig.ServerName = host
+		}
+		if f.caFile != "" {
+			pem, err := os.ReadFile(f.caFile)
+			if err != nil {
+				return nil, fmt.Errorf("--redis-ca-file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--redis-ca-file %s: no PEM certificate", f.caFile)
+			}
+			o.Client.TLSConfig.RootCAs = pool
+		}
+	}
+	// go-redis logs every failed dial; the engine reports Redis outages
+	// itself (a warning, /status, metrics), so its lines go to debug.
+	redis.SetLogger(redisLogger{})
+	return o, nil
+}
+
+type redisLogger struct{}
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.DebugContext(ctx, fmt.Sprintf(format, v...))
+}

@@ -1,0 +1,117 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/components"
+	"github.com/spillway-dev/spillway/fleet"
+)
+
+// globalLimit is a rate limiter whose limit is the fleet's (scope
+// "global"); its bucket holds this engine's share.
+type globalLimit interface{ GlobalKey() string }
+
+// globalKey is the key of a sink's global limit, or "" for a local one.
+func globalKey(snk components.Sink) string {
+	if g, ok := snk.(globalLimit); ok {
+		return g.GlobalKey()
+	}
+	return ""
+}
+
+// startFleet connects the engine to Redis when Options.Redis is set; the
+// sync loop starts with runFleet, once the policies are attached.
+func (e *Engine) startFleet() error {
+	if e.opts.Redis == nil {
+		return nil
+	}
+	s, err := fleet.New(*e.opts.Redis, e.log)
+	if err != nil {
+		return fmt.Errorf("engine.Options.Redis: %w", err)
+	}
+	e.fleet = s
+	return nil
+}
+
+// runFleet syncs once, so that an engine starts with its share rather than
+// the whole limit when Redis answers within one sync interval, then keeps
+// syncing until ctx ends. Requests never wait for it.
+func (e *Engine) runFleet(ctx context.Context) {
+	if e.fleet == nil {
+		return
+	}
+	e.fleet.SyncOnce(ctx)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.fleet.Run(ctx)
+	}()
+}
+
+// checkGlobal refuses a policy set with global limits when the engine has
+// no Redis: enforcing them locally would admit the limit on every instance.
+func (e *Engine) checkGlobal(set []*Running) Diagnostics {
+	if e.opts.Redis != nil {
+		return nil
+	}
+	var diags Diagnostics
+	for _, r := range set {
+		for _, n := range r.Circuit.sinks {
+			if key := globalKey(n.comp.(components.Sink)); key != "" {
+				diags = append(diags, Diagnostic{Pos: n.spec.Pos, Message: fmt.Sprintf(
+					"%s: global rate limit %q needs Redis (spillway run --redis ADDR, or engine.Options.Redis)", n.spec.Path, key)})
+			}
+		}
+	}
+	return diags
+}
+
+// joinFleet makes the limiter l of a global sink a member of its key's
+// limit, under a name unique in the engine (policy/selector), and returns
+// the member and the detach function that also leaves.
+func (e *Engine) joinFleet(key, name string, l *controlpoint.Limiter, detach func()) (*fleet.Member, func()) {
+	arrivals := func() uint64 {
+		return l.Allowed.Load() + l.Rejected.Load() + l.WouldReject.Load() + l.FailOpen.Load()
+	}
+	m := e.fleet.Join(key, name, l.Bucket.SetRateAndBurst, arrivals)
+	e.fleet.Kick()
+	return m, func() {
+		detach()
+		m.Leave()
+		e.fleet.Kick() // tell the fleet now, not a member TTL from now
+	}
+}
+
+// GlobalStatus is a global rate limit as this engine sees it.
+type GlobalStatus struct {
+	Key string `json:"key"`
+	// Limit is the fleet's, Share this engine's part, in requests/s.
+	Limit Float `json:"limit"`
+	Share Float `json:"share"`
+	// Demand and FleetDemand are requests offered per second, here and in
+	// the fleet, at the last sync.
+	Demand      Float `json:"demand_rps"`
+	FleetDemand Float `json:"fleet_demand_rps"`
+	// Live is the member count Redis reported; Planned the count the share
+	// was planned with (higher while a fall is not yet believed).
+	Live    int `json:"live_members"`
+	Planned int `json:"planned_members"`
+	// Mode is synced, fail_static (Redis did not answer the last sync: the
+	// share is held) or unsynced (no sync has answered yet).
+	Mode        string        `json:"mode"`
+	LastSyncAge time.Duration `json:"last_sync_age_ns"`
+	LastError   string        `json:"last_error,omitempty"`
+}
+
+func globalStatus(m *fleet.Member) *GlobalStatus {
+	st := m.Status(time.Now())
+	return &GlobalStatus{
+		Key: st.Key, Limit: Float(st.Limit), Share: Float(st.Share),
+		Demand: Float(st.Demand), FleetDemand: Float(st.FleetDemand),
+		Live: st.Live, Planned: st.Planned, Mode: st.Mode,
+		LastSyncAge: st.LastSyncAge, LastError: st.LastError,
+	}
+}

@@ -1,0 +1,512 @@
+// Package fleet shares rate limits among the engines of a fleet through
+// Redis, without a network round trip on the request path.
+//
+// Each engine keeps deciding every request with its own lock-free token
+// bucket. What the fleet shares is how the global limit is split: every
+// sync interval (DefaultSyncInterval) a Syncer sends Redis, in one
+// pipelined round trip, one script call per global limit it takes part in.
+// The call announces the member with an expiring entry, reports its demand
+// (requests offered per second since the last sync) and returns the number
+// of live members and the fleet's total demand, from which the member
+// computes its share (see Share) and sets its bucket.
+//
+// When Redis is slow or down, nothing waits on it: a sync that does not
+// answer within one interval fails, and each member keeps its last share
+// (the same fraction of the limit, if the policy changes the limit
+// meanwhile), or limit ÷ the live members it last saw. A member count that
+// falls is believed only after a member TTL (see membership), so a Redis
+// restart that loses every key gives no instance the whole limit.
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultSyncInterval is Options.SyncInterval's default.
+const DefaultSyncInterval = 100 * time.Millisecond
+
+// MemberTTLIntervals is how many sync intervals a member stays live in
+// Redis after its last announcement.
+const MemberTTLIntervals = 5
+
+// Options says how to reach Redis and how often to reconcile.
+type Options struct {
+	// Client is the connection: Addr, Username, Password, DB, TLSConfig
+	// and the rest, as go-redis takes them. Its timeouts are capped at
+	// the sync interval and it never retries within a sync: the next sync
+	// is the retry.
+	Client redis.Options
+	// SyncInterval is how often each engine reconciles its shares with
+	// Redis. Default DefaultSyncInterval.
+	SyncInterval time.Duration
+}
+
+// Syncer reconciles the shares of one engine's global limits. Join adds a
+// limit; Run syncs until its context ends. Its methods are safe for
+// concurrent use; none of them is on the request path.
+type Syncer struct {
+	clientOptions redis.Options
+	client        *redis.Client // made by the first sync, replaced after a failed one; guarded by mu
+	interval      time.Duration
+	ttl           time.Duration
+	instance      string
+	log           *slog.Logger
+	kick          chan struct{}
+
+	mu      sync.Mutex
+	members []*Member
+	leaving []*Member // left since the last sync: removed from Redis then
+
+	syncs, failures atomic.Uint64
+}
+
+// New returns a Syncer. It holds no connection, nor anything to release,
+// until the first sync.
+func New(opts Options, log *slog.Logger) (*Syncer, error) {
+	if opts.Client.Addr == "" {
+		return nil, errors.New("fleet: no Redis address")
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = DefaultSyncInterval
+	}
+	// The engine's name in Redis: host, process and a random suffix, so
+	// that two Syncers in one process are two instances.
+	host, _ := os.Hostname()
+	var suffix [4]byte
+	rand.Read(suffix[:])
+	instance := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(suffix[:]))
+	if log == nil {
+		log = slog.Default()
+	}
+	c := opts.Client
+	c.ContextTimeoutEnabled = true
+	c.MaxRetries = -1
+	c.DialerRetries = 1
+	for _, d := range []*time.Duration{&c.DialTimeout, &c.ReadTimeout, &c.WriteTimeout} {
+		if *d <= 0 || *d > opts.SyncInterval {
+			*d = opts.SyncInterval
+		}
+	}
+	return &Syncer{
+		clientOptions: c,
+		interval:      opts.SyncInterval,
+		ttl:           MemberTTLIntervals * opts.SyncInterval,
+		instance:      instance,
+		log:           log,
+		kick:          make(chan struct{}, 1),
+	}, nil
+}
+
+// Interval is the sync interval.
+func (s *Syncer) Interval() time.Duration { return s.interval }
+
+// Run syncs every interval until ctx ends, then closes the connection.
+func (s *Syncer) Run(ctx context.Context) {
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.client != nil {
+			s.client.Close()
+			s.client = nil
+		}
+	}()
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.leaveAll()
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+		s.SyncOnce(ctx)
+	}
+}
+
+// connection returns the client, made on first use.
+func (s *Syncer) connection() *redis.Client {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		s.client = redis.NewClient(&s.clientOptions)
+	}
+	return s.client
+}
+
+// Kick asks Run for a sync now, as after a reload adds a global limit.
+func (s *Syncer) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// leaveAll removes this engine's members from Redis, best effort, so that
+// the fleet sees a clean shutdown at once rather than after a member TTL.
+func (s *Syncer) leaveAll() {
+	s.mu.Lock()
+	gone := append(s.leaving, s.members...)
+	s.members, s.leaving = nil, nil
+	s.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.interval)
+	defer cancel()
+	pipe := s.connection().Pipeline()
+	for _, m := range gone {
+		leaveScript.Eval(ctx, pipe, m.keys(), m.id)
+	}
+	pipe.Exec(ctx)
+}
+
+// Join adds this engine to the global limit key as the member name (one
+// per bucket: the selector). apply sets the bucket, from the sync loop or
+// SetLimit, never concurrently with itself; arrivals returns the bucket's
+// cumulative count of requests offered. The member has no limit (apply
+// gets NaN) until SetLimit.
+func (s *Syncer) Join(key, name string, apply func(ratePerSec, burst float64), arrivals func() uint64) *Member {
+	tag := "spillway:{" + key + "}"
+	m := &Member{
+		s: s, key: key, id: s.instance + "|" + name,
+		liveKey: tag + ":live", demandKey: tag + ":demand", totalKey: tag + ":total",
+		apply: apply, arrivals: arrivals,
+		limit: math.NaN(), burst: math.NaN(), fraction: math.NaN(),
+		lastArrivals: arrivals(), lastAt: time.Now(),
+	}
+	s.mu.Lock()
+	s.members = append(s.members, m)
+	s.mu.Unlock()
+	return m
+}
+
+// Syncs and Failures count the sync round trips since New, by outcome.
+func (s *Syncer) Syncs() uint64    { return s.syncs.Load() }
+func (s *Syncer) Failures() uint64 { return s.failures.Load() }
+
+// syncScript announces a member, drops the members whose announcement
+// expired, and returns the live count and their total demand. It keeps the
+// total in a key of its own, adjusted by each member's change, so that a
+// call costs the same whatever the fleet's size. Time is the Redis
+// server's, so the instances' clocks do not matter. The keys share a hash
+// tag: one slot on Redis Cluster, and they expire together.
+//
+// KEYS[1] live (sorted set: member → expiry, ms), KEYS[2] demand (hash:
+// member → requests/s), KEYS[3] total demand; ARGV member, demand, ttl ms.
+var syncScript = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+local demand = tonumber(ARGV[2])
+local total = tonumber(redis.call('GET', KEYS[3]) or '0')
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #dead > 0 then
+  for _, d in ipairs(redis.call('HMGET', KEYS[2], unpack(dead))) do
+    if d then total = total - tonumber(d) end
+  end
+  redis.call('ZREM', KEYS[1], unpack(dead))
+  redis.call('HDEL', KEYS[2], unpack(dead))
+end
+total = total - tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') + demand
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local live = redis.call('ZCARD', KEYS[1])
+if live == 1 or total < 0 then total = demand end
+redis.call('SET', KEYS[3], tostring(total), 'PX', 2 * ttl)
+redis.call('PEXPIRE', KEYS[1], 2 * ttl)
+redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+return {live, tostring(total)}
+`)
+
+// leaveScript removes a member and its demand from the total. KEYS and
+// ARGV[1] as syncScript's.
+var leaveScript = redis.NewScript(`
+local d = redis.call('HGET', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if d and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('INCRBYFLOAT', KEYS[3], -tonumber(d))
+end
+return 0
+`)
+
+// SyncOnce reconciles every member in one pipelined round trip, bounded
+// by the sync interval. On failure each member keeps its share.
+func (s *Syncer) SyncOnce(ctx context.Context) error {
+	s.mu.Lock()
+	members := slices.Clone(s.members)
+	leaving := s.leaving
+	s.leaving = nil
+	s.mu.Unlock()
+	if len(members) == 0 && len(leaving) == 0 {
+		return nil
+	}
+	client := s.connection()
+	ctx, cancel := context.WithTimeout(ctx, s.interval)
+	defer cancel()
+	now := time.Now()
+	demands := make([]float64, len(members))
+	for i, m := range members {
+		demands[i] = m.measure(now)
+	}
+	ttlMs := s.ttl.Milliseconds()
+	run := func(eval func(redis.Pipeliner, *Member, float64) *redis.Cmd) ([]*redis.Cmd, error) {
+		pipe := client.Pipeline()
+		for _, m := range leaving {
+			leaveScript.Eval(ctx, pipe, m.keys(), m.id)
+		}
+		cmds := make([]*redis.Cmd, len(members))
+		for i, m := range members {
+			cmds[i] = eval(pipe, m, demands[i])
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	args := func(m *Member, demand float64) []any {
+		return []any{m.id, strconv.FormatFloat(demand, 'g', 6, 64), ttlMs}
+	}
+	cmds, err := run(func(p redis.Pipeliner, m *Member, d float64) *redis.Cmd {
+		return syncScript.EvalSha(ctx, p, m.keys(), args(m, d)...)
+	})
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// Redis restarted (or flushed its scripts): send the script itself,
+		// which also caches it for the next sync.
+		cmds, err = run(func(p redis.Pipeliner, m *Member, d float64) *redis.Cmd {
+			return syncScript.Eval(ctx, p, m.keys(), args(m, d)...)
+		})
+	}
+	done := time.Now()
+	for i, m := range members {
+		live, total, cmdErr := parseSync(cmds[i])
+		if cmdErr == nil && err != nil && !errors.Is(err, redis.Nil) {
+			cmdErr = err
+		}
+		if cmdErr != nil {
+			m.failed(cmdErr, done)
+			continue
+		}
+		m.synced(live, demands[i], total, done)
+	}
+	if err != nil {
+		// A fresh client for the next sync: go-redis's pool, after as many
+		// failed dials as its size, dials again only once a second, and
+		// shares must reconverge within two intervals of Redis returning.
+		s.mu.Lock()
+		if s.client == client {
+			s.client = nil // the next sync makes a new one
+		}
+		s.mu.Unlock()
+		client.Close()
+		if s.failures.Add(1) == 1 || s.failures.Load()%100 == 0 {
+			s.log.Warn("fleet: Redis sync failed; global limits hold their last shares", "error", err, "failures", s.failures.Load())
+		}
+		return err
+	}
+	s.syncs.Add(1)
+	return nil
+}
+
+// parseSync reads the script's reply: {live, "total demand"}.
+func parseSync(cmd *redis.Cmd) (live int, total float64, err error) {
+	if cmd == nil {
+		return 0, 0, errors.New("not sent")
+	}
+	reply, err := cmd.Slice()
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(reply) != 2 {
+		return 0, 0, fmt.Errorf("sync script: %d values, want 2", len(reply))
+	}
+	n, ok := reply[0].(int64)
+	str, ok2 := reply[1].(string)
+	if !ok || !ok2 {
+		return 0, 0, fmt.Errorf("sync script: unexpected reply %v", reply)
+	}
+	total, err = strconv.ParseFloat(str, 64)
+	return int(n), total, err
+}
+
+// Member is one bucket's part in a global limit.
+type Member struct {
+	s                   *Syncer
+	key, id             string
+	liveKey, demandKey  string
+	totalKey            string
+	apply               func(ratePerSec, burst float64)
+	arrivals            func() uint64
+	mu                  sync.Mutex
+	limit, burst        float64 // the global limit and burst the policy set
+	fraction            float64 // share ÷ limit after the last sync; NaN before
+	live, planned       int     // members seen, and planned with, at the last sync
+	members             membership
+	demand, fleetDemand float64 // requests/s, at the last sync
+	lastArrivals        uint64
+	lastAt              time.Time
+	lastOK, lastFail    time.Time
+	lastErr             string
+	left                bool
+}
+
+// keys are the Redis keys of the member's limit, in the scripts' order.
+func (m *Member) keys() []string { return []string{m.liveKey, m.demandKey, m.totalKey} }
+
+// SetLimit sets the global limit and burst (totals for the fleet; NaN
+// limit means none) and applies this member's part of them at once.
+func (m *Member) SetLimit(limit, burst float64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.limit == limit && m.burst == burst || math.IsNaN(m.limit) && math.IsNaN(limit) && m.burst == burst {
+		return
+	}
+	m.limit, m.burst = limit, burst
+	m.applyLocked()
+}
+
+// Leave stops syncing the member; the next sync removes it from Redis.
+func (m *Member) Leave() {
+	s := m.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i := slices.Index(s.members, m); i >= 0 {
+		s.members = slices.Delete(s.members, i, i+1)
+		s.leaving = append(s.leaving, m)
+	}
+	m.mu.Lock()
+	m.left = true
+	m.mu.Unlock()
+}
+
+// measure returns the requests offered per second since the last sync.
+func (m *Member) measure(now time.Time) float64 {
+	n := m.arrivals()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dt := now.Sub(m.lastAt).Seconds()
+	d := 0.0
+	if dt > 0 {
+		d = float64(n-m.lastArrivals) / dt
+	}
+	m.lastArrivals, m.lastAt = n, now
+	return d
+}
+
+// synced takes a sync's answer: the live count and the fleet's demand.
+func (m *Member) synced(live int, demand, fleetDemand float64, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.live, m.demand, m.fleetDemand, m.lastOK = live, demand, fleetDemand, now
+	m.planned = m.members.observe(live, now.UnixNano(), int64(m.s.ttl))
+	// The share is computed for a unit limit when no limit is set, so that
+	// the fraction is ready when one is.
+	limit := m.limit
+	if !(limit > 0) || math.IsInf(limit, 1) {
+		limit = 1
+		demand, fleetDemand = 0, 0
+	}
+	share := Share(limit, demand, fleetDemand, live)
+	if m.planned > live {
+		// Fewer members than lately: some have not re-announced (Redis lost
+		// its data) or have just left. Take no more than before.
+		prev := limit / float64(m.planned)
+		if !math.IsNaN(m.fraction) {
+			prev = math.Max(prev, m.fraction*limit)
+		}
+		share = math.Min(share, prev)
+	}
+	m.fraction = share / limit
+	m.applyLocked()
+}
+
+// failed records a sync that did not answer; the share stays.
+func (m *Member) failed(err error, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastFail, m.lastErr = now, err.Error()
+}
+
+// shareLocked is the rate this member enforces: its fraction of the limit,
+// or before any sync limit ÷ the members last seen (itself alone if none).
+func (m *Member) shareLocked() float64 {
+	switch {
+	case math.IsNaN(m.limit) || math.IsInf(m.limit, 1):
+		return math.NaN()
+	case !math.IsNaN(m.fraction):
+		return math.Max(m.limit, 0) * m.fraction
+	default:
+		return math.Max(m.limit, 0) / float64(max(m.live, 1))
+	}
+}
+
+func (m *Member) applyLocked() {
+	if m.left {
+		return
+	}
+	share := m.shareLocked()
+	burst := 1.0
+	if !math.IsNaN(share) && m.limit > 0 && !math.IsNaN(m.burst) {
+		burst = math.Max(1, m.burst*share/m.limit)
+	}
+	m.apply(share, burst)
+}
+
+// Status is a member's view of its global limit, for /status and metrics.
+type Status struct {
+	Key string
+	// Limit and Share are requests per second: the fleet's limit and this
+	// engine's part of it (NaN: no limit).
+	Limit, Share float64
+	// Demand and FleetDemand are the requests offered per second, here and
+	// in the whole fleet, at the last sync.
+	Demand, FleetDemand float64
+	// Live is the member count Redis reported last; Planned the count the
+	// share was planned with (higher while a fall is not yet believed).
+	Live, Planned int
+	// Mode is "synced", "fail_static" (the last sync failed: the share is
+	// held) or "unsynced" (no sync has answered yet).
+	Mode        string
+	LastSyncAge time.Duration // since the last sync that answered; 0 if none
+	LastError   string
+}
+
+// Status reports the member's state at now.
+func (m *Member) Status(now time.Time) Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := Status{
+		Key: m.key, Limit: m.limit, Share: m.shareLocked(),
+		Demand: m.demand, FleetDemand: m.fleetDemand, Live: m.live, Planned: m.planned,
+	}
+	switch {
+	case m.lastOK.IsZero():
+		st.Mode = "unsynced"
+	case m.lastFail.After(m.lastOK):
+		st.Mode = "fail_static"
+	default:
+		st.Mode = "synced"
+	}
+	if !m.lastOK.IsZero() {
+		st.LastSyncAge = now.Sub(m.lastOK)
+	}
+	if st.Mode != "synced" {
+		st.LastError = strings.TrimSpace(m.lastErr)
+	}
+	return st
+}

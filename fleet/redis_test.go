@@ -1,0 +1,282 @@
+package fleet_test
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/spillway-dev/spillway/actuators"
+	"github.com/spillway-dev/spillway/fleet"
+	"github.com/spillway-dev/spillway/internal/redistest"
+)
+
+// instance is one engine's part of a global limit: a token bucket whose
+// rate a Syncer sets, and a count of what it was offered and admitted.
+type instance struct {
+	syncer   *fleet.Syncer
+	member   *fleet.Member
+	bucket   *actuators.TokenBucket
+	offered  atomic.Uint64
+	admitted atomic.Uint64
+}
+
+// startFleet starts n Syncers on one Redis, each with one member of the
+// global limit "payments" at limit req/s (burst limit × 0.1 s).
+func startFleet(t *testing.T, ctx context.Context, addr string, n int, limit float64, clock func() int64) []*instance {
+	t.Helper()
+	fl := make([]*instance, n)
+	for i := range fl {
+		in := &instance{bucket: actuators.NewTokenBucket(math.NaN(), 1, clock())}
+		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: addr}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.syncer = s
+		in.member = s.Join("payments", "ingress/*", in.bucket.SetRateAndBurst, in.offered.Load)
+		in.member.SetLimit(limit, limit*0.1)
+		fl[i] = in
+	}
+	var wg sync.WaitGroup
+	for _, in := range fl {
+		wg.Add(1)
+		go func() { defer wg.Done(); in.syncer.Run(ctx) }()
+	}
+	t.Cleanup(wg.Wait)
+	return fl
+}
+
+// offer sends rps requests per second, round robin over the instances,
+// until ctx ends, paced by elapsed time so that a slow loop catches up.
+func offer(ctx context.Context, fl []*instance, rps float64, clock func() int64) {
+	start := clock()
+	var sent uint64
+	for ctx.Err() == nil {
+		due := uint64(float64(clock()-start) / 1e9 * rps)
+		for ; sent < due; sent++ {
+			in := fl[sent%uint64(len(fl))]
+			in.offered.Add(1)
+			if in.bucket.Allow(clock()) {
+				in.admitted.Add(1)
+			}
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+}
+
+func admitted(fl []*instance) uint64 {
+	var n uint64
+	for _, in := range fl {
+		n += in.admitted.Load()
+	}
+	return n
+}
+
+func shares(fl []*instance, now time.Time) (sum float64, modes []string) {
+	for _, in := range fl {
+		st := in.member.Status(now)
+		sum += st.Share
+		modes = append(modes, st.Mode)
+	}
+	return sum, modes
+}
+
+// TestRedisOutageHoldsShares runs 4 instances at 4× a global limit of
+// 1000 req/s, kills Redis for 3 s (a restart that loses every key), and
+// checks that the fleet keeps admitting the limit throughout: ±5 % before,
+// ±15 % during the outage, and shares that add up to the limit again two
+// sync intervals after Redis returns.
+func TestRedisOutageHoldsShares(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real time: about 9 s")
+	}
+	srv := redistest.Start(t)
+	const n, limit = 4, 1000.0
+	start := time.Now()
+	clock := func() int64 { return int64(time.Since(start)) }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fl := startFleet(t, ctx, srv.Addr, n, limit, clock)
+	go offer(ctx, fl, 4*limit, clock)
+
+	window := func(d time.Duration) float64 {
+		a0, t0 := admitted(fl), time.Now()
+		time.Sleep(d)
+		return float64(admitted(fl)-a0) / time.Since(t0).Seconds()
+	}
+	check := func(phase string, rps, tolerance float64) {
+		t.Helper()
+		over := (rps - limit) / limit * 100
+		t.Logf("%s: admitted %.0f req/s (%+.1f %%)", phase, rps, over)
+		if math.Abs(over) > tolerance*100 {
+			t.Errorf("%s: admitted %.0f req/s, want %.0f ±%.0f %%", phase, rps, limit, tolerance*100)
+		}
+	}
+
+	time.Sleep(1 * time.Second) // converge
+	check("Redis up", window(2*time.Second), 0.05)
+
+	srv.Stop()
+	time.Sleep(300 * time.Millisecond) // the syncs notice
+	if _, modes := shares(fl, time.Now()); modes[0] != "fail_static" {
+		t.Errorf("during the outage: modes %v, want fail_static", modes)
+	}
+	check("Redis down", window(2500*time.Millisecond), 0.15)
+
+	srv.Restart() // empty: every member, demand and script is gone
+	// Back within two sync intervals; 100 ms more for a 2-CPU machine
+	// running other tests under -race.
+	interval := fleet.DefaultSyncInterval
+	back := time.Now()
+	var sum float64
+	var modes []string
+	for {
+		sum, modes = shares(fl, time.Now())
+		synced := math.Abs(sum-limit)/limit <= 0.05
+		for _, m := range modes {
+			synced = synced && m == "synced"
+		}
+		if synced {
+			break
+		}
+		if time.Since(back) > 2*interval+100*time.Millisecond {
+			t.Fatalf("%v after Redis returned: shares add up to %.1f, modes %v; want %.0f ±5 %%, all synced, within two sync intervals",
+				time.Since(back).Round(time.Millisecond), sum, modes, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("%v after Redis returned: shares add up to %.1f, modes %v", time.Since(back).Round(time.Millisecond), sum, modes)
+	check("Redis back", window(1500*time.Millisecond), 0.05)
+}
+
+// TestRestartThatLosesDataLosesNoProtection: after a restart that loses
+// every key, the first instance to re-announce sees itself alone, and
+// still takes no more than its share.
+func TestRestartThatLosesDataLosesNoProtection(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	fl := make([]*instance, 4)
+	for i := range fl {
+		in := &instance{bucket: actuators.NewTokenBucket(math.NaN(), 1, 0)}
+		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in.syncer, in.member = s, s.Join("k", "cp/*", in.bucket.SetRateAndBurst, in.offered.Load)
+		in.member.SetLimit(1000, 100)
+		fl[i] = in
+	}
+	// No demand: the limit is split evenly, 250 each.
+	for round := 0; round < 2; round++ {
+		for _, in := range fl {
+			if err := in.syncer.SyncOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := fl[0].bucket.Rate(); math.Abs(got-250) > 1 {
+		t.Fatalf("before the restart: share %v, want 250", got)
+	}
+	srv.Stop()
+	srv.Restart()
+	in := fl[0]
+	if err := in.syncer.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := in.member.Status(time.Now())
+	if st.Live != 1 || st.Planned != 4 {
+		t.Errorf("first sync after the restart: live %d planned %d, want 1 and 4", st.Live, st.Planned)
+	}
+	if got := in.bucket.Rate(); got > 250+1 {
+		t.Errorf("first sync after the restart: share %v, want at most 250 (not the whole limit)", got)
+	}
+	for _, in := range fl {
+		in.syncer.SyncOnce(ctx)
+	}
+}
+
+// TestLeaveTakesItsDemandFromTheTotal: a member that leaves is gone from
+// the live count and from the fleet's demand at the next sync of the rest.
+func TestLeaveTakesItsDemandFromTheTotal(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	var busy atomic.Uint64
+	newMember := func(arrivals func() uint64) (*fleet.Syncer, *fleet.Member) {
+		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := s.Join("k", "cp/*", func(float64, float64) {}, arrivals)
+		m.SetLimit(1000, 100)
+		return s, m
+	}
+	quietSyncer, quiet := newMember(func() uint64 { return 0 })
+	busySyncer, busyMember := newMember(busy.Load)
+	busy.Add(1_000_000)
+	for _, s := range []*fleet.Syncer{busySyncer, quietSyncer} {
+		if err := s.SyncOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := quiet.Status(time.Now()); st.Live != 2 || st.FleetDemand < 1000 {
+		t.Fatalf("both in: live %d, fleet demand %.0f; want 2 and the busy member's demand", st.Live, st.FleetDemand)
+	}
+	if st := quiet.Status(time.Now()); st.Share > 1 {
+		t.Errorf("quiet member beside a busy one over the limit: share %.1f, want about 0", st.Share)
+	}
+	busyMember.Leave()
+	for _, s := range []*fleet.Syncer{busySyncer, quietSyncer} {
+		if err := s.SyncOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := quiet.Status(time.Now())
+	if st.Live != 1 || st.FleetDemand != 0 {
+		t.Errorf("after the busy member left: live %d, fleet demand %v; want 1 and 0", st.Live, st.FleetDemand)
+	}
+	if st.Planned != 2 || math.Abs(st.Share-500) > 1e-6 {
+		t.Errorf("after the busy member left: planned %d, share %.1f; want 2 and 500 until a member TTL has passed", st.Planned, st.Share)
+	}
+}
+
+// TestSlowRedisNeverHoldsASyncBeyondTheInterval: with Redis frozen
+// (SIGSTOP, connections open), a sync fails within the sync interval and
+// the share holds; when Redis resumes, the next sync succeeds.
+func TestSlowRedisNeverHoldsASyncBeyondTheInterval(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rate atomic.Value
+	m := s.Join("slow", "cp/*", func(r, _ float64) { rate.Store(r) }, func() uint64 { return 0 })
+	m.SetLimit(1000, 100)
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	for range 3 {
+		t0 := time.Now()
+		if err := s.SyncOnce(ctx); err == nil {
+			t.Fatal("a sync with Redis frozen succeeded")
+		}
+		if d := time.Since(t0); d > s.Interval()+50*time.Millisecond {
+			t.Errorf("a sync with Redis frozen took %v, more than the interval %v", d, s.Interval())
+		}
+	}
+	if st := m.Status(time.Now()); st.Mode != "fail_static" || st.Share != 1000 || rate.Load().(float64) != 1000 {
+		t.Errorf("Redis frozen: mode %s share %v bucket %v; want fail_static holding 1000", st.Mode, st.Share, rate.Load())
+	}
+	srv.Resume()
+	if err := s.SyncOnce(ctx); err != nil {
+		t.Fatalf("first sync after Redis resumed: %v", err)
+	}
+	if st := m.Status(time.Now()); st.Mode != "synced" {
+		t.Errorf("after Redis resumed: mode %s, want synced", st.Mode)
+	}
+}
