@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/otlptranslator"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
@@ -95,8 +96,8 @@ func New(ctx context.Context, eng *engine.Engine) (*Metrics, error) {
 	promExporter, err := otelprom.New(
 		otelprom.WithRegisterer(registry),
 		otelprom.WithProducer(histograms),
-		// Names carry their unit and _total already.
-		otelprom.WithoutUnits(),
+		// Names carry their unit and _total already: no suffixes added.
+		otelprom.WithTranslationStrategy(otlptranslator.UnderscoreEscapingWithoutSuffixes),
 		otelprom.WithoutScopeInfo(),
 	)
 	if err != nil {
