@@ -8,10 +8,12 @@ and avoids a torch dependency on the machines that run the engine.
   tanh squashing; the env gets the sample clipped to [-0.5, 0.5], while the
   log-probability is of the unclipped sample (as SB3 does).
 * Value: a separate tanh MLP of the same shape.
-* Inputs are features computed from the seed's raw observation inside the
-  model: ``[clip(goodput_ratio, 0, 2), log1p(latency_ms / slo_ms)]``. The
-  SLO is the cluster's largest ``slo_ms`` and is passed in at act time, so one
-  model transfers between apps with different SLOs.
+* Inputs: with ``features.obs == "seed"`` they are computed from the seed's
+  raw observation inside the model: ``[clip(goodput_ratio, 0, 2),
+  log1p(latency_ms / slo_ms)]``, the SLO being the cluster's largest
+  ``slo_ms``, passed in at act time. A ``"v2"`` observation (env.V2_FEATURES)
+  is scale-free already and goes in as it is. Either way one model
+  transfers between apps with different SLOs.
 * Rewards are divided by ``env.reward_scale`` (the cluster's summed
   ``sustainable_rps``) during training only. That turns "delta goodput in
   req/s" into "delta goodput as a fraction of capacity", which keeps value
