@@ -60,10 +60,3 @@ type PortBinding struct {
 	Pos     Position
 }
 
-// Where names the binding for error messages, e.g. `in_ports.lhs`.
-func (b PortBinding) describe() string {
-	if b.IsConst {
-		return fmt.Sprintf("%s (constant %g)", b.Port, b.Const)
-	}
-	return fmt.Sprintf("%s (signal %q)", b.Port, b.Signal)
-}
