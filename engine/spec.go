@@ -59,4 +59,3 @@ type PortBinding struct {
 	IsConst bool
 	Pos     Position
 }
-
