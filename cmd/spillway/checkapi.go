@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -76,4 +77,18 @@ func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAcc
 		fc.Close()
 	}()
 	return c, nil
+}
+
+// startCheck serves the Check API on --check, when it is set, for the
+// control point controlPoint (API labels from routes, if not nil).
+func startCheck(ctx context.Context, h *hostedEngine, ef engineFlags, routes *proxy.RouteTable, controlPoint string) error {
+	if ef.check == "" {
+		return nil
+	}
+	c, err := h.serveCheck(ctx, ef.check, ef.acc, routes, controlPoint, ef.explain)
+	if err != nil {
+		return err
+	}
+	slog.Info("Check API listening", "addr", c.Addr.String())
+	return nil
 }

@@ -81,13 +81,9 @@ forwarded undecoded with its metadata; a shed call gets RESOURCE_EXHAUSTED
 			if err != nil {
 				return err
 			}
-			if ef.check != "" {
-				table, _ := proxy.Routes(routes)
-				c, err := h.serveCheck(ctx, ef.check, ef.acc, table, controlPoint, ef.explain)
-				if err != nil {
-					return err
-				}
-				slog.Info("Check API listening", "addr", c.Addr.String())
+			table, _ := proxy.Routes(routes)
+			if err := startCheck(ctx, h, ef, table, controlPoint); err != nil {
+				return err
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -144,12 +140,8 @@ func runGRPCProxy(cmd *cobra.Command, ef *engineFlags, listen, upstream, control
 		return fmt.Errorf("--upstream: %w", err)
 	}
 	defer p.Close()
-	if ef.check != "" {
-		c, err := h.serveCheck(ctx, ef.check, ef.acc, nil, controlPoint, ef.explain)
-		if err != nil {
-			return err
-		}
-		slog.Info("Check API listening", "addr", c.Addr.String())
+	if err := startCheck(ctx, h, *ef, nil, controlPoint); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {

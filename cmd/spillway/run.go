@@ -66,12 +66,8 @@ OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
 				return err
 			}
 			defer h.close()
-			if ef.check != "" {
-				c, err := h.serveCheck(ctx, ef.check, ef.acc, nil, "ingress", ef.explain)
-				if err != nil {
-					return err
-				}
-				slog.Info("Check API listening", "addr", c.Addr.String())
+			if err := startCheck(ctx, h, ef, nil, "ingress"); err != nil {
+				return err
 			}
 			slog.Info("spillway running", "policies", ef.policies, "admin", "http://"+h.adminLn.Addr().String()+"/", "loaded", len(h.eng.Policies()), "otlp", h.otlpState())
 			return h.serveAdmin(ctx)

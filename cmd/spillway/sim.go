@@ -90,14 +90,14 @@ var namedPolicies = map[string]string{ // name → fallback blueprint, "" for no
 	"topfull":           "",
 }
 
-// resolvePolicyFor is resolvePolicy for one app: topfull is generated for
-// the app (testbed.TopFullPolicy: its APIs, SLOs, priorities and
-// clusters), unless policies/topfull.cue is asked for by path.
+// resolvePolicyFor is resolvePolicy made for one app: a policy made per
+// app (topfull) is made for app.
 func resolvePolicyFor(name string, app testbed.App) (testbed.Policy, error) {
-	if name == "topfull" {
-		return testbed.TopFullPolicy(app)
+	p, err := resolvePolicy(name)
+	if err != nil || p.ForApp == nil {
+		return p, err
 	}
-	return resolvePolicy(name)
+	return p.ForApp(app)
 }
 
 // resolvePolicy turns a --policy value into a testbed.Policy: none,
@@ -113,6 +113,11 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 		return testbed.StaticOptimalPolicy(), nil
 	case "dagor":
 		return testbed.DagorPolicy(), nil
+	case "topfull":
+		// Generated for each app it runs on (testbed.TopFullPolicy: its
+		// APIs, SLOs, priorities and clusters); policies/topfull.cue, for
+		// boutique, is still there by path.
+		return testbed.TopFullForApps(), nil
 	case "":
 		return testbed.Policy{}, errors.New("empty policy name")
 	}

@@ -59,14 +59,9 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 		cfg.RandomApps = append(cfg.RandomApps, uint64(seed))
 	}
 	for _, name := range splitList(policyList) {
-		var p testbed.Policy
-		if name == "topfull" {
-			p = testbed.TopFullForApps() // made for each app
-		} else {
-			var err error
-			if p, err = resolvePolicy(name); err != nil {
-				return err
-			}
+		p, err := resolvePolicy(name) // a policy made per app is made by the suite
+		if err != nil {
+			return err
 		}
 		p.PerAPI = f.perAPI
 		cfg.Policies = append(cfg.Policies, p)
