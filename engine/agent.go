@@ -102,6 +102,7 @@ func (e *Engine) SetAgentRate(name string, ratePerSec float64) (float64, error) 
 	clamped := math.Min(math.Max(ratePerSec, st.LowerBound), st.UpperBound)
 	s.rate.Store(math.Float64bits(clamped))
 	s.contacts.Add(1)
+	e.agentPosted()
 	return clamped, nil
 }
 
@@ -111,6 +112,7 @@ func (e *Engine) TouchAgents() {
 	for _, s := range *e.agents.Load() {
 		s.contacts.Add(1)
 	}
+	e.agentPosted()
 }
 
 // checkAgentNames reports two RLActuators controlling the same API name.

@@ -30,6 +30,11 @@ type Options struct {
 	// ManualTicks disables the engine's tickers; the caller drives every
 	// policy with Tick (tests and the virtual-time simulator do).
 	ManualTicks bool
+	// AgentWait is how long a tick of a policy with an RLActuator waits,
+	// between reading its flux meters and evaluating, for the agent to
+	// post its rates for that tick (see agentwait.go), at most half the
+	// policy's interval. Default DefaultAgentWait; negative: never wait.
+	AgentWait time.Duration
 	// Logger receives alerts and errors. Default: slog.Default().
 	Logger *slog.Logger
 	// Watch reloads the Policies directory whenever it changes.
@@ -79,6 +84,7 @@ type Engine struct {
 	histories map[string]*policyHistory // by policy name; guarded by mu
 
 	agents atomic.Pointer[map[string]*agentSlot] // by API name; see agent.go
+	posted chan struct{}                         // an agent posted a rate; see agentwait.go
 
 	policyPanics atomic.Uint64
 
@@ -160,7 +166,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("engine.Options.FailModes[%q]: %w", cp, err)
 		}
 	}
-	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}}
+	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}, posted: make(chan struct{}, 1)}
 	if err := e.startFleet(); err != nil {
 		return nil, err
 	}
@@ -601,15 +607,19 @@ func (e *Engine) tickLoop(ctx context.Context) {
 	// One loop for every policy: wake at the finest interval and tick each
 	// policy whose interval has elapsed on the engine clock.
 	const resolution = 10 * time.Millisecond
+	// A tick that waits for its agent (agentwait.go) evaluates as soon as
+	// the agent has posted.
 	t := time.NewTicker(resolution)
 	defer t.Stop()
+	var waiting []awaitingTick
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			e.TickDue()
+		case <-e.posted:
 		}
+		waiting = e.tickWall(waiting)
 	}
 }
 

@@ -10,11 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/internal/access"
 	"github.com/spillway-dev/spillway/rlbridge"
 	"github.com/spillway-dev/spillway/telemetry"
@@ -91,18 +94,19 @@ func hasAgent(p testbed.Policy) bool {
 	return false
 }
 
-// simulateWithAgent runs cfg in virtual time in lock step with the Python
-// agent, which it starts against a bridge on a free loopback port.
+// simulateWithAgent runs cfg with the Python agent, which it starts
+// against a bridge on a free loopback port: in virtual time in lock step,
+// or live on the wall clock, as a deployment runs it.
 func (f *agentFlags) simulateWithAgent(ctx context.Context, cfg testbed.SimConfig, log io.Writer) (testbed.Report, error) {
-	if !cfg.Virtual {
-		return testbed.Report{}, errors.New("a policy with an RLActuator runs in the simulator with --virtual only (lock step with the agent)")
-	}
 	model, err := filepath.Abs(f.model)
 	if err != nil {
 		return testbed.Report{}, err
 	}
 	if _, err := os.Stat(model); err != nil {
 		return testbed.Report{}, fmt.Errorf("agent model: %w", err)
+	}
+	if !cfg.Virtual {
+		return f.liveWithAgent(ctx, cfg, model, log)
 	}
 	srv := testbed.NewSimServer(cfg.Seed, 0, func(uint64) (testbed.SimConfig, error) { return cfg, nil })
 	defer srv.Close()
@@ -118,16 +122,11 @@ func (f *agentFlags) simulateWithAgent(ctx context.Context, cfg testbed.SimConfi
 	if err != nil {
 		return testbed.Report{}, err
 	}
-	agent := exec.CommandContext(bridgeCtx, f.python, "-m", "spillway_agent", "run", "--server", url, "--model", model, "--lockstep")
-	agent.Env = append(os.Environ(), "PYTHONPATH="+f.agentDir)
 	var output bytes.Buffer // read only once the agent has exited
-	agent.Stdout = io.MultiWriter(log, &output)
-	agent.Stderr = agent.Stdout
-	if err := agent.Start(); err != nil {
-		return testbed.Report{}, fmt.Errorf("starting the agent (%s): %w", f.python, err)
+	agentDone, err := f.startAgent(bridgeCtx, url, model, log, &output, "--lockstep")
+	if err != nil {
+		return testbed.Report{}, err
 	}
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Wait() }()
 	type result struct {
 		r   testbed.Report
 		err error
@@ -153,6 +152,83 @@ func (f *agentFlags) simulateWithAgent(ctx context.Context, cfg testbed.SimConfi
 		}
 		return res.r, res.err
 	}
+}
+
+// startAgent starts the agent's run command against the bridge at url; the
+// returned channel reports its exit.
+func (f *agentFlags) startAgent(ctx context.Context, url, model string, log, output io.Writer, extra ...string) (<-chan error, error) {
+	args := append([]string{"-m", "spillway_agent", "run", "--server", url, "--model", model}, extra...)
+	agent := exec.CommandContext(ctx, f.python, args...)
+	agent.Env = append(os.Environ(), "PYTHONPATH="+f.agentDir)
+	agent.Stdout = io.MultiWriter(log, output)
+	agent.Stderr = agent.Stdout
+	if err := agent.Start(); err != nil {
+		return nil, fmt.Errorf("starting the agent (%s): %w", f.python, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- agent.Wait() }()
+	return done, nil
+}
+
+// liveWithAgent runs cfg live, with the agent on the wall clock against a
+// bridge to the run's engine, started once the engine is. The agent's
+// interval is the policy's.
+func (f *agentFlags) liveWithAgent(ctx context.Context, cfg testbed.SimConfig, model string, log io.Writer) (testbed.Report, error) {
+	bridgeCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var current atomic.Pointer[engine.Engine]
+	bf := *f
+	bf.addr = "127.0.0.1:0"
+	url, _, err := bf.startBridge(bridgeCtx, rlbridge.EngineBackend{Engine: current.Load}, nil, nil)
+	if err != nil {
+		return testbed.Report{}, err
+	}
+	var output bytes.Buffer // read only once the agent has exited
+	agentDone := make(chan error, 1)
+	interval := agentInterval(cfg.Policy)
+	cfg.OnEngine = func(eng *engine.Engine) {
+		current.Store(eng)
+		done, err := f.startAgent(bridgeCtx, url, model, log, &output, "--interval", strconv.FormatFloat(interval.Seconds(), 'f', -1, 64))
+		if err != nil {
+			agentDone <- err
+			return
+		}
+		go func() { agentDone <- <-done }()
+	}
+	type result struct {
+		r   testbed.Report
+		err error
+	}
+	runDone := make(chan result, 1)
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	go func() { r, err := testbed.Simulate(runCtx, cfg); runDone <- result{r, err} }()
+	select {
+	case err := <-agentDone:
+		// Without its agent the run would measure the fallback, not TopFull.
+		cancelRun()
+		<-runDone
+		if err == nil {
+			err = errors.New("exited")
+		}
+		return testbed.Report{}, fmt.Errorf("the agent failed before the run ended: %w\n%s", err, lastLines(output.String(), 20))
+	case res := <-runDone:
+		stop()
+		return res.r, res.err
+	}
+}
+
+// agentInterval is the evaluation interval of the policy's first template
+// with an RLActuator: the agent steps once per tick.
+func agentInterval(p testbed.Policy) time.Duration {
+	for _, s := range p.Templates {
+		for _, c := range s.Components {
+			if c.Type == "RLActuator" {
+				return s.EvaluationInterval
+			}
+		}
+	}
+	return time.Second
 }
 
 // lastLines is the end of s: at most n lines.

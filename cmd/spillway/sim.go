@@ -183,8 +183,9 @@ Policies: none (no protection), static (the oracle: a token bucket per API at
 its known proportional capacity share), static-optimal (the same at the
 goodput-maximal admission of the LP), latency-aimd, latency-aimd-fast, latency-target,
 mimd, topfull (policies/NAME.cue), or a path to a .cue file. A policy with an
-RLActuator (topfull) runs in virtual time in lock step with the Python agent
-(--agent-model), which the command starts.
+RLActuator (topfull) runs with the Python agent (--agent-model), which the
+command starts: with --virtual in lock step, live on the wall clock as a
+deployment runs it (each tick waits up to 100 ms for the agent's rates).
 
 With --serve --virtual, the simulator serves the RL bridge on --agent-addr
 for an agent to drive (training): every POST /step advances one tick of

@@ -188,6 +188,21 @@ func TestSimRunsTopFullWithTheShippedAgentInLockStep(t *testing.T) {
 	}
 }
 
+// A live run starts the agent on the wall clock against the run's engine,
+// as a deployment runs it.
+func TestSimRunsTopFullLiveWithTheAgentOnTheWallClock(t *testing.T) {
+	out, err := runCLI(t, "sim", "--app", "two-tier", "--scenario", "steady", "--duration", "10s", "--warmup", "2s",
+		"--policy", "topfull", "--agent-dir", "../../rlbridge/agent", "--agent-model", "../../rlbridge/agent/models/topfull.json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"run: clusters api (1 APIs), apply cost, obs v2, wall clock", "step 10  cluster api", "two-tier under topfull, steady scenario (10s after 2s warm-up), live"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestSimFailsWhenTheAgentFails(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	if err := os.WriteFile(bad, []byte(`{"format": "something else"}`), 0o644); err != nil {
