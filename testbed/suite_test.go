@@ -3,6 +3,7 @@ package testbed
 import (
 	"bytes"
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -53,5 +54,42 @@ func TestSuiteIsDeterministicWhateverItsParallelism(t *testing.T) {
 		if !strings.Contains(tables[0], want) {
 			t.Errorf("the table lacks %q:\n%s", want, tables[0])
 		}
+	}
+}
+
+// TestSuiteMeansCountFeasibleCellsByTheOracle: the feasible cells are those
+// where the static oracle meets every SLO, and a policy's share is taken
+// over them only.
+func TestSuiteMeansCountFeasibleCellsByTheOracle(t *testing.T) {
+	report := func(p99s ...float64) Report {
+		r := Report{PerAPI: map[string]APIStats{}}
+		for i, p99 := range p99s {
+			name := string(rune('a' + i))
+			r.APIs = append(r.APIs, name)
+			a := APIStats{SLOMs: 100}
+			a.Steady.P99Ms = p99
+			r.PerAPI[name] = a
+		}
+		return r
+	}
+	s := SuiteResult{
+		Config: SuiteConfig{Policies: []Policy{{Name: "static"}, {Name: "other"}}},
+		Cells: []SuiteCell{
+			{Reports: []Report{report(50, 90), report(80, 120)}},  // feasible, other misses
+			{Reports: []Report{report(50, 150), report(80, 99)}},  // infeasible, other meets
+			{Reports: []Report{report(100, 10), report(100, 10)}}, // feasible, both meet
+		},
+	}
+	all := func(SuiteCell) bool { return true }
+	m := s.Means(1, all)
+	if m.FeasibleCells != 2 || m.SteadyP99WithinFeasible != 0.5 || math.Abs(m.SteadyP99WithinSLO-2.0/3) > 1e-12 {
+		t.Errorf("other: feasible %d, within feasible %v, within all %v; want 2, 0.5, 2/3", m.FeasibleCells, m.SteadyP99WithinFeasible, m.SteadyP99WithinSLO)
+	}
+	if m := s.Means(0, all); m.SteadyP99WithinFeasible != 1 {
+		t.Errorf("static within its own feasible cells %v, want 1", m.SteadyP99WithinFeasible)
+	}
+	s.Config.Policies[0].Name = "none"
+	if m := s.Means(1, all); m.FeasibleCells != 0 || m.SteadyP99WithinFeasible != 0 {
+		t.Errorf("without static: feasible %d, %v; want none", m.FeasibleCells, m.SteadyP99WithinFeasible)
 	}
 }
