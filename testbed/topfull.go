@@ -21,7 +21,10 @@ import (
 // is its own, so it gets a cluster, and an agent, of its own. In one
 // cluster the agent sees the cluster's worst latency, and a private
 // bottleneck would have it cut the other APIs for nothing.
-func TopFullSource(app App, name string) []byte {
+func TopFullSource(app App, name string) []byte { return topFullSource(app, name, false) }
+
+// topFullSource is TopFullSource, with the blueprint's queue guard when guard.
+func topFullSource(app App, name string, guard bool) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "package policies\n\nimport \"spillway.dev/blueprints/topfull\"\n\n")
 	fmt.Fprintf(&b, "policies: %s: topfull.#Policy & {\n\tconfig: {\n\t\tpolicy_name: %s\n\t\tapis: [\n", strconv.Quote(name), strconv.Quote(name))
@@ -30,7 +33,11 @@ func TopFullSource(app App, name string) []byte {
 		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, slo: %q, priority: %d, cluster: %q, sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
 			strconv.Quote(api.Label()), ControlPoint, api.SLO.String(), api.Priority, app.cluster(i), sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
 	}
-	fmt.Fprintf(&b, "\t\t]\n\t}\n}\n")
+	fmt.Fprintf(&b, "\t\t]\n")
+	if guard {
+		fmt.Fprintf(&b, "\t\tqueue_guard: true\n")
+	}
+	fmt.Fprintf(&b, "\t}\n}\n")
 	return []byte(b.String())
 }
 
@@ -54,19 +61,34 @@ func (a App) cluster(api int) string {
 }
 
 // TopFullPolicy loads TopFullSource(app).
-func TopFullPolicy(app App) (Policy, error) {
-	name := app.Name + "-topfull"
-	specs, diags := engine.LoadSource(name+".cue", TopFullSource(app, name))
-	if len(diags.Errors()) > 0 {
-		return Policy{}, fmt.Errorf("topfull policy for %s: %v", app.Name, diags.Errors())
+func TopFullPolicy(app App) (Policy, error) { return topFullPolicy(app, false) }
+
+// TopFullGuardPolicy is TopFullPolicy with the blueprint's queue_guard on,
+// reported as "topfull-guard".
+func TopFullGuardPolicy(app App) (Policy, error) { return topFullPolicy(app, true) }
+
+func topFullPolicy(app App, guard bool) (Policy, error) {
+	label, forApp := "topfull", TopFullPolicy
+	if guard {
+		label, forApp = "topfull-guard", TopFullGuardPolicy
 	}
-	return Policy{Name: "topfull", Templates: specs, ForApp: TopFullPolicy}, nil
+	name := app.Name + "-" + label
+	specs, diags := engine.LoadSource(name+".cue", topFullSource(app, name, guard))
+	if len(diags.Errors()) > 0 {
+		return Policy{}, fmt.Errorf("%s policy for %s: %v", label, app.Name, diags.Errors())
+	}
+	return Policy{Name: label, Templates: specs, ForApp: forApp}, nil
 }
 
 // TopFullForApps is the topfull policy of whatever app it runs on, for a
 // suite: TopFullPolicy per app.
 func TopFullForApps() Policy {
 	return Policy{Name: "topfull", ForApp: TopFullPolicy}
+}
+
+// TopFullGuardForApps is TopFullForApps with the queue guard.
+func TopFullGuardForApps() Policy {
+	return Policy{Name: "topfull-guard", ForApp: TopFullGuardPolicy}
 }
 
 // RandomApp draws an app for agent training: boutique's call graph with
