@@ -204,3 +204,38 @@ func TestRandomEpisodesTrainOnAppsTheSuiteNeverRuns(t *testing.T) {
 		t.Errorf("%d of 30 episodes on generated apps, want about two in three", generated)
 	}
 }
+
+// The queue guard adds, per control point, a concurrency limit driven by a
+// controller, plus one baseline controller per API; without it there is
+// only the fallback's.
+func TestTopFullGuardAddsAConcurrencyLimitPerControlPoint(t *testing.T) {
+	count := func(p Policy, typ string) int {
+		n := 0
+		for _, s := range p.Templates {
+			for _, c := range s.Components {
+				if c.Type == typ {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	app := Boutique()
+	plain, err := TopFullPolicy(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guarded, err := TopFullGuardPolicy(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if guarded.Name != "topfull-guard" || plain.Name != "topfull" {
+		t.Errorf("labels %q and %q", plain.Name, guarded.Name)
+	}
+	if got, want := count(guarded, "ConcurrencyLimiter"), count(plain, "ConcurrencyLimiter")+1; got != want {
+		t.Errorf("guarded policy has %d concurrency limiters, want %d", got, want)
+	}
+	if got, want := count(guarded, "SLOConcurrencyController"), count(plain, "SLOConcurrencyController")+len(app.APIs)+1; got != want {
+		t.Errorf("guarded policy has %d SLO controllers, want %d (one per API and the guard's)", got, want)
+	}
+}
