@@ -14,12 +14,20 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/spillway-dev/spillway/extauthz"
 	"github.com/spillway-dev/spillway/flowcontrol/spillwayv1"
 )
 
@@ -78,7 +86,7 @@ func TestProxyCommandProtectsAnUpstreamAndServesTheCheckAPI(t *testing.T) {
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs([]string{"proxy", "--listen", listen, "--upstream", upstream.URL, "--route", "GET /blocked", "--route", "GET /open",
-		"--policies", dir, "--admin", admin, "--agent-addr", "", "--check", check, "--explain-header"})
+		"--policies", dir, "--admin", admin, "--agent-addr", "", "--check", check, "--explain-header", "--envoy-access-log"})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
 	defer func() {
@@ -164,6 +172,42 @@ func TestProxyCommandProtectsAnUpstreamAndServesTheCheckAPI(t *testing.T) {
 	if _, err := client.Done(ctx, &spillwayv1.DoneRequest{FlowId: accepted.FlowId, Outcome: spillwayv1.Outcome_OUTCOME_OK}); err != nil {
 		t.Fatalf("gRPC done: %v", err)
 	}
+
+	// ext_authz and, with --envoy-access-log, Envoy's access-log stream
+	// that finishes its admissions, on the same port.
+	authz, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/open", Host: "shop.example", Headers: map[string]string{":method": "GET", ":path": "/open"}}}}})
+	if err != nil || authz.GetOkResponse() == nil {
+		t.Fatalf("ext_authz check: %v, %v", authz, err)
+	}
+	admission := authz.GetDynamicMetadata().GetFields()[extauthz.AdmissionKey].GetStringValue()
+	if admission == "" {
+		t.Fatalf("ext_authz OK without an admission id: %v", authz)
+	}
+	logs, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := &accesslogv3.HTTPAccessLogEntry{
+		CommonProperties: &accesslogv3.AccessLogCommon{
+			TimeToLastDownstreamTxByte: durationpb.New(3 * time.Millisecond),
+			AccessLogType:              accesslogv3.AccessLogType_DownstreamEnd,
+			Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{extauthz.MetadataNamespace: {
+				Fields: map[string]*structpb.Value{extauthz.AdmissionKey: structpb.NewStringValue(admission)}}}},
+		},
+		Response: &accesslogv3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
+	}
+	if err := logs.Send(&alsv3.StreamAccessLogsMessage{
+		Identifier: &alsv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "envoy-0"}, LogName: "spillway"},
+		LogEntries: &alsv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{
+			LogEntry: []*accesslogv3.HTTPAccessLogEntry{entry}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logs.CloseAndRecv(); err != nil {
+		t.Fatalf("access-log stream: %v", err)
+	}
 }
 
 func TestProxyCommandRefusesBadFlags(t *testing.T) {
@@ -179,6 +223,7 @@ func TestProxyCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--upstream", "http://127.0.0.1:1", "--reject-status", "500"}, "must be 429 or 503"},
 		{[]string{"--upstream", "http://127.0.0.1:1", "--check", "0.0.0.0:0"}, "check API: refusing to listen on 0.0.0.0:0 without a token"},
 		{[]string{"--upstream", "127.0.0.1:1", "--grpc", "--route", "GET /a"}, "with --grpc calls are labelled by their full method name"},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--envoy-access-log"}, "--envoy-access-log: Envoy's access log goes to the Check API's port; set --check"},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		root := newRoot()
