@@ -6,6 +6,9 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,6 +41,11 @@ type Options struct {
 	// http.DefaultTransport with room for 256 idle connections to the
 	// upstream, so that an overload does not churn connections.
 	Transport http.RoundTripper
+	// UpstreamRootCAs are the CAs an https upstream's certificate is
+	// verified against; nil means the system's roots. It configures the
+	// default Transport, so it cannot be combined with Transport, and it
+	// needs an https upstream.
+	UpstreamRootCAs *x509.CertPool
 	// Logger receives upstream errors; default slog.Default().
 	Logger *slog.Logger
 	// Decisions, when set, records every decision of the proxy.
@@ -67,6 +75,12 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 	if opts.Upstream.Scheme != "http" && opts.Upstream.Scheme != "https" {
 		return nil, fmt.Errorf("upstream %s: scheme must be http or https", opts.Upstream)
 	}
+	if opts.UpstreamRootCAs != nil && opts.Upstream.Scheme != "https" {
+		return nil, fmt.Errorf("upstream %s: CAs to verify it are given, but it is not https", opts.Upstream)
+	}
+	if opts.UpstreamRootCAs != nil && opts.Transport != nil {
+		return nil, errors.New("UpstreamRootCAs configures the default transport; with a Transport of your own, set its TLS config instead")
+	}
 	if opts.RejectStatus != 0 && opts.RejectStatus != http.StatusTooManyRequests && opts.RejectStatus != http.StatusServiceUnavailable {
 		return nil, fmt.Errorf("reject status %d: must be 429 or 503", opts.RejectStatus)
 	}
@@ -86,6 +100,9 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 256
 		t.MaxIdleConnsPerHost = 256
+		if opts.UpstreamRootCAs != nil {
+			t.TLSClientConfig = &tls.Config{RootCAs: opts.UpstreamRootCAs, MinVersion: tls.VersionTLS12}
+		}
 		transport = t
 	}
 	upstream := opts.Upstream
