@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/spillway-dev/spillway/actuators/httpmw"
@@ -111,7 +112,8 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
-		Transport: transport,
+		Transport:  transport,
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			logger.Warn("proxy: upstream error", "upstream", upstream.String(), "method", r.Method, "path", r.URL.Path, "err", err)
 			w.WriteHeader(http.StatusBadGateway)
@@ -133,6 +135,31 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 		rp.ServeHTTP(w, r)
 	}), httpmw.Options{Classifier: routes.Label, RejectStatus: opts.RejectStatus})
 	return wt, nil
+}
+
+// copyBufferSize is the buffer ReverseProxy copies a response body with,
+// the size it allocates per request when it has no BufferPool.
+const copyBufferSize = 32 << 10
+
+// bufferPool lends ReverseProxy its copy buffers, so a proxied request
+// allocates none: without it each response costs a fresh 32 KiB, most of
+// the bytes a proxied request allocates. Buffers are pooled as array
+// pointers, which an interface holds without allocating.
+type bufferPool struct{ pool sync.Pool }
+
+var copyBuffers = &bufferPool{}
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[copyBufferSize]byte); ok {
+		return b[:]
+	}
+	return new([copyBufferSize]byte)[:]
+}
+
+func (p *bufferPool) Put(b []byte) {
+	if len(b) == copyBufferSize {
+		p.pool.Put((*[copyBufferSize]byte)(b))
+	}
 }
 
 // watcher is the protected proxy when decisions are logged or explained.
