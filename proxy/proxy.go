@@ -133,7 +133,7 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 			ww.admitted = true
 		}
 		rp.ServeHTTP(w, r)
-	}), httpmw.Options{Classifier: routes.Label, RejectStatus: opts.RejectStatus})
+	}), httpmw.Options{Classifier: routedLabel, RejectStatus: opts.RejectStatus})
 	return wt, nil
 }
 
@@ -170,17 +170,29 @@ type watcher struct {
 	protected http.Handler
 }
 
+// ServeHTTP routes r once, for its admission and its log entry alike: the
+// label goes to the middleware as r.Pattern (routedLabel), which is what
+// a ServeMux sets to the pattern that matched, and the outer value comes
+// back after. (The route lookup was a profile's largest item of the
+// proxy's own work, and it was done twice.)
 func (wt *watcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ww := &watchWriter{ResponseWriter: w, wt: wt, r: r}
+	api := wt.routes.Label(r)
+	ww := &watchWriter{ResponseWriter: w, wt: wt, api: api}
+	outer := r.Pattern
+	r.Pattern = api
 	wt.protected.ServeHTTP(ww, r)
+	r.Pattern = outer
 	if ww.admitted && wt.opts.Decisions != nil {
-		wt.opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: wt.routes.Label(r), Outcome: decisionlog.Accepted})
+		wt.opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: api, Outcome: decisionlog.Accepted})
 	}
 }
 
-// rejected explains and logs a rejection of r, before its header is sent.
-func (wt *watcher) rejected(w http.ResponseWriter, r *http.Request) {
-	api := wt.routes.Label(r)
+// routedLabel is the label watcher.ServeHTTP looked up.
+func routedLabel(r *http.Request) string { return r.Pattern }
+
+// rejected explains and logs a rejection labelled api, before its header
+// is sent on w.
+func (wt *watcher) rejected(w http.ResponseWriter, api string) {
 	entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: api, Outcome: decisionlog.RateLimited}
 	if x, ok := wt.eng.ExplainRejection(wt.opts.ControlPoint, api, 0); ok {
 		entry.Explanation, entry.RetryAfter = x.Text, x.RetryAfter.String()
@@ -202,7 +214,7 @@ func (wt *watcher) rejected(w http.ResponseWriter, r *http.Request) {
 type watchWriter struct {
 	http.ResponseWriter
 	wt       *watcher
-	r        *http.Request
+	api      string
 	admitted bool
 	started  bool
 }
@@ -211,7 +223,7 @@ func (w *watchWriter) WriteHeader(code int) {
 	if !w.started {
 		w.started = true
 		if !w.admitted {
-			w.wt.rejected(w.ResponseWriter, w.r)
+			w.wt.rejected(w.ResponseWriter, w.api)
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
