@@ -5,20 +5,23 @@
 // retry-after. It shares the Check API's listener and decisions
 // (flowcontrol.Server).
 //
-// Envoy's ext_authz reports no completion, so a request is finished as
-// soon as it is admitted: the flux meters see its arrival and admission but
-// not its latency, and a concurrency limit holds no slot for it. Policies
-// behind ext_authz should therefore limit rates, fed by signals measured
-// elsewhere (the upstream's own Check/Done or proxy, or a PromQL source);
-// see docs/proxy.md.
+// ext_authz itself reports no completion. With Options.Completions, Envoy's
+// access-log service (AccessLogService) does: each admission is held, with
+// its concurrency slots, until the request's log entry arrives, and its
+// latency and status are Envoy's. Without it a request is finished as soon
+// as it is admitted: the flux meters see its arrival and admission but not
+// its latency, and a concurrency limit holds no slot for it. See
+// docs/proxy.md.
 package extauthz
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -43,6 +46,13 @@ const (
 	APIKey = "spillway_api"
 )
 
+// MaxMessageBytes bounds a message from Envoy on the Check API's gRPC
+// server: a CheckRequest carries the request's headers (up to Envoy's
+// max_request_headers_kb, 60 KiB by default) and any body buffered by
+// with_request_body; an access-log batch is about buffer_size_bytes
+// (16 KiB by default) plus one entry.
+const MaxMessageBytes = 1 << 20
+
 // Options configure the server.
 type Options struct {
 	// ControlPoint is the control point of a request whose route sets none
@@ -55,6 +65,23 @@ type Options struct {
 	// Explain adds the rejection's explanation to the denied response as
 	// the header x-spillway-reason.
 	Explain bool
+	// Completions holds each admission, and its concurrency slots, until
+	// Envoy's access log reports the request finished (AccessLogService);
+	// an OK answer carries the admission's id in its dynamic metadata
+	// (MetadataNamespace, AdmissionKey) for Envoy to log. Off, every
+	// admission is finished at once, as a success.
+	Completions bool
+	// CompletionTimeout is how long an admission is held without its log
+	// entry; then it is finished as a server error, so a lost entry cannot
+	// hold a slot forever. Default 60 s.
+	CompletionTimeout time.Duration
+	// MaxHeld bounds the admissions held at once (rounded up to a power of
+	// two); an admission still held MaxHeld admissions later is finished
+	// as a server error, counted in Completions().Evicted. Default 65536.
+	MaxHeld int
+	// Logger receives a warning when admissions expire or are evicted;
+	// default slog.Default().
+	Logger *slog.Logger
 }
 
 // Server implements Envoy's Authorization service.
@@ -62,14 +89,74 @@ type Server struct {
 	authv3.UnimplementedAuthorizationServer
 	fc   *flowcontrol.Server
 	opts Options
+	held *admissions // nil unless opts.Completions
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
-// New returns the ext_authz server deciding with fc.
+// New returns the ext_authz server deciding with fc. Close stops it.
 func New(fc *flowcontrol.Server, opts Options) *Server {
 	if opts.ControlPoint == "" {
 		opts.ControlPoint = "ingress"
 	}
-	return &Server{fc: fc, opts: opts}
+	if opts.CompletionTimeout <= 0 {
+		opts.CompletionTimeout = 60 * time.Second
+	}
+	if opts.MaxHeld <= 0 {
+		opts.MaxHeld = 65536
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{fc: fc, opts: opts, stop: make(chan struct{}), done: make(chan struct{})}
+	if !opts.Completions {
+		close(s.done)
+		return s
+	}
+	s.held = newAdmissions(opts.MaxHeld)
+	go s.sweep()
+	return s
+}
+
+// Close stops the expiry sweeper and finishes every held admission as a
+// server error. It is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		if s.held != nil {
+			now := s.fc.Now()
+			s.held.expire(now, now)
+		}
+	})
+}
+
+// sweep finishes the admissions held longer than the completion timeout,
+// a few times per timeout, and warns when admissions were lost.
+func (s *Server) sweep() {
+	defer close(s.done)
+	period := max(s.opts.CompletionTimeout/4, 10*time.Millisecond)
+	t := time.NewTicker(period)
+	defer t.Stop()
+	var lastEvicted uint64
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			now := s.fc.Now()
+			expired := s.held.expire(now-int64(s.opts.CompletionTimeout), now)
+			s.held.expired.Add(uint64(expired))
+			evicted := s.held.evicted.Load()
+			if expired > 0 || evicted != lastEvicted {
+				s.opts.Logger.Warn("ext_authz: admissions finished without Envoy's access log entry, as server errors",
+					"expired", expired, "timeout", s.opts.CompletionTimeout, "evicted", evicted-lastEvicted, "max_held", len(s.held.slots))
+			}
+			lastEvicted = evicted
+		}
+	}
 }
 
 // Check implements envoy.service.auth.v3.Authorization/Check. A request
@@ -94,11 +181,16 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return nil, err
 	}
 	if v.Decision == controlpoint.Accepted {
-		v.Ticket.Done(true) // Envoy reports no completion; see the package doc
-		return &authv3.CheckResponse{
+		resp := &authv3.CheckResponse{
 			Status:       &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}},
-		}, nil
+		}
+		if s.held == nil {
+			v.Ticket.Done(true) // no completion will come; see the package doc
+			return resp, nil
+		}
+		resp.DynamicMetadata = admissionMetadata(s.held.add(v.Ticket, s.fc.Now()))
+		return resp, nil
 	}
 	code, grpcCode, body := typev3.StatusCode_TooManyRequests, codes.ResourceExhausted, "spillway: rate limited, retry later\n"
 	if v.Decision == controlpoint.ConcurrencyLimited {

@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
@@ -109,6 +110,10 @@ func (s *Server) Close() {
 	s.expire(func(flow) bool { return true })
 }
 
+// Now is the engine's clock, in monotonic nanoseconds: what flows and
+// latencies are timed with.
+func (s *Server) Now() int64 { return s.eng.Now() }
+
 // Expired is how many flows were finished by the flow timeout.
 func (s *Server) Expired() uint64 { return s.expired.Load() }
 
@@ -157,6 +162,15 @@ func (s *Server) Decide(source, controlPoint, api string, labels map[string]stri
 		s.opts.Decisions.Add(entry)
 	}
 	return v, nil
+}
+
+// checkSize bounds a request to MaxRequestBytes even on a gRPC server
+// that accepts larger messages for other services (Envoy's).
+func checkSize(m proto.Message) error {
+	if n := proto.Size(m); n > MaxRequestBytes {
+		return status.Errorf(codes.ResourceExhausted, "request of %d bytes is larger than max %d", n, MaxRequestBytes)
+	}
+	return nil
 }
 
 func checkRequest(controlPoint string, labels map[string]string) error {
@@ -215,6 +229,9 @@ func (s *Server) controlPoint(name string) (*controlpoint.ControlPoint, error) {
 
 // Check implements spillway.v1.FlowControl/Check.
 func (s *Server) Check(ctx context.Context, req *spillwayv1.CheckRequest) (*spillwayv1.CheckResponse, error) {
+	if err := checkSize(req); err != nil {
+		return nil, err
+	}
 	if s.open.Load() >= int64(s.opts.MaxOpenFlows) {
 		return nil, status.Errorf(codes.ResourceExhausted, "%d flows are open without Done; finish them with Done", s.opts.MaxOpenFlows)
 	}
@@ -245,6 +262,9 @@ func (s *Server) Check(ctx context.Context, req *spillwayv1.CheckRequest) (*spil
 
 // Done implements spillway.v1.FlowControl/Done.
 func (s *Server) Done(ctx context.Context, req *spillwayv1.DoneRequest) (*spillwayv1.DoneResponse, error) {
+	if err := checkSize(req); err != nil {
+		return nil, err
+	}
 	var ok bool
 	switch req.GetOutcome() {
 	case spillwayv1.Outcome_OUTCOME_OK:

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -21,8 +23,15 @@ import (
 // GRPCOptions configure a gRPC proxy.
 type GRPCOptions struct {
 	// Upstream is the gRPC target requests go to, in grpc.NewClient's
-	// syntax ("127.0.0.1:9090", "dns:///svc:9090"), over plaintext HTTP/2.
+	// syntax ("127.0.0.1:9090", "dns:///svc:9090"), over plaintext HTTP/2
+	// unless UpstreamTLS is set.
 	Upstream string
+	// UpstreamTLS, when set, dials the upstream over TLS with this
+	// configuration (RootCAs nil: the system's roots).
+	UpstreamTLS *tls.Config
+	// ServerTLS, when set, makes the proxy serve TLS (its Certificates)
+	// instead of plaintext HTTP/2.
+	ServerTLS *tls.Config
 	// ControlPoint names the control point (default "ingress").
 	ControlPoint string
 	// Decisions, when set, records every decision of the proxy.
@@ -59,7 +68,11 @@ func NewGRPC(eng *engine.Engine, opts GRPCOptions) (*GRPC, error) {
 	if opts.ControlPoint == "" {
 		opts.ControlPoint = "ingress"
 	}
-	conn, err := grpc.NewClient(opts.Upstream, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	upstreamCreds := insecure.NewCredentials()
+	if opts.UpstreamTLS != nil {
+		upstreamCreds = credentials.NewTLS(opts.UpstreamTLS)
+	}
+	conn, err := grpc.NewClient(opts.Upstream, grpc.WithTransportCredentials(upstreamCreds),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", opts.Upstream, err)
@@ -69,11 +82,15 @@ func NewGRPC(eng *engine.Engine, opts GRPCOptions) (*GRPC, error) {
 	if opts.Decisions != nil || opts.ExplainHeader {
 		interceptors = append([]grpc.StreamServerInterceptor{p.watch}, interceptors...)
 	}
-	p.Server = grpc.NewServer(
+	serverOpts := []grpc.ServerOption{
 		grpc.ForceServerCodec(rawCodec{}),
 		grpc.UnknownServiceHandler(p.forward),
 		grpc.ChainStreamInterceptor(interceptors...),
-	)
+	}
+	if opts.ServerTLS != nil {
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.ServerTLS)))
+	}
+	p.Server = grpc.NewServer(serverOpts...)
 	return p, nil
 }
 

@@ -6,12 +6,16 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/spillway-dev/spillway/actuators/httpmw"
@@ -38,6 +42,11 @@ type Options struct {
 	// http.DefaultTransport with room for 256 idle connections to the
 	// upstream, so that an overload does not churn connections.
 	Transport http.RoundTripper
+	// UpstreamRootCAs are the CAs an https upstream's certificate is
+	// verified against; nil means the system's roots. It configures the
+	// default Transport, so it cannot be combined with Transport, and it
+	// needs an https upstream.
+	UpstreamRootCAs *x509.CertPool
 	// Logger receives upstream errors; default slog.Default().
 	Logger *slog.Logger
 	// Decisions, when set, records every decision of the proxy.
@@ -67,6 +76,12 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 	if opts.Upstream.Scheme != "http" && opts.Upstream.Scheme != "https" {
 		return nil, fmt.Errorf("upstream %s: scheme must be http or https", opts.Upstream)
 	}
+	if opts.UpstreamRootCAs != nil && opts.Upstream.Scheme != "https" {
+		return nil, fmt.Errorf("upstream %s: CAs to verify it are given, but it is not https", opts.Upstream)
+	}
+	if opts.UpstreamRootCAs != nil && opts.Transport != nil {
+		return nil, errors.New("UpstreamRootCAs configures the default transport; with a Transport of your own, set its TLS config instead")
+	}
 	if opts.RejectStatus != 0 && opts.RejectStatus != http.StatusTooManyRequests && opts.RejectStatus != http.StatusServiceUnavailable {
 		return nil, fmt.Errorf("reject status %d: must be 429 or 503", opts.RejectStatus)
 	}
@@ -86,6 +101,9 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 256
 		t.MaxIdleConnsPerHost = 256
+		if opts.UpstreamRootCAs != nil {
+			t.TLSClientConfig = &tls.Config{RootCAs: opts.UpstreamRootCAs, MinVersion: tls.VersionTLS12}
+		}
 		transport = t
 	}
 	upstream := opts.Upstream
@@ -94,7 +112,8 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
-		Transport: transport,
+		Transport:  transport,
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			logger.Warn("proxy: upstream error", "upstream", upstream.String(), "method", r.Method, "path", r.URL.Path, "err", err)
 			w.WriteHeader(http.StatusBadGateway)
@@ -114,8 +133,33 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 			ww.admitted = true
 		}
 		rp.ServeHTTP(w, r)
-	}), httpmw.Options{Classifier: routes.Label, RejectStatus: opts.RejectStatus})
+	}), httpmw.Options{Classifier: routedLabel, RejectStatus: opts.RejectStatus})
 	return wt, nil
+}
+
+// copyBufferSize is the buffer ReverseProxy copies a response body with,
+// the size it allocates per request when it has no BufferPool.
+const copyBufferSize = 32 << 10
+
+// bufferPool lends ReverseProxy its copy buffers, so a proxied request
+// allocates none: without it each response costs a fresh 32 KiB, most of
+// the bytes a proxied request allocates. Buffers are pooled as array
+// pointers, which an interface holds without allocating.
+type bufferPool struct{ pool sync.Pool }
+
+var copyBuffers = &bufferPool{}
+
+func (p *bufferPool) Get() []byte {
+	if b, ok := p.pool.Get().(*[copyBufferSize]byte); ok {
+		return b[:]
+	}
+	return new([copyBufferSize]byte)[:]
+}
+
+func (p *bufferPool) Put(b []byte) {
+	if len(b) == copyBufferSize {
+		p.pool.Put((*[copyBufferSize]byte)(b))
+	}
 }
 
 // watcher is the protected proxy when decisions are logged or explained.
@@ -126,17 +170,29 @@ type watcher struct {
 	protected http.Handler
 }
 
+// ServeHTTP routes r once, for its admission and its log entry alike: the
+// label goes to the middleware as r.Pattern (routedLabel), which is what
+// a ServeMux sets to the pattern that matched, and the outer value comes
+// back after. (The route lookup was a profile's largest item of the
+// proxy's own work, and it was done twice.)
 func (wt *watcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ww := &watchWriter{ResponseWriter: w, wt: wt, r: r}
+	api := wt.routes.Label(r)
+	ww := &watchWriter{ResponseWriter: w, wt: wt, api: api}
+	outer := r.Pattern
+	r.Pattern = api
 	wt.protected.ServeHTTP(ww, r)
+	r.Pattern = outer
 	if ww.admitted && wt.opts.Decisions != nil {
-		wt.opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: wt.routes.Label(r), Outcome: decisionlog.Accepted})
+		wt.opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: api, Outcome: decisionlog.Accepted})
 	}
 }
 
-// rejected explains and logs a rejection of r, before its header is sent.
-func (wt *watcher) rejected(w http.ResponseWriter, r *http.Request) {
-	api := wt.routes.Label(r)
+// routedLabel is the label watcher.ServeHTTP looked up.
+func routedLabel(r *http.Request) string { return r.Pattern }
+
+// rejected explains and logs a rejection labelled api, before its header
+// is sent on w.
+func (wt *watcher) rejected(w http.ResponseWriter, api string) {
 	entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: api, Outcome: decisionlog.RateLimited}
 	if x, ok := wt.eng.ExplainRejection(wt.opts.ControlPoint, api, 0); ok {
 		entry.Explanation, entry.RetryAfter = x.Text, x.RetryAfter.String()
@@ -158,7 +214,7 @@ func (wt *watcher) rejected(w http.ResponseWriter, r *http.Request) {
 type watchWriter struct {
 	http.ResponseWriter
 	wt       *watcher
-	r        *http.Request
+	api      string
 	admitted bool
 	started  bool
 }
@@ -167,7 +223,7 @@ func (w *watchWriter) WriteHeader(code int) {
 	if !w.started {
 		w.started = true
 		if !w.admitted {
-			w.wt.rejected(w.ResponseWriter, w.r)
+			w.wt.rejected(w.ResponseWriter, w.api)
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

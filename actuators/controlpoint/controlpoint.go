@@ -7,6 +7,7 @@ package controlpoint
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spillway-dev/spillway/actuators"
@@ -366,24 +367,31 @@ func (t Ticket) Done(ok bool) {
 	if t.all == nil {
 		return
 	}
-	latency := t.clock() - t.startNs
-	if latency < 0 {
-		latency = 0
+	t.DoneAfter(ok, time.Duration(t.clock()-t.startNs))
+}
+
+// DoneAfter finishes an admitted request whose latency was measured
+// elsewhere (a proxy in front that reports completions after the fact,
+// such as Envoy's access log). A negative latency counts as 0.
+func (t Ticket) DoneAfter(ok bool, latency time.Duration) {
+	if t.all == nil {
+		return
 	}
+	latencyNs := max(int64(latency), 0)
 	proc := 0
 	if len(t.allAtt.taps) > 0 || (t.apiAtt != nil && len(t.apiAtt.taps) > 0) {
 		proc = shard.Index() // maybe not Admit's: the request may have moved
 	}
 	if t.apiAtt != nil {
 		t.apiAtt.release(t.apiHeld)
-		t.apiAtt.done(proc, t.startNs, latency, ok)
+		t.apiAtt.done(proc, t.startNs, latencyNs, ok)
 	}
 	t.allAtt.release(t.allHeld)
-	t.allAtt.done(proc, t.startNs, latency, ok)
+	t.allAtt.done(proc, t.startNs, latencyNs, ok)
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
 	if h := t.api.durations.Load(); h != nil {
-		h.Record(latency)
+		h.Record(latencyNs)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 
@@ -20,8 +21,8 @@ import (
 	"github.com/spillway-dev/spillway/proxy"
 )
 
-// checkListener is the Check API's listener: gRPC (spillway.v1.FlowControl
-// and Envoy's ext_authz) and the JSON twin on one port.
+// checkListener is the Check API's listener: gRPC (spillway.v1.FlowControl,
+// Envoy's ext_authz and access-log service) and the JSON twin on one port.
 type checkListener struct {
 	Addr net.Addr
 	fc   *flowcontrol.Server
@@ -30,19 +31,26 @@ type checkListener struct {
 
 // serveCheck serves the Check API on addr until ctx is done, with the
 // admin API's access: a loopback address, or acc.Token on every call.
-// routes and controlPoint label ext_authz requests.
-func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAccess, routes *proxy.RouteTable, controlPoint string, explain bool) (*checkListener, error) {
+// routes and controlPoint label ext_authz requests; with envoyAccessLog,
+// ext_authz admissions are held until Envoy's access log finishes them.
+func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAccess, routes *proxy.RouteTable, controlPoint string, explain, envoyAccessLog bool) (*checkListener, error) {
 	ln, err := access.Listen(addr, acc.Token, "--admin-token-file")
 	if err != nil {
 		return nil, fmt.Errorf("check API: %w", err)
 	}
 	fc := flowcontrol.New(h.eng, flowcontrol.Options{Decisions: h.decisions})
+	bearer := access.NewBearer(acc.Token)
 	rpc := grpc.NewServer(
-		grpc.MaxRecvMsgSize(flowcontrol.MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(access.UnaryBearer(access.NewBearer(acc.Token))),
+		// Envoy's messages set the bound; the Check API bounds its own to
+		// flowcontrol.MaxRequestBytes.
+		grpc.MaxRecvMsgSize(extauthz.MaxMessageBytes),
+		grpc.ChainUnaryInterceptor(access.UnaryBearer(bearer)),
+		grpc.ChainStreamInterceptor(access.StreamBearer(bearer)),
 	)
 	spillwayv1.RegisterFlowControlServer(rpc, fc)
-	authv3.RegisterAuthorizationServer(rpc, extauthz.New(fc, extauthz.Options{ControlPoint: controlPoint, Routes: routes, Explain: explain}))
+	authz := extauthz.New(fc, extauthz.Options{ControlPoint: controlPoint, Routes: routes, Explain: explain, Completions: envoyAccessLog})
+	authv3.RegisterAuthorizationServer(rpc, authz)
+	alsv3.RegisterAccessLogServiceServer(rpc, authz.AccessLogService())
 	web := &http.Server{
 		Handler:           acc.guard(fc.Handler()),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -74,6 +82,7 @@ func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAcc
 			rpc.Stop()
 		}
 		ln.Close()
+		authz.Close()
 		fc.Close()
 	}()
 	return c, nil
@@ -83,9 +92,12 @@ func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAcc
 // control point controlPoint (API labels from routes, if not nil).
 func startCheck(ctx context.Context, h *hostedEngine, ef engineFlags, routes *proxy.RouteTable, controlPoint string) error {
 	if ef.check == "" {
+		if ef.envoyAccessLog {
+			return errors.New("--envoy-access-log: Envoy's access log goes to the Check API's port; set --check")
+		}
 		return nil
 	}
-	c, err := h.serveCheck(ctx, ef.check, ef.acc, routes, controlPoint, ef.explain)
+	c, err := h.serveCheck(ctx, ef.check, ef.acc, routes, controlPoint, ef.explain, ef.envoyAccessLog)
 	if err != nil {
 		return err
 	}

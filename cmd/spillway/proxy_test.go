@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -14,13 +16,22 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/spillway-dev/spillway/extauthz"
 	"github.com/spillway-dev/spillway/flowcontrol/spillwayv1"
+	"github.com/spillway-dev/spillway/internal/testpki"
 )
 
 // blockPolicy lets nothing through to "GET /blocked" at the proxy's
@@ -78,7 +89,7 @@ func TestProxyCommandProtectsAnUpstreamAndServesTheCheckAPI(t *testing.T) {
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs([]string{"proxy", "--listen", listen, "--upstream", upstream.URL, "--route", "GET /blocked", "--route", "GET /open",
-		"--policies", dir, "--admin", admin, "--agent-addr", "", "--check", check, "--explain-header"})
+		"--policies", dir, "--admin", admin, "--agent-addr", "", "--check", check, "--explain-header", "--envoy-access-log"})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
 	defer func() {
@@ -164,9 +175,112 @@ func TestProxyCommandProtectsAnUpstreamAndServesTheCheckAPI(t *testing.T) {
 	if _, err := client.Done(ctx, &spillwayv1.DoneRequest{FlowId: accepted.FlowId, Outcome: spillwayv1.Outcome_OUTCOME_OK}); err != nil {
 		t.Fatalf("gRPC done: %v", err)
 	}
+
+	// ext_authz and, with --envoy-access-log, Envoy's access-log stream
+	// that finishes its admissions, on the same port.
+	authz, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/open", Host: "shop.example", Headers: map[string]string{":method": "GET", ":path": "/open"}}}}})
+	if err != nil || authz.GetOkResponse() == nil {
+		t.Fatalf("ext_authz check: %v, %v", authz, err)
+	}
+	admission := authz.GetDynamicMetadata().GetFields()[extauthz.AdmissionKey].GetStringValue()
+	if admission == "" {
+		t.Fatalf("ext_authz OK without an admission id: %v", authz)
+	}
+	logs, err := alsv3.NewAccessLogServiceClient(conn).StreamAccessLogs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := &accesslogv3.HTTPAccessLogEntry{
+		CommonProperties: &accesslogv3.AccessLogCommon{
+			TimeToLastDownstreamTxByte: durationpb.New(3 * time.Millisecond),
+			AccessLogType:              accesslogv3.AccessLogType_DownstreamEnd,
+			Metadata: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{extauthz.MetadataNamespace: {
+				Fields: map[string]*structpb.Value{extauthz.AdmissionKey: structpb.NewStringValue(admission)}}}},
+		},
+		Response: &accesslogv3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
+	}
+	if err := logs.Send(&alsv3.StreamAccessLogsMessage{
+		Identifier: &alsv3.StreamAccessLogsMessage_Identifier{Node: &corev3.Node{Id: "envoy-0"}, LogName: "spillway"},
+		LogEntries: &alsv3.StreamAccessLogsMessage_HttpLogs{HttpLogs: &alsv3.StreamAccessLogsMessage_HTTPAccessLogEntries{
+			LogEntry: []*accesslogv3.HTTPAccessLogEntry{entry}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logs.CloseAndRecv(); err != nil {
+		t.Fatalf("access-log stream: %v", err)
+	}
+}
+
+func TestProxyCommandServesTLSToAnHTTPSUpstream(t *testing.T) {
+	upstream := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "upstream over "+r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer upstream.Close()
+	dir := t.TempDir()
+	pki := testpki.New(t, "127.0.0.1")
+	files := map[string][]byte{
+		"cert.pem":        pki.CertPEM,
+		"key.pem":         pki.KeyPEM,
+		"upstream-ca.pem": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: upstream.Certificate().Raw}),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen, admin := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"proxy", "--listen", listen, "--upstream", upstream.URL, "--policies", "../../policies", "--admin", admin, "--agent-addr", "",
+		"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"), "--upstream-ca", filepath.Join(dir, "upstream-ca.pem")})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("proxy exited with %v\n%s", err, out.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("proxy did not stop with its context")
+		}
+	}()
+	waitFor(t, "http://"+admin+"/status")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool}, ForceAttemptHTTP2: true}}
+	resp, err := client.Get("https://" + listen + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "upstream over https" || resp.ProtoMajor != 2 {
+		t.Fatalf("GET over TLS: %s %d %q; want HTTP/2 200 from the upstream", resp.Proto, resp.StatusCode, body)
+	}
+	// Plaintext to a TLS listener is refused (Go answers 400).
+	if resp, err := http.Get("http://" + listen + "/x"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("plaintext to the TLS listener: %d", resp.StatusCode)
+		}
+	}
 }
 
 func TestProxyCommandRefusesBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	caPEM := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caPEM, testpki.New(t, "127.0.0.1").CAPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		args      []string
 		wantError string
@@ -179,6 +293,13 @@ func TestProxyCommandRefusesBadFlags(t *testing.T) {
 		{[]string{"--upstream", "http://127.0.0.1:1", "--reject-status", "500"}, "must be 429 or 503"},
 		{[]string{"--upstream", "http://127.0.0.1:1", "--check", "0.0.0.0:0"}, "check API: refusing to listen on 0.0.0.0:0 without a token"},
 		{[]string{"--upstream", "127.0.0.1:1", "--grpc", "--route", "GET /a"}, "with --grpc calls are labelled by their full method name"},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--tls-cert", notPEM}, "--tls-cert and --tls-key go together"},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--tls-cert", notPEM, "--tls-key", notPEM}, "--tls-cert " + notPEM + ", --tls-key " + notPEM + ": tls: failed to find any PEM data"},
+		{[]string{"--upstream", "https://127.0.0.1:1", "--upstream-ca", notPEM}, "--upstream-ca " + notPEM + ": no PEM certificate"},
+		{[]string{"--upstream", "https://127.0.0.1:1", "--upstream-ca", filepath.Join(dir, "missing.pem")}, "--upstream-ca: open"},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--upstream-ca", caPEM}, "--upstream-ca verifies an https upstream; --upstream is http://127.0.0.1:1"},
+		{[]string{"--upstream", "127.0.0.1:1", "--grpc", "--tls-key", notPEM}, "--tls-cert and --tls-key go together"},
+		{[]string{"--upstream", "http://127.0.0.1:1", "--envoy-access-log"}, "--envoy-access-log: Envoy's access log goes to the Check API's port; set --check"},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		root := newRoot()

@@ -30,7 +30,10 @@ type engineFlags struct {
 	// reason of each rejection to its response headers.
 	check   string
 	explain bool
-	redis   redisFlags
+	// envoyAccessLog holds ext_authz admissions until Envoy's access log
+	// reports them finished.
+	envoyAccessLog bool
+	redis          redisFlags
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -42,6 +45,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.noWatch, "no-watch", false, "do not reload the policies when their files change")
 	cmd.Flags().DurationVar(&f.debounce, "debounce", engine.DefaultDebounce, "gather file changes this close together into one reload")
 	cmd.Flags().StringVar(&f.check, "check", "", `listen address of the Check API: gRPC spillway.v1.FlowControl and Envoy ext_authz, and JSON POST /v1/check and /v1/done, on one port ("" for none); beyond loopback it needs --admin-token-file`)
+	cmd.Flags().BoolVar(&f.envoyAccessLog, "envoy-access-log", false, "Envoy sends its access log to --check (envoy.access_loggers.http_grpc): hold each ext_authz admission, and its concurrency slot, until the request's log entry, and meter its latency and status from it")
 	cmd.Flags().BoolVar(&f.explain, "explain-header", false, "explain each rejection (policy, component, signal values) in a response header, X-Spillway-Reason (the proxy) or x-spillway-reason (ext_authz)")
 	f.redis.register(cmd)
 }

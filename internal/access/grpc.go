@@ -14,13 +14,32 @@ import (
 // b's token. A nil b lets every call through.
 func UnaryBearer(b *Bearer) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		if b != nil {
-			md, _ := metadata.FromIncomingContext(ctx)
-			values := md.Get("authorization")
-			if len(values) != 1 || !b.AllowsAuthorization(values[0]) {
-				return nil, status.Error(codes.Unauthenticated, "missing or wrong bearer token in the authorization metadata")
-			}
+		if err := b.allowsCall(ctx); err != nil {
+			return nil, err
 		}
 		return handler(ctx, req)
 	}
+}
+
+// StreamBearer is UnaryBearer for streaming calls: a stream without the
+// token is refused before its first message is read.
+func StreamBearer(b *Bearer) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := b.allowsCall(ss.Context()); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+}
+
+func (b *Bearer) allowsCall(ctx context.Context) error {
+	if b == nil {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get("authorization")
+	if len(values) != 1 || !b.AllowsAuthorization(values[0]) {
+		return status.Error(codes.Unauthenticated, "missing or wrong bearer token in the authorization metadata")
+	}
+	return nil
 }
