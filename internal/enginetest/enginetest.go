@@ -7,8 +7,10 @@ package enginetest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,14 +68,38 @@ policies: %[1]q: bp.#Policy & {
 `, name, every, components)
 }
 
+// loaded holds the specs Load has evaluated, JSON-encoded by file name,
+// source and caps.
+var loaded sync.Map
+
 // Load evaluates src as the policy file name and fails the test on any
 // diagnostic, warnings included: a fixture is expected to be clean.
+//
+// The first load of a source goes through engine.LoadSource, as every load
+// does in production; later loads of the same source in this test binary
+// decode a copy of the first result, which is how the engine receives
+// specs from its evaluator process anyway. A CUE evaluation costs up to
+// seconds under the race detector, and table tests load one fixture per
+// case. Tests of loading itself call engine.LoadSource.
 func Load(t testing.TB, name, src string) []engine.Spec {
 	t.Helper()
+	key := fmt.Sprintf("%s\x00%s\x00%+v", name, src, engine.Caps)
+	if encoded, ok := loaded.Load(key); ok {
+		var specs []engine.Spec
+		if err := json.Unmarshal(encoded.([]byte), &specs); err != nil {
+			t.Fatalf("%s: decoding the specs loaded before: %v", name, err)
+		}
+		return specs
+	}
 	specs, diags := engine.LoadSource(name, []byte(src))
 	if len(diags) > 0 {
 		t.Fatalf("%s: %v", name, diags)
 	}
+	encoded, err := json.Marshal(specs)
+	if err != nil {
+		t.Fatalf("%s: encoding the specs: %v", name, err)
+	}
+	loaded.Store(key, encoded)
 	return specs
 }
 
