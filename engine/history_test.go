@@ -29,7 +29,7 @@ policies: hist: bp.#Policy & {
 `
 
 func historySpecs(t *testing.T, interval, ema string) []engine.Spec {
-	return enginetest.Load(t, "state.cue", strings.NewReplacer("{{INTERVAL}}", interval, "{{EMA}}", ema).Replace(historyPolicy))
+	return enginetest.Load(t, "hist.cue", strings.NewReplacer("{{INTERVAL}}", interval, "{{EMA}}", ema).Replace(historyPolicy))
 }
 
 func seriesOf(t *testing.T, h engine.PolicyHistory, name string) engine.SignalSeries {
