@@ -21,18 +21,8 @@ import (
 // limitPolicy limits the control point "cp" to RATE requests per second;
 // the rate also identifies which version of the file is running.
 func limitPolicy(rate int) string {
-	return fmt.Sprintf(`
-package t
-import bp "spillway.dev/blueprints"
-policies: limit: bp.#Policy & {
-	policy_name: "limit"
-	evaluation_interval: "20ms"
-	components: [
-		{Variable: {value: %d, out_ports: output: "RATE"}},
-		{RateLimiter: {selector: {control_point: "cp"}, in_ports: {rate_limit: "RATE"}}},
-	]
-}
-`, rate)
+	return enginetest.Policy("limit", "20ms", fmt.Sprintf(`{Variable: {value: %d, out_ports: output: "RATE"}},
+		{RateLimiter: {selector: {control_point: "cp"}, in_ports: {rate_limit: "RATE"}}},`, rate))
 }
 
 // A live HTTP server behind Spillway serves 8 clients while its policy file

@@ -2,10 +2,10 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -281,17 +281,9 @@ func writePolicy(t *testing.T, dir, name, src string) {
 	}
 }
 
-const counterOnly = `
-package t
-import bp "spillway.dev/blueprints"
-policies: NAME: bp.#Policy & {
-	policy_name: "NAME"
-	components: [{Variable: {value: VALUE, out_ports: output: "V"}}]
-}
-`
-
+// counterSrc is a policy file whose one policy, name, outputs value as V.
 func counterSrc(name string, value int) string {
-	return strings.NewReplacer("NAME", name, "VALUE", strconv.Itoa(value)).Replace(counterOnly)
+	return enginetest.Policy(name, "", fmt.Sprintf(`{Variable: {value: %d, out_ports: output: "V"}},`, value))
 }
 
 // Reload swaps the whole set or nothing: a bad, empty or half-written file
