@@ -3,7 +3,6 @@ package dashboards_test
 import (
 	"bytes"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 
 	"github.com/spillway-dev/spillway/dashboards"
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 	"github.com/spillway-dev/spillway/telemetry"
 )
 
@@ -150,21 +149,12 @@ var (
 	matcherRE  = regexp.MustCompile(`(\w+)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")`)
 )
 
-type fakeClock struct{ ns atomic.Int64 }
-
-func (c *fakeClock) now() int64              { return c.ns.Load() }
-func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 // scrapeExamples runs every example policy past its warm-up under light
 // traffic and scrapes the engine's /metrics over HTTP.
 func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	clock := &fakeClock{}
-	eng, err := engine.Start(t.Context(), engine.Options{Policies: examples, ManualTicks: true, Clock: clock.now, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Policies: examples, Clock: clock.Now})
 	m, err := telemetry.New(t.Context(), eng)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +167,7 @@ func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
 		for r := 0; r < 10; r++ {
 			for _, api := range []string{"GET /home", "GET /product", "GET /cart", "GET /checkout"} {
 				if tk, d := cp.Admit(api); d == 0 {
-					clock.advance(2 * time.Millisecond)
+					clock.Advance(2 * time.Millisecond)
 					tk.Done(true)
 				}
 			}
@@ -190,7 +180,7 @@ func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
 				t.Fatal(err)
 			}
 		}
-		clock.advance(400 * time.Millisecond)
+		clock.Advance(400 * time.Millisecond)
 		eng.Tick()
 	}
 	srv := httptest.NewServer(m.Handler())

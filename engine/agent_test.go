@@ -9,6 +9,7 @@ import (
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 )
 
 // agentPolicy puts two APIs of the control point "ingress" under agent
@@ -34,21 +35,12 @@ func agentSource(upperA, sloB string) string {
 	return strings.NewReplacer("{{UPPER_A}}", upperA, "{{SLO_B}}", sloB).Replace(agentPolicy)
 }
 
-func loadAgentSpecs(t *testing.T, src string) []engine.Spec {
-	t.Helper()
-	specs, diags := engine.LoadSource("tf.cue", []byte(src))
-	if len(diags.Errors()) > 0 {
-		t.Fatal(diags)
-	}
-	return specs
-}
-
 // startAgents starts an engine on src with ticks and time driven by hand;
 // the virtual clock reads 0 at Start.
-func startAgents(t *testing.T, src string) (*engine.Engine, *virtualClock) {
+func startAgents(t *testing.T, src string) (*engine.Engine, *enginetest.Clock) {
 	t.Helper()
-	clock := &virtualClock{}
-	return startManual(t, engine.Options{Specs: loadAgentSpecs(t, src), Clock: clock.now}), clock
+	clock := &enginetest.Clock{}
+	return enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "tf.cue", src), Clock: clock.Now}), clock
 }
 
 // peekAgent is AgentAPIs' entry for name. Unlike AgentAPI, it is not a
@@ -106,9 +98,9 @@ func signalOf(t *testing.T, eng *engine.Engine, policy, name string) float64 {
 // admitEveryMs offers one request to api every millisecond for n ms,
 // starting 1 ms from now; each admitted one finishes at once. It returns
 // how many were admitted.
-func admitEveryMs(clock *virtualClock, cp *controlpoint.ControlPoint, api string, n int) (admitted int) {
+func admitEveryMs(clock *enginetest.Clock, cp *controlpoint.ControlPoint, api string, n int) (admitted int) {
 	for range n {
-		clock.advance(time.Millisecond)
+		clock.Advance(time.Millisecond)
 		if tk, d := cp.Admit(api); d == controlpoint.Accepted {
 			tk.Done(true)
 			admitted++
@@ -233,7 +225,7 @@ func TestSetAgentRate(t *testing.T) {
 				if errors.Is(err, engine.ErrUnknownAgentAPI) != tc.unknown {
 					t.Errorf("errors.Is(%v, ErrUnknownAgentAPI) = %v, want %v", err, !tc.unknown, tc.unknown)
 				}
-				clock.advance(time.Second)
+				clock.Advance(time.Second)
 				eng.Tick()
 				for api, rate := range before {
 					if a := peekAgent(t, eng, api); a.RateLimit != rate {
@@ -249,7 +241,7 @@ func TestSetAgentRate(t *testing.T) {
 			if a := peekAgent(t, eng, tc.api); a.RateLimit != before[tc.api] {
 				t.Errorf("before the tick RateLimit = %v, want still %v", a.RateLimit, before[tc.api])
 			}
-			clock.advance(time.Second)
+			clock.Advance(time.Second)
 			eng.Tick()
 			if a := peekAgent(t, eng, tc.api); a.RateLimit != tc.want {
 				t.Errorf("after the tick RateLimit = %v, want %v", a.RateLimit, tc.want)
@@ -273,7 +265,7 @@ func TestAgentRateLimitsTheAPIFromTheNextTick(t *testing.T) {
 	if got := admitEveryMs(clock, ingress, "GET /a", 100); got != 100 {
 		t.Fatalf("before the first tick admitted %d of 100, want all", got)
 	}
-	clock.advanceTo(time.Second)
+	clock.AdvanceTo(time.Second)
 	eng.Tick()
 	for _, s := range []struct {
 		name string
@@ -324,7 +316,7 @@ func TestAgentAPIReportsTheLastTick(t *testing.T) {
 		for range n {
 			tk, d := ingress.Admit("GET /b")
 			if d != controlpoint.Accepted {
-				t.Fatalf("GET /b refused at %v", time.Duration(clock.now()))
+				t.Fatalf("GET /b refused at %v", time.Duration(clock.Now()))
 			}
 			tickets = append(tickets, tk)
 		}
@@ -340,17 +332,17 @@ func TestAgentAPIReportsTheLastTick(t *testing.T) {
 	// Tick 1, [0 s, 1 s]: 35 requests arrive at 100 ms. 5 fail after 10 ms,
 	// 19 succeed after 50 ms and 1 after exactly the SLO, 10 succeed after
 	// 200 ms, too late to be goodput. p95 is within the 200 ms group.
-	clock.advanceTo(100 * time.Millisecond)
+	clock.AdvanceTo(100 * time.Millisecond)
 	failed, fast, atSLO, slow := admit(5), admit(19), admit(1), admit(10)
-	clock.advanceTo(110 * time.Millisecond)
+	clock.AdvanceTo(110 * time.Millisecond)
 	done(failed, false)
-	clock.advanceTo(150 * time.Millisecond)
+	clock.AdvanceTo(150 * time.Millisecond)
 	done(fast, true)
-	clock.advanceTo(200 * time.Millisecond)
+	clock.AdvanceTo(200 * time.Millisecond)
 	done(atSLO, true)
-	clock.advanceTo(300 * time.Millisecond)
+	clock.AdvanceTo(300 * time.Millisecond)
 	done(slow, true)
-	clock.advanceTo(time.Second)
+	clock.AdvanceTo(time.Second)
 	eng.Tick()
 	first, ok := eng.AgentAPI("GET /b")
 	if !ok {
@@ -376,9 +368,9 @@ func TestAgentAPIReportsTheLastTick(t *testing.T) {
 	// Tick 2, [1 s, 2 s]: one request arrives at 1.1 s and is still in
 	// flight at 2 s. Latency is its age, 900 ms, read to within 134 ms: not
 	// tick 1's p95.
-	clock.advanceTo(1100 * time.Millisecond)
+	clock.AdvanceTo(1100 * time.Millisecond)
 	stuck := admit(1)
-	clock.advanceTo(2 * time.Second)
+	clock.AdvanceTo(2 * time.Second)
 	eng.Tick()
 	if a, _ := eng.AgentAPI("GET /b"); a.OfferedRPS != 1 || a.GoodputRPS != 0 || a.LatencyMs < 900 || a.LatencyMs > 900+134 || a.Ticks != 2 {
 		t.Errorf("tick 2 (in flight): offered %v goodput %v latency %v ms ticks %d; want 1, 0, 900 to 1034 ms, 2",
@@ -387,9 +379,9 @@ func TestAgentAPIReportsTheLastTick(t *testing.T) {
 
 	// Tick 3, [2 s, 3 s]: it completes at 2.5 s after 1.4 s, OK but past
 	// the SLO; nothing arrives.
-	clock.advanceTo(2500 * time.Millisecond)
+	clock.AdvanceTo(2500 * time.Millisecond)
 	done(stuck, true)
-	clock.advanceTo(3 * time.Second)
+	clock.AdvanceTo(3 * time.Second)
 	eng.Tick()
 	if a, _ := eng.AgentAPI("GET /b"); a.OfferedRPS != 0 || a.GoodputRPS != 0 || !near(a.LatencyMs, 1400) || a.Ticks != 3 {
 		t.Errorf("tick 3: offered %v goodput %v latency %v ms ticks %d; want 0, 0, 1400 ± 2 %%, 3",
@@ -397,7 +389,7 @@ func TestAgentAPIReportsTheLastTick(t *testing.T) {
 	}
 
 	// Tick 4, [3 s, 4 s]: idle. Latency is 0, not tick 3's p95.
-	clock.advanceTo(4 * time.Second)
+	clock.AdvanceTo(4 * time.Second)
 	eng.Tick()
 	if a, _ := eng.AgentAPI("GET /b"); a.OfferedRPS != 0 || a.GoodputRPS != 0 || a.LatencyMs != 0 || a.Ticks != 4 {
 		t.Errorf("tick 4 (idle): offered %v goodput %v latency %v ticks %d; want 0, 0, 0, 4",
@@ -446,7 +438,7 @@ func TestAgentSilenceSwitchesToTheFallback(t *testing.T) {
 		{"AgentAPI reads only 5", read, "fallback", "fallback", nan},
 	} {
 		tk.before(eng)
-		clock.advanceTo(time.Duration(i+1) * time.Second)
+		clock.AdvanceTo(time.Duration(i+1) * time.Second)
 		eng.Tick()
 		wantFallbackA := 0.0
 		if tk.wantA == "fallback" {
@@ -482,7 +474,7 @@ func TestTwoPoliciesCannotControlTheSameAPI(t *testing.T) {
 	if _, err := eng.SetAgentRate("GET /a", 50); err != nil {
 		t.Fatal(err)
 	}
-	both := loadAgentSpecs(t, agentSource("500", "100ms")+`
+	both := enginetest.Load(t, "tf.cue", agentSource("500", "100ms")+`
 policies: "other": topfull.#Policy & {
 	config: {
 		policy_name: "other"
@@ -505,12 +497,12 @@ policies: "other": topfull.#Policy & {
 	if len(eng.Status().Errors) != 1 {
 		t.Errorf("status errors %v, want the refusal", eng.Status().Errors)
 	}
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	eng.Tick()
 	if got := signalOf(t, eng, "tf", "RATE_LIMIT_0"); got != 50 {
 		t.Errorf("RATE_LIMIT_0 = %v, want the agent's 50: the running policy must keep its agent", got)
 	}
-	if _, err := engine.Start(t.Context(), engine.Options{Specs: both, ManualTicks: true, Clock: clock.now}); err == nil {
+	if _, err := engine.Start(t.Context(), engine.Options{Specs: both, ManualTicks: true, Clock: clock.Now}); err == nil {
 		t.Error("Start accepted two RLActuators on GET /a")
 	}
 }
@@ -522,7 +514,7 @@ func TestReloadKeepsTheAgentsRate(t *testing.T) {
 	if _, err := eng.SetAgentRate("GET /a", 77); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	eng.Tick()
 	for i, step := range []struct {
 		name string
@@ -536,7 +528,7 @@ func TestReloadKeepsTheAgentsRate(t *testing.T) {
 		{"an upper bound below the rate clamps it", agentSource("60", "250ms"), 60, 60},
 		{"the old bound back restores the agent's rate", agentSource("500", "250ms"), 77, 500},
 	} {
-		if err := eng.Apply(loadAgentSpecs(t, step.src)); err != nil {
+		if err := eng.Apply(enginetest.Load(t, "tf.cue", step.src)); err != nil {
 			t.Fatalf("step %d (%s): %v", i+1, step.name, err)
 		}
 		a := peekAgent(t, eng, "GET /a")
@@ -544,7 +536,7 @@ func TestReloadKeepsTheAgentsRate(t *testing.T) {
 			t.Errorf("step %d (%s): after Apply GET /a RateLimit %v, UpperBound %v, Ticks %d; want %v, %v, %d",
 				i+1, step.name, a.RateLimit, a.UpperBound, a.Ticks, step.want, step.wantUpper, i+1)
 		}
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		eng.Tick()
 		if got := signalOf(t, eng, "tf", "RATE_LIMIT_0"); got != step.want {
 			t.Errorf("step %d (%s): RATE_LIMIT_0 = %v, want %v", i+1, step.name, got, step.want)
@@ -556,13 +548,13 @@ func TestReloadKeepsTheAgentsRate(t *testing.T) {
 
 	// An API the new set drops is forgotten; brought back, it starts over
 	// at its initial rate.
-	if err := eng.Apply(loadAgentSpecs(t, strings.Replace(agentSource("500", "100ms"), `"GET /a"`, `"GET /c"`, 1))); err != nil {
+	if err := eng.Apply(enginetest.Load(t, "tf.cue", strings.Replace(agentSource("500", "100ms"), `"GET /a"`, `"GET /c"`, 1))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := eng.SetAgentRate("GET /a", 77); !errors.Is(err, engine.ErrUnknownAgentAPI) {
 		t.Errorf("SetAgentRate on a dropped API: %v, want ErrUnknownAgentAPI", err)
 	}
-	if err := eng.Apply(loadAgentSpecs(t, agentSource("500", "100ms"))); err != nil {
+	if err := eng.Apply(enginetest.Load(t, "tf.cue", agentSource("500", "100ms"))); err != nil {
 		t.Fatal(err)
 	}
 	if got := peekAgent(t, eng, "GET /a").RateLimit; got != 500 {
@@ -620,7 +612,7 @@ func TestTickDueTicksThePoliciesWhoseIntervalElapsed(t *testing.T) {
 		{at: 3700 * time.Millisecond, wantTicked: 1, wantFast: 7, wantSlow: 3},
 		{at: 4 * time.Second, wantTicked: 1, wantFast: 7, wantSlow: 4},
 	} {
-		clock.advanceTo(tc.at)
+		clock.AdvanceTo(tc.at)
 		var got int
 		if tc.splitInsteadOfTickDue {
 			p := eng.TickDueSplit()
@@ -650,7 +642,7 @@ func TestTickDueSplitAppliesARateSetBeforeFinish(t *testing.T) {
 	if p := eng.TickDueSplit(); p.Agents() || p.Finish() != 0 {
 		t.Fatal("a policy was due before its interval elapsed")
 	}
-	clock.advanceTo(time.Second)
+	clock.AdvanceTo(time.Second)
 	p := eng.TickDueSplit()
 	if !p.Agents() {
 		t.Error("PendingTicks.Agents() = false for a TopFull policy")
@@ -689,7 +681,7 @@ func TestReloadKeepsAnAgentsSilence(t *testing.T) {
 		t.Fatal(err)
 	}
 	tick := func() {
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		eng.Tick()
 	}
 	for range 6 { // the contact, then 5 silent ticks
@@ -699,7 +691,7 @@ func TestReloadKeepsAnAgentsSilence(t *testing.T) {
 		t.Fatalf("GET /a after 5 silent ticks: mode %s, want fallback", a.Mode())
 	}
 	// A reload that changes the actuator must not bring the dead agent back.
-	if err := eng.Apply(loadAgentSpecs(t, agentSource("400", "100ms"))); err != nil {
+	if err := eng.Apply(enginetest.Load(t, "tf.cue", agentSource("400", "100ms"))); err != nil {
 		t.Fatal(err)
 	}
 	if a := peekAgent(t, eng, "GET /a"); !a.UsingFallback {

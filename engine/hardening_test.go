@@ -48,15 +48,16 @@ func withLimits(t *testing.T, l EvalLimits) {
 
 // A memory bomb is stopped at the limit, its memory is released with the
 // child, the error has the file's position, and nothing of it stays in
-// this process.
+// this process. The limit is a quarter of the default: the bomb's time to
+// reach it grows with it, and the watchdog is the same at any value.
 func TestPolicyEvaluationIsBoundedInMemory(t *testing.T) {
-	withLimits(t, EvalLimits{Timeout: 60 * time.Second, MemoryBytes: 256 << 20})
+	withLimits(t, EvalLimits{Timeout: 60 * time.Second, MemoryBytes: 128 << 20})
 	before := processRSS(t)
 	bomb := "package p\nimport \"list\"\nbig: [for i in list.Range(0, 50000000, 1) {i}]\npolicies: {}\n"
 	start := time.Now()
 	specs, diags := LoadSource("bomb.cue", []byte(bomb))
 	took := time.Since(start)
-	if specs != nil || len(diags) != 1 || !strings.Contains(diags[0].Message, "more than 256 MiB of memory") {
+	if specs != nil || len(diags) != 1 || !strings.Contains(diags[0].Message, "more than 128 MiB of memory") {
 		t.Fatalf("specs %v, diags %v; want one memory-limit error", specs, diags)
 	}
 	if d := diags[0]; d.Pos.File != "bomb.cue" || d.Pos.Line != 1 {
@@ -167,8 +168,15 @@ func TestNegativeRatesAreRefusedEverywhere(t *testing.T) {
 }
 
 // Caps: components per policy, signals, history memory and the shortest
-// interval, each refused at a position instead of allocated.
+// interval, each refused at a position instead of allocated. Each case
+// lowers its cap, so that a policy of a few dozen components is over it:
+// the check is the same at any value, and a policy over the default caps
+// costs seconds of CUE evaluation. The defaults are checked on their own.
 func TestPolicyCapsRefuseHugeCircuits(t *testing.T) {
+	want := PolicyCaps{ComponentsPerPolicy: 2000, SignalsPerPolicy: 8000, HistoryBytes: 32 << 20, MinEvaluationInterval: 10 * time.Millisecond}
+	if DefaultCaps != want {
+		t.Fatalf("DefaultCaps = %+v, want the documented %+v", DefaultCaps, want)
+	}
 	variables := func(n int, interval string) string {
 		return `package t
 import "list"
@@ -180,14 +188,22 @@ policies: big: {
 `
 	}
 	cases := []struct {
-		name, src, want string
+		name string
+		caps PolicyCaps // zero fields are the defaults
+		src  string
+		want string
 	}{
-		{"2500 components", variables(2500, "10ms"), "over the cap of 2000"},
-		{"history", variables(1500, "10ms"), "signal history would take"},
-		{"interval", variables(1, "1ms"), "shorter than the minimum 10ms"},
+		{"components", PolicyCaps{ComponentsPerPolicy: 25}, variables(26, "10ms"), "26 components, over the cap of 25"},
+		// 20 signals × 12000 ticks of 10 ms × 8 bytes: 1.9 MiB.
+		{"history", PolicyCaps{HistoryBytes: 1 << 20}, variables(20, "10ms"), "signal history would take"},
+		{"signals", PolicyCaps{SignalsPerPolicy: 10}, variables(11, "1s"), "more than 10 signals"},
+		{"interval", PolicyCaps{}, variables(1, "1ms"), "shorter than the minimum 10ms"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			saved := Caps
+			Caps = tc.caps
+			defer func() { Caps = saved }()
 			specs, diags := LoadSource("big.cue", []byte(tc.src))
 			if len(diags.Errors()) == 0 {
 				_, diags = compileAll(specs)
@@ -199,16 +215,6 @@ policies: big: {
 				t.Fatalf("position %v, want the policy in big.cue", p)
 			}
 		})
-	}
-	saved := Caps
-	Caps.SignalsPerPolicy = 10
-	defer func() { Caps = saved }()
-	specs, diags := LoadSource("big.cue", []byte(variables(11, "1s")))
-	if len(diags.Errors()) == 0 {
-		_, diags = compileAll(specs)
-	}
-	if !strings.Contains(diags.Error(), "more than 10 signals") {
-		t.Fatalf("diags %v, want the signal cap", diags)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 )
 
 // historyPolicy counts ticks (COUNT = 1, 2, 3, ...) and has a signal that is
@@ -28,7 +29,7 @@ policies: hist: bp.#Policy & {
 `
 
 func historySpecs(t *testing.T, interval, ema string) []engine.Spec {
-	return specsOf(t, strings.NewReplacer("{{INTERVAL}}", interval, "{{EMA}}", ema).Replace(historyPolicy))
+	return enginetest.Load(t, "hist.cue", strings.NewReplacer("{{INTERVAL}}", interval, "{{EMA}}", ema).Replace(historyPolicy))
 }
 
 func seriesOf(t *testing.T, h engine.PolicyHistory, name string) engine.SignalSeries {
@@ -43,10 +44,10 @@ func seriesOf(t *testing.T, h engine.PolicyHistory, name string) engine.SignalSe
 }
 
 func TestHistoryKeepsEveryTickOfEverySignal(t *testing.T) {
-	clock := &virtualClock{}
-	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.now})
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.Now})
 	for i := 1; i <= 4; i++ {
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		eng.Tick()
 	}
 	hs := eng.History(math.MinInt64)
@@ -76,13 +77,13 @@ func TestHistoryKeepsEveryTickOfEverySignal(t *testing.T) {
 }
 
 func TestStatsCountInvalidTicksAndReadSetpoints(t *testing.T) {
-	clock := &virtualClock{}
-	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1s", "3s"), Clock: clock.now})
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Specs: historySpecs(t, "1s", "3s"), Clock: clock.Now})
 	if st := eng.Stats(); len(st) != 1 || st[0].Ticks != 0 || !math.IsNaN(st[0].Signals[0].Value) {
 		t.Fatalf("before the first tick: %+v", st)
 	}
 	for i := 0; i < 5; i++ {
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		eng.Tick()
 	}
 	st := eng.Stats()[0]
@@ -108,11 +109,11 @@ func TestStatsCountInvalidTicksAndReadSetpoints(t *testing.T) {
 }
 
 func TestHistorySurvivesReloadAndRestartsOnANewInterval(t *testing.T) {
-	clock := &virtualClock{}
-	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.now})
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.Now})
 	tick := func(n int, every time.Duration) {
 		for i := 0; i < n; i++ {
-			clock.advance(every)
+			clock.Advance(every)
 			eng.Tick()
 		}
 	}
@@ -153,11 +154,11 @@ func TestHistorySurvivesReloadAndRestartsOnANewInterval(t *testing.T) {
 }
 
 func TestHistoryRingKeepsTheLastWindow(t *testing.T) {
-	clock := &virtualClock{}
-	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1m", "2m"), Clock: clock.now})
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Specs: historySpecs(t, "1m", "2m"), Clock: clock.Now})
 	ticks := int(engine.HistoryWindow/time.Minute) + 3
 	for i := 0; i < ticks; i++ {
-		clock.advance(time.Minute)
+		clock.Advance(time.Minute)
 		eng.Tick()
 	}
 	h := eng.History(math.MinInt64)[0]
@@ -173,12 +174,12 @@ type Float = engine.Float
 // a 1s policy, across several storage chunks: every kept value reads back
 // exactly, integer-valued (COUNT) and fractional (COUNT_EMA) alike.
 func TestHistoryAcrossChunksAndTheWindowEdge(t *testing.T) {
-	clock := &virtualClock{}
-	eng := startManual(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.now})
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Specs: historySpecs(t, "1s", "2s"), Clock: clock.Now})
 	const ticks = 1000
 	emas := make([]float64, ticks+1)
 	for i := 1; i <= ticks; i++ {
-		clock.advance(time.Second)
+		clock.Advance(time.Second)
 		eng.Tick()
 		v, err := eng.Signal("hist", "COUNT_EMA")
 		if err != nil {

@@ -15,34 +15,26 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 )
 
 // limitPolicy limits the control point "cp" to RATE requests per second;
 // the rate also identifies which version of the file is running.
 func limitPolicy(rate int) string {
-	return fmt.Sprintf(`
-package t
-import bp "spillway.dev/blueprints"
-policies: limit: bp.#Policy & {
-	policy_name: "limit"
-	evaluation_interval: "20ms"
-	components: [
-		{Variable: {value: %d, out_ports: output: "RATE"}},
-		{RateLimiter: {selector: {control_point: "cp"}, in_ports: {rate_limit: "RATE"}}},
-	]
-}
-`, rate)
+	return enginetest.Policy("limit", "20ms", fmt.Sprintf(`{Variable: {value: %d, out_ports: output: "RATE"}},
+		{RateLimiter: {selector: {control_point: "cp"}, in_ports: {rate_limit: "RATE"}}},`, rate))
 }
 
-// A live HTTP server behind Spillway serves 200k requests from 32 clients
-// while its policy file is rewritten 100 times, alternating valid, invalid
-// and empty. Every request is admitted or rejected, none is lost or fails
-// with a 5xx, and the policy running at the end is the last valid one.
+// A live HTTP server behind Spillway serves 8 clients while its policy file
+// is rewritten 7 times, alternating valid, invalid and empty; each rewrite
+// waits for the previous reload to finish and for requests to be served
+// since, so every reload happens under load. Every request is admitted or
+// rejected, none is lost or fails with a 5xx, and the policy running at the
+// end is the last valid one.
 func TestReloadUnderLoadLosesNothing(t *testing.T) {
 	const (
-		total    = 200_000
-		clients  = 32
-		rewrites = 100
+		clients  = 8
+		rewrites = 7 // valid, invalid, empty, twice, then valid
 	)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "limit.cue")
@@ -65,12 +57,16 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 
 	var offered, admitted, rejected, other atomic.Int64
 	var firstOther atomic.Value
+	var stop atomic.Bool
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop.Store(true) // before the wait, also when the test fails early
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for offered.Add(1) <= total {
+			for !stop.Load() {
+				offered.Add(1)
 				resp, err := client.Get(srv.URL + "/")
 				if err != nil {
 					other.Add(1)
@@ -92,41 +88,49 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 		}()
 	}
 
-	// Rewrite the file while the load runs, spread over it: valid,
-	// invalid, empty, ..., ending on a valid version (99 % 3 == 0).
+	// Rewrite the file while the load runs: valid, invalid, empty, ...,
+	// ending on a valid version (6 % 3 == 0).
 	lastValid := 5000
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; i < rewrites; i++ {
-			for offered.Load() < int64(i+1)*total/(rewrites+1) {
-				time.Sleep(time.Millisecond)
-			}
-			var src string
-			switch i % 3 {
-			case 0:
-				lastValid = 1000 + 100*i
-				src = limitPolicy(lastValid)
-			case 1:
-				src = limitPolicy(1)[:80] // half-written
-			case 2:
-				src = ""
-			}
-			if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-				t.Error(err)
-				return
-			}
+	finished := func(attempts uint64) func() bool {
+		return func() bool {
+			st := eng.Status().Reload
+			return st.Attempts > attempts && st.Applied+st.LoadErrors >= st.Attempts
 		}
-	}()
+	}
+	for i := 0; i < rewrites; i++ {
+		since := offered.Load()
+		enginetest.Eventually(t, 10*time.Second, "requests served since the last reload", func() bool {
+			return offered.Load() >= since+2*clients
+		})
+		var src string
+		switch i % 3 {
+		case 0:
+			lastValid = 1000 + 100*i
+			src = limitPolicy(lastValid)
+		case 1:
+			src = limitPolicy(1)[:80] // half-written
+		case 2:
+			src = ""
+		}
+		attempts := eng.Status().Reload.Attempts
+		if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		enginetest.Eventually(t, 30*time.Second, fmt.Sprintf("the reload of rewrite %d", i), finished(attempts))
+	}
+	since := offered.Load()
+	enginetest.Eventually(t, 10*time.Second, "requests served after the last reload", func() bool {
+		return offered.Load() >= since+2*clients
+	})
+	stop.Store(true)
 	wg.Wait()
-	<-done
 
 	served := admitted.Load() + rejected.Load()
 	if other.Load() != 0 {
 		t.Fatalf("%d requests neither admitted nor rejected; first: %v", other.Load(), firstOther.Load())
 	}
-	if served != total {
-		t.Fatalf("admitted %d + rejected %d = %d, offered %d", admitted.Load(), rejected.Load(), served, total)
+	if served != offered.Load() {
+		t.Fatalf("admitted %d + rejected %d = %d, offered %d", admitted.Load(), rejected.Load(), served, offered.Load())
 	}
 	acc, rej := eng.ControlPoints().Get("cp").API("*").Counts()
 	if int64(acc) != admitted.Load() || int64(rej) != rejected.Load() {
@@ -135,20 +139,13 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 	if admitted.Load() == 0 || rejected.Load() == 0 {
 		t.Fatalf("admitted %d, rejected %d: the test needs both", admitted.Load(), rejected.Load())
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	enginetest.Eventually(t, 10*time.Second, fmt.Sprintf("RATE %d of the last valid version", lastValid), func() bool {
 		v, err := eng.Signal("limit", "RATE")
-		if err == nil && v == float64(lastValid) && eng.Status().Reload.LastError == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the running policy has RATE %v (err %v), want the last valid %d; reload %+v", v, err, lastValid, eng.Status().Reload)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && v == float64(lastValid) && eng.Status().Reload.LastError == nil
+	})
 	st := eng.Status().Reload
 	t.Logf("offered %d: admitted %d, rejected %d; reloads: %d attempts, %d applied, %d load errors",
-		total, admitted.Load(), rejected.Load(), st.Attempts, st.Applied, st.LoadErrors)
+		offered.Load(), admitted.Load(), rejected.Load(), st.Attempts, st.Applied, st.LoadErrors)
 	if st.LoadErrors == 0 || st.Applied < 2 {
 		t.Fatalf("reloads %+v: the rewrites did not exercise both outcomes", st)
 	}

@@ -1,13 +1,11 @@
 package engine_test
 
 import (
-	"context"
 	"errors"
-	"log/slog"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 )
 
 // statePolicy has one stateful component of each kind fed by a counter
@@ -48,33 +47,6 @@ func statePolicySource(extra, warmup string) string {
 }
 
 var stateSignals = []string{"COUNT", "COUNT_EMA", "HELD", "LM", "RATE"}
-
-func startManual(t *testing.T, opts engine.Options) *engine.Engine {
-	t.Helper()
-	opts.ManualTicks = true
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opts.Clock == nil {
-		var ns atomic.Int64
-		opts.Clock = func() int64 { return ns.Add(int64(time.Millisecond)) }
-	}
-	eng, err := engine.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	return eng
-}
-
-func specsOf(t *testing.T, src string) []engine.Spec {
-	t.Helper()
-	specs, diags := engine.LoadSource("state.cue", []byte(src))
-	if len(diags) > 0 {
-		t.Fatal(diags)
-	}
-	return specs
-}
 
 func signals(t *testing.T, eng *engine.Engine, policy string, names []string) []float64 {
 	t.Helper()
@@ -124,8 +96,8 @@ func offer(cp *controlpoint.ControlPoint, n int) (admitted int) {
 // what an engine that was never reloaded computes.
 func TestReloadKeepsTheStateOfUnchangedComponents(t *testing.T) {
 	base := statePolicySource("", "2s")
-	ref := startManual(t, engine.Options{Specs: specsOf(t, base)})
-	eng := startManual(t, engine.Options{Specs: specsOf(t, base)})
+	ref := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "state.cue", base)})
+	eng := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "state.cue", base)})
 
 	step := func(phase string, n int) {
 		t.Helper()
@@ -147,7 +119,7 @@ func TestReloadKeepsTheStateOfUnchangedComponents(t *testing.T) {
 
 	// Reload with a new component first: every index shifts.
 	extra := `{Variable: {value: 7, out_ports: output: "UNRELATED"}},`
-	if err := eng.Apply(specsOf(t, statePolicySource(extra, "2s"))); err != nil {
+	if err := eng.Apply(enginetest.Load(t, "state.cue", statePolicySource(extra, "2s"))); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := eng.Signal("state", "UNRELATED"); err != nil || !math.IsNaN(got) {
@@ -170,14 +142,14 @@ func TestReloadKeepsTheStateOfUnchangedComponents(t *testing.T) {
 // A changed component starts fresh: a new warm-up window makes the EMA
 // warm up again, while the unchanged counter and holder carry on.
 func TestReloadRestartsAChangedComponent(t *testing.T) {
-	eng := startManual(t, engine.Options{Specs: specsOf(t, statePolicySource("", "2s"))})
+	eng := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "state.cue", statePolicySource("", "2s"))})
 	for i := 0; i < 5; i++ {
 		eng.Tick()
 	}
 	if v := signals(t, eng, "state", []string{"COUNT_EMA"})[0]; math.IsNaN(v) {
 		t.Fatal("EMA still warming up after 5 ticks")
 	}
-	if err := eng.Apply(specsOf(t, statePolicySource("", "3s"))); err != nil {
+	if err := eng.Apply(enginetest.Load(t, "state.cue", statePolicySource("", "3s"))); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 3; i++ {
@@ -213,9 +185,9 @@ policies: lim: bp.#Policy & {
 	var now atomic.Int64
 	clock := func() int64 { return now.Load() }
 	load := func(rate string) []engine.Spec {
-		return specsOf(t, strings.Replace(limited, "value: RATE", "value: "+rate, 1))
+		return enginetest.Load(t, "state.cue", strings.Replace(limited, "value: RATE", "value: "+rate, 1))
 	}
-	eng := startManual(t, engine.Options{Specs: load("10"), Clock: clock})
+	eng := enginetest.Start(t, engine.Options{Specs: load("10"), Clock: clock})
 	eng.Tick()
 	cp := eng.ControlPoints().Get("cp")
 	admitted := func() int { return offer(cp, 50) }
@@ -249,7 +221,7 @@ policies: dry: bp.#Policy & {
 	]
 }
 `
-	eng := startManual(t, engine.Options{Specs: specsOf(t, src)})
+	eng := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "state.cue", src)})
 	eng.Tick()
 	cp := eng.ControlPoints().Get("cp")
 	if got := offer(cp, 5); got != 1 {
@@ -267,7 +239,7 @@ policies: dry: bp.#Policy & {
 		t.Fatalf("would_reject %d rejected %d, want 5 and 4", act.WouldReject, act.Rejected)
 	}
 	// A reload of the same policy keeps the override.
-	if err := eng.Apply(specsOf(t, src)); err != nil {
+	if err := eng.Apply(enginetest.Load(t, "state.cue", src)); err != nil {
 		t.Fatal(err)
 	}
 	if got := offer(cp, 3); got != 3 || !eng.Status().Policies[0].DryRun {
@@ -282,7 +254,7 @@ policies: dry: bp.#Policy & {
 }
 
 func TestDynamicConfigRejectsWhatThePolicyDoesNotHave(t *testing.T) {
-	eng := startManual(t, engine.Options{Specs: specsOf(t, statePolicySource("", "2s"))})
+	eng := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "state.cue", statePolicySource("", "2s"))})
 	var cfgErr *engine.ConfigError
 	err := eng.SetDynamicConfig("state", engine.DynamicConfig{Variables: map[string]float64{"NOPE": 1}})
 	if !errors.As(err, &cfgErr) || !strings.Contains(err.Error(), `"NOPE"`) || !strings.Contains(err.Error(), "SIG") {
@@ -309,17 +281,9 @@ func writePolicy(t *testing.T, dir, name, src string) {
 	}
 }
 
-const counterOnly = `
-package t
-import bp "spillway.dev/blueprints"
-policies: NAME: bp.#Policy & {
-	policy_name: "NAME"
-	components: [{Variable: {value: VALUE, out_ports: output: "V"}}]
-}
-`
-
+// counterSrc is a policy file whose one policy, name, outputs value as V.
 func counterSrc(name string, value int) string {
-	return strings.NewReplacer("NAME", name, "VALUE", strconv.Itoa(value)).Replace(counterOnly)
+	return enginetest.Policy(name, "", fmt.Sprintf(`{Variable: {value: %d, out_ports: output: "V"}},`, value))
 }
 
 // Reload swaps the whole set or nothing: a bad, empty or half-written file
@@ -329,7 +293,7 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 	dir := t.TempDir()
 	writePolicy(t, dir, "a.cue", counterSrc("a", 1))
 	writePolicy(t, dir, "b.cue", counterSrc("b", 2))
-	eng := startManual(t, engine.Options{Policies: dir})
+	eng := enginetest.Start(t, engine.Options{Policies: dir})
 	eng.Tick()
 
 	value := func(policy string) float64 {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,30 +11,28 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 )
 
 // watchDebounce is longer than the 50 ms default so that a save pattern's
 // steps are never split on a busy CI machine.
 const watchDebounce = 150 * time.Millisecond
 
-// waitAttempts waits for the engine's reload attempts to reach want, then
-// a few debounce periods more, and returns the count then.
+// waitAttempts waits for the engine's reload attempts to reach want and
+// finish, then for one quiet debounce period in which a save split in two
+// would start a second attempt, and returns the count then. A second
+// attempt that starts later still shows in the next save's count.
 func waitAttempts(t *testing.T, eng *engine.Engine, want uint64) uint64 {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	// An attempt counts when it starts; it is over once applied or failed
 	// (evaluation runs in a child process, which a loaded machine slows).
 	finished := func() bool {
 		st := eng.Status().Reload
 		return st.Attempts >= want && st.Applied+st.LoadErrors >= st.Attempts
 	}
-	for !finished() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(4 * watchDebounce)
-	for !finished() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	enginetest.Eventually(t, 30*time.Second, fmt.Sprintf("reload attempt %d to finish", want), finished)
+	time.Sleep(watchDebounce)
+	enginetest.Eventually(t, 30*time.Second, "the reload attempts to finish", finished)
 	return eng.Status().Reload.Attempts
 }
 
@@ -53,7 +52,7 @@ func TestWatcherReloadsOncePerSave(t *testing.T) {
 	mustDo(t, os.Mkdir(dir, 0o755))
 	file := filepath.Join(dir, "a.cue")
 	writePolicy(t, dir, "a.cue", counterSrc("a", 1))
-	eng := startManual(t, engine.Options{Policies: dir, Watch: true, Debounce: watchDebounce})
+	eng := enginetest.Start(t, engine.Options{Policies: dir, Watch: true, Debounce: watchDebounce})
 
 	attempts := eng.Status().Reload.Attempts
 	value := 1
@@ -152,7 +151,7 @@ func TestWatcherFollowsConfigMapSymlinkSwap(t *testing.T) {
 	version("..2026_11_26_10_00_00.1", 1)
 	mustDo(t, os.Symlink("..2026_11_26_10_00_00.1", filepath.Join(dir, "..data")))
 	mustDo(t, os.Symlink(filepath.Join("..data", "a.cue"), filepath.Join(dir, "a.cue")))
-	eng := startManual(t, engine.Options{Policies: dir, Watch: true, Debounce: watchDebounce})
+	eng := enginetest.Start(t, engine.Options{Policies: dir, Watch: true, Debounce: watchDebounce})
 	eng.Tick()
 	if v, _ := eng.Signal("a", "V"); v != 1 {
 		t.Fatalf("initial value %v, want 1", v)
@@ -213,16 +212,6 @@ func startWatching(t *testing.T, dir string) *engine.Engine {
 	return eng
 }
 
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // The watch outlives its directory and the directory's parent: while they
 // are gone /status says why nothing is watched, and once they are back
 // the policies in them are loaded.
@@ -234,7 +223,7 @@ func TestWatcherSurvivesItsParentDirectoryDisappearing(t *testing.T) {
 	eng := startWatching(t, dir)
 
 	mustDo(t, os.RemoveAll(parent))
-	waitFor(t, "the watch error", func() bool { return eng.Status().Reload.WatchError != "" })
+	enginetest.Eventually(t, 10*time.Second, "the watch error", func() bool { return eng.Status().Reload.WatchError != "" })
 	eng.Tick()
 	if v, _ := eng.Signal("a", "V"); v != 1 {
 		t.Fatalf("with the directory gone the policy outputs %v, want 1 still", v)
@@ -242,15 +231,15 @@ func TestWatcherSurvivesItsParentDirectoryDisappearing(t *testing.T) {
 
 	mustDo(t, os.MkdirAll(dir, 0o755))
 	writePolicy(t, dir, "a.cue", counterSrc("a", 2))
-	waitFor(t, "the new policy", func() bool {
+	enginetest.Eventually(t, 10*time.Second, "the new policy", func() bool {
 		eng.Tick()
 		v, _ := eng.Signal("a", "V")
 		return v == 2
 	})
-	waitFor(t, "the watch error to clear", func() bool { return eng.Status().Reload.WatchError == "" })
+	enginetest.Eventually(t, 10*time.Second, "the watch error to clear", func() bool { return eng.Status().Reload.WatchError == "" })
 
 	writePolicy(t, dir, "a.cue", counterSrc("a", 3)) // and the watch is live
-	waitFor(t, "the edit after the watch came back", func() bool {
+	enginetest.Eventually(t, 10*time.Second, "the edit after the watch came back", func() bool {
 		eng.Tick()
 		v, _ := eng.Signal("a", "V")
 		return v == 3

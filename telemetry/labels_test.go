@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 )
 
 // TestAFloodOfLongNamesKeepsTheExportSmall admits 2,000 requests with
@@ -17,8 +18,7 @@ import (
 // the labels are counted under __overflow__, and the scrape stays within a
 // few tens of kilobytes with no label value over the bound.
 func TestAFloodOfLongNamesKeepsTheExportSmall(t *testing.T) {
-	clock := &fakeClock{}
-	eng, _ := startEngine(t, clock)
+	eng, _ := startEngine(t, &enginetest.Clock{})
 	m := newMetrics(t, eng)
 	cp := eng.ControlPoints().Get("ingress")
 	const flood = 2000

@@ -3,7 +3,6 @@ package telemetry_test
 import (
 	"context"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 	"github.com/spillway-dev/spillway/telemetry"
 )
 
@@ -43,25 +42,14 @@ policies: m: bp.#Policy & {
 }
 `
 
-type fakeClock struct{ ns atomic.Int64 }
-
-func (c *fakeClock) now() int64              { return c.ns.Load() }
-func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 // startEngine runs limitPolicy from a directory, ticked by hand.
-func startEngine(t *testing.T, clock *fakeClock) (*engine.Engine, string) {
+func startEngine(t *testing.T, clock *enginetest.Clock) (*engine.Engine, string) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "m.cue"), []byte(limitPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.Start(t.Context(), engine.Options{Policies: dir, ManualTicks: true, Clock: clock.now,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	return eng, dir
+	return enginetest.Start(t, engine.Options{Policies: dir, Clock: clock.Now}), dir
 }
 
 func newMetrics(t *testing.T, eng *engine.Engine) *telemetry.Metrics {
@@ -129,10 +117,10 @@ func value(t *testing.T, families map[string]*dto.MetricFamily, name string, lab
 }
 
 func TestMetricsExportSignalsDecisionsAndDurations(t *testing.T) {
-	clock := &fakeClock{}
+	clock := &enginetest.Clock{}
 	eng, dir := startEngine(t, clock)
 	m := newMetrics(t, eng)
-	clock.advance(time.Second)
+	clock.Advance(time.Second)
 	eng.Tick() // no traffic yet: LATENCY_P90 is invalid
 
 	fam := scrape(t, m.Handler())
@@ -152,7 +140,7 @@ func TestMetricsExportSignalsDecisionsAndDurations(t *testing.T) {
 	cp := eng.ControlPoints().Get("ingress")
 	for i := 0; i < 40; i++ {
 		tk, _ := cp.Admit("GET /a")
-		clock.advance(20 * time.Millisecond)
+		clock.Advance(20 * time.Millisecond)
 		tk.Done(true)
 	}
 	accepted, rejected := 40, 0
@@ -166,7 +154,7 @@ func TestMetricsExportSignalsDecisionsAndDurations(t *testing.T) {
 	}
 	tk, _ := cp.Admit("")
 	tk.Done(true)
-	clock.advance(200 * time.Millisecond)
+	clock.Advance(200 * time.Millisecond)
 	eng.Tick()
 
 	fam = scrape(t, m.Handler())
@@ -227,7 +215,7 @@ func TestMetricsExportSignalsDecisionsAndDurations(t *testing.T) {
 }
 
 func TestRLBridgeRequestsAreCounted(t *testing.T) {
-	eng, _ := startEngine(t, &fakeClock{})
+	eng, _ := startEngine(t, &enginetest.Clock{})
 	m := newMetrics(t, eng)
 	m.CountRLBridgeRequest(t.Context(), "/set_rate", 400)
 	m.CountRLBridgeRequest(t.Context(), "/set_rate", 400)
@@ -304,7 +292,7 @@ func TestOTLPExportFollowsTheStandardEnvironment(t *testing.T) {
 			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
 			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
 			t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "20")
-			clock := &fakeClock{}
+			clock := &enginetest.Clock{}
 			eng, _ := startEngine(t, clock)
 			m := newMetrics(t, eng)
 			if m.OTLP() != protocol {
@@ -312,7 +300,7 @@ func TestOTLPExportFollowsTheStandardEnvironment(t *testing.T) {
 			}
 			tk, _ := eng.ControlPoints().Get("ingress").Admit("GET /a")
 			tk.Done(true)
-			clock.advance(time.Second)
+			clock.Advance(time.Second)
 			eng.Tick()
 			want := []string{"spillway_signal", "spillway_requests_total", "spillway_request_duration_seconds", "spillway_tick_duration_seconds"}
 			deadline := time.Now().Add(20 * time.Second)
@@ -329,7 +317,7 @@ func TestOTLPExportFollowsTheStandardEnvironment(t *testing.T) {
 func TestOTLPRefusesAnUnknownProtocol(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-	eng, _ := startEngine(t, &fakeClock{})
+	eng, _ := startEngine(t, &enginetest.Clock{})
 	_, err := telemetry.New(t.Context(), eng)
 	if err == nil || !strings.Contains(err.Error(), `OTLP protocol "http/json" is not supported`) {
 		t.Fatalf("err = %v, want a clear refusal of http/json", err)

@@ -101,7 +101,10 @@ func TestVirtualLightLoadIsAllGoodput(t *testing.T) {
 // their test asserts what they do reach.
 //
 // The virtual tests are not parallel: they are CPU-bound, and the live
-// load tests of this package, which are, need the CPU on time.
+// load tests of this package, which are, need the CPU on time. The cases
+// here run in parallel with one another only: a parallel subtest of a
+// sequential test ends before the parallel top-level tests start, and
+// each simulation is one goroutine, which leaves a core idle.
 func TestVirtualBoutiqueSteadyAtFourTimesCapacity(t *testing.T) {
 	app := Boutique()
 	// Per API, as these figures were first measured (docs/simulator.md).
@@ -123,6 +126,7 @@ func TestVirtualBoutiqueSteadyAtFourTimesCapacity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			r := simulate(t, app, "steady", ScenarioOptions{}, tt.policy, tt.seed)
 			checkReport(t, r)
 			if tt.maxRatio > 0 && r.GoodputRatio >= tt.maxRatio {

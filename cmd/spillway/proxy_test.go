@@ -281,6 +281,12 @@ func TestProxyCommandRefusesBadFlags(t *testing.T) {
 	if err := os.WriteFile(caPEM, testpki.New(t, "127.0.0.1").CAPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// One small policy: the flags are the subject, and each case would
+	// otherwise evaluate every shipped policy again.
+	policies := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policies, "block.cue"), []byte(blockPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		args      []string
 		wantError string
@@ -306,7 +312,7 @@ func TestProxyCommandRefusesBadFlags(t *testing.T) {
 		var out bytes.Buffer
 		root.SetOut(&out)
 		root.SetErr(&out)
-		root.SetArgs(append([]string{"proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--agent-addr", "", "--policies", "../../policies"}, tt.args...))
+		root.SetArgs(append([]string{"proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--agent-addr", "", "--policies", policies}, tt.args...))
 		err := root.ExecuteContext(ctx)
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), tt.wantError) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,13 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/dashboards/live"
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 )
 
 // latencyPolicy meters the average latency at the ingress control point.
@@ -56,40 +55,27 @@ policies: web: bp.#Policy & {
 }
 `
 
-type fakeClock struct{ ns atomic.Int64 }
-
-func (c *fakeClock) now() int64              { return c.ns.Load() }
-func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 // trafficTick offers ten requests to ingress whose latency is 10+i ms,
 // then ticks the engine at the end of a 500 ms tick.
-func trafficTick(eng *engine.Engine, clock *fakeClock, i int) {
+func trafficTick(eng *engine.Engine, clock *enginetest.Clock, i int) {
 	cp := eng.ControlPoints().Get("ingress")
 	for r := 0; r < 10; r++ {
 		tk, d := cp.Admit("")
-		clock.advance(time.Duration(10+i) * time.Millisecond)
+		clock.Advance(time.Duration(10+i) * time.Millisecond)
 		if d == controlpoint.Accepted {
 			tk.Done(true)
 		}
 	}
-	clock.advance(500*time.Millisecond - time.Duration(10*(10+i))*time.Millisecond)
+	clock.Advance(500*time.Millisecond - time.Duration(10*(10+i))*time.Millisecond)
 	eng.Tick()
 }
 
 // startWithTraffic runs policy for ticks ticks of virtual time with ten
 // requests per tick whose latency climbs from 10 ms by 1 ms a tick.
-func startWithTraffic(t *testing.T, policy string, ticks int) (*engine.Engine, *fakeClock, *httptest.Server) {
+func startWithTraffic(t *testing.T, policy string, ticks int) (*engine.Engine, *enginetest.Clock, *httptest.Server) {
 	t.Helper()
-	specs, diags := engine.LoadSource("web.cue", []byte(policy))
-	if len(diags) > 0 {
-		t.Fatal(diags)
-	}
-	clock := &fakeClock{}
-	eng, err := engine.Start(t.Context(), engine.Options{Specs: specs, ManualTicks: true, Clock: clock.now, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "web.cue", policy), Clock: clock.Now})
 	for i := 0; i < ticks; i++ {
 		trafficTick(eng, clock, i)
 	}
@@ -143,11 +129,7 @@ func TestSignalsAPIShowsLoadErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "web.cue"), []byte(latencyPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.Start(t.Context(), engine.Options{Policies: dir, ManualTicks: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng := enginetest.Start(t, engine.Options{Policies: dir})
 	if err := os.WriteFile(filepath.Join(dir, "web.cue"), []byte("policies: {"), 0o644); err != nil {
 		t.Fatal(err)
 	}
