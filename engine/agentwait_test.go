@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/enginetest"
 )
 
 // TestWallTickWaitsForTheAgent drives the tick loop's steps by hand: a
@@ -21,7 +22,7 @@ func TestWallTickWaitsForTheAgent(t *testing.T) {
 		}
 	}
 
-	clock.advanceTo(time.Second)
+	clock.AdvanceTo(time.Second)
 	w := eng.TickWall(nil)
 	if len(w) != 1 {
 		t.Fatalf("after the first tick's observe %d policies wait, want 1", len(w))
@@ -46,15 +47,15 @@ func TestWallTickWaitsForTheAgent(t *testing.T) {
 
 	// A silent agent holds the tick for the wait, DefaultAgentWait, then
 	// the tick evaluates with the last rates and counts the silence.
-	clock.advanceTo(2 * time.Second)
+	clock.AdvanceTo(2 * time.Second)
 	if w = eng.TickWall(nil); len(w) != 1 {
 		t.Fatal("the second tick does not wait for a live agent")
 	}
-	clock.advanceTo(2*time.Second + engine.DefaultAgentWait - time.Millisecond)
+	clock.AdvanceTo(2*time.Second + engine.DefaultAgentWait - time.Millisecond)
 	if w = eng.TickWall(w); len(w) != 1 {
 		t.Fatal("the tick stopped waiting before DefaultAgentWait")
 	}
-	clock.advanceTo(2*time.Second + engine.DefaultAgentWait)
+	clock.AdvanceTo(2*time.Second + engine.DefaultAgentWait)
 	if w = eng.TickWall(w); len(w) != 0 {
 		t.Fatal("the tick still waits after DefaultAgentWait")
 	}
@@ -65,15 +66,15 @@ func TestWallTickWaitsForTheAgent(t *testing.T) {
 	// Once the silence puts every API on its fallback (agent_timeout 5
 	// ticks), ticks no longer wait.
 	for s := 3; s <= 7; s++ {
-		clock.advanceTo(time.Duration(s) * time.Second)
+		clock.AdvanceTo(time.Duration(s) * time.Second)
 		w = eng.TickWall(nil)
-		clock.advanceTo(time.Duration(s)*time.Second + engine.DefaultAgentWait)
+		clock.AdvanceTo(time.Duration(s)*time.Second + engine.DefaultAgentWait)
 		w = eng.TickWall(w)
 	}
 	if got := agentMode(t, eng, "GET /a"); got != "fallback" {
 		t.Fatalf("after 6 silent ticks GET /a's mode is %q, want fallback", got)
 	}
-	clock.advanceTo(8 * time.Second)
+	clock.AdvanceTo(8 * time.Second)
 	if w = eng.TickWall(nil); len(w) != 0 {
 		t.Fatal("a tick waits for an agent whose APIs are all on their fallback")
 	}
@@ -81,12 +82,12 @@ func TestWallTickWaitsForTheAgent(t *testing.T) {
 
 // TestWallTickWithoutAgentWait evaluates at once when waits are off.
 func TestWallTickWithoutAgentWait(t *testing.T) {
-	clock := &virtualClock{}
-	eng := startManual(t, engine.Options{Specs: loadAgentSpecs(t, agentSource("500", "100ms")), Clock: clock.now, AgentWait: -1})
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "tf.cue", agentSource("500", "100ms")), Clock: clock.Now, AgentWait: -1})
 	if _, err := eng.SetAgentRate("GET /a", 50); err != nil {
 		t.Fatal(err)
 	}
-	clock.advanceTo(time.Second)
+	clock.AdvanceTo(time.Second)
 	if w := eng.TickWall(nil); len(w) != 0 {
 		t.Fatal("a tick waits with AgentWait < 0")
 	}
