@@ -45,6 +45,9 @@ func init() {
 // queueing windows, so a standing queue does not become the new normal, and
 // decays by 5 % a window while it is more than twice the rtt, as Gradient2's
 // does after a long overload.
+// Once the baseline is past its warm-up, a window also lasts at least one
+// baseline rtt, so that each decision sees the effect of the one before:
+// a service slower than the tick is not cut again for a queue already cut.
 // When nothing completed in a tick, the age of the oldest request in flight
 // (oldest_in_flight_ms, optional) stands in for the latency, so a stalled
 // service is an overload rather than silence. rtt is optional: without it
@@ -144,6 +147,16 @@ func (c *SLOConcurrencyController) Provision(env Env) error {
 // before it becomes an exponential average (Gradient2 uses 10 samples).
 const baselineWarmup = 10
 
+// withinRoundTrip reports whether the window is shorter than one
+// baseline rtt, once the baseline is past its warm-up: the requests that
+// complete in a shorter window were admitted before the last decision, so
+// deciding again would act on the same queue twice (TCP changes its window
+// once per round trip for the same reason). With a baseline under one
+// tick it never holds.
+func (c *SLOConcurrencyController) withinRoundTrip() bool {
+	return c.samples >= baselineWarmup && c.winTicks*c.interval*1000 < c.baseline
+}
+
 // binds reports whether the limit constrains traffic: in flight at least
 // utilization × limit, or no room for one more request.
 func (c *SLOConcurrencyController) binds(inFlight float64) bool {
@@ -158,8 +171,9 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.winLatency = Invalid
 	}
 	// Gather the tick into the window: a decision needs min_samples
-	// completions (or max_window), or one slow request's latency would
-	// read as queueing. Without completed_rps every tick is a window.
+	// completions and one baseline rtt (or max_window), or one slow
+	// request's latency would read as queueing and a queue already cut
+	// would be cut again. Without completed_rps every tick is a window.
 	n := 0.0
 	if IsValid(completedRps) && c.interval > 0 {
 		n = completedRps * c.interval
@@ -175,7 +189,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	binding := c.binds(inFlight)
 	c.winBinding = c.winBinding || binding
 	overload := 0.0
-	if IsValid(completedRps) && c.winN < c.minSamples && c.winTicks < c.maxWindowTicks {
+	if IsValid(completedRps) && c.winTicks < c.maxWindowTicks && (c.winN < c.minSamples || c.withinRoundTrip()) {
 		out[0], out[1], out[2] = c.limit, overload, c.baseline
 		return
 	}

@@ -135,6 +135,30 @@ func TestSLOConcurrencyController(t *testing.T) {
 			},
 		},
 		{
+			name: "past its warm-up, a window lasts one baseline rtt: a queue is cut once per round trip",
+			ticks: func() []tickIO {
+				// 1000 completions/s: 100 a tick, every tick has enough.
+				// The first window is no sample; the next ten each last one
+				// tick, though the baseline they teach is 250 ms.
+				ticks := []tickIO{{in(250, nan, 0, 0, 250, 1000), want(10, 0, nan)}}
+				for i := 0; i < 10; i++ {
+					ticks = append(ticks, tickIO{in(250, nan, 0, 0, 250, 1000), want(10, 0, 250)})
+				}
+				return append(ticks,
+					// 100 and 200 ms < 250 ms: the window holds.
+					tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
+					tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
+					// 300 ms: it closes; it bound, slow start doubles.
+					tickIO{in(250, nan, 9, 0, 250, 1000), want(20, 0, 250)},
+					// A queue: one cut after three ticks, not three cuts,
+					// 20·max(0.5, 375/400) + √20.
+					tickIO{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
+					tickIO{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
+					tickIO{in(400, nan, 20, 0, 400, 1000), want(20*375.0/400+math.Sqrt(20), 1, 250)},
+				)
+			}(),
+		},
+		{
 			name:   "a window closes after max_window without enough completions",
 			params: `{"initial_limit":10,"max_window":"300ms"}`,
 			ticks: []tickIO{

@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,5 +33,34 @@ func TestAdversarialAppsLoad(t *testing.T) {
 				t.Errorf("%s: %v", file, err)
 			}
 		}
+	}
+}
+
+// many-servers answers in 500 ms, five ticks: a controller that decides
+// every tick grows the limit past the 512 workers before the queue shows,
+// then cuts every tick while that queue drains, down to a third of the
+// capacity (0.78 of the share in the steady half, before windows lasted
+// one round trip). Deciding once per baseline rtt keeps ≥ 0.95 with p99
+// within the SLO.
+func TestDefaultPolicyDecidesOncePerRoundTrip(t *testing.T) {
+	app, err := LoadAppFile("apps/adversarial/many-servers.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := NewScenario("steady", app, ScenarioOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
+		Policy: Policy{Name: "default", Templates: loadPolicy(t, "../policies/default.cue")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := r.PerAPI["thumbnail"]
+	if got := r.Steady.GoodputRatio; got < 0.95 {
+		t.Errorf("steady goodput %.2f of proportional, want ≥ 0.95", got)
+	}
+	if api.Steady.P99Ms > api.SLOMs {
+		t.Errorf("steady p99 %.0f ms over the %.0f ms SLO", api.Steady.P99Ms, api.SLOMs)
 	}
 }
