@@ -17,6 +17,7 @@ import (
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/components"
 	"github.com/spillway-dev/spillway/fleet"
+	"github.com/spillway-dev/spillway/internal/promql"
 )
 
 // Options configures an engine.
@@ -50,6 +51,10 @@ type Options struct {
 	// the other engines on the same Redis. Without it a policy with a
 	// global limit fails to load; policies without one never touch Redis.
 	Redis *fleet.Options
+	// Prometheus is the base URL of the Prometheus server that the
+	// policies' PromQL components query (http://host:port). Without it a
+	// policy with a PromQL component fails to load.
+	Prometheus string
 }
 
 // DefaultStaleAfterTicks is Options.StaleAfterTicks's default.
@@ -83,6 +88,8 @@ type Engine struct {
 	policyPanics atomic.Uint64
 
 	fleet *fleet.Syncer // nil without Options.Redis; see global.go
+
+	prometheus *promql.Client // nil without Options.Prometheus; see promql.go
 }
 
 // LastErrors returns the diagnostics of the last failed Apply or reload;
@@ -117,6 +124,8 @@ type Running struct {
 	// hist records every tick (History, Stats); set before the policy is
 	// published, shared by every version of the policy.
 	hist *policyHistory
+	// polls feed the policy's PromQL components; see promql.go.
+	polls []poll
 	// disabled is why the policy stopped ticking (a component panicked);
 	// its actuators go stale and apply their fail mode. A reload that
 	// changes the policy starts it afresh.
@@ -162,6 +171,9 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}}
 	if err := e.startFleet(); err != nil {
+		return nil, err
+	}
+	if err := e.startPrometheus(); err != nil {
 		return nil, err
 	}
 	e.policies.Store(&[]*Running{})
@@ -243,6 +255,7 @@ func (e *Engine) Now() int64 { return e.opts.Clock() }
 func (e *Engine) Apply(specs []Spec) error {
 	next, diags := compileAll(specs)
 	diags = append(diags, e.checkGlobal(next)...)
+	diags = append(diags, e.checkPromQL(next)...)
 	if len(diags.Errors()) > 0 {
 		e.setErrors(diags)
 		return diags
@@ -358,6 +371,7 @@ func (e *Engine) commit(next []*Running) Change {
 				s.detach()
 			}
 		}
+		o.stopQueries()
 	}
 	return ch
 }
@@ -412,6 +426,7 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		}
 		r.sinks = append(r.sinks, s)
 	}
+	e.attachQueries(r, prev)
 	e.applyDynamic(r)
 }
 
@@ -641,6 +656,7 @@ func (e *Engine) observe(r *Running, now int64) {
 			e.publishAgentReading(r.Circuit.Spec.Name, a, rd)
 		}
 	}
+	r.observeQueries(now)
 }
 
 // recoverPolicy turns a panic in a policy's tick into a disabled policy:

@@ -31,6 +31,8 @@ type engineFlags struct {
 	check   string
 	explain bool
 	redis   redisFlags
+	// prometheus is the base URL the policies' PromQL components query.
+	prometheus string
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -44,6 +46,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.check, "check", "", `listen address of the Check API: gRPC spillway.v1.FlowControl and Envoy ext_authz, and JSON POST /v1/check and /v1/done, on one port ("" for none); beyond loopback it needs --admin-token-file`)
 	cmd.Flags().BoolVar(&f.explain, "explain-header", false, "explain each rejection (policy, component, signal values) in a response header, X-Spillway-Reason (the proxy) or x-spillway-reason (ext_authz)")
 	f.redis.register(cmd)
+	cmd.Flags().StringVar(&f.prometheus, "prometheus", "", `base URL of the Prometheus server that PromQL components query (http://host:port); "" for none`)
 }
 
 // hostedEngine is a running engine with its metrics and admin listener.
@@ -74,7 +77,7 @@ func (f *engineFlags) start(ctx context.Context, cmd *cobra.Command) (*hostedEng
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	eng, err := engine.Start(ctx, engine.Options{Policies: f.policies, Watch: !f.noWatch, Debounce: f.debounce, Redis: redisOptions})
+	eng, err := engine.Start(ctx, engine.Options{Policies: f.policies, Watch: !f.noWatch, Debounce: f.debounce, Redis: redisOptions, Prometheus: f.prometheus})
 	if err != nil {
 		ln.Close()
 		fmt.Fprintln(cmd.ErrOrStderr(), err)
