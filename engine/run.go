@@ -144,6 +144,7 @@ type sink struct {
 	comp    components.Sink
 	limiter *controlpoint.Limiter
 	member  *fleet.Member // a global limit's part in the fleet, or nil
+	exact   *fleet.Exact  // a global limit's per-request decider in exact mode, or nil
 	detach  func()
 }
 
@@ -404,10 +405,11 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		snk := n.comp.(components.Sink)
 		sel := snk.Selector().Normalized()
 		global := globalKey(snk)
-		key := fmt.Sprintf("%s|%d|%s", sel, snk.Kind(), global)
+		budget := exactBudget(snk)
+		key := fmt.Sprintf("%s|%d|%s|%s", sel, snk.Kind(), global, budget)
 		if s, ok := prev.takeSink(key); ok {
 			e.setFailMode(s.limiter, snk, sel.ControlPoint, c.Spec.EvaluationInterval)
-			r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: s.limiter, member: s.member, detach: s.detach})
+			r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: s.limiter, member: s.member, exact: s.exact, detach: s.detach})
 			continue
 		}
 		l := &controlpoint.Limiter{}
@@ -419,10 +421,19 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		}
 		e.setFailMode(l, snk, sel.ControlPoint, c.Spec.EvaluationInterval)
 		l.Stamp(now)
+		var exact *fleet.Exact
+		if budget > 0 && e.fleet != nil && l.Bucket != nil {
+			exact = e.fleet.Exact(global, budget)
+			l.Remote = exact // before the limiter is attached: Admit reads it without a lock
+		}
 		api := e.registry.Get(sel.ControlPoint).Declare(sel.API)
-		s := sink{key: key, comp: snk, limiter: l, detach: api.AttachLimiter(l)}
+		s := sink{key: key, comp: snk, limiter: l, exact: exact, detach: api.AttachLimiter(l)}
 		if global != "" && e.fleet != nil && l.Bucket != nil {
 			s.member, s.detach = e.joinFleet(global, c.Spec.Name+"/"+sel.String(), l, s.detach)
+		}
+		if exact != nil {
+			detach := s.detach
+			s.detach = func() { detach(); exact.Close() }
 		}
 		r.sinks = append(r.sinks, s)
 	}
@@ -698,6 +709,9 @@ func (e *Engine) evaluate(r *Running, now int64) {
 		case s.limiter.Bucket != nil:
 			if !components.IsValid(burst) && components.IsValid(value) {
 				burst = math.Max(1, value*interval) // one tick's worth of tokens
+			}
+			if s.exact != nil {
+				s.exact.SetLimit(value, burst) // the fleet's, decided request by request in Redis
 			}
 			if s.member != nil {
 				s.member.SetLimit(value, burst) // the fleet's; the bucket gets this engine's share

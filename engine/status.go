@@ -161,7 +161,7 @@ func (e *Engine) Status() Status {
 			}
 			as.SetpointAge = time.Duration(e.Now() - l.StampNs())
 			if s.member != nil {
-				as.Global = globalStatus(s.member)
+				as.Global = globalStatus(s.member, s.exact)
 			}
 			ps.Actuators = append(ps.Actuators, as)
 		}
