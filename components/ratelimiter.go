@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 )
 
 func init() {
@@ -25,9 +26,36 @@ type RateLimiter struct {
 	Scope Scope `json:"scope,omitempty"`
 	// Key names a global limit across the fleet; required with ScopeGlobal
 	// and refused without it.
-	Key         string `json:"key,omitempty"`
+	Key string `json:"key,omitempty"`
+	// Mode is how a global limit decides: ModeLease (the default) or
+	// ModeExact; refused for a local limit.
+	Mode Mode `json:"mode,omitempty"`
+	// Budget bounds the wait on Redis of one request in ModeExact
+	// (default DefaultExactBudget); refused in ModeLease.
+	Budget      Duration `json:"budget,omitempty"`
 	rate, burst float64
 }
+
+// Mode says how a global rate limit decides each request.
+type Mode string
+
+// The modes of a global RateLimiter, and exact mode's time budget.
+const (
+	// ModeLease decides every request locally, against this engine's
+	// share of the limit, which is reconciled through Redis every sync
+	// interval: no network on the request path.
+	ModeLease Mode = "lease"
+	// ModeExact decides every request in Redis (one atomic GCRA step, one
+	// round trip), within Budget; a request Redis does not answer in time
+	// is decided locally against the lease share (fail-static). For low
+	// rates, where a round trip per request is acceptable.
+	ModeExact Mode = "exact"
+	// DefaultExactBudget is the longest a request waits on Redis in
+	// ModeExact unless the policy says otherwise.
+	DefaultExactBudget = 5 * time.Millisecond
+	// MaxExactBudget bounds Budget.
+	MaxExactBudget = time.Second
+)
 
 // Scope says whether a rate limit is this process's or the fleet's.
 type Scope string
@@ -70,7 +98,31 @@ func (r *RateLimiter) Provision(Env) error {
 	default:
 		return fmt.Errorf("scope: %q: must be %q or %q", r.Scope, ScopeLocal, ScopeGlobal)
 	}
+	switch {
+	case r.Mode != "" && r.Scope != ScopeGlobal:
+		return fmt.Errorf("mode: only a global rate limit has a mode (set scope: %q)", ScopeGlobal)
+	case r.Mode == "":
+		r.Mode = ModeLease
+	case r.Mode != ModeLease && r.Mode != ModeExact:
+		return fmt.Errorf("mode: %q: must be %q or %q", r.Mode, ModeLease, ModeExact)
+	}
+	switch {
+	case r.Budget != 0 && r.Mode != ModeExact:
+		return fmt.Errorf("budget: only mode %q waits on Redis", ModeExact)
+	case r.Mode == ModeExact && r.Budget == 0:
+		r.Budget = Duration(DefaultExactBudget)
+	case r.Budget < 0 || r.Budget.std() > MaxExactBudget:
+		return fmt.Errorf("budget: %s must be > 0 and at most %s", r.Budget.std(), MaxExactBudget)
+	}
 	return r.Fail.Validate()
+}
+
+// ExactBudget is the time budget of a global limit in ModeExact, or 0.
+func (r *RateLimiter) ExactBudget() time.Duration {
+	if r.Mode == ModeExact {
+		return r.Budget.std()
+	}
+	return 0
 }
 
 // GlobalKey is the key of a global rate limit, or "" for a local one.

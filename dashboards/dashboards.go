@@ -2,7 +2,8 @@
 // (DESIGN §7), from the policy's compiled circuit: a panel for every signal,
 // the decisions per API, latency percentiles against the setpoint, the
 // rate limit, and the engine's own health. Every query reads a metric that
-// package telemetry exports.
+// package telemetry exports, narrowed to the job and instance variables'
+// choices (the labels Prometheus adds), so one dashboard serves a fleet.
 //
 // The dashboard parameters are seed 004's: a policy's config.dashboard
 // (refresh_interval, time_from, time_to, datasource.name,

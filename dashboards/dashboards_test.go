@@ -2,6 +2,7 @@ package dashboards_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -86,11 +87,28 @@ func TestDashboardsHaveGrafanasShape(t *testing.T) {
 			t.Errorf("%s: refresh %v time %v, want 5s and now-15m..now", name, d["refresh"], tr)
 		}
 		vars := d["templating"].(map[string]any)["list"].([]any)
-		if len(vars) != 1 {
-			t.Fatalf("%s: templating %v", name, vars)
+		if len(vars) != 3 {
+			t.Fatalf("%s: templating %v, want datasource, job and instance", name, vars)
 		}
 		if v := vars[0].(map[string]any); v["name"] != "datasource" || v["type"] != "datasource" || v["query"] != "prometheus" || v["regex"] != "" {
 			t.Errorf("%s: datasource variable %v", name, v)
+		}
+		// job and instance: the labels Prometheus adds to what it scrapes,
+		// each a multi-value query variable defaulting to all (".*"), the
+		// instances narrowed to the jobs chosen.
+		policy := strconv.Quote(name)
+		for i, want := range []struct{ name, query string }{
+			{"job", `label_values(spillway_tick_duration_seconds_count{policy=` + policy + `}, job)`},
+			{"instance", `label_values(spillway_tick_duration_seconds_count{policy=` + policy + `, job=~"$job"}, instance)`},
+		} {
+			v := vars[i+1].(map[string]any)
+			ds, _ := v["datasource"].(map[string]any)
+			cur, _ := v["current"].(map[string]any)
+			if v["name"] != want.name || v["type"] != "query" || v["query"] != want.query || v["definition"] != want.query ||
+				v["multi"] != true || v["includeAll"] != true || v["allValue"] != ".*" || cur["value"] != "$__all" ||
+				ds["uid"] != "${datasource}" || v["refresh"] != 2.0 {
+				t.Errorf("%s: %s variable %v", name, want.name, v)
+			}
 		}
 		ids := map[float64]bool{}
 		var cells [][24]bool // occupancy of the grid, to find overlaps
@@ -143,15 +161,20 @@ func TestDashboardsHaveGrafanasShape(t *testing.T) {
 	}
 }
 
+// fleetMatchers is what every selector carries to honour the dashboard's
+// job and instance variables.
+const fleetMatchers = `job=~"$job", instance=~"$instance"`
+
 // selectorRE finds metric selectors in PromQL; matcherRE their matchers.
 var (
 	selectorRE = regexp.MustCompile(`\b(spillway_[a-z_]+)(\{[^}]*\})?`)
 	matcherRE  = regexp.MustCompile(`(\w+)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")`)
 )
 
-// scrapeExamples runs every example policy past its warm-up under light
-// traffic and scrapes the engine's /metrics over HTTP.
-func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
+// runExamples runs every example policy past its warm-up under light
+// traffic and returns the engine's /metrics handler, which serves until
+// the test ends.
+func runExamples(t *testing.T) http.Handler {
 	t.Helper()
 	clock := &enginetest.Clock{}
 	eng := enginetest.Start(t, engine.Options{Policies: examples, Clock: clock.Now})
@@ -159,7 +182,7 @@ func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Shutdown(t.Context())
+	t.Cleanup(func() { m.Shutdown(context.Background()) })
 	cp := eng.ControlPoints().Get("ingress")
 	for tick := 0; tick < 150; tick++ { // 75 s: past the 60 s EMA warm-up
 		// Every API that an example policy selects sees traffic, so that
@@ -183,7 +206,13 @@ func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
 		clock.Advance(400 * time.Millisecond)
 		eng.Tick()
 	}
-	srv := httptest.NewServer(m.Handler())
+	return m.Handler()
+}
+
+// scrapeExamples scrapes runExamples's /metrics over HTTP.
+func scrapeExamples(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	srv := httptest.NewServer(runExamples(t))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
 	if err != nil {
@@ -238,6 +267,9 @@ func TestEveryQueryReadsAnExportedSeries(t *testing.T) {
 					t.Errorf("%s: %s: the engine exports no %s", name, e, sel[1])
 					continue
 				}
+				if !strings.Contains(sel[2], fleetMatchers) {
+					t.Errorf("%s: %s: %s is not narrowed to the chosen job and instance (%s)", name, e, sel[0], fleetMatchers)
+				}
 				want := map[string]string{}
 				for _, m := range matcherRE.FindAllStringSubmatch(sel[2], -1) {
 					if m[2] == "=" {
@@ -266,7 +298,7 @@ func TestEveryQueryReadsAnExportedSeries(t *testing.T) {
 		queries := strings.Join(exprs(boards[s.Name]), "\n")
 		for _, c := range s.Components {
 			for _, out := range c.Out {
-				if !strings.Contains(queries, `spillway_signal{policy="`+s.Name+`", signal="`+out.Signal+`"}`) {
+				if !strings.Contains(queries, `spillway_signal{policy="`+s.Name+`", signal="`+out.Signal+`", job=~"$job", instance=~"$instance"}`) {
 					t.Errorf("%s: no panel plots signal %s", s.Name, out.Signal)
 				}
 			}

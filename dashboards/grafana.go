@@ -40,15 +40,21 @@ type templating struct {
 }
 
 type variable struct {
-	Name    string   `json:"name"`
-	Label   string   `json:"label"`
-	Type    string   `json:"type"`
-	Query   string   `json:"query"`
-	Regex   string   `json:"regex"`
-	Current current  `json:"current"`
-	Hide    int      `json:"hide"`
-	Refresh int      `json:"refresh"`
-	Options []string `json:"options"`
+	Name       string      `json:"name"`
+	Label      string      `json:"label"`
+	Type       string      `json:"type"`
+	Datasource *datasource `json:"datasource,omitempty"`
+	Query      string      `json:"query"`
+	Definition string      `json:"definition,omitempty"`
+	Regex      string      `json:"regex"`
+	Current    current     `json:"current"`
+	Hide       int         `json:"hide"`
+	Refresh    int         `json:"refresh"`
+	Multi      bool        `json:"multi,omitempty"`
+	IncludeAll bool        `json:"includeAll,omitempty"`
+	AllValue   string      `json:"allValue,omitempty"`
+	Sort       int         `json:"sort,omitempty"`
+	Options    []string    `json:"options"`
 }
 
 type current struct {
@@ -168,6 +174,22 @@ func timeseries(title, description, unit string, targets ...target) panel {
 
 func expr(e, legend string) target { return target{Expr: e, LegendFormat: legend} }
 
+// fleetMatchers narrow a query to the series of the jobs and instances
+// chosen in the dashboard's job and instance variables: the labels
+// Prometheus adds to every series it scrapes. "All" is ".*", which also
+// matches a series without the label.
+const fleetMatchers = `job=~"$job", instance=~"$instance"`
+
+// labelVariable is a multi-value variable over the values of label among
+// the series of the policy's tick durations (every policy that ticks has
+// them), narrowed by the matchers of the variables before it.
+func labelVariable(ds *datasource, name, label, policy, narrow string) variable {
+	query := fmt.Sprintf(`label_values(spillway_tick_duration_seconds_count{policy=%s%s}, %s)`, policy, narrow, name)
+	return variable{Name: name, Label: label, Type: "query", Datasource: ds, Query: query, Definition: query,
+		Current: current{Text: "All", Value: "$__all"}, Refresh: 2, Multi: true, IncludeAll: true, AllValue: ".*", Sort: 1,
+		Options: []string{}}
+}
+
 // variableName is the datasource template variable a name such as
 // "$datasource" or "${datasource}" refers to; a literal datasource name is
 // offered as the default of a variable called "datasource".
@@ -187,6 +209,10 @@ func build(spec engine.Spec, cfg Config, p policyParts) dashboard {
 	}
 	b := &builder{ds: &datasource{Type: "prometheus", UID: "${" + varName + "}"}}
 	policy := q(spec.Name)
+	vars := []variable{dsVar,
+		labelVariable(b.ds, "job", "Job", policy, ""),
+		labelVariable(b.ds, "instance", "Instance", policy, `, job=~"$job"`)}
+	fleet := ", " + fleetMatchers
 	interval := spec.EvaluationInterval.String()
 
 	b.row("Why Spillway shed load")
@@ -195,18 +221,18 @@ func build(spec engine.Spec, cfg Config, p policyParts) dashboard {
 		for _, m := range sortedSelectors(p.meters) {
 			for _, quantile := range []struct{ q, name string }{{"0.5", "p50"}, {"0.9", "p90"}, {"0.99", "p99"}} {
 				targets = append(targets, expr(fmt.Sprintf(
-					`1000 * histogram_quantile(%s, sum by (le) (rate(spillway_request_duration_seconds_bucket{control_point=%s, api=%s}[$__rate_interval])))`,
-					quantile.q, q(m.ControlPoint), q(m.API)),
+					`1000 * histogram_quantile(%s, sum by (le) (rate(spillway_request_duration_seconds_bucket{control_point=%s, api=%s%s}[$__rate_interval])))`,
+					quantile.q, q(m.ControlPoint), q(m.API), fleet),
 					fmt.Sprintf("%s %s %s", quantile.name, m.ControlPoint, m.API)))
 			}
 		}
 		var setpoints []float64
 		for _, lc := range p.latencies {
 			if lc.latency != "" {
-				targets = append(targets, expr(fmt.Sprintf(`spillway_signal{policy=%s, signal=%s}`, policy, q(lc.latency)), lc.latency+" ("+lc.component+" input)"))
+				targets = append(targets, expr(fmt.Sprintf(`spillway_signal{policy=%s, signal=%s%s}`, policy, q(lc.latency), fleet), lc.latency+" ("+lc.component+" input) {{instance}}"))
 			}
 			if lc.setpointSignal != "" {
-				targets = append(targets, expr(fmt.Sprintf(`spillway_signal{policy=%s, signal=%s}`, policy, q(lc.setpointSignal)), lc.setpointSignal+" (setpoint)"))
+				targets = append(targets, expr(fmt.Sprintf(`spillway_signal{policy=%s, signal=%s%s}`, policy, q(lc.setpointSignal), fleet), lc.setpointSignal+" (setpoint) {{instance}}"))
 			}
 			if lc.setpointIsConst {
 				setpoints = append(setpoints, lc.setpointMs)
@@ -240,10 +266,10 @@ func build(spec engine.Spec, cfg Config, p policyParts) dashboard {
 		if len(sels) == 0 {
 			continue
 		}
-		targets := []target{expr(fmt.Sprintf(`%s{policy=%s}`, kind.metric, policy), "limit {{control_point}} {{api}}")}
+		targets := []target{expr(fmt.Sprintf(`%s{policy=%s%s}`, kind.metric, policy, fleet), "limit {{control_point}} {{api}} {{instance}}")}
 		if kind.component == "RateLimiter" {
 			for _, s := range sortedSelectors(sels) {
-				match := fmt.Sprintf(`control_point=%s, api=%s`, q(s.ControlPoint), q(s.API))
+				match := fmt.Sprintf(`control_point=%s, api=%s%s`, q(s.ControlPoint), q(s.API), fleet)
 				targets = append(targets,
 					expr(fmt.Sprintf(`sum(rate(spillway_requests_total{%s}[$__rate_interval]))`, match), "offered "+s.ControlPoint+" "+s.API),
 					expr(fmt.Sprintf(`sum(rate(spillway_requests_total{%s, decision!="rejected"}[$__rate_interval]))`, match), "admitted "+s.ControlPoint+" "+s.API))
@@ -262,7 +288,7 @@ func build(spec engine.Spec, cfg Config, p policyParts) dashboard {
 	}
 	var decisions []target
 	for _, cp := range sortedKeys(cps) {
-		decisions = append(decisions, expr(fmt.Sprintf(`sum by (api, decision) (rate(spillway_requests_total{control_point=%s}[$__rate_interval]))`, q(cp)),
+		decisions = append(decisions, expr(fmt.Sprintf(`sum by (api, decision) (rate(spillway_requests_total{control_point=%s%s}[$__rate_interval]))`, q(cp), fleet),
 			cp+" {{api}} {{decision}}"))
 	}
 	if len(decisions) > 0 {
@@ -274,19 +300,19 @@ func build(spec engine.Spec, cfg Config, p policyParts) dashboard {
 	b.row("Signals, one point per tick")
 	for _, s := range p.signals {
 		sp := timeseries(s.name, fmt.Sprintf("%s.%s. Absent while the signal is invalid (NaN).", s.component, s.port), unitOf(s.port),
-			expr(fmt.Sprintf(`spillway_signal{policy=%s, signal=%s}`, policy, q(s.name)), s.name))
+			expr(fmt.Sprintf(`spillway_signal{policy=%s, signal=%s%s}`, policy, q(s.name), fleet), s.name+" {{instance}}"))
 		sp.Interval = interval
 		b.add(sp, 8, 7)
 	}
 	b.add(timeseries("Invalid signals", "Ticks per second at which each signal was invalid (NaN): warm-up, no traffic, or a failed input.", "short",
-		expr(fmt.Sprintf(`sum by (signal) (rate(spillway_signal_invalid_total{policy=%s}[$__rate_interval]))`, policy), "{{signal}}")), 8, 7)
+		expr(fmt.Sprintf(`sum by (signal) (rate(spillway_signal_invalid_total{policy=%s%s}[$__rate_interval]))`, policy, fleet), "{{signal}}")), 8, 7)
 
 	b.row("Engine")
 	b.add(timeseries("Tick duration", "Wall time of one tick of this policy: flux-meter snapshot, circuit, setpoints.", "s",
-		expr(fmt.Sprintf(`histogram_quantile(0.5, sum by (le) (rate(spillway_tick_duration_seconds_bucket{policy=%s}[$__rate_interval])))`, policy), "p50"),
-		expr(fmt.Sprintf(`histogram_quantile(0.99, sum by (le) (rate(spillway_tick_duration_seconds_bucket{policy=%s}[$__rate_interval])))`, policy), "p99")), 12, 7)
+		expr(fmt.Sprintf(`histogram_quantile(0.5, sum by (le) (rate(spillway_tick_duration_seconds_bucket{policy=%s%s}[$__rate_interval])))`, policy, fleet), "p50"),
+		expr(fmt.Sprintf(`histogram_quantile(0.99, sum by (le) (rate(spillway_tick_duration_seconds_bucket{policy=%s%s}[$__rate_interval])))`, policy, fleet), "p99")), 12, 7)
 	errs := timeseries("Policy load errors", "Failed reloads of the policy directory (the previous policies kept running); see /status or the live page for the errors.", "short",
-		expr(`max(spillway_policy_load_errors_total)`, "load errors"))
+		expr(`max by (instance) (spillway_policy_load_errors_total{`+fleetMatchers+`})`, "load errors {{instance}}"))
 	b.add(errs, 12, 7)
 
 	file := spec.File
@@ -307,7 +333,7 @@ func build(spec engine.Spec, cfg Config, p policyParts) dashboard {
 		Version:       1,
 		Refresh:       cfg.RefreshInterval,
 		Time:          timeRange{From: cfg.TimeFrom, To: cfg.TimeTo},
-		Templating:    templating{List: []variable{dsVar}},
+		Templating:    templating{List: vars},
 		Annotations:   annotations{List: []any{}},
 		Panels:        b.panels,
 	}

@@ -30,6 +30,7 @@ type Circuit struct {
 	sinks   []*node
 	alerts  []*node
 	agents  []*node // sources that are components.AgentActuator
+	queries []*node // components.QuerySource, fed by the engine's pollers
 	ticks   uint64
 }
 
@@ -271,6 +272,9 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 		}
 		if _, ok := n.comp.(components.Sink); ok {
 			c.sinks = append(c.sinks, n)
+		}
+		if _, ok := n.comp.(components.QuerySource); ok {
+			c.queries = append(c.queries, n)
 		}
 		if _, ok := n.comp.(components.Alert); ok {
 			c.alerts = append(c.alerts, n)

@@ -22,6 +22,18 @@ func globalKey(snk components.Sink) string {
 	return ""
 }
 
+// exactLimit is a global rate limit that may decide in Redis (mode exact).
+type exactLimit interface{ ExactBudget() time.Duration }
+
+// exactBudget is the Redis time budget of a sink's global limit in exact
+// mode, or 0 (lease mode, or a local limit).
+func exactBudget(snk components.Sink) time.Duration {
+	if x, ok := snk.(exactLimit); ok && globalKey(snk) != "" {
+		return x.ExactBudget()
+	}
+	return 0
+}
+
 // startFleet connects the engine to Redis when Options.Redis is set; the
 // sync loop starts with runFleet, once the policies are attached.
 func (e *Engine) startFleet() error {
@@ -104,14 +116,30 @@ type GlobalStatus struct {
 	Mode        string        `json:"mode"`
 	LastSyncAge time.Duration `json:"last_sync_age_ns"`
 	LastError   string        `json:"last_error,omitempty"`
+	// Exact is set in exact mode: the requests Redis decided, and those
+	// left to the share (Mode above is then the fallback's).
+	Exact *ExactStatus `json:"exact,omitempty"`
 }
 
-func globalStatus(m *fleet.Member) *GlobalStatus {
+// ExactStatus is an exact-mode global limit's record.
+type ExactStatus struct {
+	Budget     time.Duration `json:"budget_ns"`
+	Answered   uint64        `json:"answered"`
+	Unanswered uint64        `json:"unanswered"`
+	LastError  string        `json:"last_error,omitempty"`
+}
+
+func globalStatus(m *fleet.Member, x *fleet.Exact) *GlobalStatus {
 	st := m.Status(time.Now())
-	return &GlobalStatus{
+	gs := &GlobalStatus{
 		Key: st.Key, Limit: Float(st.Limit), Share: Float(st.Share),
 		Demand: Float(st.Demand), FleetDemand: Float(st.FleetDemand),
 		Live: st.Live, Planned: st.Planned, Mode: st.Mode,
 		LastSyncAge: st.LastSyncAge, LastError: st.LastError,
 	}
+	if x != nil {
+		xs := x.Status()
+		gs.Exact = &ExactStatus{Budget: xs.Budget, Answered: xs.Answered, Unanswered: xs.Unanswered, LastError: xs.LastError}
+	}
+	return gs
 }

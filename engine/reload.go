@@ -116,6 +116,7 @@ func (e *Engine) Reload() (changed bool, err error) {
 	specs, more := loadSources(e.lifetime, files, srcs)
 	next, compiled := compileAll(specs)
 	compiled = append(compiled, e.checkGlobal(next)...)
+	compiled = append(compiled, e.checkPromQL(next)...)
 	diags = append(append(diags, more...), compiled...)
 	if len(diags.Errors()) > 0 {
 		if e.isClosed() {

@@ -17,6 +17,7 @@ import (
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/components"
 	"github.com/spillway-dev/spillway/fleet"
+	"github.com/spillway-dev/spillway/internal/promql"
 )
 
 // Options configures an engine.
@@ -55,6 +56,10 @@ type Options struct {
 	// the other engines on the same Redis. Without it a policy with a
 	// global limit fails to load; policies without one never touch Redis.
 	Redis *fleet.Options
+	// Prometheus is the base URL of the Prometheus server that the
+	// policies' PromQL components query (http://host:port). Without it a
+	// policy with a PromQL component fails to load.
+	Prometheus string
 }
 
 // DefaultStaleAfterTicks is Options.StaleAfterTicks's default.
@@ -89,6 +94,8 @@ type Engine struct {
 	policyPanics atomic.Uint64
 
 	fleet *fleet.Syncer // nil without Options.Redis; see global.go
+
+	prometheus *promql.Client // nil without Options.Prometheus; see promql.go
 }
 
 // LastErrors returns the diagnostics of the last failed Apply or reload;
@@ -123,6 +130,8 @@ type Running struct {
 	// hist records every tick (History, Stats); set before the policy is
 	// published, shared by every version of the policy.
 	hist *policyHistory
+	// polls feed the policy's PromQL components; see promql.go.
+	polls []poll
 	// disabled is why the policy stopped ticking (a component panicked);
 	// its actuators go stale and apply their fail mode. A reload that
 	// changes the policy starts it afresh.
@@ -141,6 +150,7 @@ type sink struct {
 	comp    components.Sink
 	limiter *controlpoint.Limiter
 	member  *fleet.Member // a global limit's part in the fleet, or nil
+	exact   *fleet.Exact  // a global limit's per-request decider in exact mode, or nil
 	detach  func()
 }
 
@@ -168,6 +178,9 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}, posted: make(chan struct{}, 1)}
 	if err := e.startFleet(); err != nil {
+		return nil, err
+	}
+	if err := e.startPrometheus(); err != nil {
 		return nil, err
 	}
 	e.policies.Store(&[]*Running{})
@@ -249,6 +262,7 @@ func (e *Engine) Now() int64 { return e.opts.Clock() }
 func (e *Engine) Apply(specs []Spec) error {
 	next, diags := compileAll(specs)
 	diags = append(diags, e.checkGlobal(next)...)
+	diags = append(diags, e.checkPromQL(next)...)
 	if len(diags.Errors()) > 0 {
 		e.setErrors(diags)
 		return diags
@@ -364,6 +378,7 @@ func (e *Engine) commit(next []*Running) Change {
 				s.detach()
 			}
 		}
+		o.stopQueries()
 	}
 	return ch
 }
@@ -396,10 +411,11 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		snk := n.comp.(components.Sink)
 		sel := snk.Selector().Normalized()
 		global := globalKey(snk)
-		key := fmt.Sprintf("%s|%d|%s", sel, snk.Kind(), global)
+		budget := exactBudget(snk)
+		key := fmt.Sprintf("%s|%d|%s|%s", sel, snk.Kind(), global, budget)
 		if s, ok := prev.takeSink(key); ok {
 			e.setFailMode(s.limiter, snk, sel.ControlPoint, c.Spec.EvaluationInterval)
-			r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: s.limiter, member: s.member, detach: s.detach})
+			r.sinks = append(r.sinks, sink{key: key, comp: snk, limiter: s.limiter, member: s.member, exact: s.exact, detach: s.detach})
 			continue
 		}
 		l := &controlpoint.Limiter{}
@@ -411,13 +427,23 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		}
 		e.setFailMode(l, snk, sel.ControlPoint, c.Spec.EvaluationInterval)
 		l.Stamp(now)
+		var exact *fleet.Exact
+		if budget > 0 && e.fleet != nil && l.Bucket != nil {
+			exact = e.fleet.Exact(global, budget)
+			l.Remote = exact // before the limiter is attached: Admit reads it without a lock
+		}
 		api := e.registry.Get(sel.ControlPoint).Declare(sel.API)
-		s := sink{key: key, comp: snk, limiter: l, detach: api.AttachLimiter(l)}
+		s := sink{key: key, comp: snk, limiter: l, exact: exact, detach: api.AttachLimiter(l)}
 		if global != "" && e.fleet != nil && l.Bucket != nil {
 			s.member, s.detach = e.joinFleet(global, c.Spec.Name+"/"+sel.String(), l, s.detach)
 		}
+		if exact != nil {
+			detach := s.detach
+			s.detach = func() { detach(); exact.Close() }
+		}
 		r.sinks = append(r.sinks, s)
 	}
+	e.attachQueries(r, prev)
 	e.applyDynamic(r)
 }
 
@@ -651,6 +677,7 @@ func (e *Engine) observe(r *Running, now int64) {
 			e.publishAgentReading(r.Circuit.Spec.Name, a, rd)
 		}
 	}
+	r.observeQueries(now)
 }
 
 // recoverPolicy turns a panic in a policy's tick into a disabled policy:
@@ -692,6 +719,9 @@ func (e *Engine) evaluate(r *Running, now int64) {
 		case s.limiter.Bucket != nil:
 			if !components.IsValid(burst) && components.IsValid(value) {
 				burst = math.Max(1, value*interval) // one tick's worth of tokens
+			}
+			if s.exact != nil {
+				s.exact.SetLimit(value, burst) // the fleet's, decided request by request in Redis
 			}
 			if s.member != nil {
 				s.member.SetLimit(value, burst) // the fleet's; the bucket gets this engine's share

@@ -63,6 +63,8 @@ type PolicyStatus struct {
 	Actuators          []ActuatorStatus  `json:"actuators"`
 	// Disabled is why the policy stopped ticking (a component panicked).
 	Disabled string `json:"disabled,omitempty"`
+	// Queries are the policy's PromQL queries and their last answers.
+	Queries []QueryStatus `json:"queries,omitempty"`
 }
 
 // ActuatorStatus is one limiter a policy attached.
@@ -135,6 +137,7 @@ func (e *Engine) Status() Status {
 			DelayedEdges:       append([]DelayedEdge{}, c.Delayed...),
 			Alerts:             map[string]uint64{},
 			Disabled:           r.disabled,
+			Queries:            e.queryStatus(r),
 		}
 		for k, v := range c.Signals() {
 			ps.Signals[k] = Float(v)
@@ -158,7 +161,7 @@ func (e *Engine) Status() Status {
 			}
 			as.SetpointAge = time.Duration(e.Now() - l.StampNs())
 			if s.member != nil {
-				as.Global = globalStatus(s.member)
+				as.Global = globalStatus(s.member, s.exact)
 			}
 			ps.Actuators = append(ps.Actuators, as)
 		}

@@ -71,6 +71,7 @@ type Syncer struct {
 	mu      sync.Mutex
 	members []*Member
 	leaving []*Member // left since the last sync: removed from Redis then
+	exacts  []*Exact  // open exact-mode deciders, closed when Run ends
 
 	syncs, failures atomic.Uint64
 }
@@ -119,10 +120,14 @@ func (s *Syncer) Interval() time.Duration { return s.interval }
 func (s *Syncer) Run(ctx context.Context) {
 	defer func() {
 		s.mu.Lock()
-		defer s.mu.Unlock()
+		exacts := slices.Clone(s.exacts)
 		if s.client != nil {
 			s.client.Close()
 			s.client = nil
+		}
+		s.mu.Unlock()
+		for _, x := range exacts {
+			x.Close()
 		}
 	}()
 	t := time.NewTicker(s.interval)

@@ -636,6 +636,11 @@ func (at *attachments) release(held uint64) {
 type Limiter struct {
 	Bucket      *actuators.TokenBucket
 	Concurrency *actuators.ConcurrencyLimiter
+	// Remote, when set (before the limiter is attached), decides each
+	// request of a rate limiter first; the bucket decides only the requests
+	// it leaves unanswered (a global limit's exact mode, whose bucket holds
+	// the engine's lease share as the fail-static fallback).
+	Remote RemoteDecider
 	// DryRun counts would-be rejections but admits everything.
 	DryRun atomic.Bool
 	// StaleAfter is how long after its last stamp the setpoint is stale, in
@@ -650,9 +655,34 @@ type Limiter struct {
 	WouldReject actuators.Counter // refused, but admitted because of DryRun
 	FailOpen    actuators.Counter // admitted because the setpoint is invalid or stale
 	Stale       actuators.Counter // decided by the fail mode because the setpoint is stale
+	// RemoteFallback counts the requests Remote left unanswered, which the
+	// bucket decided.
+	RemoteFallback actuators.Counter
 
 	stampNs atomic.Int64 // engine time of the setpoint's tick
 }
+
+// RemoteDecider decides requests elsewhere (in Redis, for a global limit's
+// exact mode). Decide must be safe for concurrent use and return within
+// its own time budget; now is the control point's clock.
+type RemoteDecider interface {
+	Decide(now int64) RemoteVerdict
+}
+
+// RemoteVerdict is a RemoteDecider's answer for one request.
+type RemoteVerdict int8
+
+// The answers of a RemoteDecider.
+const (
+	// RemoteUnanswered leaves the request to the limiter's bucket: no
+	// answer within the budget, or the remote is known to be down.
+	RemoteUnanswered RemoteVerdict = iota
+	// RemoteAdmit and RemoteReject are the remote's decision.
+	RemoteAdmit
+	RemoteReject
+	// RemoteUnlimited admits: no limit is set (fail-open).
+	RemoteUnlimited
+)
 
 // Stamp records that the setpoint was set by the tick at nowNs (the
 // engine's clock, the control point's). The engine calls it after setting
@@ -666,7 +696,7 @@ func (l *Limiter) StampNs() int64 { return l.stampNs.Load() }
 // allocateCounters allocates the counters' shards, so that the first
 // requests do not.
 func (l *Limiter) allocateCounters() {
-	for _, c := range []*actuators.Counter{&l.Allowed, &l.Rejected, &l.WouldReject, &l.FailOpen, &l.Stale} {
+	for _, c := range []*actuators.Counter{&l.Allowed, &l.Rejected, &l.WouldReject, &l.FailOpen, &l.Stale, &l.RemoteFallback} {
 		c.Add(0)
 	}
 }
@@ -679,6 +709,19 @@ func (l *Limiter) allow(now int64, proc int) (ok, acquired bool, said verdict) {
 		return l.stale(proc)
 	}
 	if l.Bucket != nil {
+		if l.Remote != nil {
+			switch l.Remote.Decide(now) {
+			case RemoteAdmit:
+				l.Allowed.AddOn(proc, 1)
+				return true, false, limitInForce
+			case RemoteReject:
+				return l.refuse(proc)
+			case RemoteUnlimited:
+				l.FailOpen.AddOn(proc, 1)
+				return true, false, 0
+			}
+			l.RemoteFallback.AddOn(proc, 1)
+		}
 		allowed, limited := l.Bucket.Admit(now)
 		if !limited {
 			l.FailOpen.AddOn(proc, 1)

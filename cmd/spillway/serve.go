@@ -34,6 +34,8 @@ type engineFlags struct {
 	// reports them finished.
 	envoyAccessLog bool
 	redis          redisFlags
+	// prometheus is the base URL the policies' PromQL components query.
+	prometheus string
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -48,6 +50,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.envoyAccessLog, "envoy-access-log", false, "Envoy sends its access log to --check (envoy.access_loggers.http_grpc): hold each ext_authz admission, and its concurrency slot, until the request's log entry, and meter its latency and status from it")
 	cmd.Flags().BoolVar(&f.explain, "explain-header", false, "explain each rejection (policy, component, signal values) in a response header, X-Spillway-Reason (the proxy) or x-spillway-reason (ext_authz)")
 	f.redis.register(cmd)
+	cmd.Flags().StringVar(&f.prometheus, "prometheus", "", `base URL of the Prometheus server that PromQL components query (http://host:port); "" for none`)
 }
 
 // hostedEngine is a running engine with its metrics and admin listener.
@@ -78,7 +81,7 @@ func (f *engineFlags) start(ctx context.Context, cmd *cobra.Command) (*hostedEng
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}
-	eng, err := engine.Start(ctx, engine.Options{Policies: f.policies, Watch: !f.noWatch, Debounce: f.debounce, Redis: redisOptions})
+	eng, err := engine.Start(ctx, engine.Options{Policies: f.policies, Watch: !f.noWatch, Debounce: f.debounce, Redis: redisOptions, Prometheus: f.prometheus})
 	if err != nil {
 		ln.Close()
 		fmt.Fprintln(cmd.ErrOrStderr(), err)

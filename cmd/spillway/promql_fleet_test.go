@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+
+	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/promtest"
+)
+
+// promqlFleetPolicy reads two fleet-wide signals from Prometheus: the
+// request rate of GET /pay summed over every instance, and the fleet's p95
+// latency of the admitted requests. While the p95 is over 25 ms, each
+// instance limits GET /pay to 20 req/s.
+const promqlFleetPolicy = `package p
+
+policies: fleet: {
+	policy_name:         "fleet"
+	evaluation_interval: "100ms"
+	components: [
+		{PromQL: {query: "sum(rate(spillway_requests_total{job=\"spillway\",api=\"GET /pay\"}[1s]))", interval: "200ms", out_ports: output: "FLEET_RPS"}},
+		{PromQL: {query: "1000 * histogram_quantile(0.95, sum by (le) (rate(spillway_request_duration_seconds_bucket{job=\"spillway\",api=\"GET /pay\"}[1s])))", interval: "200ms", out_ports: output: "FLEET_P95_MS"}},
+		{Decider: {operator: "gt", in_ports: {lhs: "FLEET_P95_MS", rhs: 25}, out_ports: output: "SLOW"}},
+		{Switcher: {in_ports: {on_signal: 20, off_signal: 1000000, switch: "SLOW"}, out_ports: output: "LIMIT"}},
+		{RateLimiter: {selector: {control_point: "ingress", api: "GET /pay"}, in_ports: rate_limit: "LIMIT"}},
+	]
+}
+`
+
+// TestPromQLFleetSignal runs a real Prometheus scraping three `spillway
+// proxy` processes, and a policy on each that reads fleet-wide signals
+// through PromQL components. Every instance must see the fleet's request
+// rate (three times its own), and when the upstream slows down, the
+// fleet's p95 must cross its threshold and every instance shed. The
+// scraped series must carry Prometheus's job and instance labels.
+func TestPromQLFleetSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs in real time: about 20 s")
+	}
+	promtest.Binary(t) // skip (loudly) or fail before building anything
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "spillway")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	policies := filepath.Join(dir, "policies")
+	os.Mkdir(policies, 0o755)
+	os.WriteFile(filepath.Join(policies, "fleet.cue"), []byte(promqlFleetPolicy), 0o644)
+	var delayMs atomic.Int64
+	delayMs.Store(1)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Duration(delayMs.Load()) * time.Millisecond)
+		io.WriteString(w, "paid\n")
+	}))
+	defer upstream.Close()
+
+	const instances, offered = 3, 300.0
+	listens, admins := make([]string, instances), make([]string, instances)
+	for i := range instances {
+		listens[i], admins[i] = freeAddr(t), freeAddr(t)
+	}
+	prom := promtest.Start(t, 200*time.Millisecond, admins...)
+	for i := range instances {
+		cmd := exec.Command(bin, "proxy", "--listen", listens[i], "--upstream", upstream.URL, "--route", "GET /pay",
+			"--policies", policies, "--admin", admins[i], "--agent-addr", "", "--prometheus", prom)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	}
+
+	for i := range instances {
+		waitFor(t, "http://"+admins[i]+"/status")
+		waitFor(t, "http://"+listens[i]+"/")
+	}
+
+	// A round-robin client at 300 req/s: 100 per instance.
+	var admitted, rejected, failed atomic.Uint64
+	ctx, cancel := context.WithCancel(context.Background())
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	work := make(chan string, 1024)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for url := range work {
+				resp, err := client.Get(url)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					admitted.Add(1)
+				case http.StatusTooManyRequests:
+					rejected.Add(1)
+				default:
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	go func() {
+		defer close(work)
+		start := time.Now()
+		for n := 0; ctx.Err() == nil; time.Sleep(time.Millisecond) {
+			for due := int(time.Since(start).Seconds() * offered); n < due; n++ {
+				work <- "http://" + listens[n%instances] + "/pay"
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	// Every instance sees the fleet's rate, not its own (100 req/s), and
+	// the fleet is fast: no instance limits.
+	for i := range instances {
+		s := waitSignals(t, admins[i], func(s map[string]engine.Float) bool {
+			rps := float64(s["FLEET_RPS"])
+			return math.Abs(rps-offered) < 0.1*offered && s["SLOW"] == 0
+		})
+		fmt.Printf("promql-fleet: instance=%d phase=fast fleet_rps=%.1f fleet_p95_ms=%.2f slow=%v\n", i, s["FLEET_RPS"], s["FLEET_P95_MS"], s["SLOW"])
+	}
+	a0, r0 := admitted.Load(), rejected.Load()
+	time.Sleep(time.Second)
+	if r := rejected.Load() - r0; r != 0 {
+		t.Errorf("fast fleet: %d of %d requests rejected, want none", r, admitted.Load()-a0+r)
+	}
+
+	// Prometheus labels every series with the job and the instance it
+	// scraped: one series per instance, each an admin address.
+	checkJobAndInstance(t, prom, admins)
+
+	// The upstream slows down: the fleet's p95 crosses 25 ms, and every
+	// instance limits GET /pay to 20 req/s.
+	delayMs.Store(40)
+	slowAt := time.Now()
+	for i := range instances {
+		s := waitSignals(t, admins[i], func(s map[string]engine.Float) bool { return s["SLOW"] == 1 && s["LIMIT"] == 20 })
+		fmt.Printf("promql-fleet: instance=%d phase=slow fleet_rps=%.1f fleet_p95_ms=%.2f slow=%v after=%s\n",
+			i, s["FLEET_RPS"], s["FLEET_P95_MS"], s["SLOW"], time.Since(slowAt).Round(10*time.Millisecond))
+	}
+	a0, r0 = admitted.Load(), rejected.Load()
+	t0 := time.Now()
+	time.Sleep(2 * time.Second)
+	secs := time.Since(t0).Seconds()
+	rps := float64(admitted.Load()-a0) / secs
+	shed := float64(rejected.Load()-r0) / secs
+	fmt.Printf("promql-fleet: phase=shedding admitted_rps=%.1f rejected_rps=%.1f (limit 3×20)\n", rps, shed)
+	if math.Abs(rps-60) > 0.25*60 {
+		t.Errorf("shedding: admitted %.1f req/s, want 60 ±25 %% (3 instances × 20)", rps)
+	}
+	if shed < 150 {
+		t.Errorf("shedding: rejected %.1f req/s, want most of the 240 over the limit", shed)
+	}
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d requests failed (neither 200 nor 429)", n)
+	}
+}
+
+// waitSignals polls an admin's /status until the fleet policy's signals
+// satisfy ok, for up to 15 s, and returns them.
+func waitSignals(t *testing.T, admin string, ok func(map[string]engine.Float) bool) map[string]engine.Float {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + admin + "/status")
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		var st engine.Status
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || len(st.Policies) == 0 {
+			last = fmt.Sprintf("no policy yet (%v)", err)
+			continue
+		}
+		b, _ := json.Marshal(struct {
+			Signals map[string]engine.Float
+			Queries []engine.QueryStatus
+		}{st.Policies[0].Signals, st.Policies[0].Queries})
+		last = string(b)
+		if ok(st.Policies[0].Signals) {
+			return st.Policies[0].Signals
+		}
+	}
+	t.Fatalf("%s: the fleet signals never got as expected; last: %s", admin, last)
+	return nil
+}
+
+// checkJobAndInstance asks Prometheus for the request counters of GET /pay
+// and checks that they carry job "spillway" and, together, every instance.
+func checkJobAndInstance(t *testing.T, prom string, admins []string) {
+	t.Helper()
+	c, err := api.NewClient(api.Config{Address: prom})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	value, _, _, err := v1.NewAPI(c).Query(ctx, `count by (job, instance) (spillway_requests_total{api="GET /pay"})`, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var instances []string
+	for _, s := range value.(model.Vector) {
+		if job := string(s.Metric["job"]); job != "spillway" {
+			t.Errorf("series %v: job %q, want spillway", s.Metric, job)
+		}
+		instances = append(instances, string(s.Metric["instance"]))
+	}
+	slices.Sort(instances)
+	want := slices.Sorted(slices.Values(admins))
+	if !slices.Equal(instances, want) {
+		t.Errorf("instances %v, want the scraped admins %v", instances, want)
+	}
+}
