@@ -2,7 +2,10 @@ package components
 
 import "time"
 
-func init() { Register(Info{Type: "FluxMeter", New: func() Component { return &FluxMeter{} }}) }
+func init() {
+	Register(Info{Type: "FluxMeter", New: func() Component { return &FluxMeter{} },
+		Params: []Param{{Name: "slo", Kind: DurationKind, Range: AtLeast(0)}}})
+}
 
 // FluxMeter emits one tick's measurement of a selector: latency in ms and
 // rates per second. The engine feeds it through Observe before each tick.

@@ -7,8 +7,11 @@ import (
 )
 
 func init() {
-	Register(Info{Type: "RateLimiter", New: func() Component { return &RateLimiter{} }})
-	Register(Info{Type: "ConcurrencyLimiter", New: func() Component { return &ConcurrencyLimiter{} }})
+	failMode := Param{Name: "fail_mode", Kind: String}
+	Register(Info{Type: "RateLimiter", New: func() Component { return &RateLimiter{} },
+		Params: []Param{failMode, {Name: "scope", Kind: String, Default: string(DefaultScope)}, {Name: "key", Kind: String}}})
+	Register(Info{Type: "ConcurrencyLimiter", New: func() Component { return &ConcurrencyLimiter{} },
+		Params: []Param{failMode}})
 }
 
 // RateLimiter sets a token bucket at its selector: rate_limit in requests

@@ -7,7 +7,11 @@ import (
 	"time"
 )
 
-func init() { Register(Info{Type: "RLActuator", New: func() Component { return &RLActuator{} }}) }
+func init() {
+	Register(Info{Type: "RLActuator", New: func() Component { return &RLActuator{} },
+		Params: []Param{rlAPI, rlSLO, rlPriority, rlCluster, rlSustainableRPS, rlLowerBound, rlUpperBound,
+			rlInitialRate, rlAgentTimeout, rlFallbackUntilContact}})
+}
 
 // Defaults of RLActuator.
 const (
@@ -19,6 +23,22 @@ const (
 	DefaultAgentTimeout = 5
 	// DefaultAgentSLO is the goodput latency bound of an API that declares none.
 	DefaultAgentSLO = time.Second
+)
+
+// The parameters of RLActuator (#RLActuator). api defaults to the
+// selector's API. Zero values of the fields that are not pointers mean
+// "absent" and take the default.
+var (
+	rlAPI                  = Param{Name: "api", Kind: String}
+	rlSLO                  = Param{Name: "slo", Kind: DurationKind, Default: DefaultAgentSLO, Range: Above(0)}
+	rlPriority             = Param{Name: "priority", Kind: Integer, Default: 1, Range: AtLeast(1)}
+	rlCluster              = Param{Name: "cluster", Kind: String, Default: "default"}
+	rlSustainableRPS       = Param{Name: "sustainable_rps", Default: 0.0, Range: AtLeast(0)}
+	rlLowerBound           = Param{Name: "lower_bound", Default: 0.0, Range: AtLeast(0)}
+	rlUpperBound           = Param{Name: "upper_bound", Range: AtLeast(0)}
+	rlInitialRate          = Param{Name: "initial_rate", Default: float64(DefaultInitialRate), Range: AtLeast(0)}
+	rlAgentTimeout         = Param{Name: "agent_timeout", Kind: Integer, Default: DefaultAgentTimeout, Range: AtLeast(1)}
+	rlFallbackUntilContact = Param{Name: "fallback_until_contact", Kind: Bool, Default: false}
 )
 
 // RLActuator hands the rate limit of one API to an external agent (the
@@ -115,32 +135,38 @@ func (a *RLActuator) Provision(Env) error {
 		a.API = a.Select.Normalized().API
 	}
 	if a.Cluster == "" {
-		a.Cluster = "default"
+		a.Cluster = rlCluster.Default.(string)
 	}
 	if a.Priority == 0 {
-		a.Priority = 1
+		a.Priority = rlPriority.Default.(int)
 	}
 	if a.SLOBound == 0 {
-		a.SLOBound = Duration(DefaultAgentSLO)
+		a.SLOBound = Duration(rlSLO.Default.(time.Duration))
 	}
 	if a.AgentTimeout == 0 {
-		a.AgentTimeout = DefaultAgentTimeout
+		a.AgentTimeout = rlAgentTimeout.Default.(int)
 	}
-	switch {
-	case a.Priority < 1:
-		return fmt.Errorf("priority %d: must be >= 1 (1 is the highest)", a.Priority)
-	case a.AgentTimeout < 1:
-		return fmt.Errorf("agent_timeout %d: must be >= 1 tick", a.AgentTimeout)
-	case !(a.LowerBound >= 0) || math.IsInf(a.LowerBound, 0):
-		return fmt.Errorf("lower_bound %v: must be finite and >= 0", a.LowerBound)
-	case a.UpperBound != nil && (!(*a.UpperBound >= a.LowerBound) || math.IsInf(*a.UpperBound, 0)):
+	if err := rlPriority.Check(float64(a.Priority)); err != nil {
+		return fmt.Errorf("%w (1 is the highest)", err)
+	}
+	if err := rlAgentTimeout.Check(float64(a.AgentTimeout)); err != nil {
+		return fmt.Errorf("%w tick", err)
+	}
+	if err := rlSLO.Check(float64(a.SLOBound)); err != nil {
+		return err
+	}
+	if err := rlLowerBound.Check(a.LowerBound); err != nil {
+		return err
+	}
+	if a.UpperBound != nil && (!(*a.UpperBound >= a.LowerBound) || math.IsInf(*a.UpperBound, 0)) {
 		return fmt.Errorf("upper_bound %v: must be finite and >= lower_bound %v", *a.UpperBound, a.LowerBound)
-	case a.SustainableRPS < 0:
-		return fmt.Errorf("sustainable_rps %v: must be >= 0", a.SustainableRPS)
 	}
-	initial := float64(DefaultInitialRate)
-	if a.InitialRate != nil {
-		initial = *a.InitialRate
+	if err := rlSustainableRPS.Check(a.SustainableRPS); err != nil {
+		return err
+	}
+	initial, err := rlInitialRate.Float(a.InitialRate)
+	if err != nil {
+		return err
 	}
 	a.agentRate = a.Agent().Clamp(initial)
 	a.inForce = Invalid
