@@ -1,7 +1,9 @@
 package components_test
 
 import (
+	"encoding/json"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,4 +244,171 @@ func TestRangeDescribesItself(t *testing.T) {
 	if _, err := (components.Param{Name: "x", Range: components.AtLeast(1)}).Float(nil); err == nil || !strings.Contains(err.Error(), "x is required") {
 		t.Errorf("Float(nil) without a default: %v, want x is required", err)
 	}
+}
+
+// baseParams is the smallest valid configuration of each type that needs
+// one; a test adds one parameter to it.
+var baseParams = map[string]map[string]any{
+	"EMA":                     {"ema_window": "10s"},
+	"Holder":                  {"hold_for": "2s"},
+	"LatencyTargetController": {"target_latency": "100ms"},
+	"Variable":                {"value": 1},
+	"Arithmetic":              {"operator": "add"},
+	"Decider":                 {"operator": "gt"},
+	"FluxMeter":               {"selector": map[string]any{"control_point": "ingress"}},
+	"RLActuator":              {"selector": map[string]any{"control_point": "ingress"}},
+	"RateLimiter":             {"selector": map[string]any{"control_point": "ingress"}},
+	"ConcurrencyLimiter":      {"selector": map[string]any{"control_point": "ingress"}},
+}
+
+// provisionWith provisions typ from its base parameters plus name: value.
+func provisionWith(typ string, set map[string]any) (components.Component, error) {
+	params := map[string]any{}
+	for k, v := range baseParams[typ] {
+		params[k] = v
+	}
+	for k, v := range set {
+		params[k] = v
+	}
+	b, err := json.Marshal(params)
+	if err != nil {
+		return nil, err
+	}
+	return provisionComponent(typ, string(b), time.Second)
+}
+
+// jsonValue is a Param's value as a policy writes it.
+func jsonValue(kind components.Kind, v any) any {
+	if d, ok := v.(time.Duration); ok && kind == components.DurationKind {
+		return d.String()
+	}
+	return v
+}
+
+// TestProvisionRejectsWhatTheSchemaRejects gives each numeric parameter of
+// each component every probe value outside its range: Provision must
+// refuse it, naming the parameter. Together with
+// TestParamsAgreeWithSchema, Go refuses whatever the schema refuses.
+func TestProvisionRejectsWhatTheSchemaRejects(t *testing.T) {
+	for _, typ := range components.Types() {
+		if _, err := provisionWith(typ, nil); err != nil {
+			t.Errorf("%s: the base parameters %v do not provision: %v", typ, baseParams[typ], err)
+			continue
+		}
+		info, _ := components.Lookup(typ)
+		for _, p := range info.Params {
+			if p.Kind == components.Bool || p.Kind == components.String {
+				continue
+			}
+			for _, v := range probes(p.Kind, p.Range, p.Default) {
+				if p.Range.Contains(v) {
+					continue
+				}
+				_, err := provisionWith(typ, map[string]any{p.Name: encoded(p.Kind, v)})
+				if err == nil || !strings.Contains(err.Error(), p.Name) {
+					t.Errorf("%s.%s = %v (outside %v): Provision gave %v, want an error naming %s", typ, p.Name, encoded(p.Kind, v), p.Range, err, p.Name)
+				}
+			}
+		}
+	}
+}
+
+// TestProvisionAppliesTheSchemaDefault provisions each component twice,
+// without a parameter and with the parameter set to its default, and
+// compares the two states: the default Go applies is the one it declares.
+func TestProvisionAppliesTheSchemaDefault(t *testing.T) {
+	for _, typ := range components.Types() {
+		info, _ := components.Lookup(typ)
+		for _, p := range info.Params {
+			if p.Default == nil {
+				continue
+			}
+			absent, err := provisionWith(typ, nil)
+			if err != nil {
+				t.Fatalf("%s: %v", typ, err)
+			}
+			explicit, err := provisionWith(typ, map[string]any{p.Name: jsonValue(p.Kind, p.Default)})
+			if err != nil {
+				t.Errorf("%s.%s = its default %v: %v", typ, p.Name, p.Default, err)
+				continue
+			}
+			a, e := reflect.ValueOf(absent).Elem(), reflect.ValueOf(explicit).Elem()
+			clearPointers(a)
+			clearPointers(e)
+			if !sameState(a, e, 0) {
+				t.Errorf("%s.%s: the state without it differs from the state with its default %v:\n%+v\n%+v", typ, p.Name, p.Default, absent, explicit)
+			}
+		}
+	}
+}
+
+// clearPointers sets the exported pointer fields of the struct v (and of
+// its embedded structs), the parameters a policy may leave out, to nil.
+func clearPointers(v reflect.Value) {
+	for i := range v.NumField() {
+		f, sf := v.Field(i), v.Type().Field(i)
+		switch {
+		case sf.Anonymous && f.Kind() == reflect.Struct:
+			clearPointers(f)
+		case sf.IsExported() && f.Kind() == reflect.Pointer:
+			f.SetZero()
+		}
+	}
+}
+
+// sameState compares a and b as reflect.DeepEqual does, unexported fields
+// included, except that NaN equals NaN (an invalid signal) and functions
+// are not compared.
+func sameState(a, b reflect.Value, depth int) bool {
+	if depth > 20 || a.Kind() != b.Kind() {
+		return depth > 20
+	}
+	switch a.Kind() {
+	case reflect.Float32, reflect.Float64:
+		x, y := a.Float(), b.Float()
+		return x == y || (math.IsNaN(x) && math.IsNaN(y))
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return a.Int() == b.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return a.Uint() == b.Uint()
+	case reflect.Bool:
+		return a.Bool() == b.Bool()
+	case reflect.String:
+		return a.String() == b.String()
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !sameState(a.Field(i), b.Field(i), depth+1) {
+				return false
+			}
+		}
+		return true
+	case reflect.Pointer, reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return sameState(a.Elem(), b.Elem(), depth+1)
+	case reflect.Slice, reflect.Array:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !sameState(a.Index(i), b.Index(i), depth+1) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for _, k := range a.MapKeys() {
+			if !sameState(a.MapIndex(k), b.MapIndex(k), depth+1) {
+				return false
+			}
+		}
+		return true
+	case reflect.Func, reflect.Chan, reflect.UnsafePointer:
+		return true
+	}
+	return false
 }

@@ -26,8 +26,7 @@ const (
 )
 
 // The parameters of RLActuator (#RLActuator). api defaults to the
-// selector's API. Zero values of the fields that are not pointers mean
-// "absent" and take the default.
+// selector's API, and an empty cluster is the default one.
 var (
 	rlAPI                  = Param{Name: "api", Kind: String}
 	rlSLO                  = Param{Name: "slo", Kind: DurationKind, Default: DefaultAgentSLO, Range: Above(0)}
@@ -57,9 +56,9 @@ type RLActuator struct {
 	API    string   `json:"api"`
 	Select Selector `json:"selector"`
 	// SLOBound is the latency within which an OK response is goodput.
-	SLOBound Duration `json:"slo"`
+	SLOBound *Duration `json:"slo"`
 	// Priority orders the APIs of a cluster, TopFull style: 1 first.
-	Priority int `json:"priority"`
+	Priority *int `json:"priority"`
 	// Cluster groups the APIs that one agent process controls together.
 	Cluster string `json:"cluster"`
 	// SustainableRPS is the API's load capacity alone, for the agent; 0 unknown.
@@ -67,12 +66,16 @@ type RLActuator struct {
 	LowerBound     float64  `json:"lower_bound"`
 	UpperBound     *float64 `json:"upper_bound"`
 	InitialRate    *float64 `json:"initial_rate"`
-	AgentTimeout   int      `json:"agent_timeout"`
+	AgentTimeout   *int     `json:"agent_timeout"`
 	// FallbackUntilContact puts the API on its fallback from the first
 	// tick until the agent's first contact, instead of on initial_rate for
 	// agent_timeout ticks: a process that starts under overload, or
 	// without its agent, is protected from its first second.
 	FallbackUntilContact bool `json:"fallback_until_contact"`
+
+	// priority, agentTimeout and slo are the parameters in force.
+	priority, agentTimeout int
+	slo                    Duration
 
 	agentRate    float64
 	contacts     uint64
@@ -137,22 +140,14 @@ func (a *RLActuator) Provision(Env) error {
 	if a.Cluster == "" {
 		a.Cluster = rlCluster.Default.(string)
 	}
-	if a.Priority == 0 {
-		a.Priority = rlPriority.Default.(int)
-	}
-	if a.SLOBound == 0 {
-		a.SLOBound = Duration(rlSLO.Default.(time.Duration))
-	}
-	if a.AgentTimeout == 0 {
-		a.AgentTimeout = rlAgentTimeout.Default.(int)
-	}
-	if err := rlPriority.Check(float64(a.Priority)); err != nil {
+	var err error
+	if a.priority, err = rlPriority.Int(a.Priority); err != nil {
 		return fmt.Errorf("%w (1 is the highest)", err)
 	}
-	if err := rlAgentTimeout.Check(float64(a.AgentTimeout)); err != nil {
+	if a.agentTimeout, err = rlAgentTimeout.Int(a.AgentTimeout); err != nil {
 		return fmt.Errorf("%w tick", err)
 	}
-	if err := rlSLO.Check(float64(a.SLOBound)); err != nil {
+	if a.slo, err = rlSLO.Duration(a.SLOBound); err != nil {
 		return err
 	}
 	if err := rlLowerBound.Check(a.LowerBound); err != nil {
@@ -171,7 +166,7 @@ func (a *RLActuator) Provision(Env) error {
 	a.agentRate = a.Agent().Clamp(initial)
 	a.inForce = Invalid
 	if a.FallbackUntilContact {
-		a.silentTicks = a.AgentTimeout
+		a.silentTicks = a.agentTimeout
 	}
 	return nil
 }
@@ -187,7 +182,7 @@ func (a *RLActuator) Agent() AgentSpec {
 		upper = *a.UpperBound
 	}
 	return AgentSpec{
-		API: a.API, Cluster: a.Cluster, Priority: a.Priority, SLO: time.Duration(a.SLOBound),
+		API: a.API, Cluster: a.Cluster, Priority: a.priority, SLO: time.Duration(a.slo),
 		SustainableRPS: a.SustainableRPS, LowerBound: a.LowerBound, UpperBound: upper,
 		InitialRate: initial,
 	}
@@ -197,7 +192,11 @@ func (a *RLActuator) Agent() AgentSpec {
 func (a *RLActuator) Selector() Selector { return a.Select }
 
 // SLO is the goodput latency bound.
-func (a *RLActuator) SLO() time.Duration { return time.Duration(a.SLOBound) }
+func (a *RLActuator) SLO() time.Duration { return time.Duration(a.slo) }
+
+// FallbackAfter is agent_timeout in force: the ticks of agent silence
+// before the fallback takes over.
+func (a *RLActuator) FallbackAfter() int { return a.agentTimeout }
 
 // Observe does nothing: the engine hands the measurement to the agent, and
 // the circuit reads the API through a FluxMeter.
@@ -223,7 +222,7 @@ func (a *RLActuator) Silence() (uint64, int) { return a.seenContacts, a.silentTi
 // ResumeSilence takes over the silence of the actuator this one replaces.
 func (a *RLActuator) ResumeSilence(seenContacts uint64, silentTicks int) {
 	a.seenContacts, a.contacts, a.silentTicks = seenContacts, seenContacts, silentTicks
-	a.fallback = silentTicks >= a.AgentTimeout
+	a.fallback = silentTicks >= a.agentTimeout
 }
 
 // Execute counts the ticks of agent silence and picks the agent's rate or
@@ -234,7 +233,7 @@ func (a *RLActuator) Execute(in, out []float64) {
 	} else {
 		a.silentTicks++
 	}
-	a.fallback = a.silentTicks >= a.AgentTimeout
+	a.fallback = a.silentTicks >= a.agentTimeout
 	out[1] = a.agentRate
 	if !a.fallback {
 		out[0], out[2] = a.agentRate, 0

@@ -107,8 +107,8 @@ func TestRLActuatorProvisionDefaults(t *testing.T) {
 			if got := a.Agent(); got != tc.want {
 				t.Errorf("Agent() = %+v, want %+v", got, tc.want)
 			}
-			if a.AgentTimeout != tc.wantTimeout {
-				t.Errorf("AgentTimeout = %d, want %d", a.AgentTimeout, tc.wantTimeout)
+			if a.FallbackAfter() != tc.wantTimeout {
+				t.Errorf("FallbackAfter() = %d, want %d", a.FallbackAfter(), tc.wantTimeout)
 			}
 			if got := a.SLO(); got != tc.want.SLO {
 				t.Errorf("SLO() = %v, want %v", got, tc.want.SLO)
