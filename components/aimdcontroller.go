@@ -1,14 +1,24 @@
 package components
 
 import (
-	"errors"
 	"math"
 	"time"
 )
 
 func init() {
-	Register(Info{Type: "AIMDController", New: func() Component { return &AIMDController{} }})
+	Register(Info{Type: "AIMDController", New: func() Component { return &AIMDController{} },
+		Params: []Param{aimdSlope, aimdMinGradient, gradientMaxGradient, aimdMaxLoadMultiplier, aimdLinearIncrement}})
 }
+
+// The parameters of AIMDController (#AIMDParams). A latency controller
+// must shed load when latency rises (slope < 0), and never cuts the
+// multiplier's gradient to 0.
+var (
+	aimdSlope             = Param{Name: "slope", Default: -1.0, Range: Unbounded.Below(0)}
+	aimdMinGradient       = Param{Name: "min_gradient", Default: 0.1, Range: Above(0).AtMost(1)}
+	aimdMaxLoadMultiplier = Param{Name: "max_load_multiplier", Default: 2.0, Range: AtLeast(1)}
+	aimdLinearIncrement   = Param{Name: "load_multiplier_linear_increment", Default: 0.0025, Range: AtLeast(0)}
+)
 
 // aimdHold is how long the AIMD controller holds its last multiplier while
 // its inputs are invalid, before it stops limiting.
@@ -53,21 +63,15 @@ func (a *AIMDController) Ports() Ports {
 
 // Provision applies the defaults.
 func (a *AIMDController) Provision(env Env) error {
-	if err := a.provision(); err != nil {
+	if err := a.provision(aimdSlope, aimdMinGradient, gradientMaxGradient); err != nil {
 		return err
 	}
-	a.maxMult, a.step = 2, 0.0025
-	if a.MaxLoadMultiplier != nil {
-		a.maxMult = *a.MaxLoadMultiplier
+	var err error
+	if a.maxMult, err = aimdMaxLoadMultiplier.Float(a.MaxLoadMultiplier); err != nil {
+		return err
 	}
-	if a.LinearIncrement != nil {
-		a.step = *a.LinearIncrement
-	}
-	if a.maxMult <= 0 {
-		return errors.New("max_load_multiplier must be > 0")
-	}
-	if a.step < 0 {
-		return errors.New("load_multiplier_linear_increment must be >= 0")
+	if a.step, err = aimdLinearIncrement.Float(a.LinearIncrement); err != nil {
+		return err
 	}
 	a.holdTicks = Duration(aimdHold).Ticks(env.Interval)
 	a.increment = a.maxMult

@@ -1,6 +1,11 @@
 package components
 
-func init() { Register(Info{Type: "Alerter", New: func() Component { return &Alerter{} }}) }
+func init() {
+	Register(Info{Type: "Alerter", New: func() Component { return &Alerter{} }, Params: []Param{alerterName}})
+}
+
+// alerterName is Alerter's parameter (#Alerter).
+var alerterName = Param{Name: "alert_name", Kind: String, Default: "Load Shed Event"}
 
 // Alerter raises a named event on every tick its signal is valid and non-zero.
 type Alerter struct {
@@ -14,7 +19,7 @@ func (*Alerter) Ports() Ports { return Ports{In: []Port{{Name: "signal", Require
 // Provision applies the default name.
 func (a *Alerter) Provision(Env) error {
 	if a.Name == "" {
-		a.Name = "Load Shed Event"
+		a.Name = alerterName.Default.(string)
 	}
 	return nil
 }

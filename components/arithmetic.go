@@ -5,7 +5,10 @@ import (
 	"math"
 )
 
-func init() { Register(Info{Type: "Arithmetic", New: func() Component { return &Arithmetic{} }}) }
+func init() {
+	Register(Info{Type: "Arithmetic", New: func() Component { return &Arithmetic{} },
+		Params: []Param{{Name: "operator", Kind: String}}})
+}
 
 // Arithmetic combines two signals: add, sub, mul, div or pow. Division by
 // zero and any non-finite result are invalid.

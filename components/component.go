@@ -179,6 +179,9 @@ type Info struct {
 	Type string
 	// New returns a zero component; its parameters are decoded into it as JSON.
 	New func() Component
+	// Params are its parameters (every key but selector, in_ports and
+	// out_ports), as the schema declares them; see Param.
+	Params []Param
 }
 
 var (

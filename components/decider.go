@@ -2,7 +2,10 @@ package components
 
 import "fmt"
 
-func init() { Register(Info{Type: "Decider", New: func() Component { return &Decider{} }}) }
+func init() {
+	Register(Info{Type: "Decider", New: func() Component { return &Decider{} },
+		Params: []Param{{Name: "operator", Kind: String}}})
+}
 
 // Decider compares two signals and emits 1 or 0: gt, lt, gte, lte, eq, neq.
 type Decider struct {

@@ -1,11 +1,23 @@
 package components
 
 import (
-	"errors"
 	"fmt"
+	"time"
 )
 
-func init() { Register(Info{Type: "EMA", New: func() Component { return &EMA{} }}) }
+func init() {
+	Register(Info{Type: "EMA", New: func() Component { return &EMA{} },
+		Params: []Param{emaWindow, emaWarmup, emaMaxCorrection, emaMinCorrection, emaValidDuringWarmup}})
+}
+
+// The parameters of EMA (#EMAParams).
+var (
+	emaWindow            = Param{Name: "ema_window", Kind: DurationKind, Range: Above(0)}
+	emaWarmup            = Param{Name: "warmup_window", Kind: DurationKind, Default: time.Duration(0), Range: AtLeast(0)}
+	emaMaxCorrection     = Param{Name: "correction_factor_on_max_envelope_violation", Default: 1.0, Range: Above(0).AtMost(1)}
+	emaMinCorrection     = Param{Name: "correction_factor_on_min_envelope_violation", Default: 1.0, Range: AtLeast(1)}
+	emaValidDuringWarmup = Param{Name: "valid_during_warmup", Kind: Bool, Default: false}
+)
 
 // EMA is an exponential moving average with a warm-up and envelopes.
 //
@@ -40,11 +52,11 @@ func (e *EMA) Ports() Ports {
 
 // Provision derives N, α and W from the interval.
 func (e *EMA) Provision(env Env) error {
-	if e.Window <= 0 {
-		return errors.New("ema_window must be > 0")
+	if err := emaWindow.Check(float64(e.Window)); err != nil {
+		return err
 	}
-	if e.Warmup < 0 {
-		return errors.New("warmup_window must be >= 0")
+	if err := emaWarmup.Check(float64(e.Warmup)); err != nil {
+		return err
 	}
 	if Duration(env.Interval) > e.Window {
 		return fmt.Errorf("ema_window %v is shorter than the evaluation interval %v", e.Window.std(), env.Interval)
@@ -55,18 +67,12 @@ func (e *EMA) Provision(env Env) error {
 	if e.Warmup > 0 {
 		e.warmupN = e.Warmup.Ticks(env.Interval)
 	}
-	e.maxCorr, e.minCo = 1, 1
-	if e.MaxCorrection != nil {
-		if !(*e.MaxCorrection > 0 && *e.MaxCorrection <= 1) {
-			return errors.New("correction_factor_on_max_envelope_violation must be in (0, 1]")
-		}
-		e.maxCorr = *e.MaxCorrection
+	var err error
+	if e.maxCorr, err = emaMaxCorrection.Float(e.MaxCorrection); err != nil {
+		return err
 	}
-	if e.MinCorrection != nil {
-		if !(*e.MinCorrection >= 1) {
-			return errors.New("correction_factor_on_min_envelope_violation must be >= 1")
-		}
-		e.minCo = *e.MinCorrection
+	if e.minCo, err = emaMinCorrection.Float(e.MinCorrection); err != nil {
+		return err
 	}
 	e.reset()
 	return nil

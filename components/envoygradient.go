@@ -8,7 +8,9 @@ import (
 )
 
 func init() {
-	Register(Info{Type: "EnvoyGradientController", New: func() Component { return &EnvoyGradientController{} }})
+	Register(Info{Type: "EnvoyGradientController", New: func() Component { return &EnvoyGradientController{} },
+		Params: []Param{envoyMinRTTCalcInterval, envoyJitterPct, envoyMinRTTRequestCount, envoyMinConcurrency,
+			envoyBufferPct, envoyMaxConcurrencyLimit}})
 }
 
 // envoyMinLimitRuns is how many consecutive sample windows may set the limit
@@ -99,37 +101,49 @@ func (e *EnvoyGradientController) Ports() Ports {
 	}, Out: []string{"limit", "min_rtt_ms"}}
 }
 
+// The parameters of EnvoyGradientController (#EnvoyGradientParams), with
+// the defaults of Envoy's gradient_controller.cc; min_rtt_calc_interval
+// has none there, 60 s is its documented example.
+var (
+	envoyMinRTTCalcInterval  = Param{Name: "min_rtt_calc_interval", Kind: DurationKind, Default: time.Minute, Range: Above(0)}
+	envoyJitterPct           = Param{Name: "jitter_pct", Default: 15.0, Range: AtLeast(0).AtMost(100)}
+	envoyMinRTTRequestCount  = Param{Name: "min_rtt_request_count", Kind: Integer, Default: 50, Range: AtLeast(1)}
+	envoyMinConcurrency      = Param{Name: "min_concurrency", Kind: Integer, Default: 3, Range: AtLeast(1)}
+	envoyBufferPct           = Param{Name: "buffer_pct", Default: 25.0, Range: AtLeast(0).AtMost(100)}
+	envoyMaxConcurrencyLimit = Param{Name: "max_concurrency_limit", Kind: Integer, Default: 1000, Range: AtLeast(1)}
+)
+
 // Provision applies the defaults, checks the ranges and enters the first
 // minRTT window.
 func (e *EnvoyGradientController) Provision(env Env) error {
-	minConcurrency, requestCount, maxLimit := 3, 50, 1000
-	jitterPct, bufferPct := 15.0, 25.0
-	e.minRTTInterval = time.Minute
-	setInt(&minConcurrency, e.MinConcurrency)
-	setInt(&requestCount, e.MinRTTRequestCount)
-	setInt(&maxLimit, e.MaxConcurrencyLimit)
-	if e.JitterPct != nil {
-		jitterPct = *e.JitterPct
+	minConcurrency, err := envoyMinConcurrency.Int(e.MinConcurrency)
+	if err != nil {
+		return err
 	}
-	if e.BufferPct != nil {
-		bufferPct = *e.BufferPct
+	requestCount, err := envoyMinRTTRequestCount.Int(e.MinRTTRequestCount)
+	if err != nil {
+		return err
 	}
-	if e.MinRTTCalcInterval != nil {
-		e.minRTTInterval = time.Duration(*e.MinRTTCalcInterval)
+	maxLimit, err := envoyMaxConcurrencyLimit.Int(e.MaxConcurrencyLimit)
+	if err != nil {
+		return err
 	}
+	jitterPct, err := envoyJitterPct.Float(e.JitterPct)
+	if err != nil {
+		return err
+	}
+	bufferPct, err := envoyBufferPct.Float(e.BufferPct)
+	if err != nil {
+		return err
+	}
+	interval, err := envoyMinRTTCalcInterval.Duration(e.MinRTTCalcInterval)
+	if err != nil {
+		return err
+	}
+	e.minRTTInterval = time.Duration(interval)
 	switch {
-	case minConcurrency < 1:
-		return errors.New("min_concurrency must be >= 1")
 	case maxLimit < minConcurrency:
 		return errors.New("max_concurrency_limit must be >= min_concurrency")
-	case requestCount < 1:
-		return errors.New("min_rtt_request_count must be >= 1")
-	case !(jitterPct >= 0 && jitterPct <= 100):
-		return errors.New("jitter_pct must be in [0, 100]")
-	case !(bufferPct >= 0 && bufferPct <= 100):
-		return errors.New("buffer_pct must be in [0, 100]")
-	case e.minRTTInterval < time.Millisecond:
-		return errors.New("min_rtt_calc_interval must be >= 1ms")
 	case env.Interval <= 0:
 		return errors.New("the evaluation interval must be > 0")
 	}

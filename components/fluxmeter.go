@@ -2,7 +2,14 @@ package components
 
 import "time"
 
-func init() { Register(Info{Type: "FluxMeter", New: func() Component { return &FluxMeter{} }}) }
+func init() {
+	Register(Info{Type: "FluxMeter", New: func() Component { return &FluxMeter{} },
+		Params: []Param{fluxMeterSLO}})
+}
+
+// fluxMeterSLO is FluxMeter's parameter (#FluxMeter); 0 counts every OK
+// response as goodput.
+var fluxMeterSLO = Param{Name: "slo", Kind: DurationKind, Range: AtLeast(0)}
 
 // FluxMeter emits one tick's measurement of a selector: latency in ms and
 // rates per second. The engine feeds it through Observe before each tick.
@@ -24,6 +31,9 @@ func (f *FluxMeter) Ports() Ports {
 		"oldest_in_flight_ms",
 	}}
 }
+
+// Provision checks slo.
+func (f *FluxMeter) Provision(Env) error { return fluxMeterSLO.Check(float64(f.SLOBound)) }
 
 // Selector is the traffic the flux meter reads.
 func (f *FluxMeter) Selector() Selector { return f.Select }

@@ -16,19 +16,25 @@ type gradient struct {
 	lo, hi      float64
 }
 
-func (g *gradient) provision() error {
-	g.slope, g.lo, g.hi = -1, 0.1, 1
-	if g.Slope != nil {
-		g.slope = *g.Slope
+// The gradient parameters of GradientController (#GradientParams).
+var (
+	gradientSlope       = Param{Name: "slope", Default: -1.0, Range: Unbounded.WithoutZero()}
+	gradientMinGradient = Param{Name: "min_gradient", Default: 0.1, Range: Unbounded}
+	gradientMaxGradient = Param{Name: "max_gradient", Default: 1.0, Range: Unbounded}
+)
+
+// provision applies the defaults and checks the ranges of slope,
+// min_gradient and max_gradient, and that min_gradient <= max_gradient.
+func (g *gradient) provision(slope, minGradient, maxGradient Param) error {
+	var err error
+	if g.slope, err = slope.Float(g.Slope); err != nil {
+		return err
 	}
-	if g.MinGradient != nil {
-		g.lo = *g.MinGradient
+	if g.lo, err = minGradient.Float(g.MinGradient); err != nil {
+		return err
 	}
-	if g.MaxGradient != nil {
-		g.hi = *g.MaxGradient
-	}
-	if g.slope == 0 {
-		return fmt.Errorf("slope must not be 0")
+	if g.hi, err = maxGradient.Float(g.MaxGradient); err != nil {
+		return err
 	}
 	if g.lo > g.hi {
 		return fmt.Errorf("min_gradient %g is greater than max_gradient %g", g.lo, g.hi)
@@ -51,7 +57,8 @@ func (g *gradient) of(signal, setpoint float64) float64 {
 }
 
 func init() {
-	Register(Info{Type: "GradientController", New: func() Component { return &GradientController{} }})
+	Register(Info{Type: "GradientController", New: func() Component { return &GradientController{} },
+		Params: []Param{gradientSlope, gradientMinGradient, gradientMaxGradient}})
 }
 
 // GradientController scales control_variable by the gradient of signal
@@ -69,7 +76,9 @@ func (c *GradientController) Ports() Ports {
 }
 
 // Provision applies the defaults and checks the gradient bounds.
-func (c *GradientController) Provision(Env) error { return c.provision() }
+func (c *GradientController) Provision(Env) error {
+	return c.provision(gradientSlope, gradientMinGradient, gradientMaxGradient)
+}
 
 // Execute runs one tick.
 func (c *GradientController) Execute(in, out []float64) {

@@ -7,7 +7,9 @@ import (
 )
 
 func init() {
-	Register(Info{Type: "Gradient2Controller", New: func() Component { return &Gradient2Controller{} }})
+	Register(Info{Type: "Gradient2Controller", New: func() Component { return &Gradient2Controller{} },
+		Params: []Param{gradient2InitialLimit, gradient2MinLimit, gradient2MaxLimit, gradient2Smoothing,
+			gradient2QueueSize, gradient2LongWindow, gradient2RTTTolerance}})
 }
 
 // gradient2LongWarmup is how many samples the long RTT averages arithmetically
@@ -70,39 +72,48 @@ func (g *Gradient2Controller) Ports() Ports {
 	}, Out: []string{"limit", "long_rtt_ms"}}
 }
 
+// The parameters of Gradient2Controller (#Gradient2Params), with
+// Gradient2Limit.Builder's defaults.
+var (
+	gradient2InitialLimit = Param{Name: "initial_limit", Kind: Integer, Default: 20, Range: AtLeast(1)}
+	gradient2MinLimit     = Param{Name: "min_limit", Kind: Integer, Default: 20, Range: AtLeast(1)}
+	gradient2MaxLimit     = Param{Name: "max_limit", Kind: Integer, Default: 200, Range: AtLeast(1)}
+	gradient2Smoothing    = Param{Name: "smoothing", Default: 0.2, Range: Above(0).AtMost(1)}
+	gradient2QueueSize    = Param{Name: "queue_size", Kind: Integer, Default: 4, Range: AtLeast(0)}
+	gradient2LongWindow   = Param{Name: "long_window", Kind: DurationKind, Default: 600 * time.Second, Range: Above(0)}
+	gradient2RTTTolerance = Param{Name: "rtt_tolerance", Default: 1.5, Range: AtLeast(1)}
+)
+
 // Provision applies the defaults and checks the ranges.
 func (g *Gradient2Controller) Provision(env Env) error {
-	initial, minLimit, maxLimit, queue := 20, 20, 200, 4
-	g.smoothing, g.tolerance = 0.2, 1.5
-	window := Duration(600 * time.Second)
-	setInt(&initial, g.InitialLimit)
-	setInt(&minLimit, g.MinLimit)
-	setInt(&maxLimit, g.MaxLimit)
-	setInt(&queue, g.QueueSize)
-	if g.Smoothing != nil {
-		g.smoothing = *g.Smoothing
+	initial, err := gradient2InitialLimit.Int(g.InitialLimit)
+	if err != nil {
+		return err
 	}
-	if g.RTTTolerance != nil {
-		g.tolerance = *g.RTTTolerance
+	minLimit, err := gradient2MinLimit.Int(g.MinLimit)
+	if err != nil {
+		return err
 	}
-	if g.LongWindow != nil {
-		window = *g.LongWindow
+	maxLimit, err := gradient2MaxLimit.Int(g.MaxLimit)
+	if err != nil {
+		return err
 	}
-	switch {
-	case minLimit < 1:
-		return errors.New("min_limit must be >= 1")
-	case maxLimit < minLimit:
+	queue, err := gradient2QueueSize.Int(g.QueueSize)
+	if err != nil {
+		return err
+	}
+	if g.smoothing, err = gradient2Smoothing.Float(g.Smoothing); err != nil {
+		return err
+	}
+	if g.tolerance, err = gradient2RTTTolerance.Float(g.RTTTolerance); err != nil {
+		return err
+	}
+	window, err := gradient2LongWindow.Duration(g.LongWindow)
+	if err != nil {
+		return err
+	}
+	if maxLimit < minLimit {
 		return errors.New("max_limit must be >= min_limit")
-	case initial < 1:
-		return errors.New("initial_limit must be >= 1")
-	case queue < 0:
-		return errors.New("queue_size must be >= 0")
-	case !(g.smoothing > 0 && g.smoothing <= 1):
-		return errors.New("smoothing must be in (0, 1]")
-	case !(g.tolerance >= 1):
-		return errors.New("rtt_tolerance must be >= 1")
-	case window <= 0:
-		return errors.New("long_window must be > 0")
 	}
 	g.minLimit, g.maxLimit, g.queueSize = float64(minLimit), float64(maxLimit), float64(queue)
 	g.longAlpha = 2 / float64(window.Ticks(env.Interval)+1)
@@ -140,11 +151,4 @@ func (g *Gradient2Controller) sample(shortRttMs, inFlight float64) {
 	newLimit := g.limit*gradient + g.queueSize
 	newLimit = g.limit*(1-g.smoothing) + newLimit*g.smoothing
 	g.limit = math.Max(g.minLimit, math.Min(g.maxLimit, newLimit))
-}
-
-// setInt sets *dst to *src when src is set.
-func setInt(dst, src *int) {
-	if src != nil {
-		*dst = *src
-	}
 }

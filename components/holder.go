@@ -1,8 +1,11 @@
 package components
 
-import "errors"
+func init() {
+	Register(Info{Type: "Holder", New: func() Component { return &Holder{} }, Params: []Param{holderHoldFor}})
+}
 
-func init() { Register(Info{Type: "Holder", New: func() Component { return &Holder{} }}) }
+// holderHoldFor is Holder's parameter (#Holder).
+var holderHoldFor = Param{Name: "hold_for", Kind: DurationKind, Range: Above(0)}
 
 // Holder latches a valid input and emits it for hold_for (in ticks, the
 // latching tick included); then it latches the next valid input. A valid,
@@ -21,8 +24,8 @@ func (h *Holder) Ports() Ports {
 
 // Provision converts hold_for to ticks.
 func (h *Holder) Provision(env Env) error {
-	if h.HoldFor <= 0 {
-		return errors.New("hold_for must be > 0")
+	if err := holderHoldFor.Check(float64(h.HoldFor)); err != nil {
+		return err
 	}
 	h.k = h.HoldFor.Ticks(env.Interval)
 	return nil

@@ -1,14 +1,16 @@
 package components
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"time"
 )
 
 func init() {
-	Register(Info{Type: "LatencyTargetController", New: func() Component { return &LatencyTargetController{} }})
+	Register(Info{Type: "LatencyTargetController", New: func() Component { return &LatencyTargetController{} },
+		Params: []Param{latencyTargetTarget, latencyTargetDecFactor, latencyTargetDecThreshold, latencyTargetIncFactor,
+			latencyTargetIncThreshold, latencyTargetIncWeight, latencyTargetMinRate, latencyTargetMaxRate,
+			latencyTargetNreq, latencyTargetTimeout, latencyTargetAlpha, latencyTargetInitialRate}})
 }
 
 // LatencyTargetController steers a token bucket's rate so that the smoothed
@@ -83,19 +85,22 @@ type latencyRound struct {
 	overloaded bool
 }
 
-// Seed 003's default-latency-algorithm-parameters and its bucket's rate.
-const (
-	latencyTargetDecFactor    = 1.2
-	latencyTargetDecThreshold = 0.0
-	latencyTargetIncFactor    = 2.0
-	latencyTargetIncThreshold = -0.005
-	latencyTargetIncWeight    = -0.1
-	latencyTargetMinRate      = 0.05
-	latencyTargetMaxRate      = 5000.0
-	latencyTargetNreq         = 100
-	latencyTargetTimeout      = time.Second
-	latencyTargetAlpha        = 0.7
-	latencyTargetInitialRate  = 10.0
+// The parameters of LatencyTargetController (#LatencyTargetParams): seed
+// 003's default-latency-algorithm-parameters, its sensible-parameters?
+// ranges, and its bucket's rate as the initial rate.
+var (
+	latencyTargetTarget       = Param{Name: "target_latency", Kind: DurationKind, Range: Above(0)}
+	latencyTargetDecFactor    = Param{Name: "dec_factor", Default: 1.2, Range: Above(1)}
+	latencyTargetDecThreshold = Param{Name: "dec_threshold", Default: 0.0, Range: AtLeast(0)}
+	latencyTargetIncFactor    = Param{Name: "inc_factor", Default: 2.0, Range: Above(0)}
+	latencyTargetIncThreshold = Param{Name: "inc_threshold", Default: -0.005, Range: Unbounded.Below(0)}
+	latencyTargetIncWeight    = Param{Name: "inc_weight", Default: -0.1, Range: Unbounded.AtMost(0)}
+	latencyTargetMinRate      = Param{Name: "min_rate", Default: 0.05, Range: Above(0)}
+	latencyTargetMaxRate      = Param{Name: "max_rate", Default: 5000.0, Range: Above(0)}
+	latencyTargetNreq         = Param{Name: "nreq", Kind: Integer, Default: 100, Range: Above(0).Multiples(10)}
+	latencyTargetTimeout      = Param{Name: "timeout", Kind: DurationKind, Default: time.Second, Range: Above(0)}
+	latencyTargetAlpha        = Param{Name: "alpha", Default: 0.7, Range: AtLeast(0).AtMost(1)}
+	latencyTargetInitialRate  = Param{Name: "initial_rate", Default: 10.0, Range: Above(0)}
 )
 
 // Ports: latency_p90_ms, completed_rps, overload_seen → rate_limit,
@@ -111,52 +116,37 @@ func (c *LatencyTargetController) Ports() Ports {
 // Provision applies the seed's defaults and checks its "sensible
 // parameters" (the schema checks them too, at the user's line).
 func (c *LatencyTargetController) Provision(env Env) error {
-	pick := func(p *float64, def float64) float64 {
-		if p != nil {
-			return *p
+	if err := latencyTargetTarget.Check(float64(c.TargetLatency)); err != nil {
+		return err
+	}
+	var err error
+	for _, p := range []struct {
+		param Param
+		v     *float64
+		dst   *float64
+	}{{latencyTargetDecFactor, c.DecFactor, &c.decFactor}, {latencyTargetDecThreshold, c.DecThreshold, &c.decThreshold},
+		{latencyTargetIncFactor, c.IncFactor, &c.incFactor}, {latencyTargetIncThreshold, c.IncThreshold, &c.incThreshold},
+		{latencyTargetIncWeight, c.IncWeight, &c.incWeight}, {latencyTargetMinRate, c.MinRate, &c.minRatePerSec},
+		{latencyTargetMaxRate, c.MaxRate, &c.maxRatePerSec}, {latencyTargetAlpha, c.Alpha, &c.alpha}} {
+		if *p.dst, err = p.param.Float(p.v); err != nil {
+			return err
 		}
-		return def
 	}
-	c.decFactor = pick(c.DecFactor, latencyTargetDecFactor)
-	c.decThreshold = pick(c.DecThreshold, latencyTargetDecThreshold)
-	c.incFactor = pick(c.IncFactor, latencyTargetIncFactor)
-	c.incThreshold = pick(c.IncThreshold, latencyTargetIncThreshold)
-	c.incWeight = pick(c.IncWeight, latencyTargetIncWeight)
-	c.minRatePerSec = pick(c.MinRate, latencyTargetMinRate)
-	c.maxRatePerSec = pick(c.MaxRate, latencyTargetMaxRate)
-	c.alpha = pick(c.Alpha, latencyTargetAlpha)
-	initial := pick(c.InitialRate, latencyTargetInitialRate)
-	nreq := latencyTargetNreq
-	if c.Nreq != nil {
-		nreq = *c.Nreq
+	initial, err := latencyTargetInitialRate.Float(c.InitialRate)
+	if err != nil {
+		return err
 	}
-	timeout := Duration(latencyTargetTimeout)
-	if c.Timeout != nil {
-		timeout = *c.Timeout
+	nreq, err := latencyTargetNreq.Int(c.Nreq)
+	if err != nil {
+		return err
+	}
+	timeout, err := latencyTargetTimeout.Duration(c.Timeout)
+	if err != nil {
+		return err
 	}
 	switch {
-	case c.TargetLatency <= 0:
-		return errors.New("target_latency must be > 0")
-	case !(c.decFactor > 1):
-		return errors.New("dec_factor must be > 1")
-	case !(c.decThreshold >= 0):
-		return errors.New("dec_threshold must be >= 0")
-	case !(c.incFactor > 0):
-		return errors.New("inc_factor must be > 0")
-	case !(c.incThreshold < 0):
-		return errors.New("inc_threshold must be < 0")
-	case !(c.incWeight <= 0):
-		return errors.New("inc_weight must be <= 0")
-	case !(c.minRatePerSec > 0):
-		return errors.New("min_rate must be > 0")
-	case !(c.maxRatePerSec > c.minRatePerSec) || math.IsInf(c.maxRatePerSec, 0):
-		return fmt.Errorf("max_rate %g must be finite and > min_rate %g", c.maxRatePerSec, c.minRatePerSec)
-	case !(c.alpha >= 0 && c.alpha <= 1):
-		return errors.New("alpha must be in [0, 1]")
-	case nreq <= 0 || nreq%10 != 0:
-		return fmt.Errorf("nreq %d must be a positive multiple of 10", nreq)
-	case timeout <= 0:
-		return errors.New("timeout must be > 0")
+	case !(c.maxRatePerSec > c.minRatePerSec):
+		return fmt.Errorf("max_rate %g must be > min_rate %g", c.maxRatePerSec, c.minRatePerSec)
 	case !(initial >= c.minRatePerSec && initial <= c.maxRatePerSec):
 		return fmt.Errorf("initial_rate %g must be within [min_rate %g, max_rate %g]", initial, c.minRatePerSec, c.maxRatePerSec)
 	}

@@ -8,7 +8,19 @@ import (
 	"time"
 )
 
-func init() { Register(Info{Type: "PromQL", New: func() Component { return &PromQL{} }}) }
+func init() {
+	Register(Info{Type: "PromQL", New: func() Component { return &PromQL{} },
+		Params: []Param{promqlQuery, promqlInterval, promqlTimeout}})
+}
+
+// The parameters of PromQL (#PromQL). The timeout's default is derived
+// from the interval; the interval's minimum and the timeout's maximum are
+// checked by Provision beyond the schema's bounds.
+var (
+	promqlQuery    = Param{Name: "query", Kind: String}
+	promqlInterval = Param{Name: "interval", Kind: DurationKind, Default: DefaultPromQLInterval, Range: Above(0)}
+	promqlTimeout  = Param{Name: "timeout", Kind: DurationKind, Range: Above(0)}
+)
 
 // The PromQL component's defaults and bounds.
 const (
@@ -40,12 +52,13 @@ const (
 // that is not a number, NaN or ±Inf), and when the last answer is older
 // than PromQLStaleIntervals intervals.
 type PromQL struct {
-	QueryText string   `json:"query"`
-	Interval  Duration `json:"interval"`
-	Timeout   Duration `json:"timeout"`
+	QueryText   string    `json:"query"`
+	IntervalSet *Duration `json:"interval"`
+	TimeoutSet  *Duration `json:"timeout"`
 
-	value float64
-	age   time.Duration
+	interval, timeout Duration // in force, after Provision
+	value             float64
+	age               time.Duration
 }
 
 // Query is what the engine runs for a QuerySource.
@@ -81,28 +94,32 @@ func (p *PromQL) Provision(Env) error {
 		return fmt.Errorf("query: %d bytes, over the maximum of %d", len(q), MaxPromQLQueryBytes)
 	}
 	p.QueryText = q
-	if p.Interval == 0 {
-		p.Interval = Duration(DefaultPromQLInterval)
+	var err error
+	if p.interval, err = promqlInterval.Duration(p.IntervalSet); err != nil {
+		return err
 	}
-	if p.Interval.std() < MinPromQLInterval {
-		return fmt.Errorf("interval: %s is shorter than the minimum %s", p.Interval.std(), MinPromQLInterval)
+	if p.interval.std() < MinPromQLInterval {
+		return fmt.Errorf("interval: %s is shorter than the minimum %s", p.interval.std(), MinPromQLInterval)
 	}
-	if p.Timeout == 0 {
-		p.Timeout = Duration(min(DefaultPromQLTimeout, p.Interval.std()))
+	p.timeout = Duration(min(DefaultPromQLTimeout, p.interval.std()))
+	if p.TimeoutSet != nil {
+		if p.timeout, err = promqlTimeout.Duration(p.TimeoutSet); err != nil {
+			return err
+		}
 	}
-	if p.Timeout <= 0 || p.Timeout > p.Interval {
-		return fmt.Errorf("timeout: %s must be > 0 and at most the interval %s", p.Timeout.std(), p.Interval.std())
+	if p.timeout > p.interval {
+		return fmt.Errorf("timeout: %s must be at most the interval %s", p.timeout.std(), p.interval.std())
 	}
 	return nil
 }
 
 // Query is the query the engine runs for this component.
 func (p *PromQL) Query() Query {
-	return Query{PromQL: p.QueryText, Interval: p.Interval.std(), Timeout: p.Timeout.std()}
+	return Query{PromQL: p.QueryText, Interval: p.interval.std(), Timeout: p.timeout.std()}
 }
 
 // MaxAge is the age past which the last answer is invalid.
-func (p *PromQL) MaxAge() time.Duration { return PromQLStaleIntervals * p.Interval.std() }
+func (p *PromQL) MaxAge() time.Duration { return PromQLStaleIntervals * p.interval.std() }
 
 // ObserveQuery stores the last answer and its age for the tick about to run.
 func (p *PromQL) ObserveQuery(value float64, age time.Duration) { p.value, p.age = value, age }

@@ -8,8 +8,14 @@ import (
 )
 
 func init() {
-	Register(Info{Type: "RateLimiter", New: func() Component { return &RateLimiter{} }})
-	Register(Info{Type: "ConcurrencyLimiter", New: func() Component { return &ConcurrencyLimiter{} }})
+	failMode := Param{Name: "fail_mode", Kind: String}
+	Register(Info{Type: "RateLimiter", New: func() Component { return &RateLimiter{} },
+		Params: []Param{failMode, {Name: "scope", Kind: String, Default: string(DefaultScope)}, {Name: "key", Kind: String},
+			// mode's default, lease, and budget's, DefaultExactBudget, hold
+			// only for a global limit, and budget only in exact mode.
+			{Name: "mode", Kind: String}, {Name: "budget", Kind: DurationKind, Range: Above(0)}}})
+	Register(Info{Type: "ConcurrencyLimiter", New: func() Component { return &ConcurrencyLimiter{} },
+		Params: []Param{failMode}})
 }
 
 // RateLimiter sets a token bucket at its selector: rate_limit in requests
@@ -32,7 +38,8 @@ type RateLimiter struct {
 	Mode Mode `json:"mode,omitempty"`
 	// Budget bounds the wait on Redis of one request in ModeExact
 	// (default DefaultExactBudget); refused in ModeLease.
-	Budget      Duration `json:"budget,omitempty"`
+	BudgetSet   *Duration `json:"budget,omitempty"`
+	budget      Duration  // in force, after Provision
 	rate, burst float64
 }
 
@@ -107,12 +114,15 @@ func (r *RateLimiter) Provision(Env) error {
 		return fmt.Errorf("mode: %q: must be %q or %q", r.Mode, ModeLease, ModeExact)
 	}
 	switch {
-	case r.Budget != 0 && r.Mode != ModeExact:
+	case r.BudgetSet != nil && r.Mode != ModeExact:
 		return fmt.Errorf("budget: only mode %q waits on Redis", ModeExact)
-	case r.Mode == ModeExact && r.Budget == 0:
-		r.Budget = Duration(DefaultExactBudget)
-	case r.Budget < 0 || r.Budget.std() > MaxExactBudget:
-		return fmt.Errorf("budget: %s must be > 0 and at most %s", r.Budget.std(), MaxExactBudget)
+	case r.Mode == ModeExact && r.BudgetSet == nil:
+		r.budget = Duration(DefaultExactBudget)
+	case r.Mode == ModeExact:
+		r.budget = *r.BudgetSet
+		if r.budget <= 0 || r.budget.std() > MaxExactBudget {
+			return fmt.Errorf("budget: %s must be > 0 and at most %s", r.budget.std(), MaxExactBudget)
+		}
 	}
 	return r.Fail.Validate()
 }
@@ -120,7 +130,7 @@ func (r *RateLimiter) Provision(Env) error {
 // ExactBudget is the time budget of a global limit in ModeExact, or 0.
 func (r *RateLimiter) ExactBudget() time.Duration {
 	if r.Mode == ModeExact {
-		return r.Budget.std()
+		return r.budget.std()
 	}
 	return 0
 }

@@ -7,7 +7,11 @@ import (
 	"time"
 )
 
-func init() { Register(Info{Type: "RLActuator", New: func() Component { return &RLActuator{} }}) }
+func init() {
+	Register(Info{Type: "RLActuator", New: func() Component { return &RLActuator{} },
+		Params: []Param{rlAPI, rlSLO, rlPriority, rlCluster, rlSustainableRPS, rlLowerBound, rlUpperBound,
+			rlInitialRate, rlAgentTimeout, rlFallbackUntilContact}})
+}
 
 // Defaults of RLActuator.
 const (
@@ -19,6 +23,21 @@ const (
 	DefaultAgentTimeout = 5
 	// DefaultAgentSLO is the goodput latency bound of an API that declares none.
 	DefaultAgentSLO = time.Second
+)
+
+// The parameters of RLActuator (#RLActuator). api defaults to the
+// selector's API, and an empty cluster is the default one.
+var (
+	rlAPI                  = Param{Name: "api", Kind: String}
+	rlSLO                  = Param{Name: "slo", Kind: DurationKind, Default: DefaultAgentSLO, Range: Above(0)}
+	rlPriority             = Param{Name: "priority", Kind: Integer, Default: 1, Range: AtLeast(1)}
+	rlCluster              = Param{Name: "cluster", Kind: String, Default: "default"}
+	rlSustainableRPS       = Param{Name: "sustainable_rps", Default: 0.0, Range: AtLeast(0)}
+	rlLowerBound           = Param{Name: "lower_bound", Default: 0.0, Range: AtLeast(0)}
+	rlUpperBound           = Param{Name: "upper_bound", Range: AtLeast(0)}
+	rlInitialRate          = Param{Name: "initial_rate", Default: float64(DefaultInitialRate), Range: AtLeast(0)}
+	rlAgentTimeout         = Param{Name: "agent_timeout", Kind: Integer, Default: DefaultAgentTimeout, Range: AtLeast(1)}
+	rlFallbackUntilContact = Param{Name: "fallback_until_contact", Kind: Bool, Default: false}
 )
 
 // RLActuator hands the rate limit of one API to an external agent (the
@@ -37,9 +56,9 @@ type RLActuator struct {
 	API    string   `json:"api"`
 	Select Selector `json:"selector"`
 	// SLOBound is the latency within which an OK response is goodput.
-	SLOBound Duration `json:"slo"`
+	SLOBound *Duration `json:"slo"`
 	// Priority orders the APIs of a cluster, TopFull style: 1 first.
-	Priority int `json:"priority"`
+	Priority *int `json:"priority"`
 	// Cluster groups the APIs that one agent process controls together.
 	Cluster string `json:"cluster"`
 	// SustainableRPS is the API's load capacity alone, for the agent; 0 unknown.
@@ -47,12 +66,16 @@ type RLActuator struct {
 	LowerBound     float64  `json:"lower_bound"`
 	UpperBound     *float64 `json:"upper_bound"`
 	InitialRate    *float64 `json:"initial_rate"`
-	AgentTimeout   int      `json:"agent_timeout"`
+	AgentTimeout   *int     `json:"agent_timeout"`
 	// FallbackUntilContact puts the API on its fallback from the first
 	// tick until the agent's first contact, instead of on initial_rate for
 	// agent_timeout ticks: a process that starts under overload, or
 	// without its agent, is protected from its first second.
 	FallbackUntilContact bool `json:"fallback_until_contact"`
+
+	// priority, agentTimeout and slo are the parameters in force.
+	priority, agentTimeout int
+	slo                    Duration
 
 	agentRate    float64
 	contacts     uint64
@@ -115,37 +138,35 @@ func (a *RLActuator) Provision(Env) error {
 		a.API = a.Select.Normalized().API
 	}
 	if a.Cluster == "" {
-		a.Cluster = "default"
+		a.Cluster = rlCluster.Default.(string)
 	}
-	if a.Priority == 0 {
-		a.Priority = 1
+	var err error
+	if a.priority, err = rlPriority.Int(a.Priority); err != nil {
+		return fmt.Errorf("%w (1 is the highest)", err)
 	}
-	if a.SLOBound == 0 {
-		a.SLOBound = Duration(DefaultAgentSLO)
+	if a.agentTimeout, err = rlAgentTimeout.Int(a.AgentTimeout); err != nil {
+		return fmt.Errorf("%w tick", err)
 	}
-	if a.AgentTimeout == 0 {
-		a.AgentTimeout = DefaultAgentTimeout
+	if a.slo, err = rlSLO.Duration(a.SLOBound); err != nil {
+		return err
 	}
-	switch {
-	case a.Priority < 1:
-		return fmt.Errorf("priority %d: must be >= 1 (1 is the highest)", a.Priority)
-	case a.AgentTimeout < 1:
-		return fmt.Errorf("agent_timeout %d: must be >= 1 tick", a.AgentTimeout)
-	case !(a.LowerBound >= 0) || math.IsInf(a.LowerBound, 0):
-		return fmt.Errorf("lower_bound %v: must be finite and >= 0", a.LowerBound)
-	case a.UpperBound != nil && (!(*a.UpperBound >= a.LowerBound) || math.IsInf(*a.UpperBound, 0)):
+	if err := rlLowerBound.Check(a.LowerBound); err != nil {
+		return err
+	}
+	if a.UpperBound != nil && (!(*a.UpperBound >= a.LowerBound) || math.IsInf(*a.UpperBound, 0)) {
 		return fmt.Errorf("upper_bound %v: must be finite and >= lower_bound %v", *a.UpperBound, a.LowerBound)
-	case a.SustainableRPS < 0:
-		return fmt.Errorf("sustainable_rps %v: must be >= 0", a.SustainableRPS)
 	}
-	initial := float64(DefaultInitialRate)
-	if a.InitialRate != nil {
-		initial = *a.InitialRate
+	if err := rlSustainableRPS.Check(a.SustainableRPS); err != nil {
+		return err
+	}
+	initial, err := rlInitialRate.Float(a.InitialRate)
+	if err != nil {
+		return err
 	}
 	a.agentRate = a.Agent().Clamp(initial)
 	a.inForce = Invalid
 	if a.FallbackUntilContact {
-		a.silentTicks = a.AgentTimeout
+		a.silentTicks = a.agentTimeout
 	}
 	return nil
 }
@@ -161,7 +182,7 @@ func (a *RLActuator) Agent() AgentSpec {
 		upper = *a.UpperBound
 	}
 	return AgentSpec{
-		API: a.API, Cluster: a.Cluster, Priority: a.Priority, SLO: time.Duration(a.SLOBound),
+		API: a.API, Cluster: a.Cluster, Priority: a.priority, SLO: time.Duration(a.slo),
 		SustainableRPS: a.SustainableRPS, LowerBound: a.LowerBound, UpperBound: upper,
 		InitialRate: initial,
 	}
@@ -171,7 +192,11 @@ func (a *RLActuator) Agent() AgentSpec {
 func (a *RLActuator) Selector() Selector { return a.Select }
 
 // SLO is the goodput latency bound.
-func (a *RLActuator) SLO() time.Duration { return time.Duration(a.SLOBound) }
+func (a *RLActuator) SLO() time.Duration { return time.Duration(a.slo) }
+
+// FallbackAfter is agent_timeout in force: the ticks of agent silence
+// before the fallback takes over.
+func (a *RLActuator) FallbackAfter() int { return a.agentTimeout }
 
 // Observe does nothing: the engine hands the measurement to the agent, and
 // the circuit reads the API through a FluxMeter.
@@ -197,7 +222,7 @@ func (a *RLActuator) Silence() (uint64, int) { return a.seenContacts, a.silentTi
 // ResumeSilence takes over the silence of the actuator this one replaces.
 func (a *RLActuator) ResumeSilence(seenContacts uint64, silentTicks int) {
 	a.seenContacts, a.contacts, a.silentTicks = seenContacts, seenContacts, silentTicks
-	a.fallback = silentTicks >= a.AgentTimeout
+	a.fallback = silentTicks >= a.agentTimeout
 }
 
 // Execute counts the ticks of agent silence and picks the agent's rate or
@@ -208,7 +233,7 @@ func (a *RLActuator) Execute(in, out []float64) {
 	} else {
 		a.silentTicks++
 	}
-	a.fallback = a.silentTicks >= a.AgentTimeout
+	a.fallback = a.silentTicks >= a.agentTimeout
 	out[1] = a.agentRate
 	if !a.fallback {
 		out[0], out[2] = a.agentRate, 0

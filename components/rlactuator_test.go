@@ -107,8 +107,8 @@ func TestRLActuatorProvisionDefaults(t *testing.T) {
 			if got := a.Agent(); got != tc.want {
 				t.Errorf("Agent() = %+v, want %+v", got, tc.want)
 			}
-			if a.AgentTimeout != tc.wantTimeout {
-				t.Errorf("AgentTimeout = %d, want %d", a.AgentTimeout, tc.wantTimeout)
+			if a.FallbackAfter() != tc.wantTimeout {
+				t.Errorf("FallbackAfter() = %d, want %d", a.FallbackAfter(), tc.wantTimeout)
 			}
 			if got := a.SLO(); got != tc.want.SLO {
 				t.Errorf("SLO() = %v, want %v", got, tc.want.SLO)
@@ -143,11 +143,11 @@ func TestRLActuatorProvisionErrors(t *testing.T) {
 		{name: "negative agent_timeout", params: `{"selector":{"control_point":"ingress"},"agent_timeout":-2}`,
 			wantErr: "agent_timeout -2: must be >= 1 tick"},
 		{name: "negative lower_bound", params: `{"selector":{"control_point":"ingress"},"lower_bound":-1}`,
-			wantErr: "lower_bound -1: must be finite and >= 0"},
+			wantErr: "lower_bound -1: must be >= 0"},
 		{name: "infinite lower_bound", comp: &components.RLActuator{Select: selector, LowerBound: math.Inf(1)},
-			wantErr: "lower_bound +Inf: must be finite and >= 0"},
+			wantErr: "lower_bound +Inf: must be >= 0"},
 		{name: "NaN lower_bound", comp: &components.RLActuator{Select: selector, LowerBound: math.NaN()},
-			wantErr: "lower_bound NaN: must be finite and >= 0"},
+			wantErr: "lower_bound NaN: must be >= 0"},
 		{name: "upper_bound below lower_bound", params: `{"selector":{"control_point":"ingress"},"lower_bound":10,"upper_bound":5}`,
 			wantErr: "upper_bound 5: must be finite and >= lower_bound 10"},
 		{name: "infinite upper_bound", comp: &components.RLActuator{Select: selector, UpperBound: floatPtr(math.Inf(1))},

@@ -7,7 +7,9 @@ import (
 )
 
 func init() {
-	Register(Info{Type: "SLOConcurrencyController", New: func() Component { return &SLOConcurrencyController{} }})
+	Register(Info{Type: "SLOConcurrencyController", New: func() Component { return &SLOConcurrencyController{} },
+		Params: []Param{sloInitialLimit, sloMinLimit, sloMaxLimit, sloMinGradient, sloSlowStartFactor,
+			sloUtilization, sloRTTTolerance, sloBaselineWindow, sloMinSamples, sloMaxWindow}})
 }
 
 // SLOConcurrencyController sets a concurrency limit that keeps queueing
@@ -92,50 +94,48 @@ func (c *SLOConcurrencyController) Ports() Ports {
 	}, Out: []string{"limit", "is_overload", "baseline_ms"}}
 }
 
+// The parameters of SLOConcurrencyController (#SLOConcurrencyController).
+var (
+	sloInitialLimit    = Param{Name: "initial_limit", Default: 3.0, Range: AtLeast(1)}
+	sloMinLimit        = Param{Name: "min_limit", Default: 1.0, Range: AtLeast(1)}
+	sloMaxLimit        = Param{Name: "max_limit", Default: 100000.0, Range: AtLeast(1)}
+	sloMinGradient     = Param{Name: "min_gradient", Default: 0.5, Range: Above(0).AtMost(1)}
+	sloSlowStartFactor = Param{Name: "slow_start_factor", Default: 2.0, Range: AtLeast(1)}
+	sloUtilization     = Param{Name: "utilization", Default: 0.8, Range: Above(0).AtMost(1)}
+	sloRTTTolerance    = Param{Name: "rtt_tolerance", Default: 1.5, Range: AtLeast(1)}
+	sloBaselineWindow  = Param{Name: "baseline_window", Kind: DurationKind, Default: 600 * time.Second, Range: Above(0)}
+	sloMinSamples      = Param{Name: "min_samples", Default: 50.0, Range: AtLeast(1)}
+	sloMaxWindow       = Param{Name: "max_window", Kind: DurationKind, Default: 2 * time.Second, Range: Above(0)}
+)
+
 // Provision applies the defaults and checks the parameters.
 func (c *SLOConcurrencyController) Provision(env Env) error {
-	c.initial, c.minLimit, c.maxLimit = 3, 1, 100000
-	c.minGradient, c.slowStart, c.utilization, c.tolerance = 0.5, 2, 0.8, 1.5
-	window := Duration(600 * time.Second)
-	maxWindow := Duration(2 * time.Second)
-	c.minSamples = 50
+	var err error
 	for _, p := range []struct {
-		v   *float64
-		dst *float64
-	}{{c.InitialLimit, &c.initial}, {c.MinLimit, &c.minLimit}, {c.MaxLimit, &c.maxLimit},
-		{c.MinGradient, &c.minGradient}, {c.SlowStartFactor, &c.slowStart}, {c.Utilization, &c.utilization},
-		{c.RTTTolerance, &c.tolerance}, {c.MinSamples, &c.minSamples}} {
-		if p.v != nil {
-			*p.dst = *p.v
+		param Param
+		v     *float64
+		dst   *float64
+	}{{sloInitialLimit, c.InitialLimit, &c.initial}, {sloMinLimit, c.MinLimit, &c.minLimit}, {sloMaxLimit, c.MaxLimit, &c.maxLimit},
+		{sloMinGradient, c.MinGradient, &c.minGradient}, {sloSlowStartFactor, c.SlowStartFactor, &c.slowStart},
+		{sloUtilization, c.Utilization, &c.utilization}, {sloRTTTolerance, c.RTTTolerance, &c.tolerance},
+		{sloMinSamples, c.MinSamples, &c.minSamples}} {
+		if *p.dst, err = p.param.Float(p.v); err != nil {
+			return err
 		}
 	}
-	if c.BaselineWindow != nil {
-		window = *c.BaselineWindow
+	window, err := sloBaselineWindow.Duration(c.BaselineWindow)
+	if err != nil {
+		return err
 	}
-	if c.MaxWindow != nil {
-		maxWindow = *c.MaxWindow
+	maxWindow, err := sloMaxWindow.Duration(c.MaxWindow)
+	if err != nil {
+		return err
 	}
 	switch {
-	case c.minLimit < 1:
-		return errors.New("min_limit must be >= 1")
 	case c.maxLimit < c.minLimit:
 		return errors.New("max_limit must be >= min_limit")
 	case c.initial < c.minLimit || c.initial > c.maxLimit:
 		return errors.New("initial_limit must be within [min_limit, max_limit]")
-	case c.minGradient <= 0 || c.minGradient > 1:
-		return errors.New("min_gradient must be in (0, 1]")
-	case c.slowStart < 1:
-		return errors.New("slow_start_factor must be >= 1")
-	case c.utilization <= 0 || c.utilization > 1:
-		return errors.New("utilization must be in (0, 1]")
-	case c.tolerance < 1:
-		return errors.New("rtt_tolerance must be >= 1")
-	case window <= 0:
-		return errors.New("baseline_window must be > 0")
-	case c.minSamples < 1:
-		return errors.New("min_samples must be >= 1")
-	case maxWindow <= 0:
-		return errors.New("max_window must be > 0")
 	}
 	c.maxWindowTicks = float64(maxWindow.Ticks(env.Interval))
 	c.interval = env.Interval.Seconds()

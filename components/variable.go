@@ -2,7 +2,10 @@ package components
 
 import "errors"
 
-func init() { Register(Info{Type: "Variable", New: func() Component { return &Variable{} }}) }
+func init() {
+	Register(Info{Type: "Variable", New: func() Component { return &Variable{} },
+		Params: []Param{{Name: "value", Range: Unbounded}}})
+}
 
 // Variable emits a constant that can be changed at run time with Set.
 type Variable struct {

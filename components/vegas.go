@@ -7,7 +7,8 @@ import (
 )
 
 func init() {
-	Register(Info{Type: "VegasController", New: func() Component { return &VegasController{} }})
+	Register(Info{Type: "VegasController", New: func() Component { return &VegasController{} },
+		Params: []Param{vegasInitialLimit, vegasMaxLimit, vegasSmoothing, vegasProbeMultiplier}})
 }
 
 // VegasController is Netflix concurrency-limits' VegasLimit, TCP Vegas
@@ -70,25 +71,34 @@ func (v *VegasController) Ports() Ports {
 	}, Out: []string{"limit", "rtt_noload_ms"}}
 }
 
+// The parameters of VegasController (#VegasParams), with
+// VegasLimit.Builder's defaults.
+var (
+	vegasInitialLimit    = Param{Name: "initial_limit", Kind: Integer, Default: 20, Range: AtLeast(1)}
+	vegasMaxLimit        = Param{Name: "max_limit", Kind: Integer, Default: 1000, Range: AtLeast(1)}
+	vegasSmoothing       = Param{Name: "smoothing", Default: 1.0, Range: Above(0).AtMost(1)}
+	vegasProbeMultiplier = Param{Name: "probe_multiplier", Kind: Integer, Default: 30, Range: AtLeast(1)}
+)
+
 // Provision applies the defaults and checks the ranges.
 func (v *VegasController) Provision(Env) error {
-	initial, maxLimit, probe := 20, 1000, 30
-	v.smoothing = 1
-	setInt(&initial, v.InitialLimit)
-	setInt(&maxLimit, v.MaxLimit)
-	setInt(&probe, v.ProbeMultiplier)
-	if v.Smoothing != nil {
-		v.smoothing = *v.Smoothing
+	initial, err := vegasInitialLimit.Int(v.InitialLimit)
+	if err != nil {
+		return err
 	}
-	switch {
-	case initial < 1:
-		return errors.New("initial_limit must be >= 1")
-	case maxLimit < initial:
+	maxLimit, err := vegasMaxLimit.Int(v.MaxLimit)
+	if err != nil {
+		return err
+	}
+	probe, err := vegasProbeMultiplier.Int(v.ProbeMultiplier)
+	if err != nil {
+		return err
+	}
+	if v.smoothing, err = vegasSmoothing.Float(v.Smoothing); err != nil {
+		return err
+	}
+	if maxLimit < initial {
 		return errors.New("max_limit must be >= initial_limit")
-	case probe < 1:
-		return errors.New("probe_multiplier must be >= 1")
-	case !(v.smoothing > 0 && v.smoothing <= 1):
-		return errors.New("smoothing must be in (0, 1]")
 	}
 	v.limit, v.maxLimit, v.probeMultiplier = float64(initial), float64(maxLimit), float64(probe)
 	v.rttNoLoadMs = Invalid

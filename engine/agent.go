@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spillway-dev/spillway/circuit"
 	"github.com/spillway-dev/spillway/components"
 )
 
@@ -197,29 +198,29 @@ func (e *Engine) publishAgentReading(policy string, a components.AgentActuator, 
 	s.state.Store(st)
 }
 
-// commandAgent passes the agent's latest rate and contacts to a.
-func (e *Engine) commandAgent(a components.AgentActuator) {
+// agentCommand is the agent's latest rate and contacts for a.
+func (e *Engine) agentCommand(a components.AgentActuator) circuit.AgentCommand {
 	s := (*e.agents.Load())[a.Agent().API]
 	if s == nil {
-		return
+		return circuit.AgentCommand{}
 	}
-	a.Command(math.Float64frombits(s.rate.Load()), s.contacts.Load())
+	return circuit.AgentCommand{Present: true, RatePerSec: math.Float64frombits(s.rate.Load()), Contacts: s.contacts.Load()}
 }
 
-// publishAgentMode republishes an API's state after its circuit ran.
-func (e *Engine) publishAgentMode(a components.AgentActuator) {
+// publishAgentMode republishes an API's state after its circuit ran and
+// left a in mode.
+func (e *Engine) publishAgentMode(a components.AgentActuator, mode circuit.AgentMode) {
 	s := (*e.agents.Load())[a.Agent().API]
 	if s == nil {
 		return
 	}
-	seen, silent := a.Silence()
-	s.seenContacts.Store(seen)
-	s.silentTicks.Store(int64(silent))
+	s.seenContacts.Store(mode.SeenContacts)
+	s.silentTicks.Store(int64(mode.SilentTicks))
 	s.ticked.Store(true)
 	prev := s.state.Load()
 	st := *prev
-	st.UsingFallback = a.UsingFallback()
-	st.LimitInForce = a.RateInForce()
+	st.UsingFallback = mode.UsingFallback
+	st.LimitInForce = mode.RateInForce
 	rate := math.Float64frombits(s.rate.Load())
 	if !math.IsNaN(rate) {
 		st.RateLimit = a.Agent().Clamp(rate)

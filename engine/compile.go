@@ -11,27 +11,29 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spillway-dev/spillway/circuit"
 	"github.com/spillway-dev/spillway/components"
 )
 
-// Circuit is a compiled policy: its components in evaluation order and the
-// signals on the wires between them. A Circuit is not safe for concurrent
-// use; the engine ticks each circuit from one goroutine at a time.
+// Circuit is a compiled policy: its spec and its circuit.Circuit, the pure
+// state machine that the engine ticks, with what the engine needs to know
+// of each component (its spec and ports). A Circuit is not safe for
+// concurrent use; the engine ticks each circuit from one goroutine at a
+// time.
 type Circuit struct {
 	Spec Spec
 	// Delayed lists the loop edges that read the previous tick's value.
 	Delayed []DelayedEdge
 
-	nodes   []*node // evaluation order
-	signals []float64
-	prev    []float64
-	names   []string // signal index → name
-	sources []*node
-	sinks   []*node
+	core    *circuit.Circuit
+	nodes   []*node   // evaluation order, as core's
+	signals []float64 // core.Values(): the signals after the last tick
+	names   []string  // signal index → name
+	sources []*node   // in core.Sources() order
+	sinks   []*node   // in core.Sinks() order
 	alerts  []*node
-	agents  []*node // sources that are components.AgentActuator
+	agents  []*node // sources that are components.AgentActuator, in core.Agents() order
 	queries []*node // components.QuerySource, fed by the engine's pollers
-	ticks   uint64
 }
 
 // DelayedEdge is a signal read one tick late to cut a loop.
@@ -49,19 +51,11 @@ func (d DelayedEdge) String() string {
 type node struct {
 	spec  *ComponentSpec
 	index int // declaration order
+	at    int // evaluation order: the node's index in core
 	comp  components.Component
-	in    []inputRef
+	in    []circuit.Input
 	port  []components.Port // per input slot, the port it belongs to
 	out   []int             // signal index per output slot, -1 when unwired
-	inBuf []float64
-	outBf []float64
-}
-
-// inputRef is where one input slot reads from.
-type inputRef struct {
-	signal  int // -1 for a constant or an unwired port
-	delayed bool
-	value   float64 // the constant, or NaN when unwired
 }
 
 // Compile builds a circuit from a spec. Every problem is reported with the
@@ -128,12 +122,12 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 					fail(cs.Pos, "%s.in_ports.%s: required input is not wired", cs.Path, p.Name)
 				}
 				if !p.Variadic {
-					n.in = append(n.in, inputRef{signal: -1, value: math.NaN()})
+					n.in = append(n.in, circuit.Input{Signal: -1, Value: math.NaN()})
 				}
 				continue
 			}
 			for range bs {
-				n.in = append(n.in, inputRef{signal: -1, value: math.NaN()})
+				n.in = append(n.in, circuit.Input{Signal: -1, Value: math.NaN()})
 			}
 		}
 		n.port = make([]components.Port, 0, len(n.in))
@@ -167,8 +161,6 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 			producerAt[b.Signal] = b
 			n.out[slot] = idx
 		}
-		n.inBuf = make([]float64, len(n.in))
-		n.outBf = make([]float64, len(n.out))
 		all = append(all, n)
 	}
 
@@ -197,7 +189,7 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 			for _, b := range bs {
 				switch {
 				case b.IsConst:
-					n.in[slot].value = b.Const
+					n.in[slot].Value = b.Const
 					if err := p.Bounds.Check(b.Const); err != nil {
 						fail(b.Pos, "%s.in_ports.%s: %v", n.spec.Path, b.Port, err)
 					}
@@ -211,7 +203,7 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 							fail(b.Pos, "%s.in_ports.%s: Variable %q (%s): %v", n.spec.Path, b.Port, b.Signal, producer[b.Signal].spec.Path, err)
 						}
 					}
-					n.in[slot].signal = signalIndex[b.Signal]
+					n.in[slot].Signal = signalIndex[b.Signal]
 					edges = append(edges, edge{from: producer[b.Signal], to: n, slot: slot, b: b})
 				}
 				slot++
@@ -238,7 +230,7 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 	for _, e := range edges {
 		f, t := pos[e.from], pos[e.to]
 		if scc[f] == scc[t] && f >= t {
-			e.to.in[e.slot].delayed = true
+			e.to.in[e.slot].Delayed = true
 			c.Delayed = append(c.Delayed, DelayedEdge{Signal: e.b.Signal, From: e.from.spec.Path, To: e.to.spec.Path, Pos: e.b.Pos})
 			continue
 		}
@@ -263,29 +255,24 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 			}
 		}
 	}
-	for _, n := range c.nodes {
-		if _, ok := n.comp.(components.Source); ok {
-			c.sources = append(c.sources, n)
-		}
-		if _, ok := n.comp.(components.AgentActuator); ok {
-			c.agents = append(c.agents, n)
-		}
-		if _, ok := n.comp.(components.Sink); ok {
-			c.sinks = append(c.sinks, n)
-		}
+	nodes := make([]circuit.Node, len(c.nodes))
+	for i, n := range c.nodes {
+		n.at = i
+		nodes[i] = circuit.Node{Path: n.spec.Path, Component: n.comp, In: n.in, Out: n.out}
 		if _, ok := n.comp.(components.QuerySource); ok {
 			c.queries = append(c.queries, n)
 		}
-		if _, ok := n.comp.(components.Alert); ok {
-			c.alerts = append(c.alerts, n)
+	}
+	c.core = circuit.New(c.names, nodes)
+	c.signals = c.core.Values()
+	pick := func(at []int) []*node {
+		picked := make([]*node, len(at))
+		for i, k := range at {
+			picked[i] = c.nodes[k]
 		}
+		return picked
 	}
-	c.signals = make([]float64, len(c.names))
-	c.prev = make([]float64, len(c.names))
-	for i := range c.signals {
-		c.signals[i] = math.NaN()
-		c.prev[i] = math.NaN()
-	}
+	c.sources, c.sinks, c.alerts, c.agents = pick(c.core.Sources()), pick(c.core.Sinks()), pick(c.core.Alerts()), pick(c.core.Agents())
 	return c, nil
 }
 
@@ -391,7 +378,7 @@ func (c *Circuit) checkVariable(name string, value float64) error {
 	idx := indexOf(c.names, name)
 	for _, n := range c.nodes {
 		for slot, r := range n.in {
-			if idx < 0 || r.signal != idx {
+			if idx < 0 || r.Signal != idx {
 				continue
 			}
 			if err := n.port[slot].Bounds.Check(value); err != nil {
@@ -426,33 +413,10 @@ func portNames(ports []components.Port) string {
 	return strings.Join(names, ", ")
 }
 
-// Tick evaluates every component once, in topological order. Delayed
-// inputs read the previous tick; the first tick reads them as invalid.
-func (c *Circuit) Tick() {
-	copy(c.prev, c.signals)
-	for i := range c.signals {
-		c.signals[i] = math.NaN()
-	}
-	for _, n := range c.nodes {
-		for i, r := range n.in {
-			switch {
-			case r.signal < 0:
-				n.inBuf[i] = r.value
-			case r.delayed:
-				n.inBuf[i] = c.prev[r.signal]
-			default:
-				n.inBuf[i] = c.signals[r.signal]
-			}
-		}
-		n.comp.Execute(n.inBuf, n.outBf)
-		for i, s := range n.out {
-			if s >= 0 {
-				c.signals[s] = n.outBf[i]
-			}
-		}
-	}
-	c.ticks++
-}
+// Tick evaluates every component once, in topological order, with no new
+// flux-meter readings and no agent commands. Delayed inputs read the
+// previous tick; the first tick reads them as invalid.
+func (c *Circuit) Tick() { c.core.Tick(circuit.Inputs{}) }
 
 // Signal returns the value of a named signal after the last tick.
 func (c *Circuit) Signal(name string) (float64, bool) {
@@ -473,4 +437,4 @@ func (c *Circuit) Signals() map[string]float64 {
 }
 
 // Ticks is how many ticks the circuit has evaluated.
-func (c *Circuit) Ticks() uint64 { return c.ticks }
+func (c *Circuit) Ticks() uint64 { return c.core.Ticks() }

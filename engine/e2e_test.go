@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/spillwaygrpc"
 )
 
 // e2ePolicy protects both control points with latency AIMD. The warm-up is
@@ -99,8 +100,8 @@ func TestEndToEndHTTPAndGRPC(t *testing.T) {
 		return h(ctx, req)
 	}
 	gsrv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(eng.UnaryInterceptor("grpc"), work),
-		grpc.ChainStreamInterceptor(eng.StreamInterceptor("grpc")),
+		grpc.ChainUnaryInterceptor(spillwaygrpc.Unary(eng, "grpc"), work),
+		grpc.ChainStreamInterceptor(spillwaygrpc.Stream(eng, "grpc")),
 	)
 	healthpb.RegisterHealthServer(gsrv, health.NewServer())
 	go gsrv.Serve(gl)

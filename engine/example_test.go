@@ -5,13 +5,12 @@ import (
 	"log"
 	"net/http"
 
-	"google.golang.org/grpc"
-
 	"github.com/spillway-dev/spillway/engine"
 )
 
-// Example protects an HTTP mux and a gRPC server with the policies in a
-// directory; examples/protect is the README's complete program.
+// Example protects an HTTP mux with the policies in a directory (package
+// spillwaygrpc has the gRPC interceptors); examples/protect is the
+// README's complete program.
 func Example() {
 	ctx := context.Background()
 	eng, err := engine.Start(ctx, engine.Options{Policies: "../policies"})
@@ -22,7 +21,5 @@ func Example() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /checkout", func(w http.ResponseWriter, r *http.Request) {})
 	_ = &http.Server{Addr: ":8080", Handler: eng.HTTP("ingress", mux)} // 429 + Retry-After when shedding
-	_ = grpc.NewServer(grpc.ChainUnaryInterceptor(eng.UnaryInterceptor("ingress")),
-		grpc.ChainStreamInterceptor(eng.StreamInterceptor("ingress")))
 	// Output:
 }

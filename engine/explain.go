@@ -116,7 +116,7 @@ func (r *Running) explainSink(i int, now int64) Rejection {
 		Component:  componentLabel(n.spec.Path),
 		Kind:       "rate",
 		Selector:   s.comp.Selector().String(),
-		Tick:       c.ticks,
+		Tick:       c.Ticks(),
 		RetryAfter: interval,
 	}
 	var b strings.Builder
@@ -159,9 +159,9 @@ func (r *Running) explainSink(i int, now int64) Rejection {
 		b.WriteByte(')')
 	}
 	if len(n.in) > 0 {
-		if in := n.in[0]; in.signal >= 0 {
+		if in := n.in[0]; in.Signal >= 0 {
 			b.WriteString(" from ")
-			if p := c.producer(in.signal); p != nil {
+			if p := c.producer(in.Signal); p != nil {
 				b.WriteString(componentLabel(p.spec.Path))
 				b.WriteString(" (")
 				for j, ref := range p.in {
@@ -169,16 +169,16 @@ func (r *Running) explainSink(i int, now int64) Rejection {
 						b.WriteString(", ")
 					}
 					name := p.port[j].Name
-					if ref.signal >= 0 {
-						name = c.names[ref.signal]
+					if ref.Signal >= 0 {
+						name = c.names[ref.Signal]
 					}
 					b.WriteString(name)
 					b.WriteByte('=')
-					b.WriteString(formatSignal(p.inBuf[j]))
+					b.WriteString(formatSignal(c.core.NodeInputs(p.at)[j]))
 				}
 				b.WriteByte(')')
 			} else {
-				b.WriteString(c.names[in.signal])
+				b.WriteString(c.names[in.Signal])
 			}
 		}
 	}

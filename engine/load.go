@@ -385,7 +385,11 @@ func collapseDisjunctions(diags Diagnostics) Diagnostics {
 		}
 		return d.Message
 	}
-	conflict := func(d Diagnostic) bool { return strings.Contains(d.Message, ": conflicting values ") }
+	// An alternative that only names a literal (a blueprint's default,
+	// `want "1500s"`) says less than one that names a type.
+	conflict := func(d Diagnostic) bool {
+		return strings.Contains(d.Message, ": conflicting values ") || strings.Contains(d.Message, `: want "`)
+	}
 	best := map[string]int{}
 	var order []string
 	for i, d := range diags {

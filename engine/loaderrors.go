@@ -149,6 +149,17 @@ func schemaWords(v cue.Value) map[string]string {
 	if err != nil {
 		return words
 	}
+	// A type error names one conjunct of a definition (#PositiveDuration's
+	// "not zero" pattern), so each conjunct gets the definition's words,
+	// unless it is a definition of its own (#Duration).
+	conjuncts := map[string]string{}
+	defer func() {
+		for k, w := range conjuncts {
+			if _, own := words[k]; !own {
+				words[k] = w
+			}
+		}
+	}()
 	for iter.Next() {
 		def := iter.Value()
 		if k := def.IncompleteKind(); k&(cue.StructKind|cue.ListKind) != 0 {
@@ -162,6 +173,11 @@ func schemaWords(v cue.Value) map[string]string {
 					rest = rest[:i]
 				}
 				words[fmt.Sprint(def)] = strings.TrimSuffix(rest, ".")
+				if op, args := def.Expr(); op == cue.AndOp {
+					for _, a := range args {
+						conjuncts[fmt.Sprint(a)] = strings.TrimSuffix(rest, ".")
+					}
+				}
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spillway-dev/spillway/actuators"
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/circuit"
 	"github.com/spillway-dev/spillway/components"
 	"github.com/spillway-dev/spillway/fleet"
 	"github.com/spillway-dev/spillway/internal/promql"
@@ -136,6 +137,12 @@ type Running struct {
 	// its actuators go stale and apply their fail mode. A reload that
 	// changes the policy starts it afresh.
 	disabled string
+	// readings are the taps' last readings, one per source; observed says
+	// that the next evaluation has not consumed them yet.
+	readings []components.FluxReading
+	observed bool
+	// commands is the agents' commands for the next evaluation (reused).
+	commands []circuit.AgentCommand
 }
 
 type tap struct {
@@ -476,15 +483,11 @@ func (r *Running) adoptState(prev *Running) {
 		k := stateKey(n.spec)
 		if list := pool[k]; len(list) > 0 {
 			n.comp, pool[k] = list[0], list[1:]
+			c.core.SetComponent(n.at, n.comp)
 			r.carried++
 		}
 	}
-	for i, name := range c.names {
-		if j := indexOf(pc.names, name); j >= 0 {
-			c.signals[i] = pc.signals[j]
-		}
-	}
-	c.ticks = pc.ticks
+	c.core.Adopt(pc.core)
 	for k, v := range prev.alerts {
 		r.alerts[k] = v
 	}
@@ -669,10 +672,14 @@ func (e *Engine) observe(r *Running, now int64) {
 	if r.disabled != "" {
 		return
 	}
-	for _, t := range r.taps {
+	if len(r.readings) != len(r.taps) {
+		r.readings = make([]components.FluxReading, len(r.taps))
+	}
+	r.observed = true
+	for i, t := range r.taps {
 		w := t.rec.Snapshot(now)
 		rd := reading(&w)
-		t.source.Observe(rd)
+		r.readings[i] = rd
 		if a, ok := t.source.(components.AgentActuator); ok {
 			e.publishAgentReading(r.Circuit.Spec.Name, a, rd)
 		}
@@ -705,16 +712,26 @@ func (e *Engine) evaluate(r *Running, now int64) {
 	}
 	defer e.recoverPolicy(r)
 	start := time.Now() // wall time, for spillway_tick_duration_seconds only
-	for _, n := range r.Circuit.agents {
-		e.commandAgent(n.comp.(components.AgentActuator))
+	var in circuit.Inputs
+	if r.observed {
+		in.Readings, r.observed = r.readings, false
 	}
-	r.Circuit.Tick()
-	for _, n := range r.Circuit.agents {
-		e.publishAgentMode(n.comp.(components.AgentActuator))
+	if agents := r.Circuit.agents; len(agents) > 0 {
+		if len(r.commands) != len(agents) {
+			r.commands = make([]circuit.AgentCommand, len(agents))
+		}
+		for i, n := range agents {
+			r.commands[i] = e.agentCommand(n.comp.(components.AgentActuator))
+		}
+		in.Agents = r.commands
+	}
+	ready := r.Circuit.core.Tick(in)
+	for i, n := range r.Circuit.agents {
+		e.publishAgentMode(n.comp.(components.AgentActuator), ready.Agents[i])
 	}
 	interval := r.Circuit.Spec.EvaluationInterval.Seconds()
-	for _, s := range r.sinks {
-		value, burst := s.comp.Setpoint()
+	for i, s := range r.sinks {
+		value, burst := ready.Setpoints[i].Value, ready.Setpoints[i].Burst
 		switch {
 		case s.limiter.Bucket != nil:
 			if !components.IsValid(burst) && components.IsValid(value) {
@@ -735,11 +752,9 @@ func (e *Engine) evaluate(r *Running, now int64) {
 		}
 		s.limiter.Stamp(now)
 	}
-	for _, n := range r.Circuit.alerts {
-		if name, firing := n.comp.(components.Alert).Firing(); firing {
-			r.alerts[name]++
-			e.log.Warn("spillway alert", "policy", r.Circuit.Spec.Name, "alert", name, "component", n.spec.Path)
-		}
+	for _, a := range ready.Alerts {
+		r.alerts[a.Name]++
+		e.log.Warn("spillway alert", "policy", r.Circuit.Spec.Name, "alert", a.Name, "component", a.Path)
 	}
 	r.hist.record(r.Circuit, now, time.Since(start))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/spillwaygrpc"
 )
 
 // GRPCOptions configure a gRPC proxy.
@@ -78,7 +79,7 @@ func NewGRPC(eng *engine.Engine, opts GRPCOptions) (*GRPC, error) {
 		return nil, fmt.Errorf("upstream %s: %w", opts.Upstream, err)
 	}
 	p := &GRPC{upstream: conn, eng: eng, opts: opts}
-	interceptors := []grpc.StreamServerInterceptor{eng.StreamInterceptor(opts.ControlPoint)}
+	interceptors := []grpc.StreamServerInterceptor{spillwaygrpc.Stream(eng, opts.ControlPoint)}
 	if opts.Decisions != nil || opts.ExplainHeader {
 		interceptors = append([]grpc.StreamServerInterceptor{p.watch}, interceptors...)
 	}

@@ -2,8 +2,10 @@
 // every signal of every policy, every decision of every control point,
 // request and tick durations, and actuator setpoints (DESIGN §7). The
 // Prometheus exporter serves them on Handler (the admin listener's
-// /metrics); OTLP pushes them too when the standard OTEL_EXPORTER_OTLP_*
-// variables name an endpoint.
+// /metrics). More readers can be added to New: package telemetry/otlp
+// pushes the same metrics over OTLP when the standard OTEL_EXPORTER_OTLP_*
+// variables name an endpoint. It is a package apart because every OTLP
+// exporter links grpc, which an HTTP-only service should not.
 //
 // Nothing here runs on the request path. Control points and the engine
 // count into their own atomics and rings; the exporter reads them when it
@@ -18,7 +20,6 @@ import (
 	"hash/fnv"
 	"math"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -28,8 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/otlptranslator"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -66,24 +65,24 @@ type Metrics struct {
 	provider *sdkmetric.MeterProvider
 	handler  http.Handler
 	rlbridge metric.Int64Counter
-	otlp     string // "", "grpc" or "http/protobuf"
+	pushing  []string // the names of the readers added to New
 }
 
-// New starts exporting eng. It makes the engine's control points keep
+// Reader adds a metric reader beside the Prometheus exporter, such as
+// otlp.FromEnv (package telemetry/otlp). The reader must collect
+// histograms too (sdkmetric.WithProducer): the request and tick durations
+// are aggregated by the engine, outside the SDK. A Reader returns a nil
+// reader to add none, and otherwise a name for logs ("otlp grpc").
+type Reader func(ctx context.Context, eng *engine.Engine, histograms sdkmetric.Producer) (reader sdkmetric.Reader, name string, err error)
+
+// New starts exporting eng through the Prometheus exporter, and through
+// each of readers. It makes the engine's control points keep
 // request-duration histograms (controlpoint.Registry.RecordDurations).
+// The resource is service.name=spillway unless OTEL_SERVICE_NAME or
+// OTEL_RESOURCE_ATTRIBUTES say otherwise.
 //
-// OTLP is enabled when OTEL_EXPORTER_OTLP_ENDPOINT or
-// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is set. The protocol is
-// OTEL_EXPORTER_OTLP_METRICS_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL:
-// "http/protobuf" (the default) or "grpc"; headers, TLS, compression and
-// timeout come from the other standard variables. The export interval is
-// OTEL_METRIC_EXPORT_INTERVAL (milliseconds) or, when unset, the finest
-// evaluation interval of the running policies (500 ms with none), so that
-// OTLP carries every tick. The resource is service.name=spillway unless
-// OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise.
-//
-// Call Shutdown to flush OTLP and stop.
-func New(ctx context.Context, eng *engine.Engine) (*Metrics, error) {
+// Call Shutdown to flush the readers and stop.
+func New(ctx context.Context, eng *engine.Engine, readers ...Reader) (*Metrics, error) {
 	m := &Metrics{eng: eng}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(attribute.String("service.name", "spillway")),
@@ -104,13 +103,15 @@ func New(ctx context.Context, eng *engine.Engine) (*Metrics, error) {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExporter)}
-	reader, protocol, err := otlpReader(ctx, eng, histograms)
-	if err != nil {
-		return nil, err
-	}
-	if reader != nil {
-		opts = append(opts, sdkmetric.WithReader(reader))
-		m.otlp = protocol
+	for _, add := range readers {
+		reader, name, err := add(ctx, eng, histograms)
+		if err != nil {
+			return nil, err
+		}
+		if reader != nil {
+			opts = append(opts, sdkmetric.WithReader(reader))
+			m.pushing = append(m.pushing, name)
+		}
 	}
 	m.provider = sdkmetric.NewMeterProvider(opts...)
 	m.handler = promhttp.HandlerFor(registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -125,11 +126,11 @@ func New(ctx context.Context, eng *engine.Engine) (*Metrics, error) {
 // Handler serves the metrics in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler { return m.handler }
 
-// OTLP returns the OTLP protocol in use ("grpc" or "http/protobuf"), or ""
-// when OTLP is off.
-func (m *Metrics) OTLP() string { return m.otlp }
+// Pushing names the readers New added (see Reader), in order; nil when
+// only Prometheus exports.
+func (m *Metrics) Pushing() []string { return m.pushing }
 
-// Shutdown flushes OTLP and stops exporting.
+// Shutdown flushes the added readers and stops exporting.
 func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdown(ctx) }
 
 // CountRLBridgeRequest counts one request the RL bridge answered, as
@@ -137,52 +138,6 @@ func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdo
 // ("/metrics", "/set_rate", "/apis"), code the HTTP status.
 func (m *Metrics) CountRLBridgeRequest(ctx context.Context, endpoint string, code int) {
 	m.rlbridge.Add(ctx, 1, metric.WithAttributes(attribute.String("endpoint", endpoint), attribute.String("code", strconv.Itoa(code))))
-}
-
-// otlpReader returns a periodic OTLP reader when the environment asks for
-// one.
-func otlpReader(ctx context.Context, eng *engine.Engine, p sdkmetric.Producer) (sdkmetric.Reader, string, error) {
-	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") == "" {
-		return nil, "", nil
-	}
-	protocol := os.Getenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-	if protocol == "" {
-		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
-	}
-	var exp sdkmetric.Exporter
-	var err error
-	switch protocol {
-	case "", "http/protobuf":
-		protocol = "http/protobuf"
-		exp, err = otlpmetrichttp.New(ctx)
-	case "grpc":
-		exp, err = otlpmetricgrpc.New(ctx)
-	default:
-		return nil, "", fmt.Errorf("telemetry: OTLP protocol %q is not supported (OTEL_EXPORTER_OTLP_PROTOCOL: want grpc or http/protobuf)", protocol)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("telemetry: OTLP %s exporter: %w", protocol, err)
-	}
-	opts := []sdkmetric.PeriodicReaderOption{sdkmetric.WithProducer(p)}
-	if os.Getenv("OTEL_METRIC_EXPORT_INTERVAL") == "" {
-		opts = append(opts, sdkmetric.WithInterval(finestInterval(eng)))
-	}
-	return sdkmetric.NewPeriodicReader(exp, opts...), protocol, nil
-}
-
-// finestInterval is the shortest evaluation interval of the running
-// policies, 500 ms when none runs, and never below 100 ms.
-func finestInterval(eng *engine.Engine) time.Duration {
-	finest := time.Duration(0)
-	for _, r := range eng.Policies() {
-		if d := r.Circuit.Spec.EvaluationInterval; d > 0 && (finest == 0 || d < finest) {
-			finest = d
-		}
-	}
-	if finest == 0 {
-		finest = 500 * time.Millisecond
-	}
-	return max(finest, 100*time.Millisecond)
 }
 
 // register creates the instruments and the callback that reads the

@@ -2,24 +2,17 @@ package telemetry_test
 
 import (
 	"context"
-	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/internal/enginetest"
@@ -226,100 +219,5 @@ func TestRLBridgeRequestsAreCounted(t *testing.T) {
 	}
 	if v := value(t, fam, "spillway_rlbridge_requests_total", map[string]string{"endpoint": "/metrics", "code": "200"}); v != 1 {
 		t.Fatalf("/metrics 200 counted %v times, want 1", v)
-	}
-}
-
-// otlpSink collects the metric names of the OTLP exports it receives.
-type otlpSink struct {
-	colmetricpb.UnimplementedMetricsServiceServer
-	mu    sync.Mutex
-	names map[string]bool
-}
-
-func (s *otlpSink) Export(_ context.Context, req *colmetricpb.ExportMetricsServiceRequest) (*colmetricpb.ExportMetricsServiceResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, rm := range req.ResourceMetrics {
-		for _, sm := range rm.ScopeMetrics {
-			for _, m := range sm.Metrics {
-				s.names[m.Name] = true
-			}
-		}
-	}
-	return &colmetricpb.ExportMetricsServiceResponse{}, nil
-}
-
-func (s *otlpSink) has(names ...string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, n := range names {
-		if !s.names[n] {
-			return false
-		}
-	}
-	return true
-}
-
-func TestOTLPExportFollowsTheStandardEnvironment(t *testing.T) {
-	for _, protocol := range []string{"http/protobuf", "grpc"} {
-		t.Run(protocol, func(t *testing.T) {
-			sink := &otlpSink{names: map[string]bool{}}
-			var endpoint string
-			if protocol == "grpc" {
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				srv := grpc.NewServer()
-				colmetricpb.RegisterMetricsServiceServer(srv, sink)
-				go srv.Serve(ln)
-				t.Cleanup(srv.Stop)
-				endpoint = "http://" + ln.Addr().String()
-			} else {
-				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					body, _ := io.ReadAll(r.Body)
-					var req colmetricpb.ExportMetricsServiceRequest
-					if r.URL.Path != "/v1/metrics" || proto.Unmarshal(body, &req) != nil {
-						http.Error(w, "bad export", 400)
-						return
-					}
-					sink.Export(r.Context(), &req)
-					w.Header().Set("Content-Type", "application/x-protobuf")
-				}))
-				t.Cleanup(srv.Close)
-				endpoint = srv.URL
-			}
-			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
-			t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "20")
-			clock := &enginetest.Clock{}
-			eng, _ := startEngine(t, clock)
-			m := newMetrics(t, eng)
-			if m.OTLP() != protocol {
-				t.Fatalf("OTLP protocol %q, want %q", m.OTLP(), protocol)
-			}
-			tk, _ := eng.ControlPoints().Get("ingress").Admit("GET /a")
-			tk.Done(true)
-			clock.Advance(time.Second)
-			eng.Tick()
-			want := []string{"spillway_signal", "spillway_requests_total", "spillway_request_duration_seconds", "spillway_tick_duration_seconds"}
-			deadline := time.Now().Add(20 * time.Second)
-			for !sink.has(want...) {
-				if time.Now().After(deadline) {
-					t.Fatalf("the OTLP sink never received all of %v; got %v", want, sink.names)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		})
-	}
-}
-
-func TestOTLPRefusesAnUnknownProtocol(t *testing.T) {
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
-	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-	eng, _ := startEngine(t, &enginetest.Clock{})
-	_, err := telemetry.New(t.Context(), eng)
-	if err == nil || !strings.Contains(err.Error(), `OTLP protocol "http/json" is not supported`) {
-		t.Fatalf("err = %v, want a clear refusal of http/json", err)
 	}
 }

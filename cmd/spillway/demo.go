@@ -20,6 +20,7 @@ import (
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/internal/access"
 	"github.com/spillway-dev/spillway/telemetry"
+	"github.com/spillway-dev/spillway/telemetry/otlp"
 	"github.com/spillway-dev/spillway/testbed"
 )
 
@@ -98,7 +99,7 @@ func runDemo(ctx context.Context, out io.Writer, plan demoPlan) ([]demoRun, erro
 		return nil, err
 	}
 	defer eng.Close()
-	metrics, err := telemetry.New(ctx, eng)
+	metrics, err := telemetry.New(ctx, eng, otlp.FromEnv)
 	if err != nil {
 		return nil, err
 	}

@@ -57,7 +57,7 @@ The RL bridge (TopFull protocol) serves the policies' RLActuators on
 Beyond loopback it requires --agent-token-file; "" turns it off.
 
 OTLP export is on when OTEL_EXPORTER_OTLP_ENDPOINT (or
-OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see the telemetry package.`,
+OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; see package telemetry/otlp.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/access"
 	"github.com/spillway-dev/spillway/rlbridge"
 	"github.com/spillway-dev/spillway/telemetry"
+	"github.com/spillway-dev/spillway/telemetry/otlp"
 )
 
 // engineFlags are what `spillway run` and `spillway proxy` share: the
@@ -87,7 +89,7 @@ func (f *engineFlags) start(ctx context.Context, cmd *cobra.Command) (*hostedEng
 		fmt.Fprintln(cmd.ErrOrStderr(), err)
 		return nil, exitError{}
 	}
-	metrics, err := telemetry.New(ctx, eng)
+	metrics, err := telemetry.New(ctx, eng, otlp.FromEnv)
 	if err != nil {
 		eng.Close()
 		ln.Close()
@@ -133,10 +135,12 @@ func (h *hostedEngine) close() {
 	h.adminLn.Close()
 }
 
-// otlpState names the OTLP endpoint, or "off".
+// otlpState names the OTLP protocol in use, or "off".
 func (h *hostedEngine) otlpState() string {
-	if otlp := h.metrics.OTLP(); otlp != "" {
-		return otlp
+	for _, name := range h.metrics.Pushing() {
+		if protocol, ok := strings.CutPrefix(name, "otlp "); ok {
+			return protocol
+		}
 	}
 	return "off"
 }

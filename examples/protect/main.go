@@ -4,21 +4,22 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"log"
 	"net"
 	"net/http"
 
 	"google.golang.org/grpc"
 
-	"github.com/spillway-dev/spillway/dashboards/live"
-	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway"
+	"github.com/spillway-dev/spillway/spillwaygrpc"
 	"github.com/spillway-dev/spillway/telemetry"
+	"github.com/spillway-dev/spillway/telemetry/otlp"
 )
 
 func main() {
 	ctx := context.Background()
-	eng, err := engine.Start(ctx, engine.Options{Policies: "policies/", Watch: true})
+	eng, err := spillway.Start(ctx, spillway.Options{Policies: "policies/", Watch: true,
+		MetricReaders: []telemetry.Reader{otlp.FromEnv}}) // OTLP too if OTEL_EXPORTER_OTLP_ENDPOINT is set
 	if err != nil {
 		log.Fatal(err) // every problem, as path:line:col: message
 	}
@@ -26,24 +27,11 @@ func main() {
 
 	// Operators: outside the limiter, so they answer during an overload, and
 	// on loopback, because /status shows the policies.
-	metrics, err := telemetry.New(ctx, eng) // OTLP too if OTEL_EXPORTER_OTLP_ENDPOINT is set
-	if err != nil {
-		log.Fatal(err)
-	}
-	admin := http.NewServeMux()
-	page := live.Handler(eng)
-	admin.Handle("GET /{$}", page)
-	admin.Handle("GET /api/signals", page)
-	admin.Handle("GET /metrics", metrics.Handler())
-	admin.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(eng.Status())
-	})
-	go func() { log.Fatal(http.ListenAndServe("127.0.0.1:9464", admin)) }()
+	go func() { log.Fatal(http.ListenAndServe("127.0.0.1:9464", eng.Handler())) }()
 
 	// gRPC: requests are labelled by their full method name.
-	rpc := grpc.NewServer(grpc.ChainUnaryInterceptor(eng.UnaryInterceptor("ingress")),
-		grpc.ChainStreamInterceptor(eng.StreamInterceptor("ingress")))
+	rpc := grpc.NewServer(grpc.ChainUnaryInterceptor(spillwaygrpc.Unary(eng, "ingress")),
+		grpc.ChainStreamInterceptor(spillwaygrpc.Stream(eng, "ingress")))
 	lis, err := net.Listen("tcp", ":9090")
 	if err != nil {
 		log.Fatal(err)
