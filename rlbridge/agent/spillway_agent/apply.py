@@ -338,6 +338,14 @@ def apply_cost(rates, apis, action):
 
     When no API is congested, or all are, a cut or raise takes every API.
 
+    * **Swap.** What a raise cannot place (every API at its cap) while a
+      cheaper API is held back by another limiter, its goodput under 0.9 ×
+      what its rate and clients allowed (the blueprint's queue guard: the
+      bottleneck is full), is shed instead from the APIs of the same or
+      lower importance that cost more than twice as much, most expensive
+      first (:func:`_swap`). The guard then admits more of the cheaper API,
+      whose next raise follows its goodput.
+
     With one shared bottleneck and equal priorities this is the order of
     the goodput-maximal admission (cheapest requests first), so the rule
     can reach the optimum that the proportional rules cannot; the agent
@@ -364,13 +372,68 @@ def apply_cost(rates, apis, action):
                   for n in api_map}
         room = {n: max(0.0, limits[n] - out[n]) for n in api_map}
     remaining = abs(a) * sum(cost[n] * out[n] for n in api_map)
+    start = dict(out)
+    remaining = _place(out, api_map, cost, limits, room, remaining, cutting)
+    if not cutting and remaining > _EPS:
+        _swap(out, start, _api_map(apis), cost, remaining)
+    return out
+
+
+# An API is held by another limiter when its goodput is below this share of
+# what its own rate and its clients allowed (min of rate and offered load):
+# a concurrency limit at the control point (the blueprint's queue guard) is
+# rejecting it.
+HELD_GOODPUT_SHARE = 0.9
+
+
+def _held(info, rate):
+    """Whether another limiter than the API's rate holds it back."""
+    try:
+        g = float(info.get("goodput_rps"))
+        offered = float(info.get("offered_rps"))
+    except (TypeError, ValueError):
+        return False
+    if not (g == g and offered == offered):
+        return False
+    allowed = min(rate, offered)
+    return allowed > 0 and g < HELD_GOODPUT_SHARE * allowed
+
+
+def _swap(out, start, api_map, cost, amount):
+    """A raise the caps could not place, while a cheaper API is held back
+    by another limiter (the queue guard: the bottleneck is full), moves
+    that much work from the APIs that cost more than twice the cheapest
+    held one, of the same or lower importance, most expensive first, never
+    below their lower bounds. The held API's rate is not raised here: the
+    guard admits more of it once the expensive work is gone, and the next
+    raise follows its goodput."""
+    held = [n for n in api_map if _held(api_map[n], start[n])]
+    if not held:
+        return
+    cheapest = min(held, key=lambda n: cost[n])
+    prio = int(api_map[cheapest].get("priority", 1) or 1)
+    donors = [n for n in api_map
+              if cost[n] > COST_TIER_RATIO * cost[cheapest]
+              and int(api_map[n].get("priority", 1) or 1) >= prio]
+    for n in sorted(donors, key=lambda n: -cost[n]):
+        if amount <= _EPS:
+            return
+        lo, _ = api_bounds(api_map[n])
+        give = min(max(0.0, out[n] - lo), amount / cost[n])
+        out[n] -= give
+        amount -= give * cost[n]
+
+
+def _place(out, api_map, cost, limits, room, remaining, cutting):
+    """Moves ``remaining`` work into or out of ``out`` by priority group and
+    cost tier (see :func:`apply_cost`) and returns what could not be placed."""
     for group in _priority_groups(api_map, most_important_first=not cutting):
         tiers = _cost_tiers(group, cost)
         if cutting:
             tiers.reverse()
         for tier in tiers:
             if remaining <= _EPS:
-                return out
+                return 0.0
             weights = [cost[n] * out[n] for n in tier]
             moved, remaining = _spread(remaining, weights, [cost[n] * room[n] for n in tier])
             for n, m in zip(tier, moved):
@@ -382,7 +445,7 @@ def apply_cost(rates, apis, action):
                     out[n] = max(limits[n], out[n] - m / cost[n])
                 else:
                     out[n] = min(limits[n], out[n] + m / cost[n])
-    return out
+    return remaining
 
 
 APPLY_RULES = {"cost": apply_cost, "topfull": apply_topfull, "seed": apply_seed}

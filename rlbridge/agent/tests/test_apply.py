@@ -235,3 +235,23 @@ class CostRuleTest(unittest.TestCase):
         # a cut is not capped by goodput, and a rate above the cap stays
         out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
         self.assertEqual(out["cheap"], 900.0)
+
+    def test_a_raise_that_cannot_be_placed_moves_work_off_the_expensive_api(self):
+        # Another limiter (the queue guard) holds cheap at 600 of the 900 its
+        # rate allows: the bottleneck is full. The raise (0.1 of 5800 = 580)
+        # finds no room (cheap is over its goodput cap, dear at its cap of
+        # 1.1 x 100 takes 10 req/s = 400), so the other 180 comes off dear:
+        # 4.5 req/s.
+        apis = [capi("cheap", 1, 2.0, offered=1000.0), capi("dear", 1, 40.0, offered=200.0)]
+        apis[0]["goodput_rps"], apis[1]["goodput_rps"] = 600.0, 100.0
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
+        self.assertEqual(out["cheap"], 900.0)
+        self.assertAlmostEqual(out["dear"], 110.0 - 4.5)
+        # nothing moves when no API is held back
+        apis[0]["goodput_rps"] = 890.0
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
+        self.assertAlmostEqual(out["dear"], 110.0)
+        # nor from a more important API
+        apis[0]["goodput_rps"], apis[0]["priority"] = 600.0, 2
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
+        self.assertAlmostEqual(out["dear"], 110.0)
