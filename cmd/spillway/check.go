@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,8 +70,10 @@ func checkWatch(cmd *cobra.Command, dir string, asJSON bool) error {
 		}
 		_ = printCheck(cmd, check([]string{dir}), asJSON)
 	}
-	run()
-	engine.WatchDir(ctx, dir, engine.DefaultDebounce, nil, run, nil)
+	// The first check runs once the watch is set up (or has failed and is
+	// being retried), so that a save right after it is never missed.
+	var first sync.Once
+	engine.WatchDir(ctx, dir, engine.DefaultDebounce, nil, run, func(error) { first.Do(run) })
 	return nil
 }
 
