@@ -70,45 +70,9 @@ func TestFleetOfProcesses(t *testing.T) {
 		waitGlobal(t, admins[i], func(g *engine.GlobalStatus) bool { return g.Mode == "synced" && g.Live == instances })
 	}
 
-	var admitted, rejected, failed atomic.Uint64
-	ctx, cancel := context.WithCancel(context.Background())
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	work := make(chan string, 1024)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for url := range work {
-				resp, err := client.Get(url)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch resp.StatusCode {
-				case http.StatusOK:
-					admitted.Add(1)
-				case http.StatusTooManyRequests:
-					rejected.Add(1)
-				default:
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	go func() {
-		defer close(work)
-		start := time.Now()
-		for n := 0; ctx.Err() == nil; time.Sleep(time.Millisecond) {
-			for due := int(time.Since(start).Seconds() * offered); n < due; n++ {
-				work <- "http://" + listens[n%instances] + "/pay"
-			}
-		}
-	}()
-	defer wg.Wait()
-	defer cancel()
+	load, stop := startFleetLoad(listens, offered)
+	defer stop()
+	admitted, rejected, failed := &load.admitted, &load.rejected, &load.failed
 
 	measure := func(phase string, d time.Duration, tolerance float64) {
 		t.Helper()
@@ -167,4 +131,48 @@ func waitGlobal(t *testing.T, admin string, ok func(*engine.GlobalStatus) bool) 
 		}
 	}
 	t.Fatalf("%s: /status never reached the expected global state; last: %s", admin, last)
+}
+
+// fleetLoad counts the answers to the load startFleetLoad offers.
+type fleetLoad struct{ admitted, rejected, failed atomic.Uint64 }
+
+// startFleetLoad offers offered req/s to GET /pay, round robin over the
+// instances at listens, from 16 workers, until stop is called.
+func startFleetLoad(listens []string, offered float64) (load *fleetLoad, stop func()) {
+	load = &fleetLoad{}
+	ctx, cancel := context.WithCancel(context.Background())
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	work := make(chan string, 1024)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for url := range work {
+				resp, err := client.Get(url)
+				if err != nil {
+					load.failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					load.admitted.Add(1)
+				case http.StatusTooManyRequests:
+					load.rejected.Add(1)
+				default:
+					load.failed.Add(1)
+				}
+			}
+		})
+	}
+	go func() {
+		defer close(work)
+		start := time.Now()
+		for n := 0; ctx.Err() == nil; time.Sleep(time.Millisecond) {
+			for due := int(time.Since(start).Seconds() * offered); n < due; n++ {
+				work <- "http://" + listens[n%len(listens)] + "/pay"
+			}
+		}
+	}()
+	return load, func() { cancel(); wg.Wait() }
 }

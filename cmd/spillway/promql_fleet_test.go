@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,43 +92,9 @@ func TestPromQLFleetSignal(t *testing.T) {
 	}
 
 	// A round-robin client at 300 req/s: 100 per instance.
-	var admitted, rejected, failed atomic.Uint64
-	ctx, cancel := context.WithCancel(context.Background())
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	work := make(chan string, 1024)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for url := range work {
-				resp, err := client.Get(url)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				switch resp.StatusCode {
-				case http.StatusOK:
-					admitted.Add(1)
-				case http.StatusTooManyRequests:
-					rejected.Add(1)
-				default:
-					failed.Add(1)
-				}
-			}
-		})
-	}
-	go func() {
-		defer close(work)
-		start := time.Now()
-		for n := 0; ctx.Err() == nil; time.Sleep(time.Millisecond) {
-			for due := int(time.Since(start).Seconds() * offered); n < due; n++ {
-				work <- "http://" + listens[n%instances] + "/pay"
-			}
-		}
-	}()
-	defer wg.Wait()
-	defer cancel()
+	load, stop := startFleetLoad(listens, offered)
+	defer stop()
+	admitted, rejected, failed := &load.admitted, &load.rejected, &load.failed
 
 	// Every instance sees the fleet's rate, not its own (100 req/s), and
 	// the fleet is fast: no instance limits.
