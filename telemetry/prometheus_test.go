@@ -5,19 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/promtest"
 )
 
 // livePolicy is latency AIMD on a 100 ms tick with a 1 s warm-up, so that
@@ -34,86 +31,6 @@ policies: web: latencyaimd.#Policy & {
 	}
 }
 `
-
-// prometheusBinary returns the prometheus server, or skips (locally) or
-// fails (in CI, CI=true) when it is not installed.
-func prometheusBinary(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("prometheus")
-	if err == nil {
-		return path
-	}
-	const msg = "the prometheus server is not installed (apt-get install -y prometheus); .ci/run installs it"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startPrometheus runs a Prometheus server on loopback that scrapes target
-// every 200 ms, with its configuration and storage in a temporary
-// directory, and returns its base URL.
-func startPrometheus(t *testing.T, target string) string {
-	t.Helper()
-	bin := prometheusBinary(t)
-	dir := t.TempDir()
-	config := fmt.Sprintf(`global:
-  scrape_interval: 200ms
-  scrape_timeout: 200ms
-scrape_configs:
-  - job_name: spillway
-    static_configs:
-      - targets: [%q]
-`, target)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin,
-		"--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+listen,
-		"--log.level=warn")
-	log, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		log.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(log.Name())
-			t.Logf("prometheus log:\n%s", b)
-		}
-	})
-	base := "http://" + listen
-	waitFor(t, "prometheus ready", func() (bool, string) {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
-	return base
-}
 
 // waitFor polls cond until it holds; it fails the test after a generous
 // deadline, which only bounds a hang and is not what the test asserts.
@@ -172,7 +89,7 @@ func promQuery(base, query string) ([]float64, error) {
 // its /metrics. Prometheus must see the decision counters and the signal
 // gauges, and see them move.
 func TestPrometheusScrapesARunningEngine(t *testing.T) {
-	prometheusBinary(t) // skip or fail before starting anything
+	promtest.Binary(t) // skip or fail before starting anything
 	specs, diags := engine.LoadSource("web.cue", []byte(livePolicy))
 	if len(diags) > 0 {
 		t.Fatal(diags)
@@ -210,7 +127,7 @@ func TestPrometheusScrapesARunningEngine(t *testing.T) {
 	}
 	defer func() { stopLoad(); load.Wait() }()
 
-	prom := startPrometheus(t, adminSrv.Listener.Addr().String())
+	prom := promtest.Start(t, 200*time.Millisecond, adminSrv.Listener.Addr().String())
 	check := func(query string, want func([]float64) bool) func() (bool, string) {
 		return func() (bool, string) {
 			v, err := promQuery(prom, query)

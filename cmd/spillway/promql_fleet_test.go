@@ -146,31 +146,16 @@ func TestPromQLFleetSignal(t *testing.T) {
 // satisfy ok, for up to 15 s, and returns them.
 func waitSignals(t *testing.T, admin string, ok func(map[string]engine.Float) bool) map[string]engine.Float {
 	t.Helper()
-	var last string
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get("http://" + admin + "/status")
-		if err != nil {
-			last = err.Error()
-			continue
-		}
-		var st engine.Status
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		if err != nil || len(st.Policies) == 0 {
-			last = fmt.Sprintf("no policy yet (%v)", err)
-			continue
-		}
+	var signals map[string]engine.Float
+	pollStatus(t, admin, 15*time.Second, func(st engine.Status) (bool, string) {
+		signals = st.Policies[0].Signals
 		b, _ := json.Marshal(struct {
 			Signals map[string]engine.Float
 			Queries []engine.QueryStatus
-		}{st.Policies[0].Signals, st.Policies[0].Queries})
-		last = string(b)
-		if ok(st.Policies[0].Signals) {
-			return st.Policies[0].Signals
-		}
-	}
-	t.Fatalf("%s: the fleet signals never got as expected; last: %s", admin, last)
-	return nil
+		}{signals, st.Policies[0].Queries})
+		return ok(signals), string(b)
+	})
+	return signals
 }
 
 // checkJobAndInstance asks Prometheus for the request counters of GET /pay

@@ -62,7 +62,7 @@ func Binary(t testing.TB) string {
 	if err == nil {
 		return path
 	}
-	msg := "the prometheus server is not installed: this fleet-signal test did NOT run (apt-get install -y prometheus, or run scripts/test)"
+	msg := "the prometheus server is not installed: this test did NOT run (apt-get install -y prometheus, or run scripts/test)"
 	if os.Getenv("CI") == "true" {
 		t.Fatal(msg)
 	}
