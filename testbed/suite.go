@@ -314,4 +314,97 @@ func WriteSuiteMarkdown(w io.Writer, s SuiteResult, command string) {
 				m.PerProportional, m.PerOptimal, m.SteadyPerProportional, m.SteadyPerOptimal, m.WorstAPISteadyPerProportional, 100*m.SteadyP99WithinSLO, feasible)
 		}
 	}
+	writeGoals(w, s)
+}
+
+// writeGoals writes, for a suite that runs the policy "default", which of
+// its goals (GoalMisses) each cell misses, against the proportional oracle
+// "static" when the suite runs it.
+func writeGoals(w io.Writer, s SuiteResult) {
+	def := -1
+	for i, p := range s.Config.Policies {
+		if p.Name == "default" && !p.PerAPI {
+			def = i
+		}
+	}
+	if def < 0 {
+		return
+	}
+	static := s.staticIndex()
+	type tally struct {
+		cells, met, infeasible int
+		misses                 []string
+	}
+	byGoal := map[string]*tally{}
+	for _, g := range Goals {
+		byGoal[g] = &tally{}
+	}
+	for _, c := range s.Cells {
+		var oracle *Report
+		if static >= 0 {
+			oracle = &c.Reports[static]
+		}
+		missed := map[string][]GoalMiss{}
+		for _, m := range GoalMisses(c.Reports[def], oracle) {
+			missed[m.Goal] = append(missed[m.Goal], m)
+		}
+		for _, g := range Goals {
+			if g == GoalColdStartRate || g == GoalColdStartP99 {
+				if c.Scenario != "cold-start" {
+					continue
+				}
+			}
+			if g == GoalSurgeRecovery && c.Scenario != "surge" {
+				continue
+			}
+			t := byGoal[g]
+			t.cells++
+			ms := missed[g]
+			infeasible := len(ms) > 0
+			for _, m := range ms {
+				infeasible = infeasible && m.Infeasible
+			}
+			switch {
+			case len(ms) == 0:
+				t.met++
+			case infeasible:
+				t.infeasible++
+			default:
+				var details []string
+				for _, m := range ms {
+					if !m.Infeasible {
+						details = append(details, m.Detail)
+					}
+				}
+				if len(details) > 3 {
+					details = append(details[:3], fmt.Sprintf("and %d more", len(details)-3))
+				}
+				t.misses = append(t.misses, fmt.Sprintf("%s %s: %s", c.App, c.Scenario, strings.Join(details, "; ")))
+			}
+		}
+	}
+	fmt.Fprintf(w, "\n## The default policy against its goals\n\n"+
+		"Per goal, the cells where it applies, where `default` meets it, where only the app misses it "+
+		"(the proportional oracle `static` misses it too at the fair share: the same API's steady p99, a cold start's p99, the surge's recovery), "+
+		"and the cells it misses. "+
+		"The total goal is ≥ 0.95 of what the oracle keeps where the oracle itself keeps less than 0.9.\n\n")
+	fmt.Fprintln(w, "| goal | cells | met | the app's miss | missed |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, g := range Goals {
+		t := byGoal[g]
+		if t.cells == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d |\n", g, t.cells, t.met, t.infeasible, len(t.misses))
+	}
+	for _, g := range Goals {
+		t := byGoal[g]
+		if len(t.misses) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nMissed, %s:\n\n", g)
+		for _, m := range t.misses {
+			fmt.Fprintf(w, "- %s\n", m)
+		}
+	}
 }
