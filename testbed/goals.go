@@ -39,8 +39,8 @@ const (
 var Goals = []string{GoalSteadyTotal, GoalSteadyPerAPI, GoalSteadyP99, GoalColdStartRate, GoalColdStartP99, GoalSurgeRecovery}
 
 // GoalMiss is one goal a run misses. Infeasible is set when the
-// proportional oracle misses it too on the same cell: the same API's steady
-// p99, any second of a cold start, or the surge's recovery.
+// proportional oracle misses it too on the same cell: the same API's share
+// or steady p99, any second of a cold start, or the surge's recovery.
 type GoalMiss struct {
 	Goal       string
 	Detail     string
@@ -67,6 +67,11 @@ func GoalMisses(r Report, oracle *Report) []GoalMiss {
 		api := r.PerAPI[name]
 		if api.Steady.ProportionalRPS > 0 && api.Steady.GoodputRatio < goalSteadyPerAPI {
 			miss(GoalSteadyPerAPI, "%s: steady goodput %.2f of its share, want ≥ %.1f", name, api.Steady.GoodputRatio, goalSteadyPerAPI)
+			if oracle != nil {
+				o := oracle.PerAPI[name].Steady.GoodputRatio
+				misses[len(misses)-1].Infeasible = o < goalSteadyPerAPI
+				misses[len(misses)-1].Detail += fmt.Sprintf(" (oracle %.2f)", o)
+			}
 		}
 	}
 	for _, name := range r.APIs {

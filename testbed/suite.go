@@ -385,7 +385,7 @@ func writeGoals(w io.Writer, s SuiteResult) {
 	}
 	fmt.Fprintf(w, "\n## The default policy against its goals\n\n"+
 		"Per goal, the cells where it applies, where `default` meets it, where only the app misses it "+
-		"(the proportional oracle `static` misses it too at the fair share: the same API's steady p99, a cold start's p99, the surge's recovery), "+
+		"(the proportional oracle `static` misses it too at the fair share: the same API's share or steady p99, a cold start's p99, the surge's recovery), "+
 		"and the cells it misses. "+
 		"The total goal is ≥ 0.95 of what the oracle keeps where the oracle itself keeps less than 0.9.\n\n")
 	fmt.Fprintln(w, "| goal | cells | met | the app's miss | missed |")
