@@ -23,7 +23,9 @@ import (
 // bottleneck would have it cut the other APIs for nothing.
 func TopFullSource(app App, name string) []byte { return topFullSource(app, name, false) }
 
-// topFullSource is TopFullSource, with the blueprint's queue guard when guard.
+// topFullSource is TopFullSource, with the blueprint's queue guard when
+// guard: a second policy, NAME-guard (topfull.#QueueGuard), over the same
+// APIs at 100 ms.
 func topFullSource(app App, name string, guard bool) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "package policies\n\nimport \"spillway.dev/blueprints/topfull\"\n\n")
@@ -33,11 +35,11 @@ func topFullSource(app App, name string, guard bool) []byte {
 		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, slo: %q, priority: %d, cluster: %q, sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
 			strconv.Quote(api.Label()), ControlPoint, api.SLO.String(), api.Priority, app.cluster(i), sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
 	}
-	fmt.Fprintf(&b, "\t\t]\n")
+	fmt.Fprintf(&b, "\t\t]\n\t}\n}\n")
 	if guard {
-		fmt.Fprintf(&b, "\t\tqueue_guard: true\n")
+		fmt.Fprintf(&b, "\npolicies: %s: topfull.#QueueGuard & {\n\tconfig: {\n\t\tpolicy_name: %s\n\t\tapis: policies[%s].config.apis\n\t}\n}\n",
+			strconv.Quote(name+"-guard"), strconv.Quote(name+"-guard"), strconv.Quote(name))
 	}
-	fmt.Fprintf(&b, "\t}\n}\n")
 	return []byte(b.String())
 }
 
@@ -63,8 +65,9 @@ func (a App) cluster(api int) string {
 // TopFullPolicy loads TopFullSource(app).
 func TopFullPolicy(app App) (Policy, error) { return topFullPolicy(app, false) }
 
-// TopFullGuardPolicy is TopFullPolicy with the blueprint's queue_guard on,
-// reported as "topfull-guard".
+// TopFullGuardPolicy is TopFullPolicy with the blueprint's queue guard
+// (topfull.#QueueGuard, a policy of its own at 100 ms), reported as
+// "topfull-guard".
 func TopFullGuardPolicy(app App) (Policy, error) { return topFullPolicy(app, true) }
 
 func topFullPolicy(app App, guard bool) (Policy, error) {

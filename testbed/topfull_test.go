@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,9 +210,10 @@ func TestRandomEpisodesTrainOnAppsTheSuiteNeverRuns(t *testing.T) {
 	}
 }
 
-// The queue guard adds, per control point, a concurrency limit driven by a
-// controller, plus one baseline controller per API; without it there is
-// only the fallback's.
+// The queue guard adds a policy of its own at 100 ms with, per control
+// point, a concurrency limit driven by a controller, plus one baseline
+// controller per API; without it there is only the fallback's. The
+// blueprint's queue_guard puts the same circuit in the topfull policy.
 func TestTopFullGuardAddsAConcurrencyLimitPerControlPoint(t *testing.T) {
 	count := func(p Policy, typ string) int {
 		n := 0
@@ -241,5 +243,23 @@ func TestTopFullGuardAddsAConcurrencyLimitPerControlPoint(t *testing.T) {
 	}
 	if got, want := count(guarded, "SLOConcurrencyController"), count(plain, "SLOConcurrencyController")+len(app.APIs)+1; got != want {
 		t.Errorf("guarded policy has %d SLO controllers, want %d (one per API and the guard's)", got, want)
+	}
+	if len(guarded.Templates) != len(plain.Templates)+1 {
+		t.Fatalf("guarded: %d policies, want %d", len(guarded.Templates), len(plain.Templates)+1)
+	}
+	guard := guarded.Templates[len(guarded.Templates)-1]
+	if guard.Name != "boutique-topfull-guard-guard" || guard.EvaluationInterval != 100*time.Millisecond {
+		t.Errorf("guard policy %q at %v, want boutique-topfull-guard-guard at 100ms", guard.Name, guard.EvaluationInterval)
+	}
+	src := strings.Replace(string(TopFullSource(app, "inline")), "\t\tapis: [", "\t\tqueue_guard: true\n\t\tapis: [", 1)
+	specs, diags := engine.LoadSource("inline.cue", []byte(src))
+	if len(diags.Errors()) > 0 {
+		t.Fatal(diags.Errors())
+	}
+	inline := Policy{Templates: specs}
+	if len(specs) != 1 || count(inline, "ConcurrencyLimiter") != count(guarded, "ConcurrencyLimiter") ||
+		count(inline, "SLOConcurrencyController") != count(guarded, "SLOConcurrencyController") {
+		t.Errorf("queue_guard: true: %d policies, %d limiters, %d controllers; want 1 and the guard's", len(specs),
+			count(inline, "ConcurrencyLimiter"), count(inline, "SLOConcurrencyController"))
 	}
 }

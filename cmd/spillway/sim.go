@@ -119,8 +119,9 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 		// boutique, is still there by path.
 		return testbed.TopFullForApps(), nil
 	case "topfull-guard":
-		// The same with the blueprint's queue_guard (a concurrency limit
-		// per control point beside the agent's rates).
+		// The same with the blueprint's queue guard (topfull.#QueueGuard:
+		// a concurrency limit per control point beside the agent's rates,
+		// a policy of its own at 100 ms).
 		return testbed.TopFullGuardForApps(), nil
 	case "":
 		return testbed.Policy{}, errors.New("empty policy name")
