@@ -55,7 +55,7 @@ func TestGlobalAgentRateAcrossTwoEngines(t *testing.T) {
 	engines := make([]*engine.Engine, instances)
 	points := make([]*controlpoint.ControlPoint, instances)
 	for i := range engines {
-		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.Options{Addr: srv.Addr}}})
+		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -48,7 +48,7 @@ func startFleet(t *testing.T, ctx context.Context, addr string, n int, limit flo
 		l := &controlpoint.Limiter{Bucket: actuators.NewTokenBucket(math.NaN(), 1, clock())}
 		in := &instance{bucket: l.Bucket, point: controlpoint.NewRegistry(clock).Get("ingress")}
 		in.point.API("GET /pay").AttachLimiter(l)
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: addr}}, nil)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{addr}}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +222,7 @@ func TestRestartThatLosesDataLosesNoProtection(t *testing.T) {
 	fl := make([]*instance, 4)
 	for i := range fl {
 		in := &instance{bucket: actuators.NewTokenBucket(math.NaN(), 1, 0)}
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +266,7 @@ func TestLeaveTakesItsDemandFromTheTotal(t *testing.T) {
 	ctx := context.Background()
 	var busy atomic.Uint64
 	newMember := func(arrivals func() uint64) (*fleet.Syncer, *fleet.Member) {
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +309,7 @@ func TestLeaveTakesItsDemandFromTheTotal(t *testing.T) {
 func TestSlowRedisNeverHoldsASyncBeyondTheInterval(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+	s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
