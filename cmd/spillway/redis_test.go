@@ -1,9 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/redistest"
 )
 
 // TestRedisFlags: --redis takes one address, a cluster's nodes or the
@@ -53,6 +63,64 @@ func TestRedisFlags(t *testing.T) {
 			if !slices.Equal(c.Addrs, tc.addrs) || c.MasterName != tc.master || c.IsClusterMode != tc.cluster {
 				t.Errorf("addrs %q master %q cluster %v; want %q %q %v", c.Addrs, c.MasterName, c.IsClusterMode, tc.addrs, tc.master, tc.cluster)
 			}
+		})
+	}
+}
+
+// TestRunReachesRedisClusterAndSentinel: `spillway run` with a global limit
+// syncs with a real Redis Cluster given by its nodes, and with a real
+// master given by a Sentinel and the master's name.
+func TestRunReachesRedisClusterAndSentinel(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master)
+	policies := t.TempDir()
+	if err := os.WriteFile(filepath.Join(policies, "pay.cue"), []byte(fleetPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		check func(*testing.T)
+	}{
+		{"cluster", []string{"--redis", strings.Join(cluster.Addrs, ",")}, func(t *testing.T) {
+			c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs})
+			defer c.Close()
+			if n, err := c.Exists(context.Background(), "spillway:{pay}:live").Result(); err != nil || n != 1 {
+				t.Errorf("the cluster has no member key: exists %d, %v", n, err)
+			}
+		}},
+		{"sentinel", []string{"--redis", sentinel.Addr, "--redis-master-name", sentinel.MasterName}, func(t *testing.T) {
+			c := redis.NewClient(&redis.Options{Addr: master.Addr})
+			defer c.Close()
+			if n, err := c.Exists(context.Background(), "spillway:{pay}:live").Result(); err != nil || n != 1 {
+				t.Errorf("the master has no member key: exists %d, %v", n, err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			admin := freeAddr(t)
+			ctx, cancel := context.WithCancel(t.Context())
+			root := newRoot()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs(append([]string{"run", "--policies", policies, "--admin", admin, "--agent-addr", ""}, tc.flags...))
+			done := make(chan error, 1)
+			go func() { done <- root.ExecuteContext(ctx) }()
+			defer func() {
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("run exited with %v\n%s", err, out.String())
+					}
+				case <-time.After(10 * time.Second):
+					t.Error("run did not stop with its context")
+				}
+			}()
+			waitGlobal(t, admin, func(g *engine.GlobalStatus) bool { return g.Mode == "synced" && g.Live == 1 && g.Share == 300 })
+			tc.check(t)
 		})
 	}
 }
