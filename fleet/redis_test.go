@@ -39,8 +39,11 @@ type instance struct {
 }
 
 // startFleet starts n Syncers on one Redis, each with one member of the
-// global limit "payments" at limit req/s (burst limit × 0.1 s), its bucket
-// in a limiter at the control point "ingress", API "GET /pay".
+// global limit "payments" at limit req/s, its bucket in a limiter at the
+// control point "ingress", API "GET /pay". The burst is half a second of
+// the limit: under 4× the limit the buckets stay drained, and the depth
+// only keeps a load generator that a busy machine stalls from losing
+// tokens (an error on the under side that would not be the shares').
 func startFleet(t *testing.T, ctx context.Context, addr string, n int, limit float64, clock func() int64) []*instance {
 	t.Helper()
 	fl := make([]*instance, n)
@@ -54,7 +57,7 @@ func startFleet(t *testing.T, ctx context.Context, addr string, n int, limit flo
 		}
 		in.syncer = s
 		in.member = s.Join("payments", "ingress/GET /pay", in.bucket.SetRateAndBurst, in.offered.Load)
-		in.member.SetLimit(limit, limit*0.1)
+		in.member.SetLimit(limit, limit*0.5)
 		fl[i] = in
 	}
 	var wg sync.WaitGroup
