@@ -69,13 +69,23 @@ func startFleet(t *testing.T, ctx context.Context, addr string, n int, limit flo
 	return fl
 }
 
+// progress is the load generator's count at the end of a batch, and when
+// (clock ns). A window measured between two of them starts and ends where
+// the generator was, not where the test's goroutine woke up: a generator
+// that a busy machine stalls across a window's edge moves no admissions
+// from one window into the next.
+type progress struct {
+	admitted, offered uint64
+	atNs              int64
+}
+
 // offer sends rps requests per second, round robin over the instances,
-// until ctx ends, paced by elapsed time so that a slow loop catches up.
-// Each request is decided by the instance's control point, as the HTTP and
-// gRPC middleware decide it.
-func offer(ctx context.Context, fl []*instance, rps float64, clock func() int64) {
+// until ctx ends, paced by elapsed time so that a slow loop catches up,
+// and publishes its progress after every batch. Each request is decided by
+// the instance's control point, as the HTTP and gRPC middleware decide it.
+func offer(ctx context.Context, fl []*instance, rps float64, clock func() int64, at *atomic.Pointer[progress]) {
 	start := clock()
-	var sent uint64
+	var sent, admitted uint64
 	for ctx.Err() == nil {
 		due := uint64(float64(clock()-start) / 1e9 * rps)
 		for ; sent < due; sent++ {
@@ -84,30 +94,16 @@ func offer(ctx context.Context, fl []*instance, rps float64, clock func() int64)
 			switch tk, d := in.point.Admit("GET /pay"); d {
 			case controlpoint.Accepted:
 				in.admitted.Add(1)
+				admitted++
 				tk.Done(true)
 			case controlpoint.RateLimited:
 			default:
 				in.failed.Add(1)
 			}
 		}
+		at.Store(&progress{admitted: admitted, offered: sent, atNs: clock()})
 		time.Sleep(500 * time.Microsecond)
 	}
-}
-
-func admitted(fl []*instance) uint64 {
-	var n uint64
-	for _, in := range fl {
-		n += in.admitted.Load()
-	}
-	return n
-}
-
-func offered(fl []*instance) uint64 {
-	var n uint64
-	for _, in := range fl {
-		n += in.offered.Load()
-	}
-	return n
 }
 
 func shares(fl []*instance, now time.Time) (sum float64, modes []string) {
@@ -137,20 +133,21 @@ func TestRedisOutageHoldsShares(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fl := startFleet(t, ctx, srv.Addr, n, limit, clock)
-	go offer(ctx, fl, 4*limit, clock)
+	var at atomic.Pointer[progress]
+	at.Store(&progress{})
+	go offer(ctx, fl, 4*limit, clock, &at)
 
-	type count struct {
-		admitted, offered uint64
-		at                time.Time
-	}
-	mark := func() count { return count{admitted(fl), offered(fl), time.Now()} }
-	rate := func(from count) float64 {
-		secs := time.Since(from.at).Seconds()
-		if o := float64(offered(fl)-from.offered) / secs; o < 3*limit {
+	mark := func() progress { return *at.Load() }
+	rate := func(from progress) float64 {
+		to := mark()
+		secs := float64(to.atNs-from.atNs) / 1e9
+		if o := float64(to.offered-from.offered) / secs; o < 3*limit {
 			t.Errorf("the load generator offered only %.0f req/s; the test needs 4× the limit", o)
 		}
-		return float64(admitted(fl)-from.admitted) / secs
+		return float64(to.admitted-from.admitted) / secs
 	}
+	// sleepUntil sleeps until ns on the clock.
+	sleepUntil := func(ns int64) { time.Sleep(time.Duration(ns - clock())) }
 	check := func(phase string, rps, tolerance float64) {
 		t.Helper()
 		over := (rps - limit) / limit * 100
@@ -168,22 +165,27 @@ func TestRedisOutageHoldsShares(t *testing.T) {
 	srv.Stop()
 	down := mark()
 	time.Sleep(300 * time.Millisecond) // the syncs notice
-	if _, modes := shares(fl, time.Now()); modes[0] != "fail_static" {
+	held, modes := shares(fl, time.Now())
+	t.Logf("during the outage: shares held add up to %.1f, modes %v", held, modes)
+	if modes[0] != "fail_static" {
 		t.Errorf("during the outage: modes %v, want fail_static", modes)
 	}
-	time.Sleep(*redisOutage - time.Since(down.at))
+	sleepUntil(down.atNs + int64(*redisOutage))
 	check(fmt.Sprintf("Redis down, %v", *redisOutage), rate(down), 0.15)
 
 	srv.Restart() // empty: every member, demand and script is gone
 	interval := fleet.DefaultSyncInterval
-	back := time.Now()
-	time.Sleep(2 * interval)
+	back, backNs := time.Now(), clock()
+	sleepUntil(backNs + int64(2*interval))
 	after := mark()
+	for after.atNs < backNs+int64(2*interval) { // the generator's first batch since
+		time.Sleep(time.Millisecond)
+		after = mark()
+	}
 	// Every member synced again, with shares that add up to the limit ±5 %;
 	// within the two intervals, plus 100 ms for a 2-CPU machine running
 	// other tests under -race.
 	var sum float64
-	var modes []string
 	for {
 		sum, modes = shares(fl, time.Now())
 		synced := math.Abs(sum-limit)/limit <= 0.05
@@ -200,7 +202,7 @@ func TestRedisOutageHoldsShares(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("%v after Redis returned: shares add up to %.1f, modes %v", time.Since(back).Round(time.Millisecond), sum, modes)
-	time.Sleep(5*time.Second - time.Since(after.at))
+	sleepUntil(after.atNs + int64(5*time.Second))
 	check("Redis back, 5 s from two sync intervals after its return", rate(after), 0.02)
 
 	cancel()
