@@ -136,6 +136,12 @@ func TestGlobalAgentRateAcrossTwoEngines(t *testing.T) {
 		if global.Key != "agents/GET /pay" || global.Limit != 200 || global.Live != instances || global.Mode != "synced" {
 			t.Errorf("engine %d: global %+v, want key agents/GET /pay, limit 200, %d live, synced", i, *global, instances)
 		}
+		// The bridge tells the agent the rate is the fleet's, and this
+		// engine's share of it.
+		api, _ := eng.AgentAPI("GET /pay")
+		if api.Global == nil || api.Global.Key != "agents/GET /pay" || !(api.Global.Share > 0 && api.Global.Share < 200) {
+			t.Errorf("engine %d: AgentAPI.Global %+v, want key agents/GET /pay and a share in (0, 200)", i, api.Global)
+		}
 	}
 	setRates(300, 100)
 	time.Sleep(time.Second)

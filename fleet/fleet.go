@@ -476,6 +476,17 @@ func (m *Member) applyLocked() {
 	m.apply(share, burst)
 }
 
+// Share is the rate this member enforces now, requests per second: its
+// part of the fleet's limit (NaN: no limit).
+func (m *Member) Share() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.shareLocked()
+}
+
+// Key is the global limit's key.
+func (m *Member) Key() string { return m.key }
+
 // Status is a member's view of its global limit, for /status and metrics.
 type Status struct {
 	Key string
