@@ -42,6 +42,8 @@ func StartReplica(t testing.TB, master *Server) *Server {
 func start(t testing.TB, args []string) *Server {
 	t.Helper()
 	needRedis(t)
+	// Its own directory: a replica writes the master's snapshot there.
+	args = append([]string{"--dir", t.TempDir()}, args...)
 	s := &Server{Addr: freeAddr(t), t: t, args: args}
 	s.Restart()
 	t.Cleanup(s.Stop)
@@ -194,12 +196,11 @@ type Cluster struct {
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
 	needRedis(t)
-	dir := t.TempDir()
 	c := &Cluster{}
 	for range 3 {
 		addr := freeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
-		s := start(t, []string{"--cluster-enabled", "yes", "--dir", dir,
+		s := start(t, []string{"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes-" + port + ".conf", "--cluster-node-timeout", "2000"})
 		c.Addrs = append(c.Addrs, s.Addr)
 		c.Servers = append(c.Servers, s)
