@@ -9,6 +9,7 @@ import (
 
 	"github.com/spillway-dev/spillway/circuit"
 	"github.com/spillway-dev/spillway/components"
+	"github.com/spillway-dev/spillway/fleet"
 )
 
 // AgentAPI is one API under the control of an external agent (an
@@ -40,6 +41,17 @@ type AgentAPI struct {
 	LimitInForce float64
 	// Ticks counts the ticks that measured the API.
 	Ticks uint64
+	// Global is set when the API's rate is the fleet's: a global
+	// RateLimiter sits at the actuator's selector.
+	Global *AgentGlobal
+}
+
+// AgentGlobal is the fleet's side of an API whose rate is global.
+type AgentGlobal struct {
+	Key string
+	// Share is this engine's part of LimitInForce, requests per second,
+	// at the last tick (NaN: no limit in force).
+	Share float64
 }
 
 // agentSlot is the mailbox between the bridge and one RLActuator. It
@@ -154,6 +166,7 @@ func (e *Engine) rebuildAgents(next []*Running) {
 			st := agentState(r.Circuit.Spec.Name, a, s)
 			if prev := s.state.Load(); prev != nil {
 				st.OfferedRPS, st.GoodputRPS, st.LatencyMs, st.Ticks = prev.OfferedRPS, prev.GoodputRPS, prev.LatencyMs, prev.Ticks
+				st.Global = prev.Global
 			}
 			s.state.Store(st)
 		}
@@ -194,8 +207,21 @@ func (e *Engine) publishAgentReading(policy string, a components.AgentActuator, 
 	}
 	if prev := s.state.Load(); prev != nil {
 		st.Ticks = prev.Ticks + 1
+		st.Global = prev.Global
 	}
 	s.state.Store(st)
+}
+
+// globalMember is the fleet member of r's global RateLimiter at sel, or
+// nil: what makes an agent's rate at sel the fleet's.
+func (r *Running) globalMember(sel components.Selector) *fleet.Member {
+	sel = sel.Normalized()
+	for _, s := range r.sinks {
+		if s.member != nil && s.comp.Kind() == components.RateSink && s.comp.Selector().Normalized() == sel {
+			return s.member
+		}
+	}
+	return nil
 }
 
 // agentCommand is the agent's latest rate and contacts for a.
@@ -208,8 +234,9 @@ func (e *Engine) agentCommand(a components.AgentActuator) circuit.AgentCommand {
 }
 
 // publishAgentMode republishes an API's state after its circuit ran and
-// left a in mode.
-func (e *Engine) publishAgentMode(a components.AgentActuator, mode circuit.AgentMode) {
+// left a in mode; global is the fleet member of a global RateLimiter at
+// a's selector, or nil.
+func (e *Engine) publishAgentMode(a components.AgentActuator, mode circuit.AgentMode, global *fleet.Member) {
 	s := (*e.agents.Load())[a.Agent().API]
 	if s == nil {
 		return
@@ -221,6 +248,10 @@ func (e *Engine) publishAgentMode(a components.AgentActuator, mode circuit.Agent
 	st := *prev
 	st.UsingFallback = mode.UsingFallback
 	st.LimitInForce = mode.RateInForce
+	st.Global = nil
+	if global != nil {
+		st.Global = &AgentGlobal{Key: global.Key(), Share: global.Share()}
+	}
 	rate := math.Float64frombits(s.rate.Load())
 	if !math.IsNaN(rate) {
 		st.RateLimit = a.Agent().Clamp(rate)

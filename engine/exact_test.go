@@ -51,7 +51,7 @@ func TestExactModeAcrossEngines(t *testing.T) {
 	engines := make([]*engine.Engine, instances)
 	points := make([]*controlpoint.ControlPoint, instances)
 	for i := range engines {
-		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.Options{Addr: srv.Addr}}, Logger: slog.New(slog.DiscardHandler)})
+		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

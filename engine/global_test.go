@@ -66,7 +66,7 @@ func TestGlobalLimitAcrossFourEngines(t *testing.T) {
 	engines := make([]*engine.Engine, instances)
 	points := make([]*controlpoint.ControlPoint, instances)
 	for i := range engines {
-		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.Options{Addr: srv.Addr}}})
+		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestLocalPoliciesNeverTouchRedis(t *testing.T) {
 		t.Fatal(diags)
 	}
 	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true,
-		Redis: &fleet.Options{Client: redis.Options{Addr: "127.0.0.1:1"}}})
+		Redis: &fleet.Options{Client: redis.UniversalOptions{Addrs: []string{"127.0.0.1:1"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestGlobalLimitMetricsShowFailStatic(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	eng, err := engine.Start(ctx, engine.Options{Specs: loadGlobalPolicy(t), Redis: &fleet.Options{Client: redis.Options{Addr: srv.Addr}}})
+	eng, err := engine.Start(ctx, engine.Options{Specs: loadGlobalPolicy(t), Redis: &fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestReloadKeepsOrLeavesTheGlobalLimit(t *testing.T) {
 	defer cancel()
 	specs := loadGlobalPolicy(t)
 	start := func() *engine.Engine {
-		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.Options{Addr: srv.Addr}}})
+		eng, err := engine.Start(ctx, engine.Options{Specs: specs, Redis: &fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}})
 		if err != nil {
 			t.Fatal(err)
 		}

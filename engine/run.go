@@ -727,7 +727,8 @@ func (e *Engine) evaluate(r *Running, now int64) {
 	}
 	ready := r.Circuit.core.Tick(in)
 	for i, n := range r.Circuit.agents {
-		e.publishAgentMode(n.comp.(components.AgentActuator), ready.Agents[i])
+		a := n.comp.(components.AgentActuator)
+		e.publishAgentMode(a, ready.Agents[i], r.globalMember(a.Selector()))
 	}
 	interval := r.Circuit.Spec.EvaluationInterval.Seconds()
 	for i, s := range r.sinks {

@@ -72,7 +72,7 @@ func BenchmarkDecision(b *testing.B) {
 	})
 	b.Run("global-lease", func(b *testing.B) {
 		l := &controlpoint.Limiter{Bucket: actuators.NewTokenBucket(math.NaN(), 1, time.Now().UnixNano())}
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -168,7 +168,7 @@ func BenchmarkSyncScript(b *testing.B) {
 			rdb.FlushAll(ctx) // the members of an earlier run
 			syncers := make([]*fleet.Syncer, n)
 			for i := range syncers {
-				s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+				s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -257,7 +257,7 @@ func BenchmarkProtectedHandler(b *testing.B) {
 	})
 	b.Run("global-lease", func(b *testing.B) {
 		l := &controlpoint.Limiter{Bucket: actuators.NewTokenBucket(math.NaN(), 1, time.Now().UnixNano())}
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -50,16 +50,20 @@ type Exact struct {
 	key     []string
 	budget  time.Duration
 	backoff int64 // ns of the control point's clock to skip Redis after a failure
-	options *redis.Options
+	options *redis.UniversalOptions
 
 	limitBits, burstBits atomic.Uint64 // float64 bits; NaN limit: none
-	client               atomic.Pointer[redis.Client]
+	client               atomic.Pointer[exactClient]
 	downUntil            atomic.Int64 // the control point's clock
 	answered, unanswered atomic.Uint64
 	lastErr              atomic.Pointer[string]
 	closed               atomic.Bool
 	closeOnce            sync.Once
 }
+
+// exactClient holds an Exact's connection, so that it can be swapped
+// atomically.
+type exactClient struct{ redis.UniversalClient }
 
 // Exact returns the exact-mode decider of the global limit key, which
 // waits at most budget on Redis per request. It has no limit (every
@@ -75,7 +79,7 @@ func (s *Syncer) Exact(key string, budget time.Duration) *Exact {
 	}
 	x.limitBits.Store(math.Float64bits(math.NaN()))
 	x.burstBits.Store(math.Float64bits(1))
-	x.client.Store(redis.NewClient(x.options))
+	x.client.Store(&exactClient{redis.NewUniversalClient(x.options)})
 	s.mu.Lock()
 	s.exacts = append(s.exacts, x)
 	s.mu.Unlock()
@@ -128,7 +132,7 @@ func (x *Exact) Decide(now int64) controlpoint.RemoteVerdict {
 // afresh (go-redis's pool, after as many failed dials as its size, dials
 // only once a second). A timeout leaves the pool alone: its other
 // connections may be answering.
-func (x *Exact) fail(now int64, client *redis.Client, err error) {
+func (x *Exact) fail(now int64, client *exactClient, err error) {
 	x.unanswered.Add(1)
 	msg := err.Error()
 	x.lastErr.Store(&msg)
@@ -140,7 +144,7 @@ func (x *Exact) fail(now int64, client *redis.Client, err error) {
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout() {
 		return
 	}
-	fresh := redis.NewClient(x.options)
+	fresh := &exactClient{redis.NewUniversalClient(x.options)}
 	if !x.client.CompareAndSwap(client, fresh) {
 		fresh.Close()
 		return

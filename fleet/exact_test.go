@@ -21,7 +21,7 @@ func exactDeciders(t *testing.T, addr string, n int, budget time.Duration) []*fl
 	t.Helper()
 	xs := make([]*fleet.Exact, n)
 	for i := range xs {
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: addr}}, nil)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{addr}}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,7 +180,7 @@ func TestExactCloseLeavesRequestsToTheShare(t *testing.T) {
 // its exact deciders stop asking Redis.
 func TestSyncerRunClosesItsExactDeciders(t *testing.T) {
 	srv := redistest.Start(t)
-	s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+	s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

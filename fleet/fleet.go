@@ -46,11 +46,14 @@ const MemberTTLIntervals = 5
 
 // Options says how to reach Redis and how often to reconcile.
 type Options struct {
-	// Client is the connection: Addr, Username, Password, DB, TLSConfig
-	// and the rest, as go-redis takes them. Its timeouts are capped at
-	// the sync interval and it never retries within a sync: the next sync
-	// is the retry.
-	Client redis.Options
+	// Client is the connection, as go-redis's UniversalClient takes it:
+	// one address in Addrs for a single Redis; several for Redis Cluster
+	// (or one, with IsClusterMode); the Sentinels' addresses with
+	// MasterName for a master that Sentinel fails over. Username,
+	// Password, DB, TLSConfig and the rest as go-redis offers them. Its
+	// timeouts are capped at the sync interval and it never retries within
+	// a sync: the next sync is the retry.
+	Client redis.UniversalOptions
 	// SyncInterval is how often each engine reconciles its shares with
 	// Redis. Default DefaultSyncInterval.
 	SyncInterval time.Duration
@@ -60,8 +63,8 @@ type Options struct {
 // limit; Run syncs until its context ends. Its methods are safe for
 // concurrent use; none of them is on the request path.
 type Syncer struct {
-	clientOptions redis.Options
-	client        *redis.Client // made by the first sync, replaced after a failed one; guarded by mu
+	clientOptions redis.UniversalOptions
+	client        redis.UniversalClient // made by the first sync, replaced after a failed one; guarded by mu
 	interval      time.Duration
 	ttl           time.Duration
 	instance      string
@@ -79,7 +82,7 @@ type Syncer struct {
 // New returns a Syncer. It holds no connection, nor anything to release,
 // until the first sync.
 func New(opts Options, log *slog.Logger) (*Syncer, error) {
-	if opts.Client.Addr == "" {
+	if len(opts.Client.Addrs) == 0 || slices.Contains(opts.Client.Addrs, "") {
 		return nil, errors.New("fleet: no Redis address")
 	}
 	if opts.SyncInterval <= 0 {
@@ -145,11 +148,12 @@ func (s *Syncer) Run(ctx context.Context) {
 }
 
 // connection returns the client, made on first use.
-func (s *Syncer) connection() *redis.Client {
+func (s *Syncer) connection() redis.UniversalClient {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client == nil {
-		s.client = redis.NewClient(&s.clientOptions)
+		opts := s.clientOptions
+		s.client = redis.NewUniversalClient(&opts)
 	}
 	return s.client
 }
@@ -471,6 +475,17 @@ func (m *Member) applyLocked() {
 	}
 	m.apply(share, burst)
 }
+
+// Share is the rate this member enforces now, requests per second: its
+// part of the fleet's limit (NaN: no limit).
+func (m *Member) Share() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.shareLocked()
+}
+
+// Key is the global limit's key.
+func (m *Member) Key() string { return m.key }
 
 // Status is a member's view of its global limit, for /status and metrics.
 type Status struct {

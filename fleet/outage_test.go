@@ -15,7 +15,7 @@ import (
 // failed sync (see SyncOnce); a long outage must not pile up goroutines,
 // and each failed sync returns within the sync interval.
 func TestFailedSyncsLeakNothing(t *testing.T) {
-	s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: "127.0.0.1:1"}}, nil)
+	s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{"127.0.0.1:1"}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

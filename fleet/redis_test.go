@@ -2,6 +2,8 @@ package fleet_test
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -11,34 +13,51 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/spillway-dev/spillway/actuators"
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/fleet"
 	"github.com/spillway-dev/spillway/internal/redistest"
 )
 
-// instance is one engine's part of a global limit: a token bucket whose
-// rate a Syncer sets, and a count of what it was offered and admitted.
+// redisOutage is how long TestRedisOutageHoldsShares keeps Redis down: the
+// issue's 10 s by default (and in CI); shorter for a quick local run with
+// go test ./fleet/ -run TestRedisOutageHoldsShares -v -args -redis-outage=3s
+var redisOutage = flag.Duration("redis-outage", 10*time.Second, "how long TestRedisOutageHoldsShares keeps Redis down")
+
+// instance is one engine's part of a global limit: a control point whose
+// limiter's bucket a Syncer sets, and a count of what it was offered and
+// admitted.
 type instance struct {
 	syncer   *fleet.Syncer
 	member   *fleet.Member
 	bucket   *actuators.TokenBucket
+	point    *controlpoint.ControlPoint
 	offered  atomic.Uint64
 	admitted atomic.Uint64
+	// failed counts decisions that were neither an admission nor a rate
+	// limit's refusal: a request error.
+	failed atomic.Uint64
 }
 
 // startFleet starts n Syncers on one Redis, each with one member of the
-// global limit "payments" at limit req/s (burst limit × 0.1 s).
+// global limit "payments" at limit req/s, its bucket in a limiter at the
+// control point "ingress", API "GET /pay". The burst is half a second of
+// the limit: under 4× the limit the buckets stay drained, and the depth
+// only keeps a load generator that a busy machine stalls from losing
+// tokens (an error on the under side that would not be the shares').
 func startFleet(t *testing.T, ctx context.Context, addr string, n int, limit float64, clock func() int64) []*instance {
 	t.Helper()
 	fl := make([]*instance, n)
 	for i := range fl {
-		in := &instance{bucket: actuators.NewTokenBucket(math.NaN(), 1, clock())}
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: addr}}, nil)
+		l := &controlpoint.Limiter{Bucket: actuators.NewTokenBucket(math.NaN(), 1, clock())}
+		in := &instance{bucket: l.Bucket, point: controlpoint.NewRegistry(clock).Get("ingress")}
+		in.point.API("GET /pay").AttachLimiter(l)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{addr}}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		in.syncer = s
-		in.member = s.Join("payments", "ingress/*", in.bucket.SetRateAndBurst, in.offered.Load)
-		in.member.SetLimit(limit, limit*0.1)
+		in.member = s.Join("payments", "ingress/GET /pay", in.bucket.SetRateAndBurst, in.offered.Load)
+		in.member.SetLimit(limit, limit*0.5)
 		fl[i] = in
 	}
 	var wg sync.WaitGroup
@@ -50,30 +69,41 @@ func startFleet(t *testing.T, ctx context.Context, addr string, n int, limit flo
 	return fl
 }
 
+// progress is the load generator's count at the end of a batch, and when
+// (clock ns). A window measured between two of them starts and ends where
+// the generator was, not where the test's goroutine woke up: a generator
+// that a busy machine stalls across a window's edge moves no admissions
+// from one window into the next.
+type progress struct {
+	admitted, offered uint64
+	atNs              int64
+}
+
 // offer sends rps requests per second, round robin over the instances,
-// until ctx ends, paced by elapsed time so that a slow loop catches up.
-func offer(ctx context.Context, fl []*instance, rps float64, clock func() int64) {
+// until ctx ends, paced by elapsed time so that a slow loop catches up,
+// and publishes its progress after every batch. Each request is decided by
+// the instance's control point, as the HTTP and gRPC middleware decide it.
+func offer(ctx context.Context, fl []*instance, rps float64, clock func() int64, at *atomic.Pointer[progress]) {
 	start := clock()
-	var sent uint64
+	var sent, admitted uint64
 	for ctx.Err() == nil {
 		due := uint64(float64(clock()-start) / 1e9 * rps)
 		for ; sent < due; sent++ {
 			in := fl[sent%uint64(len(fl))]
 			in.offered.Add(1)
-			if in.bucket.Allow(clock()) {
+			switch tk, d := in.point.Admit("GET /pay"); d {
+			case controlpoint.Accepted:
 				in.admitted.Add(1)
+				admitted++
+				tk.Done(true)
+			case controlpoint.RateLimited:
+			default:
+				in.failed.Add(1)
 			}
 		}
+		at.Store(&progress{admitted: admitted, offered: sent, atNs: clock()})
 		time.Sleep(500 * time.Microsecond)
 	}
-}
-
-func admitted(fl []*instance) uint64 {
-	var n uint64
-	for _, in := range fl {
-		n += in.admitted.Load()
-	}
-	return n
 }
 
 func shares(fl []*instance, now time.Time) (sum float64, modes []string) {
@@ -86,13 +116,15 @@ func shares(fl []*instance, now time.Time) (sum float64, modes []string) {
 }
 
 // TestRedisOutageHoldsShares runs 4 instances at 4× a global limit of
-// 1000 req/s, kills Redis for 3 s (a restart that loses every key), and
-// checks that the fleet keeps admitting the limit throughout: ±5 % before,
-// ±15 % during the outage, and shares that add up to the limit again two
-// sync intervals after Redis returns.
+// 1000 req/s and kills Redis for 10 s (-redis-outage; a restart that
+// loses every key). The issue's criterion, asserted whole: zero request
+// errors (every decision an admission or a rate limit's refusal, none
+// passed through unlimited); admitted within ±15 % of the limit during
+// the outage; and, from two sync intervals after Redis returns, within
+// ±2 % over the next 5 s. Before the outage: ±5 % over 2 s.
 func TestRedisOutageHoldsShares(t *testing.T) {
 	if testing.Short() {
-		t.Skip("real time: about 9 s")
+		t.Skip("real time: about 18 s")
 	}
 	srv := redistest.Start(t)
 	const n, limit = 4, 1000.0
@@ -101,39 +133,59 @@ func TestRedisOutageHoldsShares(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fl := startFleet(t, ctx, srv.Addr, n, limit, clock)
-	go offer(ctx, fl, 4*limit, clock)
+	var at atomic.Pointer[progress]
+	at.Store(&progress{})
+	go offer(ctx, fl, 4*limit, clock, &at)
 
-	window := func(d time.Duration) float64 {
-		a0, t0 := admitted(fl), time.Now()
-		time.Sleep(d)
-		return float64(admitted(fl)-a0) / time.Since(t0).Seconds()
+	mark := func() progress { return *at.Load() }
+	rate := func(from progress) float64 {
+		to := mark()
+		secs := float64(to.atNs-from.atNs) / 1e9
+		if o := float64(to.offered-from.offered) / secs; o < 3*limit {
+			t.Errorf("the load generator offered only %.0f req/s; the test needs 4× the limit", o)
+		}
+		return float64(to.admitted-from.admitted) / secs
 	}
+	// sleepUntil sleeps until ns on the clock.
+	sleepUntil := func(ns int64) { time.Sleep(time.Duration(ns - clock())) }
 	check := func(phase string, rps, tolerance float64) {
 		t.Helper()
 		over := (rps - limit) / limit * 100
-		t.Logf("%s: admitted %.0f req/s (%+.1f %%)", phase, rps, over)
+		fmt.Printf("global-limit: instances=%d limit=%.0f admitted_rps=%.1f over_pct=%.2f (%s)\n", n, limit, rps, over, phase)
 		if math.Abs(over) > tolerance*100 {
-			t.Errorf("%s: admitted %.0f req/s, want %.0f ±%.0f %%", phase, rps, limit, tolerance*100)
+			t.Errorf("%s: admitted %.1f req/s, want %.0f ±%.0f %%", phase, rps, limit, tolerance*100)
 		}
 	}
 
 	time.Sleep(1 * time.Second) // converge
-	check("Redis up", window(2*time.Second), 0.05)
+	before := mark()
+	time.Sleep(2 * time.Second)
+	check("Redis up, 2 s", rate(before), 0.05)
 
 	srv.Stop()
+	down := mark()
 	time.Sleep(300 * time.Millisecond) // the syncs notice
-	if _, modes := shares(fl, time.Now()); modes[0] != "fail_static" {
+	held, modes := shares(fl, time.Now())
+	t.Logf("during the outage: shares held add up to %.1f, modes %v", held, modes)
+	if modes[0] != "fail_static" {
 		t.Errorf("during the outage: modes %v, want fail_static", modes)
 	}
-	check("Redis down", window(2500*time.Millisecond), 0.15)
+	sleepUntil(down.atNs + int64(*redisOutage))
+	check(fmt.Sprintf("Redis down, %v", *redisOutage), rate(down), 0.15)
 
 	srv.Restart() // empty: every member, demand and script is gone
-	// Back within two sync intervals; 100 ms more for a 2-CPU machine
-	// running other tests under -race.
 	interval := fleet.DefaultSyncInterval
-	back := time.Now()
+	back, backNs := time.Now(), clock()
+	sleepUntil(backNs + int64(2*interval))
+	after := mark()
+	for after.atNs < backNs+int64(2*interval) { // the generator's first batch since
+		time.Sleep(time.Millisecond)
+		after = mark()
+	}
+	// Every member synced again, with shares that add up to the limit ±5 %;
+	// within the two intervals, plus 100 ms for a 2-CPU machine running
+	// other tests under -race.
 	var sum float64
-	var modes []string
 	for {
 		sum, modes = shares(fl, time.Now())
 		synced := math.Abs(sum-limit)/limit <= 0.05
@@ -150,7 +202,20 @@ func TestRedisOutageHoldsShares(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("%v after Redis returned: shares add up to %.1f, modes %v", time.Since(back).Round(time.Millisecond), sum, modes)
-	check("Redis back", window(1500*time.Millisecond), 0.05)
+	sleepUntil(after.atNs + int64(5*time.Second))
+	check("Redis back, 5 s from two sync intervals after its return", rate(after), 0.02)
+
+	cancel()
+	var failed, passthrough, offered uint64
+	for _, in := range fl {
+		failed += in.failed.Load()
+		offered += in.offered.Load()
+		passthrough += in.point.API("GET /pay").Count(controlpoint.OutcomePassthrough)
+	}
+	t.Logf("%d requests offered, %d failed, %d passed through unlimited", offered, failed, passthrough)
+	if failed != 0 || passthrough != 0 {
+		t.Errorf("%d requests failed and %d passed through unlimited; a Redis outage must cost none", failed, passthrough)
+	}
 }
 
 // TestRestartThatLosesDataLosesNoProtection: after a restart that loses
@@ -162,7 +227,7 @@ func TestRestartThatLosesDataLosesNoProtection(t *testing.T) {
 	fl := make([]*instance, 4)
 	for i := range fl {
 		in := &instance{bucket: actuators.NewTokenBucket(math.NaN(), 1, 0)}
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +271,7 @@ func TestLeaveTakesItsDemandFromTheTotal(t *testing.T) {
 	ctx := context.Background()
 	var busy atomic.Uint64
 	newMember := func(arrivals func() uint64) (*fleet.Syncer, *fleet.Member) {
-		s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+		s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,7 +314,7 @@ func TestLeaveTakesItsDemandFromTheTotal(t *testing.T) {
 func TestSlowRedisNeverHoldsASyncBeyondTheInterval(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	s, err := fleet.New(fleet.Options{Client: redis.Options{Addr: srv.Addr}}, nil)
+	s, err := fleet.New(fleet.Options{Client: redis.UniversalOptions{Addrs: []string{srv.Addr}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

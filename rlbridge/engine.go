@@ -34,12 +34,16 @@ func (b EngineBackend) APIs() []APIInfo {
 
 // Info is the /apis entry of an API.
 func Info(a engine.AgentAPI) APIInfo {
-	return APIInfo{
+	info := APIInfo{
 		Name: a.Name, Policy: a.Policy, Cluster: a.Cluster, Priority: a.Priority,
 		SLOMs: float64(a.SLO.Microseconds()) / 1e3, SustainableRPS: a.SustainableRPS,
 		LowerBound: a.LowerBound, UpperBound: a.UpperBound, RateLimit: a.RateLimit,
 		OfferedRPS: a.OfferedRPS, Mode: a.Mode(), LimitInForce: inForce(a.LimitInForce), Tick: a.Ticks,
 	}
+	if a.Global != nil {
+		info.Global = &GlobalInfo{Key: a.Global.Key, Share: inForce(a.Global.Share)}
+	}
+	return info
 }
 
 // inForce is a limit for JSON: nil when there is none.

@@ -55,6 +55,19 @@ type APIInfo struct {
 	// Tick counts the engine's ticks that measured the API: an agent on
 	// the wall clock waits for it to change, then reads and acts at once.
 	Tick uint64 `json:"tick"`
+	// Global is present when the API's rate is the fleet's (a global
+	// RateLimiter): RateLimit and LimitInForce are then the fleet's, and
+	// Share this engine's part of LimitInForce, the rate its own
+	// measurements (GET /metrics) answer to.
+	Global *GlobalInfo `json:"global,omitempty"`
+}
+
+// GlobalInfo is the fleet's side of an API whose rate is global.
+type GlobalInfo struct {
+	Key string `json:"key"`
+	// Share is this engine's part of the limit in force, per second; null
+	// when no limit is in force.
+	Share *float64 `json:"share"`
 }
 
 // Backend is what the bridge serves: the engine, or the simulator's engine.

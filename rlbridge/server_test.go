@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/spillway-dev/spillway/engine"
 )
 
 // fakeBackend is a Backend over a mutex-guarded map. It stores rates as
@@ -723,4 +725,28 @@ func FuzzReset(f *testing.F) {
 			t.Fatalf("status %d for %q; want 200, 400 or 413", rec.Code, body)
 		}
 	})
+}
+
+// TestInfoOfAGlobalRate: an API whose rate is the fleet's carries its key
+// and this engine's share in /apis; a local one carries no global part, and
+// a share with no limit in force is null.
+func TestInfoOfAGlobalRate(t *testing.T) {
+	local := Info(engine.AgentAPI{Name: "GET /a", LimitInForce: 100})
+	if local.Global != nil {
+		t.Errorf("local API: global %+v, want none", local.Global)
+	}
+	b, _ := json.Marshal(local)
+	if strings.Contains(string(b), `"global"`) {
+		t.Errorf("local API's JSON %s has a global part", b)
+	}
+	g := Info(engine.AgentAPI{Name: "GET /a", LimitInForce: 200, Global: &engine.AgentGlobal{Key: "fleet/GET /a", Share: 50}})
+	b, _ = json.Marshal(g.Global)
+	if string(b) != `{"key":"fleet/GET /a","share":50}` {
+		t.Errorf("global API: %s", b)
+	}
+	none := Info(engine.AgentAPI{Name: "GET /a", LimitInForce: math.NaN(), Global: &engine.AgentGlobal{Key: "k", Share: math.NaN()}})
+	b, _ = json.Marshal(none.Global)
+	if string(b) != `{"key":"k","share":null}` {
+		t.Errorf("global API with no limit in force: %s", b)
+	}
 }

@@ -20,13 +20,16 @@ import (
 // redisFlags connect the engine to Redis for global rate limits.
 type redisFlags struct {
 	addr, user, passwordFile, caFile string
+	masterName                       string
 	db                               int
-	tls                              bool
+	tls, cluster                     bool
 	sync                             time.Duration
 }
 
 func (f *redisFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.addr, "redis", "", `Redis address (host:port) shared by the engines that enforce global rate limits (scope: "global"); "" for none`)
+	cmd.Flags().StringVar(&f.addr, "redis", "", `Redis shared by the engines that enforce global rate limits (scope: "global"): host:port; several, comma-separated, for Redis Cluster's nodes or, with --redis-master-name, the Sentinels; "" for none`)
+	cmd.Flags().StringVar(&f.masterName, "redis-master-name", "", "the master's name in Sentinel: --redis lists the Sentinels, which give the current master")
+	cmd.Flags().BoolVar(&f.cluster, "redis-cluster", false, "--redis is Redis Cluster even with one address (a seed node); implied by several addresses without --redis-master-name")
 	cmd.Flags().StringVar(&f.user, "redis-user", "", "Redis ACL user name")
 	cmd.Flags().StringVar(&f.passwordFile, "redis-password-file", "", "file holding the Redis password (trailing newline ignored)")
 	cmd.Flags().IntVar(&f.db, "redis-db", 0, "Redis database number")
@@ -38,15 +41,31 @@ func (f *redisFlags) register(cmd *cobra.Command) {
 // options returns the engine's Redis options, or nil without --redis.
 func (f *redisFlags) options() (*fleet.Options, error) {
 	if f.addr == "" {
-		if f.user != "" || f.passwordFile != "" || f.tls || f.caFile != "" {
-			return nil, fmt.Errorf("--redis-user, --redis-password-file, --redis-tls and --redis-ca-file need --redis")
+		if f.user != "" || f.passwordFile != "" || f.tls || f.caFile != "" || f.masterName != "" || f.cluster {
+			return nil, fmt.Errorf("--redis-user, --redis-password-file, --redis-tls, --redis-ca-file, --redis-master-name and --redis-cluster need --redis")
 		}
 		return nil, nil
 	}
 	if f.sync < 10*time.Millisecond {
 		return nil, fmt.Errorf("--redis-sync %s: must be at least 10ms", f.sync)
 	}
-	o := &fleet.Options{Client: redis.Options{Addr: f.addr, Username: f.user, DB: f.db}, SyncInterval: f.sync}
+	var addrs []string
+	for _, a := range strings.Split(f.addr, ",") {
+		a = strings.TrimSpace(a)
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("--redis %q: %q is not host:port", f.addr, a)
+		}
+		addrs = append(addrs, a)
+	}
+	switch {
+	case f.masterName != "" && f.cluster:
+		return nil, fmt.Errorf("--redis-master-name and --redis-cluster: a Sentinel master is not a cluster; give one or the other")
+	case f.db != 0 && (f.cluster || f.masterName == "" && len(addrs) > 1):
+		return nil, fmt.Errorf("--redis-db %d: Redis Cluster has database 0 only", f.db)
+	}
+	o := &fleet.Options{Client: redis.UniversalOptions{
+		Addrs: addrs, MasterName: f.masterName, IsClusterMode: f.cluster, Username: f.user, DB: f.db,
+	}, SyncInterval: f.sync}
 	if f.passwordFile != "" {
 		b, err := os.ReadFile(f.passwordFile)
 		if err != nil {
@@ -55,10 +74,9 @@ func (f *redisFlags) options() (*fleet.Options, error) {
 		o.Client.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	if f.tls || f.caFile != "" {
+		// Each connection verifies the name of the host it dials (a
+		// cluster node, a Sentinel, the master a Sentinel names).
 		o.Client.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		if host, _, err := net.SplitHostPort(f.addr); err == nil {
-			o.Client.TLSConfig.ServerName = host
-		}
 		if f.caFile != "" {
 			pem, err := os.ReadFile(f.caFile)
 			if err != nil {

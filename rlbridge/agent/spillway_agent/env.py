@@ -374,7 +374,7 @@ class SpillwayEnv(_EnvBase):
         for info in self.apis:
             cur = fresh.get(info["name"])
             if cur is not None:
-                for key in ("offered_rps", "rate_limit", "mode"):
+                for key in ("offered_rps", "rate_limit", "mode", "limit_in_force", "global"):
                     if key in cur:
                         info[key] = cur[key]
         return metrics, None
@@ -387,7 +387,7 @@ class SpillwayEnv(_EnvBase):
         if missing:
             raise RuntimeError(f"POST /step: no metrics for {missing}")
         for info in self.apis:  # refresh offered load, mode, server rate
-            for key in ("offered_rps", "rate_limit", "mode"):
+            for key in ("offered_rps", "rate_limit", "mode", "limit_in_force", "global"):
                 if key in per_api[info["name"]]:
                     info[key] = per_api[info["name"]][key]
         self.server_done = bool(body.get("done", False))
@@ -404,9 +404,21 @@ class SpillwayEnv(_EnvBase):
         self._measure_costs(metrics)
         if self.obs_kind == "v2":
             return self._obs_v2(metrics, goodput), goodput, latency
-        total_rate = sum(self.rates[a["name"]] for a in self.apis)
+        total_rate = sum(self._local_rate(a) for a in self.apis)
         ratio = goodput / total_rate if total_rate > 0 else 0.0
         return np.array([ratio, latency], dtype=np.float32), goodput, latency
+
+    def _local_rate(self, info):
+        """The rate this engine's measurements answer to: the agent's rate,
+        or, when the API's rate is the fleet's (``global`` in ``GET /apis``:
+        a global limit shared through Redis), this engine's share of it, in
+        the proportion the engine reports (share ÷ limit in force)."""
+        rate = self.rates[info["name"]]
+        share = (info.get("global") or {}).get("share")
+        limit = info.get("limit_in_force")
+        if share is not None and limit:
+            return rate * float(share) / float(limit)
+        return rate
 
     def _measure_costs(self, metrics):
         """Each API's cost per request: the least p95 latency seen, drifting
@@ -440,7 +452,7 @@ class SpillwayEnv(_EnvBase):
         passed, offered = 0.0, 0.0
         for info in self.apis:
             off = max(0.0, float(info.get("offered_rps", 0.0) or 0.0))
-            passed += min(self.rates[info["name"]], off)
+            passed += min(self._local_rate(info), off)
             offered += off
         served = min(1.5, goodput / passed) if passed > 0 else 1.0
         worst = math.log1p(self._worst_ratio(metrics))

@@ -16,7 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from fake_server import FakeSpillway  # noqa: E402
+from fake_server import FakeSpillway, default_apis  # noqa: E402
 from spillway_agent import cli  # noqa: E402
 from spillway_agent.client import SpillwayClient, SpillwayHTTPError  # noqa: E402
 from spillway_agent.env import SpillwayEnv  # noqa: E402
@@ -73,6 +73,25 @@ class ObservationRewardTest(unittest.TestCase):
             self.assertAlmostEqual(float(obs[0]), 950.0 / 3000.0, places=6)
             self.assertEqual(float(obs[1]), 140.0)
             self.assertEqual(info["goodput"], 950.0)
+
+    def test_a_global_rate_is_observed_through_this_engines_share(self):
+        # Every API's rate is the fleet's, and this engine holds a quarter
+        # of it: its goodput answers to a quarter of the agent's rates.
+        apis = default_apis()
+        for a in apis:
+            limit = min(a["upper_bound"], max(a["lower_bound"], 1000.0))
+            a["limit_in_force"] = limit
+            a["global"] = {"key": "fleet/" + a["name"], "share": limit / 4}
+        with FakeSpillway(apis=apis) as fake:
+            fake.fixed_metrics = {"GET /home": (600.0, 90.0), "GET /cart": (250.0, 140.0),
+                                  "GET /ads": (100.0, 30.0), "GET /other": (1.0, 9999.0)}
+            obs, _ = wall_env(fake).reset()
+            self.assertAlmostEqual(float(obs[0]), 950.0 / 750.0, places=5)
+            # No share in force (null): the agent's own rate.
+            for a in fake.apis:
+                a["global"]["share"] = None
+            obs, _ = wall_env(fake).reset()
+            self.assertAlmostEqual(float(obs[0]), 950.0 / 3000.0, places=6)
 
     def test_zero_rate_sum_gives_zero_ratio(self):
         apis = [{"name": "GET /x", "cluster": "default", "priority": 1, "slo_ms": 100,
