@@ -373,8 +373,9 @@ type ActuatorSetpoint struct {
 	// Setpoint is NaN when the limiter is not limiting (fail-open).
 	Setpoint float64
 	// Global is set for a global rate limit, whose Setpoint is this
-	// engine's share.
+	// engine's share; Exact too when it is decided in Redis per request.
 	Global *fleet.Status
+	Exact  *fleet.ExactStatus
 }
 
 // Stats returns the last tick of every running policy, for exporters.
@@ -411,6 +412,10 @@ func (e *Engine) Stats() []PolicyStats {
 			if s.member != nil {
 				st := s.member.Status(time.Now())
 				a.Global = &st
+			}
+			if s.exact != nil {
+				st := s.exact.Status()
+				a.Exact = &st
 			}
 			ps.Actuators = append(ps.Actuators, a)
 		}

@@ -57,6 +57,11 @@ const (
 	MetricGlobalRateLimit  = "spillway_global_rate_limit"
 	MetricGlobalLive       = "spillway_global_live_members"
 	MetricGlobalFailStatic = "spillway_global_fail_static"
+	// MetricGlobalExactDecisions counts an exact-mode global limit's
+	// requests by what decided them: "redis" (the per-request script) or
+	// "share" (this engine's lease share, after a failure or within the
+	// backoff that follows one).
+	MetricGlobalExactDecisions = "spillway_global_exact_decisions_total"
 )
 
 // Metrics exports one engine. Its methods are safe for concurrent use.
@@ -177,6 +182,10 @@ func (m *Metrics) register(meter metric.Meter) error {
 	globalFailStatic, err := meter.Int64ObservableGauge(MetricGlobalFailStatic,
 		metric.WithDescription("1 while the last sync of a global rate limit with Redis failed and the engine holds its last share, else 0."))
 	check(err)
+	exactDecisions, err := meter.Int64ObservableCounter(MetricGlobalExactDecisions,
+		metric.WithDescription("Requests of an exact-mode global rate limit, by what decided them: redis (the per-request script) or share (this engine's lease share, while Redis fails)."),
+		metric.WithUnit("{request}"))
+	check(err)
 	loadErrors, err := meter.Int64ObservableCounter(MetricPolicyLoadErrors,
 		metric.WithDescription("Failed reloads of the policy directory; the previous policies kept running."))
 	check(err)
@@ -209,6 +218,12 @@ func (m *Metrics) register(meter metric.Meter) error {
 						failStatic = 1
 					}
 					o.ObserveInt64(globalFailStatic, failStatic, set)
+					if x := a.Exact; x != nil {
+						o.ObserveInt64(exactDecisions, clampInt64(x.Answered), metric.WithAttributes(policy, controlPointLabel(a.ControlPoint),
+							apiLabel(a.API), attribute.String("key", boundedLabelValue(g.Key)), attribute.String("decided_by", "redis")))
+						o.ObserveInt64(exactDecisions, clampInt64(x.Unanswered), metric.WithAttributes(policy, controlPointLabel(a.ControlPoint),
+							apiLabel(a.API), attribute.String("key", boundedLabelValue(g.Key)), attribute.String("decided_by", "share")))
+					}
 				}
 				if math.IsNaN(a.Setpoint) || math.IsInf(a.Setpoint, 0) {
 					continue
@@ -230,7 +245,7 @@ func (m *Metrics) register(meter metric.Meter) error {
 		}
 		o.ObserveInt64(loadErrors, clampInt64(m.eng.LoadErrors()))
 		return nil
-	}, signal, invalid, requests, rateLimit, concurrencyLimit, globalLimit, globalLive, globalFailStatic, loadErrors)
+	}, signal, invalid, requests, rateLimit, concurrencyLimit, globalLimit, globalLive, globalFailStatic, exactDecisions, loadErrors)
 	return err
 }
 
