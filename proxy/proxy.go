@@ -5,19 +5,18 @@
 package proxy
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"sync"
 	"time"
 
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/actuators/httpmw"
 	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
@@ -125,16 +124,15 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 			RejectStatus: opts.RejectStatus,
 		}), nil
 	}
-	// The middleware rejects without telling its caller, so the proxy
-	// watches it (watchWriter).
-	wt := &watcher{eng: eng, opts: opts, routes: routes}
-	wt.protected = eng.HTTP(opts.ControlPoint, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if ww := findWatch(w); ww != nil {
-			ww.admitted = true
-		}
+	// Logged or explained: the request is routed once, its label handed
+	// to the middleware as r.Pattern; an admission is logged as it passes
+	// the middleware, a rejection by the middleware's Rejected hook.
+	lg := &logged{eng: eng, opts: opts, routes: routes}
+	lg.protected = eng.HTTP(opts.ControlPoint, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lg.admitted(r.Pattern)
 		rp.ServeHTTP(w, r)
-	}), httpmw.Options{Classifier: routedLabel, RejectStatus: opts.RejectStatus})
-	return wt, nil
+	}), httpmw.Options{Classifier: routedLabel, RejectStatus: opts.RejectStatus, Rejected: lg.rejected})
+	return lg, nil
 }
 
 // copyBufferSize is the buffer ReverseProxy copies a response body with,
@@ -162,8 +160,8 @@ func (p *bufferPool) Put(b []byte) {
 	}
 }
 
-// watcher is the protected proxy when decisions are logged or explained.
-type watcher struct {
+// logged is the protected proxy when decisions are logged or explained.
+type logged struct {
 	eng       *engine.Engine
 	opts      Options
 	routes    *RouteTable
@@ -175,90 +173,37 @@ type watcher struct {
 // a ServeMux sets to the pattern that matched, and the outer value comes
 // back after. (The route lookup was a profile's largest item of the
 // proxy's own work, and it was done twice.)
-func (wt *watcher) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	api := wt.routes.Label(r)
-	ww := &watchWriter{ResponseWriter: w, wt: wt, api: api}
+func (lg *logged) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	outer := r.Pattern
-	r.Pattern = api
-	wt.protected.ServeHTTP(ww, r)
+	r.Pattern = lg.routes.Label(r)
+	lg.protected.ServeHTTP(w, r)
 	r.Pattern = outer
-	if ww.admitted && wt.opts.Decisions != nil {
-		wt.opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: api, Outcome: decisionlog.Accepted})
-	}
 }
 
-// routedLabel is the label watcher.ServeHTTP looked up.
+// routedLabel is the label logged.ServeHTTP looked up.
 func routedLabel(r *http.Request) string { return r.Pattern }
+
+// admitted logs the admission of a request labelled api.
+func (lg *logged) admitted(api string) {
+	if lg.opts.Decisions != nil {
+		lg.opts.Decisions.Add(decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: lg.opts.ControlPoint, API: api, Outcome: decisionlog.Accepted})
+	}
+}
 
 // rejected explains and logs a rejection labelled api, before its header
 // is sent on w.
-func (wt *watcher) rejected(w http.ResponseWriter, api string) {
-	entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: wt.opts.ControlPoint, API: api, Outcome: decisionlog.RateLimited}
-	if x, ok := wt.eng.ExplainRejection(wt.opts.ControlPoint, api, 0); ok {
+func (lg *logged) rejected(w http.ResponseWriter, _ *http.Request, api string, d controlpoint.Decision) {
+	entry := decisionlog.Decision{Time: time.Now(), Source: "proxy", ControlPoint: lg.opts.ControlPoint, API: api, Outcome: decisionlog.RateLimited}
+	if d == controlpoint.ConcurrencyLimited {
+		entry.Outcome = decisionlog.ConcurrencyLimited
+	}
+	if x, ok := lg.eng.ExplainRejection(lg.opts.ControlPoint, api, d); ok {
 		entry.Explanation, entry.RetryAfter = x.Text, x.RetryAfter.String()
-		if x.Kind == "concurrency" {
-			entry.Outcome = decisionlog.ConcurrencyLimited
-		}
-		if wt.opts.ExplainHeader {
+		if lg.opts.ExplainHeader {
 			w.Header().Set(ReasonHeader, x.Text)
 		}
 	}
-	wt.opts.Decisions.Add(entry)
-}
-
-// watchWriter tells the middleware's rejection from the upstream's
-// answers: the handler behind the middleware marks the request admitted,
-// and a response that starts without that mark is a rejection. It
-// forwards Flush and Hijack, which the middleware's writer calls directly,
-// and Unwrap for http.ResponseController.
-type watchWriter struct {
-	http.ResponseWriter
-	wt       *watcher
-	api      string
-	admitted bool
-	started  bool
-}
-
-func (w *watchWriter) WriteHeader(code int) {
-	if !w.started {
-		w.started = true
-		if !w.admitted {
-			w.wt.rejected(w.ResponseWriter, w.api)
-		}
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *watchWriter) Write(b []byte) (int, error) {
-	if !w.started {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *watchWriter) Flush() {
-	http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-func (w *watchWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	w.started = true
-	return http.NewResponseController(w.ResponseWriter).Hijack()
-}
-
-func (w *watchWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// findWatch finds the proxy's watchWriter under the middleware's writer.
-func findWatch(w http.ResponseWriter) *watchWriter {
-	for {
-		if ww, ok := w.(*watchWriter); ok {
-			return ww
-		}
-		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
-		if !ok {
-			return nil
-		}
-		w = u.Unwrap()
-	}
+	lg.opts.Decisions.Add(entry)
 }
 
 // RouteTable labels requests by the http.ServeMux pattern they match.

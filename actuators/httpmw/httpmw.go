@@ -28,6 +28,11 @@ type Options struct {
 	// RetryAfter is the Retry-After header of a rejection, in whole seconds
 	// (default 1).
 	RetryAfter int
+	// Rejected, when set, is called for each rejected request before its
+	// response is written, with the request's label and the decision, so
+	// that it can record the rejection or add headers to w. It runs on the
+	// request's goroutine and must not write a status or body.
+	Rejected func(w http.ResponseWriter, r *http.Request, label string, d controlpoint.Decision)
 }
 
 // Wrap protects next with the control point cp.
@@ -62,6 +67,9 @@ func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.H
 	serve := func(w http.ResponseWriter, r *http.Request, label string, next http.Handler) {
 		ticket, decision := cp.Admit(label)
 		if decision != controlpoint.Accepted {
+			if opts.Rejected != nil {
+				opts.Rejected(w, r, label, decision)
+			}
 			reject(w, opts.RejectStatus, retryAfter)
 			return
 		}

@@ -49,6 +49,33 @@ func TestRejectStatusCanBe503(t *testing.T) {
 	}
 }
 
+func TestRejectedHookSeesEachRejectionBeforeItIsWritten(t *testing.T) {
+	cp := newCP()
+	cp.API("GET /a").AttachLimiter(&controlpoint.Limiter{Bucket: actuators.NewTokenBucket(0, 1, 0)})
+	type seen struct {
+		label    string
+		decision controlpoint.Decision
+	}
+	var calls []seen
+	h := Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), Options{
+		Classifier: func(*http.Request) string { return "GET /a" },
+		Rejected: func(w http.ResponseWriter, r *http.Request, label string, d controlpoint.Decision) {
+			calls = append(calls, seen{label, d})
+			w.Header().Set("X-Why", "bucket empty")
+		},
+	})
+	if w := serve(h, "/a", nil); w.Code != 200 || len(calls) != 0 {
+		t.Fatalf("admitted request: %d, hook calls %v; want 200 and none", w.Code, calls)
+	}
+	w := serve(h, "/a", nil)
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("X-Why") != "bucket empty" {
+		t.Fatalf("rejection: %d, X-Why %q; want 429 with the hook's header", w.Code, w.Header().Get("X-Why"))
+	}
+	if want := []seen{{"GET /a", controlpoint.RateLimited}}; !reflect.DeepEqual(calls, want) {
+		t.Fatalf("hook calls %v, want %v", calls, want)
+	}
+}
+
 func TestLabelIsTheMuxPatternNotAClientHeader(t *testing.T) {
 	cp := newCP()
 	mux := http.NewServeMux()
