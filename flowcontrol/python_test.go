@@ -41,7 +41,7 @@ func TestCheckFromPython(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rpc := grpc.NewServer()
+	rpc := grpc.NewServer(flowcontrol.GRPCServerOptions()...)
 	spillwayv1.RegisterFlowControlServer(rpc, srv)
 	go rpc.Serve(ln)
 	defer rpc.Stop()

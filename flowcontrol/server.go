@@ -10,12 +10,14 @@ package flowcontrol
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -41,6 +43,15 @@ const (
 	// MaxRequestBytes bounds a request: a gRPC message or a JSON body.
 	MaxRequestBytes = 16 << 10
 )
+
+// GRPCServerOptions are the options a gRPC server of the Check API is
+// built with, besides its own message size and interceptors: a worker
+// goroutine per CPU to run calls on, so a call reuses a goroutine whose
+// stack has grown instead of starting one (grpc-go starts a goroutine per
+// call otherwise, and does so still when every worker is busy).
+func GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))}
+}
 
 // Options configure a Server. The zero value is ready to use.
 type Options struct {

@@ -68,7 +68,7 @@ func dial(t testing.TB, srv *flowcontrol.Server) spillwayv1.FlowControlClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rpc := grpc.NewServer(grpc.MaxRecvMsgSize(flowcontrol.MaxRequestBytes))
+	rpc := grpc.NewServer(append(flowcontrol.GRPCServerOptions(), grpc.MaxRecvMsgSize(flowcontrol.MaxRequestBytes))...)
 	spillwayv1.RegisterFlowControlServer(rpc, srv)
 	go rpc.Serve(ln)
 	t.Cleanup(rpc.Stop)

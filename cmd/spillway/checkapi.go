@@ -40,13 +40,13 @@ func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAcc
 	}
 	fc := flowcontrol.New(h.eng, flowcontrol.Options{Decisions: h.decisions})
 	bearer := access.NewBearer(acc.Token)
-	rpc := grpc.NewServer(
+	rpc := grpc.NewServer(append(flowcontrol.GRPCServerOptions(),
 		// Envoy's messages set the bound; the Check API bounds its own to
 		// flowcontrol.MaxRequestBytes.
 		grpc.MaxRecvMsgSize(extauthz.MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(access.UnaryBearer(bearer)),
 		grpc.ChainStreamInterceptor(access.StreamBearer(bearer)),
-	)
+	)...)
 	spillwayv1.RegisterFlowControlServer(rpc, fc)
 	authz := extauthz.New(fc, extauthz.Options{ControlPoint: controlPoint, Routes: routes, Explain: explain, Completions: envoyAccessLog})
 	authv3.RegisterAuthorizationServer(rpc, authz)
