@@ -101,7 +101,7 @@ policies:
 			}
 		}
 		r.mu.Lock()
-		if !r.retired && time.Duration(now-r.lastNs) >= r.Circuit.Spec.EvaluationInterval {
+		if !r.retired && r.due(now) {
 			e.observe(r, now)
 			if w, ok := e.awaitAgent(r, now); ok {
 				waiting = append(waiting, w)
@@ -116,9 +116,4 @@ policies:
 
 // agentPosted wakes the tick loop: an agent has posted a rate, and a tick
 // waiting for it may evaluate now.
-func (e *Engine) agentPosted() {
-	select {
-	case e.posted <- struct{}{}:
-	default:
-	}
-}
+func (e *Engine) agentPosted() { e.wakeLoop() }
