@@ -180,3 +180,38 @@ func (p Param) Check(v float64) error {
 	}
 	return p.check(v, shown)
 }
+
+// paramReader reads a component's parameters in turn and keeps the first
+// error, so that a Provision lists its parameters without an error check
+// after each.
+type paramReader struct{ err error }
+
+// Int is Param.Int, or 0 once an earlier read failed.
+func (r *paramReader) Int(p Param, v *int) int {
+	if r.err != nil {
+		return 0
+	}
+	x, err := p.Int(v)
+	r.err = err
+	return x
+}
+
+// Float is Param.Float, or 0 once an earlier read failed.
+func (r *paramReader) Float(p Param, v *float64) float64 {
+	if r.err != nil {
+		return 0
+	}
+	x, err := p.Float(v)
+	r.err = err
+	return x
+}
+
+// Duration is Param.Duration, or 0 once an earlier read failed.
+func (r *paramReader) Duration(p Param, v *Duration) Duration {
+	if r.err != nil {
+		return 0
+	}
+	x, err := p.Duration(v)
+	r.err = err
+	return x
+}
