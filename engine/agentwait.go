@@ -93,12 +93,9 @@ func (e *Engine) tickWall(waiting []awaitingTick) []awaitingTick {
 		kept = append(kept, w)
 	}
 	waiting = kept
-policies:
 	for _, r := range e.Policies() {
-		for _, w := range waiting {
-			if w.r == r {
-				continue policies
-			}
+		if isWaiting(waiting, r) {
+			continue
 		}
 		r.mu.Lock()
 		if !r.retired && r.due(now) {
@@ -112,6 +109,16 @@ policies:
 		r.mu.Unlock()
 	}
 	return waiting
+}
+
+// isWaiting reports whether a tick of r is among waiting.
+func isWaiting(waiting []awaitingTick, r *Running) bool {
+	for _, w := range waiting {
+		if w.r == r {
+			return true
+		}
+	}
+	return false
 }
 
 // agentPosted wakes the tick loop: an agent has posted a rate, and a tick

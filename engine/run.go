@@ -688,12 +688,9 @@ func (e *Engine) nextWake(waiting []awaitingTick) (int64, bool) {
 	for _, w := range waiting {
 		earliest(w.deadline)
 	}
-policies:
 	for _, r := range e.Policies() {
-		for _, w := range waiting {
-			if w.r == r {
-				continue policies
-			}
+		if isWaiting(waiting, r) {
+			continue
 		}
 		r.mu.Lock()
 		if !r.retired {
