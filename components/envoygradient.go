@@ -116,29 +116,15 @@ var (
 // Provision applies the defaults, checks the ranges and enters the first
 // minRTT window.
 func (e *EnvoyGradientController) Provision(env Env) error {
-	minConcurrency, err := envoyMinConcurrency.Int(e.MinConcurrency)
-	if err != nil {
-		return err
-	}
-	requestCount, err := envoyMinRTTRequestCount.Int(e.MinRTTRequestCount)
-	if err != nil {
-		return err
-	}
-	maxLimit, err := envoyMaxConcurrencyLimit.Int(e.MaxConcurrencyLimit)
-	if err != nil {
-		return err
-	}
-	jitterPct, err := envoyJitterPct.Float(e.JitterPct)
-	if err != nil {
-		return err
-	}
-	bufferPct, err := envoyBufferPct.Float(e.BufferPct)
-	if err != nil {
-		return err
-	}
-	interval, err := envoyMinRTTCalcInterval.Duration(e.MinRTTCalcInterval)
-	if err != nil {
-		return err
+	var r paramReader
+	minConcurrency := r.Int(envoyMinConcurrency, e.MinConcurrency)
+	requestCount := r.Int(envoyMinRTTRequestCount, e.MinRTTRequestCount)
+	maxLimit := r.Int(envoyMaxConcurrencyLimit, e.MaxConcurrencyLimit)
+	jitterPct := r.Float(envoyJitterPct, e.JitterPct)
+	bufferPct := r.Float(envoyBufferPct, e.BufferPct)
+	interval := r.Duration(envoyMinRTTCalcInterval, e.MinRTTCalcInterval)
+	if r.err != nil {
+		return r.err
 	}
 	e.minRTTInterval = time.Duration(interval)
 	switch {

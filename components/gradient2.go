@@ -86,31 +86,16 @@ var (
 
 // Provision applies the defaults and checks the ranges.
 func (g *Gradient2Controller) Provision(env Env) error {
-	initial, err := gradient2InitialLimit.Int(g.InitialLimit)
-	if err != nil {
-		return err
-	}
-	minLimit, err := gradient2MinLimit.Int(g.MinLimit)
-	if err != nil {
-		return err
-	}
-	maxLimit, err := gradient2MaxLimit.Int(g.MaxLimit)
-	if err != nil {
-		return err
-	}
-	queue, err := gradient2QueueSize.Int(g.QueueSize)
-	if err != nil {
-		return err
-	}
-	if g.smoothing, err = gradient2Smoothing.Float(g.Smoothing); err != nil {
-		return err
-	}
-	if g.tolerance, err = gradient2RTTTolerance.Float(g.RTTTolerance); err != nil {
-		return err
-	}
-	window, err := gradient2LongWindow.Duration(g.LongWindow)
-	if err != nil {
-		return err
+	var r paramReader
+	initial := r.Int(gradient2InitialLimit, g.InitialLimit)
+	minLimit := r.Int(gradient2MinLimit, g.MinLimit)
+	maxLimit := r.Int(gradient2MaxLimit, g.MaxLimit)
+	queue := r.Int(gradient2QueueSize, g.QueueSize)
+	g.smoothing = r.Float(gradient2Smoothing, g.Smoothing)
+	g.tolerance = r.Float(gradient2RTTTolerance, g.RTTTolerance)
+	window := r.Duration(gradient2LongWindow, g.LongWindow)
+	if r.err != nil {
+		return r.err
 	}
 	if maxLimit < minLimit {
 		return errors.New("max_limit must be >= min_limit")

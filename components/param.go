@@ -180,3 +180,25 @@ func (p Param) Check(v float64) error {
 	}
 	return p.check(v, shown)
 }
+
+// paramReader reads a component's parameters in turn and keeps the first
+// error, so that a Provision lists its parameters without an error check
+// after each.
+type paramReader struct{ err error }
+
+// Int is Param.Int, or 0 once an earlier read failed.
+func (r *paramReader) Int(p Param, v *int) int { return readParam(r, p.Int, v) }
+
+// Float is Param.Float, or 0 once an earlier read failed.
+func (r *paramReader) Float(p Param, v *float64) float64 { return readParam(r, p.Float, v) }
+
+// Duration is Param.Duration, or 0 once an earlier read failed.
+func (r *paramReader) Duration(p Param, v *Duration) Duration { return readParam(r, p.Duration, v) }
+
+func readParam[T any](r *paramReader, read func(*T) (T, error), v *T) T {
+	var x T
+	if r.err == nil {
+		x, r.err = read(v)
+	}
+	return x
+}

@@ -608,9 +608,10 @@ func TestTickDueTicksThePoliciesWhoseIntervalElapsed(t *testing.T) {
 		{at: 2 * time.Second, wantTicked: 2, wantFast: 4, wantSlow: 2},
 		{at: 2500 * time.Millisecond, wantTicked: 1, wantFast: 5, wantSlow: 2, splitInsteadOfTickDue: true},
 		{at: 3 * time.Second, wantTicked: 2, wantFast: 6, wantSlow: 3, wantAgents: true, splitInsteadOfTickDue: true},
-		// Late: the intervals count from the last tick, not from a grid.
+		// Late: a late tick does not move the schedule; the next is due
+		// on the grid, one interval after the tick that was due.
 		{at: 3700 * time.Millisecond, wantTicked: 1, wantFast: 7, wantSlow: 3},
-		{at: 4 * time.Second, wantTicked: 1, wantFast: 7, wantSlow: 4},
+		{at: 4 * time.Second, wantTicked: 2, wantFast: 8, wantSlow: 4},
 	} {
 		clock.AdvanceTo(tc.at)
 		var got int

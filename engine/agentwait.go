@@ -93,15 +93,12 @@ func (e *Engine) tickWall(waiting []awaitingTick) []awaitingTick {
 		kept = append(kept, w)
 	}
 	waiting = kept
-policies:
 	for _, r := range e.Policies() {
-		for _, w := range waiting {
-			if w.r == r {
-				continue policies
-			}
+		if isWaiting(waiting, r) {
+			continue
 		}
 		r.mu.Lock()
-		if !r.retired && time.Duration(now-r.lastNs) >= r.Circuit.Spec.EvaluationInterval {
+		if !r.retired && r.due(now) {
 			e.observe(r, now)
 			if w, ok := e.awaitAgent(r, now); ok {
 				waiting = append(waiting, w)
@@ -114,11 +111,16 @@ policies:
 	return waiting
 }
 
+// isWaiting reports whether a tick of r is among waiting.
+func isWaiting(waiting []awaitingTick, r *Running) bool {
+	for _, w := range waiting {
+		if w.r == r {
+			return true
+		}
+	}
+	return false
+}
+
 // agentPosted wakes the tick loop: an agent has posted a rate, and a tick
 // waiting for it may evaluate now.
-func (e *Engine) agentPosted() {
-	select {
-	case e.posted <- struct{}{}:
-	default:
-	}
-}
+func (e *Engine) agentPosted() { e.wakeLoop() }

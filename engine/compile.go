@@ -55,179 +55,238 @@ type node struct {
 	comp  components.Component
 	in    []circuit.Input
 	port  []components.Port // per input slot, the port it belongs to
+	wired []*PortBinding    // per input slot, what is wired to it, nil when nothing is
 	out   []int             // signal index per output slot, -1 when unwired
 }
 
-// Compile builds a circuit from a spec. Every problem is reported with the
-// component path and source position.
-func Compile(spec Spec) (*Circuit, Diagnostics) {
-	c := &Circuit{Spec: spec}
-	var diags Diagnostics
-	fail := func(pos Position, format string, args ...any) {
-		diags = append(diags, Diagnostic{Pos: pos, Message: fmt.Sprintf(format, args...)})
-	}
-	caps := Caps.withDefaults()
-	if len(spec.Components) > caps.ComponentsPerPolicy {
-		fail(spec.Pos, "policy %q has %d components, over the cap of %d (engine.Caps.ComponentsPerPolicy)", spec.Name, len(spec.Components), caps.ComponentsPerPolicy)
-		return nil, diags
-	}
-	if spec.EvaluationInterval < caps.MinEvaluationInterval {
-		fail(spec.Pos, "policy %q: evaluation_interval %s is shorter than the minimum %s (engine.Caps.MinEvaluationInterval)", spec.Name, spec.EvaluationInterval, caps.MinEvaluationInterval)
-		return nil, diags
-	}
-	env := components.Env{Interval: spec.EvaluationInterval}
-	signalIndex := map[string]int{}
-	producer := map[string]*node{}
-	producerAt := map[string]PortBinding{}
+// edge is a signal from one component to an input slot of another.
+type edge struct {
+	from, to *node
+	slot     int
+	b        *PortBinding
+}
+
+// compilation is the state of one Compile, passed from step to step.
+type compilation struct {
+	c     *Circuit
+	caps  PolicyCaps
+	diags Diagnostics
+	nodes []*node // the components that built, in declaration order
 	// failed holds the outputs of components that did not build: their
 	// error is reported once, at the component, not again as "has no
 	// producer" at every reader.
-	failed := map[string]bool{}
-	var all []*node
+	failed      map[string]bool
+	producer    map[string]*node
+	producerAt  map[string]*PortBinding
+	signalIndex map[string]int
+	edges       []edge
+}
 
+func (k *compilation) fail(pos Position, format string, args ...any) {
+	k.diags = append(k.diags, Diagnostic{Pos: pos, Message: fmt.Sprintf(format, args...)})
+}
+
+// Compile builds a circuit from a spec. Every problem is reported with the
+// component path and source position. It runs in named steps, each on
+// what the one before produced:
+//
+//  1. checkPolicyCaps: the policy's size and interval are within Caps;
+//  2. resolveComponents: each component is built from its type and
+//     parameters, and every input slot is laid out with the binding wired
+//     to it, so that no later step recounts ports;
+//  3. allocateSignals: each output binding gets a signal index;
+//  4. wirePorts: each input slot reads its constant or its signal, and
+//     each signal read is an edge of the graph;
+//  5. orderAndCutLoops: the edges that close a loop read the previous tick,
+//     the rest give the evaluation order;
+//  6. build: the pure circuit.Circuit in that order.
+func Compile(spec Spec) (*Circuit, Diagnostics) {
+	k := &compilation{
+		c:           &Circuit{Spec: spec},
+		caps:        Caps.withDefaults(),
+		failed:      map[string]bool{},
+		producer:    map[string]*node{},
+		producerAt:  map[string]*PortBinding{},
+		signalIndex: map[string]int{},
+	}
+	if !k.checkPolicyCaps() {
+		return nil, k.diags
+	}
+	k.resolveComponents()
+	if !k.allocateSignals() {
+		return nil, k.diags.sorted()
+	}
+	k.wirePorts()
+	if len(k.diags) > 0 {
+		return nil, k.diags.sorted()
+	}
+	k.orderAndCutLoops()
+	k.build()
+	return k.c, nil
+}
+
+// checkPolicyCaps refuses a policy over the component cap or under the
+// minimum evaluation interval, before any component is built.
+func (k *compilation) checkPolicyCaps() bool {
+	spec := &k.c.Spec
+	if len(spec.Components) > k.caps.ComponentsPerPolicy {
+		k.fail(spec.Pos, "policy %q has %d components, over the cap of %d (engine.Caps.ComponentsPerPolicy)", spec.Name, len(spec.Components), k.caps.ComponentsPerPolicy)
+		return false
+	}
+	if spec.EvaluationInterval < k.caps.MinEvaluationInterval {
+		k.fail(spec.Pos, "policy %q: evaluation_interval %s is shorter than the minimum %s (engine.Caps.MinEvaluationInterval)", spec.Name, spec.EvaluationInterval, k.caps.MinEvaluationInterval)
+		return false
+	}
+	return true
+}
+
+// resolveComponents builds every component and lays out its input slots:
+// one per fixed port, wired or not, then one per signal bound to a
+// variadic port, in the order of the component's ports.
+func (k *compilation) resolveComponents() {
+	spec := &k.c.Spec
+	env := components.Env{Interval: spec.EvaluationInterval}
 	for i := range spec.Components {
-		cs := &c.Spec.Components[i]
+		cs := &spec.Components[i]
 		comp, err := buildComponent(cs, env)
 		if err != nil {
-			fail(cs.Pos, "%s", err)
+			k.fail(cs.Pos, "%s", err)
 			for _, b := range cs.Out {
-				failed[b.Signal] = true
+				k.failed[b.Signal] = true
 			}
 			continue
 		}
 		n := &node{spec: cs, index: i, comp: comp}
-		ports := comp.Ports()
-		// Inputs: one slot per fixed port, variadic port expanded last.
-		bound := map[string][]PortBinding{}
-		known := map[string]components.Port{}
-		for _, p := range ports.In {
-			known[p.Name] = p
+		k.layOutInputs(n)
+		k.nodes = append(k.nodes, n)
+	}
+}
+
+// layOutInputs checks n's input bindings against its ports and makes its
+// input slots, each with its port and binding.
+func (k *compilation) layOutInputs(n *node) {
+	cs, ports := n.spec, n.comp.Ports().In
+	bound := map[string][]*PortBinding{}
+	known := map[string]components.Port{}
+	for _, p := range ports {
+		known[p.Name] = p
+	}
+	for j := range cs.In {
+		b := &cs.In[j]
+		p, ok := known[b.Port]
+		if !ok {
+			k.fail(b.Pos, "%s.in_ports.%s: unknown port (%s has %s)", cs.Path, b.Port, cs.Type, portNames(ports))
+			continue
 		}
-		for _, b := range cs.In {
-			p, ok := known[b.Port]
-			if !ok {
-				fail(b.Pos, "%s.in_ports.%s: unknown port (%s has %s)", cs.Path, b.Port, cs.Type, portNames(ports.In))
-				continue
-			}
-			if !p.Variadic && len(bound[b.Port]) > 0 {
-				fail(b.Pos, "%s.in_ports.%s: port takes one signal", cs.Path, b.Port)
-				continue
-			}
-			bound[b.Port] = append(bound[b.Port], b)
+		if !p.Variadic && len(bound[b.Port]) > 0 {
+			k.fail(b.Pos, "%s.in_ports.%s: port takes one signal", cs.Path, b.Port)
+			continue
 		}
-		for _, p := range ports.In {
-			bs := bound[p.Name]
-			if len(bs) == 0 {
-				if p.Required {
-					fail(cs.Pos, "%s.in_ports.%s: required input is not wired", cs.Path, p.Name)
-				}
-				if !p.Variadic {
-					n.in = append(n.in, circuit.Input{Signal: -1, Value: math.NaN()})
-				}
-				continue
-			}
-			for range bs {
-				n.in = append(n.in, circuit.Input{Signal: -1, Value: math.NaN()})
-			}
+		bound[b.Port] = append(bound[b.Port], b)
+	}
+	for _, p := range ports {
+		bs := bound[p.Name]
+		if len(bs) == 0 && p.Required {
+			k.fail(cs.Pos, "%s.in_ports.%s: required input is not wired", cs.Path, p.Name)
 		}
-		n.port = make([]components.Port, 0, len(n.in))
-		for _, p := range ports.In {
-			for k := max(len(bound[p.Name]), boolInt(!p.Variadic)); k > 0; k-- {
-				n.port = append(n.port, p)
-			}
+		if len(bs) == 0 && !p.Variadic {
+			bs = []*PortBinding{nil} // an unwired fixed port still has its slot
 		}
-		n.out = make([]int, len(ports.Out))
+		for _, b := range bs {
+			n.in = append(n.in, circuit.Input{Signal: -1, Value: math.NaN()})
+			n.port = append(n.port, p)
+			n.wired = append(n.wired, b)
+		}
+	}
+}
+
+// allocateSignals gives each output binding of each component a signal
+// index. It reports false when the policy passes the signal cap, which
+// ends the compilation.
+func (k *compilation) allocateSignals() bool {
+	for _, n := range k.nodes {
+		cs, outs := n.spec, n.comp.Ports().Out
+		n.out = make([]int, len(outs))
 		for j := range n.out {
 			n.out[j] = -1
 		}
-		for _, b := range cs.Out {
-			slot := indexOf(ports.Out, b.Port)
+		for j := range cs.Out {
+			b := &cs.Out[j]
+			slot := indexOf(outs, b.Port)
 			if slot < 0 {
-				fail(b.Pos, "%s.out_ports.%s: unknown port (%s has %s)", cs.Path, b.Port, cs.Type, strings.Join(ports.Out, ", "))
+				k.fail(b.Pos, "%s.out_ports.%s: unknown port (%s has %s)", cs.Path, b.Port, cs.Type, strings.Join(outs, ", "))
 				continue
 			}
-			if prev, dup := producer[b.Signal]; dup {
-				fail(b.Pos, "%s.out_ports.%s: signal %q already has a producer, %s at %s", cs.Path, b.Port, b.Signal, prev.spec.Path, producerAt[b.Signal].Pos)
+			if prev, dup := k.producer[b.Signal]; dup {
+				k.fail(b.Pos, "%s.out_ports.%s: signal %q already has a producer, %s at %s", cs.Path, b.Port, b.Signal, prev.spec.Path, k.producerAt[b.Signal].Pos)
 				continue
 			}
-			idx := len(c.names)
-			if idx >= caps.SignalsPerPolicy {
-				fail(b.Pos, "%s.out_ports.%s: policy %q has more than %d signals (engine.Caps.SignalsPerPolicy)", cs.Path, b.Port, spec.Name, caps.SignalsPerPolicy)
-				return nil, diags.sorted()
+			idx := len(k.c.names)
+			if idx >= k.caps.SignalsPerPolicy {
+				k.fail(b.Pos, "%s.out_ports.%s: policy %q has more than %d signals (engine.Caps.SignalsPerPolicy)", cs.Path, b.Port, k.c.Spec.Name, k.caps.SignalsPerPolicy)
+				return false
 			}
-			signalIndex[b.Signal] = idx
-			c.names = append(c.names, b.Signal)
-			producer[b.Signal] = n
-			producerAt[b.Signal] = b
+			k.signalIndex[b.Signal] = idx
+			k.c.names = append(k.c.names, b.Signal)
+			k.producer[b.Signal] = n
+			k.producerAt[b.Signal] = b
 			n.out[slot] = idx
 		}
-		all = append(all, n)
 	}
+	return true
+}
 
-	// Wire inputs now that every producer is known; collect graph edges.
-	type edge struct {
-		from, to *node
-		slot     int
-		b        PortBinding
-	}
-	var edges []edge
-	for _, n := range all {
-		slot := 0
-		for _, p := range n.comp.Ports().In {
-			var bs []PortBinding
-			for _, b := range n.spec.In {
-				if b.Port == p.Name {
-					bs = append(bs, b)
-				}
-			}
-			if len(bs) == 0 {
-				if !p.Variadic {
-					slot++
-				}
+// wirePorts fills each wired input slot: a constant is checked against its
+// port's bounds, a signal must have a producer and becomes an edge.
+func (k *compilation) wirePorts() {
+	for _, n := range k.nodes {
+		for slot, b := range n.wired {
+			if b == nil {
 				continue
 			}
-			for _, b := range bs {
-				switch {
-				case b.IsConst:
-					n.in[slot].Value = b.Const
-					if err := p.Bounds.Check(b.Const); err != nil {
-						fail(b.Pos, "%s.in_ports.%s: %v", n.spec.Path, b.Port, err)
-					}
-				case producer[b.Signal] == nil && failed[b.Signal]:
-					// Reported at its producer.
-				case producer[b.Signal] == nil:
-					fail(b.Pos, "%s.in_ports.%s: signal %q has no producer", n.spec.Path, b.Port, b.Signal)
-				default:
-					if v, ok := producer[b.Signal].comp.(*components.Variable); ok {
-						if err := p.Bounds.Check(*v.Value); err != nil {
-							fail(b.Pos, "%s.in_ports.%s: Variable %q (%s): %v", n.spec.Path, b.Port, b.Signal, producer[b.Signal].spec.Path, err)
-						}
-					}
-					n.in[slot].Signal = signalIndex[b.Signal]
-					edges = append(edges, edge{from: producer[b.Signal], to: n, slot: slot, b: b})
+			p := n.port[slot]
+			from := k.producer[b.Signal]
+			switch {
+			case b.IsConst:
+				n.in[slot].Value = b.Const
+				if err := p.Bounds.Check(b.Const); err != nil {
+					k.fail(b.Pos, "%s.in_ports.%s: %v", n.spec.Path, b.Port, err)
 				}
-				slot++
+			case from == nil && k.failed[b.Signal]:
+				// Reported at its producer.
+			case from == nil:
+				k.fail(b.Pos, "%s.in_ports.%s: signal %q has no producer", n.spec.Path, b.Port, b.Signal)
+			default:
+				if v, ok := from.comp.(*components.Variable); ok {
+					if err := p.Bounds.Check(*v.Value); err != nil {
+						k.fail(b.Pos, "%s.in_ports.%s: Variable %q (%s): %v", n.spec.Path, b.Port, b.Signal, from.spec.Path, err)
+					}
+				}
+				n.in[slot].Signal = k.signalIndex[b.Signal]
+				k.edges = append(k.edges, edge{from: from, to: n, slot: slot, b: b})
 			}
 		}
 	}
-	if len(diags) > 0 {
-		return nil, diags.sorted()
-	}
+}
 
-	// Cut loops: inside a strongly connected component, an edge whose
-	// source is declared at or after its destination reads the last tick.
-	pos := map[*node]int{}
+// orderAndCutLoops cuts every loop: inside a strongly connected component,
+// an edge whose source is declared at or after its destination reads the
+// last tick. The other edges order the evaluation (Kahn's algorithm, ties
+// broken by declaration order for determinism).
+func (k *compilation) orderAndCutLoops() {
+	all, c := k.nodes, k.c
+	pos := make(map[*node]int, len(all))
 	for i, n := range all {
 		pos[n] = i
 	}
 	adj := make([][]int, len(all))
-	for _, e := range edges {
+	for _, e := range k.edges {
 		adj[pos[e.from]] = append(adj[pos[e.from]], pos[e.to])
 	}
 	scc := stronglyConnected(adj)
 	indeg := make([]int, len(all))
 	succ := make([][]int, len(all))
-	for _, e := range edges {
+	for _, e := range k.edges {
 		f, t := pos[e.from], pos[e.to]
 		if scc[f] == scc[t] && f >= t {
 			e.to.in[e.slot].Delayed = true
@@ -237,7 +296,6 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 		succ[f] = append(succ[f], t)
 		indeg[t]++
 	}
-	// Kahn's algorithm, ties broken by declaration order for determinism.
 	var ready []int
 	for i := range all {
 		if indeg[i] == 0 {
@@ -255,6 +313,12 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 			}
 		}
 	}
+}
+
+// build makes the pure circuit from the ordered nodes and indexes the
+// nodes the engine feeds or reads by their role.
+func (k *compilation) build() {
+	c := k.c
 	nodes := make([]circuit.Node, len(c.nodes))
 	for i, n := range c.nodes {
 		n.at = i
@@ -273,7 +337,6 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 		return picked
 	}
 	c.sources, c.sinks, c.alerts, c.agents = pick(c.core.Sources()), pick(c.core.Sinks()), pick(c.core.Alerts()), pick(c.core.Agents())
-	return c, nil
 }
 
 // buildComponent makes a component from its spec: looked up by type, its
@@ -387,13 +450,6 @@ func (c *Circuit) checkVariable(name string, value float64) error {
 		}
 	}
 	return nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func indexOf(list []string, s string) int {

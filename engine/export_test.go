@@ -5,3 +5,6 @@ package engine
 type AwaitingTick = awaitingTick
 
 func (e *Engine) TickWall(w []AwaitingTick) []AwaitingTick { return e.tickWall(w) }
+
+// Evaluations is how many policy files this process has evaluated.
+func Evaluations() uint64 { return evaluations.Load() }

@@ -96,7 +96,7 @@ func LoadPaths(paths []string) ([]Spec, Diagnostics) {
 	}
 	srcs, more := readFiles(files)
 	diags = append(diags, more...)
-	specs, more := loadSources(context.Background(), files, srcs)
+	specs, more, _ := loadSources(context.Background(), files, srcs, nil)
 	diags = append(diags, more...)
 	return specs, diags.sorted()
 }
@@ -105,7 +105,7 @@ func LoadPaths(paths []string) ([]Spec, Diagnostics) {
 // all of them.
 func LoadFiles(files []string) ([]Spec, Diagnostics) {
 	srcs, diags := readFiles(files)
-	specs, more := loadSources(context.Background(), files, srcs)
+	specs, more, _ := loadSources(context.Background(), files, srcs, nil)
 	diags = append(diags, more...)
 	if len(diags.Errors()) > 0 {
 		return nil, diags.sorted()
@@ -133,10 +133,12 @@ func readFiles(files []string) ([][]byte, Diagnostics) {
 // checks that policy names are unique across them. Each file is evaluated
 // on its own, so the specs of the files that loaded are returned beside
 // the errors of those that did not; a policy whose name is taken is not.
-func loadSources(ctx context.Context, files []string, srcs [][]byte) ([]Spec, Diagnostics) {
+// The evaluations in reuse (nil for none) are not done again; kept is
+// this load's clean evaluations, for the next (see evalCache).
+func loadSources(ctx context.Context, files []string, srcs [][]byte, reuse evalCache) ([]Spec, Diagnostics, evalCache) {
 	var specs []Spec
 	var diags Diagnostics
-	perFile, perDiags := evaluateAll(ctx, files, srcs, Limits)
+	perFile, perDiags, kept := evaluateAll(ctx, files, srcs, Limits, reuse)
 	seen := map[string]Position{}
 	for i := range files {
 		diags = append(diags, perDiags[i]...)
@@ -149,7 +151,7 @@ func loadSources(ctx context.Context, files []string, srcs [][]byte) ([]Spec, Di
 			specs = append(specs, s)
 		}
 	}
-	return specs, diags
+	return specs, diags, kept
 }
 
 // readCapped reads a regular file of at most MaxPolicyFileSize bytes.

@@ -63,6 +63,9 @@ type reloadState struct {
 	lastChange *Change
 	lastErr    *ReloadError
 	watchErr   error // guarded by errMu
+	// evaluated is the last attempt's clean file evaluations; the next
+	// evaluates only the files that changed. Guarded by reloadMu.
+	evaluated evalCache
 }
 
 // errClosed is a reload that found the engine closed.
@@ -113,7 +116,8 @@ func (e *Engine) Reload() (changed bool, err error) {
 	// Every file that reads is evaluated, and every policy that loads is
 	// compiled, so that one broken file does not hide another's errors;
 	// but any error keeps the whole running set.
-	specs, more := loadSources(e.lifetime, files, srcs)
+	specs, more, kept := loadSources(e.lifetime, files, srcs, e.reload.evaluated)
+	e.reload.evaluated = kept
 	next, compiled := compileAll(specs)
 	compiled = append(compiled, e.checkGlobal(next)...)
 	compiled = append(compiled, e.checkPromQL(next)...)

@@ -365,3 +365,38 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 		t.Fatal("a missing directory dropped the running policies")
 	}
 }
+
+// A reload evaluates only the files whose bytes changed since the last
+// attempt; the others' evaluations are reused. A file whose evaluation
+// failed is evaluated again, as the failure may have been the machine's.
+func TestReloadEvaluatesOnlyTheFilesThatChanged(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, "a.cue", counterSrc("a", 1))
+	writePolicy(t, dir, "b.cue", counterSrc("b", 2))
+	eng := enginetest.Start(t, engine.Options{Policies: dir})
+	reload := func(wantEvaluations uint64, wantErr bool) {
+		t.Helper()
+		before := engine.Evaluations()
+		if _, err := eng.Reload(); (err != nil) != wantErr {
+			t.Fatalf("reload: error %v, want one: %v", err, wantErr)
+		}
+		if got := engine.Evaluations() - before; got != wantEvaluations {
+			t.Fatalf("the reload evaluated %d files, want %d", got, wantEvaluations)
+		}
+	}
+	writePolicy(t, dir, "b.cue", counterSrc("b", 3))
+	reload(1, false)
+	writePolicy(t, dir, "c.cue", "package p\npolicies: nope: 1\n")
+	reload(1, true)
+	os.Remove(filepath.Join(dir, "c.cue"))
+	writePolicy(t, dir, "b.cue", counterSrc("b", 2)) // back to what the start evaluated
+	reload(1, false)
+	writePolicy(t, dir, "c.cue", "package p\npolicies: nope: 1\n")
+	reload(1, true) // failed evaluations are not kept
+	eng.Tick()
+	for policy, want := range map[string]float64{"a": 1, "b": 2} {
+		if v, err := eng.Signal(policy, "V"); err != nil || v != want {
+			t.Fatalf("%s: V = %v (%v), want %v", policy, v, err, want)
+		}
+	}
+}

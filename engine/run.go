@@ -29,6 +29,13 @@ type Options struct {
 	Specs []Spec
 	// Clock returns monotonic nanoseconds. Default: time since Start.
 	Clock func() int64
+	// WakeAt arranges for wake to be called once Clock reads at least
+	// deadline (nanoseconds), and returns a function that cancels it; the
+	// tick loop sleeps on it until the next tick is due. Default: a
+	// time.AfterFunc for deadline − Clock(), which is right for any Clock
+	// that runs at the wall clock's pace. A virtual clock supplies its own.
+	// Unused with ManualTicks.
+	WakeAt func(deadline int64, wake func()) (stop func())
 	// ManualTicks disables the engine's tickers; the caller drives every
 	// policy with Tick (tests and the virtual-time simulator do).
 	ManualTicks bool
@@ -90,7 +97,9 @@ type Engine struct {
 	histories map[string]*policyHistory // by policy name; guarded by mu
 
 	agents atomic.Pointer[map[string]*agentSlot] // by API name; see agent.go
-	posted chan struct{}                         // an agent posted a rate; see agentwait.go
+	// wake rouses the tick loop before its next due tick: a timer fired,
+	// an agent posted a rate (agentwait.go), or the running set changed.
+	wake chan struct{}
 
 	policyPanics atomic.Uint64
 
@@ -120,7 +129,11 @@ type Running struct {
 	mu      sync.Mutex // serialises ticks with status reads and reloads
 	taps    []tap
 	sinks   []sink
-	lastNs  int64
+	lastNs  int64 // the engine clock at the last tick (or attach)
+	// lastDue is when the last tick was due, on the engine clock: ticks
+	// are due at lastDue + the evaluation interval, so a tick that runs
+	// late does not push the next one later.
+	lastDue int64
 	alerts  map[string]uint64
 	// retired is set, under mu, when a reload replaced or removed the
 	// policy; a retired policy never ticks again.
@@ -169,6 +182,9 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 		start := time.Now()
 		opts.Clock = func() int64 { return int64(time.Since(start)) }
 	}
+	if opts.WakeAt == nil {
+		opts.WakeAt = wallWakeAt(opts.Clock)
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -183,7 +199,7 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("engine.Options.FailModes[%q]: %w", cp, err)
 		}
 	}
-	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}, posted: make(chan struct{}, 1)}
+	e := &Engine{opts: opts, log: opts.Logger, registry: controlpoint.NewRegistry(opts.Clock), dynamic: map[string]*DynamicConfig{}, wake: make(chan struct{}, 1)}
 	if err := e.startFleet(); err != nil {
 		return nil, err
 	}
@@ -374,6 +390,7 @@ func (e *Engine) commit(next []*Running) Change {
 	}
 	e.rebuildAgents(next)
 	e.policies.Store(&next)
+	e.wakeLoop() // a new or changed policy may be due sooner
 	for _, o := range old {
 		for _, t := range o.taps {
 			if t.detach != nil {
@@ -394,9 +411,11 @@ func (e *Engine) commit(next []*Running) Change {
 // adopting what it can from prev (the policy it replaces, locked, or nil).
 func (e *Engine) attach(r *Running, prev *Running, now int64) {
 	c := r.Circuit
-	r.lastNs = now
+	r.lastNs, r.lastDue = now, now
 	if prev != nil {
-		r.lastNs = prev.lastNs
+		// The schedule carries over; a new interval counts from the last
+		// tick, so a shorter one may make the policy due at once.
+		r.lastNs, r.lastDue = prev.lastNs, prev.lastDue
 		r.adoptState(prev)
 	}
 	r.hist = e.historyFor(c)
@@ -622,7 +641,7 @@ func (e *Engine) TickDueSplit() PendingTicks {
 	p := PendingTicks{e: e, now: e.opts.Clock()}
 	for _, r := range e.Policies() {
 		r.mu.Lock()
-		if !r.retired && time.Duration(p.now-r.lastNs) >= r.Circuit.Spec.EvaluationInterval {
+		if !r.retired && r.due(p.now) {
 			e.observe(r, p.now)
 			p.policies = append(p.policies, r)
 		}
@@ -631,25 +650,92 @@ func (e *Engine) TickDueSplit() PendingTicks {
 	return p
 }
 
+// tickLoop ticks every policy at its evaluation interval on the engine
+// clock. It sleeps until the next tick is due (or a waiting tick's agent
+// wait ends), on Options.WakeAt, and is woken early when an agent posts or
+// the running set changes.
 func (e *Engine) tickLoop(ctx context.Context) {
 	defer e.wg.Done()
-	// One loop for every policy: wake at the finest interval and tick each
-	// policy whose interval has elapsed on the engine clock.
-	const resolution = 10 * time.Millisecond
-	// A tick that waits for its agent (agentwait.go) evaluates as soon as
-	// the agent has posted.
-	t := time.NewTicker(resolution)
-	defer t.Stop()
 	var waiting []awaitingTick
+	stop := func() {}
+	defer func() { stop() }()
 	for {
+		waiting = e.tickWall(waiting)
+		stop()
+		stop = func() {}
+		if next, ok := e.nextWake(waiting); ok {
+			stop = e.opts.WakeAt(next, e.wakeLoop)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		case <-e.posted:
+		case <-e.wake:
 		}
-		waiting = e.tickWall(waiting)
 	}
+}
+
+// nextWake is when the tick loop has work next, on the engine clock: the
+// earliest due tick of a policy that is not waiting for its agent, or the
+// end of an agent wait. It reports false when there is none.
+func (e *Engine) nextWake(waiting []awaitingTick) (int64, bool) {
+	var next int64
+	found := false
+	earliest := func(t int64) {
+		if !found || t < next {
+			next, found = t, true
+		}
+	}
+	for _, w := range waiting {
+		earliest(w.deadline)
+	}
+	for _, r := range e.Policies() {
+		if isWaiting(waiting, r) {
+			continue
+		}
+		r.mu.Lock()
+		if !r.retired {
+			earliest(r.lastDue + int64(r.Circuit.Spec.EvaluationInterval))
+		}
+		r.mu.Unlock()
+	}
+	return next, found
+}
+
+// wakeLoop rouses the tick loop; it never blocks.
+func (e *Engine) wakeLoop() {
+	select {
+	case e.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// wallWakeAt is Options.WakeAt's default: a wall-clock timer for the time
+// between clock's now and the deadline.
+func wallWakeAt(clock func() int64) func(int64, func()) func() {
+	return func(deadline int64, wake func()) func() {
+		t := time.AfterFunc(time.Duration(deadline-clock()), wake)
+		return func() { t.Stop() }
+	}
+}
+
+// due reports whether r's next tick is due at now. r.mu is held.
+func (r *Running) due(now int64) bool {
+	return now-r.lastDue >= int64(r.Circuit.Spec.EvaluationInterval)
+}
+
+// advanceSchedule records a tick at now. A tick on time or late moves
+// lastDue to the latest due time not after now, so lateness does not
+// accumulate and ticks missed by a stall are skipped rather than run in a
+// burst; a tick before its due time (Tick, by hand) starts the schedule
+// afresh at now. r.mu is held.
+func (r *Running) advanceSchedule(now int64) {
+	r.lastNs = now
+	interval := int64(r.Circuit.Spec.EvaluationInterval)
+	if !r.due(now) {
+		r.lastDue = now
+		return
+	}
+	r.lastDue += (now - r.lastDue) / interval * interval
 }
 
 // tickPolicy runs one tick: snapshot the flux meters, evaluate the
@@ -668,7 +754,7 @@ func (e *Engine) tickPolicy(r *Running, now int64) {
 // publish what agents read. r.mu is held.
 func (e *Engine) observe(r *Running, now int64) {
 	defer e.recoverPolicy(r)
-	r.lastNs = now
+	r.advanceSchedule(now)
 	if r.disabled != "" {
 		return
 	}

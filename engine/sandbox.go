@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -135,10 +137,15 @@ func watchMemory(limit int64) {
 
 var warnInProcess sync.Once
 
+// evaluations counts the policy files this process has evaluated (in a
+// child or in-process), for the tests of evalCache.
+var evaluations atomic.Uint64
+
 // evaluate runs loadSource under the limits: in a child process, or in
 // this one when the limits say so or no child can be started.
 func evaluate(ctx context.Context, name string, src []byte, lim EvalLimits) ([]Spec, Diagnostics) {
 	lim = lim.withDefaults()
+	evaluations.Add(1)
 	top := Position{File: name, Line: 1, Col: 1}
 	if lim.InProcess {
 		return evaluateInProcess(name, src, lim.Timeout)
@@ -329,16 +336,45 @@ func (t *tailBuffer) String() string {
 	return string(t.buf)
 }
 
+// evalCache holds the evaluations that a later load may reuse, JSON-encoded
+// by evalKey. A file whose name, bytes and Caps are unchanged evaluates to
+// the same specs and diagnostics (its only imports are the embedded
+// blueprints), so a reload evaluates only the files that changed. Results
+// with errors are not kept: a stop at a limit may have been the machine's
+// load rather than the file.
+type evalCache map[[sha256.Size]byte][]byte
+
+func evalKey(name string, src []byte) [sha256.Size]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%+v\x00%d\x00", name, Caps, len(src))
+	h.Write(src)
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
 // evaluateAll evaluates files concurrently, at most one child per CPU, and
-// returns their results in order. A nil source is skipped.
-func evaluateAll(ctx context.Context, files []string, srcs [][]byte, lim EvalLimits) ([][]Spec, []Diagnostics) {
-	specs := make([][]Spec, len(files))
-	diags := make([]Diagnostics, len(files))
+// returns their results in order. A nil source is skipped. A file whose
+// evaluation is in reuse (which may be nil) is not evaluated again; kept
+// holds the clean results of this call, for the next.
+func evaluateAll(ctx context.Context, files []string, srcs [][]byte, lim EvalLimits, reuse evalCache) (specs [][]Spec, diags []Diagnostics, kept evalCache) {
+	specs = make([][]Spec, len(files))
+	diags = make([]Diagnostics, len(files))
+	kept = evalCache{}
 	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
 	for i := range files {
 		if srcs[i] == nil {
 			continue
+		}
+		key := evalKey(files[i], srcs[i])
+		if encoded, ok := reuse[key]; ok {
+			var res evalResult
+			if json.Unmarshal(encoded, &res) == nil {
+				specs[i], diags[i] = res.Specs, res.Diags
+				kept[key] = encoded
+				continue
+			}
 		}
 		wg.Add(1)
 		sem <- struct{}{}
@@ -349,5 +385,13 @@ func evaluateAll(ctx context.Context, files []string, srcs [][]byte, lim EvalLim
 		}()
 	}
 	wg.Wait()
-	return specs, diags
+	for i := range files {
+		if srcs[i] == nil || len(diags[i].Errors()) > 0 {
+			continue
+		}
+		if encoded, err := json.Marshal(evalResult{Specs: specs[i], Diags: diags[i]}); err == nil {
+			kept[evalKey(files[i], srcs[i])] = encoded
+		}
+	}
+	return specs, diags, kept
 }

@@ -223,6 +223,16 @@ const TrainingAppSeedMin = 1 << 40
 // skewed mixes and priorities), under RandomScenario and protected by its
 // TopFullPolicy.
 func RandomEpisodes(seed uint64) (SimConfig, error) {
+	app, sc := randomEpisode(seed)
+	p, err := TopFullPolicy(app)
+	if err != nil {
+		return SimConfig{}, err
+	}
+	return SimConfig{App: app, Scenario: sc, Policy: p, Virtual: true, Seed: seed}, nil
+}
+
+// randomEpisode draws the app and scenario of RandomEpisodes(seed).
+func randomEpisode(seed uint64) (App, Scenario) {
 	rng := rand.New(rand.NewPCG(seed, 0xa9e47))
 	var app App
 	if rng.IntN(3) == 0 {
@@ -230,10 +240,5 @@ func RandomEpisodes(seed uint64) (SimConfig, error) {
 	} else {
 		app = RandomAppOf(TrainingAppSeedMin + rng.Uint64()>>24)
 	}
-	sc := RandomScenario(app, rng)
-	p, err := TopFullPolicy(app)
-	if err != nil {
-		return SimConfig{}, err
-	}
-	return SimConfig{App: app, Scenario: sc, Policy: p, Virtual: true, Seed: seed}, nil
+	return app, RandomScenario(app, rng)
 }

@@ -79,7 +79,9 @@ func TestRandomAppsAreValidAndDiffer(t *testing.T) {
 	}
 }
 
-// boutiqueEpisodes are RandomEpisodes on boutique's call graph only.
+// boutiqueEpisodes are RandomEpisodes on boutique's call graph only, cut
+// short after the warm-up and the first random step: the lock step is the
+// same in every second, and the whole episode is 65 s.
 func boutiqueEpisodes(seed uint64) (SimConfig, error) {
 	rng := rand.New(rand.NewPCG(seed, 0xa9e47))
 	app := RandomApp(rng)
@@ -87,7 +89,10 @@ func boutiqueEpisodes(seed uint64) (SimConfig, error) {
 	if err != nil {
 		return SimConfig{}, err
 	}
-	return SimConfig{App: app, Scenario: RandomScenario(app, rng), Policy: p, Virtual: true, Seed: seed}, nil
+	sc := RandomScenario(app, rng)
+	sc.Steps = sc.Steps[:2]
+	sc.Duration = sc.Steps[1].Duration
+	return SimConfig{App: app, Scenario: sc, Policy: p, Virtual: true, Seed: seed}, nil
 }
 
 func TestSimServerStepsInLockStep(t *testing.T) {
@@ -145,7 +150,7 @@ func TestSimServerStepsInLockStep(t *testing.T) {
 			break
 		}
 		if i > 200 {
-			t.Fatal("the 65 s episode did not end")
+			t.Fatal("the 20 s episode did not end")
 		}
 	}
 	if _, err := srv.Step(ctx); !errors.Is(err, rlbridge.ErrDone) {
@@ -185,24 +190,30 @@ func TestSimServerRunsAloneWhenTheAgentStopsStepping(t *testing.T) {
 // TestRandomEpisodesTrainOnAppsTheSuiteNeverRuns: training episodes mix
 // boutique-shaped apps with generated ones whose seeds are at least
 // TrainingAppSeedMin, so the suite's random:1 to random:N never appear.
-// Each episode evaluates its app's topfull policy (seconds under the race
-// detector), so the test draws 12 of them: seeds 1 to 12 give 10
-// generated apps and 2 boutique-shaped ones.
+// An episode's policy is its app's TopFullPolicy, a CUE evaluation of
+// seconds under the race detector, so one episode is drawn whole and the
+// others only as far as their apps: seeds 1 to 12 give 10 generated apps
+// and 2 boutique-shaped ones.
 func TestRandomEpisodesTrainOnAppsTheSuiteNeverRuns(t *testing.T) {
 	const episodes = 12
 	generated := 0
+	cfg, err := RandomEpisodes(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app, _ := randomEpisode(1); cfg.App.Name != app.Name || cfg.Policy.Name != "topfull" || len(cfg.Policy.Templates) == 0 || !cfg.Virtual {
+		t.Fatalf("episode 1: app %q, policy %q (%d templates), virtual %v; want app %q under topfull in virtual time",
+			cfg.App.Name, cfg.Policy.Name, len(cfg.Policy.Templates), cfg.Virtual, app.Name)
+	}
 	for seed := uint64(1); seed <= episodes; seed++ {
-		cfg, err := RandomEpisodes(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cfg.App.Name == "random" {
+		app, _ := randomEpisode(seed)
+		if app.Name == "random" {
 			continue // boutique's call graph, scaled
 		}
 		generated++
 		var n uint64
-		if _, err := fmt.Sscanf(cfg.App.Name, "random-%d", &n); err != nil || n < TrainingAppSeedMin {
-			t.Errorf("episode %d: app %q, want random-N with N >= %d", seed, cfg.App.Name, uint64(TrainingAppSeedMin))
+		if _, err := fmt.Sscanf(app.Name, "random-%d", &n); err != nil || n < TrainingAppSeedMin {
+			t.Errorf("episode %d: app %q, want random-N with N >= %d", seed, app.Name, uint64(TrainingAppSeedMin))
 		}
 	}
 	if generated < episodes/3 || generated > episodes-1 {

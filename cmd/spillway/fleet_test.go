@@ -49,10 +49,7 @@ func TestFleetOfProcesses(t *testing.T) {
 	}
 	srv := redistest.Start(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "spillway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := spillwayBinary(t)
 	policies := filepath.Join(dir, "policies")
 	os.Mkdir(policies, 0o755)
 	os.WriteFile(filepath.Join(policies, "pay.cue"), []byte(fleetPolicy), 0o644)

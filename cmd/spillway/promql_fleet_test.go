@@ -55,10 +55,7 @@ func TestPromQLFleetSignal(t *testing.T) {
 	}
 	promtest.Binary(t) // skip (loudly) or fail before building anything
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "spillway")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := spillwayBinary(t)
 	policies := filepath.Join(dir, "policies")
 	os.Mkdir(policies, 0o755)
 	os.WriteFile(filepath.Join(policies, "fleet.cue"), []byte(promqlFleetPolicy), 0o644)

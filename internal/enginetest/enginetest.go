@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,15 +20,28 @@ import (
 )
 
 // Clock is a virtual monotonic clock in nanoseconds, for
-// engine.Options.Clock: it reads 0 until the test moves it. Safe for
-// concurrent use.
-type Clock struct{ ns atomic.Int64 }
+// engine.Options.Clock, with timers for engine.Options.WakeAt: it reads 0
+// until the test moves it, and a move fires the timers it reaches. Safe
+// for concurrent use.
+type Clock struct {
+	ns     atomic.Int64
+	mu     sync.Mutex
+	timers map[*clockTimer]struct{}
+}
+
+type clockTimer struct {
+	deadline int64
+	wake     func()
+}
 
 // Now is the clock's reading in nanoseconds.
 func (c *Clock) Now() int64 { return c.ns.Load() }
 
 // Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func (c *Clock) Advance(d time.Duration) {
+	c.ns.Add(int64(d))
+	c.fire()
+}
 
 // AdvanceTo moves the clock forward to t after its zero; a clock already
 // past t stays where it is, so time never runs backwards.
@@ -35,8 +49,58 @@ func (c *Clock) AdvanceTo(t time.Duration) {
 	for {
 		now := c.ns.Load()
 		if int64(t) <= now || c.ns.CompareAndSwap(now, int64(t)) {
-			return
+			break
 		}
+	}
+	c.fire()
+}
+
+// WakeAt calls wake once the clock reads at least deadline: at once if it
+// already does, else from the Advance or AdvanceTo that gets there. The
+// function it returns cancels the call if it has not happened.
+func (c *Clock) WakeAt(deadline int64, wake func()) (stop func()) {
+	t := &clockTimer{deadline: deadline, wake: wake}
+	c.mu.Lock()
+	if c.timers == nil {
+		c.timers = map[*clockTimer]struct{}{}
+	}
+	c.timers[t] = struct{}{}
+	c.mu.Unlock()
+	c.fire()
+	return func() {
+		c.mu.Lock()
+		delete(c.timers, t)
+		c.mu.Unlock()
+	}
+}
+
+// Deadlines are the deadlines of the timers set with WakeAt that have
+// neither fired nor been stopped, earliest first.
+func (c *Clock) Deadlines() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var d []time.Duration
+	for t := range c.timers {
+		d = append(d, time.Duration(t.deadline))
+	}
+	slices.Sort(d)
+	return d
+}
+
+// fire calls, outside the lock, the timers the clock has reached.
+func (c *Clock) fire() {
+	now := c.ns.Load()
+	var due []*clockTimer
+	c.mu.Lock()
+	for t := range c.timers {
+		if t.deadline <= now {
+			due = append(due, t)
+			delete(c.timers, t)
+		}
+	}
+	c.mu.Unlock()
+	for _, t := range due {
+		t.wake()
 	}
 }
 

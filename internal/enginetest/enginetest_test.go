@@ -29,6 +29,30 @@ func TestClockMovesOnlyForward(t *testing.T) {
 	}
 }
 
+// WakeAt's timers fire once the clock reaches them, at once when it
+// already has, never when stopped, and Deadlines lists those pending.
+func TestClockTimersFireWhenTheClockGetsThere(t *testing.T) {
+	var c enginetest.Clock
+	fired := map[string]int{}
+	wake := func(name string) func() { return func() { fired[name]++ } }
+	c.WakeAt(int64(2*time.Second), wake("2s"))
+	c.WakeAt(int64(time.Second), wake("1s"))
+	stop := c.WakeAt(int64(time.Second), wake("stopped"))
+	stop()
+	if got, want := c.Deadlines(), []time.Duration{time.Second, 2 * time.Second}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("Deadlines() = %v, want %v", got, want)
+	}
+	c.Advance(time.Second)
+	if !reflect.DeepEqual(fired, map[string]int{"1s": 1}) {
+		t.Fatalf("at 1 s fired %v, want the 1 s timer once", fired)
+	}
+	c.AdvanceTo(5 * time.Second)
+	c.WakeAt(int64(4*time.Second), wake("past"))
+	if !reflect.DeepEqual(fired, map[string]int{"1s": 1, "2s": 1, "past": 1}) || len(c.Deadlines()) != 0 {
+		t.Fatalf("at 5 s fired %v with %v pending, want every timer but the stopped one, once", fired, c.Deadlines())
+	}
+}
+
 // A policy written with Policy loads, runs on a hand-ticked engine, and a
 // second Load of the same source is an equal copy that shares nothing with
 // the first.
