@@ -95,7 +95,7 @@ def cmd_run(args):
             obs[i], r, terminated, _, info = env._outcome(acted[i], *m)
             reward += r
             done = done or terminated
-            if step % 10 == 0 or terminated:
+            if step == 1 or step % 10 == 0 or terminated:
                 print(f"step {step}  cluster {clusters[i]}  goodput {info['goodput']:.1f} req/s  "
                       f"p95 {info['latency']:.1f} ms  "
                       f"rate_sum {sum(info['rates'].values()):.1f} req/s  "

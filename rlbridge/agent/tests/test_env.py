@@ -299,7 +299,7 @@ class CLITest(unittest.TestCase):
             self.assertEqual(rc, 0, text)
             # reset takes tick 1, so the server is done after 24 steps
             self.assertEqual([l.split()[1] for l in text.splitlines() if l.startswith("step ")],
-                             ["10", "20", "24"])
+                             ["1", "10", "20", "24"])
             self.assertIn("scenario done", text)
 
     def test_wall_clock_run_steps_after_each_engine_tick(self):
