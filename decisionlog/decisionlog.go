@@ -5,11 +5,13 @@
 package decisionlog
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,35 +42,33 @@ const (
 
 // Log keeps the latest decisions in two rings, one of acceptances and one
 // of rejections, so that a stream of admitted requests does not push the
-// rare rejections out. It is safe for concurrent use; Add takes a mutex
-// for a struct copy. A nil *Log records nothing.
+// rare rejections out. It is safe for concurrent use and takes no lock:
+// Add claims a slot with one atomic add and publishes the decision with an
+// atomic store (one allocation), so request paths never wait for one
+// another or for a /decisions reader. Under a burst that laps a ring while
+// a writer is paused between the two steps, that writer's older decision
+// can replace a newer one; the log is for reading, not accounting. A nil
+// *Log records nothing.
 type Log struct {
-	mu       sync.Mutex
+	seq      atomic.Uint64 // decisions ever added; each entry's order
 	accepted ring
 	rejected ring
-	total    uint64 // decisions ever added
 }
 
 type ring struct {
-	entries []Decision
-	next    int    // where the next decision goes
-	added   uint64 // decisions ever added to this ring
+	slots []atomic.Pointer[entry]
+	next  atomic.Uint64 // slots ever claimed
 }
 
-func (r *ring) add(d Decision) {
-	r.entries[r.next] = d
-	r.next = (r.next + 1) % len(r.entries)
-	r.added++
+// entry is a decision with its place in the order of all additions.
+type entry struct {
+	seq uint64
+	d   Decision
 }
 
-// newestFirst returns the i-th newest decision kept, and whether there is
-// one.
-func (r *ring) newestFirst(i int) (Decision, bool) {
-	n := len(r.entries)
-	if i >= n || uint64(i) >= r.added {
-		return Decision{}, false
-	}
-	return r.entries[(r.next-1-i+2*n)%n], true
+func (r *ring) add(e *entry) {
+	i := r.next.Add(1) - 1
+	r.slots[i%uint64(len(r.slots))].Store(e)
 }
 
 // New returns a log keeping the latest size acceptances and the latest
@@ -77,7 +77,10 @@ func New(size int) *Log {
 	if size <= 0 {
 		size = DefaultSize
 	}
-	return &Log{accepted: ring{entries: make([]Decision, size)}, rejected: ring{entries: make([]Decision, size)}}
+	l := &Log{}
+	l.accepted.slots = make([]atomic.Pointer[entry], size)
+	l.rejected.slots = make([]atomic.Pointer[entry], size)
+	return l
 }
 
 // Add records d, replacing the oldest of its kind once its ring is full.
@@ -85,14 +88,12 @@ func (l *Log) Add(d Decision) {
 	if l == nil {
 		return
 	}
-	l.mu.Lock()
+	e := &entry{seq: l.seq.Add(1), d: d}
 	if d.Outcome == Accepted {
-		l.accepted.add(d)
+		l.accepted.add(e)
 	} else {
-		l.rejected.add(d)
+		l.rejected.add(e)
 	}
-	l.total++
-	l.mu.Unlock()
 }
 
 // Filter selects decisions; empty fields match everything.
@@ -104,23 +105,18 @@ type Filter struct {
 
 // Recent returns the kept decisions that match f, newest first.
 func (l *Log) Recent(f Filter) []Decision {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := []Decision{}
-	for i, j := 0, 0; ; {
-		a, okA := l.accepted.newestFirst(i)
-		r, okR := l.rejected.newestFirst(j)
-		var d Decision
-		switch {
-		case okA && (!okR || !r.Time.After(a.Time)):
-			d = a
-			i++
-		case okR:
-			d = r
-			j++
-		default:
-			return out
+	var kept []*entry
+	for _, r := range []*ring{&l.accepted, &l.rejected} {
+		for i := range r.slots {
+			if e := r.slots[i].Load(); e != nil {
+				kept = append(kept, e)
+			}
 		}
+	}
+	slices.SortFunc(kept, func(a, b *entry) int { return cmp.Compare(b.seq, a.seq) })
+	out := []Decision{}
+	for _, e := range kept {
+		d := e.d
 		if f.ControlPoint != "" && d.ControlPoint != f.ControlPoint ||
 			f.API != "" && d.API != f.API ||
 			f.Outcome != "" && !outcomeMatches(f.Outcome, d.Outcome) {
@@ -128,9 +124,10 @@ func (l *Log) Recent(f Filter) []Decision {
 		}
 		out = append(out, d)
 		if f.Limit > 0 && len(out) == f.Limit {
-			return out
+			break
 		}
 	}
+	return out
 }
 
 // outcomeMatches lets "rejected" stand for both kinds of rejection.
@@ -139,11 +136,7 @@ func outcomeMatches(want, got string) bool {
 }
 
 // Total is how many decisions were ever added.
-func (l *Log) Total() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.total
-}
+func (l *Log) Total() uint64 { return l.seq.Load() }
 
 // Handler serves GET /decisions?api=&outcome=&control_point=&limit=: the
 // matching decisions, newest first, as {"total": n, "decisions": [...]},

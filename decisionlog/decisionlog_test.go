@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,4 +76,64 @@ func TestHandlerAnswersFiltersAndRefusesUnknownOnes(t *testing.T) {
 			t.Errorf("%s: %d %v, want 400 with an error", q, code, m)
 		}
 	}
+}
+
+// TestConcurrentAddsAndReads: writers on many goroutines and a reader at
+// once (run with -race); every addition counts, each ring keeps its size,
+// and a read is newest first.
+func TestConcurrentAddsAndReads(t *testing.T) {
+	log := decisionlog.New(16)
+	const writers, each = 8, 500
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				outcome := decisionlog.Accepted
+				if i%5 == 0 {
+					outcome = decisionlog.RateLimited
+				}
+				log.Add(decisionlog.Decision{API: strconv.Itoa(w), Outcome: outcome})
+			}
+		})
+	}
+	stop := make(chan struct{})
+	reader := make(chan int)
+	go func() {
+		reads := 0
+		for {
+			select {
+			case <-stop:
+				reader <- reads
+				return
+			default:
+				if n := len(log.Recent(decisionlog.Filter{})); n > 32 {
+					t.Errorf("a read returned %d decisions from two rings of 16", n)
+				}
+				reads++
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	<-reader
+	if got := log.Total(); got != writers*each {
+		t.Errorf("total %d, want %d", got, writers*each)
+	}
+	if got := len(log.Recent(decisionlog.Filter{Outcome: "rejected"})); got != 16 {
+		t.Errorf("%d rejections kept, want 16", got)
+	}
+	if got := len(log.Recent(decisionlog.Filter{})); got != 32 {
+		t.Errorf("%d decisions kept, want 32", got)
+	}
+}
+
+func BenchmarkAdd(b *testing.B) {
+	log := decisionlog.New(0)
+	d := decisionlog.Decision{API: "GET /a", Outcome: decisionlog.Accepted}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			log.Add(d)
+		}
+	})
 }
