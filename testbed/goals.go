@@ -38,6 +38,19 @@ const (
 // Goals lists the goal names in order.
 var Goals = []string{GoalSteadyTotal, GoalSteadyPerAPI, GoalSteadyP99, GoalColdStartRate, GoalColdStartP99, GoalSurgeRecovery}
 
+// goalApplies reports whether a scenario's runs are checked against goal:
+// the cold-start goals on cold starts, the surge goal on surges, the steady
+// goals everywhere.
+func goalApplies(goal, scenario string) bool {
+	switch goal {
+	case GoalColdStartRate, GoalColdStartP99:
+		return scenario == "cold-start"
+	case GoalSurgeRecovery:
+		return scenario == "surge"
+	}
+	return true
+}
+
 // GoalMiss is one goal a run misses. Infeasible is set when the
 // proportional oracle misses it too on the same cell: the same API's share
 // or steady p99, any second of a cold start, or the surge's recovery.
@@ -84,7 +97,7 @@ func GoalMisses(r Report, oracle *Report) []GoalMiss {
 			}
 		}
 	}
-	if r.Scenario == "cold-start" {
+	if goalApplies(GoalColdStartRate, r.Scenario) {
 		var goodput, share float64
 		for _, s := range r.Seconds {
 			if s.T >= 0 && s.T < 10 {
@@ -110,7 +123,7 @@ func GoalMisses(r Report, oracle *Report) []GoalMiss {
 		}
 	}
 	late := func(r Report) bool { return r.RecoveryS == nil || *r.RecoveryS > goalSurgeRecoveryS }
-	if r.Scenario == "surge" && late(r) {
+	if goalApplies(GoalSurgeRecovery, r.Scenario) && late(r) {
 		miss(GoalSurgeRecovery, "surge: p99 back within the SLO after %s, want ≤ %g s", fmtRecoveryS(r.RecoveryS), goalSurgeRecoveryS)
 		misses[len(misses)-1].Infeasible = oracle != nil && late(*oracle)
 	}

@@ -349,12 +349,7 @@ func writeGoals(w io.Writer, s SuiteResult) {
 			missed[m.Goal] = append(missed[m.Goal], m)
 		}
 		for _, g := range Goals {
-			if g == GoalColdStartRate || g == GoalColdStartP99 {
-				if c.Scenario != "cold-start" {
-					continue
-				}
-			}
-			if g == GoalSurgeRecovery && c.Scenario != "surge" {
+			if !goalApplies(g, c.Scenario) {
 				continue
 			}
 			t := byGoal[g]
