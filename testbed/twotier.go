@@ -115,12 +115,16 @@ func newServer(h http.Handler) *http.Server {
 
 // newLoopbackTransport is sized for thousands of concurrent loopback
 // requests: a large idle pool keeps connections reused instead of burning
-// ephemeral ports on new ones.
+// ephemeral ports on new ones, and at most 512 connections per host make a
+// burst wait for one rather than dial: unbounded, boutique at 4× (5,000
+// req/s) dialled 22,000 connections and left 14,000 in TIME_WAIT, and the
+// dials, not the app, set every latency (nothing was admitted at all).
 func newLoopbackTransport() *http.Transport {
 	return &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        1000,
 		MaxIdleConnsPerHost: 1000,
+		MaxConnsPerHost:     512,
 		IdleConnTimeout:     30 * time.Second,
 	}
 }
