@@ -21,6 +21,7 @@ import (
 type redisFlags struct {
 	addr, user, passwordFile, caFile string
 	masterName                       string
+	sentinelUser, sentinelPassFile   string
 	db                               int
 	tls, cluster                     bool
 	sync                             time.Duration
@@ -29,6 +30,8 @@ type redisFlags struct {
 func (f *redisFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.addr, "redis", "", `Redis shared by the engines that enforce global rate limits (scope: "global"): host:port; several, comma-separated, for Redis Cluster's nodes or, with --redis-master-name, the Sentinels; "" for none`)
 	cmd.Flags().StringVar(&f.masterName, "redis-master-name", "", "the master's name in Sentinel: --redis lists the Sentinels, which give the current master")
+	cmd.Flags().StringVar(&f.sentinelUser, "redis-sentinel-user", "", "ACL user name for the Sentinels, when they require one of their own (with --redis-master-name)")
+	cmd.Flags().StringVar(&f.sentinelPassFile, "redis-sentinel-password-file", "", "file holding the Sentinels' own password (trailing newline ignored; with --redis-master-name)")
 	cmd.Flags().BoolVar(&f.cluster, "redis-cluster", false, "--redis is Redis Cluster even with one address (a seed node); implied by several addresses without --redis-master-name")
 	cmd.Flags().StringVar(&f.user, "redis-user", "", "Redis ACL user name")
 	cmd.Flags().StringVar(&f.passwordFile, "redis-password-file", "", "file holding the Redis password (trailing newline ignored)")
@@ -41,8 +44,8 @@ func (f *redisFlags) register(cmd *cobra.Command) {
 // options returns the engine's Redis options, or nil without --redis.
 func (f *redisFlags) options() (*fleet.Options, error) {
 	if f.addr == "" {
-		if f.user != "" || f.passwordFile != "" || f.tls || f.caFile != "" || f.masterName != "" || f.cluster {
-			return nil, fmt.Errorf("--redis-user, --redis-password-file, --redis-tls, --redis-ca-file, --redis-master-name and --redis-cluster need --redis")
+		if f.user != "" || f.passwordFile != "" || f.tls || f.caFile != "" || f.masterName != "" || f.cluster || f.sentinelUser != "" || f.sentinelPassFile != "" {
+			return nil, fmt.Errorf("--redis-user, --redis-password-file, --redis-tls, --redis-ca-file, --redis-master-name, --redis-sentinel-user, --redis-sentinel-password-file and --redis-cluster need --redis")
 		}
 		return nil, nil
 	}
@@ -62,6 +65,8 @@ func (f *redisFlags) options() (*fleet.Options, error) {
 		return nil, fmt.Errorf("--redis-master-name and --redis-cluster: a Sentinel master is not a cluster; give one or the other")
 	case f.db != 0 && (f.cluster || f.masterName == "" && len(addrs) > 1):
 		return nil, fmt.Errorf("--redis-db %d: Redis Cluster has database 0 only", f.db)
+	case f.masterName == "" && (f.sentinelUser != "" || f.sentinelPassFile != ""):
+		return nil, fmt.Errorf("--redis-sentinel-user and --redis-sentinel-password-file need --redis-master-name (Sentinels)")
 	}
 	o := &fleet.Options{Client: redis.UniversalOptions{
 		Addrs: addrs, MasterName: f.masterName, IsClusterMode: f.cluster, Username: f.user, DB: f.db,
@@ -72,6 +77,14 @@ func (f *redisFlags) options() (*fleet.Options, error) {
 			return nil, fmt.Errorf("--redis-password-file: %w", err)
 		}
 		o.Client.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	o.Client.SentinelUsername = f.sentinelUser
+	if f.sentinelPassFile != "" {
+		b, err := os.ReadFile(f.sentinelPassFile)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-sentinel-password-file: %w", err)
+		}
+		o.Client.SentinelPassword = strings.TrimRight(string(b), "\r\n")
 	}
 	if f.tls || f.caFile != "" {
 		// Each connection verifies the name of the host it dials (a

@@ -19,13 +19,19 @@ import (
 // TestRedisFlags: --redis takes one address, a cluster's nodes or the
 // Sentinels, and refuses what cannot work with a reason.
 func TestRedisFlags(t *testing.T) {
+	sentinelPassFile := filepath.Join(t.TempDir(), "sentinel-password")
+	if err := os.WriteFile(sentinelPassFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		flags   redisFlags
 		addrs   []string
 		master  string
 		cluster bool
-		err     string
+		// sentinelPassword is what --redis-sentinel-password-file holds.
+		sentinelPassword string
+		err              string
 	}{
 		{name: "none", flags: redisFlags{}},
 		{name: "one Redis", flags: redisFlags{addr: "10.0.0.5:6379"}, addrs: []string{"10.0.0.5:6379"}},
@@ -35,11 +41,15 @@ func TestRedisFlags(t *testing.T) {
 			addrs: []string{"redis.example:6379"}, cluster: true},
 		{name: "Sentinels", flags: redisFlags{addr: "10.0.0.5:26379,10.0.0.6:26379", masterName: "mymaster", db: 2},
 			addrs: []string{"10.0.0.5:26379", "10.0.0.6:26379"}, master: "mymaster"},
+		{name: "Sentinels with credentials of their own", flags: redisFlags{addr: "10.0.0.5:26379", masterName: "mymaster", sentinelUser: "watcher", sentinelPassFile: sentinelPassFile},
+			addrs: []string{"10.0.0.5:26379"}, master: "mymaster", sentinelPassword: "s3cret"},
 		{name: "a master name without --redis", flags: redisFlags{masterName: "m"}, err: "need --redis"},
 		{name: "no port", flags: redisFlags{addr: "10.0.0.5:6379,10.0.0.6"}, err: `"10.0.0.6" is not host:port`},
 		{name: "an empty address", flags: redisFlags{addr: "10.0.0.5:6379,"}, err: `"" is not host:port`},
 		{name: "Sentinel and cluster", flags: redisFlags{addr: "a:1", masterName: "m", cluster: true}, err: "a Sentinel master is not a cluster"},
 		{name: "a database on a cluster", flags: redisFlags{addr: "a:1,b:2", db: 1}, err: "database 0 only"},
+		{name: "Sentinel credentials without Sentinels", flags: redisFlags{addr: "a:1", sentinelUser: "s"}, err: "need --redis-master-name"},
+		{name: "an unreadable Sentinel password file", flags: redisFlags{addr: "a:1", masterName: "m", sentinelPassFile: "/nonexistent/pw"}, err: "--redis-sentinel-password-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.flags.sync = 100e6
@@ -62,6 +72,9 @@ func TestRedisFlags(t *testing.T) {
 			c := o.Client
 			if !slices.Equal(c.Addrs, tc.addrs) || c.MasterName != tc.master || c.IsClusterMode != tc.cluster {
 				t.Errorf("addrs %q master %q cluster %v; want %q %q %v", c.Addrs, c.MasterName, c.IsClusterMode, tc.addrs, tc.master, tc.cluster)
+			}
+			if c.SentinelUsername != tc.flags.sentinelUser || c.SentinelPassword != tc.sentinelPassword {
+				t.Errorf("Sentinel credentials %q/%q, want %q/%q", c.SentinelUsername, c.SentinelPassword, tc.flags.sentinelUser, tc.sentinelPassword)
 			}
 		})
 	}
