@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"math"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -146,4 +147,37 @@ func TestGlobalAgentRateAcrossTwoEngines(t *testing.T) {
 	setRates(300, 100)
 	time.Sleep(time.Second)
 	measure("agents at 300 and 100 req/s", 200, 4*time.Second)
+}
+
+// TestAgentGlobalShareIsOfTheLimitJustSet: the share the bridge reports
+// with a global agent rate is this engine's part of the rate the same tick
+// put in force, not of the previous tick's. With Redis unreachable, a
+// lone engine's share is the whole limit.
+func TestAgentGlobalShareIsOfTheLimitJustSet(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := ln.Addr().String()
+	ln.Close()
+	specs, diags := engine.LoadSource("agents.cue", []byte(globalAgentPolicy))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true,
+		Redis: &fleet.Options{Client: redis.UniversalOptions{Addrs: []string{unreachable}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	for _, rate := range []float64{200, 100, 400} {
+		if _, err := eng.SetAgentRate("GET /pay", rate); err != nil {
+			t.Fatal(err)
+		}
+		eng.Tick()
+		api, _ := eng.AgentAPI("GET /pay")
+		if api.LimitInForce != rate || api.Global == nil || api.Global.Share != rate {
+			t.Errorf("agent at %.0f: limit in force %v, global %+v; want the share of this tick's limit, %.0f", rate, api.LimitInForce, api.Global, rate)
+		}
+	}
 }

@@ -812,10 +812,6 @@ func (e *Engine) evaluate(r *Running, now int64) {
 		in.Agents = r.commands
 	}
 	ready := r.Circuit.core.Tick(in)
-	for i, n := range r.Circuit.agents {
-		a := n.comp.(components.AgentActuator)
-		e.publishAgentMode(a, ready.Agents[i], r.globalMember(a.Selector()))
-	}
 	interval := r.Circuit.Spec.EvaluationInterval.Seconds()
 	for i, s := range r.sinks {
 		value, burst := ready.Setpoints[i].Value, ready.Setpoints[i].Burst
@@ -838,6 +834,12 @@ func (e *Engine) evaluate(r *Running, now int64) {
 			s.limiter.Concurrency.SetLimit(value)
 		}
 		s.limiter.Stamp(now)
+	}
+	// After the limits: a global agent rate's share is this engine's part
+	// of the limit just set, not of the last tick's.
+	for i, n := range r.Circuit.agents {
+		a := n.comp.(components.AgentActuator)
+		e.publishAgentMode(a, ready.Agents[i], r.globalMember(a.Selector()))
 	}
 	for _, a := range ready.Alerts {
 		r.alerts[a.Name]++

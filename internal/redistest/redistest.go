@@ -200,7 +200,10 @@ func StartCluster(t testing.TB) *Cluster {
 	for range 3 {
 		addr := freeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
-		s := start(t, []string{"--cluster-enabled", "yes",
+		// The cluster bus defaults to port + 10000, which a port above
+		// 55535 cannot have: give it a free port of its own.
+		_, bus, _ := net.SplitHostPort(freeAddr(t))
+		s := start(t, []string{"--cluster-enabled", "yes", "--cluster-port", bus,
 			"--cluster-config-file", "nodes-" + port + ".conf", "--cluster-node-timeout", "2000"})
 		c.Addrs = append(c.Addrs, s.Addr)
 		c.Servers = append(c.Servers, s)

@@ -374,9 +374,7 @@ class SpillwayEnv(_EnvBase):
         for info in self.apis:
             cur = fresh.get(info["name"])
             if cur is not None:
-                for key in ("offered_rps", "rate_limit", "mode", "limit_in_force", "global"):
-                    if key in cur:
-                        info[key] = cur[key]
+                _refresh(info, cur)
         return metrics, None
 
     def _metrics_from_body(self, body):
@@ -387,9 +385,7 @@ class SpillwayEnv(_EnvBase):
         if missing:
             raise RuntimeError(f"POST /step: no metrics for {missing}")
         for info in self.apis:  # refresh offered load, mode, server rate
-            for key in ("offered_rps", "rate_limit", "mode", "limit_in_force", "global"):
-                if key in per_api[info["name"]]:
-                    info[key] = per_api[info["name"]][key]
+            _refresh(info, per_api[info["name"]])
         self.server_done = bool(body.get("done", False))
         metrics = {n: {"goodput": float(per_api[n].get("goodput", 0.0)),
                        "latency": float(per_api[n].get("latency", 0.0))} for n in names}
@@ -476,3 +472,15 @@ class SpillwayEnv(_EnvBase):
             "done": self.server_done,
         }
 
+
+def _refresh(info, cur):
+    """Copies the server's latest view of an API into ``info``. ``global``
+    is omitted once the API's rate is no longer the fleet's, so its absence
+    clears it."""
+    for key in ("offered_rps", "rate_limit", "mode", "limit_in_force"):
+        if key in cur:
+            info[key] = cur[key]
+    if "global" in cur:
+        info["global"] = cur["global"]
+    else:
+        info.pop("global", None)

@@ -93,6 +93,17 @@ class ObservationRewardTest(unittest.TestCase):
             obs, _ = wall_env(fake).reset()
             self.assertAlmostEqual(float(obs[0]), 950.0 / 3000.0, places=6)
 
+    def test_an_api_that_stops_being_global_drops_its_share(self):
+        # The server omits "global" once the rate is local again (a reload
+        # changed its scope): the agent must stop scaling by the old share.
+        from spillway_agent.env import _refresh
+        info = {"name": "GET /x", "global": {"key": "fleet/GET /x", "share": 50.0}}
+        _refresh(info, {"offered_rps": 10.0, "limit_in_force": 200.0})
+        self.assertNotIn("global", info)
+        self.assertEqual(info["limit_in_force"], 200.0)
+        _refresh(info, {"global": {"key": "k", "share": 25.0}})
+        self.assertEqual(info["global"]["share"], 25.0)
+
     def test_zero_rate_sum_gives_zero_ratio(self):
         apis = [{"name": "GET /x", "cluster": "default", "priority": 1, "slo_ms": 100,
                  "sustainable_rps": 0, "lower_bound": 0, "upper_bound": 0, "offered_rps": 0}]
