@@ -32,7 +32,8 @@ func init() {
 //     headroom, whose equilibrium is a queue of about √limit; slow start
 //     ends;
 //   - otherwise, when the limit binds (in_flight ≥ utilization × limit):
-//     during slow start (until the first overload or queueing) limit ←
+//     during slow start (until the first overload or queueing, or the
+//     first window with room once the baseline is learned) limit ←
 //     limit × slow_start_factor, once the baseline has its first sample,
 //     taken at the initial limit; after it limit ← limit + √limit;
 //   - otherwise the limit holds: a limit the traffic does not reach says
@@ -233,6 +234,12 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.limit *= c.slowStart
 	case binding && IsValid(latency):
 		c.limit += math.Max(1, math.Sqrt(c.limit))
+	case !binding && c.samples >= baselineWarmup:
+		// The limit has room and the baseline is learned: the service
+		// runs below its limit, so slow start has found what this load
+		// needs. A later surge grows the limit by √limit a window, which
+		// gives a queue time to show before the limit outruns it.
+		c.slowStartOn = false
 	}
 	c.limit = math.Min(c.maxLimit, math.Max(c.minLimit, c.limit))
 	if IsValid(rtt) && rtt > 0 {

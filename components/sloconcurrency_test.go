@@ -2,6 +2,7 @@ package components_test
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,11 +112,18 @@ func TestSLOConcurrencyController(t *testing.T) {
 		},
 		{
 			name: "after its first 10 samples the baseline averages over baseline_window, skips queueing windows, and decays while twice the rtt",
-			ticks: append(warm11, []tickIO{
+			ticks: slices.Concat(warm11, []tickIO{
 				{in(40, nan, 10, 0, 40, nan), want(10*0.75+math.Sqrt(10), 1, 20)},
 				{in(25, nan, 0, 0, 25, nan), want(10*0.75+math.Sqrt(10), 0, b11)},
 				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, (b11+up*(5-b11))*0.95)},
-			}...),
+			}),
+		},
+		{
+			name: "once the baseline is learned, a window with room ends slow start: a later surge grows the limit by √limit, not ×2",
+			ticks: slices.Concat(warm11, []tickIO{
+				{in(20, nan, 0, 0, 20, nan), want(10, 0, 20)},               // room, baseline learned: slow start ends
+				{in(20, nan, 9, 0, 20, nan), want(10+math.Sqrt(10), 0, 20)}, // binding, no queue: +√10
+			}),
 		},
 		{
 			name:   "a window gathers min_samples completions before deciding",
