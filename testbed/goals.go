@@ -9,8 +9,10 @@ import "fmt"
 //     service-time variance keeps even the proportional oracle below 0.9,
 //     ≥ 0.95 of what the oracle keeps;
 //   - ≥ 0.7 of its share for every API;
-//   - every API's p99 within its SLO; where the oracle misses an SLO itself
-//     at the fair share, the miss is the app's, and counts as infeasible.
+//   - every API's p99 within its SLO.
+//
+// Where the oracle itself keeps an API below 0.7 of its share or misses its
+// SLO at the fair share, the miss is the app's and counts as infeasible.
 //
 // A cold start keeps ≥ 0.7 of the proportional share over its first 10 s,
 // and from its second 3 on no second's p99 passes 3 × the SLO. After a surge
