@@ -83,26 +83,9 @@ func TestProxyCommandProtectsAnUpstreamAndServesTheCheckAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	listen, admin, check := freeAddr(t), freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	root := newRoot()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs([]string{"proxy", "--listen", listen, "--upstream", upstream.URL, "--route", "GET /blocked", "--route", "GET /open",
-		"--policies", dir, "--admin", admin, "--agent-addr", "", "--check", check, "--explain-header", "--envoy-access-log"})
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("proxy exited with %v\n%s", err, out.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("proxy did not stop with its context")
-		}
-	}()
+	ctx := t.Context()
+	defer startCommand(t, "proxy", "--listen", listen, "--upstream", upstream.URL, "--route", "GET /blocked", "--route", "GET /open",
+		"--policies", dir, "--admin", admin, "--agent-addr", "", "--check", check, "--explain-header", "--envoy-access-log")()
 	waitFor(t, "http://"+admin+"/status")
 
 	resp, err := http.Get("http://" + listen + "/open")
@@ -231,26 +214,8 @@ func TestProxyCommandServesTLSToAnHTTPSUpstream(t *testing.T) {
 		}
 	}
 	listen, admin := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	root := newRoot()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs([]string{"proxy", "--listen", listen, "--upstream", upstream.URL, "--policies", "../../policies", "--admin", admin, "--agent-addr", "",
-		"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"), "--upstream-ca", filepath.Join(dir, "upstream-ca.pem")})
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("proxy exited with %v\n%s", err, out.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("proxy did not stop with its context")
-		}
-	}()
+	defer startCommand(t, "proxy", "--listen", listen, "--upstream", upstream.URL, "--policies", "../../policies", "--admin", admin, "--agent-addr", "",
+		"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"), "--upstream-ca", filepath.Join(dir, "upstream-ca.pem"))()
 	waitFor(t, "http://"+admin+"/status")
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool}, ForceAttemptHTTP2: true}}
 	resp, err := client.Get("https://" + listen + "/x")
@@ -355,26 +320,9 @@ func TestProxyCommandProxiesGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	listen, admin := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	root := newRoot()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs([]string{"proxy", "--grpc", "--listen", listen, "--upstream", upLn.Addr().String(),
-		"--policies", dir, "--admin", admin, "--agent-addr", ""})
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("proxy exited with %v\n%s", err, out.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("proxy did not stop with its context")
-		}
-	}()
+	ctx := t.Context()
+	defer startCommand(t, "proxy", "--grpc", "--listen", listen, "--upstream", upLn.Addr().String(),
+		"--policies", dir, "--admin", admin, "--agent-addr", "")()
 	waitFor(t, "http://"+admin+"/status")
 	conn, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

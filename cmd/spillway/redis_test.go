@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -113,25 +111,7 @@ func TestRunReachesRedisClusterAndSentinel(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			admin := freeAddr(t)
-			ctx, cancel := context.WithCancel(t.Context())
-			root := newRoot()
-			var out bytes.Buffer
-			root.SetOut(&out)
-			root.SetErr(&out)
-			root.SetArgs(append([]string{"run", "--policies", policies, "--admin", admin, "--agent-addr", ""}, tc.flags...))
-			done := make(chan error, 1)
-			go func() { done <- root.ExecuteContext(ctx) }()
-			defer func() {
-				cancel()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Errorf("run exited with %v\n%s", err, out.String())
-					}
-				case <-time.After(10 * time.Second):
-					t.Error("run did not stop with its context")
-				}
-			}()
+			defer startCommand(t, append([]string{"run", "--policies", policies, "--admin", admin, "--agent-addr", ""}, tc.flags...)...)()
 			waitGlobal(t, admin, func(g *engine.GlobalStatus) bool { return g.Mode == "synced" && g.Live == 1 && g.Share == 300 })
 			tc.check(t)
 		})
