@@ -9,7 +9,7 @@ import (
 func init() {
 	Register(Info{Type: "SLOConcurrencyController", New: func() Component { return &SLOConcurrencyController{} },
 		Params: []Param{sloInitialLimit, sloMinLimit, sloMaxLimit, sloMinGradient, sloSlowStartFactor,
-			sloUtilization, sloRTTTolerance, sloBaselineWindow, sloMinSamples, sloMaxWindow}})
+			sloUtilization, sloRTTTolerance, sloBaselineWindow, sloMinSamples, sloMaxWindow, sloRelearnAfter}})
 }
 
 // SLOConcurrencyController sets a concurrency limit that keeps queueing
@@ -66,11 +66,12 @@ type SLOConcurrencyController struct {
 	BaselineWindow  *Duration `json:"baseline_window"`
 	MinSamples      *float64  `json:"min_samples"`
 	MaxWindow       *Duration `json:"max_window"`
+	RelearnAfter    *Duration `json:"relearn_after"`
 
 	initial, minLimit, maxLimit, minGradient, slowStart, utilization, tolerance float64
 	alpha, samples                                                              float64
 	minSamples                                                                  float64
-	maxWindowTicks, interval                                                    float64
+	maxWindowTicks, interval, relearnTicks                                      float64
 
 	// The window being gathered: ticks, completions, Σ rtt·completions,
 	// the highest latency of its ticks, and whether the limit bound.
@@ -83,6 +84,11 @@ type SLOConcurrencyController struct {
 	started     bool
 	// firstWindowSeen is set once a window with an rtt has closed.
 	firstWindowSeen bool
+	// A run of queueing windows is on (streak): the limit and rtt when it
+	// began, and the ticks, tick-weighted rtt sum and lowest rtt of its
+	// windows at half that limit or less.
+	streak                                                    bool
+	streakLimit, streakRTT, streakTicks, streakSum, streakMin float64
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -107,6 +113,7 @@ var (
 	sloBaselineWindow  = Param{Name: "baseline_window", Kind: DurationKind, Default: 600 * time.Second, Range: Above(0)}
 	sloMinSamples      = Param{Name: "min_samples", Default: 50.0, Range: AtLeast(1)}
 	sloMaxWindow       = Param{Name: "max_window", Kind: DurationKind, Default: 2 * time.Second, Range: Above(0)}
+	sloRelearnAfter    = Param{Name: "relearn_after", Kind: DurationKind, Default: 3 * time.Second, Range: Above(0)}
 )
 
 // Provision applies the defaults and checks the parameters.
@@ -138,7 +145,12 @@ func (c *SLOConcurrencyController) Provision(env Env) error {
 	case c.initial < c.minLimit || c.initial > c.maxLimit:
 		return errors.New("initial_limit must be within [min_limit, max_limit]")
 	}
+	relearn, err := sloRelearnAfter.Duration(c.RelearnAfter)
+	if err != nil {
+		return err
+	}
 	c.maxWindowTicks = float64(maxWindow.Ticks(env.Interval))
+	c.relearnTicks = float64(relearn.Ticks(env.Interval))
 	c.interval = env.Interval.Seconds()
 	c.alpha = 2 / float64(window.Ticks(env.Interval)+1)
 	return nil
@@ -156,6 +168,47 @@ const baselineWarmup = 10
 // tick it never holds.
 func (c *SLOConcurrencyController) withinRoundTrip() bool {
 	return c.samples >= baselineWarmup && c.winTicks*c.interval*1000 < c.baseline
+}
+
+// relearn counts a queueing window into the current run of them and, once
+// the run has cut the limit to half of what it was when the run began (or
+// to the floor that cuts by min_gradient with √limit of headroom settle
+// at), lasted relearn_after more, and the rtt of those last windows is on
+// average still at least 0.8 of the run's first, takes their lowest rtt as
+// the baseline, restarts slow start, and reports that it did. A queue
+// shrinks when the limit does; an rtt that does not fall as the limit
+// halves is not a queue: the service's own latency rose (a slower
+// dependency), and the baseline must follow it, or the limit falls to
+// Little's law's share of a latency that no cut can lower. Slow start then
+// finds the limit the new latency needs. A limit that hovers at the
+// queueing threshold, cut a little and grown back, is a queue the
+// controller holds, and teaches the baseline nothing.
+func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
+	if !c.streak {
+		c.streak, c.streakLimit, c.streakRTT = true, c.limit, rtt
+		c.streakTicks, c.streakSum, c.streakMin = 0, 0, Invalid
+	}
+	// Cutting by min_gradient and adding √limit settles at
+	// (1/(1-min_gradient))²: a limit that low is cut as far as it goes.
+	floor := math.Max(c.minLimit, 1.1/((1-c.minGradient)*(1-c.minGradient)))
+	if c.limit > c.streakLimit/2 && c.limit > floor {
+		return false
+	}
+	if !(c.streakMin <= rtt) {
+		c.streakMin = rtt
+	}
+	c.streakTicks += ticks
+	c.streakSum += ticks * rtt
+	if c.samples < baselineWarmup || c.streakTicks < c.relearnTicks {
+		return false
+	}
+	if c.streakSum/c.streakTicks < 0.8*c.streakRTT {
+		// The rtt fell with the limit: a queue, and the cuts work.
+		c.streak = false
+		return false
+	}
+	c.baseline, c.streak, c.slowStartOn = c.streakMin, false, true
+	return true
 }
 
 // binds reports whether the limit constrains traffic: in flight at least
@@ -205,6 +258,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			windowRTT = c.winRTT / c.winN
 		}
 	}
+	windowTicks := c.winTicks
 	c.winTicks, c.winN, c.winRTT, c.winLatency, c.winBinding = 0, 0, 0, Invalid, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest
@@ -219,6 +273,12 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// the service's own doing (or noise), and cutting would starve traffic
 	// the limit was never constraining.
 	queueing := binding && IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > c.tolerance*c.baseline
+	if queueing && c.relearn(rtt, windowTicks) {
+		queueing = rtt > c.tolerance*c.baseline
+	}
+	if !queueing {
+		c.streak = false
+	}
 	switch {
 	case IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint:
 		c.limit = base * math.Max(c.minGradient, setpoint/latency)

@@ -210,3 +210,51 @@ func TestSLOConcurrencyControllerRejectsBadParameters(t *testing.T) {
 		}
 	}
 }
+
+// A service in front of 8 workers, always offered more than its limit: the
+// rtt is its own latency plus, past 8 in flight, a queue of 2 ms per
+// request. Cutting the limit drains that queue; it cannot lower the own
+// latency. The controller must learn a rise of the own latency (a slower
+// dependency: 20 → 60 ms) within relearn_after and grow the limit back,
+// and must never learn the queue.
+func TestSLOConcurrencyControllerRelearnsOnlyWhatNoCutLowers(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	run := func(own float64, ticks int) (limit, baseline float64) {
+		for range ticks {
+			limit := out[0]
+			if limit == 0 {
+				limit = 8
+			}
+			rtt := own + 2*math.Max(0, limit-8)
+			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000}, out)
+		}
+		return out[0], out[2]
+	}
+	if _, b := run(20, 300); math.Abs(b-20) > 1e-9 {
+		t.Fatalf("baseline %.1f ms after 30 s at 20 ms, want 20", b)
+	}
+	// The queue alone: 2 ms per request past 8 reads as queueing once the
+	// limit passes 23, and each cut drains it.
+	for range 10 {
+		if _, b := run(20, 100); b > 21 {
+			t.Fatalf("the baseline learned a queue that cuts drain: %.1f ms", b)
+		}
+	}
+	// The own latency triples: every window reads as queueing and no cut
+	// lowers it.
+	l, b := run(60, 30)
+	if b > 21 {
+		t.Fatalf("baseline %.1f ms 3 s into the shift, before relearn_after had passed through cuts", b)
+	}
+	if l > 8 {
+		t.Fatalf("limit %.1f 3 s into the shift, want it cut", l)
+	}
+	l, b = run(60, 50)
+	if b < 55 || b > 65 {
+		t.Fatalf("baseline %.1f ms 8 s into a shift to 60 ms, want about 60", b)
+	}
+	if l < 20 {
+		t.Fatalf("limit %.1f 8 s into the shift, want it grown back past the 8 workers' queue", l)
+	}
+}
