@@ -25,7 +25,12 @@ func init() {
 // in_flight) (what the traffic actually used; at least min_limit):
 //
 //   - latency above setpoint (overload): limit ← base × max(min_gradient,
-//     setpoint/latency); slow start ends;
+//     setpoint/latency); slow start ends. Once the baseline is learned,
+//     only while rtt is over (1+rtt_tolerance)/2 × baseline (a queue a
+//     cut can drain), never deeper than that queue, and only if the
+//     setpoint is over (1+rtt_tolerance)/2 × the latency without a queue:
+//     a setpoint under the service's own latency cannot be met by
+//     admission;
 //   - rtt above rtt_tolerance × baseline while the limit binds (queueing
 //     the limit let in): limit ← base × g +
 //     √base with g = max(min_gradient, rtt_tolerance·baseline/rtt), Envoy's
@@ -47,7 +52,11 @@ func init() {
 // baseline_window (default 600 s, Gradient2's long window) that skips
 // queueing windows, so a standing queue does not become the new normal, and
 // decays by 5 % a window while it is more than twice the rtt, as Gradient2's
-// does after a long overload.
+// does after a long overload. A queueing run that has halved the limit and
+// still shows the same rtt after relearn_after more is the service's own
+// latency, not a queue (a slower dependency): its lowest rtt becomes the
+// baseline, on a lease that decays back to the one it replaced (relearn,
+// expireLease).
 // Once the baseline is past its warm-up, a window also lasts at least one
 // baseline rtt, so that each decision sees the effect of the one before:
 // a service slower than the tick is not cut again for a queue already cut.
@@ -78,8 +87,14 @@ type SLOConcurrencyController struct {
 	winTicks, winN, winRTT, winLatency float64
 	winBinding                         bool
 
-	limit       float64
-	baseline    float64
+	limit    float64
+	baseline float64
+	// latencyBase is the baseline of latency_ms, learned with it.
+	latencyBase float64
+	// settled is the baseline a relearn replaced, while the relearned one
+	// is on lease (expireLease), and relearns counts the relearns since.
+	settled     float64
+	relearns    int
 	slowStartOn bool
 	started     bool
 	// firstWindowSeen is set once a window with an rtt has closed.
@@ -207,8 +222,38 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 		c.streak = false
 		return false
 	}
+	if IsValid(c.latencyBase) && c.baseline > 0 {
+		c.latencyBase *= c.streakMin / c.baseline
+	}
+	if !IsValid(c.settled) {
+		c.settled, c.relearns = c.baseline, 0
+	}
+	c.relearns++
+	if c.relearns >= relearnsToSettle {
+		c.settled = Invalid // the latency stayed up: it is the new normal
+	}
 	c.baseline, c.streak, c.slowStartOn = c.streakMin, false, true
 	return true
+}
+
+// relearnsToSettle is how many relearns in a row, each before the last
+// one's lease ran out, make a relearned baseline the settled one.
+const relearnsToSettle = 2
+
+// expireLease lets a relearned baseline decay back towards the settled one
+// it replaced, by e every 10 × relearn_after: under a standing queue no
+// window shows the latency without one, so only a baseline that must be
+// learned again can find out that the dependency is fast again. While it
+// is still slow, the decayed baseline reads its latency as a queue once
+// more, and halving the limit relearns it within relearn_after.
+func (c *SLOConcurrencyController) expireLease(ticks float64) {
+	if !IsValid(c.settled) || !IsValid(c.baseline) {
+		return
+	}
+	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/(10*c.relearnTicks))
+	if c.baseline < 1.05*c.settled {
+		c.baseline, c.settled = c.settled, Invalid
+	}
 }
 
 // binds reports whether the limit constrains traffic: in flight at least
@@ -221,7 +266,8 @@ func (c *SLOConcurrencyController) binds(inFlight float64) bool {
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	latency, setpoint, inFlight, oldest, rtt, completedRps := in[0], in[1], in[2], in[3], in[4], in[5]
 	if !c.started {
-		c.limit, c.slowStartOn, c.baseline, c.started = c.initial, true, Invalid, true
+		c.limit, c.slowStartOn, c.baseline, c.latencyBase, c.started = c.initial, true, Invalid, Invalid, true
+		c.settled = Invalid
 		c.winLatency = Invalid
 	}
 	// Gather the tick into the window: a decision needs min_samples
@@ -279,10 +325,34 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if !queueing {
 		c.streak = false
 	}
+	// Latency over the setpoint is an overload from the first tick. Once
+	// the baseline is learned, only while the rtt shows a queue (half the
+	// tolerance over the baseline) that a cut can drain, and only if the
+	// setpoint leaves that much room over the latency without a queue
+	// (latency_base): a setpoint under the latency of the slowest APIs
+	// (the tightest SLO of APIs whose latencies differ tenfold) cannot be
+	// met by admission, and would otherwise cut the limit to min_limit.
+	learned := c.samples >= baselineWarmup && IsValid(rtt)
+	overSetpoint := IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint &&
+		(!learned || (rtt > (1+c.tolerance)/2*c.baseline && !(setpoint < (1+c.tolerance)/2*c.latencyBase)))
 	switch {
-	case IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint:
-		c.limit = base * math.Max(c.minGradient, setpoint/latency)
-		c.slowStartOn, overload = false, 1
+	case overSetpoint:
+		g := setpoint / latency
+		if c.samples >= baselineWarmup && IsValid(rtt) {
+			// No deeper than the cut that would drain the queue.
+			g = math.Max(g, (1+c.tolerance)/2*c.baseline/rtt)
+		}
+		c.limit = base * math.Max(c.minGradient, g)
+		if learned || !IsValid(rtt) {
+			c.slowStartOn = false
+		} else {
+			// Before the baseline can tell a queue from a setpoint under
+			// the service's own latency, hold no lower than the initial
+			// limit, which keeps a queue short whatever the service, and
+			// leave slow start to the baseline's verdict.
+			c.limit = math.Max(c.limit, math.Min(c.initial, base))
+		}
+		overload = 1
 	case queueing:
 		c.limit = base*math.Max(c.minGradient, c.tolerance*c.baseline/rtt) + math.Sqrt(base)
 		c.slowStartOn, overload = false, 1
@@ -314,12 +384,19 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			if !(rtt >= c.baseline) {
 				c.baseline = rtt
 			}
+			if IsValid(latency) && !(latency >= c.latencyBase) {
+				c.latencyBase = latency
+			}
 		case !queueing:
+			if IsValid(latency) && IsValid(c.latencyBase) {
+				c.latencyBase += c.alpha * (latency - c.latencyBase)
+			}
 			c.baseline += c.alpha * (rtt - c.baseline)
 			if c.baseline > 2*rtt {
 				c.baseline *= 0.95 // recovering from a long overload, as Gradient2
 			}
 		}
 	}
+	c.expireLease(windowTicks)
 	out[0], out[1], out[2] = c.limit, overload, c.baseline
 }
