@@ -188,14 +188,15 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 // relearn counts a queueing window into the current run of them and, once
 // the run has cut the limit to half of what it was when the run began (or
 // to the floor that cuts by min_gradient with √limit of headroom settle
-// at), lasted relearn_after more, and the rtt of those last windows is on
-// average still at least 0.8 of the run's first, takes their lowest rtt as
-// the baseline, restarts slow start, and reports that it did. A queue
-// shrinks when the limit does; an rtt that does not fall as the limit
-// halves is not a queue: the service's own latency rose (a slower
-// dependency), and the baseline must follow it, or the limit falls to
-// Little's law's share of a latency that no cut can lower. Slow start then
-// finds the limit the new latency needs. A limit that hovers at the
+// at), lasted relearn_after and two rtts more, and the rtt of those last
+// windows is on average still at least 0.8 of the run's first, takes their
+// lowest rtt as the baseline, raises the limit to the one the run began
+// with scaled by the new baseline over the old, and reports that it did. A queue shrinks when the limit does; an rtt that does not fall as
+// the limit halves is not a queue: the service's own latency rose (a
+// slower dependency), and the baseline must follow it, or the limit falls
+// to Little's law's share of a latency that no cut can lower. By the same
+// law, the traffic the old limit served at the old latency needs that
+// limit scaled by the new. A limit that hovers at the
 // queueing threshold, cut a little and grown back, is a queue the
 // controller holds, and teaches the baseline nothing.
 func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
@@ -214,7 +215,9 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 	}
 	c.streakTicks += ticks
 	c.streakSum += ticks * rtt
-	if c.samples < baselineWarmup || c.streakTicks < c.relearnTicks {
+	// The requests admitted before a cut finish within about one rtt of
+	// it: the run must outlast two, however slow the service.
+	if c.samples < baselineWarmup || c.streakTicks < c.relearnTicks || c.streakTicks*c.interval*1000 < 2*rtt {
 		return false
 	}
 	if c.streakSum/c.streakTicks < 0.8*c.streakRTT {
@@ -232,7 +235,12 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 	if c.relearns >= relearnsToSettle {
 		c.settled = Invalid // the latency stayed up: it is the new normal
 	}
-	c.baseline, c.streak, c.slowStartOn = c.streakMin, false, true
+	// The limit the run began with served the traffic at the old latency;
+	// by Little's law the same traffic needs it scaled by the new one.
+	// Slow start would double past that before a slow service's queue
+	// showed.
+	c.limit = math.Min(c.maxLimit, math.Max(c.limit, c.streakLimit*c.streakMin/c.baseline))
+	c.baseline, c.streak = c.streakMin, false
 	return true
 }
 
