@@ -127,3 +127,31 @@ func TestDefaultPolicyFollowsASlowerDependency(t *testing.T) {
 		})
 	}
 }
+
+// random-32 mixes SLOs of 60 and 400 ms; its slow APIs' p90 without a
+// queue is about 110 ms, so `slo: "60ms"`, the tightest SLO as the README
+// advises, sets a p90 setpoint of 30 ms that no admission can meet. The
+// setpoint cut the limit to 1 (0.04 of proportional); now, once the
+// baseline is learned, it cuts only a queue, and not below the service's
+// own latency.
+func TestDefaultSLOHoldsWhereTheSetpointIsUnderTheOwnLatency(t *testing.T) {
+	app, err := BuiltinApp("random:32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := DefaultSLOPolicy(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := NewScenario("steady", app, ScenarioOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1, Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GoodputRatio < 0.8 {
+		t.Errorf("goodput %.2f of proportional with slo = the tightest SLO, want ≥ 0.8", r.GoodputRatio)
+	}
+}

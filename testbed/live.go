@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
@@ -29,6 +30,7 @@ type LiveApp struct {
 	entry    *http.Server
 	servers  map[string]*http.Server // the other services, by name
 	pools    []*pool                 // per service; nil when unbounded
+	extras   []*atomic.Int64         // per service: extra time per call (SetDelay), ns
 	client   *http.Client            // the entry's client for its calls
 	closeAll sync.Once
 }
@@ -58,6 +60,9 @@ func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*Liv
 			p = &pool{size: s.Workers}
 		}
 		l.pools = append(l.pools, p)
+	}
+	for range app.Services {
+		l.extras = append(l.extras, new(atomic.Int64))
 	}
 	// Every call draws from its own RNG stream of the seed.
 	samplers := make([][]*sampler, len(app.APIs))
@@ -90,7 +95,7 @@ func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*Liv
 			urls[c.Service] = "http://" + ln.Addr().String()
 			mux := http.NewServeMux()
 			mux.Handle("GET /call/{api}/{call}", &serviceHandler{
-				pool: l.pools[app.serviceIndex(c.Service)], samplers: samplers,
+				pool: l.pools[app.serviceIndex(c.Service)], samplers: samplers, extra: l.extras[app.serviceIndex(c.Service)],
 			})
 			l.servers[c.Service] = newServer(mux)
 			serve[l.servers[c.Service]] = ln
@@ -106,7 +111,7 @@ func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*Liv
 	for i, api := range app.APIs {
 		h := &entryHandler{client: l.client, timeout: app.ClientTimeout}
 		for j, c := range api.Calls {
-			call := entryCall{sampler: samplers[i][j]}
+			call := entryCall{sampler: samplers[i][j], extra: l.extras[app.serviceIndex(c.Service)]}
 			if c.Service == app.Entry {
 				call.pool = l.pools[app.serviceIndex(c.Service)]
 			} else {
@@ -144,6 +149,18 @@ func (l *LiveApp) SetWorkers(service string, workers int) error {
 	return nil
 }
 
+// SetDelay makes every later call at an unbounded service take extra
+// longer (0 removes it), as DelayChange does in virtual time: a slower
+// dependency that holds no worker.
+func (l *LiveApp) SetDelay(service string, extra time.Duration) error {
+	i := l.app.serviceIndex(service)
+	if i < 0 || l.pools[i] != nil || extra < 0 {
+		return fmt.Errorf("testbed: service %q extra %v: want an unbounded service and extra >= 0", service, extra)
+	}
+	l.extras[i].Store(int64(extra))
+	return nil
+}
+
 // Close shuts every server down at once, closing listeners and
 // connections; queued calls are canceled. It does not wait for calls
 // already on a worker, which end within their service time.
@@ -169,8 +186,9 @@ type entryHandler struct {
 
 type entryCall struct {
 	sampler *sampler
-	url     string // "" for local work
-	pool    *pool  // local work's pool; nil when unbounded
+	url     string        // "" for local work
+	pool    *pool         // local work's pool; nil when unbounded
+	extra   *atomic.Int64 // the service's extra time (SetDelay), ns
 }
 
 func (h *entryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -182,7 +200,7 @@ func (h *entryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
-			time.Sleep(c.sampler.sample())
+			time.Sleep(c.sampler.sample() + time.Duration(c.extra.Load()))
 			if c.pool != nil {
 				c.pool.release()
 			}
@@ -224,8 +242,9 @@ func (h *entryHandler) call(ctx context.Context, url string) (status int, err er
 
 // serviceHandler serves the calls of one service on its worker pool.
 type serviceHandler struct {
-	pool     *pool        // nil when unbounded
-	samplers [][]*sampler // by API, then call index
+	pool     *pool         // nil when unbounded
+	samplers [][]*sampler  // by API, then call index
+	extra    *atomic.Int64 // the service's extra time (SetDelay), ns
 }
 
 func (h *serviceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -241,7 +260,7 @@ func (h *serviceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		defer h.pool.release()
 	}
-	time.Sleep(h.samplers[api][call].sample())
+	time.Sleep(h.samplers[api][call].sample() + time.Duration(h.extra.Load()))
 	io.WriteString(w, "done\n")
 }
 
@@ -360,6 +379,9 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 	}
 	for _, c := range sc.Changes {
 		timers = append(timers, time.AfterFunc(c.At, func() { fail(live.SetWorkers(c.Service, max(c.Workers, 1))) }))
+	}
+	for _, d := range sc.Delays {
+		timers = append(timers, time.AfterFunc(d.At, func() { fail(live.SetDelay(d.Service, d.Extra)) }))
 	}
 	var report func(int)
 	if cfg.OnSecond != nil {

@@ -134,6 +134,20 @@ func TestStartLiveServesEveryAPIBehindWrap(t *testing.T) {
 	if err := live.SetWorkers("cart", 1); err != nil {
 		t.Error(err)
 	}
+	// A slower dependency: every call at the entry takes 150 ms longer.
+	if err := live.SetDelay("cart", time.Millisecond); err == nil || !strings.Contains(err.Error(), "want an unbounded service") {
+		t.Errorf("SetDelay(cart) = %v, want an error: it is bounded", err)
+	}
+	if err := live.SetDelay("frontend", 150*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if status, _ := fetch(t, live.URL+app.APIs[0].Path(), 5*time.Second); status != http.StatusOK {
+		t.Errorf("GET %s = %d with the delay, want 200", app.APIs[0].Path(), status)
+	}
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Errorf("GET %s took %v with a 150 ms delay at the entry", app.APIs[0].Path(), took)
+	}
 }
 
 // Not parallel: the CPU-bound virtual tests would starve its servers.

@@ -34,8 +34,7 @@ type Scenario struct {
 	// Changes alter the app during the run, in time order.
 	Changes []WorkerChange
 	// Delays add latency at unbounded services during the run, in time
-	// order: no capacity changes, only the time a request takes. Only the
-	// virtual driver applies them.
+	// order: no capacity changes, only the time a request takes.
 	Delays []DelayChange
 	// Retries is how many times a client retries a request that was
 	// rejected or timed out (0: never), after a backoff of RetryBackoff·2ᵏ
@@ -104,7 +103,7 @@ var scenarioKinds = []struct {
 	{"retry-storm", 2, "0.8× for 20% of the duration, LOAD× (default 2) for 20%, 0.8× for 60%; clients retry rejected and timed-out requests up to 3 times, backing off 100 ms·2ᵏ ± 50 %", buildRetryStorm, false},
 	{"slow-drift", 0.8, "LOAD× (default 0.8); over the first half, the most shared service loses half its workers one by one; at three quarters they all return", buildSlowDrift, false},
 	{"mix-shift", 2, "LOAD× (default 2) of the capacity at the offered mix throughout; from a third to two thirds of the duration the costliest API makes up 80% of the requests", buildMixShift, false},
-	{"slow-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration every request takes longer at the entry (twice the app's mean latency without a queue, at most a quarter of the tightest SLO), holding no worker: latency rises, capacity does not (virtual only)", buildSlowDependency, false},
+	{"slow-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration every request takes longer at the entry (twice the app's mean latency without a queue, at most a quarter of the tightest SLO), holding no worker: latency rises, capacity does not", buildSlowDependency, false},
 }
 
 // ScenarioNames lists the known scenarios.
