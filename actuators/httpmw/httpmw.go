@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/actuators/internal/labelcache"
 	"github.com/spillway-dev/spillway/actuators/internal/shard"
 )
 
@@ -63,52 +64,103 @@ func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.H
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 1
 	}
-	retryAfter := []string{strconv.Itoa(opts.RetryAfter)}
-	serve := func(w http.ResponseWriter, r *http.Request, label string, next http.Handler) {
-		ticket, decision := cp.Admit(label)
-		if decision != controlpoint.Accepted {
-			if opts.Rejected != nil {
-				opts.Rejected(w, r, label, decision)
-			}
-			reject(w, opts.RejectStatus, retryAfter)
+	m := &middleware{
+		cp:           cp,
+		next:         next,
+		classify:     opts.Classifier,
+		rejectStatus: opts.RejectStatus,
+		retryAfter:   []string{strconv.Itoa(opts.RetryAfter)},
+		rejected:     opts.Rejected,
+	}
+	m.mux, _ = next.(*http.ServeMux)
+	return m
+}
+
+// middleware is what Wrap returns.
+type middleware struct {
+	cp           *controlpoint.ControlPoint
+	next         http.Handler
+	mux          *http.ServeMux // next, when it is one
+	classify     func(*http.Request) string
+	rejectStatus int
+	retryAfter   []string
+	rejected     func(w http.ResponseWriter, r *http.Request, label string, d controlpoint.Decision)
+	// routes holds what each route pattern resolved to. A pattern is a
+	// string the mux keeps, the same on every request, so the cache finds
+	// it by address; and a label that has its own API state keeps it.
+	routes labelcache.Cache[route]
+}
+
+// route is what a pattern resolves to.
+type route struct {
+	api *controlpoint.API
+	// wildcard is set for a pattern with path values ({id}, {path...},
+	// {$}), which only the mux can give the handler.
+	wildcard bool
+}
+
+// route returns what pattern resolves to, remembering it when it cannot
+// change: a label with its own state (not AllAPIs for an empty pattern,
+// nor OverflowAPI for a label past the cap, which a policy may declare
+// later).
+func (m *middleware) route(pattern string) route {
+	if rt, ok := m.routes.Get(pattern); ok {
+		return rt
+	}
+	rt := route{api: m.cp.API(pattern), wildcard: strings.IndexByte(pattern, '{') >= 0}
+	if rt.api.Label == pattern {
+		m.routes.Put(pattern, rt)
+	}
+	return rt
+}
+
+func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case m.classify != nil:
+		label := m.classify(r)
+		m.serve(w, r, label, m.cp.API(label), m.next)
+	case m.mux == nil || r.Pattern != "" || r.RequestURI == "*":
+		// Routed already; or the mux answers 400 itself.
+		m.serve(w, r, r.Pattern, m.route(r.Pattern).api, m.next)
+	default:
+		handler, pattern := m.mux.Handler(r)
+		rt := m.route(pattern)
+		if rt.wildcard {
+			m.serve(w, r, pattern, rt.api, m.next) // path values: the mux routes again
 			return
 		}
-		sw := newStatusWriter(w)
-		defer func() {
-			status := sw.finish()
-			if p := recover(); p != nil {
-				ticket.Done(false)
-				panic(p)
-			}
-			ticket.Done(status < 500)
-		}()
-		next.ServeHTTP(sw, r)
+		r.Pattern = pattern // what the mux would set before calling handler
+		m.serve(w, r, pattern, rt.api, handler)
 	}
-	if classify := opts.Classifier; classify != nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			serve(w, r, classify(r), next)
-		})
+}
+
+// serve admits or rejects one request labelled label, counted under api,
+// and hands an admitted one to next.
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, label string, api *controlpoint.API, next http.Handler) {
+	ticket, decision := api.Admit()
+	if decision != controlpoint.Accepted {
+		if m.rejected != nil {
+			m.rejected(w, r, label, decision)
+		}
+		reject(w, m.rejectStatus, m.retryAfter)
+		return
 	}
-	mux, _ := next.(*http.ServeMux)
-	if mux == nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			serve(w, r, r.Pattern, next)
-		})
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Pattern != "" || r.RequestURI == "*" {
-			// Routed already; or the mux answers 400 itself.
-			serve(w, r, r.Pattern, next)
+	sw := newStatusWriter(w)
+	returned := false
+	defer func() {
+		if returned {
 			return
 		}
-		route, pattern := mux.Handler(r)
-		if strings.IndexByte(pattern, '{') >= 0 {
-			serve(w, r, pattern, next) // path values: the mux routes again
-			return
+		status := sw.finish() // next panicked (or called runtime.Goexit)
+		if p := recover(); p != nil {
+			ticket.Done(false)
+			panic(p)
 		}
-		r.Pattern = pattern // what the mux would set before calling route
-		serve(w, r, pattern, route)
-	})
+		ticket.Done(status < 500)
+	}()
+	next.ServeHTTP(sw, r)
+	returned = true
+	ticket.Done(sw.finish() < 500)
 }
 
 // ErrHandlerReturned is what Write returns once the handler it was given to
