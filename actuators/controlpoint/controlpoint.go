@@ -357,42 +357,42 @@ func (a *API) Admit() (Ticket, Decision) {
 		}
 		t.allHeld = held
 	}
-	if t.apiAtt != nil {
+	if t.apiAtt != nil && len(t.apiAtt.taps) != 0 {
 		t.apiAtt.arrive(proc, now, true)
 	}
-	t.allAtt.arrive(proc, now, true)
+	if len(t.allAtt.taps) != 0 {
+		t.allAtt.arrive(proc, now, true)
+	}
 	a.count(proc, v.outcome())
 	return t, Accepted
 }
 
 // Done finishes an admitted request; ok is false for a server error.
 func (t Ticket) Done(ok bool) {
-	if t.allAtt == nil {
-		return
+	if t.allAtt != nil {
+		t.finish(ok, t.api.clock()-t.startNs)
 	}
-	t.DoneAfter(ok, time.Duration(t.api.clock()-t.startNs))
-}
-
-// recordsOutcome reports whether a flux meter was attached to the
-// request's API or to the control point at admission, to be told of its
-// completion.
-func (t Ticket) recordsOutcome() bool {
-	return t.allAtt != nil && (len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0))
 }
 
 // DoneAfter finishes an admitted request whose latency was measured
 // elsewhere (a proxy in front that reports completions after the fact,
 // such as Envoy's access log). A negative latency counts as 0.
 func (t Ticket) DoneAfter(ok bool, latency time.Duration) {
-	if t.allAtt == nil {
-		return
+	if t.allAtt != nil {
+		t.finish(ok, int64(latency))
 	}
-	latencyNs := max(int64(latency), 0)
-	if t.apiAtt != nil {
+}
+
+// finish is Done and DoneAfter for an admitted request.
+func (t *Ticket) finish(ok bool, latencyNs int64) {
+	latencyNs = max(latencyNs, 0)
+	if t.apiHeld != 0 {
 		t.apiAtt.release(t.apiHeld)
 	}
-	t.allAtt.release(t.allHeld)
-	if t.recordsOutcome() {
+	if t.allHeld != 0 {
+		t.allAtt.release(t.allHeld)
+	}
+	if len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0) {
 		proc := shard.Index() // maybe not Admit's: the request may have moved
 		if t.apiAtt != nil {
 			t.apiAtt.done(proc, t.startNs, latencyNs, ok)

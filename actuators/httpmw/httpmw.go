@@ -209,10 +209,12 @@ const gateClosed = 1 << 31
 // bytes and the counter fill an 8 KiB size class exactly.
 const writerSlabSize = 255
 
-// writerSlab is a batch of wrappers, each handed out once; next counts
-// those handed out.
+// writerSlab is a batch of wrappers, each handed out once; taken counts
+// those handed out. A slab belongs to one processor's writerCache, and
+// only requests pinned to that processor (shard.Pin), one at a time, take
+// from it, so taken needs no read-modify-write atomic (see take).
 type writerSlab struct {
-	next    atomic.Uint32
+	taken   uint32
 	writers [writerSlabSize]statusWriter
 }
 
@@ -222,28 +224,46 @@ type writerCache struct {
 	_    [56]byte
 }
 
-// writerCaches hold a slab per processor (shard.Index), so that cores
-// handing out wrappers at once do not contend for one counter.
-var writerCaches = make([]writerCache, shard.Count())
+// writerCaches hold a slab per processor, indexed by its id, so that
+// cores handing out wrappers at once share nothing. There is one per
+// processor the process may have: GOMAXPROCS at start, or the CPU count if
+// larger (the most the runtime raises GOMAXPROCS to by itself).
+var writerCaches = make([]writerCache, max(runtime.GOMAXPROCS(0), runtime.NumCPU()))
 
 // newStatusWriter returns an unused wrapper around w.
 func newStatusWriter(w http.ResponseWriter) *statusWriter {
-	cache := &writerCaches[shard.Index()&(len(writerCaches)-1)]
-	var sw *statusWriter
-	if slab := cache.slab.Load(); slab != nil {
-		if i := slab.next.Add(1) - 1; i < writerSlabSize {
-			sw = &slab.writers[i]
+	if proc := shard.Pin(); proc < len(writerCaches) {
+		if slab := writerCaches[proc].slab.Load(); slab != nil {
+			if sw := slab.take(); sw != nil {
+				shard.Unpin()
+				sw.w = w
+				return sw
+			}
 		}
 	}
-	if sw == nil {
-		// Exhausted (or first use): start a slab. A racing goroutine may
-		// replace it at once; the rest of the loser's slab goes unused.
-		slab := &writerSlab{}
-		slab.next.Store(1)
-		cache.slab.Store(slab)
-		sw = &slab.writers[0]
+	shard.Unpin()
+	return newWriterSlab(w)
+}
+
+// newWriterSlab is newStatusWriter when the processor's slab is exhausted
+// (or it has none yet): it starts a slab and returns its first wrapper. The
+// slab is allocated unpinned, so that the allocation may assist the
+// garbage collector, then goes to the processor the goroutine is on by
+// then. On a processor beyond writerCaches (GOMAXPROCS set above the CPU
+// count after start), each wrapper is an allocation.
+func newWriterSlab(w http.ResponseWriter) *statusWriter {
+	if proc := shard.Pin(); proc >= len(writerCaches) {
+		shard.Unpin()
+		return &statusWriter{w: w}
 	}
+	shard.Unpin()
+	slab := &writerSlab{}
+	sw := slab.take()
 	sw.w = w
+	if proc := shard.Pin(); proc < len(writerCaches) {
+		writerCaches[proc].slab.Store(slab)
+	}
+	shard.Unpin()
 	return sw
 }
 
