@@ -337,7 +337,9 @@ func (a *API) Admit() (Ticket, Decision) {
 			held, d := t.apiAtt.admit(now, proc, &v)
 			if d != Accepted {
 				t.apiAtt.arrive(proc, now, false)
-				t.allAtt.arrive(proc, now, false)
+				if len(t.allAtt.taps) != 0 {
+					t.allAtt.arrive(proc, now, false)
+				}
 				a.count(proc, OutcomeRejected)
 				return Ticket{}, d
 			}
@@ -348,8 +350,12 @@ func (a *API) Admit() (Ticket, Decision) {
 		held, d := t.allAtt.admit(now, proc, &v)
 		if d != Accepted {
 			if t.apiAtt != nil {
-				t.apiAtt.release(t.apiHeld)
-				t.apiAtt.arrive(proc, now, false)
+				if t.apiHeld != 0 {
+					t.apiAtt.release(t.apiHeld)
+				}
+				if len(t.apiAtt.taps) != 0 {
+					t.apiAtt.arrive(proc, now, false)
+				}
 			}
 			t.allAtt.arrive(proc, now, false)
 			a.count(proc, OutcomeRejected)

@@ -146,21 +146,23 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, label string,
 		return
 	}
 	sw := newStatusWriter(w)
-	returned := false
-	defer func() {
-		if returned {
-			return
-		}
-		status := sw.finish() // next panicked (or called runtime.Goexit)
-		if p := recover(); p != nil {
-			ticket.Done(false)
-			panic(p)
-		}
-		ticket.Done(status < 500)
-	}()
+	defer sw.abandon(&ticket)
 	next.ServeHTTP(sw, r)
-	returned = true
 	ticket.Done(sw.finish() < 500)
+}
+
+// abandon finishes the request if next did not return: it panicked (the
+// panic goes on) or called runtime.Goexit. After finish it does nothing.
+func (s *statusWriter) abandon(ticket *controlpoint.Ticket) {
+	if s.w == nil {
+		return // finished
+	}
+	status := s.finish()
+	if p := recover(); p != nil {
+		ticket.Done(false)
+		panic(p)
+	}
+	ticket.Done(status < 500)
 }
 
 // ErrHandlerReturned is what Write returns once the handler it was given to
