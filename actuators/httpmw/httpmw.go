@@ -5,6 +5,7 @@ package httpmw
 import (
 	"bufio"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"runtime"
@@ -198,8 +199,10 @@ func reject(w http.ResponseWriter, status int, retryAfter []string) {
 // that a slab kept alive by one wrapper does not keep its neighbours'
 // responses alive.
 type statusWriter struct {
-	w      http.ResponseWriter
-	status int
+	w http.ResponseWriter
+	// status is the first status written, clamped to int32 (statusCode),
+	// which keeps the wrapper at 24 bytes.
+	status int32
 	// gate is closed (bit 31) by finish; the low bits count the calls
 	// forwarding to w, which finish waits out.
 	gate atomic.Uint32
@@ -207,9 +210,9 @@ type statusWriter struct {
 
 const gateClosed = 1 << 31
 
-// writerSlabSize is how many wrappers one allocation provides: 255 of 32
-// bytes and the counter fill an 8 KiB size class exactly.
-const writerSlabSize = 255
+// writerSlabSize is how many wrappers one allocation provides: 341 of 24
+// bytes and the counter fill an 8 KiB size class.
+const writerSlabSize = 341
 
 // writerSlab is a batch of wrappers, each handed out once; taken counts
 // those handed out. A slab belongs to one processor's writerCache, and
@@ -289,7 +292,14 @@ func (s *statusWriter) finish() int {
 		runtime.Gosched()
 	}
 	s.w = nil
-	return s.status
+	return int(s.status)
+}
+
+// statusCode is code as statusWriter keeps it: codes beyond int32 (which
+// net/http refuses anyway) are clamped, so that they still compare with
+// 500 as they did.
+func statusCode(code int) int32 {
+	return int32(min(max(code, math.MinInt32), math.MaxInt32))
 }
 
 func (s *statusWriter) Header() http.Header {
@@ -306,7 +316,7 @@ func (s *statusWriter) WriteHeader(code int) {
 	}
 	defer s.exit()
 	if s.status == 0 {
-		s.status = code
+		s.status = statusCode(code)
 	}
 	s.w.WriteHeader(code)
 }

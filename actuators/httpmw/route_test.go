@@ -2,6 +2,7 @@ package httpmw
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"testing"
@@ -93,6 +94,17 @@ func TestWrappersAreNeverHandedOutTwice(t *testing.T) {
 				t.Fatal("a wrapper was handed out twice")
 			}
 			seen[sw] = true
+		}
+	}
+}
+
+// TestStatusCodesBeyondInt32CompareAsBefore: the wrapper keeps the status
+// in 32 bits; a code beyond them still counts as a server error or not as
+// the full code would.
+func TestStatusCodesBeyondInt32CompareAsBefore(t *testing.T) {
+	for _, code := range []int{0, 200, 499, 500, 503, math.MaxInt32, math.MaxInt32 + 1, math.MaxInt, math.MinInt32 - 1, math.MinInt} {
+		if got := int(statusCode(code)); (got < 500) != (code < 500) || (got == 0) != (code == 0) {
+			t.Errorf("statusCode(%d) = %d: compares with 500 or 0 differently", code, got)
 		}
 	}
 }
