@@ -357,7 +357,9 @@ func (a *API) Admit() (Ticket, Decision) {
 					t.apiAtt.arrive(proc, now, false)
 				}
 			}
-			t.allAtt.arrive(proc, now, false)
+			if len(t.allAtt.taps) != 0 {
+				t.allAtt.arrive(proc, now, false)
+			}
 			a.count(proc, OutcomeRejected)
 			return Ticket{}, d
 		}

@@ -115,29 +115,30 @@ func (m *middleware) route(pattern string) route {
 	return rt
 }
 
+// ServeHTTP admits or rejects the request, and hands an admitted one to
+// the handler.
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var label string
+	var api *controlpoint.API
+	next := m.next
 	switch {
 	case m.classify != nil:
-		label := m.classify(r)
-		m.serve(w, r, label, m.cp.API(label), m.next)
+		label = m.classify(r)
+		api = m.cp.API(label)
 	case m.mux == nil || r.Pattern != "" || r.RequestURI == "*":
 		// Routed already; or the mux answers 400 itself.
-		m.serve(w, r, r.Pattern, m.route(r.Pattern).api, m.next)
+		label = r.Pattern
+		api = m.route(label).api
 	default:
-		handler, pattern := m.mux.Handler(r)
-		rt := m.route(pattern)
-		if rt.wildcard {
-			m.serve(w, r, pattern, rt.api, m.next) // path values: the mux routes again
-			return
+		var handler http.Handler
+		handler, label = m.mux.Handler(r)
+		rt := m.route(label)
+		api = rt.api
+		if !rt.wildcard { // with path values, the mux routes again
+			r.Pattern = label // what the mux would set before calling handler
+			next = handler
 		}
-		r.Pattern = pattern // what the mux would set before calling handler
-		m.serve(w, r, pattern, rt.api, handler)
 	}
-}
-
-// serve admits or rejects one request labelled label, counted under api,
-// and hands an admitted one to next.
-func (m *middleware) serve(w http.ResponseWriter, r *http.Request, label string, api *controlpoint.API, next http.Handler) {
 	ticket, decision := api.Admit()
 	if decision != controlpoint.Accepted {
 		if m.rejected != nil {
