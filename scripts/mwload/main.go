@@ -101,7 +101,7 @@ func serve(args []string) {
 }
 
 // grpcLoad calls Check back to back on each of n connections for the
-// duration, and prints the calls completed per second.
+// duration, and prints the calls completed per second and in all.
 func grpcLoad(args []string) {
 	fs := flag.NewFlagSet("grpc-load", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:8403", "server address")
@@ -154,5 +154,5 @@ func grpcLoad(args []string) {
 	if failures.Load() > 0 {
 		log.Fatalf("mwload grpc-load: %d calls failed, the first with: %v", failures.Load(), firstFailure.Load())
 	}
-	fmt.Printf("%.0f calls/s\n", float64(calls.Load())/elapsed.Seconds())
+	fmt.Printf("%.0f calls/s, %d calls\n", float64(calls.Load())/elapsed.Seconds(), calls.Load())
 }
