@@ -334,7 +334,8 @@ func (a *API) Admit() (Ticket, Decision) {
 	if a != all {
 		t.apiAtt = a.att.Load()
 		if len(t.apiAtt.limiters) != 0 {
-			held, d := t.apiAtt.admit(now, proc, &v)
+			held, said, d := t.apiAtt.admit(now, proc)
+			v |= said
 			if d != Accepted {
 				t.apiAtt.arrive(proc, now, false)
 				if len(t.allAtt.taps) != 0 {
@@ -347,7 +348,8 @@ func (a *API) Admit() (Ticket, Decision) {
 		}
 	}
 	if len(t.allAtt.limiters) != 0 {
-		held, d := t.allAtt.admit(now, proc, &v)
+		held, said, d := t.allAtt.admit(now, proc)
+		v |= said
 		if d != Accepted {
 			if t.apiAtt != nil {
 				if t.apiHeld != 0 {
@@ -601,24 +603,26 @@ func (v verdict) outcome() Outcome {
 	return OutcomePassthrough
 }
 
-// admit asks every limiter and adds what they said to v. On a refusal it
-// releases what it acquired.
-func (at *attachments) admit(now int64, proc int, v *verdict) (held uint64, d Decision) {
+// admit asks every limiter, and returns the slots they hold and what they
+// said. On a refusal it releases what it acquired.
+func (at *attachments) admit(now int64, proc int) (held uint64, v verdict, d Decision) {
 	for i, l := range at.limiters {
 		ok, acquired, said := l.allow(now, proc)
-		*v |= said
+		v |= said
 		if acquired {
 			held |= 1 << uint(i)
 		}
 		if !ok {
-			at.release(held)
-			if l.Concurrency != nil {
-				return 0, ConcurrencyLimited
+			if held != 0 {
+				at.release(held)
 			}
-			return 0, RateLimited
+			if l.Concurrency != nil {
+				return 0, v, ConcurrencyLimited
+			}
+			return 0, v, RateLimited
 		}
 	}
-	return held, Accepted
+	return held, v, Accepted
 }
 
 func (at *attachments) release(held uint64) {
