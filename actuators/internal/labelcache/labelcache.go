@@ -60,11 +60,15 @@ func (c *Cache[V]) Get(label string) (v V, ok bool) {
 }
 
 // Put remembers v for label (this string: its bytes' address), unless the
-// label is empty or the cache holds MaxEntries labels already. A value put
-// for a label must stay right for as long as the cache lives.
+// label is empty or the cache holds MaxEntries labels already; once full,
+// it returns without locking. A value put for a label must stay right for
+// as long as the cache lives.
 func (c *Cache[V]) Put(label string, v V) {
 	if len(label) == 0 {
 		return
+	}
+	if t := c.table.Load(); t != nil && t.len >= MaxEntries {
+		return // full: callers that miss forever do not queue on mu
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -74,3 +74,17 @@ func TestGetDuringPutIsRaceFreeAndAllocationFree(t *testing.T) {
 		t.Fatalf("Get allocates %v times", allocs)
 	}
 }
+
+func TestAFullCacheNeitherGrowsNorAllocates(t *testing.T) {
+	var c Cache[int]
+	for i := range MaxEntries {
+		c.Put(fmt.Sprintf("/%d", i), i)
+	}
+	fresh := "/fresh"
+	if allocs := testing.AllocsPerRun(100, func() { c.Put(fresh, 1) }); allocs != 0 {
+		t.Fatalf("Put into a full cache allocates %v times", allocs)
+	}
+	if _, ok := c.Get(fresh); ok {
+		t.Fatal("a full cache took another label")
+	}
+}
