@@ -321,10 +321,11 @@ func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
 }
 
 // Admit decides one request counted under a, as ControlPoint.Admit does
-// for a request whose label API resolved to a. A caller that resolves its
-// labels once (a route's pattern, a gRPC method) and keeps the state skips
-// the label lookup; API never replaces the state it returned for a label
-// that has its own. It is lock-free and allocation-free.
+// for a request whose label API resolved to a. A caller that resolves a
+// label once (a route's pattern) and keeps the state skips the lookup on
+// every later request; API never replaces the state it returned for a
+// label that has its own (a.Label == label). It is lock-free and
+// allocation-free.
 func (a *API) Admit() (Ticket, Decision) {
 	all := a.cp.all
 	now := a.clock()      // the start time too: one clock read at admission
