@@ -71,9 +71,9 @@ func (r *Registry) Get(name string) *ControlPoint {
 		return cp
 	}
 	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations}
-	cp.all = newAPI(AllAPIs, r.clock)
+	cp.all = newAPI(cp, AllAPIs)
 	cp.all.labelled = &cp.apis
-	cp.overflow = newAPI(OverflowAPI, r.clock)
+	cp.overflow = newAPI(cp, OverflowAPI)
 	if r.durations.Load() {
 		cp.all.recordDurations()
 		cp.overflow.recordDurations()
@@ -233,7 +233,7 @@ func (cp *ControlPoint) listOverflow() *API {
 
 // add creates label's state; cp.mu must be held.
 func (cp *ControlPoint) add(label string) *API {
-	a := newAPI(label, cp.clock)
+	a := newAPI(cp, label)
 	if cp.durations.Load() {
 		a.recordDurations()
 	}
@@ -305,11 +305,10 @@ func (o Outcome) String() string {
 
 // Ticket is an admitted request. Done must be called exactly once.
 type Ticket struct {
-	api, all         *API
-	apiAtt, allAtt   *attachments
-	apiHeld, allHeld uint64 // concurrency slots held, one bit per limiter
+	api              *API
+	apiAtt, allAtt   *attachments // apiAtt is nil when api is the control point's own
+	apiHeld, allHeld uint64       // concurrency slots held, one bit per limiter
 	startNs          int64
-	clock            Clock
 }
 
 // Admit decides one request labelled label, counted as API(label) says.
@@ -318,76 +317,99 @@ type Ticket struct {
 // is bounded by MaxAPIs, MaxLabelLength and OverflowAPI. A request with a
 // tracked label takes no lock.
 func (cp *ControlPoint) Admit(label string) (Ticket, Decision) {
-	now := cp.clock()
+	return cp.API(label).Admit()
+}
+
+// Admit decides one request counted under a, as ControlPoint.Admit does
+// for a request whose label API resolved to a. A caller that resolves a
+// label once (a route's pattern) and keeps the state skips the lookup on
+// every later request; API never replaces the state it returned for a
+// label that has its own (a.Label == label). It is lock-free and
+// allocation-free.
+func (a *API) Admit() (Ticket, Decision) {
+	all := a.cp.all
+	now := a.clock()      // the start time too: one clock read at admission
 	proc := shard.Index() // for every counter this request adds to
-	all := cp.all
-	api := all
-	if label != "" && label != AllAPIs {
-		if a := (*cp.apis.Load())[label]; a != nil {
-			api = a
-		} else {
-			api = cp.untracked(label)
+	t := Ticket{api: a, allAtt: all.att.Load(), startNs: now}
+	var v verdict
+	if a != all {
+		t.apiAtt = a.att.Load()
+		if len(t.apiAtt.limiters) != 0 {
+			held, said, d := t.apiAtt.admit(now, proc)
+			v |= said
+			if d != Accepted {
+				t.apiAtt.arrive(proc, now, false)
+				if len(t.allAtt.taps) != 0 {
+					t.allAtt.arrive(proc, now, false)
+				}
+				a.count(proc, OutcomeRejected)
+				return Ticket{}, d
+			}
+			t.apiHeld = held
 		}
 	}
-	t := Ticket{api: api, all: all, startNs: now, clock: cp.clock}
-	t.allAtt = all.att.Load()
-	var v verdict
-	if api != all {
-		t.apiAtt = api.att.Load()
-		held, d := t.apiAtt.admit(now, proc, &v)
+	if len(t.allAtt.limiters) != 0 {
+		held, said, d := t.allAtt.admit(now, proc)
+		v |= said
 		if d != Accepted {
-			t.apiAtt.arrive(proc, now, false)
-			t.allAtt.arrive(proc, now, false)
-			api.count(proc, OutcomeRejected)
+			if t.apiAtt != nil {
+				if t.apiHeld != 0 {
+					t.apiAtt.release(t.apiHeld)
+				}
+				if len(t.apiAtt.taps) != 0 {
+					t.apiAtt.arrive(proc, now, false)
+				}
+			}
+			if len(t.allAtt.taps) != 0 {
+				t.allAtt.arrive(proc, now, false)
+			}
+			a.count(proc, OutcomeRejected)
 			return Ticket{}, d
 		}
-		t.apiHeld = held
+		t.allHeld = held
 	}
-	held, d := t.allAtt.admit(now, proc, &v)
-	if d != Accepted {
-		if t.apiAtt != nil {
-			t.apiAtt.release(t.apiHeld)
-			t.apiAtt.arrive(proc, now, false)
-		}
-		t.allAtt.arrive(proc, now, false)
-		api.count(proc, OutcomeRejected)
-		return Ticket{}, d
-	}
-	t.allHeld = held
-	if t.apiAtt != nil {
+	if t.apiAtt != nil && len(t.apiAtt.taps) != 0 {
 		t.apiAtt.arrive(proc, now, true)
 	}
-	t.allAtt.arrive(proc, now, true)
-	api.count(proc, v.outcome())
+	if len(t.allAtt.taps) != 0 {
+		t.allAtt.arrive(proc, now, true)
+	}
+	a.count(proc, v.outcome())
 	return t, Accepted
 }
 
 // Done finishes an admitted request; ok is false for a server error.
 func (t Ticket) Done(ok bool) {
-	if t.all == nil {
-		return
+	if t.allAtt != nil {
+		t.finish(ok, t.api.clock()-t.startNs)
 	}
-	t.DoneAfter(ok, time.Duration(t.clock()-t.startNs))
 }
 
 // DoneAfter finishes an admitted request whose latency was measured
 // elsewhere (a proxy in front that reports completions after the fact,
 // such as Envoy's access log). A negative latency counts as 0.
 func (t Ticket) DoneAfter(ok bool, latency time.Duration) {
-	if t.all == nil {
-		return
+	if t.allAtt != nil {
+		t.finish(ok, int64(latency))
 	}
-	latencyNs := max(int64(latency), 0)
-	proc := 0
-	if len(t.allAtt.taps) > 0 || (t.apiAtt != nil && len(t.apiAtt.taps) > 0) {
-		proc = shard.Index() // maybe not Admit's: the request may have moved
-	}
-	if t.apiAtt != nil {
+}
+
+// finish is Done and DoneAfter for an admitted request.
+func (t *Ticket) finish(ok bool, latencyNs int64) {
+	latencyNs = max(latencyNs, 0)
+	if t.apiHeld != 0 {
 		t.apiAtt.release(t.apiHeld)
-		t.apiAtt.done(proc, t.startNs, latencyNs, ok)
 	}
-	t.allAtt.release(t.allHeld)
-	t.allAtt.done(proc, t.startNs, latencyNs, ok)
+	if t.allHeld != 0 {
+		t.allAtt.release(t.allHeld)
+	}
+	if len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0) {
+		proc := shard.Index() // maybe not Admit's: the request may have moved
+		if t.apiAtt != nil {
+			t.apiAtt.done(proc, t.startNs, latencyNs, ok)
+		}
+		t.allAtt.done(proc, t.startNs, latencyNs, ok)
+	}
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
 	if h := t.api.durations.Load(); h != nil {
@@ -398,7 +420,8 @@ func (t Ticket) DoneAfter(ok bool, latency time.Duration) {
 // API is the state of one API label at a control point.
 type API struct {
 	Label     string
-	clock     Clock // the control point's, to stamp attached limiters
+	cp        *ControlPoint
+	clock     Clock // the control point's
 	att       atomic.Pointer[attachments]
 	durations atomic.Pointer[actuators.CumulativeHistogram] // nil until Registry.RecordDurations
 	mu        sync.Mutex
@@ -419,8 +442,8 @@ type outcomeShard struct {
 	_ [64 - 8*numOutcomes]byte
 }
 
-func newAPI(label string, clock Clock) *API {
-	a := &API{Label: label, clock: clock, outcomes: make([]outcomeShard, shard.Count())}
+func newAPI(cp *ControlPoint, label string) *API {
+	a := &API{Label: label, cp: cp, clock: cp.clock, outcomes: make([]outcomeShard, shard.Count())}
 	a.att.Store(&attachments{})
 	return a
 }
@@ -581,24 +604,26 @@ func (v verdict) outcome() Outcome {
 	return OutcomePassthrough
 }
 
-// admit asks every limiter and adds what they said to v. On a refusal it
-// releases what it acquired.
-func (at *attachments) admit(now int64, proc int, v *verdict) (held uint64, d Decision) {
+// admit asks every limiter, and returns the slots they hold and what they
+// said. On a refusal it releases what it acquired.
+func (at *attachments) admit(now int64, proc int) (held uint64, v verdict, d Decision) {
 	for i, l := range at.limiters {
 		ok, acquired, said := l.allow(now, proc)
-		*v |= said
+		v |= said
 		if acquired {
 			held |= 1 << uint(i)
 		}
 		if !ok {
-			at.release(held)
-			if l.Concurrency != nil {
-				return 0, ConcurrencyLimited
+			if held != 0 {
+				at.release(held)
 			}
-			return 0, RateLimited
+			if l.Concurrency != nil {
+				return 0, v, ConcurrencyLimited
+			}
+			return 0, v, RateLimited
 		}
 	}
-	return held, Accepted
+	return held, v, Accepted
 }
 
 func (at *attachments) release(held uint64) {

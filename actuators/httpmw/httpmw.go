@@ -5,6 +5,7 @@ package httpmw
 import (
 	"bufio"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/actuators/internal/labelcache"
 	"github.com/spillway-dev/spillway/actuators/internal/shard"
 )
 
@@ -63,52 +65,106 @@ func Wrap(cp *controlpoint.ControlPoint, next http.Handler, opts Options) http.H
 	if opts.RetryAfter <= 0 {
 		opts.RetryAfter = 1
 	}
-	retryAfter := []string{strconv.Itoa(opts.RetryAfter)}
-	serve := func(w http.ResponseWriter, r *http.Request, label string, next http.Handler) {
-		ticket, decision := cp.Admit(label)
-		if decision != controlpoint.Accepted {
-			if opts.Rejected != nil {
-				opts.Rejected(w, r, label, decision)
-			}
-			reject(w, opts.RejectStatus, retryAfter)
-			return
-		}
-		sw := newStatusWriter(w)
-		defer func() {
-			status := sw.finish()
-			if p := recover(); p != nil {
-				ticket.Done(false)
-				panic(p)
-			}
-			ticket.Done(status < 500)
-		}()
-		next.ServeHTTP(sw, r)
+	m := &middleware{
+		cp:           cp,
+		next:         next,
+		classify:     opts.Classifier,
+		rejectStatus: opts.RejectStatus,
+		retryAfter:   []string{strconv.Itoa(opts.RetryAfter)},
+		rejected:     opts.Rejected,
 	}
-	if classify := opts.Classifier; classify != nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			serve(w, r, classify(r), next)
-		})
+	m.mux, _ = next.(*http.ServeMux)
+	return m
+}
+
+// middleware is what Wrap returns.
+type middleware struct {
+	cp           *controlpoint.ControlPoint
+	next         http.Handler
+	mux          *http.ServeMux // next, when it is one
+	classify     func(*http.Request) string
+	rejectStatus int
+	retryAfter   []string
+	rejected     func(w http.ResponseWriter, r *http.Request, label string, d controlpoint.Decision)
+	// routes holds what each route pattern resolved to. A pattern is a
+	// string the mux keeps, the same on every request, so the cache finds
+	// it by address; and a label that has its own API state keeps it.
+	routes labelcache.Cache[route]
+}
+
+// route is what a pattern resolves to.
+type route struct {
+	api *controlpoint.API
+	// wildcard is set for a pattern with path values ({id}, {path...},
+	// {$}), which only the mux can give the handler.
+	wildcard bool
+}
+
+// route returns what pattern resolves to, remembering it when it cannot
+// change: a label with its own state (not AllAPIs for an empty pattern,
+// nor OverflowAPI for a label past the cap, which a policy may declare
+// later).
+func (m *middleware) route(pattern string) route {
+	if rt, ok := m.routes.Get(pattern); ok {
+		return rt
 	}
-	mux, _ := next.(*http.ServeMux)
-	if mux == nil {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			serve(w, r, r.Pattern, next)
-		})
+	rt := route{api: m.cp.API(pattern), wildcard: strings.IndexByte(pattern, '{') >= 0}
+	if rt.api.Label == pattern {
+		m.routes.Put(pattern, rt)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Pattern != "" || r.RequestURI == "*" {
-			// Routed already; or the mux answers 400 itself.
-			serve(w, r, r.Pattern, next)
-			return
+	return rt
+}
+
+// ServeHTTP admits or rejects the request, and hands an admitted one to
+// the handler.
+func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var label string
+	var api *controlpoint.API
+	next := m.next
+	switch {
+	case m.classify != nil:
+		label = m.classify(r)
+		api = m.cp.API(label)
+	case m.mux == nil || r.Pattern != "" || r.RequestURI == "*":
+		// Routed already; or the mux answers 400 itself.
+		label = r.Pattern
+		api = m.route(label).api
+	default:
+		var handler http.Handler
+		handler, label = m.mux.Handler(r)
+		rt := m.route(label)
+		api = rt.api
+		if !rt.wildcard { // with path values, the mux routes again
+			r.Pattern = label // what the mux would set before calling handler
+			next = handler
 		}
-		route, pattern := mux.Handler(r)
-		if strings.IndexByte(pattern, '{') >= 0 {
-			serve(w, r, pattern, next) // path values: the mux routes again
-			return
+	}
+	ticket, decision := api.Admit()
+	if decision != controlpoint.Accepted {
+		if m.rejected != nil {
+			m.rejected(w, r, label, decision)
 		}
-		r.Pattern = pattern // what the mux would set before calling route
-		serve(w, r, pattern, route)
-	})
+		reject(w, m.rejectStatus, m.retryAfter)
+		return
+	}
+	sw := newStatusWriter(w)
+	defer sw.abandon(&ticket)
+	next.ServeHTTP(sw, r)
+	ticket.Done(sw.finish() < 500)
+}
+
+// abandon finishes the request if next did not return: it panicked (the
+// panic goes on) or called runtime.Goexit. After finish it does nothing.
+func (s *statusWriter) abandon(ticket *controlpoint.Ticket) {
+	if s.w == nil {
+		return // finished
+	}
+	status := s.finish()
+	if p := recover(); p != nil {
+		ticket.Done(false)
+		panic(p)
+	}
+	ticket.Done(status < 500)
 }
 
 // ErrHandlerReturned is what Write returns once the handler it was given to
@@ -144,8 +200,10 @@ func reject(w http.ResponseWriter, status int, retryAfter []string) {
 // that a slab kept alive by one wrapper does not keep its neighbours'
 // responses alive.
 type statusWriter struct {
-	w      http.ResponseWriter
-	status int
+	w http.ResponseWriter
+	// status is the first status written, clamped to int32 (statusCode),
+	// which keeps the wrapper at 24 bytes.
+	status int32
 	// gate is closed (bit 31) by finish; the low bits count the calls
 	// forwarding to w, which finish waits out.
 	gate atomic.Uint32
@@ -153,14 +211,16 @@ type statusWriter struct {
 
 const gateClosed = 1 << 31
 
-// writerSlabSize is how many wrappers one allocation provides: 255 of 32
-// bytes and the counter fill an 8 KiB size class exactly.
-const writerSlabSize = 255
+// writerSlabSize is how many wrappers one allocation provides: 341 of 24
+// bytes and the counter fill an 8 KiB size class.
+const writerSlabSize = 341
 
-// writerSlab is a batch of wrappers, each handed out once; next counts
-// those handed out.
+// writerSlab is a batch of wrappers, each handed out once; taken counts
+// those handed out. A slab belongs to one processor's writerCache, and
+// only requests pinned to that processor (shard.Pin), one at a time, take
+// from it, so taken needs no read-modify-write atomic (see take).
 type writerSlab struct {
-	next    atomic.Uint32
+	taken   uint32
 	writers [writerSlabSize]statusWriter
 }
 
@@ -170,28 +230,46 @@ type writerCache struct {
 	_    [56]byte
 }
 
-// writerCaches hold a slab per processor (shard.Index), so that cores
-// handing out wrappers at once do not contend for one counter.
-var writerCaches = make([]writerCache, shard.Count())
+// writerCaches hold a slab per processor, indexed by its id, so that
+// cores handing out wrappers at once share nothing. There is one per
+// processor the process may have: GOMAXPROCS at start, or the CPU count if
+// larger (the most the runtime raises GOMAXPROCS to by itself).
+var writerCaches = make([]writerCache, max(runtime.GOMAXPROCS(0), runtime.NumCPU()))
 
 // newStatusWriter returns an unused wrapper around w.
 func newStatusWriter(w http.ResponseWriter) *statusWriter {
-	cache := &writerCaches[shard.Index()&(len(writerCaches)-1)]
-	var sw *statusWriter
-	if slab := cache.slab.Load(); slab != nil {
-		if i := slab.next.Add(1) - 1; i < writerSlabSize {
-			sw = &slab.writers[i]
+	if proc := shard.Pin(); proc < len(writerCaches) {
+		if slab := writerCaches[proc].slab.Load(); slab != nil {
+			if sw := slab.take(); sw != nil {
+				shard.Unpin()
+				sw.w = w
+				return sw
+			}
 		}
 	}
-	if sw == nil {
-		// Exhausted (or first use): start a slab. A racing goroutine may
-		// replace it at once; the rest of the loser's slab goes unused.
-		slab := &writerSlab{}
-		slab.next.Store(1)
-		cache.slab.Store(slab)
-		sw = &slab.writers[0]
+	shard.Unpin()
+	return newWriterSlab(w)
+}
+
+// newWriterSlab is newStatusWriter when the processor's slab is exhausted
+// (or it has none yet): it starts a slab and returns its first wrapper. The
+// slab is allocated unpinned, so that the allocation may assist the
+// garbage collector, then goes to the processor the goroutine is on by
+// then. On a processor beyond writerCaches (GOMAXPROCS set above the CPU
+// count after start), each wrapper is an allocation.
+func newWriterSlab(w http.ResponseWriter) *statusWriter {
+	if proc := shard.Pin(); proc >= len(writerCaches) {
+		shard.Unpin()
+		return &statusWriter{w: w}
 	}
+	shard.Unpin()
+	slab := &writerSlab{}
+	sw := slab.take()
 	sw.w = w
+	if proc := shard.Pin(); proc < len(writerCaches) {
+		writerCaches[proc].slab.Store(slab)
+	}
+	shard.Unpin()
 	return sw
 }
 
@@ -215,7 +293,14 @@ func (s *statusWriter) finish() int {
 		runtime.Gosched()
 	}
 	s.w = nil
-	return s.status
+	return int(s.status)
+}
+
+// statusCode is code as statusWriter keeps it: codes beyond int32 (which
+// net/http refuses anyway) are clamped, so that they still compare with
+// 500 as they did.
+func statusCode(code int) int32 {
+	return int32(min(max(code, math.MinInt32), math.MaxInt32))
 }
 
 func (s *statusWriter) Header() http.Header {
@@ -232,7 +317,7 @@ func (s *statusWriter) WriteHeader(code int) {
 	}
 	defer s.exit()
 	if s.status == 0 {
-		s.status = code
+		s.status = statusCode(code)
 	}
 	s.w.WriteHeader(code)
 }

@@ -28,6 +28,17 @@ func Index() int {
 	return id
 }
 
+// Pin is Index, keeping the caller on its processor until Unpin: meanwhile
+// no other goroutine runs on that processor, so state that only this
+// processor's requests touch (a slot per processor, indexed by the id) can
+// be read and written without read-modify-write atomics. The caller must
+// call Unpin soon, and must not block, allocate much or call Pin again
+// before it does.
+func Pin() int { return procPin() }
+
+// Unpin ends a Pin.
+func Unpin() { procUnpin() }
+
 // MaxShards bounds Count, so that memory per sharded object stays fixed on
 // machines with many cores; beyond it, processors share shards.
 const MaxShards = 16
