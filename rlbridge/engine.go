@@ -39,6 +39,7 @@ func Info(a engine.AgentAPI) APIInfo {
 		SLOMs: float64(a.SLO.Microseconds()) / 1e3, SustainableRPS: a.SustainableRPS,
 		LowerBound: a.LowerBound, UpperBound: a.UpperBound, RateLimit: a.RateLimit,
 		OfferedRPS: a.OfferedRPS, Mode: a.Mode(), LimitInForce: inForce(a.LimitInForce), Tick: a.Ticks,
+		Services: a.Services,
 	}
 	if a.Global != nil {
 		info.Global = &GlobalInfo{Key: a.Global.Key, Share: inForce(a.Global.Share)}
