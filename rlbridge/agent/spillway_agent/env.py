@@ -240,6 +240,25 @@ class SpillwayEnv(_EnvBase):
             self.client.set_rate(info["name"], rate)
             self.rates[info["name"]] = rate
 
+    def adopt(self, apis, rates, costs):
+        """Takes over ``apis`` (dicts of ``GET /apis``) in the middle of a
+        run, for a cluster that dynamic clusters formed
+        (:mod:`spillway_agent.clusters`): ``rates`` and ``costs`` are the
+        run's per-API dicts, shared with the other envs, and no rate is
+        posted. The history starts afresh, as after ``reset()``: the next
+        observation goes through ``_first``."""
+        self.cluster = None
+        self._select_apis(apis)
+        self.rates = rates
+        self.costs = costs
+        self.current_step = 0
+        self._prev_goodput = None
+        self._prev_feats = None
+        self._last_action = 0.0
+        self._latency = {}
+        self._goodput = {}
+        self.server_done = False
+
     def observe_reset(self, body):
         """The rest of ``reset(options={"defer_observe": True})`` from a
         ``POST /step`` answer (lockstep)."""
