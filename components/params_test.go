@@ -256,6 +256,7 @@ var baseParams = map[string]map[string]any{
 	"LatencyTargetController": {"target_latency": "100ms"},
 	"Variable":                {"value": 1},
 	"PromQL":                  {"query": "up"},
+	"ServiceOverload":         {"service": "db"},
 	"Arithmetic":              {"operator": "add"},
 	"Decider":                 {"operator": "gt"},
 	"FluxMeter":               {"selector": map[string]any{"control_point": "ingress"}},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/components"
 	"github.com/spillway-dev/spillway/engine"
 )
 
@@ -236,12 +237,11 @@ type ServiceLoad struct {
 	Overloaded bool
 }
 
-// The simulator's overload thresholds (ServiceLoad.Overloaded): a service
-// that keeps nine workers in ten busy is what binds its APIs' admission,
-// and a call that waits 10 ms there waits behind a queue.
+// The simulator's overload thresholds (ServiceLoad.Overloaded): those of
+// the ServiceOverload component, which serves the same verdict live.
 const (
-	OverloadUtilisation = 0.9
-	OverloadQueueingMs  = 10.0
+	OverloadUtilisation = components.DefaultOverloadUtilisation
+	OverloadQueueingMs  = components.DefaultOverloadQueueingMs
 )
 
 // serviceLoads samples every bounded service's load since the last
