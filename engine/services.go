@@ -22,16 +22,17 @@ type ServiceLoad struct {
 }
 
 // Services lists the service overload signals of the running policies, by
-// service name. A policy that has not ticked yet reports none.
-func (e *Engine) Services() []ServiceLoad {
-	var out []ServiceLoad
+// service name; a policy that has not ticked yet reports none. ok is false
+// when no running policy has a service overload signal at all.
+func (e *Engine) Services() (loads []ServiceLoad, ok bool) {
 	for _, r := range e.Policies() {
-		if loads := r.loads.Load(); loads != nil {
-			out = append(out, *loads...)
+		ok = ok || len(r.Circuit.loads) > 0
+		if l := r.loads.Load(); l != nil {
+			loads = append(loads, *l...)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
-	return out
+	sort.Slice(loads, func(i, j int) bool { return loads[i].Service < loads[j].Service })
+	return loads, ok
 }
 
 // publishLoads republishes r's service signals after a tick at now; r.mu

@@ -57,17 +57,18 @@ func nullable(v float64) *float64 {
 }
 
 // Services lists the engine's service overload signals (ServiceOverload
-// components), by name: an empty list when no policy has one.
-func (b EngineBackend) Services() []ServiceInfo {
+// components), by name; false when no running policy has one.
+func (b EngineBackend) Services() ([]ServiceInfo, bool) {
 	eng := b.Engine()
-	out := []ServiceInfo{}
 	if eng == nil {
-		return out
+		return nil, false
 	}
-	for _, l := range eng.Services() {
-		out = append(out, ServiceInfo{Name: l.Service, Utilisation: nullable(l.Utilisation), QueueingMs: nullable(l.QueueingMs), Overloaded: l.Overloaded})
+	loads, ok := eng.Services()
+	out := make([]ServiceInfo, len(loads))
+	for i, l := range loads {
+		out[i] = ServiceInfo{Name: l.Service, Utilisation: nullable(l.Utilisation), QueueingMs: nullable(l.QueueingMs), Overloaded: l.Overloaded}
 	}
-	return out
+	return out, ok
 }
 
 // Metrics reports an API's last complete tick. Reading it is not a contact

@@ -92,12 +92,14 @@ type ServiceInfo struct {
 	Overloaded bool `json:"overloaded"`
 }
 
-// ServiceBackend is a Backend that also reports per-service overload. The
-// handler answers GET /services with 404 for a Backend without it.
+// ServiceBackend is a Backend that may also report per-service overload.
+// The handler answers GET /services with 404 for a Backend without it.
 type ServiceBackend interface {
 	Backend
-	// Services lists the services with an overload signal, by name.
-	Services() []ServiceInfo
+	// Services lists the services with an overload signal, by name; false
+	// when the backend has no per-service signal at all (GET /services
+	// answers 404), as opposed to none known yet (an empty list).
+	Services() ([]ServiceInfo, bool)
 }
 
 // Backend is what the bridge serves: the engine, or the simulator's engine.
@@ -300,12 +302,15 @@ func (h *handler) writeAPIs(w http.ResponseWriter) {
 // serveServices answers GET /services with {"services": [...]}, or 404
 // when the backend has no per-service signals. It never changes state.
 func (h *handler) serveServices(w http.ResponseWriter, _ *http.Request) {
+	var services []ServiceInfo
 	sb, ok := h.backend.(ServiceBackend)
+	if ok {
+		services, ok = sb.Services()
+	}
 	if !ok {
-		writeError(w, http.StatusNotFound, "this backend reports no per-service overload")
+		writeError(w, http.StatusNotFound, "this backend reports no per-service overload (a policy reports it with ServiceOverload components: the topfull blueprint's config.services)")
 		return
 	}
-	services := sb.Services()
 	if services == nil {
 		services = []ServiceInfo{}
 	}

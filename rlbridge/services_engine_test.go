@@ -51,6 +51,12 @@ func TestServicesFromAFluxMeterPerService(t *testing.T) {
 	var services struct {
 		Services []ServiceInfo `json:"services"`
 	}
+	// An engine without ServiceOverload components has no signals: 404.
+	plain := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "plain.cue", strings.Replace(servicesPolicy,
+		`services: [{name: "db", control_point: "db", workers: 2}]`, "", 1))})
+	if rec := do(Handler(ForEngine(plain), nil, Options{}), "GET", "/services", "", ""); rec.Code != 404 {
+		t.Errorf("GET /services without signals: %d %s, want 404", rec.Code, rec.Body)
+	}
 	get("/services", &services)
 	if len(services.Services) != 0 {
 		t.Errorf("services before any tick: %+v, want none", services.Services)

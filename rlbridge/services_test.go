@@ -13,7 +13,7 @@ type serviceBackend struct {
 	services []ServiceInfo
 }
 
-func (b serviceBackend) Services() []ServiceInfo { return b.services }
+func (b serviceBackend) Services() ([]ServiceInfo, bool) { return b.services, b.services != nil }
 
 func ptr(v float64) *float64 { return &v }
 
@@ -43,15 +43,21 @@ func TestServicesOfABackendWithoutSignals(t *testing.T) {
 	if rec.Code != 404 || !strings.Contains(errorReason(t, rec), "no per-service overload") {
 		t.Errorf("GET /services: %d %s, want 404 naming the missing signals", rec.Code, rec.Body)
 	}
-	// No service yet is an empty list, not null.
+	// Nor does one that has none (ok false): the engine without a
+	// ServiceOverload component.
 	rec = do(Handler(serviceBackend{newFakeBackend(), nil}, nil, Options{}), "GET", "/services", "", "")
+	if rec.Code != 404 || !strings.Contains(errorReason(t, rec), "ServiceOverload") {
+		t.Errorf("GET /services: %d %s, want 404 naming ServiceOverload", rec.Code, rec.Body)
+	}
+	// No service known yet is an empty list, not null.
+	rec = do(Handler(serviceBackend{newFakeBackend(), []ServiceInfo{}}, nil, Options{}), "GET", "/services", "", "")
 	if rec.Code != 200 || rec.Body.String() != `{"services":[]}` {
 		t.Errorf("GET /services: %d %s, want 200 {\"services\":[]}", rec.Code, rec.Body)
 	}
 }
 
 func TestServicesRefusesOtherVerbsAndAuthenticates(t *testing.T) {
-	b := serviceBackend{newFakeBackend(), nil}
+	b := serviceBackend{newFakeBackend(), []ServiceInfo{}}
 	if rec := do(Handler(b, nil, Options{}), "POST", "/services", "{}", ""); rec.Code != 405 || rec.Header().Get("Allow") != "GET" {
 		t.Errorf("POST /services: %d (Allow %q), want 405 with Allow GET", rec.Code, rec.Header().Get("Allow"))
 	}

@@ -32,8 +32,8 @@ func TestSimServerReportsEachBoundedServiceLoad(t *testing.T) {
 	if err := srv.Reset(ctx, &seed); err != nil {
 		t.Fatal(err)
 	}
-	if got := srv.Backend().Services(); len(got) != 0 {
-		t.Errorf("services before the first step: %+v, want none", got)
+	if got, ok := srv.Backend().Services(); len(got) != 0 || !ok {
+		t.Errorf("services before the first step: %+v, %v; want none yet, and signals", got, ok)
 	}
 	// Every API at its upper bound (1.5 × its capacity alone), so the
 	// rate limits let browse's overload through to db.
@@ -69,7 +69,7 @@ func TestSimServerReportsEachBoundedServiceLoad(t *testing.T) {
 		t.Errorf("index at 1/8 of its capacity: %+v (utilisation %v, queueing %v ms); want about 0.125 and no queue", index, *index.Utilisation, *index.QueueingMs)
 	}
 	// GET /services answers what the last step did.
-	if got := srv.Backend().Services(); !slices.EqualFunc(got, last.Services, func(a, b rlbridge.ServiceInfo) bool {
+	if got, _ := srv.Backend().Services(); !slices.EqualFunc(got, last.Services, func(a, b rlbridge.ServiceInfo) bool {
 		return a.Name == b.Name && *a.Utilisation == *b.Utilisation && *a.QueueingMs == *b.QueueingMs && a.Overloaded == b.Overloaded
 	}) {
 		t.Errorf("GET /services %+v, want the last step's %+v", got, last.Services)

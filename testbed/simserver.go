@@ -70,14 +70,14 @@ type SimBackend struct {
 
 // Services is every bounded service's load over the last agent tick (the
 // one the last Step returned), in the app's order; none before the first
-// Step.
-func (b SimBackend) Services() []rlbridge.ServiceInfo {
+// Step. The simulator always has them.
+func (b SimBackend) Services() ([]rlbridge.ServiceInfo, bool) {
 	b.server.mu.Lock()
 	defer b.server.mu.Unlock()
 	if b.server.ep == nil {
-		return []rlbridge.ServiceInfo{}
+		return []rlbridge.ServiceInfo{}, true
 	}
-	return slices.Clone(b.server.ep.services)
+	return slices.Clone(b.server.ep.services), true
 }
 
 // serviceInfos converts the simulator's loads for the bridge.
