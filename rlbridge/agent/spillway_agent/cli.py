@@ -14,7 +14,6 @@ import time
 import numpy as np
 
 from .client import SpillwayClient, SpillwayError, SpillwayHTTPError, read_token_file
-from .apply import ACTION_HIGH
 from .clusters import UNLOADED, DynamicClusters, overloaded_services
 from .env import SpillwayEnv
 from .ppo import PPOAgent, evaluate, train
@@ -159,9 +158,10 @@ def _run_dynamic(args, client, policy, apply, obs_kind):
 
     def one_step(step):
         # The APIs that cross no overloaded service are raised freely, as
-        # TopFull's are; every overload cluster acts on the policy.
-        acted = {id(env): env.act(ACTION_HIGH if name == UNLOADED
-                                  else policy.predict(obs, env.slo_ms, deterministic=True))
+        # TopFull's are (SpillwayEnv.relax); every overload cluster acts on
+        # the policy.
+        acted = {id(env): env.relax() if name == UNLOADED
+                 else env.act(policy.predict(obs, env.slo_ms, deterministic=True))
                  for name, env, obs, _, _ in current}
         current[:] = observe(wait(), acted)
         reward = sum(r for *_, r, _ in current)

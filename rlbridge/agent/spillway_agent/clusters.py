@@ -13,7 +13,8 @@ the agent which services each API's calls cross (``services`` in
   no overloaded service still meet in one cluster when a third crosses an
   overloaded service of each);
 * APIs that cross no overloaded service form one cluster of their own, the
-  unloaded APIs, which the policy may raise freely;
+  unloaded APIs, which are raised freely: not by the policy but towards
+  their demand, by a bounded factor per step (``SpillwayEnv.relax``);
 * an API that lists no services keeps its static ``cluster``.
 
 :class:`DynamicClusters` keeps one :class:`~spillway_agent.env.SpillwayEnv`

@@ -151,6 +151,44 @@ class ReformTest(unittest.TestCase):
         self.assertEqual(env.cluster, "s2")
 
 
+class RecordingClient:
+    """Records set_rate calls."""
+
+    def __init__(self):
+        self.posts = []
+
+    def set_rate(self, name, rate):
+        self.posts.append((name, rate))
+
+
+class RelaxTest(unittest.TestCase):
+    def env(self, lockstep=True):
+        client = RecordingClient()
+        env = SpillwayEnv(client, apply="cost", max_steps=None, lockstep=lockstep, obs="v2")
+        apis = [dict(api("a", ["s"]), offered_rps=1000.0, goodput_rps=5.0),
+                dict(api("b", ["s"]), offered_rps=50.0),
+                dict(api("c", ["s"]), offered_rps=0.0)]
+        env.adopt(apis, {"a": 100.0, "b": 100.0, "c": 0.0}, {})
+        return env, client
+
+    def test_raises_towards_demand_by_a_bounded_step(self):
+        env, client = self.env()
+        self.assertEqual(env.relax(), 0.5)
+        # a: +25 % (1.1 × 1000 is far), though it delivered only 5/s of
+        # goodput; b: never lowered below its rate, though 1.1 × 50 is
+        # less; c: with no demand and a rate of 0, its lower bound.
+        self.assertEqual(env.rates, {"a": 125.0, "b": 100.0, "c": 10.0})
+        self.assertEqual(client.posts, [("a", 125.0), ("c", 10.0)])  # lock step: changes only
+        for _ in range(20):
+            env.relax()
+        self.assertEqual(env.rates["a"], 1000.0)  # the upper bound, below 1.1 × 1000
+
+    def test_wall_clock_posts_every_rate(self):
+        env, client = self.env(lockstep=False)
+        env.relax()
+        self.assertEqual([n for n, _ in client.posts], ["a", "b", "c"])
+
+
 def _model(d):
     path = os.path.join(d, "m.json")
     PPOAgent(seed=0, features={"obs": "v2"}).save(path)
