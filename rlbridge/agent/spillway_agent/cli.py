@@ -170,6 +170,12 @@ def _run_dynamic(args, client, policy, apply, obs_kind):
             rates = clusters.rates
             print(f"step {step}  clusters {' | '.join(f'{name}: {len(env.apis)}' for name, env, *_ in current)}  "
                   f"rate_sum {sum(rates.values()):.1f} req/s  re-forms {clusters.forms}", flush=True)
+            for name, env, *_ in current:
+                print(f"  cluster {name}  goodput {sum(env._goodput.values()):.1f} req/s  "
+                      f"p95 {max(env._latency.values(), default=0.0):.1f} ms  "
+                      f"action {env._last_action:+.3f}  rates "
+                      f"{' '.join(f'{n}={env.rates[n]:.0f}' for n in (a['name'] for a in env.apis))}",
+                      flush=True)
         return reward, done
 
     return _run_steps(args, one_step)
