@@ -9,7 +9,7 @@ import (
 func init() {
 	Register(Info{Type: "SLOConcurrencyController", New: func() Component { return &SLOConcurrencyController{} },
 		Params: []Param{sloInitialLimit, sloMinLimit, sloMaxLimit, sloMinGradient, sloSlowStartFactor,
-			sloUtilization, sloRTTTolerance, sloBaselineWindow, sloMinSamples, sloMaxWindow}})
+			sloUtilization, sloRTTTolerance, sloBaselineWindow, sloMinSamples, sloMaxWindow, sloRelearnAfter}})
 }
 
 // SLOConcurrencyController sets a concurrency limit that keeps queueing
@@ -25,7 +25,12 @@ func init() {
 // in_flight) (what the traffic actually used; at least min_limit):
 //
 //   - latency above setpoint (overload): limit ← base × max(min_gradient,
-//     setpoint/latency); slow start ends;
+//     setpoint/latency); slow start ends. Once the baseline is learned,
+//     only while rtt is over (1+rtt_tolerance)/2 × baseline (a queue a
+//     cut can drain), never deeper than that queue, and only if the
+//     setpoint is over (1+rtt_tolerance)/2 × the latency without a queue:
+//     a setpoint under the service's own latency cannot be met by
+//     admission;
 //   - rtt above rtt_tolerance × baseline while the limit binds (queueing
 //     the limit let in): limit ← base × g +
 //     √base with g = max(min_gradient, rtt_tolerance·baseline/rtt), Envoy's
@@ -47,7 +52,11 @@ func init() {
 // baseline_window (default 600 s, Gradient2's long window) that skips
 // queueing windows, so a standing queue does not become the new normal, and
 // decays by 5 % a window while it is more than twice the rtt, as Gradient2's
-// does after a long overload.
+// does after a long overload. A queueing run that has halved the limit and
+// still shows the same rtt after relearn_after more is the service's own
+// latency, not a queue (a slower dependency): its lowest rtt becomes the
+// baseline, on a lease that decays back to the one it replaced (relearn,
+// expireLease).
 // Once the baseline is past its warm-up, a window also lasts at least one
 // baseline rtt, so that each decision sees the effect of the one before:
 // a service slower than the tick is not cut again for a queue already cut.
@@ -66,23 +75,35 @@ type SLOConcurrencyController struct {
 	BaselineWindow  *Duration `json:"baseline_window"`
 	MinSamples      *float64  `json:"min_samples"`
 	MaxWindow       *Duration `json:"max_window"`
+	RelearnAfter    *Duration `json:"relearn_after"`
 
 	initial, minLimit, maxLimit, minGradient, slowStart, utilization, tolerance float64
 	alpha, samples                                                              float64
 	minSamples                                                                  float64
-	maxWindowTicks, interval                                                    float64
+	maxWindowTicks, interval, relearnTicks                                      float64
 
 	// The window being gathered: ticks, completions, Σ rtt·completions,
 	// the highest latency of its ticks, and whether the limit bound.
 	winTicks, winN, winRTT, winLatency float64
 	winBinding                         bool
 
-	limit       float64
-	baseline    float64
+	limit    float64
+	baseline float64
+	// latencyBase is the baseline of latency_ms, learned with it.
+	latencyBase float64
+	// settled is the baseline a relearn replaced, while the relearned one
+	// is on lease (expireLease), and relearns counts the relearns since.
+	settled     float64
+	relearns    int
 	slowStartOn bool
 	started     bool
 	// firstWindowSeen is set once a window with an rtt has closed.
 	firstWindowSeen bool
+	// A run of queueing windows is on (streak): the limit and rtt when it
+	// began, and the ticks, tick-weighted rtt sum and lowest rtt of its
+	// windows at half that limit or less.
+	streak                                                    bool
+	streakLimit, streakRTT, streakTicks, streakSum, streakMin float64
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -107,6 +128,7 @@ var (
 	sloBaselineWindow  = Param{Name: "baseline_window", Kind: DurationKind, Default: 600 * time.Second, Range: Above(0)}
 	sloMinSamples      = Param{Name: "min_samples", Default: 50.0, Range: AtLeast(1)}
 	sloMaxWindow       = Param{Name: "max_window", Kind: DurationKind, Default: 2 * time.Second, Range: Above(0)}
+	sloRelearnAfter    = Param{Name: "relearn_after", Kind: DurationKind, Default: 3 * time.Second, Range: Above(0)}
 )
 
 // Provision applies the defaults and checks the parameters.
@@ -138,7 +160,12 @@ func (c *SLOConcurrencyController) Provision(env Env) error {
 	case c.initial < c.minLimit || c.initial > c.maxLimit:
 		return errors.New("initial_limit must be within [min_limit, max_limit]")
 	}
+	relearn, err := sloRelearnAfter.Duration(c.RelearnAfter)
+	if err != nil {
+		return err
+	}
 	c.maxWindowTicks = float64(maxWindow.Ticks(env.Interval))
+	c.relearnTicks = float64(relearn.Ticks(env.Interval))
 	c.interval = env.Interval.Seconds()
 	c.alpha = 2 / float64(window.Ticks(env.Interval)+1)
 	return nil
@@ -158,6 +185,77 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 	return c.samples >= baselineWarmup && c.winTicks*c.interval*1000 < c.baseline
 }
 
+// relearn counts a queueing window into the current run of them and, once
+// the run has cut the limit to half of what it was when the run began (or
+// to the floor that cuts by min_gradient with √limit of headroom settle
+// at), lasted relearn_after more, and the rtt of those last windows is on
+// average still at least 0.8 of the run's first, takes their lowest rtt as
+// the baseline, restarts slow start, and reports that it did. A queue
+// shrinks when the limit does; an rtt that does not fall as the limit
+// halves is not a queue: the service's own latency rose (a slower
+// dependency), and the baseline must follow it, or the limit falls to
+// Little's law's share of a latency that no cut can lower. Slow start then
+// finds the limit the new latency needs. A limit that hovers at the
+// queueing threshold, cut a little and grown back, is a queue the
+// controller holds, and teaches the baseline nothing.
+func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
+	if !c.streak {
+		c.streak, c.streakLimit, c.streakRTT = true, c.limit, rtt
+		c.streakTicks, c.streakSum, c.streakMin = 0, 0, Invalid
+	}
+	// Cutting by min_gradient and adding √limit settles at
+	// (1/(1-min_gradient))²: a limit that low is cut as far as it goes.
+	floor := math.Max(c.minLimit, 1.1/((1-c.minGradient)*(1-c.minGradient)))
+	if c.limit > c.streakLimit/2 && c.limit > floor {
+		return false
+	}
+	if !(c.streakMin <= rtt) {
+		c.streakMin = rtt
+	}
+	c.streakTicks += ticks
+	c.streakSum += ticks * rtt
+	if c.samples < baselineWarmup || c.streakTicks < c.relearnTicks {
+		return false
+	}
+	if c.streakSum/c.streakTicks < 0.8*c.streakRTT {
+		// The rtt fell with the limit: a queue, and the cuts work.
+		c.streak = false
+		return false
+	}
+	if IsValid(c.latencyBase) && c.baseline > 0 {
+		c.latencyBase *= c.streakMin / c.baseline
+	}
+	if !IsValid(c.settled) {
+		c.settled, c.relearns = c.baseline, 0
+	}
+	c.relearns++
+	if c.relearns >= relearnsToSettle {
+		c.settled = Invalid // the latency stayed up: it is the new normal
+	}
+	c.baseline, c.streak, c.slowStartOn = c.streakMin, false, true
+	return true
+}
+
+// relearnsToSettle is how many relearns in a row, each before the last
+// one's lease ran out, make a relearned baseline the settled one.
+const relearnsToSettle = 2
+
+// expireLease lets a relearned baseline decay back towards the settled one
+// it replaced, by e every 10 × relearn_after: under a standing queue no
+// window shows the latency without one, so only a baseline that must be
+// learned again can find out that the dependency is fast again. While it
+// is still slow, the decayed baseline reads its latency as a queue once
+// more, and halving the limit relearns it within relearn_after.
+func (c *SLOConcurrencyController) expireLease(ticks float64) {
+	if !IsValid(c.settled) || !IsValid(c.baseline) {
+		return
+	}
+	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/(10*c.relearnTicks))
+	if c.baseline < 1.05*c.settled {
+		c.baseline, c.settled = c.settled, Invalid
+	}
+}
+
 // binds reports whether the limit constrains traffic: in flight at least
 // utilization × limit, or no room for one more request.
 func (c *SLOConcurrencyController) binds(inFlight float64) bool {
@@ -168,7 +266,8 @@ func (c *SLOConcurrencyController) binds(inFlight float64) bool {
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	latency, setpoint, inFlight, oldest, rtt, completedRps := in[0], in[1], in[2], in[3], in[4], in[5]
 	if !c.started {
-		c.limit, c.slowStartOn, c.baseline, c.started = c.initial, true, Invalid, true
+		c.limit, c.slowStartOn, c.baseline, c.latencyBase, c.started = c.initial, true, Invalid, Invalid, true
+		c.settled = Invalid
 		c.winLatency = Invalid
 	}
 	// Gather the tick into the window: a decision needs min_samples
@@ -205,6 +304,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			windowRTT = c.winRTT / c.winN
 		}
 	}
+	windowTicks := c.winTicks
 	c.winTicks, c.winN, c.winRTT, c.winLatency, c.winBinding = 0, 0, 0, Invalid, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest
@@ -219,10 +319,40 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// the service's own doing (or noise), and cutting would starve traffic
 	// the limit was never constraining.
 	queueing := binding && IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > c.tolerance*c.baseline
+	if queueing && c.relearn(rtt, windowTicks) {
+		queueing = rtt > c.tolerance*c.baseline
+	}
+	if !queueing {
+		c.streak = false
+	}
+	// Latency over the setpoint is an overload from the first tick. Once
+	// the baseline is learned, only while the rtt shows a queue (half the
+	// tolerance over the baseline) that a cut can drain, and only if the
+	// setpoint leaves that much room over the latency without a queue
+	// (latency_base): a setpoint under the latency of the slowest APIs
+	// (the tightest SLO of APIs whose latencies differ tenfold) cannot be
+	// met by admission, and would otherwise cut the limit to min_limit.
+	learned := c.samples >= baselineWarmup && IsValid(rtt)
+	overSetpoint := IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint &&
+		(!learned || (rtt > (1+c.tolerance)/2*c.baseline && !(setpoint < (1+c.tolerance)/2*c.latencyBase)))
 	switch {
-	case IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint:
-		c.limit = base * math.Max(c.minGradient, setpoint/latency)
-		c.slowStartOn, overload = false, 1
+	case overSetpoint:
+		g := setpoint / latency
+		if c.samples >= baselineWarmup && IsValid(rtt) {
+			// No deeper than the cut that would drain the queue.
+			g = math.Max(g, (1+c.tolerance)/2*c.baseline/rtt)
+		}
+		c.limit = base * math.Max(c.minGradient, g)
+		if learned || !IsValid(rtt) {
+			c.slowStartOn = false
+		} else {
+			// Before the baseline can tell a queue from a setpoint under
+			// the service's own latency, hold no lower than the initial
+			// limit, which keeps a queue short whatever the service, and
+			// leave slow start to the baseline's verdict.
+			c.limit = math.Max(c.limit, math.Min(c.initial, base))
+		}
+		overload = 1
 	case queueing:
 		c.limit = base*math.Max(c.minGradient, c.tolerance*c.baseline/rtt) + math.Sqrt(base)
 		c.slowStartOn, overload = false, 1
@@ -254,12 +384,19 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			if !(rtt >= c.baseline) {
 				c.baseline = rtt
 			}
+			if IsValid(latency) && !(latency >= c.latencyBase) {
+				c.latencyBase = latency
+			}
 		case !queueing:
+			if IsValid(latency) && IsValid(c.latencyBase) {
+				c.latencyBase += c.alpha * (latency - c.latencyBase)
+			}
 			c.baseline += c.alpha * (rtt - c.baseline)
 			if c.baseline > 2*rtt {
 				c.baseline *= 0.95 // recovering from a long overload, as Gradient2
 			}
 		}
 	}
+	c.expireLease(windowTicks)
 	out[0], out[1], out[2] = c.limit, overload, c.baseline
 }

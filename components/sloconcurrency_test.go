@@ -210,3 +210,99 @@ func TestSLOConcurrencyControllerRejectsBadParameters(t *testing.T) {
 		}
 	}
 }
+
+// A service in front of 8 workers, always offered more than its limit: the
+// rtt is its own latency plus, past 8 in flight, a queue of 2 ms per
+// request. Cutting the limit drains that queue; it cannot lower the own
+// latency. The controller must learn a rise of the own latency (a slower
+// dependency: 20 → 60 ms) within relearn_after and grow the limit back,
+// and must never learn the queue.
+func TestSLOConcurrencyControllerRelearnsOnlyWhatNoCutLowers(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	run := func(own float64, ticks int) (limit, baseline float64) {
+		for range ticks {
+			limit := out[0]
+			if limit == 0 {
+				limit = 8
+			}
+			rtt := own + 2*math.Max(0, limit-8)
+			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000}, out)
+		}
+		return out[0], out[2]
+	}
+	if _, b := run(20, 300); math.Abs(b-20) > 1e-9 {
+		t.Fatalf("baseline %.1f ms after 30 s at 20 ms, want 20", b)
+	}
+	// The queue alone: 2 ms per request past 8 reads as queueing once the
+	// limit passes 23, and each cut drains it.
+	for range 10 {
+		if _, b := run(20, 100); b > 21 {
+			t.Fatalf("the baseline learned a queue that cuts drain: %.1f ms", b)
+		}
+	}
+	// The own latency triples: every window reads as queueing and no cut
+	// lowers it.
+	l, b := run(60, 30)
+	if b > 21 {
+		t.Fatalf("baseline %.1f ms 3 s into the shift, before relearn_after had passed through cuts", b)
+	}
+	if l > 8 {
+		t.Fatalf("limit %.1f 3 s into the shift, want it cut", l)
+	}
+	l, b = run(60, 50)
+	if b < 45 || b > 65 {
+		t.Fatalf("baseline %.1f ms 8 s into a shift to 60 ms, want it relearned near 60 (and decaying on its lease)", b)
+	}
+	if l < 20 {
+		t.Fatalf("limit %.1f 8 s into the shift, want it grown back past the 8 workers' queue", l)
+	}
+	// The dependency is fast again: the relearned baseline's lease runs
+	// out and the settled 20 ms returns.
+	if _, b = run(20, 1200); b > 21 {
+		t.Fatalf("baseline %.1f ms 2 minutes after the latency returned to 20 ms, want 20", b)
+	}
+	// A shift that lasts: the decayed baseline reads it as a queue again,
+	// halving relearns it, and the second relearn settles it.
+	run(60, 1200)
+	for range 60 {
+		if _, b = run(60, 10); b < 55 || b > 65 {
+			t.Fatalf("baseline %.1f ms 2–3 minutes into a lasting shift to 60 ms, want it settled near 60", b)
+		}
+	}
+}
+
+// A setpoint under the service's own latency (the tightest SLO of APIs
+// whose latencies differ tenfold: p90 40 ms without a queue, setpoint
+// 10 ms) cannot be met by admission. Once the baseline is learned the
+// controller ignores it and keeps the limit where the queue shows (8
+// workers, 2 ms per request past them); cutting by setpoint/latency, as
+// before, took the limit to min_limit and the service to one request at a
+// time.
+func TestSLOConcurrencyControllerIgnoresASetpointUnderTheOwnLatency(t *testing.T) {
+	for _, tc := range []struct {
+		setpoint float64
+		min, max float64
+	}{
+		{10, 10, 30},   // infeasible: as without a setpoint (17.7)
+		{60, 10, 14.5}, // feasible: p90 = 2·rtt ≤ 60 holds rtt near 30, L near 13
+	} {
+		c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
+		out := make([]float64, 3)
+		lowest := math.Inf(1)
+		for i := range 600 {
+			limit := out[0]
+			if limit == 0 {
+				limit = 8
+			}
+			rtt := 20 + 2*math.Max(0, limit-8)
+			c.Execute([]float64{2 * rtt, tc.setpoint, limit, 0, rtt, 1000}, out)
+			if i >= 100 {
+				lowest = math.Min(lowest, out[0])
+			}
+		}
+		if lowest < tc.min || out[0] > tc.max {
+			t.Errorf("setpoint %v ms: limit fell to %.1f and ends at %.1f, want within [%v, %v]", tc.setpoint, lowest, out[0], tc.min, tc.max)
+		}
+	}
+}

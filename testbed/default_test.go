@@ -2,7 +2,9 @@ package testbed
 
 import (
 	"context"
+	"math"
 	"testing"
+	"time"
 )
 
 // The default policy's goals (GoalMisses), asserted on a small
@@ -78,5 +80,50 @@ func TestGoalMissesCanFail(t *testing.T) {
 		if m.Goal == GoalSteadyP99 && !m.Infeasible {
 			t.Errorf("p99 miss the oracle shares not marked infeasible: %s", m.Detail)
 		}
+	}
+}
+
+// A dependency that answers later holds no worker: the app serves as much
+// as before, only slower. The default reads the first rise as a queue and
+// cuts; once halving the limit has not lowered the rtt for relearn_after,
+// it takes the new latency as the baseline and grows the limit back.
+// Without that it kept 0.67–0.73 of proportional over these runs, about
+// 0.16 of capacity while the dependency was slow.
+func TestDefaultPolicyFollowsASlowerDependency(t *testing.T) {
+	templates := loadPolicy(t, "../policies/default.cue")
+	for _, appName := range []string{"two-tier", "hetero-cost"} {
+		t.Run(appName, func(t *testing.T) {
+			t.Parallel()
+			app, err := BuiltinApp(appName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := NewScenario("slow-dependency", app, ScenarioOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
+				Policy: Policy{Name: "default", Templates: templates}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.GoodputRatio < 0.9 {
+				t.Errorf("goodput %.2f of proportional over the scenario, want ≥ 0.9", r.GoodputRatio)
+			}
+			// The dependency was slow: even the fastest half of the
+			// answers took the extra time in the middle third.
+			extra := app.slowDependencyExtra()
+			p50 := func(t0 int) float64 {
+				for _, s := range r.Seconds {
+					if s.T == t0 {
+						return s.P50Ms
+					}
+				}
+				return math.NaN()
+			}
+			if during := p50(30); !(during >= float64(extra/time.Millisecond)) {
+				t.Errorf("p50 %.1f ms in the slow third, want ≥ the extra %v", during, extra)
+			}
+		})
 	}
 }

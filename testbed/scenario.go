@@ -33,6 +33,10 @@ type Scenario struct {
 	Steps []Step
 	// Changes alter the app during the run, in time order.
 	Changes []WorkerChange
+	// Delays add latency at unbounded services during the run, in time
+	// order: no capacity changes, only the time a request takes. Only the
+	// virtual driver applies them.
+	Delays []DelayChange
 	// Retries is how many times a client retries a request that was
 	// rejected or timed out (0: never), after a backoff of RetryBackoff·2ᵏ
 	// before the k-th retry (from 0), jittered by ±50 %. A request and its
@@ -59,6 +63,15 @@ type WorkerChange struct {
 	At      time.Duration // from the start of the run
 	Service string
 	Workers int
+}
+
+// DelayChange sets the extra time every call at an unbounded service takes
+// from time At on (0 removes it). The extra time holds no worker, so the
+// app's capacity is unchanged: a slower dependency, not an overload.
+type DelayChange struct {
+	At      time.Duration // from the start of the run
+	Service string
+	Extra   time.Duration
 }
 
 // ScenarioOptions parameterise NewScenario; zero fields take defaults.
@@ -90,6 +103,8 @@ var scenarioKinds = []struct {
 	{"cold-start", 3, "LOAD× (default 3) from the very first second: no warm-up, so nothing was learned on a healthy app", buildSteady, true},
 	{"retry-storm", 2, "0.8× for 20% of the duration, LOAD× (default 2) for 20%, 0.8× for 60%; clients retry rejected and timed-out requests up to 3 times, backing off 100 ms·2ᵏ ± 50 %", buildRetryStorm, false},
 	{"slow-drift", 0.8, "LOAD× (default 0.8); over the first half, the most shared service loses half its workers one by one; at three quarters they all return", buildSlowDrift, false},
+	{"mix-shift", 2, "LOAD× (default 2) of the capacity at the offered mix throughout; from a third to two thirds of the duration the costliest API makes up 80% of the requests", buildMixShift, false},
+	{"slow-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration every request takes longer at the entry (twice the app's mean latency without a queue, at most a quarter of the tightest SLO), holding no worker: latency rises, capacity does not (virtual only)", buildSlowDependency, false},
 }
 
 // ScenarioNames lists the known scenarios.
@@ -253,6 +268,74 @@ func buildSlowDrift(b *scenarioBuilder) {
 	b.mark(back)
 }
 
+// buildMixShift moves the mix to the costliest API (the most time at
+// bounded services per request) for the middle third, at the same multiple
+// of the capacity at each mix: no capacity changes, but every request
+// takes longer on average. A controller that reads a longer mean latency
+// as a queue cuts admission that the app could serve.
+func buildMixShift(b *scenarioBuilder) {
+	costliest, most := 0, -1.0
+	for i := range b.app.APIs {
+		var cost float64
+		for s, d := range b.app.demand(i) {
+			if b.app.Services[s].Workers > 0 {
+				cost += d
+			}
+		}
+		if cost > most {
+			costliest, most = i, cost
+		}
+	}
+	shifted := make([]float64, len(b.app.APIs))
+	for i := range shifted {
+		shifted[i] = 0.2 / float64(max(len(shifted)-1, 1))
+	}
+	shifted[costliest] = 0.8
+	if len(shifted) == 1 {
+		shifted[costliest] = 1
+	}
+	scale := b.app.scale(shifted, b.app.workers())
+	for i := range shifted {
+		shifted[i] *= b.s.Load * scale
+	}
+	first := b.fraction(1.0 / 3)
+	b.step(first, b.mix(b.s.Load))
+	b.mark(b.end)
+	b.step(b.fraction(2.0/3)-first, shifted)
+	b.mark(b.end)
+	b.step(b.s.Duration-b.fraction(2.0/3), b.mix(b.s.Load))
+}
+
+// buildSlowDependency makes the entry slower for the middle third of the
+// duration, as a dependency that answers late would, without taking any
+// capacity away: the latency rises but the app serves as much as before.
+// A controller that reads every latency rise as a queue cuts admission
+// that the app could serve.
+func buildSlowDependency(b *scenarioBuilder) {
+	b.step(b.s.Duration, b.mix(b.s.Load))
+	extra := b.app.slowDependencyExtra()
+	from, to := b.s.Warmup+b.fraction(1.0/3), b.s.Warmup+b.fraction(2.0/3)
+	b.s.Delays = append(b.s.Delays, DelayChange{At: from, Service: b.app.Entry, Extra: extra}, DelayChange{At: to, Service: b.app.Entry})
+	b.mark(from)
+	b.mark(to)
+}
+
+// slowDependencyExtra is slow-dependency's extra time: twice the mean
+// no-queue latency of the nominal mix, at most a quarter of the tightest
+// SLO, so that answers stay within their SLO and goodput stays possible.
+func (a App) slowDependencyExtra() time.Duration {
+	weights := a.Weights()
+	var mean float64
+	tightest := time.Duration(math.MaxInt64)
+	for i, api := range a.APIs {
+		for _, c := range api.Calls {
+			mean += weights[i] * c.Time.Mean.Seconds()
+		}
+		tightest = min(tightest, api.SLO)
+	}
+	return min(time.Duration(2*mean*float64(time.Second)), tightest/4).Round(time.Millisecond)
+}
+
 // retryStormRetries and retryStormBackoff are the clients of retry-storm:
 // three retries, after 100, 200 and 400 ms, each ± 50 %.
 const (
@@ -352,6 +435,11 @@ func (s Scenario) validate(app App) error {
 	for i, c := range s.Changes {
 		if app.serviceIndex(c.Service) < 0 || c.Workers < 0 {
 			return fmt.Errorf("scenario %s: Changes[%d]: service %q workers %d: no such service or negative workers", s.Name, i, c.Service, c.Workers)
+		}
+	}
+	for i, d := range s.Delays {
+		if k := app.serviceIndex(d.Service); k < 0 || app.Services[k].Workers != 0 || d.Extra < 0 {
+			return fmt.Errorf("scenario %s: Delays[%d]: service %q extra %v: want an unbounded service and extra >= 0", s.Name, i, d.Service, d.Extra)
 		}
 	}
 	return nil

@@ -114,6 +114,40 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 				t.Errorf("Marks = %v, want [5s 50s]: the start and the recovery", s.Marks)
 			}
 		}},
+		{"mix-shift", func(t *testing.T, s Scenario) {
+			// checkout calls four bounded services: the costliest per
+			// request of boutique's APIs.
+			checkout := 3
+			if app.APIs[checkout].Name != "checkout" {
+				t.Fatalf("API %d is %s, want checkout", checkout, app.APIs[checkout].Name)
+			}
+			expectLoad(t, total(s, sec(24)), 2, "before the shift")
+			expectLoad(t, total(s, sec(46)), 2, "after the shift")
+			shifted := s.ratesAt(sec(30))
+			var sum float64
+			for _, r := range shifted {
+				sum += r
+			}
+			expectLoad(t, shifted[checkout]/sum, 0.8, "checkout's share during the shift")
+			// 2× the capacity at the shifted mix: every bounded service
+			// fits at half the rates, the busiest exactly.
+			expectLoad(t, app.scale(shifted, app.workers()), 0.5, "the shifted load's scale to capacity")
+			if len(s.Marks) != 3 || s.Marks[1] != sec(25) || s.Marks[2] != sec(45) {
+				t.Errorf("Marks = %v, want [5s 25s 45s]", s.Marks)
+			}
+		}},
+		{"slow-dependency", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(30)), 2, "slow dependency")
+			// Twice the mean no-queue latency would be more than a quarter
+			// of home's 100 ms SLO.
+			want := []DelayChange{{At: sec(25), Service: "frontend", Extra: 25 * time.Millisecond}, {At: sec(45), Service: "frontend"}}
+			if len(s.Delays) != 2 || s.Delays[0] != want[0] || s.Delays[1] != want[1] {
+				t.Errorf("Delays = %+v, want %+v", s.Delays, want)
+			}
+			if len(s.Changes) != 0 {
+				t.Errorf("Changes = %+v, want none: the app keeps its workers", s.Changes)
+			}
+		}},
 	}
 	if len(tests) != len(ScenarioNames()) {
 		t.Fatalf("%d scenarios tested, %d exist", len(tests), len(ScenarioNames()))
@@ -150,7 +184,7 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		opts     ScenarioOptions
 		want     string
 	}{
-		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift)`},
+		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift, mix-shift, slow-dependency)`},
 		{"too short", "steady", ScenarioOptions{Duration: 5 * time.Second}, "duration 5s: must be >= 10s"},
 		{"fractional", "steady", ScenarioOptions{Duration: 10500 * time.Millisecond}, "must be whole seconds"},
 		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},

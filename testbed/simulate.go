@@ -45,6 +45,9 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	if cfg.Scenario.Retries > 0 && !cfg.Virtual {
 		return Report{}, fmt.Errorf("scenario %s: client retries need the virtual driver (--virtual)", cfg.Scenario.Name)
 	}
+	if len(cfg.Scenario.Delays) > 0 && !cfg.Virtual {
+		return Report{}, fmt.Errorf("scenario %s: a slower dependency is modelled only by the virtual driver (--virtual)", cfg.Scenario.Name)
+	}
 	if cfg.Policy.Dagor && !cfg.Virtual {
 		return Report{}, fmt.Errorf("policy %s sheds inside the app's services, which only the virtual driver models (--virtual)", cfg.Policy.Name)
 	}

@@ -93,6 +93,7 @@ type virtualCall struct {
 type virtualService struct {
 	bounded bool
 	workers int
+	extra   int64 // added to every call's time (DelayChange), in ns
 	busy    int
 	queue   ring[int32]
 	dagor   *dagorShedder // nil unless the policy is DagorPolicy
@@ -139,6 +140,9 @@ type appChange struct {
 	at      int64
 	service int // -1 for an oracle update
 	workers int
+	// delay marks a DelayChange: the service's extra time becomes extra.
+	delay bool
+	extra int64
 }
 
 // Streams of the seeded RNGs, one per purpose and API, kept apart so that
@@ -186,6 +190,9 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 	}
 	for _, c := range s.Changes {
 		v.changes = append(v.changes, appChange{at: int64(c.At), service: app.serviceIndex(c.Service), workers: c.Workers})
+	}
+	for _, d := range s.Delays {
+		v.changes = append(v.changes, appChange{at: int64(d.At), service: app.serviceIndex(d.Service), delay: true, extra: int64(d.Extra)})
 	}
 	if p.Static {
 		v.optimal = p.Optimal
@@ -393,6 +400,10 @@ func (v *virtualRun) change(c appChange) error {
 		return applyStatic(v.eng, v.app, v.scenario, time.Duration(c.at), v.optimal)
 	}
 	s := &v.services[c.service]
+	if c.delay {
+		s.extra = c.extra
+		return nil
+	}
 	s.account(v.now)
 	s.workers = c.workers
 	v.dispatch(s)
@@ -491,7 +502,7 @@ func (v *virtualRun) start(idx int32) {
 		}
 	}
 	v.timeSource.Seed(r.demand, mix64(r.demand+uint64(r.call)))
-	v.calls.push(completion{at: v.now + int64(call.time.Sample(v.times)), req: idx})
+	v.calls.push(completion{at: v.now + int64(call.time.Sample(v.times)) + v.services[call.service].extra, req: idx})
 }
 
 // dispatch hands free workers of s to queued requests, skipping abandoned ones.

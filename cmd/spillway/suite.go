@@ -22,7 +22,7 @@ import (
 // otherwise: no protection, both oracles, the shipped adaptive ones and
 // the in-app DAGOR baseline. topfull is not among them (it needs its agent,
 // and its Python, and runs slower), but --policies can name it.
-const suitePolicies = "none,static,static-optimal,default,gradient2,vegas,envoy-gradient,latency-aimd,latency-aimd-fast,latency-target,mimd,dagor"
+const suitePolicies = "none,static,static-optimal,default,default-slo,gradient2,vegas,envoy-gradient,latency-aimd,latency-aimd-fast,latency-target,mimd,dagor"
 
 // suiteFlags are the options of bench --suite.
 type suiteFlags struct {
@@ -38,7 +38,7 @@ func (s *suiteFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&s.apps, "apps", strings.Join(testbed.AppNames(), ","), "with --suite: the apps, built-in names, random:SEED or .json files")
 	fs.StringVar(&s.scenarios, "scenarios", strings.Join(testbed.ScenarioNames(), ","), "with --suite: the scenarios of --apps")
 	fs.IntVar(&s.random, "random", 20, "with --suite: how many random apps (random:1 to random:N)")
-	fs.StringVar(&s.randomSc, "random-scenarios", "steady,surge,capacity-drop,cold-start", "with --suite: the scenarios of the random apps")
+	fs.StringVar(&s.randomSc, "random-scenarios", "steady,surge,capacity-drop,cold-start,slow-dependency", "with --suite: the scenarios of the random apps")
 	fs.IntVar(&s.jobs, "jobs", runtime.GOMAXPROCS(0), "with --suite: runs at once (the results do not depend on it)")
 	fs.StringVar(&s.out, "suite-out", filepath.Join("docs", "suite.md"), "with --suite: the Markdown file to write")
 }
