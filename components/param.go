@@ -20,7 +20,7 @@ type Param struct {
 	Kind Kind
 	// Default is the value when a policy leaves the parameter out: a
 	// float64 (Number), an int (Integer), a time.Duration (DurationKind), a
-	// bool or a string. nil when there is none: the parameter is required,
+	// bool, a string or, for a StringList, nil. nil when there is none: the parameter is required,
 	// or its default is derived from other parameters.
 	Default any
 	// Range is the values a Number, Integer or DurationKind parameter
@@ -38,6 +38,8 @@ const (
 	DurationKind
 	Bool
 	String
+	// StringList is a list of strings ([]string).
+	StringList
 )
 
 // Range is an interval of parameter values, possibly further restricted.

@@ -59,6 +59,8 @@ func kindOf(ctx *cue.Context, f cue.Value) (components.Kind, bool) {
 		return components.Number, true
 	case cue.BoolKind:
 		return components.Bool, true
+	case cue.ListKind:
+		return components.StringList, true
 	case cue.StringKind:
 		if accepts(ctx, f, "1s") && !accepts(ctx, f, "one") {
 			return components.DurationKind, true
@@ -190,7 +192,7 @@ func TestParamsAgreeWithSchema(t *testing.T) {
 				case has && p.Default != def:
 					t.Errorf("%s.%s: Go default %#v, schema @default %#v", typ, name, p.Default, def)
 				}
-				if kind == components.Bool || kind == components.String {
+				if kind == components.Bool || kind == components.String || kind == components.StringList {
 					continue
 				}
 				for _, v := range probes(kind, p.Range, def) {
@@ -254,6 +256,7 @@ var baseParams = map[string]map[string]any{
 	"LatencyTargetController": {"target_latency": "100ms"},
 	"Variable":                {"value": 1},
 	"PromQL":                  {"query": "up"},
+	"ServiceOverload":         {"service": "db"},
 	"Arithmetic":              {"operator": "add"},
 	"Decider":                 {"operator": "gt"},
 	"FluxMeter":               {"selector": map[string]any{"control_point": "ingress"}},

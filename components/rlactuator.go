@@ -10,7 +10,7 @@ import (
 func init() {
 	Register(Info{Type: "RLActuator", New: func() Component { return &RLActuator{} },
 		Params: []Param{rlAPI, rlSLO, rlPriority, rlCluster, rlSustainableRPS, rlLowerBound, rlUpperBound,
-			rlInitialRate, rlAgentTimeout, rlFallbackUntilContact}})
+			rlInitialRate, rlAgentTimeout, rlFallbackUntilContact, rlServices}})
 }
 
 // Defaults of RLActuator.
@@ -38,7 +38,11 @@ var (
 	rlInitialRate          = Param{Name: "initial_rate", Default: float64(DefaultInitialRate), Range: AtLeast(0)}
 	rlAgentTimeout         = Param{Name: "agent_timeout", Kind: Integer, Default: DefaultAgentTimeout, Range: AtLeast(1)}
 	rlFallbackUntilContact = Param{Name: "fallback_until_contact", Kind: Bool, Default: false}
+	rlServices             = Param{Name: "services", Kind: StringList}
 )
+
+// MaxAgentServices bounds an RLActuator's services list.
+const MaxAgentServices = 64
 
 // RLActuator hands the rate limit of one API to an external agent (the
 // TopFull PPO agent, through the RL bridge). The engine measures the API at
@@ -72,6 +76,9 @@ type RLActuator struct {
 	// agent_timeout ticks: a process that starts under overload, or
 	// without its agent, is protected from its first second.
 	FallbackUntilContact bool `json:"fallback_until_contact"`
+	// Services are the services the API's calls cross, told to the agent
+	// so that it can form clusters from the services overloaded now.
+	Services []string `json:"services"`
 
 	// priority, agentTimeout and slo are the parameters in force.
 	priority, agentTimeout int
@@ -95,6 +102,8 @@ type AgentSpec struct {
 	LowerBound     float64
 	UpperBound     float64
 	InitialRate    float64
+	// Services are the services the API's calls cross; nil when unknown.
+	Services []string
 }
 
 // Clamp bounds a rate to [LowerBound, UpperBound].
@@ -159,6 +168,19 @@ func (a *RLActuator) Provision(Env) error {
 	if err := rlSustainableRPS.Check(a.SustainableRPS); err != nil {
 		return err
 	}
+	if len(a.Services) > MaxAgentServices {
+		return fmt.Errorf("services: %d names, over the maximum of %d", len(a.Services), MaxAgentServices)
+	}
+	seen := map[string]bool{}
+	for i, s := range a.Services {
+		switch {
+		case s == "":
+			return fmt.Errorf("services[%d]: must not be empty", i)
+		case seen[s]:
+			return fmt.Errorf("services[%d]: %q is listed twice", i, s)
+		}
+		seen[s] = true
+	}
 	initial, err := rlInitialRate.Float(a.InitialRate)
 	if err != nil {
 		return err
@@ -184,7 +206,7 @@ func (a *RLActuator) Agent() AgentSpec {
 	return AgentSpec{
 		API: a.API, Cluster: a.Cluster, Priority: a.priority, SLO: time.Duration(a.slo),
 		SustainableRPS: a.SustainableRPS, LowerBound: a.LowerBound, UpperBound: upper,
-		InitialRate: initial,
+		InitialRate: initial, Services: a.Services,
 	}
 }
 

@@ -2,6 +2,7 @@ package components_test
 
 import (
 	"math"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -104,7 +105,7 @@ func TestRLActuatorProvisionDefaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := newRLActuator(t, tc.params)
-			if got := a.Agent(); got != tc.want {
+			if got := a.Agent(); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("Agent() = %+v, want %+v", got, tc.want)
 			}
 			if a.FallbackAfter() != tc.wantTimeout {

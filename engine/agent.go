@@ -23,6 +23,9 @@ type AgentAPI struct {
 	SustainableRPS float64
 	LowerBound     float64
 	UpperBound     float64
+	// Services are the services the API's calls cross (the policy's); nil
+	// when unknown.
+	Services []string
 	// RateLimit is the agent's rate, clamped: the initial rate until the
 	// agent sets one.
 	RateLimit float64
@@ -184,7 +187,7 @@ func agentState(policy string, a components.AgentActuator, s *agentSlot) *AgentA
 	return &AgentAPI{
 		Name: spec.API, Policy: policy, Cluster: spec.Cluster, Priority: spec.Priority, SLO: spec.SLO,
 		SustainableRPS: spec.SustainableRPS, LowerBound: spec.LowerBound, UpperBound: spec.UpperBound,
-		RateLimit: spec.Clamp(rate), UsingFallback: a.UsingFallback(), LimitInForce: a.RateInForce(),
+		Services: spec.Services, RateLimit: spec.Clamp(rate), UsingFallback: a.UsingFallback(), LimitInForce: a.RateInForce(),
 	}
 }
 

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"errors"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -133,12 +134,12 @@ func TestAgentAPIsDescribeEveryAPIUnderAgentControl(t *testing.T) {
 		return a
 	}
 	for i := range want {
-		if g := noLimit(got[i]); g != want[i] {
+		if g := noLimit(got[i]); !reflect.DeepEqual(g, want[i]) {
 			t.Errorf("AgentAPIs()[%d] = %+v, want %+v", i, g, want[i])
 		}
 	}
 	for _, w := range want {
-		if a, ok := eng.AgentAPI(w.Name); !ok || noLimit(a) != w {
+		if a, ok := eng.AgentAPI(w.Name); !ok || !reflect.DeepEqual(noLimit(a), w) {
 			t.Errorf("AgentAPI(%q) = %+v, %v; want %+v, true", w.Name, a, ok, w)
 		}
 	}
@@ -353,7 +354,7 @@ func TestAgentAPIReportsTheLastTick(t *testing.T) {
 			first.OfferedRPS, first.GoodputRPS, first.LatencyMs, first.Ticks)
 	}
 	// Reading resets nothing: a second read is the same.
-	if again, _ := eng.AgentAPI("GET /b"); again != first {
+	if again, _ := eng.AgentAPI("GET /b"); !reflect.DeepEqual(again, first) {
 		t.Errorf("second read %+v, want the first %+v", again, first)
 	}
 	if a := peekAgent(t, eng, "GET /a"); a.OfferedRPS != 0 || a.GoodputRPS != 0 || a.LatencyMs != 0 || a.Ticks != 1 {

@@ -34,6 +34,7 @@ type Circuit struct {
 	alerts  []*node
 	agents  []*node // sources that are components.AgentActuator, in core.Agents() order
 	queries []*node // components.QuerySource, fed by the engine's pollers
+	loads   []*node // components.ServiceSignal, read after each tick (Engine.Services)
 }
 
 // DelayedEdge is a signal read one tick late to cut a loop.
@@ -325,6 +326,9 @@ func (k *compilation) build() {
 		nodes[i] = circuit.Node{Path: n.spec.Path, Component: n.comp, In: n.in, Out: n.out}
 		if _, ok := n.comp.(components.QuerySource); ok {
 			c.queries = append(c.queries, n)
+		}
+		if _, ok := n.comp.(components.ServiceSignal); ok {
+			c.loads = append(c.loads, n)
 		}
 	}
 	c.core = circuit.New(c.names, nodes)

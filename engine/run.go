@@ -156,6 +156,9 @@ type Running struct {
 	observed bool
 	// commands is the agents' commands for the next evaluation (reused).
 	commands []circuit.AgentCommand
+	// loads are the policy's service overload signals after its last
+	// tick (see services.go).
+	loads atomic.Pointer[[]ServiceLoad]
 }
 
 type tap struct {
@@ -312,6 +315,7 @@ func compileAll(specs []Spec) ([]*Running, Diagnostics) {
 	// The set's checks run on what compiled, so that they are reported
 	// beside another policy's errors.
 	diags = append(diags, checkAgentNames(next)...)
+	diags = append(diags, checkServiceNames(next)...)
 	diags = append(diags, checkHistoryBudget(next)...)
 	if len(diags.Errors()) > 0 {
 		return nil, diags.sorted()
@@ -327,7 +331,7 @@ func CheckSet(circuits []*Circuit) Diagnostics {
 	for i, c := range circuits {
 		set[i] = &Running{Circuit: c}
 	}
-	return append(checkAgentNames(set), checkHistoryBudget(set)...)
+	return append(append(checkAgentNames(set), checkServiceNames(set)...), checkHistoryBudget(set)...)
 }
 
 // compileGuarded is Compile with a component's panic (in decoding or
@@ -841,6 +845,7 @@ func (e *Engine) evaluate(r *Running, now int64) {
 		a := n.comp.(components.AgentActuator)
 		e.publishAgentMode(a, ready.Agents[i], r.globalMember(a.Selector()))
 	}
+	r.publishLoads(now)
 	for _, a := range ready.Alerts {
 		r.alerts[a.Name]++
 		e.log.Warn("spillway alert", "policy", r.Circuit.Spec.Name, "alert", a.Name, "component", a.Path)

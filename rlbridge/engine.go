@@ -38,20 +38,37 @@ func Info(a engine.AgentAPI) APIInfo {
 		Name: a.Name, Policy: a.Policy, Cluster: a.Cluster, Priority: a.Priority,
 		SLOMs: float64(a.SLO.Microseconds()) / 1e3, SustainableRPS: a.SustainableRPS,
 		LowerBound: a.LowerBound, UpperBound: a.UpperBound, RateLimit: a.RateLimit,
-		OfferedRPS: a.OfferedRPS, Mode: a.Mode(), LimitInForce: inForce(a.LimitInForce), Tick: a.Ticks,
+		OfferedRPS: a.OfferedRPS, Mode: a.Mode(), LimitInForce: nullable(a.LimitInForce), Tick: a.Ticks,
+		Services: a.Services,
 	}
 	if a.Global != nil {
-		info.Global = &GlobalInfo{Key: a.Global.Key, Share: inForce(a.Global.Share)}
+		info.Global = &GlobalInfo{Key: a.Global.Key, Share: nullable(a.Global.Share)}
 	}
 	return info
 }
 
-// inForce is a limit for JSON: nil when there is none.
-func inForce(limit float64) *float64 {
-	if math.IsNaN(limit) || math.IsInf(limit, 0) {
+// nullable is a number for JSON: nil when there is none (NaN, a limit not
+// in force or a signal not known, or ±Inf).
+func nullable(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return nil
 	}
-	return &limit
+	return &v
+}
+
+// Services lists the engine's service overload signals (ServiceOverload
+// components), by name; false when no running policy has one.
+func (b EngineBackend) Services() ([]ServiceInfo, bool) {
+	eng := b.Engine()
+	if eng == nil {
+		return nil, false
+	}
+	loads, ok := eng.Services()
+	out := make([]ServiceInfo, len(loads))
+	for i, l := range loads {
+		out[i] = ServiceInfo{Name: l.Service, Utilisation: nullable(l.Utilisation), QueueingMs: nullable(l.QueueingMs), Overloaded: l.Overloaded}
+	}
+	return out, ok
 }
 
 // Metrics reports an API's last complete tick. Reading it is not a contact

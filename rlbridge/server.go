@@ -3,7 +3,8 @@
 // per-API rate limits on the engine, or step the virtual-time simulator.
 //
 // The seed protocol is GET /metrics?method=API and POST /set_rate?method=API.
-// Spillway adds GET /apis, and POST /step and POST /reset for the simulator.
+// Spillway adds GET /apis, GET /services (per-service overload, for
+// dynamic clusters), and POST /step and POST /reset for the simulator.
 // Unlike the seed's Go port, which answers 200 to unknown APIs and sets the
 // rate to 0 when the field is missing, every bad request fails loudly with a
 // JSON body {"error": "<reason>"}.
@@ -52,6 +53,10 @@ type APIInfo struct {
 	// fallback (Mode); null when none is. RateLimit is the agent's rate
 	// whatever the mode.
 	LimitInForce *float64 `json:"limit_in_force"`
+	// Services are the services the API's calls cross, as the policy
+	// declares them (none: unknown), for clusters formed from the
+	// services overloaded now (GET /services).
+	Services []string `json:"services,omitempty"`
 	// Tick counts the engine's ticks that measured the API: an agent on
 	// the wall clock waits for it to change, then reads and acts at once.
 	Tick uint64 `json:"tick"`
@@ -68,6 +73,33 @@ type GlobalInfo struct {
 	// Share is this engine's part of the limit in force, per second; null
 	// when no limit is in force.
 	Share *float64 `json:"share"`
+}
+
+// ServiceInfo is one service's overload signal (GET /services): what
+// TopFull forms clusters from. APIs whose calls cross a common overloaded
+// service contend, and belong to one cluster.
+type ServiceInfo struct {
+	Name string `json:"name"`
+	// Utilisation is the share of the service's capacity in use over the
+	// last tick (busy workers ÷ workers; above 1 when the signal counts
+	// queued work too); null when unknown.
+	Utilisation *float64 `json:"utilisation"`
+	// QueueingMs is the mean time a call waited for the service in the
+	// last tick, in milliseconds; null when unknown.
+	QueueingMs *float64 `json:"queueing_ms"`
+	// Overloaded is the source's verdict: utilisation or queueing at or
+	// over its threshold.
+	Overloaded bool `json:"overloaded"`
+}
+
+// ServiceBackend is a Backend that may also report per-service overload.
+// The handler answers GET /services with 404 for a Backend without it.
+type ServiceBackend interface {
+	Backend
+	// Services lists the services with an overload signal, by name; false
+	// when the backend has no per-service signal at all (GET /services
+	// answers 404), as opposed to none known yet (an empty list).
+	Services() ([]ServiceInfo, bool)
 }
 
 // Backend is what the bridge serves: the engine, or the simulator's engine.
@@ -91,6 +123,9 @@ type StepResult struct {
 	TimeS float64            `json:"time_s"` // virtual time at the end of the tick, seconds
 	Done  bool               `json:"done"`
 	APIs  map[string]StepAPI `json:"apis"`
+	// Services is GET /services at the new tick, so that an agent in lock
+	// step reads the overloaded services in the same answer.
+	Services []ServiceInfo `json:"services,omitempty"`
 }
 
 // StepAPI is one API's state after a simulator tick.
@@ -128,7 +163,7 @@ type Options struct {
 	// "Authorization: Bearer <token>"; "" means none is required.
 	Token string
 	// OnRequest, when set, is called once per request to a known endpoint
-	// ("metrics", "set_rate", "apis", "step", "reset") with the status
+	// ("metrics", "set_rate", "apis", "services", "step", "reset") with the status
 	// answered, after the response has been written. It is called
 	// concurrently from the server's goroutines.
 	OnRequest func(endpoint string, code int)
@@ -162,6 +197,7 @@ var routes = map[string]route{
 	"/metrics":  {endpoint: "metrics", method: http.MethodGet, serve: (*handler).serveMetrics},
 	"/set_rate": {endpoint: "set_rate", method: http.MethodPost, serve: (*handler).serveSetRate},
 	"/apis":     {endpoint: "apis", method: http.MethodGet, serve: (*handler).serveAPIs},
+	"/services": {endpoint: "services", method: http.MethodGet, serve: (*handler).serveServices},
 	"/step":     {endpoint: "step", method: http.MethodPost, simulator: true, serve: (*handler).serveStep},
 	"/reset":    {endpoint: "reset", method: http.MethodPost, simulator: true, serve: (*handler).serveReset},
 }
@@ -261,6 +297,26 @@ func (h *handler) writeAPIs(w http.ResponseWriter) {
 	writeJSON(w, struct {
 		APIs []APIInfo `json:"apis"`
 	}{apis})
+}
+
+// serveServices answers GET /services with {"services": [...]}, or 404
+// when the backend has no per-service signals. It never changes state.
+func (h *handler) serveServices(w http.ResponseWriter, _ *http.Request) {
+	var services []ServiceInfo
+	sb, ok := h.backend.(ServiceBackend)
+	if ok {
+		services, ok = sb.Services()
+	}
+	if !ok {
+		writeError(w, http.StatusNotFound, "this backend reports no per-service overload (a policy reports it with ServiceOverload components: the topfull blueprint's config.services)")
+		return
+	}
+	if services == nil {
+		services = []ServiceInfo{}
+	}
+	writeJSON(w, struct {
+		Services []ServiceInfo `json:"services"`
+	}{services})
 }
 
 // serveStep answers POST /step with the StepResult of one simulator tick,

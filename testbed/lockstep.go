@@ -43,6 +43,8 @@ type StepState struct {
 	Tick  int
 	NowNs int64
 	APIs  []engine.AgentAPI
+	// Services are the bounded services' loads since the last agent tick.
+	Services []ServiceLoad
 }
 
 func (l *Lockstep) init() {
@@ -53,9 +55,10 @@ func (l *Lockstep) init() {
 	})
 }
 
-// pause is called by the run at an agent tick; it returns when the agent
-// steps, the grace expires or ctx is done.
-func (l *Lockstep) pause(ctx context.Context, eng *engine.Engine, now int64) {
+// pause is called by the run at an agent tick, with the services' loads
+// since the last one; it returns when the agent steps, the grace expires
+// or ctx is done.
+func (l *Lockstep) pause(ctx context.Context, eng *engine.Engine, now int64, services []ServiceLoad) {
 	l.init()
 	l.mu.Lock()
 	alone := l.alone
@@ -69,7 +72,7 @@ func (l *Lockstep) pause(ctx context.Context, eng *engine.Engine, now int64) {
 	}
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
-	st := StepState{NowNs: now, APIs: eng.AgentAPIs()}
+	st := StepState{NowNs: now, APIs: eng.AgentAPIs(), Services: services}
 	if len(st.APIs) > 0 {
 		st.Tick = int(st.APIs[0].Ticks)
 	}

@@ -43,6 +43,9 @@ type Policy struct {
 	// ForApp, if not nil, makes the policy for each app it runs on (as
 	// TopFullPolicy does from the app's APIs); the suite calls it per app.
 	ForApp func(App) (Policy, error)
+	// AgentArgs are extra arguments of the agent's run command, for a
+	// policy with an RLActuator (DynamicClusterArgs, say).
+	AgentArgs []string
 }
 
 // Label is how reports name the policy: Name, with " (per API)" when its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 
 // SimServer runs virtual episodes in lock step with an agent and serves
 // them through the RL bridge: it is the bridge's Backend (the current
-// episode's engine) and its Stepper (/step, /reset).
+// episode's engine, and the app model's per-service overload for GET
+// /services) and its Stepper (/step, /reset).
 type SimServer struct {
 	// Episode returns the run of an episode; seed is the /reset seed, or
 	// one drawn from the server's own sequence.
@@ -31,8 +33,9 @@ type episode struct {
 	cancel   context.CancelFunc
 	lockstep *Lockstep
 	done     chan struct{}
-	eng      *engine.Engine // set once the run has started; guarded by SimServer.mu
-	ended    bool           // the last Step saw the end of the run
+	eng      *engine.Engine         // set once the run has started; guarded by SimServer.mu
+	ended    bool                   // the last Step saw the end of the run
+	services []rlbridge.ServiceInfo // at the last Step; guarded by SimServer.mu
 	app      App
 	scenario Scenario
 	report   Report
@@ -45,16 +48,46 @@ func NewSimServer(seed uint64, grace time.Duration, episode func(seed uint64) (S
 	return &SimServer{Episode: episode, Grace: grace, seeds: rand.New(rand.NewPCG(seed, 0x5eed))}
 }
 
-// Backend is the bridge's view of the current episode's engine.
-func (s *SimServer) Backend() rlbridge.EngineBackend {
-	return rlbridge.EngineBackend{Engine: func() *engine.Engine {
+// Backend is the bridge's view of the current episode: its engine's APIs,
+// and its services' loads at the last step.
+func (s *SimServer) Backend() SimBackend {
+	return SimBackend{EngineBackend: rlbridge.EngineBackend{Engine: func() *engine.Engine {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.ep == nil {
 			return nil
 		}
 		return s.ep.eng
-	}}
+	}}, server: s}
+}
+
+// SimBackend is SimServer's bridge backend: the engine's APIs, and the
+// app model's per-service overload (rlbridge.ServiceBackend).
+type SimBackend struct {
+	rlbridge.EngineBackend
+	server *SimServer
+}
+
+// Services is every bounded service's load over the last agent tick (the
+// one the last Step returned), in the app's order; none before the first
+// Step. The simulator always has them.
+func (b SimBackend) Services() ([]rlbridge.ServiceInfo, bool) {
+	b.server.mu.Lock()
+	defer b.server.mu.Unlock()
+	if b.server.ep == nil {
+		return []rlbridge.ServiceInfo{}, true
+	}
+	return slices.Clone(b.server.ep.services), true
+}
+
+// serviceInfos converts the simulator's loads for the bridge.
+func serviceInfos(loads []ServiceLoad) []rlbridge.ServiceInfo {
+	out := make([]rlbridge.ServiceInfo, len(loads))
+	for i, l := range loads {
+		util, queue := l.Utilisation, l.QueueingMs
+		out[i] = rlbridge.ServiceInfo{Name: l.Name, Utilisation: &util, QueueingMs: &queue, Overloaded: l.Overloaded}
+	}
+	return out
 }
 
 // Reset ends the current episode, if any, and starts a new one, paused at
@@ -150,7 +183,11 @@ func (s *SimServer) Step(ctx context.Context) (rlbridge.StepResult, error) {
 	case err != nil:
 		return rlbridge.StepResult{}, err
 	}
-	return ep.stepResult(st), nil
+	res := ep.stepResult(st)
+	s.mu.Lock()
+	ep.services = res.Services
+	s.mu.Unlock()
+	return res, nil
 }
 
 // Wait waits for the current episode to end and returns its report.
@@ -185,7 +222,7 @@ func (s *SimServer) Close() {
 // stepResult is the /step answer at st, with each API's optimal admission
 // at the tick's offered loads and the workers of that moment.
 func (ep *episode) stepResult(st StepState) rlbridge.StepResult {
-	res := rlbridge.StepResult{TimeS: float64(st.NowNs) / 1e9, APIs: map[string]rlbridge.StepAPI{}}
+	res := rlbridge.StepResult{TimeS: float64(st.NowNs) / 1e9, APIs: map[string]rlbridge.StepAPI{}, Services: serviceInfos(st.Services)}
 	offered := make([]float64, len(ep.app.APIs))
 	index := map[string]int{}
 	for i, api := range ep.app.APIs {

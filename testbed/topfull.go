@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +21,9 @@ import (
 // service that caps its capacity alone) serves no other API: its overload
 // is its own, so it gets a cluster, and an agent, of its own. In one
 // cluster the agent sees the cluster's worst latency, and a private
-// bottleneck would have it cut the other APIs for nothing.
+// bottleneck would have it cut the other APIs for nothing. Each API lists
+// the services its calls cross, in call order, so that the agent can
+// form dynamic clusters instead (spillway_agent run --clusters dynamic).
 func TopFullSource(app App, name string) []byte { return topFullSource(app, name, false) }
 
 // topFullSource is TopFullSource, with the blueprint's queue guard when
@@ -32,8 +35,14 @@ func topFullSource(app App, name string, guard bool) []byte {
 	fmt.Fprintf(&b, "policies: %s: topfull.#Policy & {\n\tconfig: {\n\t\tpolicy_name: %s\n\t\tapis: [\n", strconv.Quote(name), strconv.Quote(name))
 	for i, api := range app.APIs {
 		sustainable := math.Round(app.CapacityAlone(i))
-		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, slo: %q, priority: %d, cluster: %q, sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
-			strconv.Quote(api.Label()), ControlPoint, api.SLO.String(), api.Priority, app.cluster(i), sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
+		var services []string // quoted, each once
+		for _, c := range api.Calls {
+			if q := strconv.Quote(c.Service); !slices.Contains(services, q) {
+				services = append(services, q)
+			}
+		}
+		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, slo: %q, priority: %d, cluster: %q, services: [%s], sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
+			strconv.Quote(api.Label()), ControlPoint, api.SLO.String(), api.Priority, app.cluster(i), strings.Join(services, ", "), sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
 	}
 	fmt.Fprintf(&b, "\t\t]\n\t}\n}\n")
 	if guard {
@@ -63,36 +72,59 @@ func (a App) cluster(api int) string {
 }
 
 // TopFullPolicy loads TopFullSource(app).
-func TopFullPolicy(app App) (Policy, error) { return topFullPolicy(app, false) }
+func TopFullPolicy(app App) (Policy, error) { return topFullPolicy(app, false, false) }
 
 // TopFullGuardPolicy is TopFullPolicy with the blueprint's queue guard
 // (topfull.#QueueGuard, a policy of its own at 100 ms), reported as
 // "topfull-guard".
-func TopFullGuardPolicy(app App) (Policy, error) { return topFullPolicy(app, true) }
+func TopFullGuardPolicy(app App) (Policy, error) { return topFullPolicy(app, true, false) }
 
-func topFullPolicy(app App, guard bool) (Policy, error) {
-	label, forApp := "topfull", TopFullPolicy
+// DynamicClusterArgs are the agent's arguments for dynamic clusters.
+var DynamicClusterArgs = []string{"--clusters", "dynamic"}
+
+// topFullPolicy is the topfull policy of app, with the queue guard when
+// guard, and run by an agent with dynamic clusters when dynamic (the same
+// policy; the label gains "-dynamic").
+func topFullPolicy(app App, guard, dynamic bool) (Policy, error) {
+	label := "topfull"
 	if guard {
-		label, forApp = "topfull-guard", TopFullGuardPolicy
+		label += "-guard"
 	}
 	name := app.Name + "-" + label
 	specs, diags := engine.LoadSource(name+".cue", topFullSource(app, name, guard))
 	if len(diags.Errors()) > 0 {
 		return Policy{}, fmt.Errorf("%s policy for %s: %v", label, app.Name, diags.Errors())
 	}
-	return Policy{Name: label, Templates: specs, ForApp: forApp}, nil
+	p := topFullForApps(guard, dynamic)
+	p.Templates = specs
+	return p, nil
+}
+
+// topFullForApps is the topfull policy made per app (see topFullPolicy).
+func topFullForApps(guard, dynamic bool) Policy {
+	p := Policy{Name: "topfull", ForApp: func(app App) (Policy, error) { return topFullPolicy(app, guard, dynamic) }}
+	if guard {
+		p.Name += "-guard"
+	}
+	if dynamic {
+		p.Name += "-dynamic"
+		p.AgentArgs = DynamicClusterArgs
+	}
+	return p
 }
 
 // TopFullForApps is the topfull policy of whatever app it runs on, for a
 // suite: TopFullPolicy per app.
-func TopFullForApps() Policy {
-	return Policy{Name: "topfull", ForApp: TopFullPolicy}
-}
+func TopFullForApps() Policy { return topFullForApps(false, false) }
 
 // TopFullGuardForApps is TopFullForApps with the queue guard.
-func TopFullGuardForApps() Policy {
-	return Policy{Name: "topfull-guard", ForApp: TopFullGuardPolicy}
-}
+func TopFullGuardForApps() Policy { return topFullForApps(true, false) }
+
+// TopFullDynamicForApps is TopFullForApps run by an agent that forms its
+// clusters from the services overloaded now (DynamicClusterArgs), as
+// "topfull-dynamic"; with guard, the queue guard's too, as
+// "topfull-guard-dynamic".
+func TopFullDynamicForApps(guard bool) Policy { return topFullForApps(guard, true) }
 
 // RandomApp draws an app for agent training: boutique's call graph with
 // the quantities TopFull's simulator draws per episode. Capacity: every

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/components"
 	"github.com/spillway-dev/spillway/engine"
 )
 
@@ -96,6 +97,22 @@ type virtualService struct {
 	busy    int
 	queue   ring[int32]
 	dagor   *dagorShedder // nil unless the policy is DagorPolicy
+
+	// The overload signal's window (serviceLoads): worker-nanoseconds
+	// busy and available since the last sample, and the waits of the
+	// calls that started in it.
+	busyNs, capacityNs, accountedAt int64
+	waitNs                          int64
+	started                         int64
+}
+
+// account adds the time since the last change of busy or workers to the
+// window; call it before either changes.
+func (s *virtualService) account(now int64) {
+	elapsed := now - s.accountedAt
+	s.busyNs += int64(s.busy) * elapsed
+	s.capacityNs += int64(s.workers) * elapsed
+	s.accountedAt = now
 }
 
 type virtualRequest struct {
@@ -211,6 +228,53 @@ func sortChanges(c []appChange) {
 	}
 }
 
+// ServiceLoad is one bounded service's overload signal over a window of
+// virtual time: what the simulator reports for dynamic clusters (GET
+// /services).
+type ServiceLoad struct {
+	Name string
+	// Utilisation is the busy share of the workers: worker-time busy ÷
+	// worker-time available (1 when the service had no workers).
+	Utilisation float64
+	// QueueingMs is the mean wait of the calls that started at the
+	// service in the window, from joining its queue to taking a worker.
+	QueueingMs float64
+	// Overloaded is Utilisation ≥ OverloadUtilisation or QueueingMs ≥
+	// OverloadQueueingMs.
+	Overloaded bool
+}
+
+// The simulator's overload thresholds (ServiceLoad.Overloaded): those of
+// the ServiceOverload component, which serves the same verdict live.
+const (
+	OverloadUtilisation = components.DefaultOverloadUtilisation
+	OverloadQueueingMs  = components.DefaultOverloadQueueingMs
+)
+
+// serviceLoads samples every bounded service's load since the last
+// sample, in Services order, and starts the next window.
+func (v *virtualRun) serviceLoads() []ServiceLoad {
+	var out []ServiceLoad
+	for i := range v.services {
+		s := &v.services[i]
+		if !s.bounded {
+			continue
+		}
+		s.account(v.now)
+		load := ServiceLoad{Name: v.app.Services[i].Name, Utilisation: 1}
+		if s.capacityNs > 0 {
+			load.Utilisation = float64(s.busyNs) / float64(s.capacityNs)
+		}
+		if s.started > 0 {
+			load.QueueingMs = float64(s.waitNs) / float64(s.started) / 1e6
+		}
+		load.Overloaded = load.Utilisation >= OverloadUtilisation || load.QueueingMs >= OverloadQueueingMs
+		out = append(out, load)
+		s.busyNs, s.capacityNs, s.waitNs, s.started = 0, 0, 0, 0
+	}
+	return out
+}
+
 // run simulates the whole scenario and returns its tallies.
 func (v *virtualRun) run(ctx context.Context) error {
 	var err error
@@ -252,7 +316,7 @@ func (v *virtualRun) run(ctx context.Context) error {
 		case eventTick:
 			pending := v.eng.TickDueSplit()
 			if v.lockstep != nil && pending.Agents() {
-				v.lockstep.pause(ctx, v.eng, v.now)
+				v.lockstep.pause(ctx, v.eng, v.now, v.serviceLoads())
 			}
 			pending.Finish()
 			v.nextTick += v.tickEvery
@@ -340,6 +404,7 @@ func (v *virtualRun) change(c appChange) error {
 		s.extra = c.extra
 		return nil
 	}
+	s.account(v.now)
 	s.workers = c.workers
 	v.dispatch(s)
 	return nil
@@ -406,6 +471,7 @@ func (v *virtualRun) enter(idx int32) {
 	}
 	r.queued = v.now
 	if s.busy < s.workers && s.queue.len() == 0 {
+		s.account(v.now)
 		s.busy++
 		v.start(idx)
 		return
@@ -428,8 +494,12 @@ func (v *virtualRun) shed(idx int32) {
 func (v *virtualRun) start(idx int32) {
 	r := &v.requests[idx]
 	call := &v.apis[r.api].calls[r.call]
-	if s := &v.services[call.service]; s.dagor != nil {
-		s.dagor.Started(v.now, time.Duration(v.now-r.queued))
+	if s := &v.services[call.service]; s.bounded {
+		s.waitNs += v.now - r.queued
+		s.started++
+		if s.dagor != nil {
+			s.dagor.Started(v.now, time.Duration(v.now-r.queued))
+		}
 	}
 	v.timeSource.Seed(r.demand, mix64(r.demand+uint64(r.call)))
 	v.calls.push(completion{at: v.now + int64(call.time.Sample(v.times)) + v.services[call.service].extra, req: idx})
@@ -443,6 +513,7 @@ func (v *virtualRun) dispatch(s *virtualService) {
 			v.release(idx)
 			continue
 		}
+		s.account(v.now)
 		s.busy++
 		v.start(idx)
 	}
@@ -453,6 +524,7 @@ func (v *virtualRun) complete(idx int32) {
 	r := &v.requests[idx]
 	a := &v.apis[r.api]
 	if s := &v.services[a.calls[r.call].service]; s.bounded {
+		s.account(v.now)
 		s.busy--
 		v.dispatch(s)
 	}

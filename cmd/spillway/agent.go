@@ -123,7 +123,7 @@ func (f *agentFlags) simulateWithAgent(ctx context.Context, cfg testbed.SimConfi
 		return testbed.Report{}, err
 	}
 	var output bytes.Buffer // read only once the agent has exited
-	agentDone, err := f.startAgent(bridgeCtx, url, model, log, &output, "--lockstep")
+	agentDone, err := f.startAgent(bridgeCtx, url, model, log, &output, append([]string{"--lockstep"}, cfg.Policy.AgentArgs...)...)
 	if err != nil {
 		return testbed.Report{}, err
 	}
@@ -188,7 +188,7 @@ func (f *agentFlags) liveWithAgent(ctx context.Context, cfg testbed.SimConfig, m
 	interval := agentInterval(cfg.Policy)
 	cfg.OnEngine = func(eng *engine.Engine) {
 		current.Store(eng)
-		done, err := f.startAgent(bridgeCtx, url, model, log, &output, "--interval", strconv.FormatFloat(interval.Seconds(), 'f', -1, 64))
+		done, err := f.startAgent(bridgeCtx, url, model, log, &output, append([]string{"--interval", strconv.FormatFloat(interval.Seconds(), 'f', -1, 64)}, cfg.Policy.AgentArgs...)...)
 		if err != nil {
 			agentDone <- err
 			return

@@ -127,6 +127,10 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 		// a concurrency limit per control point beside the agent's rates,
 		// a policy of its own at 100 ms).
 		return testbed.TopFullGuardForApps(), nil
+	case "topfull-dynamic", "topfull-guard-dynamic":
+		// topfull or topfull-guard, with the agent's clusters formed every
+		// step from the services overloaded now (--clusters dynamic).
+		return testbed.TopFullDynamicForApps(name == "topfull-guard-dynamic"), nil
 	case "":
 		return testbed.Policy{}, errors.New("empty policy name")
 	}
@@ -192,8 +196,9 @@ Policies: none (no protection), static (the oracle: a token bucket per API at
 its known proportional capacity share), static-optimal (the same at the
 goodput-maximal admission of the LP), default, latency-aimd, latency-aimd-fast,
 latency-target, mimd, topfull (policies/NAME.cue; topfull-guard is topfull with
-the blueprint's queue_guard; default-slo is default with slo set to the app's
-tightest SLO), or a path to a .cue file. A policy with an
+the blueprint's queue_guard; topfull-dynamic and topfull-guard-dynamic run the
+agent with --clusters dynamic; default-slo is default with slo set to the
+app's tightest SLO), or a path to a .cue file. A policy with an
 RLActuator (topfull) runs with the Python agent (--agent-model), which the
 command starts: with --virtual in lock step, live on the wall clock as a
 deployment runs it (each tick waits up to 100 ms for the agent's rates).
@@ -279,7 +284,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 	f.register(cmd)
 	af.registerBridge(cmd, "127.0.0.1:8082")
 	af.registerAgent(cmd)
-	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, static-optimal, dagor (virtual only), default, default-slo, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, topfull-guard, or a .cue file")
+	cmd.Flags().StringVar(&policy, "policy", "latency-aimd", "none, static, static-optimal, dagor (virtual only), default, default-slo, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, topfull-guard, topfull-dynamic, topfull-guard-dynamic, or a .cue file")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON only, without progress lines")
 	cmd.Flags().BoolVar(&serve, "serve", false, "serve the RL bridge for an external agent (with --virtual: lock step, /step and /reset)")
 	return cmd

@@ -188,6 +188,21 @@ func TestSimRunsTopFullWithTheShippedAgentInLockStep(t *testing.T) {
 	}
 }
 
+// topfull-dynamic runs the agent with --clusters dynamic, on the clusters
+// the simulator's per-service overload forms.
+func TestSimRunsTopFullWithDynamicClusters(t *testing.T) {
+	out, err := runCLI(t, "sim", "--app", "multi-bottleneck", "--scenario", "steady", "--virtual", "--duration", "10s", "--warmup", "2s",
+		"--policy", "topfull-dynamic", "--agent-dir", "../../rlbridge/agent", "--agent-model", "../../rlbridge/agent/models/topfull.json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"run: dynamic clusters over 4 APIs, apply cost, obs v2, lockstep", "server reports the scenario done", "multi-bottleneck under topfull-dynamic"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 // A live run starts the agent on the wall clock against the run's engine,
 // as a deployment runs it.
 func TestSimRunsTopFullLiveWithTheAgentOnTheWallClock(t *testing.T) {

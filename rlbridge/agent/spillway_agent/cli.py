@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from .client import SpillwayClient, SpillwayError, read_token_file
+from .client import SpillwayClient, SpillwayError, SpillwayHTTPError, read_token_file
+from .clusters import UNLOADED, DynamicClusters, overloaded_services
 from .env import SpillwayEnv
 from .ppo import PPOAgent, evaluate, train
 
@@ -67,6 +68,10 @@ def cmd_run(args):
         policy = PPOAgent.load(args.model)
     apply = _model_setting(args, policy, "apply", "topfull")
     obs_kind = getattr(policy, "obs_kind", "seed")
+    if args.clusters == "dynamic":
+        if args.cluster is not None:
+            raise ValueError("--cluster picks a static cluster; it cannot go with --clusters dynamic")
+        return _run_dynamic(args, client, policy, apply, obs_kind)
     if args.cluster is None:
         clusters = sorted({a.get("cluster") for a in client.apis()}, key=str)
         if not clusters and args.lockstep:
@@ -103,6 +108,91 @@ def cmd_run(args):
         return reward, done
 
     return _run_steps(args, one_step)
+
+
+def _run_dynamic(args, client, policy, apply, obs_kind):
+    """``run --clusters dynamic``: the clusters are re-formed after every
+    observation from the services overloaded now (see
+    :mod:`spillway_agent.clusters`), one env per current cluster."""
+    def make_env(name):
+        return SpillwayEnv(client, cluster=name, apply=apply, max_steps=None, rho=args.rho,
+                           lockstep=args.lockstep, initial_rate=args.initial_rate, obs=obs_kind,
+                           step_interval_s=args.interval)
+
+    # One env over every API posts the initial rates, as a static run's do.
+    start = make_env(None)
+    start.reset(options={"defer_observe": True})
+    apis = start.apis
+    if not any(a.get("services") for a in apis):
+        print("run: no API lists its services; the clusters stay static", flush=True)
+    if not args.lockstep:
+        try:
+            client.services()
+        except SpillwayHTTPError as e:
+            if e.status == 404:
+                raise ValueError(f"--clusters dynamic needs the server's per-service overload: {e}")
+            raise
+    clusters = DynamicClusters(make_env, start.rates)
+    wait = _waiter(client, args.lockstep, args.interval)
+
+    def observe(body, acted):
+        """Re-forms the clusters and observes each: ``[(name, env, obs,
+        reward, done)]``."""
+        services = body.get("services") if body is not None else None
+        if services is None:
+            services = client.services()
+        out = []
+        for name, env, new in clusters.reform(apis, overloaded_services(services)):
+            m = env._metrics_from_body(body) if body is not None else env._read_metrics()
+            if new or id(env) not in acted:
+                out.append((name, env, env._first(*m)[0], 0.0, env.server_done))
+            else:
+                obs, r, terminated, _, info = env._outcome(acted[id(env)], *m)
+                out.append((name, env, obs, r, terminated))
+        return out
+
+    current = observe(wait(), {})
+    print(f"run: dynamic clusters over {len(apis)} APIs, apply {apply}, obs {obs_kind}, "
+          f"{'lockstep' if args.lockstep else 'wall clock'}; now "
+          f"{', '.join(name for name, *_ in current)}", flush=True)
+
+    def one_step(step):
+        # The APIs that cross no overloaded service are raised freely, as
+        # TopFull's are (SpillwayEnv.relax); every overload cluster acts on
+        # the policy.
+        acted = {id(env): env.relax() if name == UNLOADED
+                 else env.act(policy.predict(obs, env.slo_ms, deterministic=True))
+                 for name, env, obs, _, _ in current}
+        current[:] = observe(wait(), acted)
+        reward = sum(r for *_, r, _ in current)
+        done = any(d for *_, d in current)
+        if step == 1 or step % 10 == 0 or done:
+            rates = clusters.rates
+            print(f"step {step}  clusters {' | '.join(f'{name}: {len(env.apis)}' for name, env, *_ in current)}  "
+                  f"rate_sum {sum(rates.values()):.1f} req/s  re-forms {clusters.forms}", flush=True)
+            for name, env, *_ in current:
+                print(f"  cluster {name}  goodput {sum(env._goodput.values()):.1f} req/s  "
+                      f"p95 {max(env._latency.values(), default=0.0):.1f} ms  "
+                      f"action {env._last_action:+.3f}  rates "
+                      f"{' '.join(f'{n}={env.rates[n]:.0f}' for n in (a['name'] for a in env.apis))}",
+                      flush=True)
+        return reward, done
+
+    return _run_steps(args, one_step)
+
+
+def _waiter(client, lockstep, interval_s):
+    """A function that waits one step: in lock step it returns the
+    ``POST /step`` answer, else None once the engine has ticked (see
+    :func:`_observer`)."""
+    if lockstep:
+        return client.step
+    observe = _observer(client, [], False, interval_s)
+
+    def wait():
+        observe()
+        return None
+    return wait
 
 
 def _observer(client, envs, lockstep, interval_s):
@@ -267,6 +357,9 @@ def build_parser():
     r.add_argument("--algo", choices=["numpy", "sb3"], default="numpy")
     r.add_argument("--interval", type=float, default=1.0,
                    help="seconds per step on the wall clock (the policy's tick)")
+    r.add_argument("--clusters", choices=["static", "dynamic"], default="static",
+                   help="static: the policy's clusters (default); dynamic: re-formed every step "
+                        "from the services overloaded now (GET /services), as TopFull's")
     common(r)
     r.set_defaults(func=cmd_run)
 

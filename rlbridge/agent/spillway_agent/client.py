@@ -85,6 +85,14 @@ class SpillwayClient:
         self._request("POST", "/set_rate", params={"method": api},
                       body={"rate_limit": float(rate_rps)})
 
+    def services(self):
+        """``GET /services``: every service's overload signal, a list of
+        ``{"name", "utilisation", "queueing_ms", "overloaded"}``."""
+        body = self._request("GET", "/services")
+        if not isinstance(body, dict) or not isinstance(body.get("services"), list):
+            raise SpillwayError(f"GET /services: expected {{\"services\": [...]}}, got {body!r}")
+        return body["services"]
+
     def step(self):
         """``POST /step`` (simulator only): advance virtual time by one tick.
 

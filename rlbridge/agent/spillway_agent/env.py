@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from .apply import ACTION_HIGH, ACTION_LOW, APPLY_RULES, api_bounds
+from .apply import ACTION_HIGH, ACTION_LOW, APPLY_RULES, _raise_cap, api_bounds
 
 OBS_KINDS = ("seed", "v2")
 
@@ -47,6 +47,14 @@ V2_FEATURES = (
     "the previous step's action ÷ 0.5",
 )
 """What each entry of a ``"v2"`` observation is."""
+
+# How fast dynamic clusters raise an API that crosses no overloaded
+# service (relax), per step: by a quarter, so that a rate held far below
+# its demand does not flood its services in one step. Measured on the
+# suite's named apps: 1.5 and 2 gained 0.01-0.02 of optimal with the
+# queue guard and lost 0.01-0.07 without it (docs/benchmarks.md, Dynamic
+# clusters).
+RELAX_GROWTH = 1.25
 
 # How fast a measured cost forgets its minimum, per step: a cost that is
 # never seen again at its low doubles in about 35 steps, so an API whose
@@ -240,6 +248,25 @@ class SpillwayEnv(_EnvBase):
             self.client.set_rate(info["name"], rate)
             self.rates[info["name"]] = rate
 
+    def adopt(self, apis, rates, costs):
+        """Takes over ``apis`` (dicts of ``GET /apis``) in the middle of a
+        run, for a cluster that dynamic clusters formed
+        (:mod:`spillway_agent.clusters`): ``rates`` and ``costs`` are the
+        run's per-API dicts, shared with the other envs, and no rate is
+        posted. The history starts afresh, as after ``reset()``: the next
+        observation goes through ``_first``."""
+        self.cluster = None
+        self._select_apis(apis)
+        self.rates = rates
+        self.costs = costs
+        self.current_step = 0
+        self._prev_goodput = None
+        self._prev_feats = None
+        self._last_action = 0.0
+        self._latency = {}
+        self._goodput = {}
+        self.server_done = False
+
     def observe_reset(self, body):
         """The rest of ``reset(options={"defer_observe": True})`` from a
         ``POST /step`` answer (lockstep)."""
@@ -290,6 +317,29 @@ class SpillwayEnv(_EnvBase):
                 self.rates[name] = rate
         self._last_action = a
         return a
+
+    def relax(self):
+        """Raises every API's rate towards 1.1 × its offered load, within
+        its bounds, by at most :data:`RELAX_GROWTH` × its rate, and posts
+        it: what dynamic clusters do to the APIs that cross no overloaded
+        service (TopFull raises them freely). Unlike a raise of the action
+        rule, it is not capped by the goodput the API delivered: an API
+        whose latency a cause other than its services' overload raises
+        (a queue at the entry, say) would otherwise sink to its floor.
+        Never lowers a rate. Returns the action it stands for, the
+        largest raise."""
+        for info in self.apis:
+            name = info["name"]
+            cur = self.rates.get(name, 0.0)
+            # At least 1 req/s more, so that a rate of 0 can grow.
+            rate = max(cur, min(_raise_cap(info, cur), max(RELAX_GROWTH * cur, cur + 1.0)))
+            lo, hi = api_bounds(info)
+            rate = min(hi, max(lo, rate))  # what the server keeps
+            if rate != self.rates.get(name) or not self.lockstep:
+                self.client.set_rate(name, rate)
+                self.rates[name] = rate
+        self._last_action = ACTION_HIGH
+        return ACTION_HIGH
 
     def observe_step(self, a, body):
         """The rest of ``step`` from a ``POST /step`` answer (lockstep)."""

@@ -1,6 +1,6 @@
 """An in-process fake of the engine's RL-bridge HTTP protocol, for tests.
 
-It serves ``/apis``, ``/metrics``, ``/set_rate``, ``/step`` and ``/reset``
+It serves ``/apis``, ``/metrics``, ``/set_rate``, ``/services``, ``/step`` and ``/reset``
 from a ``ThreadingHTTPServer`` on a free localhost port and records every
 request, so tests can check both what the agent computes and what it sends.
 
@@ -8,6 +8,10 @@ Its "app" is a toy: an API admits ``min(rate_limit, offered_rps)``; goodput
 is the admitted rate up to ``sustainable_rps`` and falls off beyond it, and
 p95 latency grows with the overload. Tests can pin an API's metrics with
 ``fake.fixed_metrics[name] = (goodput, latency_ms)``.
+
+Per-service overload (``GET /services``, and ``services`` in ``/step``) is
+served only once a test sets ``fake.services`` to the service names;
+``fake.overloaded_at(tick)`` then says which are overloaded at a tick.
 """
 
 import json
@@ -55,6 +59,8 @@ class FakeSpillway:
         self.requests = []  # (method, path, query dict, body, Authorization header)
         self.fixed_metrics = {}
         self.tick_every_s = None  # set: /apis reports a wall-clock tick count
+        self.services = None  # service names: serve /services
+        self.overloaded_at = lambda tick: set()
         self._load(apis if apis is not None else default_apis())
 
     def _load(self, apis):
@@ -158,6 +164,10 @@ class FakeSpillway:
                 return 400, {"error": "want {\"rate_limit\": number}"}
             a["rate_limit"] = min(a["upper_bound"], max(a["lower_bound"], float(body["rate_limit"])))
             return 200, None
+        if path == "/services" and method == "GET":
+            if self.services is None:
+                return 404, {"error": "this backend reports no per-service overload"}
+            return 200, {"services": self.service_list()}
         if path == "/step" and method == "POST" and self.virtual:
             if self.done:
                 return 409, {"error": "scenario is over; POST /reset to start again"}
@@ -172,12 +182,20 @@ class FakeSpillway:
                 per_api[a["name"]] = m
             self.last_step_body = {"tick": self.tick, "time_s": float(self.tick),
                                    "done": self.done, "apis": per_api}
+            if self.services is not None:
+                self.last_step_body["services"] = self.service_list()
             return 200, self.last_step_body
         if path == "/reset" and method == "POST" and self.virtual:
             seed = (body or {}).get("seed", 0)
             self._load(random_apis(seed))
             return 200, {"apis": [dict(a) for a in self.apis]}
         return 404, {"error": f"no route {method} {path}"}
+
+    def service_list(self):
+        hot = self.overloaded_at(self.tick)
+        return [{"name": n, "utilisation": 1.0 if n in hot else 0.5,
+                 "queueing_ms": 20.0 if n in hot else 0.0, "overloaded": n in hot}
+                for n in self.services]
 
     # -- helpers for assertions ------------------------------------------------
 
