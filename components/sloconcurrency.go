@@ -80,7 +80,7 @@ type SLOConcurrencyController struct {
 	initial, minLimit, maxLimit, minGradient, slowStart, utilization, tolerance float64
 	alpha, samples                                                              float64
 	minSamples                                                                  float64
-	maxWindowTicks, interval, relearnTicks                                      float64
+	maxWindowTicks, interval, relearnTicks, windowTicks                         float64
 
 	// The window being gathered: ticks, completions, Σ rtt·completions,
 	// the highest latency of its ticks, and whether the limit bound.
@@ -89,8 +89,10 @@ type SLOConcurrencyController struct {
 
 	limit    float64
 	baseline float64
-	// latencyBase is the baseline of latency_ms, learned with it.
-	latencyBase float64
+	// latencyRatio is latency_ms over rtt without a queue, learned with
+	// the baseline (its warm-up takes the lowest of each, latencyMin);
+	// latencyRatio × baseline is latency_ms without a queue.
+	latencyRatio, latencyMin float64
 	// settled is the baseline a relearn replaced, while the relearned one
 	// is on lease (expireLease), and relearns counts the relearns since.
 	settled     float64
@@ -99,11 +101,12 @@ type SLOConcurrencyController struct {
 	started     bool
 	// firstWindowSeen is set once a window with an rtt has closed.
 	firstWindowSeen bool
-	// A run of queueing windows is on (streak): the limit and rtt when it
-	// began, and the ticks, tick-weighted rtt sum and lowest rtt of its
-	// windows at half that limit or less.
-	streak                                                    bool
-	streakLimit, streakRTT, streakTicks, streakSum, streakMin float64
+	// A run of queueing windows is on (streak): the limit when it began
+	// and the worst rtt before it halved; the rtt of the first window at
+	// half that limit or less, whether one was at a quarter, and the ticks,
+	// tick-weighted rtt sum and lowest rtt of those windows.
+	streak, quartered, second                                         bool
+	streakLimit, streakRTT, lowRTT, streakTicks, streakSum, streakMin float64
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -167,7 +170,8 @@ func (c *SLOConcurrencyController) Provision(env Env) error {
 	c.maxWindowTicks = float64(maxWindow.Ticks(env.Interval))
 	c.relearnTicks = float64(relearn.Ticks(env.Interval))
 	c.interval = env.Interval.Seconds()
-	c.alpha = 2 / float64(window.Ticks(env.Interval)+1)
+	c.windowTicks = float64(window.Ticks(env.Interval))
+	c.alpha = 2 / (c.windowTicks + 1)
 	return nil
 }
 
@@ -186,30 +190,36 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 }
 
 // relearn counts a queueing window into the current run of them and, once
-// the run has cut the limit to half of what it was when the run began (or
-// to the floor that cuts by min_gradient with √limit of headroom settle
-// at), lasted relearn_after and two rtts more, and the rtt of those last
-// windows is on average still at least 0.8 of the run's first, takes their
-// lowest rtt as the baseline, raises the limit to the one the run began
-// with scaled by the new baseline over the old, and reports that it did. A queue shrinks when the limit does; an rtt that does not fall as
-// the limit halves is not a queue: the service's own latency rose (a
-// slower dependency), and the baseline must follow it, or the limit falls
-// to Little's law's share of a latency that no cut can lower. By the same
-// law, the traffic the old limit served at the old latency needs that
-// limit scaled by the new. A limit that hovers at the
-// queueing threshold, cut a little and grown back, is a queue the
-// controller holds, and teaches the baseline nothing.
+// the run has cut the limit to half of what it was when the run began, the
+// longer of relearn_after and two rtts has passed since, and the excess of
+// those last windows' rtt over the baseline is on average still at least
+// 0.6 of the highest excess before the halving (a queue's falls by more
+// than half), takes their lowest rtt as the baseline, puts the
+// limit back to where the run began, and reports that it did. A queue
+// shrinks when the limit does; an rtt that does not fall as the limit
+// halves is not a queue: the service's own latency rose (a slower
+// dependency, a costlier mix), and the baseline must follow it, or the
+// limit falls to Little's law's share of a latency that no cut can lower.
+// A limit that hovers at the queueing threshold, cut a little and grown
+// back, is a queue the controller holds, and teaches the baseline nothing.
+// A run that begins under twice the floor cuts settle at
+// ((1/(1-min_gradient))², 4 by default) cannot halve, and never relearns.
 func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 	if !c.streak {
-		c.streak, c.streakLimit, c.streakRTT = true, c.limit, rtt
-		c.streakTicks, c.streakSum, c.streakMin = 0, 0, Invalid
+		c.streak, c.streakLimit, c.streakRTT, c.lowRTT, c.second = true, c.limit, rtt, Invalid, false
+		c.streakTicks, c.streakSum, c.streakMin, c.quartered = 0, 0, Invalid, false
 	}
-	// Cutting by min_gradient and adding √limit settles at
-	// (1/(1-min_gradient))²: a limit that low is cut as far as it goes.
-	floor := math.Max(c.minLimit, 1.1/((1-c.minGradient)*(1-c.minGradient)))
-	if c.limit > c.streakLimit/2 && c.limit > floor {
+	if c.limit > c.streakLimit/2 {
+		// The reference is the worst rtt at the limits the run began
+		// with: a capacity loss that struck during a run must show its
+		// queue there, not in the rtt of the run's first window.
+		c.streakRTT = math.Max(c.streakRTT, rtt)
 		return false
 	}
+	if !IsValid(c.lowRTT) {
+		c.lowRTT = rtt
+	}
+	c.quartered = c.quartered || c.limit <= c.streakLimit/4
 	if !(c.streakMin <= rtt) {
 		c.streakMin = rtt
 	}
@@ -220,47 +230,62 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 	if c.samples < baselineWarmup || c.streakTicks < c.relearnTicks || c.streakTicks*c.interval*1000 < 2*rtt {
 		return false
 	}
-	if c.streakSum/c.streakTicks < 0.8*c.streakRTT {
-		// The rtt fell with the limit: a queue, and the cuts work.
-		c.streak = false
+	// A queue's excess over the baseline falls by more than half when the
+	// limit halves. The excess must not have: since the worst rtt before
+	// the halving, or, once the limit has halved again, since the first
+	// window after the first halving (a costlier mix queues at the old
+	// limit before it is cut, and that queue is drained by then).
+	excess := c.streakSum/c.streakTicks - c.baseline
+	if c.second && excess < 0.6*(c.lowRTT-c.baseline) {
+		c.streak = false // it fell after all
 		return false
 	}
-	if IsValid(c.latencyBase) && c.baseline > 0 {
-		c.latencyBase *= c.streakMin / c.baseline
+	if !c.second && excess < 0.6*(c.streakRTT-c.baseline) && !(c.quartered && excess >= 0.6*(c.lowRTT-c.baseline)) {
+		// The rtt fell with the limit: a queue, and the cuts work. But
+		// where they took the limit to an eighth of where the run began
+		// and the service is still slow another relearn_after later, with
+		// this window as the reference, the rtt that stays is the
+		// service's own, or a queue of a capacity cut eightfold: a
+		// baseline not on lease may relearn it, once, on a lease.
+		if IsValid(c.settled) || c.limit > c.streakLimit/8 {
+			c.streak = false
+			return false
+		}
+		c.streakRTT, c.lowRTT, c.streakTicks, c.streakSum, c.streakMin = rtt, rtt, 0, 0, Invalid
+		c.second = true
+		return false
 	}
 	if !IsValid(c.settled) {
 		c.settled, c.relearns = c.baseline, 0
 	}
 	c.relearns++
-	if c.relearns >= relearnsToSettle {
-		c.settled = Invalid // the latency stayed up: it is the new normal
+	// The limit the run began with served the traffic; √limit growth
+	// finds what the new latency needs beyond it. (Scaling it by the new
+	// latency over the old over-admits when a costlier mix, not a slower
+	// dependency, raised the latency.)
+	if !c.second {
+		c.limit = math.Max(c.limit, c.streakLimit)
 	}
-	// The limit the run began with served the traffic at the old latency;
-	// by Little's law the same traffic needs it scaled by the new one.
-	// Slow start would double past that before a slow service's queue
-	// showed.
-	c.limit = math.Min(c.maxLimit, math.Max(c.limit, c.streakLimit*c.streakMin/c.baseline))
 	c.baseline, c.streak = c.streakMin, false
 	return true
 }
 
-// relearnsToSettle is how many relearns in a row, each before the last
-// one's lease ran out, make a relearned baseline the settled one.
-const relearnsToSettle = 2
-
-// expireLease lets a relearned baseline decay back towards the settled one
-// it replaced, by e every 10 × relearn_after: under a standing queue no
-// window shows the latency without one, so only a baseline that must be
-// learned again can find out that the dependency is fast again. While it
-// is still slow, the decayed baseline reads its latency as a queue once
-// more, and halving the limit relearns it within relearn_after.
+// expireLease lets a relearned baseline decay back towards the one it
+// replaced (settled), by e every 10 × relearn_after, twice as slowly
+// after each relearn on the same lease, at most baseline_window: under a
+// standing queue no window shows the latency without one, so only a
+// baseline that must be learned again can find out that the dependency is
+// fast again. While it is still slow, the decayed baseline reads its
+// latency as a queue once more, halving the limit relearns it, and the
+// next check comes twice as late.
 func (c *SLOConcurrencyController) expireLease(ticks float64) {
 	if !IsValid(c.settled) || !IsValid(c.baseline) {
 		return
 	}
-	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/(10*c.relearnTicks))
+	tau := math.Min(10*c.relearnTicks*math.Pow(2, float64(c.relearns-1)), c.windowTicks)
+	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/tau)
 	if c.baseline < 1.05*c.settled {
-		c.baseline, c.settled = c.settled, Invalid
+		c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
 	}
 }
 
@@ -274,7 +299,8 @@ func (c *SLOConcurrencyController) binds(inFlight float64) bool {
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	latency, setpoint, inFlight, oldest, rtt, completedRps := in[0], in[1], in[2], in[3], in[4], in[5]
 	if !c.started {
-		c.limit, c.slowStartOn, c.baseline, c.latencyBase, c.started = c.initial, true, Invalid, Invalid, true
+		c.limit, c.slowStartOn, c.baseline, c.started = c.initial, true, Invalid, true
+		c.latencyRatio, c.latencyMin = Invalid, Invalid
 		c.settled = Invalid
 		c.winLatency = Invalid
 	}
@@ -326,11 +352,15 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// Queueing counts only while the limit binds: below it, a slow window is
 	// the service's own doing (or noise), and cutting would starve traffic
 	// the limit was never constraining.
-	queueing := binding && IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > c.tolerance*c.baseline
-	if queueing && c.relearn(rtt, windowTicks) {
-		queueing = rtt > c.tolerance*c.baseline
+	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > c.tolerance*c.baseline
+	queueing := binding && slow
+	// A run of queueing windows begins with one that binds; a small
+	// limit may leave a window with a free slot at every tick, and such a
+	// window, still slow, does not end the run.
+	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks) {
+		queueing = binding && rtt > c.tolerance*c.baseline
 	}
-	if !queueing {
+	if !slow {
 		c.streak = false
 	}
 	// Latency over the setpoint is an overload from the first tick. Once
@@ -342,23 +372,24 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// met by admission, and would otherwise cut the limit to min_limit.
 	learned := c.samples >= baselineWarmup && IsValid(rtt)
 	overSetpoint := IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint &&
-		(!learned || (rtt > (1+c.tolerance)/2*c.baseline && !(setpoint < (1+c.tolerance)/2*c.latencyBase)))
+		(!learned || (binding && rtt > (1+c.tolerance)/2*c.baseline && !(setpoint < (1+c.tolerance)/2*c.latencyRatio*c.baseline)))
 	switch {
 	case overSetpoint:
 		g := setpoint / latency
-		if c.samples >= baselineWarmup && IsValid(rtt) {
+		if learned {
 			// No deeper than the cut that would drain the queue.
 			g = math.Max(g, (1+c.tolerance)/2*c.baseline/rtt)
 		}
 		c.limit = base * math.Max(c.minGradient, g)
-		if learned || !IsValid(rtt) {
+		if !IsValid(rtt) {
 			c.slowStartOn = false
 		} else {
-			// Before the baseline can tell a queue from a setpoint under
-			// the service's own latency, hold no lower than the initial
-			// limit, which keeps a queue short whatever the service, and
-			// leave slow start to the baseline's verdict.
+			// Never under the initial limit, which keeps a queue short
+			// whatever the service; before the baseline can tell a queue
+			// from a setpoint under the service's own latency, leave slow
+			// start to the baseline's verdict.
 			c.limit = math.Max(c.limit, math.Min(c.initial, base))
+			c.slowStartOn = c.slowStartOn && !learned
 		}
 		overload = 1
 	case queueing:
@@ -392,12 +423,15 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			if !(rtt >= c.baseline) {
 				c.baseline = rtt
 			}
-			if IsValid(latency) && !(latency >= c.latencyBase) {
-				c.latencyBase = latency
+			if IsValid(latency) && !(latency >= c.latencyMin) {
+				c.latencyMin = latency
 			}
+			c.latencyRatio = c.latencyMin / c.baseline
 		case !queueing:
-			if IsValid(latency) && IsValid(c.latencyBase) {
-				c.latencyBase += c.alpha * (latency - c.latencyBase)
+			if r := latency / rtt; IsValid(r) && !IsValid(c.latencyRatio) {
+				c.latencyRatio = r
+			} else if IsValid(r) {
+				c.latencyRatio += c.alpha * (r - c.latencyRatio)
 			}
 			c.baseline += c.alpha * (rtt - c.baseline)
 			if c.baseline > 2*rtt {

@@ -203,6 +203,7 @@ func TestSLOConcurrencyControllerRejectsBadParameters(t *testing.T) {
 		`{"rtt_tolerance":0.9}`:         "rtt_tolerance",
 		`{"min_samples":0}`:             "min_samples",
 		`{"max_window":"0s"}`:           "max_window",
+		`{"relearn_after":"0s"}`:        "relearn_after",
 	} {
 		_, err := provisionComponent("SLOConcurrencyController", params, time.Second)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -211,63 +212,96 @@ func TestSLOConcurrencyControllerRejectsBadParameters(t *testing.T) {
 	}
 }
 
-// A service in front of 8 workers, always offered more than its limit: the
-// rtt is its own latency plus, past 8 in flight, a queue of 2 ms per
+// A service in front of w workers, always offered more than its limit:
+// the rtt is its own latency plus, past w in flight, a queue of 16/w ms per
 // request. Cutting the limit drains that queue; it cannot lower the own
 // latency. The controller must learn a rise of the own latency (a slower
-// dependency: 20 → 60 ms) within relearn_after and grow the limit back,
-// and must never learn the queue.
+// dependency: 20 → 60 ms) within relearn_after, give it back once the
+// latency returns, check a lasting rise ever more rarely, and never learn
+// a queue, not even one a capacity loss causes in the middle of a run.
 func TestSLOConcurrencyControllerRelearnsOnlyWhatNoCutLowers(t *testing.T) {
 	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
 	out := make([]float64, 3)
-	run := func(own float64, ticks int) (limit, baseline float64) {
+	workers := 8.0
+	// run drives ticks at an own latency and returns the last limit and
+	// baseline, the highest baseline, and how many ticks raised the
+	// baseline by more than 10 ms (relearns).
+	run := func(own float64, ticks int) (limit, baseline, highest float64, relearns int) {
 		for range ticks {
 			limit := out[0]
 			if limit == 0 {
 				limit = 8
 			}
-			rtt := own + 2*math.Max(0, limit-8)
+			before := out[2]
+			rtt := own + 16/workers*math.Max(0, limit-workers)
 			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000}, out)
+			highest = math.Max(highest, out[2])
+			if out[2] > before+10 {
+				relearns++
+			}
 		}
-		return out[0], out[2]
+		return out[0], out[2], highest, relearns
 	}
-	if _, b := run(20, 300); math.Abs(b-20) > 1e-9 {
+	if _, b, _, _ := run(20, 300); math.Abs(b-20) > 1e-9 {
 		t.Fatalf("baseline %.1f ms after 30 s at 20 ms, want 20", b)
 	}
 	// The queue alone: 2 ms per request past 8 reads as queueing once the
-	// limit passes 23, and each cut drains it.
-	for range 10 {
-		if _, b := run(20, 100); b > 21 {
-			t.Fatalf("the baseline learned a queue that cuts drain: %.1f ms", b)
-		}
+	// limit passes 23, and the cuts hold it.
+	if _, _, h, _ := run(20, 600); h > 21 {
+		t.Fatalf("the baseline learned a queue that cuts hold: %.1f ms", h)
 	}
+	// Six of the eight workers die: a queue the run's first window did not
+	// show, which halving the limit shrinks.
+	workers = 2
+	if _, _, h, _ := run(20, 2400); h > 21 {
+		t.Fatalf("the baseline learned the queue of a capacity loss: %.1f ms", h)
+	}
+	workers = 8
+	run(20, 600)
 	// The own latency triples: every window reads as queueing and no cut
 	// lowers it.
-	l, b := run(60, 30)
-	if b > 21 {
-		t.Fatalf("baseline %.1f ms 3 s into the shift, before relearn_after had passed through cuts", b)
+	l, b, _, _ := run(60, 30)
+	if b > 21 || l > 8 {
+		t.Fatalf("limit %.1f, baseline %.1f ms 3 s into the shift, want the limit cut and the baseline not yet relearned", l, b)
 	}
-	if l > 8 {
-		t.Fatalf("limit %.1f 3 s into the shift, want it cut", l)
-	}
-	l, b = run(60, 50)
+	l, b, _, _ = run(60, 50)
 	if b < 45 || b > 65 {
 		t.Fatalf("baseline %.1f ms 8 s into a shift to 60 ms, want it relearned near 60 (and decaying on its lease)", b)
 	}
-	if l < 20 {
-		t.Fatalf("limit %.1f 8 s into the shift, want it grown back past the 8 workers' queue", l)
+	if l < 14 {
+		t.Fatalf("limit %.1f 8 s into the shift, want it back where the run began", l)
 	}
-	// The dependency is fast again: the relearned baseline's lease runs
-	// out and the settled 20 ms returns.
-	if _, b = run(20, 1200); b > 21 {
-		t.Fatalf("baseline %.1f ms 2 minutes after the latency returned to 20 ms, want 20", b)
+	// The dependency is fast again: the lease runs out and 20 ms returns.
+	if _, b, _, _ = run(20, 1800); b > 21 {
+		t.Fatalf("baseline %.1f ms 3 minutes after the latency returned to 20 ms, want 20", b)
 	}
-	// A shift that lasts: the decayed baseline reads it as a queue again,
-	// halving relearns it, and the second relearn settles it.
-	run(60, 1200)
-	for range 60 {
-		if _, b = run(60, 10); b < 55 || b > 65 {
-			t.Fatalf("baseline %.1f ms 2–3 minutes into a lasting shift to 60 ms, want it settled near 60", b)
+	// A shift that lasts 20 minutes: each relearn's lease is twice as long
+	// as the last, up to baseline_window.
+	if _, _, _, n := run(60, 12000); n < 2 || n > 7 {
+		t.Fatalf("%d relearns in 20 minutes of a lasting shift, want 2 to 7", n)
+	}
+	// And it still gives the baseline back when the shift ends.
+	if _, b, _, _ = run(20, 24000); b > 21 {
+		t.Fatalf("baseline %.1f ms 40 minutes after a 20-minute shift ended, want 20", b)
+	}
+}
+
+// A min_gradient near 1 cuts gently: the limit then takes longer to
+// halve, and a queue must still never be learned.
+func TestSLOConcurrencyControllerRelearnsNoQueueAtAHighMinGradient(t *testing.T) {
+	for _, g := range []string{"0.8", "0.9", "1"} {
+		c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8,"min_gradient":`+g+`}`, 100*time.Millisecond)
+		out := make([]float64, 3)
+		for i := range 3000 {
+			limit := out[0]
+			if limit == 0 {
+				limit = 8
+			}
+			rtt := 20 + 2*math.Max(0, limit-8)
+			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000}, out)
+			if i > 300 && out[2] > 21 {
+				t.Fatalf("min_gradient %s: the baseline learned the queue: %.1f ms at tick %d", g, out[2], i)
+			}
 		}
 	}
 }

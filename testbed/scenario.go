@@ -103,7 +103,7 @@ var scenarioKinds = []struct {
 	{"retry-storm", 2, "0.8× for 20% of the duration, LOAD× (default 2) for 20%, 0.8× for 60%; clients retry rejected and timed-out requests up to 3 times, backing off 100 ms·2ᵏ ± 50 %", buildRetryStorm, false},
 	{"slow-drift", 0.8, "LOAD× (default 0.8); over the first half, the most shared service loses half its workers one by one; at three quarters they all return", buildSlowDrift, false},
 	{"mix-shift", 2, "LOAD× (default 2) of the capacity at the offered mix throughout; from a third to two thirds of the duration the costliest API makes up 80% of the requests", buildMixShift, false},
-	{"slow-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration every request takes longer at the entry (twice the app's mean latency without a queue, at most a quarter of the tightest SLO), holding no worker: latency rises, capacity does not", buildSlowDependency, false},
+	{"slow-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration every call at the entry takes longer (twice the app's mean latency without a queue, at most a quarter of the tightest SLO), holding no worker: latency rises, capacity does not", buildSlowDependency, false},
 }
 
 // ScenarioNames lists the known scenarios.
@@ -167,6 +167,9 @@ func NewScenario(name string, app App, opts ScenarioOptions) (Scenario, error) {
 		}
 		b.mark(opts.Warmup)
 		k.build(b)
+		if b.err != nil {
+			return Scenario{}, b.err
+		}
 		return b.s, nil
 	}
 	return Scenario{}, fmt.Errorf("unknown scenario %q (known: %s)", name, strings.Join(ScenarioNames(), ", "))
@@ -176,6 +179,7 @@ type scenarioBuilder struct {
 	app App
 	s   Scenario
 	end time.Duration // end of the steps so far
+	err error         // a scenario the app cannot run
 }
 
 // mix is the nominal mix at load× capacity, per API.
@@ -285,12 +289,16 @@ func buildMixShift(b *scenarioBuilder) {
 			costliest, most = i, cost
 		}
 	}
-	shifted := make([]float64, len(b.app.APIs))
+	// The other APIs keep their nominal proportions in the other 20 %.
+	shifted := b.app.Weights()
+	others := 1 - shifted[costliest]
 	for i := range shifted {
-		shifted[i] = 0.2 / float64(max(len(shifted)-1, 1))
+		if others > 0 {
+			shifted[i] *= 0.2 / others
+		}
 	}
 	shifted[costliest] = 0.8
-	if len(shifted) == 1 {
+	if others <= 0 {
 		shifted[costliest] = 1
 	}
 	scale := b.app.scale(shifted, b.app.workers())
@@ -311,6 +319,10 @@ func buildMixShift(b *scenarioBuilder) {
 // A controller that reads every latency rise as a queue cuts admission
 // that the app could serve.
 func buildSlowDependency(b *scenarioBuilder) {
+	if b.app.Services[b.app.serviceIndex(b.app.Entry)].Workers != 0 {
+		b.err = fmt.Errorf("scenario slow-dependency: app %s: its entry %s has workers; the extra time must hold none, so the entry must be unbounded", b.app.Name, b.app.Entry)
+		return
+	}
 	b.step(b.s.Duration, b.mix(b.s.Load))
 	extra := b.app.slowDependencyExtra()
 	from, to := b.s.Warmup+b.fraction(1.0/3), b.s.Warmup+b.fraction(2.0/3)

@@ -199,4 +199,9 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 	if _, err := NewScenario("steady", unbounded, ScenarioOptions{}); err == nil || !strings.Contains(err.Error(), "cannot be overloaded") {
 		t.Errorf("an app without a bounded service: err = %v, want it to say it cannot be overloaded", err)
 	}
+	boundedEntry := TwoTierApp(DefaultTwoTier())
+	boundedEntry.Services[0].Workers = 4
+	if _, err := NewScenario("slow-dependency", boundedEntry, ScenarioOptions{}); err == nil || !strings.Contains(err.Error(), "the entry must be unbounded") {
+		t.Errorf("slow-dependency with a bounded entry: err = %v, want it to say the entry must be unbounded", err)
+	}
 }

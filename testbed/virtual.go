@@ -18,7 +18,8 @@ import (
 //
 // Events, in the order in which those at the same instant are handled:
 //
-//  1. app changes (worker changes, static oracle updates), in time order;
+//  1. app changes (worker changes, delay changes, static oracle updates),
+//     in time order;
 //  2. the engine tick, every evaluation interval;
 //  3. call completions, in the order they were scheduled;
 //  4. client timeouts, in arrival order;

@@ -153,7 +153,7 @@ func resolvePolicy(name string) (testbed.Policy, error) {
 		if strings.HasSuffix(name, ".cue") {
 			return testbed.Policy{}, err
 		}
-		return testbed.Policy{}, fmt.Errorf("unknown policy %q: want none, static, static-optimal, dagor, %s, or a .cue file", name, strings.Join(slices.Sorted(maps.Keys(namedPolicies)), ", "))
+		return testbed.Policy{}, fmt.Errorf("unknown policy %q: want none, static, static-optimal, dagor, default-slo, topfull-guard, topfull-dynamic, topfull-guard-dynamic, %s, or a .cue file", name, strings.Join(slices.Sorted(maps.Keys(namedPolicies)), ", "))
 	}
 	if blueprint == "" {
 		return testbed.Policy{}, fmt.Errorf("policy %s: %s not found (run from the repository root)", name, file)
