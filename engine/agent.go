@@ -133,17 +133,25 @@ func (e *Engine) TouchAgents() {
 
 // checkAgentNames reports two RLActuators controlling the same API name.
 func checkAgentNames(next []*Running) Diagnostics {
+	return checkUniqueNames(next, func(c *Circuit) []*node { return c.agents },
+		func(n *node) string { return n.comp.(components.AgentActuator).Agent().API },
+		"API %q is already under agent control")
+}
+
+// checkUniqueNames reports every node of nodes(circuit), over the set,
+// whose name(node) an earlier one has: taken is the message's start, with
+// a %q for the name.
+func checkUniqueNames(set []*Running, nodes func(*Circuit) []*node, name func(*node) string, taken string) Diagnostics {
 	var diags Diagnostics
 	seen := map[string]*node{}
-	for _, r := range next {
-		for _, n := range r.Circuit.agents {
-			name := n.comp.(components.AgentActuator).Agent().API
-			if prev, dup := seen[name]; dup {
+	for _, r := range set {
+		for _, n := range nodes(r.Circuit) {
+			if prev, dup := seen[name(n)]; dup {
 				diags = append(diags, Diagnostic{Pos: n.spec.Pos, Message: fmt.Sprintf(
-					"%s: API %q is already under agent control by %s at %s", n.spec.Path, name, prev.spec.Path, prev.spec.Pos)})
+					"%s: "+taken+" by %s at %s", n.spec.Path, name(n), prev.spec.Path, prev.spec.Pos)})
 				continue
 			}
-			seen[name] = n
+			seen[name(n)] = n
 		}
 	}
 	return diags

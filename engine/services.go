@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"fmt"
 	"sort"
 
 	"github.com/spillway-dev/spillway/components"
@@ -53,18 +52,7 @@ func (r *Running) publishLoads(now int64) {
 // checkServiceNames reports two ServiceOverload components of the set for
 // the same service: the bridge would serve two verdicts for it.
 func checkServiceNames(set []*Running) Diagnostics {
-	var diags Diagnostics
-	seen := map[string]*node{}
-	for _, r := range set {
-		for _, n := range r.Circuit.loads {
-			name := n.comp.(components.ServiceSignal).Load().Service
-			if prev, dup := seen[name]; dup {
-				diags = append(diags, Diagnostic{Pos: n.spec.Pos, Message: fmt.Sprintf(
-					"%s: service %q already has an overload signal, %s at %s", n.spec.Path, name, prev.spec.Path, prev.spec.Pos)})
-				continue
-			}
-			seen[name] = n
-		}
-	}
-	return diags
+	return checkUniqueNames(set, func(c *Circuit) []*node { return c.loads },
+		func(n *node) string { return n.comp.(components.ServiceSignal).Load().Service },
+		"service %q already has an overload signal,")
 }

@@ -1,7 +1,6 @@
 package testbed
 
 import (
-	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,15 +46,7 @@ func TestDefaultPolicyDecidesOncePerRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := NewScenario("steady", app, ScenarioOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
-		Policy: Policy{Name: "default", Templates: loadPolicy(t, "../policies/default.cue")}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := simulateVirtual(t, app, "steady", defaultPolicy(t))
 	api := r.PerAPI["thumbnail"]
 	if got := r.Steady.GoodputRatio; got < 0.95 {
 		t.Errorf("steady goodput %.2f of proportional, want ≥ 0.95", got)

@@ -7,6 +7,26 @@ import (
 	"time"
 )
 
+// simulateVirtual runs app through the named scenario under pol in virtual
+// time on seed 1; opts, if given, parameterise the scenario.
+func simulateVirtual(t *testing.T, app App, scenario string, pol Policy, opts ...ScenarioOptions) Report {
+	t.Helper()
+	sc, err := NewScenario(scenario, app, append(opts, ScenarioOptions{})[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1, Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// defaultPolicy is policies/default.cue as written.
+func defaultPolicy(t *testing.T) Policy {
+	return Policy{Name: "default", Templates: loadPolicy(t, "../policies/default.cue")}
+}
+
 // The default policy's goals (GoalMisses), asserted on a small
 // deterministic part of the suite (docs/suite.md has the whole): apps whose
 // APIs differ 20× in cost at one bottleneck, cross two bottlenecks, or chain
@@ -48,15 +68,7 @@ func TestGoalMissesCanFail(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func(scenario string, pol Policy) Report {
-		sc, err := NewScenario(scenario, app, ScenarioOptions{Warmup: 5e9, Duration: 20e9})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1, Policy: pol})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return simulateVirtual(t, app, scenario, pol, ScenarioOptions{Warmup: 5e9, Duration: 20e9})
 	}
 	none := run("cold-start", NoPolicy())
 	goals := map[string]bool{}
@@ -98,15 +110,7 @@ func TestDefaultPolicyFollowsASlowerDependency(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sc, err := NewScenario("slow-dependency", app, ScenarioOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
-				Policy: Policy{Name: "default", Templates: templates}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := simulateVirtual(t, app, "slow-dependency", Policy{Name: "default", Templates: templates})
 			if r.GoodputRatio < 0.9 {
 				t.Errorf("goodput %.2f of proportional over the scenario, want ≥ 0.9", r.GoodputRatio)
 			}
@@ -143,15 +147,7 @@ func TestDefaultSLOHoldsWhereTheSetpointIsUnderTheOwnLatency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := NewScenario("steady", app, ScenarioOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1, Policy: pol})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.GoodputRatio < 0.8 {
+	if r := simulateVirtual(t, app, "steady", pol); r.GoodputRatio < 0.8 {
 		t.Errorf("goodput %.2f of proportional with slo = the tightest SLO, want ≥ 0.8", r.GoodputRatio)
 	}
 }
@@ -168,16 +164,7 @@ func TestDefaultPolicyFollowsACostlierMix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := NewScenario("mix-shift", app, ScenarioOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: 1,
-		Policy: Policy{Name: "default", Templates: loadPolicy(t, "../policies/default.cue")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Steady.GoodputRatio < 0.93 {
+	if r := simulateVirtual(t, app, "mix-shift", defaultPolicy(t)); r.Steady.GoodputRatio < 0.93 {
 		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.93", r.Steady.GoodputRatio)
 	}
 }
