@@ -277,10 +277,16 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 // baseline that must be learned again can find out that the dependency is
 // fast again. While it is still slow, the decayed baseline reads its
 // latency as a queue once more, halving the limit relearns it, and the
-// next check comes twice as late.
-func (c *SLOConcurrencyController) expireLease(ticks float64) {
+// next check comes twice as late. A window faster than 0.8 × the leased
+// baseline lowers it at once, no further than the settled one.
+func (c *SLOConcurrencyController) expireLease(ticks, rtt float64) {
 	if !IsValid(c.settled) || !IsValid(c.baseline) {
 		return
+	}
+	if rtt < 0.8*c.baseline {
+		// A window this fast (a lull, with no queue) shows that the
+		// latency the lease was for is gone, or less.
+		c.baseline = math.Max(c.settled, rtt)
 	}
 	tau := math.Min(10*c.relearnTicks*math.Pow(2, float64(c.relearns-1)), c.windowTicks)
 	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/tau)
@@ -439,6 +445,6 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			}
 		}
 	}
-	c.expireLease(windowTicks)
+	c.expireLease(windowTicks, rtt)
 	out[0], out[1], out[2] = c.limit, overload, c.baseline
 }

@@ -275,6 +275,20 @@ func TestSLOConcurrencyControllerRelearnsOnlyWhatNoCutLowers(t *testing.T) {
 	if _, b, _, _ = run(20, 1800); b > 21 {
 		t.Fatalf("baseline %.1f ms 3 minutes after the latency returned to 20 ms, want 20", b)
 	}
+	// A lull ends a lease at once: a shift learned again, then the load
+	// falls under the limit while the latency is back at 20 ms.
+	if _, b, _, _ := run(60, 80); b < 45 {
+		t.Fatalf("baseline %.1f ms 8 s into a second shift to 60 ms, want it relearned", b)
+	}
+	lull := func(ticks int) float64 {
+		for range ticks {
+			c.Execute([]float64{20, components.Invalid, 1, 0, 20, 1000}, out)
+		}
+		return out[2]
+	}
+	if b := lull(2); b > 21 {
+		t.Fatalf("baseline %.1f ms after a lull at 20 ms, want the lease ended at 20", b)
+	}
 	// A shift that lasts 20 minutes: each relearn's lease is twice as long
 	// as the last, up to baseline_window.
 	if _, _, _, n := run(60, 12000); n < 2 || n > 7 {
