@@ -17,7 +17,6 @@ import (
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/internal/paced"
 	"github.com/spillway-dev/spillway/proxy"
-	"github.com/spillway-dev/spillway/testbed"
 )
 
 // nginxCapacity is the stock upstream's capacity, in requests per second.
@@ -102,25 +101,7 @@ func BenchmarkProxyStockNginx(b *testing.B) {
 		slo      = 100 * time.Millisecond
 	)
 	run := func(target string, capacity float64) (goodput, rejected float64) {
-		res, err := testbed.Run(context.Background(), testbed.LoadConfig{
-			URL:     target,
-			Phases:  []testbed.Phase{{Duration: warm, Rate: 0.5 * capacity}, {Duration: overload, Rate: 3 * capacity}},
-			SLO:     slo,
-			Timeout: 5 * time.Second,
-			Seed:    7,
-		}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var seconds float64
-		for _, s := range res.Seconds {
-			if s.T >= int(warm/time.Second) {
-				goodput += float64(s.Goodput)
-				rejected += float64(s.Rejected)
-				seconds++
-			}
-		}
-		return goodput / seconds / capacity, rejected / seconds
+		return overloadRun(b, target, capacity, warm, overload, slo, 5*time.Second)
 	}
 	src, err := os.ReadFile("../policies/default.cue")
 	if err != nil {

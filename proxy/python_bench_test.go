@@ -19,7 +19,6 @@ import (
 
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/proxy"
-	"github.com/spillway-dev/spillway/testbed"
 )
 
 // pythonPolicy is the default protection with this experiment's SLO.
@@ -135,25 +134,7 @@ func BenchmarkProxyPythonHTTPServer(b *testing.B) {
 			defer front.Close()
 			target = front.URL + u.Path
 		}
-		res, err := testbed.Run(context.Background(), testbed.LoadConfig{
-			URL:     target,
-			Phases:  []testbed.Phase{{Duration: warm, Rate: 0.5 * capacity}, {Duration: overload, Rate: 3 * capacity}},
-			SLO:     slo,
-			Timeout: 2 * time.Second,
-			Seed:    7,
-		}, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var seconds float64
-		for _, s := range res.Seconds {
-			if s.T >= int(warm/time.Second) {
-				goodput += float64(s.Goodput)
-				rejected += float64(s.Rejected)
-				seconds++
-			}
-		}
-		return goodput / seconds / capacity, rejected / seconds
+		return overloadRun(b, target, capacity, warm, overload, slo, 2*time.Second)
 	}
 	for b.Loop() {
 		capacity := closedLoopRate(startPythonHTTPServer(b), 4, 3*time.Second)
