@@ -204,6 +204,10 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 // back, is a queue the controller holds, and teaches the baseline nothing.
 // A run that begins under twice the floor cuts settle at
 // ((1/(1-min_gradient))², 4 by default) cannot halve, and never relearns.
+// One whose excess did fall but that the cuts took to an eighth of where it
+// began, and that is still slow after another relearn_after, relearns
+// once with that later window as its reference (second), and only when no
+// relearned baseline is on lease; the limit then stays where it is.
 func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 	if !c.streak {
 		c.streak, c.streakLimit, c.streakRTT, c.lowRTT, c.second = true, c.limit, rtt, Invalid, false

@@ -3,14 +3,12 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -35,16 +33,7 @@ func startNginx(b *testing.B) string {
 		}
 		b.Skip("SKIPPING: nginx is not installed (apt-get update && apt-get install -y nginx)")
 	}
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "item.txt"), []byte(strings.Repeat("x", 2048)), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	dir, port := itemToServe(b)
 	conf := fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;

@@ -2,6 +2,10 @@ package proxy_test
 
 import (
 	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,4 +36,21 @@ func overloadRun(b *testing.B, target string, capacity float64, warm, overload, 
 		}
 	}
 	return goodput / seconds / capacity, rejected / seconds
+}
+
+// itemToServe writes the 2 KiB item.txt a stock server serves into a new
+// directory and picks a free loopback port for that server.
+func itemToServe(b *testing.B) (dir string, port int) {
+	b.Helper()
+	dir = b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "item.txt"), []byte(strings.Repeat("x", 2048)), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return dir, port
 }

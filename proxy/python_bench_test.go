@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,16 +39,7 @@ func startPythonHTTPServer(b *testing.B) string {
 	if _, err := os.Stat(python); err != nil {
 		b.Skip("no /usr/bin/python3 (apt-get install -y python3)")
 	}
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "item.txt"), []byte(strings.Repeat("x", 2048)), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	dir, port := itemToServe(b)
 	cmd := exec.Command(python, "-m", "http.server", fmt.Sprint(port), "--bind", "127.0.0.1")
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
