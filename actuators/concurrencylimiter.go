@@ -2,6 +2,7 @@ package actuators
 
 import (
 	"math"
+	"sync"
 	"sync/atomic"
 )
 
@@ -20,6 +21,16 @@ import (
 type ConcurrencyLimiter struct {
 	inFlight atomic.Int64
 	slots    atomic.Int64 // unlimitedSlots when unlimited
+	// counted is inFlight without the requests of unanswered partitions
+	// (Partition): what answered partitions' requests are limited by.
+	counted atomic.Int64
+	// whole is the partition of Acquire, Hold and Release.
+	whole Partition
+
+	// parts holds the partitions by index (Partition), copy-on-write
+	// under partsMu; a nil entry has none yet.
+	parts   atomic.Pointer[[]*Partition]
+	partsMu sync.Mutex
 }
 
 const unlimitedSlots = -1
@@ -48,23 +59,9 @@ const (
 // if the limiter is unlimited, and says which; otherwise it takes nothing
 // and returns Refused. Every slot taken must be given back with exactly one
 // Release. A slot taken while unlimited counts against a limit set later,
-// for as long as its request is in flight.
-func (c *ConcurrencyLimiter) Acquire() Acquisition {
-	for {
-		n := c.inFlight.Load()
-		slots := c.slots.Load()
-		if slots == unlimitedSlots {
-			c.inFlight.Add(1)
-			return Unlimited
-		}
-		if n >= slots {
-			return Refused
-		}
-		if c.inFlight.CompareAndSwap(n, n+1) {
-			return Acquired
-		}
-	}
-}
+// for as long as its request is in flight. It is AcquireIn on a partition
+// of its own that is always answered.
+func (c *ConcurrencyLimiter) Acquire() Acquisition { return c.AcquireIn(&c.whole) }
 
 // TryAcquire is Acquire reporting only whether it took a slot.
 func (c *ConcurrencyLimiter) TryAcquire() bool { return c.Acquire() != Refused }
@@ -74,17 +71,12 @@ func (c *ConcurrencyLimiter) TryAcquire() bool { return c.Acquire() != Refused }
 // number of requests in flight and a limit set later is measured against
 // all of them. It must be paired with one Release, like a slot from
 // Acquire.
-func (c *ConcurrencyLimiter) Hold() { c.inFlight.Add(1) }
+func (c *ConcurrencyLimiter) Hold() { c.HoldIn(&c.whole) }
 
-// Release returns a slot taken by TryAcquire. Releasing more slots than were
-// acquired is a bug in the caller and panics, as sync.WaitGroup does for a
-// negative counter.
-func (c *ConcurrencyLimiter) Release() {
-	if c.inFlight.Add(-1) < 0 {
-		c.inFlight.Add(1)
-		panic("actuators: ConcurrencyLimiter.Release without a matching TryAcquire")
-	}
-}
+// Release returns a slot taken by Acquire or Hold. Releasing more slots
+// than were acquired is a bug in the caller and panics, as sync.WaitGroup
+// does for a negative counter.
+func (c *ConcurrencyLimiter) Release() { c.ReleaseIn(&c.whole, 0, 0) }
 
 // SetLimit atomically changes the limit to floor(limit) slots. NaN or +Inf
 // means unlimited; a negative value means 0.
@@ -113,4 +105,189 @@ func (c *ConcurrencyLimiter) Limit() float64 {
 		return math.NaN()
 	}
 	return float64(slots)
+}
+
+// Partition is one API's part of a ConcurrencyLimiter shared by several
+// APIs: a bulkhead. Each partition measures how much of the slot time its
+// requests held went to useful requests (answered, to a client still
+// waiting) rather than to requests abandoned by their clients or failed.
+// While most of it is useful (Rebalance), the partition is answered and
+// its requests count against the limit as usual. Once most of it is not, as
+// when a dependency of that API alone hangs and each request holds its slot
+// until the client gives up, the partition's new requests are admitted only
+// while the limit has room and do not count against it for the answered
+// partitions: those keep the whole limit, and the hung API fills only what
+// they leave free.
+//
+// When every partition is answered, or none is, the limiter is exactly the
+// shared limit it would be without partitions.
+type Partition struct {
+	_        [64]byte // off the cache line of the partition before
+	inFlight atomic.Int64
+	// counted is the part of inFlight counted against the limit for
+	// answered partitions (ConcurrencyLimiter.counted); never above
+	// inFlight.
+	counted           atomic.Int64
+	usefulNs, otherNs atomic.Int64
+	unanswered        atomic.Bool
+	// useful is the smoothed useful fraction of the slot time, owned by
+	// Rebalance's caller.
+	useful float64
+}
+
+// InFlight returns the partition's requests in flight.
+func (p *Partition) InFlight() int64 { return p.inFlight.Load() }
+
+// Answered reports whether most of the partition's slot time went to
+// useful requests, as the last Rebalance measured it.
+func (p *Partition) Answered() bool { return !p.unanswered.Load() }
+
+// maxPartitions bounds the partitions of one limiter; a larger index
+// shares the last one.
+const maxPartitions = 4096
+
+// Partition returns partition i (0 ≤ i; an index past maxPartitions
+// shares the last), creating it on first use. Creating takes a mutex and
+// allocates; looking up an existing one is lock-free and allocation-free.
+func (c *ConcurrencyLimiter) Partition(i int) *Partition {
+	i = min(max(i, 0), maxPartitions-1)
+	if ps := c.parts.Load(); ps != nil && i < len(*ps) {
+		if p := (*ps)[i]; p != nil {
+			return p
+		}
+	}
+	c.partsMu.Lock()
+	defer c.partsMu.Unlock()
+	var old []*Partition
+	if ps := c.parts.Load(); ps != nil {
+		old = *ps
+	}
+	if i < len(old) && old[i] != nil {
+		return old[i]
+	}
+	next := make([]*Partition, max(len(old), i+1))
+	copy(next, old)
+	next[i] = &Partition{useful: 1}
+	c.parts.Store(&next)
+	return next[i]
+}
+
+// AcquireIn is Acquire for a request of partition p. An answered
+// partition's request takes a slot while fewer than the limit are counted
+// (the requests of answered partitions, and those admitted while
+// unlimited or stale); an unanswered one's while fewer than the limit are
+// in flight at all, and is not counted. A slot taken here must be given
+// back with ReleaseIn on the same partition.
+func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
+	if p.unanswered.Load() {
+		for {
+			n := c.inFlight.Load()
+			slots := c.slots.Load()
+			if slots == unlimitedSlots {
+				c.HoldIn(p)
+				return Unlimited
+			}
+			if n >= slots {
+				return Refused
+			}
+			if c.inFlight.CompareAndSwap(n, n+1) {
+				p.inFlight.Add(1)
+				return Acquired
+			}
+		}
+	}
+	for {
+		n := c.counted.Load()
+		slots := c.slots.Load()
+		if slots == unlimitedSlots {
+			c.HoldIn(p)
+			return Unlimited
+		}
+		if n >= slots {
+			return Refused
+		}
+		if c.counted.CompareAndSwap(n, n+1) {
+			p.counted.Add(1)
+			p.inFlight.Add(1)
+			c.inFlight.Add(1)
+			return Acquired
+		}
+	}
+}
+
+// HoldIn is Hold for a request of partition p; it counts against the
+// limit.
+func (c *ConcurrencyLimiter) HoldIn(p *Partition) {
+	c.counted.Add(1)
+	p.counted.Add(1)
+	p.inFlight.Add(1)
+	c.inFlight.Add(1)
+}
+
+// ReleaseIn returns a slot taken by AcquireIn or HoldIn. usefulNs is how
+// long the request held it if it was useful (answered, to a client still
+// waiting), otherNs if it was not. Uncounted slots of the partition are
+// given back first, so a partition never has more counted than in flight.
+func (c *ConcurrencyLimiter) ReleaseIn(p *Partition, usefulNs, otherNs int64) {
+	if c.inFlight.Add(-1) < 0 {
+		c.inFlight.Add(1)
+		panic("actuators: ConcurrencyLimiter.ReleaseIn without a matching AcquireIn")
+	}
+	n := p.inFlight.Add(-1)
+	for {
+		k := p.counted.Load()
+		if k <= n {
+			break
+		}
+		if p.counted.CompareAndSwap(k, k-1) {
+			c.counted.Add(-1)
+			break
+		}
+	}
+	if usefulNs > 0 {
+		p.usefulNs.Add(usefulNs)
+	}
+	if otherNs > 0 {
+		p.otherNs.Add(otherNs)
+	}
+}
+
+// Rebalance updates each partition's useful fraction of the slot time,
+// smoothed by alpha (the weight of the time since the last call, in
+// (0, 1]), and marks unanswered those under half, when on is true; with on
+// false every partition is answered. The requests in flight of an
+// unanswered partition stop counting against the limit. The caller calls
+// it once per tick, from one goroutine. A partition whose requests held no
+// slot time since the last call keeps its fraction.
+func (c *ConcurrencyLimiter) Rebalance(on bool, alpha float64) {
+	ps := c.parts.Load()
+	if ps == nil {
+		return
+	}
+	for _, p := range *ps {
+		if p == nil {
+			continue
+		}
+		useful, other := float64(p.usefulNs.Swap(0)), float64(p.otherNs.Swap(0))
+		if useful+other > 0 {
+			p.useful += alpha * (useful/(useful+other) - p.useful)
+		}
+		unanswered := on && p.useful < 0.5
+		p.unanswered.Store(unanswered)
+		if !unanswered {
+			continue
+		}
+		// Its requests in flight no longer count: they are the ones the
+		// answered partitions must not wait for.
+		for {
+			k := p.counted.Load()
+			if k <= 0 {
+				break
+			}
+			if p.counted.CompareAndSwap(k, 0) {
+				c.counted.Add(-k)
+				break
+			}
+		}
+	}
 }

@@ -216,3 +216,142 @@ func TestConcurrencyLimiterDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrencyLimiterBulkhead: two APIs share a limit of 10. Once
+// "stuck"'s slot time went to requests its clients abandoned and
+// "served"'s to answers, stuck is unanswered: it fills the limit while it
+// has room, but its slots do not keep served out, which still gets the
+// whole limit. With the bulkhead off (or every partition answered), the
+// limit is the plain shared one.
+func TestConcurrencyLimiterBulkhead(t *testing.T) {
+	c := NewConcurrencyLimiter(10)
+	stuck, served := c.Partition(2), c.Partition(3)
+	if c.Partition(3) != served {
+		t.Fatal("Partition(3) returned a new partition the second time")
+	}
+	acquire := func(p *Partition, n int) {
+		t.Helper()
+		for i := range n {
+			if got := c.AcquireIn(p); got != Acquired {
+				t.Fatalf("request %d: %v, want Acquired", i, got)
+			}
+		}
+	}
+	refused := func(p *Partition, why string) {
+		t.Helper()
+		if got := c.AcquireIn(p); got != Refused {
+			t.Fatalf("%s: %v, want Refused", why, got)
+		}
+	}
+	// A tick of history: served answered 4 requests of 50 ms; stuck's one
+	// request was abandoned after 2 s.
+	for range 4 {
+		acquire(served, 1)
+		c.ReleaseIn(served, 50e6, 0)
+	}
+	acquire(stuck, 1)
+	c.ReleaseIn(stuck, 0, 2e9)
+	c.Rebalance(true, 1)
+	if stuck.Answered() || !served.Answered() {
+		t.Fatalf("answered: stuck %v, served %v; want false, true", stuck.Answered(), served.Answered())
+	}
+	acquire(stuck, 10)
+	refused(stuck, "stuck beyond a full limit")
+	acquire(served, 10)
+	refused(served, "served beyond the limit it counts against")
+	if got := c.InFlight(); got != 20 {
+		t.Fatalf("in flight %d, want 20 (stuck's 10 + served's 10)", got)
+	}
+	// served's slots count; stuck finds no room while they are held.
+	for range 10 {
+		c.ReleaseIn(stuck, 0, 0)
+	}
+	refused(stuck, "stuck while served's 10 fill the limit")
+	for range 10 {
+		c.ReleaseIn(served, 0, 0)
+	}
+	// The bulkhead off: every partition answered, one plain limit.
+	c.Rebalance(false, 1)
+	if !stuck.Answered() {
+		t.Fatal("stuck unanswered with the bulkhead off")
+	}
+	acquire(stuck, 6)
+	acquire(served, 4)
+	refused(served, "served with the plain limit full")
+	refused(stuck, "stuck with the plain limit full")
+	for range 6 {
+		c.ReleaseIn(stuck, 0, 0)
+	}
+	for range 4 {
+		c.ReleaseIn(served, 0, 0)
+	}
+	if c.InFlight() != 0 || served.InFlight() != 0 || stuck.InFlight() != 0 {
+		t.Fatalf("after every release: %d, %d, %d in flight", c.InFlight(), served.InFlight(), stuck.InFlight())
+	}
+}
+
+// TestConcurrencyLimiterPartitionTurningUnanswered: the slots a
+// partition holds stop counting once it turns unanswered, and count again
+// only for requests admitted after it is answered again.
+func TestConcurrencyLimiterPartitionTurningUnanswered(t *testing.T) {
+	c := NewConcurrencyLimiter(4)
+	a, b := c.Partition(0), c.Partition(1)
+	for range 3 {
+		c.AcquireIn(a)
+	}
+	// a's history: all abandoned; with alpha 0.5 one tick leaves its
+	// useful fraction at 0.5 (answered), the second at 0.25.
+	c.ReleaseIn(a, 0, 1e9)
+	c.Rebalance(true, 0.5)
+	if !a.Answered() {
+		t.Fatal("a unanswered after one tick at alpha 0.5")
+	}
+	c.AcquireIn(a)
+	c.ReleaseIn(a, 0, 1e9)
+	c.Rebalance(true, 0.5)
+	if a.Answered() {
+		t.Fatal("a answered after two ticks of abandoned requests")
+	}
+	// a's 2 slots no longer count: b may take all 4.
+	for range 4 {
+		if c.AcquireIn(b) != Acquired {
+			t.Fatal("b refused within the limit, a's slots uncounted")
+		}
+	}
+	if c.AcquireIn(b) != Refused {
+		t.Fatal("b admitted beyond the limit")
+	}
+	if c.AcquireIn(a) != Refused {
+		t.Fatal("unanswered a admitted with 6 in flight and a limit of 4")
+	}
+	// a answered again: its new requests count, its old ones still do not.
+	c.ReleaseIn(a, 1e9, 0)
+	for range 4 {
+		c.ReleaseIn(b, 0, 0)
+	}
+	c.Rebalance(true, 1)
+	if !a.Answered() {
+		t.Fatal("a unanswered after a tick of answers at alpha 1")
+	}
+	for range 4 {
+		c.AcquireIn(a)
+	}
+	if c.AcquireIn(b) != Refused {
+		t.Fatal("b admitted beyond a's 4 counted slots")
+	}
+	c.ReleaseIn(a, 0, 0) // the old, uncounted one: a's counted stay 4 ≤ its 4 in flight
+	if c.AcquireIn(b) != Refused {
+		t.Fatal("b admitted while a still holds 4 counted slots")
+	}
+	for range 4 {
+		c.ReleaseIn(a, 0, 0)
+	}
+	if c.InFlight() != 0 {
+		t.Fatalf("in flight %d after every release", c.InFlight())
+	}
+	// Unlimited: every partition is admitted as unlimited.
+	c.SetLimit(math.NaN())
+	if c.AcquireIn(a) != Unlimited {
+		t.Fatal("an unlimited limiter did not admit as unlimited")
+	}
+}

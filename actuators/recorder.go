@@ -78,6 +78,8 @@ type recorderBuffer struct {
 	goodput      atomic.Uint64
 	errors       atomic.Uint64
 	latencySumNs atomic.Uint64
+	abandoned    atomic.Uint64
+	abandonedNs  atomic.Uint64
 }
 
 // NewRecorder returns an empty recorder. Goodput counts OK responses whose
@@ -124,6 +126,11 @@ func (r *Recorder) Done(startNs, latencyNs int64, ok bool) {
 
 // DoneOn is Done for a caller on processor proc, like ArriveOn.
 func (r *Recorder) DoneOn(proc int, startNs, latencyNs int64, ok bool) {
+	r.done(proc, startNs, latencyNs, ok, false)
+}
+
+// done is DoneOn and AbandonOn: one buffer holds all of a request's counts.
+func (r *Recorder) done(proc int, startNs, latencyNs int64, ok, abandoned bool) {
 	sh := &r.shards[proc&(len(r.shards)-1)]
 	sh.inFlightByStart[ageSlot(startNs)%ageSlots].Add(-1)
 	latencyNs = max(latencyNs, 0)
@@ -131,12 +138,23 @@ func (r *Recorder) DoneOn(proc int, startNs, latencyNs int64, ok bool) {
 	b := &sh.buffers[active]
 	r.latency[proc&(len(r.latency)-1)][active].Record(latencyNs)
 	b.latencySumNs.Add(uint64(latencyNs))
+	if abandoned {
+		b.abandoned.Add(1)
+		b.abandonedNs.Add(uint64(latencyNs))
+	}
 	switch slo := r.sloNs.Load(); {
 	case !ok:
 		b.errors.Add(1)
 	case slo <= 0 || latencyNs <= slo:
 		b.goodput.Add(1)
 	}
+}
+
+// AbandonOn records, like DoneOn, an admitted request that failed because
+// its client gave up before the answer: an error, and abandoned
+// (Window.Abandoned).
+func (r *Recorder) AbandonOn(proc int, startNs, latencyNs int64) {
+	r.done(proc, startNs, latencyNs, false, true)
 }
 
 // InFlight returns the number of admitted requests not yet Done. It adds
@@ -171,6 +189,8 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 		w.Goodput += b.goodput.Swap(0)
 		w.Errors += b.errors.Swap(0)
 		w.LatencySumNs += b.latencySumNs.Swap(0)
+		w.Abandoned += b.abandoned.Swap(0)
+		w.AbandonedLatencySumNs += b.abandonedNs.Swap(0)
 	}
 	for i := range r.latency {
 		w.Completed += r.latency[i][retired].Drain(&w.LatencyCounts)

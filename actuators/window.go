@@ -14,6 +14,11 @@ type Window struct {
 	Completed uint64 // admitted requests that finished (LatencyCounts.Total())
 	Goodput   uint64 // completed OK within the SLO
 	Errors    uint64 // completed not OK
+	// Abandoned counts the Errors whose client gave up before the answer
+	// (Ticket.Abandon), and AbandonedLatencySumNs their latencies (part of
+	// LatencySumNs).
+	Abandoned             uint64
+	AbandonedLatencySumNs uint64
 
 	InFlight int64 // admitted and not finished at EndNs
 	// OldestInFlightNs is the age at EndNs of the oldest request in
@@ -33,6 +38,17 @@ func (w *Window) LatencyAvgMs() float64 {
 		return math.NaN()
 	}
 	return float64(w.LatencySumNs) / float64(w.Completed) / 1e6
+}
+
+// AnsweredLatencyAvgMs returns the mean latency in milliseconds of the
+// completed requests that were not abandoned (the answers a client
+// waited for), or, when every completed request was abandoned, of all of
+// them, as LatencyAvgMs does; NaN when none completed.
+func (w *Window) AnsweredLatencyAvgMs() float64 {
+	if w.Abandoned == 0 || w.Abandoned >= w.Completed || w.AbandonedLatencySumNs > w.LatencySumNs {
+		return w.LatencyAvgMs()
+	}
+	return float64(w.LatencySumNs-w.AbandonedLatencySumNs) / float64(w.Completed-w.Abandoned) / 1e6
 }
 
 // QuantileMs returns the q-quantile (q in [0, 1]) of the completed requests'

@@ -114,6 +114,11 @@ type FluxReading struct {
 	// OldestInFlightMs is the age of the oldest admitted request still in
 	// flight at the end of the tick (0 when none is), to within 134 ms.
 	OldestInFlightMs float64
+	// AnsweredLatencyAvgMs is the mean latency of the requests answered to
+	// a client still waiting (not abandoned), or LatencyAvgMs when every
+	// completed request was abandoned; AbandonedRps is the rate of the
+	// requests whose client gave up before the answer.
+	AnsweredLatencyAvgMs, AbandonedRps float64
 }
 
 // Source is a component fed from outside the circuit (a FluxMeter).

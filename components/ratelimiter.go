@@ -15,7 +15,7 @@ func init() {
 			// only for a global limit, and budget only in exact mode.
 			{Name: "mode", Kind: String}, {Name: "budget", Kind: DurationKind, Range: Above(0)}}})
 	Register(Info{Type: "ConcurrencyLimiter", New: func() Component { return &ConcurrencyLimiter{} },
-		Params: []Param{failMode}})
+		Params: []Param{failMode, concurrencyBulkhead}})
 }
 
 // RateLimiter sets a token bucket at its selector: rate_limit in requests
@@ -158,11 +158,24 @@ func (r *RateLimiter) Execute(in, _ []float64) { r.rate, r.burst = nonNegative(i
 // Setpoint returns the latched rate and burst.
 func (r *RateLimiter) Setpoint() (float64, float64) { return r.rate, r.burst }
 
+// concurrencyBulkhead is ConcurrencyLimiter's bulkhead.
+var concurrencyBulkhead = Param{Name: "bulkhead", Kind: Bool, Default: true}
+
 // ConcurrencyLimiter caps requests in flight at its selector.
+//
+// A limiter shared by several APIs is a bulkhead too (bulkhead, default
+// true): an API most of whose slot time over the last second or so went to
+// requests that were not answered to a client still waiting (abandoned or
+// failed), such as one whose own dependency hangs, is admitted only while
+// the limit has room and does not count against it for the APIs that are
+// answered, which keep the whole limit (actuators.Partition). When every
+// API is answered, or none is, it is the plain shared limit.
 type ConcurrencyLimiter struct {
-	Select Selector `json:"selector"`
-	Fail   FailMode `json:"fail_mode,omitempty"`
-	limit  float64
+	Select   Selector `json:"selector"`
+	Fail     FailMode `json:"fail_mode,omitempty"`
+	Bulkhead *bool    `json:"bulkhead"`
+	limit    float64
+	bulkhead bool
 }
 
 // Ports: limit →.
@@ -173,8 +186,13 @@ func (*ConcurrencyLimiter) Ports() Ports {
 // Provision starts with no limit.
 func (c *ConcurrencyLimiter) Provision(Env) error {
 	c.limit = Invalid
+	c.bulkhead = c.Bulkhead == nil || *c.Bulkhead
 	return c.Fail.Validate()
 }
+
+// IsBulkhead reports whether APIs that are not answered use only the room
+// the others leave (bulkhead).
+func (c *ConcurrencyLimiter) IsBulkhead() bool { return c.bulkhead }
 
 // FailMode is the limiter's behaviour when its setpoint goes stale.
 func (c *ConcurrencyLimiter) FailMode() FailMode { return c.Fail }

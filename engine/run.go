@@ -836,6 +836,9 @@ func (e *Engine) evaluate(r *Running, now int64) {
 			}
 		case s.limiter.Concurrency != nil:
 			s.limiter.Concurrency.SetLimit(value)
+			if b, ok := s.comp.(interface{ IsBulkhead() bool }); ok {
+				s.limiter.Concurrency.Rebalance(b.IsBulkhead(), -math.Expm1(-interval/bulkheadWindow.Seconds()))
+			}
 		}
 		s.limiter.Stamp(now)
 	}
@@ -852,6 +855,10 @@ func (e *Engine) evaluate(r *Running, now int64) {
 	}
 	r.hist.record(r.Circuit, now, time.Since(start))
 }
+
+// bulkheadWindow is the time constant over which a shared concurrency
+// limiter's partitions measure their useful fraction of the slot time.
+const bulkheadWindow = time.Second
 
 // readingQuantiles are the latency quantiles of a flux-meter reading, in
 // increasing order, so that one pass over the histogram reads them all.
@@ -874,7 +881,9 @@ func reading(w *actuators.Window) components.FluxReading {
 		InFlight:     float64(w.InFlight),
 		CompletedRps: w.Rate(w.Completed),
 		// Whole milliseconds: the age is only known to within a slot.
-		OldestInFlightMs: float64(w.OldestInFlightNs / 1e6),
+		OldestInFlightMs:     float64(w.OldestInFlightNs / 1e6),
+		AnsweredLatencyAvgMs: w.AnsweredLatencyAvgMs(),
+		AbandonedRps:         w.Rate(w.Abandoned),
 	}
 }
 

@@ -175,6 +175,31 @@ func (a App) API(name string) (API, bool) {
 	return API{}, false
 }
 
+// calls reports whether the API named api calls service.
+func (a App) calls(api, service string) bool {
+	for _, x := range a.APIs {
+		if x.Name != api {
+			continue
+		}
+		for _, c := range x.Calls {
+			if c.Service == service {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// apiIndex returns the index of the API named name, or -1.
+func (a App) apiIndex(name string) int {
+	for i, x := range a.APIs {
+		if x.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
 func (a App) serviceIndex(name string) int {
 	return slices.IndexFunc(a.Services, func(s Service) bool { return s.Name == name })
 }

@@ -26,13 +26,16 @@ type LiveApp struct {
 	// at URL + a.Path().
 	URL string
 
-	app      App
-	entry    *http.Server
-	servers  map[string]*http.Server // the other services, by name
-	pools    []*pool                 // per service; nil when unbounded
-	extras   []*atomic.Int64         // per service: extra time per call (SetDelay), ns
-	client   *http.Client            // the entry's client for its calls
-	closeAll sync.Once
+	app     App
+	entry   *http.Server
+	servers map[string]*http.Server // the other services, by name
+	pools   []*pool                 // per service; nil when unbounded
+	extras  []*atomic.Int64         // per service: extra time per call (SetDelay), ns
+	// apiExtras is per API, then per service: the API's own extra time
+	// per call there (SetAPIDelay), ns.
+	apiExtras [][]*atomic.Int64
+	client    *http.Client // the entry's client for its calls
+	closeAll  sync.Once
 }
 
 // StartLive starts app's services on 127.0.0.1:0 and returns once they all
@@ -64,6 +67,12 @@ func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*Liv
 	for range app.Services {
 		l.extras = append(l.extras, new(atomic.Int64))
 	}
+	l.apiExtras = make([][]*atomic.Int64, len(app.APIs))
+	for i := range app.APIs {
+		for range app.Services {
+			l.apiExtras[i] = append(l.apiExtras[i], new(atomic.Int64))
+		}
+	}
 	// Every call draws from its own RNG stream of the seed.
 	samplers := make([][]*sampler, len(app.APIs))
 	for i, api := range app.APIs {
@@ -94,9 +103,12 @@ func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*Liv
 			listeners = append(listeners, ln)
 			urls[c.Service] = "http://" + ln.Addr().String()
 			mux := http.NewServeMux()
-			mux.Handle("GET /call/{api}/{call}", &serviceHandler{
-				pool: l.pools[app.serviceIndex(c.Service)], samplers: samplers, extra: l.extras[app.serviceIndex(c.Service)],
-			})
+			k := app.serviceIndex(c.Service)
+			h := &serviceHandler{pool: l.pools[k], samplers: samplers, extra: l.extras[k]}
+			for i := range app.APIs {
+				h.apiExtras = append(h.apiExtras, l.apiExtras[i][k])
+			}
+			mux.Handle("GET /call/{api}/{call}", h)
 			l.servers[c.Service] = newServer(mux)
 			serve[l.servers[c.Service]] = ln
 		}
@@ -111,7 +123,8 @@ func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*Liv
 	for i, api := range app.APIs {
 		h := &entryHandler{client: l.client, timeout: app.ClientTimeout}
 		for j, c := range api.Calls {
-			call := entryCall{sampler: samplers[i][j], extra: l.extras[app.serviceIndex(c.Service)]}
+			k := app.serviceIndex(c.Service)
+			call := entryCall{sampler: samplers[i][j], extra: l.extras[k], apiExtra: l.apiExtras[i][k]}
 			if c.Service == app.Entry {
 				call.pool = l.pools[app.serviceIndex(c.Service)]
 			} else {
@@ -161,6 +174,17 @@ func (l *LiveApp) SetDelay(service string, extra time.Duration) error {
 	return nil
 }
 
+// SetAPIDelay is SetDelay for the calls of one API only: a dependency of
+// that API alone that answers late.
+func (l *LiveApp) SetAPIDelay(api, service string, extra time.Duration) error {
+	i, k := l.app.apiIndex(api), l.app.serviceIndex(service)
+	if i < 0 || k < 0 || l.pools[k] != nil || extra < 0 || !l.app.calls(api, service) {
+		return fmt.Errorf("testbed: API %q service %q extra %v: want an API calling an unbounded service and extra >= 0", api, service, extra)
+	}
+	l.apiExtras[i][k].Store(int64(extra))
+	return nil
+}
+
 // Close shuts every server down at once, closing listeners and
 // connections; queued calls are canceled. It does not wait for calls
 // already on a worker, which end within their service time.
@@ -189,6 +213,8 @@ type entryCall struct {
 	url     string        // "" for local work
 	pool    *pool         // local work's pool; nil when unbounded
 	extra   *atomic.Int64 // the service's extra time (SetDelay), ns
+	// apiExtra is this API's own extra time there (SetAPIDelay), ns.
+	apiExtra *atomic.Int64
 }
 
 func (h *entryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -200,9 +226,21 @@ func (h *entryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
-			time.Sleep(c.sampler.sample() + time.Duration(c.extra.Load()))
+			time.Sleep(c.sampler.sample())
 			if c.pool != nil {
 				c.pool.release()
+			}
+			// The extra time is a dependency's answer, awaited as a
+			// client awaits one: it ends when the request's client leaves.
+			if extra := time.Duration(c.extra.Load() + c.apiExtra.Load()); extra > 0 {
+				t := time.NewTimer(extra)
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+					t.Stop()
+					http.Error(w, "client left", http.StatusBadGateway)
+					return
+				}
 			}
 			continue
 		}
@@ -245,6 +283,8 @@ type serviceHandler struct {
 	pool     *pool         // nil when unbounded
 	samplers [][]*sampler  // by API, then call index
 	extra    *atomic.Int64 // the service's extra time (SetDelay), ns
+	// apiExtras is each API's own extra time here (SetAPIDelay), ns.
+	apiExtras []*atomic.Int64
 }
 
 func (h *serviceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -260,7 +300,7 @@ func (h *serviceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		defer h.pool.release()
 	}
-	time.Sleep(h.samplers[api][call].sample() + time.Duration(h.extra.Load()))
+	time.Sleep(h.samplers[api][call].sample() + time.Duration(h.extra.Load()+h.apiExtras[api].Load()))
 	io.WriteString(w, "done\n")
 }
 
@@ -381,7 +421,13 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 		timers = append(timers, time.AfterFunc(c.At, func() { fail(live.SetWorkers(c.Service, max(c.Workers, 1))) }))
 	}
 	for _, d := range sc.Delays {
-		timers = append(timers, time.AfterFunc(d.At, func() { fail(live.SetDelay(d.Service, d.Extra)) }))
+		timers = append(timers, time.AfterFunc(d.At, func() {
+			if d.API != "" {
+				fail(live.SetAPIDelay(d.API, d.Service, d.Extra))
+				return
+			}
+			fail(live.SetDelay(d.Service, d.Extra))
+		}))
 	}
 	var report func(int)
 	if cfg.OnSecond != nil {

@@ -65,11 +65,14 @@ type WorkerChange struct {
 }
 
 // DelayChange sets the extra time every call at an unbounded service takes
-// from time At on (0 removes it). The extra time holds no worker, so the
-// app's capacity is unchanged: a slower dependency, not an overload.
+// from time At on (0 removes it), or with API set, every call of that API
+// there (a dependency only that API calls). The extra time holds no worker,
+// so the app's capacity is unchanged: a slower dependency, not an
+// overload.
 type DelayChange struct {
 	At      time.Duration // from the start of the run
 	Service string
+	API     string // "" for every API
 	Extra   time.Duration
 }
 
@@ -104,6 +107,7 @@ var scenarioKinds = []struct {
 	{"slow-drift", 0.8, "LOAD× (default 0.8); over the first half, the most shared service loses half its workers one by one; at three quarters they all return", buildSlowDrift, false},
 	{"mix-shift", 2, "LOAD× (default 2) of the capacity at the offered mix throughout; from a third to two thirds of the duration the costliest API makes up 80% of the requests", buildMixShift, false},
 	{"slow-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration every call at the entry takes longer (twice the app's mean latency without a queue, at most a quarter of the tightest SLO), holding no worker: latency rises, capacity does not", buildSlowDependency, false},
+	{"hung-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration the least requested API's calls at the entry hang for twice the client timeout, holding no worker, as a dependency of that API alone that stops answering (with one API, all of them)", buildHungDependency, false},
 }
 
 // ScenarioNames lists the known scenarios.
@@ -331,6 +335,34 @@ func buildSlowDependency(b *scenarioBuilder) {
 	b.mark(to)
 }
 
+// buildHungDependency makes one API's calls at the entry hang, past the
+// client timeout, for the middle third of the duration: a dependency of
+// that API alone stops answering. Its requests fail whatever a policy does,
+// and hold no worker; the other APIs could be served as before. A policy
+// that lets the hung requests hold the admission the others need loses
+// their goodput too. In an app of one API every request hangs, and what
+// tells policies apart is how they recover.
+func buildHungDependency(b *scenarioBuilder) {
+	if b.app.Services[b.app.serviceIndex(b.app.Entry)].Workers != 0 {
+		b.err = fmt.Errorf("scenario hung-dependency: app %s: its entry %s has workers; the hang must hold none, so the entry must be unbounded", b.app.Name, b.app.Entry)
+		return
+	}
+	weights := b.app.Weights()
+	hung := 0
+	for i := range weights {
+		if weights[i] < weights[hung] {
+			hung = i
+		}
+	}
+	b.step(b.s.Duration, b.mix(b.s.Load))
+	from, to := b.s.Warmup+b.fraction(1.0/3), b.s.Warmup+b.fraction(2.0/3)
+	api := b.app.APIs[hung].Name
+	b.s.Delays = append(b.s.Delays, DelayChange{At: from, Service: b.app.Entry, API: api, Extra: 2 * b.app.ClientTimeout},
+		DelayChange{At: to, Service: b.app.Entry, API: api})
+	b.mark(from)
+	b.mark(to)
+}
+
 // slowDependencyExtra is slow-dependency's extra time: twice the mean
 // no-queue latency of the nominal mix, at most a quarter of the tightest
 // SLO, so that answers stay within their SLO and goodput stays possible.
@@ -451,6 +483,9 @@ func (s Scenario) validate(app App) error {
 	for i, d := range s.Delays {
 		if k := app.serviceIndex(d.Service); k < 0 || app.Services[k].Workers != 0 || d.Extra < 0 {
 			return fmt.Errorf("scenario %s: Delays[%d]: service %q extra %v: want an unbounded service and extra >= 0", s.Name, i, d.Service, d.Extra)
+		}
+		if d.API != "" && !app.calls(d.API, d.Service) {
+			return fmt.Errorf("scenario %s: Delays[%d]: API %q does not call service %q", s.Name, i, d.API, d.Service)
 		}
 	}
 	return nil

@@ -136,6 +136,18 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 				t.Errorf("Marks = %v, want [5s 25s 45s]", s.Marks)
 			}
 		}},
+		{"hung-dependency", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(30)), 2, "hung dependency")
+			// checkout has the least weight; its calls at the entry hang
+			// for twice the 2 s client timeout.
+			want := []DelayChange{{At: sec(25), Service: "frontend", API: "checkout", Extra: 4 * time.Second}, {At: sec(45), Service: "frontend", API: "checkout"}}
+			if len(s.Delays) != 2 || s.Delays[0] != want[0] || s.Delays[1] != want[1] {
+				t.Errorf("Delays = %+v, want %+v", s.Delays, want)
+			}
+			if len(s.Changes) != 0 {
+				t.Errorf("Changes = %+v, want none: the app keeps its workers", s.Changes)
+			}
+		}},
 		{"slow-dependency", func(t *testing.T, s Scenario) {
 			expectLoad(t, total(s, sec(30)), 2, "slow dependency")
 			// Twice the mean no-queue latency would be more than a quarter
@@ -184,7 +196,7 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		opts     ScenarioOptions
 		want     string
 	}{
-		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift, mix-shift, slow-dependency)`},
+		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift, mix-shift, slow-dependency, hung-dependency)`},
 		{"too short", "steady", ScenarioOptions{Duration: 5 * time.Second}, "duration 5s: must be >= 10s"},
 		{"fractional", "steady", ScenarioOptions{Duration: 10500 * time.Millisecond}, "must be whole seconds"},
 		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},
@@ -201,7 +213,9 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 	}
 	boundedEntry := TwoTierApp(DefaultTwoTier())
 	boundedEntry.Services[0].Workers = 4
-	if _, err := NewScenario("slow-dependency", boundedEntry, ScenarioOptions{}); err == nil || !strings.Contains(err.Error(), "the entry must be unbounded") {
-		t.Errorf("slow-dependency with a bounded entry: err = %v, want it to say the entry must be unbounded", err)
+	for _, name := range []string{"slow-dependency", "hung-dependency"} {
+		if _, err := NewScenario(name, boundedEntry, ScenarioOptions{}); err == nil || !strings.Contains(err.Error(), "the entry must be unbounded") {
+			t.Errorf("%s with a bounded entry: err = %v, want it to say the entry must be unbounded", name, err)
+		}
 	}
 }

@@ -89,6 +89,7 @@ type virtualAPI struct {
 type virtualCall struct {
 	service int
 	time    Dist
+	extra   int64 // this API's extra time at the service (DelayChange.API), in ns
 }
 
 type virtualService struct {
@@ -141,9 +142,11 @@ type appChange struct {
 	at      int64
 	service int // -1 for an oracle update
 	workers int
-	// delay marks a DelayChange: the service's extra time becomes extra.
+	// delay marks a DelayChange: the service's extra time becomes extra,
+	// or, for api ≥ 0, that API's calls at the service.
 	delay bool
 	extra int64
+	api   int
 }
 
 // Streams of the seeded RNGs, one per purpose and API, kept apart so that
@@ -193,7 +196,11 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		v.changes = append(v.changes, appChange{at: int64(c.At), service: app.serviceIndex(c.Service), workers: c.Workers})
 	}
 	for _, d := range s.Delays {
-		v.changes = append(v.changes, appChange{at: int64(d.At), service: app.serviceIndex(d.Service), delay: true, extra: int64(d.Extra)})
+		api := -1
+		if d.API != "" {
+			api = app.apiIndex(d.API)
+		}
+		v.changes = append(v.changes, appChange{at: int64(d.At), service: app.serviceIndex(d.Service), delay: true, extra: int64(d.Extra), api: api})
 	}
 	if p.Static {
 		v.optimal = p.Optimal
@@ -402,7 +409,15 @@ func (v *virtualRun) change(c appChange) error {
 	}
 	s := &v.services[c.service]
 	if c.delay {
-		s.extra = c.extra
+		if c.api < 0 {
+			s.extra = c.extra
+			return nil
+		}
+		for j := range v.apis[c.api].calls {
+			if call := &v.apis[c.api].calls[j]; call.service == c.service {
+				call.extra = c.extra
+			}
+		}
 		return nil
 	}
 	s.account(v.now)
@@ -503,7 +518,7 @@ func (v *virtualRun) start(idx int32) {
 		}
 	}
 	v.timeSource.Seed(r.demand, mix64(r.demand+uint64(r.call)))
-	v.calls.push(completion{at: v.now + int64(call.time.Sample(v.times)) + v.services[call.service].extra, req: idx})
+	v.calls.push(completion{at: v.now + int64(call.time.Sample(v.times)) + v.services[call.service].extra + call.extra, req: idx})
 }
 
 // dispatch hands free workers of s to queued requests, skipping abandoned ones.
@@ -550,7 +565,7 @@ func (v *virtualRun) timeout(e timeoutEntry) {
 		return // the request ended earlier
 	}
 	r.abandoned = true
-	r.ticket.Done(false) // the entry answers a canceled request with an error
+	r.ticket.Abandon() // the entry answers a canceled request with an error
 	if !v.retry(int(r.api), int(r.second), r.first, r.attempt, r.demand) {
 		v.tally.tallies[r.api].complete(int(r.second), outcome{timeout: true, latency: time.Duration(v.now - r.first)})
 	}

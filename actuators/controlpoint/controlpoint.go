@@ -71,9 +71,10 @@ func (r *Registry) Get(name string) *ControlPoint {
 		return cp
 	}
 	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations}
-	cp.all = newAPI(cp, AllAPIs)
+	cp.all = newAPI(cp, AllAPIs, 0)
 	cp.all.labelled = &cp.apis
-	cp.overflow = newAPI(cp, OverflowAPI)
+	cp.overflow = newAPI(cp, OverflowAPI, 1)
+	cp.indices = 2
 	if r.durations.Load() {
 		cp.all.recordDurations()
 		cp.overflow.recordDurations()
@@ -137,6 +138,7 @@ type ControlPoint struct {
 	overflowListed atomic.Bool
 	mu             sync.Mutex
 	requestLabels  int // labels created by requests, not declared; under mu
+	indices        int // the APIs created so far, for API.index; under mu
 	// apis holds every label tracked on its own, declared or created by a
 	// request, and OverflowAPI once listed. Copy-on-write under mu.
 	apis atomic.Pointer[map[string]*API]
@@ -233,7 +235,8 @@ func (cp *ControlPoint) listOverflow() *API {
 
 // add creates label's state; cp.mu must be held.
 func (cp *ControlPoint) add(label string) *API {
-	a := newAPI(cp, label)
+	a := newAPI(cp, label, cp.indices)
+	cp.indices++
 	if cp.durations.Load() {
 		a.recordDurations()
 	}
@@ -335,7 +338,7 @@ func (a *API) Admit() (Ticket, Decision) {
 	if a != all {
 		t.apiAtt = a.att.Load()
 		if len(t.apiAtt.limiters) != 0 {
-			held, said, d := t.apiAtt.admit(now, proc)
+			held, said, d := t.apiAtt.admit(now, proc, a.index)
 			v |= said
 			if d != Accepted {
 				t.apiAtt.arrive(proc, now, false)
@@ -349,12 +352,12 @@ func (a *API) Admit() (Ticket, Decision) {
 		}
 	}
 	if len(t.allAtt.limiters) != 0 {
-		held, said, d := t.allAtt.admit(now, proc)
+		held, said, d := t.allAtt.admit(now, proc, a.index)
 		v |= said
 		if d != Accepted {
 			if t.apiAtt != nil {
 				if t.apiHeld != 0 {
-					t.apiAtt.release(t.apiHeld)
+					t.apiAtt.release(t.apiHeld, a.index, 0, 0)
 				}
 				if len(t.apiAtt.taps) != 0 {
 					t.apiAtt.arrive(proc, now, false)
@@ -381,7 +384,20 @@ func (a *API) Admit() (Ticket, Decision) {
 // Done finishes an admitted request; ok is false for a server error.
 func (t Ticket) Done(ok bool) {
 	if t.allAtt != nil {
-		t.finish(ok, t.api.clock()-t.startNs)
+		t.finish(ok, false, t.api.clock()-t.startNs)
+	}
+}
+
+// Abandon finishes an admitted request whose client gave up before the
+// answer (its context was canceled: a client timeout, a closed
+// connection). It counts as an error, and the flux meters count it as
+// abandoned (Window.Abandoned), so that a latency the clients walked away
+// from can be told from the latency of the answers. Its slots held no
+// useful work, which is what a shared concurrency limiter's partitions are
+// sized by (actuators.Partition).
+func (t Ticket) Abandon() {
+	if t.allAtt != nil {
+		t.finish(false, true, t.api.clock()-t.startNs)
 	}
 }
 
@@ -390,25 +406,29 @@ func (t Ticket) Done(ok bool) {
 // such as Envoy's access log). A negative latency counts as 0.
 func (t Ticket) DoneAfter(ok bool, latency time.Duration) {
 	if t.allAtt != nil {
-		t.finish(ok, int64(latency))
+		t.finish(ok, false, int64(latency))
 	}
 }
 
-// finish is Done and DoneAfter for an admitted request.
-func (t *Ticket) finish(ok bool, latencyNs int64) {
+// finish is Done, DoneAfter and Abandon for an admitted request.
+func (t *Ticket) finish(ok, abandoned bool, latencyNs int64) {
 	latencyNs = max(latencyNs, 0)
+	usefulNs, otherNs := latencyNs, int64(0)
+	if !ok || abandoned {
+		usefulNs, otherNs = 0, latencyNs
+	}
 	if t.apiHeld != 0 {
-		t.apiAtt.release(t.apiHeld)
+		t.apiAtt.release(t.apiHeld, t.api.index, usefulNs, otherNs)
 	}
 	if t.allHeld != 0 {
-		t.allAtt.release(t.allHeld)
+		t.allAtt.release(t.allHeld, t.api.index, usefulNs, otherNs)
 	}
 	if len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0) {
 		proc := shard.Index() // maybe not Admit's: the request may have moved
 		if t.apiAtt != nil {
-			t.apiAtt.done(proc, t.startNs, latencyNs, ok)
+			t.apiAtt.done(proc, t.startNs, latencyNs, ok, abandoned)
 		}
-		t.allAtt.done(proc, t.startNs, latencyNs, ok)
+		t.allAtt.done(proc, t.startNs, latencyNs, ok, abandoned)
 	}
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
@@ -419,9 +439,13 @@ func (t *Ticket) finish(ok bool, latencyNs int64) {
 
 // API is the state of one API label at a control point.
 type API struct {
-	Label     string
-	cp        *ControlPoint
-	clock     Clock // the control point's
+	Label string
+	cp    *ControlPoint
+	clock Clock // the control point's
+	// index numbers the APIs of the control point from 0 (AllAPIs, then
+	// OverflowAPI, then each label as it was created): the partition of a
+	// shared concurrency limiter its requests are counted in.
+	index     int
 	att       atomic.Pointer[attachments]
 	durations atomic.Pointer[actuators.CumulativeHistogram] // nil until Registry.RecordDurations
 	mu        sync.Mutex
@@ -442,8 +466,8 @@ type outcomeShard struct {
 	_ [64 - 8*numOutcomes]byte
 }
 
-func newAPI(cp *ControlPoint, label string) *API {
-	a := &API{Label: label, cp: cp, clock: cp.clock, outcomes: make([]outcomeShard, shard.Count())}
+func newAPI(cp *ControlPoint, label string, index int) *API {
+	a := &API{Label: label, cp: cp, clock: cp.clock, index: index, outcomes: make([]outcomeShard, shard.Count())}
 	a.att.Store(&attachments{})
 	return a
 }
@@ -579,9 +603,13 @@ func (at *attachments) arrive(proc int, now int64, admitted bool) {
 	}
 }
 
-func (at *attachments) done(proc int, startNs, latencyNs int64, ok bool) {
+func (at *attachments) done(proc int, startNs, latencyNs int64, ok, abandoned bool) {
 	for _, r := range at.taps {
-		r.DoneOn(proc, startNs, latencyNs, ok)
+		if abandoned {
+			r.AbandonOn(proc, startNs, latencyNs)
+		} else {
+			r.DoneOn(proc, startNs, latencyNs, ok)
+		}
 	}
 }
 
@@ -604,18 +632,19 @@ func (v verdict) outcome() Outcome {
 	return OutcomePassthrough
 }
 
-// admit asks every limiter, and returns the slots they hold and what they
-// said. On a refusal it releases what it acquired.
-func (at *attachments) admit(now int64, proc int) (held uint64, v verdict, d Decision) {
+// admit asks every limiter about a request of the API numbered index, and
+// returns the slots they hold and what they said. On a refusal it releases
+// what it acquired.
+func (at *attachments) admit(now int64, proc, index int) (held uint64, v verdict, d Decision) {
 	for i, l := range at.limiters {
-		ok, acquired, said := l.allow(now, proc)
+		ok, acquired, said := l.allow(now, proc, index)
 		v |= said
 		if acquired {
 			held |= 1 << uint(i)
 		}
 		if !ok {
 			if held != 0 {
-				at.release(held)
+				at.release(held, index, 0, 0)
 			}
 			if l.Concurrency != nil {
 				return 0, v, ConcurrencyLimited
@@ -626,10 +655,15 @@ func (at *attachments) admit(now int64, proc int) (held uint64, v verdict, d Dec
 	return held, v, Accepted
 }
 
-func (at *attachments) release(held uint64) {
+// release gives back the slots held (one bit per limiter) by a request of
+// the API numbered index, which held them for usefulNs if it was useful
+// (answered, to a client still waiting) or for otherNs if not; both are 0
+// for a request refused after all.
+func (at *attachments) release(held uint64, index int, usefulNs, otherNs int64) {
 	for i := 0; held != 0; i++ {
 		if held&1 != 0 {
-			at.limiters[i].Concurrency.Release()
+			c := at.limiters[i].Concurrency
+			c.ReleaseIn(c.Partition(index), usefulNs, otherNs)
 		}
 		held >>= 1
 	}
@@ -729,9 +763,9 @@ func (l *Limiter) allocateCounters() {
 // allow decides for one limiter; acquired reports a held concurrency slot,
 // said whether a limit was in force or would have refused in dry-run. proc
 // is the caller's processor, for the counters.
-func (l *Limiter) allow(now int64, proc int) (ok, acquired bool, said verdict) {
+func (l *Limiter) allow(now int64, proc, index int) (ok, acquired bool, said verdict) {
 	if staleAfter := l.StaleAfter.Load(); staleAfter > 0 && now-l.stampNs.Load() > staleAfter {
-		return l.stale(proc)
+		return l.stale(proc, index)
 	}
 	if l.Bucket != nil {
 		if l.Remote != nil {
@@ -758,7 +792,7 @@ func (l *Limiter) allow(now int64, proc int) (ok, acquired bool, said verdict) {
 		}
 		return l.refuse(proc)
 	}
-	switch l.Concurrency.Acquire() {
+	switch l.Concurrency.AcquireIn(l.Concurrency.Partition(index)) {
 	case actuators.Unlimited:
 		l.FailOpen.AddOn(proc, 1)
 		return true, true, 0
@@ -774,11 +808,11 @@ func (l *Limiter) allow(now int64, proc int) (ok, acquired bool, said verdict) {
 }
 
 // stale applies the fail mode to a request that met a stale setpoint.
-func (l *Limiter) stale(proc int) (ok, acquired bool, said verdict) {
+func (l *Limiter) stale(proc, index int) (ok, acquired bool, said verdict) {
 	l.Stale.AddOn(proc, 1)
 	if !l.FailClosed.Load() {
 		l.FailOpen.AddOn(proc, 1)
-		return true, l.hold(), 0
+		return true, l.hold(index), 0
 	}
 	return l.refuse(proc)
 }
@@ -795,10 +829,10 @@ func (l *Limiter) refuse(proc int) (ok, acquired bool, said verdict) {
 
 // hold takes a concurrency slot beyond the limit for a request admitted
 // because the setpoint is stale (fail-open), and reports whether it did.
-func (l *Limiter) hold() (acquired bool) {
+func (l *Limiter) hold(index int) (acquired bool) {
 	if l.Concurrency == nil {
 		return false
 	}
-	l.Concurrency.Hold()
+	l.Concurrency.HoldIn(l.Concurrency.Partition(index))
 	return true
 }

@@ -137,6 +137,66 @@ func TestConcurrencyLimitHoldsSlotsUntilDone(t *testing.T) {
 	}
 }
 
+// TestSharedConcurrencyLimitIsABulkheadByUsefulTime: a limit of 4 shared
+// by two APIs. "pay"'s requests are abandoned by their clients and
+// "browse"'s answered; after a rebalance, pay holding every slot does not
+// keep browse out, and the flux meter counts pay's requests as abandoned,
+// apart from browse's answers.
+func TestSharedConcurrencyLimitIsABulkheadByUsefulTime(t *testing.T) {
+	now := int64(0)
+	cp := NewRegistry(func() int64 { return now }).Get("ingress")
+	c := actuators.NewConcurrencyLimiter(4)
+	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
+	tap := actuators.NewRecorder(0)
+	cp.API(AllAPIs).AttachTap(tap)
+	tap.Snapshot(now)
+	browse, pay := cp.API("browse"), cp.API("pay")
+	b, _ := browse.Admit()
+	p, _ := pay.Admit()
+	now += 40e6
+	b.Done(true)
+	now += 1960e6
+	p.Abandon()
+	w := tap.Snapshot(now)
+	if w.Completed != 2 || w.Abandoned != 1 || w.Errors != 1 || w.Goodput != 1 {
+		t.Fatalf("window %+v: want 2 completed, 1 abandoned (an error), 1 goodput", w)
+	}
+	if got := w.AnsweredLatencyAvgMs(); got != 40 {
+		t.Fatalf("answered latency %v ms, want 40 (browse's only)", got)
+	}
+	if got := w.LatencyAvgMs(); got != 1020 {
+		t.Fatalf("latency %v ms, want 1020 (both: 40 and 2000)", got)
+	}
+	c.Rebalance(true, 1)
+	var held []Ticket
+	for range 4 {
+		tk, d := pay.Admit()
+		if d != Accepted {
+			t.Fatal("pay refused under the limit")
+		}
+		held = append(held, tk)
+	}
+	if _, d := pay.Admit(); d != ConcurrencyLimited {
+		t.Fatalf("pay beyond a full limit: %v, want ConcurrencyLimited", d)
+	}
+	for i := range 4 {
+		tk, d := browse.Admit()
+		if d != Accepted {
+			t.Fatalf("browse's request %d, pay holding every slot: %v, want Accepted", i, d)
+		}
+		held = append(held, tk)
+	}
+	if _, d := browse.Admit(); d != ConcurrencyLimited {
+		t.Fatalf("browse beyond the limit: %v, want ConcurrencyLimited", d)
+	}
+	for _, tk := range held {
+		tk.Abandon()
+	}
+	if c.InFlight() != 0 {
+		t.Fatalf("in flight %d after all finished", c.InFlight())
+	}
+}
+
 // TestConcurrencyLimitCountsRequestsAdmittedWhileUnlimited: requests
 // admitted while the limit was invalid or stale (fail-open) hold slots too,
 // so a limit set while they are in flight admits nothing more until fewer

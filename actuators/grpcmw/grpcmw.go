@@ -31,7 +31,7 @@ func Unary(cp *controlpoint.ControlPoint) grpc.UnaryServerInterceptor {
 				ticket.Done(false)
 				panic(p)
 			}
-			ticket.Done(succeeded(err))
+			finish(ctx, &ticket, err)
 		}()
 		return handler(ctx, req)
 	}
@@ -53,7 +53,7 @@ func Stream(cp *controlpoint.ControlPoint) grpc.StreamServerInterceptor {
 				ticket.Done(false)
 				panic(p)
 			}
-			ticket.Done(succeeded(err))
+			finish(ss.Context(), &ticket, err)
 		}()
 		return handler(srv, ss)
 	}
@@ -76,4 +76,16 @@ func succeeded(err error) bool {
 		return false
 	}
 	return true
+}
+
+// finish finishes an admitted call: abandoned if its client is gone (a
+// deadline passed or the call was canceled), so that the flux meters can
+// tell latency no one waited for from the answers'
+// (controlpoint.Ticket.Abandon).
+func finish(ctx context.Context, ticket *controlpoint.Ticket, err error) {
+	if ctx != nil && ctx.Err() != nil {
+		ticket.Abandon()
+		return
+	}
+	ticket.Done(succeeded(err))
 }

@@ -46,6 +46,8 @@ func TestConcurrencyLimitIsUnavailable(t *testing.T) {
 
 type fakeStream struct{ grpc.ServerStream }
 
+func (fakeStream) Context() context.Context { return context.Background() }
+
 func TestStreamInterceptorRecordsOutcome(t *testing.T) {
 	cp := controlpoint.NewRegistry(func() int64 { return 0 }).Get("grpc")
 	tap := actuators.NewRecorder(0)

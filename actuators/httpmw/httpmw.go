@@ -148,14 +148,25 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sw := newStatusWriter(w)
-	defer sw.abandon(&ticket)
+	defer sw.abandon(&ticket, r)
 	next.ServeHTTP(sw, r)
-	ticket.Done(sw.finish() < 500)
+	finish(&ticket, r, sw.finish() < 500)
+}
+
+// finish finishes an admitted request: abandoned if its client is gone
+// (its context is canceled), so that the flux meters can tell latency no
+// one waited for from the answers' (controlpoint.Ticket.Abandon).
+func finish(ticket *controlpoint.Ticket, r *http.Request, ok bool) {
+	if r.Context().Err() != nil {
+		ticket.Abandon()
+		return
+	}
+	ticket.Done(ok)
 }
 
 // abandon finishes the request if next did not return: it panicked (the
 // panic goes on) or called runtime.Goexit. After finish it does nothing.
-func (s *statusWriter) abandon(ticket *controlpoint.Ticket) {
+func (s *statusWriter) abandon(ticket *controlpoint.Ticket, r *http.Request) {
 	if s.w == nil {
 		return // finished
 	}
@@ -164,7 +175,7 @@ func (s *statusWriter) abandon(ticket *controlpoint.Ticket) {
 		ticket.Done(false)
 		panic(p)
 	}
-	ticket.Done(status < 500)
+	finish(ticket, r, status < 500)
 }
 
 // ErrHandlerReturned is what Write returns once the handler it was given to
