@@ -19,11 +19,11 @@ import (
 // preempts nothing: new requests are refused until enough slots are
 // released.
 type ConcurrencyLimiter struct {
-	inFlight atomic.Int64
-	slots    atomic.Int64 // unlimitedSlots when unlimited
-	// counted is inFlight without the requests of unanswered partitions
-	// (Partition): what answered partitions' requests are limited by.
-	counted atomic.Int64
+	// counted is the requests in flight that count against the limit for
+	// answered partitions' requests; uncounted those of unanswered
+	// partitions (Partition). Their sum is the requests in flight.
+	counted, uncounted atomic.Int64
+	slots              atomic.Int64 // unlimitedSlots when unlimited
 	// whole is the partition of Acquire, Hold and Release.
 	whole Partition
 
@@ -96,7 +96,7 @@ func (c *ConcurrencyLimiter) SetLimit(limit float64) {
 }
 
 // InFlight returns the number of slots currently held.
-func (c *ConcurrencyLimiter) InFlight() int64 { return c.inFlight.Load() }
+func (c *ConcurrencyLimiter) InFlight() int64 { return c.counted.Load() + c.uncounted.Load() }
 
 // Limit returns the number of slots, or NaN when unlimited.
 func (c *ConcurrencyLimiter) Limit() float64 {
@@ -122,21 +122,19 @@ func (c *ConcurrencyLimiter) Limit() float64 {
 // When every partition is answered, or none is, the limiter is exactly the
 // shared limit it would be without partitions.
 type Partition struct {
-	_        [64]byte // off the cache line of the partition before
-	inFlight atomic.Int64
-	// counted is the part of inFlight counted against the limit for
-	// answered partitions (ConcurrencyLimiter.counted); never above
-	// inFlight.
-	counted           atomic.Int64
-	usefulNs, otherNs atomic.Int64
-	unanswered        atomic.Bool
+	_ [64]byte // off the cache line of the partition before
+	// counted and uncounted are the partition's requests in flight, in
+	// ConcurrencyLimiter's counted and uncounted.
+	counted, uncounted atomic.Int64
+	usefulNs, otherNs  atomic.Int64
+	unanswered         atomic.Bool
 	// useful is the smoothed useful fraction of the slot time, owned by
 	// Rebalance's caller.
 	useful float64
 }
 
 // InFlight returns the partition's requests in flight.
-func (p *Partition) InFlight() int64 { return p.inFlight.Load() }
+func (p *Partition) InFlight() int64 { return p.counted.Load() + p.uncounted.Load() }
 
 // Answered reports whether most of the partition's slot time went to
 // useful requests, as the last Rebalance measured it.
@@ -181,17 +179,17 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 	if p.unanswered.Load() {
 		for {
-			n := c.inFlight.Load()
+			u := c.uncounted.Load()
 			slots := c.slots.Load()
 			if slots == unlimitedSlots {
 				c.HoldIn(p)
 				return Unlimited
 			}
-			if n >= slots {
+			if c.counted.Load()+u >= slots {
 				return Refused
 			}
-			if c.inFlight.CompareAndSwap(n, n+1) {
-				p.inFlight.Add(1)
+			if c.uncounted.CompareAndSwap(u, u+1) {
+				p.uncounted.Add(1)
 				return Acquired
 			}
 		}
@@ -208,8 +206,6 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 		}
 		if c.counted.CompareAndSwap(n, n+1) {
 			p.counted.Add(1)
-			p.inFlight.Add(1)
-			c.inFlight.Add(1)
 			return Acquired
 		}
 	}
@@ -220,24 +216,32 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 func (c *ConcurrencyLimiter) HoldIn(p *Partition) {
 	c.counted.Add(1)
 	p.counted.Add(1)
-	p.inFlight.Add(1)
-	c.inFlight.Add(1)
 }
 
 // ReleaseIn returns a slot taken by AcquireIn or HoldIn. usefulNs is how
 // long the request held it if it was useful (answered, to a client still
-// waiting), otherNs if it was not. Uncounted slots of the partition are
-// given back first, so a partition never has more counted than in flight.
+// waiting), otherNs if it was not. The partition's uncounted slots are
+// given back first. Releasing more slots than were taken is a bug in the
+// caller and panics, as sync.WaitGroup does for a negative counter.
 func (c *ConcurrencyLimiter) ReleaseIn(p *Partition, usefulNs, otherNs int64) {
-	if c.inFlight.Add(-1) < 0 {
-		c.inFlight.Add(1)
-		panic("actuators: ConcurrencyLimiter.ReleaseIn without a matching AcquireIn")
-	}
-	n := p.inFlight.Add(-1)
 	for {
+		if u := p.uncounted.Load(); u > 0 {
+			if p.uncounted.CompareAndSwap(u, u-1) {
+				c.uncounted.Add(-1)
+				break
+			}
+			continue
+		}
 		k := p.counted.Load()
-		if k <= n {
-			break
+		if k <= 0 {
+			// Rebalance may have moved the slot to uncounted since the
+			// load above; a move never goes back, so this read settles
+			// it. (A CAS rather than an Add: a count never dips below 0
+			// for Rebalance's move to read.)
+			if p.uncounted.Load() > 0 {
+				continue
+			}
+			panic("actuators: ConcurrencyLimiter.Release without a matching Acquire")
 		}
 		if p.counted.CompareAndSwap(k, k-1) {
 			c.counted.Add(-1)
@@ -278,14 +282,22 @@ func (c *ConcurrencyLimiter) Rebalance(on bool, alpha float64) {
 			continue
 		}
 		// Its requests in flight no longer count: they are the ones the
-		// answered partitions must not wait for.
+		// answered partitions must not wait for. They become uncounted
+		// first, so that a release racing the move always finds a slot to
+		// give back; the surplus of the releases that took a counted slot
+		// meanwhile is taken back after.
+		k := p.counted.Load()
+		if k <= 0 {
+			continue
+		}
+		p.uncounted.Add(k)
+		c.uncounted.Add(k)
 		for {
-			k := p.counted.Load()
-			if k <= 0 {
-				break
-			}
-			if p.counted.CompareAndSwap(k, 0) {
-				c.counted.Add(-k)
+			left := p.counted.Load()
+			if p.counted.CompareAndSwap(left, 0) {
+				c.counted.Add(-left)
+				p.uncounted.Add(left - k)
+				c.uncounted.Add(left - k)
 				break
 			}
 		}

@@ -355,3 +355,56 @@ func TestConcurrencyLimiterPartitionTurningUnanswered(t *testing.T) {
 		t.Fatal("an unlimited limiter did not admit as unlimited")
 	}
 }
+
+// TestConcurrencyLimiterPartitionsRacingRebalance: holders of two
+// partitions acquire and release while a rebalancer turns one partition
+// unanswered and answered again, moving its slots between counted and
+// uncounted. Every release finds its slot, and once all are released
+// nothing is left in flight, counted or not.
+func TestConcurrencyLimiterPartitionsRacingRebalance(t *testing.T) {
+	c := NewConcurrencyLimiter(6)
+	parts := []*Partition{c.Partition(0), c.Partition(1)}
+	var stop atomic.Bool
+	var rebalancer sync.WaitGroup
+	var moves atomic.Int64
+	rebalancer.Go(func() {
+		for i := 0; !stop.Load(); i++ {
+			c.Rebalance(i%4 < 2, 1)
+			if !parts[0].Answered() {
+				moves.Add(1)
+			}
+			runtime.Gosched()
+		}
+	})
+	var holders sync.WaitGroup
+	for h := range 8 {
+		holders.Go(func() {
+			p := parts[h%2]
+			for range 20_000 {
+				if c.AcquireIn(p) == Refused {
+					continue
+				}
+				runtime.Gosched()
+				if h%2 == 0 {
+					c.ReleaseIn(p, 0, 1e6) // partition 0 unanswered while the bulkhead is on
+				} else {
+					c.ReleaseIn(p, 1e6, 0)
+				}
+			}
+		})
+	}
+	holders.Wait()
+	stop.Store(true)
+	rebalancer.Wait()
+	if moves.Load() == 0 {
+		t.Error("partition 0 never turned unanswered")
+	}
+	for i, p := range parts {
+		if p.InFlight() != 0 || p.counted.Load() != 0 || p.uncounted.Load() != 0 {
+			t.Errorf("partition %d: %d counted, %d uncounted after every release", i, p.counted.Load(), p.uncounted.Load())
+		}
+	}
+	if c.counted.Load() != 0 || c.uncounted.Load() != 0 {
+		t.Errorf("limiter: %d counted, %d uncounted after every release", c.counted.Load(), c.uncounted.Load())
+	}
+}

@@ -35,3 +35,34 @@ func BenchmarkAdmit(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkAdmitConcurrency is BenchmarkAdmit through a concurrency
+// limiter shared by every API (the default policy's), far above the
+// requests in flight.
+func BenchmarkAdmitConcurrency(b *testing.B) {
+	newCP := func() *ControlPoint {
+		cp := NewRegistry(func() int64 { return 0 }).Get("ingress")
+		cp.API(AllAPIs).AttachTap(actuators.NewRecorder(0))
+		cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: actuators.NewConcurrencyLimiter(1e6)})
+		cp.API("GET /a")
+		return cp
+	}
+	b.Run("serial", func(b *testing.B) {
+		cp := newCP()
+		b.ReportAllocs()
+		for b.Loop() {
+			tk, _ := cp.Admit("GET /a")
+			tk.Done(true)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		cp := newCP()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				tk, _ := cp.Admit("GET /a")
+				tk.Done(true)
+			}
+		})
+	})
+}
