@@ -277,12 +277,15 @@ func (s *Server) Done(ctx context.Context, req *spillwayv1.DoneRequest) (*spillw
 		return nil, err
 	}
 	var ok bool
+	var abandoned bool
 	switch req.GetOutcome() {
 	case spillwayv1.Outcome_OUTCOME_OK:
 		ok = true
 	case spillwayv1.Outcome_OUTCOME_ERROR:
+	case spillwayv1.Outcome_OUTCOME_ABANDONED:
+		abandoned = true
 	default:
-		return nil, status.Errorf(codes.InvalidArgument, "outcome %v: want OUTCOME_OK or OUTCOME_ERROR", req.GetOutcome())
+		return nil, status.Errorf(codes.InvalidArgument, "outcome %v: want OUTCOME_OK, OUTCOME_ERROR or OUTCOME_ABANDONED", req.GetOutcome())
 	}
 	id, err := strconv.ParseUint(req.GetFlowId(), 10, 64)
 	if err != nil {
@@ -298,7 +301,11 @@ func (s *Server) Done(ctx context.Context, req *spillwayv1.DoneRequest) (*spillw
 	}
 	s.open.Add(-1)
 	latency := time.Duration(s.eng.Now() - f.startNs)
-	f.ticket.Done(ok)
+	if abandoned {
+		f.ticket.Abandon()
+	} else {
+		f.ticket.Done(ok)
+	}
 	return &spillwayv1.DoneResponse{Latency: durationpb.New(latency)}, nil
 }
 

@@ -38,7 +38,7 @@ policies: svc: bp.#Policy & {
 		{Arithmetic: {operator: "div", in_ports: {lhs: "BASE", rhs: 2}, out_ports: output: "RATE"}},
 		{RateLimiter: {selector: {control_point: "svc", api: "GET /a"}, in_ports: {rate_limit: "RATE", burst: 2}}},
 		{ConcurrencyLimiter: {selector: {control_point: "svc", api: "GET /b"}, in_ports: limit: 1}},
-		{FluxMeter: {selector: {control_point: "svc", api: "GET /b"}, out_ports: latency_avg_ms: "LATENCY_B"}},
+		{FluxMeter: {selector: {control_point: "svc", api: "GET /b"}, out_ports: {latency_avg_ms: "LATENCY_B", abandoned_rps: "ABANDONED_B"}}},
 		{RateLimiter: {selector: {control_point: "svc", api: "GET /open"}, in_ports: {rate_limit: 1e12, burst: 1e12}}},
 	]
 }
@@ -171,6 +171,33 @@ func TestCheckConcurrencyLimitHoldsTheSlotUntilDone(t *testing.T) {
 	}
 }
 
+// TestCheckDoneAbandoned: a flow finished as abandoned (its caller's client
+// gave up) frees its slot and reaches the flux meter as abandoned.
+func TestCheckDoneAbandoned(t *testing.T) {
+	eng := newEngine(t)
+	client := dial(t, newServer(t, eng, flowcontrol.Options{}))
+	ctx := context.Background()
+	req := &spillwayv1.CheckRequest{ControlPoint: "svc", Api: "GET /b"}
+	first, err := client.Check(ctx, req)
+	if err != nil || first.Decision != spillwayv1.Decision_DECISION_ACCEPTED {
+		t.Fatalf("check: %v, %v", first, err)
+	}
+	if _, err := client.Done(ctx, &spillwayv1.DoneRequest{FlowId: first.FlowId, Outcome: spillwayv1.Outcome_OUTCOME_ABANDONED}); err != nil {
+		t.Fatal(err)
+	}
+	eng.Tick()
+	var abandoned float64
+	for _, p := range eng.Status().Policies {
+		abandoned = float64(p.Signals["ABANDONED_B"])
+	}
+	if !(abandoned > 0) {
+		t.Errorf("flux meter abandoned_rps = %v after an abandoned Done, want > 0", abandoned)
+	}
+	if second, err := client.Check(ctx, req); err != nil || second.Decision != spillwayv1.Decision_DECISION_ACCEPTED {
+		t.Fatalf("check after the abandoned flow's Done: %v, %v", second, err)
+	}
+}
+
 func TestCheckRefusesBadRequests(t *testing.T) {
 	eng := newEngine(t)
 	client := dial(t, newServer(t, eng, flowcontrol.Options{MaxOpenFlows: 1}))
@@ -206,7 +233,7 @@ func TestCheckRefusesBadRequests(t *testing.T) {
 			_, err := client.Done(ctx, &spillwayv1.DoneRequest{FlowId: "abc", Outcome: spillwayv1.Outcome_OUTCOME_OK})
 			return err
 		}, codes.InvalidArgument, "not a flow id"},
-		{"Done without an outcome", func() error { _, err := client.Done(ctx, &spillwayv1.DoneRequest{FlowId: "1"}); return err }, codes.InvalidArgument, "want OUTCOME_OK or OUTCOME_ERROR"},
+		{"Done without an outcome", func() error { _, err := client.Done(ctx, &spillwayv1.DoneRequest{FlowId: "1"}); return err }, codes.InvalidArgument, "want OUTCOME_OK, OUTCOME_ERROR or OUTCOME_ABANDONED"},
 		{"a second open flow beyond MaxOpenFlows", func() error {
 			if _, err := client.Check(ctx, &spillwayv1.CheckRequest{ControlPoint: "svc", Api: "GET /c"}); err != nil {
 				return err

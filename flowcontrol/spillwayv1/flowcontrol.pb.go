@@ -137,6 +137,12 @@ const (
 	Outcome_OUTCOME_OK Outcome = 1
 	// OUTCOME_ERROR: a server error (HTTP 5xx); it does not count as goodput.
 	Outcome_OUTCOME_ERROR Outcome = 2
+	// OUTCOME_ABANDONED: the caller's client gave up before the answer (a
+	// client timeout, a closed connection). An error that the flux meters
+	// count apart, so that latency no client waited for is not read as a
+	// queue, and an API whose requests are mostly abandoned uses only the room
+	// the others leave in a shared concurrency limit.
+	Outcome_OUTCOME_ABANDONED Outcome = 3
 )
 
 // Enum value maps for Outcome.
@@ -145,11 +151,13 @@ var (
 		0: "OUTCOME_UNSPECIFIED",
 		1: "OUTCOME_OK",
 		2: "OUTCOME_ERROR",
+		3: "OUTCOME_ABANDONED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED": 0,
 		"OUTCOME_OK":          1,
 		"OUTCOME_ERROR":       2,
+		"OUTCOME_ABANDONED":   3,
 	}
 )
 
@@ -458,12 +466,13 @@ const file_spillway_v1_flowcontrol_proto_rawDesc = "" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aREJECT_REASON_RATE_LIMITED\x10\x01\x12%\n" +
-	"!REJECT_REASON_CONCURRENCY_LIMITED\x10\x02*E\n" +
+	"!REJECT_REASON_CONCURRENCY_LIMITED\x10\x02*\\\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"OUTCOME_OK\x10\x01\x12\x11\n" +
-	"\rOUTCOME_ERROR\x10\x022\x8a\x01\n" +
+	"\rOUTCOME_ERROR\x10\x02\x12\x15\n" +
+	"\x11OUTCOME_ABANDONED\x10\x032\x8a\x01\n" +
 	"\vFlowControl\x12>\n" +
 	"\x05Check\x12\x19.spillway.v1.CheckRequest\x1a\x1a.spillway.v1.CheckResponse\x12;\n" +
 	"\x04Done\x12\x18.spillway.v1.DoneRequest\x1a\x19.spillway.v1.DoneResponseBDZBgithub.com/spillway-dev/spillway/flowcontrol/spillwayv1;spillwayv1b\x06proto3"
