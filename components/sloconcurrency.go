@@ -282,15 +282,19 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 // fast again. While it is still slow, the decayed baseline reads its
 // latency as a queue once more, halving the limit relearns it, and the
 // next check comes twice as late. A window faster than 0.8 × the leased
-// baseline lowers it at once, no further than the settled one.
+// baseline ends the lease at once: the settled baseline is back. Not
+// the window's rtt: the first window after a dependency recovers still
+// holds the slow answers of the requests that started before, and a
+// baseline taken from it would read a queue the limit let in as the
+// service's own latency. If the dependency is only partly faster, the
+// settled baseline reads the rest as a queue, and a relearn finds it.
 func (c *SLOConcurrencyController) expireLease(ticks, rtt float64) {
 	if !IsValid(c.settled) || !IsValid(c.baseline) {
 		return
 	}
 	if rtt < 0.8*c.baseline {
-		// A window this fast (a lull, with no queue) shows that the
-		// latency the lease was for is gone, or less.
-		c.baseline = math.Max(c.settled, rtt)
+		c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
+		return
 	}
 	tau := math.Min(10*c.relearnTicks*math.Pow(2, float64(c.relearns-1)), c.windowTicks)
 	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/tau)

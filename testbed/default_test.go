@@ -206,3 +206,29 @@ func TestDefaultPolicyIsolatesAHungDependency(t *testing.T) {
 		})
 	}
 }
+
+// deep-chain has one API: in hung-dependency every request hangs for the
+// middle third, and the relearn takes the 2 s of the abandoned requests as
+// the service's own latency, on a lease. The first window once the
+// dependency is back still holds slow answers; the lease ended there with
+// that window's rtt as the baseline, three times the settled one, which
+// read the queue the limit then let in as the service's latency: no
+// goodput for the last third. The lease now ends at the settled baseline.
+func TestDefaultPolicyRecoversAfterAHang(t *testing.T) {
+	app, err := LoadAppFile("apps/adversarial/deep-chain.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "hung-dependency", defaultPolicy(t))
+	var sum float64
+	var n int
+	for _, s := range r.Seconds {
+		if s.T >= 43 && s.T < 60 { // the hang is 20–40 s
+			sum += s.GoodputRatio
+			n++
+		}
+	}
+	if n == 0 || sum/float64(n) < 0.7 {
+		t.Errorf("goodput ratio %.2f per second after the hang (%d seconds), want ≥ 0.7", sum/float64(max(n, 1)), n)
+	}
+}
