@@ -8,16 +8,23 @@ import (
 
 // ConcurrencyLimiter bounds the number of requests in flight at once.
 //
-// A limit of L admits while fewer than floor(L) requests hold a slot. NaN or
-// +Inf means unlimited (requests are still counted in InFlight); a negative
-// limit or -Inf means 0. A finite limit beyond the int64 range is clamped
-// to math.MaxInt64.
+// A limit of L admits while fewer than floor(L) requests hold a slot that
+// counts against it. NaN or +Inf means unlimited (requests are still
+// counted in InFlight); a negative limit or -Inf means 0. A finite limit
+// beyond the int64 range is clamped to math.MaxInt64.
 //
-// All methods are safe for concurrent use, lock-free and allocation-free.
-// TryAcquire never admits beyond the limit in force when it decides, even
-// while SetLimit runs concurrently. Lowering the limit below InFlight
-// preempts nothing: new requests are refused until enough slots are
-// released.
+// Shared by several APIs, it is also a bulkhead (Partition): the requests
+// of an API that is not answered do not count against the limit for the
+// others, and are admitted only while fewer than L requests are in flight
+// at all. InFlight can then reach 2L: L of answered APIs' requests, and
+// the unanswered ones' that got in while there was room.
+//
+// All methods are safe for concurrent use and lock-free; all but the first
+// Partition call for an index (which takes a mutex and allocates) are
+// allocation-free. TryAcquire never admits beyond the limit in force when
+// it decides, even while SetLimit runs concurrently. Lowering the limit
+// below InFlight preempts nothing: new requests are refused until enough
+// slots are released.
 type ConcurrencyLimiter struct {
 	// counted is the requests in flight that count against the limit for
 	// answered partitions' requests; uncounted those of unanswered
@@ -76,7 +83,7 @@ func (c *ConcurrencyLimiter) Hold() { c.HoldIn(&c.whole) }
 // Release returns a slot taken by Acquire or Hold. Releasing more slots
 // than were acquired is a bug in the caller and panics, as sync.WaitGroup
 // does for a negative counter.
-func (c *ConcurrencyLimiter) Release() { c.ReleaseIn(&c.whole, 0, 0) }
+func (c *ConcurrencyLimiter) Release() { c.ReleaseIn(&c.whole, Unmeasured) }
 
 // SetLimit atomically changes the limit to floor(limit) slots. NaN or +Inf
 // means unlimited; a negative value means 0.
@@ -108,37 +115,62 @@ func (c *ConcurrencyLimiter) Limit() float64 {
 }
 
 // Partition is one API's part of a ConcurrencyLimiter shared by several
-// APIs: a bulkhead. Each partition measures how much of the slot time its
-// requests held went to useful requests (answered, to a client still
-// waiting) rather than to requests abandoned by their clients or failed.
-// While most of it is useful (Rebalance), the partition is answered and
-// its requests count against the limit as usual. Once most of it is not, as
-// when a dependency of that API alone hangs and each request holds its slot
-// until the client gives up, the partition's new requests are admitted only
-// while the limit has room and do not count against it for the answered
-// partitions: those keep the whole limit, and the hung API fills only what
-// they leave free.
+// APIs: a bulkhead. Each partition counts how many of its requests were
+// useful (answered, to a client still waiting) and how many were not
+// (abandoned by their clients, or failed). While most are useful
+// (Rebalance), the partition is answered and its requests count against
+// the limit as usual. Once most are not, as when a dependency of that API
+// alone hangs and each request holds its slot until the client gives up,
+// the partition is unanswered: its requests in flight stop counting
+// against the limit for the answered partitions, which keep the whole
+// limit, and its new ones are admitted only while fewer than the limit
+// are in flight at all, in the room the others leave.
 //
-// When every partition is answered, or none is, the limiter is exactly the
-// shared limit it would be without partitions.
+// An unanswered partition that gets no slot for a while drifts back to
+// answered, so that an API whose dependency recovered is not locked out:
+// its next requests count again, and measure it again.
 type Partition struct {
 	_ [64]byte // off the cache line of the partition before
-	// counted and uncounted are the partition's requests in flight, in
-	// ConcurrencyLimiter's counted and uncounted.
-	counted, uncounted atomic.Int64
-	usefulNs, otherNs  atomic.Int64
-	unanswered         atomic.Bool
-	// useful is the smoothed useful fraction of the slot time, owned by
+	// state packs the partition's requests in flight: those counted
+	// against the limit (the high 32 bits, part of the limiter's counted)
+	// and those not (the low 32 bits, part of its uncounted), so that
+	// Rebalance moves slots between them in one step that a racing
+	// release always sees whole.
+	state         atomic.Uint64
+	useful, other atomic.Int64 // requests finished since the last Rebalance
+	unanswered    atomic.Bool
+	// fraction is the smoothed useful fraction of the requests, owned by
 	// Rebalance's caller.
-	useful float64
+	fraction float64
 }
 
-// InFlight returns the partition's requests in flight.
-func (p *Partition) InFlight() int64 { return p.counted.Load() + p.uncounted.Load() }
+const (
+	countedOne    = 1 << 32
+	uncountedMask = countedOne - 1
+)
 
-// Answered reports whether most of the partition's slot time went to
-// useful requests, as the last Rebalance measured it.
+// InFlight returns the partition's requests in flight.
+func (p *Partition) InFlight() int64 {
+	s := p.state.Load()
+	return int64(s>>32) + int64(s&uncountedMask)
+}
+
+// Answered reports whether most of the partition's requests were useful,
+// as the last Rebalance measured it.
 func (p *Partition) Answered() bool { return !p.unanswered.Load() }
+
+// Use says what a finished request did with its slot, for ReleaseIn.
+type Use uint8
+
+const (
+	// Unmeasured: the request is not a sample (it was refused after all,
+	// or no one knows).
+	Unmeasured Use = iota
+	// Useful: answered, to a client still waiting.
+	Useful
+	// Wasted: abandoned by its client, or failed.
+	Wasted
+)
 
 // maxPartitions bounds the partitions of one limiter; a larger index
 // shares the last one.
@@ -165,7 +197,7 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 	}
 	next := make([]*Partition, max(len(old), i+1))
 	copy(next, old)
-	next[i] = &Partition{useful: 1}
+	next[i] = &Partition{fraction: 1}
 	c.parts.Store(&next)
 	return next[i]
 }
@@ -189,7 +221,7 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 				return Refused
 			}
 			if c.uncounted.CompareAndSwap(u, u+1) {
-				p.uncounted.Add(1)
+				p.state.Add(1)
 				return Acquired
 			}
 		}
@@ -205,64 +237,62 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 			return Refused
 		}
 		if c.counted.CompareAndSwap(n, n+1) {
-			p.counted.Add(1)
+			p.state.Add(countedOne)
 			return Acquired
 		}
 	}
 }
 
 // HoldIn is Hold for a request of partition p; it counts against the
-// limit.
+// limit while p is answered.
 func (c *ConcurrencyLimiter) HoldIn(p *Partition) {
 	c.counted.Add(1)
-	p.counted.Add(1)
+	p.state.Add(countedOne)
 }
 
-// ReleaseIn returns a slot taken by AcquireIn or HoldIn. usefulNs is how
-// long the request held it if it was useful (answered, to a client still
-// waiting), otherNs if it was not. The partition's uncounted slots are
-// given back first. Releasing more slots than were taken is a bug in the
-// caller and panics, as sync.WaitGroup does for a negative counter.
-func (c *ConcurrencyLimiter) ReleaseIn(p *Partition, usefulNs, otherNs int64) {
+// ReleaseIn returns a slot taken by AcquireIn or HoldIn, and records what
+// the request did with it. The partition's uncounted slots are given back
+// first. Releasing more slots than were taken is a bug in the caller and
+// panics, as sync.WaitGroup does for a negative counter.
+func (c *ConcurrencyLimiter) ReleaseIn(p *Partition, use Use) {
 	for {
-		if u := p.uncounted.Load(); u > 0 {
-			if p.uncounted.CompareAndSwap(u, u-1) {
+		s := p.state.Load()
+		switch {
+		case s&uncountedMask != 0:
+			if p.state.CompareAndSwap(s, s-1) {
 				c.uncounted.Add(-1)
-				break
+				p.record(use)
+				return
 			}
-			continue
-		}
-		k := p.counted.Load()
-		if k <= 0 {
-			// Rebalance may have moved the slot to uncounted since the
-			// load above; a move never goes back, so this read settles
-			// it. (A CAS rather than an Add: a count never dips below 0
-			// for Rebalance's move to read.)
-			if p.uncounted.Load() > 0 {
-				continue
+		case s != 0:
+			if p.state.CompareAndSwap(s, s-countedOne) {
+				c.counted.Add(-1)
+				p.record(use)
+				return
 			}
+		default:
 			panic("actuators: ConcurrencyLimiter.Release without a matching Acquire")
 		}
-		if p.counted.CompareAndSwap(k, k-1) {
-			c.counted.Add(-1)
-			break
-		}
-	}
-	if usefulNs > 0 {
-		p.usefulNs.Add(usefulNs)
-	}
-	if otherNs > 0 {
-		p.otherNs.Add(otherNs)
 	}
 }
 
-// Rebalance updates each partition's useful fraction of the slot time,
-// smoothed by alpha (the weight of the time since the last call, in
-// (0, 1]), and marks unanswered those under half, when on is true; with on
-// false every partition is answered. The requests in flight of an
-// unanswered partition stop counting against the limit. The caller calls
-// it once per tick, from one goroutine. A partition whose requests held no
-// slot time since the last call keeps its fraction.
+func (p *Partition) record(use Use) {
+	switch use {
+	case Useful:
+		p.useful.Add(1)
+	case Wasted:
+		p.other.Add(1)
+	}
+}
+
+// Rebalance updates each partition's useful fraction of its requests,
+// smoothed by alpha (the weight of the requests since the last call, in
+// (0, 1]), and, when on is true, marks unanswered those under half, and
+// answered again those over three quarters; with on false every partition
+// is answered. A partition with no request in flight and none finished
+// since the last call drifts towards answered by alpha. The requests in
+// flight of an unanswered partition stop counting against the limit. The
+// caller calls it once per tick, from one goroutine.
 func (c *ConcurrencyLimiter) Rebalance(on bool, alpha float64) {
 	ps := c.parts.Load()
 	if ps == nil {
@@ -272,34 +302,51 @@ func (c *ConcurrencyLimiter) Rebalance(on bool, alpha float64) {
 		if p == nil {
 			continue
 		}
-		useful, other := float64(p.usefulNs.Swap(0)), float64(p.otherNs.Swap(0))
-		if useful+other > 0 {
-			p.useful += alpha * (useful/(useful+other) - p.useful)
+		useful, other := float64(p.useful.Swap(0)), float64(p.other.Swap(0))
+		switch {
+		case useful+other > 0:
+			p.fraction += alpha * (useful/(useful+other) - p.fraction)
+		case p.InFlight() == 0:
+			p.fraction += alpha * (1 - p.fraction) // locked out: drift back
 		}
-		unanswered := on && p.useful < 0.5
+		unanswered := on && (p.fraction < 0.5 || (p.unanswered.Load() && p.fraction <= 0.75))
 		p.unanswered.Store(unanswered)
-		if !unanswered {
-			continue
-		}
-		// Its requests in flight no longer count: they are the ones the
-		// answered partitions must not wait for. They become uncounted
-		// first, so that a release racing the move always finds a slot to
-		// give back; the surplus of the releases that took a counted slot
-		// meanwhile is taken back after.
-		k := p.counted.Load()
-		if k <= 0 {
-			continue
-		}
-		p.uncounted.Add(k)
-		c.uncounted.Add(k)
-		for {
-			left := p.counted.Load()
-			if p.counted.CompareAndSwap(left, 0) {
-				c.counted.Add(-left)
-				p.uncounted.Add(left - k)
-				c.uncounted.Add(left - k)
-				break
-			}
+		if unanswered {
+			c.uncount(p)
 		}
 	}
+}
+
+// uncount moves p's counted slots to uncounted: they are the ones the
+// answered partitions must not wait for. The limiter's uncounted grows
+// before its counted shrinks, so that its sum never reads low.
+func (c *ConcurrencyLimiter) uncount(p *Partition) {
+	for {
+		s := p.state.Load()
+		k := s >> 32
+		if k == 0 {
+			return
+		}
+		c.uncounted.Add(int64(k))
+		if p.state.CompareAndSwap(s, s&uncountedMask+k) {
+			c.counted.Add(-int64(k))
+			return
+		}
+		c.uncounted.Add(-int64(k))
+	}
+}
+
+// FullFor reports whether a request of partition p would find no slot
+// now: fewer than the limit counted for an answered partition, fewer than
+// the limit in flight at all for an unanswered one. An unlimited limiter
+// is never full.
+func (c *ConcurrencyLimiter) FullFor(p *Partition) bool {
+	slots := c.slots.Load()
+	if slots == unlimitedSlots {
+		return false
+	}
+	if p.unanswered.Load() {
+		return c.InFlight() >= slots
+	}
+	return c.counted.Load() >= slots
 }

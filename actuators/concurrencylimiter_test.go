@@ -218,7 +218,7 @@ func TestConcurrencyLimiterDoesNotAllocate(t *testing.T) {
 }
 
 // TestConcurrencyLimiterBulkhead: two APIs share a limit of 10. Once
-// "stuck"'s slot time went to requests its clients abandoned and
+// "stuck"'s requests were abandoned by their clients and
 // "served"'s to answers, stuck is unanswered: it fills the limit while it
 // has room, but its slots do not keep served out, which still gets the
 // whole limit. With the bulkhead off (or every partition answered), the
@@ -247,10 +247,10 @@ func TestConcurrencyLimiterBulkhead(t *testing.T) {
 	// request was abandoned after 2 s.
 	for range 4 {
 		acquire(served, 1)
-		c.ReleaseIn(served, 50e6, 0)
+		c.ReleaseIn(served, Useful)
 	}
 	acquire(stuck, 1)
-	c.ReleaseIn(stuck, 0, 2e9)
+	c.ReleaseIn(stuck, Wasted)
 	c.Rebalance(true, 1)
 	if stuck.Answered() || !served.Answered() {
 		t.Fatalf("answered: stuck %v, served %v; want false, true", stuck.Answered(), served.Answered())
@@ -264,11 +264,11 @@ func TestConcurrencyLimiterBulkhead(t *testing.T) {
 	}
 	// served's slots count; stuck finds no room while they are held.
 	for range 10 {
-		c.ReleaseIn(stuck, 0, 0)
+		c.ReleaseIn(stuck, Unmeasured)
 	}
 	refused(stuck, "stuck while served's 10 fill the limit")
 	for range 10 {
-		c.ReleaseIn(served, 0, 0)
+		c.ReleaseIn(served, Unmeasured)
 	}
 	// The bulkhead off: every partition answered, one plain limit.
 	c.Rebalance(false, 1)
@@ -280,10 +280,10 @@ func TestConcurrencyLimiterBulkhead(t *testing.T) {
 	refused(served, "served with the plain limit full")
 	refused(stuck, "stuck with the plain limit full")
 	for range 6 {
-		c.ReleaseIn(stuck, 0, 0)
+		c.ReleaseIn(stuck, Unmeasured)
 	}
 	for range 4 {
-		c.ReleaseIn(served, 0, 0)
+		c.ReleaseIn(served, Unmeasured)
 	}
 	if c.InFlight() != 0 || served.InFlight() != 0 || stuck.InFlight() != 0 {
 		t.Fatalf("after every release: %d, %d, %d in flight", c.InFlight(), served.InFlight(), stuck.InFlight())
@@ -301,13 +301,13 @@ func TestConcurrencyLimiterPartitionTurningUnanswered(t *testing.T) {
 	}
 	// a's history: all abandoned; with alpha 0.5 one tick leaves its
 	// useful fraction at 0.5 (answered), the second at 0.25.
-	c.ReleaseIn(a, 0, 1e9)
+	c.ReleaseIn(a, Wasted)
 	c.Rebalance(true, 0.5)
 	if !a.Answered() {
 		t.Fatal("a unanswered after one tick at alpha 0.5")
 	}
 	c.AcquireIn(a)
-	c.ReleaseIn(a, 0, 1e9)
+	c.ReleaseIn(a, Wasted)
 	c.Rebalance(true, 0.5)
 	if a.Answered() {
 		t.Fatal("a answered after two ticks of abandoned requests")
@@ -325,9 +325,9 @@ func TestConcurrencyLimiterPartitionTurningUnanswered(t *testing.T) {
 		t.Fatal("unanswered a admitted with 6 in flight and a limit of 4")
 	}
 	// a answered again: its new requests count, its old ones still do not.
-	c.ReleaseIn(a, 1e9, 0)
+	c.ReleaseIn(a, Useful)
 	for range 4 {
-		c.ReleaseIn(b, 0, 0)
+		c.ReleaseIn(b, Unmeasured)
 	}
 	c.Rebalance(true, 1)
 	if !a.Answered() {
@@ -339,12 +339,12 @@ func TestConcurrencyLimiterPartitionTurningUnanswered(t *testing.T) {
 	if c.AcquireIn(b) != Refused {
 		t.Fatal("b admitted beyond a's 4 counted slots")
 	}
-	c.ReleaseIn(a, 0, 0) // the old, uncounted one: a's counted stay 4 ≤ its 4 in flight
+	c.ReleaseIn(a, Unmeasured) // the old, uncounted one: a's counted stay 4 ≤ its 4 in flight
 	if c.AcquireIn(b) != Refused {
 		t.Fatal("b admitted while a still holds 4 counted slots")
 	}
 	for range 4 {
-		c.ReleaseIn(a, 0, 0)
+		c.ReleaseIn(a, Unmeasured)
 	}
 	if c.InFlight() != 0 {
 		t.Fatalf("in flight %d after every release", c.InFlight())
@@ -384,11 +384,15 @@ func TestConcurrencyLimiterPartitionsRacingRebalance(t *testing.T) {
 				if c.AcquireIn(p) == Refused {
 					continue
 				}
+				if h%4 == 0 {
+					c.HoldIn(p) // fail-open on a stale setpoint: counted, whatever p is
+					c.ReleaseIn(p, Wasted)
+				}
 				runtime.Gosched()
 				if h%2 == 0 {
-					c.ReleaseIn(p, 0, 1e6) // partition 0 unanswered while the bulkhead is on
+					c.ReleaseIn(p, Wasted) // partition 0 unanswered while the bulkhead is on
 				} else {
-					c.ReleaseIn(p, 1e6, 0)
+					c.ReleaseIn(p, Useful)
 				}
 			}
 		})
@@ -400,11 +404,82 @@ func TestConcurrencyLimiterPartitionsRacingRebalance(t *testing.T) {
 		t.Error("partition 0 never turned unanswered")
 	}
 	for i, p := range parts {
-		if p.InFlight() != 0 || p.counted.Load() != 0 || p.uncounted.Load() != 0 {
-			t.Errorf("partition %d: %d counted, %d uncounted after every release", i, p.counted.Load(), p.uncounted.Load())
+		if s := p.state.Load(); s != 0 {
+			t.Errorf("partition %d: %d counted, %d uncounted after every release", i, s>>32, s&uncountedMask)
 		}
 	}
 	if c.counted.Load() != 0 || c.uncounted.Load() != 0 {
 		t.Errorf("limiter: %d counted, %d uncounted after every release", c.counted.Load(), c.uncounted.Load())
+	}
+}
+
+// TestConcurrencyLimiterUnansweredPartitionDriftsBack: an unanswered
+// partition with nothing in flight and nothing finished (kept out, or its
+// traffic gone) drifts back to answered, so that its next requests count
+// and measure it again; one with requests in flight keeps its verdict.
+func TestConcurrencyLimiterUnansweredPartitionDriftsBack(t *testing.T) {
+	c := NewConcurrencyLimiter(10)
+	hung, pending := c.Partition(2), c.Partition(3)
+	for _, p := range []*Partition{hung, pending} {
+		c.AcquireIn(p)
+		c.ReleaseIn(p, Wasted)
+	}
+	c.Rebalance(true, 1)
+	if hung.Answered() || pending.Answered() {
+		t.Fatal("answered after a tick of abandoned requests")
+	}
+	c.AcquireIn(pending) // in flight, not finished
+	for range 5 {
+		c.Rebalance(true, 0.2)
+	}
+	if hung.Answered() {
+		t.Fatal("answered after five idle ticks at alpha 0.2 (fraction 0.67, under the 0.75 to leave)")
+	}
+	for range 10 {
+		c.Rebalance(true, 0.2)
+	}
+	if !hung.Answered() {
+		t.Error("an idle unanswered partition did not drift back to answered")
+	}
+	if pending.Answered() {
+		t.Error("a partition with a request in flight drifted back without a sample")
+	}
+	c.ReleaseIn(pending, Wasted)
+}
+
+// TestConcurrencyLimiterReleaseRacingTheMoveOfHeldSlots: slots held
+// whatever the limit (fail-open, or unlimited) count, and Rebalance moves
+// an unanswered partition's counted slots to uncounted while they are
+// released; no release may find its slot in neither.
+func TestConcurrencyLimiterReleaseRacingTheMoveOfHeldSlots(t *testing.T) {
+	for _, limit := range []float64{math.NaN(), 1000} {
+		c := NewConcurrencyLimiter(limit)
+		p := c.Partition(2)
+		c.AcquireIn(p)
+		c.ReleaseIn(p, Wasted)
+		c.Rebalance(true, 1)
+		var stop atomic.Bool
+		var rebalancer sync.WaitGroup
+		rebalancer.Go(func() {
+			for !stop.Load() {
+				p.other.Add(1)
+				c.Rebalance(true, 1)
+			}
+		})
+		var holders sync.WaitGroup
+		for range 4 {
+			holders.Go(func() {
+				for range 100_000 {
+					c.HoldIn(p)
+					c.ReleaseIn(p, Wasted)
+				}
+			})
+		}
+		holders.Wait()
+		stop.Store(true)
+		rebalancer.Wait()
+		if c.InFlight() != 0 || p.state.Load() != 0 {
+			t.Errorf("limit %v: %d in flight after every release", limit, c.InFlight())
+		}
 	}
 }

@@ -164,12 +164,12 @@ var concurrencyBulkhead = Param{Name: "bulkhead", Kind: Bool, Default: true}
 // ConcurrencyLimiter caps requests in flight at its selector.
 //
 // A limiter shared by several APIs is a bulkhead too (bulkhead, default
-// true): an API most of whose slot time over the last second or so went to
-// requests that were not answered to a client still waiting (abandoned or
-// failed), such as one whose own dependency hangs, is admitted only while
+// true): an API most of whose requests over the last second or so were not
+// answered to a client still waiting (abandoned or failed), such as one whose own dependency hangs, is admitted only while
 // the limit has room and does not count against it for the APIs that are
 // answered, which keep the whole limit (actuators.Partition). When every
-// API is answered, or none is, it is the plain shared limit.
+// API is answered, or none is, it is the plain shared limit (once the
+// requests admitted while one was not have finished).
 type ConcurrencyLimiter struct {
 	Select   Selector `json:"selector"`
 	Fail     FailMode `json:"fail_mode,omitempty"`

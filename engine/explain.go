@@ -61,6 +61,10 @@ func (e *Engine) ExplainRejection(controlPoint, api string, d controlpoint.Decis
 		return true
 	}
 	now := e.opts.Clock()
+	var state *controlpoint.API // nil: no such control point, so no limiter matches
+	if cp := e.registry.Lookup(controlPoint); cp != nil {
+		state = cp.Tracked(api)
+	}
 	var chosen *Running
 	chosenSink, chosenRank := -1, -1
 	for _, r := range e.Policies() {
@@ -72,7 +76,7 @@ func (e *Engine) ExplainRejection(controlPoint, api string, d controlpoint.Decis
 			// As Admit asks them: the API's own actuators first, then the
 			// control point's; one that refuses now before one that does not.
 			rank := 0
-			if refusesNow(s.limiter, now) {
+			if refusesNow(s.limiter, state, now) {
 				rank += 2
 			}
 			if sel.API == api {
@@ -89,18 +93,18 @@ func (e *Engine) ExplainRejection(controlPoint, api string, d controlpoint.Decis
 	return chosen.explainSink(chosenSink, now), true
 }
 
-// refusesNow reports whether l would refuse a request at now: a bucket
-// with no whole token, a full concurrency limit, or a stale fail-closed
-// setpoint.
-func refusesNow(l *controlpoint.Limiter, now int64) bool {
+// refusesNow reports whether l would refuse a request of api at now: a
+// bucket with no whole token, a concurrency limit full for api (whose
+// requests may not count against it, actuators.Partition), or a stale
+// fail-closed setpoint.
+func refusesNow(l *controlpoint.Limiter, api *controlpoint.API, now int64) bool {
 	if staleAfter := l.StaleAfter.Load(); staleAfter > 0 && now-l.StampNs() > staleAfter {
 		return l.FailClosed.Load()
 	}
 	if l.Bucket != nil {
 		return !l.Bucket.Unlimited() && l.Bucket.Tokens(now) < 1
 	}
-	limit := l.Concurrency.Limit()
-	return limit == limit && float64(l.Concurrency.InFlight()) >= limit
+	return api != nil && l.ConcurrencyFull(api)
 }
 
 // explainSink explains the i-th actuator of r.

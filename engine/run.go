@@ -857,7 +857,7 @@ func (e *Engine) evaluate(r *Running, now int64) {
 }
 
 // bulkheadWindow is the time constant over which a shared concurrency
-// limiter's partitions measure their useful fraction of the slot time.
+// limiter's partitions measure the useful fraction of their requests.
 const bulkheadWindow = time.Second
 
 // readingQuantiles are the latency quantiles of a flux-meter reading, in

@@ -89,6 +89,9 @@ func (r *Registry) Get(name string) *ControlPoint {
 	return cp
 }
 
+// Lookup returns the named control point, or nil if none was created.
+func (r *Registry) Lookup(name string) *ControlPoint { return (*r.cps.Load())[name] }
+
 // Names lists the control points created so far.
 func (r *Registry) Names() []string {
 	m := *r.cps.Load()
@@ -205,6 +208,18 @@ func (cp *ControlPoint) Declare(label string) *API {
 	return cp.add(label)
 }
 
+// Tracked returns the state a request labelled label is counted under, as
+// API does, but creates nothing: an untracked label gets OverflowAPI's.
+func (cp *ControlPoint) Tracked(label string) *API {
+	if label == "" || label == AllAPIs {
+		return cp.all
+	}
+	if a := (*cp.apis.Load())[label]; a != nil {
+		return a
+	}
+	return cp.overflow
+}
+
 // APIs returns the per-label states known so far (not AllAPIs), including
 // OverflowAPI once it counted a request or was declared.
 func (cp *ControlPoint) APIs() map[string]*API { return *cp.apis.Load() }
@@ -237,6 +252,13 @@ func (cp *ControlPoint) listOverflow() *API {
 func (cp *ControlPoint) add(label string) *API {
 	a := newAPI(cp, label, cp.indices)
 	cp.indices++
+	// Its partition in every concurrency limiter of the whole control
+	// point, so that its first request allocates nothing.
+	for _, l := range cp.all.att.Load().limiters {
+		if l.Concurrency != nil {
+			l.Concurrency.Partition(a.index)
+		}
+	}
 	if cp.durations.Load() {
 		a.recordDurations()
 	}
@@ -357,7 +379,7 @@ func (a *API) Admit() (Ticket, Decision) {
 		if d != Accepted {
 			if t.apiAtt != nil {
 				if t.apiHeld != 0 {
-					t.apiAtt.release(t.apiHeld, a.index, 0, 0)
+					t.apiAtt.release(t.apiHeld, a.index, actuators.Unmeasured)
 				}
 				if len(t.apiAtt.taps) != 0 {
 					t.apiAtt.arrive(proc, now, false)
@@ -413,15 +435,15 @@ func (t Ticket) DoneAfter(ok bool, latency time.Duration) {
 // finish is Done, DoneAfter and Abandon for an admitted request.
 func (t *Ticket) finish(ok, abandoned bool, latencyNs int64) {
 	latencyNs = max(latencyNs, 0)
-	usefulNs, otherNs := latencyNs, int64(0)
+	use := actuators.Useful
 	if !ok || abandoned {
-		usefulNs, otherNs = 0, latencyNs
+		use = actuators.Wasted
 	}
 	if t.apiHeld != 0 {
-		t.apiAtt.release(t.apiHeld, t.api.index, usefulNs, otherNs)
+		t.apiAtt.release(t.apiHeld, t.api.index, use)
 	}
 	if t.allHeld != 0 {
-		t.allAtt.release(t.allHeld, t.api.index, usefulNs, otherNs)
+		t.allAtt.release(t.allHeld, t.api.index, use)
 	}
 	if len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0) {
 		proc := shard.Index() // maybe not Admit's: the request may have moved
@@ -565,6 +587,19 @@ func (a *API) AttachTap(r *actuators.Recorder) (detach func()) {
 func (a *API) AttachLimiter(l *Limiter) (detach func()) {
 	l.stampNs.CompareAndSwap(0, a.clock())
 	l.allocateCounters()
+	if l.Concurrency != nil {
+		// The partitions of the APIs known now, so that their requests
+		// allocate nothing (ControlPoint.add makes later ones').
+		l.Concurrency.Partition(a.index)
+		if a == a.cp.all {
+			a.cp.mu.Lock()
+			l.Concurrency.Partition(a.cp.overflow.index)
+			for _, x := range *a.cp.apis.Load() {
+				l.Concurrency.Partition(x.index)
+			}
+			a.cp.mu.Unlock()
+		}
+	}
 	a.update(func(at *attachments) {
 		if len(at.limiters) < 64 {
 			at.limiters = append(at.limiters, l)
@@ -644,7 +679,7 @@ func (at *attachments) admit(now int64, proc, index int) (held uint64, v verdict
 		}
 		if !ok {
 			if held != 0 {
-				at.release(held, index, 0, 0)
+				at.release(held, index, actuators.Unmeasured)
 			}
 			if l.Concurrency != nil {
 				return 0, v, ConcurrencyLimited
@@ -656,14 +691,12 @@ func (at *attachments) admit(now int64, proc, index int) (held uint64, v verdict
 }
 
 // release gives back the slots held (one bit per limiter) by a request of
-// the API numbered index, which held them for usefulNs if it was useful
-// (answered, to a client still waiting) or for otherNs if not; both are 0
-// for a request refused after all.
-func (at *attachments) release(held uint64, index int, usefulNs, otherNs int64) {
+// the API numbered index, which used them as use says.
+func (at *attachments) release(held uint64, index int, use actuators.Use) {
 	for i := 0; held != 0; i++ {
 		if held&1 != 0 {
 			c := at.limiters[i].Concurrency
-			c.ReleaseIn(c.Partition(index), usefulNs, otherNs)
+			c.ReleaseIn(c.Partition(index), use)
 		}
 		held >>= 1
 	}
@@ -835,4 +868,11 @@ func (l *Limiter) hold(index int) (acquired bool) {
 	}
 	l.Concurrency.HoldIn(l.Concurrency.Partition(index))
 	return true
+}
+
+// ConcurrencyFull reports whether the limiter's concurrency limit would
+// refuse a request counted under a now (actuators.ConcurrencyLimiter.FullFor,
+// in a's partition); false for a token bucket.
+func (l *Limiter) ConcurrencyFull(a *API) bool {
+	return l.Concurrency != nil && l.Concurrency.FullFor(l.Concurrency.Partition(a.index))
 }

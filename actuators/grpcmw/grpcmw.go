@@ -53,7 +53,9 @@ func Stream(cp *controlpoint.ControlPoint) grpc.StreamServerInterceptor {
 				ticket.Done(false)
 				panic(p)
 			}
-			finish(ss.Context(), &ticket, err)
+			// A stream's client ends it by canceling (a watch, a
+			// subscription): that is its normal end, not an abandonment.
+			ticket.Done(succeeded(err))
 		}()
 		return handler(srv, ss)
 	}
@@ -78,10 +80,10 @@ func succeeded(err error) bool {
 	return true
 }
 
-// finish finishes an admitted call: abandoned if its client is gone (a
-// deadline passed or the call was canceled), so that the flux meters can
-// tell latency no one waited for from the answers'
-// (controlpoint.Ticket.Abandon).
+// finish finishes an admitted unary call: abandoned if its client is gone
+// (its deadline, which is the client's, passed, or it canceled the call),
+// so that the flux meters can tell latency no one waited for from the
+// answers' (controlpoint.Ticket.Abandon).
 func finish(ctx context.Context, ticket *controlpoint.Ticket, err error) {
 	if ctx != nil && ctx.Err() != nil {
 		ticket.Abandon()

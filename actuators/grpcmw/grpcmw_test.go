@@ -62,3 +62,33 @@ func TestStreamInterceptorRecordsOutcome(t *testing.T) {
 		t.Fatalf("window %+v: want 4 completed, 2 good (OK, NotFound), 2 errors", w)
 	}
 }
+
+type canceledStream struct{ grpc.ServerStream }
+
+func (canceledStream) Context() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// A stream that its client ended by canceling (a watch) ended normally:
+// neither abandoned nor an error. A unary call whose client canceled is
+// abandoned.
+func TestCanceledStreamIsNotAbandonedButACanceledCallIs(t *testing.T) {
+	cp := controlpoint.NewRegistry(func() int64 { return 0 }).Get("grpc")
+	tap := actuators.NewRecorder(0)
+	cp.API(controlpoint.AllAPIs).AttachTap(tap)
+	_ = Stream(cp)(nil, canceledStream{}, &grpc.StreamServerInfo{FullMethod: "/a/Watch"},
+		func(any, grpc.ServerStream) error { return status.Error(codes.Canceled, "client canceled") })
+	if w := tap.Snapshot(0); w.Goodput != 1 || w.Abandoned != 0 {
+		t.Errorf("stream: goodput %d, errors %d, abandoned %d; want goodput 1", w.Goodput, w.Errors, w.Abandoned)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _ = Unary(cp)(ctx, nil, &grpc.UnaryServerInfo{FullMethod: "/a/Get"}, func(context.Context, any) (any, error) {
+		return nil, status.Error(codes.Canceled, "client canceled")
+	})
+	if w := tap.Snapshot(0); w.Abandoned != 1 {
+		t.Errorf("unary: abandoned %d, want 1", w.Abandoned)
+	}
+}

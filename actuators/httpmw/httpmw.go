@@ -4,6 +4,7 @@ package httpmw
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"math"
 	"net"
@@ -154,10 +155,13 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // finish finishes an admitted request: abandoned if its client is gone
-// (its context is canceled), so that the flux meters can tell latency no
-// one waited for from the answers' (controlpoint.Ticket.Abandon).
+// (its context is canceled: net/http cancels it when the connection
+// closes), so that the flux meters can tell latency no one waited for from
+// the answers' (controlpoint.Ticket.Abandon). A deadline is not the
+// client's: HTTP carries none, so it is a server's timeout, whose answer
+// the client gets.
 func finish(ticket *controlpoint.Ticket, r *http.Request, ok bool) {
-	if r.Context().Err() != nil {
+	if errors.Is(r.Context().Err(), context.Canceled) {
 		ticket.Abandon()
 		return
 	}
