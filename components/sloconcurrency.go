@@ -40,7 +40,12 @@ func init() {
 //     during slow start (until the first overload or queueing, or the
 //     first window with room once the baseline is learned) limit ←
 //     limit × slow_start_factor, once the baseline has its first sample,
-//     taken at the initial limit; after it limit ← limit + √limit;
+//     taken at the initial limit; after a run of queueing windows that cut
+//     the limit to an eighth of where it began (an outage), limit ←
+//     limit × slow_start_factor while no window queues, up to half of that
+//     start (TCP's slow start to its threshold), so that the limit does
+//     not climb back from the bottom by √limit a window; otherwise limit ←
+//     limit + √limit;
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
@@ -107,6 +112,12 @@ type SLOConcurrencyController struct {
 	// tick-weighted rtt sum and lowest rtt of those windows.
 	streak, quartered, second                                         bool
 	streakLimit, streakRTT, lowRTT, streakTicks, streakSum, streakMin float64
+	// recoverTo, once a run of queueing windows has cut the limit to an
+	// eighth of where it began (an outage: a dependency that hung, a
+	// capacity that vanished), is half of that start, until the limit is
+	// back there or a doubling towards it queues (doubled).
+	recoverTo float64
+	doubled   bool
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -317,6 +328,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.latencyRatio, c.latencyMin = Invalid, Invalid
 		c.settled = Invalid
 		c.winLatency = Invalid
+		c.recoverTo = Invalid
 	}
 	// Gather the tick into the window: a decision needs min_samples
 	// completions and one baseline rtt (or max_window), or one slow
@@ -374,7 +386,12 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks) {
 		queueing = binding && rtt > c.tolerance*c.baseline
 	}
-	if !slow {
+	if !slow && IsValid(rtt) {
+		// A window with no rtt (nothing finished: everything hangs)
+		// neither continues a run nor ends it.
+		if c.streak && c.limit <= c.streakLimit/8 && !(c.recoverTo >= c.streakLimit/2) {
+			c.recoverTo = c.streakLimit / 2
+		}
 		c.streak = false
 	}
 	// Latency over the setpoint is an overload from the first tick. Once
@@ -415,6 +432,12 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// the baseline a queue.
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
+	case binding && IsValid(latency) && c.limit < c.recoverTo && IsValid(rtt) && rtt <= (1+c.tolerance)/2*c.baseline:
+		// Back from an outage, with no queue: double towards half of
+		// where the cuts began, as TCP's slow start does towards its
+		// threshold, rather than add √limit a window from the bottom.
+		c.limit = math.Min(c.limit*c.slowStart, c.recoverTo)
+		c.doubled = true
 	case binding && IsValid(latency):
 		c.limit += math.Max(1, math.Sqrt(c.limit))
 	case !binding && c.samples >= baselineWarmup:
@@ -425,6 +448,12 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.slowStartOn = false
 	}
 	c.limit = math.Min(c.maxLimit, math.Max(c.minLimit, c.limit))
+	if c.limit >= c.recoverTo || (overload == 1 && c.doubled) {
+		c.recoverTo = Invalid // back, or the doubling found a queue
+	}
+	if overload == 1 || c.limit >= c.recoverTo || !IsValid(c.recoverTo) {
+		c.doubled = false
+	}
 	if IsValid(rtt) && rtt > 0 {
 		switch {
 		case !c.firstWindowSeen:
