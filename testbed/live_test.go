@@ -148,6 +148,31 @@ func TestStartLiveServesEveryAPIBehindWrap(t *testing.T) {
 	if took := time.Since(start); took < 150*time.Millisecond {
 		t.Errorf("GET %s took %v with a 150 ms delay at the entry", app.APIs[0].Path(), took)
 	}
+	// A dependency of one API only that hangs: that API's calls at the
+	// entry wait past the client's patience, and the wait ends when the
+	// client leaves; the other APIs are as fast as before.
+	if err := live.SetDelay("frontend", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := live.SetAPIDelay(app.APIs[0].Name, "cart", time.Second); err == nil {
+		t.Error("SetAPIDelay at a bounded service: no error")
+	}
+	if err := live.SetAPIDelay("nope", "frontend", time.Second); err == nil {
+		t.Error("SetAPIDelay of an unknown API: no error")
+	}
+	if err := live.SetAPIDelay(app.APIs[0].Name, "frontend", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if status, _ := fetch(t, live.URL+app.APIs[0].Path(), 200*time.Millisecond); status != 0 {
+		t.Errorf("GET %s = %d while it hangs, want the client's timeout", app.APIs[0].Path(), status)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("GET %s took %v with a 200 ms client timeout", app.APIs[0].Path(), took)
+	}
+	if status, _ := fetch(t, live.URL+app.APIs[1].Path(), 5*time.Second); status != http.StatusOK {
+		t.Errorf("GET %s = %d while another API hangs, want 200", app.APIs[1].Path(), status)
+	}
 }
 
 // Not parallel: the CPU-bound virtual tests would starve its servers.
