@@ -16,12 +16,14 @@ import (
 // Shared by several APIs, it is also a bulkhead (Partition): the requests
 // of an API that is not answered do not count against the limit for the
 // others, and are admitted only while fewer than L requests are in flight
-// at all. InFlight can then reach 2L: L of answered APIs' requests, and
-// the unanswered ones' that got in while there was room.
+// at all. Answered APIs' requests never count beyond L, but the requests
+// of APIs that turned unanswered while in flight come on top, so InFlight
+// is not bounded by L: each API that turns unanswered may leave up to L
+// more in flight until they finish.
 //
-// All methods are safe for concurrent use and lock-free; all but the first
-// Partition call for an index (which takes a mutex and allocates) are
-// allocation-free. TryAcquire never admits beyond the limit in force when
+// All methods but Rebalance (one caller at a time) are safe for
+// concurrent use and lock-free; all but the first Partition call for an
+// index (which takes a mutex and allocates) are allocation-free. TryAcquire never admits beyond the limit in force when
 // it decides, even while SetLimit runs concurrently. Lowering the limit
 // below InFlight preempts nothing: new requests are refused until enough
 // slots are released.
@@ -135,7 +137,8 @@ type Partition struct {
 	// against the limit (the high 32 bits, part of the limiter's counted)
 	// and those not (the low 32 bits, part of its uncounted), so that
 	// Rebalance moves slots between them in one step that a racing
-	// release always sees whole.
+	// release always sees whole. A half would carry into the other only
+	// at 2³² requests in flight in one partition.
 	state         atomic.Uint64
 	useful, other atomic.Int64 // requests finished since the last Rebalance
 	unanswered    atomic.Bool
@@ -337,9 +340,9 @@ func (c *ConcurrencyLimiter) uncount(p *Partition) {
 }
 
 // FullFor reports whether a request of partition p would find no slot
-// now: fewer than the limit counted for an answered partition, fewer than
-// the limit in flight at all for an unanswered one. An unlimited limiter
-// is never full.
+// now: the limit or more counted, for an answered partition; the limit or
+// more in flight at all, for an unanswered one. An unlimited limiter is
+// never full.
 func (c *ConcurrencyLimiter) FullFor(p *Partition) bool {
 	slots := c.slots.Load()
 	if slots == unlimitedSlots {

@@ -386,9 +386,11 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks) {
 		queueing = binding && rtt > c.tolerance*c.baseline
 	}
-	if !slow && IsValid(rtt) {
-		// A window with no rtt (nothing finished: everything hangs)
-		// neither continues a run nor ends it.
+	if !slow && (IsValid(rtt) || !(inFlight > 0)) {
+		// A window with no rtt while requests are in flight (nothing
+		// finished: everything hangs) neither continues a run nor ends
+		// it; an idle one ends it, so that a run does not resume after a
+		// lull with the evidence from before it.
 		if c.streak && c.limit <= c.streakLimit/8 && !(c.recoverTo >= c.streakLimit/2) {
 			c.recoverTo = c.streakLimit / 2
 		}
@@ -444,8 +446,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// The limit has room and the baseline is learned: the service
 		// runs below its limit, so slow start has found what this load
 		// needs. A later surge grows the limit by √limit a window, which
-		// gives a queue time to show before the limit outruns it.
+		// gives a queue time to show before the limit outruns it, and
+		// an outage's doubling back is over.
 		c.slowStartOn = false
+		c.recoverTo = Invalid
 	}
 	c.limit = math.Min(c.maxLimit, math.Max(c.minLimit, c.limit))
 	if c.limit >= c.recoverTo || (overload == 1 && c.doubled) {

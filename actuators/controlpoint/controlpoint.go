@@ -587,9 +587,16 @@ func (a *API) AttachTap(r *actuators.Recorder) (detach func()) {
 func (a *API) AttachLimiter(l *Limiter) (detach func()) {
 	l.stampNs.CompareAndSwap(0, a.clock())
 	l.allocateCounters()
+	a.update(func(at *attachments) {
+		if len(at.limiters) < 64 {
+			at.limiters = append(at.limiters, l)
+		}
+	})
 	if l.Concurrency != nil {
 		// The partitions of the APIs known now, so that their requests
-		// allocate nothing (ControlPoint.add makes later ones').
+		// allocate nothing. Attached first: an API created meanwhile
+		// (ControlPoint.add) either is listed here or sees the limiter
+		// and makes its own.
 		l.Concurrency.Partition(a.index)
 		if a == a.cp.all {
 			a.cp.mu.Lock()
@@ -600,11 +607,6 @@ func (a *API) AttachLimiter(l *Limiter) (detach func()) {
 			a.cp.mu.Unlock()
 		}
 	}
-	a.update(func(at *attachments) {
-		if len(at.limiters) < 64 {
-			at.limiters = append(at.limiters, l)
-		}
-	})
 	return func() {
 		a.update(func(at *attachments) { at.limiters = without(at.limiters, l) })
 	}

@@ -4,6 +4,7 @@ package grpcmw
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -54,7 +55,13 @@ func Stream(cp *controlpoint.ControlPoint) grpc.StreamServerInterceptor {
 				panic(p)
 			}
 			// A stream's client ends it by canceling (a watch, a
-			// subscription): that is its normal end, not an abandonment.
+			// subscription): that is its normal end, not an abandonment,
+			// whether the handler returns a Canceled status or the
+			// context's own error.
+			if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+				ticket.Done(true)
+				return
+			}
 			ticket.Done(succeeded(err))
 		}()
 		return handler(srv, ss)
@@ -80,10 +87,12 @@ func succeeded(err error) bool {
 	return true
 }
 
-// finish finishes an admitted unary call: abandoned if its client is gone
-// (its deadline, which is the client's, passed, or it canceled the call),
-// so that the flux meters can tell latency no one waited for from the
-// answers' (controlpoint.Ticket.Abandon).
+// finish finishes an admitted unary call: abandoned if its context is done
+// (the client canceled the call, or its deadline passed; a deadline is
+// the client's unless a server interceptor outside this one set its own,
+// which then counts as abandoned too), so that the flux meters can tell
+// latency no one waited for from the answers'
+// (controlpoint.Ticket.Abandon).
 func finish(ctx context.Context, ticket *controlpoint.Ticket, err error) {
 	if ctx != nil && ctx.Err() != nil {
 		ticket.Abandon()

@@ -92,3 +92,16 @@ func TestCanceledStreamIsNotAbandonedButACanceledCallIs(t *testing.T) {
 		t.Errorf("unary: abandoned %d, want 1", w.Abandoned)
 	}
 }
+
+// A stream handler that stops when its client cancels usually returns the
+// context's own error: that is the stream's normal end too.
+func TestStreamEndedWithTheContextsErrorIsNotAnError(t *testing.T) {
+	cp := controlpoint.NewRegistry(func() int64 { return 0 }).Get("grpc")
+	tap := actuators.NewRecorder(0)
+	cp.API(controlpoint.AllAPIs).AttachTap(tap)
+	_ = Stream(cp)(nil, canceledStream{}, &grpc.StreamServerInfo{FullMethod: "/a/Watch"},
+		func(_ any, ss grpc.ServerStream) error { <-ss.Context().Done(); return ss.Context().Err() })
+	if w := tap.Snapshot(0); w.Goodput != 1 || w.Errors != 0 {
+		t.Errorf("goodput %d, errors %d, abandoned %d; want goodput 1", w.Goodput, w.Errors, w.Abandoned)
+	}
+}
