@@ -206,6 +206,9 @@ func TestSimRunsTopFullWithDynamicClusters(t *testing.T) {
 // A live run starts the agent on the wall clock against the run's engine,
 // as a deployment runs it.
 func TestSimRunsTopFullLiveWithTheAgentOnTheWallClock(t *testing.T) {
+	// In parallel with the other tests that share nothing: it waits on the
+	// wall clock, and what it asserts is printed whatever the machine's load.
+	t.Parallel()
 	out, err := runCLI(t, "sim", "--app", "two-tier", "--scenario", "steady", "--duration", "10s", "--warmup", "2s",
 		"--policy", "topfull", "--agent-dir", "../../rlbridge/agent", "--agent-model", "../../rlbridge/agent/models/topfull.json")
 	if err != nil {
