@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,26 +29,43 @@ import (
 
 const examples = "../policies"
 
-// exampleBoards generates the dashboard of every example policy.
+// exampleBoards generates the dashboard of every example policy. The
+// evaluation is the costly part, so it runs once for the test binary;
+// callers only read what it returns.
 func exampleBoards(t *testing.T) (map[string]map[string]any, []engine.Spec) {
 	t.Helper()
+	examplesOnce.Do(func() { examplesBoards, examplesSpecs, examplesErr = generateExampleBoards() })
+	if examplesErr != nil {
+		t.Fatal(examplesErr)
+	}
+	return examplesBoards, examplesSpecs
+}
+
+var (
+	examplesOnce   sync.Once
+	examplesBoards map[string]map[string]any
+	examplesSpecs  []engine.Spec
+	examplesErr    error
+)
+
+func generateExampleBoards() (map[string]map[string]any, []engine.Spec, error) {
 	specs, diags := engine.LoadDir(examples)
 	if len(diags.Errors()) > 0 || len(specs) == 0 {
-		t.Fatalf("example policies: %v", diags)
+		return nil, nil, fmt.Errorf("example policies: %v", diags)
 	}
 	boards := map[string]map[string]any{}
 	for _, s := range specs {
 		b, err := dashboards.Generate(s)
 		if err != nil {
-			t.Fatalf("%s: %v", s.Name, err)
+			return nil, nil, fmt.Errorf("%s: %v", s.Name, err)
 		}
 		var d map[string]any
 		if err := json.Unmarshal(b, &d); err != nil {
-			t.Fatalf("%s: not JSON: %v", s.Name, err)
+			return nil, nil, fmt.Errorf("%s: not JSON: %v", s.Name, err)
 		}
 		boards[s.Name] = d
 	}
-	return boards, specs
+	return boards, specs, nil
 }
 
 // panels returns a dashboard's panels as maps.
@@ -71,6 +90,7 @@ func exprs(d map[string]any) []string {
 }
 
 func TestDashboardsHaveGrafanasShape(t *testing.T) {
+	t.Parallel()
 	boards, _ := exampleBoards(t)
 	for name, d := range boards {
 		for _, field := range []string{"uid", "title", "description", "tags", "timezone", "editable", "schemaVersion", "version", "refresh", "time", "templating", "annotations", "panels"} {
@@ -253,6 +273,7 @@ func series(families map[string]*dto.MetricFamily) map[string][]map[string]strin
 // engine exports: the metric exists in a live scrape, and so does a sample
 // with every label value the query asks for by equality.
 func TestEveryQueryReadsAnExportedSeries(t *testing.T) {
+	t.Parallel()
 	boards, specs := exampleBoards(t)
 	exported := series(scrapeExamples(t))
 	for name, d := range boards {
@@ -309,6 +330,7 @@ func TestEveryQueryReadsAnExportedSeries(t *testing.T) {
 // The dashboards committed under dashboards/grafana are what the generator
 // makes of the example policies today.
 func TestCommittedDashboardsAreCurrent(t *testing.T) {
+	t.Parallel()
 	out := t.TempDir()
 	files, err := dashboards.WriteDir(examples, out)
 	if err != nil {
@@ -328,6 +350,7 @@ func TestCommittedDashboardsAreCurrent(t *testing.T) {
 }
 
 func TestDashboardParametersAreHonoured(t *testing.T) {
+	t.Parallel()
 	specs, diags := engine.LoadSource("p.cue", []byte(`
 package p
 import "spillway.dev/blueprints/latencyaimd"
@@ -366,6 +389,7 @@ policies: p: latencyaimd.#Policy & {
 }
 
 func TestBadPoliciesGetErrorsNotDashboards(t *testing.T) {
+	t.Parallel()
 	dir, out := t.TempDir(), filepath.Join(t.TempDir(), "out")
 	if _, err := dashboards.WriteDir(dir, out); err == nil || !strings.Contains(err.Error(), "no policies") {
 		t.Fatalf("an empty directory: %v, want a no-policies error", err)

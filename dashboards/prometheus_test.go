@@ -25,6 +25,7 @@ var labelValuesRE = regexp.MustCompile(`^label_values\((.*), (\w+)\)$`)
 // variables set to those values as Grafana would set them, is valid
 // PromQL that returns data.
 func TestDashboardsAgainstARealPrometheus(t *testing.T) {
+	t.Parallel()
 	promtest.Binary(t)
 	boards, _ := exampleBoards(t)
 	srv := httptest.NewServer(runExamples(t))

@@ -1,3 +1,10 @@
+//go:build !race
+
+// The virtual driver runs the engine on one goroutine (manual ticks, no
+// watcher, no Redis), so the race detector has nothing to check in these
+// simulations and makes them about 15× slower. scripts/test runs them,
+// at full length, without it.
+
 package testbed
 
 import (
@@ -250,5 +257,26 @@ func TestDefaultPolicyRecoversAfterAHang(t *testing.T) {
 				t.Errorf("goodput ratio %.2f per second after the hang (%d seconds), want ≥ %.2f", sum/float64(max(n, 1)), n, tc.want)
 			}
 		})
+	}
+}
+
+// many-servers answers in 500 ms, five ticks: a controller that decides
+// every tick grows the limit past the 512 workers before the queue shows,
+// then cuts every tick while that queue drains, down to a third of the
+// capacity (0.78 of the share in the steady half, before windows lasted
+// one round trip). Deciding once per baseline rtt keeps ≥ 0.95 with p99
+// within the SLO.
+func TestDefaultPolicyDecidesOncePerRoundTrip(t *testing.T) {
+	app, err := LoadAppFile("apps/adversarial/many-servers.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "steady", defaultPolicy(t))
+	api := r.PerAPI["thumbnail"]
+	if got := r.Steady.GoodputRatio; got < 0.95 {
+		t.Errorf("steady goodput %.2f of proportional, want ≥ 0.95", got)
+	}
+	if api.Steady.P99Ms > api.SLOMs {
+		t.Errorf("steady p99 %.0f ms over the %.0f ms SLO", api.Steady.P99Ms, api.SLOMs)
 	}
 }

@@ -1,3 +1,10 @@
+//go:build !race
+
+// The virtual driver runs the engine on one goroutine (manual ticks, no
+// watcher, no Redis), so the race detector has nothing to check in these
+// simulations and makes them about 15× slower. scripts/test runs them,
+// at full length, without it.
+
 package testbed
 
 import (

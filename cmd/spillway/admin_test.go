@@ -61,6 +61,7 @@ func TestAdminServesLivePageSignalsAndMetrics(t *testing.T) {
 }
 
 func TestDashboardsCommandWritesOneDashboardPerPolicy(t *testing.T) {
+	t.Parallel()
 	out := filepath.Join(t.TempDir(), "boards")
 	stdout, err := runCLI(t, "dashboards", "--policies", "../../policies", "--out", out)
 	if err != nil {
@@ -81,6 +82,7 @@ func TestDashboardsCommandWritesOneDashboardPerPolicy(t *testing.T) {
 
 // The demo serves the admin listener while it runs and prints its URL.
 func TestDemoServesTheLivePageWhileItRuns(t *testing.T) {
+	t.Parallel()
 	plan := defaultDemoPlan()
 	plan.Warm, plan.Overload = time.Second, time.Second
 	plan.Admin = "127.0.0.1:0"

@@ -16,6 +16,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // .golden file. A directory checks that one broken file hides no other's
 // errors.
 func TestCheckGolden(t *testing.T) {
+	t.Parallel()
 	files, err := filepath.Glob("testdata/check/*.cue")
 	if err != nil || len(files) < 8 {
 		t.Fatalf("want at least 8 golden policies, got %d (%v)", len(files), err)
@@ -65,6 +66,7 @@ func TestCheckGolden(t *testing.T) {
 
 // TestCheckShippedPolicies keeps the example policies valid.
 func TestCheckShippedPolicies(t *testing.T) {
+	t.Parallel()
 	report := check([]string{"../../policies"})
 	if !report.OK || len(report.Policies) == 0 {
 		t.Fatalf("policies/ does not check clean: %+v", report)

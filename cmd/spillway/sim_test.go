@@ -206,6 +206,10 @@ func TestSimRunsTopFullWithDynamicClusters(t *testing.T) {
 // A live run starts the agent on the wall clock against the run's engine,
 // as a deployment runs it.
 func TestSimRunsTopFullLiveWithTheAgentOnTheWallClock(t *testing.T) {
+	// In parallel with the tests that share nothing with it: it mostly waits
+	// on the wall clock, and it asserts only the agent's first step in 12 s
+	// (a loaded machine under -race has reached the seventh) and the report.
+	t.Parallel()
 	out, err := runCLI(t, "sim", "--app", "two-tier", "--scenario", "steady", "--duration", "10s", "--warmup", "2s",
 		"--policy", "topfull", "--agent-dir", "../../rlbridge/agent", "--agent-model", "../../rlbridge/agent/models/topfull.json")
 	if err != nil {
