@@ -108,6 +108,7 @@ var scenarioKinds = []struct {
 	{"mix-shift", 2, "LOAD× (default 2) of the capacity at the offered mix throughout; from a third to two thirds of the duration the costliest API makes up 80% of the requests", buildMixShift, false},
 	{"slow-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration every call at the entry takes longer (twice the app's mean latency without a queue, at most a quarter of the tightest SLO), holding no worker: latency rises, capacity does not", buildSlowDependency, false},
 	{"hung-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration the least requested API's calls at the entry hang for twice the client timeout, holding no worker, as a dependency of that API alone that stops answering (with one API, all of them)", buildHungDependency, false},
+	{"slow-api", 2, "LOAD× (default 2); from a third to two thirds the least requested API's calls at the entry take its SLO longer (at most half the client timeout), holding no worker: one API's own dependency slows, its answers still come", buildSlowAPI, false},
 }
 
 // ScenarioNames lists the known scenarios.
@@ -361,6 +362,20 @@ func buildHungDependency(b *scenarioBuilder) {
 		DelayChange{At: to, Service: b.app.Entry, API: api})
 	b.mark(from)
 	b.mark(to)
+}
+
+// buildSlowAPI slows one API's calls at the entry by its SLO (at most half
+// the client timeout) for the middle third: a dependency of that API
+// alone answers late but answers. The other APIs could be served as
+// before; a policy that reads the slow API's latency as everyone's queue
+// cuts them too.
+func buildSlowAPI(b *scenarioBuilder) {
+	buildHungDependency(b)
+	if b.err != nil {
+		return
+	}
+	api := b.app.APIs[b.app.apiIndex(b.s.Delays[0].API)]
+	b.s.Delays[0].Extra = min(api.SLO, b.app.ClientTimeout/2)
 }
 
 // slowDependencyExtra is slow-dependency's extra time: twice the mean

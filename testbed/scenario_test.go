@@ -136,6 +136,15 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 				t.Errorf("Marks = %v, want [5s 25s 45s]", s.Marks)
 			}
 		}},
+		{"slow-api", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(30)), 2, "slow api")
+			// checkout has the least weight; its calls at the entry take
+			// its 300 ms SLO longer.
+			want := []DelayChange{{At: sec(25), Service: "frontend", API: "checkout", Extra: 300 * time.Millisecond}, {At: sec(45), Service: "frontend", API: "checkout"}}
+			if len(s.Delays) != 2 || s.Delays[0] != want[0] || s.Delays[1] != want[1] {
+				t.Errorf("Delays = %+v, want %+v", s.Delays, want)
+			}
+		}},
 		{"hung-dependency", func(t *testing.T, s Scenario) {
 			expectLoad(t, total(s, sec(30)), 2, "hung dependency")
 			// checkout has the least weight; its calls at the entry hang
@@ -196,7 +205,7 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		opts     ScenarioOptions
 		want     string
 	}{
-		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift, mix-shift, slow-dependency, hung-dependency)`},
+		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift, mix-shift, slow-dependency, hung-dependency, slow-api)`},
 		{"too short", "steady", ScenarioOptions{Duration: 5 * time.Second}, "duration 5s: must be >= 10s"},
 		{"fractional", "steady", ScenarioOptions{Duration: 10500 * time.Millisecond}, "must be whole seconds"},
 		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},
@@ -213,7 +222,7 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 	}
 	boundedEntry := TwoTierApp(DefaultTwoTier())
 	boundedEntry.Services[0].Workers = 4
-	for _, name := range []string{"slow-dependency", "hung-dependency"} {
+	for _, name := range []string{"slow-dependency", "hung-dependency", "slow-api"} {
 		if _, err := NewScenario(name, boundedEntry, ScenarioOptions{}); err == nil || !strings.Contains(err.Error(), "the entry must be unbounded") {
 			t.Errorf("%s with a bounded entry: err = %v, want it to say the entry must be unbounded", name, err)
 		}
