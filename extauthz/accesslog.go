@@ -119,7 +119,13 @@ func (s *Server) complete(entry *accesslogv3.HTTPAccessLogEntry) {
 		latency = time.Duration(s.fc.Now() - startNs)
 	}
 	code := entry.GetResponse().GetResponseCode().GetValue()
-	ticket.DoneAfter(code > 0 && code < 500, latency)
+	if flags := common.GetResponseFlags(); flags.GetDownstreamConnectionTermination() || flags.GetDownstreamRemoteReset() {
+		// The client went away before the answer (DC, DR): abandoned, so
+		// that the flux meters keep its latency apart from the answers'.
+		ticket.AbandonAfter(latency)
+	} else {
+		ticket.DoneAfter(code > 0 && code < 500, latency)
+	}
 	s.held.completed.Add(1)
 }
 

@@ -40,7 +40,8 @@ policies: edge: bp.#Policy & {
 	components: [
 		{ConcurrencyLimiter: {selector: {control_point: "edge", api: "GET /checkout"}, in_ports: limit: 1}},
 		{FluxMeter: {selector: {control_point: "edge", api: "GET /checkout"}, out_ports: {
-			latency_avg_ms: "LATENCY", in_flight: "IN_FLIGHT", goodput_rps: "GOODPUT", completed_rps: "COMPLETED"}}},
+			latency_avg_ms: "LATENCY", in_flight: "IN_FLIGHT", goodput_rps: "GOODPUT", completed_rps: "COMPLETED",
+			abandoned_rps: "ABANDONED", answered_latency_avg_ms: "ANSWERED"}}},
 	]
 }
 `
@@ -309,6 +310,36 @@ func TestAccessLogOutcomeIsTheResponseCode(t *testing.T) {
 	goodput, completed := r.signal("GOODPUT"), r.signal("COMPLETED")
 	if completed <= 0 || goodput/completed != 0.5 {
 		t.Errorf("goodput_rps %v of completed_rps %v, want half", goodput, completed)
+	}
+}
+
+// An entry whose client went away (Envoy's DC or DR flag) is an abandoned
+// request: the flux meter counts it apart and leaves its latency out of
+// the answers'.
+func TestAccessLogDownstreamGoneIsAbandoned(t *testing.T) {
+	r := startALS(t, extauthz.Options{Completions: true})
+	log := r.openLog(t)
+	for i, gone := range []bool{false, true} {
+		id := r.admit(t, "/checkout")
+		if id == "" {
+			t.Fatalf("request %d denied", i)
+		}
+		entry := envoyLogEntry(id, "/checkout", 200, 10*time.Millisecond)
+		if gone {
+			entry = envoyLogEntry(id, "/checkout", 0, 900*time.Millisecond)
+			entry.CommonProperties.ResponseFlags.DownstreamConnectionTermination = true
+		}
+		log.send(entry)
+		waitFor(t, "the completion", func() bool { return r.authz.Completions().Completed == uint64(i+1) })
+	}
+	log.close()
+	r.clock.Add(int64(time.Second))
+	r.eng.Tick()
+	if abandoned := r.signal("ABANDONED"); !(abandoned > 0) {
+		t.Errorf("abandoned_rps %v, want > 0", abandoned)
+	}
+	if answered, all := r.signal("ANSWERED"), r.signal("LATENCY"); !(answered < 100 && all > 400) {
+		t.Errorf("answered latency %v ms, all %v ms: want the 10 ms answer apart from the 900 ms abandoned one", answered, all)
 	}
 }
 

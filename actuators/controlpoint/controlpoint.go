@@ -432,7 +432,16 @@ func (t Ticket) DoneAfter(ok bool, latency time.Duration) {
 	}
 }
 
-// finish is Done, DoneAfter and Abandon for an admitted request.
+// AbandonAfter is Abandon for a request whose latency was measured
+// elsewhere, as DoneAfter is Done's (a proxy in front whose access log
+// says the client went away). A negative latency counts as 0.
+func (t Ticket) AbandonAfter(latency time.Duration) {
+	if t.allAtt != nil {
+		t.finish(false, true, int64(latency))
+	}
+}
+
+// finish is Done, DoneAfter, Abandon and AbandonAfter for an admitted request.
 func (t *Ticket) finish(ok, abandoned bool, latencyNs int64) {
 	latencyNs = max(latencyNs, 0)
 	use := actuators.Useful
