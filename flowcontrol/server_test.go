@@ -126,15 +126,22 @@ func TestCheckRateLimitRejectsWithRetryAfterAndExplanation(t *testing.T) {
 	}
 }
 
-func TestCheckConcurrencyLimitHoldsTheSlotUntilDone(t *testing.T) {
-	eng := newEngine(t)
-	client := dial(t, newServer(t, eng, flowcontrol.Options{}))
-	ctx := context.Background()
-	req := &spillwayv1.CheckRequest{ControlPoint: "svc", Api: "GET /b"}
-	first, err := client.Check(ctx, req)
+// acceptB serves checkPolicy and takes GET /b's one concurrency slot.
+func acceptB(t *testing.T) (eng *engine.Engine, client spillwayv1.FlowControlClient, req *spillwayv1.CheckRequest, first *spillwayv1.CheckResponse) {
+	t.Helper()
+	eng = newEngine(t)
+	client = dial(t, newServer(t, eng, flowcontrol.Options{}))
+	req = &spillwayv1.CheckRequest{ControlPoint: "svc", Api: "GET /b"}
+	first, err := client.Check(context.Background(), req)
 	if err != nil || first.Decision != spillwayv1.Decision_DECISION_ACCEPTED {
 		t.Fatalf("first check: %v, %v", first, err)
 	}
+	return eng, client, req, first
+}
+
+func TestCheckConcurrencyLimitHoldsTheSlotUntilDone(t *testing.T) {
+	eng, client, req, first := acceptB(t)
+	ctx := context.Background()
 	second, err := client.Check(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -174,14 +181,8 @@ func TestCheckConcurrencyLimitHoldsTheSlotUntilDone(t *testing.T) {
 // TestCheckDoneAbandoned: a flow finished as abandoned (its caller's client
 // gave up) frees its slot and reaches the flux meter as abandoned.
 func TestCheckDoneAbandoned(t *testing.T) {
-	eng := newEngine(t)
-	client := dial(t, newServer(t, eng, flowcontrol.Options{}))
+	eng, client, req, first := acceptB(t)
 	ctx := context.Background()
-	req := &spillwayv1.CheckRequest{ControlPoint: "svc", Api: "GET /b"}
-	first, err := client.Check(ctx, req)
-	if err != nil || first.Decision != spillwayv1.Decision_DECISION_ACCEPTED {
-		t.Fatalf("check: %v, %v", first, err)
-	}
 	if _, err := client.Done(ctx, &spillwayv1.DoneRequest{FlowId: first.FlowId, Outcome: spillwayv1.Outcome_OUTCOME_ABANDONED}); err != nil {
 		t.Fatal(err)
 	}
