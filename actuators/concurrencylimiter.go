@@ -145,6 +145,17 @@ type Partition struct {
 	// fraction is the smoothed useful fraction of the requests, owned by
 	// Rebalance's caller.
 	fraction float64
+
+	// latN, latSumNs and latSqUs count the useful requests whose latency
+	// is known, their latencies and their squares in µs², since the last
+	// Separate.
+	latN, latSumNs atomic.Int64
+	latSqUs        atomic.Uint64
+	// capSlots caps the partition's requests in flight (0: no cap), and
+	// ceilingNs is the latency beyond which a request's is its own (0:
+	// none is); both set by Separate.
+	capSlots, ceilingNs atomic.Int64
+	own                 ownState // owned by Separate's caller
 }
 
 const (
@@ -200,7 +211,7 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 	}
 	next := make([]*Partition, max(len(old), i+1))
 	copy(next, old)
-	next[i] = &Partition{fraction: 1}
+	next[i] = &Partition{fraction: 1, own: ownState{baseNs: math.NaN()}}
 	c.parts.Store(&next)
 	return next[i]
 }
@@ -209,9 +220,13 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 // partition's request takes a slot while fewer than the limit are counted
 // (the requests of answered partitions, and those admitted while
 // unlimited or stale); an unanswered one's while fewer than the limit are
-// in flight at all, and is not counted. A slot taken here must be given
-// back with ReleaseIn on the same partition.
+// in flight at all, and is not counted. A partition under test
+// (Separate) is also refused at its cap. A slot taken here must be given
+// back with ReleaseIn or ReleaseAfter on the same partition.
 func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
+	if capSlots := p.capSlots.Load(); capSlots > 0 && p.InFlight() >= capSlots && c.slots.Load() != unlimitedSlots {
+		return Refused
+	}
 	if p.unanswered.Load() {
 		for {
 			u := c.uncounted.Load()
@@ -347,6 +362,9 @@ func (c *ConcurrencyLimiter) FullFor(p *Partition) bool {
 	slots := c.slots.Load()
 	if slots == unlimitedSlots {
 		return false
+	}
+	if capSlots := p.capSlots.Load(); capSlots > 0 && p.InFlight() >= capSlots {
+		return true
 	}
 	if p.unanswered.Load() {
 		return c.InFlight() >= slots

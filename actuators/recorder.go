@@ -80,6 +80,7 @@ type recorderBuffer struct {
 	latencySumNs atomic.Uint64
 	abandoned    atomic.Uint64
 	abandonedNs  atomic.Uint64
+	ownNs        atomic.Uint64
 }
 
 // NewRecorder returns an empty recorder. Goodput counts OK responses whose
@@ -126,11 +127,19 @@ func (r *Recorder) Done(startNs, latencyNs int64, ok bool) {
 
 // DoneOn is Done for a caller on processor proc, like ArriveOn.
 func (r *Recorder) DoneOn(proc int, startNs, latencyNs int64, ok bool) {
-	r.done(proc, startNs, latencyNs, ok, false)
+	r.done(proc, startNs, latencyNs, 0, ok, false)
 }
 
-// done is DoneOn and AbandonOn: one buffer holds all of a request's counts.
-func (r *Recorder) done(proc int, startNs, latencyNs int64, ok, abandoned bool) {
+// DoneOwnOn is DoneOn for a request ownNs of whose latency was its API's
+// own (a bulkhead's ConcurrencyLimiter.ReleaseAfter): it is left out of
+// the window's shared latency (Window.SharedLatencyAvgMs).
+func (r *Recorder) DoneOwnOn(proc int, startNs, latencyNs, ownNs int64, ok bool) {
+	r.done(proc, startNs, latencyNs, ownNs, ok, false)
+}
+
+// done is DoneOn, DoneOwnOn and AbandonOn: one buffer holds all of a
+// request's counts.
+func (r *Recorder) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned bool) {
 	sh := &r.shards[proc&(len(r.shards)-1)]
 	sh.inFlightByStart[ageSlot(startNs)%ageSlots].Add(-1)
 	latencyNs = max(latencyNs, 0)
@@ -141,6 +150,8 @@ func (r *Recorder) done(proc int, startNs, latencyNs int64, ok, abandoned bool) 
 	if abandoned {
 		b.abandoned.Add(1)
 		b.abandonedNs.Add(uint64(latencyNs))
+	} else if ownNs > 0 {
+		b.ownNs.Add(uint64(min(ownNs, latencyNs)))
 	}
 	switch slo := r.sloNs.Load(); {
 	case !ok:
@@ -154,7 +165,7 @@ func (r *Recorder) done(proc int, startNs, latencyNs int64, ok, abandoned bool) 
 // its client gave up before the answer: an error, and abandoned
 // (Window.Abandoned).
 func (r *Recorder) AbandonOn(proc int, startNs, latencyNs int64) {
-	r.done(proc, startNs, latencyNs, false, true)
+	r.done(proc, startNs, latencyNs, 0, false, true)
 }
 
 // InFlight returns the number of admitted requests not yet Done. It adds
@@ -191,6 +202,7 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 		w.LatencySumNs += b.latencySumNs.Swap(0)
 		w.Abandoned += b.abandoned.Swap(0)
 		w.AbandonedLatencySumNs += b.abandonedNs.Swap(0)
+		w.OwnLatencySumNs += b.ownNs.Swap(0)
 	}
 	for i := range r.latency {
 		w.Completed += r.latency[i][retired].Drain(&w.LatencyCounts)

@@ -19,6 +19,9 @@ type Window struct {
 	// LatencySumNs).
 	Abandoned             uint64
 	AbandonedLatencySumNs uint64
+	// OwnLatencySumNs is the part of the answered requests' latencies
+	// that was their APIs' own, not shared with the others (Recorder.DoneOwnOn).
+	OwnLatencySumNs uint64
 
 	InFlight int64 // admitted and not finished at EndNs
 	// OldestInFlightNs is the age at EndNs of the oldest request in
@@ -49,6 +52,19 @@ func (w *Window) AnsweredLatencyAvgMs() float64 {
 		return w.LatencyAvgMs()
 	}
 	return float64(w.LatencySumNs-w.AbandonedLatencySumNs) / float64(w.Completed-w.Abandoned) / 1e6
+}
+
+// SharedLatencyAvgMs is AnsweredLatencyAvgMs less the latency that was
+// the answered requests' APIs' own (OwnLatencySumNs): the latency a queue
+// that every API crosses would raise, and one API's slower dependency
+// would not.
+func (w *Window) SharedLatencyAvgMs() float64 {
+	avg := w.AnsweredLatencyAvgMs()
+	answered := w.Completed - w.Abandoned
+	if w.OwnLatencySumNs == 0 || w.Abandoned >= w.Completed {
+		return avg
+	}
+	return math.Max(0, avg-float64(w.OwnLatencySumNs)/float64(answered)/1e6)
 }
 
 // QuantileMs returns the q-quantile (q in [0, 1]) of the completed requests'

@@ -119,6 +119,12 @@ type FluxReading struct {
 	// completed request was abandoned; AbandonedRps is the rate of the
 	// requests whose client gave up before the answer.
 	AnsweredLatencyAvgMs, AbandonedRps float64
+	// SharedLatencyAvgMs is AnsweredLatencyAvgMs less the latency that was
+	// each request's API's own, not shared with the other APIs, as a
+	// bulkhead's shared concurrency limiter at the control point measured
+	// it (actuators.Window.SharedLatencyAvgMs): what a queue that all APIs
+	// cross raises, and one API's slower dependency does not.
+	SharedLatencyAvgMs float64
 }
 
 // Source is a component fed from outside the circuit (a FluxMeter).

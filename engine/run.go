@@ -838,6 +838,7 @@ func (e *Engine) evaluate(r *Running, now int64) {
 			s.limiter.Concurrency.SetLimit(value)
 			if b, ok := s.comp.(interface{ IsBulkhead() bool }); ok {
 				s.limiter.Concurrency.Rebalance(b.IsBulkhead(), -math.Expm1(-interval/bulkheadWindow.Seconds()))
+				s.limiter.Concurrency.Separate(b.IsBulkhead(), interval)
 			}
 		}
 		s.limiter.Stamp(now)
@@ -884,6 +885,7 @@ func reading(w *actuators.Window) components.FluxReading {
 		OldestInFlightMs:     float64(w.OldestInFlightNs / 1e6),
 		AnsweredLatencyAvgMs: w.AnsweredLatencyAvgMs(),
 		AbandonedRps:         w.Rate(w.Abandoned),
+		SharedLatencyAvgMs:   w.SharedLatencyAvgMs(),
 	}
 }
 

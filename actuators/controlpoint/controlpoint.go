@@ -379,7 +379,7 @@ func (a *API) Admit() (Ticket, Decision) {
 		if d != Accepted {
 			if t.apiAtt != nil {
 				if t.apiHeld != 0 {
-					t.apiAtt.release(t.apiHeld, a.index, actuators.Unmeasured)
+					t.apiAtt.release(t.apiHeld, a.index, actuators.Unmeasured, -1)
 				}
 				if len(t.apiAtt.taps) != 0 {
 					t.apiAtt.arrive(proc, now, false)
@@ -448,18 +448,19 @@ func (t *Ticket) finish(ok, abandoned bool, latencyNs int64) {
 	if !ok || abandoned {
 		use = actuators.Wasted
 	}
+	var ownNs int64 // the part of the latency that is the API's own
 	if t.apiHeld != 0 {
-		t.apiAtt.release(t.apiHeld, t.api.index, use)
+		ownNs = t.apiAtt.release(t.apiHeld, t.api.index, use, latencyNs)
 	}
 	if t.allHeld != 0 {
-		t.allAtt.release(t.allHeld, t.api.index, use)
+		ownNs = max(ownNs, t.allAtt.release(t.allHeld, t.api.index, use, latencyNs))
 	}
 	if len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0) {
 		proc := shard.Index() // maybe not Admit's: the request may have moved
 		if t.apiAtt != nil {
-			t.apiAtt.done(proc, t.startNs, latencyNs, ok, abandoned)
+			t.apiAtt.done(proc, t.startNs, latencyNs, ownNs, ok, abandoned)
 		}
-		t.allAtt.done(proc, t.startNs, latencyNs, ok, abandoned)
+		t.allAtt.done(proc, t.startNs, latencyNs, ownNs, ok, abandoned)
 	}
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
@@ -649,12 +650,12 @@ func (at *attachments) arrive(proc int, now int64, admitted bool) {
 	}
 }
 
-func (at *attachments) done(proc int, startNs, latencyNs int64, ok, abandoned bool) {
+func (at *attachments) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned bool) {
 	for _, r := range at.taps {
 		if abandoned {
 			r.AbandonOn(proc, startNs, latencyNs)
 		} else {
-			r.DoneOn(proc, startNs, latencyNs, ok)
+			r.DoneOwnOn(proc, startNs, latencyNs, ownNs, ok)
 		}
 	}
 }
@@ -690,7 +691,7 @@ func (at *attachments) admit(now int64, proc, index int) (held uint64, v verdict
 		}
 		if !ok {
 			if held != 0 {
-				at.release(held, index, actuators.Unmeasured)
+				at.release(held, index, actuators.Unmeasured, -1)
 			}
 			if l.Concurrency != nil {
 				return 0, v, ConcurrencyLimited
@@ -702,15 +703,18 @@ func (at *attachments) admit(now int64, proc, index int) (held uint64, v verdict
 }
 
 // release gives back the slots held (one bit per limiter) by a request of
-// the API numbered index, which used them as use says.
-func (at *attachments) release(held uint64, index int, use actuators.Use) {
+// the API numbered index, which used them as use says and took latencyNs
+// (negative: unknown), and returns the part of that latency the limiters
+// found its API's own (ConcurrencyLimiter.ReleaseAfter).
+func (at *attachments) release(held uint64, index int, use actuators.Use, latencyNs int64) (ownNs int64) {
 	for i := 0; held != 0; i++ {
 		if held&1 != 0 {
 			c := at.limiters[i].Concurrency
-			c.ReleaseIn(c.Partition(index), use)
+			ownNs = max(ownNs, c.ReleaseAfter(c.Partition(index), use, latencyNs))
 		}
 		held >>= 1
 	}
+	return ownNs
 }
 
 // Limiter is one actuator attached by a policy: a token bucket or a

@@ -1,0 +1,307 @@
+package actuators
+
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// An API of a shared concurrency limiter whose latency rises while the
+// others' does not has latency of its own: a dependency only it calls got
+// slower, or a bottleneck only it crosses is queueing. The first is no
+// queue a cut can drain: a controller of the shared limit that reads it as
+// one cuts every API, and starves them all. Separate tells the two apart
+// per partition:
+//
+//   - Each partition learns the latency its answered requests show without
+//     a queue (its baseline: the lowest one-second mean, drifting slowly
+//     within a quarter over it, and falling to a lower one over a few
+//     seconds), and each tick its excess over it.
+//   - The excess most requests share (the completion-weighted median over
+//     the partitions) is the shared queue. A partition measured for
+//     ownSettle seconds whose excess is mostly its own, by half its
+//     baseline or more and by three standard errors of its mean, is
+//     tested: its requests in flight are capped at
+//     half for two seconds or three of its latencies. A slower
+//     dependency's throughput halves with them while its latency stays; a
+//     queue's bottleneck stays busy while its latency falls.
+//   - A slower dependency is separated: uncapped, and its latency beyond
+//     its baseline plus the shared queue is its own (ReleaseAfter,
+//     Window.SharedLatencyAvgMs), left out of the latency a controller of
+//     the shared limit reads, which, no longer seeing a queue, grows the
+//     limit to hold the slower requests. It is tested again should its
+//     excess double, and joins again once its excess is gone.
+//   - Anything else (a queue of its own, or no clear verdict) is the
+//     shared limit's to control, as without Separate, and is not tested
+//     again for ownHoldoff seconds, twice as long after each such verdict
+//     in a row.
+//
+// With fewer than two partitions measured nothing is separate.
+type ownState struct {
+	// n, sumNs and sqUs are the measured requests, their latency sum and
+	// their sum of squared latencies in µs², over the last second or so,
+	// exponentially weighted.
+	n, sumNs, sqUs float64
+	baseNs         float64 // NaN until learned
+	separate       bool
+	phase          ownPhase
+	// A test of a separate partition halves its cap (capSlots) for
+	// window seconds, of which elapsed have passed; ref and refRate are
+	// its own excess and throughput when it began (and ref, once it found
+	// a slower dependency, the excess then).
+	elapsed, window, ref, refRate, capSlots float64
+	// holdoff is the time left before the partition may be tested again
+	// after a test found a queue of its own, and queues counts such
+	// verdicts in a row.
+	holdoff, queues float64
+	// measured is how long the partition has been measured, in seconds.
+	measured float64
+}
+
+type ownPhase uint8
+
+const (
+	ownTesting ownPhase = iota // the concurrency is halved: what falls, latency or throughput?
+	ownSlower                  // throughput: a slower dependency
+)
+
+const (
+	// ownMinSamples is the smoothed count of measured requests a
+	// partition needs before its latency means anything.
+	ownMinSamples = 10
+	// ownBaseWindow is the time constant of the baseline's drift, and
+	// ownBaseDown that of its fall to a lower mean.
+	ownBaseWindow = 600.0
+	ownBaseDown   = 5.0
+	// ownWindow is the shortest time between decisions on a partition's
+	// cap, and the time constant of its latency mean.
+	ownWindow = 1.0
+	// ownHoldoff is the wait before a partition in which a test found a
+	// queue is tested again, doubling with each such verdict in a row.
+	ownHoldoff = 10.0
+	// ownSettle is how long a partition is measured before it may be
+	// separated: a baseline first learned under overload (a cold start)
+	// must have seen its queue drained, and a controller of the shared
+	// limit learns its own baseline meanwhile from the mix it will see.
+	ownSettle = 10.0
+)
+
+// ReleaseAfter is ReleaseIn for a request that took latencyNs (negative:
+// unknown), measured for Separate. It returns the part of latencyNs that
+// is the partition's own (0 unless Separate found it separate), for the
+// flux meters' shared latency.
+func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64) (ownNs int64) {
+	c.ReleaseIn(p, use)
+	if use != Useful || latencyNs < 0 {
+		return 0
+	}
+	p.latN.Add(1)
+	p.latSumNs.Add(latencyNs)
+	us := uint64(latencyNs / 1000)
+	p.latSqUs.Add(us * us)
+	if ceiling := p.ceilingNs.Load(); ceiling > 0 && latencyNs > ceiling {
+		return latencyNs - ceiling
+	}
+	return 0
+}
+
+// Separate measures each partition's latency against its baseline and the
+// excess the partitions share, and separates those whose excess is their
+// own (see ownState); with on false, none is. dt is the time since the
+// last call, in seconds. The caller calls it once per tick, after
+// Rebalance, from one goroutine.
+func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
+	ps := c.parts.Load()
+	if ps == nil || !(dt > 0) {
+		return
+	}
+	alpha := -math.Expm1(-dt / ownWindow)
+	drift := -math.Expm1(-dt / ownBaseWindow)
+	down := -math.Expm1(-dt / ownBaseDown)
+	type measured struct{ excess, weight float64 }
+	var stack [16]measured
+	all := stack[:0]
+	for _, p := range *ps {
+		if p == nil {
+			continue
+		}
+		o := &p.own
+		n, sum, sq := float64(p.latN.Swap(0)), float64(p.latSumNs.Swap(0)), float64(p.latSqUs.Swap(0))
+		o.n = (1-alpha)*o.n + n
+		o.sumNs = (1-alpha)*o.sumNs + sum
+		o.sqUs = (1-alpha)*o.sqUs + sq
+		lat := o.latencyNs()
+		switch {
+		case math.IsNaN(lat):
+			continue
+		case math.IsNaN(o.baseNs):
+			o.baseNs = lat
+		case lat < o.baseNs:
+			// Down to a lower mean over a few seconds, not at once: the
+			// lowest of many noisy means is below the true one.
+			o.baseNs += down * (lat - o.baseNs)
+		case lat <= 1.25*o.baseNs:
+			o.baseNs += drift * (lat - o.baseNs)
+		}
+		all = append(all, measured{lat - o.baseNs, o.n})
+	}
+	shared := math.NaN()
+	if on && len(all) >= 2 {
+		slices.SortFunc(all, func(a, b measured) int { return cmp.Compare(a.excess, b.excess) })
+		var total, acc float64
+		for _, m := range all {
+			total += m.weight
+		}
+		for _, m := range all {
+			if acc += m.weight; acc >= total/2 {
+				shared = m.excess
+				break
+			}
+		}
+	}
+	// APIs that share a bottleneck the others do not cross all show its
+	// queue: a test of one alone would halve its part of that queue's
+	// throughput while the others keep the queue, as a slower
+	// dependency would. They are tested together: when one must be,
+	// every one whose excess is its own (if not by half its baseline yet)
+	// is too.
+	group := false
+	for _, p := range *ps {
+		if p != nil && !math.IsNaN(shared) && p.own.due(shared, 0.5) {
+			group = true
+		}
+	}
+	for _, p := range *ps {
+		if p != nil {
+			p.separate(shared, dt, group)
+		}
+	}
+}
+
+// due reports whether a partition not separated, nor waiting after a
+// test, has an excess of its own over the shared one by at least
+// fraction of its baseline, more than the shared one and three standard
+// errors of its mean, and has been measured long enough to be tested.
+func (o *ownState) due(shared, fraction float64) bool {
+	own := o.latencyNs() - o.baseNs - shared
+	return !o.separate && o.holdoff <= 0 && o.measured >= ownSettle &&
+		own > fraction*o.baseNs && own > shared && own > 3*o.errorNs()
+}
+
+// latencyNs is the partition's smoothed mean latency, or NaN with too few
+// measured requests.
+func (o *ownState) latencyNs() float64 {
+	if o.n < ownMinSamples {
+		return math.NaN()
+	}
+	return o.sumNs / o.n
+}
+
+// errorNs is the standard error of latencyNs: how far the mean of the
+// requests measured may be from their latency's by chance.
+func (o *ownState) errorNs() float64 {
+	meanUs := o.sumNs / o.n / 1000
+	return math.Sqrt(math.Max(0, o.sqUs/o.n-meanUs*meanUs)/o.n) * 1000
+}
+
+// separate updates one partition, given the shared excess (NaN: nothing
+// is separate).
+func (p *Partition) separate(shared, dt float64, group bool) {
+	o := &p.own
+	lat := o.latencyNs()
+	if math.IsNaN(shared) || math.IsNaN(o.baseNs) {
+		p.join()
+		return
+	}
+	own := lat - o.baseNs - shared
+	if math.IsNaN(lat) {
+		// Too few answers to measure: a test goes on, its verdict on
+		// the throughput alone; a separated partition stays so.
+		if !o.separate || o.phase != ownTesting {
+			return
+		}
+		own = o.ref
+	}
+	if o.holdoff > 0 {
+		// A test found a queue of its own: the shared limit's to drain.
+		// Another test waits, ten seconds after the first such verdict
+		// and twice as long after each one that follows it.
+		o.holdoff -= dt
+		return
+	}
+	o.measured += dt
+	if !o.separate {
+		if !o.due(shared, 0.5) && !(group && o.due(shared, 0.25)) {
+			return
+		}
+		o.separate = true
+		o.test(p.InFlight(), own, lat)
+		p.publishCap()
+	}
+	o.elapsed += dt
+	switch o.phase {
+	case ownTesting:
+		if o.elapsed < o.window {
+			break
+		}
+		// Halving the requests in flight halves a slower dependency's
+		// throughput and leaves its latency; a queue's bottleneck stays
+		// busy, and its latency falls. Anything else is a queue too: a
+		// dependency is judged slower only on clear evidence.
+		if own >= 0.8*o.ref && o.n/ownWindow < 0.75*o.refRate && o.capSlots >= 2 {
+			o.phase, o.ref, o.queues = ownSlower, own, 0
+		} else {
+			p.join()
+			o.holdoff = min(ownHoldoff*math.Pow(2, float64(o.queues)), ownBaseWindow/2)
+			o.queues++
+			return
+		}
+	case ownSlower:
+		switch {
+		case !(own > 0.25*o.baseNs && own > 0.5*shared):
+			p.join() // the dependency is fast again, or everyone is slow
+			return
+		case own > 2*o.ref:
+			o.test(p.InFlight(), own, lat)
+		}
+	}
+	p.publishCap()
+	if o.phase == ownSlower {
+		p.ceilingNs.Store(int64(o.baseNs + math.Max(shared, 0)))
+	} else {
+		p.ceilingNs.Store(0) // a queue of its own is the shared limit's until a test says otherwise
+	}
+}
+
+// test starts halving a separate partition's concurrency, for the longer
+// of two seconds and three of its latencies (lat, in ns): the requests
+// admitted before the cut must finish, and the rest show what it did.
+func (o *ownState) test(inFlight int64, own, lat float64) {
+	o.phase, o.elapsed, o.ref, o.refRate = ownTesting, 0, own, o.n/ownWindow
+	o.window = math.Max(2*ownWindow, 3*lat/1e9)
+	o.capSlots = math.Max(1, math.Floor(float64(inFlight)/2))
+}
+
+// publishCap publishes the partition's cap (0: none).
+func (p *Partition) publishCap() {
+	o := &p.own
+	if o.phase == ownSlower || !o.separate {
+		p.capSlots.Store(0)
+		return
+	}
+	p.capSlots.Store(int64(math.Max(1, o.capSlots)))
+}
+
+// join ends a partition's separation: no cap, no own latency.
+func (p *Partition) join() {
+	p.own.separate = false
+	p.capSlots.Store(0)
+	p.ceilingNs.Store(0)
+}
+
+// Separated reports whether the last Separate found the partition's
+// latency beyond its baseline its own (a slower dependency), and the cap
+// on its requests in flight (0: none; a test's while one runs).
+func (p *Partition) Separated() (separate bool, capSlots int64) {
+	return p.ceilingNs.Load() > 0, p.capSlots.Load()
+}

@@ -1,0 +1,219 @@
+package actuators
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// ownAPI is one API of a shared limiter in a tick-driven model: arrivals
+// per tick, each admitted request answered after its latency (a
+// dependency) or after its turn at a bottleneck of its own that serves
+// one request every serveNs (a queue).
+type ownAPI struct {
+	p         *Partition
+	perTick   int
+	latencyNs int64
+	serveNs   int64 // 0: no bottleneck of its own
+	busyUntil int64
+	inFlight  []int64 // finish times
+	lastOwnNs int64   // ReleaseAfter's own latency of the last answer
+	answered  int
+}
+
+const ownTick = 100 * time.Millisecond
+
+// runOwn runs ticks of the model from now, and returns the new now.
+func runOwn(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int, on bool) int64 {
+	for range ticks {
+		for _, a := range apis {
+			for i := range a.perTick {
+				start := now + int64(i)*int64(ownTick)/int64(a.perTick)
+				if c.AcquireIn(a.p) == Refused {
+					continue
+				}
+				finish := start + a.latencyNs
+				if a.serveNs > 0 {
+					a.busyUntil = max(a.busyUntil, start) + a.serveNs
+					finish = a.busyUntil + a.latencyNs
+				}
+				a.inFlight = append(a.inFlight, finish)
+			}
+		}
+		now += int64(ownTick)
+		for _, a := range apis {
+			kept := a.inFlight[:0]
+			a.answered = 0
+			for _, f := range a.inFlight {
+				if f > now {
+					kept = append(kept, f)
+					continue
+				}
+				// The latency as the request saw it: from its start.
+				a.lastOwnNs = c.ReleaseAfter(a.p, Useful, a.latencyOf(f))
+				a.answered++
+			}
+			a.inFlight = kept
+		}
+		c.Rebalance(on, -math.Expm1(-ownTick.Seconds()))
+		c.Separate(on, ownTick.Seconds())
+	}
+	return now
+}
+
+// latencyOf approximates a finished request's latency: its dependency's,
+// plus the queue it found at its own bottleneck.
+func (a *ownAPI) latencyOf(finish int64) int64 {
+	if a.serveNs == 0 {
+		return a.latencyNs
+	}
+	return a.latencyNs + a.serveNs*int64(len(a.inFlight))
+}
+
+func newOwnModel(limit float64) (*ConcurrencyLimiter, *ownAPI, *ownAPI) {
+	c := NewConcurrencyLimiter(limit)
+	fast := &ownAPI{p: c.Partition(2), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
+	slow := &ownAPI{p: c.Partition(3), perTick: 5, latencyNs: int64(40 * time.Millisecond)}
+	return c, fast, slow
+}
+
+// TestSeparateSlowerDependency: one API's dependency slows, under the
+// client timeout. A test halves its concurrency, its throughput halves
+// with it, and it is separated for good: uncapped, and the latency beyond
+// its baseline is its own, while the other API's is not.
+func TestSeparateSlowerDependency(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	if sep, _ := slow.p.Separated(); sep {
+		t.Fatal("separated before anything changed")
+	}
+	slow.latencyNs = int64(340 * time.Millisecond)
+	now = runOwn(c, apis, now, 10, true)
+	sep, capSlots := slow.p.Separated()
+	if sep || capSlots == 0 {
+		t.Fatalf("one second after the slowdown: separated %v, cap %d; want a test (capped, its latency still shared)", sep, capSlots)
+	}
+	runOwn(c, apis, now, 50, true)
+	sep, capSlots = slow.p.Separated()
+	if !sep || capSlots != 0 {
+		t.Fatalf("after the test: separated %v, cap %d; want separated, uncapped", sep, capSlots)
+	}
+	if own := time.Duration(slow.lastOwnNs); own < 250*time.Millisecond || own > 300*time.Millisecond {
+		t.Errorf("own latency of a slow answer %v, want the 300 ms it gained, less noise", own)
+	}
+	if fast.lastOwnNs != 0 {
+		t.Errorf("own latency of the fast API %v, want 0", fast.lastOwnNs)
+	}
+	if sep, _ := fast.p.Separated(); sep {
+		t.Error("the fast API separated")
+	}
+}
+
+// TestSeparateOwnQueueJoins: one API's own bottleneck queues. The test's
+// halving leaves its throughput (the bottleneck stays busy) and shortens
+// its queue: it is the shared limit's to control, not separated, and not
+// tested again for a while.
+func TestSeparateOwnQueueJoins(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	slow.serveNs = int64(15 * time.Millisecond) // 6.7 per tick: room for 5
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.perTick = 10 // beyond its bottleneck: a queue of its own grows
+	now = runOwn(c, apis, now, 15, true)
+	if sep, capSlots := slow.p.Separated(); sep || capSlots == 0 {
+		t.Fatalf("with a queue of its own: separated %v, cap %d; want a test (capped, its latency still shared)", sep, capSlots)
+	}
+	runOwn(c, apis, now, 40, true)
+	if sep, capSlots := slow.p.Separated(); sep || capSlots != 0 {
+		t.Fatalf("after the test: separated %v, cap %d; want joined, uncapped", sep, capSlots)
+	}
+	if slow.p.own.holdoff <= 0 {
+		t.Error("no hold-off after a queue verdict")
+	}
+}
+
+// TestSeparateSharedQueue: both APIs slow by the same time, as at a queue
+// they share: nothing is separated.
+func TestSeparateSharedQueue(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	fast.latencyNs += int64(60 * time.Millisecond)
+	slow.latencyNs += int64(60 * time.Millisecond)
+	for range 40 {
+		now = runOwn(c, apis, now, 1, true)
+		for _, a := range apis {
+			if sep, capSlots := a.p.Separated(); sep || capSlots != 0 {
+				t.Fatalf("partition %p separated (cap %d) by a shared queue", a.p, capSlots)
+			}
+		}
+	}
+}
+
+// TestSeparateOffOrAlone: with the bulkhead off, or one API measured,
+// nothing is separated, however slow.
+func TestSeparateOffOrAlone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		on   bool
+		two  bool
+	}{{"off", false, true}, {"alone", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, fast, slow := newOwnModel(1000)
+			apis := []*ownAPI{slow}
+			if tc.two {
+				apis = append(apis, fast)
+			}
+			now := runOwn(c, apis, 0, 150, tc.on)
+			slow.latencyNs = int64(340 * time.Millisecond)
+			runOwn(c, apis, now, 60, tc.on)
+			if sep, capSlots := slow.p.Separated(); sep || capSlots != 0 {
+				t.Fatalf("separated %v, cap %d", sep, capSlots)
+			}
+			if slow.lastOwnNs != 0 {
+				t.Fatalf("own latency %d, want 0", slow.lastOwnNs)
+			}
+		})
+	}
+}
+
+// TestSeparateCapRefuses: a partition's cap refuses its requests beyond
+// it, whatever room the shared limit has; FullFor says so.
+func TestSeparateCapRefuses(t *testing.T) {
+	c := NewConcurrencyLimiter(100)
+	p := c.Partition(2)
+	p.capSlots.Store(2)
+	for range 2 {
+		if c.AcquireIn(p) != Acquired {
+			t.Fatal("refused under the cap")
+		}
+	}
+	if !c.FullFor(p) || c.AcquireIn(p) != Refused {
+		t.Fatal("admitted beyond the cap")
+	}
+	if q := c.Partition(3); c.FullFor(q) || c.AcquireIn(q) != Acquired {
+		t.Fatal("another partition refused by p's cap")
+	}
+}
+
+// TestWindowSharedLatency: the own latency a recorder is told of is left
+// out of the shared latency, and only there.
+func TestWindowSharedLatency(t *testing.T) {
+	r := NewRecorder(0)
+	r.Snapshot(0)
+	for i := range 4 {
+		r.Arrive(int64(i), true)
+	}
+	r.DoneOwnOn(0, 0, int64(10*time.Millisecond), 0, true)
+	r.DoneOwnOn(0, 1, int64(10*time.Millisecond), 0, true)
+	r.DoneOwnOn(0, 2, int64(310*time.Millisecond), int64(300*time.Millisecond), true)
+	r.AbandonOn(0, 3, int64(2*time.Second))
+	w := r.Snapshot(int64(time.Second))
+	if got := w.AnsweredLatencyAvgMs(); math.Abs(got-110) > 1e-9 {
+		t.Errorf("answered latency %v ms, want 110", got)
+	}
+	if got := w.SharedLatencyAvgMs(); math.Abs(got-10) > 1e-9 {
+		t.Errorf("shared latency %v ms, want 10", got)
+	}
+}
