@@ -21,9 +21,10 @@ import (
 // is not bounded by L: each API that turns unanswered may leave up to L
 // more in flight until they finish.
 //
-// All methods but Rebalance (one caller at a time) are safe for
-// concurrent use and lock-free; all but the first Partition call for an
-// index (which takes a mutex and allocates) are allocation-free. TryAcquire never admits beyond the limit in force when
+// All methods but Rebalance and Separate (one caller at a time) are safe
+// for concurrent use and lock-free; all but the first Partition call for
+// an index (which takes a mutex and allocates) and the first Separate
+// calls with more partitions than before are allocation-free. TryAcquire never admits beyond the limit in force when
 // it decides, even while SetLimit runs concurrently. Lowering the limit
 // below InFlight preempts nothing: new requests are refused until enough
 // slots are released.
@@ -40,6 +41,11 @@ type ConcurrencyLimiter struct {
 	// under partsMu; a nil entry has none yet.
 	parts   atomic.Pointer[[]*Partition]
 	partsMu sync.Mutex
+
+	// Owned by Separate's caller: the last shared excess and the time
+	// since it was measured, and the partitions' excesses of a tick.
+	shared, sharedAge float64
+	scratch           []measuredExcess
 }
 
 const unlimitedSlots = -1
@@ -155,7 +161,9 @@ type Partition struct {
 	// ceilingNs is the latency beyond which a request's is its own (0:
 	// none is); both set by Separate.
 	capSlots, ceilingNs atomic.Int64
-	own                 ownState // owned by Separate's caller
+	// capRefused counts the requests the cap refused since the test began.
+	capRefused atomic.Int64
+	own        ownState // owned by Separate's caller
 }
 
 const (
@@ -225,6 +233,7 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 // back with ReleaseIn or ReleaseAfter on the same partition.
 func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 	if capSlots := p.capSlots.Load(); capSlots > 0 && p.InFlight() >= capSlots && c.slots.Load() != unlimitedSlots {
+		p.capRefused.Add(1)
 		return Refused
 	}
 	if p.unanswered.Load() {
@@ -355,9 +364,10 @@ func (c *ConcurrencyLimiter) uncount(p *Partition) {
 }
 
 // FullFor reports whether a request of partition p would find no slot
-// now: the limit or more counted, for an answered partition; the limit or
-// more in flight at all, for an unanswered one. An unlimited limiter is
-// never full.
+// now: p at its cap while Separate tests it (Partition.Separated); the
+// limit or more counted, for an answered partition; the limit or more in
+// flight at all, for an unanswered one. An unlimited limiter is never
+// full.
 func (c *ConcurrencyLimiter) FullFor(p *Partition) bool {
 	slots := c.slots.Load()
 	if slots == unlimitedSlots {

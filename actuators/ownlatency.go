@@ -21,10 +21,13 @@ import (
 //     the partitions) is the shared queue. A partition measured for
 //     ownSettle seconds whose excess is mostly its own, by half its
 //     baseline or more and by three standard errors of its mean, is
-//     tested: its requests in flight are capped at
-//     half for two seconds or three of its latencies. A slower
-//     dependency's throughput halves with them while its latency stays; a
-//     queue's bottleneck stays busy while its latency falls.
+//     tested (with every partition whose own excess is a quarter of its
+//     baseline: APIs that share a bottleneck the others do not cross must
+//     be tested together): its requests in flight are capped at half for
+//     three seconds or three of its latencies. A slower dependency's
+//     latency stays; a queue's falls. The verdict is a slower dependency
+//     only if the excess stayed within 0.8 of its peak during the test
+//     and the cap refused a tenth of the demand.
 //   - A slower dependency is separated: uncapped, and its latency beyond
 //     its baseline plus the shared queue is its own (ReleaseAfter,
 //     Window.SharedLatencyAvgMs), left out of the latency a controller of
@@ -34,9 +37,12 @@ import (
 //   - Anything else (a queue of its own, or no clear verdict) is the
 //     shared limit's to control, as without Separate, and is not tested
 //     again for ownHoldoff seconds, twice as long after each such verdict
-//     in a row.
+//     in a row. The caps hold only in tests: an API's own queue is not
+//     capped on its own.
 //
-// With fewer than two partitions measured nothing is separate.
+// With fewer than two partitions measured nothing is separate. Nothing
+// is tested while the limit is unlimited, nor while a partition is
+// unanswered (Rebalance): a hang's slots shape every API's latency then.
 type ownState struct {
 	// n, sumNs and sqUs are the measured requests, their latency sum and
 	// their sum of squared latencies in µs², over the last second or so,
@@ -84,7 +90,14 @@ const (
 	// must have seen its queue drained, and a controller of the shared
 	// limit learns its own baseline meanwhile from the mix it will see.
 	ownSettle = 10.0
+	// ownSharedHold is how long the shared excess outlives the last tick
+	// that measured at least two partitions.
+	ownSharedHold = 5.0
 )
+
+// measuredExcess is one partition's excess and the weight of its
+// requests, for the median.
+type measuredExcess struct{ excess, weight float64 }
 
 // ReleaseAfter is ReleaseIn for a request that took latencyNs (negative:
 // unknown), measured for Separate. It returns the part of latencyNs that
@@ -97,7 +110,7 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 	}
 	p.latN.Add(1)
 	p.latSumNs.Add(latencyNs)
-	us := uint64(latencyNs / 1000)
+	us := min(uint64(latencyNs/1000), 1<<32-1) // its square fits
 	p.latSqUs.Add(us * us)
 	if ceiling := p.ceilingNs.Load(); ceiling > 0 && latencyNs > ceiling {
 		return latencyNs - ceiling
@@ -118,9 +131,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	alpha := -math.Expm1(-dt / ownWindow)
 	drift := -math.Expm1(-dt / ownBaseWindow)
 	down := -math.Expm1(-dt / ownBaseDown)
-	type measured struct{ excess, weight float64 }
-	var stack [16]measured
-	all := stack[:0]
+	all := c.scratch[:0]
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -143,11 +154,23 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		case lat <= 1.25*o.baseNs:
 			o.baseNs += drift * (lat - o.baseNs)
 		}
-		all = append(all, measured{lat - o.baseNs, o.n})
+		all = append(all, measuredExcess{lat - o.baseNs, o.n})
 	}
+	c.scratch = all
 	shared := math.NaN()
-	if on && len(all) >= 2 {
-		slices.SortFunc(all, func(a, b measured) int { return cmp.Compare(a.excess, b.excess) })
+	switch {
+	case !on:
+		c.sharedAge = math.Inf(1)
+	case len(all) < 2:
+		// A partition under test may measure nothing for a while (its
+		// cap halved its answers): the shared excess it is judged
+		// against stays the last one, for a few seconds.
+		c.sharedAge += dt
+		if c.sharedAge <= ownSharedHold {
+			shared = c.shared
+		}
+	default:
+		slices.SortFunc(all, func(a, b measuredExcess) int { return cmp.Compare(a.excess, b.excess) })
 		var total, acc float64
 		for _, m := range all {
 			total += m.weight
@@ -158,6 +181,17 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 				break
 			}
 		}
+		c.shared, c.sharedAge = shared, 0
+	}
+	// A test needs a limit to cap against, and answers that measure
+	// latency: while an API's requests go unanswered (a hang the
+	// bulkhead holds apart), their slots and their clients' retries
+	// shape every API's latency, and no test starts.
+	limited := c.slots.Load() != unlimitedSlots
+	for _, p := range *ps {
+		if p != nil && p.unanswered.Load() {
+			limited = false
+		}
 	}
 	// APIs that share a bottleneck the others do not cross all show its
 	// queue: a test of one alone would halve its part of that queue's
@@ -167,13 +201,13 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// is too.
 	group := false
 	for _, p := range *ps {
-		if p != nil && !math.IsNaN(shared) && p.own.due(shared, 0.5) {
+		if p != nil && !math.IsNaN(shared) && limited && p.own.due(shared, 0.5) {
 			group = true
 		}
 	}
 	for _, p := range *ps {
 		if p != nil {
-			p.separate(shared, dt, group)
+			p.separate(shared, dt, group, limited)
 		}
 	}
 }
@@ -206,21 +240,28 @@ func (o *ownState) errorNs() float64 {
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
-func (p *Partition) separate(shared, dt float64, group bool) {
+func (p *Partition) separate(shared, dt float64, group, limited bool) {
 	o := &p.own
 	lat := o.latencyNs()
 	if math.IsNaN(shared) || math.IsNaN(o.baseNs) {
-		p.join()
+		if o.separate && o.phase == ownTesting {
+			p.endTest()
+		} else {
+			p.join()
+		}
 		return
 	}
 	own := lat - o.baseNs - shared
 	if math.IsNaN(lat) {
-		// Too few answers to measure: a test goes on, its verdict on
-		// the throughput alone; a separated partition stays so.
-		if !o.separate || o.phase != ownTesting {
-			return
+		// Too few answers to measure. A separated partition stays so; a
+		// test waits for answers to judge by, up to twice its length,
+		// and then ends with no verdict, which counts as a queue.
+		if o.separate && o.phase == ownTesting {
+			if o.elapsed += dt; o.elapsed >= 2*o.window {
+				p.endTest()
+			}
 		}
-		own = o.ref
+		return
 	}
 	if o.holdoff > 0 {
 		// A test found a queue of its own: the shared limit's to drain.
@@ -231,29 +272,42 @@ func (p *Partition) separate(shared, dt float64, group bool) {
 	}
 	o.measured += dt
 	if !o.separate {
-		if !o.due(shared, 0.5) && !(group && o.due(shared, 0.25)) {
+		if own < 0.25*o.baseNs {
+			o.queues = 0 // the excess is gone: the next verdict is a first
+		}
+		if !limited || (!o.due(shared, 0.5) && !(group && o.due(shared, 0.25))) {
+			return
+		}
+		// At least two slots under test: Little's law's count, or the
+		// requests in flight now if more.
+		inFlight := math.Max(float64(p.InFlight()), o.n/ownWindow*lat/1e9)
+		if inFlight < 4 {
 			return
 		}
 		o.separate = true
-		o.test(p.InFlight(), own, lat)
+		p.capRefused.Store(0)
+		o.test(inFlight, own, lat)
 		p.publishCap()
 	}
 	o.elapsed += dt
 	switch o.phase {
 	case ownTesting:
+		// ref is the highest own excess of the test: one that began
+		// while the excess was still rising is judged against its peak.
+		o.ref = math.Max(o.ref, own)
 		if o.elapsed < o.window {
 			break
 		}
-		// Halving the requests in flight halves a slower dependency's
-		// throughput and leaves its latency; a queue's bottleneck stays
-		// busy, and its latency falls. Anything else is a queue too: a
-		// dependency is judged slower only on clear evidence.
-		if own >= 0.8*o.ref && o.n/ownWindow < 0.75*o.refRate && o.capSlots >= 2 {
+		// Halving the requests in flight leaves a slower dependency's
+		// latency, and a queue's falls. Anything else is a queue too: a
+		// dependency is judged slower only on clear evidence, and only
+		// if the cap held its requests back (it refused a tenth of the
+		// demand it had): clients that went away prove nothing.
+		refused := float64(p.capRefused.Load())
+		if own >= 0.8*o.ref && refused >= 0.1*o.refRate*o.elapsed {
 			o.phase, o.ref, o.queues = ownSlower, own, 0
 		} else {
-			p.join()
-			o.holdoff = min(ownHoldoff*math.Pow(2, float64(o.queues)), ownBaseWindow/2)
-			o.queues++
+			p.endTest()
 			return
 		}
 	case ownSlower:
@@ -261,8 +315,9 @@ func (p *Partition) separate(shared, dt float64, group bool) {
 		case !(own > 0.25*o.baseNs && own > 0.5*shared):
 			p.join() // the dependency is fast again, or everyone is slow
 			return
-		case own > 2*o.ref:
-			o.test(p.InFlight(), own, lat)
+		case own > 2*o.ref && limited:
+			p.capRefused.Store(0)
+			o.test(math.Max(float64(p.InFlight()), o.n/ownWindow*lat/1e9), own, lat)
 		}
 	}
 	p.publishCap()
@@ -274,12 +329,21 @@ func (p *Partition) separate(shared, dt float64, group bool) {
 }
 
 // test starts halving a separate partition's concurrency, for the longer
-// of two seconds and three of its latencies (lat, in ns): the requests
+// of three seconds and three of its latencies (lat, in ns): the requests
 // admitted before the cut must finish, and the rest show what it did.
-func (o *ownState) test(inFlight int64, own, lat float64) {
+func (o *ownState) test(inFlight, own, lat float64) {
 	o.phase, o.elapsed, o.ref, o.refRate = ownTesting, 0, own, o.n/ownWindow
-	o.window = math.Max(2*ownWindow, 3*lat/1e9)
-	o.capSlots = math.Max(1, math.Floor(float64(inFlight)/2))
+	o.window = math.Max(3*ownWindow, 3*lat/1e9)
+	o.capSlots = math.Max(1, math.Floor(inFlight/2))
+}
+
+// endTest ends a test that found no slower dependency: the excess is the
+// shared limit's, and the partition waits before another test.
+func (p *Partition) endTest() {
+	o := &p.own
+	p.join()
+	o.holdoff = min(ownHoldoff*math.Pow(2, o.queues), ownBaseWindow/2)
+	o.queues++
 }
 
 // publishCap publishes the partition's cap (0: none).

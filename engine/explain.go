@@ -90,7 +90,7 @@ func (e *Engine) ExplainRejection(controlPoint, api string, d controlpoint.Decis
 	if chosen == nil {
 		return Rejection{}, false
 	}
-	return chosen.explainSink(chosenSink, now), true
+	return chosen.explainSink(chosenSink, now, state), true
 }
 
 // refusesNow reports whether l would refuse a request of api at now: a
@@ -107,8 +107,9 @@ func refusesNow(l *controlpoint.Limiter, api *controlpoint.API, now int64) bool 
 	return api != nil && l.ConcurrencyFull(api)
 }
 
-// explainSink explains the i-th actuator of r.
-func (r *Running) explainSink(i int, now int64) Rejection {
+// explainSink explains the i-th actuator of r, for a request of api (nil:
+// unknown).
+func (r *Running) explainSink(i int, now int64, api *controlpoint.API) Rejection {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.Circuit
@@ -161,6 +162,18 @@ func (r *Running) explainSink(i int, now int64) Rejection {
 		b.WriteString(" (in flight ")
 		b.WriteString(strconv.FormatInt(l.Concurrency.InFlight(), 10))
 		b.WriteByte(')')
+		if api != nil {
+			if capSlots, inFlight := l.TestCap(api); capSlots > 0 && inFlight >= capSlots {
+				// The API's own cap refused it, not the shared limit.
+				b.WriteString("; API ")
+				b.WriteString(api.Label)
+				b.WriteString(" capped at ")
+				b.WriteString(strconv.FormatInt(capSlots, 10))
+				b.WriteString(" in flight while its latency is tested (in flight ")
+				b.WriteString(strconv.FormatInt(inFlight, 10))
+				b.WriteByte(')')
+			}
+		}
 	}
 	if len(n.in) > 0 {
 		if in := n.in[0]; in.Signal >= 0 {

@@ -838,7 +838,9 @@ func (e *Engine) evaluate(r *Running, now int64) {
 			s.limiter.Concurrency.SetLimit(value)
 			if b, ok := s.comp.(interface{ IsBulkhead() bool }); ok {
 				s.limiter.Concurrency.Rebalance(b.IsBulkhead(), -math.Expm1(-interval/bulkheadWindow.Seconds()))
-				s.limiter.Concurrency.Separate(b.IsBulkhead(), interval)
+				// A dry run's caps refuse nothing, so its tests would
+				// judge by what they did not do.
+				s.limiter.Concurrency.Separate(b.IsBulkhead() && !s.limiter.DryRun.Load(), interval)
 			}
 		}
 		s.limiter.Stamp(now)

@@ -709,8 +709,11 @@ func (at *attachments) admit(now int64, proc, index int) (held uint64, v verdict
 func (at *attachments) release(held uint64, index int, use actuators.Use, latencyNs int64) (ownNs int64) {
 	for i := 0; held != 0; i++ {
 		if held&1 != 0 {
-			c := at.limiters[i].Concurrency
-			ownNs = max(ownNs, c.ReleaseAfter(c.Partition(index), use, latencyNs))
+			l := at.limiters[i]
+			own := l.Concurrency.ReleaseAfter(l.Concurrency.Partition(index), use, latencyNs)
+			if !l.DryRun.Load() { // a dry run's tests cap nothing, so judge nothing
+				ownNs = max(ownNs, own)
+			}
 		}
 		held >>= 1
 	}
@@ -883,6 +886,18 @@ func (l *Limiter) hold(index int) (acquired bool) {
 	}
 	l.Concurrency.HoldIn(l.Concurrency.Partition(index))
 	return true
+}
+
+// TestCap returns the cap Separate put on a's requests in flight at the
+// limiter while it tests a's latency (0: none), and a's requests in
+// flight there; 0, 0 for a token bucket.
+func (l *Limiter) TestCap(a *API) (capSlots, inFlight int64) {
+	if l.Concurrency == nil {
+		return 0, 0
+	}
+	p := l.Concurrency.Partition(a.index)
+	_, capSlots = p.Separated()
+	return capSlots, p.InFlight()
 }
 
 // ConcurrencyFull reports whether the limiter's concurrency limit would
