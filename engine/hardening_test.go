@@ -39,9 +39,13 @@ func processRSS(t *testing.T) int64 {
 	return rss
 }
 
-// withLimits sets the evaluation limits for one test.
+// withLimits sets the evaluation limits for one test. An empty Evaluator
+// keeps the test binary's (see TestMain).
 func withLimits(t *testing.T, l EvalLimits) {
 	saved := Limits
+	if l.Evaluator == "" {
+		l.Evaluator = saved.Evaluator
+	}
 	Limits = l
 	t.Cleanup(func() { Limits = saved })
 }

@@ -72,10 +72,10 @@ func hostileCases(t *testing.T) []hostileCase {
 // running policy keeps enforcing and ticking on time, and this process's
 // memory stays bounded.
 func TestHostilePolicyCorpus(t *testing.T) {
-	// A second of CPU per file: every entry of the corpus is an error
+	// Half a second of CPU per file: every entry of the corpus is an error
 	// whatever stops it (the evaluator's bound or the policy's own
 	// error), so a tighter bound only stops the bombs sooner.
-	withLimits(t, EvalLimits{Timeout: time.Second, MemoryBytes: 256 << 20})
+	withLimits(t, EvalLimits{Timeout: 500 * time.Millisecond, MemoryBytes: 256 << 20})
 	dir := t.TempDir()
 	const interval = 100 * time.Millisecond
 	// fail_closed: a tick delayed past staleness by a loaded machine must

@@ -23,9 +23,9 @@ import (
 // EvalLimits bounds the evaluation of one policy file. CUE evaluation cannot
 // be interrupted from inside: a comprehension over fifty million elements
 // runs until it is done or the process dies. So each file is evaluated in a
-// child process (the running binary, re-executed; see the package init in
-// this file), which is killed when it passes a bound. Its CPU and memory
-// are released with it, and the error names the file.
+// child process (the running binary re-executed, or Evaluator; see the
+// package init in this file), which is killed when it passes a bound. Its
+// CPU and memory are released with it, and the error names the file.
 type EvalLimits struct {
 	// Timeout bounds the CPU time of one file's evaluation (and, at six
 	// times as long, its wall time). Default 10 s.
@@ -39,6 +39,16 @@ type EvalLimits struct {
 	// background. For platforms where the binary cannot re-execute itself;
 	// the engine falls back to it, with a warning, when os.Executable fails.
 	InProcess bool
+	// Evaluator is the program run as the child: a path, or a name looked
+	// up in PATH. Empty means the running binary (os.Executable). It must
+	// link this package, whose init answers the request before its main
+	// runs, and be built from the same Spillway version, since the request
+	// and result are this version's JSON: the spillway CLI is one. It is
+	// for a host that should not be re-executed, such as a test binary
+	// built with -race, where every evaluation would run under the race
+	// detector. A program that cannot be started, or exits without
+	// answering, is that file's load error, naming the program.
+	Evaluator string
 }
 
 // DefaultEvalLimits are the bounds used when Limits leaves a field zero.
@@ -150,12 +160,15 @@ func evaluate(ctx context.Context, name string, src []byte, lim EvalLimits) ([]S
 	if lim.InProcess {
 		return evaluateInProcess(name, src, lim.Timeout)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		warnInProcess.Do(func() {
-			fmt.Fprintln(os.Stderr, "spillway: cannot re-execute this binary to evaluate policies in a bounded child process; evaluating in-process, without a memory bound:", err)
-		})
-		return evaluateInProcess(name, src, lim.Timeout)
+	exe := lim.Evaluator
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			warnInProcess.Do(func() {
+				fmt.Fprintln(os.Stderr, "spillway: cannot re-execute this binary to evaluate policies in a bounded child process; evaluating in-process, without a memory bound:", err)
+			})
+			return evaluateInProcess(name, src, lim.Timeout)
+		}
 	}
 	req, err := json.Marshal(evalRequest{Name: name, Src: src, Caps: Caps})
 	if err != nil {
@@ -163,7 +176,7 @@ func evaluate(ctx context.Context, name string, src []byte, lim EvalLimits) ([]S
 	}
 	resultR, resultW, err := os.Pipe()
 	if err != nil {
-		return nil, Diagnostics{{Pos: top, Message: "starting the policy evaluator: " + err.Error()}}
+		return nil, Diagnostics{{Pos: top, Message: "starting the policy evaluator " + exe + ": " + err.Error()}}
 	}
 	defer resultR.Close()
 	cmd := exec.Command(exe)
@@ -178,7 +191,7 @@ func evaluate(ctx context.Context, name string, src []byte, lim EvalLimits) ([]S
 	cmd.ExtraFiles = []*os.File{resultW}
 	if err := cmd.Start(); err != nil {
 		resultW.Close()
-		return nil, Diagnostics{{Pos: top, Message: "starting the policy evaluator: " + err.Error()}}
+		return nil, Diagnostics{{Pos: top, Message: "starting the policy evaluator " + exe + ": " + err.Error()}}
 	}
 	resultW.Close() // the child holds its own copy
 
@@ -206,7 +219,7 @@ func evaluate(ctx context.Context, name string, src []byte, lim EvalLimits) ([]S
 	for stopped == "" {
 		select {
 		case err := <-exited:
-			return childResult(name, err, <-output, stderr.String(), lim)
+			return childResult(name, exe, err, <-output, stderr.String(), lim)
 		case <-wall.C:
 			stopped = fmt.Sprintf("evaluation took longer than %s and was stopped; simplify the policy", 6*lim.Timeout)
 		case <-ctx.Done():
@@ -230,23 +243,27 @@ func evaluate(ctx context.Context, name string, src []byte, lim EvalLimits) ([]S
 	return nil, Diagnostics{{Pos: top, Message: stopped}}
 }
 
-// childResult reads a finished child's answer.
-func childResult(name string, waitErr error, out []byte, stderr string, lim EvalLimits) ([]Spec, Diagnostics) {
+// childResult reads the answer of a finished child, which ran exe.
+func childResult(name, exe string, waitErr error, out []byte, stderr string, lim EvalLimits) ([]Spec, Diagnostics) {
 	top := Position{File: name, Line: 1, Col: 1}
 	var exit *exec.ExitError
 	if errors.As(waitErr, &exit) && exit.ExitCode() == exitOverMemory {
 		return nil, Diagnostics{{Pos: top, Message: fmt.Sprintf("evaluation used more than %d MiB of memory and was stopped; simplify the policy", lim.MemoryBytes>>20)}}
 	}
 	if waitErr != nil {
-		msg := "the policy evaluator failed (" + waitErr.Error() + ")"
+		msg := "the policy evaluator " + exe + " failed (" + waitErr.Error() + ")"
 		if s := strings.TrimSpace(stderr); s != "" {
 			msg += ": " + s
 		}
 		return nil, Diagnostics{{Pos: top, Message: msg}}
 	}
+	if len(out) == 0 {
+		// A program that does not link this package ignores the request.
+		return nil, Diagnostics{{Pos: top, Message: "the policy evaluator " + exe + " exited without a result: it is not a Spillway binary (EvalLimits.Evaluator must be one that links package engine, such as the spillway CLI)"}}
+	}
 	var res evalResult
 	if err := json.Unmarshal(out, &res); err != nil {
-		return nil, Diagnostics{{Pos: top, Message: "reading the policy evaluator's result: " + err.Error()}}
+		return nil, Diagnostics{{Pos: top, Message: "reading the result of the policy evaluator " + exe + ": " + err.Error()}}
 	}
 	return res.Specs, res.Diags
 }

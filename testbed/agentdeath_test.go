@@ -15,6 +15,7 @@ import (
 // ticks every API must be on its fallback (the SLO concurrency limit), and goodput must
 // stay at 80 % or more of what the agent achieved.
 func TestAgentDeathFallsBackAndKeepsGoodput(t *testing.T) {
+	t.Parallel() // virtual time: the machine's load cannot change what it asserts
 	app := Boutique()
 	sc, err := NewScenario("steady", app, ScenarioOptions{Duration: 60 * time.Second, Load: 2})
 	if err != nil {

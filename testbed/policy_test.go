@@ -123,6 +123,7 @@ func TestVirtualRunTicksEachPolicyAtItsOwnInterval(t *testing.T) {
 }
 
 func TestSimulateRunsAPolicyAsWrittenUnlessAskedPerAPI(t *testing.T) {
+	t.Parallel() // virtual time: the machine's load cannot change what it asserts
 	app := Boutique()
 	templates := loadPolicy(t, "../policies/latency-aimd.cue")
 	sc, err := NewScenario("steady", app, ScenarioOptions{Warmup: time.Second, Duration: 10 * time.Second, Load: 1})

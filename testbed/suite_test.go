@@ -10,6 +10,7 @@ import (
 )
 
 func TestSuiteIsDeterministicWhateverItsParallelism(t *testing.T) {
+	t.Parallel() // virtual time: the machine's load cannot change what it asserts
 	cfg := SuiteConfig{
 		Policies:        []Policy{NoPolicy(), StaticPolicy(), StaticOptimalPolicy()},
 		Apps:            []App{HeteroCost()},

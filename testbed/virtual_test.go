@@ -51,6 +51,7 @@ func simulate(t testing.TB, app App, scenario string, opts ScenarioOptions, p Po
 }
 
 func TestVirtualSameSeedSameReportBitForBit(t *testing.T) {
+	t.Parallel() // virtual time: the machine's load cannot change what it asserts
 	opts := ScenarioOptions{Warmup: 5 * time.Second, Duration: 10 * time.Second}
 	policy := quickPolicy(t)
 	encode := func(seed uint64) []byte {
@@ -94,6 +95,7 @@ func TestVirtualLightLoadIsAllGoodput(t *testing.T) {
 }
 
 func TestVirtualPoliciesSeeTheSameArrivals(t *testing.T) {
+	t.Parallel() // virtual time: the machine's load cannot change what it asserts
 	opts := ScenarioOptions{Warmup: 2 * time.Second, Duration: 10 * time.Second}
 	none := simulate(t, Boutique(), "steady", opts, NoPolicy(), 3)
 	static := simulate(t, Boutique(), "steady", opts, StaticPolicy(), 3)
@@ -126,6 +128,7 @@ func TestVirtualClientTimeoutsBoundLatency(t *testing.T) {
 }
 
 func TestVirtualCapacityDrop(t *testing.T) {
+	t.Parallel() // virtual time: the machine's load cannot change what it asserts
 	opts := ScenarioOptions{Warmup: 2 * time.Second, Duration: 30 * time.Second}
 	none := simulate(t, Boutique(), "capacity-drop", opts, NoPolicy(), 1)
 	static := simulate(t, Boutique(), "capacity-drop", opts, StaticPolicy(), 1)

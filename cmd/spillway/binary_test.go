@@ -4,48 +4,27 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/testcli"
 )
 
-// The spillway binary that the tests running several processes start,
-// built once for the whole test binary: a link of the CLI costs seconds,
-// tens of them on a loaded machine.
-var built struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-	out  []byte
-}
-
-// spillwayBinary builds ./cmd/spillway (without the race detector, as a
-// user runs it) on first use and returns its path.
+// spillwayBinary is the CLI built without the race detector, as a user
+// runs it (testcli.Path): the tests running several processes start it.
 func spillwayBinary(t *testing.T) string {
 	t.Helper()
-	built.once.Do(func() {
-		built.dir, built.err = os.MkdirTemp("", "spillway-test-bin-")
-		if built.err != nil {
-			return
-		}
-		built.path = filepath.Join(built.dir, "spillway")
-		built.out, built.err = exec.Command("go", "build", "-o", built.path, ".").CombinedOutput()
-	})
-	if built.err != nil {
-		t.Fatalf("go build: %v\n%s", built.err, built.out)
+	path, err := testcli.Path()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return built.path
+	return path
 }
 
+// The same build evaluates the policies of this test binary's loads.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
-	os.Exit(code)
+	os.Exit(testcli.Main(m, func(cli string) { engine.Limits.Evaluator = cli }))
 }
 
 // startCommand runs the command line (newRoot with args) in this process
