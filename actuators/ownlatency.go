@@ -62,6 +62,11 @@ type ownState struct {
 	holdoff, queues float64
 	// measured is how long the partition has been measured, in seconds.
 	measured float64
+	// proven is the own excess a slower-dependency verdict found (0:
+	// none), kept out of the shared latency while a re-test runs.
+	proven float64
+	// testN, testSumNs: the answers since the test's first latency passed.
+	testN, testSumNs, cutNs float64
 }
 
 type ownPhase uint8
@@ -91,8 +96,10 @@ const (
 	// limit learns its own baseline meanwhile from the mix it will see.
 	ownSettle = 10.0
 	// ownSharedHold is how long the shared excess outlives the last tick
-	// that measured at least two partitions.
-	ownSharedHold = 5.0
+	// that measured at least two partitions, for the tests under way (twice
+	// the longest window, of a latency near a client timeout) and the
+	// partitions separated.
+	ownSharedHold = 15.0
 )
 
 // measuredExcess is one partition's excess and the weight of its
@@ -110,7 +117,9 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 	}
 	p.latN.Add(1)
 	p.latSumNs.Add(latencyNs)
-	us := min(uint64(latencyNs/1000), 1<<32-1) // its square fits
+	// Capped at 4.2 s for the spread only, so that a tick's sum of
+	// squares cannot wrap short of a million such answers.
+	us := min(uint64(latencyNs/1000), 1<<22)
 	p.latSqUs.Add(us * us)
 	if ceiling := p.ceilingNs.Load(); ceiling > 0 && latencyNs > ceiling {
 		return latencyNs - ceiling
@@ -141,6 +150,10 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		o.n = (1-alpha)*o.n + n
 		o.sumNs = (1-alpha)*o.sumNs + sum
 		o.sqUs = (1-alpha)*o.sqUs + sq
+		if o.separate && o.phase == ownTesting && o.elapsed*1e9 >= o.cutNs {
+			o.testN += n
+			o.testSumNs += sum
+		}
 		lat := o.latencyNs()
 		switch {
 		case math.IsNaN(lat):
@@ -186,7 +199,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// A test needs a limit to cap against, and answers that measure
 	// latency: while an API's requests go unanswered (a hang the
 	// bulkhead holds apart), their slots and their clients' retries
-	// shape every API's latency, and no test starts.
+	// shape every API's latency, and no test starts (one under way ends
+	// with no verdict). A new test needs two partitions measured now,
+	// not a shared excess held from before.
 	limited := c.slots.Load() != unlimitedSlots
 	for _, p := range *ps {
 		if p != nil && p.unanswered.Load() {
@@ -201,13 +216,13 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// is too.
 	group := false
 	for _, p := range *ps {
-		if p != nil && !math.IsNaN(shared) && limited && p.own.due(shared, 0.5) {
+		if p != nil && !math.IsNaN(shared) && limited && c.sharedAge == 0 && p.own.dueAfter(shared, 0.5, dt) {
 			group = true
 		}
 	}
 	for _, p := range *ps {
 		if p != nil {
-			p.separate(shared, dt, group, limited)
+			p.separate(shared, dt, group, limited, c.sharedAge == 0)
 		}
 	}
 }
@@ -216,9 +231,12 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 // test, has an excess of its own over the shared one by at least
 // fraction of its baseline, more than the shared one and three standard
 // errors of its mean, and has been measured long enough to be tested.
-func (o *ownState) due(shared, fraction float64) bool {
+func (o *ownState) due(shared, fraction float64) bool { return o.dueAfter(shared, fraction, 0) }
+
+// dueAfter is due once dt more seconds are measured.
+func (o *ownState) dueAfter(shared, fraction, dt float64) bool {
 	own := o.latencyNs() - o.baseNs - shared
-	return !o.separate && o.holdoff <= 0 && o.measured >= ownSettle &&
+	return !o.separate && o.holdoff <= 0 && o.measured+dt >= ownSettle &&
 		own > fraction*o.baseNs && own > shared && own > 3*o.errorNs()
 }
 
@@ -240,8 +258,12 @@ func (o *ownState) errorNs() float64 {
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
-func (p *Partition) separate(shared, dt float64, group, limited bool) {
+func (p *Partition) separate(shared, dt float64, group, limited, fresh bool) {
 	o := &p.own
+	if !limited && o.separate && o.phase == ownTesting {
+		p.join() // no verdict, and none needed: nothing was judged
+		return
+	}
 	lat := o.latencyNs()
 	if math.IsNaN(shared) || math.IsNaN(o.baseNs) {
 		if o.separate && o.phase == ownTesting {
@@ -250,6 +272,9 @@ func (p *Partition) separate(shared, dt float64, group, limited bool) {
 			p.join()
 		}
 		return
+	}
+	if math.IsNaN(lat) && o.separate && o.phase == ownTesting && o.elapsed >= o.window && o.testN >= ownMinSamples {
+		lat = o.testSumNs / o.testN // a low-rate API: the answers of the whole test
 	}
 	own := lat - o.baseNs - shared
 	if math.IsNaN(lat) {
@@ -275,7 +300,7 @@ func (p *Partition) separate(shared, dt float64, group, limited bool) {
 		if own < 0.25*o.baseNs {
 			o.queues = 0 // the excess is gone: the next verdict is a first
 		}
-		if !limited || (!o.due(shared, 0.5) && !(group && o.due(shared, 0.25))) {
+		if !limited || !fresh || (!o.due(shared, 0.5) && !(group && o.due(shared, 0.25))) {
 			return
 		}
 		// At least two slots under test: Little's law's count, or the
@@ -305,7 +330,7 @@ func (p *Partition) separate(shared, dt float64, group, limited bool) {
 		// demand it had): clients that went away prove nothing.
 		refused := float64(p.capRefused.Load())
 		if own >= 0.8*o.ref && refused >= 0.1*o.refRate*o.elapsed {
-			o.phase, o.ref, o.queues = ownSlower, own, 0
+			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
 		} else {
 			p.endTest()
 			return
@@ -316,6 +341,7 @@ func (p *Partition) separate(shared, dt float64, group, limited bool) {
 			p.join() // the dependency is fast again, or everyone is slow
 			return
 		case own > 2*o.ref && limited:
+			o.proven = o.ref
 			p.capRefused.Store(0)
 			o.test(math.Max(float64(p.InFlight()), o.n/ownWindow*lat/1e9), own, lat)
 		}
@@ -323,6 +349,8 @@ func (p *Partition) separate(shared, dt float64, group, limited bool) {
 	p.publishCap()
 	if o.phase == ownSlower {
 		p.ceilingNs.Store(int64(o.baseNs + math.Max(shared, 0)))
+	} else if o.proven > 0 {
+		p.ceilingNs.Store(int64(o.baseNs + math.Max(shared, 0) + o.proven))
 	} else {
 		p.ceilingNs.Store(0) // a queue of its own is the shared limit's until a test says otherwise
 	}
@@ -333,6 +361,7 @@ func (p *Partition) separate(shared, dt float64, group, limited bool) {
 // admitted before the cut must finish, and the rest show what it did.
 func (o *ownState) test(inFlight, own, lat float64) {
 	o.phase, o.elapsed, o.ref, o.refRate = ownTesting, 0, own, o.n/ownWindow
+	o.testN, o.testSumNs, o.cutNs = 0, 0, lat
 	o.window = math.Max(3*ownWindow, 3*lat/1e9)
 	o.capSlots = math.Max(1, math.Floor(inFlight/2))
 }
@@ -358,7 +387,7 @@ func (p *Partition) publishCap() {
 
 // join ends a partition's separation: no cap, no own latency.
 func (p *Partition) join() {
-	p.own.separate = false
+	p.own.separate, p.own.proven = false, 0
 	p.capSlots.Store(0)
 	p.ceilingNs.Store(0)
 }

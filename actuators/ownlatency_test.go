@@ -2,6 +2,7 @@ package actuators
 
 import (
 	"math"
+	"sync"
 	"testing"
 	"time"
 )
@@ -265,5 +266,219 @@ func TestSeparateIdleMidTestIsNoVerdict(t *testing.T) {
 	runOwn(c, apis, now, 60, true)
 	if sep, _ := slow.p.Separated(); sep {
 		t.Error("an idle partition judged a slower dependency")
+	}
+}
+
+// TestSeparateLowRateSlowerDependency: a 20 req/s API whose dependency
+// slows from 40 to 340 ms. Its test's cap halves its answers below what
+// measures a one-second latency; the test is judged by all its answers
+// since the cut, and the API is separated.
+func TestSeparateLowRateSlowerDependency(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	fast := &ownAPI{p: c.Partition(2), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
+	slow := &ownAPI{p: c.Partition(3), perTick: 2, latencyNs: int64(40 * time.Millisecond)}
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 200, true)
+	slow.latencyNs = int64(340 * time.Millisecond)
+	tests := 0
+	wasCapped := false
+	for range 600 { // 60 s
+		now = runOwn(c, apis, now, 1, true)
+		if sep, _ := slow.p.Separated(); sep {
+			return
+		}
+		_, cs := slow.p.Separated()
+		if cs > 0 && !wasCapped {
+			tests++
+		}
+		wasCapped = cs > 0
+	}
+	t.Errorf("a 20 req/s API with a 300 ms slower dependency not separated in 60 s (%d tests, queues %v, holdoff %.1f s)",
+		tests, slow.p.own.queues, slow.p.own.holdoff)
+}
+
+// TestSeparateRetestKeepsProvenOwnLatencyOut: a separated API whose
+// dependency slows again is tested again; meanwhile the excess already
+// proven its own stays out of the shared latency.
+func TestSeparateRetestKeepsProvenOwnLatencyOut(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.latencyNs = int64(340 * time.Millisecond)
+	now = runOwn(c, apis, now, 60, true)
+	if sep, _ := slow.p.Separated(); !sep {
+		t.Fatal("precondition: not separated")
+	}
+	slow.latencyNs = int64(1000 * time.Millisecond)
+	zeroTicks := 0
+	for range 100 {
+		now = runOwn(c, apis, now, 1, true)
+		if slow.answered > 0 && slow.lastOwnNs < int64(250*time.Millisecond) {
+			zeroTicks++
+		}
+	}
+	if zeroTicks > 0 {
+		t.Errorf("%d ticks (of 100) in which a 1 s answer of an API already proven to have 300 ms of its own counted < 250 ms as its own", zeroTicks)
+	}
+}
+
+// TestSeparateNoRefusalsNoSlowerVerdict: a slower dependency whose
+// clients drop below the cap as the test starts is not judged by what the
+// cap did not do.
+func TestSeparateNoRefusalsNoSlowerVerdict(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	slow.perTick = 10
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.latencyNs = int64(340 * time.Millisecond)
+	for range 40 {
+		now = runOwn(c, apis, now, 1, true)
+		if _, cs := slow.p.Separated(); cs > 0 {
+			break
+		}
+	}
+	_, cs := slow.p.Separated()
+	if cs == 0 {
+		t.Fatal("no test started")
+	}
+	// Demand falls to ~0.6 of the cap's throughput: the cap refuses nothing.
+	slow.perTick = max(1, int(float64(cs)/0.34/10*0.6))
+	sep := false
+	for range 100 {
+		now = runOwn(c, apis, now, 1, true)
+		if s, _ := slow.p.Separated(); s {
+			sep = true
+		}
+	}
+	if sep {
+		t.Errorf("separated with %d cap refusals: clients that went away judged a slower dependency", slow.p.capRefused.Load())
+	}
+}
+
+// feed answers n requests of partition p, each latNs long.
+func feed(c *ConcurrencyLimiter, p *Partition, n int, latNs float64) {
+	for range n {
+		if c.AcquireIn(p) != Refused {
+			c.ReleaseAfter(p, Useful, int64(latNs))
+		}
+	}
+}
+
+// TestSeparateGroupAtSettle: two APIs that share a bottleneck the third
+// does not cross are tested together, also on the tick they are first
+// measured long enough to be tested.
+func TestSeparateGroupAtSettle(t *testing.T) {
+	for _, excessAt := range []int{50, 150} { // ticks after A and B appear; settle is at 100
+		c := NewConcurrencyLimiter(1000)
+		pc, pa, pb := c.Partition(1), c.Partition(2), c.Partition(3)
+		tick := func(withAB bool, ea, eb float64) {
+			feed(c, pc, 100, 10e6)
+			if withAB {
+				feed(c, pa, 10, 100e6*(1+ea))
+				feed(c, pb, 10, 100e6*(1+eb))
+			}
+			c.Rebalance(true, -math.Expm1(-0.1))
+			c.Separate(true, 0.1)
+		}
+		for range 100 {
+			tick(false, 0, 0)
+		}
+		for i := range 300 {
+			ea, eb := 0.0, 0.0
+			if i >= excessAt {
+				ea, eb = 0.7, 0.35 // a shared sub-bottleneck: A by more than half, B by a third
+			}
+			tick(true, ea, eb)
+			_, ca := pa.Separated()
+			_, cb := pb.Separated()
+			if ca > 0 || cb > 0 { // the first test
+				if ca == 0 || cb == 0 {
+					t.Errorf("excess from tick %d after A, B appear: first test at tick %d caps A %d, B %d; want both", excessAt, i, ca, cb)
+				}
+				break
+			}
+		}
+	}
+}
+
+// TestSeparateRacingRequests: request paths against Separate, for the
+// race detector.
+func TestSeparateRacingRequests(t *testing.T) {
+	c := NewConcurrencyLimiter(50)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := c.Partition(g)
+			lat := int64(5e6)
+			if g == 0 {
+				lat = 300e6
+			}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.FullFor(p)
+				p.Separated()
+				if c.AcquireIn(p) != Refused {
+					c.ReleaseAfter(p, Useful, lat)
+				}
+			}
+		}()
+	}
+	for range 300 {
+		c.Rebalance(true, 0.1)
+		c.Separate(true, 0.1)
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// TestSeparateSquaresDoNotWrap: a tick's sum of squared latencies does
+// not wrap on answers hours long.
+func TestSeparateSquaresDoNotWrap(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	p := c.Partition(1)
+	var last uint64
+	for range 1000 {
+		c.AcquireIn(p)
+		c.ReleaseAfter(p, Useful, int64(80*time.Minute))
+		got := p.latSqUs.Load()
+		if got <= last {
+			t.Fatalf("sum of squares fell from %d to %d: wrapped", last, got)
+		}
+		last = got
+	}
+}
+
+// TestSeparateLowRateOwnQueue: a low-rate API's own queue is not judged
+// a slower dependency, though its tests measure it by their answers.
+func TestSeparateLowRateOwnQueue(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	slow.perTick = 1
+	slow.serveNs = int64(60 * time.Millisecond) // 16.7/s: room for 10/s
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.perTick = 2 // 20/s: a queue of its own grows
+	tests := 0
+	was := false
+	for range 600 {
+		now = runOwn(c, apis, now, 1, true)
+		if sep, _ := slow.p.Separated(); sep {
+			t.Fatalf("a low-rate own queue separated (latency %v)", time.Duration(slow.p.own.latencyNs()))
+		}
+		_, cs := slow.p.Separated()
+		if cs > 0 && !was {
+			tests++
+		}
+		was = cs > 0
+	}
+	if tests == 0 {
+		t.Error("never tested: the test checks nothing")
 	}
 }
