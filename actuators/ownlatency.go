@@ -52,9 +52,10 @@ type ownState struct {
 	separate       bool
 	phase          ownPhase
 	// A test of a separate partition halves its cap (capSlots) for
-	// window seconds, of which elapsed have passed; ref and refRate are
-	// its own excess and throughput when it began (and ref, once it found
-	// a slower dependency, the excess then).
+	// window seconds, of which elapsed have passed; ref is the highest own
+	// excess during it (once it found a slower dependency, the excess
+	// then), and refRate the throughput when it began, whose demand the
+	// cap must have refused in part.
 	elapsed, window, ref, refRate, capSlots float64
 	// holdoff is the time left before the partition may be tested again
 	// after a test found a queue of its own, and queues counts such
@@ -65,15 +66,17 @@ type ownState struct {
 	// proven is the own excess a slower-dependency verdict found (0:
 	// none), kept out of the shared latency while a re-test runs.
 	proven float64
-	// testN, testSumNs: the answers since the test's first latency passed.
+	// testN and testSumNs count the answers since one latency (cutNs)
+	// into the test, and their latencies: a low-rate API's test is judged
+	// by them when its one-second mean has too few.
 	testN, testSumNs, cutNs float64
 }
 
 type ownPhase uint8
 
 const (
-	ownTesting ownPhase = iota // the concurrency is halved: what falls, latency or throughput?
-	ownSlower                  // throughput: a slower dependency
+	ownTesting ownPhase = iota // the concurrency is halved: does the latency fall?
+	ownSlower                  // it did not: a slower dependency
 )
 
 const (
@@ -84,8 +87,7 @@ const (
 	// ownBaseDown that of its fall to a lower mean.
 	ownBaseWindow = 600.0
 	ownBaseDown   = 5.0
-	// ownWindow is the shortest time between decisions on a partition's
-	// cap, and the time constant of its latency mean.
+	// ownWindow is the time constant of a partition's latency mean.
 	ownWindow = 1.0
 	// ownHoldoff is the wait before a partition in which a test found a
 	// queue is tested again, doubling with each such verdict in a row.

@@ -219,31 +219,6 @@ func TestWindowSharedLatency(t *testing.T) {
 	}
 }
 
-// TestSeparateLowRateAPIReachesAVerdict: a low-rate API (15 req/s) beside
-// one other. Its test's cap halves its answers below what measures a
-// latency; the test waits for answers instead of ending, and, once it
-// ends, the next waits for the hold-off: the cap does not flap.
-func TestSeparateLowRateAPIReachesAVerdict(t *testing.T) {
-	c := NewConcurrencyLimiter(1000)
-	fast := &ownAPI{p: c.Partition(2), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
-	slow := &ownAPI{p: c.Partition(3), perTick: 2, latencyNs: int64(40 * time.Millisecond)}
-	apis := []*ownAPI{fast, slow}
-	now := runOwn(c, apis, 0, 200, true)
-	slow.latencyNs = int64(340 * time.Millisecond)
-	starts, wasCapped := 0, false
-	for range 600 { // 60 s
-		now = runOwn(c, apis, now, 1, true)
-		_, capSlots := slow.p.Separated()
-		if capSlots > 0 && !wasCapped {
-			starts++
-		}
-		wasCapped = capSlots > 0
-	}
-	if starts > 4 {
-		t.Errorf("%d tests in 60 s: the cap flaps", starts)
-	}
-}
-
 // TestSeparateIdleMidTestIsNoVerdict: an API with a queue of its own is
 // tested, and its clients pause during the test. With no answers there
 // is no evidence of a slower dependency: it is not separated.
