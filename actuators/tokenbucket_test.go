@@ -394,9 +394,16 @@ func TestTokenBucketConcurrentAdmissionsStayWithinTheBound(t *testing.T) {
 			}
 			// Demand is 4 calls per clock step, several times the supply, so
 			// nearly all supplied tokens must be used; this keeps the test
-			// from passing with a bucket that admits nothing.
-			if floor := 0.9 * minRate * elapsedSec; got < floor {
-				t.Errorf("admitted %v, fewer than 90%% of the slowest supply %v", got, floor)
+			// from passing with a bucket that admits nothing. A SetBurst
+			// under the tokens held discards the rest (by design), and a
+			// loaded scheduler can leave them unclaimed until it does: with
+			// the burst toggled, a quarter of the supply may go that way.
+			share := 0.9
+			if len(tc.toggleBursts) > 0 {
+				share = 0.75
+			}
+			if floor := share * minRate * elapsedSec; got < floor {
+				t.Errorf("admitted %v, fewer than %.0f%% of the slowest supply %v", got, 100*share, minRate*elapsedSec)
 			}
 		})
 	}
