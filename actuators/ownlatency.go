@@ -152,7 +152,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		o.n = (1-alpha)*o.n + n
 		o.sumNs = (1-alpha)*o.sumNs + sum
 		o.sqUs = (1-alpha)*o.sqUs + sq
-		if o.separate && o.phase == ownTesting && o.elapsed*1e9 >= o.cutNs {
+		if o.testing() && o.elapsed*1e9 >= o.cutNs {
 			o.testN += n
 			o.testSumNs += sum
 		}
@@ -262,20 +262,20 @@ func (o *ownState) errorNs() float64 {
 // is separate).
 func (p *Partition) separate(shared, dt float64, group, limited, fresh bool) {
 	o := &p.own
-	if !limited && o.separate && o.phase == ownTesting {
+	if !limited && o.testing() {
 		p.join() // no verdict, and none needed: nothing was judged
 		return
 	}
 	lat := o.latencyNs()
 	if math.IsNaN(shared) || math.IsNaN(o.baseNs) {
-		if o.separate && o.phase == ownTesting {
+		if o.testing() {
 			p.endTest()
 		} else {
 			p.join()
 		}
 		return
 	}
-	if math.IsNaN(lat) && o.separate && o.phase == ownTesting && o.elapsed >= o.window && o.testN >= ownMinSamples {
+	if math.IsNaN(lat) && o.testing() && o.elapsed >= o.window && o.testN >= ownMinSamples {
 		lat = o.testSumNs / o.testN // a low-rate API: the answers of the whole test
 	}
 	own := lat - o.baseNs - shared
@@ -283,7 +283,7 @@ func (p *Partition) separate(shared, dt float64, group, limited, fresh bool) {
 		// Too few answers to measure. A separated partition stays so; a
 		// test waits for answers to judge by, up to twice its length,
 		// and then ends with no verdict, which counts as a queue.
-		if o.separate && o.phase == ownTesting {
+		if o.testing() {
 			if o.elapsed += dt; o.elapsed >= 2*o.window {
 				p.endTest()
 			}
@@ -376,6 +376,9 @@ func (p *Partition) endTest() {
 	o.holdoff = min(ownHoldoff*math.Pow(2, o.queues), ownBaseWindow/2)
 	o.queues++
 }
+
+// testing reports whether a test of the partition is under way.
+func (o *ownState) testing() bool { return o.separate && o.phase == ownTesting }
 
 // publishCap publishes the partition's cap (0: none).
 func (p *Partition) publishCap() {
