@@ -161,6 +161,11 @@ type Partition struct {
 	// ceilingNs is the latency beyond which a request's is its own (0:
 	// none is); both set by Separate.
 	capSlots, ceilingNs atomic.Int64
+	// offsetNs is the partition's baseline less the limiter's reference
+	// latency (Separate): subtracted from each of its answers' latency, it
+	// leaves the reference plus the answer's excess, so that the flux
+	// meters' shared latency does not move with the mix of APIs.
+	offsetNs atomic.Int64
 	// capRefused counts the requests the cap refused since the test began.
 	capRefused atomic.Int64
 	own        ownState // owned by Separate's caller

@@ -39,6 +39,15 @@ import (
 //     again for ownHoldoff seconds, twice as long after each such verdict
 //     in a row. The caps hold only in tests: an API's own queue is not
 //     capped on its own.
+//   - Every answer counts in the shared latency as a reference latency
+//     (the settled partitions' baselines, weighted by their requests over
+//     a minute) plus its excess over its own API's baseline: each
+//     partition's offset, its baseline less the reference, is part of its
+//     own latency, negative for an API cheaper than the mix. Where APIs'
+//     latencies differ twentyfold, the plain mean of a window of fifty
+//     answers moves with how many costly ones it happened to hold by more
+//     than the queue a controller must see, and the lowest of ten such
+//     windows, its first baseline, is a fraction of the mix's latency.
 //
 // With fewer than two partitions measured nothing is separate. Nothing
 // is tested while the limit is unlimited, nor while a partition is
@@ -70,6 +79,9 @@ type ownState struct {
 	// into the test, and their latencies: a low-rate API's test is judged
 	// by them when its one-second mean has too few.
 	testN, testSumNs, cutNs float64
+	// weight is the partition's count of measured requests over a minute
+	// or so, exponentially weighted: its part in the reference latency.
+	weight float64
 }
 
 type ownPhase uint8
@@ -102,6 +114,9 @@ const (
 	// the longest window, of a latency near a client timeout) and the
 	// partitions separated.
 	ownSharedHold = 15.0
+	// ownMixWindow is the time constant of the weights of the partitions'
+	// baselines in the reference latency.
+	ownMixWindow = 60.0
 )
 
 // measuredExcess is one partition's excess and the weight of its
@@ -110,8 +125,10 @@ type measuredExcess struct{ excess, weight float64 }
 
 // ReleaseAfter is ReleaseIn for a request that took latencyNs (negative:
 // unknown), measured for Separate. It returns the part of latencyNs that
-// is the partition's own (0 unless Separate found it separate), for the
-// flux meters' shared latency.
+// is the partition's own, for the flux meters' shared latency: its
+// baseline's offset from the reference latency (negative for an API
+// cheaper than the mix; 0 until Separate has two settled partitions), plus,
+// if Separate found it separate, the latency beyond its ceiling.
 func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64) (ownNs int64) {
 	c.ReleaseIn(p, use)
 	if use != Useful || latencyNs < 0 {
@@ -123,10 +140,11 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 	// squares cannot wrap short of a million such answers.
 	us := min(uint64(latencyNs/1000), 1<<22)
 	p.latSqUs.Add(us * us)
+	ownNs = p.offsetNs.Load()
 	if ceiling := p.ceilingNs.Load(); ceiling > 0 && latencyNs > ceiling {
-		return latencyNs - ceiling
+		ownNs += latencyNs - ceiling
 	}
-	return 0
+	return ownNs
 }
 
 // Separate measures each partition's latency against its baseline and the
@@ -142,7 +160,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	alpha := -math.Expm1(-dt / ownWindow)
 	drift := -math.Expm1(-dt / ownBaseWindow)
 	down := -math.Expm1(-dt / ownBaseDown)
+	mix := -math.Expm1(-dt / ownMixWindow)
 	all := c.scratch[:0]
+	var refSum, refWeight float64
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -170,8 +190,33 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			o.baseNs += drift * (lat - o.baseNs)
 		}
 		all = append(all, measuredExcess{lat - o.baseNs, o.n})
+		o.weight = (1-mix)*o.weight + mix*o.n
+		if o.measured >= ownSettle {
+			refSum += o.weight * o.baseNs
+			refWeight += o.weight
+		}
 	}
 	c.scratch = all
+	// The reference latency is the baselines' mean, weighted by each
+	// partition's requests over a minute: each answer's latency is
+	// counted as the reference plus its excess over its own API's
+	// baseline. A window's mean latency then reads a queue, not which
+	// APIs happened to answer in it: where one API's requests cost
+	// twenty times another's, the count of expensive ones in a window of
+	// fifty moves the plain mean by more than a queue the limit must
+	// keep. Partitions are counted once settled (a baseline learned in a
+	// cold start's queue is not one), and not at all while fewer than two
+	// are, or with on false.
+	for _, p := range *ps {
+		if p == nil {
+			continue
+		}
+		off := int64(0)
+		if on && len(all) >= 2 && refWeight > 0 && p.own.measured >= ownSettle && !math.IsNaN(p.own.baseNs) {
+			off = int64(p.own.baseNs - refSum/refWeight)
+		}
+		p.offsetNs.Store(off)
+	}
 	shared := math.NaN()
 	switch {
 	case !on:

@@ -100,11 +100,12 @@ func TestSeparateSlowerDependency(t *testing.T) {
 	if !sep || capSlots != 0 {
 		t.Fatalf("after the test: separated %v, cap %d; want separated, uncapped", sep, capSlots)
 	}
-	if own := time.Duration(slow.lastOwnNs); own < 250*time.Millisecond || own > 300*time.Millisecond {
-		t.Errorf("own latency of a slow answer %v, want the 300 ms it gained, less noise", own)
+	if own := time.Duration(slow.lastOwnNs - slow.p.offsetNs.Load()); own < 250*time.Millisecond || own > 300*time.Millisecond {
+		t.Errorf("own latency of a slow answer beyond its baseline's offset %v, want the 300 ms it gained, less noise", own)
 	}
-	if fast.lastOwnNs != 0 {
-		t.Errorf("own latency of the fast API %v, want 0", fast.lastOwnNs)
+	// The offset moves a little each tick, after the tick's answers.
+	if d := fast.lastOwnNs - fast.p.offsetNs.Load(); d < -int64(50*time.Microsecond) || d > int64(50*time.Microsecond) {
+		t.Errorf("own latency of the fast API %v, want its baseline's offset %v", fast.lastOwnNs, fast.p.offsetNs.Load())
 	}
 	if sep, _ := fast.p.Separated(); sep {
 		t.Error("the fast API separated")
@@ -203,19 +204,65 @@ func TestSeparateCapRefuses(t *testing.T) {
 func TestWindowSharedLatency(t *testing.T) {
 	r := NewRecorder(0)
 	r.Snapshot(0)
-	for i := range 4 {
+	for i := range 6 {
 		r.Arrive(int64(i), true)
 	}
 	r.DoneOwnOn(0, 0, int64(10*time.Millisecond), 0, true)
 	r.DoneOwnOn(0, 1, int64(10*time.Millisecond), 0, true)
 	r.DoneOwnOn(0, 2, int64(310*time.Millisecond), int64(300*time.Millisecond), true)
 	r.AbandonOn(0, 3, int64(2*time.Second))
+	// A cheap API's answer counts at the reference latency, above its own
+	// (a negative own latency), and a costly one's below.
+	r.DoneOwnOn(1, 4, int64(2*time.Millisecond), -int64(8*time.Millisecond), true)
+	r.DoneOwnOn(2, 5, int64(50*time.Millisecond), int64(40*time.Millisecond), true)
 	w := r.Snapshot(int64(time.Second))
-	if got := w.AnsweredLatencyAvgMs(); math.Abs(got-110) > 1e-9 {
-		t.Errorf("answered latency %v ms, want 110", got)
+	if got := w.AnsweredLatencyAvgMs(); math.Abs(got-382.0/5) > 1e-9 {
+		t.Errorf("answered latency %v ms, want %v", got, 382.0/5)
 	}
 	if got := w.SharedLatencyAvgMs(); math.Abs(got-10) > 1e-9 {
 		t.Errorf("shared latency %v ms, want 10", got)
+	}
+}
+
+// TestSeparateMixLeavesSharedLatency: two APIs whose latencies differ
+// eightfold, with no queue. Once settled, each answer's latency less its
+// own is the same reference latency, the baselines' mean weighted by the
+// requests, whichever API answered: a window's shared latency does not
+// move when the mix does, as the plain mean would. Off, or with one API,
+// nothing is subtracted.
+func TestSeparateMixLeavesSharedLatency(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 5, true)
+	if fast.lastOwnNs != 0 || slow.lastOwnNs != 0 {
+		t.Fatalf("before the baselines settle: own %v and %v, want 0", fast.lastOwnNs, slow.lastOwnNs)
+	}
+	now = runOwn(c, apis, now, 300, true)
+	// 50 requests of 5 ms a tick and 5 of 40 ms: (50·5 + 5·40)/55 ms.
+	ref := (50*5.0 + 5*40.0) / 55 * 1e6
+	for _, a := range apis {
+		if shared := float64(a.latencyNs - a.lastOwnNs); math.Abs(shared-ref) > 0.02*ref {
+			t.Errorf("API with latency %v: latency less its own %v, want the reference %v", time.Duration(a.latencyNs), time.Duration(shared), time.Duration(ref))
+		}
+	}
+	// Ten times as many slow requests for a second: the mix moves, the
+	// reference hardly does (it follows the mix over a minute).
+	slow.perTick = 50
+	now = runOwn(c, apis, now, 10, true)
+	for _, a := range apis {
+		if shared := float64(a.latencyNs - a.lastOwnNs); math.Abs(shared-ref) > 0.1*ref {
+			t.Errorf("after the mix moved, API with latency %v: latency less its own %v, want about %v", time.Duration(a.latencyNs), time.Duration(shared), time.Duration(ref))
+		}
+	}
+	runOwn(c, apis, now, 2, false) // the answers of a tick see the offsets of the one before
+	if fast.lastOwnNs != 0 || slow.lastOwnNs != 0 {
+		t.Errorf("off: own %v and %v, want 0", fast.lastOwnNs, slow.lastOwnNs)
+	}
+	alone := NewConcurrencyLimiter(1000)
+	one := &ownAPI{p: alone.Partition(0), perTick: 20, latencyNs: int64(40 * time.Millisecond)}
+	runOwn(alone, []*ownAPI{one}, 0, 200, true)
+	if one.lastOwnNs != 0 {
+		t.Errorf("one API: own %v, want 0", one.lastOwnNs)
 	}
 }
 

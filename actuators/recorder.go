@@ -131,8 +131,9 @@ func (r *Recorder) DoneOn(proc int, startNs, latencyNs int64, ok bool) {
 }
 
 // DoneOwnOn is DoneOn for a request ownNs of whose latency was its API's
-// own (a bulkhead's ConcurrencyLimiter.ReleaseAfter): it is left out of
-// the window's shared latency (Window.SharedLatencyAvgMs).
+// own (a bulkhead's ConcurrencyLimiter.ReleaseAfter; negative for an API
+// cheaper than the mix): it is left out of the window's shared latency
+// (Window.SharedLatencyAvgMs).
 func (r *Recorder) DoneOwnOn(proc int, startNs, latencyNs, ownNs int64, ok bool) {
 	r.done(proc, startNs, latencyNs, ownNs, ok, false)
 }
@@ -150,8 +151,8 @@ func (r *Recorder) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned
 	if abandoned {
 		b.abandoned.Add(1)
 		b.abandonedNs.Add(uint64(latencyNs))
-	} else if ownNs > 0 {
-		b.ownNs.Add(uint64(min(ownNs, latencyNs)))
+	} else if ownNs != 0 {
+		b.ownNs.Add(uint64(min(ownNs, latencyNs))) // signed, in two's complement
 	}
 	switch slo := r.sloNs.Load(); {
 	case !ok:
@@ -202,7 +203,7 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 		w.LatencySumNs += b.latencySumNs.Swap(0)
 		w.Abandoned += b.abandoned.Swap(0)
 		w.AbandonedLatencySumNs += b.abandonedNs.Swap(0)
-		w.OwnLatencySumNs += b.ownNs.Swap(0)
+		w.OwnLatencySumNs += int64(b.ownNs.Swap(0))
 	}
 	for i := range r.latency {
 		w.Completed += r.latency[i][retired].Drain(&w.LatencyCounts)

@@ -20,8 +20,9 @@ type Window struct {
 	Abandoned             uint64
 	AbandonedLatencySumNs uint64
 	// OwnLatencySumNs is the part of the answered requests' latencies
-	// that was their APIs' own, not shared with the others (Recorder.DoneOwnOn).
-	OwnLatencySumNs uint64
+	// that was their APIs' own, not shared with the others
+	// (Recorder.DoneOwnOn); negative where cheap APIs' answers dominate.
+	OwnLatencySumNs int64
 
 	InFlight int64 // admitted and not finished at EndNs
 	// OldestInFlightNs is the age at EndNs of the oldest request in

@@ -123,7 +123,8 @@ type FluxReading struct {
 	// each request's API's own, not shared with the other APIs, as a
 	// bulkhead's shared concurrency limiter at the control point measured
 	// it (actuators.Window.SharedLatencyAvgMs): what a queue that all APIs
-	// cross raises, and one API's slower dependency does not.
+	// cross raises, and neither one API's slower dependency nor a shift in
+	// the mix of cheap and costly APIs does.
 	SharedLatencyAvgMs float64
 }
 

@@ -453,7 +453,9 @@ func (t *Ticket) finish(ok, abandoned bool, latencyNs int64) {
 		ownNs = t.apiAtt.release(t.apiHeld, t.api.index, use, latencyNs)
 	}
 	if t.allHeld != 0 {
-		ownNs = max(ownNs, t.allAtt.release(t.allHeld, t.api.index, use, latencyNs))
+		if own := t.allAtt.release(t.allHeld, t.api.index, use, latencyNs); own != 0 && (ownNs == 0 || own > ownNs) {
+			ownNs = own
+		}
 	}
 	if len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0) {
 		proc := shard.Index() // maybe not Admit's: the request may have moved
@@ -711,8 +713,11 @@ func (at *attachments) release(held uint64, index int, use actuators.Use, latenc
 		if held&1 != 0 {
 			l := at.limiters[i]
 			own := l.Concurrency.ReleaseAfter(l.Concurrency.Partition(index), use, latencyNs)
-			if !l.DryRun.Load() { // a dry run's tests cap nothing, so judge nothing
-				ownNs = max(ownNs, own)
+			// A dry run's tests cap nothing, so judge nothing; of the
+			// others, the first that measures the API (a signed offset,
+			// and any latency found its own) counts, or the largest.
+			if !l.DryRun.Load() && own != 0 && (ownNs == 0 || own > ownNs) {
+				ownNs = own
 			}
 		}
 		held >>= 1
