@@ -16,10 +16,11 @@ import (
 // Shared by several APIs, it is also a bulkhead (Partition): the requests
 // of an API that is not answered do not count against the limit for the
 // others, and are admitted only while fewer than L requests are in flight
-// at all. Answered APIs' requests never count beyond L, but the requests
-// of APIs that turned unanswered while in flight come on top, so InFlight
-// is not bounded by L: each API that turns unanswered may leave up to L
-// more in flight until they finish.
+// at all and fewer than L/4 (at least one) of the unanswered. Answered
+// APIs' requests never count beyond L, but the requests of APIs that
+// turned unanswered while in flight come on top, so InFlight is not
+// bounded by L: each API that turns unanswered may leave up to L more in
+// flight until they finish.
 //
 // All methods but Rebalance and Separate (one caller at a time) are safe
 // for concurrent use and lock-free; all but the first Partition call for
@@ -132,7 +133,8 @@ func (c *ConcurrencyLimiter) Limit() float64 {
 // the partition is unanswered: its requests in flight stop counting
 // against the limit for the answered partitions, which keep the whole
 // limit, and its new ones are admitted only while fewer than the limit
-// are in flight at all, in the room the others leave.
+// are in flight at all, in the room the others leave, and while the
+// unanswered partitions hold fewer than a quarter of the limit.
 //
 // An unanswered partition that gets no slot for a while drifts back to
 // answered, so that an API whose dependency recovered is not locked out:
@@ -170,6 +172,14 @@ type Partition struct {
 	capRefused atomic.Int64
 	own        ownState // owned by Separate's caller
 }
+
+// unansweredShare: the unanswered partitions' requests in flight are
+// admitted up to a quarter of the limit (at least one), whatever room the
+// answered ones leave. Each holds its slot until its client gives up;
+// filling the room would keep the limit binding, which a controller reads
+// as demand and grows the limit for, with more of them let in each time,
+// and when the dependency comes back they all reach the service at once.
+const unansweredShare = 4
 
 const (
 	countedOne    = 1 << 32
@@ -233,7 +243,8 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 // partition's request takes a slot while fewer than the limit are counted
 // (the requests of answered partitions, and those admitted while
 // unlimited or stale); an unanswered one's while fewer than the limit are
-// in flight at all, and is not counted. A partition under test
+// in flight at all and fewer than a quarter of it are unanswered ones',
+// and is not counted. A partition under test
 // (Separate) is also refused at its cap. A slot taken here must be given
 // back with ReleaseIn or ReleaseAfter on the same partition.
 func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
@@ -249,7 +260,7 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 				c.HoldIn(p)
 				return Unlimited
 			}
-			if c.counted.Load()+u >= slots {
+			if c.counted.Load()+u >= slots || u >= max(1, slots/unansweredShare) {
 				return Refused
 			}
 			if c.uncounted.CompareAndSwap(u, u+1) {
@@ -371,8 +382,8 @@ func (c *ConcurrencyLimiter) uncount(p *Partition) {
 // FullFor reports whether a request of partition p would find no slot
 // now: p at its cap while Separate tests it (Partition.Separated); the
 // limit or more counted, for an answered partition; the limit or more in
-// flight at all, for an unanswered one. An unlimited limiter is never
-// full.
+// flight at all, or a quarter of it unanswered, for an unanswered one. An
+// unlimited limiter is never full.
 func (c *ConcurrencyLimiter) FullFor(p *Partition) bool {
 	slots := c.slots.Load()
 	if slots == unlimitedSlots {
@@ -382,7 +393,8 @@ func (c *ConcurrencyLimiter) FullFor(p *Partition) bool {
 		return true
 	}
 	if p.unanswered.Load() {
-		return c.InFlight() >= slots
+		u := c.uncounted.Load()
+		return c.counted.Load()+u >= slots || u >= max(1, slots/unansweredShare)
 	}
 	return c.counted.Load() >= slots
 }

@@ -286,3 +286,22 @@ func TestDefaultPolicyDecidesOncePerRoundTrip(t *testing.T) {
 		t.Errorf("steady p99 %.0f ms over the %.0f ms SLO", api.Steady.P99Ms, api.SLOMs)
 	}
 }
+
+// random-91: api1 (a costly chain) and api2 (one 6 ms call, a 50 ms SLO)
+// share a 9-worker service; in hung-dependency api1's calls hang at the
+// entry for the middle third, holding no worker. Its requests, each
+// holding a slot until its client gives up, once filled the room api2
+// left in the limit: the limit kept binding, the controller kept growing
+// it, and when the dependency came back the thousands let in reached the
+// service at once (api2's steady p99 455 ms). An unanswered API now gets
+// at most a quarter of the limit.
+func TestDefaultPolicyLetsNoHerdInDuringAHang(t *testing.T) {
+	app, err := BuiltinApp("random:91")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "hung-dependency", defaultPolicy(t))
+	if st := r.PerAPI["api2"]; st.Steady.P99Ms > st.SLOMs {
+		t.Errorf("api2's steady p99 %.0f ms, want within its %.0f ms SLO", st.Steady.P99Ms, st.SLOMs)
+	}
+}

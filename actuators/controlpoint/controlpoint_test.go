@@ -137,15 +137,15 @@ func TestConcurrencyLimitHoldsSlotsUntilDone(t *testing.T) {
 	}
 }
 
-// TestSharedConcurrencyLimitIsABulkheadByUsefulTime: a limit of 4 shared
+// TestSharedConcurrencyLimitIsABulkheadByUsefulTime: a limit of 8 shared
 // by two APIs. "pay"'s requests are abandoned by their clients and
-// "browse"'s answered; after a rebalance, pay holding every slot does not
-// keep browse out, and the flux meter counts pay's requests as abandoned,
-// apart from browse's answers.
+// "browse"'s answered; after a rebalance, pay gets a quarter of the limit,
+// which does not keep browse out, and the flux meter counts pay's requests
+// as abandoned, apart from browse's answers.
 func TestSharedConcurrencyLimitIsABulkheadByUsefulTime(t *testing.T) {
 	now := int64(0)
 	cp := NewRegistry(func() int64 { return now }).Get("ingress")
-	c := actuators.NewConcurrencyLimiter(4)
+	c := actuators.NewConcurrencyLimiter(8)
 	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
 	tap := actuators.NewRecorder(0)
 	cp.API(AllAPIs).AttachTap(tap)
@@ -169,20 +169,20 @@ func TestSharedConcurrencyLimitIsABulkheadByUsefulTime(t *testing.T) {
 	}
 	c.Rebalance(true, 1)
 	var held []Ticket
-	for range 4 {
+	for range 2 {
 		tk, d := pay.Admit()
 		if d != Accepted {
-			t.Fatal("pay refused under the limit")
+			t.Fatal("pay refused under a quarter of the limit")
 		}
 		held = append(held, tk)
 	}
 	if _, d := pay.Admit(); d != ConcurrencyLimited {
-		t.Fatalf("pay beyond a full limit: %v, want ConcurrencyLimited", d)
+		t.Fatalf("pay beyond a quarter of the limit: %v, want ConcurrencyLimited", d)
 	}
-	for i := range 4 {
+	for i := range 8 {
 		tk, d := browse.Admit()
 		if d != Accepted {
-			t.Fatalf("browse's request %d, pay holding every slot: %v, want Accepted", i, d)
+			t.Fatalf("browse's request %d, pay holding its quarter: %v, want Accepted", i, d)
 		}
 		held = append(held, tk)
 	}
