@@ -42,11 +42,17 @@ type ConcurrencyLimiter struct {
 	// under partsMu; a nil entry has none yet.
 	parts   atomic.Pointer[[]*Partition]
 	partsMu sync.Mutex
+	// refNs is the reference latency the partitions' offsets are taken
+	// from (Separate; 0: none), at which an unsettled partition's answers
+	// count.
+	refNs atomic.Int64
 
 	// Owned by Separate's caller: the last shared excess and the time
 	// since it was measured, and the partitions' excesses of a tick.
 	shared, sharedAge float64
-	scratch           []measuredExcess
+	// clock is the time Separate has run, in seconds.
+	clock   float64
+	scratch []measuredExcess
 }
 
 const unlimitedSlots = -1
@@ -234,7 +240,7 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 	}
 	next := make([]*Partition, max(len(old), i+1))
 	copy(next, old)
-	next[i] = &Partition{fraction: 1, own: ownState{baseNs: math.NaN()}}
+	next[i] = &Partition{fraction: 1, own: ownState{baseNs: math.NaN(), born: math.NaN()}}
 	c.parts.Store(&next)
 	return next[i]
 }

@@ -40,8 +40,8 @@ import (
 //     in a row. The caps hold only in tests: an API's own queue is not
 //     capped on its own.
 //   - Every answer counts in the shared latency as a reference latency
-//     (the settled partitions' baselines, weighted by their requests over
-//     a minute) plus its excess over its own API's baseline: each
+//     (the partitions' baselines, weighted by their requests over the
+//     last hour) plus its excess over its own API's baseline: each
 //     partition's offset, its baseline less the reference, is part of its
 //     own latency, negative for an API cheaper than the mix. Where APIs'
 //     latencies differ twentyfold, the plain mean of a window of fifty
@@ -79,9 +79,12 @@ type ownState struct {
 	// into the test, and their latencies: a low-rate API's test is judged
 	// by them when its one-second mean has too few.
 	testN, testSumNs, cutNs float64
-	// weight is the partition's count of measured requests over a minute
-	// or so, exponentially weighted: its part in the reference latency.
-	weight float64
+	// weight is the partition's count of measured requests over the last
+	// hour or so, exponentially weighted (ownMixWindow), and born the
+	// limiter's clock when its baseline was first learned (NaN before):
+	// its part in the reference latency is its rate over that hour
+	// (mixWeight), once settled.
+	weight, born float64
 }
 
 type ownPhase uint8
@@ -115,24 +118,36 @@ const (
 	// partitions separated.
 	ownSharedHold = 15.0
 	// ownMixWindow is the time constant of the weights of the partitions'
-	// baselines in the reference latency.
-	ownMixWindow = 60.0
+	// baselines in the reference latency: five times that of a
+	// controller's baseline, so that the baseline follows the reference's
+	// drift (an API that appears, or goes quiet for good) closely enough
+	// not to read it as a queue. A partition first measured more than
+	// ownMixLate seconds after the limiter began enters the reference
+	// over ownMixWindow; one there from the start, at once.
+	ownMixWindow = 3000.0
+	ownMixLate   = 60.0
 )
+
+// atReference is a partition's offset while it has not settled: each of
+// its answers counts at the reference latency (ReleaseAfter).
+const atReference = math.MinInt64
 
 // measuredExcess is one partition's excess and the weight of its
 // requests, for the median.
 type measuredExcess struct{ excess, weight float64 }
 
 // ReleaseAfter is ReleaseIn for a request that took latencyNs (negative:
-// unknown), measured for Separate. It returns the part of latencyNs that
-// is the partition's own, for the flux meters' shared latency: its
-// baseline's offset from the reference latency (negative for an API
-// cheaper than the mix; 0 until Separate has two settled partitions), plus,
-// if Separate found it separate, the latency beyond its ceiling.
-func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64) (ownNs int64) {
+// unknown), measured for Separate. It returns, for the flux meters' shared
+// latency, the part of latencyNs that is the partition's own if Separate
+// found it separate (its latency beyond its ceiling; else 0), and the
+// partition's offset: its baseline less the limiter's reference latency
+// (negative for an API cheaper than the mix; 0 with one partition or with
+// Separate off), which a meter of every API's requests leaves out too and
+// a meter of this API's alone does not.
+func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64) (ownNs, offsetNs int64) {
 	c.ReleaseIn(p, use)
 	if use != Useful || latencyNs < 0 {
-		return 0
+		return 0, 0
 	}
 	p.latN.Add(1)
 	p.latSumNs.Add(latencyNs)
@@ -140,11 +155,14 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 	// squares cannot wrap short of a million such answers.
 	us := min(uint64(latencyNs/1000), 1<<22)
 	p.latSqUs.Add(us * us)
-	ownNs = p.offsetNs.Load()
 	if ceiling := p.ceilingNs.Load(); ceiling > 0 && latencyNs > ceiling {
-		ownNs += latencyNs - ceiling
+		ownNs = latencyNs - ceiling
 	}
-	return ownNs
+	offsetNs = p.offsetNs.Load()
+	if offsetNs == atReference {
+		offsetNs = latencyNs - c.refNs.Load()
+	}
+	return ownNs, offsetNs
 }
 
 // Separate measures each partition's latency against its baseline and the
@@ -161,6 +179,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	drift := -math.Expm1(-dt / ownBaseWindow)
 	down := -math.Expm1(-dt / ownBaseDown)
 	mix := -math.Expm1(-dt / ownMixWindow)
+	c.clock += dt
 	all := c.scratch[:0]
 	var refSum, refWeight float64
 	for _, p := range *ps {
@@ -176,12 +195,12 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			o.testN += n
 			o.testSumNs += sum
 		}
+		o.weight = (1-mix)*o.weight + mix*o.n
 		lat := o.latencyNs()
 		switch {
 		case math.IsNaN(lat):
-			continue
 		case math.IsNaN(o.baseNs):
-			o.baseNs = lat
+			o.baseNs, o.born = lat, c.clock
 		case lat < o.baseNs:
 			// Down to a lower mean over a few seconds, not at once: the
 			// lowest of many noisy means is below the true one.
@@ -189,33 +208,46 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		case lat <= 1.25*o.baseNs:
 			o.baseNs += drift * (lat - o.baseNs)
 		}
-		all = append(all, measuredExcess{lat - o.baseNs, o.n})
-		o.weight = (1-mix)*o.weight + mix*o.n
-		if o.measured >= ownSettle {
-			refSum += o.weight * o.baseNs
-			refWeight += o.weight
+		if w := o.mixWeight(c.clock, mix); o.settled(c.clock) && w > 0 {
+			refSum += w * o.baseNs
+			refWeight += w
+		}
+		if !math.IsNaN(lat) {
+			all = append(all, measuredExcess{lat - o.baseNs, o.n})
 		}
 	}
 	c.scratch = all
 	// The reference latency is the baselines' mean, weighted by each
-	// partition's requests over a minute: each answer's latency is
-	// counted as the reference plus its excess over its own API's
+	// partition's requests over the last hour or so: each answer's latency
+	// is counted as the reference plus its excess over its own API's
 	// baseline. A window's mean latency then reads a queue, not which
 	// APIs happened to answer in it: where one API's requests cost
 	// twenty times another's, the count of expensive ones in a window of
 	// fifty moves the plain mean by more than a queue the limit must
-	// keep. Partitions are counted once settled (a baseline learned in a
-	// cold start's queue is not one), and not at all while fewer than two
-	// are, or with on false.
+	// keep. An API that goes quiet or hangs keeps its part in the
+	// reference, fading over that hour; a new one counts from its first
+	// baseline, with a part that grows as slowly: a controller's baseline
+	// follows a drift that slow, and would read a faster one as a queue. A queue every API
+	// crosses is in every baseline learned under it and so in the
+	// reference too: the offsets, differences, hold. With one partition
+	// the offset is 0; with on false, every one is.
 	for _, p := range *ps {
 		if p == nil {
 			continue
 		}
 		off := int64(0)
-		if on && len(all) >= 2 && refWeight > 0 && p.own.measured >= ownSettle && !math.IsNaN(p.own.baseNs) {
+		switch {
+		case !on || !(refWeight > 0):
+		case !p.own.settled(c.clock):
+			off = atReference
+		default:
 			off = int64(p.own.baseNs - refSum/refWeight)
 		}
 		p.offsetNs.Store(off)
+	}
+	c.refNs.Store(0)
+	if on && refWeight > 0 {
+		c.refNs.Store(int64(refSum / refWeight))
 	}
 	shared := math.NaN()
 	switch {
@@ -272,6 +304,31 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			p.separate(shared, dt, group, limited, c.sharedAge == 0)
 		}
 	}
+}
+
+// settled reports whether the partition's baseline was learned at least
+// ownSettle seconds before clock: one learned in a cold start's queue has
+// seen it drained by then.
+func (o *ownState) settled(clock float64) bool { return clock-o.born >= ownSettle }
+
+// mixWeight is the partition's part in the reference latency at clock
+// (seconds), given the weight's per-tick smoothing factor mix: its
+// requests' rate over the last ownMixWindow, corrected for a partition
+// younger than that (an exponential average that began at 0 reads low
+// by 1-e^(-age/ownMixWindow)), and, for one that appeared after
+// ownMixLate, ramped in over ownMixWindow from its birth, so that the
+// reference drifts towards a new mix no faster than a controller's
+// baseline follows.
+func (o *ownState) mixWeight(clock, mix float64) float64 {
+	age := clock - o.born
+	if !(age > 0) || !(mix > 0) {
+		return 0
+	}
+	w := o.weight / -math.Expm1(-age/ownMixWindow)
+	if o.born > ownMixLate {
+		w *= math.Min(1, age/ownMixWindow)
+	}
+	return w
 }
 
 // due reports whether a partition not separated, nor waiting after a

@@ -18,7 +18,7 @@ type ownAPI struct {
 	serveNs   int64 // 0: no bottleneck of its own
 	busyUntil int64
 	inFlight  []int64 // finish times
-	lastOwnNs int64   // ReleaseAfter's own latency of the last answer
+	lastOwnNs int64   // ReleaseAfter's own latency and offset of the last answer, summed
 	answered  int
 }
 
@@ -51,7 +51,8 @@ func runOwn(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int, on bool
 					continue
 				}
 				// The latency as the request saw it: from its start.
-				a.lastOwnNs = c.ReleaseAfter(a.p, Useful, a.latencyOf(f))
+				own, off := c.ReleaseAfter(a.p, Useful, a.latencyOf(f))
+				a.lastOwnNs = own + off
 				a.answered++
 			}
 			a.inFlight = kept
@@ -233,11 +234,7 @@ func TestWindowSharedLatency(t *testing.T) {
 func TestSeparateMixLeavesSharedLatency(t *testing.T) {
 	c, fast, slow := newOwnModel(1000)
 	apis := []*ownAPI{fast, slow}
-	now := runOwn(c, apis, 0, 5, true)
-	if fast.lastOwnNs != 0 || slow.lastOwnNs != 0 {
-		t.Fatalf("before the baselines settle: own %v and %v, want 0", fast.lastOwnNs, slow.lastOwnNs)
-	}
-	now = runOwn(c, apis, now, 300, true)
+	now := runOwn(c, apis, 0, 300, true)
 	// 50 requests of 5 ms a tick and 5 of 40 ms: (50·5 + 5·40)/55 ms.
 	ref := (50*5.0 + 5*40.0) / 55 * 1e6
 	for _, a := range apis {
@@ -246,7 +243,7 @@ func TestSeparateMixLeavesSharedLatency(t *testing.T) {
 		}
 	}
 	// Ten times as many slow requests for a second: the mix moves, the
-	// reference hardly does (it follows the mix over a minute).
+	// reference hardly does (it follows the mix over an hour).
 	slow.perTick = 50
 	now = runOwn(c, apis, now, 10, true)
 	for _, a := range apis {
@@ -502,5 +499,105 @@ func TestSeparateLowRateOwnQueue(t *testing.T) {
 	}
 	if tests == 0 {
 		t.Error("never tested: the test checks nothing")
+	}
+}
+
+// sharedOf is the latency an API's last answer counted for in the shared
+// latency: its latency less its own and its offset.
+func sharedOf(a *ownAPI) float64 { return float64(a.latencyNs - a.lastOwnNs) }
+
+// TestSeparateReferenceKeepsAQuietAPI: two cheap APIs and a costly one;
+// the costly one goes quiet. Its baseline keeps its part in the
+// reference, fading over an hour, so the cheap ones' answers count as
+// before: neither 6 s nor 60 s later has the shared latency moved.
+func TestSeparateReferenceKeepsAQuietAPI(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	a := &ownAPI{p: c.Partition(2), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
+	b := &ownAPI{p: c.Partition(3), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
+	costly := &ownAPI{p: c.Partition(4), perTick: 50, latencyNs: int64(40 * time.Millisecond)}
+	apis := []*ownAPI{a, b, costly}
+	now := runOwn(c, apis, 0, 3000, true)
+	before := sharedOf(a)
+	costly.perTick = 0
+	quiet := 0 // ticks
+	for _, secs := range []int{6, 60} {
+		now = runOwn(c, apis, now, secs*10-quiet, true)
+		quiet = secs * 10
+		if after := sharedOf(a); math.Abs(after-before) > 0.1*before {
+			t.Errorf("%d s after the costly API went quiet: %v -> %v, want within 10 %%", secs, time.Duration(before), time.Duration(after))
+		}
+	}
+}
+
+// TestSeparateReferenceRampsInANewAPI: a costly API appears five minutes
+// after a cheap one, with as many requests. Its answers count from its
+// first baseline at the reference plus their excess, and its part in
+// the reference grows over an hour: in the next 90 s the shared latency
+// moves by less than half, where the plain mean would jump fourfold at
+// once, and a reference that followed the mix within minutes would drift
+// faster than a controller's baseline follows.
+func TestSeparateReferenceRampsInANewAPI(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	slow.perTick = 0
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 3000, true)
+	slow.perTick = 50
+	var s []float64 // each tick's mean shared latency, ms
+	for range 900 {
+		now = runOwn(c, apis, now, 1, true)
+		if slow.answered > 0 {
+			s = append(s, (float64(fast.answered)*sharedOf(fast)+float64(slow.answered)*sharedOf(slow))/
+				float64(fast.answered+slow.answered)/1e6)
+		}
+	}
+	lo, hi := math.Inf(1), 0.0
+	for _, v := range s[20:] {
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	if hi > 1.5*lo {
+		t.Errorf("ranged %.1f..%.1f ms (2 s %.1f, 9.9 s %.1f, 11 s %.1f, 30 s %.1f, 60 s %.1f, 89 s %.1f)",
+			lo, hi, s[20], s[98], s[109], s[299], s[599], s[889])
+	}
+}
+
+// TestSeparateSharedLatencyIsUnbiased: a cheap API and a costly one whose
+// answers alternate 20 and 110 ms, with no queue. The shared latency's
+// mean is the answered latency's: an answer faster than its API's
+// baseline counts below the reference, as a cheap one's counts above it
+// (a recorder that clamped each own latency to the answer's read 20 %
+// high).
+func TestSeparateSharedLatencyIsUnbiased(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	cheap, costly := c.Partition(2), c.Partition(3)
+	r := NewRecorder(0)
+	r.Snapshot(0)
+	now, tick := int64(0), int64(100*time.Millisecond)
+	var latSum, ownSum, n float64
+	for i := range 3000 {
+		for j := range 60 {
+			p, lat := cheap, int64(3*time.Millisecond)
+			if j >= 50 {
+				p, lat = costly, int64(20*time.Millisecond)
+				if j%2 == 1 {
+					lat = int64(110 * time.Millisecond)
+				}
+			}
+			c.AcquireIn(p)
+			r.Arrive(now, true)
+			own, off := c.ReleaseAfter(p, Useful, lat)
+			r.DoneOwnOn(0, now, lat, own+off, true)
+		}
+		now += tick
+		w := r.Snapshot(now)
+		if i >= 1000 {
+			latSum, ownSum, n = latSum+float64(w.LatencySumNs), ownSum+float64(w.OwnLatencySumNs), n+float64(w.Completed)
+		}
+		c.Rebalance(true, -math.Expm1(-0.1))
+		c.Separate(true, 0.1)
+	}
+	plain, sh := latSum/n/1e6, (latSum-ownSum)/n/1e6
+	if math.Abs(sh-plain) > 0.05*plain {
+		t.Errorf("mean shared %.2f ms, want the mean answered %.2f ms (offsets cheap %v, costly %v)",
+			sh, plain, time.Duration(cheap.offsetNs.Load()), time.Duration(costly.offsetNs.Load()))
 	}
 }

@@ -448,13 +448,19 @@ func (t *Ticket) finish(ok, abandoned bool, latencyNs int64) {
 	if !ok || abandoned {
 		use = actuators.Wasted
 	}
-	var ownNs int64 // the part of the latency that is the API's own
+	// The part of the latency that is the API's own, and its offset from
+	// the mix's reference latency: a meter of every API's requests leaves
+	// both out of its shared latency, a meter of this API's alone only
+	// the first (it sees no mix).
+	var ownNs, offsetNs int64
 	if t.apiHeld != 0 {
-		ownNs = t.apiAtt.release(t.apiHeld, t.api.index, use, latencyNs)
+		ownNs, offsetNs = t.apiAtt.release(t.apiHeld, t.api.index, use, latencyNs)
 	}
 	if t.allHeld != 0 {
-		if own := t.allAtt.release(t.allHeld, t.api.index, use, latencyNs); own != 0 && (ownNs == 0 || own > ownNs) {
-			ownNs = own
+		own, off := t.allAtt.release(t.allHeld, t.api.index, use, latencyNs)
+		ownNs = max(ownNs, own)
+		if offsetNs == 0 {
+			offsetNs = off
 		}
 	}
 	if len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0) {
@@ -462,7 +468,7 @@ func (t *Ticket) finish(ok, abandoned bool, latencyNs int64) {
 		if t.apiAtt != nil {
 			t.apiAtt.done(proc, t.startNs, latencyNs, ownNs, ok, abandoned)
 		}
-		t.allAtt.done(proc, t.startNs, latencyNs, ownNs, ok, abandoned)
+		t.allAtt.done(proc, t.startNs, latencyNs, ownNs+offsetNs, ok, abandoned)
 	}
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
@@ -707,22 +713,25 @@ func (at *attachments) admit(now int64, proc, index int) (held uint64, v verdict
 // release gives back the slots held (one bit per limiter) by a request of
 // the API numbered index, which used them as use says and took latencyNs
 // (negative: unknown), and returns the part of that latency the limiters
-// found its API's own (ConcurrencyLimiter.ReleaseAfter).
-func (at *attachments) release(held uint64, index int, use actuators.Use, latencyNs int64) (ownNs int64) {
+// found its API's own, and its API's offset from the mix's reference
+// latency (ConcurrencyLimiter.ReleaseAfter). A dry run's tests cap
+// nothing, so judge nothing: its limiters count for neither. Of the
+// others, the largest own part counts, and the first offset not 0.
+func (at *attachments) release(held uint64, index int, use actuators.Use, latencyNs int64) (ownNs, offsetNs int64) {
 	for i := 0; held != 0; i++ {
 		if held&1 != 0 {
 			l := at.limiters[i]
-			own := l.Concurrency.ReleaseAfter(l.Concurrency.Partition(index), use, latencyNs)
-			// A dry run's tests cap nothing, so judge nothing; of the
-			// others, the first that measures the API (a signed offset,
-			// and any latency found its own) counts, or the largest.
-			if !l.DryRun.Load() && own != 0 && (ownNs == 0 || own > ownNs) {
-				ownNs = own
+			own, off := l.Concurrency.ReleaseAfter(l.Concurrency.Partition(index), use, latencyNs)
+			if !l.DryRun.Load() {
+				ownNs = max(ownNs, own)
+				if offsetNs == 0 {
+					offsetNs = off
+				}
 			}
 		}
 		held >>= 1
 	}
-	return ownNs
+	return ownNs, offsetNs
 }
 
 // Limiter is one actuator attached by a policy: a token bucket or a

@@ -87,3 +87,109 @@ func TestDryRunOwnLatencyReachesNoTap(t *testing.T) {
 			w.OwnLatencySumNs, w.SharedLatencyAvgMs(), w.AnsweredLatencyAvgMs())
 	}
 }
+
+// TestPerAPITapSeesNoMixOffset: a flux meter of one API's requests (a
+// policy whose selector names its label) reads that API's latency, not
+// the control point's mix: the offsets that count each answer at the
+// mix's reference latency go only to meters of every API's requests.
+func TestPerAPITapSeesNoMixOffset(t *testing.T) {
+	now := int64(0)
+	cp := NewRegistry(func() int64 { return now }).Get("ingress")
+	c := actuators.NewConcurrencyLimiter(1000)
+	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
+	type req struct {
+		tk     Ticket
+		finish int64
+	}
+	type api struct {
+		a        *API
+		perTick  int
+		lat      int64
+		inFlight []req
+	}
+	fast := &api{a: cp.API("fast"), perTick: 50, lat: int64(5 * time.Millisecond)}
+	slow := &api{a: cp.API("slow"), perTick: 5, lat: int64(40 * time.Millisecond)}
+	tap := actuators.NewRecorder(0)
+	fast.a.AttachTap(tap)
+	tick := int64(100 * time.Millisecond)
+	run := func(ticks int) {
+		for range ticks {
+			base := now
+			for _, a := range []*api{fast, slow} {
+				for i := range a.perTick {
+					now = base + int64(i)*tick/int64(a.perTick)
+					if tk, d := a.a.Admit(); d == Accepted {
+						a.inFlight = append(a.inFlight, req{tk, now + a.lat})
+					}
+				}
+			}
+			now = base + tick
+			for _, a := range []*api{fast, slow} {
+				kept := a.inFlight[:0]
+				for _, r := range a.inFlight {
+					if r.finish > now {
+						kept = append(kept, r)
+					} else {
+						r.tk.DoneAfter(true, time.Duration(a.lat))
+					}
+				}
+				a.inFlight = kept
+			}
+			c.Rebalance(true, -math.Expm1(-0.1))
+			c.Separate(true, 0.1)
+		}
+	}
+	var ws []actuators.Window
+	for _, slowPerTick := range []int{5, 50} {
+		slow.perTick = slowPerTick
+		run(1500)
+		tap.Snapshot(now)
+		run(10)
+		ws = append(ws, tap.Snapshot(now))
+	}
+	for i, w := range ws {
+		if got, want := w.SharedLatencyAvgMs(), w.AnsweredLatencyAvgMs(); math.Abs(got-want) > 0.1*want {
+			t.Errorf("window %d: fast's own meter reads shared %.2f ms, want its answered %.2f ms", i+1, got, want)
+		}
+	}
+}
+
+// TestReviewRaceOffsets: requests finishing on several goroutines while
+// Separate publishes offsets and a tap snapshots, for the race detector.
+func TestReviewRaceOffsets(t *testing.T) {
+	cp := NewRegistry(func() int64 { return time.Now().UnixNano() }).Get("ingress")
+	c := actuators.NewConcurrencyLimiter(1000)
+	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
+	tap := actuators.NewRecorder(0)
+	tap.Snapshot(time.Now().UnixNano())
+	cp.API(AllAPIs).AttachTap(tap)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			a := cp.API([]string{"a", "b", "c", "d"}[g])
+			lat := time.Duration(g+1) * 5 * time.Millisecond
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if tk, d := a.Admit(); d == Accepted {
+					tk.DoneAfter(true, lat)
+				}
+			}
+		}()
+	}
+	for range 300 {
+		c.Rebalance(true, 0.1)
+		c.Separate(true, 0.1)
+		tap.Snapshot(time.Now().UnixNano())
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	for range 4 {
+		<-done
+	}
+}
