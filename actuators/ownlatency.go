@@ -217,20 +217,28 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 	}
 	c.scratch = all
-	// The reference latency is the baselines' mean, weighted by each
-	// partition's requests over the last hour or so: each answer's latency
-	// is counted as the reference plus its excess over its own API's
-	// baseline. A window's mean latency then reads a queue, not which
-	// APIs happened to answer in it: where one API's requests cost
+	// The reference latency is the settled baselines' mean, weighted by
+	// each partition's requests over the last hour or so: each answer's
+	// latency is counted as the reference plus its excess over its own
+	// API's baseline. A window's mean latency then reads a queue, not
+	// which APIs happened to answer in it: where one API's requests cost
 	// twenty times another's, the count of expensive ones in a window of
 	// fifty moves the plain mean by more than a queue the limit must
-	// keep. An API that goes quiet or hangs keeps its part in the
-	// reference, fading over that hour; a new one counts from its first
-	// baseline, with a part that grows as slowly: a controller's baseline
-	// follows a drift that slow, and would read a faster one as a queue. A queue every API
-	// crosses is in every baseline learned under it and so in the
-	// reference too: the offsets, differences, hold. With one partition
+	// keep. Partitions count once settled: a baseline learned in a cold
+	// start's queue is not one, and partitions that learned theirs at
+	// different depths of it would read each other's as a queue. Until
+	// one has, nothing is subtracted (a cold start reads its queue raw);
+	// after, an API not yet settled (a new one) counts at the reference.
+	// An API that goes quiet or hangs
+	// keeps its part in the reference, fading over that hour; a new one's
+	// part grows as slowly: a controller's baseline follows a drift that
+	// slow, and would read a faster one as a queue. With one partition
 	// the offset is 0; with on false, every one is.
+	// The reference first: an answer that finds its partition's offset
+	// at the reference must find the reference too.
+	if on && refWeight > 0 {
+		c.refNs.Store(int64(refSum / refWeight))
+	}
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -244,10 +252,6 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			off = int64(p.own.baseNs - refSum/refWeight)
 		}
 		p.offsetNs.Store(off)
-	}
-	c.refNs.Store(0)
-	if on && refWeight > 0 {
-		c.refNs.Store(int64(refSum / refWeight))
 	}
 	shared := math.NaN()
 	switch {
