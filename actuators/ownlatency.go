@@ -229,11 +229,12 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// different depths of it would read each other's as a queue. Until
 	// one has, nothing is subtracted (a cold start reads its queue raw);
 	// after, an API not yet settled (a new one) counts at the reference.
-	// An API that goes quiet or hangs
-	// keeps its part in the reference, fading over that hour; a new one's
-	// part grows as slowly: a controller's baseline follows a drift that
-	// slow, and would read a faster one as a queue. With one partition
-	// the offset is 0; with on false, every one is.
+	// An API that goes quiet or hangs keeps its part in the reference,
+	// fading over that hour; a new one's part grows as slowly: a
+	// controller's baseline follows a drift that slow, and would read a
+	// faster one as a queue. With one partition the offset is 0; with on
+	// false, every one is.
+	//
 	// The reference first: an answer that finds its partition's offset
 	// at the reference must find the reference too.
 	if on && refWeight > 0 {
