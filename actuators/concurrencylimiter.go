@@ -174,7 +174,8 @@ type Partition struct {
 	// leaves the reference plus the answer's excess, so that the flux
 	// meters' shared latency does not move with the mix of APIs.
 	offsetNs atomic.Int64
-	// capRefused counts the requests the cap refused since the test began.
+	// capRefused counts the requests refused since the test began, at the
+	// cap or at the limit.
 	capRefused atomic.Int64
 	own        ownState // owned by Separate's caller
 }
@@ -250,11 +251,13 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 // (the requests of answered partitions, and those admitted while
 // unlimited or stale); an unanswered one's while fewer than the limit are
 // in flight at all and fewer than a quarter of it are unanswered ones',
-// and is not counted. A partition under test
-// (Separate) is also refused at its cap. A slot taken here must be given
-// back with ReleaseIn or ReleaseAfter on the same partition.
+// and is not counted. A partition under test (Separate) is also refused
+// at its cap, and counts the requests refused while it is tested, at its
+// cap or at the limit. A slot taken here must be given back with
+// ReleaseIn or ReleaseAfter on the same partition.
 func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
-	if capSlots := p.capSlots.Load(); capSlots > 0 && p.InFlight() >= capSlots && c.slots.Load() != unlimitedSlots {
+	capSlots := p.capSlots.Load()
+	if capSlots > 0 && p.InFlight() >= capSlots && c.slots.Load() != unlimitedSlots {
 		p.capRefused.Add(1)
 		return Refused
 	}
@@ -283,6 +286,9 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 			return Unlimited
 		}
 		if n >= slots {
+			if capSlots > 0 {
+				p.capRefused.Add(1) // held back all the same
+			}
 			return Refused
 		}
 		if c.counted.CompareAndSwap(n, n+1) {

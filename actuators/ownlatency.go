@@ -435,8 +435,9 @@ func (p *Partition) separate(shared, dt float64, group, limited, fresh bool) {
 		// Halving the requests in flight leaves a slower dependency's
 		// latency, and a queue's falls. Anything else is a queue too: a
 		// dependency is judged slower only on clear evidence, and only
-		// if the cap held its requests back (it refused a tenth of the
-		// demand it had): clients that went away prove nothing.
+		// if its requests were held back (the cap, or the shared limit
+		// where it bound first, refused a tenth of the demand it had):
+		// clients that went away prove nothing.
 		refused := float64(p.capRefused.Load())
 		if own >= 0.8*o.ref && refused >= 0.1*o.refRate*o.elapsed {
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0

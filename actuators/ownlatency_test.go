@@ -601,3 +601,29 @@ func TestSeparateSharedLatencyIsUnbiased(t *testing.T) {
 			sh, plain, time.Duration(cheap.offsetNs.Load()), time.Duration(costly.offsetNs.Load()))
 	}
 }
+
+// TestSeparateSlowerDependencyUnderAFullLimit: one API's dependency slows
+// while the shared limit is full, so that the limit refuses the tested
+// API's requests before its cap can. Its demand was held back all the
+// same, and its latency stayed: a slower dependency, separated.
+func TestSeparateSlowerDependencyUnderAFullLimit(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.latencyNs = int64(340 * time.Millisecond)
+	capSlots := int64(0)
+	for i := 0; i < 40 && capSlots == 0; i++ {
+		now = runOwn(c, apis, now, 1, true)
+		_, capSlots = slow.p.Separated()
+	}
+	if capSlots == 0 {
+		t.Fatal("no test started")
+	}
+	// The controller cuts the shared limit under the test's cap as the
+	// test begins: the limit refuses first, and the cap nothing.
+	c.SetLimit(float64(capSlots) / 2)
+	runOwn(c, apis, now, 50, true)
+	if sep, capSlots := slow.p.Separated(); !sep || capSlots != 0 {
+		t.Fatalf("after the test: separated %v, cap %d; want separated, uncapped (refusals %d)", sep, capSlots, slow.p.capRefused.Load())
+	}
+}
