@@ -42,6 +42,9 @@ type ConcurrencyLimiter struct {
 	// under partsMu; a nil entry has none yet.
 	parts   atomic.Pointer[[]*Partition]
 	partsMu sync.Mutex
+	// quarter is set while some answered partition has requests (Rebalance):
+	// only then are the unanswered ones held to a quarter of the limit.
+	quarter atomic.Bool
 	// refNs is the reference latency the partitions' offsets are taken
 	// from (Separate; 0: none), at which an unsettled partition's answers
 	// count.
@@ -180,13 +183,36 @@ type Partition struct {
 	own        ownState // owned by Separate's caller
 }
 
-// unansweredShare: the unanswered partitions' requests in flight are
-// admitted up to a quarter of the limit (at least one), whatever room the
-// answered ones leave. Each holds its slot until its client gives up;
-// filling the room would keep the limit binding, which a controller reads
-// as demand and grows the limit for, with more of them let in each time,
-// and when the dependency comes back they all reach the service at once.
+// unansweredShare: while some answered partition has requests, the
+// unanswered partitions' requests in flight are admitted up to a quarter
+// of the limit (at least one), whatever room the answered ones leave. Each
+// holds its slot until its client gives up; filling the room would keep
+// the limit binding, which a controller reads as demand and grows the
+// limit for, with more of them let in each time, and when the dependency
+// comes back they all reach the service at once. With no answered
+// partition in use (every API's clients give up: a queue past their
+// patience) it is the plain limit.
 const unansweredShare = 4
+
+// UnansweredFull reports whether u unanswered requests in flight, under a
+// limit of slots, leave no room for another: they hold a quarter of the
+// limit (at least one) while some answered partition has requests.
+func (c *ConcurrencyLimiter) UnansweredFull(slots, u int64) bool {
+	return c.quarter.Load() && u >= max(1, slots/unansweredShare)
+}
+
+// UnansweredQuarter reports whether partition p is unanswered and held to
+// the unanswered partitions' quarter of the limit, with the quarter and
+// the unanswered requests in flight: why it is refused while the limit
+// has room.
+func (c *ConcurrencyLimiter) UnansweredQuarter(p *Partition) (held bool, quarter, inFlight int64) {
+	slots := c.slots.Load()
+	if !p.unanswered.Load() || slots == unlimitedSlots || !c.quarter.Load() {
+		return false, 0, 0
+	}
+	u := c.uncounted.Load()
+	return u >= max(1, slots/unansweredShare), max(1, slots/unansweredShare), u
+}
 
 const (
 	countedOne    = 1 << 32
@@ -269,7 +295,7 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 				c.HoldIn(p)
 				return Unlimited
 			}
-			if c.counted.Load()+u >= slots || u >= max(1, slots/unansweredShare) {
+			if c.counted.Load()+u >= slots || c.UnansweredFull(slots, u) {
 				return Refused
 			}
 			if c.uncounted.CompareAndSwap(u, u+1) {
@@ -346,13 +372,16 @@ func (p *Partition) record(use Use) {
 // answered again those over three quarters; with on false every partition
 // is answered. A partition with no request in flight and none finished
 // since the last call drifts towards answered by alpha. The requests in
-// flight of an unanswered partition stop counting against the limit. The
-// caller calls it once per tick, from one goroutine.
+// flight of an unanswered partition stop counting against the limit, and,
+// while some answered partition has requests, its new ones are held to
+// the unanswered partitions' quarter of it. The caller calls it once per
+// tick, from one goroutine.
 func (c *ConcurrencyLimiter) Rebalance(on bool, alpha float64) {
 	ps := c.parts.Load()
 	if ps == nil {
 		return
 	}
+	quarter := false
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -368,8 +397,11 @@ func (c *ConcurrencyLimiter) Rebalance(on bool, alpha float64) {
 		p.unanswered.Store(unanswered)
 		if unanswered {
 			c.uncount(p)
+		} else if useful+other > 0 || p.InFlight() > 0 {
+			quarter = true
 		}
 	}
+	c.quarter.Store(quarter)
 }
 
 // uncount moves p's counted slots to uncounted: they are the ones the
@@ -406,7 +438,7 @@ func (c *ConcurrencyLimiter) FullFor(p *Partition) bool {
 	}
 	if p.unanswered.Load() {
 		u := c.uncounted.Load()
-		return c.counted.Load()+u >= slots || u >= max(1, slots/unansweredShare)
+		return c.counted.Load()+u >= slots || c.UnansweredFull(slots, u)
 	}
 	return c.counted.Load() >= slots
 }

@@ -483,3 +483,36 @@ func TestConcurrencyLimiterReleaseRacingTheMoveOfHeldSlots(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrencyLimiterNoneAnsweredIsThePlainLimit: with every API's
+// requests abandoned (a queue past every client's patience, or one API
+// whose clients all give up) no answered API has use for the room, and
+// the bulkhead is the plain shared limit: the unanswered quarter holds
+// only while some answered API has requests.
+func TestConcurrencyLimiterNoneAnsweredIsThePlainLimit(t *testing.T) {
+	for _, parts := range []int{1, 2} {
+		c := NewConcurrencyLimiter(8)
+		var ps []*Partition
+		for i := range parts {
+			p := c.Partition(i)
+			c.AcquireIn(p)
+			c.ReleaseIn(p, Wasted)
+			ps = append(ps, p)
+		}
+		c.Rebalance(true, 1)
+		for _, p := range ps {
+			if p.Answered() {
+				t.Fatal("partition answered with every request abandoned")
+			}
+		}
+		admitted := 0
+		for i := range 16 {
+			if c.AcquireIn(ps[i%parts]) != Refused {
+				admitted++
+			}
+		}
+		if admitted != 8 {
+			t.Errorf("%d partition(s), none answered, limit 8: %d admitted, want 8 (the plain shared limit)", parts, admitted)
+		}
+	}
+}

@@ -172,6 +172,15 @@ func (r *Running) explainSink(i int, now int64, api *controlpoint.API) Rejection
 				b.WriteString(" in flight while its latency is tested (in flight ")
 				b.WriteString(strconv.FormatInt(inFlight, 10))
 				b.WriteByte(')')
+			} else if held, quarter, inFlight := l.UnansweredQuarter(api); held {
+				// Unanswered: held to its quarter, not refused by the limit.
+				b.WriteString("; API ")
+				b.WriteString(api.Label)
+				b.WriteString(" unanswered (its clients give up on most of its requests): unanswered APIs hold at most ")
+				b.WriteString(strconv.FormatInt(quarter, 10))
+				b.WriteString(" in flight (in flight ")
+				b.WriteString(strconv.FormatInt(inFlight, 10))
+				b.WriteByte(')')
 			}
 		}
 	}

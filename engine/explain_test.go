@@ -94,3 +94,72 @@ func TestExplainRejectionNamesTheActuatorAndTheInputsOfItsTick(t *testing.T) {
 		t.Errorf("stale explanation %+v", x)
 	}
 }
+
+// quarterPolicy: a concurrency limit of 8 shared by every API of "web",
+// with the bulkhead on (the default).
+const quarterPolicy = `
+package t
+import bp "spillway.dev/blueprints"
+policies: web: bp.#Policy & {
+	policy_name: "web"
+	evaluation_interval: "1s"
+	components: [
+		{ConcurrencyLimiter: {selector: control_point: "web", in_ports: limit: 8}},
+	]
+}
+`
+
+// TestExplainUnansweredQuarter: "pay"'s requests were all abandoned and
+// "browse"'s answered, so pay is unanswered and held to a quarter of the
+// limit (2 of 8). A refusal of pay's third request while the limit has
+// room says why, instead of naming a limit that is not full.
+func TestExplainUnansweredQuarter(t *testing.T) {
+	specs, diags := engine.LoadSource("web.cue", []byte(quarterPolicy))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	var now atomic.Int64
+	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true, Clock: now.Load,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	eng.Tick()
+	cp := eng.ControlPoints().Get("web")
+	for range 5 {
+		tk, d := cp.Admit("pay")
+		if d != controlpoint.Accepted {
+			t.Fatalf("pay: %v", d)
+		}
+		tk.Abandon()
+		tk, d = cp.Admit("browse")
+		if d != controlpoint.Accepted {
+			t.Fatalf("browse: %v", d)
+		}
+		tk.Done(true)
+	}
+	now.Add(int64(time.Second))
+	eng.Tick()
+	var held []controlpoint.Ticket
+	for range 2 {
+		tk, d := cp.Admit("pay")
+		if d != controlpoint.Accepted {
+			t.Fatalf("pay under the quarter: %v", d)
+		}
+		held = append(held, tk)
+	}
+	if _, d := cp.Admit("pay"); d != controlpoint.ConcurrencyLimited {
+		t.Fatalf("pay beyond the quarter: %v, want ConcurrencyLimited", d)
+	}
+	x, ok := eng.ExplainRejection("web", "pay", controlpoint.ConcurrencyLimited)
+	if !ok {
+		t.Fatal("no explanation")
+	}
+	if !strings.Contains(x.Text, "API pay unanswered") || !strings.Contains(x.Text, "at most 2 in flight") {
+		t.Errorf("refusal by the unanswered APIs' quarter explained as %q, want it to name pay as unanswered and the quarter of 2", x.Text)
+	}
+	for _, tk := range held {
+		tk.Abandon()
+	}
+}

@@ -914,6 +914,17 @@ func (l *Limiter) TestCap(a *API) (capSlots, inFlight int64) {
 	return capSlots, p.InFlight()
 }
 
+// UnansweredQuarter reports whether a is unanswered at the limiter and
+// held to the unanswered APIs' quarter of its limit
+// (actuators.ConcurrencyLimiter.UnansweredQuarter), with the quarter and
+// the unanswered requests in flight; false for a token bucket.
+func (l *Limiter) UnansweredQuarter(a *API) (held bool, quarter, inFlight int64) {
+	if l.Concurrency == nil {
+		return false, 0, 0
+	}
+	return l.Concurrency.UnansweredQuarter(l.Concurrency.Partition(a.index))
+}
+
 // ConcurrencyFull reports whether the limiter's concurrency limit would
 // refuse a request counted under a now (actuators.ConcurrencyLimiter.FullFor,
 // in a's partition); false for a token bucket.
