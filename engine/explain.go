@@ -163,24 +163,13 @@ func (r *Running) explainSink(i int, now int64, api *controlpoint.API) Rejection
 		b.WriteString(strconv.FormatInt(l.Concurrency.InFlight(), 10))
 		b.WriteByte(')')
 		if api != nil {
+			// The API's own cap, or the unanswered APIs' quarter, refused
+			// it, not the shared limit.
 			if capSlots, inFlight := l.TestCap(api); capSlots > 0 && inFlight >= capSlots {
-				// The API's own cap refused it, not the shared limit.
-				b.WriteString("; API ")
-				b.WriteString(api.Label)
-				b.WriteString(" capped at ")
-				b.WriteString(strconv.FormatInt(capSlots, 10))
-				b.WriteString(" in flight while its latency is tested (in flight ")
-				b.WriteString(strconv.FormatInt(inFlight, 10))
-				b.WriteByte(')')
+				apiRefusal(&b, api.Label, " capped at ", capSlots, " in flight while its latency is tested", inFlight)
 			} else if held, quarter, inFlight := l.UnansweredQuarter(api); held {
-				// Unanswered: held to its quarter, not refused by the limit.
-				b.WriteString("; API ")
-				b.WriteString(api.Label)
-				b.WriteString(" unanswered (its clients give up on most of its requests): unanswered APIs hold at most ")
-				b.WriteString(strconv.FormatInt(quarter, 10))
-				b.WriteString(" in flight (in flight ")
-				b.WriteString(strconv.FormatInt(inFlight, 10))
-				b.WriteByte(')')
+				apiRefusal(&b, api.Label, " unanswered (its clients give up on most of its requests): unanswered APIs hold at most ",
+					quarter, " in flight", inFlight)
 			}
 		}
 	}
@@ -222,6 +211,19 @@ func (c *Circuit) producer(s int) *node {
 		}
 	}
 	return nil
+}
+
+// apiRefusal appends "; API label" what n after " (in flight inFlight)":
+// why one API's request was refused at a concurrency limit with room.
+func apiRefusal(b *strings.Builder, label, what string, n int64, after string, inFlight int64) {
+	b.WriteString("; API ")
+	b.WriteString(label)
+	b.WriteString(what)
+	b.WriteString(strconv.FormatInt(n, 10))
+	b.WriteString(after)
+	b.WriteString(" (in flight ")
+	b.WriteString(strconv.FormatInt(inFlight, 10))
+	b.WriteByte(')')
 }
 
 // formatSignal prints a signal value rounded to one decimal, "invalid" for

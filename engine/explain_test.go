@@ -31,18 +31,8 @@ policies: web: bp.#Policy & {
 `
 
 func TestExplainRejectionNamesTheActuatorAndTheInputsOfItsTick(t *testing.T) {
-	specs, diags := engine.LoadSource("web.cue", []byte(explainPolicy))
-	if len(diags) > 0 {
-		t.Fatal(diags)
-	}
 	var now atomic.Int64
-	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true, Clock: now.Load, StaleAfterTicks: 2,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	eng.Tick()
+	eng := startWeb(t, explainPolicy, engine.Options{Clock: now.Load, StaleAfterTicks: 2})
 	cp := eng.ControlPoints().Get("web")
 
 	if _, ok := eng.ExplainRejection("elsewhere", "x", controlpoint.RateLimited); ok {
@@ -95,6 +85,25 @@ func TestExplainRejectionNamesTheActuatorAndTheInputsOfItsTick(t *testing.T) {
 	}
 }
 
+// startWeb starts an engine on policy (the file web.cue) with opts,
+// ticked by hand and logging nothing, closed when the test ends, and
+// ticks it once.
+func startWeb(t *testing.T, policy string, opts engine.Options) *engine.Engine {
+	t.Helper()
+	specs, diags := engine.LoadSource("web.cue", []byte(policy))
+	if len(diags) > 0 {
+		t.Fatal(diags)
+	}
+	opts.Specs, opts.ManualTicks, opts.Logger = specs, true, slog.New(slog.DiscardHandler)
+	eng, err := engine.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	eng.Tick()
+	return eng
+}
+
 // quarterPolicy: a concurrency limit of 8 shared by every API of "web",
 // with the bulkhead on (the default).
 const quarterPolicy = `
@@ -114,18 +123,8 @@ policies: web: bp.#Policy & {
 // limit (2 of 8). A refusal of pay's third request while the limit has
 // room says why, instead of naming a limit that is not full.
 func TestExplainUnansweredQuarter(t *testing.T) {
-	specs, diags := engine.LoadSource("web.cue", []byte(quarterPolicy))
-	if len(diags) > 0 {
-		t.Fatal(diags)
-	}
 	var now atomic.Int64
-	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true, Clock: now.Load,
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	eng.Tick()
+	eng := startWeb(t, quarterPolicy, engine.Options{Clock: now.Load})
 	cp := eng.ControlPoints().Get("web")
 	for range 5 {
 		tk, d := cp.Admit("pay")
