@@ -194,12 +194,15 @@ type Partition struct {
 // patience) it is the plain limit.
 const unansweredShare = 4
 
-// UnansweredFull reports whether u unanswered requests in flight, under a
+// unansweredFull reports whether u unanswered requests in flight, under a
 // limit of slots, leave no room for another: they hold a quarter of the
 // limit (at least one) while some answered partition has requests.
-func (c *ConcurrencyLimiter) UnansweredFull(slots, u int64) bool {
-	return c.quarter.Load() && u >= max(1, slots/unansweredShare)
+func (c *ConcurrencyLimiter) unansweredFull(slots, u int64) bool {
+	return c.quarter.Load() && u >= quarterOf(slots)
 }
+
+// quarterOf is the unanswered partitions' share of a limit of slots.
+func quarterOf(slots int64) int64 { return max(1, slots/unansweredShare) }
 
 // UnansweredQuarter reports whether partition p is unanswered and held to
 // the unanswered partitions' quarter of the limit, with the quarter and
@@ -210,8 +213,8 @@ func (c *ConcurrencyLimiter) UnansweredQuarter(p *Partition) (held bool, quarter
 	if !p.unanswered.Load() || slots == unlimitedSlots || !c.quarter.Load() {
 		return false, 0, 0
 	}
-	u := c.uncounted.Load()
-	return u >= max(1, slots/unansweredShare), max(1, slots/unansweredShare), u
+	quarter, inFlight = quarterOf(slots), c.uncounted.Load()
+	return inFlight >= quarter, quarter, inFlight
 }
 
 const (
@@ -295,7 +298,7 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 				c.HoldIn(p)
 				return Unlimited
 			}
-			if c.counted.Load()+u >= slots || c.UnansweredFull(slots, u) {
+			if c.counted.Load()+u >= slots || c.unansweredFull(slots, u) {
 				return Refused
 			}
 			if c.uncounted.CompareAndSwap(u, u+1) {
@@ -438,7 +441,7 @@ func (c *ConcurrencyLimiter) FullFor(p *Partition) bool {
 	}
 	if p.unanswered.Load() {
 		u := c.uncounted.Load()
-		return c.counted.Load()+u >= slots || c.UnansweredFull(slots, u)
+		return c.counted.Load()+u >= slots || c.unansweredFull(slots, u)
 	}
 	return c.counted.Load() >= slots
 }

@@ -208,7 +208,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		case lat <= 1.25*o.baseNs:
 			o.baseNs += drift * (lat - o.baseNs)
 		}
-		if w := o.mixWeight(c.clock, mix); o.settled(c.clock) && w > 0 {
+		if w := o.mixWeight(c.clock); o.settled(c.clock) && w > 0 {
 			refSum += w * o.baseNs
 			refWeight += w
 		}
@@ -237,8 +237,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	//
 	// The reference first: an answer that finds its partition's offset
 	// at the reference must find the reference too.
+	ref := refSum / refWeight
 	if on && refWeight > 0 {
-		c.refNs.Store(int64(refSum / refWeight))
+		c.refNs.Store(int64(ref))
 	}
 	for _, p := range *ps {
 		if p == nil {
@@ -250,7 +251,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		case !p.own.settled(c.clock):
 			off = atReference
 		default:
-			off = int64(p.own.baseNs - refSum/refWeight)
+			off = int64(p.own.baseNs - ref)
 		}
 		p.offsetNs.Store(off)
 	}
@@ -317,16 +318,15 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 func (o *ownState) settled(clock float64) bool { return clock-o.born >= ownSettle }
 
 // mixWeight is the partition's part in the reference latency at clock
-// (seconds), given the weight's per-tick smoothing factor mix: its
-// requests' rate over the last ownMixWindow, corrected for a partition
-// younger than that (an exponential average that began at 0 reads low
-// by 1-e^(-age/ownMixWindow)), and, for one that appeared after
+// (seconds): its requests' rate over the last ownMixWindow, corrected
+// for a partition younger than that (an exponential average that began
+// at 0 reads low by 1-e^(-age/ownMixWindow)), and, for one that appeared after
 // ownMixLate, ramped in over ownMixWindow from its birth, so that the
 // reference drifts towards a new mix no faster than a controller's
 // baseline follows.
-func (o *ownState) mixWeight(clock, mix float64) float64 {
+func (o *ownState) mixWeight(clock float64) float64 {
 	age := clock - o.born
-	if !(age > 0) || !(mix > 0) {
+	if !(age > 0) {
 		return 0
 	}
 	w := o.weight / -math.Expm1(-age/ownMixWindow)
