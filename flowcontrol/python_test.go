@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/spillway-dev/spillway/flowcontrol"
 	"github.com/spillway-dev/spillway/flowcontrol/spillwayv1"
@@ -43,6 +45,7 @@ func TestCheckFromPython(t *testing.T) {
 	}
 	rpc := grpc.NewServer(flowcontrol.GRPCServerOptions()...)
 	spillwayv1.RegisterFlowControlServer(rpc, srv)
+	healthpb.RegisterHealthServer(rpc, health.NewServer())
 	go rpc.Serve(ln)
 	defer rpc.Stop()
 
@@ -56,13 +59,16 @@ func TestCheckFromPython(t *testing.T) {
 	var report struct {
 		Decisions map[string]int `json:"decisions"`
 		P50       float64        `json:"p50_us"`
+		Anchor    struct {
+			P50 float64 `json:"p50_us"`
+		} `json:"anchor"`
 	}
 	if err := json.Unmarshal(out, &report); err != nil {
 		t.Fatalf("python client output %q: %v", out, err)
 	}
 	accepted, rejected := report.Decisions["DECISION_ACCEPTED"], report.Decisions["DECISION_REJECTED"]
-	if accepted < 2 || accepted > 3 || accepted+rejected != 20 || report.P50 <= 0 {
-		t.Errorf("python client saw %+v, want 2 (or 3) of 20 accepted, the rest rejected", report)
+	if accepted < 2 || accepted > 3 || accepted+rejected != 20 || report.P50 <= 0 || report.Anchor.P50 <= 0 {
+		t.Errorf("python client saw %+v, want 2 (or 3) of 20 accepted, the rest rejected, and the health anchor timed", report)
 	}
 	if srv.OpenFlows() != 0 {
 		t.Errorf("%d flows open after the client's Dones", srv.OpenFlows())

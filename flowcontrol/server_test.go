@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/spillway-dev/spillway/decisionlog"
@@ -64,12 +66,20 @@ func newEngine(t testing.TB) *engine.Engine {
 // dial serves srv over gRPC on loopback and returns a client.
 func dial(t testing.TB, srv *flowcontrol.Server) spillwayv1.FlowControlClient {
 	t.Helper()
+	return spillwayv1.NewFlowControlClient(dialConn(t, srv))
+}
+
+// dialConn serves srv and gRPC's health service on a loopback port and
+// returns a connection to it.
+func dialConn(t testing.TB, srv *flowcontrol.Server) *grpc.ClientConn {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rpc := grpc.NewServer(append(flowcontrol.GRPCServerOptions(), grpc.MaxRecvMsgSize(flowcontrol.MaxRequestBytes))...)
 	spillwayv1.RegisterFlowControlServer(rpc, srv)
+	healthpb.RegisterHealthServer(rpc, health.NewServer())
 	go rpc.Serve(ln)
 	t.Cleanup(rpc.Stop)
 	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -77,7 +87,7 @@ func dial(t testing.TB, srv *flowcontrol.Server) spillwayv1.FlowControlClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return spillwayv1.NewFlowControlClient(conn)
+	return conn
 }
 
 func newServer(t testing.TB, eng *engine.Engine, opts flowcontrol.Options) *flowcontrol.Server {

@@ -12,6 +12,8 @@ import (
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/spillway-dev/spillway/extauthz"
 	"github.com/spillway-dev/spillway/flowcontrol"
@@ -51,6 +53,12 @@ func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAcc
 	authz := extauthz.New(fc, extauthz.Options{ControlPoint: controlPoint, Routes: routes, Explain: explain, Completions: envoyAccessLog})
 	authv3.RegisterAuthorizationServer(rpc, authz)
 	alsv3.RegisterAccessLogServiceServer(rpc, authz.AccessLogService())
+	// gRPC's standard health service, for probes and load balancers (and, a
+	// call that does nothing, the anchor of check_latency.py's figures).
+	hs := health.NewServer()
+	hs.SetServingStatus(spillwayv1.FlowControl_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(rpc, hs)
 	web := &http.Server{
 		Handler:           acc.guard(fc.Handler()),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -73,6 +81,7 @@ func (h *hostedEngine) serveCheck(ctx context.Context, addr string, acc adminAcc
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		hs.Shutdown()
 		stopped := make(chan struct{})
 		go func() { rpc.GracefulStop(); close(stopped) }()
 		_ = web.Shutdown(shutdown)

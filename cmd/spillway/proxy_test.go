@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -157,6 +158,12 @@ func TestProxyCommandProtectsAnUpstreamAndServesTheCheckAPI(t *testing.T) {
 	}
 	if _, err := client.Done(ctx, &spillwayv1.DoneRequest{FlowId: accepted.FlowId, Outcome: spillwayv1.Outcome_OUTCOME_OK}); err != nil {
 		t.Fatalf("gRPC done: %v", err)
+	}
+
+	// gRPC's health service on the same port, for probes.
+	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: spillwayv1.FlowControl_ServiceDesc.ServiceName})
+	if err != nil || health.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health check: %v, %v", health, err)
 	}
 
 	// ext_authz and, with --envoy-access-log, Envoy's access-log stream
