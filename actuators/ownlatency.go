@@ -15,8 +15,9 @@ import (
 //
 //   - Each partition learns the latency its answered requests show without
 //     a queue (its baseline: the lowest one-second mean, drifting slowly
-//     within a quarter over it, and falling to a lower one over a few
-//     seconds), and each tick its excess over it.
+//     within a quarter over it, and falling over a few seconds to a lower
+//     one that is lower by more than chance, two standard errors), and
+//     each tick its excess over it.
 //   - The excess most requests share (the completion-weighted median over
 //     the partitions) is the shared queue. A partition measured for
 //     ownSettle seconds whose excess is mostly its own, by half its
@@ -201,10 +202,12 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		case math.IsNaN(lat):
 		case math.IsNaN(o.baseNs):
 			o.baseNs, o.born = lat, c.clock
-		case lat < o.baseNs:
-			// Down to a lower mean over a few seconds, not at once: the
-			// lowest of many noisy means is below the true one.
-			o.baseNs += down * (lat - o.baseNs)
+		case lat+2*o.errorNs() < o.baseNs:
+			// Down to a lower mean over a few seconds, not at once, and
+			// only to what the mean may be short of by chance (two
+			// standard errors over it): the lowest of many noisy means is
+			// below the true one, by more the fewer requests each holds.
+			o.baseNs += down * (lat + 2*o.errorNs() - o.baseNs)
 		case lat <= 1.25*o.baseNs:
 			o.baseNs += drift * (lat - o.baseNs)
 		}

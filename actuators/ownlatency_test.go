@@ -2,6 +2,7 @@ package actuators
 
 import (
 	"math"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -625,5 +626,50 @@ func TestSeparateSlowerDependencyUnderAFullLimit(t *testing.T) {
 	runOwn(c, apis, now, 50, true)
 	if sep, capSlots := slow.p.Separated(); !sep || capSlots != 0 {
 		t.Fatalf("after the test: separated %v, cap %d; want separated, uncapped (refusals %d)", sep, capSlots, slow.p.capRefused.Load())
+	}
+}
+
+// TestSeparateBaselineOfANoisyAPIIsItsMean: an API of few, widely spread
+// requests (ten a second, lognormal with σ 0.6) beside a busy cheap one.
+// Its one-second means scatter by a fifth around its mean; a baseline that
+// fell to each lower one would settle near their lowest, and every one of
+// its answers would then count as a queue in the shared latency. The
+// baseline stays within a tenth of the true mean, and the mean shared
+// latency within 4 % of the answers' mean.
+func TestSeparateBaselineOfANoisyAPIIsItsMean(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	cheap, costly := c.Partition(0), c.Partition(1)
+	r := NewRecorder(0)
+	r.Snapshot(0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	now, tick := int64(0), int64(100*time.Millisecond)
+	const meanMs, sigma = 65.0, 0.6
+	mu := math.Log(meanMs) - sigma*sigma/2
+	var latSum, ownSum, n float64
+	for i := range 6000 {
+		for j := range 51 {
+			p, lat := cheap, int64(3*time.Millisecond)
+			if j == 50 {
+				p, lat = costly, int64(math.Exp(mu+sigma*rng.NormFloat64())*1e6)
+			}
+			c.AcquireIn(p)
+			r.Arrive(now, true)
+			own, off := c.ReleaseAfter(p, Useful, lat)
+			r.DoneOwnOn(0, now, lat, own+off, true)
+		}
+		now += tick
+		w := r.Snapshot(now)
+		if i >= 3000 {
+			latSum, ownSum, n = latSum+float64(w.LatencySumNs), ownSum+float64(w.OwnLatencySumNs), n+float64(w.Completed)
+		}
+		c.Rebalance(true, -math.Expm1(-0.1))
+		c.Separate(true, 0.1)
+	}
+	if base := costly.own.baseNs / 1e6; base < 0.9*meanMs || base > 1.1*meanMs {
+		t.Errorf("baseline of the noisy API %.1f ms, want within a tenth of its mean %.0f ms", base, meanMs)
+	}
+	plain, sh := latSum/n/1e6, (latSum-ownSum)/n/1e6
+	if math.Abs(sh-plain) > 0.04*plain {
+		t.Errorf("mean shared %.3f ms, want the mean answered %.3f ms", sh, plain)
 	}
 }
