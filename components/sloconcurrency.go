@@ -299,21 +299,13 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 // baseline taken from it would read a queue the limit let in as the
 // service's own latency. If the dependency is only partly faster, the
 // settled baseline reads the rest as a queue, and a relearn finds it.
-// The decay waits while the limit does not bind (binding false): such a
-// window shows the latency without a queue of the limit's making, so a
-// recovery shows at once, and a lease that decayed through a lull would
-// come back, wherever the settled baseline was short of the service's
-// latency, as a queue no cut can drain.
-func (c *SLOConcurrencyController) expireLease(ticks, rtt float64, binding bool) {
+func (c *SLOConcurrencyController) expireLease(ticks, rtt float64) {
 	if !IsValid(c.settled) || !IsValid(c.baseline) {
 		return
 	}
 	if rtt < 0.8*c.baseline {
 		c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
 		return
-	}
-	if !binding && IsValid(rtt) {
-		return // a window with room: a recovery shows in it
 	}
 	tau := math.Min(10*c.relearnTicks*math.Pow(2, float64(c.relearns-1)), c.windowTicks)
 	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/tau)
@@ -494,6 +486,6 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			}
 		}
 	}
-	c.expireLease(windowTicks, rtt, binding)
+	c.expireLease(windowTicks, rtt)
 	out[0], out[1], out[2] = c.limit, overload, c.baseline
 }

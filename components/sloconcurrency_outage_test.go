@@ -72,35 +72,3 @@ func TestSLOConcurrencyControllerLullEndsAQueueingRun(t *testing.T) {
 		}
 	}
 }
-
-// A relearned baseline's lease decays only while the limit binds: it is
-// how a controller under a standing queue finds out that the dependency
-// is fast again, and a window with room shows that directly (faster than
-// 0.8 × the lease ends it). A slower dependency that outlasts a lull keeps
-// its baseline through it, and the load that returns is not cut for the
-// latency the service has without a queue.
-func TestSLOConcurrencyControllerLeaseHoldsWhileTheLimitHasRoom(t *testing.T) {
-	p := newSLOPlant(t)
-	p.run(600)
-	p.own = 60 // a slower dependency: relearned on a lease
-	p.run(100)
-	if b := p.out[2]; b < 45 {
-		t.Fatalf("baseline %.1f ms 10 s into a shift to 60 ms, want it relearned", b)
-	}
-	p.demand = 3 // five minutes under the limit, the dependency still slow
-	p.run(3000)
-	if b := p.out[2]; b < 45 {
-		t.Fatalf("baseline %.1f ms after a lull with the dependency still slow, want the relearned one", b)
-	}
-	p.demand = 1e9
-	before := p.out[0]
-	p.run(30)
-	if l := p.out[0]; l < before {
-		t.Errorf("limit %.1f → %.1f in the 3 s after the lull, want no cut: the service has no queue", before, l)
-	}
-	p.demand, p.own = 3, 20 // fast again: the first window with room ends the lease
-	p.run(30)
-	if b := p.out[2]; b > 21 {
-		t.Errorf("baseline %.1f ms with the dependency fast again, want 20", b)
-	}
-}
