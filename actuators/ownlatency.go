@@ -16,8 +16,9 @@ import (
 //   - Each partition learns the latency its answered requests show without
 //     a queue (its baseline: the lowest one-second mean, drifting slowly
 //     within a quarter over it, and falling over a few seconds to a lower
-//     one that is lower by more than chance, two standard errors), and
-//     each tick its excess over it.
+//     mean plus two of its standard errors, where that is lower: a mean
+//     lower by chance alone does not move it), and each tick its excess
+//     over it.
 //   - The excess most requests share (the completion-weighted median over
 //     the partitions) is the shared queue. A partition measured for
 //     ownSettle seconds whose excess is mostly its own, by half its
