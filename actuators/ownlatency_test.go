@@ -570,33 +570,15 @@ func TestSeparateReferenceRampsInANewAPI(t *testing.T) {
 func TestSeparateSharedLatencyIsUnbiased(t *testing.T) {
 	c := NewConcurrencyLimiter(1000)
 	cheap, costly := c.Partition(2), c.Partition(3)
-	r := NewRecorder(0)
-	r.Snapshot(0)
-	now, tick := int64(0), int64(100*time.Millisecond)
-	var latSum, ownSum, n float64
-	for i := range 3000 {
-		for j := range 60 {
-			p, lat := cheap, int64(3*time.Millisecond)
-			if j >= 50 {
-				p, lat = costly, int64(20*time.Millisecond)
-				if j%2 == 1 {
-					lat = int64(110 * time.Millisecond)
-				}
-			}
-			c.AcquireIn(p)
-			r.Arrive(now, true)
-			own, off := c.ReleaseAfter(p, Useful, lat)
-			r.DoneOwnOn(0, now, lat, own+off, true)
+	plain, sh := runMixNoQueue(c, 3000, 1000, 60, func(j int) (*Partition, int64) {
+		switch {
+		case j < 50:
+			return cheap, int64(3 * time.Millisecond)
+		case j%2 == 0:
+			return costly, int64(20 * time.Millisecond)
 		}
-		now += tick
-		w := r.Snapshot(now)
-		if i >= 1000 {
-			latSum, ownSum, n = latSum+float64(w.LatencySumNs), ownSum+float64(w.OwnLatencySumNs), n+float64(w.Completed)
-		}
-		c.Rebalance(true, -math.Expm1(-0.1))
-		c.Separate(true, 0.1)
-	}
-	plain, sh := latSum/n/1e6, (latSum-ownSum)/n/1e6
+		return costly, int64(110 * time.Millisecond)
+	})
 	if math.Abs(sh-plain) > 0.05*plain {
 		t.Errorf("mean shared %.2f ms, want the mean answered %.2f ms (offsets cheap %v, costly %v)",
 			sh, plain, time.Duration(cheap.offsetNs.Load()), time.Duration(costly.offsetNs.Load()))
@@ -639,19 +621,36 @@ func TestSeparateSlowerDependencyUnderAFullLimit(t *testing.T) {
 func TestSeparateBaselineOfANoisyAPIIsItsMean(t *testing.T) {
 	c := NewConcurrencyLimiter(1000)
 	cheap, costly := c.Partition(0), c.Partition(1)
-	r := NewRecorder(0)
-	r.Snapshot(0)
 	rng := rand.New(rand.NewPCG(1, 2))
-	now, tick := int64(0), int64(100*time.Millisecond)
 	const meanMs, sigma = 65.0, 0.6
 	mu := math.Log(meanMs) - sigma*sigma/2
+	plain, sh := runMixNoQueue(c, 6000, 3000, 51, func(j int) (*Partition, int64) {
+		if j < 50 {
+			return cheap, int64(3 * time.Millisecond)
+		}
+		return costly, int64(math.Exp(mu+sigma*rng.NormFloat64()) * 1e6)
+	})
+	if base := costly.own.baseNs / 1e6; base < 0.9*meanMs || base > 1.1*meanMs {
+		t.Errorf("baseline of the noisy API %.1f ms, want within a tenth of its mean %.0f ms", base, meanMs)
+	}
+	if math.Abs(sh-plain) > 0.04*plain {
+		t.Errorf("mean shared %.3f ms, want the mean answered %.3f ms", sh, plain)
+	}
+}
+
+// runMixNoQueue answers perTick requests a 100 ms tick, the j-th of them
+// on the partition and after the latency answer(j) gives, with no queue,
+// through a recorder that meters every API's requests, for ticks ticks.
+// It returns the mean answered latency and the mean shared latency, in
+// ms, over the ticks from the from-th on.
+func runMixNoQueue(c *ConcurrencyLimiter, ticks, from, perTick int, answer func(j int) (*Partition, int64)) (plainMs, sharedMs float64) {
+	r := NewRecorder(0)
+	r.Snapshot(0)
+	now, tick := int64(0), int64(100*time.Millisecond)
 	var latSum, ownSum, n float64
-	for i := range 6000 {
-		for j := range 51 {
-			p, lat := cheap, int64(3*time.Millisecond)
-			if j == 50 {
-				p, lat = costly, int64(math.Exp(mu+sigma*rng.NormFloat64())*1e6)
-			}
+	for i := range ticks {
+		for j := range perTick {
+			p, lat := answer(j)
 			c.AcquireIn(p)
 			r.Arrive(now, true)
 			own, off := c.ReleaseAfter(p, Useful, lat)
@@ -659,17 +658,11 @@ func TestSeparateBaselineOfANoisyAPIIsItsMean(t *testing.T) {
 		}
 		now += tick
 		w := r.Snapshot(now)
-		if i >= 3000 {
+		if i >= from {
 			latSum, ownSum, n = latSum+float64(w.LatencySumNs), ownSum+float64(w.OwnLatencySumNs), n+float64(w.Completed)
 		}
 		c.Rebalance(true, -math.Expm1(-0.1))
 		c.Separate(true, 0.1)
 	}
-	if base := costly.own.baseNs / 1e6; base < 0.9*meanMs || base > 1.1*meanMs {
-		t.Errorf("baseline of the noisy API %.1f ms, want within a tenth of its mean %.0f ms", base, meanMs)
-	}
-	plain, sh := latSum/n/1e6, (latSum-ownSum)/n/1e6
-	if math.Abs(sh-plain) > 0.04*plain {
-		t.Errorf("mean shared %.3f ms, want the mean answered %.3f ms", sh, plain)
-	}
+	return latSum / n / 1e6, (latSum - ownSum) / n / 1e6
 }
