@@ -226,6 +226,32 @@ func TestWindowSharedLatency(t *testing.T) {
 	}
 }
 
+// TestWindowSharedLatencySem: the standard error of the answers' shared
+// latencies (latency less own), abandoned requests left out; NaN with
+// fewer than two answers.
+func TestWindowSharedLatencySem(t *testing.T) {
+	r := NewRecorder(0)
+	r.Snapshot(0)
+	for i := range 6 {
+		r.Arrive(int64(i), true)
+	}
+	r.DoneOwnOn(0, 0, int64(10*time.Millisecond), 0, true)
+	r.DoneOwnOn(0, 1, int64(25*time.Millisecond), int64(5*time.Millisecond), true)
+	r.DoneOwnOn(0, 2, int64(20*time.Millisecond), -int64(10*time.Millisecond), false)
+	r.DoneOwnOn(0, 3, int64(40*time.Millisecond), 0, true)
+	r.AbandonOn(0, 4, int64(2*time.Second))
+	w := r.Snapshot(int64(time.Second))
+	// Shared 10, 20, 30 and 40 ms: mean 25, sample variance 500/3 ms².
+	if got, want := w.SharedLatencySemMs(), math.Sqrt(500.0/3/4); math.Abs(got-want) > 1e-6 {
+		t.Errorf("standard error %v ms, want %v", got, want)
+	}
+	r.DoneOwnOn(0, 5, int64(10*time.Millisecond), 0, true)
+	if w := r.Snapshot(int64(2 * time.Second)); !math.IsNaN(w.SharedLatencySemMs()) {
+		got := w.SharedLatencySemMs()
+		t.Errorf("standard error of one answer %v, want NaN", got)
+	}
+}
+
 // TestSeparateMixLeavesSharedLatency: two APIs whose latencies differ
 // eightfold, with no queue. Once settled, each answer's latency less its
 // own is the same reference latency, the baselines' mean weighted by the

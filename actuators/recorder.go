@@ -81,6 +81,7 @@ type recorderBuffer struct {
 	abandoned    atomic.Uint64
 	abandonedNs  atomic.Uint64
 	ownNs        atomic.Uint64
+	sharedSqUs   atomic.Uint64
 }
 
 // NewRecorder returns an empty recorder. Goodput counts OK responses whose
@@ -151,11 +152,16 @@ func (r *Recorder) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned
 	if abandoned {
 		b.abandoned.Add(1)
 		b.abandonedNs.Add(uint64(latencyNs))
-	} else if ownNs != 0 {
-		// Signed, in two's complement; not clamped to the latency: an
-		// answer faster than its API's baseline counts below the
-		// reference, as a cheap one's counts above it.
-		b.ownNs.Add(uint64(ownNs))
+	} else {
+		if ownNs != 0 {
+			// Signed, in two's complement; not clamped to the latency:
+			// an answer faster than its API's baseline counts below the
+			// reference, as a cheap one's counts above it.
+			b.ownNs.Add(uint64(ownNs))
+		}
+		// Its square, in µs², for the shared latency's standard error.
+		us := uint64(max(latencyNs-ownNs, 0) / 1000)
+		b.sharedSqUs.Add(us * us)
 	}
 	switch slo := r.sloNs.Load(); {
 	case !ok:
@@ -207,6 +213,7 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 		w.Abandoned += b.abandoned.Swap(0)
 		w.AbandonedLatencySumNs += b.abandonedNs.Swap(0)
 		w.OwnLatencySumNs += int64(b.ownNs.Swap(0))
+		w.SharedSqUs += b.sharedSqUs.Swap(0)
 	}
 	for i := range r.latency {
 		w.Completed += r.latency[i][retired].Drain(&w.LatencyCounts)

@@ -47,6 +47,8 @@ func TestRecorderCountsOneWindow(t *testing.T) {
 			want: Window{
 				Incoming: 5, Accepted: 5, Completed: 4, Goodput: 2, Errors: 1, InFlight: 1,
 				LatencySumNs: uint64(260*ms + 1),
+				// In whole µs, squared: 50, 100, 100 and 10 ms.
+				SharedSqUs: 50_000*50_000 + 2*100_000*100_000 + 10_000*10_000,
 			},
 		},
 		{
@@ -57,7 +59,8 @@ func TestRecorderCountsOneWindow(t *testing.T) {
 				{admitted: true, done: true, latencyNs: 1, ok: true},
 				{admitted: true, done: true, latencyNs: 1, ok: false},
 			},
-			want: Window{Incoming: 3, Accepted: 3, Completed: 3, Goodput: 2, Errors: 1, LatencySumNs: uint64(90*secondNs + 2)},
+			want: Window{Incoming: 3, Accepted: 3, Completed: 3, Goodput: 2, Errors: 1, LatencySumNs: uint64(90*secondNs + 2),
+				SharedSqUs: 90_000_000 * 90_000_000},
 		},
 		{
 			name: "a negative latency counts as 0",
@@ -115,7 +118,7 @@ func TestRecorderWindowsFollowEachOther(t *testing.T) {
 
 	assertWindowCounts(t, first, Window{StartNs: 100 * ms, EndNs: 100 * ms, Incoming: 1, Accepted: 1, InFlight: 1})
 	assertWindowCounts(t, second, Window{StartNs: 100 * ms, EndNs: 600 * ms, Incoming: 2, Accepted: 1, Rejected: 1, InFlight: 2})
-	assertWindowCounts(t, third, Window{StartNs: 600 * ms, EndNs: 1_100 * ms, Completed: 1, Goodput: 1, InFlight: 1, LatencySumNs: uint64(5 * ms)})
+	assertWindowCounts(t, third, Window{StartNs: 600 * ms, EndNs: 1_100 * ms, Completed: 1, Goodput: 1, InFlight: 1, LatencySumNs: uint64(5 * ms), SharedSqUs: 5_000 * 5_000})
 	assertWindowCounts(t, fourth, Window{StartNs: 1_100 * ms, EndNs: 1_600 * ms, InFlight: 1})
 	if got := first.Rate(first.Incoming); !math.IsNaN(got) {
 		t.Errorf("the first window is empty-length, so its rates are NaN; got %v", got)

@@ -23,6 +23,10 @@ type Window struct {
 	// that was their APIs' own, not shared with the others
 	// (Recorder.DoneOwnOn); negative where cheap APIs' answers dominate.
 	OwnLatencySumNs int64
+	// SharedSqUs is the sum of the squares, in µs², of the answered
+	// requests' shared latencies (latency less own, at least 0), for
+	// SharedLatencySemMs.
+	SharedSqUs uint64
 
 	InFlight int64 // admitted and not finished at EndNs
 	// OldestInFlightNs is the age at EndNs of the oldest request in
@@ -66,6 +70,21 @@ func (w *Window) SharedLatencyAvgMs() float64 {
 		return avg
 	}
 	return math.Max(0, avg-float64(w.OwnLatencySumNs)/float64(answered)/1e6)
+}
+
+// SharedLatencySemMs is the standard error of SharedLatencyAvgMs in
+// milliseconds: how far the mean of the window's answers may be from
+// their latency's by chance, which a window of fifty answers where APIs'
+// latencies spread widely puts at a fifth of the mean or more. NaN with
+// fewer than two answers.
+func (w *Window) SharedLatencySemMs() float64 {
+	if w.Abandoned >= w.Completed || w.Completed-w.Abandoned < 2 {
+		return math.NaN()
+	}
+	n := float64(w.Completed - w.Abandoned)
+	meanUs := w.SharedLatencyAvgMs() * 1000
+	variance := math.Max(0, float64(w.SharedSqUs)/n-meanUs*meanUs) * n / (n - 1)
+	return math.Sqrt(variance/n) / 1000
 }
 
 // QuantileMs returns the q-quantile (q in [0, 1]) of the completed requests'

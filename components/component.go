@@ -126,6 +126,9 @@ type FluxReading struct {
 	// cross raises, and neither one API's slower dependency nor a shift in
 	// the mix of cheap and costly APIs does.
 	SharedLatencyAvgMs float64
+	// SharedLatencySemMs is SharedLatencyAvgMs's standard error
+	// (actuators.Window.SharedLatencySemMs).
+	SharedLatencySemMs float64
 }
 
 // Source is a component fed from outside the circuit (a FluxMeter).

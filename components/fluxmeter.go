@@ -29,6 +29,7 @@ func (f *FluxMeter) Ports() Ports {
 		"latency_avg_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
 		"incoming_rps", "accepted_rps", "rejected_rps", "goodput_rps", "in_flight", "completed_rps",
 		"oldest_in_flight_ms", "answered_latency_avg_ms", "abandoned_rps", "shared_latency_avg_ms",
+		"shared_latency_sem_ms",
 	}}
 }
 
@@ -57,4 +58,5 @@ func (f *FluxMeter) Execute(_, out []float64) {
 	out[5], out[6], out[7], out[8] = r.IncomingRps, r.AcceptedRps, r.RejectedRps, r.GoodputRps
 	out[9], out[10], out[11] = r.InFlight, r.CompletedRps, r.OldestInFlightMs
 	out[12], out[13], out[14] = r.AnsweredLatencyAvgMs, r.AbandonedRps, r.SharedLatencyAvgMs
+	out[15] = r.SharedLatencySemMs
 }

@@ -25,7 +25,7 @@ func TestFluxMeter(t *testing.T) {
 	if got, want := comp.Ports().Out, []string{
 		"latency_avg_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
 		"incoming_rps", "accepted_rps", "rejected_rps", "goodput_rps", "in_flight", "completed_rps",
-		"oldest_in_flight_ms", "answered_latency_avg_ms", "abandoned_rps", "shared_latency_avg_ms",
+		"oldest_in_flight_ms", "answered_latency_avg_ms", "abandoned_rps", "shared_latency_avg_ms", "shared_latency_sem_ms",
 	}; len(got) != len(want) {
 		t.Fatalf("outputs %v, want %v", got, want)
 	} else {
@@ -36,7 +36,7 @@ func TestFluxMeter(t *testing.T) {
 		}
 	}
 
-	allInvalid := []float64{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan}
+	allInvalid := []float64{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan}
 	// Before any reading every output is invalid.
 	runTickTable(t, comp, []tickIO{{nil, allInvalid}})
 
@@ -44,9 +44,10 @@ func TestFluxMeter(t *testing.T) {
 		LatencyAvgMs: 12.5, LatencyP50Ms: 10, LatencyP90Ms: 20, LatencyP95Ms: 30, LatencyP99Ms: 45,
 		IncomingRps: 100, AcceptedRps: 90, RejectedRps: 10, GoodputRps: 85, InFlight: 7, CompletedRps: 88,
 		OldestInFlightMs: 134, AnsweredLatencyAvgMs: 11, AbandonedRps: 2, SharedLatencyAvgMs: 9,
+		SharedLatencySemMs: 0.5,
 	}
 	meter.Observe(first)
-	wantFirst := []float64{12.5, 10, 20, 30, 45, 100, 90, 10, 85, 7, 88, 134, 11, 2, 9}
+	wantFirst := []float64{12.5, 10, 20, 30, 45, 100, 90, 10, 85, 7, 88, 134, 11, 2, 9, 0.5}
 	// The last reading is emitted until the next one.
 	runTickTable(t, comp, []tickIO{{nil, wantFirst}, {nil, wantFirst}})
 
@@ -54,9 +55,9 @@ func TestFluxMeter(t *testing.T) {
 	meter.Observe(components.FluxReading{
 		LatencyAvgMs: nan, LatencyP50Ms: nan, LatencyP90Ms: nan, LatencyP95Ms: nan, LatencyP99Ms: nan,
 		IncomingRps: 0, AcceptedRps: 0, RejectedRps: 0, GoodputRps: 0, InFlight: 0, CompletedRps: 0,
-		AnsweredLatencyAvgMs: nan, SharedLatencyAvgMs: nan,
+		AnsweredLatencyAvgMs: nan, SharedLatencyAvgMs: nan, SharedLatencySemMs: nan,
 	})
-	runTickTable(t, comp, []tickIO{{nil, []float64{nan, nan, nan, nan, nan, 0, 0, 0, 0, 0, 0, 0, nan, 0, nan}}})
+	runTickTable(t, comp, []tickIO{{nil, []float64{nan, nan, nan, nan, nan, 0, 0, 0, 0, 0, 0, 0, nan, 0, nan, nan}}})
 }
 
 func TestSelectorNormalized(t *testing.T) {

@@ -53,7 +53,9 @@ func init() {
 // The baseline is the lowest rtt of the 10 windows after the first (the
 // first starts with nothing in flight, so its short requests finish first
 // and it reads low; the next is measured at the initial limit, which keeps
-// the queue short even when the service starts overloaded), then an exponential average over
+// the queue short even when the service starts overloaded; with rtt_sem_ms,
+// a window whose mean is that noisy counts at one standard error over it:
+// noiseFloor), then an exponential average over
 // baseline_window (default 600 s, Gradient2's long window) that skips
 // queueing windows, so a standing queue does not become the new normal, and
 // decays by 5 % a window while it is more than twice the rtt, as Gradient2's
@@ -88,9 +90,10 @@ type SLOConcurrencyController struct {
 	maxWindowTicks, interval, relearnTicks, windowTicks                         float64
 
 	// The window being gathered: ticks, completions, Σ rtt·completions,
-	// the highest latency of its ticks, and whether the limit bound.
-	winTicks, winN, winRTT, winLatency float64
-	winBinding                         bool
+	// Σ (completions·rtt_sem)², the highest latency of its ticks, and
+	// whether the limit bound.
+	winTicks, winN, winRTT, winSemSq, winLatency float64
+	winBinding                                   bool
 
 	limit    float64
 	baseline float64
@@ -121,12 +124,12 @@ type SLOConcurrencyController struct {
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
-// rtt_ms?, completed_rps? → limit, is_overload, baseline_ms.
+// rtt_ms?, completed_rps?, rtt_sem_ms? → limit, is_overload, baseline_ms.
 func (c *SLOConcurrencyController) Ports() Ports {
 	return Ports{In: []Port{
 		{Name: "latency_ms", Required: true}, {Name: "setpoint_ms", Bounds: NonNegative},
 		{Name: "in_flight", Required: true}, {Name: "oldest_in_flight_ms"}, {Name: "rtt_ms"},
-		{Name: "completed_rps"},
+		{Name: "completed_rps"}, {Name: "rtt_sem_ms", Bounds: NonNegative},
 	}, Out: []string{"limit", "is_overload", "baseline_ms"}}
 }
 
@@ -322,7 +325,7 @@ func (c *SLOConcurrencyController) binds(inFlight float64) bool {
 
 // Execute runs one tick.
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
-	latency, setpoint, inFlight, oldest, rtt, completedRps := in[0], in[1], in[2], in[3], in[4], in[5]
+	latency, setpoint, inFlight, oldest, rtt, completedRps, rttSem := in[0], in[1], in[2], in[3], in[4], in[5], in[6]
 	if !c.started {
 		c.limit, c.slowStartOn, c.baseline, c.started = c.initial, true, Invalid, true
 		c.latencyRatio, c.latencyMin = Invalid, Invalid
@@ -341,6 +344,9 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if IsValid(rtt) && rtt > 0 && n > 0 {
 		c.winRTT += rtt * n
 		c.winN += n
+		if IsValid(rttSem) {
+			c.winSemSq += (n * rttSem) * (n * rttSem)
+		}
 	}
 	if IsValid(latency) && !(latency <= c.winLatency) {
 		c.winLatency = latency
@@ -357,15 +363,26 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if !IsValid(completedRps) {
 		latency, binding = in[0], c.binds(inFlight)
 	}
-	windowRTT := rtt
+	windowRTT, windowSem := rtt, rttSem
 	if IsValid(completedRps) {
-		windowRTT = Invalid
+		windowRTT, windowSem = Invalid, Invalid
 		if c.winN > 0 {
-			windowRTT = c.winRTT / c.winN
+			windowRTT, windowSem = c.winRTT/c.winN, math.Sqrt(c.winSemSq)/c.winN
 		}
 	}
+	// The first baseline is the lowest of baselineWarmup windows' means
+	// (rtt_sem_ms, when wired, is each mean's standard error). Where that
+	// error is a large part of the mean (a mix whose costly API's latency
+	// spreads widely), the lowest mean is chance's lowest, and so far
+	// under the latency without a queue that every window reads as one,
+	// and the cuts take the limit to the floor. Such a window counts at
+	// one standard error over its mean.
+	warmRTT := windowRTT
+	if IsValid(windowSem) && windowSem > c.noiseFloor()*windowRTT {
+		warmRTT += windowSem
+	}
 	windowTicks := c.winTicks
-	c.winTicks, c.winN, c.winRTT, c.winLatency, c.winBinding = 0, 0, 0, Invalid, false
+	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding = 0, 0, 0, 0, Invalid, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest
 	}
@@ -467,8 +484,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			c.firstWindowSeen = true
 		case c.samples < baselineWarmup:
 			c.samples++
-			if !(rtt >= c.baseline) {
-				c.baseline = rtt
+			if !(warmRTT >= c.baseline) {
+				c.baseline = warmRTT
 			}
 			if IsValid(latency) && !(latency >= c.latencyMin) {
 				c.latencyMin = latency
@@ -488,4 +505,16 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	}
 	c.expireLease(windowTicks, rtt)
 	out[0], out[1], out[2] = c.limit, overload, c.baseline
+}
+
+// lowestOfTen is how far under their mean, in standard deviations, the
+// lowest of ten samples of a normal distribution lies on average.
+const lowestOfTen = 1.54
+
+// noiseFloor is the standard error, as a part of a window's mean rtt,
+// past which the lowest of the baseline's first windows is expected to
+// read the mean low enough (by 1 - 1/rtt_tolerance) that a window without
+// a queue reads as queueing: 0.22 at the default tolerance of 1.5.
+func (c *SLOConcurrencyController) noiseFloor() float64 {
+	return (1 - 1/c.tolerance) / lowestOfTen
 }

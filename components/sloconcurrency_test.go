@@ -16,12 +16,12 @@ func TestSLOConcurrencyController(t *testing.T) {
 	// completions: every tick is a window): latency_ms, setpoint_ms,
 	// in_flight, oldest_in_flight_ms.
 	sp := func(latency, setpoint, inFlight, oldest float64) []float64 {
-		return []float64{latency, setpoint, inFlight, oldest, nan, nan}
+		return []float64{latency, setpoint, inFlight, oldest, nan, nan, nan}
 	}
 	// in builds every input: latency_ms, setpoint_ms, in_flight,
 	// oldest_in_flight_ms, rtt_ms, completed_rps.
 	in := func(latency, setpoint, inFlight, oldest, rtt, completed float64) []float64 {
-		return []float64{latency, setpoint, inFlight, oldest, rtt, completed}
+		return []float64{latency, setpoint, inFlight, oldest, rtt, completed, nan}
 	}
 	// want builds the outputs: limit, is_overload, baseline_ms.
 	want := func(limit, overload, baseline float64) []float64 { return []float64{limit, overload, baseline} }
@@ -234,7 +234,7 @@ func TestSLOConcurrencyControllerRelearnsOnlyWhatNoCutLowers(t *testing.T) {
 			}
 			before := out[2]
 			rtt := own + 16/workers*math.Max(0, limit-workers)
-			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000}, out)
+			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, components.Invalid}, out)
 			highest = math.Max(highest, out[2])
 			if out[2] > before+10 {
 				relearns++
@@ -282,7 +282,7 @@ func TestSLOConcurrencyControllerRelearnsOnlyWhatNoCutLowers(t *testing.T) {
 	}
 	lull := func(ticks int) float64 {
 		for range ticks {
-			c.Execute([]float64{20, components.Invalid, 1, 0, 20, 1000}, out)
+			c.Execute([]float64{20, components.Invalid, 1, 0, 20, 1000, components.Invalid}, out)
 		}
 		return out[2]
 	}
@@ -312,7 +312,7 @@ func TestSLOConcurrencyControllerRelearnsNoQueueAtAHighMinGradient(t *testing.T)
 				limit = 8
 			}
 			rtt := 20 + 2*math.Max(0, limit-8)
-			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000}, out)
+			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, components.Invalid}, out)
 			if i > 300 && out[2] > 21 {
 				t.Fatalf("min_gradient %s: the baseline learned the queue: %.1f ms at tick %d", g, out[2], i)
 			}
@@ -344,7 +344,7 @@ func TestSLOConcurrencyControllerIgnoresASetpointUnderTheOwnLatency(t *testing.T
 				limit = 8
 			}
 			rtt := 20 + 2*math.Max(0, limit-8)
-			c.Execute([]float64{2 * rtt, tc.setpoint, limit, 0, rtt, 1000}, out)
+			c.Execute([]float64{2 * rtt, tc.setpoint, limit, 0, rtt, 1000, components.Invalid}, out)
 			if i >= 100 {
 				lowest = math.Min(lowest, out[0])
 			}
@@ -352,5 +352,33 @@ func TestSLOConcurrencyControllerIgnoresASetpointUnderTheOwnLatency(t *testing.T
 		if lowest < tc.min || out[0] > tc.max {
 			t.Errorf("setpoint %v ms: limit fell to %.1f and ends at %.1f, want within [%v, %v]", tc.setpoint, lowest, out[0], tc.min, tc.max)
 		}
+	}
+}
+
+// The first baseline is the lowest of ten windows' means. Where each mean
+// is that noisy (a standard error over a fifth of it), the lowest is
+// chance's: counted at one standard error over it, it is not. With the
+// error small, or unknown, it is the lowest mean as measured.
+func TestSLOConcurrencyControllerFirstBaselineOfNoisyWindows(t *testing.T) {
+	rtts := []float64{15, 9, 12, 15, 18, 21, 10, 14, 16, 20, 11} // the first window is not a sample
+	for _, tc := range []struct {
+		name string
+		sem  float64
+		want float64
+	}{
+		{"noisy", 3.5, 9 + 3.5},
+		{"steady", 1, 9},
+		{"unknown", components.Invalid, 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
+			out := make([]float64, 3)
+			for _, rtt := range rtts {
+				c.Execute([]float64{rtt, components.Invalid, 1, 0, rtt, 1000, tc.sem}, out)
+			}
+			if math.Abs(out[2]-tc.want) > 1e-9 {
+				t.Errorf("baseline %.2f ms after the first ten windows, want %.2f", out[2], tc.want)
+			}
+		})
 	}
 }

@@ -888,6 +888,7 @@ func reading(w *actuators.Window) components.FluxReading {
 		AnsweredLatencyAvgMs: w.AnsweredLatencyAvgMs(),
 		AbandonedRps:         w.Rate(w.Abandoned),
 		SharedLatencyAvgMs:   w.SharedLatencyAvgMs(),
+		SharedLatencySemMs:   w.SharedLatencySemMs(),
 	}
 }
 
