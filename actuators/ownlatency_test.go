@@ -204,25 +204,24 @@ func TestSeparateCapRefuses(t *testing.T) {
 // TestWindowSharedLatency: the own latency a recorder is told of is left
 // out of the shared latency, and only there.
 func TestWindowSharedLatency(t *testing.T) {
-	r := NewRecorder(0)
-	r.Snapshot(0)
-	for i := range 6 {
-		r.Arrive(int64(i), true)
-	}
-	r.DoneOwnOn(0, 0, int64(10*time.Millisecond), 0, true)
-	r.DoneOwnOn(0, 1, int64(10*time.Millisecond), 0, true)
-	r.DoneOwnOn(0, 2, int64(310*time.Millisecond), int64(300*time.Millisecond), true)
-	r.AbandonOn(0, 3, int64(2*time.Second))
-	// A cheap API's answer counts at the reference latency, above its own
-	// (a negative own latency), and a costly one's below.
-	r.DoneOwnOn(1, 4, int64(2*time.Millisecond), -int64(8*time.Millisecond), true)
-	r.DoneOwnOn(2, 5, int64(50*time.Millisecond), int64(40*time.Millisecond), true)
-	w := r.Snapshot(int64(time.Second))
+	ms := time.Millisecond
+	w := windowOf(
+		answer{latency: 10 * ms}, answer{latency: 10 * ms},
+		answer{latency: 310 * ms, own: 300 * ms},
+		answer{latency: 2 * time.Second, abandoned: true},
+		// A cheap API's answer counts at the reference latency, above its
+		// own (a negative own latency), and a costly one's below.
+		answer{proc: 1, latency: 2 * ms, own: -8 * ms},
+		answer{proc: 2, latency: 50 * ms, own: 40 * ms},
+	)
 	if got := w.AnsweredLatencyAvgMs(); math.Abs(got-382.0/5) > 1e-9 {
 		t.Errorf("answered latency %v ms, want %v", got, 382.0/5)
 	}
 	if got := w.SharedLatencyAvgMs(); math.Abs(got-10) > 1e-9 {
 		t.Errorf("shared latency %v ms, want 10", got)
+	}
+	if got := w.SharedLatencySemMs(); got != 0 {
+		t.Errorf("standard error %v ms of answers that all share 10 ms, want 0", got)
 	}
 }
 
@@ -230,26 +229,42 @@ func TestWindowSharedLatency(t *testing.T) {
 // latencies (latency less own), abandoned requests left out; NaN with
 // fewer than two answers.
 func TestWindowSharedLatencySem(t *testing.T) {
-	r := NewRecorder(0)
-	r.Snapshot(0)
-	for i := range 6 {
-		r.Arrive(int64(i), true)
-	}
-	r.DoneOwnOn(0, 0, int64(10*time.Millisecond), 0, true)
-	r.DoneOwnOn(0, 1, int64(25*time.Millisecond), int64(5*time.Millisecond), true)
-	r.DoneOwnOn(0, 2, int64(20*time.Millisecond), -int64(10*time.Millisecond), false)
-	r.DoneOwnOn(0, 3, int64(40*time.Millisecond), 0, true)
-	r.AbandonOn(0, 4, int64(2*time.Second))
-	w := r.Snapshot(int64(time.Second))
+	ms := time.Millisecond
+	w := windowOf(
+		answer{latency: 10 * ms}, answer{latency: 25 * ms, own: 5 * ms},
+		answer{latency: 20 * ms, own: -10 * ms, failed: true}, answer{latency: 40 * ms},
+		answer{latency: 2 * time.Second, abandoned: true},
+	)
 	// Shared 10, 20, 30 and 40 ms: mean 25, sample variance 500/3 ms².
 	if got, want := w.SharedLatencySemMs(), math.Sqrt(500.0/3/4); math.Abs(got-want) > 1e-6 {
 		t.Errorf("standard error %v ms, want %v", got, want)
 	}
-	r.DoneOwnOn(0, 5, int64(10*time.Millisecond), 0, true)
-	if w := r.Snapshot(int64(2 * time.Second)); !math.IsNaN(w.SharedLatencySemMs()) {
-		got := w.SharedLatencySemMs()
-		t.Errorf("standard error of one answer %v, want NaN", got)
+	if w := windowOf(answer{latency: 10 * ms}); !math.IsNaN(w.SharedLatencySemMs()) {
+		t.Errorf("standard error of one answer %v, want NaN", w.SharedLatencySemMs())
 	}
+}
+
+// answer is one request a recorder is told of, for windowOf.
+type answer struct {
+	proc              int
+	latency, own      time.Duration
+	failed, abandoned bool
+}
+
+// windowOf records the answers, all arrived at once, and returns the
+// window that holds them.
+func windowOf(answers ...answer) Window {
+	r := NewRecorder(0)
+	r.Snapshot(0)
+	for i, a := range answers {
+		r.Arrive(int64(i), true)
+		if a.abandoned {
+			r.AbandonOn(a.proc, int64(i), int64(a.latency))
+		} else {
+			r.DoneOwnOn(a.proc, int64(i), int64(a.latency), int64(a.own), !a.failed)
+		}
+	}
+	return r.Snapshot(int64(time.Second))
 }
 
 // TestSeparateMixLeavesSharedLatency: two APIs whose latencies differ
