@@ -159,9 +159,12 @@ func (r *Recorder) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned
 			// reference, as a cheap one's counts above it.
 			b.ownNs.Add(uint64(ownNs))
 		}
-		// Its square, in µs², for the shared latency's standard error.
-		us := uint64(max(latencyNs-ownNs, 0) / 1000)
-		b.sharedSqUs.Add(us * us)
+		// The square of the shared latency (signed, as the mean sums
+		// it), in µs² and capped at 2²² µs (4.2 s) an answer, so that a
+		// tick's sum cannot wrap short of a million such answers: for
+		// the shared latency's standard error.
+		us := min(abs((latencyNs-ownNs)/1000), maxSharedUs)
+		b.sharedSqUs.Add(uint64(us * us))
 	}
 	switch slo := r.sloNs.Load(); {
 	case !ok:
@@ -248,4 +251,14 @@ func (r *Recorder) inFlight(nowNs int64) (inFlight, oldestNs int64) {
 		}
 	}
 	return inFlight, 0
+}
+
+// maxSharedUs caps an answer's shared latency in the sum of squares.
+const maxSharedUs = 1 << 22
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
 }

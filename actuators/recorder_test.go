@@ -60,7 +60,7 @@ func TestRecorderCountsOneWindow(t *testing.T) {
 				{admitted: true, done: true, latencyNs: 1, ok: false},
 			},
 			want: Window{Incoming: 3, Accepted: 3, Completed: 3, Goodput: 2, Errors: 1, LatencySumNs: uint64(90*secondNs + 2),
-				SharedSqUs: 90_000_000 * 90_000_000},
+				SharedSqUs: 1 << 44}, // 90 s capped at 2²² µs
 		},
 		{
 			name: "a negative latency counts as 0",

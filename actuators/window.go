@@ -24,8 +24,8 @@ type Window struct {
 	// (Recorder.DoneOwnOn); negative where cheap APIs' answers dominate.
 	OwnLatencySumNs int64
 	// SharedSqUs is the sum of the squares, in µs², of the answered
-	// requests' shared latencies (latency less own, at least 0), for
-	// SharedLatencySemMs.
+	// requests' shared latencies (latency less own, signed; at most
+	// 2²² µs an answer), for SharedLatencySemMs.
 	SharedSqUs uint64
 
 	InFlight int64 // admitted and not finished at EndNs
@@ -78,11 +78,11 @@ func (w *Window) SharedLatencyAvgMs() float64 {
 // latencies spread widely puts at a fifth of the mean or more. NaN with
 // fewer than two answers.
 func (w *Window) SharedLatencySemMs() float64 {
-	if w.Abandoned >= w.Completed || w.Completed-w.Abandoned < 2 {
+	if w.Abandoned >= w.Completed || w.Completed-w.Abandoned < 2 || w.AbandonedLatencySumNs > w.LatencySumNs {
 		return math.NaN()
 	}
 	n := float64(w.Completed - w.Abandoned)
-	meanUs := w.SharedLatencyAvgMs() * 1000
+	meanUs := (float64(w.LatencySumNs-w.AbandonedLatencySumNs) - float64(w.OwnLatencySumNs)) / n / 1000
 	variance := math.Max(0, float64(w.SharedSqUs)/n-meanUs*meanUs) * n / (n - 1)
 	return math.Sqrt(variance/n) / 1000
 }

@@ -54,8 +54,8 @@ func init() {
 // first starts with nothing in flight, so its short requests finish first
 // and it reads low; the next is measured at the initial limit, which keeps
 // the queue short even when the service starts overloaded; with rtt_sem_ms,
-// a window whose mean is that noisy counts at one standard error over it:
-// noiseFloor), then an exponential average over
+// where the windows' means are that noisy, plus their typical standard
+// error: learnFirst), then an exponential average over
 // baseline_window (default 600 s, Gradient2's long window) that skips
 // queueing windows, so a standing queue does not become the new normal, and
 // decays by 5 % a window while it is more than twice the rtt, as Gradient2's
@@ -90,10 +90,14 @@ type SLOConcurrencyController struct {
 	maxWindowTicks, interval, relearnTicks, windowTicks                         float64
 
 	// The window being gathered: ticks, completions, Σ rtt·completions,
-	// Σ (completions·rtt_sem)², the highest latency of its ticks, and
-	// whether the limit bound.
+	// Σ (completions·rtt_sem)², the highest latency of its ticks, whether
+	// the limit bound, and whether a tick with an rtt had no rtt_sem.
 	winTicks, winN, winRTT, winSemSq, winLatency float64
-	winBinding                                   bool
+	winBinding, winSemMissing                    bool
+	// The baseline's warm-up windows: their lowest mean rtt, the sum of
+	// their means, and the sum and count of the squares of the standard
+	// errors of those that had one.
+	warmMin, warmSum, warmSemSq, warmSems float64
 
 	limit    float64
 	baseline float64
@@ -346,6 +350,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.winN += n
 		if IsValid(rttSem) {
 			c.winSemSq += (n * rttSem) * (n * rttSem)
+		} else {
+			c.winSemMissing = true
 		}
 	}
 	if IsValid(latency) && !(latency <= c.winLatency) {
@@ -363,26 +369,20 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if !IsValid(completedRps) {
 		latency, binding = in[0], c.binds(inFlight)
 	}
+	// The window's standard error: unknown if any of its ticks had an rtt
+	// but no error (one answer, or rtt_sem_ms not wired).
 	windowRTT, windowSem := rtt, rttSem
 	if IsValid(completedRps) {
 		windowRTT, windowSem = Invalid, Invalid
 		if c.winN > 0 {
-			windowRTT, windowSem = c.winRTT/c.winN, math.Sqrt(c.winSemSq)/c.winN
+			windowRTT = c.winRTT / c.winN
+			if !c.winSemMissing {
+				windowSem = math.Sqrt(c.winSemSq) / c.winN
+			}
 		}
 	}
-	// The first baseline is the lowest of baselineWarmup windows' means
-	// (rtt_sem_ms, when wired, is each mean's standard error). Where that
-	// error is a large part of the mean (a mix whose costly API's latency
-	// spreads widely), the lowest mean is chance's lowest, and so far
-	// under the latency without a queue that every window reads as one,
-	// and the cuts take the limit to the floor. Such a window counts at
-	// one standard error over its mean.
-	warmRTT := windowRTT
-	if IsValid(windowSem) && windowSem > c.noiseFloor()*windowRTT {
-		warmRTT += windowSem
-	}
 	windowTicks := c.winTicks
-	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding = 0, 0, 0, 0, Invalid, false
+	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding, c.winSemMissing = 0, 0, 0, 0, Invalid, false, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest
 	}
@@ -484,9 +484,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			c.firstWindowSeen = true
 		case c.samples < baselineWarmup:
 			c.samples++
-			if !(warmRTT >= c.baseline) {
-				c.baseline = warmRTT
-			}
+			c.learnFirst(rtt, windowSem)
 			if IsValid(latency) && !(latency >= c.latencyMin) {
 				c.latencyMin = latency
 			}
@@ -507,14 +505,43 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	out[0], out[1], out[2] = c.limit, overload, c.baseline
 }
 
+// learnFirst takes one of the baseline's warm-up windows (mean rtt and
+// its standard error, Invalid if unknown). The first baseline is the
+// lowest of their means. Where the windows' typical standard error (the
+// root mean square of those known) is a large part of their mean (a mix
+// whose costly API's latency spreads widely), the lowest mean is chance's
+// lowest, so far under the latency without a queue that every window
+// reads as one, and the cuts take the limit to the floor: the baseline
+// is then the lowest mean plus that typical error (noiseFloor). The
+// typical error, not the lowest window's own: a window that chance gave
+// few costly answers has a low mean and a low error both.
+func (c *SLOConcurrencyController) learnFirst(rtt, sem float64) {
+	if c.samples == 1 {
+		c.warmMin, c.warmSum, c.warmSemSq, c.warmSems = rtt, 0, 0, 0
+	}
+	c.warmMin = math.Min(c.warmMin, rtt)
+	c.warmSum += rtt
+	if IsValid(sem) {
+		c.warmSemSq += sem * sem
+		c.warmSems++
+	}
+	c.baseline = c.warmMin
+	if c.warmSems > 0 {
+		if typical := math.Sqrt(c.warmSemSq / c.warmSems); typical > c.noiseFloor()*c.warmSum/c.samples {
+			c.baseline += typical
+		}
+	}
+}
+
 // lowestOfTen is how far under their mean, in standard deviations, the
 // lowest of ten samples of a normal distribution lies on average.
 const lowestOfTen = 1.54
 
-// noiseFloor is the standard error, as a part of a window's mean rtt,
-// past which the lowest of the baseline's first windows is expected to
-// read the mean low enough (by 1 - 1/rtt_tolerance) that a window without
-// a queue reads as queueing: 0.22 at the default tolerance of 1.5.
+// noiseFloor is the windows' typical standard error, as a part of their
+// mean rtt, past which the lowest of the baseline's first windows is
+// expected to read the mean low enough (by 1 - 1/rtt_tolerance) that a
+// window without a queue reads as queueing: 0.22 at the default
+// tolerance of 1.5.
 func (c *SLOConcurrencyController) noiseFloor() float64 {
 	return (1 - 1/c.tolerance) / lowestOfTen
 }

@@ -355,26 +355,33 @@ func TestSLOConcurrencyControllerIgnoresASetpointUnderTheOwnLatency(t *testing.T
 	}
 }
 
-// The first baseline is the lowest of ten windows' means. Where each mean
-// is that noisy (a standard error over a fifth of it), the lowest is
-// chance's: counted at one standard error over it, it is not. With the
-// error small, or unknown, it is the lowest mean as measured.
+// The first baseline is the lowest of ten windows' means. Where their
+// typical standard error is over a fifth of their mean, the lowest is
+// chance's: the baseline is then the lowest mean plus that typical error,
+// not plus the lowest window's own (a window that chance gave few costly
+// answers has a low mean and a low error both). With the error small, or
+// unknown, it is the lowest mean as measured.
 func TestSLOConcurrencyControllerFirstBaselineOfNoisyWindows(t *testing.T) {
 	rtts := []float64{15, 9, 12, 15, 18, 21, 10, 14, 16, 20, 11} // the first window is not a sample
+	var sq float64
+	for _, rtt := range rtts[1:] {
+		sq += (0.25 * rtt) * (0.25 * rtt)
+	}
 	for _, tc := range []struct {
 		name string
-		sem  float64
+		sem  func(rtt float64) float64
 		want float64
 	}{
-		{"noisy", 3.5, 9 + 3.5},
-		{"steady", 1, 9},
-		{"unknown", components.Invalid, 9},
+		{"noisy", func(float64) float64 { return 3.5 }, 9 + 3.5},
+		{"noisy, the error with the mean", func(rtt float64) float64 { return 0.25 * rtt }, 9 + math.Sqrt(sq/10)},
+		{"steady", func(float64) float64 { return 1 }, 9},
+		{"unknown", func(float64) float64 { return components.Invalid }, 9},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
 			out := make([]float64, 3)
 			for _, rtt := range rtts {
-				c.Execute([]float64{rtt, components.Invalid, 1, 0, rtt, 1000, tc.sem}, out)
+				c.Execute([]float64{rtt, components.Invalid, 1, 0, rtt, 1000, tc.sem(rtt)}, out)
 			}
 			if math.Abs(out[2]-tc.want) > 1e-9 {
 				t.Errorf("baseline %.2f ms after the first ten windows, want %.2f", out[2], tc.want)

@@ -309,17 +309,33 @@ func TestDefaultPolicyLetsNoHerdInDuringAHang(t *testing.T) {
 // TestDefaultPolicyHoldsANoisyMix: random-61 is one 7-worker service, five
 // APIs of 2–4 ms and one of 64 ms whose latency spreads widely (σ 0.74).
 // The controller's first baseline, the lowest of ten means of fifty such
-// answers, read the mix's latency 60 % low, every window without a queue
+// answers, read the mix's latency far low, every window without a queue
 // then read as one, and the cuts held the limit at 1.5–2: 0.42 of
-// proportional in capacity-drop's steady half. A window that noisy now
-// counts at one standard error over its mean.
+// proportional in capacity-drop's steady half on seed 1, 0.69 on average
+// over seeds 1–6. Windows that noisy now put the first baseline at their
+// lowest mean plus their typical standard error.
 func TestDefaultPolicyHoldsANoisyMix(t *testing.T) {
 	app, err := BuiltinApp("random:61")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := simulateVirtual(t, app, "capacity-drop", defaultPolicy(t))
-	if got := r.Steady.GoodputPerProportional; got < 0.8 {
-		t.Errorf("steady goodput %.2f of proportional, want at least 0.8", got)
+	var sum float64
+	for seed := uint64(1); seed <= 6; seed++ {
+		sc, err := NewScenario("capacity-drop", app, ScenarioOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: seed, Policy: defaultPolicy(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := r.Steady.GoodputPerProportional
+		if got < 0.65 {
+			t.Errorf("seed %d: steady goodput %.2f of proportional, want at least 0.65", seed, got)
+		}
+		sum += got
+	}
+	if mean := sum / 6; mean < 0.8 {
+		t.Errorf("steady goodput %.2f of proportional on average over seeds 1–6, want at least 0.8", mean)
 	}
 }
