@@ -95,17 +95,30 @@ func TestPromQLFleetSignal(t *testing.T) {
 
 	// Every instance sees the fleet's rate, not its own (100 req/s), and
 	// the fleet is fast: no instance limits.
-	for i := range instances {
-		s := waitSignals(t, admins[i], func(s map[string]engine.Float) bool {
-			rps := float64(s["FLEET_RPS"])
-			return math.Abs(rps-offered) < 0.1*offered && s["SLOW"] == 0
-		})
-		fmt.Printf("promql-fleet: instance=%d phase=fast fleet_rps=%.1f fleet_p95_ms=%.2f slow=%v\n", i, s["FLEET_RPS"], s["FLEET_P95_MS"], s["SLOW"])
+	// A fast fleet is not limited: some second with every instance fast
+	// rejects nothing. A busy machine can stall the 1 ms upstream past the
+	// 25 ms threshold for a moment, which the policy rightly reads as a
+	// slow fleet; such a second is measured again, up to three times.
+	var fastRejected, fastSent uint64
+	for attempt := 1; attempt <= 3; attempt++ {
+		for i := range instances {
+			s := waitSignals(t, admins[i], func(s map[string]engine.Float) bool {
+				rps := float64(s["FLEET_RPS"])
+				return math.Abs(rps-offered) < 0.1*offered && s["SLOW"] == 0
+			})
+			fmt.Printf("promql-fleet: instance=%d phase=fast fleet_rps=%.1f fleet_p95_ms=%.2f slow=%v\n", i, s["FLEET_RPS"], s["FLEET_P95_MS"], s["SLOW"])
+		}
+		a0, r0 := admitted.Load(), rejected.Load()
+		time.Sleep(time.Second)
+		fastRejected = rejected.Load() - r0
+		fastSent = admitted.Load() - a0 + fastRejected
+		if fastRejected == 0 {
+			break
+		}
+		fmt.Printf("promql-fleet: fast second %d: %d of %d requests rejected; measuring again\n", attempt, fastRejected, fastSent)
 	}
-	a0, r0 := admitted.Load(), rejected.Load()
-	time.Sleep(time.Second)
-	if r := rejected.Load() - r0; r != 0 {
-		t.Errorf("fast fleet: %d of %d requests rejected, want none", r, admitted.Load()-a0+r)
+	if fastRejected != 0 {
+		t.Errorf("fast fleet: %d of %d requests rejected in each of three seconds, want none", fastRejected, fastSent)
 	}
 
 	// Prometheus labels every series with the job and the instance it
@@ -121,7 +134,7 @@ func TestPromQLFleetSignal(t *testing.T) {
 		fmt.Printf("promql-fleet: instance=%d phase=slow fleet_rps=%.1f fleet_p95_ms=%.2f slow=%v after=%s\n",
 			i, s["FLEET_RPS"], s["FLEET_P95_MS"], s["SLOW"], time.Since(slowAt).Round(10*time.Millisecond))
 	}
-	a0, r0 = admitted.Load(), rejected.Load()
+	a0, r0 := admitted.Load(), rejected.Load()
 	t0 := time.Now()
 	time.Sleep(2 * time.Second)
 	secs := time.Since(t0).Seconds()
