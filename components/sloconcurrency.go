@@ -94,10 +94,10 @@ type SLOConcurrencyController struct {
 	// the limit bound, and whether a tick with an rtt had no rtt_sem.
 	winTicks, winN, winRTT, winSemSq, winLatency float64
 	winBinding, winSemMissing                    bool
-	// The baseline's warm-up windows: their lowest mean rtt, the sum of
-	// their means, and the sum and count of the squares of the standard
-	// errors of those that had one.
-	warmMin, warmSum, warmSemSq, warmSems float64
+	// The baseline's warm-up windows: their lowest mean rtt, and the sum
+	// and count of the squares of the standard errors of those that had
+	// one.
+	warmMin, warmSemSq, warmSems float64
 
 	limit    float64
 	baseline float64
@@ -382,6 +382,15 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		}
 	}
 	windowTicks := c.winTicks
+	// Little's law: the requests in flight at the window's end over its
+	// completion rate is the latency they are headed for. Requests that
+	// wait at a bottleneck do not answer, so the rtt of those that did
+	// lags a queue that a doubling limit builds, most where the APIs
+	// that cross the bottleneck are few among fast ones.
+	littleMs := Invalid
+	if IsValid(completedRps) && c.winN > 0 && IsValid(inFlight) {
+		littleMs = inFlight / (c.winN / (windowTicks * c.interval)) * 1000
+	}
 	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding, c.winSemMissing = 0, 0, 0, 0, Invalid, false, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest
@@ -449,6 +458,12 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// Hold the initial limit until the baseline has a sample measured
 		// at it: a service overloaded from its first second must not teach
 		// the baseline a queue.
+	case binding && IsValid(latency) && c.slowStartOn && IsValid(c.baseline) && littleMs > c.tolerance*c.baseline:
+		// The limit already holds more requests than the service answers
+		// within the tolerated latency: a queue is forming that the
+		// answered rtt has not shown yet. Slow start ends here, not one
+		// doubling past it.
+		c.slowStartOn = false
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
 	case binding && IsValid(latency) && c.limit < c.recoverTo && IsValid(rtt) && rtt <= (1+c.tolerance)/2*c.baseline:
@@ -514,20 +529,22 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 // reads as one, and the cuts take the limit to the floor: the baseline
 // is then the lowest mean plus that typical error (noiseFloor). The
 // typical error, not the lowest window's own: a window that chance gave
-// few costly answers has a low mean and a low error both.
+// few costly answers has a low mean and a low error both. The mean it is
+// judged against is the one the lowest implies (the lowest plus
+// lowestOfTen typical errors), not the windows' own: in a cold start
+// some of them hold a queue, whose mean would make any noise look small.
 func (c *SLOConcurrencyController) learnFirst(rtt, sem float64) {
 	if c.samples == 1 {
-		c.warmMin, c.warmSum, c.warmSemSq, c.warmSems = rtt, 0, 0, 0
+		c.warmMin, c.warmSemSq, c.warmSems = rtt, 0, 0
 	}
 	c.warmMin = math.Min(c.warmMin, rtt)
-	c.warmSum += rtt
 	if IsValid(sem) {
 		c.warmSemSq += sem * sem
 		c.warmSems++
 	}
 	c.baseline = c.warmMin
 	if c.warmSems > 0 {
-		if typical := math.Sqrt(c.warmSemSq / c.warmSems); typical > c.noiseFloor()*c.warmSum/c.samples {
+		if typical := math.Sqrt(c.warmSemSq / c.warmSems); typical > c.noiseFloor()*(c.warmMin+lowestOfTen*typical) {
 			c.baseline += typical
 		}
 	}

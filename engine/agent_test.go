@@ -600,19 +600,22 @@ func TestTickDueTicksThePoliciesWhoseIntervalElapsed(t *testing.T) {
 		wantAgents            bool // PendingTicks.Agents
 		splitInsteadOfTickDue bool
 	}{
-		{at: 250 * time.Millisecond, wantTicked: 0, wantFast: 0, wantSlow: 0},
-		{at: 500 * time.Millisecond, wantTicked: 1, wantFast: 1, wantSlow: 0},
-		{at: 500 * time.Millisecond, wantTicked: 0, wantFast: 1, wantSlow: 0}, // not again at the same time
-		{at: 999 * time.Millisecond, wantTicked: 0, wantFast: 1, wantSlow: 0},
-		{at: time.Second, wantTicked: 2, wantFast: 2, wantSlow: 1},
-		{at: 1500 * time.Millisecond, wantTicked: 1, wantFast: 3, wantSlow: 1},
-		{at: 2 * time.Second, wantTicked: 2, wantFast: 4, wantSlow: 2},
-		{at: 2500 * time.Millisecond, wantTicked: 1, wantFast: 5, wantSlow: 2, splitInsteadOfTickDue: true},
-		{at: 3 * time.Second, wantTicked: 2, wantFast: 6, wantSlow: 3, wantAgents: true, splitInsteadOfTickDue: true},
+		// A new policy's first tick is due at once (its actuators have no
+		// setpoint until it runs); the next ones on the grid from its load.
+		{at: 250 * time.Millisecond, wantTicked: 2, wantFast: 1, wantSlow: 1},
+		{at: 300 * time.Millisecond, wantTicked: 0, wantFast: 1, wantSlow: 1},
+		{at: 500 * time.Millisecond, wantTicked: 1, wantFast: 2, wantSlow: 1},
+		{at: 500 * time.Millisecond, wantTicked: 0, wantFast: 2, wantSlow: 1}, // not again at the same time
+		{at: 999 * time.Millisecond, wantTicked: 0, wantFast: 2, wantSlow: 1},
+		{at: time.Second, wantTicked: 2, wantFast: 3, wantSlow: 2},
+		{at: 1500 * time.Millisecond, wantTicked: 1, wantFast: 4, wantSlow: 2},
+		{at: 2 * time.Second, wantTicked: 2, wantFast: 5, wantSlow: 3},
+		{at: 2500 * time.Millisecond, wantTicked: 1, wantFast: 6, wantSlow: 3, splitInsteadOfTickDue: true},
+		{at: 3 * time.Second, wantTicked: 2, wantFast: 7, wantSlow: 4, wantAgents: true, splitInsteadOfTickDue: true},
 		// Late: a late tick does not move the schedule; the next is due
 		// on the grid, one interval after the tick that was due.
-		{at: 3700 * time.Millisecond, wantTicked: 1, wantFast: 7, wantSlow: 3},
-		{at: 4 * time.Second, wantTicked: 2, wantFast: 8, wantSlow: 4},
+		{at: 3700 * time.Millisecond, wantTicked: 1, wantFast: 8, wantSlow: 4},
+		{at: 4 * time.Second, wantTicked: 2, wantFast: 9, wantSlow: 5},
 	} {
 		clock.AdvanceTo(tc.at)
 		var got int
@@ -637,9 +640,14 @@ func TestTickDueTicksThePoliciesWhoseIntervalElapsed(t *testing.T) {
 // simulator's lock step.
 func TestTickDueSplitAppliesARateSetBeforeFinish(t *testing.T) {
 	eng, clock := startAgents(t, agentSource("500", "100ms"))
+	// A new policy's first tick is due at once; the next, an interval on.
+	if p := eng.TickDueSplit(); !p.Agents() || p.Finish() != 1 {
+		t.Fatal("a new policy's first tick was not due at once")
+	}
 	ingress := eng.ControlPoints().Get("ingress")
-	if got := admitEveryMs(clock, ingress, "GET /a", 250); got != 250 {
-		t.Fatalf("admitted %d of 250 before the first tick, want all", got)
+	// Until the agent's first contact the fallback decides.
+	if got := admitEveryMs(clock, ingress, "GET /a", 250); got == 0 {
+		t.Fatal("admitted none of 250 before the agent's first contact")
 	}
 	if p := eng.TickDueSplit(); p.Agents() || p.Finish() != 0 {
 		t.Fatal("a policy was due before its interval elapsed")
@@ -650,12 +658,12 @@ func TestTickDueSplitAppliesARateSetBeforeFinish(t *testing.T) {
 		t.Error("PendingTicks.Agents() = false for a TopFull policy")
 	}
 	a, _ := eng.AgentAPI("GET /a")
-	if a.OfferedRPS != 250 || a.Ticks != 1 {
-		t.Errorf("between TickDueSplit and Finish GET /a offered %v after %d ticks, want this tick's 250 after 1", a.OfferedRPS, a.Ticks)
+	if a.OfferedRPS != 250 || a.Ticks != 2 {
+		t.Errorf("between TickDueSplit and Finish GET /a offered %v after %d ticks, want this tick's 250 after 2", a.OfferedRPS, a.Ticks)
 	}
 	r, _ := eng.Policy("tf")
-	if got := r.Circuit.Ticks(); got != 0 {
-		t.Errorf("the circuit ran %d times before Finish, want 0", got)
+	if got := r.Circuit.Ticks(); got != 1 {
+		t.Errorf("the circuit ran %d times before Finish, want 1", got)
 	}
 	if _, err := eng.SetAgentRate("GET /a", 80); err != nil {
 		t.Fatal(err)
@@ -672,8 +680,8 @@ func TestTickDueSplitAppliesARateSetBeforeFinish(t *testing.T) {
 	if got := peekAgent(t, eng, "GET /a").RateLimit; got != 80 {
 		t.Errorf("RateLimit after Finish %v, want 80", got)
 	}
-	if got := r.Circuit.Ticks(); got != 1 {
-		t.Errorf("the circuit ran %d times, want 1", got)
+	if got := r.Circuit.Ticks(); got != 2 {
+		t.Errorf("the circuit ran %d times, want 2", got)
 	}
 }
 

@@ -415,7 +415,10 @@ func (e *Engine) commit(next []*Running) Change {
 // adopting what it can from prev (the policy it replaces, locked, or nil).
 func (e *Engine) attach(r *Running, prev *Running, now int64) {
 	c := r.Circuit
-	r.lastNs, r.lastDue = now, now
+	// A new policy's first tick is due at once: until it runs, its
+	// actuators have no setpoint and fail open, and a service that starts
+	// under overload would admit an interval's worth of it unchecked.
+	r.lastNs, r.lastDue = now, now-int64(c.Spec.EvaluationInterval)
 	if prev != nil {
 		// The schedule carries over; a new interval counts from the last
 		// tick, so a shorter one may make the policy due at once.

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"log/slog"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func sleepsUntil(t *testing.T, clock *enginetest.Clock, deadline time.Duration) 
 // tickTimes are the engine-clock times of policy's ticks.
 func tickTimes(eng *engine.Engine, policy string) []time.Duration {
 	var times []time.Duration
-	for _, h := range eng.History(0) {
+	for _, h := range eng.History(math.MinInt64) {
 		if h.Policy == policy {
 			for _, ns := range h.TimesNs {
 				times = append(times, time.Duration(ns))
@@ -64,8 +65,8 @@ func TestTickLoopSleepsUntilTheNextDueTickWithoutDrift(t *testing.T) {
 
 	sleepsUntil(t, clock, 500*ms)
 	time.Sleep(30 * ms) // wall time passes; the virtual clock does not
-	if got := tickTimes(eng, "p"); len(got) != 0 {
-		t.Fatalf("ticks %v before the first was due", got)
+	if got := tickTimes(eng, "p"); !slices.Equal(got, []time.Duration{0}) {
+		t.Fatalf("ticks %v while the clock stood at the load, want [0s]", got)
 	}
 	sleepsUntil(t, clock, 500*ms) // still, and only, the one timer
 
@@ -75,7 +76,7 @@ func TestTickLoopSleepsUntilTheNextDueTickWithoutDrift(t *testing.T) {
 		clock.AdvanceTo(due + 7*ms)
 		sleepsUntil(t, clock, due+500*ms)
 	}
-	want := []time.Duration{}
+	want := []time.Duration{0}
 	for i := 1; i <= 10; i++ {
 		want = append(want, time.Duration(i)*500*ms+7*ms)
 	}
@@ -88,8 +89,20 @@ func TestTickLoopSleepsUntilTheNextDueTickWithoutDrift(t *testing.T) {
 	sleepsUntil(t, clock, 6500*ms)
 	clock.AdvanceTo(6500 * ms)
 	sleepsUntil(t, clock, 7000*ms)
-	if got := tickTimes(eng, "p")[10:]; !slices.Equal(got, []time.Duration{6400 * ms, 6500 * ms}) {
+	if got := tickTimes(eng, "p")[11:]; !slices.Equal(got, []time.Duration{6400 * ms, 6500 * ms}) {
 		t.Fatalf("after the stall, ticks at %v, want [6.4s 6.5s]", got)
+	}
+}
+
+// A new policy ticks as it loads, not an interval later: until its first
+// tick its actuators have no setpoint and fail open, and a service that
+// starts under overload would let an interval of it through unchecked.
+func TestTickLoopTicksANewPolicyAtOnce(t *testing.T) {
+	const ms = time.Millisecond
+	eng, clock := startLoop(t, variablePolicy(t, "p", "1s"))
+	sleepsUntil(t, clock, 1000*ms)
+	if got, want := tickTimes(eng, "p"), []time.Duration{0}; !slices.Equal(got, want) {
+		t.Fatalf("p ticked at %v before its first interval elapsed, want %v", got, want)
 	}
 }
 
@@ -111,7 +124,7 @@ func TestTickLoopWakesForAShorterInterval(t *testing.T) {
 	clock.AdvanceTo(1100 * ms)
 	sleepsUntil(t, clock, 1200*ms)
 
-	// q, added at 1.15 s, ticks every 20 ms from then.
+	// q, added at 1.15 s, ticks at once and every 20 ms from then.
 	clock.AdvanceTo(1150 * ms)
 	both := append(variablePolicy(t, "p", "100ms"), variablePolicy(t, "q", "20ms")...)
 	if err := eng.Apply(both); err != nil {
@@ -125,7 +138,7 @@ func TestTickLoopWakesForAShorterInterval(t *testing.T) {
 	if got, want := tickTimes(eng, "p"), []time.Duration{1100 * ms}; !slices.Equal(got, want) {
 		t.Fatalf("p ticked at %v since its reload, want %v", got, want)
 	}
-	if got, want := tickTimes(eng, "q"), []time.Duration{1170 * ms}; !slices.Equal(got, want) {
+	if got, want := tickTimes(eng, "q"), []time.Duration{1150 * ms, 1170 * ms}; !slices.Equal(got, want) {
 		t.Fatalf("q ticked at %v, want %v", got, want)
 	}
 }

@@ -111,8 +111,10 @@ func TestSimServerStepsInLockStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Tick != 1 || first.TimeS != 1 {
-		t.Errorf("first step at tick %d, %gs; want tick 1 at 1s", first.Tick, first.TimeS)
+	// Tick 1 is the policy's at its load, at 0 s: the agent steps from
+	// the next.
+	if first.Tick != 2 || first.TimeS != 1 {
+		t.Errorf("first step at tick %d, %gs; want tick 2 at 1s", first.Tick, first.TimeS)
 	}
 	// A rate set while the run is paused applies from that very tick.
 	home := "GET /home"
@@ -121,12 +123,12 @@ func TestSimServerStepsInLockStep(t *testing.T) {
 		t.Fatal("SetRate refused")
 	}
 	var last rlbridge.StepResult
-	for want := 2; want <= 4; want++ {
+	for want := 3; want <= 5; want++ {
 		if last, err = srv.Step(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if last.Tick != want {
-			t.Fatalf("step %d reports tick %d", want, last.Tick)
+			t.Fatalf("step %d reports tick %d", want-1, last.Tick)
 		}
 	}
 	got := last.APIs[home]
@@ -160,8 +162,8 @@ func TestSimServerStepsInLockStep(t *testing.T) {
 	if err := srv.Reset(ctx, &seed); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := srv.Step(ctx); err != nil || res.Tick != 1 {
-		t.Errorf("after reset: tick %d, err %v; want tick 1", res.Tick, err)
+	if res, err := srv.Step(ctx); err != nil || res.Tick != 2 {
+		t.Errorf("after reset: tick %d, err %v; want tick 2", res.Tick, err)
 	}
 }
 

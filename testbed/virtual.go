@@ -216,7 +216,7 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 	for _, spec := range specs {
 		v.tickEvery = gcd(v.tickEvery, int64(spec.EvaluationInterval))
 	}
-	v.nextTick = v.tickEvery
+	v.nextTick = 0 // a new policy's first tick is due at once
 	return v
 }
 
@@ -323,7 +323,9 @@ func (v *virtualRun) run(ctx context.Context) error {
 			v.changes = v.changes[1:]
 		case eventTick:
 			pending := v.eng.TickDueSplit()
-			if v.lockstep != nil && pending.Agents() {
+			// The tick at a policy's load has measured nothing: the agent
+			// steps from the first tick after it, as it does live.
+			if v.lockstep != nil && pending.Agents() && v.now > 0 {
 				v.lockstep.pause(ctx, v.eng, v.now, v.serviceLoads())
 			}
 			pending.Finish()
