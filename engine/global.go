@@ -103,8 +103,9 @@ type GlobalStatus struct {
 	// Limit is the fleet's, Share this engine's part, in requests/s.
 	Limit Float `json:"limit"`
 	Share Float `json:"share"`
-	// Demand and FleetDemand are requests offered per second, here and in
-	// the fleet, at the last sync.
+	// Demand is the requests offered here per second, averaged as the
+	// engine reports it (see fleet.Status); FleetDemand the fleet's at the
+	// last sync.
 	Demand      Float `json:"demand_rps"`
 	FleetDemand Float `json:"fleet_demand_rps"`
 	// Live is the member count Redis reported; Planned the count the share

@@ -6,16 +6,27 @@
 // sync interval (DefaultSyncInterval) a Syncer sends Redis, in one
 // pipelined round trip, one script call per global limit it takes part in.
 // The call announces the member with an expiring entry, reports its demand
-// (requests offered per second since the last sync) and returns the number
-// of live members and the fleet's total demand, from which the member
-// computes its share (see Share) and sets its bucket.
+// (requests offered per second, smoothed over DemandWindowIntervals) and
+// returns the number of live members and the fleet's total demand, from
+// which the member computes its share (see Share) and sets its bucket.
 //
 // When Redis is slow or down, nothing waits on it: a sync that does not
-// answer within one interval fails, and each member keeps its last share
-// (the same fraction of the limit, if the policy changes the limit
-// meanwhile), or limit ÷ the live members it last saw. A member count that
-// falls is believed only after a member TTL (see membership), so a Redis
-// restart that loses every key gives no instance the whole limit.
+// answer within one interval fails, and each member holds the share it
+// planned at its last sync that answered (the same fraction of the limit,
+// if the policy changes the limit meanwhile), or limit ÷ the live members
+// it last saw. The members synced at different moments, each with its own
+// demand fresh and the others' as last reported, so their synced shares
+// need not add up to the limit: after a stall, a member that reported
+// almost nothing and then its backlog let the others plan with the one and
+// itself with the other. The share held is planned instead with the least
+// demand the member reported within HeldWindowIntervals before its sync
+// (or last before them), and every other member whose last sync fell in
+// that window planned with one of those demands. The held shares of a
+// fleet whose members' last syncs lie within HeldWindowIntervals of each
+// other, all with the same live count, therefore add up to at most the
+// limit, whatever the order of their syncs. A member count that falls is
+// believed only after a member TTL (see membership), so a Redis restart
+// that loses every key gives no instance the whole limit.
 package fleet
 
 import (
@@ -43,6 +54,21 @@ const DefaultSyncInterval = 100 * time.Millisecond
 // MemberTTLIntervals is how many sync intervals a member stays live in
 // Redis after its last announcement.
 const MemberTTLIntervals = 5
+
+// DemandWindowIntervals is the time constant, in sync intervals, of the
+// exponential average of the demand a member reports. One interval holds
+// a few dozen requests at a few hundred requests per second, and a process
+// that stalls counts none during the stall and its backlog after it; the
+// average keeps such noise out of the shares (and out of the share held
+// through an outage, see the package doc), and follows a lasting change in
+// demand within about a second at the default interval.
+const DemandWindowIntervals = 10
+
+// HeldWindowIntervals is how far back, in sync intervals, a member looks
+// for the least demand it reported, to plan the share it holds while syncs
+// fail (see the package doc): one interval between two syncs, and one more
+// for a sync that a busy machine delayed.
+const HeldWindowIntervals = 2
 
 // Options says how to reach Redis and how often to reconcile.
 type Options struct {
@@ -196,7 +222,8 @@ func (s *Syncer) Join(key, name string, apply func(ratePerSec, burst float64), a
 		s: s, key: key, id: s.instance + "|" + name,
 		liveKey: tag + ":live", demandKey: tag + ":demand", totalKey: tag + ":total",
 		apply: apply, arrivals: arrivals,
-		limit: math.NaN(), burst: math.NaN(), fraction: math.NaN(),
+		limit: math.NaN(), burst: math.NaN(), fraction: math.NaN(), heldFraction: math.NaN(),
+		demand:       math.NaN(),
 		lastArrivals: arrivals(), lastAt: time.Now(),
 	}
 	s.mu.Lock()
@@ -355,23 +382,27 @@ func parseSync(cmd *redis.Cmd) (live int, total float64, err error) {
 
 // Member is one bucket's part in a global limit.
 type Member struct {
-	s                   *Syncer
-	key, id             string
-	liveKey, demandKey  string
-	totalKey            string
-	apply               func(ratePerSec, burst float64)
-	arrivals            func() uint64
-	mu                  sync.Mutex
-	limit, burst        float64 // the global limit and burst the policy set
-	fraction            float64 // share ÷ limit after the last sync; NaN before
-	live, planned       int     // members seen, and planned with, at the last sync
-	members             membership
-	demand, fleetDemand float64 // requests/s, at the last sync
-	lastArrivals        uint64
-	lastAt              time.Time
-	lastOK, lastFail    time.Time
-	lastErr             string
-	left                bool
+	s                  *Syncer
+	key, id            string
+	liveKey, demandKey string
+	totalKey           string
+	apply              func(ratePerSec, burst float64)
+	arrivals           func() uint64
+	mu                 sync.Mutex
+	limit, burst       float64 // the global limit and burst the policy set
+	fraction           float64 // share ÷ limit after the last sync; NaN before
+	heldFraction       float64 // the fraction held while syncs fail; NaN before the first sync
+	live, planned      int     // members seen, and planned with, at the last sync
+	members            membership
+	demand             float64  // requests/s, averaged: the last one reported; NaN before the first
+	fleetDemand        float64  // requests/s, the fleet's total at the last sync
+	others             float64  // requests/s, fleetDemand less this member's report; 0 with no limit
+	reports            []report // the demands reported within HeldWindowIntervals, and the last before
+	lastArrivals       uint64
+	lastAt             time.Time
+	lastOK, lastFail   time.Time
+	lastErr            string
+	left               bool
 }
 
 // keys are the Redis keys of the member's limit, in the scripts' order.
@@ -403,25 +434,46 @@ func (m *Member) Leave() {
 	m.mu.Unlock()
 }
 
-// measure returns the requests offered per second since the last sync.
+// report is a demand a member reported (requests/s), and when.
+type report struct {
+	at     time.Time
+	demand float64
+}
+
+// measure returns the demand to report at now: the requests offered per
+// second since the last sync, averaged over DemandWindowIntervals (the
+// first measure is taken as it is), and records it in reports: whether
+// the sync answers or not, the demand may have reached Redis.
 func (m *Member) measure(now time.Time) float64 {
 	n := m.arrivals()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dt := now.Sub(m.lastAt).Seconds()
-	d := 0.0
+	rate := 0.0
 	if dt > 0 {
-		d = float64(n-m.lastArrivals) / dt
+		rate = float64(n-m.lastArrivals) / dt
 	}
 	m.lastArrivals, m.lastAt = n, now
-	return d
+	if math.IsNaN(m.demand) {
+		m.demand = rate
+	} else {
+		window := (DemandWindowIntervals * m.s.interval).Seconds()
+		m.demand += -math.Expm1(-math.Max(dt, 0)/window) * (rate - m.demand)
+	}
+	m.reports = append(m.reports, report{now, m.demand})
+	start := now.Add(-HeldWindowIntervals * m.s.interval)
+	for len(m.reports) > 1 && !m.reports[1].at.After(start) {
+		m.reports = m.reports[1:]
+	}
+	return m.demand
 }
 
-// synced takes a sync's answer: the live count and the fleet's demand.
+// synced takes a sync's answer: the live count and the fleet's demand,
+// which includes this member's demand, as measure returned it.
 func (m *Member) synced(live int, demand, fleetDemand float64, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.live, m.demand, m.fleetDemand, m.lastOK = live, demand, fleetDemand, now
+	m.live, m.fleetDemand, m.lastOK = live, fleetDemand, now
 	m.planned = m.members.observe(live, now.UnixNano(), int64(m.s.ttl))
 	// The share is computed for a unit limit when no limit is set, so that
 	// the fraction is ready when one is.
@@ -441,22 +493,61 @@ func (m *Member) synced(live int, demand, fleetDemand float64, now time.Time) {
 		share = math.Min(share, prev)
 	}
 	m.fraction = share / limit
+	m.others = math.Max(fleetDemand-demand, 0)
+	m.heldFraction = m.planHeldLocked()
 	m.applyLocked()
 }
 
-// failed records a sync that did not answer; the share stays.
+// planHeldLocked returns the fraction to hold if syncs fail: the share
+// planned with the least demand this member reported within the held
+// window, beside the others' demand at the last sync. Each other member
+// whose last sync fell in the window planned with one of those demands,
+// none of them less, so the shares held fleet-wide add up to at most the
+// limit (see the package doc). Share grows with the member's own demand:
+// this is never more than the synced fraction.
+func (m *Member) planHeldLocked() float64 {
+	least := math.Inf(1)
+	for _, r := range m.reports {
+		least = math.Min(least, r.demand)
+	}
+	limit := m.limit
+	if !(limit > 0) || math.IsInf(limit, 1) {
+		limit, least = 1, 0
+	}
+	held := Share(limit, least, least+m.others, m.live) / limit
+	return math.Min(held, m.fraction)
+}
+
+// failed records a sync that did not answer. From the first after one
+// that answered, the member holds its held share, planned again with this
+// sync's demand too: Redis may have recorded it, and the others planned
+// with it, before the answer was lost.
 func (m *Member) failed(err error, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	holding := m.holdingLocked()
 	m.lastFail, m.lastErr = now, err.Error()
+	if !holding && m.holdingLocked() {
+		m.heldFraction = math.Min(m.heldFraction, m.planHeldLocked())
+		m.applyLocked()
+	}
 }
 
-// shareLocked is the rate this member enforces: its fraction of the limit,
-// or before any sync limit ÷ the members last seen (itself alone if none).
+// holdingLocked says whether the last sync failed after one answered: the
+// member holds heldFraction (mode fail_static).
+func (m *Member) holdingLocked() bool {
+	return !m.lastOK.IsZero() && m.lastFail.After(m.lastOK)
+}
+
+// shareLocked is the rate this member enforces: its fraction of the limit
+// (the held one while syncs fail), or before any sync limit ÷ the members
+// last seen (itself alone if none).
 func (m *Member) shareLocked() float64 {
 	switch {
 	case math.IsNaN(m.limit) || math.IsInf(m.limit, 1):
 		return math.NaN()
+	case m.holdingLocked() && !math.IsNaN(m.heldFraction):
+		return math.Max(m.limit, 0) * m.heldFraction
 	case !math.IsNaN(m.fraction):
 		return math.Max(m.limit, 0) * m.fraction
 	default:
@@ -493,14 +584,17 @@ type Status struct {
 	// Limit and Share are requests per second: the fleet's limit and this
 	// engine's part of it (NaN: no limit).
 	Limit, Share float64
-	// Demand and FleetDemand are the requests offered per second, here and
-	// in the whole fleet, at the last sync.
+	// Demand is the requests offered here per second, averaged over
+	// DemandWindowIntervals, as last reported (or tried: while syncs fail,
+	// it goes on following the requests); FleetDemand the fleet's total at
+	// the last sync that answered. Both 0 before any.
 	Demand, FleetDemand float64
 	// Live is the member count Redis reported last; Planned the count the
 	// share was planned with (higher while a fall is not yet believed).
 	Live, Planned int
-	// Mode is "synced", "fail_static" (the last sync failed: the share is
-	// held) or "unsynced" (no sync has answered yet).
+	// Mode is "synced", "fail_static" (the last sync failed: the held share
+	// is enforced, see the package doc) or "unsynced" (no sync has answered
+	// yet).
 	Mode        string
 	LastSyncAge time.Duration // since the last sync that answered; 0 if none
 	LastError   string
@@ -514,10 +608,13 @@ func (m *Member) Status(now time.Time) Status {
 		Key: m.key, Limit: m.limit, Share: m.shareLocked(),
 		Demand: m.demand, FleetDemand: m.fleetDemand, Live: m.live, Planned: m.planned,
 	}
+	if math.IsNaN(st.Demand) {
+		st.Demand = 0
+	}
 	switch {
 	case m.lastOK.IsZero():
 		st.Mode = "unsynced"
-	case m.lastFail.After(m.lastOK):
+	case m.holdingLocked():
 		st.Mode = "fail_static"
 	default:
 		st.Mode = "synced"
