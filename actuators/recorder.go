@@ -226,6 +226,23 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 	return w
 }
 
+// Peek returns the requests in flight at nowNs as an empty-length window
+// (no counts, NaN rates) and leaves the current tick open: a reading for
+// a tick too soon after the last snapshot to measure a rate.
+func (r *Recorder) Peek(nowNs int64) Window {
+	w := Window{StartNs: nowNs, EndNs: nowNs}
+	w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
+	return w
+}
+
+// OpenedNs returns when the current tick opened (the last Snapshot), and
+// false before any.
+func (r *Recorder) OpenedNs() (int64, bool) {
+	r.snapshotMu.Lock()
+	defer r.snapshotMu.Unlock()
+	return r.lastSnapshotNs, r.snapshotted
+}
+
 // inFlight returns the number of requests in flight and the age at nowNs
 // of the oldest, rounded up to the start of its slot (at most 134 ms over),
 // or 0 when none is in flight. A read racing Arrive and Done may miss the

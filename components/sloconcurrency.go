@@ -382,15 +382,6 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		}
 	}
 	windowTicks := c.winTicks
-	// Little's law: the requests in flight at the window's end over its
-	// completion rate is the latency they are headed for. Requests that
-	// wait at a bottleneck do not answer, so the rtt of those that did
-	// lags a queue that a doubling limit builds, most where the APIs
-	// that cross the bottleneck are few among fast ones.
-	littleMs := Invalid
-	if IsValid(completedRps) && c.winN > 0 && IsValid(inFlight) {
-		littleMs = inFlight / (c.winN / (windowTicks * c.interval)) * 1000
-	}
 	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding, c.winSemMissing = 0, 0, 0, 0, Invalid, false, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest
@@ -458,12 +449,6 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// Hold the initial limit until the baseline has a sample measured
 		// at it: a service overloaded from its first second must not teach
 		// the baseline a queue.
-	case binding && IsValid(latency) && c.slowStartOn && IsValid(c.baseline) && littleMs > c.tolerance*c.baseline:
-		// The limit already holds more requests than the service answers
-		// within the tolerated latency: a queue is forming that the
-		// answered rtt has not shown yet. Slow start ends here, not one
-		// doubling past it.
-		c.slowStartOn = false
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
 	case binding && IsValid(latency) && c.limit < c.recoverTo && IsValid(rtt) && rtt <= (1+c.tolerance)/2*c.baseline:

@@ -770,7 +770,16 @@ func (e *Engine) observe(r *Running, now int64) {
 	}
 	r.observed = true
 	for i, t := range r.taps {
-		w := t.rec.Snapshot(now)
+		var w actuators.Window
+		if opened, ok := t.rec.OpenedNs(); ok && now-opened < int64(r.Circuit.Spec.EvaluationInterval)/10 {
+			// A new policy's first tick comes right after its load: a
+			// window of microseconds, whose one answer would read as
+			// thousands a second. It reads no rates, and the window stays
+			// open for the next tick.
+			w = t.rec.Peek(now)
+		} else {
+			w = t.rec.Snapshot(now)
+		}
 		rd := reading(&w)
 		r.readings[i] = rd
 		if a, ok := t.source.(components.AgentActuator); ok {
