@@ -49,6 +49,10 @@ type ConcurrencyLimiter struct {
 	// from (Separate; 0: none), at which an unsettled partition's answers
 	// count.
 	refNs atomic.Int64
+	// mixScale is how many times an answer's excess over its
+	// partition's baseline counts in the shared latency, in 1/1024ths
+	// (Separate).
+	mixScale atomic.Int64
 
 	// Owned by Separate's caller: the last shared excess and the time
 	// since it was measured, and the partitions' excesses of a tick.

@@ -50,6 +50,9 @@ import (
 //     answers moves with how many costly ones it happened to hold by more
 //     than the queue a controller must see, and the lowest of ten such
 //     windows, its first baseline, is a fraction of the mix's latency.
+//     Where the mix answering now is cheaper than the reference's, the
+//     excess counts ref ÷ that mix's latency times: a queue is judged
+//     against the latency of the requests it delays.
 //
 // With fewer than two partitions measured nothing is separate. Nothing
 // is tested while the limit is unlimited, nor while a partition is
@@ -81,11 +84,11 @@ type ownState struct {
 	// into the test, and their latencies: a low-rate API's test is judged
 	// by them when its one-second mean has too few.
 	testN, testSumNs, cutNs float64
-	// weight is the partition's count of measured requests over the last
-	// hour or so, exponentially weighted (ownMixWindow), and born the
-	// limiter's clock when its baseline was first learned (NaN before):
-	// its part in the reference latency is its rate over that hour
-	// (mixWeight), once settled.
+	// weight is the partition's rate of measured requests: their mean
+	// over its first ownSettle seconds, then exponentially weighted over
+	// ownMixWindow; born is the limiter's clock when its baseline was
+	// first learned (NaN before). Its part in the reference latency is
+	// that rate (mixWeight), once settled.
 	weight, born float64
 }
 
@@ -128,7 +131,15 @@ const (
 	// over ownMixWindow; one there from the start, at once.
 	ownMixWindow = 3000.0
 	ownMixLate   = 60.0
+	// ownMixScaleMax bounds how many times an answer's excess counts
+	// where the mix answering is cheaper than the reference's: the
+	// scale multiplies the excess's noise too.
+	ownMixScaleMax = 10.0
 )
+
+// mixScaleOne is a scale of 1 in ConcurrencyLimiter.mixScale's fixed
+// point.
+const mixScaleOne = 1024
 
 // atReference is a partition's offset while it has not settled: each of
 // its answers counts at the reference latency (ReleaseAfter).
@@ -163,6 +174,13 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 	offsetNs = p.offsetNs.Load()
 	if offsetNs == atReference {
 		offsetNs = latencyNs - c.refNs.Load()
+	} else if k := c.mixScale.Load(); k > mixScaleOne {
+		// A mix cheaper than the reference's: the answer's excess over
+		// its baseline counts k times (Separate).
+		ref := c.refNs.Load()
+		answered := latencyNs - ownNs
+		shared := ref + (answered-(offsetNs+ref))*k/mixScaleOne
+		offsetNs = answered - shared
 	}
 	return ownNs, offsetNs
 }
@@ -197,7 +215,18 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			o.testN += n
 			o.testSumNs += sum
 		}
-		o.weight = (1-mix)*o.weight + mix*o.n
+		// The rate's mean since the baseline was learned, for ownSettle
+		// seconds; then an exponential average over ownMixWindow, which
+		// a new mix moves no faster than a controller's baseline follows
+		// (mixWeight).
+		switch age := c.clock - o.born; {
+		case math.IsNaN(age):
+			o.weight = o.n
+		case age < ownSettle:
+			o.weight += math.Max(mix, dt/(age+dt)) * (o.n - o.weight)
+		default:
+			o.weight += mix * (o.n - o.weight)
+		}
 		lat := o.latencyNs()
 		switch {
 		case math.IsNaN(lat):
@@ -245,6 +274,26 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	if on && refWeight > 0 {
 		c.refNs.Store(int64(ref))
 	}
+	// The mix answering now, the settled baselines weighted by their
+	// last second's requests, may be cheaper than the reference's: the
+	// queue a controller allows over the reference (a part of it) would
+	// then be several times the latency of the requests it delays, and
+	// past their SLO. Each answer's excess counts ref ÷ that mix's
+	// latency times (at most ownMixScaleMax), so that a queue is judged
+	// against the latency of the mix it delays. A costlier mix is not
+	// scaled: it tolerates the reference's queue.
+	var nowSum, nowN float64
+	for _, p := range *ps {
+		if p != nil && p.own.settled(c.clock) && p.own.n > 0 {
+			nowSum += p.own.n * p.own.baseNs
+			nowN += p.own.n
+		}
+	}
+	k := 1.0
+	if on && refWeight > 0 && nowSum > 0 {
+		k = math.Min(ownMixScaleMax, math.Max(1, ref/(nowSum/nowN)))
+	}
+	c.mixScale.Store(int64(k * mixScaleOne))
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -322,18 +371,22 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 func (o *ownState) settled(clock float64) bool { return clock-o.born >= ownSettle }
 
 // mixWeight is the partition's part in the reference latency at clock
-// (seconds): its requests' rate over the last ownMixWindow, corrected
-// for a partition younger than that (an exponential average that began
-// at 0 reads low by 1-e^(-age/ownMixWindow)), and, for one that appeared after
-// ownMixLate, ramped in over ownMixWindow from its birth, so that the
-// reference drifts towards a new mix no faster than a controller's
-// baseline follows.
+// (seconds): its requests' rate (weight), and, for one that appeared
+// after ownMixLate, ramped in over ownMixWindow from its birth, so that
+// the reference drifts towards a new mix no faster than a controller's
+// baseline follows. The rate is not the mean since the limiter began,
+// which is what an exponential average over an hour corrected for a
+// younger limiter is: a minute into a limiter's life, a mix forty times
+// richer in a cheap API moved that mean, and the reference, most of the
+// way within seconds, while the controller's baseline stood, and the
+// queue it allowed over the fallen reference put the cheap API's answers
+// past their SLO.
 func (o *ownState) mixWeight(clock float64) float64 {
 	age := clock - o.born
 	if !(age > 0) {
 		return 0
 	}
-	w := o.weight / -math.Expm1(-age/ownMixWindow)
+	w := o.weight
 	if o.born > ownMixLate {
 		w *= math.Min(1, age/ownMixWindow)
 	}

@@ -707,3 +707,67 @@ func runMixNoQueue(c *ConcurrencyLimiter, ticks, from, perTick int, answer func(
 	}
 	return latSum / n / 1e6, (latSum - ownSum) / n / 1e6
 }
+
+// TestSeparateReferenceHoldsAYoungLimitersMix: a minute into a limiter's
+// life, the cheap API's requests grow fortyfold. The reference latency
+// is the APIs' baselines weighted by their rates over the last hour, so
+// a minute later it has moved by well under a third; weighted by their
+// counts since the limiter began, it fell to a quarter within seconds,
+// faster than a controller's baseline follows, and the queue the
+// controller allowed over it put the cheap API past its SLO.
+func TestSeparateReferenceHoldsAYoungLimitersMix(t *testing.T) {
+	c := NewConcurrencyLimiter(100000)
+	cheap := &ownAPI{p: c.Partition(2), perTick: 5, latencyNs: int64(3 * time.Millisecond)}
+	costly := &ownAPI{p: c.Partition(3), perTick: 5, latencyNs: int64(40 * time.Millisecond)}
+	apis := []*ownAPI{cheap, costly}
+	now := runOwn(c, apis, 0, 650, true)
+	before := c.refNs.Load()
+	if want := int64(21500 * time.Microsecond); before < want*9/10 || before > want*11/10 {
+		t.Fatalf("reference %v at the mix it began with, want about %v", time.Duration(before), time.Duration(want))
+	}
+	cheap.perTick = 200
+	for _, secs := range []int{5, 60} {
+		now = runOwn(c, apis, now, 50, true)
+		if secs == 60 {
+			now = runOwn(c, apis, now, 550, true)
+		}
+		if after := c.refNs.Load(); after < before*7/10 {
+			t.Errorf("%d s after the cheap API grew fortyfold the reference fell %v -> %v, want within 30 %%", secs, time.Duration(before), time.Duration(after))
+		}
+	}
+}
+
+// TestSeparateCheaperMixCountsItsQueueScaled: once most answers are
+// cheaper than the reference's mix, a queue of 2 ms counts in the shared
+// latency as many times over as the reference is over the mix answering
+// (at most ownMixScaleMax), so that a controller holding its queue to a
+// part of the reference holds it to that part of the cheap requests'
+// latency. At the reference's own mix it counts once.
+func TestSeparateCheaperMixCountsItsQueueScaled(t *testing.T) {
+	c := NewConcurrencyLimiter(100000)
+	cheap := &ownAPI{p: c.Partition(2), perTick: 5, latencyNs: int64(3 * time.Millisecond)}
+	costly := &ownAPI{p: c.Partition(3), perTick: 5, latencyNs: int64(40 * time.Millisecond)}
+	apis := []*ownAPI{cheap, costly}
+	queue := int64(2 * time.Millisecond)
+	excess := func() float64 { return (sharedOf(cheap) - float64(c.refNs.Load())) / float64(queue) }
+	now := runOwn(c, apis, 0, 3000, true)
+	cheap.latencyNs += queue
+	costly.latencyNs += queue
+	now = runOwn(c, apis, now, 5, true)
+	if k := excess(); k < 0.9 || k > 1.1 {
+		t.Errorf("at the reference's mix a queue of %v counts %.2f times, want once", time.Duration(queue), k)
+	}
+	cheap.latencyNs -= queue
+	costly.latencyNs -= queue
+	cheap.perTick = 200
+	now = runOwn(c, apis, now, 50, true)
+	cheap.latencyNs += queue
+	costly.latencyNs += queue
+	runOwn(c, apis, now, 5, true)
+	mixNs := (200*3e6 + 5*40e6) / 205.0
+	want := math.Min(ownMixScaleMax, float64(c.refNs.Load())/mixNs)
+	if k := excess(); k < 0.85*want || k > 1.15*want || want < 3 {
+		t.Errorf("with the mix answering at %.1f ms against a reference of %v, a queue counts %.2f times, want %.2f",
+			mixNs/1e6, time.Duration(c.refNs.Load()), k, want)
+	}
+}

@@ -177,6 +177,31 @@ func TestDefaultPolicyFollowsACostlierMix(t *testing.T) {
 	}
 }
 
+// random-53 in priority-mix: one API of 3 ms (SLO 40 ms) and two of
+// 50–60 ms, each offered at 1.5× its capacity alone, so that the cheap one
+// makes 97 % of the requests where it made a third in the warm-up. The
+// shared latency's reference is the warm-up's mix; a queue of a part of
+// it is several times the cheap API's latency, so the cheap mix's queue
+// counts scaled by how much cheaper it is. Before, the reference of a
+// minute-old limiter followed the new mix within seconds, the controller
+// allowed a queue over it that put the cheap API's answers past their
+// SLO, and the default kept 0.18 of proportional in the steady half
+// (0.55 after a 20-minute warm-up). The same after 65 s and after 20 min.
+func TestDefaultPolicyKeepsACheaperMix(t *testing.T) {
+	app := RandomAppOf(53)
+	for _, warmup := range []time.Duration{DefaultWarmup, 20 * time.Minute} {
+		r := simulateVirtual(t, app, "priority-mix", defaultPolicy(t), ScenarioOptions{Warmup: warmup})
+		if r.Steady.GoodputPerProportional < 0.9 {
+			t.Errorf("warm-up %v: steady-half goodput %.2f of proportional, want ≥ 0.9", warmup, r.Steady.GoodputPerProportional)
+		}
+		for i, api := range app.APIs {
+			if st := r.PerAPI[r.APIs[i]]; st.Steady.P99Ms > float64(api.SLO/time.Millisecond) {
+				t.Errorf("warm-up %v: %s steady p99 %.0f ms over its SLO %v", warmup, r.APIs[i], st.Steady.P99Ms, api.SLO)
+			}
+		}
+	}
+}
+
 // apps/adversarial/one-api-hangs.json: browse (80 %) and pay (20 %) share
 // an 8-worker database; in hung-dependency, pay's calls hang past the
 // client timeout for the middle third. Browse could be served as before,
