@@ -53,6 +53,8 @@ type ConcurrencyLimiter struct {
 	// partition's baseline counts in the shared latency, in 1/1024ths
 	// (Separate).
 	mixScale atomic.Int64
+	// mixAge is how long Separate has seen requests, in seconds.
+	mixAge float64
 
 	// Owned by Separate's caller: the last shared excess and the time
 	// since it was measured, and the partitions' excesses of a tick.

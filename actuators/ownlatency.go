@@ -42,8 +42,8 @@ import (
 //     in a row. The caps hold only in tests: an API's own queue is not
 //     capped on its own.
 //   - Every answer counts in the shared latency as a reference latency
-//     (the partitions' baselines, weighted by their requests over the
-//     last hour) plus its excess over its own API's baseline: each
+//     (the partitions' baselines, weighted by their shares of the
+//     requests over the last hour) plus its excess over its own API's baseline: each
 //     partition's offset, its baseline less the reference, is part of its
 //     own latency, negative for an API cheaper than the mix. Where APIs'
 //     latencies differ twentyfold, the plain mean of a window of fifty
@@ -84,11 +84,10 @@ type ownState struct {
 	// into the test, and their latencies: a low-rate API's test is judged
 	// by them when its one-second mean has too few.
 	testN, testSumNs, cutNs float64
-	// weight is the partition's rate of measured requests: their mean
-	// over its first ownSettle seconds, then exponentially weighted over
-	// ownMixWindow; born is the limiter's clock when its baseline was
-	// first learned (NaN before). Its part in the reference latency is
-	// that rate (mixWeight), once settled.
+	// weight is the partition's share of the measured requests, averaged
+	// over time (Separate): its part in the reference latency, once
+	// settled. born is the limiter's clock when its baseline was first
+	// learned (NaN before).
 	weight, born float64
 }
 
@@ -126,11 +125,10 @@ const (
 	// baselines in the reference latency: five times that of a
 	// controller's baseline, so that the baseline follows the reference's
 	// drift (an API that appears, or goes quiet for good) closely enough
-	// not to read it as a queue. A partition first measured more than
-	// ownMixLate seconds after the limiter began enters the reference
+	// not to read it as a queue. A partition first measured after the
+	// limiter's first ownSettle seconds of requests enters the reference
 	// over ownMixWindow; one there from the start, at once.
 	ownMixWindow = 3000.0
-	ownMixLate   = 60.0
 	// ownMixScaleMax bounds how many times an answer's excess counts
 	// where the mix answering is cheaper than the reference's: the
 	// scale multiplies the excess's noise too.
@@ -201,7 +199,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	mix := -math.Expm1(-dt / ownMixWindow)
 	c.clock += dt
 	all := c.scratch[:0]
-	var refSum, refWeight float64
+	var refSum, refWeight, total float64
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -214,18 +212,6 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		if o.testing() && o.elapsed*1e9 >= o.cutNs {
 			o.testN += n
 			o.testSumNs += sum
-		}
-		// The rate's mean since the baseline was learned, for ownSettle
-		// seconds; then an exponential average over ownMixWindow, which
-		// a new mix moves no faster than a controller's baseline follows
-		// (mixWeight).
-		switch age := c.clock - o.born; {
-		case math.IsNaN(age):
-			o.weight = o.n
-		case age < ownSettle:
-			o.weight += math.Max(mix, dt/(age+dt)) * (o.n - o.weight)
-		default:
-			o.weight += mix * (o.n - o.weight)
 		}
 		lat := o.latencyNs()
 		switch {
@@ -241,17 +227,44 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		case lat <= 1.25*o.baseNs:
 			o.baseNs += drift * (lat - o.baseNs)
 		}
-		if w := o.mixWeight(c.clock); o.settled(c.clock) && w > 0 {
-			refSum += w * o.baseNs
-			refWeight += w
-		}
 		if !math.IsNaN(lat) {
 			all = append(all, measuredExcess{lat - o.baseNs, o.n})
 		}
+		total += o.n
 	}
 	c.scratch = all
+	// Each partition's part in the mix is its share of the requests,
+	// averaged over time: over the limiter's first ownSettle seconds of
+	// requests, then exponentially over ownMixWindow. A share, not a
+	// rate: while a limit throttles a start, the rates are a fraction of
+	// the offered ones but the shares are the offered mix's, and a surge
+	// of one API moves its share at the pace of the average, not in
+	// proportion to its count (a cheap API forty times as busy a minute
+	// into a limiter's life outweighed the minute before it within a
+	// second).
+	if total > 0 {
+		c.mixAge += dt
+		a := mix
+		if c.mixAge <= ownSettle {
+			a = dt / c.mixAge
+		}
+		for _, p := range *ps {
+			if p != nil {
+				p.own.weight += a * (p.own.n/total - p.own.weight)
+			}
+		}
+	}
+	for _, p := range *ps {
+		if p == nil {
+			continue
+		}
+		if o := &p.own; o.settled(c.clock) && o.weight > 0 {
+			refSum += o.weight * o.baseNs
+			refWeight += o.weight
+		}
+	}
 	// The reference latency is the settled baselines' mean, weighted by
-	// each partition's requests over the last hour or so: each answer's
+	// each partition's share of the requests over the last hour or so: each answer's
 	// latency is counted as the reference plus its excess over its own
 	// API's baseline. A window's mean latency then reads a queue, not
 	// which APIs happened to answer in it: where one API's requests cost
@@ -369,29 +382,6 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 // ownSettle seconds before clock: one learned in a cold start's queue has
 // seen it drained by then.
 func (o *ownState) settled(clock float64) bool { return clock-o.born >= ownSettle }
-
-// mixWeight is the partition's part in the reference latency at clock
-// (seconds): its requests' rate (weight), and, for one that appeared
-// after ownMixLate, ramped in over ownMixWindow from its birth, so that
-// the reference drifts towards a new mix no faster than a controller's
-// baseline follows. The rate is not the mean since the limiter began,
-// which is what an exponential average over an hour corrected for a
-// younger limiter is: a minute into a limiter's life, a mix forty times
-// richer in a cheap API moved that mean, and the reference, most of the
-// way within seconds, while the controller's baseline stood, and the
-// queue it allowed over the fallen reference put the cheap API's answers
-// past their SLO.
-func (o *ownState) mixWeight(clock float64) float64 {
-	age := clock - o.born
-	if !(age > 0) {
-		return 0
-	}
-	w := o.weight
-	if o.born > ownMixLate {
-		w *= math.Min(1, age/ownMixWindow)
-	}
-	return w
-}
 
 // due reports whether a partition not separated, nor waiting after a
 // test, has an excess of its own over the shared one by at least

@@ -771,3 +771,32 @@ func TestSeparateCheaperMixCountsItsQueueScaled(t *testing.T) {
 			mixNs/1e6, time.Duration(c.refNs.Load()), k, want)
 	}
 }
+
+// TestSeparateReferenceWeighsSharesNotRates: a start whose limit
+// throttles both APIs to a tenth of their rates, so that the costly one
+// answers too seldom to learn its baseline until the limit opens. Its
+// part in the reference is its share of the requests, a third, as the
+// cheap one's is two thirds, whenever each began to count: weighted by
+// each one's rate since its baseline was learned, the costly API's open
+// rate outweighed the cheap one's throttled start and the reference sat
+// at twice the mix's latency.
+func TestSeparateReferenceWeighsSharesNotRates(t *testing.T) {
+	c := NewConcurrencyLimiter(100000)
+	cheap := &ownAPI{p: c.Partition(2), perTick: 1, latencyNs: int64(3 * time.Millisecond)}
+	costly := &ownAPI{p: c.Partition(3), latencyNs: int64(40 * time.Millisecond)}
+	apis := []*ownAPI{cheap, costly}
+	now := int64(0)
+	for i := range 120 { // costly: one request every other tick
+		costly.perTick = i % 2
+		now = runOwn(c, apis, now, 1, true)
+	}
+	if !math.IsNaN(costly.p.own.baseNs) {
+		t.Fatal("the costly API learned its baseline while throttled")
+	}
+	cheap.perTick, costly.perTick = 10, 5
+	runOwn(c, apis, now, 600, true)
+	want := (2*3e6 + 40e6) / 3.0
+	if ref := float64(c.refNs.Load()); math.Abs(ref-want) > 0.15*want {
+		t.Errorf("reference %v, want the mix's %v", time.Duration(ref), time.Duration(want))
+	}
+}
