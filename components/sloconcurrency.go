@@ -54,7 +54,7 @@ func init() {
 // first starts with nothing in flight, so its short requests finish first
 // and it reads low; the next is measured at the initial limit, which keeps
 // the queue short even when the service starts overloaded; with rtt_sem_ms,
-// where the windows' means are that noisy, plus their typical standard
+// where the windows' means are that noisy, plus 1.54 of their typical standard
 // error: learnFirst), then an exponential average over
 // baseline_window (default 600 s, Gradient2's long window) that skips
 // queueing windows, so a standing queue does not become the new normal, and
@@ -512,9 +512,14 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 // whose costly API's latency spreads widely), the lowest mean is chance's
 // lowest, so far under the latency without a queue that every window
 // reads as one, and the cuts take the limit to the floor: the baseline
-// is then the lowest mean plus that typical error (noiseFloor). The
-// typical error, not the lowest window's own: a window that chance gave
-// few costly answers has a low mean and a low error both. The mean it is
+// is then the lowest mean plus that typical error times how far under
+// their mean the lowest of that many windows lies on average (lowestOf:
+// 1.54 for ten), which is what the mean is expected to be (noiseFloor).
+// One typical error, as before, left it a third under the mean for a mix
+// of 90 % 2 ms and 10 % 500 ms answers, and once the shared latency read
+// the mix's mean every window read as a queue. The typical error, not
+// the lowest window's own: a window that chance gave few costly answers
+// has a low mean and a low error both. The mean it is
 // judged against is the one the lowest implies (the lowest plus
 // lowestOfTen typical errors), not the windows' own: in a cold start
 // some of them hold a queue, whose mean would make any noise look small.
@@ -530,10 +535,14 @@ func (c *SLOConcurrencyController) learnFirst(rtt, sem float64) {
 	c.baseline = c.warmMin
 	if c.warmSems > 0 {
 		if typical := math.Sqrt(c.warmSemSq / c.warmSems); typical > c.noiseFloor()*(c.warmMin+lowestOfTen*typical) {
-			c.baseline += typical
+			c.baseline += lowestOf[int(min(c.samples, baselineWarmup))-1] * typical
 		}
 	}
 }
+
+// lowestOf[n-1] is how far under their mean, in standard deviations,
+// the lowest of n samples of a normal distribution lies on average.
+var lowestOf = [baselineWarmup]float64{0, 0.564, 0.846, 1.029, 1.163, 1.267, 1.352, 1.424, 1.485, 1.539}
 
 // lowestOfTen is how far under their mean, in standard deviations, the
 // lowest of ten samples of a normal distribution lies on average.

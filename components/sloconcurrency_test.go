@@ -358,10 +358,11 @@ func TestSLOConcurrencyControllerIgnoresASetpointUnderTheOwnLatency(t *testing.T
 
 // The first baseline is the lowest of ten windows' means. Where their
 // typical standard error is over a fifth of their mean, the lowest is
-// chance's: the baseline is then the lowest mean plus that typical error,
-// not plus the lowest window's own (a window that chance gave few costly
-// answers has a low mean and a low error both). With the error small, or
-// unknown, it is the lowest mean as measured.
+// chance's: the baseline is then the lowest mean plus 1.54 typical
+// errors, how far under the mean the lowest of ten lies on average, not
+// plus the lowest window's own error (a window that chance gave few
+// costly answers has a low mean and a low error both). With the error
+// small, or unknown, it is the lowest mean as measured.
 func TestSLOConcurrencyControllerFirstBaselineOfNoisyWindows(t *testing.T) {
 	rtts := []float64{15, 9, 12, 15, 18, 21, 10, 14, 16, 20, 11} // the first window is not a sample
 	var sq float64
@@ -373,8 +374,8 @@ func TestSLOConcurrencyControllerFirstBaselineOfNoisyWindows(t *testing.T) {
 		sem  func(rtt float64) float64
 		want float64
 	}{
-		{"noisy", func(float64) float64 { return 3.5 }, 9 + 3.5},
-		{"noisy, the error with the mean", func(rtt float64) float64 { return 0.25 * rtt }, 9 + math.Sqrt(sq/10)},
+		{"noisy", func(float64) float64 { return 3.5 }, 9 + 1.539*3.5},
+		{"noisy, the error with the mean", func(rtt float64) float64 { return 0.25 * rtt }, 9 + 1.539*math.Sqrt(sq/10)},
 		{"steady", func(float64) float64 { return 1 }, 9},
 		{"unknown", func(float64) float64 { return components.Invalid }, 9},
 	} {
@@ -403,7 +404,7 @@ func TestSLOConcurrencyControllerFirstBaselineOfQueuedWindows(t *testing.T) {
 	for _, rtt := range rtts {
 		c.Execute([]float64{rtt, components.Invalid, 1, 0, rtt, 1000, 3.5}, out)
 	}
-	if want := 9 + 3.5; math.Abs(out[2]-want) > 1e-9 {
+	if want := 9 + 1.539*3.5; math.Abs(out[2]-want) > 1e-9 {
 		t.Errorf("baseline %.2f ms after the first ten windows, want %.2f", out[2], want)
 	}
 }
