@@ -43,9 +43,10 @@ import (
 //     capped on its own.
 //   - Every answer counts in the shared latency as a reference latency
 //     (the partitions' baselines, weighted by their shares of the
-//     requests over the last hour) plus its excess over its own API's baseline: each
-//     partition's offset, its baseline less the reference, is part of its
-//     own latency, negative for an API cheaper than the mix. Where APIs'
+//     requests over the last hour) plus its excess over its own API's
+//     baseline: each partition's offset, its baseline less the
+//     reference, is part of its own latency, negative for an API
+//     cheaper than the mix. Where APIs'
 //     latencies differ twentyfold, the plain mean of a window of fifty
 //     answers moves with how many costly ones it happened to hold by more
 //     than the queue a controller must see, and the lowest of ten such
@@ -264,9 +265,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 	}
 	// The reference latency is the settled baselines' mean, weighted by
-	// each partition's share of the requests over the last hour or so: each answer's
-	// latency is counted as the reference plus its excess over its own
-	// API's baseline. A window's mean latency then reads a queue, not
+	// each partition's share of the requests over the last hour or so:
+	// each answer's latency is counted as the reference plus its excess
+	// over its own API's baseline. A window's mean latency then reads a queue, not
 	// which APIs happened to answer in it: where one API's requests cost
 	// twenty times another's, the count of expensive ones in a window of
 	// fifty moves the plain mean by more than a queue the limit must

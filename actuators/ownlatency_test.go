@@ -710,9 +710,10 @@ func runMixNoQueue(c *ConcurrencyLimiter, ticks, from, perTick int, answer func(
 
 // TestSeparateReferenceHoldsAYoungLimitersMix: a minute into a limiter's
 // life, the cheap API's requests grow fortyfold. The reference latency
-// is the APIs' baselines weighted by their rates over the last hour, so
-// a minute later it has moved by well under a third; weighted by their
-// counts since the limiter began, it fell to a quarter within seconds,
+// is the APIs' baselines weighted by their shares of the requests over
+// the last hour, so a minute later it has moved by well under a third;
+// weighted by their counts since the limiter began, it fell to a quarter
+// within seconds,
 // faster than a controller's baseline follows, and the queue the
 // controller allowed over it put the cheap API past its SLO.
 func TestSeparateReferenceHoldsAYoungLimitersMix(t *testing.T) {
