@@ -514,7 +514,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 // reads as one, and the cuts take the limit to the floor: the baseline
 // is then the lowest mean plus that typical error times how far under
 // their mean the lowest of that many windows lies on average (lowestOf:
-// 1.54 for ten), which is what the mean is expected to be (noiseFloor).
+// 1.54 for ten), which is what the mean is expected to be, and at least
+// one error while fewer than four windows are in (noiseFloor).
 // One typical error, as before, left it a third under the mean for a mix
 // of 90 % 2 ms and 10 % 500 ms answers, and once the shared latency read
 // the mix's mean every window read as a queue. The typical error, not
@@ -535,7 +536,7 @@ func (c *SLOConcurrencyController) learnFirst(rtt, sem float64) {
 	c.baseline = c.warmMin
 	if c.warmSems > 0 {
 		if typical := math.Sqrt(c.warmSemSq / c.warmSems); typical > c.noiseFloor()*(c.warmMin+lowestOfTen*typical) {
-			c.baseline += lowestOf[int(min(c.samples, baselineWarmup))-1] * typical
+			c.baseline += math.Max(1, lowestOf[int(min(c.samples, baselineWarmup))-1]) * typical
 		}
 	}
 }
