@@ -69,7 +69,7 @@ func TestWallTickWaitsForTheAgent(t *testing.T) {
 		clock.AdvanceTo(time.Duration(s) * time.Second)
 		w = eng.TickWall(nil)
 		clock.AdvanceTo(time.Duration(s)*time.Second + engine.DefaultAgentWait)
-		w = eng.TickWall(w)
+		eng.TickWall(w)
 	}
 	if got := agentMode(t, eng, "GET /a"); got != "fallback" {
 		t.Fatalf("after 6 silent ticks GET /a's mode is %q, want fallback", got)
