@@ -243,35 +243,45 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// proportion to its count (a cheap API forty times as busy a minute
 	// into a limiter's life outweighed the minute before it within a
 	// second).
+	a := 0.0 // the weights' step this tick; none without requests
 	if total > 0 {
 		c.mixAge += dt
-		a := mix
+		a = mix
 		if c.mixAge <= ownSettle {
 			a = dt / c.mixAge
 		}
-		for _, p := range *ps {
-			if p != nil {
-				p.own.weight += a * (p.own.n/total - p.own.weight)
-			}
-		}
 	}
+	// nowSum ÷ nowN is the latency of the mix answering now: the settled
+	// baselines weighted by their last second's requests (below).
+	var nowSum, nowN float64
 	for _, p := range *ps {
 		if p == nil {
 			continue
 		}
-		if o := &p.own; o.settled(c.clock) && o.weight > 0 {
+		o := &p.own
+		if total > 0 {
+			o.weight += a * (o.n/total - o.weight)
+		}
+		if !o.settled(c.clock) {
+			continue
+		}
+		if o.weight > 0 {
 			refSum += o.weight * o.baseNs
 			refWeight += o.weight
+		}
+		if o.n > 0 {
+			nowSum += o.n * o.baseNs
+			nowN += o.n
 		}
 	}
 	// The reference latency is the settled baselines' mean, weighted by
 	// each partition's share of the requests over the last hour or so:
 	// each answer's latency is counted as the reference plus its excess
-	// over its own API's baseline. A window's mean latency then reads a queue, not
-	// which APIs happened to answer in it: where one API's requests cost
-	// twenty times another's, the count of expensive ones in a window of
-	// fifty moves the plain mean by more than a queue the limit must
-	// keep. Partitions count once settled: a baseline learned in a cold
+	// over its own API's baseline. A window's mean latency then reads a
+	// queue, not which APIs happened to answer in it: where one API's
+	// requests cost twenty times another's, the count of expensive ones
+	// in a window of fifty moves the plain mean by more than a queue the
+	// limit must keep. Partitions count once settled: a baseline learned in a cold
 	// start's queue is not one, and partitions that learned theirs at
 	// different depths of it would read each other's as a queue. Until
 	// one has, nothing is subtracted (a cold start reads its queue raw);
@@ -288,21 +298,14 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	if on && refWeight > 0 {
 		c.refNs.Store(int64(ref))
 	}
-	// The mix answering now, the settled baselines weighted by their
-	// last second's requests, may be cheaper than the reference's: the
+	// The mix answering now (nowSum ÷ nowN) may be cheaper than the
+	// reference's: the
 	// queue a controller allows over the reference (a part of it) would
 	// then be several times the latency of the requests it delays, and
 	// past their SLO. Each answer's excess counts ref ÷ that mix's
 	// latency times (at most ownMixScaleMax), so that a queue is judged
 	// against the latency of the mix it delays. A costlier mix is not
 	// scaled: it tolerates the reference's queue.
-	var nowSum, nowN float64
-	for _, p := range *ps {
-		if p != nil && p.own.settled(c.clock) && p.own.n > 0 {
-			nowSum += p.own.n * p.own.baseNs
-			nowN += p.own.n
-		}
-	}
 	k := 1.0
 	if on && refWeight > 0 && nowSum > 0 {
 		k = math.Min(ownMixScaleMax, math.Max(1, ref/(nowSum/nowN)))

@@ -708,18 +708,24 @@ func runMixNoQueue(c *ConcurrencyLimiter, ticks, from, perTick int, answer func(
 	return latSum / n / 1e6, (latSum - ownSum) / n / 1e6
 }
 
+// newCheapCostly is a limiter with a 3 ms API and a 40 ms one, at the
+// given requests per tick, and no bottleneck of their own.
+func newCheapCostly(cheapPerTick, costlyPerTick int) (*ConcurrencyLimiter, *ownAPI, *ownAPI) {
+	c := NewConcurrencyLimiter(100000)
+	cheap := &ownAPI{p: c.Partition(2), perTick: cheapPerTick, latencyNs: int64(3 * time.Millisecond)}
+	costly := &ownAPI{p: c.Partition(3), perTick: costlyPerTick, latencyNs: int64(40 * time.Millisecond)}
+	return c, cheap, costly
+}
+
 // TestSeparateReferenceHoldsAYoungLimitersMix: a minute into a limiter's
 // life, the cheap API's requests grow fortyfold. The reference latency
 // is the APIs' baselines weighted by their shares of the requests over
 // the last hour, so a minute later it has moved by well under a third;
 // weighted by their counts since the limiter began, it fell to a quarter
-// within seconds,
-// faster than a controller's baseline follows, and the queue the
-// controller allowed over it put the cheap API past its SLO.
+// within seconds, faster than a controller's baseline follows, and the
+// queue the controller allowed over it put the cheap API past its SLO.
 func TestSeparateReferenceHoldsAYoungLimitersMix(t *testing.T) {
-	c := NewConcurrencyLimiter(100000)
-	cheap := &ownAPI{p: c.Partition(2), perTick: 5, latencyNs: int64(3 * time.Millisecond)}
-	costly := &ownAPI{p: c.Partition(3), perTick: 5, latencyNs: int64(40 * time.Millisecond)}
+	c, cheap, costly := newCheapCostly(5, 5)
 	apis := []*ownAPI{cheap, costly}
 	now := runOwn(c, apis, 0, 650, true)
 	before := c.refNs.Load()
@@ -745,9 +751,7 @@ func TestSeparateReferenceHoldsAYoungLimitersMix(t *testing.T) {
 // part of the reference holds it to that part of the cheap requests'
 // latency. At the reference's own mix it counts once.
 func TestSeparateCheaperMixCountsItsQueueScaled(t *testing.T) {
-	c := NewConcurrencyLimiter(100000)
-	cheap := &ownAPI{p: c.Partition(2), perTick: 5, latencyNs: int64(3 * time.Millisecond)}
-	costly := &ownAPI{p: c.Partition(3), perTick: 5, latencyNs: int64(40 * time.Millisecond)}
+	c, cheap, costly := newCheapCostly(5, 5)
 	apis := []*ownAPI{cheap, costly}
 	queue := int64(2 * time.Millisecond)
 	excess := func() float64 { return (sharedOf(cheap) - float64(c.refNs.Load())) / float64(queue) }
@@ -782,9 +786,7 @@ func TestSeparateCheaperMixCountsItsQueueScaled(t *testing.T) {
 // rate outweighed the cheap one's throttled start and the reference sat
 // at twice the mix's latency.
 func TestSeparateReferenceWeighsSharesNotRates(t *testing.T) {
-	c := NewConcurrencyLimiter(100000)
-	cheap := &ownAPI{p: c.Partition(2), perTick: 1, latencyNs: int64(3 * time.Millisecond)}
-	costly := &ownAPI{p: c.Partition(3), latencyNs: int64(40 * time.Millisecond)}
+	c, cheap, costly := newCheapCostly(1, 0)
 	apis := []*ownAPI{cheap, costly}
 	now := int64(0)
 	for i := range 120 { // costly: one request every other tick
