@@ -24,9 +24,12 @@ import (
 //     ownSettle seconds whose excess is mostly its own, by half its
 //     baseline or more and by three standard errors of its mean, is
 //     tested (with every partition whose own excess is a quarter of its
-//     baseline: APIs that share a bottleneck the others do not cross must
-//     be tested together): its requests in flight are capped at half for
-//     three seconds or three of its latencies. A slower dependency's
+//     baseline, or that is at or above the shared excess with a quarter of
+//     the tested one's: APIs that share a bottleneck the others do not
+//     cross must be tested together, and one that visits it three times
+//     shows three times the queue of one that visits it once, which may be
+//     the median): its requests in flight are capped at half for three
+//     seconds or three of its latencies. A slower dependency's
 //     latency stays; a queue's falls. The verdict is a slower dependency
 //     only if the excess stayed within 0.8 of its peak during the test
 //     and the cap refused a tenth of the demand.
@@ -134,6 +137,9 @@ const (
 	// where the mix answering is cheaper than the reference's: the
 	// scale multiplies the excess's noise too.
 	ownMixScaleMax = 10.0
+	// ownMinInFlight is the fewest requests in flight a partition is
+	// tested with: at least two slots under test.
+	ownMinInFlight = 4
 )
 
 // mixScaleOne is a scale of 1 in ConcurrencyLimiter.mixScale's fixed
@@ -366,18 +372,22 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// APIs that share a bottleneck the others do not cross all show its
 	// queue: a test of one alone would halve its part of that queue's
 	// throughput while the others keep the queue, as a slower
-	// dependency would. They are tested together: when one must be,
+	// dependency would. They are tested together: when one must be (and
+	// can be, with enough requests in flight),
 	// every one whose excess is its own (if not by half its baseline yet)
-	// is too.
-	group := false
+	// is too, and so is every one that shows a part of the largest excess
+	// of those due (groupNs; 0: no test is due) at or above the shared
+	// one (member).
+	groupNs := 0.0
 	for _, p := range *ps {
-		if p != nil && !math.IsNaN(shared) && limited && c.sharedAge == 0 && p.own.dueAfter(shared, 0.5, dt) {
-			group = true
+		if p != nil && !math.IsNaN(shared) && limited && c.sharedAge == 0 && p.own.dueAfter(shared, 0.5, dt) &&
+			p.inFlightOf(p.own.latencyNs()) >= ownMinInFlight {
+			groupNs = math.Max(groupNs, p.own.latencyNs()-p.own.baseNs)
 		}
 	}
 	for _, p := range *ps {
 		if p != nil {
-			p.separate(shared, dt, group, limited, c.sharedAge == 0)
+			p.separate(shared, groupNs, dt, limited, c.sharedAge == 0)
 		}
 	}
 }
@@ -400,6 +410,28 @@ func (o *ownState) dueAfter(shared, fraction, dt float64) bool {
 		own > fraction*o.baseNs && own > shared && own > 3*o.errorNs()
 }
 
+// member reports whether a partition is part of a group test whose
+// largest excess due is groupNs: measured long enough to be tested once
+// dt more seconds are, and its own excess is a quarter of its baseline,
+// or it is at or above the shared excess and its excess over its baseline
+// is a quarter of groupNs, both by three standard errors. The second are
+// the APIs that cross the group's bottleneck when its queue is the median
+// excess: an API that visits that bottleneck once shows its queue as the
+// shared excess and nothing of its own, and one that visits it three
+// times shows three times that queue, two of them its own, and is due
+// first; halving only the second leaves the queue the first make, as a
+// slower dependency would. An API whose excess is under a quarter of the
+// group's largest crosses another bottleneck, or this one less often than
+// a chain of four visits would: halving it would cost its goodput for
+// nothing.
+func (o *ownState) member(shared, lat, groupNs, dt float64) bool {
+	excess, errNs := lat-o.baseNs, 3*o.errorNs()
+	own := excess - shared
+	return groupNs > 0 && o.measured+dt >= ownSettle &&
+		((own > 0.25*o.baseNs && own > shared && own > errNs) ||
+			(own >= 0 && excess >= groupNs/4 && excess > errNs))
+}
+
 // latencyNs is the partition's smoothed mean latency, or NaN with too few
 // measured requests.
 func (o *ownState) latencyNs() float64 {
@@ -418,7 +450,7 @@ func (o *ownState) errorNs() float64 {
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
-func (p *Partition) separate(shared, dt float64, group, limited, fresh bool) {
+func (p *Partition) separate(shared, groupNs, dt float64, limited, fresh bool) {
 	o := &p.own
 	if !limited && o.testing() {
 		p.join() // no verdict, and none needed: nothing was judged
@@ -448,25 +480,28 @@ func (p *Partition) separate(shared, dt float64, group, limited, fresh bool) {
 		}
 		return
 	}
-	if o.holdoff > 0 {
+	// A partition in a group test (below) joins it even while it waits
+	// after a test of its own: a group tested without one of its members
+	// keeps that member's queue, as a slower dependency would.
+	member := limited && fresh && !o.separate && o.member(shared, lat, groupNs, dt)
+	if o.holdoff > 0 && !member {
 		// A test found a queue of its own: the shared limit's to drain.
 		// Another test waits, ten seconds after the first such verdict
 		// and twice as long after each one that follows it.
 		o.holdoff -= dt
 		return
 	}
+	o.holdoff = 0
 	o.measured += dt
 	if !o.separate {
 		if own < 0.25*o.baseNs {
 			o.queues = 0 // the excess is gone: the next verdict is a first
 		}
-		if !limited || !fresh || (!o.due(shared, 0.5) && !(group && o.due(shared, 0.25))) {
+		if !limited || !fresh || (!o.due(shared, 0.5) && !member) {
 			return
 		}
-		// At least two slots under test: Little's law's count, or the
-		// requests in flight now if more.
-		inFlight := math.Max(float64(p.InFlight()), o.n/ownWindow*lat/1e9)
-		if inFlight < 4 {
+		inFlight := p.inFlightOf(lat)
+		if inFlight < ownMinInFlight {
 			return
 		}
 		o.separate = true
@@ -504,7 +539,7 @@ func (p *Partition) separate(shared, dt float64, group, limited, fresh bool) {
 		case own > 2*o.ref && limited:
 			o.proven = o.ref
 			p.capRefused.Store(0)
-			o.test(math.Max(float64(p.InFlight()), o.n/ownWindow*lat/1e9), own, lat)
+			o.test(p.inFlightOf(lat), own, lat)
 		}
 	}
 	p.publishCap()
@@ -515,6 +550,13 @@ func (p *Partition) separate(shared, dt float64, group, limited, fresh bool) {
 	} else {
 		p.ceilingNs.Store(0) // a queue of its own is the shared limit's until a test says otherwise
 	}
+}
+
+// inFlightOf is the partition's requests in flight, given its mean
+// latency lat: Little's law's count, or the requests in flight now if
+// more.
+func (p *Partition) inFlightOf(lat float64) float64 {
+	return math.Max(float64(p.InFlight()), p.own.n/ownWindow*lat/1e9)
 }
 
 // test starts halving a separate partition's concurrency, for the longer

@@ -462,6 +462,65 @@ func TestSeparateGroupAtSettle(t *testing.T) {
 	}
 }
 
+// TestSeparateGroupHoldsTheMediansBottleneck: two APIs cross a
+// bottleneck the third does not: C once, A three times, so A shows three
+// times C's queue. With C's excess the completion-weighted median, C
+// reads as the shared queue, nothing of its own, and A as twice that of
+// its own. A test of A alone leaves the queue C makes, as a slower
+// dependency would: C must be tested with it.
+func TestSeparateGroupHoldsTheMediansBottleneck(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	pn, pc, pa := c.Partition(1), c.Partition(2), c.Partition(3)
+	const queue = 20e6
+	for i := range 400 {
+		q := 0.0
+		if i >= 200 {
+			q = queue
+		}
+		feed(c, pn, 40, 10e6)
+		feed(c, pc, 30, 40e6+q)
+		feed(c, pa, 30, 20e6+3*q)
+		c.Rebalance(true, -math.Expm1(-0.1))
+		c.Separate(true, 0.1)
+		_, cc := pc.Separated()
+		_, ca := pa.Separated()
+		if ca > 0 || cc > 0 { // the first test
+			if ca == 0 || cc == 0 {
+				t.Errorf("first test at tick %d caps A %d, C %d; want both", i, ca, cc)
+			}
+			if sn, cn := pn.Separated(); sn || cn > 0 {
+				t.Errorf("first test at tick %d caps the API that does not cross the bottleneck (%d)", i, cn)
+			}
+			return
+		}
+	}
+	t.Fatal("no test in 20 s of a queue A sees three times")
+}
+
+// TestSeparateGroupNeedsATestableTrigger: T's excess is its own by more
+// than half its baseline, but it has under four requests in flight and
+// is not tested. M, whose own excess would make it a member of a group
+// test, is then not tested either: a group is tested only with a due
+// partition that can be.
+func TestSeparateGroupNeedsATestableTrigger(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	pn, pt, pm := c.Partition(1), c.Partition(2), c.Partition(3)
+	for i := range 400 {
+		et, em := 0.0, 0.0
+		if i >= 200 {
+			et, em = 4e6, 35e6 // T: two baselines; M: 0.35 of its own
+		}
+		feed(c, pn, 100, 10e6)
+		feed(c, pt, 5, 2e6+et)
+		feed(c, pm, 20, 100e6+em)
+		c.Rebalance(true, -math.Expm1(-0.1))
+		c.Separate(true, 0.1)
+		if _, cm := pm.Separated(); cm > 0 {
+			t.Fatalf("tick %d: M capped at %d in a group test T cannot start", i, cm)
+		}
+	}
+}
+
 // TestSeparateRacingRequests: request paths against Separate, for the
 // race detector.
 func TestSeparateRacingRequests(t *testing.T) {

@@ -202,6 +202,35 @@ func TestDefaultPolicyKeepsACheaperMix(t *testing.T) {
 	}
 }
 
+// apps/adversarial/repeat-visits.json: feed calls a six-worker database
+// three times, report once, and search and home not at all. Feed's
+// latency shows three times the database's queue, report's once; with
+// report's excess the median of the four, report reads as the shared
+// queue and feed as twice that of its own. A test that halved feed alone
+// left the queue report makes, and judged feed a slower dependency: its
+// latency beyond the shared queue was left out of the limit's, the limit
+// grew, and feed kept 0.52 of its share at a p99 of 581 ms against its
+// 120 ms SLO. Report must be tested with it.
+func TestDefaultPolicyHoldsAQueueSeenThreeTimes(t *testing.T) {
+	app, err := LoadAppFile("apps/adversarial/repeat-visits.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "steady", defaultPolicy(t))
+	if r.Steady.GoodputPerProportional < 0.9 {
+		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.9", r.Steady.GoodputPerProportional)
+	}
+	for i, api := range r.APIs {
+		st := r.PerAPI[api]
+		if st.Steady.GoodputPerProportional < 0.8 {
+			t.Errorf("%s: steady-half goodput %.2f of its share, want ≥ 0.8", api, st.Steady.GoodputPerProportional)
+		}
+		if slo := float64(app.APIs[i].SLO / time.Millisecond); st.Steady.P99Ms > 2*slo {
+			t.Errorf("%s: steady p99 %.0f ms, want ≤ twice its SLO %v", api, st.Steady.P99Ms, app.APIs[i].SLO)
+		}
+	}
+}
+
 // apps/adversarial/one-api-hangs.json: browse (80 %) and pay (20 %) share
 // an 8-worker database; in hung-dependency, pay's calls hang past the
 // client timeout for the middle third. Browse could be served as before,
