@@ -491,7 +491,6 @@ func (p *Partition) separate(shared, groupNs, dt float64, limited, fresh bool) {
 		o.holdoff -= dt
 		return
 	}
-	o.holdoff = 0
 	o.measured += dt
 	if !o.separate {
 		if own < 0.25*o.baseNs {
@@ -504,7 +503,7 @@ func (p *Partition) separate(shared, groupNs, dt float64, limited, fresh bool) {
 		if inFlight < ownMinInFlight {
 			return
 		}
-		o.separate = true
+		o.separate, o.holdoff = true, 0
 		p.capRefused.Store(0)
 		o.test(inFlight, own, lat)
 		p.publishCap()
