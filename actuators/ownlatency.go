@@ -24,15 +24,16 @@ import (
 //     ownSettle seconds whose excess is mostly its own, by half its
 //     baseline or more and by three standard errors of its mean, is
 //     tested (with every partition whose own excess is a quarter of its
-//     baseline, or that is at or above the shared excess with a quarter of
-//     the tested one's: APIs that share a bottleneck the others do not
-//     cross must be tested together, and one that visits it three times
-//     shows three times the queue of one that visits it once, which may be
-//     the median): its requests in flight are capped at half for three
-//     seconds or three of its latencies. A slower dependency's
-//     latency stays; a queue's falls. The verdict is a slower dependency
-//     only if the excess stayed within 0.8 of its peak during the test
-//     and the cap refused a tenth of the demand.
+//     baseline, or that is at or above the shared excess with an excess
+//     over its baseline of a quarter of the largest among those due: APIs
+//     that share a bottleneck the others do not cross must be tested
+//     together, and one that visits it three times shows three times the
+//     queue of one that visits it once, which may be the median): its
+//     requests in flight are capped at half for three seconds or three of
+//     its latencies. A slower dependency's latency stays; a queue's falls.
+//     The verdict is a slower dependency only if the own excess was a
+//     quarter of the baseline at its peak, stayed within 0.8 of that peak
+//     during the test, and the cap refused a tenth of the demand.
 //   - A slower dependency is separated: uncapped, and its latency beyond
 //     its baseline plus the shared queue is its own (ReleaseAfter,
 //     Window.SharedLatencyAvgMs), left out of the latency a controller of
@@ -81,6 +82,9 @@ type ownState struct {
 	holdoff, queues float64
 	// measured is how long the partition has been measured, in seconds.
 	measured float64
+	// inFlightNow is the partition's requests in flight this tick
+	// (inFlightOf), read once for every decision of the tick.
+	inFlightNow float64
 	// proven is the own excess a slower-dependency verdict found (0:
 	// none), kept out of the shared latency while a re-test runs.
 	proven float64
@@ -373,21 +377,27 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// queue: a test of one alone would halve its part of that queue's
 	// throughput while the others keep the queue, as a slower
 	// dependency would. They are tested together: when one must be (and
-	// can be, with enough requests in flight),
-	// every one whose excess is its own (if not by half its baseline yet)
-	// is too, and so is every one that shows a part of the largest excess
-	// of those due (groupNs; 0: no test is due) at or above the shared
-	// one (member).
-	groupNs := 0.0
+	// can be, with enough requests in flight), every one whose excess is
+	// its own (if not by half its baseline yet) is too, and so is every
+	// one at or above the shared excess that shows a quarter of the
+	// largest excess over its baseline of those due (groupNs; member).
+	// Each partition's requests in flight are read once a tick
+	// (inFlightNow), so that a due partition that starts a group is the
+	// one tested.
+	group, groupNs := false, 0.0
 	for _, p := range *ps {
-		if p != nil && !math.IsNaN(shared) && limited && c.sharedAge == 0 && p.own.dueAfter(shared, 0.5, dt) &&
-			p.inFlightOf(p.own.latencyNs()) >= ownMinInFlight {
-			groupNs = math.Max(groupNs, p.own.latencyNs()-p.own.baseNs)
+		if p == nil {
+			continue
+		}
+		p.own.inFlightNow = p.inFlightOf(p.own.latencyNs())
+		if !math.IsNaN(shared) && limited && c.sharedAge == 0 && p.own.dueAfter(shared, 0.5, dt) &&
+			p.own.inFlightNow >= ownMinInFlight {
+			group, groupNs = true, math.Max(groupNs, p.own.latencyNs()-p.own.baseNs)
 		}
 	}
 	for _, p := range *ps {
 		if p != nil {
-			p.separate(shared, groupNs, dt, limited, c.sharedAge == 0)
+			p.separate(shared, groupNs, dt, group, limited, c.sharedAge == 0)
 		}
 	}
 }
@@ -410,11 +420,11 @@ func (o *ownState) dueAfter(shared, fraction, dt float64) bool {
 		own > fraction*o.baseNs && own > shared && own > 3*o.errorNs()
 }
 
-// member reports whether a partition is part of a group test whose
-// largest excess due is groupNs: measured long enough to be tested once
-// dt more seconds are, and its own excess is a quarter of its baseline,
-// or it is at or above the shared excess and its excess over its baseline
-// is a quarter of groupNs, both by three standard errors. The second are
+// member reports whether a partition measured long enough to be tested is
+// part of a group test whose largest excess due is groupNs: its own excess
+// is a quarter of its baseline, over the shared one and three standard
+// errors, or it is at or above the shared excess and its excess over its
+// baseline is a quarter of groupNs and three standard errors. The second are
 // the APIs that cross the group's bottleneck when its queue is the median
 // excess: an API that visits that bottleneck once shows its queue as the
 // shared excess and nothing of its own, and one that visits it three
@@ -424,12 +434,12 @@ func (o *ownState) dueAfter(shared, fraction, dt float64) bool {
 // group's largest crosses another bottleneck, or this one less often than
 // a chain of four visits would: halving it would cost its goodput for
 // nothing.
-func (o *ownState) member(shared, lat, groupNs, dt float64) bool {
+func (o *ownState) member(shared, lat, groupNs float64) bool {
 	excess, errNs := lat-o.baseNs, 3*o.errorNs()
 	own := excess - shared
-	return groupNs > 0 && o.measured+dt >= ownSettle &&
+	return o.measured >= ownSettle &&
 		((own > 0.25*o.baseNs && own > shared && own > errNs) ||
-			(own >= 0 && excess >= groupNs/4 && excess > errNs))
+			(groupNs > 0 && own >= 0 && excess >= groupNs/4 && excess > errNs))
 }
 
 // latencyNs is the partition's smoothed mean latency, or NaN with too few
@@ -450,7 +460,7 @@ func (o *ownState) errorNs() float64 {
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
-func (p *Partition) separate(shared, groupNs, dt float64, limited, fresh bool) {
+func (p *Partition) separate(shared, groupNs, dt float64, group, limited, fresh bool) {
 	o := &p.own
 	if !limited && o.testing() {
 		p.join() // no verdict, and none needed: nothing was judged
@@ -480,11 +490,7 @@ func (p *Partition) separate(shared, groupNs, dt float64, limited, fresh bool) {
 		}
 		return
 	}
-	// A partition in a group test (below) joins it even while it waits
-	// after a test of its own: a group tested without one of its members
-	// keeps that member's queue, as a slower dependency would.
-	member := limited && fresh && !o.separate && o.member(shared, lat, groupNs, dt)
-	if o.holdoff > 0 && !member {
+	if o.holdoff > 0 {
 		// A test found a queue of its own: the shared limit's to drain.
 		// Another test waits, ten seconds after the first such verdict
 		// and twice as long after each one that follows it.
@@ -496,16 +502,16 @@ func (p *Partition) separate(shared, groupNs, dt float64, limited, fresh bool) {
 		if own < 0.25*o.baseNs {
 			o.queues = 0 // the excess is gone: the next verdict is a first
 		}
+		member := group && o.member(shared, lat, groupNs)
 		if !limited || !fresh || (!o.due(shared, 0.5) && !member) {
 			return
 		}
-		inFlight := p.inFlightOf(lat)
-		if inFlight < ownMinInFlight {
+		if o.inFlightNow < ownMinInFlight {
 			return
 		}
-		o.separate, o.holdoff = true, 0
+		o.separate = true
 		p.capRefused.Store(0)
-		o.test(inFlight, own, lat)
+		o.test(o.inFlightNow, own, lat)
 		p.publishCap()
 	}
 	o.elapsed += dt
@@ -524,7 +530,7 @@ func (p *Partition) separate(shared, groupNs, dt float64, limited, fresh bool) {
 		// where it bound first, refused a tenth of the demand it had):
 		// clients that went away prove nothing.
 		refused := float64(p.capRefused.Load())
-		if own >= 0.8*o.ref && refused >= 0.1*o.refRate*o.elapsed {
+		if own >= 0.8*o.ref && o.ref > 0.25*o.baseNs && refused >= 0.1*o.refRate*o.elapsed {
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
 		} else {
 			p.endTest()

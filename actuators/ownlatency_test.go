@@ -497,6 +497,40 @@ func TestSeparateGroupHoldsTheMediansBottleneck(t *testing.T) {
 	t.Fatal("no test in 20 s of a queue A sees three times")
 }
 
+// TestSeparateGroupMemberWithNothingOfItsOwn: in a group test, C is a
+// member for showing a third of A's excess at the median: nothing of its
+// own. A verdict of slower dependency needs an own excess to have kept;
+// C's test, whatever its latency did, ends as a queue's does, and C waits
+// before the next one.
+func TestSeparateGroupMemberWithNothingOfItsOwn(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	n := &ownAPI{p: c.Partition(1), perTick: 40, latencyNs: int64(10 * time.Millisecond)}
+	cm := &ownAPI{p: c.Partition(2), perTick: 30, latencyNs: int64(40 * time.Millisecond)}
+	a := &ownAPI{p: c.Partition(3), perTick: 30, latencyNs: int64(20 * time.Millisecond)}
+	apis := []*ownAPI{n, cm, a}
+	now := runOwn(c, apis, 0, 150, true)
+	// A queue C sees once and A three times; N a little less of it.
+	n.latencyNs += int64(18 * time.Millisecond)
+	cm.latencyNs += int64(20 * time.Millisecond)
+	a.latencyNs += int64(60 * time.Millisecond)
+	tested := false
+	for range 200 {
+		now = runOwn(c, apis, now, 1, true)
+		_, capped := cm.p.Separated()
+		if capped > 0 {
+			tested = true
+		} else if tested {
+			break
+		}
+	}
+	if !tested {
+		t.Fatal("C was not tested with A")
+	}
+	if cm.p.own.holdoff <= 0 {
+		t.Errorf("after its test C waits %.1f s, want a queue's wait (its verdict: separated %v)", cm.p.own.holdoff, cm.p.own.separate)
+	}
+}
+
 // TestSeparateGroupNeedsATestableTrigger: T's excess is its own by more
 // than half its baseline, but it has under four requests in flight and
 // is not tested. M, whose own excess would make it a member of a group
