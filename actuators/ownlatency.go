@@ -435,11 +435,9 @@ func (o *ownState) dueAfter(shared, fraction, dt float64) bool {
 // a chain of four visits would: halving it would cost its goodput for
 // nothing.
 func (o *ownState) member(shared, lat, groupNs float64) bool {
-	excess, errNs := lat-o.baseNs, 3*o.errorNs()
-	own := excess - shared
-	return o.measured >= ownSettle &&
-		((own > 0.25*o.baseNs && own > shared && own > errNs) ||
-			(groupNs > 0 && own >= 0 && excess >= groupNs/4 && excess > errNs))
+	excess := lat - o.baseNs
+	return o.due(shared, 0.25) ||
+		(groupNs > 0 && o.measured >= ownSettle && excess >= shared && excess >= groupNs/4 && excess > 3*o.errorNs())
 }
 
 // latencyNs is the partition's smoothed mean latency, or NaN with too few
