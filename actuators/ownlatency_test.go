@@ -3,7 +3,9 @@ package actuators
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -560,37 +562,39 @@ func TestSeparateGroupNeedsATestableTrigger(t *testing.T) {
 func TestSeparateRacingRequests(t *testing.T) {
 	c := NewConcurrencyLimiter(50)
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	var stop atomic.Bool
+	var requests atomic.Int64
 	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			p := c.Partition(g)
 			lat := int64(5e6)
 			if g == 0 {
 				lat = 300e6
 			}
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !stop.Load() {
 				c.FullFor(p)
 				p.Separated()
 				if c.AcquireIn(p) != Refused {
 					c.ReleaseAfter(p, Useful, lat)
 				}
+				requests.Add(1)
+				// Yield, so the ticks interleave with the requests
+				// rather than wait to preempt a spinning worker.
+				runtime.Gosched()
 			}
-		}()
+		})
 	}
 	for range 300 {
 		c.Rebalance(true, 0.1)
 		c.Separate(true, 0.1)
-		time.Sleep(time.Millisecond)
+		runtime.Gosched()
 	}
-	close(stop)
+	stop.Store(true)
 	wg.Wait()
+	if requests.Load() < 300 {
+		t.Fatalf("%d requests raced 300 ticks", requests.Load())
+	}
+	t.Logf("%d requests raced 300 ticks", requests.Load())
 }
 
 // TestSeparateSquaresDoNotWrap: a tick's sum of squared latencies does

@@ -511,6 +511,7 @@ policies: "other": topfull.#Policy & {
 // The agent's rate lives outside the policies: a reload keeps it, and new
 // bounds clamp it without overwriting it.
 func TestReloadKeepsTheAgentsRate(t *testing.T) {
+	t.Parallel()
 	eng, clock := startAgents(t, agentSource("500", "100ms"))
 	if _, err := eng.SetAgentRate("GET /a", 77); err != nil {
 		t.Fatal(err)

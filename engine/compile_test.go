@@ -125,6 +125,7 @@ policies: bad: bp.#Policy & {
 }
 
 func TestLoadSourceRejectsOversizeAndRecoversPanics(t *testing.T) {
+	t.Parallel()
 	big := make([]byte, MaxPolicyFileSize+1)
 	for i := range big {
 		big[i] = ' '

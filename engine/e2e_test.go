@@ -59,6 +59,7 @@ func (c *virtualClock) advanceTo(t time.Duration) {
 // never rejected; a latency surge makes both control points shed load with
 // 429 and RESOURCE_EXHAUSTED.
 func TestEndToEndHTTPAndGRPC(t *testing.T) {
+	t.Parallel()
 	specs, diags := engine.LoadSource("e2e.cue", []byte(e2ePolicy))
 	if len(diags) > 0 {
 		t.Fatal(diags)

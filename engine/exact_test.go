@@ -37,6 +37,7 @@ policies: pay: {
 // waits past the budget, and each engine's lease share decides: the fleet
 // still admits about 50 req/s.
 func TestExactModeAcrossEngines(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real time: about 6 s")
 	}

@@ -39,6 +39,7 @@ func listenUnix(t *testing.T, path string) {
 // files beside it are not enough to load. Directories are not policy
 // files whatever their names: loading is not recursive.
 func TestLoadDirRefusesWhatIsNotARegularFile(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		setup func(t *testing.T, dir string) // makes dir/x.cue
@@ -138,6 +139,7 @@ func TestStartFailsOnANamedPipe(t *testing.T) {
 // The whole set is refused while it is there, as with any bad file;
 // removing it lets the edit made meanwhile apply.
 func TestWatcherSurvivesANamedPipe(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writePolicy(t, dir, "a.cue", counterSrc("a", 1))
 	eng := startWatching(t, dir)

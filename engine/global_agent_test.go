@@ -47,6 +47,7 @@ policies: agents: topfull.#Policy & {
 // demand), each engine keeps its share of its own agent's rate, and the
 // fleet admits their demand-weighted mean, 200.
 func TestGlobalAgentRateAcrossTwoEngines(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real time: about 11 s")
 	}

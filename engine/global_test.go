@@ -55,6 +55,7 @@ func loadGlobalPolicy(t *testing.T) []engine.Spec {
 // offers 4000 req/s, and the fleet admits 1000 ±5 %, each engine about a
 // quarter.
 func TestGlobalLimitAcrossFourEngines(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real time: about 8 s")
 	}
@@ -201,6 +202,7 @@ func TestLocalPoliciesNeverTouchRedis(t *testing.T) {
 // the engine's share, the live members, and fail-static while Redis is
 // down.
 func TestGlobalLimitMetricsShowFailStatic(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -258,6 +260,7 @@ func grepLines(s, substr string) string {
 // limiter keeps its place in the fleet; one that removes it leaves, and
 // the other engines see one member fewer at their next sync.
 func TestReloadKeepsOrLeavesTheGlobalLimit(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

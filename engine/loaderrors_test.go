@@ -9,6 +9,7 @@ import (
 // Load errors name the field at fault, at its line and column, in the
 // user's words; each mistake is reported once.
 func TestLoadErrorsAreAtTheFieldInTheUsersWords(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, src, want string
 	}{

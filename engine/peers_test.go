@@ -16,6 +16,7 @@ import (
 // (Netflix's initial_limit 20, Envoy's min_concurrency 3), and a tick of
 // fast completions moves the limit as the published formula says.
 func TestPeerPoliciesLimitConcurrency(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		file, policy string
 		interval     time.Duration

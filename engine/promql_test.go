@@ -92,6 +92,7 @@ func signal(t *testing.T, eng *engine.Engine, name string) float64 {
 // limit at the next tick; an error makes both invalid (no limit) at once,
 // and shows on /status; a new answer brings them back.
 func TestPromQLDrivesALimit(t *testing.T) {
+	t.Parallel()
 	var answer atomic.Value
 	answer.Store(promtest.Vector("250"))
 	var queries atomic.Int64
@@ -221,6 +222,7 @@ func TestPromQLNeverHoldsATick(t *testing.T) {
 // its poller and its answer; one that changes the query starts a new
 // poller and stops the old.
 func TestPromQLPollerSurvivesAReload(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	runs := map[string]int{}
 	count := func(q string) int {

@@ -290,6 +290,7 @@ func counterSrc(name string, value int) string {
 // keeps the last good set running, counted and shown on /status; removing
 // a file removes its policy and says so.
 func TestReloadIsAllOrNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	writePolicy(t, dir, "a.cue", counterSrc("a", 1))
 	writePolicy(t, dir, "b.cue", counterSrc("b", 2))

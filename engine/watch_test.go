@@ -47,6 +47,7 @@ func mustDo(t *testing.T, err error) {
 // tick runs the new policy. A bad save keeps the old policy running; a
 // fixed save recovers.
 func TestWatcherReloadsOncePerSave(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	dir := filepath.Join(root, "policies")
 	mustDo(t, os.Mkdir(dir, 0o755))
@@ -142,6 +143,7 @@ func TestWatcherReloadsOncePerSave(t *testing.T) {
 // A Kubernetes ConfigMap volume: the files are symlinks through `..data`,
 // which is swapped atomically to a new timestamped directory.
 func TestWatcherFollowsConfigMapSymlinkSwap(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	version := func(name string, value int) {
 		t.Helper()
@@ -216,6 +218,7 @@ func startWatching(t *testing.T, dir string) *engine.Engine {
 // are gone /status says why nothing is watched, and once they are back
 // the policies in them are loaded.
 func TestWatcherSurvivesItsParentDirectoryDisappearing(t *testing.T) {
+	t.Parallel()
 	parent := filepath.Join(t.TempDir(), "etc")
 	dir := filepath.Join(parent, "policies")
 	mustDo(t, os.MkdirAll(dir, 0o755))

@@ -36,6 +36,7 @@ func exactDeciders(t *testing.T, addr string, n int, budget time.Duration) []*fl
 // together they admit at most the burst plus the limit × the time (+2 %),
 // and, on a quiet machine, exactly that.
 func TestExactModeIsExactAcrossEngines(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	// The budget is generous for a test on a busy machine: the test is of
 	// exactness, TestExactModeFailsStatic of the budget.

@@ -29,6 +29,7 @@ import (
 // planned with it (1.6× and 1.3× the limit), and to 213 and 195 after B's
 // near-zero report and after its next.
 func TestHeldSharesAfterAStallStayWithinTheLimit(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real time: about 10 s")
 	}
@@ -40,6 +41,7 @@ func TestHeldSharesAfterAStallStayWithinTheLimit(t *testing.T) {
 	// B's burst, C's and A's plans with the burst, B's next.
 	for stopAfter := 1; stopAfter <= 7; stopAfter++ {
 		t.Run(fmt.Sprintf("Redis dies %d syncs after the stall", stopAfter), func(t *testing.T) {
+			t.Parallel()
 			srv := redistest.Start(t)
 			ctx := context.Background()
 			type engine struct {

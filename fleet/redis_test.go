@@ -123,6 +123,7 @@ func shares(fl []*instance, now time.Time) (sum float64, modes []string) {
 // the outage; and, from two sync intervals after Redis returns, within
 // ±2 % over the next 5 s. Before the outage: ±5 % over 2 s.
 func TestRedisOutageHoldsShares(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real time: about 18 s")
 	}
@@ -222,6 +223,7 @@ func TestRedisOutageHoldsShares(t *testing.T) {
 // every key, the first instance to re-announce sees itself alone, and
 // still takes no more than its share.
 func TestRestartThatLosesDataLosesNoProtection(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	fl := make([]*instance, 4)
@@ -267,6 +269,7 @@ func TestRestartThatLosesDataLosesNoProtection(t *testing.T) {
 // TestLeaveTakesItsDemandFromTheTotal: a member that leaves is gone from
 // the live count and from the fleet's demand at the next sync of the rest.
 func TestLeaveTakesItsDemandFromTheTotal(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	var busy atomic.Uint64

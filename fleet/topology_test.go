@@ -29,6 +29,7 @@ func (quietRedis) Printf(context.Context, string, ...any) {}
 // share one slot (the Lua script touches them together). The exact-mode
 // GCRA works there too.
 func TestSyncersOnRedisCluster(t *testing.T) {
+	t.Parallel()
 	c := redistest.StartCluster(t)
 	ctx := context.Background()
 	admin := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
@@ -142,6 +143,7 @@ func TestSyncersOnRedisCluster(t *testing.T) {
 // the share holds (fail_static); once the replica is promoted the syncs
 // answer again, on the new master.
 func TestSyncerFollowsSentinelFailover(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("real time: a Sentinel failover, about 3 to 8 s")
 	}

@@ -371,7 +371,10 @@ func TestProxyOverloadShedsAndKeepsGoodput(t *testing.T) {
 		// The race detector makes each request several times costlier, and
 		// the default policy's learning slower than the test is long: the
 		// race run checks the proxy's mechanics under a static limit.
-		workers, serviceTime, offered = 2, 40*time.Millisecond, 150 // capacity 50 requests/s
+		// A static limit needs no warm-up, and without a policy the queue
+		// holds an SLO's worth of work (10 requests) within a tenth of a
+		// second (100 req/s over capacity): one second of warm-up is enough.
+		workers, serviceTime, offered, warmup = 2, 40*time.Millisecond, 150, time.Second // capacity 50 requests/s
 		policy = staticPolicy
 	}
 	capacity := float64(workers) * float64(time.Second/serviceTime)

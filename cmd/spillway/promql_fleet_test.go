@@ -1,4 +1,10 @@
+//go:build !race
+
 package main
+
+// Like the fleet of processes (fleet_processes_test.go), this runs in real
+// time against spillway processes built without the race detector, so it
+// runs without -race too (scripts/test).
 
 import (
 	"context"

@@ -1,11 +1,11 @@
-// Package testcli builds the spillway CLI for tests, once per test binary:
-// the tests that start the CLI as a process use it, and so does every
-// package whose tests evaluate many policies, as engine.Limits.Evaluator.
-// A test binary built with -race would otherwise re-execute itself for each
-// policy file and evaluate the CUE under the race detector, about six times
-// slower; the CLI is built without it, as a user runs it, and is a real
-// bounded child all the same. Tests import this package; the library never
-// does.
+// Package testcli builds the spillway CLI for tests, at most once per test
+// binary (see Path): the tests that start the CLI as a process use it, and
+// so does every package whose tests evaluate many policies, as
+// engine.Limits.Evaluator. A test binary built with -race would otherwise
+// re-execute itself for each policy file and evaluate the CUE under the
+// race detector, about six times slower; the CLI is built without it, as a
+// user runs it, and is a real bounded child all the same. Tests import this
+// package; the library never does.
 package testcli
 
 import (
@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -28,11 +29,29 @@ var built struct {
 	err  error
 }
 
-// Path builds the CLI on its first call (go build, so unchanged sources
-// only relink) into a temporary directory and returns the binary's path.
-// Safe for concurrent use; Remove deletes the build.
+// Path builds the CLI on its first call and returns the binary's path.
+// Safe for concurrent use; Remove deletes what it built.
+//
+// The binary comes from the go command's build cache when it can (go run
+// keeps the executables it links there, and -exec echo prints the path
+// instead of running it), so the four test binaries that need the CLI in
+// one go test ./... link it once between them; a link costs about 6 s of
+// CPU. The first go run of a new build runs it from a temporary directory
+// that is gone when go exits, and only the next finds it in the cache. When
+// neither gives a path that exists (GOCACHE=off), Path falls back to go
+// build into a temporary directory of its own.
 func Path() (string, error) {
 	built.once.Do(func() {
+		for range 2 {
+			out, err := exec.Command("go", "run", "-exec", "echo", cliPackage).Output()
+			if err != nil {
+				break
+			}
+			if path := strings.TrimSpace(string(out)); filepath.IsAbs(path) && executable(path) {
+				built.path = path
+				return
+			}
+		}
 		built.dir, built.err = os.MkdirTemp("", "spillway-test-cli-")
 		if built.err != nil {
 			return
@@ -43,6 +62,12 @@ func Path() (string, error) {
 		}
 	})
 	return built.path, built.err
+}
+
+// executable reports whether path is a regular file someone may execute.
+func executable(path string) bool {
+	info, err := os.Stat(path)
+	return err == nil && info.Mode().IsRegular() && info.Mode().Perm()&0o111 != 0
 }
 
 // Remove deletes what Path built. Call it once the tests are done.
