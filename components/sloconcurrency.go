@@ -106,11 +106,12 @@ type SLOConcurrencyController struct {
 	// latencyRatio × baseline is latency_ms without a queue.
 	latencyRatio, latencyMin float64
 	// settled is the baseline a relearn replaced, while the relearned one
-	// is on lease (expireLease), and relearns counts the relearns since.
-	settled     float64
-	relearns    int
-	slowStartOn bool
-	started     bool
+	// is on lease (expireLease), and relearns counts the relearns since;
+	// leased is the baseline the last relearn took, before any decay.
+	settled, leased float64
+	relearns        int
+	slowStartOn     bool
+	started         bool
 	// firstWindowSeen is set once a window with an rtt has closed.
 	firstWindowSeen bool
 	// A run of queueing windows is on (streak): the limit when it began
@@ -289,6 +290,7 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 		c.limit = math.Max(c.limit, c.streakLimit)
 	}
 	c.baseline, c.streak = c.streakMin, false
+	c.leased = c.baseline
 	return true
 }
 
@@ -300,17 +302,25 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 // fast again. While it is still slow, the decayed baseline reads its
 // latency as a queue once more, halving the limit relearns it, and the
 // next check comes twice as late. A window faster than 0.8 × the leased
-// baseline ends the lease at once: the settled baseline is back. Not
-// the window's rtt: the first window after a dependency recovers still
-// holds the slow answers of the requests that started before, and a
-// baseline taken from it would read a queue the limit let in as the
-// service's own latency. If the dependency is only partly faster, the
-// settled baseline reads the rest as a queue, and a relearn finds it.
-func (c *SLOConcurrencyController) expireLease(ticks, rtt float64) {
+// baseline ends the lease at once: the settled baseline is back. So does
+// one faster, by two of its standard errors (sem), than 0.8 × the baseline
+// as the relearn took it (leased), before any decay: a dependency still
+// slow never answers faster than that, while the limit the lease allowed
+// fills a recovered dependency's freed latency with a queue, whose rtt
+// follows the decaying baseline down and stays above 0.8 of it (two-tier's
+// slow-api: ten seconds at 0.3–0.8 of its share). The standard errors keep
+// a noisy window of few answers from ending a lease it should not.
+// Not the window's rtt as the settled baseline: the first window after a
+// dependency recovers still holds the slow answers of the requests that
+// started before, and a baseline taken from it would read a queue the
+// limit let in as the service's own latency. If the dependency is only
+// partly faster, the settled baseline reads the rest as a queue, and a
+// relearn finds it.
+func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem float64) {
 	if !IsValid(c.settled) || !IsValid(c.baseline) {
 		return
 	}
-	if rtt < 0.8*c.baseline {
+	if rtt < 0.8*c.baseline || (IsValid(sem) && rtt+2*sem < 0.8*c.leased) {
 		c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
 		return
 	}
@@ -501,7 +511,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			}
 		}
 	}
-	c.expireLease(windowTicks, rtt)
+	c.expireLease(windowTicks, rtt, windowSem)
 	out[0], out[1], out[2] = c.limit, overload, c.baseline
 }
 

@@ -140,6 +140,38 @@ func TestDefaultPolicyFollowsASlowerDependency(t *testing.T) {
 	}
 }
 
+// A dependency of two-tier's one API answers an SLO late for the middle
+// third of slow-api (holding no worker), and the default relearns that
+// latency as its baseline, on a lease, and grows the limit to fill it.
+// When the dependency is fast again, that limit lets in a queue that
+// fills the freed latency, so the rtt stays near the leased baseline and,
+// as the lease decays, follows it down. The lease now also ends on a
+// window faster than 0.8 of the baseline the relearn took by two standard
+// errors, which the cuts of that queue soon show: a still-slow dependency
+// never answers faster. Before, seconds 41–49 kept 0.30–0.81 of
+// proportional (0.57 over 41–50) and the steady half 0.50; now the lease
+// ends at 43 s, and the steady half keeps 0.60 (the oracle 0.62).
+func TestDefaultPolicyEndsTheLeaseWhenTheDependencyRecovers(t *testing.T) {
+	app, err := BuiltinApp("two-tier")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "slow-api", defaultPolicy(t))
+	var sum float64
+	for _, s := range r.Seconds {
+		if s.T < 41 || s.T > 50 {
+			continue
+		}
+		sum += s.GoodputRatio
+		if s.T >= 45 && s.GoodputRatio < 0.9 {
+			t.Errorf("second %d after the dependency recovered at 40: %.2f of proportional, want ≥ 0.9", s.T, s.GoodputRatio)
+		}
+	}
+	if sum/10 < 0.8 {
+		t.Errorf("seconds 41–50: %.2f of proportional on average, want ≥ 0.8", sum/10)
+	}
+}
+
 // random-32 mixes SLOs of 60 and 400 ms; its slow APIs' p90 without a
 // queue is about 110 ms, so `slo: "60ms"`, the tightest SLO as the README
 // advises, sets a p90 setpoint of 30 ms that no admission can meet. The
