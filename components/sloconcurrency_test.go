@@ -408,3 +408,54 @@ func TestSLOConcurrencyControllerFirstBaselineOfQueuedWindows(t *testing.T) {
 		t.Errorf("baseline %.2f ms after the first ten windows, want %.2f", out[2], want)
 	}
 }
+
+// A lease also ends on a window faster than 0.8 of the baseline as the
+// relearn took it, by two standard errors, though the baseline has since
+// decayed under that: a dependency still slow never answers faster than
+// it was relearned at. A window as fast but within its errors of that
+// line does not end it.
+func TestSLOConcurrencyControllerEndsALeaseBelowTheRelearnedBaseline(t *testing.T) {
+	for _, tc := range []struct {
+		sem      float64
+		wantBase func(float64) bool
+		want     string
+	}{
+		{1, func(b float64) bool { return b < 21 }, "the settled 20 ms back"},
+		{5, func(b float64) bool { return b > 30 }, "the lease kept"},
+	} {
+		c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
+		out := make([]float64, 3)
+		// run drives ticks at an own latency, with a queue of 2 ms per
+		// request past 8 in flight, as in the relearn test above.
+		run := func(own, sem float64, ticks int) {
+			for range ticks {
+				limit := out[0]
+				if limit == 0 {
+					limit = 8
+				}
+				rtt := own + 2*math.Max(0, limit-8)
+				c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, sem}, out)
+			}
+		}
+		run(20, 0.5, 300)
+		run(60, 0.5, 80) // relearned near 60 ms
+		leased := out[2]
+		if leased < 45 {
+			t.Fatalf("baseline %.1f ms 8 s into a shift to 60 ms, want it relearned", leased)
+		}
+		run(60, 0.5, 100) // the lease decays
+		decayed := out[2]
+		if decayed > 0.9*leased {
+			t.Fatalf("baseline %.1f ms 10 s into its lease at %.1f, want it decayed", decayed, leased)
+		}
+		// Under 0.8 of the relearned baseline, over 0.8 of the decayed one.
+		rtt := 0.8*leased - 3
+		if rtt <= 0.8*decayed {
+			t.Fatalf("the test needs a decayed baseline over %.1f ms, got %.1f", rtt/0.8, decayed)
+		}
+		c.Execute([]float64{rtt, components.Invalid, out[0], 0, rtt, 1000, tc.sem}, out)
+		if !tc.wantBase(out[2]) {
+			t.Errorf("a window at %.1f ms ± %.0f (relearned %.1f, decayed %.1f): baseline %.1f, want %s", rtt, tc.sem, leased, decayed, out[2], tc.want)
+		}
+	}
+}

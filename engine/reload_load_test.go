@@ -32,7 +32,6 @@ func limitPolicy(rate int) string {
 // rejected, none is lost or fails with a 5xx, and the policy running at the
 // end is the last valid one.
 func TestReloadUnderLoadLosesNothing(t *testing.T) {
-	t.Parallel()
 	const (
 		clients  = 8
 		rewrites = 7 // valid, invalid, empty, twice, then valid

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,11 +92,40 @@ func (s *Server) Restart() {
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if ping(s.Addr) {
+			// Another test's server may have taken the port while this
+			// one was stopped; this one then failed to bind and exited.
+			if pid, err := processID(s.Addr); err != nil || pid != s.cmd.Process.Pid {
+				s.t.Fatalf("%s answers PING, but not from the redis-server started for it (pid %d, answered %d, %v): its port was taken while it was stopped", s.Addr, s.cmd.Process.Pid, pid, err)
+			}
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	s.t.Fatalf("redis-server on %s did not answer PING within 5 s", s.Addr)
+}
+
+// processID returns the process_id that the server at addr reports in
+// INFO server.
+func processID(addr string) (int, error) {
+	c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("INFO server\r\n")); err != nil {
+		return 0, err
+	}
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
 }
 
 // Stop kills the server (SIGKILL: no goodbye to its clients) and waits.

@@ -34,9 +34,8 @@ var built struct {
 //
 // The binary comes from the go command's build cache when it can (go run
 // keeps the executables it links there, and -exec echo prints the path
-// instead of running it), so the four test binaries that need the CLI in
-// one go test ./... link it once between them; a link costs about 6 s of
-// CPU. The first go run of a new build runs it from a temporary directory
+// instead of running it), so the test binaries that need the CLI in one
+// go test ./... link it once between them; a link costs about 6 s of CPU. The first go run of a new build runs it from a temporary directory
 // that is gone when go exits, and only the next finds it in the cache. When
 // neither gives a path that exists (GOCACHE=off), Path falls back to go
 // build into a temporary directory of its own.
