@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
+	"github.com/spillway-dev/spillway/internal/testcli"
 )
 
 // Clock is a virtual monotonic clock in nanoseconds, for
@@ -203,4 +204,14 @@ func Eventually(t testing.TB, limit time.Duration, what string, cond func() bool
 		}
 		time.Sleep(pollEvery)
 	}
+}
+
+// Main is the body of a TestMain whose tests load policies: the spillway
+// CLI, built without the race detector (testcli), evaluates them as
+// engine.Limits.Evaluator, a real bounded child as in production; under
+// -race the test binary re-executed would evaluate them about six times
+// slower. It returns the exit code for os.Exit. engine's own tests keep
+// the default evaluator covered.
+func Main(m *testing.M) int {
+	return testcli.Main(m, func(cli string) { engine.Limits.Evaluator = cli })
 }
