@@ -340,7 +340,7 @@ def build_parser():
 
     def common(sp):
         sp.add_argument("--cluster", default=None, help="only the APIs of this cluster (default all)")
-        sp.add_argument("--apply", choices=["cost", "topfull", "seed"], default=None,
+        sp.add_argument("--apply", choices=["cost", "cost-strict", "topfull", "seed"], default=None,
                         help="how the action becomes rates (run: the model's, train: cost)")
         sp.add_argument("--token-file", default=None, help="file holding the bearer token")
         sp.add_argument("--timeout", type=float, default=5.0, help="HTTP timeout in seconds")

@@ -6,7 +6,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from spillway_agent.apply import apply_cost, apply_seed, apply_topfull  # noqa: E402
+from spillway_agent.apply import apply_cost, apply_cost_strict, apply_seed, apply_topfull  # noqa: E402
 
 
 def api(name, priority, lo=10.0, hi=2000.0, offered=1000.0):
@@ -168,10 +168,35 @@ class CostRuleTest(unittest.TestCase):
         self.assertEqual(out["dear"], 90.0)
         self.assertAlmostEqual(out["cheap"], 520.0)
 
-    def test_priority_comes_before_cost(self):
-        # The cheap API is less important: it is cut first.
+    def test_cost_comes_before_priority_between_tiers(self):
+        # dear costs 20x cheap: though more important, it is cut first
+        # (work 5800, a = -0.1 sheds 580 = 14.5 req/s of dear) ...
         apis = [capi("cheap", 2, 2.0), capi("dear", 1, 40.0)]
         out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, -0.1)
+        self.assertEqual(out["cheap"], 900.0)
+        self.assertAlmostEqual(out["dear"], 100.0 - 14.5)
+        # ... and the cheap one is raised first.
+        apis[0]["offered_rps"], apis[1]["offered_rps"] = 2000.0, 2000.0
+        out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
+        self.assertAlmostEqual(out["cheap"], 900.0 + 290.0)
+        self.assertEqual(out["dear"], 100.0)
+
+    def test_priority_orders_apis_of_comparable_cost(self):
+        # 15 ms is within 2x of 10 ms: one tier, so the less important
+        # API gives first (work 2500, a = -0.2 sheds 500 = 50 req/s of low).
+        apis = [capi("low", 2, 10.0), capi("top", 1, 15.0)]
+        out = apply_cost({"low": 100.0, "top": 100.0}, apis, -0.2)
+        self.assertEqual(out["top"], 100.0)
+        self.assertAlmostEqual(out["low"], 50.0)
+        # and a raise goes to the more important one first
+        out = apply_cost({"low": 100.0, "top": 100.0}, apis, 0.2)
+        self.assertEqual(out["low"], 100.0)
+        self.assertAlmostEqual(out["top"], 100.0 + 500.0 / 15.0)
+
+    def test_strict_priority_comes_before_cost(self):
+        # The cheap API is less important: cost-strict cuts it first.
+        apis = [capi("cheap", 2, 2.0), capi("dear", 1, 40.0)]
+        out = apply_cost_strict({"cheap": 900.0, "dear": 100.0}, apis, -0.1)
         self.assertEqual(out["dear"], 100.0)
         self.assertAlmostEqual(out["cheap"], 900.0 - 580.0 / 2.0)
 
@@ -251,7 +276,10 @@ class CostRuleTest(unittest.TestCase):
         apis[0]["goodput_rps"] = 890.0
         out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
         self.assertAlmostEqual(out["dear"], 110.0)
-        # nor from a more important API
+        # a more important API gives too: cost comes first ...
         apis[0]["goodput_rps"], apis[0]["priority"] = 600.0, 2
         out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
+        self.assertAlmostEqual(out["dear"], 110.0 - 4.5)
+        # ... but not under cost-strict
+        out = apply_cost_strict({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
         self.assertAlmostEqual(out["dear"], 110.0)
