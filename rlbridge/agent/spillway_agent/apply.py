@@ -205,7 +205,22 @@ def _goodput_cap(info, cap, current_rps):
     if not g == g:
         return cap
     lo, _ = api_bounds(info)
-    return min(cap, max(current_rps, lo, RAISE_OVER_GOODPUT * g))
+    factor = RAISE_OVER_GOODPUT_NEAR_FLOOR if _climbing_from_floor(info, current_rps, lo) else RAISE_OVER_GOODPUT
+    return min(cap, max(current_rps, lo, factor * g))
+
+
+def _climbing_from_floor(info, current_rps, lo):
+    """Whether an API may climb by :data:`RAISE_OVER_GOODPUT_NEAR_FLOOR`:
+    its rate within :data:`NEAR_FLOOR` × its lower bound, its queue
+    (``queue_ms``) under :data:`HOT_SLO_FRACTION` of its SLO, and no other
+    limiter holding it back (:func:`_held`)."""
+    try:
+        q = float(info.get("queue_ms"))
+        slo = float(info.get("slo_ms", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return False
+    return (lo > 0 and current_rps <= NEAR_FLOOR * lo and slo > 0 and q == q
+            and q < HOT_SLO_FRACTION * slo and not _held(info, current_rps))
 
 
 def apply_seed(rates, apis, action):
@@ -245,6 +260,13 @@ def apply_seed(rates, apis, action):
 # capacity in steps the service has shown it can serve, instead of putting
 # a second of overload into the queue at once.
 RAISE_OVER_GOODPUT = 1.1
+
+# ... except for an API near its floor that shows no queue and that no
+# other limiter holds back: it may double its goodput. A cut to the floor
+# (say while a dependency hung and nothing was answered) otherwise took
+# about 25 steps of 1.1 to climb back to capacity once the cause was gone.
+RAISE_OVER_GOODPUT_NEAR_FLOOR = 2.0
+NEAR_FLOOR = 2.0
 
 # Costs within this factor of the cheapest API of a tier share the tier: a
 # cut or raise is split over a tier in proportion to work, so two APIs of
@@ -333,8 +355,9 @@ def apply_cost(rates, apis, action, strict_priority=False):
       congestion is added to them alone: cheapest tier first, most
       important group first inside a tier, each API capped as in :func:`apply_topfull`
       (1.1 × its offered load, its upper bound) and at 1.1 × the goodput
-      it just delivered (``goodput_rps``), so that a raise probes for
-      capacity rather than queueing a second of overload. So an API is not held at
+      it just delivered (``goodput_rps``; 2 × for an API within twice its
+      floor that shows no queue, :func:`_climbing_from_floor`), so that a
+      raise probes for capacity rather than queueing a second of overload. So an API is not held at
       its floor because a more important one congests a service of its own.
 
     When no API is congested, or all are, a cut or raise takes every API.

@@ -261,6 +261,23 @@ class CostRuleTest(unittest.TestCase):
         out = apply_cost({"cheap": 900.0, "dear": 100.0}, apis, 0.1)
         self.assertEqual(out["cheap"], 900.0)
 
+    def test_an_api_near_its_floor_without_a_queue_climbs_by_doubling(self):
+        # At its floor (lo 10, rate 10), serving all it is allowed, no
+        # queue: the raise may take it to 2 x its goodput, not 1.1 x.
+        apis = [capi("a", 1, 5.0, lo=10.0, offered=1000.0)]
+        apis[0].update(goodput_rps=10.0, queue_ms=1.0, slo_ms=100.0)
+        out = apply_cost({"a": 10.0}, apis, 0.5)
+        self.assertAlmostEqual(out["a"], 15.0)  # 0.5 x 10: within the cap of 20
+        # with a queue, or far from its floor, the cap is 1.1 x goodput
+        apis[0]["queue_ms"] = 20.0
+        self.assertAlmostEqual(apply_cost({"a": 10.0}, apis, 0.5)["a"], 11.0)
+        apis[0]["queue_ms"] = 1.0
+        apis[0]["goodput_rps"] = 30.0
+        self.assertAlmostEqual(apply_cost({"a": 30.0}, apis, 0.5)["a"], 33.0)
+        # held back by another limiter (goodput 5 of the 10 allowed): 1.1 x
+        apis[0]["goodput_rps"] = 5.0
+        self.assertAlmostEqual(apply_cost({"a": 10.0}, apis, 0.5)["a"], 10.0)
+
     def test_a_raise_that_cannot_be_placed_moves_work_off_the_expensive_api(self):
         # Another limiter (the queue guard) holds cheap at 600 of the 900 its
         # rate allows: the bottleneck is full. The raise (0.1 of 5800 = 580)
