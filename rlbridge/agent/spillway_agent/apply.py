@@ -211,16 +211,20 @@ def _goodput_cap(info, cap, current_rps):
 
 def _climbing_from_floor(info, current_rps, lo):
     """Whether an API may climb by :data:`RAISE_OVER_GOODPUT_NEAR_FLOOR`:
-    its rate within :data:`NEAR_FLOOR` × its lower bound, its queue
-    (``queue_ms``) under :data:`HOT_SLO_FRACTION` of its SLO, and no other
-    limiter holding it back (:func:`_held`)."""
+    its queue (``queue_ms``) under :data:`HOT_SLO_FRACTION` of its SLO, no
+    other limiter holding it back (:func:`_held`), and either its rate
+    within :data:`NEAR_FLOOR` × its lower bound or every service it
+    crosses clear (``path_clear``, set by the env from the server's service
+    signals: under 0.7 of its capacity and not overloaded; TopFull raises
+    the APIs that cross no overloaded service freely)."""
     try:
         q = float(info.get("queue_ms"))
         slo = float(info.get("slo_ms", 0.0) or 0.0)
     except (TypeError, ValueError):
         return False
-    return (lo > 0 and current_rps <= NEAR_FLOOR * lo and slo > 0 and q == q
-            and q < HOT_SLO_FRACTION * slo and not _held(info, current_rps))
+    if not (slo > 0 and q == q and q < HOT_SLO_FRACTION * slo) or _held(info, current_rps):
+        return False
+    return (lo > 0 and current_rps <= NEAR_FLOOR * lo) or info.get("path_clear") is True
 
 
 def apply_seed(rates, apis, action):

@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from .apply import ACTION_HIGH, ACTION_LOW, APPLY_RULES, _raise_cap, api_bounds
+from .client import SpillwayHTTPError
 
 OBS_KINDS = ("seed", "v2")
 
@@ -151,6 +152,12 @@ class SpillwayEnv(_EnvBase):
         self.reward_kind = reward
         self.client = client
         self.cluster = cluster
+        # The busy services at the last observation (names; see
+        # _busy_services), from the simulator's /step answer or GET
+        # /services; None when the server reports none (an engine without
+        # service signals answers 404).
+        self.busy = None
+        self._services_absent = False
         self.apply_name = apply
         self._apply = APPLY_RULES[apply]
         self.max_steps = max_steps or None
@@ -304,6 +311,10 @@ class SpillwayEnv(_EnvBase):
                 info["queue_ms"] = max(0.0, self._latency.get(name, 0.0) - self.costs[name])
             if name in self._goodput:
                 info["goodput_rps"] = self._goodput[name]
+            if self.busy is not None and info.get("services"):
+                info["path_clear"] = not (set(info["services"]) & self.busy)
+            else:
+                info.pop("path_clear", None)
         new_rates = self._apply(self.rates, self.apis, a)
         for info in self.apis:
             name = info["name"]
@@ -425,7 +436,24 @@ class SpillwayEnv(_EnvBase):
             cur = fresh.get(info["name"])
             if cur is not None:
                 _refresh(info, cur)
+        self._read_services()
         return metrics, None
+
+    def _read_services(self):
+        """Sets :attr:`busy` from ``GET /services`` on the wall clock,
+        when the cluster's APIs list their services; a 404 (no service
+        signals) leaves it None for good."""
+        if self._services_absent or not any(a.get("services") for a in self.apis):
+            return
+        try:
+            services = self.client.services()
+        except SpillwayHTTPError as e:
+            if e.status != 404:
+                raise
+            self._services_absent = True
+            self.busy = None
+            return
+        self.busy = _busy_services(services)
 
     def _metrics_from_body(self, body):
         """``({name: {goodput, latency}}, tick)`` of the cluster from a /step answer."""
@@ -437,6 +465,9 @@ class SpillwayEnv(_EnvBase):
         for info in self.apis:  # refresh offered load, mode, server rate
             _refresh(info, per_api[info["name"]])
         self.server_done = bool(body.get("done", False))
+        services = body.get("services")
+        if isinstance(services, list):
+            self.busy = _busy_services(services)
         metrics = {n: {"goodput": float(per_api[n].get("goodput", 0.0)),
                        "latency": float(per_api[n].get("latency", 0.0))} for n in names}
         for n in names:
@@ -521,6 +552,24 @@ class SpillwayEnv(_EnvBase):
             "tick": tick,
             "done": self.server_done,
         }
+
+
+# A service is busy, for raising the APIs that cross it, when it reports
+# overload or uses this share of its capacity or more (or does not say):
+# an API whose services all have a third of their capacity spare may
+# double its goodput in one step (apply._climbing_from_floor).
+CLEAR_UTILISATION = 0.7
+
+
+def _busy_services(services):
+    """The names of the busy services of a ``GET /services`` list (see
+    :data:`CLEAR_UTILISATION`)."""
+    out = set()
+    for s in services:
+        u = s.get("utilisation")
+        if s.get("overloaded") or u is None or not float(u) < CLEAR_UTILISATION:
+            out.add(str(s["name"]))
+    return out
 
 
 def _refresh(info, cur):

@@ -278,6 +278,14 @@ class CostRuleTest(unittest.TestCase):
         apis[0]["goodput_rps"] = 5.0
         self.assertAlmostEqual(apply_cost({"a": 10.0}, apis, 0.5)["a"], 10.0)
 
+    def test_an_api_whose_services_are_clear_climbs_by_doubling(self):
+        # Far above its floor, but every service it crosses has room.
+        apis = [capi("a", 1, 5.0, lo=10.0, offered=1000.0)]
+        apis[0].update(goodput_rps=100.0, queue_ms=1.0, slo_ms=100.0, path_clear=True)
+        self.assertAlmostEqual(apply_cost({"a": 100.0}, apis, 0.5)["a"], 150.0)
+        apis[0]["path_clear"] = False
+        self.assertAlmostEqual(apply_cost({"a": 100.0}, apis, 0.5)["a"], 110.0)
+
     def test_a_raise_that_cannot_be_placed_moves_work_off_the_expensive_api(self):
         # Another limiter (the queue guard) holds cheap at 600 of the 900 its
         # rate allows: the bottleneck is full. The raise (0.1 of 5800 = 580)

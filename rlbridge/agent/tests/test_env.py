@@ -231,6 +231,67 @@ class LockstepTest(unittest.TestCase):
             self.assertEqual(fake.calls("POST", "/reset"), [])
 
 
+class ServicesTest(unittest.TestCase):
+    """The env marks each API whose services are all clear (path_clear),
+    from /step's services in lock step and GET /services on the wall
+    clock, so that the cost rule may raise it faster."""
+
+    def apis(self):
+        apis = default_apis()
+        apis[0]["services"] = ["db"]           # GET /home
+        apis[1]["services"] = ["cart", "db"]   # GET /cart
+        apis[2]["services"] = ["ads"]          # GET /ads
+        return apis
+
+    def check(self, env):
+        env.act([0.1])
+        by = {a["name"]: a for a in env.apis}
+        self.assertEqual(env.busy, {"db"})
+        self.assertIs(by["GET /home"]["path_clear"], False)
+        self.assertIs(by["GET /cart"]["path_clear"], False)
+        self.assertIs(by["GET /ads"]["path_clear"], True)
+
+    def test_lockstep_reads_the_busy_services_from_step(self):
+        with FakeSpillway(apis=self.apis(), episode_ticks=10) as fake:
+            fake.services = ["db", "cart", "ads"]
+            fake.overloaded_at = lambda tick: {"db"}
+            env = SpillwayEnv(SpillwayClient(fake.url), cluster="default", lockstep=True)
+            env.reset()
+            env.step([0.0])
+            self.check(env)
+            self.assertEqual(fake.calls("GET", "/services"), [])
+
+    def test_wall_clock_reads_get_services(self):
+        with FakeSpillway(apis=self.apis()) as fake:
+            fake.services = ["db", "cart", "ads"]
+            fake.overloaded_at = lambda tick: {"db"}
+            env = wall_env(fake)
+            env.reset()
+            env.step([0.0])
+            self.check(env)
+
+    def test_a_busy_service_is_one_at_0_7_of_capacity_or_overloaded(self):
+        from spillway_agent.env import _busy_services
+        busy = _busy_services([
+            {"name": "a", "utilisation": 0.69, "overloaded": False},
+            {"name": "b", "utilisation": 0.7, "overloaded": False},
+            {"name": "c", "utilisation": 0.2, "overloaded": True},
+            {"name": "d", "utilisation": None, "overloaded": False},
+        ])
+        self.assertEqual(busy, {"b", "c", "d"})
+
+    def test_without_service_signals_no_api_is_marked(self):
+        with FakeSpillway(apis=self.apis()) as fake:  # /services answers 404
+            env = wall_env(fake)
+            env.reset()
+            env.step([0.0])
+            env.step([0.0])
+            env.act([0.1])
+            self.assertIsNone(env.busy)
+            self.assertTrue(all("path_clear" not in a for a in env.apis))
+            self.assertEqual(len(fake.calls("GET", "/services")), 1)  # asked once
+
+
 class ClientTest(unittest.TestCase):
     def test_errors_carry_status_and_server_message(self):
         with FakeSpillway() as fake:
