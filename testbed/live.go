@@ -221,14 +221,15 @@ func (h *entryHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, c := range h.calls {
 		if c.url == "" {
 			if c.pool != nil {
-				if err := c.pool.acquire(r.Context()); err != nil {
+				start, err := c.pool.acquire(r.Context())
+				if err != nil {
 					http.Error(w, "client left", http.StatusBadGateway)
 					return
 				}
-			}
-			time.Sleep(c.sampler.sample())
-			if c.pool != nil {
+				c.pool.hold(start, c.sampler.sample())
 				c.pool.release()
+			} else {
+				time.Sleep(c.sampler.sample())
 			}
 			// The extra time is a dependency's answer, awaited as a
 			// client awaits one: it ends when the request's client leaves.
@@ -294,50 +295,99 @@ func (h *serviceHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	d := h.samplers[api][call].sample() + time.Duration(h.extra.Load()+h.apiExtras[api].Load())
 	if h.pool != nil {
-		if h.pool.acquire(r.Context()) != nil {
+		start, err := h.pool.acquire(r.Context())
+		if err != nil {
 			return // The client left while queued; nobody reads an answer.
 		}
-		defer h.pool.release()
+		h.pool.hold(start, d)
+		h.pool.release()
+	} else {
+		time.Sleep(d)
 	}
-	time.Sleep(h.samplers[api][call].sample() + time.Duration(h.extra.Load()+h.apiExtras[api].Load()))
 	io.WriteString(w, "done\n")
 }
 
 // pool is a FIFO pool of workers whose size can change. A waiter whose
 // context ends leaves the queue.
+//
+// A worker is held for the sampled service time from the moment it was
+// granted, not from when its goroutine woke: the scheduler's wake-up
+// delay and time.Sleep's overshoot (about 0.1 ms each on a busy 2-core
+// machine, on calls of 1 to 3 ms) would otherwise lengthen every call and
+// take a tenth of a small service's capacity, so the live app could not
+// carry the load its model says it can.
 type pool struct {
 	mu      sync.Mutex
 	size    int
 	busy    int
-	waiters list.List // of chan struct{}, closed when granted
+	waiters list.List // of *waiter
+	// late is the mean by which a hold ends after its deadline, in ns (an
+	// EMA): hold sleeps that much less, so that holds end on time on
+	// average.
+	late atomic.Int64
+	// now and sleep are time.Now and time.Sleep unless a test sets them.
+	now   func() time.Time
+	sleep func(time.Duration)
 }
 
-func (p *pool) acquire(ctx context.Context) error {
+func (p *pool) clock() (func() time.Time, func(time.Duration)) {
+	if p.now != nil {
+		return p.now, p.sleep
+	}
+	return time.Now, time.Sleep
+}
+
+type waiter struct {
+	granted chan struct{} // closed when granted
+	at      time.Time     // when granted
+}
+
+// acquire waits for a worker and returns when it was granted.
+func (p *pool) acquire(ctx context.Context) (time.Time, error) {
 	p.mu.Lock()
 	if p.busy < p.size && p.waiters.Len() == 0 {
 		p.busy++
 		p.mu.Unlock()
-		return nil
+		now, _ := p.clock()
+		return now(), nil
 	}
-	granted := make(chan struct{})
-	e := p.waiters.PushBack(granted)
+	w := &waiter{granted: make(chan struct{})}
+	e := p.waiters.PushBack(w)
 	p.mu.Unlock()
 	select {
-	case <-granted:
-		return nil
+	case <-w.granted:
+		return w.at, nil
 	case <-ctx.Done():
 	}
 	p.mu.Lock()
 	select {
-	case <-granted: // granted just as ctx ended: hand the worker on
+	case <-w.granted: // granted just as ctx ended: hand the worker on
 		p.busy--
 		p.grantLocked()
 	default:
 		p.waiters.Remove(e)
 	}
 	p.mu.Unlock()
-	return ctx.Err()
+	return time.Time{}, ctx.Err()
+}
+
+// hold keeps the worker granted at start until start + d, on average
+// (see pool).
+func (p *pool) hold(start time.Time, d time.Duration) {
+	now, sleep := p.clock()
+	deadline := start.Add(d)
+	late := time.Duration(p.late.Load())
+	wait := deadline.Sub(now()) - late
+	if wait <= 0 {
+		return // a hold already due says nothing about the sleep
+	}
+	sleep(wait)
+	// The sleep's overshoot: how late it ended against what it asked for.
+	if over := now().Sub(deadline) + late; over >= 0 && over < 10*time.Millisecond {
+		p.late.Store(int64(late + (over-late)/16))
+	}
 }
 
 func (p *pool) release() {
@@ -359,7 +409,10 @@ func (p *pool) grantLocked() {
 		e := p.waiters.Front()
 		p.waiters.Remove(e)
 		p.busy++
-		close(e.Value.(chan struct{}))
+		w := e.Value.(*waiter)
+		now, _ := p.clock()
+		w.at = now()
+		close(w.granted)
 	}
 }
 
