@@ -209,6 +209,29 @@ def _goodput_cap(info, cap, current_rps):
     return min(cap, max(current_rps, lo, factor * g))
 
 
+# An API is slow elsewhere when every service it crosses is clear
+# (``path_clear``) and yet its queue is at least this share of its SLO.
+SLOW_ELSEWHERE_SLO_FRACTION = 0.5
+
+
+def _slow_elsewhere(info):
+    """Whether an API's latency comes from outside the services it crosses:
+    all of them are clear (``path_clear``: under 0.7 of capacity, not
+    overloaded) and its queue (``queue_ms``) is at least
+    :data:`SLOW_ELSEWHERE_SLO_FRACTION` of its SLO. A dependency that
+    answers late or hangs while holding no worker looks like this; cutting
+    the API relieves no service, and cut to its floor it took many steps to
+    climb back once the dependency answered again."""
+    if info.get("path_clear") is not True:
+        return False
+    try:
+        q = float(info.get("queue_ms"))
+        slo = float(info.get("slo_ms", 0.0) or 0.0)
+    except (TypeError, ValueError):
+        return False
+    return slo > 0 and q >= SLOW_ELSEWHERE_SLO_FRACTION * slo
+
+
 def _climbing_from_floor(info, current_rps, lo):
     """Whether an API may climb by :data:`RAISE_OVER_GOODPUT_NEAR_FLOOR`:
     its queue (``queue_ms``) under :data:`HOT_SLO_FRACTION` of its SLO, no
@@ -365,6 +388,8 @@ def apply_cost(rates, apis, action, strict_priority=False):
       its floor because a more important one congests a service of its own.
 
     When no API is congested, or all are, a cut or raise takes every API.
+    A cut never takes an API that is slow elsewhere (:func:`_slow_elsewhere`:
+    its services clear, its queue half its SLO or more).
 
     * **Swap.** What a raise cannot place (every API at its cap) while a
       cheaper API is held back by another limiter, its goodput under 0.9 ×
@@ -404,6 +429,8 @@ def apply_cost(rates, apis, action, strict_priority=False):
     hot = _hot(api_map)
     if hot and hot != set(api_map):  # cut the congested, raise the others
         api_map = {n: info for n, info in api_map.items() if (n in hot) == cutting}
+    if cutting:  # a cut cannot speed up a dependency that holds no worker
+        api_map = {n: info for n, info in api_map.items() if not _slow_elsewhere(info)}
     if cutting:
         limits = {n: api_bounds(api_map[n])[0] for n in api_map}
         room = {n: max(0.0, out[n] - limits[n]) for n in api_map}

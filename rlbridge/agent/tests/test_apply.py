@@ -286,6 +286,26 @@ class CostRuleTest(unittest.TestCase):
         apis[0]["path_clear"] = False
         self.assertAlmostEqual(apply_cost({"a": 100.0}, apis, 0.5)["a"], 110.0)
 
+    def test_a_cut_spares_an_api_slow_elsewhere(self):
+        # "slow" waits 200 ms on a dependency that holds no worker: its
+        # services are clear, its queue is past half its SLO. A cut
+        # relieves nothing there, so it comes from "busy" alone.
+        apis = [capi("slow", 1, 5.0), capi("busy", 1, 5.0)]
+        apis[0].update(queue_ms=200.0, slo_ms=100.0, path_clear=True)
+        apis[1].update(queue_ms=150.0, slo_ms=100.0, path_clear=False)
+        out = apply_cost({"slow": 100.0, "busy": 100.0}, apis, -0.2)
+        self.assertEqual(out["slow"], 100.0)
+        self.assertAlmostEqual(out["busy"], 80.0)
+        # with a busy service on its path, or a short queue, it is cut
+        apis[0]["path_clear"] = False
+        self.assertLess(apply_cost({"slow": 100.0, "busy": 100.0}, apis, -0.2)["slow"], 100.0)
+        apis[0].update(path_clear=True, queue_ms=40.0)
+        apis[1]["queue_ms"] = 40.0
+        self.assertLess(apply_cost({"slow": 100.0, "busy": 100.0}, apis, -0.2)["slow"], 100.0)
+        # alone, it is not cut at all
+        only = [dict(apis[0], queue_ms=200.0)]
+        self.assertEqual(apply_cost({"slow": 100.0}, only, -0.5)["slow"], 100.0)
+
     def test_a_raise_that_cannot_be_placed_moves_work_off_the_expensive_api(self):
         # Another limiter (the queue guard) holds cheap at 600 of the 900 its
         # rate allows: the bottleneck is full. The raise (0.1 of 5800 = 580)
