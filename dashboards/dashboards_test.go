@@ -214,6 +214,14 @@ func runExamples(t *testing.T) http.Handler {
 					tk.Done(true)
 				}
 			}
+			// and every service the topfull policy measures at a control
+			// point of its own (config.services)
+			for _, svc := range []string{"productcatalog", "currency", "cart", "recommendation", "checkout"} {
+				if tk, d := eng.ControlPoints().Get(svc).Admit("GET /call/{api}/{call}"); d == 0 {
+					clock.Advance(time.Millisecond)
+					tk.Done(true)
+				}
+			}
 		}
 		// An agent sets the rates of the APIs under agent control, so
 		// that the topfull policy's rate limits are in force (without one

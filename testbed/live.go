@@ -53,6 +53,15 @@ type LiveApp struct {
 // client gave up leaves the queue. A call that reached a worker is served
 // to the end even if its client left, as real work would be.
 func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*LiveApp, error) {
+	return StartLiveServices(app, seed, wrap, nil)
+}
+
+// StartLiveServices is StartLive, with wrapService, if not nil, wrapping
+// each service's handler (but the entry's) by the service's name: where a
+// control point in front of the service goes, whose flux meter measures
+// the service's overload (the topfull blueprint's services). It wraps the
+// whole call, its wait for a worker included.
+func StartLiveServices(app App, seed uint64, wrap func(http.Handler) http.Handler, wrapService func(service string, h http.Handler) http.Handler) (*LiveApp, error) {
 	if err := app.Validate(); err != nil {
 		return nil, fmt.Errorf("testbed: app %s: %w", app.Name, err)
 	}
@@ -108,7 +117,11 @@ func StartLive(app App, seed uint64, wrap func(http.Handler) http.Handler) (*Liv
 			for i := range app.APIs {
 				h.apiExtras = append(h.apiExtras, l.apiExtras[i][k])
 			}
-			mux.Handle("GET /call/{api}/{call}", h)
+			var handler http.Handler = h
+			if wrapService != nil {
+				handler = wrapService(c.Service, handler)
+			}
+			mux.Handle("GET /call/{api}/{call}", handler)
 			l.servers[c.Service] = newServer(mux)
 			serve[l.servers[c.Service]] = ln
 		}
@@ -432,7 +445,10 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 		cfg.OnEngine(eng)
 	}
 	wrap := func(h http.Handler) http.Handler { return eng.HTTP(ControlPoint, h) }
-	live, err := StartLive(app, cfg.Seed, wrap)
+	// Each service behind a control point of its own name, as a deployment
+	// measures its services' overload (the topfull policy's services).
+	wrapService := func(service string, h http.Handler) http.Handler { return eng.HTTP(service, h) }
+	live, err := StartLiveServices(app, cfg.Seed, wrap, wrapService)
 	if err != nil {
 		return nil, err
 	}

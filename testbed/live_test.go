@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -246,5 +247,45 @@ func TestPoolHoldsEndOnTimeDespiteSleepOvershoot(t *testing.T) {
 	p.hold(clock.Add(-5*time.Millisecond), 2*time.Millisecond)
 	if clock != before {
 		t.Errorf("a hold already due slept %v", clock.Sub(before))
+	}
+}
+
+// Each service but the entry is served behind wrapService, by its name:
+// where the live driver puts a control point that measures the service's
+// overload (the topfull policy's services).
+func TestStartLiveServicesWrapsEveryServiceByName(t *testing.T) {
+	app := Boutique()
+	var (
+		mu    sync.Mutex
+		calls = map[string]int{}
+	)
+	wrapService := func(service string, next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			calls[service]++
+			mu.Unlock()
+			next.ServeHTTP(w, r)
+		})
+	}
+	live, err := StartLiveServices(app, 1, nil, wrapService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { live.Close() })
+	want := map[string]int{}
+	for _, api := range app.APIs {
+		if status, _ := fetch(t, live.URL+api.Path(), 5*time.Second); status != http.StatusOK {
+			t.Fatalf("GET %s = %d, want 200", api.Path(), status)
+		}
+		for _, c := range api.Calls {
+			if c.Service != app.Entry {
+				want[c.Service]++
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !maps.Equal(calls, want) {
+		t.Errorf("wrapService saw %v, want %v (every call to a service but the entry)", calls, want)
 	}
 }

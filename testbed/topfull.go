@@ -23,7 +23,9 @@ import (
 // cluster the agent sees the cluster's worst latency, and a private
 // bottleneck would have it cut the other APIs for nothing. Each API lists
 // the services its calls cross, in call order, so that the agent can
-// form dynamic clusters instead (spillway_agent run --clusters dynamic).
+// form dynamic clusters instead (spillway_agent run --clusters dynamic),
+// and every bounded service is measured at a control point of its own name
+// (services), which the live driver puts in front of it.
 func TopFullSource(app App, name string) []byte { return topFullSource(app, name, false) }
 
 // topFullSource is TopFullSource, with the blueprint's queue guard when
@@ -44,7 +46,20 @@ func topFullSource(app App, name string, guard bool) []byte {
 		fmt.Fprintf(&b, "\t\t\t{name: %s, control_point: %q, slo: %q, priority: %d, cluster: %q, services: [%s], sustainable_rps: %g, lower_bound: %g, upper_bound: %g},\n",
 			strconv.Quote(api.Label()), ControlPoint, api.SLO.String(), api.Priority, app.cluster(i), strings.Join(services, ", "), sustainable, math.Round(0.1*sustainable), 1.5*sustainable)
 	}
-	fmt.Fprintf(&b, "\t\t]\n\t}\n}\n")
+	fmt.Fprintf(&b, "\t\t]\n")
+	// Each bounded service's overload, measured live at a control point of
+	// its name in front of it (the live driver puts one there); the
+	// simulator reports the same in its /step answer.
+	var svcs []string
+	for _, s := range app.Services {
+		if s.Workers > 0 {
+			svcs = append(svcs, fmt.Sprintf("\t\t\t{name: %s, control_point: %s, workers: %d},\n", strconv.Quote(s.Name), strconv.Quote(s.Name), s.Workers))
+		}
+	}
+	if len(svcs) > 0 {
+		fmt.Fprintf(&b, "\t\tservices: [\n%s\t\t]\n", strings.Join(svcs, ""))
+	}
+	fmt.Fprintf(&b, "\t}\n}\n")
 	if guard {
 		fmt.Fprintf(&b, "\npolicies: %s: topfull.#QueueGuard & {\n\tconfig: {\n\t\tpolicy_name: %s\n\t\tapis: policies[%s].config.apis\n\t}\n}\n",
 			strconv.Quote(name+"-guard"), strconv.Quote(name+"-guard"), strconv.Quote(name))
