@@ -107,11 +107,12 @@ type SLOConcurrencyController struct {
 	latencyRatio, latencyMin float64
 	// settled is the baseline a relearn replaced, while the relearned one
 	// is on lease (expireLease), and relearns counts the relearns since;
-	// leased is the baseline the last relearn took, before any decay.
-	settled, leased float64
-	relearns        int
-	slowStartOn     bool
-	started         bool
+	// leased is the baseline the last relearn took, before any decay, and
+	// leaseLimit the limit it left in force.
+	settled, leased, leaseLimit float64
+	relearns                    int
+	slowStartOn                 bool
+	started                     bool
 	// firstWindowSeen is set once a window with an rtt has closed.
 	firstWindowSeen bool
 	// A run of queueing windows is on (streak): the limit when it began
@@ -291,6 +292,9 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 	}
 	c.baseline, c.streak = c.streakMin, false
 	c.leased = c.baseline
+	if c.relearns == 1 {
+		c.leaseLimit = c.limit
+	}
 	return true
 }
 
@@ -321,13 +325,26 @@ func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem float64) {
 		return
 	}
 	if rtt < 0.8*c.baseline || (IsValid(sem) && rtt+2*sem < 0.8*c.leased) {
-		c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
+		c.endLease()
 		return
 	}
 	tau := math.Min(10*c.relearnTicks*math.Pow(2, float64(c.relearns-1)), c.windowTicks)
 	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/tau)
 	if c.baseline < 1.05*c.settled {
-		c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
+		c.endLease()
+	}
+}
+
+// endLease puts the settled baseline back, and with it at most the limit
+// the lease began with: what the limit grew by on lease was room for the
+// leased latency, and, the latency back, it would let a queue in that the
+// settled baseline sees only while the limit binds (after a dependency
+// hung, every answer a timeout, the lease took the timeouts as the
+// latency and its limit grew a hundredfold).
+func (c *SLOConcurrencyController) endLease() {
+	c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
+	if c.limit > c.leaseLimit {
+		c.limit = c.leaseLimit
 	}
 }
 

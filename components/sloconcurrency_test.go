@@ -459,3 +459,48 @@ func TestSLOConcurrencyControllerEndsALeaseBelowTheRelearnedBaseline(t *testing.
 		}
 	}
 }
+
+// A limit that grew on a lease was room for the leased latency: when the
+// lease ends, the limit goes back to at most what it was when the lease
+// began. After a dependency hung, every answer a timeout, a lease took the
+// timeouts as the service's latency and its limit grew a hundredfold; with
+// the latency back and the limit far above what is in flight, nothing cut
+// it (a queue counts only while the limit binds).
+func TestSLOConcurrencyControllerEndsALeaseWithTheLimitItBeganWith(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	tick := func(rtt, inFlight float64) {
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, 0.5}, out)
+	}
+	// A queue of 2 ms per request past 8 in flight, the limit binding, as
+	// in the relearn tests above.
+	queued := func(own float64, ticks int) {
+		for range ticks {
+			limit := out[0]
+			if limit == 0 {
+				limit = 8
+			}
+			tick(own+2*math.Max(0, limit-8), limit)
+		}
+	}
+	queued(20, 300)
+	queued(60, 80) // a slower dependency: relearned near 60 ms, on lease
+	if out[2] < 45 {
+		t.Fatalf("baseline %.1f ms 8 s into a shift to 60 ms, want it relearned", out[2])
+	}
+	began := out[0]
+	for range 50 { // the limit binds with no queue: it grows
+		tick(60, out[0])
+	}
+	grown := out[0]
+	if grown < 2*began {
+		t.Fatalf("limit %.1f 5 s into the lease that began at %.1f: the test needs it grown", grown, began)
+	}
+	tick(20, 4) // the dependency is fast again: the lease ends
+	if out[2] > 21 {
+		t.Fatalf("baseline %.1f ms after a window at 20 ms, want the settled 20 ms back", out[2])
+	}
+	if out[0] > began {
+		t.Errorf("limit %.1f after the lease ended (it began at %.1f, grew to %.1f): want at most %.1f", out[0], began, grown, began)
+	}
+}
