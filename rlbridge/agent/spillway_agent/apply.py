@@ -288,10 +288,11 @@ def apply_seed(rates, apis, action):
 # a second of overload into the queue at once.
 RAISE_OVER_GOODPUT = 1.1
 
-# ... except for an API near its floor that shows no queue and that no
-# other limiter holds back: it may double its goodput. A cut to the floor
-# (say while a dependency hung and nothing was answered) otherwise took
-# about 25 steps of 1.1 to climb back to capacity once the cause was gone.
+# ... except for an API that shows no queue, that no other limiter holds
+# back, and that is near its floor or whose services all have room: it may
+# double its goodput (_climbing_from_floor). A cut to the floor (say while
+# a dependency hung and nothing was answered) otherwise took about 25
+# steps of 1.1 to climb back to capacity once the cause was gone.
 RAISE_OVER_GOODPUT_NEAR_FLOOR = 2.0
 NEAR_FLOOR = 2.0
 
@@ -382,9 +383,10 @@ def apply_cost(rates, apis, action, strict_priority=False):
       congestion is added to them alone: cheapest tier first, most
       important group first inside a tier, each API capped as in :func:`apply_topfull`
       (1.1 × its offered load, its upper bound) and at 1.1 × the goodput
-      it just delivered (``goodput_rps``; 2 × for an API within twice its
-      floor that shows no queue, :func:`_climbing_from_floor`), so that a
-      raise probes for capacity rather than queueing a second of overload. So an API is not held at
+      it just delivered (``goodput_rps``; 2 × for an API with no queue
+      and nothing else holding it back that is within twice its floor or
+      whose services all have room, :func:`_climbing_from_floor`), so that
+      a raise probes for capacity rather than queueing a second of overload. So an API is not held at
       its floor because a more important one congests a service of its own.
 
     When no API is congested, or all are, a cut or raise takes every API.
