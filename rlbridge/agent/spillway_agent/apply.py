@@ -222,14 +222,18 @@ def _slow_elsewhere(info):
     answers late or hangs while holding no worker looks like this; cutting
     the API relieves no service, and cut to its floor it took many steps to
     climb back once the dependency answered again."""
-    if info.get("path_clear") is not True:
-        return False
+    return info.get("path_clear") is True and _queue_over_slo(info) >= SLOW_ELSEWHERE_SLO_FRACTION
+
+
+def _queue_over_slo(info):
+    """An API's queue (``queue_ms``) ÷ its SLO (``slo_ms``); NaN when
+    either is missing or not a positive number."""
     try:
         q = float(info.get("queue_ms"))
         slo = float(info.get("slo_ms", 0.0) or 0.0)
     except (TypeError, ValueError):
-        return False
-    return slo > 0 and q >= SLOW_ELSEWHERE_SLO_FRACTION * slo
+        return float("nan")
+    return q / slo if slo > 0 else float("nan")
 
 
 def _climbing_from_floor(info, current_rps, lo):
@@ -240,12 +244,7 @@ def _climbing_from_floor(info, current_rps, lo):
     crosses clear (``path_clear``, set by the env from the server's service
     signals: under 0.7 of its capacity and not overloaded; TopFull raises
     the APIs that cross no overloaded service freely)."""
-    try:
-        q = float(info.get("queue_ms"))
-        slo = float(info.get("slo_ms", 0.0) or 0.0)
-    except (TypeError, ValueError):
-        return False
-    if not (slo > 0 and q == q and q < HOT_SLO_FRACTION * slo) or _held(info, current_rps):
+    if not _queue_over_slo(info) < HOT_SLO_FRACTION or _held(info, current_rps):
         return False
     return (lo > 0 and current_rps <= NEAR_FLOOR * lo) or info.get("path_clear") is True
 

@@ -38,6 +38,30 @@ UNLOADED = "(unloaded)"
 """The name of the cluster of APIs that cross no overloaded service."""
 
 
+# A service is busy, for raising the APIs that cross it, when it reports
+# overload or uses this share of its capacity or more (or does not say):
+# an API whose services all have about a third of their capacity spare
+# may double its goodput in one step (apply._climbing_from_floor).
+CLEAR_UTILISATION = 0.7
+
+
+def busy_services(services):
+    """The names of the busy services of a ``GET /services`` list (see
+    :data:`CLEAR_UTILISATION`). An entry without a name is skipped; one
+    whose utilisation is missing or not a number counts as busy."""
+    out = set()
+    for s in services or ():
+        if not isinstance(s, dict) or s.get("name") is None:
+            continue
+        try:
+            u = float(s.get("utilisation"))
+        except (TypeError, ValueError):
+            u = float("nan")
+        if s.get("overloaded") or not u < CLEAR_UTILISATION:
+            out.add(str(s["name"]))
+    return out
+
+
 def overloaded_services(services):
     """The names of the overloaded services of a ``GET /services`` list."""
     return {str(s["name"]) for s in services or () if s.get("overloaded")}

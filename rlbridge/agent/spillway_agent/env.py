@@ -35,6 +35,7 @@ import numpy as np
 
 from .apply import ACTION_HIGH, ACTION_LOW, APPLY_RULES, _raise_cap, api_bounds
 from .client import SpillwayHTTPError
+from .clusters import busy_services
 
 OBS_KINDS = ("seed", "v2")
 
@@ -153,7 +154,7 @@ class SpillwayEnv(_EnvBase):
         self.client = client
         self.cluster = cluster
         # The busy services at the last observation (names; see
-        # _busy_services), from the simulator's /step answer or GET
+        # clusters.busy_services), from the simulator's /step answer or GET
         # /services; None when the server reports none (an engine without
         # service signals answers 404).
         self.busy = None
@@ -453,7 +454,7 @@ class SpillwayEnv(_EnvBase):
             self._services_absent = True
             self.busy = None
             return
-        self.busy = _busy_services(services)
+        self.busy = busy_services(services)
 
     def _metrics_from_body(self, body):
         """``({name: {goodput, latency}}, tick)`` of the cluster from a /step answer."""
@@ -467,7 +468,7 @@ class SpillwayEnv(_EnvBase):
         self.server_done = bool(body.get("done", False))
         services = body.get("services")
         if isinstance(services, list):
-            self.busy = _busy_services(services)
+            self.busy = busy_services(services)
         metrics = {n: {"goodput": float(per_api[n].get("goodput", 0.0)),
                        "latency": float(per_api[n].get("latency", 0.0))} for n in names}
         for n in names:
@@ -552,24 +553,6 @@ class SpillwayEnv(_EnvBase):
             "tick": tick,
             "done": self.server_done,
         }
-
-
-# A service is busy, for raising the APIs that cross it, when it reports
-# overload or uses this share of its capacity or more (or does not say):
-# an API whose services all have a third of their capacity spare may
-# double its goodput in one step (apply._climbing_from_floor).
-CLEAR_UTILISATION = 0.7
-
-
-def _busy_services(services):
-    """The names of the busy services of a ``GET /services`` list (see
-    :data:`CLEAR_UTILISATION`)."""
-    out = set()
-    for s in services:
-        u = s.get("utilisation")
-        if s.get("overloaded") or u is None or not float(u) < CLEAR_UTILISATION:
-            out.add(str(s["name"]))
-    return out
 
 
 def _refresh(info, cur):

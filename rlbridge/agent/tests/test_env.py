@@ -271,14 +271,17 @@ class ServicesTest(unittest.TestCase):
             self.check(env)
 
     def test_a_busy_service_is_one_at_0_7_of_capacity_or_overloaded(self):
-        from spillway_agent.env import _busy_services
-        busy = _busy_services([
+        from spillway_agent.clusters import busy_services
+        busy = busy_services([
             {"name": "a", "utilisation": 0.69, "overloaded": False},
             {"name": "b", "utilisation": 0.7, "overloaded": False},
             {"name": "c", "utilisation": 0.2, "overloaded": True},
             {"name": "d", "utilisation": None, "overloaded": False},
+            {"name": "e", "utilisation": "high"},
+            {"utilisation": 0.1},
+            "junk",
         ])
-        self.assertEqual(busy, {"b", "c", "d"})
+        self.assertEqual(busy, {"b", "c", "d", "e"})
 
     def test_without_service_signals_no_api_is_marked(self):
         with FakeSpillway(apis=self.apis()) as fake:  # /services answers 404
