@@ -21,8 +21,9 @@ func init() {
 // A concurrency limit charges each request for the time it holds the
 // service, so an API twenty times as expensive holds its slots twenty times
 // as long (Little's law) and cheap requests are not starved behind it: the
-// admitted mix is the offered mix. Each tick, with base = min(limit,
-// in_flight) (what the traffic actually used; at least min_limit):
+// admitted mix is the offered mix. Each window (below), with base =
+// min(limit, the most in_flight of its ticks) (what the traffic actually
+// used; at least min_limit):
 //
 //   - latency above setpoint (overload): limit ← base × max(min_gradient,
 //     setpoint/latency); slow start ends. Once the baseline is learned,
@@ -94,6 +95,7 @@ type SLOConcurrencyController struct {
 	// the limit bound, and whether a tick with an rtt had no rtt_sem.
 	winTicks, winN, winRTT, winSemSq, winLatency float64
 	winBinding, winSemMissing                    bool
+	winInFlight                                  float64 // the most in flight at a tick of the window
 	// The baseline's warm-up windows: their lowest mean rtt, and the sum
 	// and count of the squares of the standard errors of those that had
 	// one.
@@ -363,6 +365,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.settled = Invalid
 		c.winLatency = Invalid
 		c.recoverTo = Invalid
+		c.winInFlight = Invalid
 	}
 	// Gather the tick into the window: a decision needs min_samples
 	// completions and one baseline rtt (or max_window), or one slow
@@ -387,6 +390,9 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	c.winTicks++
 	binding := c.binds(inFlight)
 	c.winBinding = c.winBinding || binding
+	if IsValid(inFlight) && !(inFlight <= c.winInFlight) {
+		c.winInFlight = inFlight
+	}
 	overload := 0.0
 	if IsValid(completedRps) && c.winTicks < c.maxWindowTicks && (c.winN < c.minSamples || c.withinRoundTrip()) {
 		out[0], out[1], out[2] = c.limit, overload, c.baseline
@@ -409,6 +415,17 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		}
 	}
 	windowTicks := c.winTicks
+	// The most in flight at any tick of the window, not the last tick's
+	// count: a small limit's count swings from tick to tick (a service of
+	// two workers behind a limit of four holds 0 to 4), and a cut from
+	// the count at a tick with one in flight took the limit to about two,
+	// which rejected a fifth of the requests at half of capacity and,
+	// with clients that retry, most of them (random-917 retry-storm: 0.24
+	// of proportional; 0.91 from the window's most).
+	if IsValid(completedRps) {
+		inFlight = c.winInFlight
+	}
+	c.winInFlight = Invalid
 	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding, c.winSemMissing = 0, 0, 0, 0, Invalid, false, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest

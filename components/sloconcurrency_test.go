@@ -167,6 +167,29 @@ func TestSLOConcurrencyController(t *testing.T) {
 			}(),
 		},
 		{
+			name: "a queueing window cuts from the most it held in flight at any of its ticks, not from its last tick's count",
+			ticks: func() []tickIO {
+				// As above: a baseline of 250 ms, windows of one round trip.
+				ticks := []tickIO{{in(250, nan, 0, 0, 250, 1000), want(10, 0, nan)}}
+				for i := 0; i < 10; i++ {
+					ticks = append(ticks, tickIO{in(250, nan, 0, 0, 250, 1000), want(10, 0, 250)})
+				}
+				return append(ticks,
+					tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
+					tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
+					tickIO{in(250, nan, 9, 0, 250, 1000), want(20, 0, 250)},
+					// A small limit's count swings from tick to tick (a
+					// service of two workers holds 0 to 3): the window ends
+					// at a tick with 1 in flight, but it held 20, and that
+					// is the concurrency its queue came from:
+					// 20·max(0.5, 375/400) + √20, not 1·… + 1.
+					tickIO{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
+					tickIO{in(400, nan, 6, 0, 400, 1000), want(20, 0, 250)},
+					tickIO{in(400, nan, 1, 0, 400, 1000), want(20*375.0/400+math.Sqrt(20), 1, 250)},
+				)
+			}(),
+		},
+		{
 			name: "a window closes after max_window without enough completions",
 			// Nine in flight at ten answers a second: 900 ms each (Little).
 			params: `{"initial_limit":10,"max_window":"300ms"}`,
