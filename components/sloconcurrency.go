@@ -59,7 +59,8 @@ func init() {
 // error: learnFirst), then an exponential average over
 // baseline_window (default 600 s, Gradient2's long window) that skips
 // queueing windows, so a standing queue does not become the new normal, and
-// decays by 5 % a window while it is more than twice the rtt, as Gradient2's
+// decays by 5 % a window while it is more than twice the rtt (from the
+// third such window in a row: lowRunWindows), as Gradient2's
 // does after a long overload. A queueing run that has halved the limit and
 // still shows the same rtt after relearn_after more is the service's own
 // latency, not a queue (a slower dependency): its lowest rtt becomes the
@@ -96,6 +97,7 @@ type SLOConcurrencyController struct {
 	winTicks, winN, winRTT, winSemSq, winLatency float64
 	winBinding, winSemMissing                    bool
 	winInFlight                                  float64 // the most in flight at a tick of the window
+	lowRun                                       int     // windows in a row with the rtt under half the baseline
 	// The baseline's warm-up windows: their lowest mean rtt, and the sum
 	// and count of the squares of the standard errors of those that had
 	// one.
@@ -540,9 +542,23 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 				c.latencyRatio += c.alpha * (r - c.latencyRatio)
 			}
 			c.baseline += c.alpha * (rtt - c.baseline)
-			if c.baseline > 2*rtt {
-				c.baseline *= 0.95 // recovering from a long overload, as Gradient2
+			// Recovering from a long overload, as Gradient2: the baseline
+			// decays while the rtt stays under half of it, for
+			// lowRunWindows windows in a row. One such window is noise
+			// where a mix's windows differ in how many costly answers
+			// they hold: 95 % of answers at 1 ms and 5 % at 300 ms give
+			// a window of fifty only cheap answers one time in thirteen,
+			// and decaying on each took the baseline to half the mix's
+			// latency before the shared latency set the mix aside, after
+			// which every window read as a queue and the limit never grew.
+			c.lowRun++
+			if !(c.baseline > 2*rtt) {
+				c.lowRun = 0
+			} else if c.lowRun >= lowRunWindows {
+				c.baseline *= 0.95
 			}
+		default:
+			c.lowRun = 0
 		}
 	}
 	c.expireLease(windowTicks, rtt, windowSem)
@@ -588,6 +604,10 @@ func (c *SLOConcurrencyController) learnFirst(rtt, sem float64) {
 // lowestOf[n-1] is how far under their mean, in standard deviations,
 // the lowest of n samples of a normal distribution lies on average.
 var lowestOf = [baselineWarmup]float64{0, 0.564, 0.846, 1.029, 1.163, 1.267, 1.352, 1.424, 1.485, 1.539}
+
+// lowRunWindows is how many windows in a row must read under half the
+// baseline before it decays.
+const lowRunWindows = 3
 
 // lowestOfTen is how far under their mean, in standard deviations, the
 // lowest of ten samples of a normal distribution lies on average.

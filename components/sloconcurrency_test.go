@@ -35,6 +35,12 @@ func TestSLOConcurrencyController(t *testing.T) {
 		warm11 = append(warm11, tickIO{in(20, nan, 0, 0, 20, nan), want(10, 0, 20)})
 	}
 	b11 := 20 + up*(25-20)
+	b12 := b11 + up*(5-b11)
+	b13 := b12 + up*(15-b12)
+	b14 := b13 + up*(5-b13)
+	b15 := b14 + up*(5-b14)
+	b16 := (b15 + up*(5-b15)) * 0.95
+	b17 := (b16 + up*(5-b16)) * 0.95
 	for _, tc := range []struct {
 		name   string
 		params string
@@ -111,11 +117,19 @@ func TestSLOConcurrencyController(t *testing.T) {
 			},
 		},
 		{
-			name: "after its first 10 samples the baseline averages over baseline_window, skips queueing windows, and decays while twice the rtt",
+			name: "after its first 10 samples the baseline averages over baseline_window, skips queueing windows, and decays while twice the rtt for three windows in a row",
 			ticks: slices.Concat(warm11, []tickIO{
 				{in(40, nan, 10, 0, 40, nan), want(10*0.75+math.Sqrt(10), 1, 20)},
 				{in(25, nan, 0, 0, 25, nan), want(10*0.75+math.Sqrt(10), 0, b11)},
-				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, (b11+up*(5-b11))*0.95)},
+				// Under half the baseline: averaged in, no decay yet.
+				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, b12)},
+				// A window over half of it ends the run.
+				{in(15, nan, 0, 0, 15, nan), want(10*0.75+math.Sqrt(10), 0, b13)},
+				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, b14)},
+				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, b15)},
+				// The third in a row: 5 % off.
+				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, b16)},
+				{in(5, nan, 0, 0, 5, nan), want(10*0.75+math.Sqrt(10), 0, b17)},
 			}),
 		},
 		{
