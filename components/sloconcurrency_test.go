@@ -34,6 +34,22 @@ func TestSLOConcurrencyController(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		warm11 = append(warm11, tickIO{in(20, nan, 0, 0, 20, nan), want(10, 0, 20)})
 	}
+	// A baseline of 250 ms past its warm-up, and a limit of 20 that slow
+	// start doubled at the end of a window of one round trip: 1000
+	// completions/s, 100 a tick, so every tick has enough. The first
+	// window is no sample; the next ten each last one tick, though the
+	// baseline they teach is 250 ms.
+	roundTrip250 := []tickIO{{in(250, nan, 0, 0, 250, 1000), want(10, 0, nan)}}
+	for i := 0; i < 10; i++ {
+		roundTrip250 = append(roundTrip250, tickIO{in(250, nan, 0, 0, 250, 1000), want(10, 0, 250)})
+	}
+	roundTrip250 = append(roundTrip250,
+		// 100 and 200 ms < 250 ms: the window holds.
+		tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
+		tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
+		// 300 ms: it closes; it bound, slow start doubles.
+		tickIO{in(250, nan, 9, 0, 250, 1000), want(20, 0, 250)},
+	)
 	b11 := 20 + up*(25-20)
 	b12 := b11 + up*(5-b11)
 	b13 := b12 + up*(15-b12)
@@ -158,50 +174,26 @@ func TestSLOConcurrencyController(t *testing.T) {
 		},
 		{
 			name: "past its warm-up, a window lasts one baseline rtt: a queue is cut once per round trip",
-			ticks: func() []tickIO {
-				// 1000 completions/s: 100 a tick, every tick has enough.
-				// The first window is no sample; the next ten each last one
-				// tick, though the baseline they teach is 250 ms.
-				ticks := []tickIO{{in(250, nan, 0, 0, 250, 1000), want(10, 0, nan)}}
-				for i := 0; i < 10; i++ {
-					ticks = append(ticks, tickIO{in(250, nan, 0, 0, 250, 1000), want(10, 0, 250)})
-				}
-				return append(ticks,
-					// 100 and 200 ms < 250 ms: the window holds.
-					tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
-					tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
-					// 300 ms: it closes; it bound, slow start doubles.
-					tickIO{in(250, nan, 9, 0, 250, 1000), want(20, 0, 250)},
-					// A queue: one cut after three ticks, not three cuts,
-					// 20·max(0.5, 375/400) + √20.
-					tickIO{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
-					tickIO{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
-					tickIO{in(400, nan, 20, 0, 400, 1000), want(20*375.0/400+math.Sqrt(20), 1, 250)},
-				)
-			}(),
+			ticks: slices.Concat(roundTrip250, []tickIO{
+				// A queue: one cut after three ticks, not three cuts,
+				// 20·max(0.5, 375/400) + √20.
+				{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
+				{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
+				{in(400, nan, 20, 0, 400, 1000), want(20*375.0/400+math.Sqrt(20), 1, 250)},
+			}),
 		},
 		{
 			name: "a queueing window cuts from the most it held in flight at any of its ticks, not from its last tick's count",
-			ticks: func() []tickIO {
-				// As above: a baseline of 250 ms, windows of one round trip.
-				ticks := []tickIO{{in(250, nan, 0, 0, 250, 1000), want(10, 0, nan)}}
-				for i := 0; i < 10; i++ {
-					ticks = append(ticks, tickIO{in(250, nan, 0, 0, 250, 1000), want(10, 0, 250)})
-				}
-				return append(ticks,
-					tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
-					tickIO{in(250, nan, 9, 0, 250, 1000), want(10, 0, 250)},
-					tickIO{in(250, nan, 9, 0, 250, 1000), want(20, 0, 250)},
-					// A small limit's count swings from tick to tick (a
-					// service of two workers holds 0 to 3): the window ends
-					// at a tick with 1 in flight, but it held 20, and that
-					// is the concurrency its queue came from:
-					// 20·max(0.5, 375/400) + √20, not 1·… + 1.
-					tickIO{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
-					tickIO{in(400, nan, 6, 0, 400, 1000), want(20, 0, 250)},
-					tickIO{in(400, nan, 1, 0, 400, 1000), want(20*375.0/400+math.Sqrt(20), 1, 250)},
-				)
-			}(),
+			ticks: slices.Concat(roundTrip250, []tickIO{
+				// A small limit's count swings from tick to tick (a
+				// service of two workers holds 0 to 3): the window ends
+				// at a tick with 1 in flight, but it held 20, and that
+				// is the concurrency its queue came from:
+				// 20·max(0.5, 375/400) + √20, not 1·… + 1.
+				{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
+				{in(400, nan, 6, 0, 400, 1000), want(20, 0, 250)},
+				{in(400, nan, 1, 0, 400, 1000), want(20*375.0/400+math.Sqrt(20), 1, 250)},
+			}),
 		},
 		{
 			name: "a window closes after max_window without enough completions",
