@@ -294,7 +294,7 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 	if !c.second {
 		c.limit = math.Max(c.limit, c.streakLimit)
 	}
-	c.baseline, c.streak = c.streakMin, false
+	c.baseline, c.streak, c.lowRun = c.streakMin, false, 0
 	c.leased = c.baseline
 	if c.relearns == 1 {
 		c.leaseLimit = c.limit
@@ -346,7 +346,7 @@ func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem float64) {
 // hung, every answer a timeout, the lease took the timeouts as the
 // latency and its limit grew a hundredfold).
 func (c *SLOConcurrencyController) endLease() {
-	c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
+	c.baseline, c.settled, c.relearns, c.lowRun = c.settled, Invalid, 0, 0
 	if c.limit > c.leaseLimit {
 		c.limit = c.leaseLimit
 	}
@@ -424,6 +424,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// which rejected a fifth of the requests at half of capacity and,
 	// with clients that retry, most of them (random-917 retry-storm: 0.24
 	// of proportional; 0.91 from the window's most).
+	last := inFlight // the idle check below asks whether any is in flight now
 	if IsValid(completedRps) {
 		inFlight = c.winInFlight
 	}
@@ -449,7 +450,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks) {
 		queueing = binding && rtt > c.tolerance*c.baseline
 	}
-	if !slow && (IsValid(rtt) || !(inFlight > 0)) {
+	if !slow && (IsValid(rtt) || !(last > 0)) {
 		// A window with no rtt while requests are in flight (nothing
 		// finished: everything hangs) neither continues a run nor ends
 		// it; an idle one ends it, so that a run does not resume after a
@@ -560,6 +561,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		default:
 			c.lowRun = 0
 		}
+	} else {
+		c.lowRun = 0 // a window with no answer is no window in a row
 	}
 	c.expireLease(windowTicks, rtt, windowSem)
 	out[0], out[1], out[2] = c.limit, overload, c.baseline

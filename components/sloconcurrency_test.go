@@ -57,6 +57,14 @@ func TestSLOConcurrencyController(t *testing.T) {
 	b15 := b14 + up*(5-b14)
 	b16 := (b15 + up*(5-b15)) * 0.95
 	b17 := (b16 + up*(5-b16)) * 0.95
+	c12 := 20 + up*(5-20)
+	c13 := c12 + up*(5-c12)
+	lq := 10*math.Max(0.5, 1.5*c13/40) + math.Sqrt(10)
+	c14 := c13 + up*(5-c13)
+	c15 := c14 + up*(5-c14)
+	c16 := c15 + up*(5-c15)
+	c17 := c16 + up*(5-c16)
+	c18 := (c17 + up*(5-c17)) * 0.95
 	for _, tc := range []struct {
 		name   string
 		params string
@@ -149,6 +157,24 @@ func TestSLOConcurrencyController(t *testing.T) {
 			}),
 		},
 		{
+			name: "a queueing window, or one with no answer, ends a run of low windows",
+			ticks: slices.Concat(warm11, []tickIO{
+				{in(5, nan, 0, 0, 5, nan), want(10, 0, c12)},
+				{in(5, nan, 0, 0, 5, nan), want(10, 0, c13)},
+				// Binding and over 1.5·baseline: a cut, and the run ends
+				// (the baseline skips a queueing window).
+				{in(40, nan, 10, 0, 40, nan), want(lq, 1, c13)},
+				{in(5, nan, 0, 0, 5, nan), want(lq, 0, c14)},
+				{in(5, nan, 0, 0, 5, nan), want(lq, 0, c15)},
+				// Nothing answered: no rtt, no window in a row.
+				{in(nan, nan, 0, 0, nan, nan), want(lq, 0, c15)},
+				{in(5, nan, 0, 0, 5, nan), want(lq, 0, c16)},
+				{in(5, nan, 0, 0, 5, nan), want(lq, 0, c17)},
+				// The third in a row since: 5 % off.
+				{in(5, nan, 0, 0, 5, nan), want(lq, 0, c18)},
+			}),
+		},
+		{
 			name: "once the baseline is learned, a window with room ends slow start: a later surge grows the limit by √limit, not ×2",
 			ticks: slices.Concat(warm11, []tickIO{
 				{in(20, nan, 0, 0, 20, nan), want(10, 0, 20)},               // room, baseline learned: slow start ends
@@ -186,10 +212,10 @@ func TestSLOConcurrencyController(t *testing.T) {
 			name: "a queueing window cuts from the most it held in flight at any of its ticks, not from its last tick's count",
 			ticks: slices.Concat(roundTrip250, []tickIO{
 				// A small limit's count swings from tick to tick (a
-				// service of two workers holds 0 to 3): the window ends
-				// at a tick with 1 in flight, but it held 20, and that
-				// is the concurrency its queue came from:
-				// 20·max(0.5, 375/400) + √20, not 1·… + 1.
+				// service of two workers behind a limit of four holds
+				// 0 to 4): the window ends at a tick with 1 in flight,
+				// but it held 20, and that is the concurrency its queue
+				// came from: 20·max(0.5, 375/400) + √20, not 1·… + 1.
 				{in(400, nan, 20, 0, 400, 1000), want(20, 0, 250)},
 				{in(400, nan, 6, 0, 400, 1000), want(20, 0, 250)},
 				{in(400, nan, 1, 0, 400, 1000), want(20*375.0/400+math.Sqrt(20), 1, 250)},
