@@ -20,7 +20,7 @@ import (
 // clock, as `spillway_agent run` runs it beside a service) and in virtual
 // time in lock step, lands within 0.1 of goodput ÷ proportional on
 // boutique priority-mix. On a quiet machine, 20 s of warm-up and 60 s of
-// the scenario, fifteen live runs kept 0.876–0.96 against 0.913 virtual,
+// the scenario, eighteen live runs kept 0.850–0.96 against 0.913 virtual,
 // and one 0.711: the agent on the wall clock sometimes cuts an API to its
 // floor and spends the minute climbing back. So the median of three live
 // runs is compared, which such a run alone does not move.
