@@ -455,3 +455,53 @@ func TestDefaultPolicyColdStartAtTenTimesCapacity(t *testing.T) {
 		})
 	}
 }
+
+// Apps whose many cheap requests share one pool with a few costly ones
+// (apps/adversarial: cheap-majority, 95 % at 1 ms and 5 % at 300 ms;
+// slo-spread, 90 % at 3 ms with a 20 ms SLO; cost-100x, 2 ms and 101 ms)
+// keep their steady goodput over seeds 1–4. What they keep depends on the
+// baseline the controller learns in its first seconds, while the APIs'
+// baselines settle one after another (docs/simulator.md, "A slow start
+// ahead of its answers, and a first mix that settles piecemeal"): a
+// slow-start change that moved cheap-majority's warm-up took it from 0.90
+// to 0.59 on seed 1, and changing how an API counts before it settles took
+// slo-spread from 0.87 to 0.5 (the static oracle's figure). Each is a floor
+// a change to either must keep. The steady half, at load 4.
+func TestDefaultPolicyKeepsMixesOfCheapAndCostly(t *testing.T) {
+	for _, tc := range []struct {
+		app         string
+		each, mean  float64 // the floors: every seed, and their mean
+		lastMeasure string
+	}{
+		{"cheap-majority", 0.8, 0.85, "0.90, 0.92, 0.92, 0.89"},
+		{"slo-spread", 0.7, 0.78, "0.87, 0.87, 0.85, 0.78"},
+		{"cost-100x", 0.9, 0.95, "0.99, 1.03, 1.02, 0.97"},
+	} {
+		t.Run(tc.app, func(t *testing.T) {
+			t.Parallel()
+			app, err := LoadAppFile("apps/adversarial/" + tc.app + ".json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum float64
+			for seed := uint64(1); seed <= 4; seed++ {
+				sc, err := NewScenario("steady", app, ScenarioOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: seed, Policy: defaultPolicy(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := r.Steady.GoodputPerProportional
+				if got < tc.each {
+					t.Errorf("seed %d: steady goodput %.2f of proportional, want at least %.2f (measured: %s)", seed, got, tc.each, tc.lastMeasure)
+				}
+				sum += got
+			}
+			if mean := sum / 4; mean < tc.mean {
+				t.Errorf("steady goodput %.2f of proportional on average over seeds 1–4, want at least %.2f (measured: %s)", mean, tc.mean, tc.lastMeasure)
+			}
+		})
+	}
+}
