@@ -41,7 +41,10 @@ func init() {
 //     during slow start (until the first overload or queueing, or the
 //     first window with room once the baseline is learned) limit ←
 //     limit × slow_start_factor, once the baseline has its first sample,
-//     taken at the initial limit; after a run of queueing windows that cut
+//     taken at the initial limit, and held while the window's most in
+//     flight is over twice what its answers account for (throughput ×
+//     (rtt + 2 standard errors), Little's law) and its rtt is over the
+//     baseline: the requests the last doubling let in are waiting; after a run of queueing windows that cut
 //     the limit to an eighth of where it began (an outage), limit ←
 //     limit × slow_start_factor while no window queues, up to half of that
 //     start (TCP's slow start to its threshold), so that the limit does
@@ -417,6 +420,16 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		}
 	}
 	windowTicks := c.winTicks
+	// Little's law: what the window's answers account for in flight, its
+	// throughput times their mean rtt, plus two standard errors of it
+	// (Invalid without completed_rps).
+	accounted := Invalid
+	if IsValid(completedRps) && c.winN > 0 && c.interval > 0 {
+		accounted = c.winN / (c.winTicks * c.interval) * windowRTT / 1000
+		if IsValid(windowSem) {
+			accounted = c.winN / (c.winTicks * c.interval) * (windowRTT + 2*windowSem) / 1000
+		}
+	}
 	// The most in flight at any tick of the window, not the last tick's
 	// count: a small limit's count swings from tick to tick (a service of
 	// two workers behind a limit of four holds 0 to 4), and a cut from
@@ -496,6 +509,20 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// Hold the initial limit until the baseline has a sample measured
 		// at it: a service overloaded from its first second must not teach
 		// the baseline a queue.
+	case binding && IsValid(latency) && c.slowStartOn && inFlight > aheadOfAnswers*accounted && rtt > c.baseline:
+		// Hold: more is in flight than the window's answers account for,
+		// and their rtt has begun to rise. The answers come from requests
+		// admitted before the last doubling; the requests it let in are
+		// waiting, and the rtt shows them a window or more later.
+		// Doubling each one-tick window on that rtt took random-11's
+		// cold start from 24 to 768 in six ticks, on a service that
+		// turns over 22 at a time: 656 in flight before the rtt passed
+		// the tolerance, and answers 1.8 s late. Where the answers
+		// catch up (a service slower than a window), the next window
+		// doubles. Not on the count alone: where a few costly answers
+		// make a window's mean noisy, it holds by chance, and a held
+		// warm-up took cheap-majority into a baseline far under its mix
+		// (docs/simulator.md).
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
 	case binding && IsValid(latency) && c.limit < c.recoverTo && IsValid(rtt) && rtt <= (1+c.tolerance)/2*c.baseline:
@@ -607,6 +634,13 @@ func (c *SLOConcurrencyController) learnFirst(rtt, sem float64) {
 // lowestOf[n-1] is how far under their mean, in standard deviations,
 // the lowest of n samples of a normal distribution lies on average.
 var lowestOf = [baselineWarmup]float64{0, 0.564, 0.846, 1.029, 1.163, 1.267, 1.352, 1.424, 1.485, 1.539}
+
+// aheadOfAnswers is how many times what a window's answers account for
+// in flight (Little's law: throughput × rtt, about the count in flight in
+// any steady state, queue or not) may be in flight before slow start
+// holds: up to twice that while a doubling's requests wait for a service
+// slower than the window.
+const aheadOfAnswers = 2
 
 // lowRunWindows is how many windows in a row must read under half the
 // baseline before it decays.

@@ -141,6 +141,26 @@ func TestSLOConcurrencyController(t *testing.T) {
 			},
 		},
 		{
+			name: "slow start holds while more is in flight than the answers account for and their rtt is over the baseline",
+			ticks: []tickIO{
+				// 1000 answers/s: every tick is a window. The first is no
+				// sample; slow start holds the initial limit until the
+				// baseline has one.
+				{in(20, nan, 0, 0, 20, 1000), want(10, 0, nan)},
+				{in(20, nan, 9, 0, 20, 1000), want(10, 0, 20)},
+				// Little's law: 1000/s × 20 ms = 20 in flight accounted
+				// for; 9, 18 and 36 are under twice that.
+				{in(20, nan, 9, 0, 20, 1000), want(20, 0, 20)},
+				{in(20, nan, 18, 0, 20, 1000), want(40, 0, 20)},
+				{in(20, nan, 36, 0, 20, 1000), want(80, 0, 20)},
+				// 64 > 2 × 1000/s × 24 ms, and 24 ms > 20: hold.
+				{in(24, nan, 64, 0, 24, 1000), want(80, 0, 20)},
+				// 64 > 2 × 20 again, but the rtt is at the baseline: the
+				// count alone does not hold.
+				{in(20, nan, 64, 0, 20, 1000), want(160, 0, 20)},
+			},
+		},
+		{
 			name: "after its first 10 samples the baseline averages over baseline_window, skips queueing windows, and decays while twice the rtt for three windows in a row",
 			ticks: slices.Concat(warm11, []tickIO{
 				{in(40, nan, 10, 0, 40, nan), want(10*0.75+math.Sqrt(10), 1, 20)},

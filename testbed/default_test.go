@@ -505,3 +505,23 @@ func TestDefaultPolicyKeepsMixesOfCheapAndCostly(t *testing.T) {
 		})
 	}
 }
+
+// random-11 starts at three times its capacity on services that turn over
+// about 22 requests at a time. Slow start doubled each one-tick window on
+// an rtt that had not yet seen the requests the doubling before let in:
+// 24 to 768 in six ticks, 656 in flight, answers 1.8 s late; the first
+// 10 s kept 0.67 of proportional and second 3 had a p99 7.6 × the SLO.
+// Slow start now holds while more is in flight than the window's answers
+// account for and their rtt has begun to rise.
+func TestDefaultPolicyColdStartHoldsAheadOfItsAnswers(t *testing.T) {
+	app, err := BuiltinApp("random:11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "cold-start", defaultPolicy(t))
+	for _, m := range GoalMisses(r, nil) {
+		if m.Goal == GoalColdStartRate || m.Goal == GoalColdStartP99 || m.Goal == GoalSteadyTotal {
+			t.Error(m.Detail)
+		}
+	}
+}
