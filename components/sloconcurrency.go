@@ -44,7 +44,8 @@ func init() {
 //     taken at the initial limit, and held while the window's most in
 //     flight is over twice what its answers account for (throughput ×
 //     (rtt + 2 standard errors), Little's law) and its rtt is over the
-//     baseline: the requests the last doubling let in are waiting; after a run of queueing windows that cut
+//     baseline: the requests the last doubling let in are waiting; after
+//     a run of queueing windows that cut
 //     the limit to an eighth of where it began (an outage), limit ←
 //     limit × slow_start_factor while no window queues, up to half of that
 //     start (TCP's slow start to its threshold), so that the limit does
@@ -425,10 +426,11 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// (Invalid without completed_rps).
 	accounted := Invalid
 	if IsValid(completedRps) && c.winN > 0 && c.interval > 0 {
-		accounted = c.winN / (c.winTicks * c.interval) * windowRTT / 1000
+		upper := windowRTT
 		if IsValid(windowSem) {
-			accounted = c.winN / (c.winTicks * c.interval) * (windowRTT + 2*windowSem) / 1000
+			upper += 2 * windowSem
 		}
+		accounted = c.winN / (c.winTicks * c.interval) * upper / 1000
 	}
 	// The most in flight at any tick of the window, not the last tick's
 	// count: a small limit's count swings from tick to tick (a service of
