@@ -184,9 +184,9 @@ type Partition struct {
 	// meters' shared latency does not move with the mix of APIs.
 	offsetNs atomic.Int64
 	// capRefused counts the requests refused since the test began, at the
-	// cap or at the limit.
-	capRefused atomic.Int64
-	own        ownState // owned by Separate's caller
+	// cap or at the limit, and capHits those refused at the cap alone.
+	capRefused, capHits atomic.Int64
+	own                 ownState // owned by Separate's caller
 }
 
 // unansweredShare: while some answered partition has requests, the
@@ -294,6 +294,7 @@ func (c *ConcurrencyLimiter) AcquireIn(p *Partition) Acquisition {
 	capSlots := p.capSlots.Load()
 	if capSlots > 0 && p.InFlight() >= capSlots && c.slots.Load() != unlimitedSlots {
 		p.capRefused.Add(1)
+		p.capHits.Add(1)
 		return Refused
 	}
 	if p.unanswered.Load() {

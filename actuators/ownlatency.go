@@ -40,11 +40,26 @@ import (
 //     the shared limit reads, which, no longer seeing a queue, grows the
 //     limit to hold the slower requests. It is tested again should its
 //     excess double, and joins again once its excess is gone.
-//   - Anything else (a queue of its own, or no clear verdict) is the
+//   - A queue of its own keeps its cap, as its own limit, if the test
+//     was of this partition alone, its excess over its baseline fell by
+//     30 % from its highest, and no other partition's did (ownQueue): a
+//     bottleneck no other API crosses, which the shared limit could drain
+//     only by cutting every API. The cap is cut by a fifth while the
+//     excess beyond the others' is over half the baseline (the tolerance
+//     of the shared limit's controller), grows while it refuses requests
+//     and the excess is under that, and goes once
+//     it has refused nothing for ownHoldoff seconds; the partition's
+//     latency beyond its baseline plus the others' excess is its own, as
+//     a slower dependency's is. Cuts in a row that halve the cap and
+//     leave the excess within 0.8 of where they began are not the
+//     answer: the partition joins, as after the next case.
+//   - Anything else (a queue others share, or no clear verdict) is the
 //     shared limit's to control, as without Separate, and is not tested
 //     again for ownHoldoff seconds, twice as long after each such verdict
-//     in a row. The caps hold only in tests: an API's own queue is not
-//     capped on its own.
+//     in a row. Where another partition's excess fell with the tested
+//     one's, they share the bottleneck, and the tested one only visits it
+//     more often or is its largest user: a cap of its own would hold it
+//     to less than its share while the others fill the queue.
 //   - Every answer counts in the shared latency as a reference latency
 //     (the partitions' baselines, weighted by their shares of the
 //     requests over the last hour) plus its excess over its own API's
@@ -76,6 +91,12 @@ type ownState struct {
 	// then), and refRate the throughput when it began, whose demand the
 	// cap must have refused in part.
 	elapsed, window, ref, refRate, capSlots float64
+	// started marks a test begun this tick; solo, a test that no other
+	// partition's overlapped. atTest is the partition's highest excess
+	// over its baseline since the last solo test began, its own or
+	// another's (NaN: unmeasured).
+	started, solo bool
+	atTest        float64
 	// holdoff is the time left before the partition may be tested again
 	// after a test found a queue of its own, and queues counts such
 	// verdicts in a row.
@@ -88,6 +109,12 @@ type ownState struct {
 	// proven is the own excess a slower-dependency verdict found (0:
 	// none), kept out of the shared latency while a re-test runs.
 	proven float64
+	// In an own queue's phase, hits is the cap refusals (capHits) seen
+	// so far, sinceCut the seconds since the cap was last cut, and quiet
+	// those since it last held back a request or its queue last showed.
+	// streakCap and streakOwn are the cap and the own excess when the
+	// cuts in a row began (streakCap 0: no cuts in a row).
+	hits, sinceCut, quiet, streakCap, streakOwn float64
 	// testN and testSumNs count the answers since one latency (cutNs)
 	// into the test, and their latencies: a low-rate API's test is judged
 	// by them when its one-second mean has too few.
@@ -104,6 +131,7 @@ type ownPhase uint8
 const (
 	ownTesting ownPhase = iota // the concurrency is halved: does the latency fall?
 	ownSlower                  // it did not: a slower dependency
+	ownQueue                   // it did, by half: a queue of its own, under a cap of its own
 )
 
 const (
@@ -141,6 +169,12 @@ const (
 	// where the mix answering is cheaper than the reference's: the
 	// scale multiplies the excess's noise too.
 	ownMixScaleMax = 10.0
+	// ownQueueCut is the factor an own queue's cap is cut by, at most once
+	// a second or one of its latencies, while its own excess is over half
+	// its baseline; ownQueueGrow the share of it added per second while the
+	// cap holds back requests and the excess is under that.
+	ownQueueCut  = 0.8
+	ownQueueGrow = 0.1
 	// ownMinInFlight is the fewest requests in flight a partition is
 	// tested with: at least two slots under test.
 	ownMinInFlight = 4
@@ -156,7 +190,32 @@ const atReference = math.MinInt64
 
 // measuredExcess is one partition's excess and the weight of its
 // requests, for the median.
-type measuredExcess struct{ excess, weight float64 }
+// queue marks a partition under a cap of its own (ownQueue).
+type measuredExcess struct {
+	excess, weight float64
+	queue          bool
+}
+
+// medianExcess is the completion-weighted median of the excesses
+// sorted in ms, of the partitions under a cap of their own too with
+// queues true, or NaN with none.
+func medianExcess(ms []measuredExcess, queues bool) float64 {
+	var total, acc float64
+	for _, m := range ms {
+		if queues || !m.queue {
+			total += m.weight
+		}
+	}
+	for _, m := range ms {
+		if !queues && m.queue {
+			continue
+		}
+		if acc += m.weight; acc >= total/2 {
+			return m.excess
+		}
+	}
+	return math.NaN()
+}
 
 // ReleaseAfter is ReleaseIn for a request that took latencyNs (negative:
 // unknown), measured for Separate. It returns, for the flux meters' shared
@@ -239,7 +298,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			o.baseNs += drift * (lat - o.baseNs)
 		}
 		if !math.IsNaN(lat) {
-			all = append(all, measuredExcess{lat - o.baseNs, o.n})
+			all = append(all, measuredExcess{lat - o.baseNs, o.n, o.separate && o.phase == ownQueue})
 		}
 		total += o.n
 	}
@@ -335,7 +394,13 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 		p.offsetNs.Store(off)
 	}
-	shared := math.NaN()
+	// others is the excess the partitions not under a cap of their own
+	// share: the queue that a partition under one shows with the rest,
+	// and not its own. Partitions that share a bottleneck the rest do not
+	// cross, each under its own cap, all read that bottleneck's queue
+	// against it, where the median of every partition could be one of
+	// theirs. 0 with no others measured.
+	shared, others := math.NaN(), 0.0
 	switch {
 	case !on:
 		c.sharedAge = math.Inf(1)
@@ -349,15 +414,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 	default:
 		slices.SortFunc(all, func(a, b measuredExcess) int { return cmp.Compare(a.excess, b.excess) })
-		var total, acc float64
-		for _, m := range all {
-			total += m.weight
-		}
-		for _, m := range all {
-			if acc += m.weight; acc >= total/2 {
-				shared = m.excess
-				break
-			}
+		shared = medianExcess(all, true)
+		if e := medianExcess(all, false); !math.IsNaN(e) {
+			others = e
 		}
 		c.shared, c.sharedAge = shared, 0
 	}
@@ -395,10 +454,51 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			group, groupNs = true, math.Max(groupNs, p.own.latencyNs()-p.own.baseNs)
 		}
 	}
+	// How far did the other partitions' excesses fall from their highest
+	// during a solo test (of those whose excess reached a quarter of
+	// their baselines), as a share of it, at most?
+	othersFell := 0.0
+	for _, p := range *ps {
+		if p == nil {
+			continue
+		}
+		lat := p.own.latencyNs()
+		if math.IsNaN(lat) {
+			continue
+		}
+		if raw := lat - p.own.baseNs; math.IsNaN(p.own.atTest) || raw > p.own.atTest {
+			p.own.atTest = raw
+		}
+		if !p.own.testing() && p.own.atTest > 0.25*p.own.baseNs {
+			othersFell = math.Max(othersFell, 1-(lat-p.own.baseNs)/p.own.atTest)
+		}
+	}
+	testing := 0
 	for _, p := range *ps {
 		if p != nil {
-			p.separate(shared, groupNs, dt, group, limited, c.sharedAge == 0)
+			p.separate(shared, others, groupNs, othersFell, dt, group, limited, c.sharedAge == 0)
+			if p.own.testing() {
+				testing++
+			}
 		}
+	}
+	// A test that began alone records every other partition's excess.
+	for _, p := range *ps {
+		if p == nil || !p.own.testing() {
+			continue
+		}
+		switch {
+		case testing > 1:
+			p.own.solo = false
+		case p.own.started:
+			p.own.solo = true
+			for _, q := range *ps {
+				if q != nil {
+					q.own.atTest = q.own.latencyNs() - q.own.baseNs
+				}
+			}
+		}
+		p.own.started = false
 	}
 }
 
@@ -458,7 +558,7 @@ func (o *ownState) errorNs() float64 {
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
-func (p *Partition) separate(shared, groupNs, dt float64, group, limited, fresh bool) {
+func (p *Partition) separate(shared, others, groupNs, othersFell, dt float64, group, limited, fresh bool) {
 	o := &p.own
 	if !limited && o.testing() {
 		p.join() // no verdict, and none needed: nothing was judged
@@ -527,10 +627,29 @@ func (p *Partition) separate(shared, groupNs, dt float64, group, limited, fresh 
 		// if its requests were held back (the cap, or the shared limit
 		// where it bound first, refused a tenth of the demand it had):
 		// clients that went away prove nothing.
+		//
+		// A queue the halving drained by 30 % or more, in a test of this
+		// partition alone, while no other partition's excess fell by a
+		// third as much (or a tenth) with it, is the partition's own: a
+		// bottleneck that no other crosses.
+		// The excesses are over the baselines, not the shared excess: the
+		// others may take the room the cap leaves at a bottleneck they
+		// share, and raise the shared excess by what this one's excess
+		// keeps.
+		// The shared limit cannot drain it without cutting every API; the
+		// cap can. It stays, as the partition's own limit. Where another's
+		// excess fell too, they share the bottleneck (this one visits it
+		// more often, or is its largest user): its queue is the shared
+		// limit's, which holds them all.
 		refused := float64(p.capRefused.Load())
-		if own >= 0.8*o.ref && o.ref > 0.25*o.baseNs && refused >= 0.1*o.refRate*o.elapsed {
+		held := o.ref > 0.25*o.baseNs && refused >= 0.1*o.refRate*o.elapsed
+		fell := 1 - (lat-o.baseNs)/o.atTest
+		switch {
+		case held && own >= 0.8*o.ref:
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
-		} else {
+		case held && o.solo && fell >= 0.3 && othersFell < math.Max(0.1, fell/3):
+			o.phase, o.hits, o.sinceCut, o.quiet, o.streakCap = ownQueue, float64(p.capHits.Load()), 0, 0, 0
+		default:
 			p.endTest()
 			return
 		}
@@ -544,15 +663,77 @@ func (p *Partition) separate(shared, groupNs, dt float64, group, limited, fresh 
 			p.capRefused.Store(0)
 			o.test(p.inFlightOf(lat), own, lat)
 		}
+	case ownQueue:
+		if !p.ownQueue(lat-o.baseNs-others, lat, dt) {
+			return
+		}
 	}
 	p.publishCap()
-	if o.phase == ownSlower {
+	if o.phase == ownQueue {
+		p.ceilingNs.Store(int64(o.baseNs + math.Max(others, 0)))
+	} else if o.phase == ownSlower {
 		p.ceilingNs.Store(int64(o.baseNs + math.Max(shared, 0)))
 	} else if o.proven > 0 {
 		p.ceilingNs.Store(int64(o.baseNs + math.Max(shared, 0) + o.proven))
 	} else {
 		p.ceilingNs.Store(0) // a queue of its own is the shared limit's until a test says otherwise
 	}
+}
+
+// ownQueue runs one tick of a partition's own limit, given its own excess
+// and its mean latency lat: the cap is cut while the excess is over half
+// the baseline (and three standard errors), once a second or once a
+// latency, whichever is longer, so that each cut shows before the next;
+// else it grows while it holds back requests. Cuts in a row that halve
+// the cap and leave the excess within 0.8 of where they began do not
+// drain a queue: the partition joins, and waits as after a test that
+// found a queue. Once it has held
+// nothing back and its queue has not shown for ownHoldoff seconds, the
+// bottleneck has room
+// again (the demand fell, or its capacity came back), and the partition
+// joins the shared limit; it reports whether it did not.
+func (p *Partition) ownQueue(own, lat, dt float64) bool {
+	o := &p.own
+	hits := float64(p.capHits.Load())
+	held := hits > o.hits
+	o.hits, o.sinceCut = hits, o.sinceCut+dt
+	switch {
+	case own > 0.5*o.baseNs && own > 3*o.errorNs():
+		o.quiet = 0
+		if o.sinceCut < math.Max(ownWindow, lat/1e9) {
+			break
+		}
+		if o.streakCap == 0 {
+			o.streakCap, o.streakOwn = o.capSlots, own
+		}
+		next := o.capSlots * ownQueueCut
+		if next < o.streakCap/2 {
+			if own > 0.8*o.streakOwn {
+				// Cuts in a row halved the cap and the excess stays: the
+				// latency does not follow the cap. The queue is no longer
+				// (or not only) its own: a bottleneck others cross binds
+				// now (a capacity drop, a shift of the mix), or a
+				// dependency slowed. The shared limit takes it back, as
+				// after a test that found no clear answer.
+				p.endTest()
+				return false
+			}
+			o.streakCap, o.streakOwn = o.capSlots, own
+		}
+		o.capSlots, o.sinceCut = math.Max(1, next), 0
+	case held:
+		o.quiet = 0
+		o.capSlots += dt * math.Max(1, ownQueueGrow*o.capSlots)
+		o.streakCap = 0
+	default:
+		o.streakCap = 0
+		if o.quiet += dt; o.quiet >= ownHoldoff {
+			p.join()
+			o.queues = 0
+			return false
+		}
+	}
+	return true
 }
 
 // inFlightOf is the partition's requests in flight, given its mean
@@ -566,7 +747,7 @@ func (p *Partition) inFlightOf(lat float64) float64 {
 // of three seconds and three of its latencies (lat, in ns): the requests
 // admitted before the cut must finish, and the rest show what it did.
 func (o *ownState) test(inFlight, own, lat float64) {
-	o.phase, o.elapsed, o.ref, o.refRate = ownTesting, 0, own, o.n/ownWindow
+	o.phase, o.elapsed, o.ref, o.refRate, o.started = ownTesting, 0, own, o.n/ownWindow, true
 	o.testN, o.testSumNs, o.cutNs = 0, 0, lat
 	o.window = math.Max(3*ownWindow, 3*lat/1e9)
 	o.capSlots = math.Max(1, math.Floor(inFlight/2))
@@ -602,8 +783,9 @@ func (p *Partition) join() {
 }
 
 // Separated reports whether the last Separate found the partition's
-// latency beyond its baseline its own (a slower dependency), and the cap
-// on its requests in flight (0: none; a test's while one runs).
+// latency beyond its baseline its own (a slower dependency, or a queue
+// of its own under its cap), and the cap on its requests in flight (0:
+// none; a test's while one runs, an own queue's while it lasts).
 func (p *Partition) Separated() (separate bool, capSlots int64) {
 	return p.ceilingNs.Load() > 0, p.capSlots.Load()
 }

@@ -23,6 +23,26 @@ type ownAPI struct {
 	inFlight  []int64 // finish times
 	lastOwnNs int64   // ReleaseAfter's own latency and offset of the last answer, summed
 	answered  int
+	// shared is a bottleneck this API crosses visits times with others
+	// (nil: none).
+	shared *ownShared
+	visits int64
+}
+
+// ownShared is a bottleneck several APIs cross: each visit waits
+// serveNs for every request in flight there, weighted by its visits.
+type ownShared struct {
+	serveNs int64
+	members []*ownAPI
+}
+
+// waitNs is a visit's wait at the bottleneck now.
+func (b *ownShared) waitNs() int64 {
+	var n int64
+	for _, m := range b.members {
+		n += m.visits * int64(len(m.inFlight))
+	}
+	return b.serveNs * n
 }
 
 const ownTick = 100 * time.Millisecond
@@ -36,7 +56,7 @@ func runOwn(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int, on bool
 				if c.AcquireIn(a.p) == Refused {
 					continue
 				}
-				finish := start + a.latencyNs
+				finish := start + a.latencyOf(0)
 				if a.serveNs > 0 {
 					a.busyUntil = max(a.busyUntil, start) + a.serveNs
 					finish = a.busyUntil + a.latencyNs
@@ -69,6 +89,9 @@ func runOwn(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int, on bool
 // latencyOf approximates a finished request's latency: its dependency's,
 // plus the queue it found at its own bottleneck.
 func (a *ownAPI) latencyOf(finish int64) int64 {
+	if a.shared != nil {
+		return a.latencyNs + a.visits*a.shared.waitNs()
+	}
 	if a.serveNs == 0 {
 		return a.latencyNs
 	}
@@ -116,11 +139,14 @@ func TestSeparateSlowerDependency(t *testing.T) {
 	}
 }
 
-// TestSeparateOwnQueueJoins: one API's own bottleneck queues. The test's
-// halving leaves its throughput (the bottleneck stays busy) and shortens
-// its queue: it is the shared limit's to control, not separated, and not
-// tested again for a while.
-func TestSeparateOwnQueueJoins(t *testing.T) {
+// TestSeparateOwnQueueKeepsItsCap: one API's own bottleneck queues. The
+// test's halving leaves its throughput (the bottleneck stays busy) and
+// drains its queue: the cap stays as the API's own limit, which holds
+// its queue near half its baseline and its throughput near the
+// bottleneck's, while the other API is never capped and its answers
+// count in the shared latency as before. Once the demand fits again the
+// cap goes.
+func TestSeparateOwnQueueKeepsItsCap(t *testing.T) {
 	c, fast, slow := newOwnModel(1000)
 	slow.serveNs = int64(15 * time.Millisecond) // 6.7 per tick: room for 5
 	apis := []*ownAPI{fast, slow}
@@ -130,13 +156,40 @@ func TestSeparateOwnQueueJoins(t *testing.T) {
 	if sep, capSlots := slow.p.Separated(); sep || capSlots == 0 {
 		t.Fatalf("with a queue of its own: separated %v, cap %d; want a test (capped, its latency still shared)", sep, capSlots)
 	}
-	runOwn(c, apis, now, 40, true)
-	if sep, capSlots := slow.p.Separated(); sep || capSlots != 0 {
-		t.Fatalf("after the test: separated %v, cap %d; want joined, uncapped", sep, capSlots)
+	now = runOwn(c, apis, now, 100, true)
+	if sep, capSlots := slow.p.Separated(); !sep || capSlots == 0 || slow.p.own.phase != ownQueue {
+		t.Fatalf("after the test: separated %v, cap %d; want an own queue's cap", sep, capSlots)
 	}
-	if slow.p.own.holdoff <= 0 {
-		t.Error("no hold-off after a queue verdict")
+	answered, sumNs := 0, 0.0
+	for range 100 {
+		now = runOwn(c, apis, now, 1, true)
+		answered += slow.answered
+		sumNs += slow.p.own.latencyNs()
+		if _, cf := fast.p.Separated(); cf > 0 {
+			t.Fatal("the API without a queue capped")
+		}
 	}
+	t.Logf("rate %.1f/s, latency %v, base %v, cap %d", float64(answered)/10, time.Duration(sumNs/100), time.Duration(slow.p.own.baseNs), slow.p.capSlots.Load())
+	if rate := float64(answered) / 10; rate < 0.85*1e9/15e6 {
+		t.Errorf("own queue's API answered %.1f/s under its cap, want ≥ 0.85 of its bottleneck's %.1f/s", rate, 1e9/15e6)
+	}
+	if lat, base := sumNs/100, slow.p.own.baseNs; lat > 1.75*base {
+		t.Errorf("own queue's API at %v under its cap, want ≤ 1.75 × its baseline %v", time.Duration(lat), time.Duration(base))
+	}
+	if shared := sharedOf(slow); shared > 1.1*float64(c.refNs.Load()) {
+		t.Errorf("the own queue's answers count %v in the shared latency, want its reference %v", time.Duration(shared), time.Duration(c.refNs.Load()))
+	}
+	slow.perTick = 5
+	for i := range 300 {
+		now = runOwn(c, apis, now, 1, true)
+		if _, capSlots := slow.p.Separated(); capSlots == 0 {
+			if i < 100 {
+				t.Errorf("cap lifted %d ticks after the demand fell: before it held nothing back for %v", i, ownHoldoff)
+			}
+			return
+		}
+	}
+	t.Error("the cap outlived the queue by 30 s")
 }
 
 // TestSeparateSharedQueue: both APIs slow by the same time, as at a queue
@@ -618,6 +671,69 @@ func TestSeparateSquaresDoNotWrap(t *testing.T) {
 	}
 }
 
+// TestSeparateOwnQueueCapLetsGoOfWhatItCannotDrain: an API under a cap
+// of its own whose dependency then slows: the excess stays whatever the
+// cap, and the cap is not cut below half its highest. The API leaves its
+// own queue's phase within a few seconds (and may be found a slower
+// dependency after).
+func TestSeparateOwnQueueCapLetsGoOfWhatItCannotDrain(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	slow.serveNs = int64(15 * time.Millisecond)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.perTick = 10
+	now = runOwn(c, apis, now, 115, true)
+	if slow.p.own.phase != ownQueue || !slow.p.own.separate {
+		t.Fatal("no own queue's cap to begin with")
+	}
+	slow.latencyNs += int64(300 * time.Millisecond)
+	for i := range 100 {
+		now = runOwn(c, apis, now, 1, true)
+		if o := &slow.p.own; o.phase == ownQueue && o.separate && o.streakCap > 0 && o.capSlots < o.streakCap/2 {
+			t.Fatalf("cap %v cut under half the %v its cuts in a row began at", o.capSlots, o.streakCap)
+		}
+		if o := &slow.p.own; o.phase != ownQueue || !o.separate {
+			t.Logf("left the own queue's phase %d ticks after the slowdown", i+1)
+			return
+		}
+	}
+	t.Error("still under its own cap 10 s after its dependency slowed")
+}
+
+// TestSeparateSharedBottleneckVisitedMoreIsNoOwnQueue: A and B cross a
+// bottleneck that C, the busiest API, does not: A three times, B once,
+// so A's excess beyond the median is twice B's queue and A is tested.
+// Halving A drains the queue B sees too: the queue is shared, the shared
+// limit's to control, and A is not kept under a cap of its own (which
+// would hold A's share down by its extra visits while B fills the
+// queue).
+func TestSeparateSharedBottleneckVisitedMoreIsNoOwnQueue(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	busy := &ownAPI{p: c.Partition(1), perTick: 60, latencyNs: int64(10 * time.Millisecond)}
+	b := &ownShared{serveNs: int64(time.Millisecond / 2)}
+	a := &ownAPI{p: c.Partition(2), perTick: 10, latencyNs: int64(30 * time.Millisecond), shared: b, visits: 3}
+	bb := &ownAPI{p: c.Partition(3), perTick: 10, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 1}
+	b.members = []*ownAPI{a, bb}
+	apis := []*ownAPI{busy, a, bb}
+	b.serveNs = int64(time.Millisecond / 10)
+	now := runOwn(c, apis, 0, 150, true)
+	b.serveNs = int64(time.Millisecond / 2) // the bottleneck slows: a queue A sees three times
+	tested := false
+	for range 300 {
+		now = runOwn(c, apis, now, 1, true)
+		if _, cs := a.p.Separated(); cs > 0 {
+			tested = true
+		}
+		if a.p.own.separate && a.p.own.phase == ownQueue {
+			t.Fatalf("A kept under a cap of its own (%d) for a queue B shares", a.p.capSlots.Load())
+		}
+	}
+	if !tested {
+		t.Fatalf("A was never tested (latency %v, baseline %v; B %v, %v): the test checks nothing",
+			time.Duration(a.p.own.latencyNs()), time.Duration(a.p.own.baseNs), time.Duration(bb.p.own.latencyNs()), time.Duration(bb.p.own.baseNs))
+	}
+}
+
 // TestSeparateLowRateOwnQueue: a low-rate API's own queue is not judged
 // a slower dependency, though its tests measure it by their answers.
 func TestSeparateLowRateOwnQueue(t *testing.T) {
@@ -631,8 +747,8 @@ func TestSeparateLowRateOwnQueue(t *testing.T) {
 	was := false
 	for range 600 {
 		now = runOwn(c, apis, now, 1, true)
-		if sep, _ := slow.p.Separated(); sep {
-			t.Fatalf("a low-rate own queue separated (latency %v)", time.Duration(slow.p.own.latencyNs()))
+		if slow.p.own.separate && slow.p.own.phase == ownSlower {
+			t.Fatalf("a low-rate own queue judged a slower dependency (latency %v)", time.Duration(slow.p.own.latencyNs()))
 		}
 		_, cs := slow.p.Separated()
 		if cs > 0 && !was {

@@ -163,10 +163,11 @@ func (r *Running) explainSink(i int, now int64, api *controlpoint.API) Rejection
 		b.WriteString(strconv.FormatInt(l.Concurrency.InFlight(), 10))
 		b.WriteByte(')')
 		if api != nil {
-			// The API's own cap, or the unanswered APIs' quarter, refused
-			// it, not the shared limit.
+			// The API's own cap (a test of its latency, or a queue at a
+			// bottleneck of its own), or the unanswered APIs' quarter,
+			// refused it, not the shared limit.
 			if capSlots, inFlight := l.TestCap(api); capSlots > 0 && inFlight >= capSlots {
-				apiRefusal(&b, api.Label, " capped at ", capSlots, " in flight while its latency is tested", inFlight)
+				apiRefusal(&b, api.Label, " capped at ", capSlots, " in flight (a test of its latency, or a queue of its own)", inFlight)
 			} else if held, quarter, inFlight := l.UnansweredQuarter(api); held {
 				apiRefusal(&b, api.Label, " unanswered (its clients give up on most of its requests): unanswered APIs hold at most ",
 					quarter, " in flight", inFlight)

@@ -903,8 +903,8 @@ func (l *Limiter) hold(index int) (acquired bool) {
 }
 
 // TestCap returns the cap Separate put on a's requests in flight at the
-// limiter while it tests a's latency (0: none), and a's requests in
-// flight there; 0, 0 for a token bucket.
+// limiter while it tests a's latency, or while a's own bottleneck queues
+// (0: none), and a's requests in flight there; 0, 0 for a token bucket.
 func (l *Limiter) TestCap(a *API) (capSlots, inFlight int64) {
 	if l.Concurrency == nil {
 		return 0, 0
