@@ -3,6 +3,8 @@ package fleet_test
 import (
 	"context"
 	"math"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,13 +43,19 @@ func TestSyncersOnRedisCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		slots, err := admin.ClusterSlots(ctx).Result()
+		shards, err := admin.ClusterShards(ctx).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range slots {
-			if int64(s.Start) <= slot && slot <= int64(s.End) {
-				return s.Nodes[0].Addr
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if r.Start <= slot && slot <= r.End {
+					for _, n := range sh.Nodes {
+						if n.Role == "master" {
+							return net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+						}
+					}
+				}
 			}
 		}
 		t.Fatalf("no node serves slot %d", slot)

@@ -7,6 +7,8 @@ import (
 	"time"
 )
 
+//lint:file-ignore ST1005 Dist.validate's messages begin with a field's name: they follow the caller's path to it.
+
 // Dist kinds.
 const (
 	Constant    = "constant"
@@ -47,7 +49,9 @@ func (d Dist) Sample(rng *rand.Rand) time.Duration {
 	panic(fmt.Sprintf("testbed: Dist.Kind %q: must be %q, %q or %q", d.Kind, Constant, Exponential, Lognormal))
 }
 
-// validate reports why d cannot be sampled, naming the offending field.
+// validate reports why d cannot be sampled, naming the offending field:
+// its messages are the tail of the caller's path to d, so they begin with
+// the field's name.
 func (d Dist) validate() error {
 	switch d.Kind {
 	case Constant, Exponential, Lognormal:
