@@ -32,11 +32,12 @@ func init() {
 //     setpoint is over (1+rtt_tolerance)/2 × the latency without a queue:
 //     a setpoint under the service's own latency cannot be met by
 //     admission;
-//   - rtt above rtt_tolerance × baseline while the limit binds (queueing
-//     the limit let in): limit ← base × g +
-//     √base with g = max(min_gradient, rtt_tolerance·baseline/rtt), Envoy's
-//     headroom, whose equilibrium is a queue of about √limit; slow start
-//     ends;
+//   - rtt above t × baseline while the limit binds (queueing the limit
+//     let in), with t = min(rtt_tolerance, 1 + 4/√base) (with many in
+//     flight, a standing queue of at most about 4·√base requests:
+//     queueAllowance): limit ← base × g + √base with g = max(min_gradient,
+//     t·baseline/rtt), Envoy's headroom, whose equilibrium is a queue of
+//     about √limit; slow start ends;
 //   - otherwise, when the limit binds (in_flight ≥ utilization × limit):
 //     during slow start (until the first overload or queueing, or the
 //     first window with room once the baseline is learned) limit ←
@@ -457,13 +458,14 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// Queueing counts only while the limit binds: below it, a slow window is
 	// the service's own doing (or noise), and cutting would starve traffic
 	// the limit was never constraining.
-	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > c.tolerance*c.baseline
+	tol := c.queueTolerance(base)
+	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > tol*c.baseline
 	queueing := binding && slow
 	// A run of queueing windows begins with one that binds; a small
 	// limit may leave a window with a free slot at every tick, and such a
 	// window, still slow, does not end the run.
 	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks) {
-		queueing = binding && rtt > c.tolerance*c.baseline
+		queueing = binding && rtt > tol*c.baseline
 	}
 	if !slow && (IsValid(rtt) || !(last > 0)) {
 		// A window with no rtt while requests are in flight (nothing
@@ -505,7 +507,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		}
 		overload = 1
 	case queueing:
-		c.limit = base*math.Max(c.minGradient, c.tolerance*c.baseline/rtt) + math.Sqrt(base)
+		c.limit = base*math.Max(c.minGradient, tol*c.baseline/rtt) + math.Sqrt(base)
 		c.slowStartOn, overload = false, 1
 	case binding && IsValid(latency) && c.slowStartOn && IsValid(rtt) && c.samples == 0:
 		// Hold the initial limit until the baseline has a sample measured
@@ -659,4 +661,33 @@ const lowestOfTen = 1.54
 // tolerance of 1.5.
 func (c *SLOConcurrencyController) noiseFloor() float64 {
 	return (1 - 1/c.tolerance) / lowestOfTen
+}
+
+// queueAllowance bounds the queue the tolerance lets stand, in requests:
+// queueAllowance·√base. rtt_tolerance is relative to the baseline, which
+// is right where the baseline is the bottleneck's own service time, and
+// too loose where most of it is time no queue adds to: behind deep-chain's
+// unbounded 150 ms call (a baseline of 161 ms), 1.5 × the baseline let
+// 80 ms of queue stand at a 4-worker bottleneck, p99 rose to 1.4 × the
+// 300 ms SLO and goodput to 0.78 of proportional. With many requests in
+// flight, Little's law turns a relative excess into a count: at base in
+// flight and the rtt at tolerance t × the baseline, about base·(1 − 1/t)
+// are waiting, so a tolerance of at most 1 + queueAllowance/√base keeps
+// that under about queueAllowance·√base (the √limit of Envoy's headroom,
+// the queue it lets stand, four times over). It binds only from
+// (queueAllowance/(rtt_tolerance − 1))² in flight (64 at the default 1.5),
+// where a window's mean rtt averages enough answers to resolve the
+// tighter tolerance. At 2 (docs/simulator.md), apps whose bottleneck
+// needs a deeper buffer to stay busy (thirty APIs of mixed costs across
+// five services) lost goodput; at 6, deep-chain kept most of its queue.
+const queueAllowance = 4
+
+// queueTolerance is the rtt over the baseline, as a multiple, above which a
+// window with base in flight is queueing: rtt_tolerance, and with many in
+// flight less (queueAllowance).
+func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
+	if !(base > 0) {
+		return c.tolerance
+	}
+	return math.Min(c.tolerance, 1+queueAllowance/math.Sqrt(base))
 }

@@ -115,6 +115,21 @@ func TestSLOConcurrencyController(t *testing.T) {
 			},
 		},
 		{
+			// deep-chain: a baseline mostly of time no queue adds to, and
+			// a bottleneck with hundreds in flight.
+			name:   "with many in flight, a queue of more than 4·√base requests is queueing within the tolerance",
+			params: `{"initial_limit":400}`,
+			ticks: []tickIO{
+				{in(20, nan, 380, 0, 20, nan), want(400, 0, nan)},
+				{in(20, nan, 380, 0, 20, nan), want(400, 0, 20)},
+				// 26 < 1.5·20, but over (1 + 4/√400)·20 = 24: about
+				// 400·(1 − 20/26) = 92 requests wait, more than 4·√400.
+				{in(26, nan, 400, 0, 26, nan), want(400*1.2*20/26+20, 1, 20)},
+				// 23 ≤ 24: no queueing, and slow start is over: +√limit.
+				{in(23, nan, 390, 0, 23, nan), want(400*1.2*20/26+20+math.Sqrt(400*1.2*20/26+20), 0, 20)},
+			},
+		},
+		{
 			name: "without a setpoint or an rtt, a binding limit grows",
 			ticks: []tickIO{
 				{sp(500, nan, 10, 0), want(20, 0, nan)},
