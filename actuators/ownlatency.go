@@ -45,8 +45,8 @@ import (
 //     30 % from its highest, and no other partition's did (ownQueue): a
 //     bottleneck no other API crosses, which the shared limit could drain
 //     only by cutting every API. The cap is cut by a fifth while the
-//     excess beyond the others' is over half the baseline (the tolerance
-//     of the shared limit's controller), grows while it refuses requests
+//     excess beyond the others' is over half the baseline (the shared
+//     limit's controller's tolerance with few in flight), grows while it refuses requests
 //     and the excess is under that, and goes once
 //     it has refused nothing for ownHoldoff seconds; the partition's
 //     latency beyond its baseline plus the others' excess is its own, as

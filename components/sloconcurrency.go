@@ -33,8 +33,8 @@ func init() {
 //     a setpoint under the service's own latency cannot be met by
 //     admission;
 //   - rtt above t × baseline while the limit binds (queueing the limit
-//     let in), with t = min(rtt_tolerance, 1 + 4/√base) (with many in
-//     flight, a standing queue of at most about 4·√base requests:
+//     let in), with t = min(rtt_tolerance, max(1.25, 1 + 4/√base)) (with
+//     many in flight, a standing queue of at most about 4·√base requests:
 //     queueAllowance): limit ← base × g + √base with g = max(min_gradient,
 //     t·baseline/rtt), Envoy's headroom, whose equilibrium is a queue of
 //     about √limit; slow start ends;
@@ -664,30 +664,42 @@ func (c *SLOConcurrencyController) noiseFloor() float64 {
 }
 
 // queueAllowance bounds the queue the tolerance lets stand, in requests:
-// queueAllowance·√base. rtt_tolerance is relative to the baseline, which
-// is right where the baseline is the bottleneck's own service time, and
-// too loose where most of it is time no queue adds to: behind deep-chain's
-// unbounded 150 ms call (a baseline of 161 ms), 1.5 × the baseline let
-// 80 ms of queue stand at a 4-worker bottleneck, p99 rose to 1.4 × the
-// 300 ms SLO and goodput to 0.78 of proportional. With many requests in
-// flight, Little's law turns a relative excess into a count: at base in
-// flight and the rtt at tolerance t × the baseline, about base·(1 − 1/t)
-// are waiting, so a tolerance of at most 1 + queueAllowance/√base keeps
-// that under about queueAllowance·√base (the √limit of Envoy's headroom,
-// the queue it lets stand, four times over). It binds only from
+// about queueAllowance·√base. rtt_tolerance is relative to the baseline.
+// That fits a service whose baseline is its bottleneck's own service
+// time, and is too loose where most of the baseline is time no queue adds
+// to. Behind deep-chain's unbounded 150 ms call (a baseline of 161 ms),
+// 1.5 × the baseline let 80 ms of queue stand at a 4-worker bottleneck:
+// p99 reached 1.4 × the 300 ms SLO, and goodput fell to 0.78 of
+// proportional. With many requests in flight, Little's law turns a
+// relative excess into a count: at base in flight and the rtt at t × the
+// baseline, about base·(1 − 1/t) are waiting. A tolerance of at most
+// 1 + queueAllowance/√base keeps that under queueAllowance·√base, four
+// times the √limit that Envoy's headroom lets stand. It binds from
 // (queueAllowance/(rtt_tolerance − 1))² in flight (64 at the default 1.5),
-// where a window's mean rtt averages enough answers to resolve the
-// tighter tolerance. At 2 (docs/simulator.md), apps whose bottleneck
-// needs a deeper buffer to stay busy (thirty APIs of mixed costs across
-// five services) lost goodput; at 6, deep-chain kept most of its queue.
+// where a window of one baseline rtt holds that many answers. Other
+// factors tried (docs/simulator.md, "A queue counted in requests"):
+//   - at 2, apps whose bottlenecks need a deeper buffer to stay busy (thirty
+//     APIs of mixed costs across five services) lost goodput;
+//   - at 6, deep-chain kept most of its queue.
 const queueAllowance = 4
+
+// minQueueTolerance is the floor of that tighter tolerance. A rise of the
+// service's own latency just over the tolerance reads as a queue that no
+// cut lowers. The cuts settle where base·t·baseline/rtt + √base = base, a
+// cut of up to a half. Every window there queues, so the relearn, which
+// waits for a halving, never comes. The old tolerance had the same band
+// just over 1.5. Without the floor, the band fell to 6–11 % at 4,000 in
+// flight: a dependency 10 % slower held such a service at 2,601 with no
+// queue at all. With the floor, the band is 25–28 % over the baseline at
+// 4,000 in flight, and 25–35 % at 400.
+const minQueueTolerance = 1.25
 
 // queueTolerance is the rtt over the baseline, as a multiple, above which a
 // window with base in flight is queueing: rtt_tolerance, and with many in
-// flight less (queueAllowance).
+// flight less (queueAllowance), down to minQueueTolerance.
 func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 	if !(base > 0) {
 		return c.tolerance
 	}
-	return math.Min(c.tolerance, 1+queueAllowance/math.Sqrt(base))
+	return math.Min(c.tolerance, math.Max(minQueueTolerance, 1+queueAllowance/math.Sqrt(base)))
 }

@@ -122,11 +122,12 @@ func TestSLOConcurrencyController(t *testing.T) {
 			ticks: []tickIO{
 				{in(20, nan, 380, 0, 20, nan), want(400, 0, nan)},
 				{in(20, nan, 380, 0, 20, nan), want(400, 0, 20)},
-				// 26 < 1.5·20, but over (1 + 4/√400)·20 = 24: about
-				// 400·(1 − 20/26) = 92 requests wait, more than 4·√400.
-				{in(26, nan, 400, 0, 26, nan), want(400*1.2*20/26+20, 1, 20)},
-				// 23 ≤ 24: no queueing, and slow start is over: +√limit.
-				{in(23, nan, 390, 0, 23, nan), want(400*1.2*20/26+20+math.Sqrt(400*1.2*20/26+20), 0, 20)},
+				// 26 < 1.5·20, but over max(1.25, 1 + 4/√400)·20 = 25:
+				// about 400·(1 − 20/26) = 92 requests wait, more than
+				// 4·√400.
+				{in(26, nan, 400, 0, 26, nan), want(400*1.25*20/26+20, 1, 20)},
+				// 24 ≤ 25: no queueing, and slow start is over: +√limit.
+				{in(24, nan, 400, 0, 24, nan), want(400*1.25*20/26+20+math.Sqrt(400*1.25*20/26+20), 0, 20)},
 			},
 		},
 		{
@@ -592,5 +593,40 @@ func TestSLOConcurrencyControllerEndsALeaseWithTheLimitItBeganWith(t *testing.T)
 	}
 	if out[0] > began {
 		t.Errorf("limit %.1f after the lease ended (it began at %.1f, grew to %.1f): want at most %.1f", out[0], began, grown, began)
+	}
+}
+
+// With many in flight the queueing test is tighter than rtt_tolerance
+// (queueAllowance). A rise of the service's own latency just over it reads
+// as a queue that no cut lowers: the cuts settle where base·t·baseline/rtt
+// + √base = base and every window there queues, so a relearn that waits
+// for the limit to halve never comes. With t at 1 + 4/√base alone, 10 %
+// at 4,000 in flight held the limit at 2,601 with no queue at all; the
+// floor of 1.25 (minQueueTolerance) keeps such ordinary rises out of it.
+func TestSLOConcurrencyControllerTakesASmallRiseWithManyInFlight(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":1000}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// run drives ticks with more demand than the limit lets in: the
+	// service's workers hold 4,000 requests for 20 ms each and its own
+	// latency, here its dependency's time, holds none, so 4,000·own/20
+	// are in flight without a queue and more wait.
+	run := func(own float64, ticks int) (limit, baseline float64) {
+		for range ticks {
+			inFlight := out[0]
+			if inFlight == 0 {
+				inFlight = 1000
+			}
+			rtt := own * math.Max(1, inFlight/(4000*own/20))
+			c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid}, out)
+		}
+		return out[0], out[2]
+	}
+	l, b := run(20, 600)
+	if math.Abs(b-20) > 0.5 || l < 4000 || l > 5500 {
+		t.Fatalf("limit %.0f, baseline %.1f ms after a minute at 20 ms, want the limit over the 4,000 the workers hold, with a queue of at most a quarter, and the baseline 20", l, b)
+	}
+	// The dependency's time rises 10 %: 4,400 fit without a queue.
+	if l, _ = run(22, 600); l < 4400 {
+		t.Fatalf("limit %.0f a minute after the own latency rose to 22 ms, want at least the 4,400 that fit without a queue", l)
 	}
 }
