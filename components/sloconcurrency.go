@@ -697,9 +697,7 @@ const minQueueTolerance = 1.25
 // queueTolerance is the rtt over the baseline, as a multiple, above which a
 // window with base in flight is queueing: rtt_tolerance, and with many in
 // flight less (queueAllowance), down to minQueueTolerance.
+// At base 0, 4/√0 is +Inf, which leaves rtt_tolerance.
 func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
-	if !(base > 0) {
-		return c.tolerance
-	}
 	return math.Min(c.tolerance, math.Max(minQueueTolerance, 1+queueAllowance/math.Sqrt(base)))
 }
