@@ -46,8 +46,8 @@ import (
 //     bottleneck no other API crosses, which the shared limit could drain
 //     only by cutting every API. The cap is cut by a fifth while the
 //     excess beyond the others' is over half the baseline (the shared
-//     limit's controller's tolerance with few in flight), grows while it refuses requests
-//     and the excess is under that, and goes once
+//     limit's controller's tolerance with few in flight), grows while
+//     it refuses requests and the excess is under that, and goes once
 //     it has refused nothing for ownHoldoff seconds; the partition's
 //     latency beyond its baseline plus the others' excess is its own, as
 //     a slower dependency's is. Cuts in a row that halve the cap and

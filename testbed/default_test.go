@@ -551,8 +551,8 @@ func TestDefaultPolicyCapsAnAPIsOwnQueue(t *testing.T) {
 // end, so the latency without a queue (161 ms) is mostly time no queue
 // adds to. The tolerance of 1.5 × that baseline let 80 ms of queue stand
 // at the bottleneck with about 200 requests in flight: p99 408 ms
-// against the 300 ms SLO and 0.78 of proportional in the steady half
-// of steady, ramp and priority-mix (static 0.95). With many in flight,
+// against the 300 ms SLO and 0.78–0.79 of proportional in the steady
+// half of steady, ramp and priority-mix (static 0.95). With many in flight,
 // the queue the tolerance lets stand is counted in requests
 // (components.queueAllowance): 0.91–0.92 of proportional.
 func TestDefaultPolicyKeepsAQueueShortBehindASlowCall(t *testing.T) {
