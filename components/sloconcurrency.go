@@ -42,7 +42,9 @@ func init() {
 //     during slow start (until the first overload or queueing, or the
 //     first window with room once the baseline is learned) limit ←
 //     limit × slow_start_factor, once the baseline has its first sample,
-//     taken at the initial limit, and held while the window's most in
+//     taken at the initial limit (where the service is slower than a
+//     tick, once per turnover of the limit's requests instead: probe),
+//     and held while the window's most in
 //     flight is over twice what its answers account for (throughput ×
 //     (rtt + 2 standard errors), Little's law) and its rtt is over the
 //     baseline: the requests the last doubling let in are waiting; after
@@ -136,6 +138,12 @@ type SLOConcurrencyController struct {
 	// back there or a doubling towards it queues (doubled).
 	recoverTo float64
 	doubled   bool
+	// The slow-start probe (probe): the current stretch's answers, their
+	// rtt sum, its ticks and whether the limit bound in it; whether the
+	// probe doubled in the current window, and whether it has stopped for
+	// this slow start.
+	probeN, probeRTT, probeTicks   float64
+	probeBinding, probed, probeOff bool
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -401,6 +409,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.winInFlight = inFlight
 	}
 	overload := 0.0
+	c.probe(n, rtt, inFlight, binding)
 	if IsValid(completedRps) && c.winTicks < c.maxWindowTicks && (c.winN < c.minSamples || c.withinRoundTrip()) {
 		out[0], out[1], out[2] = c.limit, overload, c.baseline
 		return
@@ -444,7 +453,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if IsValid(completedRps) {
 		inFlight = c.winInFlight
 	}
-	c.winInFlight = Invalid
+	c.winInFlight, c.probed = Invalid, false
 	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding, c.winSemMissing = 0, 0, 0, 0, Invalid, false, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest
@@ -527,6 +536,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// make a window's mean noisy, it holds by chance, and a held
 		// warm-up took cheap-majority into a baseline far under its mix
 		// (docs/simulator.md).
+	case binding && IsValid(latency) && c.slowStartOn && c.probed:
+		// The probe doubled during this window, on its answers.
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
 	case binding && IsValid(latency) && c.limit < c.recoverTo && IsValid(rtt) && rtt <= (1+c.tolerance)/2*c.baseline:
@@ -597,6 +608,55 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	}
 	c.expireLease(windowTicks, rtt, windowSem)
 	out[0], out[1], out[2] = c.limit, overload, c.baseline
+}
+
+// probe doubles the limit during slow start, once the baseline has its
+// first sample, each time the answers of a stretch number at least the
+// limit (a turnover of every request it admits, about one rtt: TCP's
+// slow start, clocked by acknowledgements) and the stretch lasted two
+// ticks or more, if the limit bound during it, the stretch's mean rtt is
+// within half the tolerance over the baseline, and its answers account
+// for what is in flight (Little's law, as a window's slow start holds).
+// A window needs min_samples answers or max_window, so a service slower
+// than a tick doubled once per max_window at a small limit: deep-chain
+// (about 170 ms) and many-servers (500 ms, 512 workers) spent 10 s
+// climbing from 3 and kept 0.09 and 0.01 of proportional in the first
+// 10 s of a cold start. A window in which the probe doubled does not
+// double again; the windows still decide everything else, and a
+// stretch's few answers are no baseline sample (where a mix's answers
+// differ a hundredfold, a handful of cheap ones read far under its
+// mean). Services faster than a tick turn over within one, and their
+// windows close in a few ticks: the probe leaves them to the windows. A
+// stretch whose rtt rose stops the probe for the rest of the slow start.
+func (c *SLOConcurrencyController) probe(n, rtt, inFlight float64, binding bool) {
+	if !c.slowStartOn || c.probeOff || c.samples == 0 {
+		c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
+		return
+	}
+	if IsValid(rtt) && rtt > 0 && n > 0 {
+		c.probeN += n
+		c.probeRTT += rtt * n
+	}
+	c.probeTicks++
+	c.probeBinding = c.probeBinding || binding
+	if c.probeN < c.limit || c.probeN == 0 {
+		return
+	}
+	mean := c.probeRTT / c.probeN
+	// Little's law, as for a window: answers that account for less than
+	// half of what is in flight are the quick ones of a mix; the slow
+	// ones the last doubling let in are still running.
+	accounted := c.probeN / (c.probeTicks * c.interval) * mean / 1000
+	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > c.baseline)
+	c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
+	if !(mean <= (1+c.tolerance)/2*c.baseline) {
+		c.probeOff = true
+		return
+	}
+	if bound {
+		c.limit = math.Min(c.maxLimit, c.limit*c.slowStart)
+		c.probed = true
+	}
 }
 
 // learnFirst takes one of the baseline's warm-up windows (mean rtt and

@@ -630,3 +630,33 @@ func TestSLOConcurrencyControllerTakesASmallRiseWithManyInFlight(t *testing.T) {
 		t.Fatalf("limit %.0f a minute after the own latency rose to 22 ms, want at least the 4,400 that fit without a queue", l)
 	}
 }
+
+func TestSLOConcurrencyControllerClimbsPerTurnoverOnASlowService(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// 512 workers hold each request for 500 ms, five ticks, and more is
+	// offered than any limit lets in: a window of min_samples answers
+	// lasts max_window at a small limit.
+	reached := 0
+	for tick := 1; tick <= 200; tick++ {
+		inFlight := out[0]
+		if inFlight == 0 {
+			inFlight = 3
+		}
+		rtt := 500 * math.Max(1, inFlight/512)
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid}, out)
+		if reached == 0 && out[0] >= 512 {
+			reached = tick
+		}
+	}
+	// The first baseline sample takes two windows at the initial limit
+	// (4 s); from there, one doubling per 500 ms turnover reached 512 at
+	// tick 66. A doubling per window (at most max_window each) took until
+	// tick 123.
+	if reached == 0 || reached > 85 {
+		t.Fatalf("limit reached 512 at tick %d, want by tick 85 (8.5 s)", reached)
+	}
+	if out[0] > 2*512 {
+		t.Fatalf("limit %.0f after 20 s, want at most twice the 512 that fit without a queue", out[0])
+	}
+}

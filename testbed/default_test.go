@@ -570,3 +570,33 @@ func TestDefaultPolicyKeepsAQueueShortBehindASlowCall(t *testing.T) {
 		})
 	}
 }
+
+// A service slower than a tick climbs from the initial limit once per
+// turnover of its requests, not once per window: on the old slow start
+// many-servers (500 ms, 512 workers) and deep-chain (about 170 ms) kept
+// 0.01 and 0.09 of proportional in the first 10 s of a cold start.
+func TestDefaultPolicyClimbsQuicklyOnASlowService(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		want float64
+	}{{"many-servers", 0.2}, {"deep-chain", 0.35}} {
+		t.Run(c.file, func(t *testing.T) {
+			t.Parallel()
+			app, err := LoadAppFile("apps/adversarial/" + c.file + ".json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := simulateVirtual(t, app, "cold-start", defaultPolicy(t))
+			var goodput, share float64
+			for _, s := range r.Seconds {
+				if s.T >= 0 && s.T < 10 {
+					goodput += float64(s.Goodput)
+					share += s.CapacityRPS
+				}
+			}
+			if got := goodput / share; got < c.want {
+				t.Errorf("first 10 s: %.2f of proportional, want ≥ %.2f", got, c.want)
+			}
+		})
+	}
+}
