@@ -138,12 +138,16 @@ type SLOConcurrencyController struct {
 	// back there or a doubling towards it queues (doubled).
 	recoverTo float64
 	doubled   bool
+	// stale is the room kept for requests a lease let in after it ended,
+	// less staleStep a tick (endLease).
+	stale, staleStep float64
 	// The slow-start probe (probe): the current stretch's answers, their
 	// rtt sum, its ticks and whether the limit bound in it; whether the
 	// probe doubled in the current window, and whether it has stopped for
 	// this slow start.
 	probeN, probeRTT, probeTicks   float64
 	probeBinding, probed, probeOff bool
+	probedAny                      bool
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -337,18 +341,18 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 // limit let in as the service's own latency. If the dependency is only
 // partly faster, the settled baseline reads the rest as a queue, and a
 // relearn finds it.
-func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem float64) {
+func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem, inFlight float64) {
 	if !IsValid(c.settled) || !IsValid(c.baseline) {
 		return
 	}
 	if rtt < 0.8*c.baseline || (IsValid(sem) && rtt+2*sem < 0.8*c.leased) {
-		c.endLease()
+		c.endLease(inFlight)
 		return
 	}
 	tau := math.Min(10*c.relearnTicks*math.Pow(2, float64(c.relearns-1)), c.windowTicks)
 	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/tau)
 	if c.baseline < 1.05*c.settled {
-		c.endLease()
+		c.endLease(inFlight)
 	}
 }
 
@@ -357,12 +361,30 @@ func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem float64) {
 // leased latency, and, the latency back, it would let a queue in that the
 // settled baseline sees only while the limit binds (after a dependency
 // hung, every answer a timeout, the lease took the timeouts as the
-// latency and its limit grew a hundredfold).
-func (c *SLOConcurrencyController) endLease() {
+// latency and its limit grew a hundredfold). The requests in flight
+// beyond that limit (inFlight, now) were admitted at the leased latency
+// and take about that long to finish: the limit in force keeps room for
+// them (stale), less a share each tick, so that it drains to the limit
+// the lease began with over one leased rtt. Cut to that limit at once,
+// the requests a hung dependency still held took every slot: on
+// two-tier's hung dependency nothing new was admitted for 1.3 s after
+// the dependency answered again.
+func (c *SLOConcurrencyController) endLease(inFlight float64) {
+	leased := math.Max(c.baseline, c.leased) // before it decayed
 	c.baseline, c.settled, c.relearns, c.lowRun = c.settled, Invalid, 0, 0
 	if c.limit > c.leaseLimit {
 		c.limit = c.leaseLimit
 	}
+	if IsValid(inFlight) && inFlight > c.limit && c.interval > 0 {
+		c.stale = inFlight - c.limit
+		c.staleStep = c.stale / math.Max(1, leased/(1000*c.interval))
+	}
+}
+
+// inForce is the limit with the room kept for the requests a lease let
+// in (endLease).
+func (c *SLOConcurrencyController) inForce() float64 {
+	return math.Min(c.maxLimit, c.limit+c.stale)
 }
 
 // binds reports whether the limit constrains traffic: in flight at least
@@ -382,6 +404,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.recoverTo = Invalid
 		c.winInFlight = Invalid
 	}
+	c.stale = math.Max(0, c.stale-c.staleStep)
 	// Gather the tick into the window: a decision needs min_samples
 	// completions and one baseline rtt (or max_window), or one slow
 	// request's latency would read as queueing and a queue already cut
@@ -411,7 +434,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	overload := 0.0
 	c.probe(n, rtt, inFlight, binding)
 	if IsValid(completedRps) && c.winTicks < c.maxWindowTicks && (c.winN < c.minSamples || c.withinRoundTrip()) {
-		out[0], out[1], out[2] = c.limit, overload, c.baseline
+		out[0], out[1], out[2] = c.inForce(), overload, c.baseline
 		return
 	}
 	latency, binding = c.winLatency, c.winBinding
@@ -536,8 +559,12 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// make a window's mean noisy, it holds by chance, and a held
 		// warm-up took cheap-majority into a baseline far under its mix
 		// (docs/simulator.md).
-	case binding && IsValid(latency) && c.slowStartOn && c.probed:
-		// The probe doubled during this window, on its answers.
+	case binding && IsValid(latency) && c.slowStartOn && (c.probed || c.probedAny && !c.probeOff):
+		// The probe doubled during this window, or clocks this slow start
+		// (it has doubled before and goes on): once the limit is large, a
+		// window of min_samples answers is shorter than a turnover, and a
+		// doubling on each took many-servers from 96 to 1536 in 0.8 s,
+		// three times its 512 workers.
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
 	case binding && IsValid(latency) && c.limit < c.recoverTo && IsValid(rtt) && rtt <= (1+c.tolerance)/2*c.baseline:
@@ -606,8 +633,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	} else {
 		c.lowRun = 0 // a window with no answer is no window in a row
 	}
-	c.expireLease(windowTicks, rtt, windowSem)
-	out[0], out[1], out[2] = c.limit, overload, c.baseline
+	c.expireLease(windowTicks, rtt, windowSem, last)
+	out[0], out[1], out[2] = c.inForce(), overload, c.baseline
 }
 
 // probe doubles the limit during slow start, once the baseline has its
@@ -643,19 +670,28 @@ func (c *SLOConcurrencyController) probe(n, rtt, inFlight float64, binding bool)
 		return
 	}
 	mean := c.probeRTT / c.probeN
+	ref := c.baseline
 	// Little's law, as for a window: answers that account for less than
 	// half of what is in flight are the quick ones of a mix; the slow
 	// ones the last doubling let in are still running.
 	accounted := c.probeN / (c.probeTicks * c.interval) * mean / 1000
-	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > c.baseline)
+	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > ref)
 	c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
-	if !(mean <= (1+c.tolerance)/2*c.baseline) {
+	if !(mean <= (1+c.tolerance)/2*ref) {
+		// The rtt rose: the last doubling queued, or the one before it
+		// whose answers only now arrive (a stretch of a few answers can
+		// pass by chance). Undo one and end the slow start, as TCP
+		// does when a delay rise shows it overshot.
+		if c.probedAny {
+			c.limit = math.Max(c.minLimit, c.limit/c.slowStart)
+			c.slowStartOn = false
+		}
 		c.probeOff = true
 		return
 	}
 	if bound {
 		c.limit = math.Min(c.maxLimit, c.limit*c.slowStart)
-		c.probed = true
+		c.probed, c.probedAny = true, true
 	}
 }
 

@@ -660,3 +660,50 @@ func TestSLOConcurrencyControllerClimbsPerTurnoverOnASlowService(t *testing.T) {
 		t.Fatalf("limit %.0f after 20 s, want at most twice the 512 that fit without a queue", out[0])
 	}
 }
+
+func TestSLOConcurrencyControllerKeepsRoomForWhatALeaseLetIn(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	tick := func(rtt, inFlight float64) {
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, 0.5}, out)
+	}
+	queued := func(own float64, ticks int) {
+		for range ticks {
+			limit := out[0]
+			if limit == 0 {
+				limit = 8
+			}
+			tick(own+2*math.Max(0, limit-8), limit)
+		}
+	}
+	queued(20, 300)
+	queued(1000, 120) // a dependency that hangs for a second: relearned, on lease
+	if out[2] < 500 {
+		t.Fatalf("baseline %.1f ms 12 s into a shift to 1 s, want it relearned", out[2])
+	}
+	began := out[0]
+	for range 30 { // the limit binds with no queue: it grows
+		tick(1000, out[0])
+	}
+	grown := out[0]
+	if grown < began+20 {
+		t.Fatalf("limit %.1f 3 s into the lease that began at %.1f: the test needs it grown", grown, began)
+	}
+	// The dependency answers at once again; the requests it held are
+	// still in flight and finish over the next second.
+	for i := 0; i < 20 && out[2] > 21; i++ {
+		tick(20, grown)
+	}
+	if out[2] > 21 {
+		t.Fatalf("baseline %.1f ms after a window at 20 ms, want the settled 20 ms back", out[2])
+	}
+	if out[0] < grown-1 {
+		t.Errorf("limit in force %.1f as the lease ended with %.0f in flight, want room kept for them", out[0], grown)
+	}
+	for i := range 10 {
+		tick(20, math.Max(began, grown*(1-float64(i+1)/10)))
+	}
+	if out[0] > (grown+began)/2 {
+		t.Errorf("limit in force %.1f a leased rtt after the lease ended (it began at %.1f, grew to %.1f), want the room gone", out[0], began, grown)
+	}
+}
