@@ -140,7 +140,7 @@ type SLOConcurrencyController struct {
 	doubled   bool
 	// stale is the room kept for requests a lease let in after it ended,
 	// less staleStep a tick (endLease).
-	stale, staleStep float64
+	stale, staleStep, staleRTT float64
 	// The slow-start probe (probe): the current stretch's answers, their
 	// rtt sum, its ticks and whether the limit bound in it; whether the
 	// probe doubled in the current window, and whether it has stopped for
@@ -364,21 +364,42 @@ func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem, inFlight float64
 // latency and its limit grew a hundredfold). The requests in flight
 // beyond that limit (inFlight, now) were admitted at the leased latency
 // and take about that long to finish: the limit in force keeps room for
-// them (stale), less a share each tick, so that it drains to the limit
-// the lease began with over one leased rtt. Cut to that limit at once,
-// the requests a hung dependency still held took every slot: on
-// two-tier's hung dependency nothing new was admitted for 1.3 s after
-// the dependency answered again.
+// them (stale), less those of them that answer (drainStale). Cut to that
+// limit at once, the requests a hung dependency still held took every
+// slot: on two-tier's hung dependency nothing new was admitted for 1.3 s
+// after the dependency answered again.
 func (c *SLOConcurrencyController) endLease(inFlight float64) {
 	leased := math.Max(c.baseline, c.leased) // before it decayed
 	c.baseline, c.settled, c.relearns, c.lowRun = c.settled, Invalid, 0, 0
 	if c.limit > c.leaseLimit {
 		c.limit = c.leaseLimit
 	}
-	if IsValid(inFlight) && inFlight > c.limit && c.interval > 0 {
-		c.stale = inFlight - c.limit
-		c.staleStep = c.stale / math.Max(1, leased/(1000*c.interval))
+	if IsValid(inFlight) && inFlight > c.limit {
+		c.stale, c.staleRTT = inFlight-c.limit, leased
+		c.staleStep = c.stale / math.Max(1, c.relearnTicks)
 	}
+}
+
+// drainStale takes from the room kept after a lease (endLease) the
+// answers of a tick (n, mean rtt) that came from the requests the lease
+// let in: the share of them that puts the mean where it is between the
+// baseline (a new request's rtt) and the leased one (staleRTT), and at
+// least a relearn_after's share of the room, so that it is gone by then
+// whatever the answers say. A drain timed by the leased baseline read as
+// milliseconds lasted a tick behind topfull's queue guard, whose rtt is
+// a ratio to each API's baseline, and a drain timed by the lease's
+// answers per second lasted tens of seconds where its last windows had
+// few (many-servers' hung dependency).
+func (c *SLOConcurrencyController) drainStale(n, rtt float64) {
+	if !(c.stale > 0) {
+		return
+	}
+	take := c.staleStep
+	if n > 0 && IsValid(rtt) && c.staleRTT > c.baseline {
+		share := math.Min(1, math.Max(0, (rtt-c.baseline)/(c.staleRTT-c.baseline)))
+		take = math.Max(take, n*share)
+	}
+	c.stale = math.Max(0, c.stale-take)
 }
 
 // inForce is the limit with the room kept for the requests a lease let
@@ -404,7 +425,6 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.recoverTo = Invalid
 		c.winInFlight = Invalid
 	}
-	c.stale = math.Max(0, c.stale-c.staleStep)
 	// Gather the tick into the window: a decision needs min_samples
 	// completions and one baseline rtt (or max_window), or one slow
 	// request's latency would read as queueing and a queue already cut
@@ -413,6 +433,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if IsValid(completedRps) && c.interval > 0 {
 		n = completedRps * c.interval
 	}
+	c.drainStale(n, rtt)
 	if IsValid(rtt) && rtt > 0 && n > 0 {
 		c.winRTT += rtt * n
 		c.winN += n

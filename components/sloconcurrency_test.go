@@ -700,8 +700,12 @@ func TestSLOConcurrencyControllerKeepsRoomForWhatALeaseLetIn(t *testing.T) {
 	if out[0] < grown-1 {
 		t.Errorf("limit in force %.1f as the lease ended with %.0f in flight, want room kept for them", out[0], grown)
 	}
+	// Over the next second the old requests answer, a tenth a tick at the
+	// leased latency, beside a hundred new ones a tick at 20 ms.
 	for i := range 10 {
-		tick(20, math.Max(began, grown*(1-float64(i+1)/10)))
+		old, fresh := grown/10, 100.0
+		rtt := (old*1000 + fresh*20) / (old + fresh)
+		c.Execute([]float64{rtt, components.Invalid, math.Max(began, grown*(1-float64(i+1)/10)), 0, rtt, (old + fresh) * 10, 0.5}, out)
 	}
 	if out[0] > (grown+began)/2 {
 		t.Errorf("limit in force %.1f a leased rtt after the lease ended (it began at %.1f, grew to %.1f), want the room gone", out[0], began, grown)
