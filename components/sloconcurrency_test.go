@@ -558,22 +558,7 @@ func TestSLOConcurrencyControllerEndsALeaseBelowTheRelearnedBaseline(t *testing.
 // the latency back and the limit far above what is in flight, nothing cut
 // it (a queue counts only while the limit binds).
 func TestSLOConcurrencyControllerEndsALeaseWithTheLimitItBeganWith(t *testing.T) {
-	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
-	out := make([]float64, 3)
-	tick := func(rtt, inFlight float64) {
-		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, 0.5}, out)
-	}
-	// A queue of 2 ms per request past 8 in flight, the limit binding, as
-	// in the relearn tests above.
-	queued := func(own float64, ticks int) {
-		for range ticks {
-			limit := out[0]
-			if limit == 0 {
-				limit = 8
-			}
-			tick(own+2*math.Max(0, limit-8), limit)
-		}
-	}
+	_, out, tick, queued := leaseRig(t)
 	queued(20, 300)
 	queued(60, 80) // a slower dependency: relearned near 60 ms, on lease
 	if out[2] < 45 {
@@ -662,20 +647,7 @@ func TestSLOConcurrencyControllerClimbsPerTurnoverOnASlowService(t *testing.T) {
 }
 
 func TestSLOConcurrencyControllerKeepsRoomForWhatALeaseLetIn(t *testing.T) {
-	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
-	out := make([]float64, 3)
-	tick := func(rtt, inFlight float64) {
-		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, 0.5}, out)
-	}
-	queued := func(own float64, ticks int) {
-		for range ticks {
-			limit := out[0]
-			if limit == 0 {
-				limit = 8
-			}
-			tick(own+2*math.Max(0, limit-8), limit)
-		}
-	}
+	c, out, tick, queued := leaseRig(t)
 	queued(20, 300)
 	queued(1000, 120) // a dependency that hangs for a second: relearned, on lease
 	if out[2] < 500 {
@@ -710,4 +682,26 @@ func TestSLOConcurrencyControllerKeepsRoomForWhatALeaseLetIn(t *testing.T) {
 	if out[0] > (grown+began)/2 {
 		t.Errorf("limit in force %.1f a leased rtt after the lease ended (it began at %.1f, grew to %.1f), want the room gone", out[0], began, grown)
 	}
+}
+
+// leaseRig is a controller at an initial limit of 8 in front of a service
+// that queues 2 ms per request past 8 in flight, the limit binding, as in
+// the relearn tests above: tick feeds it one tick of 1,000 answers a
+// second, queued feeds it ticks at its own limit.
+func leaseRig(t *testing.T) (c components.Component, out []float64, tick func(rtt, inFlight float64), queued func(own float64, ticks int)) {
+	c = mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
+	out = make([]float64, 3)
+	tick = func(rtt, inFlight float64) {
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, 0.5}, out)
+	}
+	queued = func(own float64, ticks int) {
+		for range ticks {
+			limit := out[0]
+			if limit == 0 {
+				limit = 8
+			}
+			tick(own+2*math.Max(0, limit-8), limit)
+		}
+	}
+	return c, out, tick, queued
 }
