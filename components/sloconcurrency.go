@@ -138,8 +138,9 @@ type SLOConcurrencyController struct {
 	// back there or a doubling towards it queues (doubled).
 	recoverTo float64
 	doubled   bool
-	// stale is the room kept for requests a lease let in after it ended,
-	// less staleStep a tick (endLease).
+	// stale is the room kept after a lease ended for the requests it let
+	// in, staleRTT the leased baseline they answer at, and staleStep the
+	// least the room shrinks a tick (endLease, drainStale).
 	stale, staleStep, staleRTT float64
 	// The slow-start probe (probe): the current stretch's answers, their
 	// rtt sum, its ticks and whether the limit bound in it; whether the
@@ -675,7 +676,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 // differ a hundredfold, a handful of cheap ones read far under its
 // mean). Services faster than a tick turn over within one, and their
 // windows close in a few ticks: the probe leaves them to the windows. A
-// stretch whose rtt rose stops the probe for the rest of the slow start.
+// stretch whose rtt rose stops the probe; if the probe had doubled, it
+// also undoes one doubling and ends the slow start.
 func (c *SLOConcurrencyController) probe(n, rtt, inFlight float64, binding bool) {
 	if !c.slowStartOn || c.probeOff || c.samples == 0 {
 		c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
@@ -691,14 +693,13 @@ func (c *SLOConcurrencyController) probe(n, rtt, inFlight float64, binding bool)
 		return
 	}
 	mean := c.probeRTT / c.probeN
-	ref := c.baseline
 	// Little's law, as for a window: answers that account for less than
 	// half of what is in flight are the quick ones of a mix; the slow
 	// ones the last doubling let in are still running.
 	accounted := c.probeN / (c.probeTicks * c.interval) * mean / 1000
-	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > ref)
+	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > c.baseline)
 	c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
-	if !(mean <= (1+c.tolerance)/2*ref) {
+	if !(mean <= (1+c.tolerance)/2*c.baseline) {
 		// The rtt rose: the last doubling queued, or the one before it
 		// whose answers only now arrive (a stretch of a few answers can
 		// pass by chance). Undo one and end the slow start, as TCP
