@@ -50,6 +50,7 @@ func TestRecorderSumsShards(t *testing.T) {
 	r.shards[1].buffers[0].accepted.Add(1) // another, still in flight
 	r.shards[1].inFlightByStart[slot].Add(1)
 	r.shards[2].buffers[0].rejected.Add(1)
+	r.slotsUsed[slot>>6].Or(1 << (slot & 63)) // as the first arrival sets it
 
 	if got := r.InFlight(); got != 1 {
 		t.Errorf("InFlight() = %d, want 1", got)
@@ -60,5 +61,46 @@ func TestRecorderSumsShards(t *testing.T) {
 	}
 	if want := 1000*ms - ageSlot(200*ms)<<ageSlotShift; w.OldestInFlightNs != want {
 		t.Errorf("oldest in flight %d ns, want %d", w.OldestInFlightNs, want)
+	}
+}
+
+// Reads of the count in flight racing with arrivals and answers (each
+// read clears the bits of the slots it finds empty) leave it exact: after
+// the writers stop, it is what was admitted and not answered, and the
+// oldest is the slot of the first request still in flight.
+func TestRecorderInFlightStaysExactUnderRacingReads(t *testing.T) {
+	r := NewRecorder(time.Second)
+	const writers, each = 4, 5000
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				start := int64(i) * int64(ms) // a new 134 ms slot every 134 requests
+				r.Arrive(start, true)
+				if i%1000 != 500 || w != 0 { // writer 0 leaves five requests in flight
+					r.Done(start, int64(ms), true)
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	go func() { wg.Wait(); close(stop) }()
+	for reading := true; reading; {
+		select {
+		case <-stop:
+			reading = false
+		default:
+			r.Peek(int64(each) * int64(ms))
+		}
+	}
+	now := int64(each) * int64(ms)
+	w := r.Peek(now)
+	if w.InFlight != 5 {
+		t.Fatalf("%d in flight, want 5", w.InFlight)
+	}
+	if want := now - ageSlot(500*ms)<<ageSlotShift; w.OldestInFlightNs != want {
+		t.Fatalf("oldest in flight %d ns, want %d", w.OldestInFlightNs, want)
 	}
 }

@@ -20,6 +20,10 @@ import (
 // safe for concurrent use; Record is lock-free and allocation-free.
 type Histogram struct {
 	counts [histogramBuckets]atomic.Uint64
+	// occupied has a bit per counter that may be non-zero: Drain reads
+	// only those, a few cache lines instead of 7 KiB, which matters to a
+	// tick of a thousand policies, most of whose counters are cold.
+	occupied [histogramWords]atomic.Uint64
 }
 
 // HistogramCounts is a plain copy of a Histogram's counters, as drained into
@@ -34,28 +38,37 @@ const (
 	histogramBuckets       = (histogramMaxExponent - histogramMinExponent + 1) * histogramSubBuckets
 	histogramMinNs         = 1 << histogramMinExponent
 	histogramMaxNs         = 1<<(histogramMaxExponent+1) - 1
+	histogramWords         = (histogramBuckets + 63) / 64
 )
 
 // Record counts one latency of latencyNs nanoseconds. Values outside the
 // histogram's range are counted in its first or last bucket.
 func (h *Histogram) Record(latencyNs int64) {
-	h.counts[histogramBucket(latencyNs)].Add(1)
+	i := histogramBucket(latencyNs)
+	h.counts[i].Add(1)
+	// After the count: a Drain that cleared the bit before this load
+	// finds it set again; one that clears it after has seen the count.
+	if w, bit := &h.occupied[i>>6], uint64(1)<<(i&63); w.Load()&bit == 0 {
+		w.Or(bit)
+	}
 }
 
 // Drain adds the histogram's counters into dst, resets them to zero and
-// returns how many values it moved. Each counter is swapped with 0 only if
-// a plain load finds it non-zero: a tick's latencies fill a few dozen of
-// the 896 buckets, and a load costs a fraction of a swap. A Record racing
-// with Drain is either added to dst or left for the next Drain, never lost
-// or counted twice.
+// returns how many values it moved. It reads only the counters whose bit
+// in occupied is set, clearing the bit before the counter: a Record
+// racing with Drain is either added to dst or left for the next Drain,
+// never lost or counted twice.
 func (h *Histogram) Drain(dst *HistogramCounts) (drained uint64) {
-	for i := range h.counts {
-		if h.counts[i].Load() == 0 {
+	for k := range h.occupied {
+		if h.occupied[k].Load() == 0 {
 			continue
 		}
-		n := h.counts[i].Swap(0)
-		dst[i] += n
-		drained += n
+		for set := h.occupied[k].Swap(0); set != 0; set &= set - 1 {
+			i := k<<6 | bits.TrailingZeros64(set)
+			n := h.counts[i].Swap(0)
+			dst[i] += n
+			drained += n
+		}
 	}
 	return drained
 }

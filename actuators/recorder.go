@@ -1,6 +1,7 @@
 package actuators
 
 import (
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,11 @@ import (
 type Recorder struct {
 	active atomic.Uint32 // index of the buffer writers use
 	sloNs  atomic.Int64
-	shards []recorderShard // read-only after NewRecorder
+	// slotsUsed has a bit per start-time slot whose requests may still be
+	// in flight (inFlightByStart): a tick reads the counts of those slots
+	// only, not all 256 of every shard.
+	slotsUsed [ageSlots / 64]atomic.Uint64
+	shards    []recorderShard // read-only after NewRecorder
 	// latency holds each buffer's histogram, split into fewer shards than
 	// the counters (at most maxHistogramShards): they take 7 KiB each.
 	latency [][2]Histogram // read-only after NewRecorder
@@ -111,7 +116,13 @@ func (r *Recorder) ArriveOn(proc int, nowNs int64, admitted bool) {
 	sh := &r.shards[proc&(len(r.shards)-1)]
 	b := &sh.buffers[r.active.Load()&1]
 	if admitted {
-		sh.inFlightByStart[ageSlot(nowNs)%ageSlots].Add(1)
+		slot := ageSlot(nowNs) % ageSlots
+		sh.inFlightByStart[slot].Add(1)
+		// After the count, as Histogram.Record: a read that cleared the
+		// bit before this load finds it set again.
+		if w, bit := &r.slotsUsed[slot>>6], uint64(1)<<(slot&63); w.Load()&bit == 0 {
+			w.Or(bit)
+		}
 		b.accepted.Add(1)
 		return
 	}
@@ -196,9 +207,32 @@ func (r *Recorder) InFlight() int64 {
 // NaN). Call Snapshot once when attaching a recorder to open its first
 // window.
 func (r *Recorder) Snapshot(nowNs int64) Window {
+	var w Window
 	r.snapshotMu.Lock()
 	defer r.snapshotMu.Unlock()
-	w := Window{StartNs: nowNs, EndNs: nowNs}
+	r.snapshot(&w, nowNs)
+	return w
+}
+
+// SnapshotAfter is Snapshot into *w, which it overwrites, if the current
+// tick has been open for at least minNs, and Peek if it opened less than
+// that before nowNs: a window too short to measure a rate stays open for
+// the next tick. A Window holds a 7 KiB histogram, which a tick of many
+// policies would otherwise copy on each return.
+func (r *Recorder) SnapshotAfter(w *Window, nowNs, minNs int64) {
+	r.snapshotMu.Lock()
+	defer r.snapshotMu.Unlock()
+	if r.snapshotted && nowNs-r.lastSnapshotNs < minNs {
+		*w = Window{StartNs: nowNs, EndNs: nowNs}
+		w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
+		return
+	}
+	r.snapshot(w, nowNs)
+}
+
+// snapshot is SnapshotAfter's snapshot, with snapshotMu held.
+func (r *Recorder) snapshot(w *Window, nowNs int64) {
+	*w = Window{StartNs: nowNs, EndNs: nowNs}
 	if r.snapshotted {
 		w.StartNs = r.lastSnapshotNs
 	}
@@ -208,22 +242,33 @@ func (r *Recorder) Snapshot(nowNs int64) Window {
 	r.active.Store(retired ^ 1)
 	for i := range r.shards {
 		b := &r.shards[i].buffers[retired]
-		w.Accepted += b.accepted.Swap(0)
-		w.Rejected += b.rejected.Swap(0)
-		w.Goodput += b.goodput.Swap(0)
-		w.Errors += b.errors.Swap(0)
-		w.LatencySumNs += b.latencySumNs.Swap(0)
-		w.Abandoned += b.abandoned.Swap(0)
-		w.AbandonedLatencySumNs += b.abandonedNs.Swap(0)
-		w.OwnLatencySumNs += int64(b.ownNs.Swap(0))
-		w.SharedSqUs += b.sharedSqUs.Swap(0)
+		w.Accepted += take(&b.accepted)
+		w.Rejected += take(&b.rejected)
+		w.Goodput += take(&b.goodput)
+		w.Errors += take(&b.errors)
+		w.LatencySumNs += take(&b.latencySumNs)
+		w.Abandoned += take(&b.abandoned)
+		w.AbandonedLatencySumNs += take(&b.abandonedNs)
+		w.OwnLatencySumNs += int64(take(&b.ownNs))
+		w.SharedSqUs += take(&b.sharedSqUs)
 	}
 	for i := range r.latency {
 		w.Completed += r.latency[i][retired].Drain(&w.LatencyCounts)
 	}
 	w.Incoming = w.Accepted + w.Rejected
 	w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
-	return w
+}
+
+// take returns a retired buffer's counter and resets it, swapping only
+// one that a plain load finds non-zero: most of a tick's counters are
+// (no errors, nothing abandoned), and a load costs a fraction of a swap.
+// A writer that still adds to the retired buffer after the load is left
+// for the snapshot after next, as after a swap.
+func take(c *atomic.Uint64) uint64 {
+	if c.Load() == 0 {
+		return 0
+	}
+	return c.Swap(0)
 }
 
 // Peek returns the requests in flight at nowNs as an empty-length window
@@ -249,25 +294,42 @@ func (r *Recorder) OpenedNs() (int64, bool) {
 // requests that start or finish meanwhile, as with any unsynchronised read.
 func (r *Recorder) inFlight(nowNs int64) (inFlight, oldestNs int64) {
 	current := ageSlot(nowNs)
-	var bySlot [ageSlots]int64
-	for i := range r.shards {
-		counts := &r.shards[i].inFlightByStart
-		for s := range counts {
-			bySlot[s] += counts[s].Load()
+	oldest := int64(-1) // the age of the oldest slot with requests, in slots
+	for k := range r.slotsUsed {
+		for set := r.slotsUsed[k].Load(); set != 0; set &= set - 1 {
+			slot := int64(k<<6 | bits.TrailingZeros64(set))
+			n := r.inFlightAt(slot)
+			if n == 0 {
+				// Every request of the slot is done: clear its bit, then
+				// count again, for an Arrive that added to the slot
+				// before the bit was cleared and found it still set.
+				bit := uint64(1) << (slot & 63)
+				r.slotsUsed[k].And(^bit)
+				if n = r.inFlightAt(slot); n != 0 {
+					r.slotsUsed[k].Or(bit)
+				}
+			}
+			inFlight += n
+			if age := (current - slot) & (ageSlots - 1); n > 0 && age <= current {
+				oldest = max(oldest, age)
+			}
 		}
-	}
-	for _, n := range bySlot {
-		inFlight += n
 	}
 	if inFlight <= 0 {
 		return 0, 0
 	}
-	for s := max(current-ageSlots+1, 0); s <= current; s++ {
-		if bySlot[s%ageSlots] > 0 {
-			return inFlight, max(nowNs-s<<ageSlotShift, 0)
-		}
+	if oldest < 0 {
+		return inFlight, 0
 	}
-	return inFlight, 0
+	return inFlight, max(nowNs-(current-oldest)<<ageSlotShift, 0)
+}
+
+// inFlightAt adds up a start-time slot's count over the shards.
+func (r *Recorder) inFlightAt(slot int64) (n int64) {
+	for i := range r.shards {
+		n += r.shards[i].inFlightByStart[slot].Load()
+	}
+	return n
 }
 
 // maxSharedUs caps an answer's shared latency in the sum of squares.

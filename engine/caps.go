@@ -10,8 +10,10 @@ type PolicyCaps struct {
 	ComponentsPerPolicy int
 	// SignalsPerPolicy caps one policy's signals. Default 8000.
 	SignalsPerPolicy int
-	// HistoryBytes caps the signal history of all policies together (8
-	// bytes per signal per tick kept, up to HistoryWindow). Default 32 MiB.
+	// HistoryBytes bounds the signal history of all policies together (8
+	// bytes per signal per tick kept, the most a value takes): where the
+	// whole HistoryWindow would take more, every policy keeps the same
+	// shorter span, and the load warns. Default 32 MiB.
 	HistoryBytes int64
 	// MinEvaluationInterval is the shortest evaluation_interval. Default
 	// 10 ms, the tick loop's resolution.

@@ -171,8 +171,9 @@ func TestNegativeRatesAreRefusedEverywhere(t *testing.T) {
 	}
 }
 
-// Caps: components per policy, signals, history memory and the shortest
-// interval, each refused at a position instead of allocated. Each case
+// Caps: components per policy, signals and the shortest interval, each
+// refused at a position instead of allocated (history memory is shared
+// out instead: TestHistoryOverItsBudgetKeepsAShorterWindow). Each case
 // lowers its cap, so that a policy of a few dozen components is over it:
 // the check is the same at any value, and a policy over the default caps
 // costs seconds of CUE evaluation. The defaults are checked on their own.
@@ -198,8 +199,6 @@ policies: big: {
 		want string
 	}{
 		{"components", PolicyCaps{ComponentsPerPolicy: 25}, variables(26, "10ms"), "26 components, over the cap of 25"},
-		// 20 signals × 12000 ticks of 10 ms × 8 bytes: 1.9 MiB.
-		{"history", PolicyCaps{HistoryBytes: 1 << 20}, variables(20, "10ms"), "signal history would take"},
 		{"signals", PolicyCaps{SignalsPerPolicy: 10}, variables(11, "1s"), "more than 10 signals"},
 		{"interval", PolicyCaps{}, variables(1, "1ms"), "shorter than the minimum 10ms"},
 	}

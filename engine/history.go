@@ -91,11 +91,10 @@ func newPolicyHistory() *policyHistory {
 	return &policyHistory{duration: d}
 }
 
-// historyFor returns the history of c's policy, bound to c's signals; e.mu
-// is held. A signal keeps its values and counters across a reload as long
-// as its name is unchanged; a changed evaluation interval restarts the
-// values, which are meaningless on the new time base.
-func (e *Engine) historyFor(c *Circuit) *policyHistory {
+// historyFor returns the history of c's policy, bound to c's signals,
+// keeping share of the ticks of HistoryWindow (historyShare); e.mu is
+// held.
+func (e *Engine) historyFor(c *Circuit, share float64) *policyHistory {
 	if e.histories == nil {
 		e.histories = map[string]*policyHistory{}
 	}
@@ -106,15 +105,18 @@ func (e *Engine) historyFor(c *Circuit) *policyHistory {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	size := sharedTicks(c.Spec.EvaluationInterval, share)
 	if h.interval != c.Spec.EvaluationInterval || h.size == 0 {
 		h.interval = c.Spec.EvaluationInterval
-		h.size = historyTicks(h.interval)
+		h.size = size
 		h.timesNs, h.next, h.n, h.tick = nil, 0, 0, 0
 		for i, s := range h.series {
 			fresh := newSignalSeries(s.name)
 			fresh.invalid = s.invalid
 			h.series[i] = fresh
 		}
+	} else if size != h.size {
+		h.resize(size)
 	}
 	old := map[string]*signalSeries{}
 	for _, s := range h.series {
@@ -139,7 +141,36 @@ func (e *Engine) historyFor(c *Circuit) *policyHistory {
 	return h
 }
 
-// historyTicks is how many ticks a policy with this interval keeps.
+// resize keeps the newest ticks held, as many as fit size, in rings of
+// size ticks; h.mu is held.
+func (h *policyHistory) resize(size int) {
+	keep := min(h.n, size)
+	slot := func(k int) int { return (h.next - keep + k + h.size) % h.size } // k-th oldest kept
+	times := make([]int64, keep, size)
+	for k := range times {
+		times[k] = h.timesNs[slot(k)]
+	}
+	for _, s := range h.series {
+		switch {
+		case s.wide != nil:
+			wide := make([]float64, keep, size)
+			for k := range wide {
+				wide[k] = s.wide[slot(k)]
+			}
+			s.wide = wide
+		case s.narrow != nil:
+			narrow := make([]float32, keep, size)
+			for k := range narrow {
+				narrow[k] = s.narrow[slot(k)]
+			}
+			s.narrow = narrow
+		}
+	}
+	h.timesNs, h.size, h.n, h.next = times, size, keep, keep%size
+}
+
+// historyTicks is how many ticks a policy with this interval keeps when
+// the history budget allows it all.
 func historyTicks(interval time.Duration) int {
 	if interval <= 0 {
 		return MaxHistoryTicks
@@ -147,27 +178,66 @@ func historyTicks(interval time.Duration) int {
 	return min(int(math.Ceil(float64(HistoryWindow)/float64(interval))), MaxHistoryTicks)
 }
 
-// checkHistoryBudget refuses a policy set whose signal history would take
-// more than Caps.HistoryBytes, naming the policy that takes the most.
-func checkHistoryBudget(set []*Running) Diagnostics {
+// sharedTicks is how many ticks a policy with this interval keeps when
+// the set keeps share of its history: at least one, the last.
+func sharedTicks(interval time.Duration, share float64) int {
+	return max(1, int(float64(historyTicks(interval))*share))
+}
+
+// historyBytes is the most a policy's history may take: 8 bytes per signal
+// and for the tick's time, per tick kept.
+func historyBytes(c *Circuit, ticks int) int64 {
+	return int64(ticks) * int64(len(c.names)+1) * 8
+}
+
+// historyShare is the part of HistoryWindow that every policy of set
+// keeps so that their history fits Caps.HistoryBytes together: 1 when the
+// whole window fits. Each policy then keeps the same span of time, the
+// latest, whatever its interval. The history feeds the live page; the
+// protection does not depend on it, so a set too large for the window
+// keeps a shorter one rather than being refused.
+func historyShare(set []*Running) float64 {
 	var total int64
+	for _, r := range set {
+		total += historyBytes(r.Circuit, historyTicks(r.Circuit.Spec.EvaluationInterval))
+	}
+	if limit := Caps.withDefaults().HistoryBytes; total > limit {
+		return float64(limit) / float64(total)
+	}
+	return 1
+}
+
+// checkHistoryBudget warns when the policies' signal history would take
+// more than Caps.HistoryBytes over the whole HistoryWindow: each keeps
+// the same shorter span instead (historyShare). The warning names the
+// policy that takes the most.
+func checkHistoryBudget(set []*Running) Diagnostics {
+	share := historyShare(set)
+	if share >= 1 {
+		return nil
+	}
 	var biggest *Circuit
-	var biggestBytes int64
+	var biggestBytes, total int64
 	for _, r := range set {
 		c := r.Circuit
-		bytes := int64(historyTicks(c.Spec.EvaluationInterval)) * int64(len(c.names)+1) * 8
+		bytes := historyBytes(c, historyTicks(c.Spec.EvaluationInterval))
 		total += bytes
 		if bytes > biggestBytes {
 			biggest, biggestBytes = c, bytes
 		}
 	}
-	limit := Caps.withDefaults().HistoryBytes
-	if total <= limit {
-		return nil
+	kept := time.Duration(sharedTicks(biggest.Spec.EvaluationInterval, share)) * biggest.Spec.EvaluationInterval
+	return Diagnostics{{Pos: biggest.Spec.Pos, Warning: true, Message: fmt.Sprintf(
+		"the policies' signal history over %s would take %s, over the budget of %s (engine.Caps.HistoryBytes): each policy keeps the last %s of it instead; policy %q takes the most (%d signals, a tick every %s); raise the budget, or use a longer evaluation_interval or fewer signals",
+		HistoryWindow, sizeString(total), sizeString(Caps.withDefaults().HistoryBytes), kept.Round(time.Second), biggest.Spec.Name, len(biggest.names), biggest.Spec.EvaluationInterval)}}
+}
+
+// sizeString is bytes in MiB, or in KiB under one MiB.
+func sizeString(bytes int64) string {
+	if bytes < 1<<20 {
+		return fmt.Sprintf("%d KiB", bytes>>10)
 	}
-	return Diagnostics{{Pos: biggest.Spec.Pos, Message: fmt.Sprintf(
-		"the policies' signal history would take %d MiB, over the cap of %d MiB (engine.Caps.HistoryBytes); policy %q alone takes %d MiB (%d signals × %d ticks of %s); use a longer evaluation_interval or fewer signals",
-		total>>20, limit>>20, biggest.Spec.Name, biggestBytes>>20, len(biggest.names), historyTicks(biggest.Spec.EvaluationInterval), biggest.Spec.EvaluationInterval)}}
+	return fmt.Sprintf("%d MiB", bytes>>20)
 }
 
 // componentLabel is a component's path within its policy,

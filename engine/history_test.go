@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,76 @@ func TestHistoryAcrossChunksAndTheWindowEdge(t *testing.T) {
 	}
 	if emas[ticks] == math.Trunc(emas[ticks]) {
 		t.Fatalf("COUNT_EMA %v is an integer: the test no longer covers fractional values", emas[ticks])
+	}
+}
+
+// A policy set whose signal history over the whole window would pass
+// engine.Caps.HistoryBytes loads, with a warning, and every policy keeps
+// the same shorter span within the budget. A running policy whose share a
+// reload shrinks keeps its newest ticks.
+func TestHistoryOverItsBudgetKeepsAShorterWindow(t *testing.T) {
+	saved := engine.Caps
+	defer func() { engine.Caps = saved }()
+	// hist at 1 s: 600 ticks of 3 signals and the tick's time, 19,200
+	// bytes; two such policies take 38,400.
+	engine.Caps.HistoryBytes = 30000
+	one := historySpecs(t, "1s", "2s")
+	two := append(slices.Clone(one), one[0])
+	two[1].Name = "hist2"
+
+	clock := &enginetest.Clock{}
+	eng := enginetest.Start(t, engine.Options{Specs: one, Clock: clock.Now})
+	const ticks = 700
+	for range ticks {
+		clock.Advance(time.Second)
+		eng.Tick()
+	}
+	if h := eng.History(math.MinInt64)[0]; len(h.TimesNs) != 600 {
+		t.Fatalf("one policy within the budget keeps %d ticks, want the window's 600", len(h.TimesNs))
+	}
+
+	var circuits []*engine.Circuit
+	for _, s := range two {
+		c, diags := engine.Compile(s)
+		if len(diags.Errors()) > 0 {
+			t.Fatal(diags)
+		}
+		circuits = append(circuits, c)
+	}
+	if w := engine.CheckSet(circuits); len(w.Errors()) != 0 || len(w.Warnings()) != 1 || !strings.Contains(w.Error(), "keeps the last 7m48s") {
+		t.Fatalf("check of two policies over the budget: %v, want one warning that each keeps 7m48s", w)
+	}
+	if err := eng.Apply(two); err != nil {
+		t.Fatalf("two policies over the history budget: %v, want them loaded", err)
+	}
+	for range 5 {
+		clock.Advance(time.Second)
+		eng.Tick()
+	}
+	var held int
+	for _, h := range eng.History(math.MinInt64) {
+		held += len(h.TimesNs) * (len(h.Signals) + 1) * 8
+		// 30,000 / 38,400 of 600 ticks each.
+		if len(h.TimesNs) != 468 && h.Policy == "hist" {
+			t.Fatalf("%s keeps %d ticks, want 468", h.Policy, len(h.TimesNs))
+		}
+		last := h.TimesNs[len(h.TimesNs)-1]
+		if last != (ticks+5)*1e9 {
+			t.Fatalf("%s's newest tick at %d ns, want %d", h.Policy, last, (ticks+5)*int64(1e9))
+		}
+		count := seriesOf(t, h, "COUNT").Values
+		for i := range h.TimesNs {
+			// COUNT is the tick's number since the policy started; the
+			// kept ticks are the newest, one a second, in order.
+			if h.TimesNs[i] != last-int64(len(h.TimesNs)-1-i)*1e9 || (i > 0 && count[i] != count[i-1]+1) {
+				t.Fatalf("%s: tick %d at %d ns with COUNT %v after %v: not the newest ticks in order", h.Policy, i, h.TimesNs[i], count[i], count[max(i-1, 0)])
+			}
+		}
+		if h.Policy == "hist" && float64(count[len(count)-1]) != ticks+5 {
+			t.Fatalf("hist's last COUNT %v, want %d", count[len(count)-1], ticks+5)
+		}
+	}
+	if held > int(engine.Caps.HistoryBytes) {
+		t.Fatalf("the history holds %d bytes at 8 a value, over the budget of %d", held, engine.Caps.HistoryBytes)
 	}
 }

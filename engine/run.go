@@ -364,18 +364,22 @@ func (e *Engine) commit(next []*Running) Change {
 		byName[o.Circuit.Spec.Name] = o
 	}
 	var ch Change
+	share := historyShare(next)
+	if w := checkHistoryBudget(next); len(w) > 0 {
+		e.log.Warn("signal history shortened to fit its budget", "warning", w.Error())
+	}
 	for _, r := range next {
 		name := r.Circuit.Spec.Name
 		o := byName[name]
 		delete(byName, name)
 		if o == nil {
 			ch.Added = append(ch.Added, name)
-			e.attach(r, nil, now)
+			e.attach(r, nil, now, share)
 			continue
 		}
 		o.mu.Lock()
 		o.retired = true
-		e.attach(r, o, now)
+		e.attach(r, o, now, share)
 		o.mu.Unlock()
 		if r.carried == len(r.Circuit.nodes) && len(r.Circuit.nodes) == len(o.Circuit.nodes) {
 			ch.Unchanged = append(ch.Unchanged, name)
@@ -412,8 +416,9 @@ func (e *Engine) commit(next []*Running) Change {
 }
 
 // attach creates the policy's taps and actuators at its control points,
-// adopting what it can from prev (the policy it replaces, locked, or nil).
-func (e *Engine) attach(r *Running, prev *Running, now int64) {
+// adopting what it can from prev (the policy it replaces, locked, or nil),
+// and binds it to its history, which keeps historyShare of the window.
+func (e *Engine) attach(r *Running, prev *Running, now int64, share float64) {
 	c := r.Circuit
 	// A new policy's first tick is due at once: until it runs, its
 	// actuators have no setpoint and fail open, and a service that starts
@@ -425,7 +430,7 @@ func (e *Engine) attach(r *Running, prev *Running, now int64) {
 		r.lastNs, r.lastDue = prev.lastNs, prev.lastDue
 		r.adoptState(prev)
 	}
-	r.hist = e.historyFor(c)
+	r.hist = e.historyFor(c, share)
 	for _, n := range c.sources {
 		src := n.comp.(components.Source)
 		sel := src.Selector().Normalized()
@@ -769,17 +774,13 @@ func (e *Engine) observe(r *Running, now int64) {
 		r.readings = make([]components.FluxReading, len(r.taps))
 	}
 	r.observed = true
+	var w actuators.Window
 	for i, t := range r.taps {
-		var w actuators.Window
-		if opened, ok := t.rec.OpenedNs(); ok && now-opened < int64(r.Circuit.Spec.EvaluationInterval)/10 {
-			// A new policy's first tick comes right after its load: a
-			// window of microseconds, whose one answer would read as
-			// thousands a second. It reads no rates, and the window stays
-			// open for the next tick.
-			w = t.rec.Peek(now)
-		} else {
-			w = t.rec.Snapshot(now)
-		}
+		// A new policy's first tick comes right after its load: a window
+		// of microseconds, whose one answer would read as thousands a
+		// second. It reads no rates, and the window stays open for the
+		// next tick.
+		t.rec.SnapshotAfter(&w, now, int64(r.Circuit.Spec.EvaluationInterval)/10)
 		rd := reading(&w)
 		r.readings[i] = rd
 		if a, ok := t.source.(components.AgentActuator); ok {
