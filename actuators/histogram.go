@@ -59,11 +59,21 @@ func (h *Histogram) Record(latencyNs int64) {
 // racing with Drain is either added to dst or left for the next Drain,
 // never lost or counted twice.
 func (h *Histogram) Drain(dst *HistogramCounts) (drained uint64) {
+	return h.drain(dst, nil)
+}
+
+// drain is Drain that also sets in marks the bits of the counters it
+// moved (nil: none).
+func (h *Histogram) drain(dst *HistogramCounts, marks *histogramMarks) (drained uint64) {
 	for k := range h.occupied {
 		if h.occupied[k].Load() == 0 {
 			continue
 		}
-		for set := h.occupied[k].Swap(0); set != 0; set &= set - 1 {
+		set := h.occupied[k].Swap(0)
+		if marks != nil {
+			marks[k] |= set
+		}
+		for ; set != 0; set &= set - 1 {
 			i := k<<6 | bits.TrailingZeros64(set)
 			n := h.counts[i].Swap(0)
 			dst[i] += n
@@ -71,6 +81,29 @@ func (h *Histogram) Drain(dst *HistogramCounts) (drained uint64) {
 		}
 	}
 	return drained
+}
+
+// histogramMarks has a bit per bucket of a HistogramCounts, set for every
+// bucket that may be non-zero: a quantile reads only those.
+type histogramMarks [histogramWords]uint64
+
+// next returns the first marked bucket after i (-1: from the start), or
+// -1 after the last; with no marks (nil), every bucket is marked.
+func (m *histogramMarks) next(i int) int {
+	i++
+	if m == nil {
+		if i < histogramBuckets {
+			return i
+		}
+		return -1
+	}
+	for k := i >> 6; k < histogramWords; k++ {
+		if set := m[k] &^ (uint64(1)<<(i&63) - 1); set != 0 {
+			return k<<6 | bits.TrailingZeros64(set)
+		}
+		i = (k + 1) << 6
+	}
+	return -1
 }
 
 // Total returns the number of values counted.
@@ -102,7 +135,14 @@ func (c *HistogramCounts) QuantilesNs(qs, dst []float64) {
 
 // quantilesNs is QuantilesNs for a histogram of total values.
 func (c *HistogramCounts) quantilesNs(total uint64, qs, dst []float64) {
-	// Buckets 0..i hold seen values; i is the bucket of the last answer.
+	c.markedQuantilesNs(total, nil, qs, dst)
+}
+
+// markedQuantilesNs is quantilesNs reading only the buckets marked (all
+// with nil marks). If the marked buckets hold fewer values than a rank
+// (a count added by hand where no mark says), it reads them all.
+func (c *HistogramCounts) markedQuantilesNs(total uint64, marks *histogramMarks, qs, dst []float64) {
+	// Buckets up to i hold seen values; i is the bucket of the last answer.
 	i, seen, previousRank := -1, uint64(0), uint64(0)
 	for k, q := range qs {
 		dst[k] = math.NaN()
@@ -114,12 +154,19 @@ func (c *HistogramCounts) quantilesNs(total uint64, qs, dst []float64) {
 			i, seen = -1, 0
 		}
 		previousRank = rank
-		for seen < rank && i+1 < len(c) {
-			i++
+		for seen < rank {
+			j := marks.next(i)
+			if j < 0 {
+				break
+			}
+			i = j
 			seen += c[i]
 		}
-		if seen >= rank { // not so only if total overstates the counts
+		if seen >= rank {
 			dst[k] = histogramMidpointNs(i)
+		} else if marks != nil {
+			c.markedQuantilesNs(total, nil, qs, dst)
+			return
 		}
 	}
 }

@@ -278,3 +278,35 @@ func TestHistogramDrainRacingRecordsLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A recorder's window reads its quantiles from the buckets it marked, and
+// they are the quantiles of every bucket; a count added by hand where no
+// mark says is read too.
+func TestWindowQuantilesFromMarkedBucketsMatchAllBuckets(t *testing.T) {
+	r := NewRecorder(0)
+	r.Snapshot(0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 5000 {
+		r.Arrive(0, true)
+		r.Done(0, int64(rng.ExpFloat64()*5e6)+int64(rng.IntN(3))*100e6, true)
+	}
+	w := r.Snapshot(1e9)
+	if !w.marked {
+		t.Fatal("a recorder's window has no marks")
+	}
+	qs := []float64{0, 0.5, 0.9, 0.95, 0.99, 0.999, 1, 0.2}
+	got, want := make([]float64, len(qs)), make([]float64, len(qs))
+	w.QuantilesMs(qs, got)
+	w.LatencyCounts.quantilesNs(w.Completed, qs, want)
+	for i := range qs {
+		if got[i] != want[i]/1e6 {
+			t.Fatalf("q%v: %v ms from the marked buckets, %v ms from all", qs[i], got[i], want[i]/1e6)
+		}
+	}
+	last := histogramBucket(100e9)
+	w.LatencyCounts[last] += 1000
+	w.Completed += 1000
+	if p99 := w.QuantileMs(0.99); p99 != histogramMidpointNs(last)/1e6 {
+		t.Fatalf("p99 %v ms after 1000 values added by hand at %v ms", p99, histogramMidpointNs(last)/1e6)
+	}
+}

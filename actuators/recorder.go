@@ -223,8 +223,7 @@ func (r *Recorder) SnapshotAfter(w *Window, nowNs, minNs int64) {
 	r.snapshotMu.Lock()
 	defer r.snapshotMu.Unlock()
 	if r.snapshotted && nowNs-r.lastSnapshotNs < minNs {
-		*w = Window{StartNs: nowNs, EndNs: nowNs}
-		w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
+		*w = r.Peek(nowNs)
 		return
 	}
 	r.snapshot(w, nowNs)
@@ -253,8 +252,9 @@ func (r *Recorder) snapshot(w *Window, nowNs int64) {
 		w.SharedSqUs += take(&b.sharedSqUs)
 	}
 	for i := range r.latency {
-		w.Completed += r.latency[i][retired].Drain(&w.LatencyCounts)
+		w.Completed += r.latency[i][retired].drain(&w.LatencyCounts, &w.marks)
 	}
+	w.marked = true
 	w.Incoming = w.Accepted + w.Rejected
 	w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
 }
@@ -278,14 +278,6 @@ func (r *Recorder) Peek(nowNs int64) Window {
 	w := Window{StartNs: nowNs, EndNs: nowNs}
 	w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
 	return w
-}
-
-// OpenedNs returns when the current tick opened (the last Snapshot), and
-// false before any.
-func (r *Recorder) OpenedNs() (int64, bool) {
-	r.snapshotMu.Lock()
-	defer r.snapshotMu.Unlock()
-	return r.lastSnapshotNs, r.snapshotted
 }
 
 // inFlight returns the number of requests in flight and the age at nowNs

@@ -98,6 +98,7 @@ func TestRecorderCountsOneWindow(t *testing.T) {
 func assertWindowCounts(t *testing.T, got, want Window) {
 	t.Helper()
 	got.LatencyCounts, want.LatencyCounts = HistogramCounts{}, HistogramCounts{}
+	got.marks, got.marked, want.marks, want.marked = histogramMarks{}, false, histogramMarks{}, false
 	// The age of the oldest request in flight has its own test.
 	got.OldestInFlightNs, want.OldestInFlightNs = 0, 0
 	if got != want {

@@ -34,6 +34,19 @@ type Window struct {
 	OldestInFlightNs int64
 	LatencySumNs     uint64          // sum of the latencies of the Completed requests
 	LatencyCounts    HistogramCounts // latency histogram of the Completed requests
+	// marks, where a Recorder filled the window (marked), has a bit per
+	// bucket of LatencyCounts it may have made non-zero, so that a
+	// quantile reads a few buckets rather than hundreds.
+	marks  histogramMarks
+	marked bool
+}
+
+// latencyMarks returns the window's marks, or nil where it has none.
+func (w *Window) latencyMarks() *histogramMarks {
+	if w.marked {
+		return &w.marks
+	}
+	return nil
 }
 
 // Seconds returns the window's length in seconds.
@@ -93,7 +106,7 @@ func (w *Window) SharedLatencySemMs() float64 {
 // [0, 1].
 func (w *Window) QuantileMs(q float64) float64 {
 	var ns [1]float64
-	w.LatencyCounts.quantilesNs(w.Completed, []float64{q}, ns[:])
+	w.LatencyCounts.markedQuantilesNs(w.Completed, w.latencyMarks(), []float64{q}, ns[:])
 	return ns[0] / 1e6
 }
 
@@ -112,7 +125,7 @@ func (w *Window) Rate(count uint64) float64 {
 // for increasing qs (see HistogramCounts.QuantilesNs). dst must be at least
 // as long as qs.
 func (w *Window) QuantilesMs(qs, dst []float64) {
-	w.LatencyCounts.quantilesNs(w.Completed, qs, dst)
+	w.LatencyCounts.markedQuantilesNs(w.Completed, w.latencyMarks(), qs, dst)
 	for i := range qs {
 		dst[i] /= 1e6
 	}

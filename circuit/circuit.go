@@ -66,18 +66,39 @@ type node struct {
 // evaluation order. A node is a source, sink, alert or agent actuator by
 // the interfaces of its component (components.Source, Sink, Alert,
 // AgentActuator).
+//
+// A node's wiring and buffers are copied into a few arrays shared by all
+// nodes, in evaluation order, so that a tick walks memory in one
+// direction: a process ticking a thousand policies spends most of a tick
+// on cache misses.
 func New(signalNames []string, nodes []Node) *Circuit {
+	var ins, outs int
+	for _, n := range nodes {
+		ins += len(n.In)
+		outs += len(n.Out)
+	}
+	values := make([]float64, 2*len(signalNames)+ins+outs)
+	wiring, signalsOf := make([]Input, 0, ins), make([]int, 0, outs)
 	c := &Circuit{
 		names:   signalNames,
-		signals: make([]float64, len(signalNames)),
-		prev:    make([]float64, len(signalNames)),
+		signals: values[:len(signalNames):len(signalNames)],
+		prev:    values[len(signalNames) : 2*len(signalNames) : 2*len(signalNames)],
 		nodes:   make([]node, len(nodes)),
 	}
 	for i := range c.signals {
 		c.signals[i], c.prev[i] = math.NaN(), math.NaN()
 	}
+	values = values[2*len(signalNames):]
 	for i, n := range nodes {
-		c.nodes[i] = node{Node: n, in: make([]float64, len(n.In)), out: make([]float64, len(n.Out))}
+		k := len(wiring)
+		wiring = append(wiring, n.In...)
+		n.In = wiring[k:len(wiring):len(wiring)]
+		k = len(signalsOf)
+		signalsOf = append(signalsOf, n.Out...)
+		n.Out = signalsOf[k:len(signalsOf):len(signalsOf)]
+		in, out := values[:len(n.In):len(n.In)], values[len(n.In):len(n.In)+len(n.Out):len(n.In)+len(n.Out)]
+		values = values[len(n.In)+len(n.Out):]
+		c.nodes[i] = node{Node: n, in: in, out: out}
 		c.classify(i)
 	}
 	c.ready.Setpoints = make([]Setpoint, len(c.sinks))

@@ -38,49 +38,30 @@ var TickDurationBounds = []time.Duration{
 // survives reloads, so the counters stay monotonic while the policy's
 // circuit changes.
 //
-// The rings grow with the ticks recorded, up to the window, rather than
-// being allocated for the whole window up front; and each signal keeps its
-// values in the most compact form that holds them exactly (see
-// signalSeries).
+// The values are kept a row per tick, every signal's value at that tick
+// side by side (values[slot*len(series)+j] is series j's at the tick in
+// slot), so that recording a tick writes one contiguous row: a tick of a
+// thousand policies, each signal in a ring of its own, spent a third of
+// its time on the cache misses of those scattered writes. The rings grow
+// with the ticks recorded, up to size, rather than being allocated for
+// the whole window up front.
 type policyHistory struct {
 	mu       sync.Mutex
 	interval time.Duration
-	size     int     // ticks kept: historyTicks(interval)
-	timesNs  []int64 // ring of tick times (engine clock), grown up to size
-	next, n  int     // next slot to write; ticks held
-	// tick numbers the ticks recorded since the interval was set; the
-	// next one recorded is tick.
-	tick     int64
-	series   []*signalSeries
-	bind     []int // per series, the signal's index in the circuit
+	size     int       // ticks kept: sharedTicks(interval, the set's share)
+	timesNs  []int64   // ring of tick times (engine clock), grown up to size
+	values   []float64 // ring of rows, a row per slot of timesNs
+	next, n  int       // next slot to write; ticks held
+	series   []signalSeries
 	ticks    uint64
 	duration *actuators.CumulativeHistogram
 }
 
-// signalSeries is one signal's values at the ticks its policy's ring holds,
-// in the same slots. It stores them in one of three forms, the most compact
-// that holds every value held exactly:
-//   - no ring: every tick held has the value last (bit for bit), as for a
-//     constant, or a signal that is invalid (or new since a reload: NaN at
-//     the ticks before it existed);
-//   - narrow: a float32 per tick, while every value held converts to
-//     float32 and back unchanged (integers, halves, flags, NaN);
-//   - wide: a float64 per tick.
-//
-// A series moves to a wider form on the first value that needs it and back
-// once the values that needed it have left the window.
+// signalSeries is one signal the history keeps: its column in the rows.
 type signalSeries struct {
-	name, component, port string
+	bind                  int // the signal's index in the circuit
 	invalid               uint64
-	last                  float64 // the value at the last tick recorded, NaN before
-	changedAt             int64   // the last tick whose value differed from the one before
-	wideAt                int64   // the last tick whose value needs a float64
-	narrow                []float32
-	wide                  []float64
-}
-
-func newSignalSeries(name string) *signalSeries {
-	return &signalSeries{name: name, last: math.NaN(), changedAt: -1, wideAt: -1}
+	name, component, port string
 }
 
 func newPolicyHistory() *policyHistory {
@@ -93,7 +74,9 @@ func newPolicyHistory() *policyHistory {
 
 // historyFor returns the history of c's policy, bound to c's signals,
 // keeping share of the ticks of HistoryWindow (historyShare); e.mu is
-// held.
+// held. A signal keeps its values and counters across a reload as long as
+// its name is unchanged; a changed evaluation interval restarts the
+// values, which are meaningless on the new time base.
 func (e *Engine) historyFor(c *Circuit, share float64) *policyHistory {
 	if e.histories == nil {
 		e.histories = map[string]*policyHistory{}
@@ -105,68 +88,63 @@ func (e *Engine) historyFor(c *Circuit, share float64) *policyHistory {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	size := sharedTicks(c.Spec.EvaluationInterval, share)
-	if h.interval != c.Spec.EvaluationInterval || h.size == 0 {
-		h.interval = c.Spec.EvaluationInterval
-		h.size = size
-		h.timesNs, h.next, h.n, h.tick = nil, 0, 0, 0
-		for i, s := range h.series {
-			fresh := newSignalSeries(s.name)
-			fresh.invalid = s.invalid
-			h.series[i] = fresh
-		}
-	} else if size != h.size {
-		h.resize(size)
-	}
-	old := map[string]*signalSeries{}
+	var series []signalSeries
+	invalid := map[string]uint64{}
 	for _, s := range h.series {
-		old[s.name] = s
+		invalid[s.name] = s.invalid
 	}
-	h.series, h.bind = h.series[:0], h.bind[:0]
 	for _, n := range c.nodes {
 		outs := n.comp.Ports().Out
 		for slot, idx := range n.out {
-			if idx < 0 {
-				continue
+			if idx >= 0 {
+				name := c.names[idx]
+				series = append(series, signalSeries{bind: idx, invalid: invalid[name], name: name, component: componentLabel(n.spec.Path), port: outs[slot]})
 			}
-			s := old[c.names[idx]]
-			if s == nil {
-				s = newSignalSeries(c.names[idx])
-			}
-			s.component, s.port = componentLabel(n.spec.Path), outs[slot]
-			h.series = append(h.series, s)
-			h.bind = append(h.bind, idx)
 		}
 	}
+	size := sharedTicks(c.Spec.EvaluationInterval, share)
+	if h.interval != c.Spec.EvaluationInterval || h.size == 0 {
+		h.interval, h.size, h.series = c.Spec.EvaluationInterval, size, series
+		h.timesNs, h.values, h.next, h.n = nil, nil, 0, 0
+		return h
+	}
+	h.relayout(series, size)
 	return h
 }
 
-// resize keeps the newest ticks held, as many as fit size, in rings of
-// size ticks; h.mu is held.
-func (h *policyHistory) resize(size int) {
-	keep := min(h.n, size)
-	slot := func(k int) int { return (h.next - keep + k + h.size) % h.size } // k-th oldest kept
-	times := make([]int64, keep, size)
-	for k := range times {
-		times[k] = h.timesNs[slot(k)]
+// relayout moves the history to new series and rings of size ticks,
+// keeping the newest ticks held, as many as fit, and each signal's values
+// by name (NaN at the ticks before a new one existed); h.mu is held.
+func (h *policyHistory) relayout(series []signalSeries, size int) {
+	same := size == h.size && len(series) == len(h.series)
+	column := map[string]int{}
+	for j, s := range h.series {
+		column[s.name] = j
 	}
-	for _, s := range h.series {
-		switch {
-		case s.wide != nil:
-			wide := make([]float64, keep, size)
-			for k := range wide {
-				wide[k] = s.wide[slot(k)]
-			}
-			s.wide = wide
-		case s.narrow != nil:
-			narrow := make([]float32, keep, size)
-			for k := range narrow {
-				narrow[k] = s.narrow[slot(k)]
-			}
-			s.narrow = narrow
+	for j := range series {
+		if i, ok := column[series[j].name]; !ok || i != j {
+			same = false
 		}
 	}
-	h.timesNs, h.size, h.n, h.next = times, size, keep, keep%size
+	if same {
+		h.series = series // the same columns; the labels may have moved
+		return
+	}
+	keep, oldWidth, width := min(h.n, size), len(h.series), len(series)
+	times := make([]int64, keep, max(keep, min(64, size)))
+	values := make([]float64, keep*width, cap(times)*width)
+	for k := range keep {
+		slot := (h.next - keep + k + h.size) % h.size // the k-th oldest kept
+		times[k] = h.timesNs[slot]
+		for j, s := range series {
+			v := math.NaN()
+			if i, ok := column[s.name]; ok {
+				v = h.values[slot*oldWidth+i]
+			}
+			values[k*width+j] = v
+		}
+	}
+	h.series, h.size, h.timesNs, h.values, h.n, h.next = series, size, times, values, keep, keep%size
 }
 
 // historyTicks is how many ticks a policy with this interval keeps when
@@ -258,106 +236,36 @@ func (e *Engine) forgetHistory(name string) { delete(e.histories, name) }
 func (h *policyHistory) record(c *Circuit, nowNs int64, took time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.timesNs = grow(h, h.timesNs)
+	width := len(h.series)
+	if len(h.timesNs) < h.size {
+		// The rings hold fewer than size ticks: they grow by one,
+		// reallocating by doubling up to size.
+		if len(h.timesNs) == cap(h.timesNs) {
+			grown := min(max(2*cap(h.timesNs), 64), h.size)
+			h.timesNs = append(make([]int64, 0, grown), h.timesNs...)
+			h.values = append(make([]float64, 0, grown*width), h.values...)
+		}
+		h.timesNs = h.timesNs[:len(h.timesNs)+1]
+		h.values = h.values[:len(h.values)+width]
+	}
 	h.timesNs[h.next] = nowNs
-	// The oldest tick held once this one is.
-	oldest := h.tick - int64(min(h.n+1, h.size)) + 1
-	for i, s := range h.series {
-		v := c.signals[h.bind[i]]
-		s.record(h, v, oldest)
-		if math.IsNaN(v) {
+	row := h.values[h.next*width : (h.next+1)*width]
+	for j := range h.series {
+		s := &h.series[j]
+		v := c.signals[s.bind]
+		row[j] = v
+		if v != v { // NaN
 			s.invalid++
 		}
 	}
 	h.next = (h.next + 1) % h.size
 	h.n = min(h.n+1, h.size)
-	h.tick++
 	h.ticks++
 	h.duration.Record(int64(took))
 }
 
-// grow makes room in a ring for the tick about to be recorded: while the
-// rings hold fewer than size ticks, they grow by one, reallocating by
-// doubling up to size.
-func grow[T any](h *policyHistory, ring []T) []T {
-	if len(ring) == h.size {
-		return ring
-	}
-	if len(ring) == cap(ring) {
-		grown := make([]T, len(ring), min(max(2*cap(ring), 64), h.size))
-		copy(grown, ring)
-		ring = grown
-	}
-	var zero T
-	return append(ring, zero)
-}
-
-// record stores v in slot h.next, for the tick h.tick; oldest is the
-// oldest tick held once it is.
-func (s *signalSeries) record(h *policyHistory, v float64, oldest int64) {
-	if math.Float64bits(v) != math.Float64bits(s.last) {
-		s.changedAt = h.tick
-	}
-	if !fitsFloat32(v) {
-		s.wideAt = h.tick
-	}
-	switch {
-	case s.changedAt <= oldest:
-		// One value fills the window.
-		s.narrow, s.wide = nil, nil
-	case s.wideAt >= oldest && s.wide == nil:
-		s.wide = s.widen(h)
-		s.narrow = nil
-	case s.wideAt < oldest && s.narrow == nil:
-		s.narrow = s.narrowed(h)
-		s.wide = nil
-	}
-	switch {
-	case s.wide != nil:
-		s.wide = grow(h, s.wide)
-		s.wide[h.next] = v
-	case s.narrow != nil:
-		s.narrow = grow(h, s.narrow)
-		s.narrow[h.next] = float32(v)
-	}
-	s.last = v
-}
-
-// widen returns the series' values at the h.n ticks held before the one
-// being recorded, in a float64 ring.
-func (s *signalSeries) widen(h *policyHistory) []float64 {
-	wide := make([]float64, h.n, cap(h.timesNs))
-	for i := range wide {
-		wide[i] = s.atSlot(i)
-	}
-	return wide
-}
-
-// narrowed returns the series' values in a float32 ring, like widen.
-func (s *signalSeries) narrowed(h *policyHistory) []float32 {
-	narrow := make([]float32, h.n, cap(h.timesNs))
-	for i := range narrow {
-		narrow[i] = float32(s.atSlot(i))
-	}
-	return narrow
-}
-
-// atSlot returns the value in a slot of the ring.
-func (s *signalSeries) atSlot(slot int) float64 {
-	switch {
-	case s.wide != nil:
-		return s.wide[slot]
-	case s.narrow != nil:
-		return float64(s.narrow[slot])
-	}
-	return s.last
-}
-
-// fitsFloat32 reports whether v survives a float32 round trip: NaN does, as
-// an invalid value.
-func fitsFloat32(v float64) bool {
-	return float64(float32(v)) == v || math.IsNaN(v)
-}
+// at is series j's value in a slot of the ring.
+func (h *policyHistory) at(slot, j int) float64 { return h.values[slot*len(h.series)+j] }
 
 // PolicyHistory is one policy's signals over its last ticks (up to
 // HistoryWindow), oldest first.
@@ -400,10 +308,10 @@ func (e *Engine) History(sinceNs int64) []PolicyHistory {
 				ph.TimesNs = append(ph.TimesNs, h.timesNs[slot])
 			}
 		}
-		for _, s := range h.series {
+		for j, s := range h.series {
 			ss := SignalSeries{Signal: s.name, Component: s.component, Port: s.port, Values: make([]Float, len(slots))}
 			for i, slot := range slots {
-				ss.Values[i] = Float(s.atSlot(slot))
+				ss.Values[i] = Float(h.at(slot, j))
 			}
 			ph.Signals = append(ph.Signals, ss)
 		}
@@ -460,10 +368,10 @@ func (e *Engine) Stats() []PolicyStats {
 		h.mu.Lock()
 		ps.Ticks = h.ticks
 		ps.TickDurations = h.duration.Read()
-		for _, s := range h.series {
+		for j, s := range h.series {
 			v := math.NaN()
 			if h.n > 0 {
-				v = s.last
+				v = h.at((h.next-1+h.size)%h.size, j)
 			}
 			ps.Signals = append(ps.Signals, SignalStats{Signal: s.name, Component: s.component, Port: s.port, Value: v, InvalidTicks: s.invalid})
 		}
