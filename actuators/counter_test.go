@@ -1,7 +1,9 @@
 package actuators
 
 import (
+	"math"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -50,7 +52,6 @@ func TestRecorderSumsShards(t *testing.T) {
 	r.shards[1].buffers[0].accepted.Add(1) // another, still in flight
 	r.shards[1].inFlightByStart[slot].Add(1)
 	r.shards[2].buffers[0].rejected.Add(1)
-	r.slotsUsed[slot>>6].Or(1 << (slot & 63)) // as the first arrival sets it
 
 	if got := r.InFlight(); got != 1 {
 		t.Errorf("InFlight() = %d, want 1", got)
@@ -65,23 +66,34 @@ func TestRecorderSumsShards(t *testing.T) {
 }
 
 // Reads of the count in flight racing with arrivals and answers (each
-// read clears the bits of the slots it finds empty) leave it exact: after
+// read moves on the slot it starts adding up from) leave it exact: after
 // the writers stop, it is what was admitted and not answered, and the
-// oldest is the slot of the first request still in flight.
+// oldest is the slot of the first request still in flight. Writers and
+// reader share one clock, which moves 200 µs an arrival, so that the
+// requests start in some thirty slots.
 func TestRecorderInFlightStaysExactUnderRacingReads(t *testing.T) {
 	r := NewRecorder(time.Second)
+	var clock atomic.Int64
 	const writers, each = 4, 5000
+	var firstLeft atomic.Int64
+	firstLeft.Store(math.MaxInt64)
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				start := int64(i) * int64(ms) // a new 134 ms slot every 134 requests
+				start := clock.Add(200_000)
 				r.Arrive(start, true)
-				if i%1000 != 500 || w != 0 { // writer 0 leaves five requests in flight
-					r.Done(start, int64(ms), true)
+				if w == 0 && i%1000 == 500 { // writer 0 leaves five requests in flight
+					for {
+						if f := firstLeft.Load(); start >= f || firstLeft.CompareAndSwap(f, start) {
+							break
+						}
+					}
+					continue
 				}
+				r.Done(start, int64(ms), true)
 			}
 		}()
 	}
@@ -92,15 +104,15 @@ func TestRecorderInFlightStaysExactUnderRacingReads(t *testing.T) {
 		case <-stop:
 			reading = false
 		default:
-			r.Peek(int64(each) * int64(ms))
+			r.Peek(clock.Load())
 		}
 	}
-	now := int64(each) * int64(ms)
+	now := clock.Load()
 	w := r.Peek(now)
 	if w.InFlight != 5 {
 		t.Fatalf("%d in flight, want 5", w.InFlight)
 	}
-	if want := now - ageSlot(500*ms)<<ageSlotShift; w.OldestInFlightNs != want {
+	if want := now - ageSlot(firstLeft.Load())<<ageSlotShift; w.OldestInFlightNs != want {
 		t.Fatalf("oldest in flight %d ns, want %d", w.OldestInFlightNs, want)
 	}
 }

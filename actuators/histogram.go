@@ -43,13 +43,16 @@ const (
 
 // Record counts one latency of latencyNs nanoseconds. Values outside the
 // histogram's range are counted in its first or last bucket.
-func (h *Histogram) Record(latencyNs int64) {
-	i := histogramBucket(latencyNs)
+func (h *Histogram) Record(latencyNs int64) { h.add(histogramBucket(latencyNs)) }
+
+// add counts one value in bucket i. After the count, it sets the
+// bucket's bit in occupied if a load finds it clear: a Drain that cleared
+// the bit before that load finds it set again; one that clears it after
+// has seen the count.
+func (h *Histogram) add(i int) {
 	h.counts[i].Add(1)
-	// After the count: a Drain that cleared the bit before this load
-	// finds it set again; one that clears it after has seen the count.
-	if w, bit := &h.occupied[i>>6], uint64(1)<<(i&63); w.Load()&bit == 0 {
-		w.Or(bit)
+	if h.occupied[i>>6].Load()>>(i&63)&1 == 0 {
+		h.occupied[i>>6].Or(1 << (i & 63))
 	}
 }
 

@@ -1,7 +1,6 @@
 package actuators
 
 import (
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,11 +32,11 @@ import (
 type Recorder struct {
 	active atomic.Uint32 // index of the buffer writers use
 	sloNs  atomic.Int64
-	// slotsUsed has a bit per start-time slot whose requests may still be
-	// in flight (inFlightByStart): a tick reads the counts of those slots
-	// only, not all 256 of every shard.
-	slotsUsed [ageSlots / 64]atomic.Uint64
-	shards    []recorderShard // read-only after NewRecorder
+	// scanFrom is the oldest start-time slot (ageSlot) whose requests
+	// may still be in flight: a read of the count adds up the slots from
+	// there, not all 256 of every shard (inFlight).
+	scanFrom atomic.Int64
+	shards   []recorderShard // read-only after NewRecorder
 	// latency holds each buffer's histogram, split into fewer shards than
 	// the counters (at most maxHistogramShards): they take 7 KiB each.
 	latency [][2]Histogram // read-only after NewRecorder
@@ -116,13 +115,7 @@ func (r *Recorder) ArriveOn(proc int, nowNs int64, admitted bool) {
 	sh := &r.shards[proc&(len(r.shards)-1)]
 	b := &sh.buffers[r.active.Load()&1]
 	if admitted {
-		slot := ageSlot(nowNs) % ageSlots
-		sh.inFlightByStart[slot].Add(1)
-		// After the count, as Histogram.Record: a read that cleared the
-		// bit before this load finds it set again.
-		if w, bit := &r.slotsUsed[slot>>6], uint64(1)<<(slot&63); w.Load()&bit == 0 {
-			w.Or(bit)
-		}
+		sh.inFlightByStart[ageSlot(nowNs)%ageSlots].Add(1)
 		b.accepted.Add(1)
 		return
 	}
@@ -158,7 +151,7 @@ func (r *Recorder) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned
 	latencyNs = max(latencyNs, 0)
 	active := r.active.Load() & 1
 	b := &sh.buffers[active]
-	r.latency[proc&(len(r.latency)-1)][active].Record(latencyNs)
+	r.latency[proc&(len(r.latency)-1)][active].add(histogramBucket(latencyNs))
 	b.latencySumNs.Add(uint64(latencyNs))
 	if abandoned {
 		b.abandoned.Add(1)
@@ -195,9 +188,11 @@ func (r *Recorder) AbandonOn(proc int, startNs, latencyNs int64) {
 // InFlight returns the number of admitted requests not yet Done. It adds
 // up every slot of every shard; it is meant for ticks and tests, not for
 // each request.
-func (r *Recorder) InFlight() int64 {
-	inFlight, _ := r.inFlight(0)
-	return inFlight
+func (r *Recorder) InFlight() (inFlight int64) {
+	for slot := range int64(ageSlots) {
+		inFlight += r.inFlightAt(slot)
+	}
+	return max(inFlight, 0)
 }
 
 // Snapshot closes the current tick at nowNs (monotonic nanoseconds) and
@@ -286,35 +281,33 @@ func (r *Recorder) Peek(nowNs int64) Window {
 // requests that start or finish meanwhile, as with any unsynchronised read.
 func (r *Recorder) inFlight(nowNs int64) (inFlight, oldestNs int64) {
 	current := ageSlot(nowNs)
-	oldest := int64(-1) // the age of the oldest slot with requests, in slots
-	for k := range r.slotsUsed {
-		for set := r.slotsUsed[k].Load(); set != 0; set &= set - 1 {
-			slot := int64(k<<6 | bits.TrailingZeros64(set))
-			n := r.inFlightAt(slot)
-			if n == 0 {
-				// Every request of the slot is done: clear its bit, then
-				// count again, for an Arrive that added to the slot
-				// before the bit was cleared and found it still set.
-				bit := uint64(1) << (slot & 63)
-				r.slotsUsed[k].And(^bit)
-				if n = r.inFlightAt(slot); n != 0 {
-					r.slotsUsed[k].Or(bit)
-				}
-			}
-			inFlight += n
-			if age := (current - slot) & (ageSlots - 1); n > 0 && age <= current {
-				oldest = max(oldest, age)
-			}
+	from := min(max(r.scanFrom.Load(), current-ageSlots+1, 0), current)
+	oldest := current + 1 // the first slot with requests in flight
+	for slot := from; slot <= current; slot++ {
+		n := r.inFlightAt(slot % ageSlots)
+		inFlight += n
+		if n > 0 && oldest > current {
+			oldest = slot
 		}
 	}
+	// The slots before the oldest with requests in flight stay empty: a
+	// request counts in the slot of its start, read just before. The
+	// margin is for a request whose count comes late after its start
+	// (its goroutine preempted in between): up to scanMargin slots late,
+	// it is still found.
+	r.scanFrom.Store(max(min(oldest, current-scanMargin), from))
 	if inFlight <= 0 {
 		return 0, 0
 	}
-	if oldest < 0 {
+	if oldest > current {
 		return inFlight, 0
 	}
-	return inFlight, max(nowNs-(current-oldest)<<ageSlotShift, 0)
+	return inFlight, max(nowNs-oldest<<ageSlotShift, 0)
 }
+
+// scanMargin is how many slots (134 ms each) before the current one a
+// read of the count in flight always adds up.
+const scanMargin = 8
 
 // inFlightAt adds up a start-time slot's count over the shards.
 func (r *Recorder) inFlightAt(slot int64) (n int64) {
