@@ -254,6 +254,10 @@ func (c *Circuit) Ticks() uint64 { return c.ticks }
 // NodeInputs are the values node i read at the last tick, by input slot.
 func (c *Circuit) NodeInputs(i int) []float64 { return c.nodes[i].in }
 
+// Wiring is node i's inputs and outputs as the circuit keeps them (see
+// New); callers must not modify them.
+func (c *Circuit) Wiring(i int) (in []Input, out []int) { return c.nodes[i].In, c.nodes[i].Out }
+
 // Component is node i's component.
 func (c *Circuit) Component(i int) components.Component { return c.nodes[i].Component }
 

@@ -332,6 +332,9 @@ func (k *compilation) build() {
 		}
 	}
 	c.core = circuit.New(c.names, nodes)
+	for i, n := range c.nodes {
+		n.in, n.out = c.core.Wiring(i) // the circuit's copies, laid out together
+	}
 	c.signals = c.core.Values()
 	pick := func(at []int) []*node {
 		picked := make([]*node, len(at))

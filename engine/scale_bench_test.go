@@ -58,8 +58,9 @@ func wideComponents() string {
 
 // scaleEngine starts an engine on a virtual clock running n copies of the
 // policy in src, and returns it, the clock and a function that serves
-// each control point a few requests of a few milliseconds, so that every
-// tick reads flux meters that saw traffic.
+// each control point four to six requests of two to six milliseconds, a
+// different mix each round, so that every tick reads flux meters that saw
+// traffic and the signals computed from them change.
 func scaleEngine(tb testing.TB, src string, n int) (*engine.Engine, *enginetest.Clock, func()) {
 	tb.Helper()
 	clock := &enginetest.Clock{}
@@ -68,12 +69,14 @@ func scaleEngine(tb testing.TB, src string, n int) (*engine.Engine, *enginetest.
 		tb.Fatalf("%d policies running, want %d", got, n)
 	}
 	cps := eng.ControlPoints()
+	round := 0
 	traffic := func() {
+		round++
 		for i := range n {
 			cp := cps.Get(fmt.Sprintf("cp%d", i))
-			for k := range 4 {
+			for k := range 4 + round%3 {
 				t, _ := cp.Admit("GET /a")
-				t.DoneAfter(true, time.Duration(2+k)*time.Millisecond)
+				t.DoneAfter(true, time.Duration(2+(k+round)%5)*time.Millisecond+time.Duration(i)*time.Microsecond)
 			}
 		}
 	}
