@@ -15,12 +15,12 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/spillway-dev/spillway/extauthz"
 	"github.com/spillway-dev/spillway/flowcontrol"
 	"github.com/spillway-dev/spillway/flowcontrol/spillwayv1"
 	"github.com/spillway-dev/spillway/internal/access"
+	"github.com/spillway-dev/spillway/internal/extauthz"
+	"github.com/spillway-dev/spillway/internal/proxy"
 	"github.com/spillway-dev/spillway/internal/splitlisten"
-	"github.com/spillway-dev/spillway/proxy"
 )
 
 // checkListener is the Check API's listener: gRPC (spillway.v1.FlowControl,

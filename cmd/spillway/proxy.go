@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 func proxyCmd() *cobra.Command {

@@ -31,8 +31,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/spillway-dev/spillway/extauthz"
 	"github.com/spillway-dev/spillway/flowcontrol/spillwayv1"
+	"github.com/spillway-dev/spillway/internal/extauthz"
 	"github.com/spillway-dev/spillway/internal/testpki"
 )
 

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/proxy"
 	"github.com/spillway-dev/spillway/testbed"
 )
 

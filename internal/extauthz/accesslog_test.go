@@ -23,10 +23,10 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/spillway-dev/spillway/engine"
-	"github.com/spillway-dev/spillway/extauthz"
 	"github.com/spillway-dev/spillway/flowcontrol"
 	"github.com/spillway-dev/spillway/internal/access"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/extauthz"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 // alsPolicy holds "GET /checkout" at "edge" to one request in flight and

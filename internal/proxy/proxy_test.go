@@ -19,7 +19,7 @@ import (
 
 	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 var quiet = slog.New(slog.DiscardHandler)

@@ -33,7 +33,7 @@ import (
 
 	"github.com/spillway-dev/spillway/actuators/controlpoint"
 	"github.com/spillway-dev/spillway/flowcontrol"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 // Context extensions an Envoy route may set (per-route

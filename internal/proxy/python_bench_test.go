@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/engine"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 // pythonPolicy is the default protection with this experiment's SLO.

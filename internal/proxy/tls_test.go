@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/spillway-dev/spillway/internal/proxy"
 	"github.com/spillway-dev/spillway/internal/testpki"
-	"github.com/spillway-dev/spillway/proxy"
 )
 
 func TestProxyVerifiesAnHTTPSUpstreamAgainstItsCA(t *testing.T) {

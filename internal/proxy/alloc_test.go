@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/spillway-dev/spillway/decisionlog"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 // The proxy lends ReverseProxy its copy buffers: a proxied request, the

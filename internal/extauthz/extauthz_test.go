@@ -19,10 +19,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/spillway-dev/spillway/engine"
-	"github.com/spillway-dev/spillway/extauthz"
 	"github.com/spillway-dev/spillway/flowcontrol"
 	"github.com/spillway-dev/spillway/internal/access"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/extauthz"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 // authzPolicy limits "GET /checkout" at "edge" to 2/s with a burst of 2,

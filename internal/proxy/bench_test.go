@@ -14,7 +14,7 @@ import (
 
 	"github.com/spillway-dev/spillway/decisionlog"
 	"github.com/spillway-dev/spillway/engine"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 // benchPolicy meters GET /a and limits it far above what a benchmark can

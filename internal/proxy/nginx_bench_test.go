@@ -14,7 +14,7 @@ import (
 
 	"github.com/spillway-dev/spillway/engine"
 	"github.com/spillway-dev/spillway/internal/paced"
-	"github.com/spillway-dev/spillway/proxy"
+	"github.com/spillway-dev/spillway/internal/proxy"
 )
 
 // nginxCapacity is the stock upstream's capacity, in requests per second.
@@ -92,7 +92,7 @@ func BenchmarkProxyStockNginx(b *testing.B) {
 	run := func(target string, capacity float64) (goodput, rejected float64) {
 		return overloadRun(b, target, capacity, warm, overload, slo, 5*time.Second)
 	}
-	src, err := os.ReadFile("../policies/default.cue")
+	src, err := os.ReadFile("../../policies/default.cue")
 	if err != nil {
 		b.Fatal(err)
 	}
