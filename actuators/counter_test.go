@@ -77,28 +77,21 @@ func TestRecorderInFlightStaysExactUnderRacingReads(t *testing.T) {
 	const writers, each = 4, 5000
 	var firstLeft atomic.Int64
 	firstLeft.Store(math.MaxInt64)
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				start := clock.Add(200_000)
-				r.Arrive(start, true)
-				if w == 0 && i%1000 == 500 { // writer 0 leaves five requests in flight
-					for {
-						if f := firstLeft.Load(); start >= f || firstLeft.CompareAndSwap(f, start) {
-							break
-						}
+	stop := concurrently(writers, func(w int) {
+		for i := range each {
+			start := clock.Add(200_000)
+			r.Arrive(start, true)
+			if w == 0 && i%1000 == 500 { // writer 0 leaves five requests in flight
+				for {
+					if f := firstLeft.Load(); start >= f || firstLeft.CompareAndSwap(f, start) {
+						break
 					}
-					continue
 				}
-				r.Done(start, int64(ms), true)
+				continue
 			}
-		}()
-	}
-	stop := make(chan struct{})
-	go func() { wg.Wait(); close(stop) }()
+			r.Done(start, int64(ms), true)
+		}
+	})
 	for reading := true; reading; {
 		select {
 		case <-stop:
@@ -115,4 +108,20 @@ func TestRecorderInFlightStaysExactUnderRacingReads(t *testing.T) {
 	if want := now - ageSlot(firstLeft.Load())<<ageSlotShift; w.OldestInFlightNs != want {
 		t.Fatalf("oldest in flight %d ns, want %d", w.OldestInFlightNs, want)
 	}
+}
+
+// concurrently runs write(w) for w in [0, n) on n goroutines, and returns
+// a channel closed once every one has returned.
+func concurrently(n int, write func(w int)) <-chan struct{} {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			write(w)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
 }

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
-	"sync"
 	"testing"
 	"unsafe"
 )
@@ -246,19 +245,12 @@ func TestHistogramDrainReportsWhatItMoved(t *testing.T) {
 func TestHistogramDrainRacingRecordsLosesNothing(t *testing.T) {
 	var h Histogram
 	const writers, each = 4, 20000
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				h.Record(int64(1000 + (i%7)*100000 + w))
-			}
-		}()
-	}
+	done := concurrently(writers, func(w int) {
+		for i := range each {
+			h.Record(int64(1000 + (i%7)*100000 + w))
+		}
+	})
 	var got HistogramCounts
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
 	for drains := 0; ; drains++ {
 		select {
 		case <-done:
