@@ -125,3 +125,29 @@ func concurrently(n int, write func(w int)) <-chan struct{} {
 	go func() { wg.Wait(); close(done) }()
 	return done
 }
+
+// The count in flight finds a request whose Arrive comes seconds after
+// its start (admission waited on a fleet's exact limits in Redis, up to a
+// second per limiter) though a read in between moved on, and a read at an
+// earlier time than the one before (a clock that went back) still finds
+// the requests in flight.
+func TestRecorderInFlightFindsALateArrivalAndSurvivesAClockGoingBack(t *testing.T) {
+	const slotNs = int64(1) << ageSlotShift
+	r := NewRecorder(time.Second)
+	r.Snapshot(0)
+	start := 100*slotNs + 120*ms
+	r.Peek(start + 2200*ms) // a tick while admission waits
+	r.Arrive(start, true)
+	now := start + 2300*ms
+	if w := r.Peek(now); w.InFlight != 1 || w.OldestInFlightNs != now-100*slotNs {
+		t.Fatalf("a request counted 2.2 s after its start: %d in flight, oldest %d ns; want 1 and %d", w.InFlight, w.OldestInFlightNs, now-100*slotNs)
+	}
+
+	r = NewRecorder(time.Second)
+	r.Arrive(10*slotNs, true)
+	r.Peek(400 * slotNs) // 52 s on: slot 10 aliases slot 266
+	r.Peek(20 * slotNs) // back
+	if w := r.Peek(30 * slotNs); w.InFlight != 1 || w.OldestInFlightNs != 20*slotNs {
+		t.Fatalf("after the clock went back: %d in flight, oldest %d ns; want 1 and %d", w.InFlight, w.OldestInFlightNs, 20*slotNs)
+	}
+}

@@ -142,9 +142,18 @@ func (c *HistogramCounts) quantilesNs(total uint64, qs, dst []float64) {
 }
 
 // markedQuantilesNs is quantilesNs reading only the buckets marked (all
-// with nil marks). If the marked buckets hold fewer values than a rank
-// (a count added by hand where no mark says), it reads them all.
+// with nil marks), when they hold all total values: a count added by hand
+// where no mark says makes it read every bucket.
 func (c *HistogramCounts) markedQuantilesNs(total uint64, marks *histogramMarks, qs, dst []float64) {
+	if marks != nil {
+		var held uint64
+		for i := marks.next(-1); i >= 0; i = marks.next(i) {
+			held += c[i]
+		}
+		if held != total {
+			marks = nil
+		}
+	}
 	// Buckets up to i hold seen values; i is the bucket of the last answer.
 	i, seen, previousRank := -1, uint64(0), uint64(0)
 	for k, q := range qs {
@@ -165,11 +174,8 @@ func (c *HistogramCounts) markedQuantilesNs(total uint64, marks *histogramMarks,
 			i = j
 			seen += c[i]
 		}
-		if seen >= rank {
+		if seen >= rank { // not so only if total overstates the counts
 			dst[k] = histogramMidpointNs(i)
-		} else if marks != nil {
-			c.markedQuantilesNs(total, nil, qs, dst)
-			return
 		}
 	}
 }

@@ -272,8 +272,8 @@ func TestHistogramDrainRacingRecordsLosesNothing(t *testing.T) {
 }
 
 // A recorder's window reads its quantiles from the buckets it marked, and
-// they are the quantiles of every bucket; a count added by hand where no
-// mark says is read too.
+// they are the quantiles of every bucket; counts added by hand where no
+// mark says, above and below the marked ones, are read too.
 func TestWindowQuantilesFromMarkedBucketsMatchAllBuckets(t *testing.T) {
 	r := NewRecorder(0)
 	r.Snapshot(0)
@@ -295,10 +295,15 @@ func TestWindowQuantilesFromMarkedBucketsMatchAllBuckets(t *testing.T) {
 			t.Fatalf("q%v: %v ms from the marked buckets, %v ms from all", qs[i], got[i], want[i]/1e6)
 		}
 	}
-	last := histogramBucket(100e9)
+	// By hand, 1000 values above every marked bucket and 10000 below.
+	last, first := histogramBucket(100e9), histogramBucket(1000)
 	w.LatencyCounts[last] += 1000
-	w.Completed += 1000
+	w.LatencyCounts[first] += 10000
+	w.Completed += 11000
 	if p99 := w.QuantileMs(0.99); p99 != histogramMidpointNs(last)/1e6 {
 		t.Fatalf("p99 %v ms after 1000 values added by hand at %v ms", p99, histogramMidpointNs(last)/1e6)
+	}
+	if p25 := w.QuantileMs(0.25); p25 != histogramMidpointNs(first)/1e6 {
+		t.Fatalf("p25 %v ms after 10000 values added by hand at %v ms", p25, histogramMidpointNs(first)/1e6)
 	}
 }

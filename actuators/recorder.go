@@ -256,7 +256,7 @@ func (r *Recorder) snapshot(w *Window, nowNs int64) {
 
 // take returns a retired buffer's counter and resets it, swapping only
 // one that a plain load finds non-zero: most of a tick's counters are
-// (no errors, nothing abandoned), and a load costs a fraction of a swap.
+// zero (no errors, nothing abandoned), and a load costs a fraction of a swap.
 // A writer that still adds to the retired buffer after the load is left
 // for the snapshot after next, as after a swap.
 func take(c *atomic.Uint64) uint64 {
@@ -278,10 +278,16 @@ func (r *Recorder) Peek(nowNs int64) Window {
 // inFlight returns the number of requests in flight and the age at nowNs
 // of the oldest, rounded up to the start of its slot (at most 134 ms over),
 // or 0 when none is in flight. A read racing Arrive and Done may miss the
-// requests that start or finish meanwhile, as with any unsynchronised read.
+// requests that start or finish meanwhile, as with any unsynchronised read;
+// a request whose Arrive comes more than scanMargin slots after its start
+// is missed until its slot comes round again, 34 s later.
 func (r *Recorder) inFlight(nowNs int64) (inFlight, oldestNs int64) {
 	current := ageSlot(nowNs)
-	from := min(max(r.scanFrom.Load(), current-ageSlots+1, 0), current)
+	from := r.scanFrom.Load()
+	if from > current {
+		from = 0 // the clock went back: the slots in use are unknown
+	}
+	from = max(from, current-ageSlots+1, 0)
 	oldest := current + 1 // the first slot with requests in flight
 	for slot := from; slot <= current; slot++ {
 		n := r.inFlightAt(slot % ageSlots)
@@ -292,9 +298,10 @@ func (r *Recorder) inFlight(nowNs int64) (inFlight, oldestNs int64) {
 	}
 	// The slots before the oldest with requests in flight stay empty: a
 	// request counts in the slot of its start, read just before. The
-	// margin is for a request whose count comes late after its start
-	// (its goroutine preempted in between): up to scanMargin slots late,
-	// it is still found.
+	// margin is for a request whose count comes late after its start: up
+	// to scanMargin slots late, it is still found. Admission can wait
+	// between the two for a fleet's exact limits in Redis (a second per
+	// limiter at most, two limiters) or a preempted goroutine.
 	r.scanFrom.Store(max(min(oldest, current-scanMargin), from))
 	if inFlight <= 0 {
 		return 0, 0
@@ -305,9 +312,10 @@ func (r *Recorder) inFlight(nowNs int64) (inFlight, oldestNs int64) {
 	return inFlight, max(nowNs-oldest<<ageSlotShift, 0)
 }
 
-// scanMargin is how many slots (134 ms each) before the current one a
-// read of the count in flight always adds up.
-const scanMargin = 8
+// scanMargin is how many slots (134 ms each, 4.3 s in all) before the
+// current one a read of the count in flight always adds up: four cache
+// lines a shard, where all 256 slots took 32.
+const scanMargin = 32
 
 // inFlightAt adds up a start-time slot's count over the shards.
 func (r *Recorder) inFlightAt(slot int64) (n int64) {

@@ -13,7 +13,8 @@ type PolicyCaps struct {
 	// HistoryBytes bounds the signal history of all policies together (8
 	// bytes per signal per tick kept, the most a value takes): where the
 	// whole HistoryWindow would take more, every policy keeps the same
-	// shorter span, and the load warns. Default 32 MiB.
+	// part of its own (the latest ticks, at least one), and the load
+	// warns. Default 32 MiB.
 	HistoryBytes int64
 	// MinEvaluationInterval is the shortest evaluation_interval. Default
 	// 10 ms, the tick loop's resolution.

@@ -168,12 +168,13 @@ func historyBytes(c *Circuit, ticks int) int64 {
 	return int64(ticks) * int64(len(c.names)+1) * 8
 }
 
-// historyShare is the part of HistoryWindow that every policy of set
-// keeps so that their history fits Caps.HistoryBytes together: 1 when the
-// whole window fits. Each policy then keeps the same span of time, the
-// latest, whatever its interval. The history feeds the live page; the
-// protection does not depend on it, so a set too large for the window
-// keeps a shorter one rather than being refused.
+// historyShare is the part of what it would keep (HistoryWindow, at most
+// MaxHistoryTicks ticks) that every policy of set keeps so that their
+// history fits Caps.HistoryBytes together: 1 when it all fits. Each
+// policy keeps the latest ticks, at least one, so a set of more policies
+// than the budget holds rows takes a row each. The history feeds the live
+// page; the protection does not depend on it, so a set too large for the
+// window keeps a shorter one rather than being refused.
 func historyShare(set []*Running) float64 {
 	var total int64
 	for _, r := range set {
@@ -187,8 +188,8 @@ func historyShare(set []*Running) float64 {
 
 // checkHistoryBudget warns when the policies' signal history would take
 // more than Caps.HistoryBytes over the whole HistoryWindow: each keeps
-// the same shorter span instead (historyShare). The warning names the
-// policy that takes the most.
+// the same part of it instead (historyShare). The warning names the
+// policy that takes the most, and how much of the window it keeps.
 func checkHistoryBudget(set []*Running) Diagnostics {
 	share := historyShare(set)
 	if share >= 1 {
@@ -206,8 +207,8 @@ func checkHistoryBudget(set []*Running) Diagnostics {
 	}
 	kept := time.Duration(sharedTicks(biggest.Spec.EvaluationInterval, share)) * biggest.Spec.EvaluationInterval
 	return Diagnostics{{Pos: biggest.Spec.Pos, Warning: true, Message: fmt.Sprintf(
-		"the policies' signal history over %s would take %s, over the budget of %s (engine.Caps.HistoryBytes): each policy keeps the last %s of it instead; policy %q takes the most (%d signals, a tick every %s); raise the budget, or use a longer evaluation_interval or fewer signals",
-		HistoryWindow, sizeString(total), sizeString(Caps.withDefaults().HistoryBytes), kept.Round(time.Second), biggest.Spec.Name, len(biggest.names), biggest.Spec.EvaluationInterval)}}
+		"the policies' signal history over %s would take %s, over the budget of %s (engine.Caps.HistoryBytes): each policy keeps the same part of it instead; policy %q, which takes the most (%d signals, a tick every %s), keeps the last %s; raise the budget, or use a longer evaluation_interval or fewer signals",
+		HistoryWindow, sizeString(total), sizeString(Caps.withDefaults().HistoryBytes), biggest.Spec.Name, len(biggest.names), biggest.Spec.EvaluationInterval, kept.Round(time.Second))}}
 }
 
 // sizeString is bytes in MiB, or in KiB under one MiB.

@@ -207,7 +207,7 @@ func TestHistoryAcrossChunksAndTheWindowEdge(t *testing.T) {
 
 // A policy set whose signal history over the whole window would pass
 // engine.Caps.HistoryBytes loads, with a warning, and every policy keeps
-// the same shorter span within the budget. A running policy whose share a
+// the same part of its window within the budget. A running policy whose share a
 // reload shrinks keeps its newest ticks.
 func TestHistoryOverItsBudgetKeepsAShorterWindow(t *testing.T) {
 	saved := engine.Caps
@@ -238,7 +238,7 @@ func TestHistoryOverItsBudgetKeepsAShorterWindow(t *testing.T) {
 		}
 		circuits = append(circuits, c)
 	}
-	if w := engine.CheckSet(circuits); len(w.Errors()) != 0 || len(w.Warnings()) != 1 || !strings.Contains(w.Error(), "keeps the last 7m48s") {
+	if w := engine.CheckSet(circuits); len(w.Errors()) != 0 || len(w.Warnings()) != 1 || !strings.Contains(w.Error(), "keeps the last 7m48s;") {
 		t.Fatalf("check of two policies over the budget: %v, want one warning that each keeps 7m48s", w)
 	}
 	if err := eng.Apply(two); err != nil {
