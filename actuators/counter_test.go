@@ -146,7 +146,7 @@ func TestRecorderInFlightFindsALateArrivalAndSurvivesAClockGoingBack(t *testing.
 	r = NewRecorder(time.Second)
 	r.Arrive(10*slotNs, true)
 	r.Peek(400 * slotNs) // 52 s on: slot 10 aliases slot 266
-	r.Peek(20 * slotNs) // back
+	r.Peek(20 * slotNs)  // back
 	if w := r.Peek(30 * slotNs); w.InFlight != 1 || w.OldestInFlightNs != 20*slotNs {
 		t.Fatalf("after the clock went back: %d in flight, oldest %d ns; want 1 and %d", w.InFlight, w.OldestInFlightNs, 20*slotNs)
 	}
