@@ -22,8 +22,11 @@ import (
 // boutique priority-mix. On a quiet machine, 20 s of warm-up and 60 s of
 // the scenario, eighteen live runs kept 0.850–0.96 against 0.913 virtual,
 // and one 0.711: the agent on the wall clock sometimes cuts an API to its
-// floor and spends the minute climbing back. So the median of three live
-// runs is compared, which such a run alone does not move.
+// floor and spends the minute climbing back. So the median of live runs
+// is compared, which such a run alone does not move. Virtual rose to 0.952
+// on 2026-12-03 and live did not follow: four runs on a quiet machine kept
+// 0.830–0.888, six beside other work 0.655–0.919, and the median of three
+// missed twice that day. The median is of five runs, within the same 0.1.
 func TestTopFullLiveLandsWithinATenthOfVirtual(t *testing.T) {
 	run := func(virtual bool) float64 {
 		t.Helper()
@@ -55,10 +58,10 @@ func TestTopFullLiveLandsWithinATenthOfVirtual(t *testing.T) {
 		return reports[0].Ratio
 	}
 	virtual := run(true)
-	lives := []float64{run(false), run(false), run(false)}
+	lives := []float64{run(false), run(false), run(false), run(false), run(false)}
 	live := slices.Clone(lives)
 	slices.Sort(live)
-	median := live[1]
+	median := live[len(live)/2]
 	t.Logf("boutique priority-mix under topfull-guard, goodput ÷ proportional: live %.3f (median of %.3f), virtual %.3f", median, lives, virtual)
 	if d := math.Abs(median - virtual); !(d <= 0.1) || median == 0 {
 		t.Errorf("live median %.3f (of %.3f), virtual %.3f: %.3f apart, want within 0.1", median, lives, virtual, d)
