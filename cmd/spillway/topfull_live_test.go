@@ -25,8 +25,9 @@ import (
 // floor and spends the minute climbing back. So the median of live runs
 // is compared, which such a run alone does not move. Virtual rose to 0.952
 // on 2026-12-03 and live did not follow: four runs on a quiet machine kept
-// 0.830–0.888, six beside other work 0.655–0.919, and the median of three
-// missed twice that day. The median is of five runs, within the same 0.1.
+// 0.830–0.888 (one of them of the code before that day's changes), six
+// beside other work 0.655–0.919, and the median of three missed twice
+// that day. The median is of five runs, within the same 0.1.
 func TestTopFullLiveLandsWithinATenthOfVirtual(t *testing.T) {
 	run := func(virtual bool) float64 {
 		t.Helper()
