@@ -149,6 +149,14 @@ type SLOConcurrencyController struct {
 	probeN, probeRTT, probeTicks   float64
 	probeBinding, probed, probeOff bool
 	probedAny                      bool
+	// A run's evidence for a relearn before the limit has halved
+	// (relearnEarly): completions and ticks of its windows at the limits
+	// it began with (the reference throughput), and the ticks, tick-
+	// weighted rtt sum, lowest rtt and completions of its windows since
+	// the limit fell under earlyFraction of where it began.
+	refN, refTicks                 float64
+	earlyTicks, earlySum, earlyMin float64
+	earlyN                         float64
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -250,10 +258,14 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 // began, and that is still slow after another relearn_after, relearns
 // once with that later window as its reference (second), and only when no
 // relearned baseline is on lease; the limit then stays where it is.
-func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
+func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
 	if !c.streak {
 		c.streak, c.streakLimit, c.streakRTT, c.lowRTT, c.second = true, c.limit, rtt, Invalid, false
 		c.streakTicks, c.streakSum, c.streakMin, c.quartered = 0, 0, Invalid, false
+		c.refN, c.refTicks, c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, 0, 0, Invalid, 0
+	}
+	if c.relearnEarly(rtt, ticks, n) {
+		return true
 	}
 	if c.limit > c.streakLimit/2 {
 		// The reference is the worst rtt at the limits the run began
@@ -301,6 +313,75 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks float64) bool {
 		c.second = true
 		return false
 	}
+	return c.takeBaseline()
+}
+
+// earlyFraction is the share of the limit a run began with under which
+// relearnEarly weighs its evidence: where a queue's rtt falls with the
+// limit at a constant throughput (Little's law), a limit cut to f of it
+// takes an rtt of r × baseline to f·r × baseline, an excess under 0.6 of
+// the one before for f < 0.6 + 0.4/r; 0.5 + 0.4/r keeps a margin, at
+// most 0.75 and never under the halving.
+func (c *SLOConcurrencyController) earlyFraction() float64 {
+	if !IsValid(c.baseline) || !(c.streakRTT > c.baseline) {
+		return 0.5
+	}
+	return math.Min(0.75, 0.5+0.4*c.baseline/c.streakRTT)
+}
+
+// relearnEarly is relearn before the limit has halved. Where the rtt's
+// excess over the baseline is under the baseline, each cut is small, and
+// the √limit a cut adds back holds the limit above half of where the run
+// began: random-3's slow dependency held it at 0.6 to 0.7 of it for 20 s,
+// at 0.6 of its proportional share, and never relearned. Once the limit
+// is under earlyFraction of where the run began, for relearn_after and
+// two rtts, a queue's excess has fallen under 0.6 of the worst before it
+// while its throughput held (the service is as busy as before); a slower
+// dependency's has not, and its throughput fell with the limit (Little's
+// law at a constant rtt). Both together, with no baseline on lease, take
+// the lowest rtt of those windows as the baseline, as relearn does;
+// otherwise that evidence starts over and the halving still decides.
+func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
+	if c.second {
+		return false
+	}
+	if c.limit > c.streakLimit*c.earlyFraction() {
+		c.refN += n
+		c.refTicks += ticks
+		return false
+	}
+	if c.limit <= c.streakLimit/2 {
+		return false
+	}
+	c.earlyTicks += ticks
+	c.earlySum += ticks * rtt
+	c.earlyN += n
+	if !(c.earlyMin <= rtt) {
+		c.earlyMin = rtt
+	}
+	if c.samples < baselineWarmup || c.earlyTicks < c.relearnTicks || c.earlyTicks*c.interval*1000 < 2*rtt || !(c.refTicks > 0) {
+		return false
+	}
+	excess := c.earlySum/c.earlyTicks - c.baseline
+	fell := c.earlyN/c.earlyTicks <= earlyThroughputShare*c.refN/c.refTicks
+	lowest := c.earlyMin
+	c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, Invalid, 0
+	if excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline) || !fell || IsValid(c.settled) {
+		return false
+	}
+	c.streakMin = lowest
+	return c.takeBaseline()
+}
+
+// earlyThroughputShare is the most of the reference throughput a run's
+// windows under earlyFraction may keep for relearnEarly: a queue's keeps
+// about all of it.
+const earlyThroughputShare = 0.85
+
+// takeBaseline ends a run that relearns: the run's lowest rtt (streakMin)
+// becomes the baseline, on a lease (expireLease), and the limit goes back
+// to where the run began.
+func (c *SLOConcurrencyController) takeBaseline() bool {
 	if !IsValid(c.settled) {
 		c.settled, c.relearns = c.baseline, 0
 	}
@@ -475,7 +556,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			}
 		}
 	}
-	windowTicks := c.winTicks
+	windowTicks, windowN := c.winTicks, c.winN
 	// Little's law: what the window's answers account for in flight, its
 	// throughput times their mean rtt, plus two standard errors of it
 	// (Invalid without completed_rps).
@@ -518,7 +599,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// A run of queueing windows begins with one that binds; a small
 	// limit may leave a window with a free slot at every tick, and such a
 	// window, still slow, does not end the run.
-	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks) {
+	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks, windowN) {
 		queueing = binding && rtt > tol*c.baseline
 	}
 	if !slow && (IsValid(rtt) || !(last > 0)) {

@@ -705,3 +705,77 @@ func leaseRig(t *testing.T) (c components.Component, out []float64, tick func(rt
 	}
 	return c, out, tick, queued
 }
+
+// A run whose cuts hold the limit above half of where it began relearns
+// when its rtt does not fall with the limit and its throughput does
+// (Little's law at a constant rtt: a slower dependency), and does not
+// when its rtt falls with the limit and its throughput holds (a queue at
+// a service that lost capacity). The service: 13 workers of 14 ms held at
+// the queue the controller keeps (rtt about 1.8 × baseline), in flight
+// 0.93 of the limit.
+func TestSLOConcurrencyControllerRelearnsASlowerDependencyBeforeTheLimitHalves(t *testing.T) {
+	offered := 12.0 // what the clients keep in flight
+	rig := func() (run func(rttOf func(inFlight float64) (rtt, rps float64), ticks int) (limit, baseline float64)) {
+		c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":13}`, 100*time.Millisecond)
+		out := make([]float64, 3)
+		return func(rttOf func(inFlight float64) (rtt, rps float64), ticks int) (float64, float64) {
+			for range ticks {
+				limit := out[0]
+				if limit == 0 {
+					limit = 13
+				}
+				inFlight := math.Min(0.93*limit, offered)
+				rtt, rps := rttOf(inFlight)
+				c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, rps, components.Invalid}, out)
+			}
+			return out[0], out[2]
+		}
+	}
+	// workers serving 14 ms each, and a dependency that adds extra ms
+	// holding none of them.
+	service := func(workers, extra float64) func(float64) (float64, float64) {
+		return func(inFlight float64) (float64, float64) {
+			capacity := workers / 14 // per ms
+			rtt := math.Max(14+extra, inFlight/capacity)
+			return rtt, inFlight / rtt * 1000
+		}
+	}
+	held := func(run func(func(float64) (float64, float64), int) (float64, float64)) float64 {
+		t.Helper()
+		offered = 12
+		run(service(13, 0), 600)
+		offered = math.Inf(1)
+		limit, baseline := run(service(13, 0), 600)
+		if math.Abs(baseline-14) > 0.5 || limit < 20 || limit > 32 {
+			t.Fatalf("held queue: limit %.1f, baseline %.2f ms; want the limit near 25 and the baseline 14", limit, baseline)
+		}
+		return limit
+	}
+
+	slower := rig()
+	began := held(slower)
+	// Old: the cuts held the limit at 0.6 of where the run began, and 0.58
+	// of the service's throughput, for good.
+	limit, baseline := slower(service(13, 12), 100)
+	if need := 13.0 * 26 / 14; baseline < 20 || 0.93*limit < need {
+		t.Fatalf("10 s into a dependency 12 ms slower: limit %.1f (the run began at %.1f), baseline %.2f ms; want the baseline relearned near 26 and room for the %.1f in flight the service answers at full throughput", limit, began, baseline, need)
+	}
+
+	// The same rtt with the throughput held (Little's law's other
+	// witness disagrees: no cut has starved the service) is left to the
+	// halving.
+	steady := rig()
+	held(steady)
+	full := 13.0 / 14 * 1000
+	if _, baseline := steady(func(inFlight float64) (float64, float64) { return 26, full }, 100); baseline > 15 {
+		t.Fatalf("10 s at a constant rtt and throughput: baseline %.2f ms, want 14 until the limit halves", baseline)
+	}
+
+	lost := rig()
+	held(lost)
+	for s := range 6 {
+		if _, baseline := lost(service(8, 0), 100); baseline > 15 {
+			t.Fatalf("%d s after 5 of 13 workers died: baseline %.2f ms, want 14: the queue of a capacity loss is no baseline", 10*(s+1), baseline)
+		}
+	}
+}
