@@ -72,7 +72,9 @@ func init() {
 // still shows the same rtt after relearn_after more is the service's own
 // latency, not a queue (a slower dependency): its lowest rtt becomes the
 // baseline, on a lease that decays back to the one it replaced (relearn,
-// expireLease).
+// expireLease). So is one whose small cuts hold the limit above half, where
+// the rtt did not fall with the limit and the throughput did
+// (relearnEarly).
 // Once the baseline is past its warm-up, a window also lasts at least one
 // baseline rtt, so that each decision sees the effect of the one before:
 // a service slower than the tick is not cut again for a queue already cut.
@@ -240,7 +242,8 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 }
 
 // relearn counts a queueing window into the current run of them and, once
-// the run has cut the limit to half of what it was when the run began, the
+// the run has cut the limit to half of what it was when the run began
+// (or less far, with the evidence relearnEarly asks for), the
 // longer of relearn_after and two rtts has passed since, and the excess of
 // those last windows' rtt over the baseline is on average still at least
 // 0.6 of the highest excess before the halving (a queue's falls by more
