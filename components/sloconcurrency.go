@@ -72,9 +72,7 @@ func init() {
 // still shows the same rtt after relearn_after more is the service's own
 // latency, not a queue (a slower dependency): its lowest rtt becomes the
 // baseline, on a lease that decays back to the one it replaced (relearn,
-// expireLease). So is one whose small cuts hold the limit above half, where
-// the rtt did not fall with the limit and the throughput did
-// (relearnEarly).
+// expireLease).
 // Once the baseline is past its warm-up, a window also lasts at least one
 // baseline rtt, so that each decision sees the effect of the one before:
 // a service slower than the tick is not cut again for a queue already cut.
@@ -159,6 +157,11 @@ type SLOConcurrencyController struct {
 	refN, refTicks                 float64
 	earlyTicks, earlySum, earlyMin float64
 	earlyN                         float64
+	// After an early relearn (checkEarly): the throughput of the windows
+	// it was taken from, the limit before it, the ticks and completions
+	// since, and whether early relearns are off until the run ends.
+	earlyX, earlyLimit, checkTicks, checkN float64
+	checking, earlyOff                     bool
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -242,8 +245,7 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 }
 
 // relearn counts a queueing window into the current run of them and, once
-// the run has cut the limit to half of what it was when the run began
-// (or less far, with the evidence relearnEarly asks for), the
+// the run has cut the limit to half of what it was when the run began, the
 // longer of relearn_after and two rtts has passed since, and the excess of
 // those last windows' rtt over the baseline is on average still at least
 // 0.6 of the highest excess before the halving (a queue's falls by more
@@ -366,15 +368,51 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 		return false
 	}
 	excess := c.earlySum/c.earlyTicks - c.baseline
-	fell := c.earlyN/c.earlyTicks <= earlyThroughputShare*c.refN/c.refTicks
+	x := c.earlyN / c.earlyTicks
+	fell := x <= earlyThroughputShare*c.refN/c.refTicks
 	lowest := c.earlyMin
 	c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, Invalid, 0
-	if excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline) || !fell || IsValid(c.settled) {
+	if excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline) || !fell || IsValid(c.settled) || c.earlyOff {
 		return false
 	}
 	c.streakMin = lowest
+	c.earlyX, c.earlyLimit, c.checkTicks, c.checkN, c.checking = x, c.limit, 0, 0, true
 	return c.takeBaseline()
 }
+
+// checkEarly tests an early relearn (relearnEarly) on the windows after
+// it, which the limit, back where the run began, opens to more requests:
+// a slower dependency answers them (Little's law at a constant rtt), so
+// the throughput rises; a service that lost capacity queues them, and its
+// throughput stays where it was. Once those windows last relearn_after
+// and two baseline rtts, a throughput under earlyRise of the one before
+// undoes the relearn: the baseline and the limit go back to what they
+// were, and the run relearns only by halving. Reports whether it undid.
+func (c *SLOConcurrencyController) checkEarly(ticks, n float64) bool {
+	if !c.checking {
+		return false
+	}
+	if !IsValid(c.settled) {
+		c.checking = false // the lease ended already
+		return false
+	}
+	c.checkTicks += ticks
+	c.checkN += n
+	if c.checkTicks < c.relearnTicks || c.checkTicks*c.interval*1000 < 2*c.baseline {
+		return false
+	}
+	c.checking = false
+	if c.checkN/c.checkTicks >= earlyRise*c.earlyX {
+		return false
+	}
+	c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
+	c.limit, c.earlyOff = c.earlyLimit, true
+	return true
+}
+
+// earlyRise is how much more throughput than before an early relearn the
+// windows after it must show (checkEarly).
+const earlyRise = 1.1
 
 // earlyThroughputShare is the most of the reference throughput a run's
 // windows under earlyFraction may keep for relearnEarly: a queue's keeps
@@ -596,6 +634,9 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// Queueing counts only while the limit binds: below it, a slow window is
 	// the service's own doing (or noise), and cutting would starve traffic
 	// the limit was never constraining.
+	if c.checkEarly(windowTicks, windowN) && IsValid(inFlight) {
+		base = math.Max(c.minLimit, math.Min(c.limit, inFlight))
+	}
 	tol := c.queueTolerance(base)
 	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > tol*c.baseline
 	queueing := binding && slow
@@ -613,7 +654,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		if c.streak && c.limit <= c.streakLimit/8 && !(c.recoverTo >= c.streakLimit/2) {
 			c.recoverTo = c.streakLimit / 2
 		}
-		c.streak = false
+		c.streak, c.earlyOff = false, false
 	}
 	// Latency over the setpoint is an overload from the first tick. Once
 	// the baseline is learned, only while the rtt shows a queue (half the

@@ -771,6 +771,32 @@ func TestSLOConcurrencyControllerRelearnsASlowerDependencyBeforeTheLimitHalves(t
 		t.Fatalf("10 s at a constant rtt and throughput: baseline %.2f ms, want 14 until the limit halves", baseline)
 	}
 
+	// The limit back where the run began must buy throughput, as it does
+	// from a slower dependency; where the service has no room for it (a
+	// costlier mix: each request holds a worker longer), the relearn is
+	// undone. The service here is full at the throughput it had when the
+	// relearn came.
+	roomless := rig()
+	held(roomless)
+	var at float64 // the throughput when the relearn came, per ms
+	for range 200 {
+		if _, b := roomless(service(13, 12), 1); b > 20 {
+			break
+		}
+		limit, _ := roomless(func(float64) (float64, float64) { return 0, 0 }, 0)
+		at = 0.93 * limit / 26
+	}
+	if _, b := roomless(func(float64) (float64, float64) { return 0, 0 }, 0); b < 20 || at == 0 {
+		t.Fatalf("no early relearn in 20 s of a slower dependency: baseline %.2f ms", b)
+	}
+	limit, baseline = roomless(func(inFlight float64) (float64, float64) {
+		rtt := math.Max(26, inFlight/at)
+		return rtt, inFlight / rtt * 1000
+	}, 60)
+	if baseline > 15 || limit > 20 {
+		t.Fatalf("6 s after an early relearn that bought no throughput: limit %.1f, baseline %.2f ms; want both back (under 20, 14)", limit, baseline)
+	}
+
 	lost := rig()
 	held(lost)
 	for s := range 6 {
