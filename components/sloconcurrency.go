@@ -72,7 +72,9 @@ func init() {
 // still shows the same rtt after relearn_after more is the service's own
 // latency, not a queue (a slower dependency): its lowest rtt becomes the
 // baseline, on a lease that decays back to the one it replaced (relearn,
-// expireLease).
+// expireLease). So is one whose small cuts hold the limit above half, where
+// the rtt did not fall with the limit and the throughput did, unless the
+// limit it then restores buys no throughput (relearnEarly, checkEarly).
 // Once the baseline is past its warm-up, a window also lasts at least one
 // baseline rtt, so that each decision sees the effect of the one before:
 // a service slower than the tick is not cut again for a queue already cut.
@@ -159,9 +161,9 @@ type SLOConcurrencyController struct {
 	earlyN                         float64
 	// After an early relearn (checkEarly): the throughput of the windows
 	// it was taken from, the limit before it, the ticks and completions
-	// since, and whether early relearns are off until the run ends.
+	// since, and whether the check is on.
 	earlyX, earlyLimit, checkTicks, checkN float64
-	checking, earlyOff                     bool
+	checking                               bool
 }
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
@@ -245,7 +247,8 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 }
 
 // relearn counts a queueing window into the current run of them and, once
-// the run has cut the limit to half of what it was when the run began, the
+// the run has cut the limit to half of what it was when the run began
+// (or less far, with the evidence relearnEarly asks for), the
 // longer of relearn_after and two rtts has passed since, and the excess of
 // those last windows' rtt over the baseline is on average still at least
 // 0.6 of the highest excess before the halving (a queue's falls by more
@@ -338,14 +341,17 @@ func (c *SLOConcurrencyController) earlyFraction() float64 {
 // excess over the baseline is under the baseline, each cut is small, and
 // the √limit a cut adds back holds the limit above half of where the run
 // began: random-3's slow dependency held it at 0.6 to 0.7 of it for 20 s,
-// at 0.6 of its proportional share, and never relearned. Once the limit
-// is under earlyFraction of where the run began, for relearn_after and
-// two rtts, a queue's excess has fallen under 0.6 of the worst before it
+// at 0.6 of its proportional share, and never relearned. Once windows with
+// the limit under earlyFraction of where the run began (not necessarily
+// in a row) last relearn_after and two rtts, a queue's excess has fallen
+// under 0.6 of the run's worst (streakRTT, the worst at limits above half)
 // while its throughput held (the service is as busy as before); a slower
 // dependency's has not, and its throughput fell with the limit (Little's
 // law at a constant rtt). Both together, with no baseline on lease, take
 // the lowest rtt of those windows as the baseline, as relearn does;
 // otherwise that evidence starts over and the halving still decides.
+// Without completed_rps there is no throughput to weigh, and only the
+// halving relearns.
 func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 	if c.second {
 		return false
@@ -364,7 +370,7 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 	if !(c.earlyMin <= rtt) {
 		c.earlyMin = rtt
 	}
-	if c.samples < baselineWarmup || c.earlyTicks < c.relearnTicks || c.earlyTicks*c.interval*1000 < 2*rtt || !(c.refTicks > 0) {
+	if c.samples < baselineWarmup || c.earlyTicks < c.relearnTicks || c.earlyTicks*c.interval*1000 < 2*rtt || !(c.refN > 0) || !(c.earlyN > 0) {
 		return false
 	}
 	excess := c.earlySum/c.earlyTicks - c.baseline
@@ -372,7 +378,7 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 	fell := x <= earlyThroughputShare*c.refN/c.refTicks
 	lowest := c.earlyMin
 	c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, Invalid, 0
-	if excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline) || !fell || IsValid(c.settled) || c.earlyOff {
+	if excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline) || !fell || IsValid(c.settled) {
 		return false
 	}
 	c.streakMin = lowest
@@ -383,31 +389,34 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 // checkEarly tests an early relearn (relearnEarly) on the windows after
 // it, which the limit, back where the run began, opens to more requests:
 // a slower dependency answers them (Little's law at a constant rtt), so
-// the throughput rises; a service that lost capacity queues them, and its
-// throughput stays where it was. Once those windows last relearn_after
-// and two baseline rtts, a throughput under earlyRise of the one before
-// undoes the relearn: the baseline and the limit go back to what they
-// were, and the run relearns only by halving. Reports whether it undid.
-func (c *SLOConcurrencyController) checkEarly(ticks, n float64) bool {
+// the throughput rises; a service with no room for them (a costlier mix,
+// each request holding a worker longer) queues them, and its throughput
+// stays where it was. Once those windows last relearn_after and two
+// baseline rtts, a throughput under earlyRise of the one before undoes
+// the relearn: the baseline and the limit go back to what they were, and
+// the run ends; the next one starts from that limit. The requests the
+// restored limit let in finish within about an rtt, while the old limit
+// turns new ones away, as any cut of a queue does.
+func (c *SLOConcurrencyController) checkEarly(ticks, n float64) {
 	if !c.checking {
-		return false
+		return
 	}
 	if !IsValid(c.settled) {
 		c.checking = false // the lease ended already
-		return false
+		return
 	}
 	c.checkTicks += ticks
 	c.checkN += n
 	if c.checkTicks < c.relearnTicks || c.checkTicks*c.interval*1000 < 2*c.baseline {
-		return false
+		return
 	}
 	c.checking = false
 	if c.checkN/c.checkTicks >= earlyRise*c.earlyX {
-		return false
+		return
 	}
 	c.baseline, c.settled, c.relearns = c.settled, Invalid, 0
-	c.limit, c.earlyOff = c.earlyLimit, true
-	return true
+	c.limit = c.earlyLimit
+	c.streak, c.lowRun = false, 0
 }
 
 // earlyRise is how much more throughput than before an early relearn the
@@ -627,6 +636,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	}
 	rtt = windowRTT
 
+	c.checkEarly(windowTicks, windowN)
 	base := c.limit
 	if IsValid(inFlight) {
 		base = math.Max(c.minLimit, math.Min(c.limit, inFlight))
@@ -634,9 +644,6 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// Queueing counts only while the limit binds: below it, a slow window is
 	// the service's own doing (or noise), and cutting would starve traffic
 	// the limit was never constraining.
-	if c.checkEarly(windowTicks, windowN) && IsValid(inFlight) {
-		base = math.Max(c.minLimit, math.Min(c.limit, inFlight))
-	}
 	tol := c.queueTolerance(base)
 	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > tol*c.baseline
 	queueing := binding && slow
@@ -654,7 +661,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		if c.streak && c.limit <= c.streakLimit/8 && !(c.recoverTo >= c.streakLimit/2) {
 			c.recoverTo = c.streakLimit / 2
 		}
-		c.streak, c.earlyOff = false, false
+		c.streak = false
 	}
 	// Latency over the setpoint is an overload from the first tick. Once
 	// the baseline is learned, only while the rtt shows a queue (half the

@@ -796,6 +796,20 @@ func TestSLOConcurrencyControllerRelearnsASlowerDependencyBeforeTheLimitHalves(t
 	if baseline > 15 || limit > 20 {
 		t.Fatalf("6 s after an early relearn that bought no throughput: limit %.1f, baseline %.2f ms; want both back (under 20, 14)", limit, baseline)
 	}
+	// and the same evidence does not relearn early again.
+	if _, baseline = roomless(func(inFlight float64) (float64, float64) {
+		rtt := math.Max(26, inFlight/at)
+		return rtt, inFlight / rtt * 1000
+	}, 300); baseline > 15 {
+		t.Fatalf("30 s after an early relearn was undone: baseline %.2f ms, want 14", baseline)
+	}
+
+	// Without completed_rps there is no throughput to weigh.
+	blind := rig()
+	held(blind)
+	if _, baseline := blind(func(float64) (float64, float64) { return 26, components.Invalid }, 100); baseline > 15 {
+		t.Fatalf("10 s at a constant rtt without completed_rps: baseline %.2f ms, want 14 until the limit halves", baseline)
+	}
 
 	lost := rig()
 	held(lost)
