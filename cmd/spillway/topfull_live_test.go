@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -19,28 +20,28 @@ import (
 // guard and the shipped agent, run live on loopback (the agent on the wall
 // clock, as `spillway_agent run` runs it beside a service) and in virtual
 // time in lock step, lands within 0.1 of goodput ÷ proportional on
-// boutique priority-mix. On a quiet machine, 20 s of warm-up and 60 s of
-// the scenario, eighteen live runs kept 0.850–0.96 against 0.913 virtual,
-// and one 0.711: the agent on the wall clock sometimes cuts an API to its
-// floor and spends the minute climbing back. So the median of live runs
-// is compared, which such a run alone does not move. Virtual rose to 0.952
-// on 2026-12-03 and live did not follow: four runs on a quiet machine kept
-// 0.830–0.888 (one of them of the code before that day's changes), six
-// beside other work 0.655–0.919, and the median of three missed twice
-// that day. The median is of five runs, within the same 0.1.
+// boutique priority-mix. Both sides run the same five seeds and their
+// medians are compared. One seed's virtual figure is one draw: the first
+// post-step cut fixes how much of home, the cheap API of least priority,
+// the guard admits for the rest of the run, so virtual seeds 1–21 kept
+// 0.84–0.97 (median 0.91) and seed 1 alone 0.95, the fourth best. Against
+// seed 1 alone, CI's live median of five, 0.839, missed by 0.113 on
+// 2026-12-03; against the five seeds' virtual median, 0.915, it is 0.076
+// apart. The median of live runs is not moved by one run whose agent
+// cuts an API to its floor (0.71 in one run of twenty on a quiet machine).
 func TestTopFullLiveLandsWithinATenthOfVirtual(t *testing.T) {
-	run := func(virtual bool) float64 {
+	run := func(virtual bool, seed int) float64 {
 		t.Helper()
 		dir := t.TempDir()
 		args := []string{"bench", "--app", "boutique", "--scenario", "priority-mix", "--policies", "topfull-guard",
-			"--warmup", "20s", "--duration", "60s", "--out", dir,
+			"--warmup", "20s", "--duration", "60s", "--out", dir, "--seed", strconv.Itoa(seed),
 			"--agent-dir", "../../rlbridge/agent", "--agent-model", "../../rlbridge/agent/models/topfull.json"}
 		if virtual {
 			args = append(args, "--virtual")
 		}
 		out, err := runCLI(t, args...)
 		if err != nil {
-			t.Fatalf("virtual %v: %v\n%s", virtual, err, out)
+			t.Fatalf("virtual %v seed %d: %v\n%s", virtual, seed, err, out)
 		}
 		raw, err := os.ReadFile(filepath.Join(dir, "boutique-priority-mix.json"))
 		if err != nil {
@@ -48,23 +49,33 @@ func TestTopFullLiveLandsWithinATenthOfVirtual(t *testing.T) {
 		}
 		var reports []struct {
 			Driver string  `json:"driver"`
+			Seed   int     `json:"seed"`
 			Ratio  float64 `json:"goodput_per_proportional"`
 		}
 		if err := json.Unmarshal(raw, &reports); err != nil || len(reports) != 1 {
-			t.Fatalf("virtual %v: %d reports, err %v\n%s", virtual, len(reports), err, raw)
+			t.Fatalf("virtual %v seed %d: %d reports, err %v\n%s", virtual, seed, len(reports), err, raw)
 		}
-		if want := map[bool]string{true: "virtual", false: "live"}[virtual]; reports[0].Driver != want {
-			t.Fatalf("driver %q, want %q", reports[0].Driver, want)
+		if want := map[bool]string{true: "virtual", false: "live"}[virtual]; reports[0].Driver != want || reports[0].Seed != seed {
+			t.Fatalf("driver %q seed %d, want %q seed %d", reports[0].Driver, reports[0].Seed, want, seed)
 		}
 		return reports[0].Ratio
 	}
-	virtual := run(true)
-	lives := []float64{run(false), run(false), run(false), run(false), run(false)}
-	live := slices.Clone(lives)
-	slices.Sort(live)
-	median := live[len(live)/2]
-	t.Logf("boutique priority-mix under topfull-guard, goodput ÷ proportional: live %.3f (median of %.3f), virtual %.3f", median, lives, virtual)
-	if d := math.Abs(median - virtual); !(d <= 0.1) || median == 0 {
-		t.Errorf("live median %.3f (of %.3f), virtual %.3f: %.3f apart, want within 0.1", median, lives, virtual, d)
+	median := func(xs []float64) float64 {
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	seeds := []int{1, 2, 3, 4, 5}
+	var virtuals, lives []float64
+	for _, seed := range seeds {
+		virtuals = append(virtuals, run(true, seed))
+	}
+	for _, seed := range seeds {
+		lives = append(lives, run(false, seed))
+	}
+	v, l := median(virtuals), median(lives)
+	t.Logf("boutique priority-mix under topfull-guard, goodput ÷ proportional, seeds %v: live median %.3f of %.3f, virtual median %.3f of %.3f", seeds, l, lives, v, virtuals)
+	if d := math.Abs(l - v); !(d <= 0.1) || l == 0 || v == 0 {
+		t.Errorf("live median %.3f (of %.3f), virtual median %.3f (of %.3f): %.3f apart, want within 0.1", l, lives, v, virtuals, d)
 	}
 }
