@@ -43,8 +43,9 @@ func init() {
 //     first window with room once the baseline is learned) limit ←
 //     limit × slow_start_factor, once the baseline has its first sample,
 //     taken at the initial limit (where the service is slower than a
-//     tick, once per turnover of the limit's requests instead: probe),
-//     and held while the window's most in
+//     tick, once per turnover of the limit's requests instead, and from
+//     the first window, whose rtt stands in for the baseline until its
+//     first sample: probe), and held while the window's most in
 //     flight is over twice what its answers account for (throughput ×
 //     (rtt + 2 standard errors), Little's law) and its rtt is over the
 //     baseline: the requests the last doubling let in are waiting; after
@@ -53,7 +54,9 @@ func init() {
 //     limit × slow_start_factor while no window queues, up to half of that
 //     start (TCP's slow start to its threshold), so that the limit does
 //     not climb back from the bottom by √limit a window; otherwise limit ←
-//     limit + √limit;
+//     limit + √limit; a tick of at least ten answers whose mean rtt is
+//     over (1+rtt_tolerance)/2 × baseline by two standard errors
+//     (rtt_sem_ms) ends the slow start where it stands;
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
@@ -128,6 +131,7 @@ type SLOConcurrencyController struct {
 	started                     bool
 	// firstWindowSeen is set once a window with an rtt has closed.
 	firstWindowSeen bool
+	firstRTT        float64 // its mean rtt: the probe's reference until the baseline's first sample
 	// A run of queueing windows is on (streak): the limit when it began
 	// and the worst rtt before it halved; the rtt of the first window at
 	// half that limit or less, whether one was at a quarter, and the ticks,
@@ -585,7 +589,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.winInFlight = inFlight
 	}
 	overload := 0.0
-	c.probe(n, rtt, inFlight, binding)
+	c.probe(n, rtt, rttSem, inFlight, binding)
 	if IsValid(completedRps) && c.winTicks < c.maxWindowTicks && (c.winN < c.minSamples || c.withinRoundTrip()) {
 		out[0], out[1], out[2] = c.inForce(), overload, c.baseline
 		return
@@ -752,6 +756,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			// requests finish first and long ones have not yet, so its
 			// rtt reads low. It is not a sample of the baseline.
 			c.firstWindowSeen = true
+			c.firstRTT = rtt
 		case c.samples < baselineWarmup:
 			c.samples++
 			c.learnFirst(rtt, windowSem)
@@ -810,8 +815,32 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 // windows close in a few ticks: the probe leaves them to the windows. A
 // stretch whose rtt rose stops the probe; if the probe had doubled, it
 // also undoes one doubling and ends the slow start.
-func (c *SLOConcurrencyController) probe(n, rtt, inFlight float64, binding bool) {
-	if !c.slowStartOn || c.probeOff || c.samples == 0 {
+func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding bool) {
+	// Before the baseline's first sample, on a service slower than a
+	// tick, the first window's rtt is the reference: it reads low, if
+	// anything (its short requests finish first), which makes the test
+	// stricter. A rise against it only holds the limit; the baseline has
+	// not spoken yet. At the initial limit such a service answers a few
+	// requests a second, and the first sample's window lasts max_window:
+	// many-servers (500 ms) held 3 for 4 s. A faster one's first sample
+	// takes a few ticks, measured at the initial limit.
+	ref, provisional := c.baseline, c.samples == 0
+	if provisional {
+		ref = Invalid
+		if c.firstRTT > c.interval*1000 {
+			ref = c.firstRTT
+		}
+	}
+	if !c.slowStartOn || c.probeOff || !(ref > 0) {
+		c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
+		return
+	}
+	if !provisional && c.probedAny && n >= probeTickAnswers && IsValid(sem) && rtt-2*sem > (1+c.tolerance)/2*c.baseline {
+		// This tick's answers alone show the rise, by two standard
+		// errors: the stretch's mean still holds the answers from before
+		// it, and doubling on it took many-servers from 768 to 1536 with
+		// 512 workers. Slow start ends at the limit it reached.
+		c.slowStartOn, c.probeOff = false, true
 		c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
 		return
 	}
@@ -829,9 +858,12 @@ func (c *SLOConcurrencyController) probe(n, rtt, inFlight float64, binding bool)
 	// half of what is in flight are the quick ones of a mix; the slow
 	// ones the last doubling let in are still running.
 	accounted := c.probeN / (c.probeTicks * c.interval) * mean / 1000
-	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > c.baseline)
+	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > ref)
 	c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
-	if !(mean <= (1+c.tolerance)/2*c.baseline) {
+	if !(mean <= (1+c.tolerance)/2*ref) {
+		if provisional {
+			return
+		}
 		// The rtt rose: the last doubling queued, or the one before it
 		// whose answers only now arrive (a stretch of a few answers can
 		// pass by chance). Undo one and end the slow start, as TCP
@@ -895,6 +927,10 @@ var lowestOf = [baselineWarmup]float64{0, 0.564, 0.846, 1.029, 1.163, 1.267, 1.3
 // holds: up to twice that while a doubling's requests wait for a service
 // slower than the window.
 const aheadOfAnswers = 2
+
+// probeTickAnswers is how many answers a tick needs for its own mean rtt
+// to end slow start (a tenth of an answer's spread, for the √n of them).
+const probeTickAnswers = 10
 
 // lowRunWindows is how many windows in a row must read under half the
 // baseline before it decays.
