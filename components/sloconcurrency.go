@@ -54,8 +54,9 @@ func init() {
 //     limit × slow_start_factor while no window queues, up to half of that
 //     start (TCP's slow start to its threshold), so that the limit does
 //     not climb back from the bottom by √limit a window; otherwise limit ←
-//     limit + √limit; a tick of at least ten answers whose mean rtt is
-//     over (1+rtt_tolerance)/2 × baseline by two standard errors
+//     limit + √limit; in slow start, once the probe has doubled, a tick
+//     of at least ten answers (completed_rps) whose mean rtt is over
+//     (1+rtt_tolerance)/2 × baseline by two of its standard errors
 //     (rtt_sem_ms) ends the slow start where it stands;
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
@@ -64,7 +65,8 @@ func init() {
 // The baseline is the lowest rtt of the 10 windows after the first (the
 // first starts with nothing in flight, so its short requests finish first
 // and it reads low; the next is measured at the initial limit, which keeps
-// the queue short even when the service starts overloaded; with rtt_sem_ms,
+// the queue short even when the service starts overloaded, or else the
+// first counts too: probe; with rtt_sem_ms,
 // where the windows' means are that noisy, plus 1.54 of their typical standard
 // error: learnFirst), then an exponential average over
 // baseline_window (default 600 s, Gradient2's long window) that skips
@@ -702,7 +704,9 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	case binding && IsValid(latency) && c.slowStartOn && IsValid(rtt) && c.samples == 0:
 		// Hold the initial limit until the baseline has a sample measured
 		// at it: a service overloaded from its first second must not teach
-		// the baseline a queue.
+		// the baseline a queue. (The probe may double a service slower
+		// than a tick before then; the first window, taken at the initial
+		// limit, then bounds the sample: learnFirst.)
 	case binding && IsValid(latency) && c.slowStartOn && inFlight > aheadOfAnswers*accounted && rtt > c.baseline:
 		// Hold: more is in flight than the window's answers account for,
 		// and their rtt has begun to rise. The answers come from requests
@@ -797,7 +801,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 }
 
 // probe doubles the limit during slow start, once the baseline has its
-// first sample, each time the answers of a stretch number at least the
+// first sample (or, where the service is slower than a tick, once the
+// first window has closed: its rtt stands in until then), each time the answers of a stretch number at least the
 // limit (a turnover of every request it admits, about one rtt: TCP's
 // slow start, clocked by acknowledgements) and the stretch lasted two
 // ticks or more, if the limit bound during it, the stretch's mean rtt is
@@ -814,16 +819,22 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 // mean). Services faster than a tick turn over within one, and their
 // windows close in a few ticks: the probe leaves them to the windows. A
 // stretch whose rtt rose stops the probe; if the probe had doubled, it
-// also undoes one doubling and ends the slow start.
+// also undoes one doubling and ends the slow start. So does, without the
+// undo, one tick whose own answers show the rise (probeTickAnswers).
 func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding bool) {
 	// Before the baseline's first sample, on a service slower than a
 	// tick, the first window's rtt is the reference: it reads low, if
 	// anything (its short requests finish first), which makes the test
-	// stricter. A rise against it only holds the limit; the baseline has
-	// not spoken yet. At the initial limit such a service answers a few
-	// requests a second, and the first sample's window lasts max_window:
-	// many-servers (500 ms) held 3 for 4 s. A faster one's first sample
-	// takes a few ticks, measured at the initial limit.
+	// stricter. A rise against it only holds the limit, unless it is over
+	// rtt_tolerance × the reference, which no low reading explains: the
+	// doubling queued, and it is undone as against the baseline. At the
+	// initial limit such a service answers a few requests a second, and
+	// the first sample's window lasts max_window: many-servers (500 ms)
+	// held 3 for 4 s. A faster one's first sample takes a few ticks,
+	// measured at the initial limit. Where the probe doubled before it,
+	// the first sample is no higher than the first window's rtt
+	// (learnFirst): on one worker, the initial limit queues already, and
+	// a sample at the doubled limit holds twice that queue.
 	ref, provisional := c.baseline, c.samples == 0
 	if provisional {
 		ref = Invalid
@@ -861,8 +872,8 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > ref)
 	c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
 	if !(mean <= (1+c.tolerance)/2*ref) {
-		if provisional {
-			return
+		if provisional && mean <= c.tolerance*ref {
+			return // the provisional reference may read low
 		}
 		// The rtt rose: the last doubling queued, or the one before it
 		// whose answers only now arrive (a stretch of a few answers can
@@ -903,6 +914,14 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 func (c *SLOConcurrencyController) learnFirst(rtt, sem float64) {
 	if c.samples == 1 {
 		c.warmMin, c.warmSemSq, c.warmSems = rtt, 0, 0
+		if c.probedAny && c.firstRTT > 0 {
+			// The probe doubled on the first window's rtt (probe), so
+			// this sample was not taken at the initial limit: where the
+			// service queues from the first requests (one worker), it
+			// holds the queue of the doubled limit. The first window
+			// was taken there.
+			c.warmMin = math.Min(rtt, c.firstRTT)
+		}
 	}
 	c.warmMin = math.Min(c.warmMin, rtt)
 	if IsValid(sem) {

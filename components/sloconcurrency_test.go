@@ -821,20 +821,19 @@ func TestSLOConcurrencyControllerRelearnsASlowerDependencyBeforeTheLimitHalves(t
 	}
 }
 
-func TestSLOConcurrencyControllerEndsSlowStartWhenATicksAnswersRise(t *testing.T) {
-	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
-	out := make([]float64, 3)
-	// 512 workers hold each request three to seven ticks (500 ms on
-	// average), and more is offered than any limit lets in. A request admitted waits, first in
-	// first out, for a worker: unlike a service whose rtt follows what is
-	// in flight at once, the queue a doubling builds shows a turnover
-	// later, in the answers of the requests it let in.
-	const workers = 512
+// fifoService is a service of workers that hold each request for holds
+// ticks (in turn, the admitted split evenly among them) and take the
+// admitted first in, first out, offered more than any limit lets in. Each
+// call runs one tick: it feeds the controller the tick's answers (mean
+// rtt, standard error, count) and admits up to the limit it returns.
+// Unlike a service whose rtt follows what is in flight at once, the queue
+// a doubling builds shows a turnover later, in the answers of the
+// requests it let in.
+func fifoService(c components.Component, workers int, holds []int) func(out []float64) {
 	type cohort struct{ admitted, started, count, hold int }
 	var waiting, running []cohort
-	inFlight, peak, low := 0, 0.0, math.Inf(1)
-	for tick := 0; tick < 200; tick++ {
-		// Answers of this tick: those that have held their worker long enough.
+	inFlight, tick := 0, 0
+	return func(out []float64) {
 		n, sum, sq := 0, 0.0, 0.0
 		still := running[:0]
 		for _, r := range running {
@@ -870,21 +869,35 @@ func TestSLOConcurrencyControllerEndsSlowStartWhenATicksAnswersRise(t *testing.T
 			sem = math.Sqrt(math.Max(0, sq/float64(n)-rtt*rtt) / float64(n-1))
 		}
 		c.Execute([]float64{rtt, components.Invalid, float64(inFlight), 0, rtt, float64(n) * 10, sem}, out)
-		peak = math.Max(peak, out[0])
-		if peak >= workers {
-			low = math.Min(low, out[0])
-		}
 		if admit := int(out[0]) - inFlight; admit > 0 {
-			for hold := 3; hold <= 7; hold++ {
-				part := admit / 5
-				if hold == 5 {
-					part += admit % 5
+			for i, hold := range holds {
+				part := admit / len(holds)
+				if i == len(holds)/2 {
+					part += admit % len(holds)
 				}
 				if part > 0 {
 					waiting = append(waiting, cohort{tick, 0, part, hold})
 				}
 			}
 			inFlight += admit
+		}
+		tick++
+	}
+}
+
+func TestSLOConcurrencyControllerEndsSlowStartWhenATicksAnswersRise(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// 512 workers hold each request three to seven ticks (500 ms on
+	// average).
+	const workers = 512
+	step := fifoService(c, workers, []int{3, 4, 5, 6, 7})
+	peak, low := 0.0, math.Inf(1)
+	for range 200 {
+		step(out)
+		peak = math.Max(peak, out[0])
+		if peak >= workers {
+			low = math.Min(low, out[0])
 		}
 	}
 	// A doubling from 384 to 768 queues; the stretch that decides the
@@ -898,5 +911,59 @@ func TestSLOConcurrencyControllerEndsSlowStartWhenATicksAnswersRise(t *testing.T
 	}
 	if low < workers/2 {
 		t.Fatalf("limit fell to %.0f after it reached the %d workers, want at least half of them", low, workers)
+	}
+}
+
+func TestSLOConcurrencyControllerLearnsTheBaselineAtTheInitialLimitOnOneWorker(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// One worker holds each request for two ticks: the initial limit of 3
+	// queues from the first request, and the first window's rtt, 400 to
+	// 600 ms, holds that queue. The probe doubles on it before the
+	// baseline's first sample (a rise of a quarter passes against it), and
+	// that sample, taken at the doubled limit, held its queue: 780 ms.
+	step := fifoService(c, 1, []int{2})
+	for range 300 {
+		step(out)
+		if components.IsValid(out[2]) {
+			break
+		}
+	}
+	if !components.IsValid(out[2]) {
+		t.Fatal("no baseline after 30 s")
+	}
+	if out[2] > 700 {
+		t.Fatalf("first baseline %.0f ms, want at most the 600 ms of the queue at the initial limit of 3", out[2])
+	}
+}
+
+func TestSLOConcurrencyControllerUndoesADoublingThatQueuedBeforeTheBaseline(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// Six workers of 500 ms: the first window (2 s at the limit of 3)
+	// reads 500 ms, the doubling to 6 passes, and the one to 12 takes the
+	// rtt to 1 s, twice the first window's, before the baseline's first
+	// sample. A rise that far over rtt_tolerance is the doubling's queue,
+	// not the first window reading low: it is undone at once. Held until
+	// the baseline spoke, 12 stayed for 2 s.
+	at12 := 0
+	for range 100 {
+		inFlight := out[0]
+		if inFlight == 0 {
+			inFlight = 3
+		}
+		rtt := 500 * math.Max(1, inFlight/6)
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid}, out)
+		if out[0] >= 12 {
+			at12++
+		} else if at12 > 0 {
+			break
+		}
+	}
+	if at12 == 0 {
+		t.Fatal("the limit never reached 12: the test needs the doubling that queues")
+	}
+	if at12 > 12 {
+		t.Fatalf("limit at 12 for %d ticks with twice the first window's rtt, want at most 12 (one turnover and a tick)", at12)
 	}
 }
