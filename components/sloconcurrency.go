@@ -802,7 +802,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 
 // probe doubles the limit during slow start, once the baseline has its
 // first sample (or, where the service is slower than a tick, once the
-// first window has closed: its rtt stands in until then), each time the answers of a stretch number at least the
+// first window has closed: its rtt stands in until then), each time the
+// answers of a stretch number at least the
 // limit (a turnover of every request it admits, about one rtt: TCP's
 // slow start, clocked by acknowledgements) and the stretch lasted two
 // ticks or more, if the limit bound during it, the stretch's mean rtt is
@@ -948,7 +949,8 @@ var lowestOf = [baselineWarmup]float64{0, 0.564, 0.846, 1.029, 1.163, 1.267, 1.3
 const aheadOfAnswers = 2
 
 // probeTickAnswers is how many answers a tick needs for its own mean rtt
-// to end slow start (a tenth of an answer's spread, for the √n of them).
+// to end slow start: the mean's standard error is then under a third of
+// one answer's spread (1/√10), and one slow answer cannot decide.
 const probeTickAnswers = 10
 
 // lowRunWindows is how many windows in a row must read under half the
