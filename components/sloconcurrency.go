@@ -73,7 +73,13 @@ func init() {
 // queueing windows, so a standing queue does not become the new normal, and
 // decays by 5 % a window while it is more than twice the rtt (from the
 // third such window in a row: lowRunWindows), as Gradient2's
-// does after a long overload. A queueing run that has halved the limit and
+// does after a long overload. Where slow start's doublings bought no
+// throughput over what the initial limit delivers at the baseline, that
+// limit queued already, and so did the baseline's windows: once, in the
+// warm-up, a drain probe holds the limit at what the throughput needs at
+// half the baseline until what is in flight has drained, and an rtt it
+// then measures under 0.8 × the baseline replaces it (startDrain,
+// drain). A queueing run that has halved the limit and
 // still shows the same rtt after relearn_after more is the service's own
 // latency, not a queue (a slower dependency): its lowest rtt becomes the
 // baseline, on a lease that decays back to the one it replaced (relearn,
@@ -170,7 +176,24 @@ type SLOConcurrencyController struct {
 	// since, and whether the check is on.
 	earlyX, earlyLimit, checkTicks, checkN float64
 	checking                               bool
+	// The drain probe (drain): the highest limit of slow start, whether
+	// the probe has run; while it runs, its phase, target, ticks, the most
+	// it may take to drain and the throughput before it, and its
+	// measuring phase's ticks, answers, Σ rtt·answers, Σ in flight and
+	// the answers still to skip.
+	peak                                                float64
+	drained, refill                                     bool
+	drainPhase                                          int
+	drainTarget, drainTicks, drainMax, drainX           float64
+	drainMT, drainN, drainRTT, drainInFlight, drainSkip float64
 }
+
+// The drain probe's phases.
+const (
+	drainOff = iota
+	drainDraining
+	drainMeasuring
+)
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
 // rtt_ms?, completed_rps?, rtt_sem_ms? → limit, is_overload, baseline_ms.
@@ -571,6 +594,13 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if IsValid(completedRps) && c.interval > 0 {
 		n = completedRps * c.interval
 	}
+	if c.slowStartOn {
+		c.peak = math.Max(c.peak, c.limit)
+	}
+	if c.drainPhase != drainOff && c.drain(n, rtt, inFlight) {
+		out[0], out[1], out[2] = math.Min(c.inForce(), c.drainTarget), 0, c.baseline
+		return
+	}
 	c.drainStale(n, rtt)
 	if IsValid(rtt) && rtt > 0 && n > 0 {
 		c.winRTT += rtt * n
@@ -755,6 +785,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	}
 	if IsValid(rtt) && rtt > 0 {
 		switch {
+		case c.refill:
+			// The first window after a drain probe starts with few in
+			// flight, and reads low as the first window does.
+			c.refill = false
 		case !c.firstWindowSeen:
 			// The first window starts with nothing in flight: its short
 			// requests finish first and long ones have not yet, so its
@@ -797,7 +831,127 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.lowRun = 0 // a window with no answer is no window in a row
 	}
 	c.expireLease(windowTicks, rtt, windowSem, last)
+	c.startDrain(windowTicks, windowN, rtt)
 	out[0], out[1], out[2] = c.inForce(), overload, c.baseline
+}
+
+// drainPeak is how many times the initial limit slow start may have
+// reached, at most, for the drain probe to follow it, and drainRise how
+// many times what the initial limit delivers at the baseline the
+// throughput of the window that ends slow start may be (startDrain).
+const (
+	drainPeak = 4
+	drainRise = 1.25
+)
+
+// startDrain starts the drain probe, once, when the window that ends a
+// cold start's slow start shows that its doublings (one or two) bought
+// no throughput: no more than drainRise × what the initial limit
+// delivers at the baseline (Little's law), while the baseline is still
+// in its warm-up. Then the service turned over fewer requests than the
+// initial limit, which queued already, and every window the baseline
+// learned from held that queue. On one worker of 200 ms (tiny-capacity),
+// the limit of 3 reads 600 ms; the cuts settle where the rtt is
+// rtt_tolerance × that, 5 to 9 in flight, 1 to 2 s against the 1 s SLO,
+// for as long as the service runs: 0.3 to 0.5 of proportional. No window
+// shows the latency without a queue unless the limit drops under what
+// the service turns over, so the probe drops it to what the window's
+// throughput needs at half the baseline, for as long as drain takes (BBR's
+// ProbeRTT and Envoy's minRTT recalculation drop it periodically; here
+// once, on that evidence, as it costs half the throughput where there
+// was no queue). A service that slow start took past drainPeak × the
+// initial limit, or whose throughput rose with the doublings, had room
+// at the initial limit, and is not drained.
+func (c *SLOConcurrencyController) startDrain(ticks, n, rtt float64) {
+	if c.slowStartOn {
+		return
+	}
+	if c.drained || c.samples < 1 || c.samples >= baselineWarmup || !IsValid(c.baseline) || !(n > 0) || !IsValid(rtt) {
+		return
+	}
+	c.drained = true
+	x := n / (ticks * c.interval)
+	// What the initial limit delivers at the baseline (Little's law):
+	// slow start's doublings bought no more than that. Not where the
+	// warm-up's windows are as noisy as learnFirst allows for (a mix of
+	// cheap and costly APIs): their baseline is chance's lowest mean, the
+	// rtt's rise over it is the mix, and after a drain the cheap
+	// requests it held back answer first and read lower still
+	// (slo-spread, 2 ms and 500 ms: 0.70 of proportional under
+	// retry-storm fell to 0.27).
+	if c.noisyWarmup() || c.peak < c.slowStart*c.initial || c.peak > drainPeak*c.initial || !(x <= drainRise*c.initial/c.baseline*1000) {
+		return
+	}
+	target := math.Max(c.minLimit, x*c.baseline/2/1000)
+	if target >= c.inForce() {
+		return
+	}
+	c.drainPhase, c.drainTarget, c.drainTicks, c.drainX = drainDraining, target, 0, x
+	c.drainMax = c.maxWindowTicks + math.Ceil(3*rtt/(c.interval*1000))
+	c.drainMT, c.drainN, c.drainRTT, c.drainInFlight = 0, 0, 0, 0
+}
+
+// drain runs a tick of the drain probe (startDrain) and reports whether
+// it goes on; while it does, the limit in force is its target and no
+// window gathers. It waits for the requests in flight to fall to the
+// target (drainMax ticks at most), then measures the rtt there: the
+// higher of the answers' mean and what Little's law makes of the ticks'
+// in flight and throughput (a mix's cheap answers come first, and a
+// short mean reads low). Once it has min_samples answers over two of
+// those rtts, or after twice max_window, a measured rtt of at least ten
+// answers under 0.8 × the baseline becomes the baseline, and the limit
+// falls to what the throughput before the probe needs at the tolerance
+// over it.
+func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
+	c.drainTicks++
+	if c.drainPhase == drainDraining {
+		if IsValid(inFlight) && inFlight <= c.drainTarget {
+			// The requests still in flight were admitted before the
+			// drain and waited in its queue: their answers are skipped.
+			c.drainPhase, c.drainSkip = drainMeasuring, inFlight
+		} else if c.drainTicks >= c.drainMax {
+			c.drainPhase, c.refill = drainOff, true
+		}
+		return c.drainPhase != drainOff
+	}
+	c.drainMT++
+	if skip := math.Min(n, c.drainSkip); skip > 0 {
+		// A tick's answers come oldest first: those of the requests
+		// admitted before the drain leave the count, and the rest
+		// count at the tick's mean rtt, which theirs may raise.
+		c.drainSkip -= skip
+		n -= skip
+	}
+	if IsValid(rtt) && rtt > 0 && n > 0 {
+		c.drainN += n
+		c.drainRTT += n * rtt
+	}
+	if IsValid(inFlight) {
+		c.drainInFlight += inFlight
+	}
+	little := Invalid
+	if c.drainN > 0 {
+		little = c.drainInFlight / c.drainN * c.interval * 1000
+	}
+	measured := math.Max(little, c.drainRTT/c.drainN)
+	// Ten answers no faster than the baseline: the initial limit had no
+	// queue after all (a mix whose baseline chance read low), and the
+	// probe stops costing throughput.
+	done := c.drainN >= probeTickAnswers && measured >= c.baseline
+	if !done && !(c.drainN >= c.minSamples && c.drainMT*c.interval*1000 >= 2*little) && c.drainMT < 2*c.maxWindowTicks {
+		return true
+	}
+	c.drainPhase, c.refill = drainOff, true
+	if !(c.drainN >= probeTickAnswers && measured < 0.8*c.baseline) {
+		return false
+	}
+	c.baseline, c.warmMin, c.lowRun, c.streak = measured, measured, 0, false
+	// What the throughput before the probe needs in flight at the
+	// tolerance over the new baseline (Little's law): the windows after
+	// a drain read the short queue it left and would grow the limit back
+	// past the one that queued.
+	c.limit = math.Max(c.minLimit, math.Min(c.limit, c.drainX*c.tolerance*c.baseline/1000))
+	return false
 }
 
 // probe doubles the limit during slow start, once the baseline has its
@@ -930,11 +1084,20 @@ func (c *SLOConcurrencyController) learnFirst(rtt, sem float64) {
 		c.warmSems++
 	}
 	c.baseline = c.warmMin
-	if c.warmSems > 0 {
-		if typical := math.Sqrt(c.warmSemSq / c.warmSems); typical > c.noiseFloor()*(c.warmMin+lowestOfTen*typical) {
-			c.baseline += math.Max(1, lowestOf[int(min(c.samples, baselineWarmup))-1]) * typical
-		}
+	if c.noisyWarmup() {
+		c.baseline += math.Max(1, lowestOf[int(min(c.samples, baselineWarmup))-1]) * math.Sqrt(c.warmSemSq/c.warmSems)
 	}
+}
+
+// noisyWarmup reports whether the baseline's warm-up windows are noisy
+// enough for learnFirst to raise their lowest mean: their typical
+// standard error is over noiseFloor × the mean the lowest implies.
+func (c *SLOConcurrencyController) noisyWarmup() bool {
+	if !(c.warmSems > 0) {
+		return false
+	}
+	typical := math.Sqrt(c.warmSemSq / c.warmSems)
+	return typical > c.noiseFloor()*(c.warmMin+lowestOfTen*typical)
 }
 
 // lowestOf[n-1] is how far under their mean, in standard deviations,

@@ -967,3 +967,56 @@ func TestSLOConcurrencyControllerUndoesADoublingThatQueuedBeforeTheBaseline(t *t
 		t.Fatalf("limit at 12 for %d ticks with twice the first window's rtt, want at most 12 (one turnover and a tick)", at12)
 	}
 }
+
+func TestSLOConcurrencyControllerDrainsToFindTheLatencyWithoutAQueue(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// One worker that holds each request for two ticks: every window of
+	// the cold start holds a queue, and the baseline learns 567 ms, not
+	// the 300 ms of a request alone. The cuts then settle where the rtt
+	// is rtt_tolerance × that, for as long as the service runs. Slow start
+	// ended within two doublings of the initial limit: the drain probe
+	// drops the limit under what the worker turns over, and what it
+	// measures there, without a queue, becomes the baseline.
+	step := fifoService(c, 1, []int{2})
+	limits := 0.0
+	for i := range 900 {
+		step(out)
+		if i >= 600 {
+			limits += out[0]
+		}
+	}
+	if out[2] > 330 {
+		t.Fatalf("baseline %.0f ms after 90 s, want at most 330 (alone, a request waits a tick to start and holds the worker for two: 300 ms)", out[2])
+	}
+	// The cuts' floor, where a halving and √limit meet, is 4: a queue of
+	// three. On the baseline of the queue, the limit held 6.7 on average.
+	if mean := limits / 300; mean > 4.5 {
+		t.Fatalf("mean limit %.1f over the last 30 s, want at most 4.5 (the cuts' floor of 4, one request served and three waiting)", mean)
+	}
+}
+
+func TestSLOConcurrencyControllerDoesNotDrainWhereSlowStartFoundRoom(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// Four workers that hold each request for two ticks: slow start ends
+	// within two doublings of the initial limit of 3 (12 queues), but the
+	// doublings raised the throughput by a third, so the initial limit had
+	// room and its windows no queue. The drain probe, which costs half the
+	// throughput while it runs, has nothing to find, and does not run.
+	step := fifoService(c, 4, []int{2})
+	peak := 0.0
+	for range 900 {
+		step(out)
+		if peak >= 12 && out[0] < 3 {
+			t.Fatalf("limit %.1f after slow start reached %.0f: a drain where the throughput rose with the limit", out[0], peak)
+		}
+		peak = math.Max(peak, out[0])
+	}
+	if peak < 12 {
+		t.Fatalf("slow start peaked at %.0f: the test needs it at 12, within two doublings", peak)
+	}
+	if out[2] < 270 || out[2] > 330 {
+		t.Fatalf("baseline %.0f ms after 90 s, want 270 to 330 (alone, a request waits a tick to start and holds a worker for two: 300 ms)", out[2])
+	}
+}
