@@ -181,16 +181,18 @@ type SLOConcurrencyController struct {
 	// it may take to drain and the throughput before it, and its
 	// measuring phase's ticks, answers, Σ rtt·answers, Σ in flight and
 	// the answers still to skip.
-	peak                                                float64
-	drained, refill                                     bool
-	drainPhase                                          int
-	drainTarget, drainTicks, drainMax, drainX           float64
-	drainMT, drainN, drainRTT, drainInFlight, drainSkip float64
+	peak                                                                   float64
+	drained, refill                                                        bool
+	drainPhase                                                             drainPhase
+	drainTarget, drainTicks, drainMax, drainThroughput                     float64
+	drainMeasureTicks, drainAnswers, drainRTTSum, drainInFlight, drainSkip float64
 }
 
-// The drain probe's phases.
+// drainPhase is where the drain probe is (drain).
+type drainPhase int
+
 const (
-	drainOff = iota
+	drainOff drainPhase = iota
 	drainDraining
 	drainMeasuring
 )
@@ -844,24 +846,25 @@ const (
 	drainRise = 1.25
 )
 
-// startDrain starts the drain probe, once, when the window that ends a
-// cold start's slow start shows that its doublings (one or two) bought
-// no throughput: no more than drainRise × what the initial limit
-// delivers at the baseline (Little's law), while the baseline is still
-// in its warm-up. Then the service turned over fewer requests than the
-// initial limit, which queued already, and every window the baseline
-// learned from held that queue. On one worker of 200 ms (tiny-capacity),
-// the limit of 3 reads 600 ms; the cuts settle where the rtt is
-// rtt_tolerance × that, 5 to 9 in flight, 1 to 2 s against the 1 s SLO,
-// for as long as the service runs: 0.3 to 0.5 of proportional. No window
-// shows the latency without a queue unless the limit drops under what
-// the service turns over, so the probe drops it to what the window's
+// startDrain starts the drain probe, once, when the first window with
+// answers after a cold start's slow start shows that its doublings (a peak
+// of slow_start_factor to drainPeak × the initial limit) bought no
+// throughput: no more than drainRise × what the initial limit delivers at
+// the baseline (Little's law), while the baseline is still in its warm-up.
+// Then the service turned over fewer requests than the initial limit,
+// which queued already, and every window the baseline learned from held
+// that queue. On one worker of 200 ms (tiny-capacity), the limit of 3
+// reads about 600 ms, and the baseline learns 534; the cuts settle where
+// the rtt is rtt_tolerance × that, 5 to 9 in flight, 1 to 2 s against the
+// 1 s SLO, for as long as the service runs: 0.3 to 0.5 of proportional. No
+// window shows the latency without a queue unless the limit drops under
+// what the service turns over, so the probe drops it to what the window's
 // throughput needs at half the baseline, for as long as drain takes (BBR's
 // ProbeRTT and Envoy's minRTT recalculation drop it periodically; here
-// once, on that evidence, as it costs half the throughput where there
-// was no queue). A service that slow start took past drainPeak × the
-// initial limit, or whose throughput rose with the doublings, had room
-// at the initial limit, and is not drained.
+// once, on that evidence, as it costs half the throughput where there was
+// no queue). A service that slow start took past drainPeak × the initial
+// limit, or whose throughput rose with the doublings, had room at the
+// initial limit, and is not drained.
 func (c *SLOConcurrencyController) startDrain(ticks, n, rtt float64) {
 	if c.slowStartOn {
 		return
@@ -886,9 +889,9 @@ func (c *SLOConcurrencyController) startDrain(ticks, n, rtt float64) {
 	if target >= c.inForce() {
 		return
 	}
-	c.drainPhase, c.drainTarget, c.drainTicks, c.drainX = drainDraining, target, 0, x
+	c.drainPhase, c.drainTarget, c.drainTicks, c.drainThroughput = drainDraining, target, 0, x
 	c.drainMax = c.maxWindowTicks + math.Ceil(3*rtt/(c.interval*1000))
-	c.drainMT, c.drainN, c.drainRTT, c.drainInFlight = 0, 0, 0, 0
+	c.drainMeasureTicks, c.drainAnswers, c.drainRTTSum, c.drainInFlight = 0, 0, 0, 0
 }
 
 // drain runs a tick of the drain probe (startDrain) and reports whether
@@ -897,11 +900,13 @@ func (c *SLOConcurrencyController) startDrain(ticks, n, rtt float64) {
 // target (drainMax ticks at most), then measures the rtt there: the
 // higher of the answers' mean and what Little's law makes of the ticks'
 // in flight and throughput (a mix's cheap answers come first, and a
-// short mean reads low). Once it has min_samples answers over two of
-// those rtts, or after twice max_window, a measured rtt of at least ten
-// answers under 0.8 × the baseline becomes the baseline, and the limit
-// falls to what the throughput before the probe needs at the tolerance
-// over it.
+// short mean reads low). Once it has min_samples answers over two rtts
+// by Little's law, or after twice max_window, a measured rtt of at least
+// ten answers (probeTickAnswers: one slow answer cannot decide) under
+// 0.8 × the baseline becomes the baseline, and the limit falls to what
+// the throughput before the probe needs at the tolerance over it. No
+// lease, stale room or early relearn exists yet to skip while it runs:
+// all need the baseline past its warm-up.
 func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 	c.drainTicks++
 	if c.drainPhase == drainDraining {
@@ -914,7 +919,7 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 		}
 		return c.drainPhase != drainOff
 	}
-	c.drainMT++
+	c.drainMeasureTicks++
 	if skip := math.Min(n, c.drainSkip); skip > 0 {
 		// A tick's answers come oldest first: those of the requests
 		// admitted before the drain leave the count, and the rest
@@ -923,34 +928,39 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 		n -= skip
 	}
 	if IsValid(rtt) && rtt > 0 && n > 0 {
-		c.drainN += n
-		c.drainRTT += n * rtt
+		c.drainAnswers += n
+		c.drainRTTSum += n * rtt
 	}
 	if IsValid(inFlight) {
 		c.drainInFlight += inFlight
 	}
 	little := Invalid
-	if c.drainN > 0 {
-		little = c.drainInFlight / c.drainN * c.interval * 1000
+	if c.drainAnswers > 0 {
+		little = c.drainInFlight / c.drainAnswers * c.interval * 1000
 	}
-	measured := math.Max(little, c.drainRTT/c.drainN)
+	measured := math.Max(little, c.drainRTTSum/c.drainAnswers)
 	// Ten answers no faster than the baseline: the initial limit had no
 	// queue after all (a mix whose baseline chance read low), and the
 	// probe stops costing throughput.
-	done := c.drainN >= probeTickAnswers && measured >= c.baseline
-	if !done && !(c.drainN >= c.minSamples && c.drainMT*c.interval*1000 >= 2*little) && c.drainMT < 2*c.maxWindowTicks {
+	done := c.drainAnswers >= probeTickAnswers && measured >= c.baseline
+	if !done && !(c.drainAnswers >= c.minSamples && c.drainMeasureTicks*c.interval*1000 >= 2*little) && c.drainMeasureTicks < 2*c.maxWindowTicks {
 		return true
 	}
 	c.drainPhase, c.refill = drainOff, true
-	if !(c.drainN >= probeTickAnswers && measured < 0.8*c.baseline) {
+	if !(c.drainAnswers >= probeTickAnswers && measured < 0.8*c.baseline) {
 		return false
 	}
+	// The warm-up's lowest latency_ms and its windows' standard errors
+	// were taken with the queue too: the latency scales with the rtt,
+	// and the errors start over.
+	c.latencyMin *= measured / c.baseline
 	c.baseline, c.warmMin, c.lowRun, c.streak = measured, measured, 0, false
+	c.warmSemSq, c.warmSems = 0, 0
 	// What the throughput before the probe needs in flight at the
 	// tolerance over the new baseline (Little's law): the windows after
 	// a drain read the short queue it left and would grow the limit back
 	// past the one that queued.
-	c.limit = math.Max(c.minLimit, math.Min(c.limit, c.drainX*c.tolerance*c.baseline/1000))
+	c.limit = math.Max(c.minLimit, math.Min(c.limit, c.drainThroughput*c.tolerance*c.baseline/1000))
 	return false
 }
 
