@@ -900,13 +900,28 @@ func (c *SLOConcurrencyController) startDrain(ticks, n, rtt float64) {
 // target (drainMax ticks at most), then measures the rtt there: the
 // higher of the answers' mean and what Little's law makes of the ticks'
 // in flight and throughput (a mix's cheap answers come first, and a
-// short mean reads low). Once it has min_samples answers over two rtts
-// by Little's law, or after twice max_window, a measured rtt of at least
-// ten answers (probeTickAnswers: one slow answer cannot decide) under
-// 0.8 × the baseline becomes the baseline, and the limit falls to what
-// the throughput before the probe needs at the tolerance over it. No
-// lease, stale room or early relearn exists yet to skip while it runs:
-// all need the baseline past its warm-up.
+// short mean reads low). It ends once it has min_samples answers over
+// two rtts by Little's law, or after probeTickAnswers/rtt_tolerance
+// baselines (max_window at least, twice max_window at most). A measured
+// rtt under 0.8 × the baseline over at least ten answers
+// (probeTickAnswers: one slow answer cannot decide), or under the
+// baseline over the tolerance over at least five, becomes the baseline,
+// and the limit falls to what the throughput before the probe needs at
+// the tolerance over it.
+//
+// At one request in flight, ten answers come within that many baselines
+// only where the rtt is under the baseline over the tolerance: where the
+// baseline held more queue than the tolerance lets stand, and the probe
+// is worth the workers it idles. One worker behind the initial limit of
+// 3 reads a baseline of 2 to 2.7 service times; two workers read 1.3,
+// and their second worker idles while the probe runs: a probe of twice
+// max_window cost them a third of the first 10 s of a cold start, for a
+// baseline a quarter lower. Where one worker's answers are slow enough
+// that fewer than ten come within it, five under the baseline over the
+// tolerance still show the queue.
+//
+// No lease, stale room or early relearn exists yet to skip while it
+// runs: all need the baseline past its warm-up.
 func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 	c.drainTicks++
 	if c.drainPhase == drainDraining {
@@ -943,11 +958,13 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 	// queue after all (a mix whose baseline chance read low), and the
 	// probe stops costing throughput.
 	done := c.drainAnswers >= probeTickAnswers && measured >= c.baseline
-	if !done && !(c.drainAnswers >= c.minSamples && c.drainMeasureTicks*c.interval*1000 >= 2*little) && c.drainMeasureTicks < 2*c.maxWindowTicks {
+	measuredMs := c.drainMeasureTicks * c.interval * 1000
+	enough := c.drainAnswers >= c.minSamples && measuredMs >= 2*little
+	if !done && !enough && (measuredMs < probeTickAnswers/c.tolerance*c.baseline || c.drainMeasureTicks < c.maxWindowTicks) && c.drainMeasureTicks < 2*c.maxWindowTicks {
 		return true
 	}
 	c.drainPhase, c.refill = drainOff, true
-	if !(c.drainAnswers >= probeTickAnswers && measured < 0.8*c.baseline) {
+	if !(c.drainAnswers >= probeTickAnswers && measured < 0.8*c.baseline) && !(c.drainAnswers >= probeTickAnswers/2 && measured < c.baseline/c.tolerance) {
 		return false
 	}
 	// The warm-up's lowest latency_ms and its windows' standard errors

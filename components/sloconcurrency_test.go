@@ -1020,3 +1020,33 @@ func TestSLOConcurrencyControllerDoesNotDrainWhereSlowStartFoundRoom(t *testing.
 		t.Fatalf("baseline %.0f ms after 90 s, want 270 to 330 (alone, a request waits a tick to start and holds a worker for two: 300 ms)", out[2])
 	}
 }
+
+func TestSLOConcurrencyControllerDrainProbeCostsAtMostTenAnswersOverTheTolerance(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// Two workers that hold each request for three ticks: slow start's
+	// doubling of the initial limit of 3 buys no throughput, as on one
+	// worker, and the drain probe runs at one request in flight, which
+	// idles the second worker. Its baseline held a third of a request's
+	// wait, not the two of one worker: ten answers at one in flight take
+	// longer than ten baselines over the tolerance, and the probe stops
+	// there rather than after twice max_window.
+	step := fifoService(c, 2, []int{3})
+	probing, base := 0, 0.0
+	for range 300 {
+		step(out)
+		if out[0] < 2 {
+			probing++
+			base = out[2]
+		}
+	}
+	if probing == 0 {
+		t.Fatal("no tick at a limit under 2: the test needs the drain probe to run")
+	}
+	// The drain to one in flight takes a few ticks (under five); then
+	// ten answers over the tolerance (1.5) of baselines. Twice max_window
+	// made 44 ticks in all.
+	if most := 10/1.5*base/100 + 5; float64(probing) > most {
+		t.Fatalf("%d ticks at a limit under 2 on a baseline of %.0f ms, want at most %.0f", probing, base, most)
+	}
+}

@@ -619,3 +619,36 @@ func TestDefaultPolicyServesAtOnceAfterAHang(t *testing.T) {
 		}
 	}
 }
+
+// tiny-capacity (one worker of 200 ms) starts with its initial limit
+// queued: the baseline learns 2 to 2.7 service times, and the drain probe
+// measures at one request in flight. It measures ten baselines over the
+// tolerance at most, so that two workers, whose second idles while it
+// runs, pay no more than that. At seeds 7 and 15 the answers were slow
+// enough that fewer than ten came within it, at 0.58 and 0.60 of the
+// baseline: a probe that needed ten kept the queued baseline, and the
+// cold start 0.55 and 0.34 of proportional. Five answers under the
+// baseline over the tolerance are taken.
+func TestDefaultPolicyDrainProbeTakesAFewAnswersFarUnderTheBaseline(t *testing.T) {
+	app, err := LoadAppFile("apps/adversarial/tiny-capacity.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := defaultPolicy(t)
+	for _, seed := range []uint64{7, 15} {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			t.Parallel()
+			sc, err := NewScenario("cold-start", app, ScenarioOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: seed, Policy: pol})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.GoodputRatio; got < 0.7 {
+				t.Errorf("cold start: %.2f of proportional, want ≥ 0.7", got)
+			}
+		})
+	}
+}
