@@ -159,8 +159,12 @@ type SLOConcurrencyController struct {
 	// The slow-start probe (probe): the current stretch's answers, their
 	// rtt sum, its ticks and whether the limit bound in it; whether the
 	// probe doubled in the current window, and whether it has stopped for
-	// this slow start.
+	// this slow start. probeSkip is how many answers are still to come
+	// from the requests in flight when it last doubled, and probeNewN and
+	// probeNewRTT count the stretch's answers after those.
 	probeN, probeRTT, probeTicks   float64
+	probeSkip, probeNewN           float64
+	probeNewRTT                    float64
 	probeBinding, probed, probeOff bool
 	probedAny                      bool
 	// A run's evidence for a relearn before the limit has halved
@@ -1000,8 +1004,10 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 // differ a hundredfold, a handful of cheap ones read far under its
 // mean). Services faster than a tick turn over within one, and their
 // windows close in a few ticks: the probe leaves them to the windows. A
-// stretch whose rtt rose stops the probe; if the probe had doubled, it
-// also undoes one doubling and ends the slow start. So does, without the
+// stretch whose rtt rose (over the answers after those of the requests in
+// flight at the last doubling) stops the probe; if the probe had doubled, it
+// also undoes one doubling, unless the rise is of those answers and
+// within the tolerance, and ends the slow start. So does, without the
 // undo, one tick whose own answers show the rise (probeTickAnswers).
 func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding bool) {
 	// Before the baseline's first sample, on a service slower than a
@@ -1025,7 +1031,8 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 		}
 	}
 	if !c.slowStartOn || c.probeOff || !(ref > 0) {
-		c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
+		c.resetStretch()
+		c.probeSkip = 0
 		return
 	}
 	if !provisional && c.probedAny && n >= probeTickAnswers && IsValid(sem) && rtt-2*sem > (1+c.tolerance)/2*c.baseline {
@@ -1034,12 +1041,18 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 		// it, and doubling on it took many-servers from 768 to 1536 with
 		// 512 workers. Slow start ends at the limit it reached.
 		c.slowStartOn, c.probeOff = false, true
-		c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
+		c.resetStretch()
 		return
 	}
 	if IsValid(rtt) && rtt > 0 && n > 0 {
 		c.probeN += n
 		c.probeRTT += rtt * n
+		skip := math.Min(n, c.probeSkip)
+		c.probeSkip -= skip
+		if fresh := n - skip; fresh > 0 {
+			c.probeNewN += fresh
+			c.probeNewRTT += fresh * rtt
+		}
 	}
 	c.probeTicks++
 	c.probeBinding = c.probeBinding || binding
@@ -1052,17 +1065,32 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 	// ones the last doubling let in are still running.
 	accounted := c.probeN / (c.probeTicks * c.interval) * mean / 1000
 	bound := c.probeBinding && c.probeTicks >= 2 && !(inFlight > aheadOfAnswers*accounted && mean > ref)
-	c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
-	if !(mean <= (1+c.tolerance)/2*ref) {
+	// Answers come oldest first: a stretch after a doubling begins with
+	// those of the requests in flight before it, which queued no more
+	// than they did at the old limit. What the doubling let in is judged
+	// on the answers after them. Two workers of 600 ms doubled from 6 to
+	// 12 on a stretch whose answers rose from 737 to 1,290 ms, but whose
+	// mean (994) held the first two, admitted before the doubling.
+	rise, fresh := mean, c.probeNewN > 0
+	if fresh {
+		rise = c.probeNewRTT / c.probeNewN
+	}
+	c.resetStretch()
+	if !(rise <= (1+c.tolerance)/2*ref) {
 		if provisional && mean <= c.tolerance*ref {
 			return // the provisional reference may read low
 		}
 		// The rtt rose: the last doubling queued, or the one before it
 		// whose answers only now arrive (a stretch of a few answers can
 		// pass by chance). Undo one and end the slow start, as TCP
-		// does when a delay rise shows it overshot.
+		// does when a delay rise shows it overshot. Where the rise is of
+		// the answers the last doubling let in, it is the rtt at the
+		// limit in force: within the tolerance, a queue the windows
+		// keep, and slow start ends there (as HyStart leaves TCP's).
 		if c.probedAny {
-			c.limit = math.Max(c.minLimit, c.limit/c.slowStart)
+			if !(fresh && rise <= c.tolerance*ref) {
+				c.limit = math.Max(c.minLimit, c.limit/c.slowStart)
+			}
 			c.slowStartOn = false
 		}
 		c.probeOff = true
@@ -1071,7 +1099,17 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 	if bound {
 		c.limit = math.Min(c.maxLimit, c.limit*c.slowStart)
 		c.probed, c.probedAny = true, true
+		c.probeSkip = 0
+		if IsValid(inFlight) {
+			c.probeSkip = inFlight
+		}
 	}
+}
+
+// resetStretch starts the slow-start probe's stretch over.
+func (c *SLOConcurrencyController) resetStretch() {
+	c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
+	c.probeNewN, c.probeNewRTT = 0, 0
 }
 
 // learnFirst takes one of the baseline's warm-up windows (mean rtt and
