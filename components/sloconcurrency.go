@@ -301,8 +301,14 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 // began, and that is still slow after another relearn_after, relearns
 // once with that later window as its reference (second), and only when no
 // relearned baseline is on lease; the limit then stays where it is.
+// A run whose limit is back where it began starts over from the limit in
+// force: where a standing queue reads as queueing at every window and
+// each cut's √limit gives back what it took, the run never ends, and it
+// kept the limit of whatever dip it began in as its reference, so that a
+// dependency that slowed later was cut from above it and never reached
+// half of it (random-1028: 20 s at 0.6 of proportional).
 func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
-	if !c.streak {
+	if !c.streak || c.limit >= c.streakLimit {
 		c.streak, c.streakLimit, c.streakRTT, c.lowRTT, c.second = true, c.limit, rtt, Invalid, false
 		c.streakTicks, c.streakSum, c.streakMin, c.quartered = 0, 0, Invalid, false
 		c.refN, c.refTicks, c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, 0, 0, Invalid, 0

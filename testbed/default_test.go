@@ -695,3 +695,21 @@ func TestDefaultPolicySlowStartEndsWhereAFreshRiseIsWithinTheTolerance(t *testin
 		t.Errorf("first 10 s: %.2f of proportional, want ≥ 0.7", got)
 	}
 }
+
+// random-1028 held a standing queue before its dependency slowed: every
+// window read as queueing, and the √limit of each cut gave the limit back,
+// so the run of queueing windows never ended. It had begun where a noisy
+// window dipped the limit to 8.9; when the dependency slowed, the cuts
+// took the limit from 10.5 to 6.8, never under earlyFraction (5.7) of
+// 8.9 nor half of it, and nothing relearned: 20 s at 0.6 of
+// proportional, 0.86 over the steady half. A run whose limit is back
+// where it began now starts over from the limit in force.
+func TestDefaultPolicyRelearnsASlowerDependencyAfterAHeldQueue(t *testing.T) {
+	app, err := BuiltinApp("random:1028")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := simulateVirtual(t, app, "slow-dependency", defaultPolicy(t)).Steady.GoodputRatio; got < 0.93 {
+		t.Errorf("steady half: %.2f of proportional, want ≥ 0.93", got)
+	}
+}
