@@ -40,6 +40,12 @@ type Recorder struct {
 	// latency holds each buffer's histogram, split into fewer shards than
 	// the counters (at most maxHistogramShards): they take 7 KiB each.
 	latency [][2]Histogram // read-only after NewRecorder
+	// apiSLOs, where NewRecorderWithAPISLOs gave per-API SLOs, holds each
+	// API's SLO in ns by its index at the control point (0: the
+	// recorder's slo), and scaled the histograms of the latencies scaled
+	// to the recorder's slo (Window.ScaledCounts); both nil otherwise.
+	apiSLOs []int64        // read-only after NewRecorderWithAPISLOs
+	scaled  [][2]Histogram // read-only after NewRecorderWithAPISLOs
 
 	snapshotMu     sync.Mutex
 	snapshotted    bool
@@ -86,6 +92,7 @@ type recorderBuffer struct {
 	abandonedNs  atomic.Uint64
 	ownNs        atomic.Uint64
 	sharedSqUs   atomic.Uint64
+	scaledSumNs  atomic.Uint64
 }
 
 // NewRecorder returns an empty recorder. Goodput counts OK responses whose
@@ -99,8 +106,36 @@ func NewRecorder(slo time.Duration) *Recorder {
 	return r
 }
 
+// NewRecorderWithAPISLOs is NewRecorder for a recorder of several APIs
+// whose SLOs differ: apiSLOs[i] is the SLO of the API with index i at the
+// control point (controlpoint.API.Index), 0 or beyond the slice for slo.
+// Goodput counts each OK response within its own API's SLO, and each
+// answer's latency is also recorded scaled by slo ÷ its API's SLO
+// (Window.ScaledCounts): where a latency reads over a fraction of slo, it
+// is over that fraction of its own API's SLO. slo must be > 0 for the
+// scaling; with slo <= 0 or no per-API SLO it is NewRecorder(slo).
+func NewRecorderWithAPISLOs(slo time.Duration, apiSLOs []time.Duration) *Recorder {
+	r := NewRecorder(slo)
+	if slo <= 0 {
+		return r
+	}
+	table := make([]int64, len(apiSLOs))
+	any := false
+	for i, d := range apiSLOs {
+		if d > 0 {
+			table[i], any = int64(d), true
+		}
+	}
+	if any {
+		r.apiSLOs = table
+		r.scaled = make([][2]Histogram, len(r.latency))
+	}
+	return r
+}
+
 // SetSLO atomically changes the goodput latency bound for requests that
-// finish from now on; slo <= 0 counts every OK response.
+// finish from now on; slo <= 0 counts every OK response. Per-API SLOs
+// (NewRecorderWithAPISLOs) stay as they are, and scale to the new slo.
 func (r *Recorder) SetSLO(slo time.Duration) { r.sloNs.Store(int64(slo)) }
 
 // Arrive records one arrival at nowNs (monotonic nanoseconds) and its
@@ -132,7 +167,7 @@ func (r *Recorder) Done(startNs, latencyNs int64, ok bool) {
 
 // DoneOn is Done for a caller on processor proc, like ArriveOn.
 func (r *Recorder) DoneOn(proc int, startNs, latencyNs int64, ok bool) {
-	r.done(proc, startNs, latencyNs, 0, ok, false)
+	r.done(proc, -1, startNs, latencyNs, 0, ok, false)
 }
 
 // DoneOwnOn is DoneOn for a request ownNs of whose latency was its API's
@@ -140,12 +175,19 @@ func (r *Recorder) DoneOn(proc int, startNs, latencyNs int64, ok bool) {
 // cheaper than the mix): it is left out of the window's shared latency
 // (Window.SharedLatencyAvgMs).
 func (r *Recorder) DoneOwnOn(proc int, startNs, latencyNs, ownNs int64, ok bool) {
-	r.done(proc, startNs, latencyNs, ownNs, ok, false)
+	r.done(proc, -1, startNs, latencyNs, ownNs, ok, false)
 }
 
-// done is DoneOn, DoneOwnOn and AbandonOn: one buffer holds all of a
-// request's counts.
-func (r *Recorder) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned bool) {
+// DoneAPIOn is DoneOwnOn for a request of the API with index api at the
+// control point (controlpoint.API.Index), whose SLO counts where the
+// recorder has per-API SLOs (NewRecorderWithAPISLOs).
+func (r *Recorder) DoneAPIOn(proc, api int, startNs, latencyNs, ownNs int64, ok bool) {
+	r.done(proc, api, startNs, latencyNs, ownNs, ok, false)
+}
+
+// done is DoneOn, DoneOwnOn, DoneAPIOn and AbandonOn: one buffer holds
+// all of a request's counts. api is the request's API index, or -1.
+func (r *Recorder) done(proc, api int, startNs, latencyNs, ownNs int64, ok, abandoned bool) {
 	sh := &r.shards[proc&(len(r.shards)-1)]
 	sh.inFlightByStart[ageSlot(startNs)%ageSlots].Add(-1)
 	latencyNs = max(latencyNs, 0)
@@ -170,7 +212,18 @@ func (r *Recorder) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned
 		us := min(abs((latencyNs-ownNs)/1000), maxSharedUs)
 		b.sharedSqUs.Add(uint64(us * us))
 	}
-	switch slo := r.sloNs.Load(); {
+	slo := r.sloNs.Load()
+	if r.apiSLOs != nil && slo > 0 {
+		scaledNs := latencyNs
+		if api >= 0 && api < len(r.apiSLOs) && r.apiSLOs[api] > 0 && r.apiSLOs[api] != slo {
+			own := r.apiSLOs[api]
+			scaledNs = int64(float64(latencyNs) * float64(slo) / float64(own))
+			slo = own
+		}
+		r.scaled[proc&(len(r.scaled)-1)][active].add(histogramBucket(scaledNs))
+		b.scaledSumNs.Add(uint64(scaledNs))
+	}
+	switch {
 	case !ok:
 		b.errors.Add(1)
 	case slo <= 0 || latencyNs <= slo:
@@ -182,7 +235,13 @@ func (r *Recorder) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned
 // its client gave up before the answer: an error, and abandoned
 // (Window.Abandoned).
 func (r *Recorder) AbandonOn(proc int, startNs, latencyNs int64) {
-	r.done(proc, startNs, latencyNs, 0, false, true)
+	r.done(proc, -1, startNs, latencyNs, 0, false, true)
+}
+
+// AbandonAPIOn is AbandonOn for a request of the API with index api, as
+// DoneAPIOn is DoneOwnOn's.
+func (r *Recorder) AbandonAPIOn(proc, api int, startNs, latencyNs int64) {
+	r.done(proc, api, startNs, latencyNs, 0, false, true)
 }
 
 // InFlight returns the number of admitted requests not yet Done. It adds
@@ -245,9 +304,16 @@ func (r *Recorder) snapshot(w *Window, nowNs int64) {
 		w.AbandonedLatencySumNs += take(&b.abandonedNs)
 		w.OwnLatencySumNs += int64(take(&b.ownNs))
 		w.SharedSqUs += take(&b.sharedSqUs)
+		w.ScaledSumNs += take(&b.scaledSumNs)
 	}
 	for i := range r.latency {
 		w.Completed += r.latency[i][retired].drain(&w.LatencyCounts, &w.marks)
+	}
+	if r.scaled != nil {
+		w.Scaled = true
+		for i := range r.scaled {
+			w.scaledTotal += r.scaled[i][retired].drain(&w.ScaledCounts, &w.scaledMarks)
+		}
 	}
 	w.marked = true
 	w.Incoming = w.Accepted + w.Rejected

@@ -343,3 +343,52 @@ func TestRecorderOldestInFlightAge(t *testing.T) {
 		t.Errorf("after the last Done: oldest %d ns, in flight %d; want 0, 0", w.OldestInFlightNs, w.InFlight)
 	}
 }
+
+// TestRecorderAPISLOs checks a recorder of several APIs with SLOs of their
+// own: goodput counts each answer within its own API's SLO, and the scaled
+// latencies read each one × slo ÷ its API's SLO.
+func TestRecorderAPISLOs(t *testing.T) {
+	ms := int64(time.Millisecond)
+	r := NewRecorderWithAPISLOs(200*time.Millisecond, []time.Duration{0, 0, 40 * time.Millisecond})
+	r.Snapshot(0)
+	for _, a := range []struct {
+		api       int
+		latencyMs int64
+	}{{2, 30}, {1, 100}, {2, 50}, {5, 120}} {
+		r.ArriveOn(0, 0, true)
+		r.DoneAPIOn(0, a.api, 0, a.latencyMs*ms, 0, true)
+	}
+	w := r.Snapshot(1e9)
+	// 30 ms within 40, 100 and 120 within 200 (API 5 is past the table:
+	// slo); 50 ms is over its API's 40.
+	if w.Goodput != 3 {
+		t.Errorf("goodput %d, want 3", w.Goodput)
+	}
+	if !w.Scaled {
+		t.Fatal("a recorder with per-API SLOs gave a window that is not Scaled")
+	}
+	// Scaled: 150, 100, 250, 120 ms.
+	if got := w.ScaledLatencyAvgMs(); math.Abs(got-155) > 1e-6 {
+		t.Errorf("scaled mean %.3f ms, want 155", got)
+	}
+	var p [2]float64
+	w.ScaledQuantilesMs([]float64{0, 1}, p[:])
+	if math.Abs(p[0]-100) > 2 || math.Abs(p[1]-250) > 4 {
+		t.Errorf("scaled min and max %.1f, %.1f ms, want 100 and 250 (within 1.6 %%)", p[0], p[1])
+	}
+	w.QuantilesMs([]float64{0, 1}, p[:])
+	if math.Abs(p[0]-30) > 1 || math.Abs(p[1]-120) > 2 {
+		t.Errorf("plain min and max %.1f, %.1f ms, want 30 and 120", p[0], p[1])
+	}
+
+	// Without per-API SLOs the scaled latencies are the latencies, and the
+	// API's index changes nothing.
+	plain := NewRecorder(200 * time.Millisecond)
+	plain.Snapshot(0)
+	plain.ArriveOn(0, 0, true)
+	plain.DoneAPIOn(0, 2, 0, 50*ms, 0, true)
+	pw := plain.Snapshot(1e9)
+	if pw.Scaled || pw.Goodput != 1 || pw.ScaledLatencyAvgMs() != pw.LatencyAvgMs() {
+		t.Errorf("plain recorder: scaled %v, goodput %d, scaled mean %v, mean %v", pw.Scaled, pw.Goodput, pw.ScaledLatencyAvgMs(), pw.LatencyAvgMs())
+	}
+}

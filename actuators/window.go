@@ -39,6 +39,16 @@ type Window struct {
 	// quantile reads a few buckets rather than hundreds.
 	marks  histogramMarks
 	marked bool
+
+	// Scaled says the recorder had per-API SLOs (NewRecorderWithAPISLOs):
+	// ScaledCounts is then the histogram of the answers' latencies, each
+	// scaled by the recorder's slo ÷ its API's SLO, and ScaledSumNs their
+	// sum. Without, the scaled latencies are the latencies.
+	Scaled       bool
+	ScaledSumNs  uint64
+	ScaledCounts HistogramCounts
+	scaledTotal  uint64
+	scaledMarks  histogramMarks
 }
 
 // latencyMarks returns the window's marks, or nil where it has none.
@@ -108,6 +118,33 @@ func (w *Window) QuantileMs(q float64) float64 {
 	var ns [1]float64
 	w.LatencyCounts.markedQuantilesNs(w.Completed, w.latencyMarks(), []float64{q}, ns[:])
 	return ns[0] / 1e6
+}
+
+// ScaledLatencyAvgMs is LatencyAvgMs of the latencies scaled to the
+// recorder's slo (Scaled), or LatencyAvgMs where the recorder had no
+// per-API SLOs.
+func (w *Window) ScaledLatencyAvgMs() float64 {
+	if !w.Scaled {
+		return w.LatencyAvgMs()
+	}
+	if w.scaledTotal == 0 {
+		return math.NaN()
+	}
+	return float64(w.ScaledSumNs) / float64(w.scaledTotal) / 1e6
+}
+
+// ScaledQuantilesMs is QuantilesMs of the latencies scaled to the
+// recorder's slo (Scaled), or QuantilesMs where the recorder had no
+// per-API SLOs.
+func (w *Window) ScaledQuantilesMs(qs, dst []float64) {
+	if !w.Scaled {
+		w.QuantilesMs(qs, dst)
+		return
+	}
+	w.ScaledCounts.markedQuantilesNs(w.scaledTotal, &w.scaledMarks, qs, dst)
+	for i := range qs {
+		dst[i] /= 1e6
+	}
 }
 
 // Rate returns count per second over the window, or NaN when the window is

@@ -129,6 +129,10 @@ type FluxReading struct {
 	// SharedLatencySemMs is SharedLatencyAvgMs's standard error
 	// (actuators.Window.SharedLatencySemMs).
 	SharedLatencySemMs float64
+	// ScaledLatency* are LatencyAvgMs and its percentiles of each
+	// answer's latency scaled by the flux meter's slo ÷ its API's SLO
+	// (FluxMeter.APISLOs); equal to them without per-API SLOs.
+	ScaledLatencyAvgMs, ScaledLatencyP50Ms, ScaledLatencyP90Ms, ScaledLatencyP95Ms, ScaledLatencyP99Ms float64
 }
 
 // Source is a component fed from outside the circuit (a FluxMeter).

@@ -40,6 +40,8 @@ const (
 	String
 	// StringList is a list of strings ([]string).
 	StringList
+	// DurationMap maps strings to durations (map[string]Duration).
+	DurationMap
 )
 
 // Range is an interval of parameter values, possibly further restricted.

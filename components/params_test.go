@@ -61,6 +61,8 @@ func kindOf(ctx *cue.Context, f cue.Value) (components.Kind, bool) {
 		return components.Bool, true
 	case cue.ListKind:
 		return components.StringList, true
+	case cue.StructKind:
+		return components.DurationMap, true
 	case cue.StringKind:
 		if accepts(ctx, f, "1s") && !accepts(ctx, f, "one") {
 			return components.DurationKind, true
@@ -192,7 +194,7 @@ func TestParamsAgreeWithSchema(t *testing.T) {
 				case has && p.Default != def:
 					t.Errorf("%s.%s: Go default %#v, schema @default %#v", typ, name, p.Default, def)
 				}
-				if kind == components.Bool || kind == components.String || kind == components.StringList {
+				if kind == components.Bool || kind == components.String || kind == components.StringList || kind == components.DurationMap {
 					continue
 				}
 				for _, v := range probes(kind, p.Range, def) {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -435,14 +437,16 @@ func (e *Engine) attach(r *Running, prev *Running, now int64, share float64) {
 		src := n.comp.(components.Source)
 		sel := src.Selector().Normalized()
 		slo := sourceSLO(src)
-		key := sel.String() + "|" + slo.String()
+		apiSLOs := sourceAPISLOs(src)
+		key := sel.String() + "|" + slo.String() + "|" + apiSLOKey(apiSLOs)
 		if t, ok := prev.takeTap(key); ok {
 			r.taps = append(r.taps, tap{key: key, source: src, rec: t.rec, detach: t.detach})
 			continue
 		}
-		rec := actuators.NewRecorder(slo)
+		cp := e.registry.Get(sel.ControlPoint)
+		rec := actuators.NewRecorderWithAPISLOs(slo, apiSLOTable(cp, apiSLOs))
 		rec.Snapshot(now) // the first window starts at attach time
-		api := e.registry.Get(sel.ControlPoint).Declare(sel.API)
+		api := cp.Declare(sel.API)
 		r.taps = append(r.taps, tap{key: key, source: src, rec: rec, detach: api.AttachTap(rec)})
 	}
 	for _, n := range c.sinks {
@@ -582,6 +586,46 @@ func sourceSLO(src components.Source) time.Duration {
 		return s.SLO()
 	}
 	return 0
+}
+
+// sourceAPISLOs is the per-API SLOs of a flux meter, if it declares any.
+func sourceAPISLOs(src components.Source) map[string]time.Duration {
+	if s, ok := src.(interface {
+		APISLOsByLabel() map[string]time.Duration
+	}); ok {
+		return s.APISLOsByLabel()
+	}
+	return nil
+}
+
+// apiSLOKey is per-API SLOs as part of a tap's key: sorted by label.
+func apiSLOKey(slos map[string]time.Duration) string {
+	var b strings.Builder
+	for _, api := range slices.Sorted(maps.Keys(slos)) {
+		fmt.Fprintf(&b, "%q=%v;", api, slos[api])
+	}
+	return b.String()
+}
+
+// apiSLOTable declares at cp each API of slos and returns their SLOs by
+// API index (controlpoint.API.Index), as NewRecorderWithAPISLOs takes
+// them; nil without. A label past the control point's MaxAPIs shares the
+// overflow API's index: the tightest SLO of those wins there.
+func apiSLOTable(cp *controlpoint.ControlPoint, slos map[string]time.Duration) []time.Duration {
+	if len(slos) == 0 {
+		return nil
+	}
+	var table []time.Duration
+	for _, label := range slices.Sorted(maps.Keys(slos)) {
+		i := cp.Declare(label).Index()
+		if i >= len(table) {
+			table = append(table, make([]time.Duration, i+1-len(table))...)
+		}
+		if table[i] == 0 || slos[label] < table[i] {
+			table[i] = slos[label]
+		}
+	}
+	return table
 }
 
 // Policies returns the running policies.
@@ -882,8 +926,13 @@ var readingQuantiles = [4]float64{0.50, 0.90, 0.95, 0.99}
 
 // reading converts a recorder window into a flux-meter reading.
 func reading(w *actuators.Window) components.FluxReading {
-	var p [4]float64
+	var p, sp [4]float64
 	w.QuantilesMs(readingQuantiles[:], p[:])
+	if w.Scaled {
+		w.ScaledQuantilesMs(readingQuantiles[:], sp[:])
+	} else {
+		sp = p
+	}
 	return components.FluxReading{
 		LatencyAvgMs: w.LatencyAvgMs(),
 		LatencyP50Ms: p[0],
@@ -902,6 +951,11 @@ func reading(w *actuators.Window) components.FluxReading {
 		AbandonedRps:         w.Rate(w.Abandoned),
 		SharedLatencyAvgMs:   w.SharedLatencyAvgMs(),
 		SharedLatencySemMs:   w.SharedLatencySemMs(),
+		ScaledLatencyAvgMs:   w.ScaledLatencyAvgMs(),
+		ScaledLatencyP50Ms:   sp[0],
+		ScaledLatencyP90Ms:   sp[1],
+		ScaledLatencyP95Ms:   sp[2],
+		ScaledLatencyP99Ms:   sp[3],
 	}
 }
 

@@ -314,16 +314,18 @@ func WriteSuiteMarkdown(w io.Writer, s SuiteResult, command string) {
 				m.PerProportional, m.PerOptimal, m.SteadyPerProportional, m.SteadyPerOptimal, m.WorstAPISteadyPerProportional, 100*m.SteadyP99WithinSLO, feasible)
 		}
 	}
-	writeGoals(w, s)
+	writeGoals(w, s, "default", "The default policy")
+	writeGoals(w, s, "default-slo", "The default policy with the SLO stated")
 }
 
-// writeGoals writes, for a suite that runs the policy "default", which of
-// its goals (GoalMisses) each cell misses, against the proportional oracle
-// "static" when the suite runs it.
-func writeGoals(w io.Writer, s SuiteResult) {
+// writeGoals writes, for a suite that runs the policy name ("default" or
+// "default-slo"), which of the default's goals (GoalMisses) each cell
+// misses, against the proportional oracle "static" when the suite runs it,
+// under the heading title.
+func writeGoals(w io.Writer, s SuiteResult, name, title string) {
 	def := -1
 	for i, p := range s.Config.Policies {
-		if p.Name == "default" && !p.PerAPI {
+		if p.Name == name && !p.PerAPI {
 			def = i
 		}
 	}
@@ -378,11 +380,11 @@ func writeGoals(w io.Writer, s SuiteResult) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "\n## The default policy against its goals\n\n"+
-		"Per goal, the cells where it applies, where `default` meets it, where only the app misses it "+
+	fmt.Fprintf(w, "\n## %s against its goals\n\n"+
+		"Per goal, the cells where it applies, where `%s` meets it, where only the app misses it "+
 		"(the proportional oracle `static` misses it too at the fair share: the same API's share or steady p99, a cold start's p99, the surge's recovery), "+
 		"and the cells it misses. "+
-		"The total goal is ≥ 0.95 of what the oracle keeps where the oracle itself keeps less than 0.9.\n\n")
+		"The total goal is ≥ 0.95 of what the oracle keeps where the oracle itself keeps less than 0.9.\n\n", title, name)
 	fmt.Fprintln(w, "| goal | cells | met | the app's miss | missed |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, g := range Goals {

@@ -466,9 +466,9 @@ func (t *Ticket) finish(ok, abandoned bool, latencyNs int64) {
 	if len(t.allAtt.taps) != 0 || (t.apiAtt != nil && len(t.apiAtt.taps) != 0) {
 		proc := shard.Index() // maybe not Admit's: the request may have moved
 		if t.apiAtt != nil {
-			t.apiAtt.done(proc, t.startNs, latencyNs, ownNs, ok, abandoned)
+			t.apiAtt.done(proc, t.api.index, t.startNs, latencyNs, ownNs, ok, abandoned)
 		}
-		t.allAtt.done(proc, t.startNs, latencyNs, ownNs+offsetNs, ok, abandoned)
+		t.allAtt.done(proc, t.api.index, t.startNs, latencyNs, ownNs+offsetNs, ok, abandoned)
 	}
 	// One histogram per request: its label's, or the control point's own
 	// when it has none. ControlPoint.Durations adds them up for AllAPIs.
@@ -590,6 +590,10 @@ type attachments struct {
 	limiters []*Limiter
 }
 
+// Index numbers the API at its control point, as a recorder with per-API
+// SLOs looks its SLO up (actuators.NewRecorderWithAPISLOs): AllAPIs is 0.
+func (a *API) Index() int { return a.index }
+
 // Attach adds a flux-meter tap and returns a function that removes it.
 func (a *API) AttachTap(r *actuators.Recorder) (detach func()) {
 	a.update(func(at *attachments) { at.taps = append(at.taps, r) })
@@ -658,12 +662,12 @@ func (at *attachments) arrive(proc int, now int64, admitted bool) {
 	}
 }
 
-func (at *attachments) done(proc int, startNs, latencyNs, ownNs int64, ok, abandoned bool) {
+func (at *attachments) done(proc, api int, startNs, latencyNs, ownNs int64, ok, abandoned bool) {
 	for _, r := range at.taps {
 		if abandoned {
-			r.AbandonOn(proc, startNs, latencyNs)
+			r.AbandonAPIOn(proc, api, startNs, latencyNs)
 		} else {
-			r.DoneOwnOn(proc, startNs, latencyNs, ownNs, ok)
+			r.DoneAPIOn(proc, api, startNs, latencyNs, ownNs, ok)
 		}
 	}
 }
