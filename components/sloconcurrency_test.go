@@ -418,14 +418,16 @@ func TestSLOConcurrencyControllerRelearnsNoQueueAtAHighMinGradient(t *testing.T)
 // controller ignores it and keeps the limit where the queue shows (8
 // workers, 2 ms per request past them); cutting by setpoint/latency, as
 // before, took the limit to min_limit and the service to one request at a
-// time.
+// time. A feasible one cuts no deeper than the queue, with the queueing
+// cut's √base of headroom: with a dozen in flight that headroom is as
+// large as the cut, and the limit settles where the queueing cut puts it.
 func TestSLOConcurrencyControllerIgnoresASetpointUnderTheOwnLatency(t *testing.T) {
 	for _, tc := range []struct {
 		setpoint float64
 		min, max float64
 	}{
 		{10, 10, 30},   // infeasible: as without a setpoint (17.7)
-		{60, 10, 14.5}, // feasible: p90 = 2·rtt ≤ 60 holds rtt near 30, L near 13
+		{55, 10, 17.7}, // feasible: p90 = 2·rtt ≤ 55, rtt near 27, L near 12 without the headroom
 	} {
 		c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
 		out := make([]float64, 3)

@@ -732,3 +732,22 @@ func TestDefaultSLOHoldsEachAPIToItsOwnSLO(t *testing.T) {
 		t.Errorf("steady half %.2f of proportional, want ≥ 0.85", got)
 	}
 }
+
+// random-1020's bottleneck needs about 6 requests in flight to stay busy.
+// With its SLOs stated, the setpoint's cuts took the limit to what its
+// target allowed and no more, and the limit sawed from 8 to 3: 0.86 of
+// proportional over the steady half. The setpoint's cut now leaves the
+// queueing cut's √base of headroom.
+func TestDefaultSLOLeavesTheBottleneckBusy(t *testing.T) {
+	app, err := BuiltinApp("random:1020")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := DefaultSLOPolicy(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := simulateVirtual(t, app, "steady", pol).Steady.GoodputRatio; got < 0.93 {
+		t.Errorf("steady half %.2f of proportional, want ≥ 0.93", got)
+	}
+}

@@ -52,7 +52,7 @@ func TestAdminServesLivePageSignalsAndMetrics(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &signals); code != 200 || err != nil || len(signals.Policies) != 1 || signals.Policies[0].Policy != "demo" {
 		t.Fatalf("GET /api/signals: %d %v %s", code, err, body)
 	}
-	if code, _, body := get("/metrics"); code != 200 || !strings.Contains(body, `spillway_signal_invalid_total{component="components[0].FluxMeter",policy="demo",port="latency_p90_ms",signal="LATENCY"} 1`) {
+	if code, _, body := get("/metrics"); code != 200 || !strings.Contains(body, `spillway_signal_invalid_total{component="components[0].FluxMeter",policy="demo",port="scaled_latency_p90_ms",signal="LATENCY"} 1`) {
 		t.Fatalf("GET /metrics: %d\n%s", code, body)
 	}
 	if code, _, _ := get("/status"); code != 200 {
