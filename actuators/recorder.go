@@ -120,13 +120,13 @@ func NewRecorderWithAPISLOs(slo time.Duration, apiSLOs []time.Duration) *Recorde
 		return r
 	}
 	table := make([]int64, len(apiSLOs))
-	any := false
+	some := false
 	for i, d := range apiSLOs {
 		if d > 0 {
-			table[i], any = int64(d), true
+			table[i], some = int64(d), true
 		}
 	}
-	if any {
+	if some {
 		r.apiSLOs = table
 		r.scaled = make([][2]Histogram, len(r.latency))
 	}
