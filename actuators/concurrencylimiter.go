@@ -49,10 +49,6 @@ type ConcurrencyLimiter struct {
 	// from (Separate; 0: none), at which an unsettled partition's answers
 	// count.
 	refNs atomic.Int64
-	// mixScale is how many times an answer's excess over its
-	// partition's baseline counts in the shared latency, in 1/1024ths
-	// (Separate).
-	mixScale atomic.Int64
 	// mixAge is how long Separate has seen requests, in seconds.
 	mixAge float64
 
@@ -183,6 +179,10 @@ type Partition struct {
 	// leaves the reference plus the answer's excess, so that the flux
 	// meters' shared latency does not move with the mix of APIs.
 	offsetNs atomic.Int64
+	// scale is how many times an answer's excess over the partition's
+	// baseline counts in the shared latency, in 1/1024ths (Separate; 0:
+	// once).
+	scale atomic.Int64
 	// capRefused counts the requests refused since the test began, at the
 	// cap or at the limit, and capHits those refused at the cap alone.
 	capRefused, capHits atomic.Int64

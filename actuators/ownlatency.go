@@ -70,9 +70,15 @@ import (
 //     answers moves with how many costly ones it happened to hold by more
 //     than the queue a controller must see, and the lowest of ten such
 //     windows, its first baseline, is a fraction of the mix's latency.
-//     Where the mix answering now is cheaper than the reference's, the
-//     excess counts ref ÷ that mix's latency times: a queue is judged
-//     against the latency of the requests it delays.
+//     The excess counts √(ref ÷ the API's baseline) times (bounded): a
+//     queue is judged against the latency of the requests it delays as
+//     well as against the mix's, since goodput counts requests; and at
+//     least ref ÷ the latency of the mix answering now times, where that
+//     mix is cheaper than the reference's. Until a partition
+//     settles, its answers count at the reference if it first came after
+//     the limiter's first seconds (a new API), and at their own latency
+//     if it was there from the start, as in the mix every controller's
+//     baseline learned.
 //
 // With fewer than two partitions measured nothing is separate. Nothing
 // is tested while the limit is unlimited, nor while a partition is
@@ -124,6 +130,10 @@ type ownState struct {
 	// settled. born is the limiter's clock when its baseline was first
 	// learned (NaN before).
 	weight, born float64
+	// early marks a partition measured in the limiter's first ownSettle
+	// seconds of requests: until it settles, its answers count at their
+	// own latency, not at the reference (Separate).
+	early bool
 }
 
 type ownPhase uint8
@@ -165,9 +175,10 @@ const (
 	// limiter's first ownSettle seconds of requests enters the reference
 	// over ownMixWindow; one there from the start, at once.
 	ownMixWindow = 3000.0
-	// ownMixScaleMax bounds how many times an answer's excess counts
-	// where the mix answering is cheaper than the reference's: the
-	// scale multiplies the excess's noise too.
+	// ownMixScaleMax bounds how many times an answer's excess counts:
+	// under a hundredth of the reference, an API's latency is mostly the
+	// jitter of the host, not its work, and the scale multiplies that
+	// noise too.
 	ownMixScaleMax = 10.0
 	// ownQueueCut is the factor an own queue's cap is cut by, at most once
 	// a second or one of its latencies, while its own excess is over half
@@ -180,8 +191,7 @@ const (
 	ownMinInFlight = 4
 )
 
-// mixScaleOne is a scale of 1 in ConcurrencyLimiter.mixScale's fixed
-// point.
+// mixScaleOne is a scale of 1 in Partition.scale's fixed point.
 const mixScaleOne = 1024
 
 // atReference is a partition's offset while it has not settled: each of
@@ -242,9 +252,9 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 	offsetNs = p.offsetNs.Load()
 	if offsetNs == atReference {
 		offsetNs = latencyNs - c.refNs.Load()
-	} else if k := c.mixScale.Load(); k > mixScaleOne {
-		// A mix cheaper than the reference's: the answer's excess over
-		// its baseline counts k times (Separate).
+	} else if k := p.scale.Load(); k > 0 && k != mixScaleOne {
+		// The answer's excess over its baseline counts k times: ref ÷
+		// its API's baseline (Separate).
 		ref := c.refNs.Load()
 		answered := latencyNs - ownNs
 		shared := ref + (answered-(offsetNs+ref))*k/mixScaleOne
@@ -282,6 +292,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		if o.testing() && o.elapsed*1e9 >= o.cutNs {
 			o.testN += n
 			o.testSumNs += sum
+		}
+		if n > 0 && c.mixAge <= ownSettle {
+			o.early = true
 		}
 		lat := o.latencyNs()
 		switch {
@@ -354,7 +367,8 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// start's queue is not one, and partitions that learned theirs at
 	// different depths of it would read each other's as a queue. Until
 	// one has, nothing is subtracted (a cold start reads its queue raw);
-	// after, an API not yet settled (a new one) counts at the reference.
+	// after, an API not yet settled counts at the reference if it is new,
+	// and raw if it was measured in the first ownSettle seconds.
 	// An API that goes quiet or hangs keeps its part in the reference,
 	// fading over that hour; a new one's part grows as slowly: a
 	// controller's baseline follows a drift that slow, and would read a
@@ -367,31 +381,48 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	if on && refWeight > 0 {
 		c.refNs.Store(int64(ref))
 	}
-	// The mix answering now (nowSum ÷ nowN) may be cheaper than the
-	// reference's: the
-	// queue a controller allows over the reference (a part of it) would
-	// then be several times the latency of the requests it delays, and
-	// past their SLO. Each answer's excess counts ref ÷ that mix's
-	// latency times (at most ownMixScaleMax), so that a queue is judged
-	// against the latency of the mix it delays. A costlier mix is not
-	// scaled: it tolerates the reference's queue.
-	k := 1.0
+	// Each answer's excess over its API's baseline counts √(ref ÷ that
+	// baseline) times (at most ownMixScaleMax), and at least cheaper times,
+	// where the mix answering now (nowSum ÷ nowN) is that many times cheaper
+	// than the reference's. The first judges a queue against the
+	// geometric mean of the reference and the latency of the requests it
+	// delays. At the reference alone (the mix's mean, Little's law's view
+	// of the throughput a queue buys), where 95 % of the answers take
+	// 1 ms and 5 % take 300 ms, the queue a controller allows, half the
+	// reference's 16 ms, is eight times the latency of most requests
+	// (cheap-majority: 0.78 to 0.85 of proportional); at each request's
+	// own latency (goodput's view: how many times slower it makes each
+	// request), an app of thirty APIs whose cheap ones cross busy
+	// bottlenecks held every limit too tight (many-apis: 0.84 of
+	// proportional, 0.93 at the reference). The second is for a
+	// controller's baseline, which follows the reference over minutes:
+	// after a shift to a cheaper mix it would allow a queue sized for
+	// the old one, to every API, including a costly one behind a
+	// bottleneck the cheap ones do not cross (random-913's priority-mix,
+	// whose cheap API makes up nine tenths of the requests there: its
+	// costly APIs' answers timed out without it).
+	cheaper := 1.0
 	if on && refWeight > 0 && nowSum > 0 {
-		k = math.Min(ownMixScaleMax, math.Max(1, ref/(nowSum/nowN)))
+		cheaper = math.Min(ownMixScaleMax, math.Max(1, ref/(nowSum/nowN)))
 	}
-	c.mixScale.Store(int64(k * mixScaleOne))
 	for _, p := range *ps {
 		if p == nil {
 			continue
 		}
-		off := int64(0)
+		off, k := int64(0), int64(0)
 		switch {
 		case !on || !(refWeight > 0):
+		case !p.own.settled(c.clock) && p.own.early:
+			// Measured from the start, it is in the mix every
+			// controller's baseline learned; only the settled
+			// partitions' answers leave it.
 		case !p.own.settled(c.clock):
 			off = atReference
 		default:
 			off = int64(p.own.baseNs - ref)
+			k = int64(mixScaleOne * math.Min(ownMixScaleMax, math.Max(cheaper, math.Sqrt(ref/p.own.baseNs))))
 		}
+		p.scale.Store(k)
 		p.offsetNs.Store(off)
 	}
 	// others is the excess the partitions not under a cap of their own

@@ -961,36 +961,108 @@ func TestSeparateReferenceHoldsAYoungLimitersMix(t *testing.T) {
 	}
 }
 
+// TestSeparateQueueCountsAsEachAnswersSlowdown: a queue of 2 ms counts
+// in the shared latency √(ref ÷ each API's baseline) times, at least once
+// and at most ownMixScaleMax: about 2.7 times for the cheap API's 3 ms
+// against a reference of 21.5 ms, once for the costly one's 40 ms. With
+// the cheap API at 0.1 ms, two hundred times under the reference, its
+// count stops at ownMixScaleMax.
+func TestSeparateQueueCountsAsEachAnswersSlowdown(t *testing.T) {
+	for _, cheapUs := range []int64{3000, 100} {
+		c, cheap, costly := newCheapCostly(5, 5)
+		cheap.latencyNs = cheapUs * int64(time.Microsecond)
+		apis := []*ownAPI{cheap, costly}
+		queue := int64(2 * time.Millisecond)
+		now := runOwn(c, apis, 0, 3000, true)
+		ref := float64(c.refNs.Load())
+		cheap.latencyNs += queue
+		costly.latencyNs += queue
+		runOwn(c, apis, now, 5, true)
+		for _, a := range []*ownAPI{cheap, costly} {
+			base := float64(a.latencyNs - queue)
+			want := math.Min(ownMixScaleMax, math.Max(1, math.Sqrt(ref/base)))
+			if k := (sharedOf(a) - ref) / float64(queue); k < 0.9*want || k > 1.1*want {
+				t.Errorf("an API of %v against a reference of %v: a queue of %v counts %.2f times, want %.2f",
+					time.Duration(base), time.Duration(ref), time.Duration(queue), k, want)
+			}
+		}
+	}
+}
+
 // TestSeparateCheaperMixCountsItsQueueScaled: once most answers are
 // cheaper than the reference's mix, a queue of 2 ms counts in the shared
 // latency as many times over as the reference is over the mix answering
-// (at most ownMixScaleMax), so that a controller holding its queue to a
-// part of the reference holds it to that part of the cheap requests'
-// latency. At the reference's own mix it counts once.
+// (at most ownMixScaleMax) for every API, the costly one too, so that a
+// controller whose baseline follows the reference over minutes holds its
+// queue to a part of the cheap requests' latency; the cheap API's count
+// is the larger of that and its own √(ref ÷ baseline).
 func TestSeparateCheaperMixCountsItsQueueScaled(t *testing.T) {
 	c, cheap, costly := newCheapCostly(5, 5)
 	apis := []*ownAPI{cheap, costly}
 	queue := int64(2 * time.Millisecond)
-	excess := func() float64 { return (sharedOf(cheap) - float64(c.refNs.Load())) / float64(queue) }
 	now := runOwn(c, apis, 0, 3000, true)
-	cheap.latencyNs += queue
-	costly.latencyNs += queue
-	now = runOwn(c, apis, now, 5, true)
-	if k := excess(); k < 0.9 || k > 1.1 {
-		t.Errorf("at the reference's mix a queue of %v counts %.2f times, want once", time.Duration(queue), k)
-	}
-	cheap.latencyNs -= queue
-	costly.latencyNs -= queue
 	cheap.perTick = 200
 	now = runOwn(c, apis, now, 50, true)
 	cheap.latencyNs += queue
 	costly.latencyNs += queue
 	runOwn(c, apis, now, 5, true)
+	ref := float64(c.refNs.Load())
 	mixNs := (200*3e6 + 5*40e6) / 205.0
-	want := math.Min(ownMixScaleMax, float64(c.refNs.Load())/mixNs)
-	if k := excess(); k < 0.85*want || k > 1.15*want || want < 3 {
-		t.Errorf("with the mix answering at %.1f ms against a reference of %v, a queue counts %.2f times, want %.2f",
-			mixNs/1e6, time.Duration(c.refNs.Load()), k, want)
+	cheaper := math.Min(ownMixScaleMax, ref/mixNs)
+	for _, tc := range []struct {
+		a    *ownAPI
+		want float64
+	}{{costly, cheaper}, {cheap, math.Min(ownMixScaleMax, math.Max(cheaper, math.Sqrt(ref/3e6)))}} {
+		if k := (sharedOf(tc.a) - ref) / float64(queue); k < 0.85*tc.want || k > 1.15*tc.want || tc.want < 3 {
+			t.Errorf("with the mix answering at %.1f ms against a reference of %v, a queue of an API of %v counts %.2f times, want %.2f",
+				mixNs/1e6, time.Duration(ref), time.Duration(tc.a.latencyNs-queue), k, tc.want)
+		}
+	}
+}
+
+// TestSeparateAPIFromTheStartCountsRawUntilSettled: a costly API
+// requested from the limiter's first second, but too seldom at first to
+// learn its baseline, settles seconds after the cheap one. Meanwhile its
+// answers count at their own latency, as they did in the mix a
+// controller's baseline learned; at the reference, which is the cheap
+// API's 3 ms alone then, the shared latency fell to a tenth for those
+// seconds, the controller's baseline with it, and the costly API's
+// settling then read as a queue eight times that baseline (cheap-majority
+// at seed 5: 0.59 of proportional).
+func TestSeparateAPIFromTheStartCountsRawUntilSettled(t *testing.T) {
+	c, cheap, costly := newCheapCostly(10, 0)
+	apis := []*ownAPI{cheap, costly}
+	now := int64(0)
+	for i := range 60 { // costly: one request every third tick
+		costly.perTick = 0
+		if i%3 == 0 {
+			costly.perTick = 1
+		}
+		now = runOwn(c, apis, now, 1, true)
+	}
+	costly.perTick = 5
+	settledCheap := false
+	for range 200 {
+		now = runOwn(c, apis, now, 1, true)
+		cheapSettled, costlySettled := cheap.p.own.settled(c.clock), costly.p.own.settled(c.clock)
+		if !cheapSettled || costlySettled || costly.answered == 0 {
+			continue
+		}
+		settledCheap = true
+		if got := sharedOf(costly); math.Abs(got-float64(costly.latencyNs)) > 0.01*float64(costly.latencyNs) {
+			t.Fatalf("at %v, the cheap API settled and the costly one not yet: its answer counts %v, want its own %v",
+				time.Duration(now), time.Duration(got), time.Duration(costly.latencyNs))
+		}
+	}
+	if !settledCheap {
+		t.Fatal("the cheap API never settled before the costly one")
+	}
+	if !costly.p.own.settled(c.clock) {
+		t.Fatal("the costly API never settled")
+	}
+	// Settled, it counts at the reference again.
+	if got, ref := sharedOf(costly), float64(c.refNs.Load()); math.Abs(got-ref) > 0.01*ref {
+		t.Errorf("settled, the costly API's answer counts %v, want the reference %v", time.Duration(got), time.Duration(ref))
 	}
 }
 

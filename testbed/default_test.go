@@ -496,23 +496,27 @@ func TestDefaultPolicyColdStartAtTenTimesCapacity(t *testing.T) {
 // Apps whose many cheap requests share one pool with a few costly ones
 // (apps/adversarial: cheap-majority, 95 % at 1 ms and 5 % at 300 ms;
 // slo-spread, 90 % at 3 ms with a 20 ms SLO; cost-100x, 2 ms and 101 ms)
-// keep their steady goodput over seeds 1–4. What they keep depends on the
+// keep their steady goodput over seeds 1–5. What they keep depends on the
 // baseline the controller learns in its first seconds, while the APIs'
-// baselines settle one after another (docs/simulator.md, "A slow start
-// ahead of its answers, and a first mix that settles piecemeal"): a
-// slow-start change that moved cheap-majority's warm-up took it from 0.90
-// to 0.59 on seed 1, and changing how an API counts before it settles took
-// slo-spread from 0.87 to 0.5 (the static oracle's figure). Each is a floor
-// a change to either must keep. The steady half, at load 4.
+// baselines settle one after another, and on how the shared latency
+// weighs a queue against the cheap requests' latency (docs/simulator.md,
+// "A slow start ahead of its answers, and a first mix that settles
+// piecemeal", and "The first mix settles as one, and a queue is judged by
+// the requests it delays"): before both, cheap-majority kept 0.59 on seed
+// 5 (its costly API settled 3.5 s after the cheap one, and the shared
+// latency read the cheap API's 1 ms meanwhile), and counting answers raw
+// until their API settles, alone, took slo-spread from 0.87 to 0.5 (the
+// static oracle's figure). Each is a floor a change to either must keep.
+// The steady half, at load 4.
 func TestDefaultPolicyKeepsMixesOfCheapAndCostly(t *testing.T) {
 	for _, tc := range []struct {
 		app         string
 		each, mean  float64 // the floors: every seed, and their mean
 		lastMeasure string
 	}{
-		{"cheap-majority", 0.8, 0.85, "0.90, 0.92, 0.92, 0.89"},
-		{"slo-spread", 0.7, 0.78, "0.87, 0.87, 0.85, 0.78"},
-		{"cost-100x", 0.9, 0.95, "0.99, 1.03, 1.02, 0.97"},
+		{"cheap-majority", 0.82, 0.88, "0.87, 0.95, 0.94, 0.92, 0.96"},
+		{"slo-spread", 0.7, 0.78, "0.83, 0.85, 0.86, 0.79, 0.86"},
+		{"cost-100x", 0.9, 0.95, "0.99, 1.00, 1.00, 0.97, 0.97"},
 	} {
 		t.Run(tc.app, func(t *testing.T) {
 			t.Parallel()
@@ -520,7 +524,7 @@ func TestDefaultPolicyKeepsMixesOfCheapAndCostly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			steadyOverSeeds(t, app, "steady", 4, tc.each, tc.mean, tc.lastMeasure)
+			steadyOverSeeds(t, app, "steady", 5, tc.each, tc.mean, tc.lastMeasure)
 		})
 	}
 }
