@@ -253,8 +253,9 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 	if offsetNs == atReference {
 		offsetNs = latencyNs - c.refNs.Load()
 	} else if k := p.scale.Load(); k > 0 && k != mixScaleOne {
-		// The answer's excess over its baseline counts k times: ref ÷
-		// its API's baseline (Separate).
+		// The answer's excess over its baseline counts k times:
+		// √(ref ÷ its API's baseline), at least the mix's scale
+		// (Separate).
 		ref := c.refNs.Load()
 		answered := latencyNs - ownNs
 		shared := ref + (answered-(offsetNs+ref))*k/mixScaleOne
