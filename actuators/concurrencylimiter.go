@@ -180,8 +180,8 @@ type Partition struct {
 	// meters' shared latency does not move with the mix of APIs.
 	offsetNs atomic.Int64
 	// scale is how many times an answer's excess over the partition's
-	// baseline counts in the shared latency, in 1/1024ths (Separate; 0:
-	// once).
+	// baseline counts in the shared latency, in 1/1024ths, at least once
+	// (Separate; 0: once).
 	scale atomic.Int64
 	// capRefused counts the requests refused since the test began, at the
 	// cap or at the limit, and capHits those refused at the cap alone.

@@ -252,7 +252,7 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 	offsetNs = p.offsetNs.Load()
 	if offsetNs == atReference {
 		offsetNs = latencyNs - c.refNs.Load()
-	} else if k := p.scale.Load(); k > 0 && k != mixScaleOne {
+	} else if k := p.scale.Load(); k > mixScaleOne {
 		// The answer's excess over its baseline counts k times:
 		// √(ref ÷ its API's baseline), at least the mix's scale
 		// (Separate).
@@ -391,7 +391,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// of the throughput a queue buys), where 95 % of the answers take
 	// 1 ms and 5 % take 300 ms, the queue a controller allows, half the
 	// reference's 16 ms, is eight times the latency of most requests
-	// (cheap-majority: 0.78 to 0.85 of proportional); at each request's
+	// (cheap-majority: 0.78 to 0.89 of proportional); at each request's
 	// own latency (goodput's view: how many times slower it makes each
 	// request), an app of thirty APIs whose cheap ones cross busy
 	// bottlenecks held every limit too tight (many-apis: 0.84 of
