@@ -190,6 +190,11 @@ type SLOConcurrencyController struct {
 	drainPhase                                                             drainPhase
 	drainTarget, drainTicks, drainMax, drainThroughput                     float64
 	drainMeasureTicks, drainAnswers, drainRTTSum, drainInFlight, drainSkip float64
+	// The lease probe (startLeaseProbe) runs the drain probe on a lease:
+	// whether the drain running is one (drainLease), and the ticks since
+	// the lease began or its last probe.
+	drainLease      bool
+	leaseProbeTicks float64
 }
 
 // drainPhase is where the drain probe is (drain).
@@ -485,7 +490,7 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 		c.limit = math.Max(c.limit, c.streakLimit)
 	}
 	c.baseline, c.streak, c.lowRun = c.streakMin, false, 0
-	c.leased = c.baseline
+	c.leased, c.leaseProbeTicks = c.baseline, 0
 	if c.relearns == 1 {
 		c.leaseLimit = c.limit
 	}
@@ -496,8 +501,8 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 // replaced (settled), by e every 10 × relearn_after, twice as slowly
 // after each relearn on the same lease, at most baseline_window: under a
 // standing queue no window shows the latency without one, so only a
-// baseline that must be learned again can find out that the dependency is
-// fast again. While it is still slow, the decayed baseline reads its
+// baseline that must be learned again, or the lease probe's drop
+// (startLeaseProbe), can find out that the dependency is fast again. While it is still slow, the decayed baseline reads its
 // latency as a queue once more, halving the limit relearns it, and the
 // next check comes twice as late. A window faster than 0.8 × the leased
 // baseline ends the lease at once: the settled baseline is back. So does
@@ -856,6 +861,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	}
 	c.expireLease(windowTicks, rtt, windowSem, last)
 	c.startDrain(windowTicks, windowN, rtt)
+	c.startLeaseProbe(windowTicks, windowN, binding)
 	out[0], out[1], out[2] = c.inForce(), overload, c.baseline
 }
 
@@ -916,6 +922,72 @@ func (c *SLOConcurrencyController) startDrain(ticks, n, rtt float64) {
 	c.drainMeasureTicks, c.drainAnswers, c.drainRTTSum, c.drainInFlight = 0, 0, 0, 0
 }
 
+// leaseProbeWindows is how many relearn_afters apart the lease probe runs
+// (startLeaseProbe).
+const leaseProbeWindows = 2
+
+// leaseProbeShare is how many lease probes would fill relearn_after, at
+// most: a probe's drain, its skipped midpoint rtt and a tick to measure
+// last no longer than relearn_after ÷ leaseProbeShare, a sixth of the
+// time between probes.
+const leaseProbeShare = 3
+
+// leaseMinRise is how much slower than the settled baseline a lease must
+// be for the lease probe to tell the two apart.
+const leaseMinRise = 1.25
+
+// startLeaseProbe runs the drain probe on a relearned baseline's lease,
+// every leaseProbeWindows × relearn_after of windows that bind: the limit
+// in force drops to what the last window's throughput needs in flight at
+// the settled baseline (Little's law), and once the requests in flight are
+// down to that, the answers of those admitted after show the latency
+// without a queue. Under the midpoint of the settled and the leased
+// baselines, the dependency is fast again, and the lease ends
+// (endLease); otherwise it goes on. Where the bottleneck is saturated,
+// nothing else can tell: the rtt is the limit ÷ the throughput whether
+// the dependency is slow or the limit its slowness let in now queues at
+// the bottleneck, and the lease's decay took 40 s to find the settled
+// baseline again (deep-chain's slow dependency: 0.72–0.75 of
+// proportional over the steady half). The probe costs, while the
+// dependency is still slow, the requests the limit turns away until the
+// in-flight count is back: about one rtt at settled ÷ leased of the
+// throughput, every few seconds. It waits for the count to fall for
+// twice the time the throughput takes to drain it, at most: requests
+// that hang do not leave, and the probe does not hold the limit under
+// them.
+func (c *SLOConcurrencyController) startLeaseProbe(ticks, n float64, binding bool) {
+	if !IsValid(c.settled) {
+		return
+	}
+	c.leaseProbeTicks += ticks
+	if c.leaseProbeTicks < leaseProbeWindows*c.relearnTicks || !binding || c.checking || c.slowStartOn ||
+		c.drainPhase != drainOff || !(n > 0) || !(c.leased >= leaseMinRise*c.settled) {
+		return
+	}
+	c.leaseProbeTicks = 0
+	x := n / (ticks * c.interval)
+	target := math.Max(c.minLimit, x*c.settled/1000)
+	if target >= c.inForce() {
+		return
+	}
+	wait := 1 + math.Ceil(2*(c.inForce()-target)/x/c.interval)
+	if wait+math.Ceil(c.leaseMidpoint()/1000/c.interval)+1 > c.relearnTicks/leaseProbeShare {
+		// Too long a probe for what it finds: a lease whose answers are
+		// slow or few (a dependency that hangs, answered by timeouts),
+		// which the first fast window ends anyway (expireLease).
+		return
+	}
+	c.drainPhase, c.drainTarget, c.drainTicks, c.drainThroughput, c.drainLease = drainDraining, target, 0, x, true
+	c.drainMax = wait
+	c.drainMeasureTicks, c.drainAnswers, c.drainRTTSum, c.drainInFlight = 0, 0, 0, 0
+}
+
+// leaseMidpoint is the rtt under which the lease probe ends a lease: half
+// way from the settled baseline to the leased one.
+func (c *SLOConcurrencyController) leaseMidpoint() float64 {
+	return (c.settled + c.leased) / 2
+}
+
 // drain runs a tick of the drain probe (startDrain) and reports whether
 // it goes on; while it does, the limit in force is its target and no
 // window gathers. It waits for the requests in flight to fall to the
@@ -952,11 +1024,18 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 			// drain and waited in its queue: their answers are skipped.
 			c.drainPhase, c.drainSkip = drainMeasuring, inFlight
 		} else if c.drainTicks >= c.drainMax {
-			c.drainPhase, c.refill = drainOff, true
+			c.drainPhase, c.refill, c.drainLease = drainOff, true, false
 		}
 		return c.drainPhase != drainOff
 	}
 	c.drainMeasureTicks++
+	if c.drainLease && c.drainMeasureTicks*c.interval*1000 <= c.leaseMidpoint() {
+		// A lease probe skips the answers of the first midpoint rtt:
+		// until then the requests admitted since the drop are still in
+		// flight, and only the fastest of them answer.
+		c.drainSkip -= math.Min(n, c.drainSkip)
+		return true
+	}
 	if skip := math.Min(n, c.drainSkip); skip > 0 {
 		// A tick's answers come oldest first: those of the requests
 		// admitted before the drain leave the count, and the rest
@@ -976,16 +1055,33 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 		little = c.drainInFlight / c.drainAnswers * c.interval * 1000
 	}
 	measured := math.Max(little, c.drainRTTSum/c.drainAnswers)
+	if c.drainLease {
+		// The answers of the requests admitted after the drop, one
+		// midpoint rtt on: their mean. The count in flight includes
+		// those not yet answered, so Little's law reads high here.
+		measured = c.drainRTTSum / c.drainAnswers
+	}
 	// Ten answers no faster than the baseline: the initial limit had no
 	// queue after all (a mix whose baseline chance read low), and the
 	// probe stops costing throughput.
-	done := c.drainAnswers >= probeTickAnswers && measured >= c.baseline
+	floor := c.baseline
+	if c.drainLease {
+		floor = c.leaseMidpoint()
+	}
+	done := c.drainAnswers >= probeTickAnswers && measured >= floor
 	measuredMs := c.drainMeasureTicks * c.interval * 1000
 	enough := c.drainAnswers >= c.minSamples && measuredMs >= 2*little
 	if !done && !enough && (measuredMs < probeTickAnswers/c.tolerance*c.baseline || c.drainMeasureTicks < c.maxWindowTicks) && c.drainMeasureTicks < 2*c.maxWindowTicks {
 		return true
 	}
 	c.drainPhase, c.refill = drainOff, true
+	if c.drainLease {
+		c.drainLease = false
+		if c.drainAnswers >= probeTickAnswers && measured < floor && IsValid(c.settled) {
+			c.endLease(inFlight)
+		}
+		return false
+	}
 	if !(c.drainAnswers >= probeTickAnswers && measured < 0.8*c.baseline) && !(c.drainAnswers >= probeTickAnswers/2 && measured < c.baseline/c.tolerance) {
 		return false
 	}

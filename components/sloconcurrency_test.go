@@ -1052,3 +1052,49 @@ func TestSLOConcurrencyControllerDrainProbeCostsAtMostTenAnswersOverTheTolerance
 		t.Fatalf("%d ticks at a limit under 2 on a baseline of %.0f ms, want at most %.0f", probing, base, most)
 	}
 }
+
+// A lease ends once the dependency is fast again, even where the limit
+// the lease grew to keeps the bottleneck saturated. Behind it the rtt is
+// the count in flight over the throughput whether the dependency is slow
+// or the requests it no longer holds queue at the bottleneck, so no
+// window shows the recovery: the lease probe drops the limit to what the
+// throughput needs at the settled baseline, and the answers there do. The
+// service: 800 requests a second at most, behind a dependency of 160 ms
+// that slows to 240 ms for 20 s (deep-chain's slow dependency), more
+// offered than any limit lets in.
+func TestSLOConcurrencyControllerLeaseProbeFindsTheDependencyFastAgain(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":100}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	run := func(own float64, ticks int) {
+		for range ticks {
+			inFlight := out[0]
+			if inFlight == 0 {
+				inFlight = 100
+			}
+			rtt := math.Max(own, inFlight/800*1000)
+			c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, 1}, out)
+		}
+	}
+	run(160, 600)
+	if out[2] < 150 || out[2] > 170 {
+		t.Fatalf("baseline %.1f ms after a minute at 160 ms, want about 160", out[2])
+	}
+	run(240, 200)
+	if out[2] < 200 {
+		t.Fatalf("baseline %.1f ms 20 s into a shift to 240 ms, want it relearned", out[2])
+	}
+	back := -1
+	for i := range 200 {
+		run(160, 1)
+		if back < 0 && out[2] < 170 {
+			back = i
+		}
+	}
+	// Two relearn_afters between probes, and one probe of a few ticks.
+	if back < 0 || back > 80 {
+		t.Fatalf("baseline back under 170 ms %d ticks after the dependency recovered (-1: not in 20 s), want within 8 s", back)
+	}
+	if q := out[0]/800*1000 - 160; q > 0.5*160 {
+		t.Errorf("limit %.0f 20 s after the recovery: a queue of %.0f ms at the bottleneck, want under half the 160 ms baseline", out[0], q)
+	}
+}
