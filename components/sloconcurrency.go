@@ -639,7 +639,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	}
 	overload := 0.0
 	c.probe(n, rtt, rttSem, inFlight, binding)
-	if IsValid(completedRps) && c.winTicks < c.maxWindowTicks && (c.winN < c.minSamples || c.withinRoundTrip()) {
+	if IsValid(completedRps) && c.winTicks < c.maxWindowTicks && (c.winN < c.minSamples || c.withinRoundTrip()) && !c.firstEnough() {
 		out[0], out[1], out[2] = c.inForce(), overload, c.baseline
 		return
 	}
@@ -1289,6 +1289,19 @@ var lowestOf = [baselineWarmup]float64{0, 0.564, 0.846, 1.029, 1.163, 1.267, 1.3
 // holds: up to twice that while a doubling's requests wait for a service
 // slower than the window.
 const aheadOfAnswers = 2
+
+// firstEnough reports whether the first window, on a service slower than
+// a tick, has answers enough to stand in for the baseline for the probe:
+// a turnover of the limit's requests and probeTickAnswers, over two ticks.
+// At the initial limit such a service answers a few requests a second,
+// and min_samples took max_window: deep-chain (170 ms) and many-servers
+// (500 ms) held the initial limit for 2 s of a cold start.
+func (c *SLOConcurrencyController) firstEnough() bool {
+	if c.firstWindowSeen || c.winTicks < 2 || !(c.winN > 0) {
+		return false
+	}
+	return c.winN >= math.Max(c.limit, probeTickAnswers) && c.winRTT/c.winN > c.interval*1000
+}
 
 // probeTickAnswers is how many answers a tick needs for its own mean rtt
 // to end slow start: the mean's standard error is then under a third of

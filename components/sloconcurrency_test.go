@@ -1098,3 +1098,33 @@ func TestSLOConcurrencyControllerLeaseProbeFindsTheDependencyFastAgain(t *testin
 		t.Errorf("limit %.0f 20 s after the recovery: a queue of %.0f ms at the bottleneck, want under half the 160 ms baseline", out[0], q)
 	}
 }
+
+// On a service slower than a tick, the first window closes once it has a
+// turnover of the initial limit's requests and probeTickAnswers answers,
+// not min_samples: at the initial limit of 3 such a service answers a few
+// requests a second, and min_samples took max_window (2 s) of a cold
+// start before the probe could double. The service: 170 ms a request
+// and room for 150 in flight (deep-chain's chain), more offered than any
+// limit lets in.
+func TestSLOConcurrencyControllerFirstWindowOfASlowServiceIsATurnover(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	reached := 0
+	for tick := 1; tick <= 100 && reached == 0; tick++ {
+		inFlight := out[0]
+		if inFlight == 0 {
+			inFlight = 3
+		}
+		rtt := 170 * math.Max(1, inFlight/150)
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid}, out)
+		if out[0] >= 96 {
+			reached = tick
+		}
+	}
+	// Ten answers at 3 in flight take six ticks; then one doubling per
+	// turnover (two ticks at least) from 3 to 96 takes about ten: tick 16.
+	// Before, the first window lasted max_window: tick 30.
+	if reached == 0 || reached > 25 {
+		t.Fatalf("limit reached 96 at tick %d (0: not in 10 s), want by tick 25", reached)
+	}
+}
