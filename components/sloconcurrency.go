@@ -195,6 +195,8 @@ type SLOConcurrencyController struct {
 	// the lease began or its last probe.
 	drainLease      bool
 	leaseProbeTicks float64
+	// drainBudget is the most ticks a lease probe runs, all phases.
+	drainBudget float64
 }
 
 // drainPhase is where the drain probe is (drain).
@@ -502,8 +504,9 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 // after each relearn on the same lease, at most baseline_window: under a
 // standing queue no window shows the latency without one, so only a
 // baseline that must be learned again, or the lease probe's drop
-// (startLeaseProbe), can find out that the dependency is fast again. While it is still slow, the decayed baseline reads its
-// latency as a queue once more, halving the limit relearns it, and the
+// (startLeaseProbe), can find out that the dependency is fast again.
+// While it is still slow, the decayed baseline reads its latency as a
+// queue once more, halving the limit relearns it, and the
 // next check comes twice as late. A window faster than 0.8 × the leased
 // baseline ends the lease at once: the settled baseline is back. So does
 // one faster, by two of its standard errors (sem), than 0.8 × the baseline
@@ -954,12 +957,21 @@ const leaseMinRise = 1.25
 // throughput, every few seconds. It waits for the count to fall for
 // twice the time the throughput takes to drain it, at most: requests
 // that hang do not leave, and the probe does not hold the limit under
-// them.
+// them. A probe whose drain, skipped rtt and a tick to measure would
+// take more than relearn_after ÷ leaseProbeShare (ten ticks at the
+// defaults) is not run, and one that runs decides on what it has once
+// that budget is spent. The drain takes about twice the excess of the
+// rtt over the settled baseline, so at the defaults a probe fits where
+// that twice, plus the midpoint, is under 0.8 s (deep-chain's rtt of
+// 300 ms over a settled 163 ms: 0.47 s); a slower lease is left to the
+// decay.
 func (c *SLOConcurrencyController) startLeaseProbe(ticks, n float64, binding bool) {
 	if !IsValid(c.settled) {
 		return
 	}
-	c.leaseProbeTicks += ticks
+	if binding {
+		c.leaseProbeTicks += ticks
+	}
 	if c.leaseProbeTicks < leaseProbeWindows*c.relearnTicks || !binding || c.checking || c.slowStartOn ||
 		c.drainPhase != drainOff || !(n > 0) || !(c.leased >= leaseMinRise*c.settled) {
 		return
@@ -979,6 +991,7 @@ func (c *SLOConcurrencyController) startLeaseProbe(ticks, n float64, binding boo
 	}
 	c.drainPhase, c.drainTarget, c.drainTicks, c.drainThroughput, c.drainLease = drainDraining, target, 0, x, true
 	c.drainMax = wait
+	c.drainBudget = math.Max(wait+math.Ceil(c.leaseMidpoint()/1000/c.interval)+1, c.relearnTicks/leaseProbeShare)
 	c.drainMeasureTicks, c.drainAnswers, c.drainRTTSum, c.drainInFlight = 0, 0, 0, 0
 }
 
@@ -1014,8 +1027,13 @@ func (c *SLOConcurrencyController) leaseMidpoint() float64 {
 // that fewer than ten come within it, five under the baseline over the
 // tolerance still show the queue.
 //
-// No lease, stale room or early relearn exists yet to skip while it
-// runs: all need the baseline past its warm-up.
+// After a cold start's slow start, no lease, stale room or early relearn
+// exists yet to skip while it runs: all need the baseline past its
+// warm-up. On a lease (drainLease, startLeaseProbe) the probe runs with
+// the lease's own test instead: the mean of the answers after one
+// midpoint rtt, against the midpoint, within the probe's budget; the
+// windows, and with them the lease's decay and any early relearn's
+// check, wait while it runs.
 func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 	c.drainTicks++
 	if c.drainPhase == drainDraining {
@@ -1063,7 +1081,8 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 	}
 	// Ten answers no faster than the baseline: the initial limit had no
 	// queue after all (a mix whose baseline chance read low), and the
-	// probe stops costing throughput.
+	// probe stops costing throughput. A lease probe's ten answers no
+	// faster than its midpoint: the dependency is still slow.
 	floor := c.baseline
 	if c.drainLease {
 		floor = c.leaseMidpoint()
@@ -1071,7 +1090,14 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 	done := c.drainAnswers >= probeTickAnswers && measured >= floor
 	measuredMs := c.drainMeasureTicks * c.interval * 1000
 	enough := c.drainAnswers >= c.minSamples && measuredMs >= 2*little
-	if !done && !enough && (measuredMs < probeTickAnswers/c.tolerance*c.baseline || c.drainMeasureTicks < c.maxWindowTicks) && c.drainMeasureTicks < 2*c.maxWindowTicks {
+	if c.drainLease {
+		// min_samples answers, or the probe's budget spent: it decides
+		// on what it has.
+		enough = c.drainAnswers >= c.minSamples || c.drainTicks >= c.drainBudget
+		if !done && !enough {
+			return true
+		}
+	} else if !done && !enough && (measuredMs < probeTickAnswers/c.tolerance*c.baseline || c.drainMeasureTicks < c.maxWindowTicks) && c.drainMeasureTicks < 2*c.maxWindowTicks {
 		return true
 	}
 	c.drainPhase, c.refill = drainOff, true

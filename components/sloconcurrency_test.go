@@ -950,12 +950,7 @@ func TestSLOConcurrencyControllerUndoesADoublingThatQueuedBeforeTheBaseline(t *t
 	// the baseline spoke, 12 stayed for 2 s.
 	at12 := 0
 	for range 100 {
-		inFlight := out[0]
-		if inFlight == 0 {
-			inFlight = 3
-		}
-		rtt := 500 * math.Max(1, inFlight/6)
-		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid}, out)
+		closedLoopTick(c, out, 3, func(inFlight float64) float64 { return 500 * math.Max(1, inFlight/6) })
 		if out[0] >= 12 {
 			at12++
 		} else if at12 > 0 {
@@ -1111,12 +1106,7 @@ func TestSLOConcurrencyControllerFirstWindowOfASlowServiceIsATurnover(t *testing
 	out := make([]float64, 3)
 	reached := 0
 	for tick := 1; tick <= 100 && reached == 0; tick++ {
-		inFlight := out[0]
-		if inFlight == 0 {
-			inFlight = 3
-		}
-		rtt := 170 * math.Max(1, inFlight/150)
-		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid}, out)
+		closedLoopTick(c, out, 3, func(inFlight float64) float64 { return 170 * math.Max(1, inFlight/150) })
 		if out[0] >= 96 {
 			reached = tick
 		}
@@ -1127,4 +1117,17 @@ func TestSLOConcurrencyControllerFirstWindowOfASlowServiceIsATurnover(t *testing
 	if reached == 0 || reached > 25 {
 		t.Fatalf("limit reached 96 at tick %d (0: not in 10 s), want by tick 25", reached)
 	}
+}
+
+// closedLoopTick runs one tick of a controller in front of a service that
+// more is offered to than any limit lets in: the limit in force (initial
+// before the first tick) is in flight, answered at rtt(in flight) ms, with
+// no standard error.
+func closedLoopTick(c components.Component, out []float64, initial float64, rtt func(inFlight float64) float64) {
+	inFlight := out[0]
+	if inFlight == 0 {
+		inFlight = initial
+	}
+	r := rtt(inFlight)
+	c.Execute([]float64{r, components.Invalid, inFlight, 0, r, inFlight / r * 1000, components.Invalid}, out)
 }
