@@ -195,8 +195,6 @@ type SLOConcurrencyController struct {
 	// the lease began or its last probe.
 	drainLease      bool
 	leaseProbeTicks float64
-	// drainBudget is the most ticks a lease probe runs, all phases.
-	drainBudget float64
 }
 
 // drainPhase is where the drain probe is (drain).
@@ -983,7 +981,7 @@ func (c *SLOConcurrencyController) startLeaseProbe(ticks, n float64, binding boo
 		return
 	}
 	wait := 1 + math.Ceil(2*(c.inForce()-target)/x/c.interval)
-	if wait+math.Ceil(c.leaseMidpoint()/1000/c.interval)+1 > c.relearnTicks/leaseProbeShare {
+	if wait+math.Ceil(c.leaseMidpoint()/1000/c.interval)+1 > c.leaseProbeBudget() {
 		// Too long a probe for what it finds: a lease whose answers are
 		// slow or few (a dependency that hangs, answered by timeouts),
 		// which the first fast window ends anyway (expireLease).
@@ -991,8 +989,12 @@ func (c *SLOConcurrencyController) startLeaseProbe(ticks, n float64, binding boo
 	}
 	c.drainPhase, c.drainTarget, c.drainTicks, c.drainThroughput, c.drainLease = drainDraining, target, 0, x, true
 	c.drainMax = wait
-	c.drainBudget = math.Max(wait+math.Ceil(c.leaseMidpoint()/1000/c.interval)+1, c.relearnTicks/leaseProbeShare)
 	c.drainMeasureTicks, c.drainAnswers, c.drainRTTSum, c.drainInFlight = 0, 0, 0, 0
+}
+
+// leaseProbeBudget is the most ticks a lease probe runs, all phases.
+func (c *SLOConcurrencyController) leaseProbeBudget() float64 {
+	return c.relearnTicks / leaseProbeShare
 }
 
 // leaseMidpoint is the rtt under which the lease probe ends a lease: half
@@ -1093,7 +1095,7 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 	if c.drainLease {
 		// min_samples answers, or the probe's budget spent: it decides
 		// on what it has.
-		enough = c.drainAnswers >= c.minSamples || c.drainTicks >= c.drainBudget
+		enough = c.drainAnswers >= c.minSamples || c.drainTicks >= c.leaseProbeBudget()
 		if !done && !enough {
 			return true
 		}
