@@ -122,6 +122,14 @@ func (c *ConcurrencyLimiter) SetLimit(limit float64) {
 	c.slots.Store(slots)
 }
 
+// Full reports whether the limit has no slot left for an answered
+// partition's request: every slot is taken. A request refused while it
+// is not was refused by its partition's cap or the unanswered quarter.
+func (c *ConcurrencyLimiter) Full() bool {
+	slots := c.slots.Load()
+	return slots != unlimitedSlots && c.counted.Load() >= slots
+}
+
 // InFlight returns the number of slots currently held.
 func (c *ConcurrencyLimiter) InFlight() int64 { return c.counted.Load() + c.uncounted.Load() }
 

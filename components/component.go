@@ -133,6 +133,10 @@ type FluxReading struct {
 	// answer's latency scaled by the flux meter's slo ÷ its API's SLO
 	// (FluxMeter.APISLOs); equal to them without per-API SLOs.
 	ScaledLatencyAvgMs, ScaledLatencyP50Ms, ScaledLatencyP90Ms, ScaledLatencyP95Ms, ScaledLatencyP99Ms float64
+	// FullRps is the part of RejectedRps refused because a concurrency
+	// limit had every slot taken (actuators.Window.Full): the limit bound
+	// during the tick, whatever InFlight shows at its end.
+	FullRps float64
 }
 
 // Source is a component fed from outside the circuit (a FluxMeter).

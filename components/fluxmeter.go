@@ -47,7 +47,7 @@ func (f *FluxMeter) Ports() Ports {
 		"incoming_rps", "accepted_rps", "rejected_rps", "goodput_rps", "in_flight", "completed_rps",
 		"oldest_in_flight_ms", "answered_latency_avg_ms", "abandoned_rps", "shared_latency_avg_ms",
 		"shared_latency_sem_ms", "scaled_latency_avg_ms", "scaled_latency_p50_ms", "scaled_latency_p90_ms",
-		"scaled_latency_p95_ms", "scaled_latency_p99_ms",
+		"scaled_latency_p95_ms", "scaled_latency_p99_ms", "full_rps",
 	}}
 }
 
@@ -109,4 +109,5 @@ func (f *FluxMeter) Execute(_, out []float64) {
 	out[12], out[13], out[14] = r.AnsweredLatencyAvgMs, r.AbandonedRps, r.SharedLatencyAvgMs
 	out[15] = r.SharedLatencySemMs
 	out[16], out[17], out[18], out[19], out[20] = r.ScaledLatencyAvgMs, r.ScaledLatencyP50Ms, r.ScaledLatencyP90Ms, r.ScaledLatencyP95Ms, r.ScaledLatencyP99Ms
+	out[21] = r.FullRps
 }

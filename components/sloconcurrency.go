@@ -58,6 +58,11 @@ func init() {
 //     of at least ten answers (completed_rps) whose mean rtt is over
 //     (1+rtt_tolerance)/2 × baseline by two of its standard errors
 //     (rtt_sem_ms) ends the slow start where it stands;
+//   - a window in which the limit refused requests with every slot taken
+//     (full_rps, optional), though no tick bound, and under a tenth of
+//     its requests, with no queue in its rtt and slow start over: limit
+//     ← limit + √limit, as when it binds (bursts under capacity that the
+//     count at the ticks' ends does not see);
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
@@ -116,8 +121,11 @@ type SLOConcurrencyController struct {
 	// the limit bound, and whether a tick with an rtt had no rtt_sem.
 	winTicks, winN, winRTT, winSemSq, winLatency float64
 	winBinding, winSemMissing                    bool
-	winInFlight                                  float64 // the most in flight at a tick of the window
-	lowRun                                       int     // windows in a row with the rtt under half the baseline
+	// winFull counts the window's requests refused at the full limit
+	// (full_rps).
+	winFull     float64
+	winInFlight float64 // the most in flight at a tick of the window
+	lowRun      int     // windows in a row with the rtt under half the baseline
 	// The baseline's warm-up windows: their lowest mean rtt, and the sum
 	// and count of the squares of the standard errors of those that had
 	// one.
@@ -207,12 +215,13 @@ const (
 )
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
-// rtt_ms?, completed_rps?, rtt_sem_ms? → limit, is_overload, baseline_ms.
+// rtt_ms?, completed_rps?, rtt_sem_ms?, full_rps? → limit, is_overload, baseline_ms.
 func (c *SLOConcurrencyController) Ports() Ports {
 	return Ports{In: []Port{
 		{Name: "latency_ms", Required: true}, {Name: "setpoint_ms", Bounds: NonNegative},
 		{Name: "in_flight", Required: true}, {Name: "oldest_in_flight_ms"}, {Name: "rtt_ms"},
 		{Name: "completed_rps"}, {Name: "rtt_sem_ms", Bounds: NonNegative},
+		{Name: "full_rps", Bounds: NonNegative},
 	}, Out: []string{"limit", "is_overload", "baseline_ms"}}
 }
 
@@ -595,7 +604,7 @@ func (c *SLOConcurrencyController) binds(inFlight float64) bool {
 
 // Execute runs one tick.
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
-	latency, setpoint, inFlight, oldest, rtt, completedRps, rttSem := in[0], in[1], in[2], in[3], in[4], in[5], in[6]
+	latency, setpoint, inFlight, oldest, rtt, completedRps, rttSem, full := in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]
 	if !c.started {
 		c.limit, c.slowStartOn, c.baseline, c.started = c.initial, true, Invalid, true
 		c.latencyRatio, c.latencyMin = Invalid, Invalid
@@ -635,6 +644,9 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	c.winTicks++
 	binding := c.binds(inFlight)
 	c.winBinding = c.winBinding || binding
+	if full > 0 && c.interval > 0 {
+		c.winFull += full * c.interval
+	}
 	if IsValid(inFlight) && !(inFlight <= c.winInFlight) {
 		c.winInFlight = inFlight
 	}
@@ -683,6 +695,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if IsValid(completedRps) {
 		inFlight = c.winInFlight
 	}
+	refused := c.winFull
+	c.winFull = 0
 	c.winInFlight, c.probed = Invalid, false
 	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding, c.winSemMissing = 0, 0, 0, 0, Invalid, false, false
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
@@ -701,6 +715,16 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	tol := c.queueTolerance(base)
 	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > tol*c.baseline
 	queueing := binding && slow
+	// The limit refused requests (full_rps) though no tick ended with it
+	// near full, and the rtt shows no queue: bursts under capacity that
+	// the count at the ticks' ends does not see (a single worker at 0.8
+	// of its capacity holds 0 to 20 requests from one millisecond to the
+	// next). The limit grows as when it binds, while the refusals are
+	// under burstShare of the window's requests: an overload of 1/(1 -
+	// burstShare) or more must have that share refused, whatever the
+	// limit.
+	refusedOnly := refused > 0 && refused < burstShare*(refused+windowN) && !binding && !slow && IsValid(rtt) &&
+		!c.slowStartOn && c.samples >= baselineWarmup
 	// A run of queueing windows begins with one that binds; a small
 	// limit may leave a window with a free slot at every tick, and such a
 	// window, still slow, does not end the run.
@@ -795,7 +819,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// threshold, rather than add √limit a window from the bottom.
 		c.limit = math.Min(c.limit*c.slowStart, c.recoverTo)
 		c.doubled = true
-	case binding && IsValid(latency):
+	case (binding || refusedOnly) && IsValid(latency):
 		c.limit += math.Max(1, math.Sqrt(c.limit))
 	case !binding && c.samples >= baselineWarmup:
 		// The limit has room and the baseline is learned: the service
@@ -1317,6 +1341,10 @@ var lowestOf = [baselineWarmup]float64{0, 0.564, 0.846, 1.029, 1.163, 1.267, 1.3
 // holds: up to twice that while a doubling's requests wait for a service
 // slower than the window.
 const aheadOfAnswers = 2
+
+// burstShare bounds the share of a window's requests refused at the full
+// limit for the refusals to be bursts under capacity (Execute).
+const burstShare = 0.1
 
 // firstEnough reports whether the first window, on a service slower than
 // a tick, has answers enough to stand in for the baseline for the probe:

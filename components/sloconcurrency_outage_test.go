@@ -30,7 +30,7 @@ func (p *sloPlant) run(n int) {
 		}
 		inFlight := math.Min(limit, p.demand)
 		rtt := p.own + 16/p.workers*math.Max(0, inFlight-p.workers)
-		p.c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, components.Invalid}, p.out)
+		p.c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, components.Invalid, components.Invalid}, p.out)
 	}
 }
 
@@ -63,7 +63,7 @@ func TestSLOConcurrencyControllerLullEndsAQueueingRun(t *testing.T) {
 	p.own = 60
 	p.run(25) // 2.5 s into a slower service: no relearn yet
 	for range 6000 {
-		p.c.Execute([]float64{components.Invalid, components.Invalid, 0, 0, components.Invalid, 0, components.Invalid}, p.out)
+		p.c.Execute([]float64{components.Invalid, components.Invalid, 0, 0, components.Invalid, 0, components.Invalid, components.Invalid}, p.out)
 	}
 	for i := range 15 {
 		p.run(1)

@@ -16,12 +16,12 @@ func TestSLOConcurrencyController(t *testing.T) {
 	// completions: every tick is a window): latency_ms, setpoint_ms,
 	// in_flight, oldest_in_flight_ms.
 	sp := func(latency, setpoint, inFlight, oldest float64) []float64 {
-		return []float64{latency, setpoint, inFlight, oldest, nan, nan, nan}
+		return []float64{latency, setpoint, inFlight, oldest, nan, nan, nan, nan}
 	}
 	// in builds every input: latency_ms, setpoint_ms, in_flight,
 	// oldest_in_flight_ms, rtt_ms, completed_rps.
 	in := func(latency, setpoint, inFlight, oldest, rtt, completed float64) []float64 {
-		return []float64{latency, setpoint, inFlight, oldest, rtt, completed, nan}
+		return []float64{latency, setpoint, inFlight, oldest, rtt, completed, nan, nan}
 	}
 	// want builds the outputs: limit, is_overload, baseline_ms.
 	want := func(limit, overload, baseline float64) []float64 { return []float64{limit, overload, baseline} }
@@ -326,7 +326,7 @@ func TestSLOConcurrencyControllerRelearnsOnlyWhatNoCutLowers(t *testing.T) {
 			}
 			before := out[2]
 			rtt := own + 16/workers*math.Max(0, limit-workers)
-			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, components.Invalid}, out)
+			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, components.Invalid, components.Invalid}, out)
 			highest = math.Max(highest, out[2])
 			if out[2] > before+10 {
 				relearns++
@@ -374,7 +374,7 @@ func TestSLOConcurrencyControllerRelearnsOnlyWhatNoCutLowers(t *testing.T) {
 	}
 	lull := func(ticks int) float64 {
 		for range ticks {
-			c.Execute([]float64{20, components.Invalid, 1, 0, 20, 1000, components.Invalid}, out)
+			c.Execute([]float64{20, components.Invalid, 1, 0, 20, 1000, components.Invalid, components.Invalid}, out)
 		}
 		return out[2]
 	}
@@ -404,7 +404,7 @@ func TestSLOConcurrencyControllerRelearnsNoQueueAtAHighMinGradient(t *testing.T)
 				limit = 8
 			}
 			rtt := 20 + 2*math.Max(0, limit-8)
-			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, components.Invalid}, out)
+			c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, components.Invalid, components.Invalid}, out)
 			if i > 300 && out[2] > 21 {
 				t.Fatalf("min_gradient %s: the baseline learned the queue: %.1f ms at tick %d", g, out[2], i)
 			}
@@ -438,7 +438,7 @@ func TestSLOConcurrencyControllerIgnoresASetpointUnderTheOwnLatency(t *testing.T
 				limit = 8
 			}
 			rtt := 20 + 2*math.Max(0, limit-8)
-			c.Execute([]float64{2 * rtt, tc.setpoint, limit, 0, rtt, 1000, components.Invalid}, out)
+			c.Execute([]float64{2 * rtt, tc.setpoint, limit, 0, rtt, 1000, components.Invalid, components.Invalid}, out)
 			if i >= 100 {
 				lowest = math.Min(lowest, out[0])
 			}
@@ -476,7 +476,7 @@ func TestSLOConcurrencyControllerFirstBaselineOfNoisyWindows(t *testing.T) {
 			c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
 			out := make([]float64, 3)
 			for _, rtt := range rtts {
-				c.Execute([]float64{rtt, components.Invalid, 1, 0, rtt, 1000, tc.sem(rtt)}, out)
+				c.Execute([]float64{rtt, components.Invalid, 1, 0, rtt, 1000, tc.sem(rtt), components.Invalid}, out)
 			}
 			if math.Abs(out[2]-tc.want) > 1e-9 {
 				t.Errorf("baseline %.2f ms after the first ten windows, want %.2f", out[2], tc.want)
@@ -495,7 +495,7 @@ func TestSLOConcurrencyControllerFirstBaselineOfQueuedWindows(t *testing.T) {
 	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
 	out := make([]float64, 3)
 	for _, rtt := range rtts {
-		c.Execute([]float64{rtt, components.Invalid, 1, 0, rtt, 1000, 3.5}, out)
+		c.Execute([]float64{rtt, components.Invalid, 1, 0, rtt, 1000, 3.5, components.Invalid}, out)
 	}
 	if want := 9 + 1.539*3.5; math.Abs(out[2]-want) > 1e-9 {
 		t.Errorf("baseline %.2f ms after the first ten windows, want %.2f", out[2], want)
@@ -527,7 +527,7 @@ func TestSLOConcurrencyControllerEndsALeaseBelowTheRelearnedBaseline(t *testing.
 					limit = 8
 				}
 				rtt := own + 2*math.Max(0, limit-8)
-				c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, sem}, out)
+				c.Execute([]float64{rtt, components.Invalid, limit, 0, rtt, 1000, sem, components.Invalid}, out)
 			}
 		}
 		run(20, 0.5, 300)
@@ -546,7 +546,7 @@ func TestSLOConcurrencyControllerEndsALeaseBelowTheRelearnedBaseline(t *testing.
 		if rtt <= 0.8*decayed {
 			t.Fatalf("the test needs a decayed baseline over %.1f ms, got %.1f", rtt/0.8, decayed)
 		}
-		c.Execute([]float64{rtt, components.Invalid, out[0], 0, rtt, 1000, tc.sem}, out)
+		c.Execute([]float64{rtt, components.Invalid, out[0], 0, rtt, 1000, tc.sem, components.Invalid}, out)
 		if !tc.wantBase(out[2]) {
 			t.Errorf("a window at %.1f ms ± %.0f (relearned %.1f, decayed %.1f): baseline %.1f, want %s", rtt, tc.sem, leased, decayed, out[2], tc.want)
 		}
@@ -604,7 +604,7 @@ func TestSLOConcurrencyControllerTakesASmallRiseWithManyInFlight(t *testing.T) {
 				inFlight = 1000
 			}
 			rtt := own * math.Max(1, inFlight/(4000*own/20))
-			c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid}, out)
+			c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid, components.Invalid}, out)
 		}
 		return out[0], out[2]
 	}
@@ -631,7 +631,7 @@ func TestSLOConcurrencyControllerClimbsPerTurnoverOnASlowService(t *testing.T) {
 			inFlight = 3
 		}
 		rtt := 500 * math.Max(1, inFlight/512)
-		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid}, out)
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid, components.Invalid}, out)
 		if reached == 0 && out[0] >= 512 {
 			reached = tick
 		}
@@ -680,7 +680,7 @@ func TestSLOConcurrencyControllerKeepsRoomForWhatALeaseLetIn(t *testing.T) {
 	for i := range 10 {
 		old, fresh := grown/10, 100.0
 		rtt := (old*1000 + fresh*20) / (old + fresh)
-		c.Execute([]float64{rtt, components.Invalid, math.Max(began, grown*(1-float64(i+1)/10)), 0, rtt, (old + fresh) * 10, 0.5}, out)
+		c.Execute([]float64{rtt, components.Invalid, math.Max(began, grown*(1-float64(i+1)/10)), 0, rtt, (old + fresh) * 10, 0.5, components.Invalid}, out)
 	}
 	if out[0] > (grown+began)/2 {
 		t.Errorf("limit in force %.1f a leased rtt after the lease ended (it began at %.1f, grew to %.1f), want the room gone", out[0], began, grown)
@@ -695,7 +695,7 @@ func leaseRig(t *testing.T) (c components.Component, out []float64, tick func(rt
 	c = mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":8}`, 100*time.Millisecond)
 	out = make([]float64, 3)
 	tick = func(rtt, inFlight float64) {
-		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, 0.5}, out)
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, 1000, 0.5, components.Invalid}, out)
 	}
 	queued = func(own float64, ticks int) {
 		for range ticks {
@@ -729,7 +729,7 @@ func TestSLOConcurrencyControllerRelearnsASlowerDependencyBeforeTheLimitHalves(t
 				}
 				inFlight := math.Min(0.93*limit, offered)
 				rtt, rps := rttOf(inFlight)
-				c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, rps, components.Invalid}, out)
+				c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, rps, components.Invalid, components.Invalid}, out)
 			}
 			return out[0], out[2]
 		}
@@ -870,7 +870,7 @@ func fifoService(c components.Component, workers int, holds []int) func(out []fl
 		if n > 1 {
 			sem = math.Sqrt(math.Max(0, sq/float64(n)-rtt*rtt) / float64(n-1))
 		}
-		c.Execute([]float64{rtt, components.Invalid, float64(inFlight), 0, rtt, float64(n) * 10, sem}, out)
+		c.Execute([]float64{rtt, components.Invalid, float64(inFlight), 0, rtt, float64(n) * 10, sem, components.Invalid}, out)
 		if admit := int(out[0]) - inFlight; admit > 0 {
 			for i, hold := range holds {
 				part := admit / len(holds)
@@ -1067,7 +1067,7 @@ func TestSLOConcurrencyControllerLeaseProbeFindsTheDependencyFastAgain(t *testin
 				inFlight = 100
 			}
 			rtt := math.Max(own, inFlight/800*1000)
-			c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, 1}, out)
+			c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, 1, components.Invalid}, out)
 		}
 	}
 	run(160, 600)
@@ -1129,5 +1129,44 @@ func closedLoopTick(c components.Component, out []float64, initial float64, rtt 
 		inFlight = initial
 	}
 	r := rtt(inFlight)
-	c.Execute([]float64{r, components.Invalid, inFlight, 0, r, inFlight / r * 1000, components.Invalid}, out)
+	c.Execute([]float64{r, components.Invalid, inFlight, 0, r, inFlight / r * 1000, components.Invalid, components.Invalid}, out)
+}
+
+// TestSLOConcurrencyControllerGrowsWhereBurstsUnderCapacityAreRefused
+// checks full_rps: a limit that refused requests within the ticks, though
+// no tick ended with it near full and the rtt shows no queue, grows as
+// when it binds; refused with a queue showing, or not refused, it holds.
+func TestSLOConcurrencyControllerGrowsWhereBurstsUnderCapacityAreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		rtt, full  float64
+		wantGrowth bool
+	}{
+		{"refused, no queue", 10, 40, true},
+		{"refused, a queue", 20, 40, false},
+		{"nothing refused", 10, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":20}`, 100*time.Millisecond)
+			out := make([]float64, 3)
+			// Five in flight at 10 ms: 500 answers a second, the limit
+			// never near full at a tick's end, the baseline 10 ms.
+			tick := func(rtt, full float64) {
+				c.Execute([]float64{rtt, components.Invalid, 5, 0, rtt, 500, components.Invalid, full}, out)
+			}
+			for range 300 {
+				tick(10, 0)
+			}
+			before := out[0]
+			if before != 20 || math.Abs(out[2]-10) > 0.1 {
+				t.Fatalf("limit %.1f, baseline %.2f after 30 s at five in flight, want 20 and 10", before, out[2])
+			}
+			for range 10 {
+				tick(tc.rtt, tc.full)
+			}
+			if grew := out[0] > before; grew != tc.wantGrowth {
+				t.Errorf("limit %.1f after 1 s of this, from %.1f: grew %v, want %v", out[0], before, grew, tc.wantGrowth)
+			}
+		})
+	}
 }

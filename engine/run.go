@@ -956,6 +956,7 @@ func reading(w *actuators.Window) components.FluxReading {
 		ScaledLatencyP90Ms:   sp[1],
 		ScaledLatencyP95Ms:   sp[2],
 		ScaledLatencyP99Ms:   sp[3],
+		FullRps:              w.Rate(w.Full),
 	}
 }
 

@@ -363,9 +363,9 @@ func (a *API) Admit() (Ticket, Decision) {
 			held, said, d := t.apiAtt.admit(now, proc, a.index)
 			v |= said
 			if d != Accepted {
-				t.apiAtt.arrive(proc, now, false)
+				t.apiAtt.refuse(proc, now, said)
 				if len(t.allAtt.taps) != 0 {
-					t.allAtt.arrive(proc, now, false)
+					t.allAtt.refuse(proc, now, said)
 				}
 				a.count(proc, OutcomeRejected)
 				return Ticket{}, d
@@ -382,11 +382,11 @@ func (a *API) Admit() (Ticket, Decision) {
 					t.apiAtt.release(t.apiHeld, a.index, actuators.Unmeasured, -1)
 				}
 				if len(t.apiAtt.taps) != 0 {
-					t.apiAtt.arrive(proc, now, false)
+					t.apiAtt.refuse(proc, now, said)
 				}
 			}
 			if len(t.allAtt.taps) != 0 {
-				t.allAtt.arrive(proc, now, false)
+				t.allAtt.refuse(proc, now, said)
 			}
 			a.count(proc, OutcomeRejected)
 			return Ticket{}, d
@@ -662,6 +662,18 @@ func (at *attachments) arrive(proc int, now int64, admitted bool) {
 	}
 }
 
+// refuse records a refused arrival; said is what the limiter that refused
+// it said (limitFull: a concurrency limit with every slot taken).
+func (at *attachments) refuse(proc int, now int64, said verdict) {
+	if said&limitFull == 0 {
+		at.arrive(proc, now, false)
+		return
+	}
+	for _, r := range at.taps {
+		r.RefuseFullOn(proc)
+	}
+}
+
 func (at *attachments) done(proc, api int, startNs, latencyNs, ownNs int64, ok, abandoned bool) {
 	for _, r := range at.taps {
 		if abandoned {
@@ -678,6 +690,7 @@ type verdict uint8
 const (
 	limitInForce    verdict = 1 << iota // a limiter with a valid setpoint admitted the request
 	dryRunWouldDeny                     // a dry-run limiter would have refused it
+	limitFull                           // a concurrency limiter refused it with every slot taken
 )
 
 // outcome is the outcome of an admitted request.
@@ -873,7 +886,11 @@ func (l *Limiter) allow(now int64, proc, index int) (ok, acquired bool, said ver
 		l.Allowed.AddOn(proc, 1)
 		return true, true, limitInForce
 	}
-	return l.refuse(proc)
+	ok, acquired, said = l.refuse(proc)
+	if !ok && l.Concurrency.Full() {
+		said |= limitFull
+	}
+	return ok, acquired, said
 }
 
 // stale applies the fail mode to a request that met a stale setpoint.

@@ -344,3 +344,68 @@ func TestConcurrentAdmitAttachDetach(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestRefusalsAtAFullLimitAreCountedApart checks Window.Full: a request
+// refused with every slot of a concurrency limit taken counts as Full as
+// well as Rejected; one refused at the unanswered APIs' quarter while the
+// limit has room, and one refused by a token bucket, only as Rejected.
+func TestRefusalsAtAFullLimitAreCountedApart(t *testing.T) {
+	now := int64(0)
+	cp := NewRegistry(func() int64 { return now }).Get("ingress")
+	c := actuators.NewConcurrencyLimiter(8)
+	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
+	tap := actuators.NewRecorder(0)
+	cp.API(AllAPIs).AttachTap(tap)
+	tap.Snapshot(now)
+	browse, pay := cp.API("browse"), cp.API("pay")
+	// pay's clients give up: it turns unanswered, held to a quarter.
+	p, _ := pay.Admit()
+	now += 2e9
+	p.Abandon()
+	b, _ := browse.Admit()
+	b.Done(true)
+	c.Rebalance(true, 1)
+	for range 2 {
+		if _, d := pay.Admit(); d != Accepted {
+			t.Fatal("pay refused under a quarter of the limit")
+		}
+	}
+	if _, d := pay.Admit(); d != ConcurrencyLimited {
+		t.Fatalf("pay beyond its quarter: %v, want ConcurrencyLimited", d)
+	}
+	if w := tap.Snapshot(now); w.Rejected != 1 || w.Full != 0 {
+		t.Fatalf("after a refusal at the quarter: %d rejected, %d full, want 1 and 0", w.Rejected, w.Full)
+	}
+	var held []Ticket
+	for range 8 {
+		tk, d := browse.Admit()
+		if d != Accepted {
+			t.Fatal("browse refused under the limit")
+		}
+		held = append(held, tk)
+	}
+	if _, d := browse.Admit(); d != ConcurrencyLimited {
+		t.Fatalf("browse beyond the limit: %v, want ConcurrencyLimited", d)
+	}
+	if w := tap.Snapshot(now); w.Rejected != 1 || w.Full != 1 {
+		t.Fatalf("after a refusal at the full limit: %d rejected, %d full, want 1 and 1", w.Rejected, w.Full)
+	}
+	for _, tk := range held {
+		tk.Done(true)
+	}
+	// A bucket of one token, never refilled: the second request is its.
+	cp.API("search").AttachLimiter(&Limiter{Bucket: actuators.NewTokenBucket(0, 1, now)})
+	cp.API("search").AttachTap(tap)
+	if tk, d := cp.API("search").Admit(); d != Accepted {
+		t.Fatalf("search's first request: %v, want Accepted", d)
+	} else {
+		tk.Done(true)
+	}
+	tap.Snapshot(now)
+	if _, d := cp.API("search").Admit(); d != RateLimited {
+		t.Fatalf("search at a rate of 0: %v, want RateLimited", d)
+	}
+	if w := tap.Snapshot(now); w.Rejected != 2 || w.Full != 0 {
+		t.Fatalf("after a token bucket's refusal (seen by two taps): %d rejected, %d full, want 2 and 0", w.Rejected, w.Full)
+	}
+}
