@@ -137,6 +137,34 @@ func TestConcurrencyLimitHoldsSlotsUntilDone(t *testing.T) {
 	}
 }
 
+// sharedLimitRig returns a control point on the clock *now with a
+// concurrency limit of 8 for all its APIs and a flux meter of them all,
+// whose first window has begun.
+func sharedLimitRig(now *int64) (*ControlPoint, *actuators.ConcurrencyLimiter, *actuators.Recorder) {
+	cp := NewRegistry(func() int64 { return *now }).Get("ingress")
+	c := actuators.NewConcurrencyLimiter(8)
+	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
+	tap := actuators.NewRecorder(0)
+	cp.API(AllAPIs).AttachTap(tap)
+	tap.Snapshot(*now)
+	return cp, c, tap
+}
+
+// admitAll admits n requests of a, all of which must be accepted (what
+// says which), and returns their tickets.
+func admitAll(t *testing.T, a *API, n int, what string) []Ticket {
+	t.Helper()
+	held := make([]Ticket, 0, n)
+	for range n {
+		tk, d := a.Admit()
+		if d != Accepted {
+			t.Fatalf("%s: %v, want Accepted", what, d)
+		}
+		held = append(held, tk)
+	}
+	return held
+}
+
 // TestSharedConcurrencyLimitIsABulkheadByUsefulTime: a limit of 8 shared
 // by two APIs. "pay"'s requests are abandoned by their clients and
 // "browse"'s answered; after a rebalance, pay gets a quarter of the limit,
@@ -144,12 +172,7 @@ func TestConcurrencyLimitHoldsSlotsUntilDone(t *testing.T) {
 // as abandoned, apart from browse's answers.
 func TestSharedConcurrencyLimitIsABulkheadByUsefulTime(t *testing.T) {
 	now := int64(0)
-	cp := NewRegistry(func() int64 { return now }).Get("ingress")
-	c := actuators.NewConcurrencyLimiter(8)
-	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
-	tap := actuators.NewRecorder(0)
-	cp.API(AllAPIs).AttachTap(tap)
-	tap.Snapshot(now)
+	cp, c, tap := sharedLimitRig(&now)
 	browse, pay := cp.API("browse"), cp.API("pay")
 	b, _ := browse.Admit()
 	p, _ := pay.Admit()
@@ -168,14 +191,7 @@ func TestSharedConcurrencyLimitIsABulkheadByUsefulTime(t *testing.T) {
 		t.Fatalf("latency %v ms, want 1020 (both: 40 and 2000)", got)
 	}
 	c.Rebalance(true, 1)
-	var held []Ticket
-	for range 2 {
-		tk, d := pay.Admit()
-		if d != Accepted {
-			t.Fatal("pay refused under a quarter of the limit")
-		}
-		held = append(held, tk)
-	}
+	held := admitAll(t, pay, 2, "pay, under a quarter of the limit")
 	if _, d := pay.Admit(); d != ConcurrencyLimited {
 		t.Fatalf("pay beyond a quarter of the limit: %v, want ConcurrencyLimited", d)
 	}
@@ -351,12 +367,7 @@ func TestConcurrentAdmitAttachDetach(t *testing.T) {
 // limit has room, and one refused by a token bucket, only as Rejected.
 func TestRefusalsAtAFullLimitAreCountedApart(t *testing.T) {
 	now := int64(0)
-	cp := NewRegistry(func() int64 { return now }).Get("ingress")
-	c := actuators.NewConcurrencyLimiter(8)
-	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
-	tap := actuators.NewRecorder(0)
-	cp.API(AllAPIs).AttachTap(tap)
-	tap.Snapshot(now)
+	cp, c, tap := sharedLimitRig(&now)
 	browse, pay := cp.API("browse"), cp.API("pay")
 	// pay's clients give up: it turns unanswered, held to a quarter.
 	p, _ := pay.Admit()
@@ -365,25 +376,14 @@ func TestRefusalsAtAFullLimitAreCountedApart(t *testing.T) {
 	b, _ := browse.Admit()
 	b.Done(true)
 	c.Rebalance(true, 1)
-	for range 2 {
-		if _, d := pay.Admit(); d != Accepted {
-			t.Fatal("pay refused under a quarter of the limit")
-		}
-	}
+	admitAll(t, pay, 2, "pay, under a quarter of the limit")
 	if _, d := pay.Admit(); d != ConcurrencyLimited {
 		t.Fatalf("pay beyond its quarter: %v, want ConcurrencyLimited", d)
 	}
 	if w := tap.Snapshot(now); w.Rejected != 1 || w.Full != 0 {
 		t.Fatalf("after a refusal at the quarter: %d rejected, %d full, want 1 and 0", w.Rejected, w.Full)
 	}
-	var held []Ticket
-	for range 8 {
-		tk, d := browse.Admit()
-		if d != Accepted {
-			t.Fatal("browse refused under the limit")
-		}
-		held = append(held, tk)
-	}
+	held := admitAll(t, browse, 8, "browse, under the limit")
 	if _, d := browse.Admit(); d != ConcurrencyLimited {
 		t.Fatalf("browse beyond the limit: %v, want ConcurrencyLimited", d)
 	}
