@@ -124,7 +124,9 @@ func (c *ConcurrencyLimiter) SetLimit(limit float64) {
 
 // Full reports whether the limit has no slot left for an answered
 // partition's request: every slot is taken. A request refused while it
-// is not was refused by its partition's cap or the unanswered quarter.
+// is not was refused by its partition's cap, or, unanswered, at the
+// unanswered APIs' quarter or where their requests beyond the limit take
+// the room.
 func (c *ConcurrencyLimiter) Full() bool {
 	slots := c.slots.Load()
 	return slots != unlimitedSlots && c.counted.Load() >= slots

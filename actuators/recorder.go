@@ -85,7 +85,6 @@ type recorderShard struct {
 type recorderBuffer struct {
 	accepted     atomic.Uint64
 	rejected     atomic.Uint64
-	full         atomic.Uint64
 	goodput      atomic.Uint64
 	errors       atomic.Uint64
 	latencySumNs atomic.Uint64
@@ -156,16 +155,6 @@ func (r *Recorder) ArriveOn(proc int, nowNs int64, admitted bool) {
 		return
 	}
 	b.rejected.Add(1)
-}
-
-// RefuseFullOn records one arrival refused because a concurrency limit was
-// full (every slot taken): counted as rejected, and as Full. A refusal
-// by a token bucket, or by a partition's cap while the limit had room, is
-// ArriveOn's. proc is as for ArriveOn.
-func (r *Recorder) RefuseFullOn(proc int) {
-	b := &r.shards[proc&(len(r.shards)-1)].buffers[r.active.Load()&1]
-	b.rejected.Add(1)
-	b.full.Add(1)
 }
 
 // Done records that an admitted request that arrived at startNs (the nowNs
@@ -308,7 +297,6 @@ func (r *Recorder) snapshot(w *Window, nowNs int64) {
 		b := &r.shards[i].buffers[retired]
 		w.Accepted += take(&b.accepted)
 		w.Rejected += take(&b.rejected)
-		w.Full += take(&b.full)
 		w.Goodput += take(&b.goodput)
 		w.Errors += take(&b.errors)
 		w.LatencySumNs += take(&b.latencySumNs)

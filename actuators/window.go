@@ -8,13 +8,9 @@ import "math"
 type Window struct {
 	StartNs, EndNs int64
 
-	Incoming uint64 // arrivals: Accepted + Rejected
-	Accepted uint64 // arrivals admitted
-	Rejected uint64 // arrivals refused
-	// Full counts the Rejected refused because a concurrency limit was
-	// full (Recorder.RefuseFullOn): the limit bound, whatever the count
-	// in flight at the window's end shows.
-	Full      uint64
+	Incoming  uint64 // arrivals: Accepted + Rejected
+	Accepted  uint64 // arrivals admitted
+	Rejected  uint64 // arrivals refused
 	Completed uint64 // admitted requests that finished (LatencyCounts.Total())
 	Goodput   uint64 // completed OK within the SLO
 	Errors    uint64 // completed not OK

@@ -59,10 +59,11 @@ func init() {
 //     (1+rtt_tolerance)/2 × baseline by two of its standard errors
 //     (rtt_sem_ms) ends the slow start where it stands;
 //   - a window in which the limit refused requests with every slot taken
-//     (full_rps, optional), though no tick bound, and under a tenth of
-//     its requests, with no queue in its rtt and slow start over: limit
-//     ← limit + √limit, as when it binds (bursts under capacity that the
-//     count at the ticks' ends does not see);
+//     (full_rps, optional; with completed_rps and rtt_ms), though no tick
+//     bound, fewer than a tenth of its answers and refusals together,
+//     with no queue in its rtt, slow start over and the baseline learned:
+//     limit ← limit + √limit, as when it binds (bursts under capacity
+//     that the count at the ticks' ends does not see);
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
@@ -724,7 +725,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// burstShare) or more must have that share refused, whatever the
 	// limit.
 	refusedOnly := refused > 0 && refused < burstShare*(refused+windowN) && !binding && !slow && IsValid(rtt) &&
-		!c.slowStartOn && c.samples >= baselineWarmup
+		!c.slowStartOn && c.samples >= baselineWarmup && !c.refill // a drain probe's lower limit refused those
 	// A run of queueing windows begins with one that binds; a small
 	// limit may leave a window with a free slot at every tick, and such a
 	// window, still slow, does not end the run.

@@ -168,6 +168,10 @@ type tap struct {
 	source components.Source
 	rec    *actuators.Recorder
 	detach func()
+	// fullSeen is what the policy's concurrency limiters at the tap's
+	// selector had counted as refused at a full limit when the tap's
+	// last window closed (fullOf).
+	fullSeen uint64
 }
 
 type sink struct {
@@ -484,6 +488,11 @@ func (e *Engine) attach(r *Running, prev *Running, now int64, share float64) {
 			s.detach = func() { detach(); exact.Close() }
 		}
 		r.sinks = append(r.sinks, s)
+	}
+	// Refusals at a full limit count from here: an adopted limiter's
+	// count began under the policy this one replaces.
+	for i, t := range r.taps {
+		r.taps[i].fullSeen = r.fullOf(t.source)
 	}
 	e.attachQueries(r, prev)
 	e.applyDynamic(r)
@@ -826,12 +835,33 @@ func (e *Engine) observe(r *Running, now int64) {
 		// next tick.
 		t.rec.SnapshotAfter(&w, now, int64(r.Circuit.Spec.EvaluationInterval)/10)
 		rd := reading(&w)
+		// Refusals at a full limit: the policy's own limiters', since
+		// the last window. Another policy's limit at the same selector
+		// binds on its own.
+		rd.FullRps = math.NaN()
+		if full := r.fullOf(t.source); w.Seconds() > 0 {
+			rd.FullRps = w.Rate(full - t.fullSeen)
+			r.taps[i].fullSeen = full
+		}
 		r.readings[i] = rd
 		if a, ok := t.source.(components.AgentActuator); ok {
 			e.publishAgentReading(r.Circuit.Spec.Name, a, rd)
 		}
 	}
 	r.observeQueries(now)
+}
+
+// fullOf is what the policy's concurrency limiters at src's selector
+// have counted as refused with every slot taken (controlpoint.Limiter.Full).
+func (r *Running) fullOf(src components.Source) uint64 {
+	sel := src.Selector().Normalized()
+	var n uint64
+	for _, s := range r.sinks {
+		if s.limiter.Concurrency != nil && s.comp.Selector().Normalized() == sel {
+			n += s.limiter.Full.Load()
+		}
+	}
+	return n
 }
 
 // recoverPolicy turns a panic in a policy's tick into a disabled policy:
@@ -956,7 +986,6 @@ func reading(w *actuators.Window) components.FluxReading {
 		ScaledLatencyP90Ms:   sp[1],
 		ScaledLatencyP95Ms:   sp[2],
 		ScaledLatencyP99Ms:   sp[3],
-		FullRps:              w.Rate(w.Full),
 	}
 }
 

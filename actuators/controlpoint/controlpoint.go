@@ -363,9 +363,9 @@ func (a *API) Admit() (Ticket, Decision) {
 			held, said, d := t.apiAtt.admit(now, proc, a.index)
 			v |= said
 			if d != Accepted {
-				t.apiAtt.refuse(proc, now, said)
+				t.apiAtt.arrive(proc, now, false)
 				if len(t.allAtt.taps) != 0 {
-					t.allAtt.refuse(proc, now, said)
+					t.allAtt.arrive(proc, now, false)
 				}
 				a.count(proc, OutcomeRejected)
 				return Ticket{}, d
@@ -382,11 +382,11 @@ func (a *API) Admit() (Ticket, Decision) {
 					t.apiAtt.release(t.apiHeld, a.index, actuators.Unmeasured, -1)
 				}
 				if len(t.apiAtt.taps) != 0 {
-					t.apiAtt.refuse(proc, now, said)
+					t.apiAtt.arrive(proc, now, false)
 				}
 			}
 			if len(t.allAtt.taps) != 0 {
-				t.allAtt.refuse(proc, now, said)
+				t.allAtt.arrive(proc, now, false)
 			}
 			a.count(proc, OutcomeRejected)
 			return Ticket{}, d
@@ -662,18 +662,6 @@ func (at *attachments) arrive(proc int, now int64, admitted bool) {
 	}
 }
 
-// refuse records a refused arrival; said is what the limiter that refused
-// it said (limitFull: a concurrency limit with every slot taken).
-func (at *attachments) refuse(proc int, now int64, said verdict) {
-	if said&limitFull == 0 {
-		at.arrive(proc, now, false)
-		return
-	}
-	for _, r := range at.taps {
-		r.RefuseFullOn(proc)
-	}
-}
-
 func (at *attachments) done(proc, api int, startNs, latencyNs, ownNs int64, ok, abandoned bool) {
 	for _, r := range at.taps {
 		if abandoned {
@@ -690,7 +678,6 @@ type verdict uint8
 const (
 	limitInForce    verdict = 1 << iota // a limiter with a valid setpoint admitted the request
 	dryRunWouldDeny                     // a dry-run limiter would have refused it
-	limitFull                           // a concurrency limiter refused it with every slot taken
 )
 
 // outcome is the outcome of an admitted request.
@@ -796,6 +783,12 @@ type Limiter struct {
 	WouldReject actuators.Counter // refused, but admitted because of DryRun
 	FailOpen    actuators.Counter // admitted because the setpoint is invalid or stale
 	Stale       actuators.Counter // decided by the fail mode because the setpoint is stale
+	// Full counts the requests its concurrency limit refused (or, in
+	// DryRun, would have) with every slot taken
+	// (actuators.ConcurrencyLimiter.Full), not at a partition's cap or
+	// the unanswered APIs' quarter: the limit bound, whatever the count
+	// in flight shows at a tick.
+	Full actuators.Counter
 	// RemoteFallback counts the requests Remote left unanswered, which the
 	// bucket decided.
 	RemoteFallback actuators.Counter
@@ -837,7 +830,7 @@ func (l *Limiter) StampNs() int64 { return l.stampNs.Load() }
 // allocateCounters allocates the counters' shards, so that the first
 // requests do not.
 func (l *Limiter) allocateCounters() {
-	for _, c := range []*actuators.Counter{&l.Allowed, &l.Rejected, &l.WouldReject, &l.FailOpen, &l.Stale, &l.RemoteFallback} {
+	for _, c := range []*actuators.Counter{&l.Allowed, &l.Rejected, &l.Full, &l.WouldReject, &l.FailOpen, &l.Stale, &l.RemoteFallback} {
 		c.Add(0)
 	}
 }
@@ -886,11 +879,10 @@ func (l *Limiter) allow(now int64, proc, index int) (ok, acquired bool, said ver
 		l.Allowed.AddOn(proc, 1)
 		return true, true, limitInForce
 	}
-	ok, acquired, said = l.refuse(proc)
-	if !ok && l.Concurrency.Full() {
-		said |= limitFull
+	if l.Concurrency.Full() {
+		l.Full.AddOn(proc, 1)
 	}
-	return ok, acquired, said
+	return l.refuse(proc)
 }
 
 // stale applies the fail mode to a request that met a stale setpoint.

@@ -138,16 +138,16 @@ func TestConcurrencyLimitHoldsSlotsUntilDone(t *testing.T) {
 }
 
 // sharedLimitRig returns a control point on the clock *now with a
-// concurrency limit of 8 for all its APIs and a flux meter of them all,
-// whose first window has begun.
-func sharedLimitRig(now *int64) (*ControlPoint, *actuators.ConcurrencyLimiter, *actuators.Recorder) {
+// concurrency limit of 8 for all its APIs (its limiter) and a flux meter
+// of them all, whose first window has begun.
+func sharedLimitRig(now *int64) (*ControlPoint, *Limiter, *actuators.Recorder) {
 	cp := NewRegistry(func() int64 { return *now }).Get("ingress")
-	c := actuators.NewConcurrencyLimiter(8)
-	cp.API(AllAPIs).AttachLimiter(&Limiter{Concurrency: c})
+	l := &Limiter{Concurrency: actuators.NewConcurrencyLimiter(8)}
+	cp.API(AllAPIs).AttachLimiter(l)
 	tap := actuators.NewRecorder(0)
 	cp.API(AllAPIs).AttachTap(tap)
 	tap.Snapshot(*now)
-	return cp, c, tap
+	return cp, l, tap
 }
 
 // admitAll admits n requests of a, all of which must be accepted (what
@@ -172,7 +172,8 @@ func admitAll(t *testing.T, a *API, n int, what string) []Ticket {
 // as abandoned, apart from browse's answers.
 func TestSharedConcurrencyLimitIsABulkheadByUsefulTime(t *testing.T) {
 	now := int64(0)
-	cp, c, tap := sharedLimitRig(&now)
+	cp, l, tap := sharedLimitRig(&now)
+	c := l.Concurrency
 	browse, pay := cp.API("browse"), cp.API("pay")
 	b, _ := browse.Admit()
 	p, _ := pay.Admit()
@@ -361,51 +362,36 @@ func TestConcurrentAdmitAttachDetach(t *testing.T) {
 	wg.Wait()
 }
 
-// TestRefusalsAtAFullLimitAreCountedApart checks Window.Full: a request
-// refused with every slot of a concurrency limit taken counts as Full as
-// well as Rejected; one refused at the unanswered APIs' quarter while the
-// limit has room, and one refused by a token bucket, only as Rejected.
+// TestRefusalsAtAFullLimitAreCountedApart checks Limiter.Full: a request
+// its concurrency limit refused with every slot taken counts there; one
+// refused at the unanswered APIs' quarter while the limit has room does
+// not, nor does a refusal by another limiter of the same request.
 func TestRefusalsAtAFullLimitAreCountedApart(t *testing.T) {
 	now := int64(0)
-	cp, c, tap := sharedLimitRig(&now)
+	cp, l, _ := sharedLimitRig(&now)
 	browse, pay := cp.API("browse"), cp.API("pay")
+	// browse has a limit of its own, never full here.
+	own := &Limiter{Concurrency: actuators.NewConcurrencyLimiter(100)}
+	browse.AttachLimiter(own)
 	// pay's clients give up: it turns unanswered, held to a quarter.
 	p, _ := pay.Admit()
 	now += 2e9
 	p.Abandon()
 	b, _ := browse.Admit()
 	b.Done(true)
-	c.Rebalance(true, 1)
+	l.Concurrency.Rebalance(true, 1)
 	admitAll(t, pay, 2, "pay, under a quarter of the limit")
 	if _, d := pay.Admit(); d != ConcurrencyLimited {
 		t.Fatalf("pay beyond its quarter: %v, want ConcurrencyLimited", d)
 	}
-	if w := tap.Snapshot(now); w.Rejected != 1 || w.Full != 0 {
-		t.Fatalf("after a refusal at the quarter: %d rejected, %d full, want 1 and 0", w.Rejected, w.Full)
+	if got := l.Full.Load(); got != 0 {
+		t.Fatalf("after a refusal at the quarter: %d counted full, want 0", got)
 	}
-	held := admitAll(t, browse, 8, "browse, under the limit")
+	admitAll(t, browse, 8, "browse, under the limit")
 	if _, d := browse.Admit(); d != ConcurrencyLimited {
 		t.Fatalf("browse beyond the limit: %v, want ConcurrencyLimited", d)
 	}
-	if w := tap.Snapshot(now); w.Rejected != 1 || w.Full != 1 {
-		t.Fatalf("after a refusal at the full limit: %d rejected, %d full, want 1 and 1", w.Rejected, w.Full)
-	}
-	for _, tk := range held {
-		tk.Done(true)
-	}
-	// A bucket of one token, never refilled: the second request is its.
-	cp.API("search").AttachLimiter(&Limiter{Bucket: actuators.NewTokenBucket(0, 1, now)})
-	cp.API("search").AttachTap(tap)
-	if tk, d := cp.API("search").Admit(); d != Accepted {
-		t.Fatalf("search's first request: %v, want Accepted", d)
-	} else {
-		tk.Done(true)
-	}
-	tap.Snapshot(now)
-	if _, d := cp.API("search").Admit(); d != RateLimited {
-		t.Fatalf("search at a rate of 0: %v, want RateLimited", d)
-	}
-	if w := tap.Snapshot(now); w.Rejected != 2 || w.Full != 0 {
-		t.Fatalf("after a token bucket's refusal (seen by two taps): %d rejected, %d full, want 2 and 0", w.Rejected, w.Full)
+	if got, ownGot := l.Full.Load(), own.Full.Load(); got != 1 || ownGot != 0 {
+		t.Fatalf("after a refusal at the full shared limit: %d counted full there and %d at browse's own, want 1 and 0", got, ownGot)
 	}
 }

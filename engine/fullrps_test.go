@@ -1,0 +1,72 @@
+package engine_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
+	"github.com/spillway-dev/spillway/engine"
+)
+
+// Two policies at one selector: "a" limits concurrency to 2, "b" to 100,
+// and each reads the flux meter's full_rps there.
+const fullRpsPolicies = `package p
+import bp "spillway.dev/blueprints"
+policies: a: bp.#Policy & {
+	policy_name: "a"
+	evaluation_interval: "1s"
+	components: [
+		{FluxMeter: {selector: control_point: "ingress", out_ports: full_rps: "FULL"}},
+		{Variable: {value: 2, out_ports: output: "LIMIT"}},
+		{ConcurrencyLimiter: {selector: control_point: "ingress", in_ports: limit: "LIMIT"}},
+	]
+}
+policies: b: bp.#Policy & {
+	policy_name: "b"
+	evaluation_interval: "1s"
+	components: [
+		{FluxMeter: {selector: control_point: "ingress", out_ports: full_rps: "FULL"}},
+		{Variable: {value: 100, out_ports: output: "LIMIT"}},
+		{ConcurrencyLimiter: {selector: control_point: "ingress", in_ports: limit: "LIMIT"}},
+	]
+}
+`
+
+// TestFullRpsCountsThePolicysOwnLimit fills policy a's limit of 2 and
+// refuses three more requests: a's flux meter reads 3 refusals at a full
+// limit over the second, b's none, since its own limit of 100 never was.
+func TestFullRpsCountsThePolicysOwnLimit(t *testing.T) {
+	specs, diags := engine.LoadSource("p.cue", []byte(fullRpsPolicies))
+	if len(diags.Errors()) > 0 {
+		t.Fatal(diags)
+	}
+	var clock atomic.Int64
+	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true, Clock: clock.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	ingress := eng.ControlPoints().Get("ingress")
+	eng.Tick() // the limits are set
+	var held []controlpoint.Ticket
+	for range 5 {
+		if tk, d := ingress.Admit("GET /"); d == controlpoint.Accepted {
+			held = append(held, tk)
+		}
+	}
+	if len(held) != 2 {
+		t.Fatalf("%d admitted under a limit of 2", len(held))
+	}
+	clock.Store(int64(time.Second))
+	eng.Tick()
+	for policy, want := range map[string]float64{"a": 3, "b": 0} {
+		if got, err := eng.Signal(policy, "FULL"); err != nil || got != want {
+			t.Errorf("policy %s: FULL = %v (%v), want %v", policy, got, err, want)
+		}
+	}
+	for _, tk := range held {
+		tk.Done(true)
+	}
+}
