@@ -1,13 +1,9 @@
 package engine_test
 
 import (
-	"context"
 	"math"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/spillway-dev/spillway/engine"
 )
 
 const apiSLOsPolicy = `package p
@@ -29,16 +25,7 @@ policies: a: bp.#Policy & {
 // scaled latencies read that API's answers five times over (200 ÷ 40 ms),
 // the other's as they are, and goodput counts each within its own SLO.
 func TestFluxMeterAPISLOsThroughTheControlPoint(t *testing.T) {
-	specs, diags := engine.LoadSource("p.cue", []byte(apiSLOsPolicy))
-	if len(diags.Errors()) > 0 {
-		t.Fatal(diags)
-	}
-	var clock atomic.Int64
-	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true, Clock: clock.Load})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng, clock := startManual(t, "p.cue", apiSLOsPolicy)
 	ingress := eng.ControlPoints().Get("ingress")
 	eng.Tick()
 	// /search answers in 30 ms (150 scaled: over half of its SLO) and

@@ -38,16 +38,7 @@ policies: b: bp.#Policy & {
 // refuses three more requests: a's flux meter reads 3 refusals at a full
 // limit over the second, b's none, since its own limit of 100 never was.
 func TestFullRpsCountsThePolicysOwnLimit(t *testing.T) {
-	specs, diags := engine.LoadSource("p.cue", []byte(fullRpsPolicies))
-	if len(diags.Errors()) > 0 {
-		t.Fatal(diags)
-	}
-	var clock atomic.Int64
-	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true, Clock: clock.Load})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng, clock := startManual(t, "p.cue", fullRpsPolicies)
 	ingress := eng.ControlPoints().Get("ingress")
 	eng.Tick() // the limits are set
 	var held []controlpoint.Ticket
@@ -69,4 +60,21 @@ func TestFullRpsCountsThePolicysOwnLimit(t *testing.T) {
 	for _, tk := range held {
 		tk.Done(true)
 	}
+}
+
+// startManual starts an engine on the policies of src (named file), ticked
+// by hand on a clock the test sets; it is closed when the test ends.
+func startManual(t *testing.T, file, src string) (*engine.Engine, *atomic.Int64) {
+	t.Helper()
+	specs, diags := engine.LoadSource(file, []byte(src))
+	if len(diags.Errors()) > 0 {
+		t.Fatal(diags)
+	}
+	clock := new(atomic.Int64)
+	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true, Clock: clock.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	return eng, clock
 }

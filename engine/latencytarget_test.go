@@ -1,9 +1,7 @@
 package engine_test
 
 import (
-	"context"
 	"math"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,16 +44,7 @@ policies: lt: latencytarget.#Policy & {
 // bucket that starts with 100 tokens and is not refilled to 5000, and a
 // tick with failed requests is an overload even when latency is low.
 func TestLatencyTargetBlueprint(t *testing.T) {
-	specs, diags := engine.LoadSource("lt.cue", []byte(latencyTargetPolicy))
-	if len(diags.Errors()) > 0 {
-		t.Fatal(diags)
-	}
-	var clock atomic.Int64
-	eng, err := engine.Start(context.Background(), engine.Options{Specs: specs, ManualTicks: true, Clock: clock.Load})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
+	eng, clock := startManual(t, "lt.cue", latencyTargetPolicy)
 	ingress := eng.ControlPoints().Get("ingress")
 	at := func(d time.Duration) { clock.Store(int64(d)) }
 	// serve admits n requests now, finishes the admitted ones after latency
