@@ -133,9 +133,11 @@ type FluxReading struct {
 	// answer's latency scaled by the flux meter's slo ÷ its API's SLO
 	// (FluxMeter.APISLOs); equal to them without per-API SLOs.
 	ScaledLatencyAvgMs, ScaledLatencyP50Ms, ScaledLatencyP90Ms, ScaledLatencyP95Ms, ScaledLatencyP99Ms float64
-	// FullRps is the part of RejectedRps refused because a concurrency
-	// limit had every slot taken (actuators.Window.Full): the limit bound
-	// during the tick, whatever InFlight shows at its end.
+	// FullRps is the rate of the requests that the policy's own
+	// concurrency limiters at the selector refused with every slot taken
+	// (controlpoint.Limiter.Full): the limit bound during the tick,
+	// whatever InFlight shows at its end. Another policy's limit there
+	// binds on its own, and is not counted.
 	FullRps float64
 }
 
