@@ -14,23 +14,16 @@ import (
 // and each reads the flux meter's full_rps there.
 const fullRpsPolicies = `package p
 import bp "spillway.dev/blueprints"
-policies: a: bp.#Policy & {
-	policy_name: "a"
-	evaluation_interval: "1s"
-	components: [
-		{FluxMeter: {selector: control_point: "ingress", out_ports: full_rps: "FULL"}},
-		{Variable: {value: 2, out_ports: output: "LIMIT"}},
-		{ConcurrencyLimiter: {selector: control_point: "ingress", in_ports: limit: "LIMIT"}},
-	]
-}
-policies: b: bp.#Policy & {
-	policy_name: "b"
-	evaluation_interval: "1s"
-	components: [
-		{FluxMeter: {selector: control_point: "ingress", out_ports: full_rps: "FULL"}},
-		{Variable: {value: 100, out_ports: output: "LIMIT"}},
-		{ConcurrencyLimiter: {selector: control_point: "ingress", in_ports: limit: "LIMIT"}},
-	]
+for name, limit in {a: 2, b: 100} {
+	policies: (name): bp.#Policy & {
+		policy_name: name
+		evaluation_interval: "1s"
+		components: [
+			{FluxMeter: {selector: control_point: "ingress", out_ports: full_rps: "FULL"}},
+			{Variable: {value: limit, out_ports: output: "LIMIT"}},
+			{ConcurrencyLimiter: {selector: control_point: "ingress", in_ports: limit: "LIMIT"}},
+		]
+	}
 }
 `
 
