@@ -279,10 +279,13 @@ func TestRunDropsBeyondMaxInFlight(t *testing.T) {
 	t.Cleanup(stuck.Close)
 	t.Cleanup(func() { close(release) })
 	res, err := Run(context.Background(), LoadConfig{
-		URL:         stuck.URL,
-		Phases:      []Phase{{Duration: 300 * time.Millisecond, Rate: 100}},
-		SLO:         time.Second,
-		Timeout:     300 * time.Millisecond,
+		URL:    stuck.URL,
+		Phases: []Phase{{Duration: 300 * time.Millisecond, Rate: 100}},
+		SLO:    time.Second,
+		// Past the phase's end by far: no slot frees while it offers
+		// requests, however late a busy machine runs the last arrival
+		// (at 300 ms a timed-out request freed one, now and then).
+		Timeout:     time.Second,
 		Seed:        6,
 		MaxInFlight: 2,
 	}, nil)
