@@ -33,7 +33,13 @@ import (
 //     its latencies. A slower dependency's latency stays; a queue's falls.
 //     The verdict is a slower dependency only if the own excess was a
 //     quarter of the baseline at its peak, stayed within 0.8 of that peak
-//     during the test, and the cap refused a tenth of the demand.
+//     during the test, the cap refused a tenth of the demand, and the
+//     slots the cap freed did not go to a queue that may be the same: the
+//     partitions that showed a queue beyond the shared one when the test
+//     began (watched) took no more than a quarter of them
+//     (backfillShare), or none of them shows an excess that four visits
+//     to its queue would make the tested one's. Else one of them may
+//     cross the same bottleneck, and fill its queue back.
 //   - A slower dependency is separated: uncapped, and its latency beyond
 //     its baseline plus the shared queue is its own (ReleaseAfter,
 //     Window.SharedLatencyAvgMs), left out of the latency a controller of
@@ -97,6 +103,12 @@ type ownState struct {
 	// then), and refRate the throughput when it began, whose demand the
 	// cap must have refused in part.
 	elapsed, window, ref, refRate, capSlots float64
+	// freed is the requests in flight a test's cap took from the
+	// partition when it began (inFlightOf less the cap), and watched, for
+	// a partition not under test that showed a queue beyond the shared
+	// one when the last test began, its requests in flight then (Little's
+	// law's count; NaN: not watched).
+	freed, watched float64
 	// started marks a test begun this tick; solo, a test that no other
 	// partition's overlapped. atTest is the partition's highest excess
 	// over its baseline since the last solo test began, its own or
@@ -505,13 +517,48 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			othersFell = math.Max(othersFell, 1-(lat-p.own.baseNs)/p.own.atTest)
 		}
 	}
+	// How many more requests in flight do the partitions watched since the
+	// last test began hold now (Little's law's counts, whether or not
+	// they are under a test of their own since: a member that joins a
+	// group test late has its cap set from what it took)?
+	var backfill ownBackfill
+	for _, p := range *ps {
+		if p != nil && !math.IsNaN(p.own.watched) {
+			backfill.slots += math.Max(0, p.own.little()-p.own.watched)
+			if e := p.own.latencyNs() - p.own.baseNs; e > backfill.excessNs {
+				backfill.excessNs = e
+			}
+		}
+	}
 	testing := 0
 	for _, p := range *ps {
 		if p != nil {
-			p.separate(shared, others, groupNs, othersFell, dt, group, limited, c.sharedAge == 0)
+			p.separate(shared, others, groupNs, othersFell, backfill, dt, group, limited, c.sharedAge == 0)
 			if p.own.testing() {
 				testing++
 			}
+		}
+	}
+	// A test that begins records what its cap took, and the requests in
+	// flight of every other partition that shows a queue beyond the shared
+	// one (over the shared excess by three standard errors) and is not
+	// separated: those that would fill the tested one's queue back, at a
+	// bottleneck they share. Where tests overlap, the last to begin sets
+	// what is watched, and the earlier ones see the backfill since.
+	begins := false
+	for _, p := range *ps {
+		if p != nil && p.own.started {
+			begins = true
+			p.own.freed = math.Max(0, p.inFlightOf(p.own.latencyNs())-p.own.capSlots)
+		}
+	}
+	for _, p := range *ps {
+		if p == nil || !begins || p.own.testing() {
+			continue
+		}
+		p.own.watched = math.NaN()
+		if !p.own.separate && p.own.queueBeyond(shared) {
+			p.own.watched = p.own.little()
 		}
 	}
 	// A test that began alone records every other partition's excess.
@@ -590,7 +637,7 @@ func (o *ownState) errorNs() float64 {
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
-func (p *Partition) separate(shared, others, groupNs, othersFell, dt float64, group, limited, fresh bool) {
+func (p *Partition) separate(shared, others, groupNs, othersFell float64, backfill ownBackfill, dt float64, group, limited, fresh bool) {
 	o := &p.own
 	if !limited && o.testing() {
 		p.join() // no verdict, and none needed: nothing was judged
@@ -673,11 +720,25 @@ func (p *Partition) separate(shared, others, groupNs, othersFell, dt float64, gr
 		// excess fell too, they share the bottleneck (this one visits it
 		// more often, or is its largest user): its queue is the shared
 		// limit's, which holds them all.
+		//
+		// The slots the cap frees go to the others. If the APIs that
+		// showed a queue beyond the shared one when the test began took
+		// more than a quarter of them, and one of them now shows a
+		// queue that four visits would make this one's own excess, it
+		// may cross the same bottleneck and have filled its queue back:
+		// a latency that stayed proves nothing, and the test ends as a
+		// queue's does (ownBackfill). On random-11's surge, api2 took
+		// 8.5 of the 17 slots a test of api1 freed at the service both
+		// cross, and api1's queue read as a slower dependency: its
+		// latency left the limit's signal, and the limit grew
+		// threefold. A watched API whose count rose by chance, its
+		// queue a tenth of the tested one's own excess, does not stop
+		// a verdict of slower dependency (random-909's slow-api).
 		refused := float64(p.capRefused.Load())
 		held := o.ref > 0.25*o.baseNs && refused >= 0.1*o.refRate*o.elapsed
 		fell := 1 - (lat-o.baseNs)/o.atTest
 		switch {
-		case held && own >= 0.8*o.ref:
+		case held && own >= 0.8*o.ref && !backfill.explains(own, o.freed):
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
 		case held && o.solo && fell >= 0.3 && othersFell < math.Max(0.1, fell/3):
 			o.phase, o.hits, o.sinceCut, o.quiet, o.streakCap = ownQueue, float64(p.capHits.Load()), 0, 0, 0
@@ -820,4 +881,40 @@ func (p *Partition) join() {
 // none; a test's while one runs, an own queue's while it lasts).
 func (p *Partition) Separated() (separate bool, capSlots int64) {
 	return p.ceilingNs.Load() > 0, p.capSlots.Load()
+}
+
+// queueBeyond reports whether the partition's excess over its baseline is
+// over the shared excess by three standard errors of its mean.
+func (o *ownState) queueBeyond(shared float64) bool {
+	lat := o.latencyNs()
+	return !math.IsNaN(shared) && lat-o.baseNs > math.Max(shared, 0)+3*o.errorNs()
+}
+
+// little is the partition's requests in flight by Little's law, over the
+// last second or so (0 with too few measured).
+func (o *ownState) little() float64 {
+	lat := o.latencyNs()
+	if math.IsNaN(lat) {
+		return 0
+	}
+	return o.n / ownWindow * lat / 1e9
+}
+
+// backfillShare is the most of the slots a test's cap frees that the
+// partitions watched when it began may take for a verdict of slower
+// dependency (Separate).
+const backfillShare = 0.25
+
+// ownBackfill is what the partitions watched since the last test began
+// (Separate) took meanwhile: the requests in flight they gained, and the
+// largest excess over its baseline among them, now.
+type ownBackfill struct{ slots, excessNs float64 }
+
+// explains reports whether the backfill may have held a tested
+// partition's own excess own where it was, when its cap freed freed
+// slots: the watched took more than backfillShare of them, and one of
+// them shows a queue that a chain of up to four visits to it makes own
+// (as a group test's members).
+func (b ownBackfill) explains(own, freed float64) bool {
+	return b.slots > backfillShare*freed && 4*b.excessNs >= own
 }

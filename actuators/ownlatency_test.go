@@ -1092,3 +1092,51 @@ func TestSeparateReferenceWeighsSharesNotRates(t *testing.T) {
 		t.Errorf("reference %v, want the mix's %v", time.Duration(ref), time.Duration(want))
 	}
 }
+
+// TestSeparateBackfillIsNoSlowerDependency: the slow API's latency rises,
+// and a third API, B, shows a small queue beyond the shared one (too
+// small to be tested with it). A test halves the slow API's requests in
+// flight, and its latency stays: a slower dependency, unless B took the
+// slots the cap freed while it ran and its queue grew to where four
+// visits to it would make the slow API's excess. B could cross the same
+// bottleneck and fill its queue back, so a latency that stayed then
+// proves nothing: the test ends as a queue's does, and the slow API
+// stays in the shared latency. B's count alone, with a queue too small
+// for the slow API's excess, does not stop the verdict.
+func TestSeparateBackfillIsNoSlowerDependency(t *testing.T) {
+	for _, tc := range []struct{ more, queue, backfill bool }{
+		{false, false, false}, {true, false, false}, {true, true, true},
+	} {
+		backfill := tc.backfill
+		c, fast, slow := newOwnModel(1000)
+		b := &ownAPI{p: c.Partition(4), perTick: 5, latencyNs: int64(200 * time.Millisecond)}
+		apis := []*ownAPI{fast, slow, b}
+		now := runOwn(c, apis, 0, 150, true)
+		slow.latencyNs = int64(340 * time.Millisecond)
+		b.latencyNs = int64(215 * time.Millisecond)
+		for i := 0; !slow.p.own.testing(); i++ {
+			if i == 40 {
+				t.Fatalf("backfill %v: no test in 4 s", backfill)
+			}
+			now = runOwn(c, apis, now, 1, true)
+		}
+		if math.IsNaN(b.p.own.watched) || b.p.own.testing() {
+			t.Fatalf("backfill %v: B (excess %v) not watched, or tested: the test checks nothing", backfill, time.Duration(b.p.own.latencyNs()-b.p.own.baseNs))
+		}
+		if tc.more {
+			b.perTick = 15 // B takes what the cap frees, and more
+		}
+		if tc.queue {
+			b.latencyNs = int64(290 * time.Millisecond) // a queue a quarter of the slow API's excess
+		}
+		for i := 0; slow.p.own.testing(); i++ {
+			if i == 100 {
+				t.Fatalf("backfill %v: the test outlasted 10 s", backfill)
+			}
+			now = runOwn(c, apis, now, 1, true)
+		}
+		if sep, _ := slow.p.Separated(); sep == backfill {
+			t.Errorf("B's count rose %v, its queue %v: after the test, separated %v; want %v", tc.more, tc.queue, sep, !backfill)
+		}
+	}
+}

@@ -755,3 +755,22 @@ func TestDefaultSLOLeavesTheBottleneckBusy(t *testing.T) {
 		t.Errorf("steady half %.2f of proportional, want ≥ 0.93", got)
 	}
 }
+
+// random:11 under a surge: api1 and api2 cross a 15-worker service that
+// the busier api3 and api4 do not. A test capped api1, api2 (whose queue
+// beyond the shared one was too small to test it too) took the slots the
+// cap freed at the same service, the queue stayed, and the test judged it
+// api1's slower dependency. Its latency then left the limit's signal, the
+// limit grew from 60 to 177, and api2's steady p99 reached 551 ms (SLO
+// 230), api1's 240 ms (SLO 210). A test whose freed slots went to the
+// APIs that showed a queue beyond the shared one proves no slower
+// dependency (Separate), and every API's steady p99 is within its SLO.
+func TestDefaultPolicyTestIsNotFooledByBackfill(t *testing.T) {
+	app := RandomAppOf(11)
+	r := simulateVirtual(t, app, "surge", defaultPolicy(t))
+	for i, api := range r.APIs {
+		if slo := float64(app.APIs[i].SLO / time.Millisecond); r.PerAPI[api].Steady.P99Ms > slo {
+			t.Errorf("%s: steady p99 %.0f ms, want ≤ its SLO %v", api, r.PerAPI[api].Steady.P99Ms, app.APIs[i].SLO)
+		}
+	}
+}
