@@ -86,9 +86,12 @@ import (
 //     if it was there from the start, as in the mix every controller's
 //     baseline learned.
 //
-// With fewer than two partitions measured nothing is separate. Nothing
-// is tested while the limit is unlimited, nor while a partition is
-// unanswered (Rebalance): a hang's slots shape every API's latency then.
+// With fewer than two partitions measured (after ownSharedHold) nothing
+// is separate but a queue of its own, whose bottleneck is still its own
+// while the others hang or go quiet: it keeps its cap if it is measured
+// or hangs itself (separate). Nothing is tested while the limit is
+// unlimited, nor while a partition is unanswered (Rebalance): a hang's
+// slots shape every API's latency then.
 type ownState struct {
 	// n, sumNs and sqUs are the measured requests, their latency sum and
 	// their sum of squared latencies in µs², over the last second or so,
@@ -644,7 +647,15 @@ func (p *Partition) separate(shared, others, groupNs, othersFell float64, backfi
 		return
 	}
 	lat := o.latencyNs()
-	if math.IsNaN(shared) || math.IsNaN(o.baseNs) {
+	// A queue of its own keeps its cap while no other partition is
+	// measured (the others hang, or went quiet): its bottleneck is still
+	// its own, and the shared limit, which no longer sees the others,
+	// would let it fill. So does one that hangs itself (unanswered): its
+	// cap holds its hung requests to fewer slots than the bulkhead's
+	// quarter. One answered but too seldom to be measured (a low rate)
+	// cannot run its cap, and goes as before.
+	ownCap := o.separate && o.phase == ownQueue && !math.IsNaN(o.baseNs) && (!math.IsNaN(lat) || p.unanswered.Load())
+	if (math.IsNaN(shared) && !ownCap) || math.IsNaN(o.baseNs) {
 		if o.testing() {
 			p.endTest()
 		} else {

@@ -1140,3 +1140,35 @@ func TestSeparateBackfillIsNoSlowerDependency(t *testing.T) {
 		}
 	}
 }
+
+// TestSeparateOwnQueueKeepsItsCapWhileTheOthersHang: the slow API queues
+// at a bottleneck of its own, under a cap of its own; then the fast API's
+// dependency hangs, and nothing of it is measured. The slow API's
+// bottleneck is still its own, and its cap stays: the shared limit, with
+// no other API to compare it with, would let its queue fill (random-2429's
+// hung dependency: the cap went, the API's requests in flight went from 3
+// to 29, and its answers took 300 ms against a 150 ms SLO).
+func TestSeparateOwnQueueKeepsItsCapWhileTheOthersHang(t *testing.T) {
+	// A limit the hung requests do not fill (the bulkhead keeps them
+	// apart where their clients give up on them).
+	c, fast, slow := newOwnModel(1e6)
+	slow.serveNs = int64(15 * time.Millisecond) // 6.7 per tick: room for 5
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.perTick = 10 // beyond its bottleneck: a queue of its own grows
+	now = runOwn(c, apis, now, 115, true)
+	if sep, capSlots := slow.p.Separated(); !sep || capSlots == 0 || slow.p.own.phase != ownQueue {
+		t.Fatalf("precondition: separated %v, cap %d, phase %d; want an own queue's cap", sep, capSlots, slow.p.own.phase)
+	}
+	fast.latencyNs = int64(time.Minute) // its dependency hangs
+	// Past ownSharedHold, which keeps the last shared excess for a while.
+	for i := range 250 {
+		now = runOwn(c, apis, now, 1, true)
+		if sep, capSlots := slow.p.Separated(); !sep || capSlots == 0 {
+			t.Fatalf("%d ticks into the other API's hang: separated %v, cap %d; want the own queue's cap kept", i+1, sep, capSlots)
+		}
+	}
+	if lat := fast.p.own.latencyNs(); !math.IsNaN(lat) {
+		t.Fatalf("the hung API still measured (%v): the test checks nothing", time.Duration(lat))
+	}
+}

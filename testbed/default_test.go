@@ -774,3 +774,18 @@ func TestDefaultPolicyTestIsNotFooledByBackfill(t *testing.T) {
 		}
 	}
 }
+
+// random:2429 under a hung dependency: api1's calls hang for the middle
+// third, and api2 queues at a bottleneck of its own, under a cap of its
+// own. With api1 unanswered, no other API was measured, and after the
+// shared excess's hold the cap went: api2's requests in flight went from
+// 3 to 29 and its answers took 300 ms (SLO 150), and it kept 0.63 of its
+// share over the steady half. An own queue's cap outlasts the others'
+// silence (Separate).
+func TestDefaultPolicyKeepsAnOwnQueuesCapWhileAnotherAPIHangs(t *testing.T) {
+	app := RandomAppOf(2429)
+	r := simulateVirtual(t, app, "hung-dependency", defaultPolicy(t))
+	if got := r.PerAPI["api2"].Steady.GoodputPerProportional; got < 0.8 {
+		t.Errorf("api2: steady-half goodput %.2f of its share, want ≥ 0.8", got)
+	}
+}
