@@ -147,11 +147,7 @@ func TestSeparateSlowerDependency(t *testing.T) {
 // count in the shared latency as before. Once the demand fits again the
 // cap goes.
 func TestSeparateOwnQueueKeepsItsCap(t *testing.T) {
-	c, fast, slow := newOwnModel(1000)
-	slow.serveNs = int64(15 * time.Millisecond) // 6.7 per tick: room for 5
-	apis := []*ownAPI{fast, slow}
-	now := runOwn(c, apis, 0, 150, true)
-	slow.perTick = 10 // beyond its bottleneck: a queue of its own grows
+	c, fast, slow, apis, now := newOwnQueueModel(1000)
 	now = runOwn(c, apis, now, 15, true)
 	if sep, capSlots := slow.p.Separated(); sep || capSlots == 0 {
 		t.Fatalf("with a queue of its own: separated %v, cap %d; want a test (capped, its latency still shared)", sep, capSlots)
@@ -190,6 +186,18 @@ func TestSeparateOwnQueueKeepsItsCap(t *testing.T) {
 		}
 	}
 	t.Error("the cap outlived the queue by 30 s")
+}
+
+// newOwnQueueModel is newOwnModel after 15 s, from when the slow API is
+// asked for more than a bottleneck of its own serves: a queue of its own
+// grows. It returns the model, its APIs and the time.
+func newOwnQueueModel(limit float64) (c *ConcurrencyLimiter, fast, slow *ownAPI, apis []*ownAPI, now int64) {
+	c, fast, slow = newOwnModel(limit)
+	slow.serveNs = int64(15 * time.Millisecond) // 6.7 per tick: room for 5
+	apis = []*ownAPI{fast, slow}
+	now = runOwn(c, apis, 0, 150, true)
+	slow.perTick = 10
+	return c, fast, slow, apis, now
 }
 
 // TestSeparateSharedQueue: both APIs slow by the same time, as at a queue
@@ -1151,11 +1159,7 @@ func TestSeparateBackfillIsNoSlowerDependency(t *testing.T) {
 func TestSeparateOwnQueueKeepsItsCapWhileTheOthersHang(t *testing.T) {
 	// A limit the hung requests do not fill (the bulkhead keeps them
 	// apart where their clients give up on them).
-	c, fast, slow := newOwnModel(1e6)
-	slow.serveNs = int64(15 * time.Millisecond) // 6.7 per tick: room for 5
-	apis := []*ownAPI{fast, slow}
-	now := runOwn(c, apis, 0, 150, true)
-	slow.perTick = 10 // beyond its bottleneck: a queue of its own grows
+	c, fast, slow, apis, now := newOwnQueueModel(1e6)
 	now = runOwn(c, apis, now, 115, true)
 	if sep, capSlots := slow.p.Separated(); !sep || capSlots == 0 || slow.p.own.phase != ownQueue {
 		t.Fatalf("precondition: separated %v, cap %d, phase %d; want an own queue's cap", sep, capSlots, slow.p.own.phase)
