@@ -844,7 +844,7 @@ func (p *Partition) ownQueue(own, lat, dt float64) bool {
 // latency lat: Little's law's count, or the requests in flight now if
 // more.
 func (p *Partition) inFlightOf(lat float64) float64 {
-	return math.Max(float64(p.InFlight()), p.own.n/ownWindow*lat/1e9)
+	return math.Max(float64(p.InFlight()), p.own.littleAt(lat))
 }
 
 // test starts halving a separate partition's concurrency, for the longer
@@ -908,8 +908,13 @@ func (o *ownState) little() float64 {
 	if math.IsNaN(lat) {
 		return 0
 	}
-	return o.n / ownWindow * lat / 1e9
+	return o.littleAt(lat)
 }
+
+// littleAt is the partition's requests in flight by Little's law at a
+// mean latency of lat ns: its throughput over the last second or so times
+// lat.
+func (o *ownState) littleAt(lat float64) float64 { return o.n / ownWindow * lat / 1e9 }
 
 // backfillShare is the most of the slots a test's cap frees that the
 // partitions watched when it began may take for a verdict of slower
