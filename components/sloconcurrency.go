@@ -155,6 +155,7 @@ type SLOConcurrencyController struct {
 	// tick-weighted rtt sum and lowest rtt of those windows.
 	streak, quartered, second                                         bool
 	streakLimit, streakRTT, lowRTT, streakTicks, streakSum, streakMin float64
+	streakN                                                           float64 // the answers of those windows
 	// recoverTo, once a run of queueing windows has cut the limit to an
 	// eighth of where it began (an outage: a dependency that hung, a
 	// capacity that vanished), is half of that start, until the limit is
@@ -302,7 +303,8 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 // longer of relearn_after and two rtts has passed since, and the excess of
 // those last windows' rtt over the baseline is on average still at least
 // 0.6 of the highest excess before the halving (a queue's falls by more
-// than half), takes their lowest rtt as the baseline, puts the
+// than half), or their throughput fell with the limit (throughputFell: no
+// queue was left to drain), takes their lowest rtt as the baseline, puts the
 // limit back to where the run began, and reports that it did. A queue
 // shrinks when the limit does; an rtt that does not fall as the limit
 // halves is not a queue: the service's own latency rose (a slower
@@ -325,7 +327,7 @@ func (c *SLOConcurrencyController) withinRoundTrip() bool {
 func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
 	if !c.streak || c.limit >= c.streakLimit {
 		c.streak, c.streakLimit, c.streakRTT, c.lowRTT, c.second = true, c.limit, rtt, Invalid, false
-		c.streakTicks, c.streakSum, c.streakMin, c.quartered = 0, 0, Invalid, false
+		c.streakTicks, c.streakSum, c.streakMin, c.streakN, c.quartered = 0, 0, Invalid, 0, false
 		c.refN, c.refTicks, c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, 0, 0, Invalid, 0
 	}
 	if c.relearnEarly(rtt, ticks, n) {
@@ -347,6 +349,7 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
 	}
 	c.streakTicks += ticks
 	c.streakSum += ticks * rtt
+	c.streakN += n
 	// The requests admitted before a cut finish within about one rtt of
 	// it: the run must outlast two, however slow the service.
 	if c.samples < baselineWarmup || c.streakTicks < c.relearnTicks || c.streakTicks*c.interval*1000 < 2*rtt {
@@ -369,15 +372,48 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
 		// this window as the reference, the rtt that stays is the
 		// service's own, or a queue of a capacity cut eightfold: a
 		// baseline not on lease may relearn it, once, on a lease.
+		if c.throughputFell() {
+			return c.takeBaseline()
+		}
 		if IsValid(c.settled) || c.limit > c.streakLimit/8 {
 			c.streak = false
 			return false
 		}
-		c.streakRTT, c.lowRTT, c.streakTicks, c.streakSum, c.streakMin = rtt, rtt, 0, 0, Invalid
+		c.streakRTT, c.lowRTT, c.streakTicks, c.streakSum, c.streakMin, c.streakN = rtt, rtt, 0, 0, Invalid, 0
 		c.second = true
 		return false
 	}
 	return c.takeBaseline()
+}
+
+// throughputFell reports, for a run whose rtt's excess fell by the halving
+// as a queue's does, whether its throughput fell with the limit: under
+// earlyThroughputShare of the throughput at the limits the run began with
+// (relearnEarly's reference). A queue stands only where the service is
+// saturated, and a saturated service answers as many a second at half the
+// limit; one whose answers fell with the limit had no queue left to
+// drain, and the rtt that stays is its own latency. The worst rtt before
+// the halving can hold a queue and a slower dependency at once, as where
+// a dependency slows under a standing queue: the queue's requests pay the
+// dependency's time too, the halving drains the queue and leaves the
+// dependency's, and that fall passed for a queue's. random-5's slow
+// dependency under default-slo held its limit at 7 (the run began at 25)
+// for 20 s, at 0.45 of the throughput before it. Where the rtt's own
+// relearn_after windows have no answers to count, or a relearned baseline
+// is on lease, the excess alone decides. The relearn is on probation, as
+// an early one is (checkEarly): a capacity lost during the run also cuts
+// the throughput, and the limit back where the run began buys it no more
+// answers, and the relearn is undone.
+func (c *SLOConcurrencyController) throughputFell() bool {
+	if IsValid(c.settled) || !(c.refN > 0) || !(c.streakN > 0) || !(c.streakTicks > 0) {
+		return false
+	}
+	x := c.streakN / c.streakTicks
+	if x > earlyThroughputShare*c.refN/c.refTicks {
+		return false
+	}
+	c.earlyX, c.earlyLimit, c.checkTicks, c.checkN, c.checking = x, c.limit, 0, 0, true
+	return true
 }
 
 // earlyFraction is the share of the limit a run began with under which

@@ -1170,3 +1170,40 @@ func TestSLOConcurrencyControllerGrowsWhereBurstsUnderCapacityAreRefused(t *test
 		})
 	}
 }
+
+// A dependency slows under a standing queue: the queue's requests pay the
+// dependency's time as well, so the run's worst rtt holds both; the cuts
+// drain the queue and leave the dependency's time, an excess under 0.6 of
+// that worst, as a drained queue's is. The throughput tells them apart: a
+// saturated service answers as many a second at half the limit, and this
+// one's answers fell with the limit.
+func TestSLOConcurrencyControllerRelearnsWhereTheHalvingCostThroughput(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":26}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	offered := 20.0 // what the clients keep in flight
+	run := func(rttOf func(inFlight float64) float64, ticks int) (limit, baseline, rps float64) {
+		for range ticks {
+			limit := out[0]
+			if limit == 0 {
+				limit = 26
+			}
+			inFlight := math.Min(0.93*limit, offered)
+			rtt := rttOf(inFlight)
+			rps = inFlight / rtt * 1000
+			c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, rps, components.Invalid, components.Invalid}, out)
+		}
+		return out[0], out[2], rps
+	}
+	// 14 ms without a queue, and room: the limit of 26 does not bind.
+	run(func(float64) float64 { return 14 }, 600)
+	// Then overload at 600 answers a second, and a dependency that adds
+	// 18 ms holding no worker: the first three windows hold the queue's
+	// requests, which pay both.
+	offered = math.Inf(1)
+	run(func(float64) float64 { return 60 }, 3)
+	slower := func(inFlight float64) float64 { return math.Max(32, inFlight/0.6) }
+	limit, baseline, rps := run(slower, 100)
+	if baseline < 25 || rps < 0.9*600 {
+		t.Fatalf("10 s into a dependency 18 ms slower: limit %.1f, baseline %.2f ms, %.0f answers a second; want the baseline relearned near 32 and the service's 600", limit, baseline, rps)
+	}
+}
