@@ -679,33 +679,46 @@ func TestSeparateSquaresDoNotWrap(t *testing.T) {
 	}
 }
 
-// TestSeparateOwnQueueCapLetsGoOfWhatItCannotDrain: an API under a cap
-// of its own whose dependency then slows: the excess stays whatever the
-// cap, and the cap is not cut below half its highest. The API leaves its
-// own queue's phase within a few seconds (and may be found a slower
-// dependency after).
-func TestSeparateOwnQueueCapLetsGoOfWhatItCannotDrain(t *testing.T) {
-	c, fast, slow := newOwnModel(1000)
-	slow.serveNs = int64(15 * time.Millisecond)
-	apis := []*ownAPI{fast, slow}
-	now := runOwn(c, apis, 0, 150, true)
-	slow.perTick = 10
+// TestSeparateOwnQueueCapLearnsItsOwnDependencysTime: an API under a cap
+// of its own whose dependency then slows, a time that holds no worker at
+// its bottleneck: the excess stays whatever the cap, and the cap is not
+// cut below half its highest. The other API shows no queue, so that time
+// is the dependency's: the cap learns it and keeps the bottleneck, and
+// the API stays out of the shared limit, whose controller would read its
+// slower answers as every API's queue. Once the dependency is fast again,
+// the learned time goes.
+func TestSeparateOwnQueueCapLearnsItsOwnDependencysTime(t *testing.T) {
+	c, _, slow, apis, now := newOwnQueueModel(1000)
 	now = runOwn(c, apis, now, 115, true)
 	if slow.p.own.phase != ownQueue || !slow.p.own.separate {
 		t.Fatal("no own queue's cap to begin with")
 	}
 	slow.latencyNs += int64(300 * time.Millisecond)
-	for i := range 100 {
+	learned := false
+	for i := range 100 { // ten seconds
 		now = runOwn(c, apis, now, 1, true)
-		if o := &slow.p.own; o.phase == ownQueue && o.separate && o.streakCap > 0 && o.capSlots < o.streakCap/2 {
+		o := &slow.p.own
+		if o.streakCap > 0 && o.capSlots < o.streakCap/2 {
 			t.Fatalf("cap %v cut under half the %v its cuts in a row began at", o.capSlots, o.streakCap)
 		}
-		if o := &slow.p.own; o.phase != ownQueue || !o.separate {
-			t.Logf("left the own queue's phase %d ticks after the slowdown", i+1)
-			return
+		if o.phase != ownQueue || !o.separate {
+			t.Fatalf("left its own queue's phase %d ticks after its own dependency slowed", i+1)
+		}
+		if o.extraNs > float64(250*time.Millisecond) {
+			t.Logf("learned %.0f ms %d ticks after the slowdown, cap %.1f", o.extraNs/1e6, i+1, o.capSlots)
+			learned = true
+			break
 		}
 	}
-	t.Error("still under its own cap 10 s after its dependency slowed")
+	if !learned {
+		t.Fatalf("10 s after its dependency slowed by 300 ms: %.0f ms learned; want the dependency's time", slow.p.own.extraNs/1e6)
+	}
+	at := slow.p.own.extraNs
+	slow.latencyNs -= int64(300 * time.Millisecond)
+	runOwn(c, apis, now, 300, true)
+	if o := &slow.p.own; o.extraNs > 0.1*at {
+		t.Fatalf("30 s after the dependency was fast again: %.0f ms of the %.0f learned still taken as no queue", o.extraNs/1e6, at/1e6)
+	}
 }
 
 // TestSeparateSharedBottleneckVisitedMoreIsNoOwnQueue: A and B cross a

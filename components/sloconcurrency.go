@@ -89,9 +89,12 @@ func init() {
 // still shows the same rtt after relearn_after more is the service's own
 // latency, not a queue (a slower dependency): its lowest rtt becomes the
 // baseline, on a lease that decays back to the one it replaced (relearn,
-// expireLease). So is one whose small cuts hold the limit above half, where
-// the rtt did not fall with the limit and the throughput did, unless the
-// limit it then restores buys no throughput (relearnEarly, checkEarly).
+// expireLease), and so is one whose halving drained part of the rtt but
+// cost throughput (a saturated service's queue keeps it; throughputFell).
+// So is one whose small cuts hold the limit above half, where
+// the rtt did not fall with the limit and the throughput did. Either of
+// the last two is undone if the limit it restores buys no throughput
+// (relearnEarly, checkEarly).
 // Once the baseline is past its warm-up, a window also lasts at least one
 // baseline rtt, so that each decision sees the effect of the one before:
 // a service slower than the tick is not cut again for a queue already cut.

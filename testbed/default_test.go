@@ -789,3 +789,20 @@ func TestDefaultPolicyKeepsAnOwnQueuesCapWhileAnotherAPIHangs(t *testing.T) {
 		t.Errorf("api2: steady-half goodput %.2f of its share, want ≥ 0.8", got)
 	}
 }
+
+// random:2608 under slow-api: api1, the only API to cross a 10-worker
+// service and held there under a cap of its own, waits 330 ms longer on a
+// dependency of its own for the middle third. The cuts of its cap left
+// that time, and it went to the shared limit, whose controller read its
+// slower answers as everyone's queue: 33 slots cut to 4 for 15 s, and the
+// other three APIs kept 0.03 of their goodput, 0.53–0.69 of their shares
+// over the steady half. The cap learns the dependency's time (Separate).
+func TestDefaultPolicyKeepsTheOthersThroughAnOwnQueuesSlowerDependency(t *testing.T) {
+	app := RandomAppOf(2608)
+	r := simulateVirtual(t, app, "slow-api", defaultPolicy(t))
+	for _, api := range []string{"api2", "api3", "api4"} {
+		if got := r.PerAPI[api].Steady.GoodputPerProportional; got < 0.8 {
+			t.Errorf("%s: steady-half goodput %.2f of its share, want ≥ 0.8", api, got)
+		}
+	}
+}
