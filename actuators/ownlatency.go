@@ -138,10 +138,11 @@ type ownState struct {
 	// so far, sinceCut the seconds since the cap was last cut, and quiet
 	// those since it last held back a request or its queue last showed.
 	// streakCap and streakOwn are the cap and the own excess when the
-	// cuts in a row began (streakCap 0: no cuts in a row). extraNs is
+	// cuts in a row began (streakCap 0: no cuts in a row), and streakRate
+	// its answers a second (n) then. extraNs is
 	// the time of a dependency only this partition calls, learned as part
 	// of its latency without a queue when cuts left the excess (ownQueue).
-	hits, sinceCut, quiet, streakCap, streakOwn, extraNs float64
+	hits, sinceCut, quiet, streakCap, streakOwn, streakRate, extraNs float64
 	// testN and testSumNs count the answers since one latency (cutNs)
 	// into the test, and their latencies: a low-rate API's test is judged
 	// by them when its one-second mean has too few.
@@ -210,6 +211,11 @@ const (
 	// ownMinInFlight is the fewest requests in flight a partition is
 	// tested with: at least two slots under test.
 	ownMinInFlight = 4
+	// ownRateFell is the most of its answers a second at the start of an
+	// own queue's cuts in a row that a partition whose excess the cuts
+	// left may keep, for that excess to be a dependency's time (ownQueue):
+	// a queue at a saturated bottleneck keeps them all.
+	ownRateFell = 0.85
 )
 
 // mixScaleOne is a scale of 1 in Partition.scale's fixed point.
@@ -851,7 +857,7 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 			break
 		}
 		if o.streakCap == 0 {
-			o.streakCap, o.streakOwn = o.capSlots, own
+			o.streakCap, o.streakOwn, o.streakRate = o.capSlots, own, o.n
 		}
 		next := o.capSlots * ownQueueCut
 		if next < o.streakCap/2 {
@@ -859,18 +865,25 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 				// Cuts in a row halved the cap and the excess stays: the
 				// latency does not follow the cap. Where no other
 				// partition shows a quarter of that excess over its
-				// baseline (widest), it is this partition's alone: a
-				// dependency only it calls slowed
-				// (its time holds no worker at the bottleneck, which is
-				// still its own). The cap learns that time as part of
-				// the latency without a queue (extraNs) and goes back to
-				// where the cuts began. Handed to the shared limit, the
-				// slower answers read as a queue of every API:
-				// random-2608's slow-api (its api1 alone crosses a
+				// baseline (widest), and the partition's answers a
+				// second fell with the cap (to under
+				// ownRateFell of where the cuts began: at a
+				// constant latency, Little's law; a deep queue still
+				// draining keeps its saturated bottleneck's rate), it is
+				// this partition's alone: a dependency only it calls
+				// slowed (its time holds no worker at the bottleneck,
+				// which is still its own). The cap learns that time as
+				// part of the latency without a queue (extraNs) and goes
+				// back to where the cuts began. Handed to the shared
+				// limit, the slower answers read as a queue of every
+				// API: random-2608's slow-api (its api1 alone crosses a
 				// 10-worker service, then waits 330 ms more on its own
-				// dependency) cut the shared limit from 33 to 4 for 15 s,
-				// and the other three APIs kept 0.03 of their goodput.
-				if widest < 0.25*own {
+				// dependency) cut the shared limit from 33 to 4 for
+				// 15 s, and the other three APIs kept 0.03 of their
+				// goodput. Without the rate's test, random-2710's surge
+				// took a queue of 80 that four cuts had not drained for
+				// 400 ms of dependency, and held it (p99 7 × the SLO).
+				if widest < 0.25*own && o.n <= ownRateFell*o.streakRate {
 					o.extraNs += own
 					o.capSlots, o.sinceCut, o.streakCap = o.streakCap, 0, 0
 					return true
@@ -882,7 +895,7 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 				p.endTest()
 				return false
 			}
-			o.streakCap, o.streakOwn = o.capSlots, own
+			o.streakCap, o.streakOwn, o.streakRate = o.capSlots, own, o.n
 		}
 		o.capSlots, o.sinceCut = math.Max(1, next), 0
 	case held:

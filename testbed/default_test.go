@@ -806,3 +806,21 @@ func TestDefaultPolicyKeepsTheOthersThroughAnOwnQueuesSlowerDependency(t *testin
 		}
 	}
 }
+
+// random:2710's surge under the default with its SLOs stated: api3's
+// own bottleneck queued 80 deep under a cap of its own, and four cuts in a
+// row had not drained it. Its excess stayed, and no other API queued;
+// taken for a dependency's time, that queue was held, and api3's p99 went
+// to 7 × its SLO. Its answers a second had kept the saturated
+// bottleneck's rate: a queue, not a slower dependency (Separate).
+func TestDefaultSLOPolicyTakesNoDeepQueueForADependencysTime(t *testing.T) {
+	app := RandomAppOf(2710)
+	pol, err := DefaultSLOPolicy(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "surge", pol)
+	if got, slo := r.PerAPI["api3"].Steady.P99Ms, app.APIs[2].SLO; got > 3*float64(slo.Milliseconds()) {
+		t.Errorf("api3: steady p99 %.0f ms, want within 3 × its SLO %v", got, slo)
+	}
+}
