@@ -59,10 +59,11 @@ import (
 //     a slower dependency's is. Cuts in a row that halve the cap and
 //     leave the excess within 0.8 of where they began are not the
 //     answer: where no other partition shows a quarter of that excess
-//     over its baseline, a dependency only this partition calls slowed,
-//     and the cap takes its time as part of the latency without a queue
-//     and goes back to where the cuts began; else the partition joins,
-//     as after the next case.
+//     over its baseline and the partition's answers a second fell with
+//     the cap, a dependency only this partition calls slowed, and the
+//     cap takes its time as part of the latency without a queue and goes
+//     back to where the cuts began; else the partition joins, as after
+//     the next case.
 //   - Anything else (a queue others share, or no clear verdict) is the
 //     shared limit's to control, as without Separate, and is not tested
 //     again for ownHoldoff seconds, twice as long after each such verdict
@@ -139,9 +140,9 @@ type ownState struct {
 	// those since it last held back a request or its queue last showed.
 	// streakCap and streakOwn are the cap and the own excess when the
 	// cuts in a row began (streakCap 0: no cuts in a row), and streakRate
-	// its answers a second (n) then. extraNs is
-	// the time of a dependency only this partition calls, learned as part
-	// of its latency without a queue when cuts left the excess (ownQueue).
+	// its answers a second (n) then. extraNs is the time of a dependency
+	// only this partition calls, learned as part of its latency without a
+	// queue when cuts left the excess (ownQueue).
 	hits, sinceCut, quiet, streakCap, streakOwn, streakRate, extraNs float64
 	// testN and testSumNs count the answers since one latency (cutNs)
 	// into the test, and their latencies: a low-rate API's test is judged
@@ -826,10 +827,11 @@ func (p *Partition) separate(shared, others, widest, groupNs, othersFell float64
 // else it grows while it holds back requests. Cuts in a row that halve
 // the cap and leave the excess within 0.8 of where they began do not
 // drain a queue: where no other partition's excess over its baseline
-// (widest, the largest) is a quarter of it, the excess is an own
-// dependency's time, which the cap learns
-// (extraNs) before it goes back to where the cuts began; else the
-// partition joins, and waits as after a test that found a queue. Once it
+// (widest, the largest) is a quarter of it and the partition's answers a
+// second fell with the cap, the excess is an own dependency's time, which
+// the cap learns (extraNs) before it goes back to where the cuts began;
+// else the partition joins, and waits as after a test that found a
+// queue. Once it
 // has held nothing back and its queue has not shown for ownHoldoff
 // seconds, the bottleneck has room again (the demand fell, or its
 // capacity came back), and the partition joins the shared limit; it
@@ -866,10 +868,10 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 				// latency does not follow the cap. Where no other
 				// partition shows a quarter of that excess over its
 				// baseline (widest), and the partition's answers a
-				// second fell with the cap (to under
-				// ownRateFell of where the cuts began: at a
-				// constant latency, Little's law; a deep queue still
-				// draining keeps its saturated bottleneck's rate), it is
+				// second fell with the cap (to under ownRateFell of
+				// where the cuts began: at a constant latency, Little's
+				// law; a deep queue still draining keeps its saturated
+				// bottleneck's rate), it is
 				// this partition's alone: a dependency only it calls
 				// slowed (its time holds no worker at the bottleneck,
 				// which is still its own). The cap learns that time as
