@@ -415,7 +415,7 @@ func (c *SLOConcurrencyController) throughputFell() bool {
 	if x > earlyThroughputShare*c.refN/c.refTicks {
 		return false
 	}
-	c.earlyX, c.earlyLimit, c.checkTicks, c.checkN, c.checking = x, c.limit, 0, 0, true
+	c.startCheck(x)
 	return true
 }
 
@@ -477,7 +477,7 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 		return false
 	}
 	c.streakMin = lowest
-	c.earlyX, c.earlyLimit, c.checkTicks, c.checkN, c.checking = x, c.limit, 0, 0, true
+	c.startCheck(x)
 	return c.takeBaseline()
 }
 
@@ -492,6 +492,12 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 // the run ends; the next one starts from that limit. The requests the
 // restored limit let in finish within about an rtt, while the old limit
 // turns new ones away, as any cut of a queue does.
+// startCheck puts a relearn taken at throughput x (answers a tick) and
+// the limit in force on probation (checkEarly).
+func (c *SLOConcurrencyController) startCheck(x float64) {
+	c.earlyX, c.earlyLimit, c.checkTicks, c.checkN, c.checking = x, c.limit, 0, 0, true
+}
+
 func (c *SLOConcurrencyController) checkEarly(ticks, n float64) {
 	if !c.checking {
 		return
