@@ -31,11 +31,14 @@ func init() {
 //     cut can drain), never deeper than that queue, plus √base of
 //     headroom as below, and only if the setpoint is over
 //     (1+rtt_tolerance)/2 × the latency without a queue: a setpoint under
-//     the service's own latency cannot be met by admission;
+//     the service's own latency cannot be met by admission; where the
+//     window also queues (below), no higher than the queueing cut;
 //   - rtt above t × baseline while the limit binds (queueing the limit
 //     let in), with t = min(rtt_tolerance, max(1.25, 1 + 4/√base)) (with
 //     many in flight, a standing queue of at most about 4·√base requests:
-//     queueAllowance): limit ← base × g + √base with g = max(min_gradient,
+//     queueAllowance; on a relearned baseline's lease, an allowance of the
+//     settled baseline's over it, and never under the leased latency:
+//     queueThreshold): limit ← base × g + √base with g = max(min_gradient,
 //     t·baseline/rtt), Envoy's headroom, whose equilibrium is a queue of
 //     about √limit; slow start ends;
 //   - otherwise, when the limit binds (in_flight ≥ utilization × limit):
@@ -147,8 +150,12 @@ type SLOConcurrencyController struct {
 	// leaseLimit the limit it left in force.
 	settled, leased, leaseLimit float64
 	relearns                    int
-	slowStartOn                 bool
-	started                     bool
+	// carried is the relearns of a lease that decayed to its end, which
+	// a relearn within carryWindows (carriedTicks since) continues.
+	carried      int
+	carriedTicks float64
+	slowStartOn  bool
+	started      bool
 	// firstWindowSeen is set once a window with an rtt has closed.
 	firstWindowSeen bool
 	firstRTT        float64 // its mean rtt: the probe's reference until the baseline's first sample
@@ -401,14 +408,15 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
 // dependency's time too, the halving drains the queue and leaves the
 // dependency's, and that fall passed for a queue's. random-5's slow
 // dependency under default-slo held its limit at 7 (the run began at 25)
-// for 20 s, at 0.45 of the throughput before it. Where the rtt's own
-// relearn_after windows have no answers to count, or a relearned baseline
-// is on lease, the excess alone decides. The relearn is on probation, as
+// for 20 s, at 0.45 of the throughput before it. The same holds on a
+// lease (a renewal: relearnEarly). Where the rtt's own relearn_after
+// windows have no answers to count, the excess alone decides. The
+// relearn is on probation, as
 // an early one is (checkEarly): a capacity lost during the run also cuts
 // the throughput, and the limit back where the run began buys it no more
 // answers, and the relearn is undone.
 func (c *SLOConcurrencyController) throughputFell() bool {
-	if IsValid(c.settled) || !(c.refN > 0) || !(c.streakN > 0) || !(c.streakTicks > 0) {
+	if !(c.refN > 0) || !(c.streakN > 0) || !(c.streakTicks > 0) {
 		return false
 	}
 	x := c.streakN / c.streakTicks
@@ -442,11 +450,16 @@ func (c *SLOConcurrencyController) earlyFraction() float64 {
 // under 0.6 of the run's worst (streakRTT, the worst at limits above half)
 // while its throughput held (the service is as busy as before); a slower
 // dependency's has not, and its throughput fell with the limit (Little's
-// law at a constant rtt). Both together, with no baseline on lease, take
-// the lowest rtt of those windows as the baseline, as relearn does;
-// otherwise that evidence starts over and the halving still decides.
-// Without completed_rps there is no throughput to weigh, and only the
-// halving relearns.
+// law at a constant rtt). Both together take the lowest rtt of those
+// windows as the baseline, as relearn does; otherwise that evidence
+// starts over and the halving still decides. On a lease, the throughput
+// alone decides: the run's worst rtt was read against a baseline that has
+// decayed since, and a lease whose decayed baseline reads the
+// dependency's latency as a queue again is renewed as soon as its cuts
+// cost throughput, not after they have halved the limit (hetero-cost's
+// slow dependency: 0.92 of proportional over the steady half, 0.96 with
+// the renewal). Without completed_rps there is no throughput to weigh,
+// and only the halving relearns.
 func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 	if c.second {
 		return false
@@ -473,7 +486,7 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 	fell := x <= earlyThroughputShare*c.refN/c.refTicks
 	lowest := c.earlyMin
 	c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, Invalid, 0
-	if excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline) || !fell || IsValid(c.settled) {
+	if (!IsValid(c.settled) && excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline)) || !fell {
 		return false
 	}
 	c.streakMin = lowest
@@ -533,9 +546,11 @@ const earlyThroughputShare = 0.85
 // becomes the baseline, on a lease (expireLease), and the limit goes back
 // to where the run began.
 func (c *SLOConcurrencyController) takeBaseline() bool {
-	if !IsValid(c.settled) {
-		c.settled, c.relearns = c.baseline, 0
+	fresh := !IsValid(c.settled)
+	if fresh {
+		c.settled, c.relearns = c.baseline, c.carried
 	}
+	c.carried = 0
 	c.relearns++
 	// The limit the run began with served the traffic; √limit growth
 	// finds what the new latency needs beyond it. (Scaling it by the new
@@ -546,7 +561,7 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 	}
 	c.baseline, c.streak, c.lowRun = c.streakMin, false, 0
 	c.leased, c.leaseProbeTicks = c.baseline, 0
-	if c.relearns == 1 {
+	if fresh {
 		c.leaseLimit = c.limit
 	}
 	return true
@@ -558,9 +573,13 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 // standing queue no window shows the latency without one, so only a
 // baseline that must be learned again, or the lease probe's drop
 // (startLeaseProbe), can find out that the dependency is fast again.
-// While it is still slow, the decayed baseline reads its latency as a
-// queue once more, halving the limit relearns it, and the
-// next check comes twice as late. A window faster than 0.8 × the leased
+// The decay trims the queue the lease lets stand down to none over the
+// leased latency (queueThreshold); a window over that, while the cuts
+// cost throughput, renews the lease (relearnEarly). Decayed to its end,
+// the lease gives the settled baseline back; if the dependency is still
+// slow, the cuts find it again, and a relearn within carryWindows counts
+// as one more on the same lease (carried). Each such renewal makes the
+// next check come twice as late. A window faster than 0.8 × the leased
 // baseline ends the lease at once: the settled baseline is back. So does
 // one faster, by two of its standard errors (sem), than 0.8 × the baseline
 // as the relearn took it (leased), before any decay: a dependency still
@@ -576,7 +595,16 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 // partly faster, the settled baseline reads the rest as a queue, and a
 // relearn finds it.
 func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem, inFlight float64) {
-	if !IsValid(c.settled) || !IsValid(c.baseline) {
+	if !IsValid(c.settled) {
+		if c.carried > 0 {
+			c.carriedTicks += ticks
+			if c.carriedTicks > carryWindows*c.relearnTicks {
+				c.carried = 0
+			}
+		}
+		return
+	}
+	if !IsValid(c.baseline) {
 		return
 	}
 	if rtt < 0.8*c.baseline || (IsValid(sem) && rtt+2*sem < 0.8*c.leased) {
@@ -586,9 +614,17 @@ func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem, inFlight float64
 	tau := math.Min(10*c.relearnTicks*math.Pow(2, float64(c.relearns-1)), c.windowTicks)
 	c.baseline = c.settled + (c.baseline-c.settled)*math.Exp(-ticks/tau)
 	if c.baseline < 1.05*c.settled {
+		relearns := c.relearns
 		c.endLease(inFlight)
+		c.carried, c.carriedTicks = relearns, 0
 	}
 }
+
+// carryWindows is how many relearn_afters after a lease that decayed to
+// its end a relearn still counts as one more on that lease (carried): the
+// dependency was slow all along, and its next lease decays twice as
+// slowly, as a relearn during the decay's does.
+const carryWindows = 10
 
 // endLease puts the settled baseline back, and with it at most the limit
 // the lease began with: what the limit grew by on lease was room for the
@@ -604,7 +640,7 @@ func (c *SLOConcurrencyController) expireLease(ticks, rtt, sem, inFlight float64
 // after the dependency answered again.
 func (c *SLOConcurrencyController) endLease(inFlight float64) {
 	leased := math.Max(c.baseline, c.leased) // before it decayed
-	c.baseline, c.settled, c.relearns, c.lowRun = c.settled, Invalid, 0, 0
+	c.baseline, c.settled, c.relearns, c.lowRun, c.carried = c.settled, Invalid, 0, 0, 0
 	if c.limit > c.leaseLimit {
 		c.limit = c.leaseLimit
 	}
@@ -758,8 +794,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// Queueing counts only while the limit binds: below it, a slow window is
 	// the service's own doing (or noise), and cutting would starve traffic
 	// the limit was never constraining.
-	tol := c.queueTolerance(base)
-	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > tol*c.baseline
+	threshold := c.queueThreshold(base)
+	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > threshold
 	queueing := binding && slow
 	// The limit refused requests (full_rps) though no tick ended with it
 	// near full, and the rtt shows no queue: bursts under capacity that
@@ -775,7 +811,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// limit may leave a window with a free slot at every tick, and such a
 	// window, still slow, does not end the run.
 	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks, windowN) {
-		queueing = binding && rtt > tol*c.baseline
+		threshold = c.queueThreshold(base)
+		queueing = binding && rtt > threshold
 	}
 	if !slow && (IsValid(rtt) || !(last > 0)) {
 		// A window with no rtt while requests are in flight (nothing
@@ -827,9 +864,17 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			c.limit = math.Max(c.limit, math.Min(c.initial, base))
 			c.slowStartOn = c.slowStartOn && !learned
 		}
+		if queueing {
+			// A latency just over the setpoint asks for a small cut, and
+			// the √base of headroom turned it into a rise: the window's
+			// queue, over the baseline's tolerance, still gets the
+			// queueing cut, which the setpoint only deepens.
+			c.limit = math.Min(c.limit, base*math.Max(c.minGradient, threshold/rtt)+math.Sqrt(base))
+			c.slowStartOn = false
+		}
 		overload = 1
 	case queueing:
-		c.limit = base*math.Max(c.minGradient, tol*c.baseline/rtt) + math.Sqrt(base)
+		c.limit = base*math.Max(c.minGradient, threshold/rtt) + math.Sqrt(base)
 		c.slowStartOn, overload = false, 1
 	case binding && IsValid(latency) && c.slowStartOn && IsValid(rtt) && c.samples == 0:
 		// Hold the initial limit until the baseline has a sample measured
@@ -1464,4 +1509,39 @@ const minQueueTolerance = 1.25
 // At base 0, 4/√0 is +Inf, which leaves rtt_tolerance.
 func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 	return math.Min(c.tolerance, math.Max(minQueueTolerance, 1+queueAllowance/math.Sqrt(base)))
+}
+
+// queueThreshold is the rtt above which a window with base in flight is
+// queueing: queueTolerance(base) × the baseline. On a relearned
+// baseline's lease (a slower dependency), the queue's allowance over the
+// baseline is the settled baseline's instead, and the decaying lease
+// trims that allowance but never reads the leased latency itself as a
+// queue:
+//
+//	max(baseline + (queueTolerance(b) − 1) × settled, leased),
+//
+// with b = base × settled/baseline, about what is in flight at the
+// bottleneck. The leased part of the baseline is latency without a
+// queue: the requests that wait it out hold no worker at the bottleneck,
+// which turns over as many as before, so the queue it needs to stay busy
+// is what it needed before. Scaled with the leased baseline, the standing
+// queue grew with the dependency's time: on random-3's slow dependency
+// (10 ms over a settled 14), from 11 to 18 ms, and api2's p99 from 0.65
+// to 1.1–1.5 of its SLO, where the dependency's own time alone leaves it
+// at 0.9. The decay still finds a dependency that is fast again: the
+// queue the lease's limit then lets in reads over the trimmed allowance.
+// Below the leased latency, though, the decay read a dependency still
+// slow as a queue, and the cuts took the throughput with the limit until
+// a new run halved it: on a two-minute slow dependency, random-3 and
+// two-tier fell to 0.67 and 0.45 of capacity for 10–20 s, every 40 s.
+// The cut's √base of headroom stays √base: the count at the dependency
+// swings by about the square root of what it holds, and every swing up
+// takes a slot from the bottleneck (random-20, whose nine workers answer
+// with a lognormal spread, kept 0.88 of proportional with √b).
+func (c *SLOConcurrencyController) queueThreshold(base float64) float64 {
+	if IsValid(c.settled) && c.settled < c.baseline {
+		b := base * c.settled / c.baseline
+		return math.Max(c.baseline+(c.queueTolerance(b)-1)*c.settled, c.leased)
+	}
+	return c.queueTolerance(base) * c.baseline
 }
