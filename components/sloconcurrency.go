@@ -36,9 +36,9 @@ func init() {
 //   - rtt above t × baseline while the limit binds (queueing the limit
 //     let in), with t = min(rtt_tolerance, max(1.25, 1 + 4/√base)) (with
 //     many in flight, a standing queue of at most about 4·√base requests:
-//     queueAllowance; on a relearned baseline's lease, an allowance of the
-//     settled baseline's over it, and never under the leased latency:
-//     queueThreshold): limit ← base × g + √base with g = max(min_gradient,
+//     queueAllowance; on a relearned baseline's lease that the lease
+//     probe can check, an allowance of the settled baseline's over it,
+//     and never under the leased latency: queueThreshold): limit ← base × g + √base with g = max(min_gradient,
 //     t·baseline/rtt), Envoy's headroom, whose equilibrium is a queue of
 //     about √limit; slow start ends;
 //   - otherwise, when the limit binds (in_flight ≥ utilization × limit):
@@ -409,14 +409,15 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
 // dependency's, and that fall passed for a queue's. random-5's slow
 // dependency under default-slo held its limit at 7 (the run began at 25)
 // for 20 s, at 0.45 of the throughput before it. The same holds on a
-// lease (a renewal: relearnEarly). Where the rtt's own relearn_after
+// lease the lease probe can check (a renewal: relearnEarly). Where the
+// rtt's own relearn_after
 // windows have no answers to count, the excess alone decides. The
 // relearn is on probation, as
 // an early one is (checkEarly): a capacity lost during the run also cuts
 // the throughput, and the limit back where the run began buys it no more
 // answers, and the relearn is undone.
 func (c *SLOConcurrencyController) throughputFell() bool {
-	if !(c.refN > 0) || !(c.streakN > 0) || !(c.streakTicks > 0) {
+	if (IsValid(c.settled) && !c.leaseProbeFits()) || !(c.refN > 0) || !(c.streakN > 0) || !(c.streakTicks > 0) {
 		return false
 	}
 	x := c.streakN / c.streakTicks
@@ -452,14 +453,17 @@ func (c *SLOConcurrencyController) earlyFraction() float64 {
 // dependency's has not, and its throughput fell with the limit (Little's
 // law at a constant rtt). Both together take the lowest rtt of those
 // windows as the baseline, as relearn does; otherwise that evidence
-// starts over and the halving still decides. On a lease, the throughput
-// alone decides: the run's worst rtt was read against a baseline that has
-// decayed since, and a lease whose decayed baseline reads the
-// dependency's latency as a queue again is renewed as soon as its cuts
-// cost throughput, not after they have halved the limit (hetero-cost's
-// slow dependency: 0.92 of proportional over the steady half, 0.96 with
-// the renewal). Without completed_rps there is no throughput to weigh,
-// and only the halving relearns.
+// starts over and the halving still decides. On a lease that the lease
+// probe can check (leaseProbeFits), the throughput alone decides: the
+// run's worst rtt was read against a baseline that has decayed since, and
+// a lease whose decayed baseline reads the dependency's latency as a
+// queue again is renewed as soon as its cuts cost throughput, not after
+// they have halved the limit (hetero-cost's slow dependency: 0.92 of
+// proportional over the steady half, 0.96 with the renewal). On one the
+// probe cannot check, those cuts are what finds a dependency fast again
+// (queueThreshold), and only the halving renews it. Without
+// completed_rps there is no throughput to weigh, and only the halving
+// relearns.
 func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 	if c.second {
 		return false
@@ -486,6 +490,9 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 	fell := x <= earlyThroughputShare*c.refN/c.refTicks
 	lowest := c.earlyMin
 	c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, Invalid, 0
+	if IsValid(c.settled) && !c.leaseProbeFits() {
+		return false
+	}
 	if (!IsValid(c.settled) && excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline)) || !fell {
 		return false
 	}
@@ -573,9 +580,12 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 // standing queue no window shows the latency without one, so only a
 // baseline that must be learned again, or the lease probe's drop
 // (startLeaseProbe), can find out that the dependency is fast again.
-// The decay trims the queue the lease lets stand down to none over the
-// leased latency (queueThreshold); a window over that, while the cuts
-// cost throughput, renews the lease (relearnEarly). Decayed to its end,
+// Where the lease probe can check the lease, the decay trims the queue
+// the lease lets stand down to none over the leased latency
+// (queueThreshold), and a window over that, while the cuts cost
+// throughput, renews the lease (relearnEarly); where it cannot, the
+// decayed baseline reads the leased latency as a queue once more, and
+// halving the limit relearns it. Decayed to its end,
 // the lease gives the settled baseline back; if the dependency is still
 // slow, the cuts find it again, and a relearn within carryWindows counts
 // as one more on the same lease (carried). Each such renewal makes the
@@ -1107,6 +1117,18 @@ func (c *SLOConcurrencyController) startLeaseProbe(ticks, n float64, binding boo
 	c.drainMeasureTicks, c.drainAnswers, c.drainRTTSum, c.drainInFlight = 0, 0, 0, 0
 }
 
+// leaseProbeFits reports whether the lease probe can check the lease at
+// all: its drain, about twice the leased latency's excess over the
+// settled one, and the midpoint rtt it then waits for fit its budget
+// (startLeaseProbe weighs the same with the throughput of the moment).
+// Where it cannot, the decay is what finds a dependency that is fast
+// again, under the queue the lease's limit lets into the freed time:
+// only cuts that read the leased latency as a queue drain it.
+func (c *SLOConcurrencyController) leaseProbeFits() bool {
+	tick := c.interval * 1000
+	return 2+math.Ceil(2*(c.leased-c.settled)/tick)+math.Ceil(c.leaseMidpoint()/tick) <= c.leaseProbeBudget()
+}
+
 // leaseProbeBudget is the most ticks a lease probe runs, all phases.
 func (c *SLOConcurrencyController) leaseProbeBudget() float64 {
 	return c.relearnTicks / leaseProbeShare
@@ -1513,10 +1535,10 @@ func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 
 // queueThreshold is the rtt above which a window with base in flight is
 // queueing: queueTolerance(base) × the baseline. On a relearned
-// baseline's lease (a slower dependency), the queue's allowance over the
-// baseline is the settled baseline's instead, and the decaying lease
-// trims that allowance but never reads the leased latency itself as a
-// queue:
+// baseline's lease (a slower dependency) that the lease probe can check
+// (leaseProbeFits), the queue's allowance over the baseline is the
+// settled baseline's instead, and the decaying lease trims that allowance
+// but never reads the leased latency itself as a queue:
 //
 //	max(baseline + (queueTolerance(b) − 1) × settled, leased),
 //
@@ -1528,18 +1550,24 @@ func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 // queue grew with the dependency's time: on random-3's slow dependency
 // (10 ms over a settled 14), from 11 to 18 ms, and api2's p99 from 0.65
 // to 1.1–1.5 of its SLO, where the dependency's own time alone leaves it
-// at 0.9. The decay still finds a dependency that is fast again: the
-// queue the lease's limit then lets in reads over the trimmed allowance.
-// Below the leased latency, though, the decay read a dependency still
+// at 0.9. Under the leased latency, the decay read a dependency still
 // slow as a queue, and the cuts took the throughput with the limit until
-// a new run halved it: on a two-minute slow dependency, random-3 and
+// a new run had halved it: on a two-minute slow dependency, random-3 and
 // two-tier fell to 0.67 and 0.45 of capacity for 10–20 s, every 40 s.
+// Whether the dependency is fast again is then the lease probe's to find
+// (and a window under 0.8 of the leased latency's: expireLease). Where
+// the probe cannot run, the decay is what finds it: the queue the
+// lease's limit lets into the freed time drains only under cuts that
+// read the leased latency as a queue, and the threshold decays with the
+// baseline, as it did before (deep-chain's slow-api, 300 ms over a
+// settled 160: kept at the leased latency, the queue stayed at 2 × its
+// SLO for the 20 s after the dependency recovered).
 // The cut's √base of headroom stays √base: the count at the dependency
 // swings by about the square root of what it holds, and every swing up
 // takes a slot from the bottleneck (random-20, whose nine workers answer
 // with a lognormal spread, kept 0.88 of proportional with √b).
 func (c *SLOConcurrencyController) queueThreshold(base float64) float64 {
-	if IsValid(c.settled) && c.settled < c.baseline {
+	if IsValid(c.settled) && c.settled < c.baseline && c.leaseProbeFits() {
 		b := base * c.settled / c.baseline
 		return math.Max(c.baseline+(c.queueTolerance(b)-1)*c.settled, c.leased)
 	}

@@ -877,3 +877,21 @@ func TestDefaultPolicyRenewsALeaseWhoseCutsCostThroughput(t *testing.T) {
 		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.94", got)
 	}
 }
+
+// apps/adversarial/deep-chain.json under slow-api: its one API's calls
+// take 300 ms more, over a settled baseline of 160, for the middle
+// third. Its lease is too slow for the lease probe to check, and held at
+// the leased latency (queueThreshold) the limit it allowed filled the
+// freed time with a queue once the dependency was fast again: every
+// answer over the SLO for the rest of the run, 0 of proportional over
+// the steady half. The decay's cuts drain it (0.62).
+func TestDefaultPolicyEndsALeaseTheProbeCannotCheck(t *testing.T) {
+	app, err := LoadAppFile("apps/adversarial/deep-chain.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "slow-api", defaultPolicy(t))
+	if got := r.Steady.GoodputPerProportional; got < 0.5 {
+		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.5", got)
+	}
+}
