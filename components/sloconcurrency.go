@@ -417,7 +417,7 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
 // the throughput, and the limit back where the run began buys it no more
 // answers, and the relearn is undone.
 func (c *SLOConcurrencyController) throughputFell() bool {
-	if (IsValid(c.settled) && !c.leaseProbeFits()) || !(c.refN > 0) || !(c.streakN > 0) || !(c.streakTicks > 0) {
+	if !c.mayRenew() || !(c.refN > 0) || !(c.streakN > 0) || !(c.streakTicks > 0) {
 		return false
 	}
 	x := c.streakN / c.streakTicks
@@ -490,7 +490,7 @@ func (c *SLOConcurrencyController) relearnEarly(rtt, ticks, n float64) bool {
 	fell := x <= earlyThroughputShare*c.refN/c.refTicks
 	lowest := c.earlyMin
 	c.earlyTicks, c.earlySum, c.earlyMin, c.earlyN = 0, 0, Invalid, 0
-	if IsValid(c.settled) && !c.leaseProbeFits() {
+	if !c.mayRenew() {
 		return false
 	}
 	if (!IsValid(c.settled) && excess < 0.6*(math.Max(c.streakRTT, rtt)-c.baseline)) || !fell {
@@ -879,12 +879,12 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 			// the √base of headroom turned it into a rise: the window's
 			// queue, over the baseline's tolerance, still gets the
 			// queueing cut, which the setpoint only deepens.
-			c.limit = math.Min(c.limit, base*math.Max(c.minGradient, threshold/rtt)+math.Sqrt(base))
+			c.limit = math.Min(c.limit, c.queueCut(base, threshold, rtt))
 			c.slowStartOn = false
 		}
 		overload = 1
 	case queueing:
-		c.limit = base*math.Max(c.minGradient, threshold/rtt) + math.Sqrt(base)
+		c.limit = c.queueCut(base, threshold, rtt)
 		c.slowStartOn, overload = false, 1
 	case binding && IsValid(latency) && c.slowStartOn && IsValid(rtt) && c.samples == 0:
 		// Hold the initial limit until the baseline has a sample measured
@@ -1531,6 +1531,19 @@ const minQueueTolerance = 1.25
 // At base 0, 4/√0 is +Inf, which leaves rtt_tolerance.
 func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 	return math.Min(c.tolerance, math.Max(minQueueTolerance, 1+queueAllowance/math.Sqrt(base)))
+}
+
+// queueCut is the limit a queueing window leaves: base × the gradient to
+// the threshold (at least min_gradient), plus √base of headroom.
+func (c *SLOConcurrencyController) queueCut(base, threshold, rtt float64) float64 {
+	return base*math.Max(c.minGradient, threshold/rtt) + math.Sqrt(base)
+}
+
+// mayRenew reports whether the throughput may relearn a baseline before a
+// halving (relearnEarly, throughputFell): off a lease, and on one the
+// lease probe can check (queueThreshold).
+func (c *SLOConcurrencyController) mayRenew() bool {
+	return !IsValid(c.settled) || c.leaseProbeFits()
 }
 
 // queueThreshold is the rtt above which a window with base in flight is
