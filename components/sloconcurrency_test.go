@@ -1326,3 +1326,30 @@ func TestSLOConcurrencyControllerSetpointNeverWeakensTheQueueingCut(t *testing.T
 		t.Fatalf("standing queue %.1f ms with a setpoint of 20 ms, %.1f ms without one; want no more with it", with, without)
 	}
 }
+
+func TestSLOConcurrencyControllerKeepsALeaseThroughOneNoisyFastWindow(t *testing.T) {
+	// On a lease, one window whose mean is under 0.8 of the baseline, but
+	// not by two of its standard errors, is noise: where one API's
+	// dependency slowed (random-2803's slow-api), a window that happens
+	// to hold few of its answers reads fast. The old code ended the lease
+	// on it, and the limit fell to its floor (0.83 → 0.65 of proportional
+	// with the SLO stated).
+	b := newLeaseBench(t)
+	b.run(1200, 1)
+	b.extra = 20
+	b.run(60, 1)
+	leased := b.out[2]
+	if leased < 25 {
+		t.Fatalf("baseline %.1f ms after a dependency 20 ms slower, want it relearned", leased)
+	}
+	fast := 0.75 * leased
+	b.c.Execute([]float64{fast, components.Invalid, 0.93 * b.out[0], 0, fast, 600, 5, components.Invalid}, b.out)
+	if b.out[2] < 0.9*leased {
+		t.Fatalf("baseline %.1f ms after one window at %.1f ± 5 ms, want the lease (%.1f ms) kept", b.out[2], fast, leased)
+	}
+	// A window as fast with a small standard error ends it.
+	b.c.Execute([]float64{fast, components.Invalid, 0.93 * b.out[0], 0, fast, 600, 0.5, components.Invalid}, b.out)
+	if b.out[2] > 15 {
+		t.Fatalf("baseline %.1f ms after a window at %.1f ± 0.5 ms, want the settled 14 ms back", b.out[2], fast)
+	}
+}

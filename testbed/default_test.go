@@ -895,3 +895,22 @@ func TestDefaultPolicyEndsALeaseTheProbeCannotCheck(t *testing.T) {
 		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.5", got)
 	}
 }
+
+// random:2803 under slow-api with its SLOs stated: one API's dependency
+// slows by its SLO, so windows differ by how many of its answers they
+// hold. One that held few read under 0.8 of the leased baseline, ended
+// the lease, and the limit fell to its floor for the rest of the slow
+// third: 0.65 of proportional over the steady half (the static oracle
+// keeps 0.80). A lease ends on a fast window only by two of its standard
+// errors (SLOConcurrencyController).
+func TestDefaultSLOPolicyKeepsALeaseThroughANoisyWindow(t *testing.T) {
+	app := RandomAppOf(2803)
+	pol, err := DefaultSLOPolicy(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := simulateVirtual(t, app, "slow-api", pol)
+	if got := r.Steady.GoodputPerProportional; got < 0.76 {
+		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.76", got)
+	}
+}
