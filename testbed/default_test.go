@@ -60,6 +60,17 @@ func defaultPolicy(t *testing.T) Policy {
 	return Policy{Name: "default", Templates: loadPolicy(t, "../policies/default.cue")}
 }
 
+// sloPolicyOf is the default policy with app's SLOs stated
+// (DefaultSLOPolicy).
+func sloPolicyOf(t *testing.T, app App) Policy {
+	t.Helper()
+	pol, err := DefaultSLOPolicy(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
+}
+
 // The default policy's goals (GoalMisses), asserted on a small
 // deterministic part of the suite (docs/suite.md has the whole): apps whose
 // APIs differ 20× in cost at one bottleneck, cross two bottlenecks, or chain
@@ -728,11 +739,7 @@ func TestDefaultSLOHoldsEachAPIToItsOwnSLO(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := DefaultSLOPolicy(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := simulateVirtual(t, app, "surge", pol).Steady.GoodputRatio; got < 0.85 {
+	if got := simulateVirtual(t, app, "surge", sloPolicyOf(t, app)).Steady.GoodputRatio; got < 0.85 {
 		t.Errorf("steady half %.2f of proportional, want ≥ 0.85", got)
 	}
 }
@@ -747,11 +754,7 @@ func TestDefaultSLOLeavesTheBottleneckBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pol, err := DefaultSLOPolicy(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := simulateVirtual(t, app, "steady", pol).Steady.GoodputRatio; got < 0.93 {
+	if got := simulateVirtual(t, app, "steady", sloPolicyOf(t, app)).Steady.GoodputRatio; got < 0.93 {
 		t.Errorf("steady half %.2f of proportional, want ≥ 0.93", got)
 	}
 }
@@ -815,11 +818,7 @@ func TestDefaultPolicyKeepsTheOthersThroughAnOwnQueuesSlowerDependency(t *testin
 // bottleneck's rate: a queue, not a slower dependency (Separate).
 func TestDefaultSLOPolicyTakesNoDeepQueueForADependencysTime(t *testing.T) {
 	app := RandomAppOf(2710)
-	pol, err := DefaultSLOPolicy(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := simulateVirtual(t, app, "surge", pol)
+	r := simulateVirtual(t, app, "surge", sloPolicyOf(t, app))
 	if got, slo := r.PerAPI["api3"].Steady.P99Ms, app.APIs[2].SLO; got > 3*float64(slo.Milliseconds()) {
 		t.Errorf("api3: steady p99 %.0f ms, want within 3 × its SLO %v", got, slo)
 	}
@@ -852,11 +851,7 @@ func TestDefaultPolicyKeepsItsQueueThroughASlowerDependency(t *testing.T) {
 // default without the SLO keeps 35 (SLOConcurrencyController).
 func TestDefaultSLOPolicyCutsAQueueAtLeastAsTheDefaultDoes(t *testing.T) {
 	app := RandomAppOf(3)
-	pol, err := DefaultSLOPolicy(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := simulateVirtual(t, app, "capacity-drop", pol)
+	r := simulateVirtual(t, app, "capacity-drop", sloPolicyOf(t, app))
 	for _, api := range app.APIs {
 		if got, slo := r.PerAPI[api.Name].Steady.P99Ms, api.SLO; got > float64(slo.Milliseconds()) {
 			t.Errorf("%s: steady p99 %.0f ms, want within its SLO %v", api.Name, got, slo)
@@ -905,11 +900,7 @@ func TestDefaultPolicyEndsALeaseTheProbeCannotCheck(t *testing.T) {
 // errors (SLOConcurrencyController).
 func TestDefaultSLOPolicyKeepsALeaseThroughANoisyWindow(t *testing.T) {
 	app := RandomAppOf(2803)
-	pol, err := DefaultSLOPolicy(app)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := simulateVirtual(t, app, "slow-api", pol)
+	r := simulateVirtual(t, app, "slow-api", sloPolicyOf(t, app))
 	if got := r.Steady.GoodputPerProportional; got < 0.76 {
 		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.76", got)
 	}
