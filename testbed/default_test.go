@@ -60,6 +60,16 @@ func defaultPolicy(t *testing.T) Policy {
 	return Policy{Name: "default", Templates: loadPolicy(t, "../policies/default.cue")}
 }
 
+// adversarialApp loads apps/adversarial/name.json.
+func adversarialApp(t *testing.T, name string) App {
+	t.Helper()
+	app, err := LoadAppFile("apps/adversarial/" + name + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app
+}
+
 // sloPolicyOf is the default policy with app's SLOs stated
 // (DefaultSLOPolicy).
 func sloPolicyOf(t *testing.T, app App) Policy {
@@ -280,10 +290,7 @@ func TestDefaultPolicyKeepsACheaperMix(t *testing.T) {
 // grew, and feed kept 0.52 of its share at a p99 of 581 ms against its
 // 120 ms SLO. Report must be tested with it.
 func TestDefaultPolicyHoldsAQueueSeenThreeTimes(t *testing.T) {
-	app, err := LoadAppFile("apps/adversarial/repeat-visits.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := adversarialApp(t, "repeat-visits")
 	r := simulateVirtual(t, app, "steady", defaultPolicy(t))
 	if r.Steady.GoodputPerProportional < 0.9 {
 		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.9", r.Steady.GoodputPerProportional)
@@ -310,10 +317,7 @@ func TestDefaultPolicyHoldsAQueueSeenThreeTimes(t *testing.T) {
 // bulkhead's one-second measure of what was answered; from then on every
 // second must keep 0.8 of browse's share, and their mean 0.95 of it.
 func TestDefaultPolicyIsolatesAHungDependency(t *testing.T) {
-	app, err := LoadAppFile("apps/adversarial/one-api-hangs.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := adversarialApp(t, "one-api-hangs")
 	for _, tc := range []struct {
 		load  float64
 		share float64 // browse's goodput ratio: what it could keep while pay hangs
@@ -368,10 +372,7 @@ func TestDefaultPolicyRecoversAfterAHang(t *testing.T) {
 	} {
 		t.Run(tc.app, func(t *testing.T) {
 			t.Parallel()
-			app, err := LoadAppFile("apps/adversarial/" + tc.app + ".json")
-			if err != nil {
-				t.Fatal(err)
-			}
+			app := adversarialApp(t, tc.app)
 			r := simulateVirtual(t, app, "hung-dependency", defaultPolicy(t))
 			var sum float64
 			var n int
@@ -398,10 +399,7 @@ func TestDefaultPolicyRecoversAfterAHang(t *testing.T) {
 // app, whose SLO is twice its service time, at 0.98–1.03 of it,
 // whichever of the first windows the baseline learned from.
 func TestDefaultPolicyDecidesOncePerRoundTrip(t *testing.T) {
-	app, err := LoadAppFile("apps/adversarial/many-servers.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := adversarialApp(t, "many-servers")
 	r := simulateVirtual(t, app, "steady", defaultPolicy(t))
 	api := r.PerAPI["thumbnail"]
 	if got := r.Steady.GoodputRatio; got < 0.95 {
@@ -531,10 +529,7 @@ func TestDefaultPolicyKeepsMixesOfCheapAndCostly(t *testing.T) {
 	} {
 		t.Run(tc.app, func(t *testing.T) {
 			t.Parallel()
-			app, err := LoadAppFile("apps/adversarial/" + tc.app + ".json")
-			if err != nil {
-				t.Fatal(err)
-			}
+			app := adversarialApp(t, tc.app)
 			steadyOverSeeds(t, app, "steady", 5, tc.each, tc.mean, tc.lastMeasure)
 		})
 	}
@@ -596,10 +591,7 @@ func TestDefaultPolicyCapsAnAPIsOwnQueue(t *testing.T) {
 // the queue the tolerance lets stand is counted in requests
 // (components.queueAllowance): 0.91–0.92 of proportional.
 func TestDefaultPolicyKeepsAQueueShortBehindASlowCall(t *testing.T) {
-	app, err := LoadAppFile("apps/adversarial/deep-chain.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := adversarialApp(t, "deep-chain")
 	for _, scenario := range []string{"steady", "ramp", "priority-mix"} {
 		t.Run(scenario, func(t *testing.T) {
 			t.Parallel()
@@ -622,10 +614,7 @@ func TestDefaultPolicyClimbsQuicklyOnASlowService(t *testing.T) {
 	}{{"many-servers", 0.2}, {"deep-chain", 0.35}} {
 		t.Run(c.file, func(t *testing.T) {
 			t.Parallel()
-			app, err := LoadAppFile("apps/adversarial/" + c.file + ".json")
-			if err != nil {
-				t.Fatal(err)
-			}
+			app := adversarialApp(t, c.file)
 			r := simulateVirtual(t, app, "cold-start", defaultPolicy(t))
 			var goodput, share float64
 			for _, s := range r.Seconds {
@@ -735,10 +724,7 @@ func TestDefaultPolicyRelearnsASlowerDependencyAfterAHeldQueue(t *testing.T) {
 // surge kept 0.37 of proportional (batch 0.35 of its share). With each
 // API's own SLO in api_slos each answer counts against its own SLO.
 func TestDefaultSLOHoldsEachAPIToItsOwnSLO(t *testing.T) {
-	app, err := LoadAppFile("apps/adversarial/slo-spread.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := adversarialApp(t, "slo-spread")
 	if got := simulateVirtual(t, app, "surge", sloPolicyOf(t, app)).Steady.GoodputRatio; got < 0.85 {
 		t.Errorf("steady half %.2f of proportional, want ≥ 0.85", got)
 	}
@@ -881,10 +867,7 @@ func TestDefaultPolicyRenewsALeaseWhoseCutsCostThroughput(t *testing.T) {
 // answer over the SLO for the rest of the run, 0 of proportional over
 // the steady half. The decay's cuts drain it (0.62).
 func TestDefaultPolicyEndsALeaseTheProbeCannotCheck(t *testing.T) {
-	app, err := LoadAppFile("apps/adversarial/deep-chain.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	app := adversarialApp(t, "deep-chain")
 	r := simulateVirtual(t, app, "slow-api", defaultPolicy(t))
 	if got := r.Steady.GoodputPerProportional; got < 0.5 {
 		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.5", got)
