@@ -1,6 +1,8 @@
 package actuators
 
 import (
+	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +48,12 @@ type Recorder struct {
 	// to the recorder's slo (Window.ScaledCounts); both nil otherwise.
 	apiSLOs []int64        // read-only after NewRecorderWithAPISLOs
 	scaled  [][2]Histogram // read-only after NewRecorderWithAPISLOs
+	// tails counts each API's answers by their latency over their own
+	// SLO (apitail.go), sharded as scaled; tailState is the decayed sum
+	// of the windows' counts, under snapshotMu.
+	tails     [][2]tailCounts // read-only after NewRecorderWithAPISLOs
+	tailState *[maxTailAPIs][tailBins]float64
+	tailUsed  uint64
 
 	snapshotMu     sync.Mutex
 	snapshotted    bool
@@ -129,6 +137,8 @@ func NewRecorderWithAPISLOs(slo time.Duration, apiSLOs []time.Duration) *Recorde
 	if some {
 		r.apiSLOs = table
 		r.scaled = make([][2]Histogram, len(r.latency))
+		r.tails = make([][2]tailCounts, len(r.latency))
+		r.tailState = new([maxTailAPIs][tailBins]float64)
 	}
 	return r
 }
@@ -220,8 +230,12 @@ func (r *Recorder) done(proc, api int, startNs, latencyNs, ownNs int64, ok, aban
 			scaledNs = int64(float64(latencyNs) * float64(slo) / float64(own))
 			slo = own
 		}
-		r.scaled[proc&(len(r.scaled)-1)][active].add(histogramBucket(scaledNs))
+		scaledBucket := histogramBucket(scaledNs)
+		r.scaled[proc&(len(r.scaled)-1)][active].add(scaledBucket)
 		b.scaledSumNs.Add(uint64(scaledNs))
+		if api >= 0 {
+			r.tails[proc&(len(r.tails)-1)][active].add(min(api, maxTailAPIs-1), tailBin(scaledBucket, histogramBucket(r.sloNs.Load())))
+		}
 	}
 	switch {
 	case !ok:
@@ -314,10 +328,41 @@ func (r *Recorder) snapshot(w *Window, nowNs int64) {
 		for i := range r.scaled {
 			w.scaledTotal += r.scaled[i][retired].drain(&w.ScaledCounts, &w.scaledMarks)
 		}
+		r.decayTails(w)
+		for i := range r.tails {
+			r.tailUsed |= r.tails[i][retired].drainInto(r.tailState)
+		}
+		w.APITails.SLOMs = float64(r.sloNs.Load()) / 1e6
+		w.APITails.used = r.tailUsed
+		for s := r.tailUsed; s != 0; s &= s - 1 {
+			api := bits.TrailingZeros64(s)
+			for b, v := range r.tailState[api] {
+				w.APITails.counts[api][b] = float32(v)
+			}
+		}
 	}
 	w.marked = true
 	w.Incoming = w.Accepted + w.Rejected
 	w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
+}
+
+// decayTails decays the per-API counts kept over the windows before w
+// by w's length over tailHorizon, and forgets the APIs left with no
+// weight.
+func (r *Recorder) decayTails(w *Window) {
+	keep := math.Exp(-float64(w.EndNs-w.StartNs) / float64(tailHorizon))
+	for s := r.tailUsed; s != 0; s &= s - 1 {
+		api := bits.TrailingZeros64(s)
+		total := 0.0
+		for b := range r.tailState[api] {
+			r.tailState[api][b] *= keep
+			total += r.tailState[api][b]
+		}
+		if total < 0.01 {
+			r.tailState[api] = [tailBins]float64{}
+			r.tailUsed &^= 1 << api
+		}
+	}
 }
 
 // take returns a retired buffer's counter and resets it, swapping only

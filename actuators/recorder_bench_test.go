@@ -18,6 +18,19 @@ func BenchmarkRecorderArriveDone(b *testing.B) {
 			r.Done(0, latencyNs, true)
 		}
 	})
+	// Two APIs with SLOs of their own: the scaled histogram and the
+	// per-API tails too (DoneAPIOn).
+	b.Run("api-slos", func(b *testing.B) {
+		r := NewRecorderWithAPISLOs(50*time.Millisecond, []time.Duration{0, 0, 200 * time.Millisecond})
+		b.ReportAllocs()
+		latencyNs, api := int64(0), 1
+		for b.Loop() {
+			latencyNs = (latencyNs + 7_919_000) % (100 * ms)
+			api = 3 - api
+			r.Arrive(0, true)
+			r.DoneAPIOn(0, api, 0, latencyNs, 0, true)
+		}
+	})
 	b.Run("parallel", func(b *testing.B) {
 		r := NewRecorder(50 * time.Millisecond)
 		b.ReportAllocs()

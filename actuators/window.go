@@ -49,6 +49,11 @@ type Window struct {
 	ScaledCounts HistogramCounts
 	scaledTotal  uint64
 	scaledMarks  histogramMarks
+	// APITails, where Scaled, is each API's answers by their latency
+	// over their own SLO, decayed over the last seconds (tailHorizon):
+	// the tail of an API too small a part of one tick's answers for the
+	// pooled quantiles to show it.
+	APITails APITails
 }
 
 // latencyMarks returns the window's marks, or nil where it has none.

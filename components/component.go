@@ -139,6 +139,15 @@ type FluxReading struct {
 	// whatever InFlight shows at its end. Another policy's limit there
 	// binds on its own, and is not counted.
 	FullRps float64
+	// WorstAPILatency* are, over the last seconds, the largest over the
+	// APIs of each one's mean and percentiles of its latency as a fraction
+	// of its own SLO, times the flux meter's slo (the scaled latencies'
+	// units), from coarse bins a quarter of an octave wide
+	// (actuators.APITails); Invalid without per-API SLOs or while no API
+	// has twenty answers' weight. The pooled scaled percentiles of one
+	// tick are the costly APIs' where a cheap one is a tenth of the
+	// answers; these are the worst API's.
+	WorstAPILatencyAvgMs, WorstAPILatencyP50Ms, WorstAPILatencyP90Ms, WorstAPILatencyP95Ms, WorstAPILatencyP99Ms float64
 }
 
 // Source is a component fed from outside the circuit (a FluxMeter).

@@ -33,7 +33,9 @@ type FluxMeter struct {
 	// them by label; the others have slo. Goodput then counts each answer
 	// within its own API's SLO, and the scaled_latency ports read each
 	// answer's latency × slo ÷ its API's SLO: over a fraction of slo there
-	// is over that fraction of its own SLO, whichever API it is.
+	// is over that fraction of its own SLO, whichever API it is. The
+	// worst_api_latency ports read, in the same units, the worst API's
+	// own mean and percentiles over the last seconds.
 	APISLOs map[string]Duration `json:"api_slos"`
 
 	reading  FluxReading
@@ -48,6 +50,8 @@ func (f *FluxMeter) Ports() Ports {
 		"oldest_in_flight_ms", "answered_latency_avg_ms", "abandoned_rps", "shared_latency_avg_ms",
 		"shared_latency_sem_ms", "scaled_latency_avg_ms", "scaled_latency_p50_ms", "scaled_latency_p90_ms",
 		"scaled_latency_p95_ms", "scaled_latency_p99_ms", "full_rps",
+		"worst_api_latency_avg_ms", "worst_api_latency_p50_ms", "worst_api_latency_p90_ms",
+		"worst_api_latency_p95_ms", "worst_api_latency_p99_ms",
 	}}
 }
 
@@ -110,4 +114,5 @@ func (f *FluxMeter) Execute(_, out []float64) {
 	out[15] = r.SharedLatencySemMs
 	out[16], out[17], out[18], out[19], out[20] = r.ScaledLatencyAvgMs, r.ScaledLatencyP50Ms, r.ScaledLatencyP90Ms, r.ScaledLatencyP95Ms, r.ScaledLatencyP99Ms
 	out[21] = r.FullRps
+	out[22], out[23], out[24], out[25], out[26] = r.WorstAPILatencyAvgMs, r.WorstAPILatencyP50Ms, r.WorstAPILatencyP90Ms, r.WorstAPILatencyP95Ms, r.WorstAPILatencyP99Ms
 }

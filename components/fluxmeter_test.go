@@ -28,6 +28,7 @@ func TestFluxMeter(t *testing.T) {
 		"incoming_rps", "accepted_rps", "rejected_rps", "goodput_rps", "in_flight", "completed_rps",
 		"oldest_in_flight_ms", "answered_latency_avg_ms", "abandoned_rps", "shared_latency_avg_ms", "shared_latency_sem_ms",
 		"scaled_latency_avg_ms", "scaled_latency_p50_ms", "scaled_latency_p90_ms", "scaled_latency_p95_ms", "scaled_latency_p99_ms", "full_rps",
+		"worst_api_latency_avg_ms", "worst_api_latency_p50_ms", "worst_api_latency_p90_ms", "worst_api_latency_p95_ms", "worst_api_latency_p99_ms",
 	}; len(got) != len(want) {
 		t.Fatalf("outputs %v, want %v", got, want)
 	} else {
@@ -38,7 +39,7 @@ func TestFluxMeter(t *testing.T) {
 		}
 	}
 
-	allInvalid := []float64{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan}
+	allInvalid := []float64{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan}
 	// Before any reading every output is invalid.
 	runTickTable(t, comp, []tickIO{{nil, allInvalid}})
 
@@ -48,9 +49,10 @@ func TestFluxMeter(t *testing.T) {
 		OldestInFlightMs: 134, AnsweredLatencyAvgMs: 11, AbandonedRps: 2, SharedLatencyAvgMs: 9,
 		SharedLatencySemMs: 0.5, ScaledLatencyAvgMs: 6, ScaledLatencyP50Ms: 5, ScaledLatencyP90Ms: 15,
 		ScaledLatencyP95Ms: 25, ScaledLatencyP99Ms: 40, FullRps: 8,
+		WorstAPILatencyAvgMs: 16, WorstAPILatencyP50Ms: 14, WorstAPILatencyP90Ms: 33, WorstAPILatencyP95Ms: 41, WorstAPILatencyP99Ms: 60,
 	}
 	meter.Observe(first)
-	wantFirst := []float64{12.5, 10, 20, 30, 45, 100, 90, 10, 85, 7, 88, 134, 11, 2, 9, 0.5, 6, 5, 15, 25, 40, 8}
+	wantFirst := []float64{12.5, 10, 20, 30, 45, 100, 90, 10, 85, 7, 88, 134, 11, 2, 9, 0.5, 6, 5, 15, 25, 40, 8, 16, 14, 33, 41, 60}
 	// The last reading is emitted until the next one.
 	runTickTable(t, comp, []tickIO{{nil, wantFirst}, {nil, wantFirst}})
 
@@ -60,8 +62,9 @@ func TestFluxMeter(t *testing.T) {
 		IncomingRps: 0, AcceptedRps: 0, RejectedRps: 0, GoodputRps: 0, InFlight: 0, CompletedRps: 0,
 		AnsweredLatencyAvgMs: nan, SharedLatencyAvgMs: nan, SharedLatencySemMs: nan,
 		ScaledLatencyAvgMs: nan, ScaledLatencyP50Ms: nan, ScaledLatencyP90Ms: nan, ScaledLatencyP95Ms: nan, ScaledLatencyP99Ms: nan, FullRps: 0,
+		WorstAPILatencyAvgMs: nan, WorstAPILatencyP50Ms: nan, WorstAPILatencyP90Ms: nan, WorstAPILatencyP95Ms: nan, WorstAPILatencyP99Ms: nan,
 	})
-	runTickTable(t, comp, []tickIO{{nil, []float64{nan, nan, nan, nan, nan, 0, 0, 0, 0, 0, 0, 0, nan, 0, nan, nan, nan, nan, nan, nan, nan, 0}}})
+	runTickTable(t, comp, []tickIO{{nil, []float64{nan, nan, nan, nan, nan, 0, 0, 0, 0, 0, 0, 0, nan, 0, nan, nan, nan, nan, nan, nan, nan, 0, nan, nan, nan, nan, nan}}})
 }
 
 // TestFluxMeterAPISLOs checks api_slos: each SLO above 0, and only beside

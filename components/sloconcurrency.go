@@ -71,6 +71,19 @@ func init() {
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
 //
+// With api_latency_ms and api_setpoint_ms (both optional: the worst API's
+// own latency over the last seconds, FluxMeter's worst_api_latency, and
+// what it must stay under), t's allowance over 1 shrinks by an eighth
+// every half second while the first is over the second and the limit
+// binds, down to a fifth of itself, and grows back by a sixteenth every
+// half second while it is under 0.75 of it (followTail): the standing
+// queue is sized by the API that pays it most dearly. Each shrinking is a
+// trial, given up for a minute (doubling while trials fail in a row, to
+// 16 minutes) where the throughput over the last 4 s falls under 0.93 of
+// its best since the trial began, or where 8 s at the tightest leave the
+// tail over the setpoint and over 0.85 of where it was: a tail no queue
+// made.
+//
 // The baseline is the lowest rtt of the 10 windows after the first (the
 // first starts with nothing in flight, so its short requests finish first
 // and it reads low; the next is measured at the initial limit, which keeps
@@ -215,6 +228,19 @@ type SLOConcurrencyController struct {
 	// the lease began or its last probe.
 	drainLease      bool
 	leaseProbeTicks float64
+	// tightness, from 0 to 1, is how much of the queue tolerance's
+	// allowance over the baseline the worst API's tail (api_latency_ms
+	// over setpoint_ms) has taken away (queueTolerance), and tailTicks
+	// the ticks since it last moved.
+	tightness, tailTicks float64
+	// The trial of a tightness (followTail): the throughput averaged
+	// over tailHorizon, and it and the tail's latency when the trial
+	// began; the ticks at maxTightness, and those left before another
+	// trial may begin.
+	tailX, tailPeakX, tailFrom float64
+	tailRTT                    float64 // the rtt averaged over tailHorizon
+	tailAtMax, tailBackoff     float64
+	tailFails                  float64 // trials given up in a row
 }
 
 // drainPhase is where the drain probe is (drain).
@@ -227,13 +253,15 @@ const (
 )
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
-// rtt_ms?, completed_rps?, rtt_sem_ms?, full_rps? → limit, is_overload, baseline_ms.
+// rtt_ms?, completed_rps?, rtt_sem_ms?, full_rps?, api_latency_ms? →
+// limit, is_overload, baseline_ms.
 func (c *SLOConcurrencyController) Ports() Ports {
 	return Ports{In: []Port{
 		{Name: "latency_ms", Required: true}, {Name: "setpoint_ms", Bounds: NonNegative},
 		{Name: "in_flight", Required: true}, {Name: "oldest_in_flight_ms"}, {Name: "rtt_ms"},
 		{Name: "completed_rps"}, {Name: "rtt_sem_ms", Bounds: NonNegative},
-		{Name: "full_rps", Bounds: NonNegative},
+		{Name: "full_rps", Bounds: NonNegative}, {Name: "api_latency_ms", Bounds: NonNegative},
+		{Name: "api_setpoint_ms", Bounds: NonNegative},
 	}, Out: []string{"limit", "is_overload", "baseline_ms"}}
 }
 
@@ -706,6 +734,9 @@ func (c *SLOConcurrencyController) binds(inFlight float64) bool {
 // Execute runs one tick.
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	latency, setpoint, inFlight, oldest, rtt, completedRps, rttSem, full := in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]
+	if len(in) > 9 { // the tail's ports are the last two, both optional
+		c.followTail(in[8], in[9], inFlight, completedRps, rtt)
+	}
 	if !c.started {
 		c.limit, c.slowStartOn, c.baseline, c.started = c.initial, true, Invalid, true
 		c.latencyRatio, c.latencyMin = Invalid, Invalid
@@ -713,6 +744,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.winLatency = Invalid
 		c.recoverTo = Invalid
 		c.winInFlight = Invalid
+		c.tailX, c.tailRTT = Invalid, Invalid
 	}
 	// Gather the tick into the window: a decision needs min_samples
 	// completions and one baseline rtt (or max_window), or one slow
@@ -1539,8 +1571,105 @@ const minQueueTolerance = 1.25
 // flight less (queueAllowance), down to minQueueTolerance.
 // At base 0, 4/√0 is +Inf, which leaves rtt_tolerance.
 func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
-	return math.Min(c.tolerance, math.Max(minQueueTolerance, 1+queueAllowance/math.Sqrt(base)))
+	t := math.Min(c.tolerance, math.Max(minQueueTolerance, 1+queueAllowance/math.Sqrt(base)))
+	return 1 + (t-1)*(1-c.tightness)
 }
+
+// followTail moves tightness once every tailStep: up by tailRate (to
+// maxTightness) while the worst API's latency over the last seconds
+// (api_latency_ms) is over api_setpoint_ms, the baseline is learned and
+// the limit binds, and down by half that while it is under tailRelax ×
+// api_setpoint_ms. The queue that the tolerance allows is paid by every
+// API that crosses it, and most dearly by a cheap one whose SLO is made
+// for its own few milliseconds: with the costly APIs setting the
+// baseline, a standing rtt of twice it put such an API's p99 at 1.33 ×
+// its SLO (cheap-minority), while a threshold a tenth over the baseline
+// held it at 0.86 and cost no throughput there.
+//
+// Shrinking the queue is a trial, given up (tightness back to 0, and no
+// new trial for tailBackoff) where it does not pay: where the
+// throughput, averaged over tailHorizon, falls under tailKeep of what it
+// was when the trial began (the queue kept bottlenecks busy: many-apis
+// kept 0.69 of proportional at the tightest, 0.88 without), or where the
+// tail has held over the setpoint at maxTightness for tailTrial and is
+// still over tailFutile of what it was (the API's own latency, which no
+// admission lowers, as a heavy-tailed API's is).
+func (c *SLOConcurrencyController) followTail(apiLatency, setpoint, inFlight, completedRps, rtt float64) {
+	if IsValid(completedRps) && c.interval > 0 {
+		if !IsValid(c.tailX) {
+			c.tailX = completedRps
+		}
+		c.tailX += c.interval / tailHorizon.Seconds() * (completedRps - c.tailX)
+	}
+	if IsValid(rtt) && c.interval > 0 {
+		if !IsValid(c.tailRTT) {
+			c.tailRTT = rtt
+		}
+		c.tailRTT += c.interval / tailHorizon.Seconds() * (rtt - c.tailRTT)
+	}
+	c.tailTicks++
+	c.tailBackoff = math.Max(0, c.tailBackoff-1)
+	if c.tightness > 0 && IsValid(c.tailX) {
+		c.tailPeakX = math.Max(c.tailPeakX, c.tailX)
+	}
+	switch {
+	case c.tightness < maxTightness:
+		c.tailAtMax = 0
+	case c.tailAtMax == 0:
+		// The tail reads its last seconds: at the trial's start, or
+		// where it lags the cuts, as it reached the most.
+		c.tailAtMax, c.tailFrom = 1, math.Max(c.tailFrom, apiLatency)
+	default:
+		c.tailAtMax++
+	}
+	if c.tailTicks*c.interval < tailStep.Seconds() || !IsValid(apiLatency) || !IsValid(setpoint) || setpoint <= 0 {
+		return
+	}
+	over := apiLatency > setpoint
+	switch {
+	case c.tightness > 0 && IsValid(c.tailX) && c.tailX < tailKeep*c.tailPeakX,
+		over && c.tailAtMax*c.interval >= tailTrial.Seconds() && !(apiLatency <= tailFutile*c.tailFrom):
+		c.tightness, c.tailBackoff = 0, math.Ceil(tailBackoff.Seconds()*math.Exp2(math.Min(c.tailFails, 4))/c.interval)
+		c.tailFails++
+	case over && c.binds(inFlight) && c.samples >= baselineWarmup && c.tailBackoff == 0 &&
+		(c.tightness > 0 || apiLatency-setpoint <= tailVisits*(c.tailRTT-c.baseline)):
+		if c.tightness == 0 {
+			c.tailPeakX, c.tailFrom = c.tailX, apiLatency
+		}
+		c.tightness = math.Min(maxTightness, c.tightness+tailRate)
+	case apiLatency < tailRelax*setpoint:
+		c.tightness = math.Max(0, c.tightness-tailRate/2)
+		if c.tightness > 0 {
+			c.tailFails = 0 // the trial paid
+		}
+	default:
+		return
+	}
+	c.tailTicks = 0
+}
+
+// The steps and verdicts of followTail.
+const (
+	tailStep  = 500 * time.Millisecond
+	tailRate  = 0.125
+	tailRelax = 0.75
+	// maxTightness leaves a fifth of the allowance: a threshold at the
+	// baseline itself cut on the noise of a window's mean, and kept 0.92
+	// of proportional where a tenth over it kept 0.96 (cheap-minority).
+	maxTightness = 0.8
+	tailHorizon  = 4 * time.Second
+	tailKeep     = 0.93
+	tailTrial    = 8 * time.Second
+	tailFutile   = 0.85
+	tailBackoff  = 60 * time.Second
+	// tailVisits: a trial begins only where the tail's excess over the
+	// setpoint is within twice the standing queue's (the rtt over the
+	// baseline, both averaged over tailHorizon): an API may cross the
+	// bottleneck's queue twice (cheap-minority's lookup does), and a tail
+	// over the setpoint by more than the queue could account for is the
+	// API's own (many-apis: 30 ms over with 6 ms of queue).
+	tailVisits = 2
+)
 
 // queueCut is the limit a queueing window leaves: base × the gradient to
 // the threshold (at least min_gradient), plus √base of headroom.

@@ -16,12 +16,12 @@ func TestSLOConcurrencyController(t *testing.T) {
 	// completions: every tick is a window): latency_ms, setpoint_ms,
 	// in_flight, oldest_in_flight_ms.
 	sp := func(latency, setpoint, inFlight, oldest float64) []float64 {
-		return []float64{latency, setpoint, inFlight, oldest, nan, nan, nan, nan}
+		return []float64{latency, setpoint, inFlight, oldest, nan, nan, nan, nan, nan, nan}
 	}
 	// in builds every input: latency_ms, setpoint_ms, in_flight,
 	// oldest_in_flight_ms, rtt_ms, completed_rps.
 	in := func(latency, setpoint, inFlight, oldest, rtt, completed float64) []float64 {
-		return []float64{latency, setpoint, inFlight, oldest, rtt, completed, nan, nan}
+		return []float64{latency, setpoint, inFlight, oldest, rtt, completed, nan, nan, nan, nan}
 	}
 	// want builds the outputs: limit, is_overload, baseline_ms.
 	want := func(limit, overload, baseline float64) []float64 { return []float64{limit, overload, baseline} }
@@ -1351,5 +1351,93 @@ func TestSLOConcurrencyControllerKeepsALeaseThroughOneNoisyFastWindow(t *testing
 	b.c.Execute([]float64{fast, components.Invalid, 0.93 * b.out[0], 0, fast, 600, 0.5, components.Invalid}, b.out)
 	if b.out[2] > 15 {
 		t.Fatalf("baseline %.1f ms after a window at %.1f ± 0.5 ms, want the settled 14 ms back", b.out[2], fast)
+	}
+}
+
+// TestSLOConcurrencyControllerSizesTheQueueByTheWorstAPIsTail: in front of
+// ten workers of 20 ms each, offered more than any limit lets in, the
+// controller keeps a standing queue of about the tolerance over the
+// baseline. A cheap API that waits in that queue twice over its own 2 ms
+// reads its tail (api_latency_ms) over api_setpoint_ms: the tolerance's
+// allowance shrinks, and the standing rtt with it, while the workers stay
+// busy. Once the tail reads well under the setpoint the allowance comes
+// back.
+func TestSLOConcurrencyControllerSizesTheQueueByTheWorstAPIsTail(t *testing.T) {
+	rttOf := func(inFlight float64) float64 { return 20 * math.Max(1, inFlight/10) }
+	run := func(apiSetpoint float64, c components.Component, out []float64, ticks int) (rtt, busy float64) {
+		for i := range ticks {
+			inFlight := out[0]
+			if inFlight == 0 {
+				inFlight = 3
+			}
+			r := rttOf(inFlight)
+			tail := 2 + 2*(r-20)
+			c.Execute([]float64{r, components.Invalid, inFlight, 0, r, inFlight / r * 1000, components.Invalid, components.Invalid,
+				tail, apiSetpoint}, out)
+			if i >= ticks/2 {
+				rtt += r / float64(ticks-ticks/2)
+				busy += math.Min(1, out[0]/10) / float64(ticks-ticks/2)
+			}
+		}
+		return rtt, busy
+	}
+	newC := func() (components.Component, []float64) {
+		return mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond), make([]float64, 3)
+	}
+	c, out := newC()
+	loose, _ := run(1000, c, out, 1200)
+	c, out = newC()
+	tight, busy := run(15, c, out, 1200)
+	if !(loose > 28) {
+		t.Fatalf("standing rtt %.1f ms without a tail over its setpoint, want a queue over 28 (the tolerance's)", loose)
+	}
+	if tight > 0.85*loose || busy < 0.97 {
+		t.Errorf("with the tail over its setpoint: standing rtt %.1f ms (%.1f without), the workers %.2f busy; want ≤ 0.85 × and ≥ 0.97", tight, loose, busy)
+	}
+	back, _ := run(1000, c, out, 1200)
+	if back < 0.95*loose {
+		t.Errorf("after the tail fell under its setpoint: standing rtt %.1f ms, want the tolerance's %.1f back", back, loose)
+	}
+}
+
+// TestSLOConcurrencyControllerGivesUpATailNoQueueMakes: where the worst
+// API's tail is its own latency (it reads over the setpoint however short
+// the queue), shrinking the queue is a trial that fails: after eight
+// seconds at the tightest, the allowance comes back whole, and no new
+// trial begins for a minute.
+func TestSLOConcurrencyControllerGivesUpATailNoQueueMakes(t *testing.T) {
+	rttOf := func(inFlight float64) float64 { return 20 * math.Max(1, inFlight/10) }
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	standing := func(ticks int, tail func(rtt float64) float64) (rtt float64) {
+		for i := range ticks {
+			inFlight := out[0]
+			if inFlight == 0 {
+				inFlight = 3
+			}
+			r := rttOf(inFlight)
+			c.Execute([]float64{r, components.Invalid, inFlight, 0, r, inFlight / r * 1000, components.Invalid, components.Invalid,
+				tail(r), 15}, out)
+			if i >= ticks-100 {
+				rtt += r / 100
+			}
+		}
+		return rtt
+	}
+	loose := standing(600, func(float64) float64 { return 10 })
+	// 40 ms whatever the queue: the trial shrinks the queue for a few
+	// seconds, then gives it up.
+	own := func(float64) float64 { return 40 }
+	if got := standing(300, own); got < 0.95*loose {
+		t.Errorf("30 s into a tail the queue does not make: standing rtt %.1f ms, want the tolerance's %.1f back", got, loose)
+	}
+	// A queue-made tail during the back-off does not shrink the queue.
+	queued := func(r float64) float64 { return 2 + 2*(r-20) }
+	if got := standing(200, queued); got < 0.95*loose {
+		t.Errorf("within the back-off: standing rtt %.1f ms, want %.1f", got, loose)
+	}
+	// After it, it does.
+	if got := standing(600, queued); got > 0.85*loose {
+		t.Errorf("after the back-off: standing rtt %.1f ms, want ≤ 0.85 × %.1f", got, loose)
 	}
 }

@@ -888,3 +888,25 @@ func TestDefaultSLOPolicyKeepsALeaseThroughANoisyWindow(t *testing.T) {
 		t.Errorf("steady-half goodput %.2f of proportional, want ≥ 0.76", got)
 	}
 }
+
+// cheap-minority: lookup (2.8 ms, SLO 40 ms) is a tenth of the requests
+// and visits twice a 7-worker pool where page and export (SLOs 120 and
+// 330 ms) spend 22 to 39 ms. The limit's standing queue, about the
+// tolerance over a baseline the costly APIs set, put 14 ms of waiting in
+// each visit, and lookup's steady p99 at 53 ms; the pooled p90 of the
+// scaled latencies is the costly APIs' and read under the setpoint. With
+// the SLOs stated, the worst API's own p99 over the last seconds
+// (worst_api_latency_p99_ms) shrinks the allowance until lookup's is
+// within its SLO, and the pool stays busy.
+func TestDefaultSLOSizesTheQueueByTheCheapMinority(t *testing.T) {
+	app := adversarialApp(t, "cheap-minority")
+	r := simulateVirtual(t, app, "steady", sloPolicyOf(t, app))
+	if got := r.Steady.GoodputRatio; got < 0.93 {
+		t.Errorf("steady half %.2f of proportional, want ≥ 0.93", got)
+	}
+	for i, api := range r.APIs {
+		if slo := float64(app.APIs[i].SLO / time.Millisecond); r.PerAPI[api].Steady.P99Ms > slo {
+			t.Errorf("%s: steady p99 %.0f ms, want ≤ its SLO %v", api, r.PerAPI[api].Steady.P99Ms, app.APIs[i].SLO)
+		}
+	}
+}
