@@ -34,6 +34,9 @@ import (
 type Recorder struct {
 	active atomic.Uint32 // index of the buffer writers use
 	sloNs  atomic.Int64
+	// sloBucket is the histogram bucket of sloNs, for the per-API tails'
+	// bins (tailBin).
+	sloBucket atomic.Int32
 	// scanFrom is the oldest start-time slot (ageSlot) whose requests
 	// may still be in flight: a read of the count adds up the slots from
 	// there, not all 256 of every shard (inFlight).
@@ -146,7 +149,10 @@ func NewRecorderWithAPISLOs(slo time.Duration, apiSLOs []time.Duration) *Recorde
 // SetSLO atomically changes the goodput latency bound for requests that
 // finish from now on; slo <= 0 counts every OK response. Per-API SLOs
 // (NewRecorderWithAPISLOs) stay as they are, and scale to the new slo.
-func (r *Recorder) SetSLO(slo time.Duration) { r.sloNs.Store(int64(slo)) }
+func (r *Recorder) SetSLO(slo time.Duration) {
+	r.sloBucket.Store(int32(histogramBucket(int64(slo))))
+	r.sloNs.Store(int64(slo))
+}
 
 // Arrive records one arrival at nowNs (monotonic nanoseconds) and its
 // decision: admitted requests are counted as accepted and are in flight
@@ -234,7 +240,7 @@ func (r *Recorder) done(proc, api int, startNs, latencyNs, ownNs int64, ok, aban
 		r.scaled[proc&(len(r.scaled)-1)][active].add(scaledBucket)
 		b.scaledSumNs.Add(uint64(scaledNs))
 		if api >= 0 {
-			r.tails[proc&(len(r.tails)-1)][active].add(min(api, maxTailAPIs-1), tailBin(scaledBucket, histogramBucket(r.sloNs.Load())))
+			r.tails[proc&(len(r.tails)-1)][active].add(min(api, maxTailAPIs-1), tailBin(scaledBucket, int(r.sloBucket.Load())))
 		}
 	}
 	switch {

@@ -1632,7 +1632,7 @@ func (c *SLOConcurrencyController) followTail(apiLatency, setpoint, inFlight, co
 		c.tightness, c.tailBackoff = 0, math.Ceil(tailBackoff.Seconds()*math.Exp2(math.Min(c.tailFails, 4))/c.interval)
 		c.tailFails++
 	case over && c.binds(inFlight) && c.samples >= baselineWarmup && c.tailBackoff == 0 &&
-		(c.tightness > 0 || apiLatency-setpoint <= tailVisits*(c.tailRTT-c.baseline)):
+		(c.tightness > 0 || apiLatency > tailStart*setpoint && apiLatency-setpoint <= tailVisits*(c.tailRTT-c.baseline)):
 		if c.tightness == 0 {
 			c.tailPeakX, c.tailFrom = c.tailX, apiLatency
 		}
@@ -1669,6 +1669,12 @@ const (
 	// over the setpoint by more than the queue could account for is the
 	// API's own (many-apis: 30 ms over with 6 ms of queue).
 	tailVisits = 2
+	// tailStart: a trial begins only on a tail a tenth over the setpoint,
+	// half a bin of its estimate (a quarter of an octave): trials on tails
+	// within that of the SLO were given up within seconds, and moved the
+	// bulkhead's mix where they began (random-3010's cold start: api2 0.89
+	// → 0.61 of its share).
+	tailStart = 1.1
 )
 
 // queueCut is the limit a queueing window leaves: base × the gradient to
