@@ -230,13 +230,13 @@ type SLOConcurrencyController struct {
 	leaseProbeTicks float64
 	// tightness, from 0 to 1, is how much of the queue tolerance's
 	// allowance over the baseline the worst API's tail (api_latency_ms
-	// over setpoint_ms) has taken away (queueTolerance), and tailTicks
-	// the ticks since it last moved.
+	// over api_setpoint_ms) has taken away (queueTolerance), and
+	// tailTicks the ticks since it last moved.
 	tightness, tailTicks float64
 	// The trial of a tightness (followTail): the throughput averaged
-	// over tailHorizon, and it and the tail's latency when the trial
-	// began; the ticks at maxTightness, and those left before another
-	// trial may begin.
+	// over tailHorizon and its best since the trial began, and the
+	// tail's latency it is judged against; the ticks at maxTightness,
+	// and those left before another trial may begin.
 	tailX, tailPeakX, tailFrom float64
 	tailRTT                    float64 // the rtt averaged over tailHorizon
 	tailAtMax, tailBackoff     float64
@@ -253,8 +253,8 @@ const (
 )
 
 // Ports: latency_ms, setpoint_ms?, in_flight, oldest_in_flight_ms?,
-// rtt_ms?, completed_rps?, rtt_sem_ms?, full_rps?, api_latency_ms? →
-// limit, is_overload, baseline_ms.
+// rtt_ms?, completed_rps?, rtt_sem_ms?, full_rps?, api_latency_ms?,
+// api_setpoint_ms? → limit, is_overload, baseline_ms.
 func (c *SLOConcurrencyController) Ports() Ports {
 	return Ports{In: []Port{
 		{Name: "latency_ms", Required: true}, {Name: "setpoint_ms", Bounds: NonNegative},
@@ -1587,9 +1587,10 @@ func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 // held it at 0.86 and cost no throughput there.
 //
 // Shrinking the queue is a trial, given up (tightness back to 0, and no
-// new trial for tailBackoff) where it does not pay: where the
-// throughput, averaged over tailHorizon, falls under tailKeep of what it
-// was when the trial began (the queue kept bottlenecks busy: many-apis
+// new trial for tailBackoff, doubled for each trial given up in a row)
+// where it does not pay: where the throughput, averaged over
+// tailHorizon, falls under tailKeep of its best since the trial began
+// (the queue kept bottlenecks busy: many-apis
 // kept 0.69 of proportional at the tightest, 0.88 without), or where the
 // tail has held over the setpoint at maxTightness for tailTrial and is
 // still over tailFutile of what it was (the API's own latency, which no
