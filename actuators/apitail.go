@@ -76,77 +76,77 @@ func (t *tailCounts) drainInto(dst *[maxTailAPIs][tailBins]float64) uint64 {
 	return set
 }
 
-// APITails is each API's decayed answers by bin (see tailBins), as a
-// Window carries them.
-type APITails struct {
-	// SLOMs is the recorder's slo in milliseconds, to which the quantiles
-	// are scaled.
-	SLOMs  float64
+// apiTails is each API's answers by bin (see tailBins), decayed over
+// tailHorizon: a recorder's state between snapshots, under snapshotMu.
+type apiTails struct {
 	used   uint64 // a bit per API slot with counts
-	counts [maxTailAPIs][tailBins]float32
+	counts [maxTailAPIs][tailBins]float64
 }
 
-// QuantilesMs sets dst[i] to the largest over the APIs with at least
-// minTailAnswers of decayed weight of their qs[i]-quantile, as a fraction
-// of their own SLO times SLOMs: in the units of the scaled latencies
-// (Window.ScaledQuantilesMs), over the last seconds. NaN where no API
-// has the weight. qs must be increasing; dst at least as long.
-func (t *APITails) QuantilesMs(qs, dst []float64) {
-	for i := range qs {
-		dst[i] = math.NaN()
-	}
-	if t == nil || t.SLOMs <= 0 {
-		return
-	}
+// decay weighs the counts by keep, and forgets the APIs left with no
+// weight.
+func (t *apiTails) decay(keep float64) {
 	for s := t.used; s != 0; s &= s - 1 {
-		c := &t.counts[bits.TrailingZeros64(s)]
+		api := bits.TrailingZeros64(s)
 		total := 0.0
-		for _, n := range c {
-			total += float64(n)
+		for b := range t.counts[api] {
+			t.counts[api][b] *= keep
+			total += t.counts[api][b]
 		}
-		if total < minTailAnswers {
-			continue
-		}
-		b, below := 0, 0.0
-		for i, q := range qs {
-			rank := q * total
-			for b < tailBins-1 && below+float64(c[b]) < rank {
-				below += float64(c[b])
-				b++
-			}
-			// Geometric interpolation within the bin.
-			frac := 0.5
-			if c[b] > 0 {
-				frac = min(max((rank-below)/float64(c[b]), 0), 1)
-			}
-			v := t.SLOMs * math.Exp2((float64(b-tailUnitBin)+frac)/tailBinsPerOctave)
-			if !(v <= dst[i]) {
-				dst[i] = v
-			}
+		if total < 0.01 {
+			t.counts[api] = [tailBins]float64{}
+			t.used &^= 1 << api
 		}
 	}
 }
 
-// AvgMs is the largest over the APIs with at least minTailAnswers of
-// decayed weight of their mean, read at the bins' geometric middles, as
-// QuantilesMs scales it; NaN where no API has the weight.
-func (t *APITails) AvgMs() float64 {
-	worst := math.NaN()
-	if t == nil || t.SLOMs <= 0 {
+// worstAPIQuantiles are the quantiles of worstMs after the mean.
+var worstAPIQuantiles = [4]float64{0.50, 0.90, 0.95, 0.99}
+
+// worstMs returns, over the APIs with at least minTailAnswers of decayed
+// weight, the largest mean (read at the bins' geometric middles) and
+// the largest of each of worstAPIQuantiles, each as a fraction of the
+// API's own SLO times sloMs: in the units of the scaled latencies
+// (Window.ScaledQuantilesMs). NaN where no API has the weight.
+func (t *apiTails) worstMs(sloMs float64) (worst [5]float64) {
+	for i := range worst {
+		worst[i] = math.NaN()
+	}
+	if sloMs <= 0 {
 		return worst
+	}
+	scale := func(bin int, frac float64) float64 {
+		return sloMs * math.Exp2((float64(bin-tailUnitBin)+frac)/tailBinsPerOctave)
+	}
+	raise := func(i int, v float64) {
+		if !(v <= worst[i]) {
+			worst[i] = v
+		}
 	}
 	for s := t.used; s != 0; s &= s - 1 {
 		c := &t.counts[bits.TrailingZeros64(s)]
 		total, sum := 0.0, 0.0
 		for b, n := range c {
-			total += float64(n)
-			sum += float64(n) * math.Exp2((float64(b-tailUnitBin)+0.5)/tailBinsPerOctave)
+			total += n
+			sum += n * scale(b, 0.5)
 		}
 		if total < minTailAnswers {
 			continue
 		}
-		if v := t.SLOMs * sum / total; !(v <= worst) {
-			worst = v
+		raise(0, sum/total)
+		b, below := 0, 0.0
+		for i, q := range worstAPIQuantiles {
+			rank := q * total
+			for b < tailBins-1 && below+c[b] < rank {
+				below += c[b]
+				b++
+			}
+			// Geometric interpolation within the bin.
+			frac := 0.5
+			if c[b] > 0 {
+				frac = min(max((rank-below)/c[b], 0), 1)
+			}
+			raise(i+1, scale(b, frac))
 		}
 	}
 	return worst

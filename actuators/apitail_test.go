@@ -7,7 +7,7 @@ import (
 )
 
 // TestRecorderAPITails: a cheap API that is a tenth of the answers and
-// waits twice its SLO has its tail in APITails, where the pooled scaled
+// waits twice its SLO has its tail in WorstAPILatencyMs, where the pooled scaled
 // p90 of the window reads the others'; an API with too few answers does
 // not count; the counts decay over tailHorizon.
 func TestRecorderAPITails(t *testing.T) {
@@ -24,10 +24,11 @@ func TestRecorderAPITails(t *testing.T) {
 	record(2, 100, 270) // a quarter of its SLO
 	record(1, 80, 30)   // twice its SLO
 	w := r.Snapshot(int64(time.Second))
-	var pooled, tail [2]float64
+	var pooled [2]float64
 	qs := []float64{0.5, 0.9}
 	w.ScaledQuantilesMs(qs, pooled[:])
-	w.APITails.QuantilesMs(qs, tail[:])
+	worst := w.WorstAPILatencyMs() // mean, p50, p90, p95, p99
+	tail := worst[1:3]
 	if pooled[1] > 11 {
 		t.Errorf("pooled scaled p90 %.1f ms, want the costly API's 10", pooled[1])
 	}
@@ -38,14 +39,15 @@ func TestRecorderAPITails(t *testing.T) {
 			t.Errorf("worst API's q%.2f %.1f ms, want 80 within a quarter octave", qs[i], got)
 		}
 	}
-	if got := w.APITails.AvgMs(); got < 80/math.Pow(2, 0.25) || got > 80*math.Pow(2, 0.25) {
+	if got := worst[0]; got < 80/math.Pow(2, 0.25) || got > 80*math.Pow(2, 0.25) {
 		t.Errorf("worst API's mean %.1f ms, want about 80", got)
 	}
 
 	// Twenty seconds later with no answers, the weight is gone: no API has
 	// enough, and the quantiles are NaN.
 	w = r.Snapshot(int64(21 * time.Second))
-	w.APITails.QuantilesMs(qs, tail[:])
+	worst = w.WorstAPILatencyMs()
+	tail = worst[1:3]
 	if !math.IsNaN(tail[0]) || !math.IsNaN(tail[1]) {
 		t.Errorf("after 20 s without answers: %v, want NaN", tail)
 	}
@@ -53,7 +55,8 @@ func TestRecorderAPITails(t *testing.T) {
 	// Fewer than minTailAnswers: NaN, though the API is slow.
 	record(1, 80, minTailAnswers/2)
 	w = r.Snapshot(int64(22 * time.Second))
-	w.APITails.QuantilesMs(qs, tail[:])
+	worst = w.WorstAPILatencyMs()
+	tail = worst[1:3]
 	if !math.IsNaN(tail[1]) {
 		t.Errorf("%d answers: p90 %.1f, want NaN", minTailAnswers/2, tail[1])
 	}
@@ -66,7 +69,8 @@ func TestRecorderAPITails(t *testing.T) {
 		plain.DoneAPIOn(0, 1, 0, 80*ms, 0, true)
 	}
 	pw := plain.Snapshot(int64(time.Second))
-	pw.APITails.QuantilesMs(qs, tail[:])
+	worst = pw.WorstAPILatencyMs()
+	tail = worst[1:3]
 	if !math.IsNaN(tail[1]) {
 		t.Errorf("plain recorder: tail p90 %.1f, want NaN", tail[1])
 	}
@@ -86,9 +90,7 @@ func TestRecorderAPITailsDecay(t *testing.T) {
 		}
 		now += int64(tailHorizon)
 		w := r.Snapshot(now)
-		var q [1]float64
-		w.APITails.QuantilesMs([]float64{0.5}, q[:])
-		return q[0]
+		return w.WorstAPILatencyMs()[1]
 	}
 	if got := p50(200); got < 160 || got > 240 {
 		t.Fatalf("p50 %.1f ms, want about 200", got)

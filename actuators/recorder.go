@@ -2,7 +2,6 @@ package actuators
 
 import (
 	"math"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,8 +54,7 @@ type Recorder struct {
 	// SLO (apitail.go), sharded as scaled; tailState is the decayed sum
 	// of the windows' counts, under snapshotMu.
 	tails     [][2]tailCounts // read-only after NewRecorderWithAPISLOs
-	tailState *[maxTailAPIs][tailBins]float64
-	tailUsed  uint64
+	tailState *apiTails
 
 	snapshotMu     sync.Mutex
 	snapshotted    bool
@@ -141,7 +139,7 @@ func NewRecorderWithAPISLOs(slo time.Duration, apiSLOs []time.Duration) *Recorde
 		r.apiSLOs = table
 		r.scaled = make([][2]Histogram, len(r.latency))
 		r.tails = make([][2]tailCounts, len(r.latency))
-		r.tailState = new([maxTailAPIs][tailBins]float64)
+		r.tailState = new(apiTails)
 	}
 	return r
 }
@@ -334,41 +332,15 @@ func (r *Recorder) snapshot(w *Window, nowNs int64) {
 		for i := range r.scaled {
 			w.scaledTotal += r.scaled[i][retired].drain(&w.ScaledCounts, &w.scaledMarks)
 		}
-		r.decayTails(w)
+		r.tailState.decay(math.Exp(-float64(w.EndNs-w.StartNs) / float64(tailHorizon)))
 		for i := range r.tails {
-			r.tailUsed |= r.tails[i][retired].drainInto(r.tailState)
+			r.tailState.used |= r.tails[i][retired].drainInto(&r.tailState.counts)
 		}
-		w.APITails.SLOMs = float64(r.sloNs.Load()) / 1e6
-		w.APITails.used = r.tailUsed
-		for s := r.tailUsed; s != 0; s &= s - 1 {
-			api := bits.TrailingZeros64(s)
-			for b, v := range r.tailState[api] {
-				w.APITails.counts[api][b] = float32(v)
-			}
-		}
+		w.worstAPI = r.tailState.worstMs(float64(r.sloNs.Load()) / 1e6)
 	}
 	w.marked = true
 	w.Incoming = w.Accepted + w.Rejected
 	w.InFlight, w.OldestInFlightNs = r.inFlight(nowNs)
-}
-
-// decayTails decays the per-API counts kept over the windows before w
-// by w's length over tailHorizon, and forgets the APIs left with no
-// weight.
-func (r *Recorder) decayTails(w *Window) {
-	keep := math.Exp(-float64(w.EndNs-w.StartNs) / float64(tailHorizon))
-	for s := r.tailUsed; s != 0; s &= s - 1 {
-		api := bits.TrailingZeros64(s)
-		total := 0.0
-		for b := range r.tailState[api] {
-			r.tailState[api][b] *= keep
-			total += r.tailState[api][b]
-		}
-		if total < 0.01 {
-			r.tailState[api] = [tailBins]float64{}
-			r.tailUsed &^= 1 << api
-		}
-	}
 }
 
 // take returns a retired buffer's counter and resets it, swapping only

@@ -49,11 +49,24 @@ type Window struct {
 	ScaledCounts HistogramCounts
 	scaledTotal  uint64
 	scaledMarks  histogramMarks
-	// APITails, where Scaled, is each API's answers by their latency
-	// over their own SLO, decayed over the last seconds (tailHorizon):
-	// the tail of an API too small a part of one tick's answers for the
-	// pooled quantiles to show it.
-	APITails APITails
+	// worstAPI, where Scaled, is WorstAPILatencyMs.
+	worstAPI [5]float64
+}
+
+// WorstAPILatencyMs returns, where the recorder had per-API SLOs
+// (Scaled), the worst API's mean, p50, p90, p95 and p99 over the last
+// seconds (a decay of tailHorizon), each as a fraction of that API's own
+// SLO times the recorder's slo (the scaled latencies' units), from bins a
+// quarter of an octave wide, among the APIs with minTailAnswers of
+// weight: the tail of an API too small a part of one tick's answers for
+// the pooled quantiles to show it. NaN where no API has the weight, and
+// without per-API SLOs.
+func (w *Window) WorstAPILatencyMs() [5]float64 {
+	if !w.Scaled {
+		nan := math.NaN()
+		return [5]float64{nan, nan, nan, nan, nan}
+	}
+	return w.worstAPI
 }
 
 // latencyMarks returns the window's marks, or nil where it has none.

@@ -1591,7 +1591,7 @@ func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 // where it does not pay: where the throughput, averaged over
 // tailHorizon, falls under tailKeep of its best since the trial began
 // (the queue kept bottlenecks busy: many-apis
-// kept 0.69 of proportional at the tightest, 0.88 without), or where the
+// kept 0.69 of proportional at the tightest, 0.86 without), or where the
 // tail has held over the setpoint at maxTightness for tailTrial and is
 // still over tailFutile of what it was (the API's own latency, which no
 // admission lowers, as a heavy-tailed API's is).
@@ -1668,7 +1668,8 @@ const (
 	// baseline, both averaged over tailHorizon): an API may cross the
 	// bottleneck's queue twice (cheap-minority's lookup does), and a tail
 	// over the setpoint by more than the queue could account for is the
-	// API's own (many-apis: 30 ms over with 6 ms of queue).
+	// API's own (many-apis: api05's tail read 30 ms over its SLO, more
+	// than twice the queue the rtt showed, and no trial begins there).
 	tailVisits = 2
 	// tailStart: a trial begins only on a tail a tenth over the setpoint,
 	// half a bin of its estimate (a quarter of an octave): trials on tails

@@ -956,14 +956,14 @@ var readingQuantiles = [4]float64{0.50, 0.90, 0.95, 0.99}
 
 // reading converts a recorder window into a flux-meter reading.
 func reading(w *actuators.Window) components.FluxReading {
-	var p, sp, tp [4]float64
+	var p, sp [4]float64
 	w.QuantilesMs(readingQuantiles[:], p[:])
 	if w.Scaled {
 		w.ScaledQuantilesMs(readingQuantiles[:], sp[:])
 	} else {
 		sp = p
 	}
-	w.APITails.QuantilesMs(readingQuantiles[:], tp[:])
+	tail := w.WorstAPILatencyMs()
 	return components.FluxReading{
 		LatencyAvgMs: w.LatencyAvgMs(),
 		LatencyP50Ms: p[0],
@@ -987,11 +987,11 @@ func reading(w *actuators.Window) components.FluxReading {
 		ScaledLatencyP90Ms:   sp[1],
 		ScaledLatencyP95Ms:   sp[2],
 		ScaledLatencyP99Ms:   sp[3],
-		WorstAPILatencyAvgMs: w.APITails.AvgMs(),
-		WorstAPILatencyP50Ms: tp[0],
-		WorstAPILatencyP90Ms: tp[1],
-		WorstAPILatencyP95Ms: tp[2],
-		WorstAPILatencyP99Ms: tp[3],
+		WorstAPILatencyAvgMs: tail[0],
+		WorstAPILatencyP50Ms: tail[1],
+		WorstAPILatencyP90Ms: tail[2],
+		WorstAPILatencyP95Ms: tail[3],
+		WorstAPILatencyP99Ms: tail[4],
 	}
 }
 
