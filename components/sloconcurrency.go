@@ -3,6 +3,7 @@ package components
 import (
 	"errors"
 	"math"
+	"math/bits"
 	"time"
 )
 
@@ -67,6 +68,14 @@ func init() {
 //     with no queue in its rtt, slow start over and the baseline learned:
 //     limit ← limit + √limit, as when it binds (bursts under capacity
 //     that the count at the ticks' ends does not see);
+//   - a window that queues (the second case) while the limit bound in
+//     fewer than two of the last three windows, refused under a third of
+//     its requests (full_rps), with the latency within the setpoint and
+//     the worst API's tail (below) under 0.75 of its own, once slow
+//     start is over and the baseline learned: a burst
+//     under capacity, which the service drains on its own; no cut, and
+//     limit ← limit + √limit while a full limit would answer within
+//     twice the setpoint at the window's throughput (Little's law);
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
@@ -146,6 +155,15 @@ type SLOConcurrencyController struct {
 	winFull     float64
 	winInFlight float64 // the most in flight at a tick of the window
 	lowRun      int     // windows in a row with the rtt under half the baseline
+	// bound holds whether the limit bound in each of the last windows,
+	// the latest in the lowest bit.
+	bound uint8
+	// apiTail and apiSetpoint are the tick's api_latency_ms and
+	// api_setpoint_ms (Invalid where not wired).
+	apiTail, apiSetpoint float64
+	// burstFrom is the limit before the last window's burst grew it
+	// (Invalid if the last window was no burst).
+	burstFrom float64
 	// The baseline's warm-up windows: their lowest mean rtt, and the sum
 	// and count of the squares of the standard errors of those that had
 	// one.
@@ -734,7 +752,9 @@ func (c *SLOConcurrencyController) binds(inFlight float64) bool {
 // Execute runs one tick.
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	latency, setpoint, inFlight, oldest, rtt, completedRps, rttSem, full := in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]
+	c.apiTail, c.apiSetpoint = Invalid, Invalid
 	if len(in) > 9 { // the tail's ports are the last two, both optional
+		c.apiTail, c.apiSetpoint = in[8], in[9]
 		c.followTail(in[8], in[9], inFlight, completedRps, rtt)
 	}
 	if !c.started {
@@ -745,6 +765,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.recoverTo = Invalid
 		c.winInFlight = Invalid
 		c.tailX, c.tailRTT = Invalid, Invalid
+		c.burstFrom = Invalid
 	}
 	// Gather the tick into the window: a decision needs min_samples
 	// completions and one baseline rtt (or max_window), or one slow
@@ -847,7 +868,41 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// the limit was never constraining.
 	threshold := c.queueThreshold(base)
 	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > threshold
-	queueing := binding && slow
+	// A queue the service drains on its own: with the latency within the
+	// setpoint and the worst API's tail (where wired) under tailRelax of
+	// its own, a window that queues while the limit bound in fewer than
+	// burstBinds of the last burstWindows is a burst under capacity (a
+	// clump of costly requests at a shared bottleneck), not an overload,
+	// which fills the limit window after window until a cut. Cutting it
+	// refused requests the service had room for: on hetero-cost at 0.8 of
+	// capacity, the cuts at each clump refused 3 % of the requests, and
+	// clients that retry answered those late (lookup's steady p99 1.37 ×
+	// its SLO; the oracle's, admitting all, 0.26). A window that refused
+	// burstRefused of its requests or more met at least 1.5 × what it
+	// admitted: an overload's onset, cut at once (let through as a burst,
+	// the onsets' runs began a window later and relearned a slower
+	// dependency less often: hetero-cost's slow dependency 0.96 → 0.92
+	// of proportional over the steady half). Without a setpoint
+	// the controller cannot tell such a burst from one that costs the
+	// SLO (one worker of 200 ms at 0.8 of capacity, whose bursts must be
+	// refused), and cuts both.
+	c.bound = c.bound<<1 | boolBit(binding)
+	burst := binding && slow && c.samples >= baselineWarmup && !c.slowStartOn &&
+		bits.OnesCount8(c.bound&(1<<burstWindows-1)) < burstBinds &&
+		IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency <= setpoint &&
+		!(c.apiTail > tailRelax*c.apiSetpoint) && !(refused >= burstRefused*(refused+windowN))
+	queueing := binding && slow && !burst
+	// The window after a burst queues as well: the burst was the onset of
+	// an overload or of a slower dependency. Its growth is undone, so
+	// that the run of queueing windows begins at the limit before it
+	// (relearn halves from there: grown from 24 to 29 at two-tier's
+	// slower dependency, the limit settled over half of 29 and the
+	// baseline never relearned, 0.72 of proportional over the steady
+	// half).
+	if from := c.burstFrom; queueing && from < c.limit {
+		c.limit = from
+	}
+	c.burstFrom = Invalid
 	// The limit refused requests (full_rps) though no tick ended with it
 	// near full, and the rtt shows no queue: bursts under capacity that
 	// the count at the ticks' ends does not see (a single worker at 0.8
@@ -863,7 +918,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// window, still slow, does not end the run.
 	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks, windowN) {
 		threshold = c.queueThreshold(base)
-		queueing = binding && rtt > threshold
+		queueing = binding && rtt > threshold && !burst
 	}
 	if !slow && (IsValid(rtt) || !(last > 0)) {
 		// A window with no rtt while requests are in flight (nothing
@@ -955,6 +1010,18 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// three times its 512 workers.
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
+	case burst:
+		// The burst's refusals were of requests the service had room
+		// for: the limit grows as when it binds, while a full limit
+		// would answer within burstRoom × the setpoint at the window's
+		// throughput (Little's law), so that the bursts fit; beyond,
+		// each slot would hold a queue the SLO cannot afford (one
+		// worker of 200 ms at 0.8 of capacity: 1 s a slot), and the
+		// limit holds.
+		c.burstFrom = c.limit
+		if x := windowN / (windowTicks * c.interval); (c.limit+math.Sqrt(c.limit))/x*1000 <= burstRoom*setpoint {
+			c.limit += math.Max(1, math.Sqrt(c.limit))
+		}
 	case binding && IsValid(latency) && c.limit < c.recoverTo && IsValid(rtt) && rtt <= (1+c.tolerance)/2*c.baseline:
 		// Back from an outage, with no queue: double towards half of
 		// where the cuts began, as TCP's slow start does towards its
@@ -1495,6 +1562,26 @@ var lowestOf = [baselineWarmup]float64{0, 0.564, 0.846, 1.029, 1.163, 1.267, 1.3
 // holds: up to twice that while a doubling's requests wait for a service
 // slower than the window.
 const aheadOfAnswers = 2
+
+// A queueing window is a burst under capacity, when the latency is within
+// the setpoint, if the limit bound in fewer than burstBinds of the last
+// burstWindows windows (this one among them) and it refused under
+// burstRefused of its requests; such a burst grows the limit while a full
+// limit answers within burstRoom × the setpoint (Execute).
+const (
+	burstWindows = 3
+	burstBinds   = 2
+	burstRoom    = 2
+	burstRefused = 1.0 / 3
+)
+
+// boolBit is 1 for true and 0 for false.
+func boolBit(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 // burstShare bounds the share of a window's requests refused at the full
 // limit for the refusals to be bursts under capacity (Execute).

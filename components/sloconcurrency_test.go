@@ -1171,6 +1171,70 @@ func TestSLOConcurrencyControllerGrowsWhereBurstsUnderCapacityAreRefused(t *test
 	}
 }
 
+// A clump of costly requests at a shared bottleneck under capacity queues
+// for a window and drains on its own; an overload fills the limit window
+// after window. With the latency within the setpoint, the first is let
+// through and the limit grows to fit it, while a full limit answers within
+// twice the setpoint; the second is cut as before, and so is the first
+// where no setpoint is wired.
+func TestSLOConcurrencyControllerLetsABurstUnderCapacityThrough(t *testing.T) {
+	nan := components.Invalid
+	for _, tc := range []struct {
+		name      string
+		setpoint  float64
+		every     int     // a burst window every this many windows
+		rps       float64 // the answers a second
+		tail      float64 // the worst API's p99 against its setpoint of 100
+		full      float64 // refused a second in a burst
+		wantCut   bool
+		wantGrown bool
+	}{
+		{"bursts under capacity grow the limit", 50, 5, 500, nan, 20, false, true},
+		{"a queue in every window is cut", 50, 1, 500, nan, 20, true, false},
+		{"bursts without a setpoint are cut", nan, 5, 500, nan, 20, true, false},
+		{"bursts where a full limit would pass twice the setpoint hold", 50, 5, 200, nan, 20, false, false}, // (20+√20)/200 s > 100 ms
+		{"bursts with the worst API's tail under 0.75 of its setpoint grow the limit", 50, 5, 500, 70, 20, false, true},
+		{"bursts with the worst API's tail over 0.75 of its setpoint are cut", 50, 5, 500, 80, 20, true, false},
+		{"bursts that refused a third of their requests are cut", 50, 5, 500, nan, 250, true, false}, // 25 of 75
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Ten answers make a window: every tick is one.
+			c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":20,"min_samples":10}`, 100*time.Millisecond)
+			out := make([]float64, 3)
+			// latency_ms, setpoint_ms, in_flight, oldest_in_flight_ms,
+			// rtt_ms, completed_rps, rtt_sem_ms, full_rps,
+			// api_latency_ms, api_setpoint_ms.
+			tick := func(inFlight, rtt, full float64) {
+				c.Execute([]float64{1.5 * rtt, tc.setpoint, inFlight, 0, rtt, tc.rps, nan, full, tc.tail, 100}, out)
+			}
+			for range 300 {
+				tick(5, 10, 0)
+			}
+			before := out[0]
+			if before != 20 || math.Abs(out[2]-10) > 0.1 {
+				t.Fatalf("limit %.1f, baseline %.2f after 30 s at five in flight, want 20 and 10", before, out[2])
+			}
+			// The bursts: the limit full, at twice the baseline, 30 ms
+			// of latency, within the setpoint of 50.
+			low := before
+			for i := range 20 {
+				if i%tc.every == 0 {
+					tick(out[0], 20, tc.full)
+				} else {
+					tick(5, 10, 0)
+				}
+				low = math.Min(low, out[0])
+			}
+			if cut := low < before; cut != tc.wantCut {
+				t.Errorf("lowest limit %.1f over 2 s of this, from %.1f: cut %v, want %v", low, before, cut, tc.wantCut)
+			}
+			if grown := out[0] > before; grown != tc.wantGrown {
+				t.Errorf("limit %.1f after 2 s of this, from %.1f: grew %v, want %v", out[0], before, grown, tc.wantGrown)
+			}
+		})
+	}
+}
+
 // A dependency slows under a standing queue: the queue's requests pay the
 // dependency's time as well, so the run's worst rtt holds both; the cuts
 // drain the queue and leave the dependency's time, an excess under 0.6 of
