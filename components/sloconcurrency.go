@@ -72,10 +72,11 @@ func init() {
 //     fewer than two of the last three windows, refused under a third of
 //     its requests (full_rps), with the latency within the setpoint and
 //     the worst API's tail (below) under 0.75 of its own, once slow
-//     start is over and the baseline learned: a burst
-//     under capacity, which the service drains on its own; no cut, and
-//     limit ← limit + √limit while a full limit would answer within
-//     twice the setpoint at the window's throughput (Little's law);
+//     start is over and the baseline learned: a burst under capacity,
+//     which the service drains on its own; no cut, and limit ← limit +
+//     √limit while a full limit would answer within twice the setpoint
+//     at the window's throughput (Little's law); if the next window
+//     queues too, the burst was an onset, and its growth is undone;
 //   - otherwise the limit holds: a limit the traffic does not reach says
 //     nothing about capacity, and growing it would leave no protection for
 //     the next surge.
@@ -895,9 +896,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// The window after a burst queues as well: the burst was the onset of
 	// an overload or of a slower dependency. Its growth is undone, so
 	// that the run of queueing windows begins at the limit before it
-	// (relearn halves from there: grown from 24 to 29 at two-tier's
-	// slower dependency, the limit settled over half of 29 and the
-	// baseline never relearned, 0.72 of proportional over the steady
+	// (relearn compares once the limit has halved from there: grown
+	// from 24 to 29 at two-tier's slower dependency, the limit settled
+	// at 14–18, over half of 29, and the baseline relearned only once
+	// the limit had been cut to 6; 0.72 of proportional over the steady
 	// half).
 	if from := c.burstFrom; queueing && from < c.limit {
 		c.limit = from
