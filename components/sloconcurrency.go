@@ -159,9 +159,6 @@ type SLOConcurrencyController struct {
 	// bound holds whether the limit bound in each of the last windows,
 	// the latest in the lowest bit.
 	bound uint8
-	// apiTail and apiSetpoint are the tick's api_latency_ms and
-	// api_setpoint_ms (Invalid where not wired).
-	apiTail, apiSetpoint float64
 	// burstFrom is the limit before the last window's burst grew it
 	// (Invalid if the last window was no burst).
 	burstFrom float64
@@ -753,9 +750,11 @@ func (c *SLOConcurrencyController) binds(inFlight float64) bool {
 // Execute runs one tick.
 func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	latency, setpoint, inFlight, oldest, rtt, completedRps, rttSem, full := in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]
-	c.apiTail, c.apiSetpoint = Invalid, Invalid
-	if len(in) > 9 { // the tail's ports are the last two, both optional
-		c.apiTail, c.apiSetpoint = in[8], in[9]
+	// api_latency_ms and api_setpoint_ms: the tail's ports are the last
+	// two, both optional.
+	apiTail, apiSetpoint := Invalid, Invalid
+	if len(in) > 9 {
+		apiTail, apiSetpoint = in[8], in[9]
 		c.followTail(in[8], in[9], inFlight, completedRps, rtt)
 	}
 	if !c.started {
@@ -891,7 +890,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	burst := binding && slow && c.samples >= baselineWarmup && !c.slowStartOn &&
 		bits.OnesCount8(c.bound&(1<<burstWindows-1)) < burstBinds &&
 		IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency <= setpoint &&
-		!(c.apiTail > tailRelax*c.apiSetpoint) && !(refused >= burstRefused*(refused+windowN))
+		!(apiTail > tailRelax*apiSetpoint) && !(refused >= burstRefused*(refused+windowN))
 	queueing := binding && slow && !burst
 	// The window after a burst queues as well: the burst was the onset of
 	// an overload or of a slower dependency. Its growth is undone, so
