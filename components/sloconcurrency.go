@@ -116,7 +116,10 @@ func init() {
 // latency, not a queue (a slower dependency): its lowest rtt becomes the
 // baseline, on a lease that decays back to the one it replaced (relearn,
 // expireLease), and so is one whose halving drained part of the rtt but
-// cost throughput (a saturated service's queue keeps it; throughputFell).
+// cost throughput (a saturated service's queue keeps it; throughputFell),
+// and, without waiting, one whose cuts took what is in flight to 0.7 of
+// the run's most while, in three windows in a row, the rtt stayed and
+// the throughput fell with the limit (drainedNothing).
 // So is one whose small cuts hold the limit above half, where
 // the rtt did not fall with the limit and the throughput did. Either of
 // the last two is undone if the limit it restores buys no throughput
@@ -229,6 +232,21 @@ type SLOConcurrencyController struct {
 	// since, and whether the check is on.
 	earlyX, earlyLimit, checkTicks, checkN float64
 	checking                               bool
+	// The reference window of the current run of queueing windows for
+	// drainedNothing (cutBase Invalid outside one): its most in flight,
+	// its rtt (the worst of the run's windows since), standard error and
+	// throughput (answers a tick), and the ticks since; and the windows in
+	// a row that showed the cuts since drained nothing, with their lowest
+	// and their last rtt.
+	cutBase, cutRTT, cutSem, cutX float64
+	cutTicks                      float64 // the ticks since the reference's window
+	undrained                     int
+	undrainedMin, undrainedLast   float64
+	// jitter is an exponential average (alpha jitterAlpha) of how far, in
+	// log, a window's mean rtt lies from the one before's (lastRTT):
+	// answers in one window share its queue, so the windows' means
+	// differ by more than their standard errors say.
+	jitter, lastRTT float64
 	// The drain probe (drain): the highest limit of slow start, whether
 	// the probe has run; while it runs, its phase, target, ticks, the most
 	// it may take to drain and the throughput before it, and its
@@ -439,6 +457,121 @@ func (c *SLOConcurrencyController) relearn(rtt, ticks, n float64) bool {
 	}
 	return c.takeBaseline()
 }
+
+// drainedNothing weighs whether the cuts of a run of queueing windows
+// drained a queue, on this window (base in flight at most, mean rtt with
+// standard error sem, n answers over ticks, accounted what they account
+// for in flight) against the run's reference window (cutBase), and
+// relearns once undrainedCuts windows in a row show they did not. Cuts
+// that took what is in flight to r of what it was drain a queue at a
+// constant throughput (Little's law), and the rtt falls to about r of its
+// own; a slower dependency's rtt stays where it is, and its throughput
+// falls with the limit instead. A window that ends two rtts after the
+// reference (pastLag), with r at most undrainedShare and its answers
+// accounting for what is in flight, whose rtt fell by under
+// (1 − undrainedBy) of what a queue's would and rose by no more than
+// undrainedRise (both by cutMargin), while the throughput fell by at
+// least undrainedBy of what is in flight did, drained nothing. The lowest
+// rtt of those windows becomes the baseline, as relearn does, on the
+// same probation as an early relearn (checkEarly), and only off a lease
+// (a lease is renewed by relearn). Relearn itself waits for the cuts to
+// halve the limit and then for relearn_after, and each cut on the way
+// lengthens the windows (fewer answers a second): at nearly every slower
+// dependency of the suite, 3 to 7 s at under 0.7 of proportional, the
+// first 2–3 at 0.1–0.3, with the latency within the SLO.
+//
+// The reference is the run's window with the most in flight whose
+// answers account for it (base ≤ aheadOfAnswers × accounted), renewed by
+// such a window after relearn_after or once the rtt has risen over
+// undrainedRise × the reference's (a new step of the latency), and its
+// rtt is the worst of the run's windows since: the rtt lags what is in
+// flight, by its own length and, where a queue is deep or an API visits
+// it more than once, by more. A window whose rtt fell since the last
+// undrained one's (by cutMargin) is a queue draining slower than the
+// cuts, and ends the count. Each of these held a false relearn back:
+//   - a limit that grew faster than its answers (repeat-visits: 212 in
+//     flight while the answers accounted for 22) takes seconds to show
+//     its queue, which the cuts then seemed not to drain;
+//   - a reference older than a slow drift of the capacity saw the drift's
+//     rise (many-servers: relearned at 600 ms, p99 1.1 × the SLO);
+//   - an API's own queue at its own two workers went on growing under
+//     the cuts (own-bottleneck's report: 104 → 246 → 277 ms, relearned,
+//     p99 1.9 × its SLO);
+//   - windows of heavy-tailed answers, whose means swing by ±40 % where
+//     their standard errors say ±8 %, read two rises in a row as a
+//     latency that stayed (random-1024: p99s over their SLOs in three
+//     scenarios; cutMargin);
+//   - with two windows, a queue of 69 in flight that showed in the rtt
+//     for 300 ms after the cuts (repeat-visits' steady overload, whose
+//     feed calls the database three times: p99 1.7 × its SLO); hence
+//     three.
+func (c *SLOConcurrencyController) drainedNothing(base, rtt, sem, ticks, n, accounted float64) bool {
+	r := base / c.cutBase
+	if !IsValid(c.cutBase) || !(r <= undrainedShare) || !c.pastLag(ticks, rtt) {
+		return false // no evidence either way
+	}
+	se := c.cutMargin(sem)
+	if !IsValid(rtt) || !IsValid(sem) || !IsValid(c.cutSem) || !(n > 0) || c.second || c.samples < baselineWarmup || IsValid(c.settled) ||
+		!(base <= aheadOfAnswers*accounted) || c.cutRose(rtt, sem) ||
+		!(c.cutRTT-rtt+se < (1-undrainedBy)*(1-r)*c.cutRTT) || !(n/ticks <= (1-undrainedBy*(1-r))*c.cutX) {
+		c.undrained, c.undrainedMin = 0, Invalid
+		return false
+	}
+	if c.undrained > 0 && rtt < c.undrainedLast-se {
+		// Falling since the last such window: a queue that drains
+		// slower than the cuts (repeat-visits' cold start: 44, 41, 33
+		// ms as the limit fell from 25 to 16).
+		c.undrained, c.undrainedMin = 0, Invalid
+		return false
+	}
+	c.undrained++
+	c.undrainedLast = rtt
+	if !(c.undrainedMin <= rtt) {
+		c.undrainedMin = rtt
+	}
+	if c.undrained < undrainedCuts || !c.streak {
+		return false
+	}
+	c.streakMin = c.undrainedMin
+	c.cutBase, c.undrained, c.undrainedMin = Invalid, 0, Invalid
+	c.startCheck(n / ticks)
+	return c.takeBaseline()
+}
+
+// pastLag reports whether a window of ticks with this rtt ends two rtts
+// after the reference's (drainedNothing): most of its answers were
+// admitted after the reference's.
+func (c *SLOConcurrencyController) pastLag(ticks, rtt float64) bool {
+	return (c.cutTicks+ticks)*c.interval*1000 >= 2*rtt
+}
+
+// cutRose reports whether an rtt (with standard error sem) rose over
+// undrainedRise × the reference's (drainedNothing), by one standard error
+// of the two: a queue still growing, or a new step of the latency, which
+// the window then anchors.
+func (c *SLOConcurrencyController) cutRose(rtt, sem float64) bool {
+	return rtt > undrainedRise*c.cutRTT+c.cutMargin(sem)
+}
+
+// cutMargin is how far a window's mean rtt (with standard error sem) may
+// lie from the reference's by chance: one standard error of the two, or,
+// where the windows' means differ by more than that (jitter; a mean
+// absolute difference of 1.13 standard deviations for normal noise, so
+// one of the difference of two is about 1.25 × it), that.
+func (c *SLOConcurrencyController) cutMargin(sem float64) float64 {
+	return math.Max(math.Sqrt(sem*sem+c.cutSem*c.cutSem), 1.25*c.jitter*c.cutRTT)
+}
+
+// undrainedShare is the most of what was in flight a cut may leave for
+// drainedNothing to weigh it, and undrainedCuts how many cuts in a row
+// that drained nothing relearn.
+const (
+	undrainedShare = 0.75
+	undrainedCuts  = 3
+	undrainedBy    = 0.5
+	undrainedRise  = 1.25
+	jitterAlpha    = 0.05
+)
 
 // throughputFell reports, for a run whose rtt's excess fell by the halving
 // as a queue's does, whether its throughput fell with the limit: under
@@ -766,6 +899,8 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.winInFlight = Invalid
 		c.tailX, c.tailRTT = Invalid, Invalid
 		c.burstFrom = Invalid
+		c.cutBase, c.undrainedMin = Invalid, Invalid
+		c.jitter, c.lastRTT = Invalid, Invalid
 	}
 	// Gather the tick into the window: a decision needs min_samples
 	// completions and one baseline rtt (or max_window), or one slow
@@ -917,7 +1052,14 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// A run of queueing windows begins with one that binds; a small
 	// limit may leave a window with a free slot at every tick, and such a
 	// window, still slow, does not end the run.
-	if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks, windowN) {
+	if (queueing || (c.streak && slow)) && c.drainedNothing(base, rtt, windowSem, windowTicks, windowN, accounted) {
+		// This window is the new latency's evidence, not a queue: cut from
+		// the limit the relearn restored to what is in flight now, the
+		// limit stayed near the bottom of the cuts (huge-capacity's slow
+		// API: 68 where the run began at 691, and 6 s at 0.1–0.6 of
+		// proportional to grow back).
+		queueing = false
+	} else if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks, windowN) {
 		threshold = c.queueThreshold(base)
 		queueing = binding && rtt > threshold && !burst
 	}
@@ -1093,6 +1235,26 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		}
 	} else {
 		c.lowRun = 0 // a window with no answer is no window in a row
+	}
+	if IsValid(rtt) && rtt > 0 {
+		if d := math.Abs(math.Log(rtt / c.lastRTT)); !IsValid(c.jitter) && IsValid(d) {
+			c.jitter = d
+		} else if IsValid(d) {
+			c.jitter += jitterAlpha * (d - c.jitter)
+		}
+		c.lastRTT = rtt
+	}
+	if !queueing {
+		c.cutBase, c.undrained, c.undrainedMin = Invalid, 0, Invalid
+	} else if windowN > 0 && IsValid(rtt) && (!(base < c.cutBase) || c.cutTicks > c.relearnTicks || c.cutRose(rtt, windowSem)) && base <= aheadOfAnswers*accounted {
+		c.cutBase, c.cutRTT, c.cutSem, c.cutX, c.cutTicks = base, rtt, windowSem, windowN/windowTicks, 0
+	} else {
+		// The rtt lags what is in flight: the queue of the window with
+		// the most shows in the windows after it.
+		if rtt > c.cutRTT {
+			c.cutRTT, c.cutSem = rtt, windowSem
+		}
+		c.cutTicks += windowTicks
 	}
 	c.expireLease(windowTicks, rtt, windowSem, last)
 	c.startDrain(windowTicks, windowN, rtt)

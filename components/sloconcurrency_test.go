@@ -1217,7 +1217,7 @@ func TestSLOConcurrencyControllerLetsABurstUnderCapacityThrough(t *testing.T) {
 			// The bursts: the limit full, at twice the baseline, 30 ms
 			// of latency, within the setpoint of 50.
 			low := before
-			for i := range 20 {
+			for i := range 10 {
 				if i%tc.every == 0 {
 					tick(out[0], 20, tc.full)
 				} else {
@@ -1269,6 +1269,63 @@ func TestSLOConcurrencyControllerRelearnsWhereTheHalvingCostThroughput(t *testin
 	limit, baseline, rps := run(slower, 100)
 	if baseline < 25 || rps < 0.9*600 {
 		t.Fatalf("10 s into a dependency 18 ms slower: limit %.1f, baseline %.2f ms, %.0f answers a second; want the baseline relearned near 32 and the service's 600", limit, baseline, rps)
+	}
+}
+
+// A dependency that slows under an overload: the cuts take what is in
+// flight down and the rtt stays where the dependency put it, while the
+// throughput falls with the limit. Three windows in a row that show the
+// cuts drained nothing relearn the baseline at once, not after the limit
+// has halved and relearn_after more (3 s at a third of capacity and less). The same cuts
+// against a capacity that halved drain a queue: the rtt falls with what
+// is in flight, and the baseline stays through the first second.
+func TestSLOConcurrencyControllerRelearnsWhenTheCutsDrainNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		own, rps    float64 // after the change: the latency without a queue, and the capacity
+		wantRelearn bool
+	}{
+		{"a dependency three times slower", 60, 1000, true},
+		{"a capacity that halved", 20, 500, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":10}`, 100*time.Millisecond)
+			out := make([]float64, 3)
+			// Overload: the limit binds at every tick. The rtt is the
+			// latency without a queue or, past what the capacity turns over
+			// in it, what is in flight over the capacity (Little's law);
+			// each tick's answers are a window, with a standard error of
+			// 2 % of their rtt.
+			own, capacity := 20.0, 1000.0
+			tick := func() {
+				inFlight := out[0]
+				if inFlight == 0 {
+					inFlight = 10
+				}
+				rtt := math.Max(own, inFlight/capacity*1000)
+				c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, 0.02 * rtt, components.Invalid}, out)
+			}
+			for range 600 {
+				tick()
+			}
+			if math.Abs(out[2]-20) > 1 {
+				t.Fatalf("baseline %.2f ms after 60 s, want 20", out[2])
+			}
+			own, capacity = tc.own, tc.rps
+			relearned := -1
+			for i := range 10 {
+				tick()
+				if relearned < 0 && out[2] > 40 {
+					relearned = i + 1
+				}
+			}
+			if tc.wantRelearn && relearned < 0 {
+				t.Errorf("baseline %.2f ms 1 s after the dependency slowed to 60, want it relearned", out[2])
+			}
+			if !tc.wantRelearn && relearned >= 0 {
+				t.Errorf("baseline %.2f ms after %d ticks of a halved capacity, want it kept near 20", out[2], relearned)
+			}
+		})
 	}
 }
 
