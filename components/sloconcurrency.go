@@ -117,7 +117,7 @@ func init() {
 // baseline, on a lease that decays back to the one it replaced (relearn,
 // expireLease), and so is one whose halving drained part of the rtt but
 // cost throughput (a saturated service's queue keeps it; throughputFell),
-// and, without waiting, one whose cuts took what is in flight to 0.7 of
+// and, without waiting, one whose cuts took what is in flight to 0.75 of
 // the run's most while, in three windows in a row, the rtt stayed and
 // the throughput fell with the limit (drainedNothing).
 // So is one whose small cuts hold the limit above half, where
@@ -562,9 +562,12 @@ func (c *SLOConcurrencyController) cutMargin(sem float64) float64 {
 	return math.Max(math.Sqrt(sem*sem+c.cutSem*c.cutSem), 1.25*c.jitter*c.cutRTT)
 }
 
-// undrainedShare is the most of what was in flight a cut may leave for
-// drainedNothing to weigh it, and undrainedCuts how many cuts in a row
-// that drained nothing relearn.
+// drainedNothing's constants: undrainedShare is the most of the
+// reference's in flight a window may hold to be weighed, undrainedCuts
+// how many windows in a row relearn, undrainedBy the least part of a
+// queue's fall of the rtt that counts as a fall (and of the limit's the
+// throughput must fall by), undrainedRise the rise that re-anchors the
+// reference, and jitterAlpha the weight of each window in jitter.
 const (
 	undrainedShare = 0.75
 	undrainedCuts  = 3
@@ -1053,10 +1056,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// limit may leave a window with a free slot at every tick, and such a
 	// window, still slow, does not end the run.
 	if (queueing || (c.streak && slow)) && c.drainedNothing(base, rtt, windowSem, windowTicks, windowN, accounted) {
-		// This window is the new latency's evidence, not a queue: cut from
-		// the limit the relearn restored to what is in flight now, the
-		// limit stayed near the bottom of the cuts (huge-capacity's slow
-		// API: 68 where the run began at 691, and 6 s at 0.1–0.6 of
+		// This window is the new latency's evidence, not a queue. Cut
+		// again from what is in flight now, the limit the relearn
+		// restored fell back to the bottom of the cuts (huge-capacity's
+		// slow API: 76 where the run began at 691, and 6 s at 0.1–0.6 of
 		// proportional to grow back).
 		queueing = false
 	} else if (queueing || (c.streak && slow)) && c.relearn(rtt, windowTicks, windowN) {
