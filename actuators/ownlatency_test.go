@@ -1,9 +1,11 @@
 package actuators
 
 import (
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -558,6 +560,151 @@ func TestSeparateGroupHoldsTheMediansBottleneck(t *testing.T) {
 		}
 	}
 	t.Fatal("no test in 20 s of a queue A sees three times")
+}
+
+// runInterleaved is runOwn with the requests of every API in the order
+// they arrive, each admitted once the requests finished by then have
+// released their slots: under a binding limit, an API takes the slots
+// another's cap frees, as at a real control point. It returns the new
+// now.
+func runInterleaved(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int) int64 {
+	type arrival struct {
+		at int64
+		a  *ownAPI
+	}
+	var arrivals []arrival
+	release := func(upTo int64) {
+		for _, a := range apis {
+			kept := a.inFlight[:0]
+			for _, f := range a.inFlight {
+				if f > upTo {
+					kept = append(kept, f)
+					continue
+				}
+				c.ReleaseAfter(a.p, Useful, a.latencyOf(f))
+			}
+			a.inFlight = kept
+		}
+	}
+	for range ticks {
+		arrivals = arrivals[:0]
+		for _, a := range apis {
+			for i := range a.perTick {
+				arrivals = append(arrivals, arrival{now + int64(i)*int64(ownTick)/int64(a.perTick), a})
+			}
+		}
+		slices.SortStableFunc(arrivals, func(x, y arrival) int { return cmp.Compare(x.at, y.at) })
+		for _, r := range arrivals {
+			release(r.at)
+			if c.AcquireIn(r.a.p) != Refused {
+				r.a.inFlight = append(r.a.inFlight, r.at+r.a.latencyOf(0))
+			}
+		}
+		now += int64(ownTick)
+		release(now)
+		c.Rebalance(true, -math.Expm1(-ownTick.Seconds()))
+		c.Separate(true, ownTick.Seconds())
+	}
+	return now
+}
+
+// TestSeparateCapRampsOutAfterATest: two APIs cross one bottleneck under
+// a binding shared limit, C once and A three times. A test of both finds
+// no latency of their own: the queue is the shared limit's. The caps do
+// not go at once, which would let in at one go the demand they held:
+// each doubles at most every ownRampDouble seconds while it still holds
+// requests back, and goes within ownRampDoublings doublings.
+func TestSeparateCapRampsOutAfterATest(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	b := &ownShared{serveNs: int64(200 * time.Microsecond)}
+	cm := &ownAPI{p: c.Partition(1), perTick: 6, latencyNs: int64(10 * time.Millisecond), shared: b, visits: 1}
+	a := &ownAPI{p: c.Partition(2), perTick: 4, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 3}
+	b.members = []*ownAPI{cm, a}
+	apis := []*ownAPI{cm, a}
+	now := runInterleaved(c, apis, 0, 150)
+	c.SetLimit(40)
+	cm.perTick, a.perTick = 150, 40
+	tested, ended := false, 0
+	var caps []int64
+	for range 300 {
+		now = runInterleaved(c, apis, now, 1)
+		_, ca := a.p.Separated()
+		switch {
+		case a.p.own.testing():
+			tested = true
+			if a.p.own.capSlots < 2 {
+				t.Fatalf("a test's cap of %v leaves no room to ramp", a.p.own.capSlots)
+			}
+		case tested && a.p.own.separate:
+			t.Fatalf("A separated (phase %d): want a test that finds nothing of its own", a.p.own.phase)
+		case tested:
+			ended++
+			caps = append(caps, ca)
+		}
+		if ended > 0 && ca == 0 {
+			break
+		}
+	}
+	if !tested || ended == 0 {
+		t.Fatalf("A tested %v, ended %d ticks ago", tested, ended)
+	}
+	if caps[0] == 0 {
+		t.Fatal("the cap went at once at the end of the test")
+	}
+	step := math.Exp2(ownTick.Seconds() / ownRampDouble)
+	for i := 1; i < len(caps); i++ {
+		if caps[i] != 0 && float64(caps[i]) > float64(caps[i-1]+1)*step {
+			t.Errorf("tick %d after the test: cap %d after %d, faster than a doubling in %v s", i, caps[i], caps[i-1], ownRampDouble)
+		}
+	}
+	if most := int(ownRampDoublings*ownRampDouble/ownTick.Seconds()) + 2; ended > most {
+		t.Errorf("the cap ramped out over %d ticks, want at most %d: %v", ended, most, caps)
+	}
+	if len(caps) < 3 {
+		t.Errorf("the cap went within %d ticks, while it held requests back: %v", len(caps), caps)
+	}
+}
+
+// TestSeparateTestEndsWhenAnotherCapGoes: B's dependency slows, and a
+// second and a half later A's does too. B's test finds a slower
+// dependency and lifts its cap while A's test runs: B's held demand comes
+// in at once and moves every latency the test of A is judged by, so A's
+// test ends with no verdict, and A waits as after a queue's. Its next
+// test, with nothing else moving, finds its slower dependency.
+func TestSeparateTestEndsWhenAnotherCapGoes(t *testing.T) {
+	c, fast, a := newOwnModel(1000)
+	b := &ownAPI{p: c.Partition(4), perTick: 5, latencyNs: int64(40 * time.Millisecond)}
+	apis := []*ownAPI{fast, a, b}
+	now := runOwn(c, apis, 0, 150, true)
+	b.latencyNs = int64(340 * time.Millisecond)
+	now = runOwn(c, apis, now, 15, true)
+	a.latencyNs = int64(340 * time.Millisecond)
+	aTested, bSlowerMidTest := false, false
+	for i := range 100 {
+		now = runOwn(c, apis, now, 1, true)
+		bSlower := b.p.own.separate && b.p.own.phase == ownSlower
+		switch {
+		case a.p.own.testing():
+			aTested = true
+			bSlowerMidTest = bSlowerMidTest || bSlower
+		case aTested:
+			if !bSlowerMidTest {
+				t.Fatalf("tick %d: A's test ended, and B's verdict did not come while it ran", i)
+			}
+			if a.p.own.separate {
+				t.Fatalf("tick %d: A separated (phase %d) by a test during which B's cap went", i, a.p.own.phase)
+			}
+			if a.p.own.holdoff <= 0 {
+				t.Errorf("tick %d: A waits %.1f s after its test, want a queue's wait", i, a.p.own.holdoff)
+			}
+			runOwn(c, apis, now, 200, true)
+			if sep, capSlots := a.p.Separated(); !sep || capSlots != 0 || a.p.own.phase != ownSlower {
+				t.Errorf("20 s later: A separated %v, cap %d, phase %d; want its slower dependency found", sep, capSlots, a.p.own.phase)
+			}
+			return
+		}
+	}
+	t.Fatalf("A tested: %v; want a test that ends in 10 s", aTested)
 }
 
 // TestSeparateGroupMemberWithNothingOfItsOwn: in a group test, C is a
