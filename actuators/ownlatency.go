@@ -158,9 +158,11 @@ type ownState struct {
 	// own latency, not at the reference (Separate).
 	early bool
 	// rampCap is the cap a test that found no own latency leaves on its
-	// way out (0: none), rampFrom where it began, and rampMark and
-	// rampHits the cap and its refusals when it last doubled (endTest).
-	rampCap, rampFrom, rampMark, rampHits float64
+	// way out (0: none), rampMark and rampHits the cap and its refusals
+	// when it last doubled, and rampLeft the doublings it may still take
+	// (endTest).
+	rampCap, rampMark, rampHits float64
+	rampLeft                    int
 	// capWas is the cap published before this tick's update (Separate),
 	// and quietDrop marks a cap dropped this tick because it held
 	// nothing back. moved marks a test during which another
@@ -984,12 +986,10 @@ func (p *Partition) endTest() {
 	o.holdoff = min(ownHoldoff*math.Pow(2, o.queues), ownBaseWindow/2)
 	o.queues++
 	capSlots := o.capSlots
-	if capSlots < 1 || o.phase == ownSlower {
-		p.join()
+	p.join()
+	if capSlots < 1 {
 		return
 	}
-	o.separate, o.proven = false, 0
-	p.ceilingNs.Store(0)
 	// The cap goes the way slow start comes: doubling, while it still
 	// holds requests back. Dropped at once, it let in at one go the
 	// demand it held, into the room the shared limit had grown into
@@ -998,7 +998,7 @@ func (p *Partition) endTest() {
 	// a test, came back into a limit grown from 18 to 44, their
 	// bottleneck's queue went from 3 to 20 ms within a tick, and the
 	// second after each test held feed's p99 at 2.8 × its SLO.
-	o.rampCap, o.rampFrom, o.rampMark = capSlots, capSlots, capSlots
+	o.rampCap, o.rampMark, o.rampLeft = capSlots, capSlots, ownRampDoublings
 	o.rampHits = float64(p.capHits.Load())
 	p.capSlots.Store(int64(capSlots))
 }
@@ -1021,11 +1021,11 @@ func (p *Partition) rampOut(lat, dt float64, limited bool) {
 		p.join()
 		return
 	}
-	step := math.Exp2(dt / math.Max(ownRampDouble, lat/1e9))
-	if math.IsNaN(step) {
-		step = math.Exp2(dt / ownRampDouble)
+	double := ownRampDouble
+	if lat/1e9 > double { // false for NaN: too few answers to measure
+		double = lat / 1e9
 	}
-	o.rampCap *= step
+	o.rampCap *= math.Exp2(dt / double)
 	if o.rampCap < 2*o.rampMark {
 		p.capSlots.Store(int64(o.rampCap))
 		return
@@ -1033,7 +1033,7 @@ func (p *Partition) rampOut(lat, dt float64, limited bool) {
 	hits := float64(p.capHits.Load())
 	held := hits > o.rampHits
 	o.rampMark, o.rampHits = o.rampCap, hits
-	if !held || o.rampCap >= o.rampFrom*math.Exp2(ownRampDoublings)*(1-1e-9) {
+	if o.rampLeft--; !held || o.rampLeft == 0 {
 		o.rampCap, o.quietDrop = 0, !held
 		p.capSlots.Store(0)
 		return
