@@ -158,7 +158,10 @@ type SLOConcurrencyController struct {
 	// (full_rps).
 	winFull     float64
 	winInFlight float64 // the most in flight at a tick of the window
-	lowRun      int     // windows in a row with the rtt under half the baseline
+	// idleTicks counts the ticks since the limit was last used (validate),
+	// and idlePeak is the most in flight in them.
+	idleTicks, idlePeak float64
+	lowRun              int // windows in a row with the rtt under half the baseline
 	// bound holds whether the limit bound in each of the last windows,
 	// the latest in the lowest bit.
 	bound uint8
@@ -1185,6 +1188,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.slowStartOn = false
 		c.recoverTo = Invalid
 	}
+	c.validate(binding || refusedOnly || slow || overload == 1, inFlight, windowTicks)
 	c.limit = math.Min(c.maxLimit, math.Max(c.minLimit, c.limit))
 	if c.limit >= c.recoverTo || (overload == 1 && c.doubled) {
 		c.recoverTo = Invalid // back, or the doubling found a queue
@@ -1264,6 +1268,39 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	c.startLeaseProbe(windowTicks, windowN, binding)
 	out[0], out[1], out[2] = c.inForce(), overload, c.baseline
 }
+
+// validate takes back room the limit has not used (used: the window bound,
+// refused, queued or was cut): once it has gone relearn_after without
+// binding, the limit drops to twice the most in flight since, if that is
+// lower, by half at most, and the count starts over. Room is won while the
+// limit binds, and what binds it may not be the traffic that comes next:
+// requests hung on a dependency hold their slots, so the limit grows by
+// √limit a window for as long as the hang lasts, and a test that holds one
+// API back frees slots the others take. Kept, such room lets a herd in at
+// the next surge before any queue shows (random-91's hung dependency: the
+// limit grew to 70 over about 20 in flight, and a later run of cuts began
+// from 70). TCP validates an idle window the same way (RFC 2861). Twice
+// the most in flight keeps room for a doubling of the load at the same
+// latency, and for bursts that a tick's end does not see.
+func (c *SLOConcurrencyController) validate(used bool, inFlight, ticks float64) {
+	if used || c.slowStartOn || c.streak || c.samples < baselineWarmup || !IsValid(inFlight) {
+		c.idleTicks, c.idlePeak = 0, 0
+		return
+	}
+	c.idleTicks += ticks
+	c.idlePeak = math.Max(c.idlePeak, inFlight)
+	if c.idleTicks < c.relearnTicks {
+		return
+	}
+	if target := math.Max(c.initial, validateRoom*c.idlePeak); c.limit > target {
+		c.limit = math.Max(target, c.limit/2)
+	}
+	c.idleTicks, c.idlePeak = 0, 0
+}
+
+// validateRoom is how many times the most in flight an unused limit keeps
+// (validate).
+const validateRoom = 2
 
 // drainPeak is how many times the initial limit slow start may have
 // reached, at most, for the drain probe to follow it, and drainRise how

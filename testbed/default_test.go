@@ -183,16 +183,19 @@ func TestDefaultPolicyFollowsASlowerDependency(t *testing.T) {
 
 // followsASlowerDependency checks a slow-dependency run: 0.9 of
 // proportional over the scenario, no second of the slow third from its
-// third on under 0.5 (the onset's cuts drain nothing, and the baseline
-// follows within two seconds), and the extra time in the p50 of the slow
-// third.
+// fourth on under 0.5 (the onset's cuts drain nothing, and the baseline
+// follows within three seconds), and the extra time in the p50 of the slow
+// third. Within two seconds held on seed 1 only while the limit kept
+// room it had not used, and neither then nor since on seeds 2 and 3:
+// how soon the relearn comes depends on where the run of cuts began
+// (docs/simulator.md, "A limit gives back room it does not use").
 func followsASlowerDependency(t *testing.T, app App, r Report) {
 	t.Helper()
 	if r.GoodputRatio < 0.9 {
 		t.Errorf("goodput %.2f of proportional over the scenario, want ≥ 0.9", r.GoodputRatio)
 	}
 	for _, s := range r.Seconds {
-		if s.T >= 22 && s.T < 40 && s.GoodputRatio < 0.5 {
+		if s.T >= 23 && s.T < 40 && s.GoodputRatio < 0.5 {
 			t.Errorf("second %d, %d s after the dependency slowed: %.2f of proportional, want ≥ 0.5", s.T, s.T-20, s.GoodputRatio)
 		}
 	}
@@ -664,17 +667,44 @@ func TestDefaultPolicyClimbsQuicklyOnASlowService(t *testing.T) {
 // them go. The limit in force keeps room for them, so that new requests
 // are served at once: with the limit cut to where the lease began,
 // two-tier served 192 and 33 req/s in the two seconds after the hang
-// (of about 320).
+// (of about 320). How much room the hung requests leave depends on where
+// the windows fall when the dependency answers again, so the test runs
+// eight seeds: each of the two seconds keeps 0.65 of what the service can
+// serve, and their mean 0.9 (measured: 0.71–1.13, mean 0.96; before the
+// limit gave back the room it did not use, 0.54–1.12, mean 0.92).
 func TestDefaultPolicyServesAtOnceAfterAHang(t *testing.T) {
 	app, err := BuiltinApp("two-tier")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := simulateVirtual(t, app, "hung-dependency", defaultPolicy(t))
-	for _, s := range r.Seconds {
-		if (s.T == 40 || s.T == 41) && float64(s.Goodput) < 0.8*s.CapacityRPS {
-			t.Errorf("second %d after the hang: goodput %d req/s, want ≥ 0.8 × the %.0f it can serve", s.T-40, s.Goodput, s.CapacityRPS)
+	var sum float64
+	var n int
+	for seed := uint64(1); seed <= 8; seed++ {
+		sc, err := NewScenario("hung-dependency", app, ScenarioOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: seed, Policy: defaultPolicy(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range r.Seconds {
+			if s.T != 40 && s.T != 41 {
+				continue
+			}
+			share := float64(s.Goodput) / s.CapacityRPS
+			if share < 0.65 {
+				t.Errorf("seed %d, second %d after the hang: goodput %d req/s, want ≥ 0.65 × the %.0f it can serve", seed, s.T-40, s.Goodput, s.CapacityRPS)
+			}
+			sum += share
+			n++
+		}
+	}
+	if n != 16 {
+		t.Fatalf("%d seconds after the hang over eight seeds, want 16", n)
+	}
+	if m := sum / float64(n); m < 0.9 {
+		t.Errorf("the two seconds after the hang keep %.2f of what the service can serve on average over eight seeds, want ≥ 0.9", m)
 	}
 }
 
@@ -815,13 +845,31 @@ func TestDefaultPolicyKeepsAnOwnQueuesCapWhileAnotherAPIHangs(t *testing.T) {
 // slower answers as everyone's queue: 33 slots cut to 4 for 15 s, and the
 // other three APIs kept 0.03 of their goodput, 0.53–0.69 of their shares
 // over the steady half. The cap learns the dependency's time (Separate).
+// Over seeds 1–8 each keeps 0.75–0.96 (one episode on seed 1, where the
+// limit grew from 92 to 260 in a second on api1's held requests), 0.89
+// on average.
 func TestDefaultPolicyKeepsTheOthersThroughAnOwnQueuesSlowerDependency(t *testing.T) {
 	app := RandomAppOf(2608)
-	r := simulateVirtual(t, app, "slow-api", defaultPolicy(t))
-	for _, api := range []string{"api2", "api3", "api4"} {
-		if got := r.PerAPI[api].Steady.GoodputPerProportional; got < 0.8 {
-			t.Errorf("%s: steady-half goodput %.2f of its share, want ≥ 0.8", api, got)
+	var sum float64
+	for seed := uint64(1); seed <= 8; seed++ {
+		sc, err := NewScenario("slow-api", app, ScenarioOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: seed, Policy: defaultPolicy(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, api := range []string{"api2", "api3", "api4"} {
+			got := r.PerAPI[api].Steady.GoodputPerProportional
+			if got < 0.7 {
+				t.Errorf("seed %d, %s: steady-half goodput %.2f of its share, want ≥ 0.7", seed, api, got)
+			}
+			sum += got
+		}
+	}
+	if m := sum / 24; m < 0.85 {
+		t.Errorf("steady-half goodput %.2f of their shares on average over eight seeds, want ≥ 0.85", m)
 	}
 }
 
