@@ -55,8 +55,10 @@ type ConcurrencyLimiter struct {
 	// Owned by Separate's caller: the last shared excess and the time
 	// since it was measured, and the partitions' excesses of a tick.
 	shared, sharedAge float64
-	// clock is the time Separate has run, in seconds.
+	// clock is the time Separate has run, in seconds, and groups counts
+	// the own queues found by group tests.
 	clock   float64
+	groups  uint64
 	scratch []measuredExcess
 }
 

@@ -1336,3 +1336,61 @@ func TestSeparateOwnQueueKeepsItsCapWhileTheOthersHang(t *testing.T) {
 		t.Fatalf("the hung API still measured (%v): the test checks nothing", time.Duration(lat))
 	}
 }
+
+// TestSeparateGroupOwnQueue: A and C cross a bottleneck N does not, and
+// queue there once their demand rises. A test of both halves what they
+// have in flight, and both their excesses fall while N's has none to: the
+// queue is theirs together, and each keeps a cap of its own, as one API
+// alone would. (Before, only a test of one API alone could find a queue
+// of its own, and which came first decided: random-3525's api4 and api1
+// share svc1, and the shared limit held everyone at their proportional
+// share where the first test was of both, 1.0 of it against 1.5.)
+func TestSeparateGroupOwnQueue(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	b := &ownShared{serveNs: int64(time.Millisecond)}
+	n := &ownAPI{p: c.Partition(1), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
+	a := &ownAPI{p: c.Partition(2), perTick: 3, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 1}
+	cm := &ownAPI{p: c.Partition(3), perTick: 3, latencyNs: int64(30 * time.Millisecond), shared: b, visits: 1}
+	b.members = []*ownAPI{a, cm}
+	apis := []*ownAPI{n, a, cm}
+	now := runOwn(c, apis, 0, 150, true)
+	a.perTick, cm.perTick = 12, 12
+	tested := false
+	for i := range 300 {
+		now = runOwn(c, apis, now, 1, true)
+		switch {
+		case a.p.own.testing() && cm.p.own.testing():
+			tested = true
+		case tested && !a.p.own.testing() && !cm.p.own.testing():
+			if a.p.own.phase != ownQueue || !a.p.own.separate || cm.p.own.phase != ownQueue || !cm.p.own.separate {
+				t.Fatalf("tick %d, after a test of both: A separated %v phase %d, C separated %v phase %d; want both under caps of their own",
+					i, a.p.own.separate, a.p.own.phase, cm.p.own.separate, cm.p.own.phase)
+			}
+			if sep, cn := n.p.Separated(); sep || cn > 0 {
+				t.Errorf("N, which does not cross the bottleneck: separated %v, cap %d", sep, cn)
+			}
+			// The caps are cut together: their ratio stays where the
+			// test left it, and neither API is cut alone to nothing.
+			ratio := a.p.own.capSlots / cm.p.own.capSlots
+			cuts := 0
+			for j := range 200 {
+				before := a.p.own.capSlots + cm.p.own.capSlots
+				now = runOwn(c, apis, now, 1, true)
+				if a.p.own.capSlots+cm.p.own.capSlots < before {
+					cuts++
+				}
+				if a.p.own.phase != ownQueue || cm.p.own.phase != ownQueue {
+					break
+				}
+				if r := a.p.own.capSlots / cm.p.own.capSlots; r < ratio/1.5 || r > ratio*1.5 {
+					t.Fatalf("tick %d under the caps: A's %.1f and C's %.1f, a ratio of %.2f where the test left %.2f", j, a.p.own.capSlots, cm.p.own.capSlots, r, ratio)
+				}
+			}
+			if cuts == 0 {
+				t.Error("no cut in 20 s under the caps: the test needs their queue cut")
+			}
+			return
+		}
+	}
+	t.Fatalf("no test of both A and C in 30 s (tested %v)", tested)
+}
