@@ -680,14 +680,7 @@ func TestDefaultPolicyServesAtOnceAfterAHang(t *testing.T) {
 	var sum float64
 	var n int
 	for seed := uint64(1); seed <= 8; seed++ {
-		sc, err := NewScenario("hung-dependency", app, ScenarioOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: seed, Policy: defaultPolicy(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := simulateSeed(t, app, "hung-dependency", defaultPolicy(t), seed)
 		for _, s := range r.Seconds {
 			if s.T != 40 && s.T != 41 {
 				continue
@@ -852,14 +845,7 @@ func TestDefaultPolicyKeepsTheOthersThroughAnOwnQueuesSlowerDependency(t *testin
 	app := RandomAppOf(2608)
 	var sum float64
 	for seed := uint64(1); seed <= 8; seed++ {
-		sc, err := NewScenario("slow-api", app, ScenarioOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, Seed: seed, Policy: defaultPolicy(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := simulateSeed(t, app, "slow-api", defaultPolicy(t), seed)
 		for _, api := range []string{"api2", "api3", "api4"} {
 			got := r.PerAPI[api].Steady.GoodputPerProportional
 			if got < 0.7 {
