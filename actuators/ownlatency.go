@@ -46,6 +46,16 @@ import (
 //     the shared limit reads, which, no longer seeing a queue, grows the
 //     limit to hold the slower requests. It is tested again should its
 //     excess double, and joins again once its excess is gone.
+//   - A test of several partitions that end it together, each with its
+//     excess fallen by 30 %, while a measured partition stayed outside,
+//     found a queue of theirs: they keep their caps as a group, cut
+//     together by a fifth when any one of them is cut, and the room the
+//     caps grow into is split by what each refused times its latency
+//     (the slots it is short of), so that each keeps the same fraction
+//     of its demand. A partition not due for a test of its own that
+//     shows, when a group's or an own queue's cap is cut, half that
+//     queue's excess beyond the shared one joins it under a cap of what
+//     it holds.
 //   - A queue of its own keeps its cap, as its own limit, if the test
 //     was of this partition alone, its excess over its baseline fell by
 //     30 % from its highest, and no other partition's did (ownQueue): a
@@ -145,11 +155,15 @@ type ownState struct {
 	// queue when cuts left the excess (ownQueue).
 	hits, sinceCut, quiet, streakCap, streakOwn, streakRate, extraNs float64
 	// group, for an own queue found by a test of several partitions
-	// together (0: by a test of this one alone), names the partitions
-	// whose caps are cut together (Separate), and capBefore is the cap
-	// before this tick's decisions.
+	// together, or joined by a partition that queues there too (0: one
+	// partition's alone), names the partitions whose caps are cut
+	// together and whose growth is split by what each is short of
+	// (Separate), and capBefore is the cap before this tick's decisions.
 	group     uint64
 	capBefore float64
+	// refusedN is the requests refused (capRefused) over the last
+	// second or so, weighted as n is, and refusedAt the count last read.
+	refusedN, refusedAt float64
 	// testN and testSumNs count the answers since one latency (cutNs)
 	// into the test, and their latencies: a low-rate API's test is judged
 	// by them when its one-second mean has too few.
@@ -176,6 +190,9 @@ type ownState struct {
 	// let in at once moved the latencies the test is judged by.
 	capWas           int64
 	quietDrop, moved bool
+	// cut marks an own queue's cap cut this tick (ownQueue), even where
+	// its floor of one slot kept it.
+	cut bool
 }
 
 type ownPhase uint8
@@ -344,6 +361,12 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		o.n = (1-alpha)*o.n + n
 		o.sumNs = (1-alpha)*o.sumNs + sum
 		o.sqUs = (1-alpha)*o.sqUs + sq
+		refused := float64(p.capRefused.Load())
+		if refused < o.refusedAt {
+			o.refusedAt = 0 // a test began: the count started over
+		}
+		o.refusedN = (1-alpha)*o.refusedN + refused - o.refusedAt
+		o.refusedAt = refused
 		if o.testing() && o.elapsed*1e9 >= o.cutNs {
 			o.testN += n
 			o.testSumNs += sum
@@ -599,7 +622,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	groupFell, members, outside := true, 0, 0
 	for _, p := range *ps {
 		if p != nil {
-			p.own.capWas, p.own.quietDrop = p.capSlots.Load(), false
+			p.own.capWas, p.own.quietDrop, p.own.cut = p.capSlots.Load(), false, false
 			lat := p.own.latencyNs()
 			switch {
 			case p.own.testing():
@@ -638,23 +661,102 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	}
 	// The caps of an own queue found by a group test are cut together:
 	// where one is cut, the others of its group still under their own
-	// queue's cap are cut by the same share, at the same time. Each cut on
+	// queue's cap are cut by the same factor, at the same time. Each cut on
 	// its own excess over its own baseline, the one with the lowest
 	// baseline read the queue they share as over its tolerance first, and
 	// was cut alone, again and again, while the others' caps grew into
 	// the room (random-11's slow dependency: api2 at 0.49 of its share;
 	// 0.74 with the joint cuts).
 	for _, p := range *ps {
-		if p == nil || p.own.group == 0 || p.own.phase != ownQueue || !p.own.separate || !(p.own.capSlots < p.own.capBefore) {
+		if p == nil || p.own.group == 0 || p.own.phase != ownQueue || !p.own.separate || !p.own.cut {
 			continue
 		}
-		share := p.own.capSlots / p.own.capBefore
 		for _, q := range *ps {
-			if q == nil || q == p || q.own.group != p.own.group || q.own.phase != ownQueue || !q.own.separate || q.own.capSlots < q.own.capBefore {
+			if q == nil || q == p || q.own.group != p.own.group || q.own.phase != ownQueue || !q.own.separate || q.own.cut {
 				continue
 			}
-			q.own.capSlots, q.own.sinceCut = math.Max(1, q.own.capSlots*share), 0
+			// A member at its floor of one slot is cut all the same: the
+			// others' requests fill the queue it reads.
+			q.own.capSlots, q.own.sinceCut, q.own.cut = math.Max(1, q.own.capSlots*ownQueueCut), 0, true
 			q.publishCap()
+		}
+	}
+	// A partition that shows, when an own queue's cap is cut, half that
+	// queue's excess or more beyond the shared one, and was no part of
+	// the test that found it, queues there too: it came to that
+	// bottleneck since (a ramp of its demand), or was too light then to
+	// show it. Its requests fill the room each cut frees, and the cuts,
+	// taken on the queue they make together, fall on the capped one
+	// alone: random-3525's ramp found api4's queue at its bottleneck
+	// while api1, which crosses it too, sent a tenth of its peak; api1's
+	// requests in flight there went from 3 to 26 as api4's cap went from
+	// 13 to 1, and api4 kept 0.32 of its share. It joins the queue's
+	// group, under a cap of what it holds now, and the group's caps are
+	// cut together and grow by what each is short of (below).
+	for _, p := range *ps {
+		if p == nil {
+			continue
+		}
+		o := &p.own
+		if o.phase != ownQueue || !o.separate || !o.cut || math.IsNaN(shared) {
+			continue
+		}
+		excess := o.latencyNs() - o.baseNs - others - o.extraNs
+		if !(excess > 0) {
+			continue
+		}
+		for _, q := range *ps {
+			// Not one a test of its own is due for: an excess of half
+			// its baseline may be a dependency of its own, which its
+			// cap's cuts, joint with the group's, would not drain. Nor
+			// one a test ended on lately (holdoff), nor one whose test
+			// cap is on its way out.
+			if q == nil || q.own.separate || q.own.rampCap > 0 || q.own.holdoff > 0 || q.unanswered.Load() ||
+				q.own.measured < ownSettle || q.own.due(shared, 0.5) {
+				continue
+			}
+			if e := q.own.latencyNs() - q.own.baseNs - shared; !(e >= excess/2 && e > 3*q.own.errorNs() && e > shared) {
+				continue
+			}
+			if o.group == 0 {
+				c.groups++
+				o.group = c.groups
+			}
+			q.own.joinQueue(q.own.inFlightNow, float64(q.capHits.Load()), o.group)
+			q.publishCap()
+		}
+	}
+	// The room the caps of a group grew into this tick is split by what
+	// each member's cap held back: its refused requests times its
+	// latency, the slots it is short of (Little's law). Each grew by a
+	// share of its own cap, and the cuts take the same share of each,
+	// so the split a test left would stay whatever the members' demand:
+	// random-3525's api1 and api4 share a bottleneck, a test left their
+	// caps about equal (9 and 10 slots), and api4, with nearly four times
+	// api1's demand in slots, kept 0.69 of its proportional share while
+	// api1 kept 2.25 of its own. Growth in
+	// proportion to what is short makes each member's cap converge to
+	// the same fraction of its demand (as additive increase with
+	// multiplicative decrease converges to fair shares).
+	for _, p := range *ps {
+		if p == nil || p.own.group == 0 || !p.own.grew() {
+			continue
+		}
+		var grown, short float64
+		for _, q := range *ps {
+			if q != nil && q.own.group == p.own.group && q.own.grew() {
+				grown += q.own.capSlots - q.own.capBefore
+				short += q.own.shortSlots()
+			}
+		}
+		if short > 0 {
+			for _, q := range *ps {
+				if q != nil && q.own.group == p.own.group && q.own.grew() {
+					q.own.capSlots = q.own.capBefore + grown*q.own.shortSlots()/short
+					q.own.capBefore = q.own.capSlots // done: not split again
+					q.publishCap()
+				}
+			}
 		}
 	}
 	// A cap that went while it held requests back (a verdict of slower
@@ -717,6 +819,30 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 		p.own.started = false
 	}
+}
+
+// joinQueue puts a partition under a cap of inFlight slots as a member of
+// an own queue's group, with hits its cap refusals so far.
+func (o *ownState) joinQueue(inFlight, hits float64, group uint64) {
+	o.separate, o.phase, o.group = true, ownQueue, group
+	o.capSlots = math.Max(1, math.Ceil(inFlight))
+	o.capBefore = o.capSlots
+	o.hits, o.sinceCut, o.quiet, o.streakCap, o.extraNs = hits, 0, 0, 0, 0
+}
+
+// grew reports whether an own queue's cap grew this tick.
+func (o *ownState) grew() bool {
+	return o.phase == ownQueue && o.separate && o.capSlots > o.capBefore
+}
+
+// shortSlots is the slots a partition's cap is short of its demand: its
+// refused requests a second times its latency, in seconds (0 unmeasured).
+func (o *ownState) shortSlots() float64 {
+	lat := o.latencyNs()
+	if math.IsNaN(lat) {
+		return 0
+	}
+	return o.refusedN / ownWindow * lat / 1e9
 }
 
 // settled reports whether the partition's baseline was learned at least
@@ -1003,7 +1129,7 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 			}
 			o.streakCap, o.streakOwn, o.streakRate = o.capSlots, own, o.n
 		}
-		o.capSlots, o.sinceCut = math.Max(1, next), 0
+		o.capSlots, o.sinceCut, o.cut = math.Max(1, next), 0, true
 	case held:
 		o.quiet = 0
 		o.capSlots += dt * math.Max(1, ownQueueGrow*o.capSlots)

@@ -1394,3 +1394,93 @@ func TestSeparateGroupOwnQueue(t *testing.T) {
 	}
 	t.Fatalf("no test of both A and C in 30 s (tested %v)", tested)
 }
+
+// TestSeparateGroupSplitsByDemand: after a group test found a queue two
+// APIs share, one's demand triples. The room their caps grow into goes to
+// each in proportion to the slots it is short of, so that both keep about
+// the same fraction of what they are sent, as a proportional share would;
+// growth by a share of each cap keeps the split the test left, and the
+// API whose demand grew keeps a third of the other's fraction.
+func TestSeparateGroupSplitsByDemand(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	b := &ownShared{serveNs: int64(time.Millisecond)}
+	n := &ownAPI{p: c.Partition(1), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
+	a := &ownAPI{p: c.Partition(2), perTick: 3, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 1}
+	cm := &ownAPI{p: c.Partition(3), perTick: 3, latencyNs: int64(30 * time.Millisecond), shared: b, visits: 1}
+	b.members = []*ownAPI{a, cm}
+	apis := []*ownAPI{n, a, cm}
+	now := runOwn(c, apis, 0, 150, true)
+	a.perTick, cm.perTick = 12, 12
+	tested := false
+	for range 300 {
+		now = runOwn(c, apis, now, 1, true)
+		if a.p.own.testing() && cm.p.own.testing() {
+			tested = true
+		} else if tested {
+			break
+		}
+	}
+	if !tested || a.p.own.phase != ownQueue || cm.p.own.phase != ownQueue || a.p.own.group == 0 || a.p.own.group != cm.p.own.group {
+		t.Fatalf("no group own queue after 30 s: tested %v, A phase %d group %d, C phase %d group %d",
+			tested, a.p.own.phase, a.p.own.group, cm.p.own.phase, cm.p.own.group)
+	}
+	a.perTick = 36
+	now = runOwn(c, apis, now, 400, true)
+	var aN, cN int
+	for range 200 {
+		now = runOwn(c, apis, now, 1, true)
+		aN, cN = aN+a.answered, cN+cm.answered
+		if a.p.own.phase != ownQueue || cm.p.own.phase != ownQueue {
+			t.Fatalf("the group ended: A phase %d, C phase %d", a.p.own.phase, cm.p.own.phase)
+		}
+	}
+	fa, fc := float64(aN)/float64(200*a.perTick), float64(cN)/float64(200*cm.perTick)
+	t.Logf("A answers %.2f of what it is sent, C %.2f (caps %.1f and %.1f)", fa, fc, a.p.own.capSlots, cm.p.own.capSlots)
+	if r := fa / fc; r < 0.7 || r > 1.4 {
+		t.Errorf("A answers %.2f of what it is sent, C %.2f (a ratio of %.2f); want about the same fraction (caps %.1f and %.1f)",
+			fa, fc, r, a.p.own.capSlots, cm.p.own.capSlots)
+	}
+}
+
+// TestSeparateLateMemberJoinsTheQueue: a test of A alone found a queue of
+// its own while C, which crosses the same bottleneck, sent a request a
+// tick. C's demand then grows: its requests fill the room each cut of
+// A's cap frees, and the queue A's cuts answer is theirs together. C
+// joins A's group under a cap of its own, and both keep about the same
+// fraction of what they send.
+func TestSeparateLateMemberJoinsTheQueue(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	b := &ownShared{serveNs: int64(time.Millisecond)}
+	n := &ownAPI{p: c.Partition(1), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
+	a := &ownAPI{p: c.Partition(2), perTick: 3, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 1}
+	cm := &ownAPI{p: c.Partition(3), perTick: 1, latencyNs: int64(30 * time.Millisecond), shared: b, visits: 1}
+	b.members = []*ownAPI{a, cm}
+	apis := []*ownAPI{n, a, cm}
+	now := runOwn(c, apis, 0, 150, true)
+	a.perTick = 24
+	for range 300 {
+		now = runOwn(c, apis, now, 1, true)
+		if a.p.own.separate && a.p.own.phase == ownQueue {
+			break
+		}
+	}
+	if !a.p.own.separate || a.p.own.phase != ownQueue || cm.p.own.separate {
+		t.Fatalf("after 30 s: A separated %v phase %d, C separated %v; want A alone under a cap of its own", a.p.own.separate, a.p.own.phase, cm.p.own.separate)
+	}
+	cm.perTick = 12
+	now = runOwn(c, apis, now, 300, true)
+	if cm.p.own.phase != ownQueue || !cm.p.own.separate || cm.p.own.group == 0 || cm.p.own.group != a.p.own.group {
+		t.Fatalf("30 s after C's demand grew: C separated %v phase %d group %d, A's group %d; want C in A's group",
+			cm.p.own.separate, cm.p.own.phase, cm.p.own.group, a.p.own.group)
+	}
+	var aN, cN int
+	for range 200 {
+		now = runOwn(c, apis, now, 1, true)
+		aN, cN = aN+a.answered, cN+cm.answered
+	}
+	fa, fc := float64(aN)/float64(200*a.perTick), float64(cN)/float64(200*cm.perTick)
+	t.Logf("A answers %.2f of what it is sent, C %.2f (caps %.1f and %.1f)", fa, fc, a.p.own.capSlots, cm.p.own.capSlots)
+	if r := fa / fc; r < 0.7 || r > 1.4 {
+		t.Errorf("A answers %.2f of what it is sent, C %.2f (a ratio of %.2f); want about the same fraction", fa, fc, r)
+	}
+}
