@@ -54,8 +54,8 @@ import (
 //     (the slots it is short of), so that each keeps the same fraction
 //     of its demand. A partition not due for a test of its own that
 //     shows, when a group's or an own queue's cap is cut, half that
-//     queue's excess beyond the shared one joins it under a cap of what
-//     it holds.
+//     queue's excess beyond the shared one, and a quarter of its own
+//     baseline, joins it under a cap of what it holds.
 //   - A queue of its own keeps its cap, as its own limit, if the test
 //     was of this partition alone, its excess over its baseline fell by
 //     30 % from its highest, and no other partition's did (ownQueue): a
@@ -692,7 +692,12 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// requests in flight there went from 3 to 26 as api4's cap went from
 	// 13 to 1, and api4 kept 0.32 of its share. It joins the queue's
 	// group, under a cap of what it holds now, and the group's caps are
-	// cut together and grow by what each is short of (below).
+	// cut together and grow by what each is short of (below). Its excess
+	// must be a quarter of its own baseline too, as a group test's
+	// members' must (member): an own queue's excess may be a millisecond,
+	// half of which APIs that do not cross its bottleneck show as well
+	// (random-3615: two of them joined a 2 ms API's queue, and its slow
+	// drift kept 0.86 of proportional, 0.97 with the quarter).
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -715,7 +720,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 				q.own.measured < ownSettle || q.own.due(shared, 0.5) {
 				continue
 			}
-			if e := q.own.latencyNs() - q.own.baseNs - shared; !(e >= excess/2 && e > 3*q.own.errorNs() && e > shared) {
+			if e := q.own.latencyNs() - q.own.baseNs - shared; !(e >= excess/2 && e >= q.own.baseNs/4 && e > 3*q.own.errorNs() && e > shared) {
 				continue
 			}
 			if o.group == 0 {
