@@ -1337,6 +1337,19 @@ func TestSeparateOwnQueueKeepsItsCapWhileTheOthersHang(t *testing.T) {
 	}
 }
 
+// newGroupModel is N, which crosses no bottleneck, and A and C, which
+// cross one together, A sending 3 requests a tick and C cPerTick: the
+// limiter, A, C and all three (N first).
+func newGroupModel(cPerTick int) (*ConcurrencyLimiter, *ownAPI, *ownAPI, []*ownAPI) {
+	c := NewConcurrencyLimiter(1000)
+	b := &ownShared{serveNs: int64(time.Millisecond)}
+	n := &ownAPI{p: c.Partition(1), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
+	a := &ownAPI{p: c.Partition(2), perTick: 3, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 1}
+	cm := &ownAPI{p: c.Partition(3), perTick: cPerTick, latencyNs: int64(30 * time.Millisecond), shared: b, visits: 1}
+	b.members = []*ownAPI{a, cm}
+	return c, a, cm, []*ownAPI{n, a, cm}
+}
+
 // TestSeparateGroupOwnQueue: A and C cross a bottleneck N does not, and
 // queue there once their demand rises. A test of both halves what they
 // have in flight, and both their excesses fall while N's has none to: the
@@ -1346,13 +1359,7 @@ func TestSeparateOwnQueueKeepsItsCapWhileTheOthersHang(t *testing.T) {
 // share svc1, and the shared limit held everyone at their proportional
 // share where the first test was of both, 1.0 of it against 1.5.)
 func TestSeparateGroupOwnQueue(t *testing.T) {
-	c := NewConcurrencyLimiter(1000)
-	b := &ownShared{serveNs: int64(time.Millisecond)}
-	n := &ownAPI{p: c.Partition(1), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
-	a := &ownAPI{p: c.Partition(2), perTick: 3, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 1}
-	cm := &ownAPI{p: c.Partition(3), perTick: 3, latencyNs: int64(30 * time.Millisecond), shared: b, visits: 1}
-	b.members = []*ownAPI{a, cm}
-	apis := []*ownAPI{n, a, cm}
+	c, a, cm, apis := newGroupModel(3)
 	now := runOwn(c, apis, 0, 150, true)
 	a.perTick, cm.perTick = 12, 12
 	tested := false
@@ -1366,7 +1373,7 @@ func TestSeparateGroupOwnQueue(t *testing.T) {
 				t.Fatalf("tick %d, after a test of both: A separated %v phase %d, C separated %v phase %d; want both under caps of their own",
 					i, a.p.own.separate, a.p.own.phase, cm.p.own.separate, cm.p.own.phase)
 			}
-			if sep, cn := n.p.Separated(); sep || cn > 0 {
+			if sep, cn := apis[0].p.Separated(); sep || cn > 0 {
 				t.Errorf("N, which does not cross the bottleneck: separated %v, cap %d", sep, cn)
 			}
 			// The caps are cut together: their ratio stays where the
@@ -1402,13 +1409,7 @@ func TestSeparateGroupOwnQueue(t *testing.T) {
 // growth by a share of each cap keeps the split the test left, and the
 // API whose demand grew keeps a third of the other's fraction.
 func TestSeparateGroupSplitsByDemand(t *testing.T) {
-	c := NewConcurrencyLimiter(1000)
-	b := &ownShared{serveNs: int64(time.Millisecond)}
-	n := &ownAPI{p: c.Partition(1), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
-	a := &ownAPI{p: c.Partition(2), perTick: 3, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 1}
-	cm := &ownAPI{p: c.Partition(3), perTick: 3, latencyNs: int64(30 * time.Millisecond), shared: b, visits: 1}
-	b.members = []*ownAPI{a, cm}
-	apis := []*ownAPI{n, a, cm}
+	c, a, cm, apis := newGroupModel(3)
 	now := runOwn(c, apis, 0, 150, true)
 	a.perTick, cm.perTick = 12, 12
 	tested := false
@@ -1449,13 +1450,7 @@ func TestSeparateGroupSplitsByDemand(t *testing.T) {
 // joins A's group under a cap of its own, and both keep about the same
 // fraction of what they send.
 func TestSeparateLateMemberJoinsTheQueue(t *testing.T) {
-	c := NewConcurrencyLimiter(1000)
-	b := &ownShared{serveNs: int64(time.Millisecond)}
-	n := &ownAPI{p: c.Partition(1), perTick: 50, latencyNs: int64(5 * time.Millisecond)}
-	a := &ownAPI{p: c.Partition(2), perTick: 3, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 1}
-	cm := &ownAPI{p: c.Partition(3), perTick: 1, latencyNs: int64(30 * time.Millisecond), shared: b, visits: 1}
-	b.members = []*ownAPI{a, cm}
-	apis := []*ownAPI{n, a, cm}
+	c, a, cm, apis := newGroupModel(1)
 	now := runOwn(c, apis, 0, 150, true)
 	a.perTick = 24
 	for range 300 {
