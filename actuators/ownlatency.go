@@ -739,10 +739,10 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// random-3525's api1 and api4 share a bottleneck, a test left their
 	// caps about equal (9 and 10 slots), and api4, with nearly four times
 	// api1's demand in slots, kept 0.69 of its proportional share while
-	// api1 kept 2.25 of its own. Growth in
-	// proportion to what is short makes each member's cap converge to
-	// the same fraction of its demand (as additive increase with
-	// multiplicative decrease converges to fair shares).
+	// api1 kept 2.25 of its own. Growth in proportion to what is short
+	// makes each member's cap converge to the same fraction of its
+	// demand (as additive increase with multiplicative decrease
+	// converges to fair shares).
 	for _, p := range *ps {
 		if p == nil || p.own.group == 0 || !p.own.grew() {
 			continue
