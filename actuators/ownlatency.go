@@ -829,9 +829,16 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 // joinQueue puts a partition under a cap of inFlight slots as a member of
 // an own queue's group, with hits its cap refusals so far.
 func (o *ownState) joinQueue(inFlight, hits float64, group uint64) {
-	o.separate, o.phase, o.group = true, ownQueue, group
+	o.separate = true
 	o.capSlots = math.Max(1, math.Ceil(inFlight))
 	o.capBefore = o.capSlots
+	o.enterQueue(hits, group)
+}
+
+// enterQueue starts an own queue's phase under the cap the partition has,
+// as a member of group (0: alone), with hits its cap refusals so far.
+func (o *ownState) enterQueue(hits float64, group uint64) {
+	o.phase, o.group = ownQueue, group
 	o.hits, o.sinceCut, o.quiet, o.streakCap, o.extraNs = hits, 0, 0, 0, 0
 }
 
@@ -1019,11 +1026,11 @@ func (p *Partition) separate(shared, others, widest, groupNs, othersFell float64
 		case held && own >= 0.8*o.ref && !backfill.explains(own, o.freed):
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
 		case held && (o.solo || groupID != 0) && fell >= 0.3 && othersFell < math.Max(0.1, fell/3):
-			o.phase, o.hits, o.sinceCut, o.quiet, o.streakCap, o.extraNs = ownQueue, float64(p.capHits.Load()), 0, 0, 0, 0
-			o.group = 0
+			group := uint64(0)
 			if !o.solo {
-				o.group = groupID
+				group = groupID
 			}
+			o.enterQueue(float64(p.capHits.Load()), group)
 		default:
 			p.endTest()
 			return
