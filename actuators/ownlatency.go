@@ -52,28 +52,34 @@ import (
 //     together by a fifth when any one of them is cut, and the room the
 //     caps grow into is split by what each refused times its latency
 //     (the slots it is short of), so that each keeps the same fraction
-//     of its demand. A partition not due for a test of its own that
-//     shows, when a group's or an own queue's cap is cut, half that
-//     queue's excess beyond the shared one, and a quarter of its own
-//     baseline, joins it under a cap of what it holds.
-//   - A queue of its own keeps its cap, as its own limit, if the test
-//     was of this partition alone, its excess over its baseline fell by
-//     30 % from its highest, and no other partition's did (ownQueue): a
-//     bottleneck no other API crosses, which the shared limit could drain
-//     only by cutting every API. The cap is cut by a fifth while the
-//     excess beyond the others' is over half the baseline (the shared
-//     limit's controller's tolerance with few in flight), grows while
-//     it refuses requests and the excess is under that, and goes once
-//     it has refused nothing for ownHoldoff seconds; the partition's
-//     latency beyond its baseline plus the others' excess is its own, as
-//     a slower dependency's is. Cuts in a row that halve the cap and
-//     leave the excess within 0.8 of where they began are not the
-//     answer: where no other partition shows a quarter of that excess
-//     over its baseline and the partition's answers a second fell with
-//     the cap, a dependency only this partition calls slowed, and the
-//     cap takes its time as part of the latency without a queue and goes
-//     back to where the cuts began; else the partition joins, as after
-//     the next case.
+//     of its demand. Each member judges the queue they share against the
+//     geometric mean of its own baseline and the group's (the members'
+//     baselines weighted by their answers), and a test's members count
+//     cuts in a row (below) in the group's room, not their own caps. A
+//     partition not due for a test of its own, with ownMinInFlight
+//     requests in flight, that shows, when a group's or an own queue's
+//     cap is cut, half that queue's excess beyond the shared one, and a
+//     quarter of its own baseline, joins it under a cap of what it
+//     holds.
+//   - A queue of its own keeps its cap, as its own limit, if the test was
+//     of this partition alone, its excess over its baseline fell by 30 %
+//     from its highest, and no other partition's did, neither as a share
+//     of its own highest nor in milliseconds by a third of the tested
+//     one's fall (ownQueue): a bottleneck no other API crosses, which the
+//     shared limit could drain only by cutting every API. The cap is cut
+//     by a fifth while the excess beyond the others' is over half the
+//     baseline (the shared limit's controller's tolerance with few in
+//     flight), grows while it refuses requests and the excess is under
+//     that, and goes once it has refused nothing for ownHoldoff seconds;
+//     the partition's latency beyond its baseline plus the others' excess
+//     is its own, as a slower dependency's is. Cuts in a row that halve
+//     the cap and leave the excess within 0.8 of where they began are not
+//     the answer: where no other partition shows a quarter of that excess
+//     over its baseline and the partition's answers a second fell with the
+//     cap, a dependency only this partition calls slowed, and the cap
+//     takes its time as part of the latency without a queue and goes back
+//     to where the cuts began; else the partition joins, as after the next
+//     case.
 //   - Anything else (a queue others share, or no clear verdict) is the
 //     shared limit's to control, as without Separate, and is not tested
 //     again for ownHoldoff seconds, twice as long after each such verdict
@@ -154,6 +160,14 @@ type ownState struct {
 	// only this partition calls, learned as part of its latency without a
 	// queue when cuts left the excess (ownQueue).
 	hits, sinceCut, quiet, streakCap, streakOwn, streakRate, extraNs float64
+	// slots is the room cuts in a row are measured in: the caps of the
+	// partition's group together (a test's members), or its own cap
+	// (alone, or late), and streakSlots that room when they began.
+	slots, streakSlots float64
+	// tolBaseNs is the baseline an own queue's excess is judged against:
+	// its own, or, in a group, the geometric mean of its own and the
+	// group's (its members' baselines weighted by their answers).
+	tolBaseNs float64
 	// group, for an own queue found by a test of several partitions
 	// together, or joined by a partition that queues there too (0: one
 	// partition's alone), names the partitions whose caps are cut
@@ -161,6 +175,9 @@ type ownState struct {
 	// (Separate), and capBefore is the cap before this tick's decisions.
 	group     uint64
 	capBefore float64
+	// late marks a member that joined a group's queue after the test
+	// that found it (joinQueue).
+	late bool
 	// refusedN is the requests refused (capRefused) over the last
 	// second or so, weighted as n is, and refusedAt the count last read.
 	refusedN, refusedAt float64
@@ -565,8 +582,14 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	}
 	// How far did the other partitions' excesses fall from their highest
 	// during a solo test (of those whose excess reached a quarter of
-	// their baselines), as a share of it, at most?
-	othersFell := 0.0
+	// their baselines), as a share of it, at most? And by how much, in
+	// time, where both that fall and the highest excess are over three
+	// standard errors of its mean (for all of them)? A queue is paid in
+	// the same milliseconds by every request that waits in it: an API
+	// many times as costly as the tested one shows it as a sliver of its
+	// baseline. Only a solo test is judged by the second: the highest
+	// excesses are those since one began.
+	var othersFell ownFall
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -578,8 +601,14 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		if raw := lat - p.own.baseNs; math.IsNaN(p.own.atTest) || raw > p.own.atTest {
 			p.own.atTest = raw
 		}
-		if !p.own.testing() && p.own.atTest > 0.25*p.own.baseNs {
-			othersFell = math.Max(othersFell, 1-(lat-p.own.baseNs)/p.own.atTest)
+		if p.own.testing() {
+			continue
+		}
+		if p.own.atTest > 0.25*p.own.baseNs {
+			othersFell.share = math.Max(othersFell.share, 1-(lat-p.own.baseNs)/p.own.atTest)
+		}
+		if d := p.own.atTest - (lat - p.own.baseNs); math.Min(d, p.own.atTest) > 3*p.own.errorNs() {
+			othersFell.ns = math.Max(othersFell.ns, d)
 		}
 	}
 	// How many more requests in flight do the partitions watched since the
@@ -645,6 +674,57 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	for _, p := range *ps {
 		if p != nil {
 			p.own.capBefore = p.own.capSlots
+		}
+	}
+	// Cuts in a row are measured in the room of the group, for a member
+	// of the test that found its queue: a joint cut takes a fifth of
+	// each cap, and the growth goes to the members short of slots, so a
+	// member's own cap may halve while the group's room does not
+	// (repeat-visits' slow dependency: feed's cap fell by half as
+	// report's grew, its excess stayed, and the streak's verdict handed
+	// feed's queue to the shared limit, where its p99 went to 1.7 × its
+	// SLO). A late member's cap is no part of that room, and its own
+	// cuts in a row are measured in its own cap: the test that found the
+	// queue did not find it there (random-902's retry storm: api5 joined
+	// api1's own queue with 24 slots, and in a room that counted them,
+	// api1's cuts at its floor of one slot, its excess unmoved, never
+	// made a streak; api1 kept 0.32 of its share).
+	//
+	// The members of a group see the same queue, in the same
+	// milliseconds a visit, and judge it against the geometric mean of
+	// their own baselines and the group's (weighted by their answers), as
+	// the shared latency weighs an answer's excess (ReleaseAfter): each
+	// against its own, the cheapest member read a queue of a millisecond
+	// as over its tolerance, and cut every cap of the group while the
+	// costly members' growth waited (random-3615's retry storm: a 2 ms
+	// and a 62 ms API at one service, the costly one's p99 559 ms
+	// against its 270 ms SLO, 193 with the geometric mean).
+	for _, p := range *ps {
+		if p == nil {
+			continue
+		}
+		o := &p.own
+		o.slots, o.tolBaseNs = o.capSlots, o.baseNs
+		if o.group == 0 {
+			continue
+		}
+		var sum, n, slots float64
+		for _, q := range *ps {
+			if q != nil && q.own.group == o.group && q.own.phase == ownQueue && q.own.separate {
+				if !q.own.late {
+					slots += q.own.capSlots
+				}
+				if q.own.n > 0 && !math.IsNaN(q.own.baseNs) {
+					sum += q.own.n * q.own.baseNs
+					n += q.own.n
+				}
+			}
+		}
+		if !o.late {
+			o.slots = slots
+		}
+		if n > 0 {
+			o.tolBaseNs = math.Sqrt(o.baseNs * sum / n)
 		}
 	}
 	for _, p := range *ps {
@@ -715,9 +795,14 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			// its baseline may be a dependency of its own, which its
 			// cap's cuts, joint with the group's, would not drain. Nor
 			// one a test ended on lately (holdoff), nor one whose test
-			// cap is on its way out.
+			// cap is on its way out, nor one with fewer requests in
+			// flight than a test needs: a cap of one or two slots holds
+			// too little to fill a queue, and only starves it
+			// (random-3523's ramp: api2, which crosses two other
+			// services, joined api4's queue at a millisecond of excess,
+			// under a cap of one).
 			if q == nil || q.own.separate || q.own.rampCap > 0 || q.own.holdoff > 0 || q.unanswered.Load() ||
-				q.own.measured < ownSettle || q.own.due(shared, 0.5) {
+				q.own.measured < ownSettle || q.own.due(shared, 0.5) || q.own.inFlightNow < ownMinInFlight {
 				continue
 			}
 			if e := q.own.latencyNs() - q.own.baseNs - shared; !(e >= excess/2 && e >= q.own.baseNs/4 && e > 3*q.own.errorNs() && e > shared) {
@@ -833,12 +918,13 @@ func (o *ownState) joinQueue(inFlight, hits float64, group uint64) {
 	o.capSlots = math.Max(1, math.Ceil(inFlight))
 	o.capBefore = o.capSlots
 	o.enterQueue(hits, group)
+	o.late = true
 }
 
 // enterQueue starts an own queue's phase under the cap the partition has,
 // as a member of group (0: alone), with hits its cap refusals so far.
 func (o *ownState) enterQueue(hits float64, group uint64) {
-	o.phase, o.group = ownQueue, group
+	o.phase, o.group, o.late = ownQueue, group, false
 	o.hits, o.sinceCut, o.quiet, o.streakCap, o.extraNs = hits, 0, 0, 0, 0
 }
 
@@ -913,7 +999,7 @@ func (o *ownState) errorNs() float64 {
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
-func (p *Partition) separate(shared, others, widest, groupNs, othersFell float64, backfill ownBackfill, dt float64, group bool, groupID uint64, limited, fresh bool) {
+func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell ownFall, backfill ownBackfill, dt float64, group bool, groupID uint64, limited, fresh bool) {
 	o := &p.own
 	if !limited && o.testing() {
 		p.join() // no verdict, and none needed: nothing was judged
@@ -995,7 +1081,12 @@ func (p *Partition) separate(shared, others, widest, groupNs, othersFell float64
 		// A queue the halving drained by 30 % or more, in a test of this
 		// partition alone, while no other partition's excess fell by a
 		// third as much (or a tenth) with it, is the partition's own: a
-		// bottleneck that no other crosses.
+		// bottleneck that no other crosses. Nor by a third of its fall in
+		// milliseconds: random-3615's api3 (2 ms) and api4 (62 ms) share a
+		// service, a test of api3 drained 2 of its 3.6 ms, and api4's
+		// excess fell by 3.9 ms with it, a sixteenth of api4's baseline;
+		// read as api3's own, its queue held api3 to 0.53 of its share
+		// under a cap while api4 took the room (ownFall).
 		// The excesses are over the baselines, not the shared excess: the
 		// others may take the room the cap leaves at a bottleneck they
 		// share, and raise the shared excess by what this one's excess
@@ -1025,7 +1116,8 @@ func (p *Partition) separate(shared, others, widest, groupNs, othersFell float64
 		switch {
 		case held && own >= 0.8*o.ref && !backfill.explains(own, o.freed):
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
-		case held && (o.solo || groupID != 0) && fell >= 0.3 && othersFell < math.Max(0.1, fell/3):
+		case held && (o.solo || groupID != 0) && fell >= 0.3 && othersFell.share < math.Max(0.1, fell/3) &&
+			(!o.solo || othersFell.ns < fell*o.atTest/3):
 			group := uint64(0)
 			if !o.solo {
 				group = groupID
@@ -1064,20 +1156,20 @@ func (p *Partition) separate(shared, others, widest, groupNs, othersFell float64
 
 // ownQueue runs one tick of a partition's own limit, given its own excess
 // and its mean latency lat: the cap is cut while the excess is over half
-// the baseline (and three standard errors), once a second or once a
+// the baseline it is judged by (tolBaseNs; and three standard errors),
+// once a second or once a
 // latency, whichever is longer, so that each cut shows before the next;
-// else it grows while it holds back requests. Cuts in a row that halve
-// the cap and leave the excess within 0.8 of where they began do not
-// drain a queue: where no other partition's excess over its baseline
-// (widest, the largest) is a quarter of it and the partition's answers a
-// second fell with the cap, the excess is an own dependency's time, which
-// the cap learns (extraNs) before it goes back to where the cuts began;
-// else the partition joins, and waits as after a test that found a
-// queue. Once it
-// has held nothing back and its queue has not shown for ownHoldoff
-// seconds, the bottleneck has room again (the demand fell, or its
-// capacity came back), and the partition joins the shared limit; it
-// reports whether it did not.
+// else it grows while it holds back requests. Cuts in a row that halve the
+// cap (for a member of a group test, the group's room: o.slots) and leave
+// the excess within 0.8 of where they began do not drain a queue: where no
+// other partition's excess over its baseline (widest, the largest) is a
+// quarter of it and the partition's answers a second fell with the cap,
+// the excess is an own dependency's time, which the cap learns (extraNs)
+// before it goes back to where the cuts began; else the partition joins,
+// and waits as after a test that found a queue. Once it has held nothing
+// back and its queue has not shown for ownHoldoff seconds, the bottleneck
+// has room again (the demand fell, or its capacity came back), and the
+// partition joins the shared limit; it reports whether it did not.
 func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 	o := &p.own
 	// The dependency's learned time follows a faster one down at once (to
@@ -1095,16 +1187,16 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 	held := hits > o.hits
 	o.hits, o.sinceCut = hits, o.sinceCut+dt
 	switch {
-	case own > 0.5*o.baseNs && own > 3*o.errorNs():
+	case own > 0.5*o.tolBaseNs && own > 3*o.errorNs():
 		o.quiet = 0
 		if o.sinceCut < math.Max(ownWindow, lat/1e9) {
 			break
 		}
 		if o.streakCap == 0 {
-			o.streakCap, o.streakOwn, o.streakRate = o.capSlots, own, o.n
+			o.streakCap, o.streakSlots, o.streakOwn, o.streakRate = o.capSlots, o.slots, own, o.n
 		}
 		next := o.capSlots * ownQueueCut
-		if next < o.streakCap/2 {
+		if o.slots*ownQueueCut < o.streakSlots/2 {
 			if own > 0.8*o.streakOwn {
 				// Cuts in a row halved the cap and the excess stays: the
 				// latency does not follow the cap. Where no other
@@ -1139,7 +1231,7 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 				p.endTest()
 				return false
 			}
-			o.streakCap, o.streakOwn, o.streakRate = o.capSlots, own, o.n
+			o.streakCap, o.streakSlots, o.streakOwn, o.streakRate = o.capSlots, o.slots, own, o.n
 		}
 		o.capSlots, o.sinceCut, o.cut = math.Max(1, next), 0, true
 	case held:
@@ -1287,6 +1379,11 @@ func (o *ownState) little() float64 {
 // mean latency of lat ns: its throughput over the last second or so times
 // lat.
 func (o *ownState) littleAt(lat float64) float64 { return o.n / ownWindow * lat / 1e9 }
+
+// ownFall is how far the excesses of the partitions not under test fell
+// during a solo test, at most: as a share of their highest (share), and in
+// nanoseconds (ns).
+type ownFall struct{ share, ns float64 }
 
 // backfillShare is the most of the slots a test's cap frees that the
 // partitions watched when it began may take for a verdict of slower
