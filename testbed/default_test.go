@@ -60,6 +60,17 @@ func defaultPolicy(t *testing.T) Policy {
 	return Policy{Name: "default", Templates: loadPolicy(t, "../policies/default.cue")}
 }
 
+// steadyP99sWithinSLOs fails t for each API of app whose steady-half p99
+// in r is over its SLO.
+func steadyP99sWithinSLOs(t *testing.T, app App, r Report) {
+	t.Helper()
+	for i, api := range r.APIs {
+		if slo := float64(app.APIs[i].SLO / time.Millisecond); r.PerAPI[api].Steady.P99Ms > slo {
+			t.Errorf("%s: steady p99 %.0f ms, want ≤ its SLO %v", api, r.PerAPI[api].Steady.P99Ms, app.APIs[i].SLO)
+		}
+	}
+}
+
 // adversarialApp loads apps/adversarial/name.json.
 func adversarialApp(t *testing.T, name string) App {
 	t.Helper()
@@ -809,11 +820,7 @@ func TestDefaultSLOLeavesTheBottleneckBusy(t *testing.T) {
 func TestDefaultPolicyTestIsNotFooledByBackfill(t *testing.T) {
 	app := RandomAppOf(11)
 	r := simulateVirtual(t, app, "surge", defaultPolicy(t))
-	for i, api := range r.APIs {
-		if slo := float64(app.APIs[i].SLO / time.Millisecond); r.PerAPI[api].Steady.P99Ms > slo {
-			t.Errorf("%s: steady p99 %.0f ms, want ≤ its SLO %v", api, r.PerAPI[api].Steady.P99Ms, app.APIs[i].SLO)
-		}
-	}
+	steadyP99sWithinSLOs(t, app, r)
 }
 
 // random:2429 under a hung dependency: api1's calls hang for the middle
@@ -967,11 +974,7 @@ func TestDefaultSLOSizesTheQueueByTheCheapMinority(t *testing.T) {
 	if got := r.Steady.GoodputRatio; got < 0.93 {
 		t.Errorf("steady half %.2f of proportional, want ≥ 0.93", got)
 	}
-	for i, api := range r.APIs {
-		if slo := float64(app.APIs[i].SLO / time.Millisecond); r.PerAPI[api].Steady.P99Ms > slo {
-			t.Errorf("%s: steady p99 %.0f ms, want ≤ its SLO %v", api, r.PerAPI[api].Steady.P99Ms, app.APIs[i].SLO)
-		}
-	}
+	steadyP99sWithinSLOs(t, app, r)
 }
 
 // hetero-cost at 0.8 of its capacity after a retry storm: its database
@@ -994,11 +997,7 @@ func TestDefaultSLOLetsBurstsUnderCapacityThroughARetryStorm(t *testing.T) {
 			if got := r.Steady.GoodputRatio; got < 0.95 {
 				t.Errorf("steady half %.2f of proportional, want ≥ 0.95", got)
 			}
-			for i, api := range r.APIs {
-				if slo := float64(app.APIs[i].SLO / time.Millisecond); r.PerAPI[api].Steady.P99Ms > slo {
-					t.Errorf("%s: steady p99 %.0f ms, want ≤ its SLO %v", api, r.PerAPI[api].Steady.P99Ms, app.APIs[i].SLO)
-				}
-			}
+			steadyP99sWithinSLOs(t, app, r)
 		})
 	}
 }
@@ -1014,11 +1013,7 @@ func TestDefaultSLOLetsBurstsUnderCapacityThroughARetryStorm(t *testing.T) {
 func TestDefaultPolicyKeepsAGroupsQueueWhileItsSplitMoves(t *testing.T) {
 	app := adversarialApp(t, "repeat-visits")
 	r := simulateVirtual(t, app, "slow-dependency", defaultPolicy(t))
-	for i, api := range r.APIs {
-		if slo := float64(app.APIs[i].SLO / time.Millisecond); r.PerAPI[api].Steady.P99Ms > slo {
-			t.Errorf("%s: steady p99 %.0f ms, want ≤ its SLO %v", api, r.PerAPI[api].Steady.P99Ms, app.APIs[i].SLO)
-		}
-	}
+	steadyP99sWithinSLOs(t, app, r)
 }
 
 // random:3615's retry storm: api3 (2 ms, a 30 ms SLO) and api4 (62 ms, of
