@@ -50,17 +50,17 @@ import (
 //     excess fallen by 30 %, while a measured partition stayed outside,
 //     found a queue of theirs: they keep their caps as a group, cut
 //     together by a fifth when any one of them is cut, and the room the
-//     caps grow into is split by what each refused times its latency
-//     (the slots it is short of), so that each keeps the same fraction
-//     of its demand. Each member judges the queue they share against the
+//     caps grow into is split by what each refused times its latency (the
+//     slots it is short of), so that each keeps the same fraction of its
+//     demand. Each member judges the queue they share against the
 //     geometric mean of its own baseline and the group's (the members'
-//     baselines weighted by their answers), and a test's members count
-//     cuts in a row (below) in the group's room, not their own caps. A
-//     partition not due for a test of its own, with ownMinInFlight
-//     requests in flight, that shows, when a group's or an own queue's
-//     cap is cut, half that queue's excess beyond the shared one, and a
-//     quarter of its own baseline, joins it under a cap of what it
-//     holds.
+//     baselines weighted by their answers; tolBaseNs) instead of its own
+//     (below), and a test's members count cuts in a row (below) in the
+//     room of the test's members' caps, not their own. A partition not due
+//     for a test of its own, with ownMinInFlight requests in flight, that
+//     shows, when a group's or an own queue's cap is cut, half that
+//     queue's excess beyond the shared one, and a quarter of its own
+//     baseline, joins it under a cap of what it holds.
 //   - A queue of its own keeps its cap, as its own limit, if the test was
 //     of this partition alone, its excess over its baseline fell by 30 %
 //     from its highest, and no other partition's did, neither as a share
@@ -161,9 +161,12 @@ type ownState struct {
 	// queue when cuts left the excess (ownQueue).
 	hits, sinceCut, quiet, streakCap, streakOwn, streakRate, extraNs float64
 	// slots is the room cuts in a row are measured in: the caps of the
-	// partition's group together (a test's members), or its own cap
-	// (alone, or late), and streakSlots that room when they began.
-	slots, streakSlots float64
+	// members of the test that found the partition's queue together
+	// (members of them, late members left out), or its own cap (alone, or
+	// late); streakSlots is that room when they began, and streakMembers
+	// their members then.
+	slots, streakSlots     float64
+	members, streakMembers int
 	// tolBaseNs is the baseline an own queue's excess is judged against:
 	// its own, or, in a group, the geometric mean of its own and the
 	// group's (its members' baselines weighted by their answers).
@@ -704,15 +707,17 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			continue
 		}
 		o := &p.own
-		o.slots, o.tolBaseNs = o.capSlots, o.baseNs
+		o.slots, o.members, o.tolBaseNs = o.capSlots, 1, o.baseNs
 		if o.group == 0 {
 			continue
 		}
 		var sum, n, slots float64
+		members := 0
 		for _, q := range *ps {
 			if q != nil && q.own.group == o.group && q.own.phase == ownQueue && q.own.separate {
 				if !q.own.late {
 					slots += q.own.capSlots
+					members++
 				}
 				if q.own.n > 0 && !math.IsNaN(q.own.baseNs) {
 					sum += q.own.n * q.own.baseNs
@@ -721,7 +726,11 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			}
 		}
 		if !o.late {
-			o.slots = slots
+			o.slots, o.members = slots, members
+		}
+		// A member that left took its cap out of the room: no cut did.
+		if o.streakCap != 0 && o.members != o.streakMembers {
+			o.streakCap = 0
 		}
 		if n > 0 {
 			o.tolBaseNs = math.Sqrt(o.baseNs * sum / n)
@@ -802,7 +811,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			// services, joined api4's queue at a millisecond of excess,
 			// under a cap of one).
 			if q == nil || q.own.separate || q.own.rampCap > 0 || q.own.holdoff > 0 || q.unanswered.Load() ||
-				q.own.measured < ownSettle || q.own.due(shared, 0.5) || q.own.inFlightNow < ownMinInFlight {
+				q.own.measured < ownSettle || q.own.due(shared, 0.5) || !(q.own.inFlightNow >= ownMinInFlight) {
 				continue
 			}
 			if e := q.own.latencyNs() - q.own.baseNs - shared; !(e >= excess/2 && e >= q.own.baseNs/4 && e > 3*q.own.errorNs() && e > shared) {
@@ -1193,7 +1202,7 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 			break
 		}
 		if o.streakCap == 0 {
-			o.streakCap, o.streakSlots, o.streakOwn, o.streakRate = o.capSlots, o.slots, own, o.n
+			o.streakCap, o.streakSlots, o.streakOwn, o.streakRate, o.streakMembers = o.capSlots, o.slots, own, o.n, o.members
 		}
 		next := o.capSlots * ownQueueCut
 		if o.slots*ownQueueCut < o.streakSlots/2 {
@@ -1231,7 +1240,7 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 				p.endTest()
 				return false
 			}
-			o.streakCap, o.streakSlots, o.streakOwn, o.streakRate = o.capSlots, o.slots, own, o.n
+			o.streakCap, o.streakSlots, o.streakOwn, o.streakRate, o.streakMembers = o.capSlots, o.slots, own, o.n, o.members
 		}
 		o.capSlots, o.sinceCut, o.cut = math.Max(1, next), 0, true
 	case held:

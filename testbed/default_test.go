@@ -1019,9 +1019,10 @@ func TestDefaultPolicyKeepsAGroupsQueueWhileItsSplitMoves(t *testing.T) {
 // random:3615's retry storm: api3 (2 ms, a 30 ms SLO) and api4 (62 ms, of
 // which 35 at the same 10-worker service) share that service's queue.
 // At seed 2 a test of api3 alone drained it by 2 ms of api3's 3.6, and
-// api4's excess fell by 3.9 ms with it; but 3.9 ms is a sixteenth of
-// api4's baseline, and only a fall by a quarter of its baseline counted,
-// so the queue read as api3's own: api3 was capped alone, api4 took the
+// api4's excess fell by 3.9 ms with it; but its excess at its highest,
+// 6.8 ms, was a ninth of api4's baseline, and only an API whose excess
+// reached a quarter of its baseline counted, so the queue read as
+// api3's own: api3 was capped alone, api4 took the
 // room, and api3 kept 0.53 of its share (p99 872 ms). A queue is paid in
 // the same milliseconds by every request in it (ownFall). At seed 1 the
 // two queue there as a group, and api3, judged against its 2 ms
