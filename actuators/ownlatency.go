@@ -160,11 +160,11 @@ type ownState struct {
 	// only this partition calls, learned as part of its latency without a
 	// queue when cuts left the excess (ownQueue).
 	hits, sinceCut, quiet, streakCap, streakOwn, streakRate, extraNs float64
-	// slots is the room cuts in a row are measured in: the caps of the
-	// members of the test that found the partition's queue together
-	// (members of them, late members left out), or its own cap (alone, or
-	// late); streakSlots is that room when they began, and streakMembers
-	// their members then.
+	// slots is the room cuts in a row are measured in: for a member of
+	// the group test that found its queue, the caps of that test's
+	// members still under them (members of them); else its own cap
+	// (alone, or a late member). streakSlots and streakMembers are those
+	// when the cuts in a row began.
 	slots, streakSlots     float64
 	members, streakMembers int
 	// tolBaseNs is the baseline an own queue's excess is judged against:
@@ -1166,19 +1166,19 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 // ownQueue runs one tick of a partition's own limit, given its own excess
 // and its mean latency lat: the cap is cut while the excess is over half
 // the baseline it is judged by (tolBaseNs; and three standard errors),
-// once a second or once a
-// latency, whichever is longer, so that each cut shows before the next;
-// else it grows while it holds back requests. Cuts in a row that halve the
-// cap (for a member of a group test, the group's room: o.slots) and leave
-// the excess within 0.8 of where they began do not drain a queue: where no
-// other partition's excess over its baseline (widest, the largest) is a
-// quarter of it and the partition's answers a second fell with the cap,
-// the excess is an own dependency's time, which the cap learns (extraNs)
-// before it goes back to where the cuts began; else the partition joins,
-// and waits as after a test that found a queue. Once it has held nothing
-// back and its queue has not shown for ownHoldoff seconds, the bottleneck
-// has room again (the demand fell, or its capacity came back), and the
-// partition joins the shared limit; it reports whether it did not.
+// once a second or once a latency, whichever is longer, so that each cut
+// shows before the next; else it grows while it holds back requests. Cuts
+// in a row that halve the cap (for a member of a group test, the group's
+// room: o.slots) and leave the excess within 0.8 of where they began do
+// not drain a queue: where no other partition's excess over its baseline
+// (widest, the largest) is a quarter of it and the partition's answers a
+// second fell with the cap, the excess is an own dependency's time, which
+// the cap learns (extraNs) before it goes back to where the cuts began;
+// else the partition joins, and waits as after a test that found a queue.
+// Once it has held nothing back and its queue has not shown for ownHoldoff
+// seconds, the bottleneck has room again (the demand fell, or its capacity
+// came back), and the partition joins the shared limit; it reports whether
+// it did not.
 func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 	o := &p.own
 	// The dependency's learned time follows a faster one down at once (to
