@@ -28,6 +28,25 @@ type Report struct {
 	APIs   []string            `json:"apis"`
 	// Seconds is the whole run, warm-up included, over all APIs.
 	Seconds []SecondStats `json:"seconds"`
+	// Services are the app's bounded services in App order, with how
+	// busy their workers were: how near the policy ran the bottleneck to
+	// its physical limit. Virtual runs only (the live servers do not
+	// count their workers' time).
+	Services []ServiceStats `json:"services,omitempty"`
+}
+
+// ServiceStats is how busy one bounded service was over the scenario
+// proper and over its steady half (Stats.Steady's seconds): utilisation is
+// its workers' busy time over the worker time it had (a capacity drop
+// counts only the workers left), and queueing the mean wait in its queue
+// of the calls that took a worker in the window.
+type ServiceStats struct {
+	Name              string  `json:"name"`
+	Workers           int     `json:"workers"`
+	Utilisation       float64 `json:"utilisation"`
+	QueueingMs        float64 `json:"queueing_ms"`
+	SteadyUtilisation float64 `json:"steady_utilisation"`
+	SteadyQueueingMs  float64 `json:"steady_queueing_ms"`
 }
 
 // Stats summarise the requests of one API, or of all, over the scenario
@@ -142,6 +161,10 @@ type runTally struct {
 	scenario Scenario
 	tallies  []*tally
 	refs     []*references // per second, computed when first needed
+	// services holds, for each whole second T of the run, the bounded
+	// services' totals at its end (T+1 s), in App order; nil where the
+	// driver does not measure them (live).
+	services [][]serviceTotals
 }
 
 // references are one second's per-API capacity shares, at the offered
@@ -285,7 +308,42 @@ func (rt *runTally) report(policy, driver string, seed uint64) Report {
 	for t := range n {
 		r.Seconds = append(r.Seconds, rt.second(t))
 	}
+	r.Services = rt.serviceStats(from, steadyFrom, n)
 	return r
+}
+
+// serviceStats is each bounded service's ServiceStats over the seconds
+// [from, to) and [steadyFrom, to), or nil without service totals for
+// every second.
+func (rt *runTally) serviceStats(from, steadyFrom, to int) []ServiceStats {
+	if len(rt.services) < to {
+		return nil
+	}
+	// at is the totals at the start of second t: zero at the first.
+	at := func(t, i int) serviceTotals {
+		if t == 0 {
+			return serviceTotals{}
+		}
+		return rt.services[t-1][i]
+	}
+	window := func(a, b, i int) (utilisation, queueingMs float64) {
+		x, y := at(a, i), at(b, i)
+		utilisation = ratio(float64(y.busyNs-x.busyNs), float64(y.capacityNs-x.capacityNs))
+		queueingMs = ratio(float64(y.waitNs-x.waitNs), float64(y.started-x.started)) / 1e6
+		return utilisation, queueingMs
+	}
+	var out []ServiceStats
+	for _, svc := range rt.app.Services {
+		if svc.Workers <= 0 {
+			continue
+		}
+		i := len(out)
+		st := ServiceStats{Name: svc.Name, Workers: svc.Workers}
+		st.Utilisation, st.QueueingMs = window(from, to, i)
+		st.SteadyUtilisation, st.SteadyQueueingMs = window(steadyFrom, to, i)
+		out = append(out, st)
+	}
+	return out
 }
 
 // stats aggregates the seconds [from, to) of the given APIs.

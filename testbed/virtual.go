@@ -29,6 +29,9 @@ import (
 //     settle is the client timeout, or with retries the longest a request
 //     and all its retries can take, since by then every request that
 //     arrived in it has ended.
+//  8. service samples: at the end of each whole second, every bounded
+//     service's busy and available worker time and its queue's waits so
+//     far (the report's utilisation and queueing, ServiceStats).
 //
 // Only call completions need a heap, and it holds one entry per busy
 // worker. Queued requests wait in per-service FIFO rings. Every admitted
@@ -66,6 +69,7 @@ type virtualRun struct {
 	nextTick  int64
 	tickEvery int64 // 0: no ticks (no policies)
 	reported  int   // seconds reported so far
+	sampled   int   // whole seconds whose service totals are in the tally
 	retries   retryHeap
 	retryRand *rand.Rand // backoff jitter
 
@@ -106,6 +110,16 @@ type virtualService struct {
 	busyNs, capacityNs, accountedAt int64
 	waitNs                          int64
 	started                         int64
+	// total is the same since the start of the run, for the report.
+	total serviceTotals
+}
+
+// serviceTotals is a bounded service's worker-nanoseconds busy and
+// available, and the calls that took a worker and their waits in its
+// queue, since the start of a run: the report's utilisation and queueing
+// over a window are the differences of two of them (ServiceStats).
+type serviceTotals struct {
+	busyNs, capacityNs, waitNs, started int64
 }
 
 // account adds the time since the last change of busy or workers to the
@@ -114,6 +128,8 @@ func (s *virtualService) account(now int64) {
 	elapsed := now - s.accountedAt
 	s.busyNs += int64(s.busy) * elapsed
 	s.capacityNs += int64(s.workers) * elapsed
+	s.total.busyNs += int64(s.busy) * elapsed
+	s.total.capacityNs += int64(s.workers) * elapsed
 	s.accountedAt = now
 }
 
@@ -283,6 +299,19 @@ func (v *virtualRun) serviceLoads() []ServiceLoad {
 	return out
 }
 
+// sampleServices appends every bounded service's totals at the end of a
+// whole second (v.sampled) to the tally, in Services order.
+func (v *virtualRun) sampleServices() {
+	var at []serviceTotals
+	for i := range v.services {
+		if s := &v.services[i]; s.bounded {
+			s.account(v.now)
+			at = append(at, s.total)
+		}
+	}
+	v.tally.services = append(v.tally.services, at)
+}
+
 // run simulates the whole scenario and returns its tallies.
 func (v *virtualRun) run(ctx context.Context) error {
 	var err error
@@ -339,6 +368,9 @@ func (v *virtualRun) run(ctx context.Context) error {
 		case eventRetry:
 			r := heap.Pop(&v.retries).(retryEntry)
 			v.attempt(int(r.api), int(r.second), r.first, r.attempt, r.demand)
+		case eventSample:
+			v.sampled++
+			v.sampleServices()
 		case eventReport:
 			if v.onSecond != nil {
 				v.onSecond(v.reported)
@@ -360,6 +392,7 @@ const (
 	eventArrival
 	eventRetry
 	eventReport
+	eventSample
 )
 
 // next returns the earliest pending event; ties go to the lower kind.
@@ -390,6 +423,9 @@ func (v *virtualRun) next(seconds int) (eventKind, int64) {
 	}
 	if v.reported < seconds {
 		consider(eventReport, int64(v.reported+1)*int64(time.Second)+v.settleNs)
+	}
+	if v.sampled < seconds {
+		consider(eventSample, int64(v.sampled+1)*int64(time.Second))
 	}
 	return kind, at
 }
@@ -515,6 +551,8 @@ func (v *virtualRun) start(idx int32) {
 	if s := &v.services[call.service]; s.bounded {
 		s.waitNs += v.now - r.queued
 		s.started++
+		s.total.waitNs += v.now - r.queued
+		s.total.started++
 		if s.dagor != nil {
 			s.dagor.Started(v.now, time.Duration(v.now-r.queued))
 		}

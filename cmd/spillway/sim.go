@@ -368,6 +368,16 @@ func printSummary(w io.Writer, app testbed.App, r testbed.Report) {
 	row("total", "", "", "", r.Stats)
 	tw.Flush()
 	fmt.Fprintf(w, "ratio is goodput ÷ proportional: goodput over min(offered, capacity share) per second; ÷optimal is goodput over min(offered, the goodput-maximal admission of the LP); steady is the last half (%gs to %gs).\n", r.Steady.FromS, r.Steady.ToS)
+	if len(r.Services) == 0 {
+		return
+	}
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "service\tworkers\tutilisation\tqueueing\tsteady utilisation\tsteady queueing\t")
+	for _, s := range r.Services {
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%s\t%.2f\t%s\t\n", s.Name, s.Workers, s.Utilisation, fmtMs(s.QueueingMs), s.SteadyUtilisation, fmtMs(s.SteadyQueueingMs))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "utilisation is the bounded service's workers' busy time over the worker time it had; queueing the mean wait in its queue of the calls that took a worker.")
 }
 
 func fmtMs(v float64) string {
