@@ -665,13 +665,14 @@ func TestSeparateCapRampsOutAfterATest(t *testing.T) {
 	}
 }
 
-// TestSeparateTestEndsWhenAnotherCapGoes: B's dependency slows, and a
-// second and a half later A's does too. B's test finds a slower
-// dependency and lifts its cap while A's test runs: B's held demand comes
-// in at once and moves every latency the test of A is judged by, so A's
-// test ends with no verdict, and A waits as after a queue's. Its next
-// test, with nothing else moving, finds its slower dependency.
-func TestSeparateTestEndsWhenAnotherCapGoes(t *testing.T) {
+// TestSeparateOverlappingSlowerDependenciesEndTogether: B's dependency
+// slows, and a second and a half later A's does too. A's test begins
+// while B's runs, and B's is stretched to end with it: had B's verdict
+// come first, its cap would have gone mid-test and let B's held demand
+// in at once, moving every latency A's test is judged by (which ended
+// A's test with no verdict, and A waited 10 s for the next). Ending
+// together, both find their slower dependencies at once.
+func TestSeparateOverlappingSlowerDependenciesEndTogether(t *testing.T) {
 	c, fast, a := newOwnModel(1000)
 	b := &ownAPI{p: c.Partition(4), perTick: 5, latencyNs: int64(40 * time.Millisecond)}
 	apis := []*ownAPI{fast, a, b}
@@ -679,27 +680,24 @@ func TestSeparateTestEndsWhenAnotherCapGoes(t *testing.T) {
 	b.latencyNs = int64(340 * time.Millisecond)
 	now = runOwn(c, apis, now, 15, true)
 	a.latencyNs = int64(340 * time.Millisecond)
-	aTested, bSlowerMidTest := false, false
+	aTested := false
 	for i := range 100 {
+		bTesting := b.p.own.testing()
 		now = runOwn(c, apis, now, 1, true)
-		bSlower := b.p.own.separate && b.p.own.phase == ownSlower
 		switch {
 		case a.p.own.testing():
 			aTested = true
-			bSlowerMidTest = bSlowerMidTest || bSlower
+			if !b.p.own.testing() {
+				t.Fatalf("tick %d: B's test (phase %d) ended while A's ran", i, b.p.own.phase)
+			}
 		case aTested:
-			if !bSlowerMidTest {
-				t.Fatalf("tick %d: A's test ended, and B's verdict did not come while it ran", i)
+			if !bTesting {
+				t.Fatalf("tick %d: A's test ended after B's", i)
 			}
-			if a.p.own.separate {
-				t.Fatalf("tick %d: A separated (phase %d) by a test during which B's cap went", i, a.p.own.phase)
-			}
-			if a.p.own.holdoff <= 0 {
-				t.Errorf("tick %d: A waits %.1f s after its test, want a queue's wait", i, a.p.own.holdoff)
-			}
-			runOwn(c, apis, now, 200, true)
-			if sep, capSlots := a.p.Separated(); !sep || capSlots != 0 || a.p.own.phase != ownSlower {
-				t.Errorf("20 s later: A separated %v, cap %d, phase %d; want its slower dependency found", sep, capSlots, a.p.own.phase)
+			for name, p := range map[string]*Partition{"A": a.p, "B": b.p} {
+				if sep, capSlots := p.Separated(); !sep || capSlots != 0 || p.own.phase != ownSlower {
+					t.Errorf("tick %d: %s separated %v, cap %d, phase %d; want its slower dependency found", i, name, sep, capSlots, p.own.phase)
+				}
 			}
 			return
 		}
@@ -1477,5 +1475,51 @@ func TestSeparateLateMemberJoinsTheQueue(t *testing.T) {
 	t.Logf("A answers %.2f of what it is sent, C %.2f (caps %.1f and %.1f)", fa, fc, a.p.own.capSlots, cm.p.own.capSlots)
 	if r := fa / fc; r < 0.7 || r > 1.4 {
 		t.Errorf("A answers %.2f of what it is sent, C %.2f (a ratio of %.2f); want about the same fraction", fa, fc, r)
+	}
+}
+
+// TestSeparateOverlappingTestsEndTogether: A and C cross a bottleneck N
+// does not. A's demand rises first and its test begins; C's rises a few
+// ticks later, and C's test begins while A's runs. The tests end
+// together, and the verdict is the group's: both keep caps of their own
+// in one group. (Before, A's test ended first, each verdict was of a test
+// another overlapped, and both went to the shared limit, which N's
+// answers, with no excess, kept from seeing the queue: random-3807's
+// api2 and api3.)
+func TestSeparateOverlappingTestsEndTogether(t *testing.T) {
+	c, a, cm, apis := newGroupModel(3)
+	now := runOwn(c, apis, 0, 150, true)
+	a.perTick = 24
+	aBegan, cBegan, aEnded, cEnded := -1, -1, -1, -1
+	for i := range 300 {
+		if i == 3 {
+			cm.perTick = 24
+		}
+		now = runOwn(c, apis, now, 1, true)
+		switch {
+		case aBegan < 0 && a.p.own.testing():
+			aBegan = i
+		case aBegan >= 0 && aEnded < 0 && !a.p.own.testing():
+			aEnded = i
+		}
+		switch {
+		case cBegan < 0 && cm.p.own.testing():
+			cBegan = i
+		case cBegan >= 0 && cEnded < 0 && !cm.p.own.testing():
+			cEnded = i
+		}
+		if aEnded >= 0 && cEnded >= 0 {
+			break
+		}
+	}
+	if aBegan < 0 || cBegan <= aBegan || cBegan >= aEnded {
+		t.Fatalf("A's test ticks %d–%d, C's %d–%d: want C's to begin while A's runs", aBegan, aEnded, cBegan, cEnded)
+	}
+	if aEnded != cEnded {
+		t.Errorf("A's test ended at tick %d, C's at %d: want together", aEnded, cEnded)
+	}
+	if a.p.own.phase != ownQueue || cm.p.own.phase != ownQueue || a.p.own.group == 0 || a.p.own.group != cm.p.own.group {
+		t.Errorf("after the tests: A separated %v phase %d group %d, C separated %v phase %d group %d; want one group's own queue",
+			a.p.own.separate, a.p.own.phase, a.p.own.group, cm.p.own.separate, cm.p.own.phase, cm.p.own.group)
 	}
 }

@@ -1046,3 +1046,43 @@ func TestDefaultPolicySharesAQueueOfACheapAndACostlyAPI(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultPolicyEndsOverlappingTestsTogether: random-3807's svc1 has
+// two workers, and only api2 (three visits) and api3 (one) cross it. Their
+// tests began 0.6 s apart; each one's excess fell by half or more under
+// its cap, but a test that another overlapped was no verdict, both went
+// to the shared limit, which the others' answers kept from seeing the
+// queue, and svc1 stayed full with 22 ms of queue: api2's p99 192 ms
+// against its 150 ms SLO. Tests that overlap end together, and the two
+// keep their caps as a group.
+func TestDefaultPolicyEndsOverlappingTestsTogether(t *testing.T) {
+	t.Parallel()
+	app := RandomAppOf(3807)
+	r := simulateSeed(t, app, "steady", defaultPolicy(t), 1)
+	steadyP99sWithinSLOs(t, app, r)
+	for _, s := range r.Services {
+		if s.Name == "svc1" && s.SteadyQueueingMs > 15 {
+			t.Errorf("svc1: %.1f ms of queue over the steady half, want the group's cap to hold it under 15", s.SteadyQueueingMs)
+		}
+	}
+}
+
+// TestDefaultPolicyReadsAGroupsQueueAsOne: random-3626's api1 and api2
+// share svc1 (two workers) as a group, and api2 also crosses svc3 with
+// api3, outside the group. Each member cutting on its own excess, api2's
+// (with svc3's queue in it) was over its tolerance at every tick: its cap
+// sat at one slot, 0.14 of its share, while api1 grew to 1.32 of its own.
+// The group reads its queue as one, and both keep their shares.
+func TestDefaultPolicyReadsAGroupsQueueAsOne(t *testing.T) {
+	t.Parallel()
+	app := RandomAppOf(3626)
+	r := simulateSeed(t, app, "steady", defaultPolicy(t), 1)
+	for _, api := range r.APIs {
+		if got := r.PerAPI[api].Steady.GoodputPerProportional; got < 0.8 {
+			t.Errorf("%s: steady half %.2f of its share, want ≥ 0.8", api, got)
+		}
+	}
+	if got := r.Steady.GoodputRatio; got < 1.5 {
+		t.Errorf("steady half %.2f of proportional, want ≥ 1.5 (api3, which does not cross svc1, is free of the group's caps)", got)
+	}
+}
