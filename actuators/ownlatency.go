@@ -187,6 +187,9 @@ type ownState struct {
 	// groupOver is a group's reading of its queue this tick (Separate):
 	// 1 over its tolerance, -1 within it, 0 for no group's.
 	groupOver int8
+	// aligned marks a test stretched to end with the others under way
+	// (Separate).
+	aligned bool
 	// refusedN is the requests refused (capRefused) over the last
 	// second or so, weighted as n is, and refusedAt the count last read.
 	refusedN, refusedAt float64
@@ -664,6 +667,21 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// the others kept their caps as a group without it (repeat-visits at
 	// seed 2: report's cap held db's queue alone, and feed's p99 went
 	// from 180 to 349 ms).
+	// Tests aligned to end together (below) end in one tick: each one's
+	// elapsed time is its own sum of ticks, and two such sums to the
+	// same end differ in their last bits, which left one test a tick
+	// longer than the other.
+	ending := false
+	for _, p := range *ps {
+		if p != nil && p.own.testing() && p.own.aligned && p.own.elapsed+dt >= p.own.window {
+			ending = true
+		}
+	}
+	for _, p := range *ps {
+		if p != nil && ending && p.own.testing() && p.own.aligned {
+			p.own.window = math.Min(p.own.window, p.own.elapsed+dt)
+		}
+	}
 	groupFell, members, outside, fellSum := true, 0, 0, 0.0
 	for _, p := range *ps {
 		if p != nil {
@@ -754,7 +772,8 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// A group's queue is one queue, and the group reads it as one: its
 	// caps are cut while the members' excesses beyond the others', each
 	// over half its tolerance and weighted by its answers, average over
-	// one (groupOver), and grow, each that holds requests back, while
+	// one, with some member's excess over three standard errors of its
+	// mean (groupOver), and grow, each that holds requests back, while
 	// they do not. Each member's excess is that queue's, in as many
 	// visits as it makes, plus whatever else it crosses: decided by each
 	// member alone, a member that also waits at another bottleneck (a
@@ -981,7 +1000,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 		for _, p := range *ps {
 			if p != nil && under > 1 && p.own.testing() {
-				p.own.window = p.own.elapsed + end
+				p.own.window, p.own.aligned = p.own.elapsed+end, true
 			}
 		}
 	}
@@ -1358,7 +1377,7 @@ func (p *Partition) inFlightOf(lat float64) float64 {
 // of three seconds and three of its latencies (lat, in ns): the requests
 // admitted before the cut must finish, and the rest show what it did.
 func (o *ownState) test(inFlight, own, lat float64) {
-	o.phase, o.elapsed, o.ref, o.refRate, o.started = ownTesting, 0, own, o.n/ownWindow, true
+	o.phase, o.elapsed, o.ref, o.refRate, o.started, o.aligned = ownTesting, 0, own, o.n/ownWindow, true, false
 	o.testN, o.testSumNs, o.cutNs, o.moved = 0, 0, lat, false
 	o.window = math.Max(3*ownWindow, 3*lat/1e9)
 	o.capSlots = math.Max(1, math.Floor(inFlight/2))

@@ -2,6 +2,7 @@ package actuators
 
 import (
 	"cmp"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -1487,39 +1488,47 @@ func TestSeparateLateMemberJoinsTheQueue(t *testing.T) {
 // answers, with no excess, kept from seeing the queue: random-3807's
 // api2 and api3.)
 func TestSeparateOverlappingTestsEndTogether(t *testing.T) {
-	c, a, cm, apis := newGroupModel(3)
-	now := runOwn(c, apis, 0, 150, true)
-	a.perTick = 24
-	aBegan, cBegan, aEnded, cEnded := -1, -1, -1, -1
-	for i := range 300 {
-		if i == 3 {
-			cm.perTick = 24
-		}
-		now = runOwn(c, apis, now, 1, true)
-		switch {
-		case aBegan < 0 && a.p.own.testing():
-			aBegan = i
-		case aBegan >= 0 && aEnded < 0 && !a.p.own.testing():
-			aEnded = i
-		}
-		switch {
-		case cBegan < 0 && cm.p.own.testing():
-			cBegan = i
-		case cBegan >= 0 && cEnded < 0 && !cm.p.own.testing():
-			cEnded = i
-		}
-		if aEnded >= 0 && cEnded >= 0 {
-			break
-		}
-	}
-	if aBegan < 0 || cBegan <= aBegan || cBegan >= aEnded {
-		t.Fatalf("A's test ticks %d–%d, C's %d–%d: want C's to begin while A's runs", aBegan, aEnded, cBegan, cEnded)
-	}
-	if aEnded != cEnded {
-		t.Errorf("A's test ended at tick %d, C's at %d: want together", aEnded, cEnded)
-	}
-	if a.p.own.phase != ownQueue || cm.p.own.phase != ownQueue || a.p.own.group == 0 || a.p.own.group != cm.p.own.group {
-		t.Errorf("after the tests: A separated %v phase %d group %d, C separated %v phase %d group %d; want one group's own queue",
-			a.p.own.separate, a.p.own.phase, a.p.own.group, cm.p.own.separate, cm.p.own.phase, cm.p.own.group)
+	// C's demand rises 3 to 20 ticks after A's: however far into A's
+	// test C's begins, the two end in one tick (their elapsed times are
+	// sums of different numbers of ticks, which differ in their last
+	// bits).
+	for _, delay := range []int{3, 8, 15, 20} {
+		t.Run(fmt.Sprint(delay, " ticks"), func(t *testing.T) {
+			c, a, cm, apis := newGroupModel(3)
+			now := runOwn(c, apis, 0, 150, true)
+			a.perTick = 24
+			aBegan, cBegan, aEnded, cEnded := -1, -1, -1, -1
+			for i := range 300 {
+				if i == delay {
+					cm.perTick = 24
+				}
+				now = runOwn(c, apis, now, 1, true)
+				switch {
+				case aBegan < 0 && a.p.own.testing():
+					aBegan = i
+				case aBegan >= 0 && aEnded < 0 && !a.p.own.testing():
+					aEnded = i
+				}
+				switch {
+				case cBegan < 0 && cm.p.own.testing():
+					cBegan = i
+				case cBegan >= 0 && cEnded < 0 && !cm.p.own.testing():
+					cEnded = i
+				}
+				if aEnded >= 0 && cEnded >= 0 {
+					break
+				}
+			}
+			if aBegan < 0 || cBegan <= aBegan || cBegan >= aEnded {
+				t.Fatalf("A's test ticks %d–%d, C's %d–%d: want C's to begin while A's runs", aBegan, aEnded, cBegan, cEnded)
+			}
+			if aEnded != cEnded {
+				t.Errorf("A's test ended at tick %d, C's at %d: want together", aEnded, cEnded)
+			}
+			if a.p.own.phase != ownQueue || cm.p.own.phase != ownQueue || a.p.own.group == 0 || a.p.own.group != cm.p.own.group {
+				t.Errorf("after the tests: A separated %v phase %d group %d, C separated %v phase %d group %d; want one group's own queue",
+					a.p.own.separate, a.p.own.phase, a.p.own.group, cm.p.own.separate, cm.p.own.phase, cm.p.own.group)
+			}
+		})
 	}
 }
