@@ -154,6 +154,10 @@ type SLOConcurrencyController struct {
 	// the limit bound, and whether a tick with an rtt had no rtt_sem.
 	winTicks, winN, winRTT, winSemSq, winLatency float64
 	winBinding, winSemMissing                    bool
+	// winVarN and winVar are the answers of the window's ticks with a
+	// standard error and the sum of their squared deviations
+	// (warmupMargin).
+	winVarN, winVar float64
 	// winFull counts the window's requests refused at the full limit
 	// (full_rps).
 	winFull     float64
@@ -216,8 +220,11 @@ type SLOConcurrencyController struct {
 	// probe doubled in the current window, and whether it has stopped for
 	// this slow start. probeSkip is how many answers are still to come
 	// from the requests in flight when it last doubled, and probeNewN and
-	// probeNewRTT count the stretch's answers after those.
+	// probeNewRTT count the stretch's answers after those. probeVarN and
+	// probeVar are the answers of the stretch's ticks with a standard
+	// error and the sum of their squared deviations (probeSE).
 	probeN, probeRTT, probeTicks   float64
+	probeVarN, probeVar            float64
 	probeSkip, probeNewN           float64
 	probeNewRTT                    float64
 	probeBinding, probed, probeOff bool
@@ -929,6 +936,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		c.winN += n
 		if IsValid(rttSem) {
 			c.winSemSq += (n * rttSem) * (n * rttSem)
+			if n >= 2 {
+				c.winVarN += n
+				c.winVar += n * n * rttSem * rttSem
+			}
 		} else {
 			c.winSemMissing = true
 		}
@@ -992,8 +1003,14 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	}
 	refused := c.winFull
 	c.winFull = 0
+	probed := c.probed // the probe doubled during this window
 	c.winInFlight, c.probed = Invalid, false
+	pooledSem := Invalid // the window's standard error from the spread of its ticks that had one
+	if c.winVarN > 0 && windowN > 0 {
+		pooledSem = math.Sqrt(c.winVar / c.winVarN / windowN)
+	}
 	c.winTicks, c.winN, c.winRTT, c.winSemSq, c.winLatency, c.winBinding, c.winSemMissing = 0, 0, 0, 0, Invalid, false, false
+	c.winVarN, c.winVar = 0, 0
 	if !IsValid(latency) && IsValid(oldest) && oldest > 0 {
 		latency = oldest
 	}
@@ -1008,7 +1025,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// the service's own doing (or noise), and cutting would starve traffic
 	// the limit was never constraining.
 	threshold := c.queueThreshold(base)
-	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > threshold
+	slow := IsValid(rtt) && rtt > 0 && IsValid(c.baseline) && rtt > threshold+c.warmupMargin(pooledSem)
+	// Over the threshold, within the warm-up's noise: slow start holds
+	// (warmupMargin).
+	unsure := !slow && IsValid(rtt) && IsValid(c.baseline) && rtt > threshold
 	// A queue the service drains on its own: with the latency within the
 	// setpoint and the worst API's tail (where wired) under tailRelax of
 	// its own, a window that queues while the limit bound in fewer than
@@ -1151,12 +1171,15 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		// make a window's mean noisy, it holds by chance, and a held
 		// warm-up took cheap-majority into a baseline far under its mix
 		// (docs/simulator.md).
-	case binding && IsValid(latency) && c.slowStartOn && (c.probed || c.probedAny && !c.probeOff):
+	case binding && IsValid(latency) && c.slowStartOn && (probed || c.probedAny && !c.probeOff):
 		// The probe doubled during this window, or clocks this slow start
 		// (it has doubled before and goes on): once the limit is large, a
 		// window of min_samples answers is shorter than a turnover, and a
 		// doubling on each took many-servers from 96 to 1536 in 0.8 s,
 		// three times its 512 workers.
+	case binding && IsValid(latency) && c.slowStartOn && unsure:
+		// A window over the threshold within its noise proves neither a
+		// queue nor room: the limit holds for another window.
 	case binding && IsValid(latency) && c.slowStartOn:
 		c.limit *= c.slowStart
 	case burst:
@@ -1593,8 +1616,11 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 // stretch's few answers are no baseline sample (where a mix's answers
 // differ a hundredfold, a handful of cheap ones read far under its
 // mean). Services faster than a tick turn over within one, and their
-// windows close in a few ticks: the probe leaves them to the windows. A
-// stretch whose rtt rose (over the answers after those of the requests in
+// windows close in a few ticks: the probe leaves them to the windows (a
+// stretch that closes within a tick stops it). A rise is one by two
+// standard errors of the answers it is read from (probeSE); within them,
+// the limit holds for another stretch. A stretch whose rtt rose (over the
+// answers after those of the requests in
 // flight at the last doubling) stops the probe; if the probe had doubled, it
 // also undoes one doubling, unless the rise is of those answers and
 // within the tolerance, and ends the slow start. So does, without the
@@ -1637,6 +1663,10 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 	if IsValid(rtt) && rtt > 0 && n > 0 {
 		c.probeN += n
 		c.probeRTT += rtt * n
+		if IsValid(sem) && n >= 2 {
+			c.probeVarN += n
+			c.probeVar += n * n * sem * sem
+		}
 		skip := math.Min(n, c.probeSkip)
 		c.probeSkip -= skip
 		if fresh := n - skip; fresh > 0 {
@@ -1661,13 +1691,15 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 	// on the answers after them. Two workers of 600 ms doubled from 6 to
 	// 12 on a stretch whose answers rose from 737 to 1,290 ms, but whose
 	// mean (994) held the first two, admitted before the doubling.
-	rise, fresh := mean, c.probeNewN > 0
+	rise, fresh, oneTick := mean, c.probeNewN > 0, c.probeTicks < 2
+	riseSE := c.probeSE(c.probeN)
 	if fresh {
 		rise = c.probeNewRTT / c.probeNewN
+		riseSE = c.probeSE(c.probeNewN)
 	}
 	c.resetStretch()
-	if !(rise <= (1+c.tolerance)/2*ref) {
-		if provisional && mean <= c.tolerance*ref {
+	if !(rise-2*riseSE <= (1+c.tolerance)/2*ref) {
+		if provisional && mean-2*riseSE <= c.tolerance*ref {
 			return // the provisional reference may read low
 		}
 		// The rtt rose: the last doubling queued, or the one before it
@@ -1686,6 +1718,27 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 		c.probeOff = true
 		return
 	}
+	if !(rise <= (1+c.tolerance)/2*ref) {
+		// Over the bound, but within the noise: no proof of a queue,
+		// and none of its absence. The limit holds for another stretch.
+		// Doubled on such a stretch, a heavy-tailed service (a 4 ms
+		// mean, a few answers of a second) took its first baseline
+		// sample at twice the limit and learned its queue
+		// (early-latency's cold start at seed 3, with a probe that ran
+		// on every service: 0.74 → 0.63 of proportional).
+		return
+	}
+	if oneTick {
+		// The service turned the limit over within a tick: it is
+		// faster than a tick, and the windows clock its slow start.
+		// Judged here, such a stretch could never double (bound needs
+		// two ticks), and once the probe had doubled the windows left
+		// the slow start to it: random-3913, once noise no longer
+		// ended its slow start, held 12 from the third second on (0.42
+		// of proportional).
+		c.probeOff = true
+		return
+	}
 	if bound {
 		c.limit = math.Min(c.maxLimit, c.limit*c.slowStart)
 		c.probed, c.probedAny = true, true
@@ -1700,6 +1753,22 @@ func (c *SLOConcurrencyController) probe(n, rtt, sem, inFlight float64, binding 
 func (c *SLOConcurrencyController) resetStretch() {
 	c.probeN, c.probeRTT, c.probeTicks, c.probeBinding = 0, 0, 0, false
 	c.probeNewN, c.probeNewRTT = 0, 0
+	c.probeVarN, c.probeVar = 0, 0
+}
+
+// probeSE is the standard error of the mean of n of the stretch's
+// answers: the spread of one answer, from the ticks that had a standard
+// error, over √n (0 where no tick had one). A rise within two of it is
+// no rise: where the APIs' costs differ tenfold, the mean of a dozen
+// answers moves by half with the mix they hold, and a stretch at six in
+// flight on a service of five and seven workers read one as a queue,
+// undid its doubling and ended slow start at 3 (random-3914's cold
+// start: 0.45 of proportional in its first 10 s).
+func (c *SLOConcurrencyController) probeSE(n float64) float64 {
+	if !(c.probeVarN > 0) || !(n > 0) {
+		return 0
+	}
+	return math.Sqrt(c.probeVar / c.probeVarN / n)
 }
 
 // learnFirst takes one of the baseline's warm-up windows (mean rtt and
@@ -1753,6 +1822,26 @@ func (c *SLOConcurrencyController) noisyWarmup() bool {
 	}
 	typical := math.Sqrt(c.warmSemSq / c.warmSems)
 	return typical > c.noiseFloor()*(c.warmMin+lowestOfTen*typical)
+}
+
+// warmupMargin is how far over the threshold a window's rtt (with
+// standard error sem, from the spread of the answers of its ticks with
+// more than one: a tick with a single answer has none, and a slow
+// service's windows hold many) must be to read as a queue while the
+// baseline is still the lowest of its first windows (learnFirst): two
+// standard errors, since the lowest of a few noisy means lies under
+// their mean and the next window at the same limit reads over it by
+// chance. On a mix whose answers spread from 10 to 100 ms (random-3916),
+// the second window at the initial limit of 3 read 38 ms against a
+// baseline of 21, a queue no service of three workers or more can hold,
+// and its cut ended slow start there. Such a window holds the limit in
+// slow start rather than doubling it: it is no proof of room either.
+// Once the baseline is learned, the windows' own tolerance stands.
+func (c *SLOConcurrencyController) warmupMargin(sem float64) float64 {
+	if c.samples >= baselineWarmup || !IsValid(sem) {
+		return 0
+	}
+	return 2 * sem
 }
 
 // lowestOf[n-1] is how far under their mean, in standard deviations,

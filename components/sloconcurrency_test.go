@@ -2,6 +2,7 @@ package components_test
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -1623,5 +1624,142 @@ func TestSLOConcurrencyControllerTakesBackRoomItDoesNotUse(t *testing.T) {
 	}
 	if out[0] < kept {
 		t.Errorf("limit %.1f after 10 s at ten in flight with a tick at 90 %% of it each second, want the %.1f it had", out[0], kept)
+	}
+}
+
+// mixService runs a controller in front of a service with more workers
+// than any limit in these tests reaches, so that nothing ever queues,
+// answering a mix of three latencies: a quarter of the requests at
+// mix[0] ms, half at mix[1] and a quarter at mix[2], each ±20 %. More
+// is offered than any limit lets in: a freed slot is taken at once. It
+// steps in milliseconds and hands the controller each tick's answers:
+// their count, mean rtt and its standard error.
+func mixService(c components.Component, seed uint64, mix [3]float64) func(out []float64) {
+	r := rand.New(rand.NewPCG(seed, 7))
+	type request struct{ done, latency float64 }
+	var running []request
+	now, limit := 0.0, 3.0
+	return func(out []float64) {
+		n, sum, sq := 0.0, 0.0, 0.0
+		for range 100 {
+			now++
+			still := running[:0]
+			for _, q := range running {
+				if q.done > now {
+					still = append(still, q)
+					continue
+				}
+				n++
+				sum += q.latency
+				sq += q.latency * q.latency
+			}
+			running = still
+			for float64(len(running)) < limit {
+				latency := mix[1]
+				switch u := r.Float64(); {
+				case u < 0.25:
+					latency = mix[0]
+				case u >= 0.75:
+					latency = mix[2]
+				}
+				latency *= 0.8 + 0.4*r.Float64()
+				running = append(running, request{now + latency, latency})
+			}
+		}
+		rtt, sem := components.Invalid, components.Invalid
+		if n > 0 {
+			rtt = sum / n
+		}
+		if n > 1 {
+			sem = math.Sqrt(math.Max(0, sq/n-rtt*rtt) / (n - 1))
+		}
+		c.Execute([]float64{rtt, components.Invalid, float64(len(running)), 0, rtt, n * 10, sem, components.Invalid}, out)
+		limit = out[0]
+	}
+}
+
+// TestSLOConcurrencyControllerSlowStartSeesThroughAMixsNoise: on a mix
+// whose answers spread tenfold and a service that never queues, slow
+// start must not end on the noise of a window's or a stretch's mean.
+// The baseline is the lowest of the first windows, and the next window
+// at the same limit read half over it by chance; a stretch of a dozen
+// answers read a rise and undid its doubling. Either ended slow start
+// at a few in flight, and √limit a window took seconds to climb back
+// (random-3914's and random-3916's cold starts: 0.45 and 0.58 of
+// proportional in the first 10 s).
+func TestSLOConcurrencyControllerSlowStartSeesThroughAMixsNoise(t *testing.T) {
+	for _, tc := range []struct {
+		mix         [3]float64
+		target      float64
+		ticks, most int
+		before      int
+	}{
+		// A quarter of the answers at 20 ms, half at 60 and a quarter
+		// at 200: a window of 50 answers has a standard error of a
+		// seventh of its mean. The first window, the baseline's first
+		// sample and five doublings from 3 take about 3 s.
+		{[3]float64{20, 60, 200}, 96, 60, 6, 14},
+		// At 40, 50 and 150 ms a stretch after the probe's first
+		// doubling holds a turnover within a tick: judged there, it
+		// never doubled, and the windows had left the slow start to it
+		// (35 of the 40 seeds with the standard errors alone; noise
+		// ended most slow starts before that on the code before).
+		{[3]float64{40, 50, 150}, 96, 60, 2, 5},
+	} {
+		slow := 0
+		for seed := range uint64(40) {
+			c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+			out := make([]float64, 3)
+			step := mixService(c, seed, tc.mix)
+			reached := false
+			for range tc.ticks {
+				step(out)
+				if out[0] >= tc.target {
+					reached = true
+					break
+				}
+			}
+			if !reached {
+				slow++
+			}
+		}
+		// On the code before, `before` of the 40 seeds were not there
+		// in time.
+		if slow > tc.most {
+			t.Errorf("mix %v ms: %d of 40 seeds under %.0f after %d ticks of slow start on a service that never queues, want at most %d (%d before)",
+				tc.mix, slow, tc.target, tc.ticks, tc.most, tc.before)
+		}
+	}
+}
+
+// TestSLOConcurrencyControllerWarmupWindowWithinItsNoiseHolds: while the
+// baseline is the lowest of its first windows, a window over the
+// threshold by less than two of its standard errors is neither a queue
+// nor room: slow start holds the limit. Past that margin it is a queue.
+func TestSLOConcurrencyControllerWarmupWindowWithinItsNoiseHolds(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":10}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	tick := func(rtt float64) {
+		// 100 answers a tick, each spreading by 20 ms: a standard error
+		// of 2 ms; every tick is a window, and the limit is full.
+		c.Execute([]float64{rtt, components.Invalid, out[0], 0, rtt, 1000, 2, components.Invalid}, out)
+	}
+	out[0] = 10
+	tick(20) // the first window: no sample
+	tick(20) // the baseline's first: 20 ms, a threshold of 30
+	if out[0] != 10 || out[2] != 20 {
+		t.Fatalf("limit %v, baseline %v after the first sample, want 10 and 20", out[0], out[2])
+	}
+	tick(33) // over 30 by less than two standard errors
+	if out[0] != 10 || out[1] != 0 {
+		t.Fatalf("limit %v, overload %v after a window 1.5 standard errors over the threshold, want 10 held, no overload", out[0], out[1])
+	}
+	tick(20)
+	if out[0] != 20 {
+		t.Fatalf("limit %v after a window at the baseline, want 20: slow start goes on", out[0])
+	}
+	tick(40) // five standard errors over: a queue
+	if out[1] != 1 || !(out[0] < 20) {
+		t.Fatalf("limit %v, overload %v after a window 5 standard errors over the threshold, want a cut", out[0], out[1])
 	}
 }
