@@ -55,6 +55,19 @@ func coldStartKeeps(t *testing.T, file string, seeds []uint64, want float64) {
 	}
 }
 
+// firstTenSeconds is r's goodput over its first 10 s as a share of
+// proportional (each second's share capped at what was offered).
+func firstTenSeconds(r Report) float64 {
+	var goodput, share float64
+	for _, s := range r.Seconds {
+		if s.T >= 0 && s.T < 10 {
+			goodput += float64(s.Goodput)
+			share += min(s.CapacityRPS, float64(s.Offered))
+		}
+	}
+	return goodput / share
+}
+
 // defaultPolicy is policies/default.cue as written.
 func defaultPolicy(t *testing.T) Policy {
 	return Policy{Name: "default", Templates: loadPolicy(t, "../policies/default.cue")}
@@ -751,14 +764,7 @@ func TestDefaultPolicySlowStartEndsWhereAFreshRiseIsWithinTheTolerance(t *testin
 		t.Fatal(err)
 	}
 	r := simulateVirtual(t, app, "cold-start", defaultPolicy(t), ScenarioOptions{Load: 1.5})
-	var goodput, share float64
-	for _, s := range r.Seconds {
-		if s.T >= 0 && s.T < 10 {
-			goodput += float64(s.Goodput)
-			share += min(s.CapacityRPS, float64(s.Offered))
-		}
-	}
-	if got := goodput / share; got < 0.7 {
+	if got := firstTenSeconds(r); got < 0.7 {
 		t.Errorf("first 10 s: %.2f of proportional, want ≥ 0.7", got)
 	}
 }
@@ -776,14 +782,7 @@ func TestDefaultPolicySlowStartSeesThroughAMixsNoise(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := simulateVirtual(t, app, "cold-start", defaultPolicy(t))
-	var goodput, share float64
-	for _, s := range r.Seconds {
-		if s.T >= 0 && s.T < 10 {
-			goodput += float64(s.Goodput)
-			share += min(s.CapacityRPS, float64(s.Offered))
-		}
-	}
-	if got := goodput / share; got < 0.6 {
+	if got := firstTenSeconds(r); got < 0.6 {
 		t.Errorf("first 10 s: %.2f of proportional, want ≥ 0.6", got)
 	}
 }
