@@ -1702,7 +1702,7 @@ func TestSLOConcurrencyControllerSlowStartSeesThroughAMixsNoise(t *testing.T) {
 		// At 40, 50 and 150 ms a stretch after the probe's first
 		// doubling holds a turnover within a tick: judged there, it
 		// never doubled, and the windows had left the slow start to it
-		// (35 of the 40 seeds with the standard errors alone; noise
+		// (22 of the 40 seeds with the standard errors alone; noise
 		// ended most slow starts before that on the code before).
 		{[3]float64{40, 50, 150}, 96, 60, 2, 5},
 	} {
