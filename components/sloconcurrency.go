@@ -27,13 +27,14 @@ func init() {
 // used; at least min_limit):
 //
 //   - latency above setpoint (overload): limit ← base × max(min_gradient,
-//     setpoint/latency); slow start ends. Once the baseline is learned,
-//     only while rtt is over (1+rtt_tolerance)/2 × baseline (a queue a
-//     cut can drain), never deeper than that queue, plus √base of
-//     headroom as below, and only if the setpoint is over
-//     (1+rtt_tolerance)/2 × the latency without a queue: a setpoint under
-//     the service's own latency cannot be met by admission; where the
-//     window also queues (below), no higher than the queueing cut;
+//     setpoint/latency); slow start ends. Only if the setpoint is over
+//     (1+rtt_tolerance)/2 × the latency without a queue, as the baseline
+//     so far shows it (a setpoint under the service's own latency cannot
+//     be met by admission); once the baseline is learned, only while rtt
+//     is over (1+rtt_tolerance)/2 × baseline (a queue a cut can drain),
+//     never deeper than that queue, plus √base of headroom as below;
+//     where the window also queues (below), no higher than the queueing
+//     cut;
 //   - rtt above t × baseline while the limit binds (queueing the limit
 //     let in), with t = min(rtt_tolerance, max(1.25, 1 + 4/√base)) (with
 //     many in flight, a standing queue of at most about 4·√base requests:
@@ -1092,16 +1093,22 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 		}
 		c.streak = false
 	}
-	// Latency over the setpoint is an overload from the first tick. Once
-	// the baseline is learned, only while the rtt shows a queue (half the
-	// tolerance over the baseline) that a cut can drain, and only if the
-	// setpoint leaves that much room over the latency without a queue
-	// (latency_base): a setpoint under the latency of the slowest APIs
-	// (the tightest SLO of APIs whose latencies differ tenfold) cannot be
-	// met by admission, and would otherwise cut the limit to min_limit.
+	// Latency over the setpoint is an overload from the first tick, if
+	// the setpoint leaves room of half the tolerance over the latency
+	// without a queue (latencyRatio × baseline, from the first window
+	// that samples the baseline): a setpoint under the latency of the
+	// slowest APIs (the tightest SLO of APIs whose latencies differ
+	// tenfold) cannot be met by admission, and would otherwise cut the
+	// limit to min_limit, or, before the baseline is learned, hold slow
+	// start at the initial limit for its ten windows (random-3914's cold
+	// start with its SLOs stated: 3 in flight for 8 s, 0.23 of
+	// proportional in the first 10 s). Once the baseline is learned, only
+	// while the rtt shows a queue (half the tolerance over the baseline)
+	// that a cut can drain.
 	learned := c.samples >= baselineWarmup && IsValid(rtt)
 	overSetpoint := IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint &&
-		(!learned || (binding && rtt > (1+c.tolerance)/2*c.baseline && !(setpoint < (1+c.tolerance)/2*c.latencyRatio*c.baseline)))
+		!(setpoint < (1+c.tolerance)/2*c.latencyRatio*c.baseline) &&
+		(!learned || (binding && rtt > (1+c.tolerance)/2*c.baseline))
 	switch {
 	case overSetpoint:
 		g := setpoint / latency

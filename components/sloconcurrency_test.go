@@ -1763,3 +1763,29 @@ func TestSLOConcurrencyControllerWarmupWindowWithinItsNoiseHolds(t *testing.T) {
 		t.Fatalf("limit %v, overload %v after a window 5 standard errors over the threshold, want a cut", out[0], out[1])
 	}
 }
+
+// A setpoint under the service's own latency holds no slow start either.
+// Before the baseline was learned (its first ten windows), latency over
+// the setpoint cut whatever the baseline, and the cut's floor, the
+// initial limit, held the limit there for those ten windows: with its
+// SLOs stated, random-3914's cold start, whose p90 at 3 in flight is over
+// the setpoint on services of 5 to 7 workers, held 3 for 8 s (0.23 of
+// proportional in its first 10 s; 0.62 without the SLOs). From the
+// baseline's first sample on, the setpoint is judged against the latency
+// the windows show without a queue, as it is once the baseline is learned.
+func TestSLOConcurrencyControllerSlowStartsPastASetpointUnderTheOwnLatency(t *testing.T) {
+	for _, setpoint := range []float64{35, components.Invalid} {
+		c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":3}`, 100*time.Millisecond)
+		out := make([]float64, 3)
+		// A service that never queues: 60 ms a request, p90 72 ms,
+		// over the setpoint of 35 ms at any limit.
+		limit := 3.0
+		for range 50 {
+			c.Execute([]float64{72, setpoint, limit, 0, 60, limit / 0.060, components.Invalid, components.Invalid}, out)
+			limit = out[0]
+		}
+		if limit < 48 {
+			t.Errorf("setpoint %v ms: limit %.1f after 5 s, want at least 48 (four doublings)", setpoint, limit)
+		}
+	}
+}
