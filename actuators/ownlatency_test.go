@@ -1374,7 +1374,42 @@ func newGroupModel(cPerTick int) (*ConcurrencyLimiter, *ownAPI, *ownAPI, []*ownA
 // share where the first test was of both, 1.0 of it against 1.5.)
 func TestSeparateGroupOwnQueue(t *testing.T) {
 	c, a, cm, apis := newGroupModel(3)
-	now := runOwn(c, apis, 0, 150, true)
+	now, i := untilGroupTestEnds(t, c, a, cm, apis)
+	if a.p.own.phase != ownQueue || !a.p.own.separate || cm.p.own.phase != ownQueue || !cm.p.own.separate {
+		t.Fatalf("tick %d, after a test of both: A separated %v phase %d, C separated %v phase %d; want both under caps of their own",
+			i, a.p.own.separate, a.p.own.phase, cm.p.own.separate, cm.p.own.phase)
+	}
+	if sep, cn := apis[0].p.Separated(); sep || cn > 0 {
+		t.Errorf("N, which does not cross the bottleneck: separated %v, cap %d", sep, cn)
+	}
+	// The caps are cut together: their ratio stays where the test left
+	// it, and neither API is cut alone to nothing.
+	ratio := a.p.own.capSlots / cm.p.own.capSlots
+	cuts := 0
+	for j := range 200 {
+		before := a.p.own.capSlots + cm.p.own.capSlots
+		now = runOwn(c, apis, now, 1, true)
+		if a.p.own.capSlots+cm.p.own.capSlots < before {
+			cuts++
+		}
+		if a.p.own.phase != ownQueue || cm.p.own.phase != ownQueue {
+			break
+		}
+		if r := a.p.own.capSlots / cm.p.own.capSlots; r < ratio/1.5 || r > ratio*1.5 {
+			t.Fatalf("tick %d under the caps: A's %.1f and C's %.1f, a ratio of %.2f where the test left %.2f", j, a.p.own.capSlots, cm.p.own.capSlots, r, ratio)
+		}
+	}
+	if cuts == 0 {
+		t.Error("no cut in 20 s under the caps: the test needs their queue cut")
+	}
+}
+
+// untilGroupTestEnds runs the group model 15 s, raises A's and C's demand
+// to 12 a tick, and runs it until a test of both has begun and ended; it
+// returns the time and the tick of that end.
+func untilGroupTestEnds(t *testing.T, c *ConcurrencyLimiter, a, cm *ownAPI, apis []*ownAPI) (now int64, tick int) {
+	t.Helper()
+	now = runOwn(c, apis, 0, 150, true)
 	a.perTick, cm.perTick = 12, 12
 	tested := false
 	for i := range 300 {
@@ -1383,37 +1418,11 @@ func TestSeparateGroupOwnQueue(t *testing.T) {
 		case a.p.own.testing() && cm.p.own.testing():
 			tested = true
 		case tested && !a.p.own.testing() && !cm.p.own.testing():
-			if a.p.own.phase != ownQueue || !a.p.own.separate || cm.p.own.phase != ownQueue || !cm.p.own.separate {
-				t.Fatalf("tick %d, after a test of both: A separated %v phase %d, C separated %v phase %d; want both under caps of their own",
-					i, a.p.own.separate, a.p.own.phase, cm.p.own.separate, cm.p.own.phase)
-			}
-			if sep, cn := apis[0].p.Separated(); sep || cn > 0 {
-				t.Errorf("N, which does not cross the bottleneck: separated %v, cap %d", sep, cn)
-			}
-			// The caps are cut together: their ratio stays where the
-			// test left it, and neither API is cut alone to nothing.
-			ratio := a.p.own.capSlots / cm.p.own.capSlots
-			cuts := 0
-			for j := range 200 {
-				before := a.p.own.capSlots + cm.p.own.capSlots
-				now = runOwn(c, apis, now, 1, true)
-				if a.p.own.capSlots+cm.p.own.capSlots < before {
-					cuts++
-				}
-				if a.p.own.phase != ownQueue || cm.p.own.phase != ownQueue {
-					break
-				}
-				if r := a.p.own.capSlots / cm.p.own.capSlots; r < ratio/1.5 || r > ratio*1.5 {
-					t.Fatalf("tick %d under the caps: A's %.1f and C's %.1f, a ratio of %.2f where the test left %.2f", j, a.p.own.capSlots, cm.p.own.capSlots, r, ratio)
-				}
-			}
-			if cuts == 0 {
-				t.Error("no cut in 20 s under the caps: the test needs their queue cut")
-			}
-			return
+			return now, i
 		}
 	}
 	t.Fatalf("no test of both A and C in 30 s (tested %v)", tested)
+	return now, 0
 }
 
 // TestSeparateGroupOwnQueueThroughASecondService: as
@@ -1431,26 +1440,13 @@ func TestSeparateGroupOwnQueue(t *testing.T) {
 // it; 1.55 of proportional with the group kept).
 func TestSeparateGroupOwnQueueThroughASecondService(t *testing.T) {
 	c, a, cm, apis := newGroupModel(3)
-	n := apis[0]
 	second := &ownShared{serveNs: int64(300 * time.Microsecond), members: []*ownAPI{cm}, once: true}
-	n.also, cm.also = second, second
-	now := runOwn(c, apis, 0, 150, true)
-	a.perTick, cm.perTick = 12, 12
-	tested := false
-	for i := range 300 {
-		now = runOwn(c, apis, now, 1, true)
-		switch {
-		case a.p.own.testing() && cm.p.own.testing():
-			tested = true
-		case tested && !a.p.own.testing() && !cm.p.own.testing():
-			if a.p.own.phase != ownQueue || !a.p.own.separate || cm.p.own.phase != ownQueue || !cm.p.own.separate || a.p.own.group == 0 || a.p.own.group != cm.p.own.group {
-				t.Fatalf("tick %d, after a test of both: A separated %v phase %d group %d, C separated %v phase %d group %d; want one group's own queue",
-					i, a.p.own.separate, a.p.own.phase, a.p.own.group, cm.p.own.separate, cm.p.own.phase, cm.p.own.group)
-			}
-			return
-		}
+	apis[0].also, cm.also = second, second
+	_, i := untilGroupTestEnds(t, c, a, cm, apis)
+	if a.p.own.phase != ownQueue || !a.p.own.separate || cm.p.own.phase != ownQueue || !cm.p.own.separate || a.p.own.group == 0 || a.p.own.group != cm.p.own.group {
+		t.Fatalf("tick %d, after a test of both: A separated %v phase %d group %d, C separated %v phase %d group %d; want one group's own queue",
+			i, a.p.own.separate, a.p.own.phase, a.p.own.group, cm.p.own.separate, cm.p.own.phase, cm.p.own.group)
 	}
-	t.Fatalf("no test of both A and C in 30 s (tested %v)", tested)
 }
 
 // TestSeparateGroupSplitsByDemand: after a group test found a queue two
