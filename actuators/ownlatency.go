@@ -621,11 +621,12 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		if p.own.testing() {
 			continue
 		}
+		d := p.own.atTest - (lat - p.own.baseNs) // the fall
 		if p.own.atTest > 0.25*p.own.baseNs {
-			othersFell.share = math.Max(othersFell.share, 1-(lat-p.own.baseNs)/p.own.atTest)
+			othersFell.share = math.Max(othersFell.share, d/p.own.atTest)
 		}
-		othersFell.rawNs = math.Max(othersFell.rawNs, p.own.atTest-(lat-p.own.baseNs))
-		if d := p.own.atTest - (lat - p.own.baseNs); math.Min(d, p.own.atTest) > 3*p.own.errorNs() {
+		othersFell.rawNs = math.Max(othersFell.rawNs, d)
+		if math.Min(d, p.own.atTest) > 3*p.own.errorNs() {
 			othersFell.ns = math.Max(othersFell.ns, d)
 		}
 	}
@@ -713,9 +714,10 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 				// one group test does together, overlapping tests
 				// included: below).
 				members++
-				fell := 1 - (lat-p.own.baseNs)/p.own.atTest
+				fellNs := p.own.atTest - (lat - p.own.baseNs)
+				fell := fellNs / p.own.atTest
 				fellSum += fell
-				leastFellNs = math.Min(leastFellNs, p.own.atTest-(lat-p.own.baseNs))
+				leastFellNs = math.Min(leastFellNs, fellNs)
 				groupFell = groupFell && !math.IsNaN(lat) && fell >= 0.3 && p.own.elapsed+dt >= p.own.window &&
 					p.own.heldBack(float64(p.capRefused.Load()), p.own.elapsed+dt)
 			case !math.IsNaN(lat):
