@@ -1166,3 +1166,27 @@ func TestDefaultPolicyReadsAGroupsQueueAsOne(t *testing.T) {
 		t.Errorf("steady half %.2f of proportional, want ≥ 1.5 (api3, which does not cross svc1, is free of the group's caps)", got)
 	}
 }
+
+// random-4063's costliest API (api1, two thirds of the bottleneck's work,
+// σ 0.73) learned its own-latency baseline from its first answers at 0.7
+// of its mean, and showed 15–20 ms over it at half load. A test at half
+// load saw that excess fall by 9 ms from its highest, under three of its
+// standard errors, and read it as a queue of its own: api1 stayed under a
+// cap of its own while the others filled the bottleneck, 0.60 of its
+// share in the steady scenario, 0.35 in the ramp. An own queue's fall
+// must now also pass three standard errors.
+func TestDefaultPolicyKeepsASpreadAPIOutOfAnOwnQueueOfNoise(t *testing.T) {
+	app, err := BuiltinApp("random:4063")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scenario := range []string{"steady", "ramp"} {
+		t.Run(scenario, func(t *testing.T) {
+			t.Parallel()
+			r := simulateVirtual(t, app, scenario, defaultPolicy(t))
+			if got := r.PerAPI["api1"].Steady.GoodputPerProportional; got < 0.8 {
+				t.Errorf("api1: steady half %.2f of its share, want ≥ 0.8", got)
+			}
+		})
+	}
+}
