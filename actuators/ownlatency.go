@@ -1231,7 +1231,7 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 		// (σ 0.73) showed 15–20 ms over a baseline 0.7 of its mean at
 		// half load; a test's fall of 9 ms, under three of its 3–4 ms
 		// standard errors, kept it under a cap of its own for the whole
-		// run, at 0.35–0.6 of its share while the others took the room.
+		// run, at 0.35–0.7 of its share while the others took the room.
 		// The excesses are over the baselines, not the shared excess: the
 		// others may take the room the cap leaves at a bottleneck they
 		// share, and raise the shared excess by what this one's excess
