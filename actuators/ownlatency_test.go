@@ -1625,3 +1625,43 @@ func TestSeparateOverlappingTestsEndTogether(t *testing.T) {
 		})
 	}
 }
+
+func TestSeparateLearnsALateAPIsBaselineFromAnswersBeforeTheQueue(t *testing.T) {
+	// A sparse API (an answer every other tick, 4 ms) beside two busy
+	// ones (20 ms): its one-second mean has too few answers to mean
+	// anything until the busy ones' queue raises its rate, and by then
+	// every answer waits 30 ms. The old code learned its baseline there
+	// (34 ms) and read none of that queue as one for the rest of the
+	// run (cheap-minority's cold start: lookup's 34.4 ms, 4.0 in a warm
+	// start, its share 0.43).
+	c := NewConcurrencyLimiter(1000)
+	busy1, busy2, sparse := c.Partition(1), c.Partition(2), c.Partition(3)
+	answer := func(p *Partition, n int, lat time.Duration) {
+		for range n {
+			c.AcquireIn(p)
+			c.ReleaseAfter(p, Useful, int64(lat))
+		}
+	}
+	for i := range 200 {
+		queue := time.Duration(0)
+		if i >= 30 {
+			queue = 30 * time.Millisecond
+		}
+		answer(busy1, 20, 20*time.Millisecond+queue)
+		answer(busy2, 20, 25*time.Millisecond+queue)
+		switch {
+		case i < 30 && i%2 == 0:
+			answer(sparse, 1, 4*time.Millisecond)
+		case i >= 30:
+			answer(sparse, 3, 4*time.Millisecond+queue)
+		}
+		c.Rebalance(true, -math.Expm1(-0.1))
+		c.Separate(true, 0.1)
+	}
+	if b := sparse.own.baseNs; !(b < float64(10*time.Millisecond)) {
+		t.Fatalf("the sparse API's baseline %v, want the 4 ms of its answers before the queue", time.Duration(b))
+	}
+	if b := busy1.own.baseNs; !(b < float64(22*time.Millisecond)) {
+		t.Fatalf("a busy API's baseline %v, want the 20 ms it learned before the queue", time.Duration(b))
+	}
+}
