@@ -424,10 +424,10 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	for _, p := range *ps {
 		if p != nil && !math.IsNaN(p.own.baseNs) && p.own.n >= ownMinSamples {
 			o := &p.own
-			n := float64(p.latN.Load())
+			n, se := float64(p.latN.Load()), o.errorNs()
 			excess += float64(p.latSumNs.Load()) - n*o.baseNs
 			base += n * o.baseNs
-			variance += n * o.errorNs() * o.errorNs() * o.n
+			variance += n * se * se * o.n
 		}
 	}
 	queued := base > 0 && excess > cleanQueue*base && excess > 3*math.Sqrt(variance)
