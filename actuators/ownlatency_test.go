@@ -1632,8 +1632,8 @@ func TestSeparateLearnsALateAPIsBaselineFromAnswersBeforeTheQueue(t *testing.T) 
 	// anything until the busy ones' queue raises its rate, and by then
 	// every answer waits 30 ms. The old code learned its baseline from
 	// a mean that held those answers (25 ms) and read most of that queue
-	// as none for the rest of the run (cheap-minority's cold start: lookup's 34.4 ms, 4.0 in a warm
-	// start, its share 0.43).
+	// as none for the rest of the run (cheap-minority's cold start:
+	// lookup's 34.4 ms, 4.0 in a warm start, its share 0.43).
 	c := NewConcurrencyLimiter(1000)
 	busy1, busy2, sparse := c.Partition(1), c.Partition(2), c.Partition(3)
 	answer := func(p *Partition, n int, lat time.Duration) {
