@@ -441,6 +441,18 @@ func (s Scenario) phases(api int) []Phase {
 	return phases
 }
 
+// Requests is how many requests the scenario offers in expectation, each
+// retry it allows counted as one (an upper bound where clients retry).
+func (s Scenario) Requests() float64 {
+	var n float64
+	for _, st := range s.Steps {
+		for _, r := range st.Rates {
+			n += r * st.Duration.Seconds()
+		}
+	}
+	return n * float64(1+s.Retries)
+}
+
 // Total is Warmup + Duration.
 func (s Scenario) Total() time.Duration { return s.Warmup + s.Duration }
 

@@ -1,6 +1,7 @@
 package testbed
 
 import (
+	"context"
 	"math"
 	"strings"
 	"testing"
@@ -226,5 +227,32 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		if _, err := NewScenario(name, boundedEntry, ScenarioOptions{}); err == nil || !strings.Contains(err.Error(), "the entry must be unbounded") {
 			t.Errorf("%s with a bounded entry: err = %v, want it to say the entry must be unbounded", name, err)
 		}
+	}
+}
+
+// A run's requests are counted before it starts, each retry a client may
+// make counted too, and a run over its budget is refused with the
+// figures, by Simulate itself as well as by the command line.
+func TestSimulateRefusesARunOverItsRequestBudget(t *testing.T) {
+	app := TwoTierApp(DefaultTwoTier()) // 320 requests a second
+	sc, err := NewScenario("retry-storm", app, ScenarioOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0.5× for the 65 s warm-up, then 0.8×, 2× and 0.8× for 12, 12 and
+	// 36 s; each request and its three retries.
+	want := (0.5*65 + 0.8*12 + 2*12 + 0.8*36) * 320 * 4
+	if got := sc.Requests(); math.Abs(got-want) > 1e-6*want {
+		t.Fatalf("Requests() = %.0f, want %.0f", got, want)
+	}
+	_, err = Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Virtual: true, MaxRequests: want / 2})
+	if err == nil || !strings.Contains(err.Error(), "scenario retry-storm on app two-tier offers about 1.21e+05 requests (retries counted), over the budget of 6.07e+04 a run") {
+		t.Fatalf("err = %v, want the run refused over its budget", err)
+	}
+	if err := CheckRequests(app, sc, want); err != nil {
+		t.Errorf("at its budget: %v", err)
+	}
+	if err := CheckRequests(app, sc, 0); err != nil {
+		t.Errorf("under the default budget: %v", err)
 	}
 }

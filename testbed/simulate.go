@@ -29,6 +29,31 @@ type SimConfig struct {
 	// Lockstep, in the virtual driver, pauses the run at every tick of a
 	// policy with an RLActuator until the agent steps it.
 	Lockstep *Lockstep
+	// MaxRequests bounds the requests the scenario may offer, retries
+	// counted (Scenario.Requests); 0 takes DefaultMaxRequests.
+	MaxRequests float64
+}
+
+// DefaultMaxRequests is how many requests a run may offer unless
+// SimConfig.MaxRequests says otherwise. The simulator's time and memory
+// grow with every request: the suite's largest cell (huge-capacity, 50,000
+// requests a second) offers at most 19 million and takes 6 s and 240 MB.
+// Fifty million take under a minute, and at most about 2.5 GB where no
+// policy sheds and every request waits for its client's timeout; an app
+// file with a million workers of a microsecond would run for days.
+const DefaultMaxRequests = 50e6
+
+// CheckRequests reports an error if scenario s on app offers more than
+// budget requests (Scenario.Requests; 0 takes DefaultMaxRequests).
+func CheckRequests(app App, s Scenario, budget float64) error {
+	if budget == 0 {
+		budget = DefaultMaxRequests
+	}
+	if n := s.Requests(); !(n <= budget) {
+		return fmt.Errorf("scenario %s on app %s offers about %.3g requests (retries counted), over the budget of %.3g a run: the simulator's time and memory grow with every request; scale the app's capacity down (fewer workers, or longer service times) or raise the budget (--max-requests)",
+			s.Name, app.Name, n, budget)
+	}
+	return nil
 }
 
 // Simulate runs cfg.App through cfg.Scenario under cfg.Policy and reports
@@ -40,6 +65,9 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 		return Report{}, fmt.Errorf("app %s: %w", cfg.App.Name, err)
 	}
 	if err := cfg.Scenario.validate(cfg.App); err != nil {
+		return Report{}, err
+	}
+	if err := CheckRequests(cfg.App, cfg.Scenario, cfg.MaxRequests); err != nil {
 		return Report{}, err
 	}
 	if cfg.Scenario.Retries > 0 && !cfg.Virtual {

@@ -73,7 +73,7 @@ and ÷ optimal per cell, and the suite means. The default matrix (13 policies,
 			out := cmd.OutOrStdout()
 			printHeaderLine(out, app, sc, f.virtual, f.seed)
 			warnShortWarmup(cmd.ErrOrStderr(), sc.Warmup, policies...)
-			reports, err := simulateAll(ctx, app, sc, policies, f.virtual, f.seed, af, out, cmd.ErrOrStderr())
+			reports, err := simulateAll(ctx, app, sc, policies, f.virtual, f.seed, f.maxRequests, af, out, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

@@ -33,6 +33,7 @@ type simFlags struct {
 	duration, warmup time.Duration
 	load             float64
 	perAPI           bool
+	maxRequests      float64
 }
 
 func (f *simFlags) register(cmd *cobra.Command) {
@@ -44,17 +45,24 @@ func (f *simFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.duration, "duration", testbed.DefaultDuration, "length of the scenario after the warm-up (whole seconds, >= 10s)")
 	fs.DurationVar(&f.warmup, "warmup", testbed.DefaultWarmup, "light load (0.5× capacity) before the scenario, so latency baselines are learned")
 	fs.Float64Var(&f.load, "load", 0, "the scenario's load multiple (0: the scenario's default; see the list above)")
+	fs.Float64Var(&f.maxRequests, "max-requests", testbed.DefaultMaxRequests, "the most requests one run may offer, retries counted: the simulator's time and memory grow with each")
 	fs.BoolVar(&f.perAPI, "per-api", false, `instantiate each policy file once per API of the app (reported as "NAME (per API)") instead of running it as written`)
 }
 
 // setup resolves the app and builds the scenario.
 func (f *simFlags) setup() (testbed.App, testbed.Scenario, error) {
+	if !(f.maxRequests > 0) {
+		return testbed.App{}, testbed.Scenario{}, fmt.Errorf("--max-requests %g: must be > 0", f.maxRequests)
+	}
 	app, err := resolveApp(f.app)
 	if err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
 	}
 	sc, err := testbed.NewScenario(f.scenario, app, testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load})
 	if err != nil {
+		return testbed.App{}, testbed.Scenario{}, err
+	}
+	if err := testbed.CheckRequests(app, sc, f.maxRequests); err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
 	}
 	return app, sc, nil
@@ -238,7 +246,7 @@ Scenarios (load multiples are of the app's capacity at its nominal mix):
 				agentLog = &lockedWriter{w: cmd.ErrOrStderr()}
 			}
 			warnShortWarmup(cmd.ErrOrStderr(), sc.Warmup, p)
-			cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: f.virtual, Seed: f.seed}
+			cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: f.virtual, Seed: f.seed, MaxRequests: f.maxRequests}
 			if !asJSON {
 				printHeader(out, app, sc, p.Label(), f.virtual, f.seed)
 				cfg.OnSecond = func(s testbed.SecondStats) { printSecond(out, s) }
@@ -398,7 +406,7 @@ func fmtRecovery(v *float64) string {
 // runs the agent of policies with an RLActuator.
 // A live run shows a progress bar on bar's writer (stderr) over all the
 // policies' seconds; a virtual one is over before a bar would help.
-func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, policies []testbed.Policy, virtual bool, seed uint64, af agentFlags, progress, bar io.Writer) ([]testbed.Report, error) {
+func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, policies []testbed.Policy, virtual bool, seed uint64, maxRequests float64, af agentFlags, progress, bar io.Writer) ([]testbed.Report, error) {
 	var reports []testbed.Report
 	if virtual {
 		bar = io.Discard
@@ -407,7 +415,7 @@ func simulateAll(ctx context.Context, app testbed.App, sc testbed.Scenario, poli
 	defer stopProgress(seconds)
 	for i, p := range policies {
 		begin := time.Now()
-		cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: virtual, Seed: seed}
+		cfg := testbed.SimConfig{App: app, Scenario: sc, Policy: p, Virtual: virtual, Seed: seed, MaxRequests: maxRequests}
 		seconds.Describe(fmt.Sprintf("%s (%d of %d)", p.Label(), i+1, len(policies)))
 		cfg.OnSecond = func(testbed.SecondStats) { seconds.Add(1) }
 		var r testbed.Report

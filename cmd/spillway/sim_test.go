@@ -60,6 +60,9 @@ func TestSimRejectsBadInput(t *testing.T) {
 	dir := t.TempDir()
 	broken := filepath.Join(dir, "broken.json")
 	os.WriteFile(broken, []byte(`{"name": "x", "entry": "web", "services": [{"name": "web"}], "apis": []}`), 0o644)
+	huge := filepath.Join(dir, "huge.json")
+	os.WriteFile(huge, []byte(`{"name": "huge", "entry": "web", "services": [{"name": "web"}, {"name": "kv", "workers": 1000000}],
+  "apis": [{"name": "get", "slo": "10ms", "calls": [{"service": "kv", "time": {"kind": "constant", "mean": "1us"}}]}]}`), 0o644)
 	tests := []struct {
 		args []string
 		want string
@@ -72,6 +75,12 @@ func TestSimRejectsBadInput(t *testing.T) {
 		{[]string{"--app", broken}, "broken.json: apis: must have at least one API"},
 		{[]string{"--app", filepath.Join(dir, "absent.json")}, "absent.json: no such file or directory"},
 		{[]string{"--duration", "3s"}, "duration 3s: must be >= 10s"},
+		{[]string{"--max-requests", "0"}, "--max-requests 0: must be > 0"},
+		// A run is bounded in time and memory: a million workers of a
+		// microsecond offer a million million requests a second.
+		{[]string{"--app", huge}, "scenario steady on app huge offers about 2.72e+14 requests (retries counted), over the budget of 5e+07 a run"},
+		{[]string{"--app", "two-tier", "--duration", "1000h"}, "over the budget of 5e+07 a run"},
+		{[]string{"--app", "two-tier", "--max-requests", "1000"}, "offers about 8.72e+04 requests (retries counted), over the budget of 1e+03 a run"},
 	}
 	for _, tt := range tests {
 		out, err := runCLI(t, append([]string{"sim", "--virtual"}, tt.args...)...)

@@ -68,6 +68,7 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 	}
 	// A policy with an RLActuator runs in lock step with its agent.
 	cfg.Run = func(ctx context.Context, c testbed.SimConfig) (testbed.Report, error) {
+		c.MaxRequests = f.maxRequests
 		if hasAgent(c.Policy) {
 			return af.simulateWithAgent(ctx, c, io.Discard)
 		}
