@@ -79,6 +79,16 @@ func (a API) Path() string { return "/" + a.Name }
 
 var appName = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
 
+// The most APIs, services and calls per API an App may have: an app file
+// is input, and a run's time grows with each (CheckRequests bounds the
+// rest). 64 APIs over 31 services, 32 calls each, take 10 s a run; the
+// shipped apps have at most 32 APIs, 6 services and 6 calls.
+const (
+	MaxAPIs     = 64
+	MaxServices = 32
+	MaxCalls    = 16
+)
+
 // Validate reports the first invalid field of a, by its path.
 func (a App) Validate() error {
 	if !appName.MatchString(a.Name) {
@@ -89,6 +99,9 @@ func (a App) Validate() error {
 	}
 	if len(a.Services) == 0 {
 		return fmt.Errorf("services: must have at least one service")
+	}
+	if len(a.Services) > MaxServices {
+		return fmt.Errorf("services: %d, at most %d: each bounded one is a constraint of the optimal reference's linear program", len(a.Services), MaxServices)
 	}
 	seen := map[string]bool{}
 	for i, s := range a.Services {
@@ -108,6 +121,9 @@ func (a App) Validate() error {
 	}
 	if len(a.APIs) == 0 {
 		return fmt.Errorf("apis: must have at least one API")
+	}
+	if len(a.APIs) > MaxAPIs {
+		return fmt.Errorf("apis: %d, at most %d: a run's time grows with each (the optimal reference is a linear program over the APIs, solved every second: 64 take 2.5 s a run, 300 took 90 s)", len(a.APIs), MaxAPIs)
 	}
 	apis := map[string]bool{}
 	var totalWeight float64
@@ -134,6 +150,9 @@ func (a App) Validate() error {
 		}
 		if len(api.Calls) == 0 {
 			return fmt.Errorf("apis[%d].calls: must have at least one call", i)
+		}
+		if len(api.Calls) > MaxCalls {
+			return fmt.Errorf("apis[%d].calls: %d, at most %d: each call is simulated for every request", i, len(api.Calls), MaxCalls)
 		}
 		for j, c := range api.Calls {
 			if !seen[c.Service] {

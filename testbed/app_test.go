@@ -1,6 +1,8 @@
 package testbed
 
 import (
+	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -134,6 +136,18 @@ func TestLoadAppFileReadsTheJSONForm(t *testing.T) {
 	}
 }
 
+// A file far larger than any app within the bounds is refused before it
+// is decoded.
+func TestLoadAppFileRefusesAHugeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge.json")
+	if err := os.WriteFile(path, append([]byte(shopJSON), bytes.Repeat([]byte(" "), maxAppFileBytes)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadAppFile(path); err == nil || !strings.Contains(err.Error(), "huge.json: larger than 1048576 bytes: not an app file") {
+		t.Errorf("err = %v, want the file refused for its size", err)
+	}
+}
+
 func TestParseAppNamesTheOffendingField(t *testing.T) {
 	tests := []struct {
 		name, from, to, want string
@@ -176,6 +190,24 @@ func TestValidateRejectsBrokenApps(t *testing.T) {
 		{"NaN weight", func(a *App) { a.APIs[0].Weight = math.NaN() }, "apis[0].weight NaN"},
 		{"zero weights", func(a *App) { a.APIs[0].Weight = 0 }, "apis: at least one weight must be > 0"},
 		{"negative mean", func(a *App) { a.APIs[0].Calls[1].Time.Mean = -1 }, "apis[0].calls[1].time.mean -1ns: must be >= 0"},
+		// An app file is input, and a run's time grows with each of these.
+		{"too many APIs", func(a *App) {
+			for i := range MaxAPIs {
+				api := a.APIs[0]
+				api.Name = fmt.Sprintf("extra%d", i)
+				a.APIs = append(a.APIs, api)
+			}
+		}, "apis: 65, at most 64"},
+		{"too many services", func(a *App) {
+			for i := range MaxServices {
+				a.Services = append(a.Services, Service{Name: fmt.Sprintf("extra%d", i), Workers: 1})
+			}
+		}, "services: 34, at most 32"},
+		{"too many calls", func(a *App) {
+			for len(a.APIs[0].Calls) <= MaxCalls {
+				a.APIs[0].Calls = append(a.APIs[0].Calls, a.APIs[0].Calls[1])
+			}
+		}, "apis[0].calls: 17, at most 16"},
 	}
 	for _, tt := range tests {
 		app := valid()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -140,6 +141,9 @@ type distFile struct {
 	Sigma float64 `json:"sigma"`
 }
 
+// maxAppFileBytes is the largest app file LoadAppFile reads.
+const maxAppFileBytes = 1 << 20
+
 // LoadAppFile reads an App from a JSON file. Unknown fields are errors, and
 // every error names the file and the offending field, e.g.
 //
@@ -148,9 +152,19 @@ type distFile struct {
 // A JSON syntax error carries its line and column. An API's weight
 // defaults to 1 and its priority to 1; client_timeout defaults to 2s.
 func LoadAppFile(path string) (App, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return App{}, err
+	}
+	defer f.Close()
+	// An app within MaxAPIs, MaxServices and MaxCalls is far smaller: the
+	// bound keeps a stray file from being read whole into memory.
+	data, err := io.ReadAll(io.LimitReader(f, maxAppFileBytes+1))
+	if err != nil {
+		return App{}, err
+	}
+	if len(data) > maxAppFileBytes {
+		return App{}, fmt.Errorf("%s: larger than %d bytes: not an app file", path, maxAppFileBytes)
 	}
 	app, err := ParseApp(data)
 	if err != nil {
