@@ -51,8 +51,8 @@ func (f *simFlags) register(cmd *cobra.Command) {
 
 // setup resolves the app and builds the scenario.
 func (f *simFlags) setup() (testbed.App, testbed.Scenario, error) {
-	if !(f.maxRequests > 0) {
-		return testbed.App{}, testbed.Scenario{}, fmt.Errorf("--max-requests %g: must be > 0", f.maxRequests)
+	if err := f.checkMaxRequests(); err != nil {
+		return testbed.App{}, testbed.Scenario{}, err
 	}
 	app, err := resolveApp(f.app)
 	if err != nil {
@@ -66,6 +66,14 @@ func (f *simFlags) setup() (testbed.App, testbed.Scenario, error) {
 		return testbed.App{}, testbed.Scenario{}, err
 	}
 	return app, sc, nil
+}
+
+// checkMaxRequests reports a --max-requests that no run could fit.
+func (f *simFlags) checkMaxRequests() error {
+	if !(f.maxRequests > 0) {
+		return fmt.Errorf("--max-requests %g: must be > 0", f.maxRequests)
+	}
+	return nil
 }
 
 // resolveApp is a built-in app by name, or an app loaded from a JSON file.

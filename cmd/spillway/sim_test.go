@@ -173,6 +173,13 @@ func TestBenchWritesTableAndPlot(t *testing.T) {
 	}
 }
 
+func TestBenchSuiteRejectsABudgetNoRunFits(t *testing.T) {
+	out, err := runCLI(t, "bench", "--suite", "--max-requests", "-1", "--random", "0", "--suite-out", filepath.Join(t.TempDir(), "s.md"))
+	if err == nil || !strings.Contains(err.Error(), "--max-requests -1: must be > 0") {
+		t.Errorf("err = %v, output:\n%s\nwant the budget refused before any run", err, out)
+	}
+}
+
 func TestBenchRejectsAnUnknownPolicyBeforeRunning(t *testing.T) {
 	out, err := runCLI(t, append([]string{"bench", "--policies", "none,nope", "--out", t.TempDir()}, quick...)...)
 	if err == nil || !strings.Contains(err.Error(), `unknown policy "nope"`) || strings.Contains(out, "goodput ratio") {

@@ -45,6 +45,9 @@ func (s *suiteFlags) register(cmd *cobra.Command) {
 
 // runSuite runs bench --suite.
 func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, af agentFlags) error {
+	if err := f.checkMaxRequests(); err != nil {
+		return err
+	}
 	cfg := testbed.SuiteConfig{
 		Scenarios:       splitList(s.scenarios),
 		RandomScenarios: splitList(s.randomSc),
