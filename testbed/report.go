@@ -20,6 +20,9 @@ type Report struct {
 	Seed      uint64  `json:"seed"`
 	WarmupS   float64 `json:"warmup_s"`
 	DurationS float64 `json:"duration_s"`
+	// ThinkS is the closed-loop users' mean think time (Scenario.Think);
+	// absent for open-loop clients.
+	ThinkS float64 `json:"think_s,omitempty"`
 	// AppCapacityRPS is the app's capacity at its nominal mix.
 	AppCapacityRPS float64 `json:"app_capacity_rps"`
 	Stats
@@ -216,6 +219,11 @@ func (rt *runTally) secondOf(t int) []apiSecond {
 		out[i] = apiSecond{Second: s, latencies: lat}
 		offered[i] = float64(s.Offered)
 	}
+	if rt.scenario.Think > 0 {
+		// Closed-loop users offer what the policy lets them; the
+		// references take what they would offer answered at once.
+		offered = rt.scenario.demandAt(rt.app, time.Duration(t)*time.Second)
+	}
 	ref := rt.referencesAt(t, offered)
 	for i := range out {
 		out[i].share = ref.shares[i]
@@ -273,7 +281,7 @@ func (rt *runTally) report(policy, driver string, seed uint64) Report {
 	app, sc := rt.app, rt.scenario
 	r := Report{
 		App: app.Name, Scenario: sc.Name, Load: sc.Load, Policy: policy, Driver: driver, Seed: seed,
-		WarmupS: sc.Warmup.Seconds(), DurationS: sc.Duration.Seconds(), AppCapacityRPS: app.Capacity(),
+		WarmupS: sc.Warmup.Seconds(), DurationS: sc.Duration.Seconds(), ThinkS: sc.Think.Seconds(), AppCapacityRPS: app.Capacity(),
 		PerAPI: map[string]APIStats{},
 	}
 	n := secondsIn(sc.Total())

@@ -44,6 +44,17 @@ type Scenario struct {
 	// retries.
 	Retries      int
 	RetryBackoff time.Duration
+	// Think, when > 0, makes the clients closed-loop: during each step an
+	// API has Users(rate) users, who each send a request, wait for its end
+	// (an answer, a refusal or the client timeout, after any retries),
+	// think for an exponential time of mean Think and send the next. A
+	// step's rate is then what its users offer if every answer is instant:
+	// slow answers and long queues lower the offered load, as they do with
+	// real users and with load generators that hold a fixed number of
+	// connections, and fast refusals bring users back sooner. 0 is
+	// open-loop Poisson arrivals at the step rates, which no answer slows.
+	// Only the virtual driver runs closed-loop clients.
+	Think time.Duration
 	// Marks are the times, from the start of the run, after which the time
 	// to recover is measured: the start of the scenario proper and each
 	// later step change or app change of note.
@@ -86,7 +97,14 @@ type ScenarioOptions struct {
 	Duration time.Duration
 	// Load is the scenario's load parameter; 0 takes the scenario's default.
 	Load float64
+	// Think, when > 0, makes the clients closed-loop (Scenario.Think).
+	Think time.Duration
 }
+
+// MaxUsers bounds the closed-loop users of one API in one step: a run
+// keeps one entry per user, and the bound is far above what a run within
+// the request budget can use.
+const MaxUsers = 1_000_000
 
 // scenarioKinds are the known scenarios, in documentation order.
 var scenarioKinds = []struct {
@@ -154,6 +172,8 @@ func NewScenario(name string, app App, opts ScenarioOptions) (Scenario, error) {
 		return Scenario{}, fmt.Errorf("warm-up %v and duration %v: must be whole seconds", opts.Warmup, opts.Duration)
 	case opts.Load < 0 || math.IsNaN(opts.Load) || math.IsInf(opts.Load, 0):
 		return Scenario{}, fmt.Errorf("load %v: must be finite and > 0", opts.Load)
+	case opts.Think < 0:
+		return Scenario{}, fmt.Errorf("think time %v: must be >= 0 (0: open-loop clients)", opts.Think)
 	}
 	for _, k := range scenarioKinds {
 		if k.name != name {
@@ -174,6 +194,10 @@ func NewScenario(name string, app App, opts ScenarioOptions) (Scenario, error) {
 		k.build(b)
 		if b.err != nil {
 			return Scenario{}, b.err
+		}
+		b.s.Think = opts.Think
+		if err := b.s.checkUsers(); err != nil {
+			return Scenario{}, err
 		}
 		return b.s, nil
 	}
@@ -442,15 +466,48 @@ func (s Scenario) phases(api int) []Phase {
 }
 
 // Requests is how many requests the scenario offers in expectation, each
-// retry it allows counted as one (an upper bound where clients retry).
+// retry it allows counted as one (an upper bound where clients retry, or
+// are closed-loop and every answer is instant).
 func (s Scenario) Requests() float64 {
 	var n float64
 	for _, st := range s.Steps {
 		for _, r := range st.Rates {
+			if s.Think > 0 {
+				r = float64(s.Users(r)) / s.Think.Seconds()
+			}
 			n += r * st.Duration.Seconds()
 		}
 	}
 	return n * float64(1+s.Retries)
+}
+
+// Users is how many closed-loop users offer rate when every answer is
+// instant: rate × Think, rounded, and at least one for a rate above 0.
+func (s Scenario) Users(rate float64) int {
+	if rate <= 0 || s.Think <= 0 {
+		return 0
+	}
+	n := math.Round(rate * s.Think.Seconds())
+	if n > MaxUsers {
+		return MaxUsers + 1 // refused by checkUsers
+	}
+	return max(1, int(n))
+}
+
+// checkUsers refuses a closed-loop scenario with more users than MaxUsers
+// in one step of one API.
+func (s Scenario) checkUsers() error {
+	if s.Think <= 0 {
+		return nil
+	}
+	for i, st := range s.Steps {
+		for j, r := range st.Rates {
+			if s.Users(r) > MaxUsers {
+				return fmt.Errorf("scenario %s: Steps[%d].Rates[%d] %g req/s with a think time of %v: more than %d users; shorten the think time", s.Name, i, j, r, s.Think, MaxUsers)
+			}
+		}
+	}
+	return nil
 }
 
 // Total is Warmup + Duration.
@@ -466,6 +523,48 @@ func (s Scenario) ratesAt(at time.Duration) []float64 {
 		}
 	}
 	return s.Steps[len(s.Steps)-1].Rates
+}
+
+// demandAt is what closed-loop users offer at time at, per API, when
+// every answer takes the API's no-queue latency (its calls' mean times and
+// the slower dependencies of that moment, at most the client timeout):
+// users ÷ (think time + that latency). It stands for the offered load in
+// the references of a closed-loop run, since the arrivals counted depend
+// on the policy: one that keeps users waiting lowers them, and must not
+// lower its own reference with them.
+func (s Scenario) demandAt(app App, at time.Duration) []float64 {
+	rates := s.ratesAt(at)
+	extra := make([]time.Duration, len(app.Services)) // every API's
+	own := make([][]time.Duration, len(app.APIs))     // one API's
+	for _, d := range s.Delays {
+		if d.At > at {
+			continue
+		}
+		k := app.serviceIndex(d.Service)
+		if d.API == "" {
+			extra[k] = d.Extra
+			continue
+		}
+		i := app.apiIndex(d.API)
+		if own[i] == nil {
+			own[i] = make([]time.Duration, len(app.Services))
+		}
+		own[i][k] = d.Extra
+	}
+	out := make([]float64, len(app.APIs))
+	for i, api := range app.APIs {
+		var latency time.Duration
+		for _, c := range api.Calls {
+			k := app.serviceIndex(c.Service)
+			latency += c.Time.Mean + extra[k]
+			if own[i] != nil {
+				latency += own[i][k]
+			}
+		}
+		latency = min(latency, app.ClientTimeout)
+		out[i] = float64(s.Users(rates[i])) / (s.Think + latency).Seconds()
+	}
+	return out
 }
 
 // workersAt returns every service's worker count at time at.
@@ -501,6 +600,12 @@ func (s Scenario) validate(app App) error {
 	}
 	if total != s.Total() {
 		return fmt.Errorf("scenario %s: steps last %v, want Warmup + Duration = %v", s.Name, total, s.Total())
+	}
+	if s.Think < 0 {
+		return fmt.Errorf("scenario %s: Think %v: must be >= 0 (0: open-loop clients)", s.Name, s.Think)
+	}
+	if err := s.checkUsers(); err != nil {
+		return err
 	}
 	for i, c := range s.Changes {
 		if app.serviceIndex(c.Service) < 0 || c.Workers < 0 {

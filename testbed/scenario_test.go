@@ -210,6 +210,8 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		{"too short", "steady", ScenarioOptions{Duration: 5 * time.Second}, "duration 5s: must be >= 10s"},
 		{"fractional", "steady", ScenarioOptions{Duration: 10500 * time.Millisecond}, "must be whole seconds"},
 		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},
+		{"negative think time", "steady", ScenarioOptions{Think: -time.Second}, "think time -1s: must be >= 0 (0: open-loop clients)"},
+		{"users past the bound", "steady", ScenarioOptions{Think: 1000 * time.Hour}, "users; shorten the think time"},
 	}
 	for _, tt := range tests {
 		if _, err := NewScenario(tt.scenario, app, tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -260,6 +260,9 @@ func WriteSuiteMarkdown(w io.Writer, s SuiteResult, command string) {
 		duration = cfg.Options.Duration
 	}
 	fmt.Fprintf(w, "; each scenario %v after %s (cold-start has none), at its default load.\n\n", duration, warmup)
+	if cfg.Options.Think > 0 {
+		fmt.Fprintf(w, "Clients are closed-loop: each API's rate is rate × %v users, who each wait for the answer, the refusal or the timeout and think for an exponential time of mean %v before the next request.\n\n", cfg.Options.Think, cfg.Options.Think)
+	}
 	fmt.Fprintf(w, "Policies run as written: a policy for API `*` is one controller for all APIs, and a file written for named APIs "+
 		"(as `policies/mimd.cue` is for boutique's) protects only those, elsewhere nothing; `(per API)` marks a policy instantiated once per API.\n\n")
 	fmt.Fprintf(w, "Each cell is goodput ÷ proportional / goodput ÷ optimal over the scenario after its warm-up. "+

@@ -23,7 +23,8 @@ import (
 //  2. the engine tick, every evaluation interval;
 //  3. call completions, in the order they were scheduled;
 //  4. client timeouts, in arrival order;
-//  5. arrivals, by API order;
+//  5. arrivals, by API order; with closed-loop clients (Scenario.Think),
+//     users who end their think time instead, in the order they began it;
 //  6. client retries (retry-storm), in the order they were scheduled;
 //  7. progress reports: second T is final at (T+1) s + settle, where
 //     settle is the client timeout, or with retries the longest a request
@@ -72,6 +73,10 @@ type virtualRun struct {
 	sampled   int   // whole seconds whose service totals are in the tally
 	retries   retryHeap
 	retryRand *rand.Rand // backoff jitter
+	// Closed-loop clients (Scenario.Think > 0): the users thinking, and
+	// the source of their think times.
+	wakes     wakeHeap
+	thinkRand *rand.Rand
 
 	// Service times are drawn per (request, call) from a source reseeded
 	// with the request's demand seed, so the same arrival costs the same
@@ -88,6 +93,10 @@ type virtualAPI struct {
 	arrivals *arrivals
 	next     int64 // next arrival; -1 when there are no more
 	demand   *rand.Rand
+	// users is how many closed-loop users the API has, thinking or
+	// waiting for a request; target is how many the current step wants.
+	// A thinking user over the target leaves when its think time ends.
+	users, target int
 }
 
 type virtualCall struct {
@@ -161,6 +170,9 @@ type appChange struct {
 	// delay marks a DelayChange: the service's extra time becomes extra,
 	// or, for api ≥ 0, that API's calls at the service.
 	delay bool
+	// users marks the start of a step under closed-loop clients: every
+	// API's users are brought to the step's count.
+	users bool
 	extra int64
 	api   int
 }
@@ -172,6 +184,7 @@ const (
 	streamDemand   = 2 << 32 // + API index
 	streamLive     = 3 << 32 // + API index << 16 + call index: live service times
 	streamRetry    = 5 << 32 // backoff jitter of client retries
+	streamThink    = 6 << 32 // think times of closed-loop users
 )
 
 func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint64, onSecond func(int)) *virtualRun {
@@ -181,6 +194,7 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		timeoutNs:  int64(app.ClientTimeout),
 		timeSource: rand.NewPCG(0, 0),
 		retryRand:  rand.New(rand.NewPCG(seed, streamRetry)),
+		thinkRand:  rand.New(rand.NewPCG(seed, streamThink)),
 	}
 	v.settleNs = v.timeoutNs
 	if s.Retries > 0 {
@@ -205,8 +219,18 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		for _, c := range api.Calls {
 			a.calls = append(a.calls, virtualCall{service: app.serviceIndex(c.Service), time: c.Time})
 		}
-		a.next = nextOffset(a.arrivals)
+		a.next = -1 // closed-loop users send instead
+		if s.Think <= 0 {
+			a.next = nextOffset(a.arrivals)
+		}
 		v.apis = append(v.apis, a)
+	}
+	if s.Think > 0 {
+		var at time.Duration
+		for _, st := range s.Steps {
+			v.changes = append(v.changes, appChange{at: int64(at), service: -1, users: true})
+			at += st.Duration
+		}
 	}
 	for _, c := range s.Changes {
 		v.changes = append(v.changes, appChange{at: int64(c.At), service: app.serviceIndex(c.Service), workers: c.Workers})
@@ -365,6 +389,8 @@ func (v *virtualRun) run(ctx context.Context) error {
 			v.timeout(v.timeouts.pop())
 		case eventArrival:
 			v.arrive(v.nextArrival())
+		case eventWake:
+			v.wake(int(heap.Pop(&v.wakes).(wakeEntry).api))
 		case eventRetry:
 			r := heap.Pop(&v.retries).(retryEntry)
 			v.attempt(int(r.api), int(r.second), r.first, r.attempt, r.demand)
@@ -390,6 +416,7 @@ const (
 	eventCompletion
 	eventTimeout
 	eventArrival
+	eventWake
 	eventRetry
 	eventReport
 	eventSample
@@ -418,6 +445,9 @@ func (v *virtualRun) next(seconds int) (eventKind, int64) {
 	if i := v.nextArrival(); i >= 0 {
 		consider(eventArrival, v.apis[i].next)
 	}
+	if v.wakes.Len() > 0 {
+		consider(eventWake, v.wakes.items[0].at)
+	}
 	if v.retries.Len() > 0 {
 		consider(eventRetry, v.retries.items[0].at)
 	}
@@ -442,6 +472,10 @@ func (v *virtualRun) nextArrival() int {
 }
 
 func (v *virtualRun) change(c appChange) error {
+	if c.users {
+		v.setUsers()
+		return nil
+	}
 	if c.service < 0 {
 		return applyStatic(v.eng, v.app, v.scenario, time.Duration(c.at), v.optimal)
 	}
@@ -473,6 +507,51 @@ func (v *virtualRun) arrive(api int) {
 	v.attempt(api, second, v.now, 0, demand)
 }
 
+// setUsers brings every API's closed-loop users to the count of the step
+// that starts now. New users begin with a think time, so they do not all
+// send at the step's first instant; users over the count leave as their
+// think times end.
+func (v *virtualRun) setUsers() {
+	rates := v.scenario.ratesAt(time.Duration(v.now))
+	for i := range v.apis {
+		a := &v.apis[i]
+		a.target = v.scenario.Users(rates[i])
+		for ; a.users < a.target; a.users++ {
+			v.think(i)
+		}
+	}
+}
+
+// think starts a think time of one of API api's closed-loop users.
+func (v *virtualRun) think(api int) {
+	at := v.now + int64(v.thinkRand.ExpFloat64()*float64(v.scenario.Think))
+	heap.Push(&v.wakes, wakeEntry{at: at, seq: v.wakes.seq, api: int32(api)})
+	v.wakes.seq++
+}
+
+// wake is the end of a closed-loop user's think time: it sends its next
+// request, or leaves if its API has more users than the step wants or the
+// scenario is over.
+func (v *virtualRun) wake(api int) {
+	a := &v.apis[api]
+	if a.users > a.target || v.now >= int64(v.scenario.Total()) {
+		a.users--
+		return
+	}
+	second := int(v.now / int64(time.Second))
+	demand := a.demand.Uint64()
+	v.tally.tallies[api].arrive(second, false)
+	v.attempt(api, second, v.now, 0, demand)
+}
+
+// ended is the end of a user request, its retries included: under
+// closed-loop clients its user begins to think.
+func (v *virtualRun) ended(api int) {
+	if v.scenario.Think > 0 {
+		v.think(api)
+	}
+}
+
 // attempt is one attempt of a user request that first arrived at first, in
 // second: the first, or a client retry.
 func (v *virtualRun) attempt(api, second int, first int64, attempt int32, demand uint64) {
@@ -481,6 +560,7 @@ func (v *virtualRun) attempt(api, second int, first int64, attempt int32, demand
 	if decision != controlpoint.Accepted {
 		if !v.retry(api, second, first, attempt, demand) {
 			v.tally.tallies[api].complete(second, outcome{status: http.StatusTooManyRequests})
+			v.ended(api)
 		}
 		return
 	}
@@ -540,6 +620,7 @@ func (v *virtualRun) shed(idx int32) {
 	r.ticket.Done(false)
 	if !v.retry(int(r.api), int(r.second), r.first, r.attempt, r.demand) {
 		v.tally.tallies[r.api].complete(int(r.second), outcome{status: http.StatusServiceUnavailable})
+		v.ended(int(r.api))
 	}
 	v.release(idx)
 }
@@ -595,6 +676,7 @@ func (v *virtualRun) complete(idx int32) {
 	}
 	r.ticket.Done(true)
 	v.tally.tallies[r.api].complete(int(r.second), outcome{status: http.StatusOK, latency: time.Duration(v.now - r.first)})
+	v.ended(int(r.api))
 	v.release(idx)
 }
 
@@ -608,6 +690,7 @@ func (v *virtualRun) timeout(e timeoutEntry) {
 	r.ticket.Abandon() // the entry answers a canceled request with an error
 	if !v.retry(int(r.api), int(r.second), r.first, r.attempt, r.demand) {
 		v.tally.tallies[r.api].complete(int(r.second), outcome{timeout: true, latency: time.Duration(v.now - r.first)})
+		v.ended(int(r.api))
 	}
 }
 
@@ -648,6 +731,32 @@ func (h *retryHeap) Less(i, j int) bool {
 func (h *retryHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
 func (h *retryHeap) Push(x any)    { h.items = append(h.items, x.(retryEntry)) }
 func (h *retryHeap) Pop() any {
+	last := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return last
+}
+
+// wakeEntry is a closed-loop user whose think time ends at a virtual time.
+type wakeEntry struct {
+	at  int64
+	seq uint64 // ties go in the order the think times began
+	api int32
+}
+
+// wakeHeap is a container/heap of think times by (at, seq).
+type wakeHeap struct {
+	items []wakeEntry
+	seq   uint64
+}
+
+func (h *wakeHeap) Len() int { return len(h.items) }
+func (h *wakeHeap) Less(i, j int) bool {
+	a, b := &h.items[i], &h.items[j]
+	return a.at < b.at || (a.at == b.at && a.seq < b.seq)
+}
+func (h *wakeHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *wakeHeap) Push(x any)    { h.items = append(h.items, x.(wakeEntry)) }
+func (h *wakeHeap) Pop() any {
 	last := h.items[len(h.items)-1]
 	h.items = h.items[:len(h.items)-1]
 	return last

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -311,5 +312,123 @@ func TestVirtualRetriesCountOneUserRequestAndAmplifyLoad(t *testing.T) {
 	}
 	if _, err := Simulate(context.Background(), SimConfig{App: app, Scenario: storm, Policy: NoPolicy()}); err == nil || !strings.Contains(err.Error(), "virtual") {
 		t.Errorf("a live run with retries: err = %v, want it refused", err)
+	}
+}
+
+// Closed-loop users wait for each answer: with nothing to refuse them, the
+// 128 users of two-tier at 4× (4 × 320 req/s × 100 ms of think time)
+// offer what the service answers, not 4×, since each waits in its queue
+// (Little's law: 128 users over 100 ms of thinking plus about 300 ms of
+// waiting). A refusal is instant, so under the static oracle the same
+// users come back at about the rate they would offer if every answer were
+// instant, and when the load steps down (surge's last 0.5×), the users
+// over the step's count leave.
+func TestVirtualClosedLoopUsersWaitForTheirAnswers(t *testing.T) {
+	app := TwoTierApp(DefaultTwoTier())
+	capacity := app.Capacity()
+	opts := ScenarioOptions{Warmup: 5 * time.Second, Duration: 40 * time.Second, Think: 100 * time.Millisecond}
+	offered := func(r Report, from, to int) float64 {
+		t.Helper()
+		var n, seconds float64
+		for _, s := range r.Seconds {
+			if s.T >= from && s.T < to {
+				n += float64(s.Offered)
+				seconds++
+			}
+		}
+		if seconds == 0 {
+			t.Fatalf("no seconds in [%d, %d)", from, to)
+		}
+		return n / seconds
+	}
+
+	none := simulate(t, app, "steady", opts, NoPolicy(), 1)
+	checkReport(t, none)
+	if got := offered(none, 10, 40); got < 0.9*capacity || got > 1.05*capacity {
+		t.Errorf("no policy: %.0f req/s offered over the steady stretch, want about the %.0f the service answers", got, capacity)
+	}
+	open := opts
+	open.Think = 0
+	if got := offered(simulate(t, app, "steady", open, NoPolicy(), 1), 10, 40); got < 3.6*capacity {
+		t.Errorf("open loop, no policy: %.0f req/s offered, want about 4 × %.0f", got, capacity)
+	}
+
+	static := simulate(t, app, "steady", opts, StaticPolicy(), 1)
+	checkReport(t, static)
+	if got := offered(static, 10, 40); got < 2.5*capacity {
+		t.Errorf("static oracle: %.0f req/s offered, want refused users back at well over 2.5 × %.0f", got, capacity)
+	}
+	if static.Steady.GoodputPerProportional < 0.9 {
+		t.Errorf("static oracle: steady goodput ÷ proportional %.2f, want ≥ 0.9", static.Steady.GoodputPerProportional)
+	}
+
+	// surge: 0.5× for 8 s, 4× for 16 s, 0.5× for 16 s. At 0.5× the 16
+	// users think 100 ms and wait about 40 ms for each answer: about 115
+	// req/s, where 4× had 128 users.
+	surge := simulate(t, app, "surge", opts, StaticPolicy(), 1)
+	if high, low := offered(surge, 12, 24), offered(surge, 30, 40); high < 2.5*capacity || low < 0.3*capacity || low > 0.5*capacity {
+		t.Errorf("surge under the static oracle: %.0f req/s offered at 4× and %.0f back at 0.5×, want over 2.5 × %.0f and about 16 users' 115", high, low, capacity)
+	}
+
+	again := simulate(t, app, "surge", opts, StaticPolicy(), 1)
+	a, _ := json.Marshal(surge)
+	b, _ := json.Marshal(again)
+	if !bytes.Equal(a, b) {
+		t.Error("two closed-loop runs of one seed differ")
+	}
+	sc, err := NewScenario("steady", app, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Policy: NoPolicy()}); err == nil || !strings.Contains(err.Error(), "closed-loop clients (a think time) need the virtual driver") {
+		t.Errorf("a live run with closed-loop clients: err = %v, want it refused", err)
+	}
+}
+
+// The references of a closed-loop run take what its users would offer
+// answered at each API's no-queue latency, not the arrivals a policy let
+// them make: during a hang the users wait up to the client timeout, so
+// they would offer little whatever the policy does.
+func TestClosedLoopReferencesTakeTheUsersDemand(t *testing.T) {
+	app := TwoTierApp(DefaultTwoTier())
+	sc, err := NewScenario("hung-dependency", app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 30 * time.Second, Think: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latency time.Duration
+	for _, c := range app.APIs[0].Calls {
+		latency += c.Time.Mean
+	}
+	users := float64(sc.Users(2 * app.Capacity())) // 2×: 64 users
+	if users != 64 {
+		t.Fatalf("%v users at 2 × %.0f req/s and 100 ms, want 64", users, app.Capacity())
+	}
+	for _, tt := range []struct {
+		at   time.Duration
+		want float64
+	}{
+		{2 * time.Second, 16 / (0.1 + latency.Seconds())},               // warm-up, 0.5×
+		{10 * time.Second, users / (0.1 + latency.Seconds())},           // before the hang
+		{20 * time.Second, users / (0.1 + app.ClientTimeout.Seconds())}, // hung: each waits for the timeout
+		{30 * time.Second, users / (0.1 + latency.Seconds())},           // after
+	} {
+		if got := sc.demandAt(app, tt.at)[0]; math.Abs(got-tt.want) > 1e-9*tt.want {
+			t.Errorf("demand at %v = %.2f req/s, want %.2f", tt.at, got, tt.want)
+		}
+	}
+	r, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Policy: StaticPolicy(), Virtual: true, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The optimal reference is bounded by the demand: the stuck users'
+	// in the hang (seconds 10 to 20 of the scenario), the app's capacity
+	// before it.
+	for _, s := range r.Seconds {
+		if s.T == 15 && !(s.OptimalRPS < 40) {
+			t.Errorf("second 15, in the hang: reference %.0f req/s, want the stuck users' demand, under 40", s.OptimalRPS)
+		}
+		if s.T == 5 && math.Abs(s.OptimalRPS-app.Capacity()) > 1 {
+			t.Errorf("second 5, before the hang: reference %.0f req/s, want the capacity, %.0f", s.OptimalRPS, app.Capacity())
+		}
 	}
 }

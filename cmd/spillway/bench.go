@@ -113,6 +113,9 @@ func printHeaderLine(w io.Writer, app testbed.App, sc testbed.Scenario, virtual 
 	if virtual {
 		driver = "virtual"
 	}
+	if sc.Think > 0 {
+		driver += fmt.Sprintf(", closed-loop users thinking %v", sc.Think)
+	}
 	fmt.Fprintf(w, "app %s (capacity %.0f req/s), scenario %s (load %g, %v after %v warm-up), %s, seed %d\n",
 		app.Name, app.Capacity(), sc.Name, sc.Load, sc.Duration, sc.Warmup, driver, seed)
 }
@@ -194,6 +197,10 @@ func writeMarkdown(w io.Writer, app testbed.App, sc testbed.Scenario, reports []
 	fmt.Fprintf(w, "`%s`\n\n", command)
 	fmt.Fprintf(w, "Capacity %.0f req/s at the nominal mix; load %g; %gs after a %gs warm-up; %s driver; seed %d. ",
 		app.Capacity(), sc.Load, r0.DurationS, r0.WarmupS, r0.Driver, r0.Seed)
+	if sc.Think > 0 {
+		fmt.Fprintf(w, "Closed-loop clients: an API offered r req/s has r × %v users, each thinking an exponential time of mean %v between the end of one request and the next. ",
+			sc.Think, sc.Think)
+	}
 	fmt.Fprintf(w, "Figures cover the scenario after the warm-up; steady is its last half.\n\n")
 	for _, c := range comparisonColumns {
 		fmt.Fprintf(w, "| %s ", c.title)

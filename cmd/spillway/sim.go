@@ -34,6 +34,7 @@ type simFlags struct {
 	load             float64
 	perAPI           bool
 	maxRequests      float64
+	think            time.Duration
 }
 
 func (f *simFlags) register(cmd *cobra.Command) {
@@ -46,6 +47,7 @@ func (f *simFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.warmup, "warmup", testbed.DefaultWarmup, "light load (0.5× capacity) before the scenario, so latency baselines are learned")
 	fs.Float64Var(&f.load, "load", 0, "the scenario's load multiple (0: the scenario's default; see the list above)")
 	fs.Float64Var(&f.maxRequests, "max-requests", testbed.DefaultMaxRequests, "the most requests one run may offer, retries counted: the simulator's time and memory grow with each")
+	fs.DurationVar(&f.think, "think", 0, "closed-loop clients (virtual only): each API's rate becomes rate×THINK users who each wait for the answer, the refusal or the timeout, think for an exponential time of this mean and send again (0: open-loop Poisson arrivals, which no answer slows)")
 	fs.BoolVar(&f.perAPI, "per-api", false, `instantiate each policy file once per API of the app (reported as "NAME (per API)") instead of running it as written`)
 }
 
@@ -58,9 +60,12 @@ func (f *simFlags) setup() (testbed.App, testbed.Scenario, error) {
 	if err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
 	}
-	sc, err := testbed.NewScenario(f.scenario, app, testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load})
+	sc, err := testbed.NewScenario(f.scenario, app, testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load, Think: f.think})
 	if err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
+	}
+	if sc.Think > 0 && !f.virtual {
+		return testbed.App{}, testbed.Scenario{}, fmt.Errorf("--think %v: closed-loop clients need the virtual driver (--virtual)", f.think)
 	}
 	if err := testbed.CheckRequests(app, sc, f.maxRequests); err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
@@ -352,6 +357,9 @@ func printHeader(w io.Writer, app testbed.App, sc testbed.Scenario, policy strin
 	driver := "live on loopback"
 	if virtual {
 		driver = "virtual time"
+	}
+	if sc.Think > 0 {
+		driver += fmt.Sprintf("; closed-loop users thinking %v", sc.Think)
 	}
 	fmt.Fprintf(w, "app %s: capacity %.0f req/s at its nominal mix; scenario %s (load %g) for %v after a %v warm-up; policy %s; %s; seed %d\n",
 		app.Name, app.Capacity(), sc.Name, sc.Load, sc.Duration, sc.Warmup, policy, driver, seed)

@@ -76,6 +76,7 @@ func TestSimRejectsBadInput(t *testing.T) {
 		{[]string{"--app", filepath.Join(dir, "absent.json")}, "absent.json: no such file or directory"},
 		{[]string{"--duration", "3s"}, "duration 3s: must be >= 10s"},
 		{[]string{"--max-requests", "0"}, "--max-requests 0: must be > 0"},
+		{[]string{"--think", "-1s"}, "think time -1s: must be >= 0 (0: open-loop clients)"},
 		// A run is bounded in time and memory: a million workers of a
 		// microsecond offer a million million requests a second.
 		{[]string{"--app", huge}, "scenario steady on app huge offers about 2.72e+14 requests (retries counted), over the budget of 5e+07 a run"},
@@ -87,6 +88,9 @@ func TestSimRejectsBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("sim %v: err = %v, want it to contain %q\n%s", tt.args, err, tt.want, out)
 		}
+	}
+	if out, err := runCLI(t, "sim", "--think", "1s"); err == nil || !strings.Contains(err.Error(), "--think 1s: closed-loop clients need the virtual driver (--virtual)") {
+		t.Errorf("sim --think 1s, live: err = %v, want it refused\n%s", err, out)
 	}
 }
 
