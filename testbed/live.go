@@ -502,9 +502,12 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 	if cfg.OnSecond != nil {
 		report = func(t int) { cfg.OnSecond(rt.second(t)) }
 	}
-	_, _, err = offerLoad(ctx, streams, loadLimits{
-		total: sc.Total(), timeout: app.ClientTimeout, reportDelay: app.ClientTimeout, maxInFlight: DefaultMaxInFlight,
-	}, report)
+	lim := loadLimits{total: sc.Total(), timeout: app.ClientTimeout, reportDelay: app.ClientTimeout, maxInFlight: DefaultMaxInFlight}
+	if sc.Think > 0 {
+		err = offerUsers(ctx, sc.userStreams(live.URL, app, rt), sc.stepDurations(), sc.Think, cfg.Seed, lim, report)
+	} else {
+		_, _, err = offerLoad(ctx, streams, lim, report)
+	}
 	for _, t := range timers {
 		t.Stop()
 	}

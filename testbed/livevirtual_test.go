@@ -17,16 +17,25 @@ import (
 // user's service runs. On two-tier at 4× (steady) and in a surge from 0.5×
 // to 4× and back, the default policy's goodput ÷ proportional must agree
 // between them within 0.1 (live 0.99–1.00 against virtual 1.00 on a quiet
-// machine). Run one after the other, so that the live run has the CPU.
+// machine), and so in steady under closed-loop users thinking 100 ms (128
+// users at 4×; 1.00 both). Run one after the other, so that the live run
+// has the CPU.
 func TestDefaultPolicyLiveAgreesWithVirtual(t *testing.T) {
 	app, err := BuiltinApp("two-tier")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pol := defaultPolicy(t)
-	for _, scenario := range []string{"steady", "surge"} {
-		t.Run(scenario, func(t *testing.T) {
-			sc, err := NewScenario(scenario, app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 15 * time.Second})
+	for _, tt := range []struct {
+		scenario string
+		think    time.Duration
+	}{{"steady", 0}, {"surge", 0}, {"steady", 100 * time.Millisecond}} {
+		name := tt.scenario
+		if tt.think > 0 {
+			name += "/closed-loop"
+		}
+		t.Run(name, func(t *testing.T) {
+			sc, err := NewScenario(tt.scenario, app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 15 * time.Second, Think: tt.think})
 			if err != nil {
 				t.Fatal(err)
 			}

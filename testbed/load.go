@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -337,4 +339,82 @@ func (c LoadConfig) validate() error {
 		return fmt.Errorf("testbed: LoadConfig.MaxInFlight %d: must be >= 0", c.MaxInFlight)
 	}
 	return nil
+}
+
+// userStream is one API's closed-loop users in a live run: Users[j] of them
+// during Scenario step j (Scenario.Think).
+type userStream struct {
+	url   string
+	users []int // per step
+	tally *tally
+}
+
+// MaxLiveUsers bounds the closed-loop users of a live run, across APIs and
+// steps: each is a goroutine of the load generator.
+const MaxLiveUsers = DefaultMaxInFlight
+
+// offerUsers runs closed-loop users (Scenario.Think) against every
+// stream's URL: user k of a stream is active while the current step has
+// more than k users; an active user sends a request, waits for its end,
+// thinks for an exponential time of mean think and sends again. An
+// inactive user keeps thinking, so a user that joins at a step up sends
+// after a think time, as in the virtual driver. Requests are counted in
+// the second they are sent; reports and cancellation are as offerLoad's.
+func offerUsers(ctx context.Context, streams []*userStream, steps []time.Duration, think time.Duration, seed uint64, lim loadLimits, report func(int)) error {
+	transport := newLoopbackTransport()
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport}
+
+	start := time.Now()
+	drained := make(chan struct{})
+	reporterDone := make(chan struct{})
+	go func() {
+		defer close(reporterDone)
+		if report != nil {
+			reportSeconds(ctx, start, lim.total, lim.reportDelay, drained, report)
+		}
+	}()
+	// usersAt is how many users a stream has at an offset from the start.
+	usersAt := func(s *userStream, at time.Duration) int {
+		var end time.Duration
+		for j, d := range steps {
+			end += d
+			if at < end {
+				return s.users[j]
+			}
+		}
+		return 0
+	}
+	var users sync.WaitGroup
+	for i, s := range streams {
+		for k := range slices.Max(s.users) {
+			rng := rand.New(rand.NewPCG(seed, streamThink+uint64(i)<<24+uint64(k)))
+			users.Go(func() {
+				timer := time.NewTimer(time.Hour)
+				defer timer.Stop()
+				for {
+					timer.Reset(time.Duration(rng.ExpFloat64() * float64(think)))
+					select {
+					case <-timer.C:
+					case <-ctx.Done():
+						return
+					}
+					at := time.Since(start)
+					if at >= lim.total {
+						return
+					}
+					if k >= usersAt(s, at) {
+						continue
+					}
+					second := int(at / time.Second)
+					s.tally.arrive(second, false)
+					s.tally.complete(second, send(ctx, client, s.url, lim.timeout, start.Add(at)))
+				}
+			})
+		}
+	}
+	users.Wait()
+	close(drained)
+	<-reporterDone
+	return ctx.Err()
 }

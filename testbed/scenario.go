@@ -494,6 +494,46 @@ func (s Scenario) Users(rate float64) int {
 	return max(1, int(n))
 }
 
+// userStreams are the closed-loop users of a live run against the app at
+// base, per API.
+func (s Scenario) userStreams(base string, app App, rt *runTally) []*userStream {
+	var out []*userStream
+	for i, api := range app.APIs {
+		us := &userStream{url: base + api.Path(), tally: rt.tallies[i]}
+		for _, st := range s.Steps {
+			us.users = append(us.users, s.Users(st.Rates[i]))
+		}
+		out = append(out, us)
+	}
+	return out
+}
+
+// liveUsers is how many user goroutines a live closed-loop run needs: each
+// API's largest step.
+func (s Scenario) liveUsers() int {
+	if s.Think <= 0 || len(s.Steps) == 0 {
+		return 0
+	}
+	n := 0
+	for i := range s.Steps[0].Rates {
+		most := 0
+		for _, st := range s.Steps {
+			most = max(most, s.Users(st.Rates[i]))
+		}
+		n += most
+	}
+	return n
+}
+
+// stepDurations are the steps' lengths, in order.
+func (s Scenario) stepDurations() []time.Duration {
+	out := make([]time.Duration, len(s.Steps))
+	for i, st := range s.Steps {
+		out[i] = st.Duration
+	}
+	return out
+}
+
 // checkUsers refuses a closed-loop scenario with more users than MaxUsers
 // in one step of one API.
 func (s Scenario) checkUsers() error {

@@ -73,8 +73,8 @@ func Simulate(ctx context.Context, cfg SimConfig) (Report, error) {
 	if cfg.Scenario.Retries > 0 && !cfg.Virtual {
 		return Report{}, fmt.Errorf("scenario %s: client retries need the virtual driver (--virtual)", cfg.Scenario.Name)
 	}
-	if cfg.Scenario.Think > 0 && !cfg.Virtual {
-		return Report{}, fmt.Errorf("scenario %s: closed-loop clients (a think time) need the virtual driver (--virtual)", cfg.Scenario.Name)
+	if n := cfg.Scenario.liveUsers(); n > MaxLiveUsers && !cfg.Virtual {
+		return Report{}, fmt.Errorf("scenario %s: %d closed-loop users, over the live load generator's %d; shorten the think time or run it in virtual time (--virtual)", cfg.Scenario.Name, n, MaxLiveUsers)
 	}
 	if cfg.Policy.Dagor && !cfg.Virtual {
 		return Report{}, fmt.Errorf("policy %s sheds inside the app's services, which only the virtual driver models (--virtual)", cfg.Policy.Name)

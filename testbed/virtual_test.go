@@ -376,12 +376,16 @@ func TestVirtualClosedLoopUsersWaitForTheirAnswers(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Error("two closed-loop runs of one seed differ")
 	}
-	sc, err := NewScenario("steady", app, opts)
+	// Live, each user is a goroutine of the load generator: 4 × 320 req/s
+	// × 20 s of thinking is 25,600 users, over its bound.
+	crowd := opts
+	crowd.Think = 20 * time.Second
+	sc, err := NewScenario("steady", app, crowd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Policy: NoPolicy()}); err == nil || !strings.Contains(err.Error(), "closed-loop clients (a think time) need the virtual driver") {
-		t.Errorf("a live run with closed-loop clients: err = %v, want it refused", err)
+	if _, err := Simulate(context.Background(), SimConfig{App: app, Scenario: sc, Policy: NoPolicy()}); err == nil || !strings.Contains(err.Error(), "25600 closed-loop users, over the live load generator's 20000") {
+		t.Errorf("a live run with too many users: err = %v, want it refused", err)
 	}
 }
 

@@ -47,7 +47,7 @@ func (f *simFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.warmup, "warmup", testbed.DefaultWarmup, "light load (0.5× capacity) before the scenario, so latency baselines are learned")
 	fs.Float64Var(&f.load, "load", 0, "the scenario's load multiple (0: the scenario's default; see the list above)")
 	fs.Float64Var(&f.maxRequests, "max-requests", testbed.DefaultMaxRequests, "the most requests one run may offer, retries counted: the simulator's time and memory grow with each")
-	fs.DurationVar(&f.think, "think", 0, "closed-loop clients (virtual only): each API's rate becomes rate×THINK users who each wait for the answer, the refusal or the timeout, think for an exponential time of this mean and send again (0: open-loop Poisson arrivals, which no answer slows)")
+	fs.DurationVar(&f.think, "think", 0, "closed-loop clients: each API's rate becomes rate×THINK users who each wait for the answer, the refusal or the timeout, think for an exponential time of this mean and send again (0: open-loop Poisson arrivals, which no answer slows)")
 	fs.BoolVar(&f.perAPI, "per-api", false, `instantiate each policy file once per API of the app (reported as "NAME (per API)") instead of running it as written`)
 }
 
@@ -63,9 +63,6 @@ func (f *simFlags) setup() (testbed.App, testbed.Scenario, error) {
 	sc, err := testbed.NewScenario(f.scenario, app, testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load, Think: f.think})
 	if err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
-	}
-	if sc.Think > 0 && !f.virtual {
-		return testbed.App{}, testbed.Scenario{}, fmt.Errorf("--think %v: closed-loop clients need the virtual driver (--virtual)", f.think)
 	}
 	if err := testbed.CheckRequests(app, sc, f.maxRequests); err != nil {
 		return testbed.App{}, testbed.Scenario{}, err

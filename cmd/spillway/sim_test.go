@@ -89,8 +89,8 @@ func TestSimRejectsBadInput(t *testing.T) {
 			t.Errorf("sim %v: err = %v, want it to contain %q\n%s", tt.args, err, tt.want, out)
 		}
 	}
-	if out, err := runCLI(t, "sim", "--think", "1s"); err == nil || !strings.Contains(err.Error(), "--think 1s: closed-loop clients need the virtual driver (--virtual)") {
-		t.Errorf("sim --think 1s, live: err = %v, want it refused\n%s", err, out)
+	if out, err := runCLI(t, "sim", "--app", "two-tier", "--think", "20s"); err == nil || !strings.Contains(err.Error(), "closed-loop users, over the live load generator's 20000") {
+		t.Errorf("sim --think 20s, live: err = %v, want it refused\n%s", err, out)
 	}
 }
 
