@@ -11,8 +11,12 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
+
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
 )
 
 // DefaultSize is the number of decisions a Log keeps unless told otherwise.
@@ -83,10 +87,29 @@ func New(size int) *Log {
 	return l
 }
 
+// MaxFieldBytes bounds every string of a Decision that a request can
+// choose, but its API: the control point's name, and each label's name and
+// value. Longer ones are cut to it, at a UTF-8 boundary, with "…" added.
+const MaxFieldBytes = 256
+
 // Add records d, replacing the oldest of its kind once its ring is full.
+// The API is recorded as the control point counts it
+// (controlpoint.CountedAs: "*" for none, "__overflow__" for a label too
+// long or not UTF-8), and the other strings a request can choose are cut
+// to MaxFieldBytes, so that what the log keeps is bounded whatever the
+// clients send.
 func (l *Log) Add(d Decision) {
 	if l == nil {
 		return
+	}
+	d.API = controlpoint.CountedAs(d.API)
+	d.ControlPoint = clip(d.ControlPoint)
+	if len(d.Labels) > 0 {
+		labels := make(map[string]string, len(d.Labels))
+		for k, v := range d.Labels {
+			labels[clip(k)] = clip(v)
+		}
+		d.Labels = labels
 	}
 	e := &entry{seq: l.seq.Add(1), d: d}
 	if d.Outcome == Accepted {
@@ -94,6 +117,23 @@ func (l *Log) Add(d Decision) {
 	} else {
 		l.rejected.add(e)
 	}
+}
+
+// clip cuts s to MaxFieldBytes at a UTF-8 boundary, marking the cut, and
+// makes it valid UTF-8.
+func clip(s string) string {
+	if len(s) <= MaxFieldBytes && utf8.ValidString(s) {
+		return s
+	}
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxFieldBytes {
+		return s
+	}
+	cut := MaxFieldBytes - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // Filter selects decisions; empty fields match everything.

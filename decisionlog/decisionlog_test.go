@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spillway-dev/spillway/decisionlog"
 )
@@ -136,4 +137,41 @@ func BenchmarkAdd(b *testing.B) {
 			log.Add(d)
 		}
 	})
+}
+
+// What the log keeps of a decision is bounded whatever a client sends: the
+// API as the control point counts it ("*" for none, "__overflow__" for a
+// label it does not track), the other strings a request chooses cut to
+// MaxFieldBytes at a rune boundary and made valid UTF-8.
+func TestLogKeepsBoundedFields(t *testing.T) {
+	log := decisionlog.New(8)
+	long := strings.Repeat("é", 1000) // 2000 bytes
+	log.Add(decisionlog.Decision{Source: "check", ControlPoint: long, API: long, Outcome: decisionlog.Accepted,
+		Labels: map[string]string{long: "\xff" + long}})
+	log.Add(decisionlog.Decision{Source: "proxy", ControlPoint: "ingress", API: "", Outcome: decisionlog.RateLimited})
+	got := log.Recent(decisionlog.Filter{})
+	if len(got) != 2 {
+		t.Fatalf("%d decisions, want 2", len(got))
+	}
+	unmatched, first := got[0], got[1]
+	if unmatched.API != "*" {
+		t.Errorf("API of a request with no label %q, want *", unmatched.API)
+	}
+	if len(log.Recent(decisionlog.Filter{API: "*"})) != 1 {
+		t.Error(`?api=* does not find the request with no label`)
+	}
+	if first.API != "__overflow__" {
+		t.Errorf("API of a 2000-byte label %.40q…, want __overflow__", first.API)
+	}
+	check := func(what, s string) {
+		t.Helper()
+		if len(s) > decisionlog.MaxFieldBytes || !utf8.ValidString(s) || !strings.HasSuffix(s, "…") {
+			t.Errorf("%s: %d bytes, valid UTF-8 %v, %.20q…: want at most %d, valid, cut with …", what, len(s), utf8.ValidString(s), s, decisionlog.MaxFieldBytes)
+		}
+	}
+	check("control point", first.ControlPoint)
+	for k, v := range first.Labels {
+		check("label name", k)
+		check("label value", v)
+	}
 }

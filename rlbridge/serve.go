@@ -36,6 +36,12 @@ const (
 // handler enforces it, so h should come from Handler with Options.Token set
 // to the same token.
 //
+// Serve also refuses what a web page in the operator's browser could send:
+// a request from another origin (http.CrossOriginProtection: a form or
+// fetch posting a rate to /set_rate), and, without a token, a Host that is
+// not a loopback name (a page that DNS-rebinds its own name to 127.0.0.1
+// still sends that name). Both get 403 with the reason.
+//
 // ready, when non-nil, is called with the listener's address (useful with
 // port 0) before Serve blocks.
 func Serve(ctx context.Context, addr string, h http.Handler, token string, ready func(net.Addr)) error {
@@ -50,7 +56,7 @@ func Serve(ctx context.Context, addr string, h http.Handler, token string, ready
 		ready(ln.Addr())
 	}
 
-	srv := newServer(h)
+	srv := newServer(browserGuard(h, token))
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
@@ -70,6 +76,23 @@ func Serve(ctx context.Context, addr string, h http.Handler, token string, ready
 		return fmt.Errorf("rlbridge: %w", err)
 	}
 	return nil
+}
+
+// browserGuard refuses cross-origin requests and, when token is "",
+// requests whose Host is not a loopback name; see Serve.
+func browserGuard(h http.Handler, token string) http.Handler {
+	crossOrigin := http.NewCrossOriginProtection()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token == "" && !access.IsLoopbackHost(r.Host) {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("Host %q is not allowed: without a token the bridge serves only loopback names (set --agent-token-file to serve others)", r.Host))
+			return
+		}
+		if err := crossOrigin.Check(r); err != nil {
+			writeError(w, http.StatusForbidden, err.Error())
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // newServer builds the *http.Server Serve runs, with every timeout and the

@@ -146,3 +146,48 @@ func TestNewServerSetsEveryTimeoutAndTheHeaderLimit(t *testing.T) {
 		t.Error("the server does not serve the handler given")
 	}
 }
+
+// A web page the operator visits can send requests to the bridge on
+// 127.0.0.1: a cross-site text/plain POST needs no preflight. Serve refuses
+// it, and, without a token, a Host that is not a loopback name (DNS
+// rebinding); the agent's own requests, which carry neither, pass.
+func TestServeRefusesWhatABrowserPageCouldSend(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, result := serveInBackground(t, ctx, "127.0.0.1:0", "")
+	base := "http://" + addr.String()
+	do := func(method, path, body string, header map[string]string, host string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	crossSite := map[string]string{"Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site", "Origin": "http://attacker.example"}
+	if code, body := do("POST", "/set_rate?method=checkout", `{"rate_limit":0}`, crossSite, ""); code != http.StatusForbidden || !strings.Contains(body, "cross-origin") {
+		t.Errorf("a cross-site POST of a rate: %d %s, want 403 naming the cross-origin request", code, body)
+	}
+	if code, body := do("GET", "/apis", "", nil, "attacker.example"); code != http.StatusForbidden || !strings.Contains(body, `Host \"attacker.example\" is not allowed`) {
+		t.Errorf("a foreign Host: %d %s, want 403 naming it", code, body)
+	}
+	if code, body := do("POST", "/set_rate?method=checkout", `{"rate_limit":5}`, map[string]string{"Content-Type": "application/json"}, "localhost:1"); code != http.StatusOK {
+		t.Errorf("the agent's POST: %d %s, want 200", code, body)
+	}
+	cancel()
+	if err := <-result; err != nil {
+		t.Errorf("Serve after cancel = %v, want nil", err)
+	}
+}

@@ -60,6 +60,10 @@ type GRPC struct {
 	opts     GRPCOptions
 }
 
+// MaxHeaderListBytes bounds the headers of one call to the gRPC proxy, its
+// method name included, as net/http's default bounds the HTTP proxy's.
+const MaxHeaderListBytes = 1 << 20
+
 // NewGRPC returns a gRPC proxy to opts.Upstream through eng's control
 // point. Close it to release the upstream connection.
 func NewGRPC(eng *engine.Engine, opts GRPCOptions) (*GRPC, error) {
@@ -84,6 +88,9 @@ func NewGRPC(eng *engine.Engine, opts GRPCOptions) (*GRPC, error) {
 		interceptors = append([]grpc.StreamServerInterceptor{p.watch}, interceptors...)
 	}
 	serverOpts := []grpc.ServerOption{
+		// gRPC takes 16 MiB of headers a call by default, the method name
+		// included; the HTTP proxy's bound is net/http's 1 MB.
+		grpc.MaxHeaderListSize(MaxHeaderListBytes),
 		grpc.ForceServerCodec(rawCodec{}),
 		grpc.UnknownServiceHandler(p.forward),
 		grpc.ChainStreamInterceptor(interceptors...),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +76,12 @@ policies: g: bp.#Policy & {
 // client of the proxy.
 func startGRPCProxy(t *testing.T, policy string, log ...*decisionlog.Log) testpb.TestServiceClient {
 	t.Helper()
+	return testpb.NewTestServiceClient(startGRPCProxyConn(t, policy, log...))
+}
+
+// startGRPCProxyConn is startGRPCProxy's connection to the proxy.
+func startGRPCProxyConn(t *testing.T, policy string, log ...*decisionlog.Log) *grpc.ClientConn {
+	t.Helper()
 	upLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +110,7 @@ func startGRPCProxy(t *testing.T, policy string, log ...*decisionlog.Log) testpb
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return testpb.NewTestServiceClient(conn)
+	return conn
 }
 
 func TestProxyGRPCForwardsUnaryCallsWithMetadataStatusAndTrailers(t *testing.T) {
@@ -192,5 +199,30 @@ func TestProxyGRPCRejectsByMethodNameAndExplains(t *testing.T) {
 	accepted := log.Recent(decisionlog.Filter{Outcome: decisionlog.Accepted, API: "/grpc.testing.TestService/UnaryCall"})
 	if len(accepted) != 1 {
 		t.Errorf("decision log acceptances of UnaryCall %+v, want 1", accepted)
+	}
+}
+
+// A client names the method of a call, and the proxy must not keep what it
+// sends unbounded: a call's headers are refused over 1 MiB (gRPC's own
+// default is 16 MiB), and the decision log records a method name the
+// control point does not track as the API it is counted under.
+func TestProxyGRPCBoundsTheMethodNamesItKeeps(t *testing.T) {
+	log := decisionlog.New(16)
+	conn := startGRPCProxyConn(t, grpcPolicy, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	long := "/x.Y/" + strings.Repeat("m", 10_000)
+	if err := conn.Invoke(ctx, long, &testpb.Empty{}, &testpb.Empty{}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("a 10 kB method: %v, want the upstream's UNIMPLEMENTED", err)
+	}
+	if got := log.Recent(decisionlog.Filter{}); len(got) != 1 || got[0].API != "__overflow__" {
+		t.Errorf("decisions %+v, want one, of API __overflow__", got)
+	}
+	huge := "/x.Y/" + strings.Repeat("m", 2<<20)
+	if err := conn.Invoke(ctx, huge, &testpb.Empty{}, &testpb.Empty{}); err == nil || status.Code(err) == codes.Unimplemented {
+		t.Fatalf("a 2 MiB method: %v, want it refused before the upstream", err)
+	}
+	if got := log.Recent(decisionlog.Filter{}); len(got) != 1 {
+		t.Errorf("%d decisions after the 2 MiB method, want it not logged", len(got))
 	}
 }

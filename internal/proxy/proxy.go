@@ -119,10 +119,10 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 		},
 	}
 	if opts.Decisions == nil && !opts.ExplainHeader {
-		return eng.HTTP(opts.ControlPoint, rp, httpmw.Options{
+		return refusePreface(eng.HTTP(opts.ControlPoint, rp, httpmw.Options{
 			Classifier:   routes.Label,
 			RejectStatus: opts.RejectStatus,
-		}), nil
+		})), nil
 	}
 	// Logged or explained: the request is routed once, its label handed
 	// to the middleware as r.Pattern; an admission is logged as it passes
@@ -132,7 +132,22 @@ func New(eng *engine.Engine, opts Options) (http.Handler, error) {
 		lg.admitted(r.Pattern)
 		rp.ServeHTTP(w, r)
 	}), httpmw.Options{Classifier: routedLabel, RejectStatus: opts.RejectStatus, Rejected: lg.rejected})
-	return lg, nil
+	return refusePreface(lg), nil
+}
+
+// refusePreface answers 505 to the connection preface of HTTP/2 with prior
+// knowledge (h2c), which net/http hands a handler as a request "PRI *"
+// when it does not serve h2c itself: forwarded, it would reach the
+// upstream as a request of HTTP/1.1 and its answer would break the
+// client's connection.
+func refusePreface(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PRI" && r.RequestURI == "*" {
+			http.Error(w, "HTTP/2 with prior knowledge (h2c) is not served: use HTTP/1.1, or HTTP/2 over TLS", http.StatusHTTPVersionNotSupported)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // copyBufferSize is the buffer ReverseProxy copies a response body with,

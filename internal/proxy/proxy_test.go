@@ -430,3 +430,42 @@ func TestProxyOverloadShedsAndKeepsGoodput(t *testing.T) {
 		}
 	}
 }
+
+// The connection preface of HTTP/2 with prior knowledge reaches a handler
+// as a request "PRI *"; the proxy answers 505 with the reason instead of
+// forwarding it as HTTP/1.1, with or without a decision log.
+func TestProxyRefusesTheH2CPreface(t *testing.T) {
+	var reached atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	defer upstream.Close()
+	u, _ := url.Parse(upstream.URL)
+	eng := startEngine(t, "")
+	for _, opts := range []proxy.Options{{Upstream: u, Logger: quiet}, {Upstream: u, Logger: quiet, Decisions: decisionlog.New(4)}} {
+		h, err := proxy.New(eng, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(h)
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		srv.Close()
+		if resp.StatusCode != http.StatusHTTPVersionNotSupported || !strings.Contains(string(body), "h2c") {
+			t.Errorf("decisions %v: %d %q, want 505 naming h2c", opts.Decisions != nil, resp.StatusCode, body)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the upstream saw %d requests, want none", n)
+	}
+}
