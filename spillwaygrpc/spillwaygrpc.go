@@ -30,6 +30,9 @@ func Unary(eng Engine, controlPoint string) grpc.UnaryServerInterceptor {
 }
 
 // Stream is the named control point of eng as a stream server interceptor.
+// A stream holds its concurrency slot and is timed only up to its first
+// answer (grpcmw.Stream), so long-lived watches can share a control point
+// with unary calls.
 func Stream(eng Engine, controlPoint string) grpc.StreamServerInterceptor {
 	return grpcmw.Stream(eng.ControlPoints().Get(controlPoint))
 }

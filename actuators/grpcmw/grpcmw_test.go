@@ -3,6 +3,7 @@ package grpcmw
 import (
 	"context"
 	"errors"
+	"io"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -103,5 +104,77 @@ func TestStreamEndedWithTheContextsErrorIsNotAnError(t *testing.T) {
 		func(_ any, ss grpc.ServerStream) error { <-ss.Context().Done(); return ss.Context().Err() })
 	if w := tap.Snapshot(0); w.Goodput != 1 || w.Errors != 0 {
 		t.Errorf("goodput %d, errors %d, abandoned %d; want goodput 1", w.Goodput, w.Errors, w.Abandoned)
+	}
+}
+
+// scriptedStream is a stream whose client has sent msgs messages.
+type scriptedStream struct {
+	grpc.ServerStream
+	msgs int
+}
+
+func (*scriptedStream) Context() context.Context { return context.Background() }
+func (*scriptedStream) SendMsg(any) error        { return nil }
+func (s *scriptedStream) RecvMsg(any) error {
+	if s.msgs == 0 {
+		return io.EOF
+	}
+	s.msgs--
+	return nil
+}
+
+// A stream is admitted and timed like a call up to its first answer: its
+// concurrency slot is freed and its latency taken when it sends its first
+// message or receives its client's second, so a watch that stays open
+// holds no slot once it has answered, and the time it stays open is not
+// its latency. A stream that has done neither holds its slot to its end.
+func TestStreamHoldsItsSlotUntilItsFirstAnswer(t *testing.T) {
+	var now int64
+	cp := controlpoint.NewRegistry(func() int64 { return now }).Get("grpc")
+	tap := actuators.NewRecorder(0)
+	all := cp.API(controlpoint.AllAPIs)
+	all.AttachTap(tap)
+	all.AttachLimiter(&controlpoint.Limiter{Concurrency: actuators.NewConcurrencyLimiter(1)})
+	in := Stream(cp)
+	info := &grpc.StreamServerInfo{FullMethod: "/a/Watch", IsServerStream: true}
+	// another is a call made while the stream is open: admitted only if
+	// the stream's slot is free.
+	another := func() codes.Code {
+		_, err := Unary(cp)(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/a/Get"}, func(context.Context, any) (any, error) { return nil, nil })
+		return status.Code(err)
+	}
+	for _, tt := range []struct {
+		name string
+		msgs int // the client's
+		// serve is the handler up to the moment the stream stays open
+		serve   func(grpc.ServerStream)
+		freed   bool
+		latency int64 // of the stream, in ns: to its answer, or its end
+	}{
+		{"a watch that answers", 1, func(ss grpc.ServerStream) { ss.RecvMsg(nil); now += 3e6; ss.SendMsg(nil) }, true, 3e6},
+		{"an upload: a second message", 3, func(ss grpc.ServerStream) { ss.RecvMsg(nil); now += 2e6; ss.RecvMsg(nil) }, true, 2e6},
+		{"one request, no answer yet", 1, func(ss grpc.ServerStream) { ss.RecvMsg(nil); now += 5e6; ss.RecvMsg(nil) }, false, 5e6 + 7e9},
+	} {
+		before := tap.Snapshot(0)
+		_ = in(nil, &scriptedStream{msgs: tt.msgs}, info, func(_ any, ss grpc.ServerStream) error {
+			tt.serve(ss)
+			if got, want := another(), map[bool]codes.Code{true: codes.OK, false: codes.Unavailable}[tt.freed]; got != want {
+				t.Errorf("%s: a call while it stays open: %v, want %v", tt.name, got, want)
+			}
+			now += 7e9 // open for 7 s more
+			ss.SendMsg(nil)
+			return nil
+		})
+		// The call, if admitted, took no time: the sum is the stream's.
+		w := tap.Snapshot(0)
+		if got := int64(w.LatencySumNs - before.LatencySumNs); got != tt.latency {
+			t.Errorf("%s: latency %d ns, want %d", tt.name, got, tt.latency)
+		}
+		if n := w.Completed - before.Completed; n != map[bool]uint64{true: 2, false: 1}[tt.freed] {
+			t.Errorf("%s: %d completed, want the stream once (and the call if admitted)", tt.name, n)
+		}
+	}
+	if got := another(); got != codes.OK {
+		t.Errorf("after the streams: a call %v, want every slot free", got)
 	}
 }

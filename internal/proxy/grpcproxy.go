@@ -143,8 +143,16 @@ func (p *GRPC) Close() error {
 // forward relays one call: the client's messages and half-close upstream,
 // the upstream's header, messages, status and trailer back.
 func (p *GRPC) forward(_ any, in grpc.ServerStream) error {
-	if ms, ok := in.(*markedStream); ok {
-		ms.admitted = true
+	for ss := in; ss != nil; {
+		if ms, ok := ss.(*markedStream); ok {
+			ms.admitted = true
+			break
+		}
+		u, ok := ss.(interface{ Unwrap() grpc.ServerStream })
+		if !ok {
+			break
+		}
+		ss = u.Unwrap() // the control point's own wrapper (grpcmw.Stream)
 	}
 	method, ok := grpc.MethodFromServerStream(in)
 	if !ok {
