@@ -71,3 +71,32 @@ func TestAFloodOfLongNamesKeepsTheExportSmall(t *testing.T) {
 		}
 	}
 }
+
+// Every label set of the export is bounded by the control points, not by
+// the OpenTelemetry SDK's own limit: a control point with 1,024 APIs has
+// 4,000 and more series of spillway_requests_total (one a decision), past
+// the SDK's default of 2,000 an instrument, and an API a policy selects
+// must not be folded into otel_metric_overflow with the last of them.
+func TestEveryAPIOfAFullControlPointIsExported(t *testing.T) {
+	eng, _ := startEngine(t, &enginetest.Clock{})
+	m := newMetrics(t, eng)
+	cp := eng.ControlPoints().Get("ingress")
+	for i := range controlpoint.MaxAPIs - 1 {
+		for range 2 {
+			tk, _ := cp.Admit(fmt.Sprintf("/a.A/M%04d", i))
+			tk.Done(true)
+		}
+	}
+	tk, _ := cp.Admit("GET /a")
+	tk.Done(true)
+	families := scrape(t, m.Handler())
+	if s := sample(families, "spillway_requests_total", map[string]string{"otel_metric_overflow": "true"}); s != nil {
+		t.Errorf("spillway_requests_total has an otel_metric_overflow series")
+	}
+	if sample(families, "spillway_requests_total", map[string]string{"api": "GET /a", "decision": "accepted"}) == nil {
+		t.Errorf(`spillway_requests_total{api="GET /a"} is missing after %d other labels`, controlpoint.MaxAPIs-1)
+	}
+	if sample(families, "spillway_requests_total", map[string]string{"api": "/a.A/M0000"}) == nil {
+		t.Errorf(`spillway_requests_total{api="/a.A/M0000"} is missing`)
+	}
+}

@@ -107,7 +107,12 @@ func New(ctx context.Context, eng *engine.Engine, readers ...Reader) (*Metrics, 
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
-	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExporter)}
+	// The SDK's default of 2,000 series an instrument would fold the last
+	// APIs of a busy control point into otel_metric_overflow, dropping
+	// series a policy selects; every label set here is bounded already by
+	// the control points (controlpoint.MaxAPIs, MaxLabelLength), so none
+	// is set.
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExporter), sdkmetric.WithCardinalityLimit(0)}
 	for _, add := range readers {
 		reader, name, err := add(ctx, eng, histograms)
 		if err != nil {
