@@ -27,6 +27,7 @@ func proxyCmd() *cobra.Command {
 	var routes []string
 	var rejectStatus int
 	var grpcMode bool
+	var maxMessage int
 	var tf proxyTLSFlags
 	cmd := &cobra.Command{
 		Use:   "proxy --listen ADDR --upstream URL [--route PATTERN]... [--grpc] --policies DIR",
@@ -70,7 +71,7 @@ against the CAs in a PEM file instead of the system's roots.`,
 				if err != nil {
 					return err
 				}
-				return runGRPCProxy(cmd, &ef, proxy.GRPCOptions{Upstream: upstream, ControlPoint: controlPoint, ServerTLS: serverTLS, UpstreamTLS: upstreamTLS}, listen)
+				return runGRPCProxy(cmd, &ef, proxy.GRPCOptions{Upstream: upstream, ControlPoint: controlPoint, ServerTLS: serverTLS, UpstreamTLS: upstreamTLS, MaxMessageBytes: maxMessage}, listen)
 			}
 			up, err := url.Parse(upstream)
 			if err != nil {
@@ -151,6 +152,7 @@ against the CAs in a PEM file instead of the system's roots.`,
 	cmd.Flags().StringArrayVar(&routes, "route", nil, `an http.ServeMux pattern whose matches are one API, such as "GET /checkout" (repeatable)`)
 	cmd.Flags().StringVar(&controlPoint, "control-point", "ingress", "the control point the policies select")
 	cmd.Flags().IntVar(&rejectStatus, "reject-status", http.StatusTooManyRequests, "status of a shed request: 429 or 503")
+	cmd.Flags().IntVar(&maxMessage, "grpc-max-message", proxy.DefaultMaxMessageBytes, "with --grpc: the largest message, in bytes, passed either way; each is held whole while it passes (a larger one fails with RESOURCE_EXHAUSTED, as at a gRPC server)")
 	cmd.Flags().BoolVar(&grpcMode, "grpc", false, "proxy gRPC (HTTP/2) instead of HTTP: --upstream is a gRPC target such as 127.0.0.1:9090, calls are labelled by full method name")
 	tf.register(cmd)
 	_ = cmd.MarkFlagRequired("upstream")

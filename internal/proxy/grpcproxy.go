@@ -40,7 +40,17 @@ type GRPCOptions struct {
 	// ExplainHeader adds to each rejection the trailer x-spillway-reason:
 	// the policy, the component and the signal values that set the limit.
 	ExplainHeader bool
+	// MaxMessageBytes is the largest message the proxy passes, either way
+	// (default DefaultMaxMessageBytes, gRPC's own receive limit). Each
+	// message is held whole while it passes, so this bounds the proxy's
+	// memory per call; a larger one fails with RESOURCE_EXHAUSTED, as at a
+	// gRPC server, and an upstream that takes larger ones needs it raised.
+	MaxMessageBytes int
 }
+
+// DefaultMaxMessageBytes is GRPCOptions.MaxMessageBytes unless set: 4 MiB,
+// what a gRPC server receives by default.
+const DefaultMaxMessageBytes = 4 << 20
 
 // GRPC is a gRPC reverse proxy: every call, unary or streaming, of any
 // service, is admitted by the control point under its full method name
@@ -77,8 +87,15 @@ func NewGRPC(eng *engine.Engine, opts GRPCOptions) (*GRPC, error) {
 	if opts.UpstreamTLS != nil {
 		upstreamCreds = credentials.NewTLS(opts.UpstreamTLS)
 	}
+	switch {
+	case opts.MaxMessageBytes < 0:
+		return nil, fmt.Errorf("max message size %d: must be > 0", opts.MaxMessageBytes)
+	case opts.MaxMessageBytes == 0:
+		opts.MaxMessageBytes = DefaultMaxMessageBytes
+	}
 	conn, err := grpc.NewClient(opts.Upstream, grpc.WithTransportCredentials(upstreamCreds),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}),
+			grpc.MaxCallRecvMsgSize(opts.MaxMessageBytes), grpc.MaxCallSendMsgSize(opts.MaxMessageBytes)))
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", opts.Upstream, err)
 	}
@@ -91,6 +108,7 @@ func NewGRPC(eng *engine.Engine, opts GRPCOptions) (*GRPC, error) {
 		// gRPC takes 16 MiB of headers a call by default, the method name
 		// included; the HTTP proxy's bound is net/http's 1 MB.
 		grpc.MaxHeaderListSize(MaxHeaderListBytes),
+		grpc.MaxRecvMsgSize(opts.MaxMessageBytes), grpc.MaxSendMsgSize(opts.MaxMessageBytes),
 		grpc.ForceServerCodec(rawCodec{}),
 		grpc.UnknownServiceHandler(p.forward),
 		grpc.ChainStreamInterceptor(interceptors...),

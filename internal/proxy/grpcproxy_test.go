@@ -226,3 +226,53 @@ func TestProxyGRPCBoundsTheMethodNamesItKeeps(t *testing.T) {
 		t.Errorf("%d decisions after the 2 MiB method, want it not logged", len(got))
 	}
 }
+
+// The proxy holds each message whole while it passes it, so its size is
+// bounded: by gRPC's 4 MiB unless MaxMessageBytes says otherwise, either
+// way, and a larger one fails as at a gRPC server; the upstream here takes
+// 16 MiB.
+func TestProxyGRPCBoundsItsMessages(t *testing.T) {
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := grpc.NewServer(grpc.MaxRecvMsgSize(16<<20), grpc.MaxSendMsgSize(16<<20))
+	testpb.RegisterTestServiceServer(up, echoService{})
+	go up.Serve(upLn)
+	t.Cleanup(up.Stop)
+	eng := startEngine(t, "")
+	if _, err := proxy.NewGRPC(eng, proxy.GRPCOptions{Upstream: upLn.Addr().String(), MaxMessageBytes: -1}); err == nil || !strings.Contains(err.Error(), "must be > 0") {
+		t.Errorf("a negative size: %v, want it refused", err)
+	}
+	for _, tt := range []struct {
+		max    int
+		size   int
+		passes bool
+	}{{0, 3 << 20, true}, {0, 5 << 20, false}, {8 << 20, 5 << 20, true}, {1 << 20, 2 << 20, false}} {
+		p, err := proxy.NewGRPC(eng, proxy.GRPCOptions{Upstream: upLn.Addr().String(), MaxMessageBytes: tt.max})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go p.Server.Serve(ln)
+		conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := testpb.NewTestServiceClient(conn).UnaryCall(ctx, &testpb.SimpleRequest{Payload: &testpb.Payload{Body: make([]byte, tt.size)}})
+		cancel()
+		conn.Close()
+		p.Close()
+		switch {
+		case tt.passes && (err != nil || len(resp.GetPayload().GetBody()) != tt.size+len(" for ")):
+			t.Errorf("limit %d, a message of %d bytes: %v, want it echoed", tt.max, tt.size, err)
+		case !tt.passes && status.Code(err) != codes.ResourceExhausted:
+			t.Errorf("limit %d, a message of %d bytes: %v, want RESOURCE_EXHAUSTED", tt.max, tt.size, err)
+		}
+	}
+}
