@@ -88,7 +88,11 @@ func Stream(cp *controlpoint.ControlPoint) grpc.StreamServerInterceptor {
 }
 
 // heldStream is an admitted stream whose ticket is still held until its
-// first answer (see Stream).
+// first answer (see Stream). It is the one allocation of a stream's
+// admission, and is not pooled: a goroutine the handler started may still
+// be in RecvMsg after the handler returned (the proxy's relay of the
+// client's messages is), so a reused wrapper could end another stream's
+// ticket.
 type heldStream struct {
 	grpc.ServerStream
 	ticket   controlpoint.Ticket
