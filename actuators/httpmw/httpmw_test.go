@@ -1,6 +1,8 @@
 package httpmw
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -159,32 +161,58 @@ func TestRejectionIsWhatHTTPErrorWrites(t *testing.T) {
 	}
 }
 
+// streamingWriter is discardWriter with what net/http's HTTP/1 writer
+// adds: Flush and io.ReaderFrom.
+type streamingWriter struct{ discardWriter }
+
+func (w *streamingWriter) Flush()                                {}
+func (w *streamingWriter) ReadFrom(src io.Reader) (int64, error) { return io.Copy(io.Discard, src) }
+
 func TestAllocationsPerRequest(t *testing.T) {
+	write := func(w http.ResponseWriter, r *http.Request) { w.Write(body) }
+	stream := func(w http.ResponseWriter, r *http.Request) {
+		w.Write(body)
+		http.NewResponseController(w).Flush() // ends the ticket
+		w.(io.ReaderFrom).ReadFrom(eofReader{})
+		w.(http.Flusher).Flush()
+	}
 	for _, c := range []struct {
 		name        string
 		rate, burst float64
+		handler     http.HandlerFunc
+		streaming   bool
 	}{
-		{"a rejection allocates nothing", 0, 1},
-		{"an admitted request allocates nothing (its wrapper comes from a slab)", 1e12, 1e12},
+		{"a rejection allocates nothing", 0, 1, write, false},
+		{"an admitted request allocates nothing (its wrapper comes from a slab)", 1e12, 1e12, write, false},
+		{"a response that flushes and sends with ReadFrom allocates nothing", 1e12, 1e12, stream, true},
 	} {
 		cp := newCP()
 		cp.API(controlpoint.AllAPIs).AttachLimiter(&controlpoint.Limiter{Bucket: actuators.NewTokenBucket(c.rate, c.burst, 0)})
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /a", func(w http.ResponseWriter, r *http.Request) { w.Write(body) })
+		mux.HandleFunc("GET /a", c.handler)
 		h := Wrap(cp, mux, Options{})
-		w, r, fresh := &discardWriter{header: http.Header{}}, new(http.Request), httptest.NewRequest("GET", "/a", nil)
+		var w http.ResponseWriter = &discardWriter{header: http.Header{}}
+		if c.streaming {
+			w = &streamingWriter{discardWriter{header: http.Header{}}}
+		}
+		r, fresh := new(http.Request), httptest.NewRequest("GET", "/a", nil)
 		*r = *fresh
 		h.ServeHTTP(w, r) // the burst, so that the rejecting bucket starts empty
-		clear(w.header)
+		clear(w.Header())
 		if allocs := testing.AllocsPerRun(1000, func() {
 			*r = *fresh // unrouted, as a server hands it over
 			h.ServeHTTP(w, r)
-			clear(w.header)
+			clear(w.Header())
 		}); allocs != 0 {
 			t.Errorf("%s: %v allocations per request, want 0", c.name, allocs)
 		}
 	}
 }
+
+// eofReader is an empty source that does not allocate.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // TestMuxRouteIsLookedUpOnceAndSeenAsTheMuxWouldShowIt: the handler of a
 // route sees r.Pattern and its path values as if the mux had called it,
@@ -218,7 +246,7 @@ func TestMuxRouteIsLookedUpOnceAndSeenAsTheMuxWouldShowIt(t *testing.T) {
 	}
 }
 
-func TestLateHeaderAndUnwrapReachNoResponse(t *testing.T) {
+func TestLateHeaderAndDeadlineReachNoResponse(t *testing.T) {
 	var kept http.ResponseWriter
 	h := Wrap(newCP(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		kept = w
@@ -230,8 +258,8 @@ func TestLateHeaderAndUnwrapReachNoResponse(t *testing.T) {
 	if rec.Header().Get("X-Mine") != "1" || rec.Header().Get("X-Late") != "" {
 		t.Fatalf("headers %v: want X-Mine from the handler and no X-Late", rec.Header())
 	}
-	if err := http.NewResponseController(kept).SetWriteDeadline(time.Now()); err == nil {
-		t.Fatal("a late SetWriteDeadline through ResponseController reached the response")
+	if err := http.NewResponseController(kept).SetWriteDeadline(time.Now()); !errors.Is(err, ErrHandlerReturned) {
+		t.Fatalf("a late SetWriteDeadline through ResponseController: %v, want ErrHandlerReturned", err)
 	}
 }
 
@@ -239,4 +267,52 @@ func TestWriterSlabFillsItsSizeClass(t *testing.T) {
 	if size := unsafe.Sizeof(writerSlab{}); size > 8192 || size+unsafe.Sizeof(statusWriter{}) <= 8192 {
 		t.Errorf("a slab takes %d bytes: want the most wrappers that fit in 8192", size)
 	}
+}
+
+// TestInformationalStatusesAreNotTheFinalStatus: the wrapper kept the
+// first status written, so a handler that sent 103 Early Hints and then
+// failed with 500 was counted as goodput. A 1xx precedes the final status,
+// except 101 Switching Protocols, which is final.
+func TestInformationalStatusesAreNotTheFinalStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		codes   []int
+		goodput uint64
+	}{
+		{"103 Early Hints, then 500, is an error", []int{http.StatusEarlyHints, http.StatusInternalServerError}, 0},
+		{"100 Continue, then 503, is an error", []int{http.StatusContinue, http.StatusServiceUnavailable}, 0},
+		{"103 Early Hints alone is the implicit 200", []int{http.StatusEarlyHints}, 1},
+		{"101 Switching Protocols is final: a 500 after it changes nothing", []int{http.StatusSwitchingProtocols, http.StatusInternalServerError}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cp, nowNs, _, tap := meteredCP()
+			h := Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				for _, code := range tc.codes {
+					w.WriteHeader(code)
+				}
+			}), Options{})
+			h.ServeHTTP(&plainWriter{h: http.Header{}}, httptest.NewRequest("GET", "/", nil))
+			if win := tap.Snapshot(nowNs.Load()); win.Completed != 1 || win.Goodput != tc.goodput {
+				t.Errorf("window %d completed, %d goodput; want 1 and %d", win.Completed, win.Goodput, tc.goodput)
+			}
+		})
+	}
+	t.Run("over a real server the client gets the 500 that is counted", func(t *testing.T) {
+		cp, nowNs, _, tap := meteredCP()
+		srv := httptest.NewServer(Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Link", "</style.css>; rel=preload; as=style")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusInternalServerError)
+		}), Options{}))
+		defer srv.Close()
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		srv.Close() // waits for the handler, and so for its ticket
+		if win := tap.Snapshot(nowNs.Load()); resp.StatusCode != 500 || win.Completed != 1 || win.Errors != 1 {
+			t.Errorf("the client got %d; window %d completed, %d errors; want 500, 1, 1", resp.StatusCode, win.Completed, win.Errors)
+		}
+	})
 }

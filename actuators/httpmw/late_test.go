@@ -7,9 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 type returnedKey struct{}
@@ -119,5 +123,152 @@ func TestAfterReturnTheWrapperForwardsNothing(t *testing.T) {
 	}
 	if _, _, err := kept.(http.Hijacker).Hijack(); !errors.Is(err, ErrHandlerReturned) {
 		t.Fatalf("late Hijack: %v, want ErrHandlerReturned", err)
+	}
+}
+
+// TestLateResponseControllerCallsAreRefused: the wrapper handed the
+// server's writer out through Unwrap, so a goroutine the handler left
+// behind could call EnableFullDuplex, SetReadDeadline or SetWriteDeadline
+// on it through http.ResponseController after the handler returned, when
+// the writer serves the next request (a data race under -race). The
+// wrapper now implements every ResponseController call inside its gate.
+// Over a real server, under -race: a goroutine calls them in a loop until
+// refused, racing the return; then each call after the return must fail
+// with ErrHandlerReturned.
+func TestLateResponseControllerCallsAreRefused(t *testing.T) {
+	calls := map[string]func(*http.ResponseController) error{
+		"Flush":            (*http.ResponseController).Flush,
+		"EnableFullDuplex": (*http.ResponseController).EnableFullDuplex,
+		"SetReadDeadline":  func(rc *http.ResponseController) error { return rc.SetReadDeadline(time.Time{}) },
+		"SetWriteDeadline": func(rc *http.ResponseController) error { return rc.SetWriteDeadline(time.Time{}) },
+		"Hijack":           func(rc *http.ResponseController) error { _, _, err := rc.Hijack(); return err },
+	}
+	var late sync.WaitGroup
+	var mu sync.Mutex
+	var refusedWith []error
+	h := Wrap(newCP(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // net/http cannot go full duplex over an unread body
+		rc := http.NewResponseController(w)
+		late.Go(func() { // one goroutine: a ResponseWriter is not for concurrent use
+			for {
+				for name, call := range calls {
+					if name == "Hijack" {
+						continue // it would succeed, and take the connection
+					}
+					if err := call(rc); err != nil {
+						mu.Lock()
+						refusedWith = append(refusedWith, fmt.Errorf("%s: %w", name, err))
+						mu.Unlock()
+						return
+					}
+				}
+			}
+		})
+	}), Options{})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for range 100 {
+		resp, err := srv.Client().Post(srv.URL, "text/plain", strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	late.Wait()
+	for _, err := range refusedWith {
+		if !errors.Is(err, ErrHandlerReturned) {
+			t.Fatalf("a late call failed with %v, want ErrHandlerReturned", err)
+		}
+	}
+
+	var kept http.ResponseWriter
+	Wrap(newCP(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { kept = w }), Options{}).
+		ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	for name, call := range calls {
+		if err := call(http.NewResponseController(kept)); !errors.Is(err, ErrHandlerReturned) {
+			t.Errorf("%s after the handler returned: %v, want ErrHandlerReturned", name, err)
+		}
+	}
+}
+
+// blockingWriter is a server's writer whose client does not read: Write
+// blocks until released.
+type blockingWriter struct {
+	plainWriter
+	entered, release chan struct{}
+}
+
+func (w *blockingWriter) Write(b []byte) (int, error) {
+	close(w.entered)
+	<-w.release
+	return len(b), nil
+}
+
+// TestTheReturnSleepsWhileALateWriteIsBlocked: a write that a goroutine
+// left behind started before its handler returned holds the middleware's
+// return until it ends, so that its bytes land in its own response. The
+// wait spun on runtime.Gosched, a full core per blocked write; it now
+// sleeps. The process may use a little CPU in the half second, not a core.
+func TestTheReturnSleepsWhileALateWriteIsBlocked(t *testing.T) {
+	bw := &blockingWriter{plainWriter{h: http.Header{}}, make(chan struct{}), make(chan struct{})}
+	h := Wrap(newCP(), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		go w.Write([]byte("from a goroutine the handler left behind"))
+		<-bw.entered
+	}), Options{})
+	returned := make(chan struct{})
+	go func() {
+		h.ServeHTTP(bw, httptest.NewRequest("GET", "/", nil))
+		close(returned)
+	}()
+	<-bw.entered
+	before := processCPU()
+	select {
+	case <-returned:
+		t.Fatal("the middleware returned during a write to its response")
+	case <-time.After(500 * time.Millisecond):
+	}
+	used := processCPU() - before
+	close(bw.release)
+	<-returned
+	if used > 100*time.Millisecond {
+		t.Errorf("while a late write was blocked, the process used %v of CPU in 500 ms: the middleware spins", used)
+	}
+}
+
+func processCPU() time.Duration {
+	var usage syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &usage)
+	return time.Duration(usage.Utime.Nano() + usage.Stime.Nano())
+}
+
+// TestCloseWaitsOutEveryCallThatEntered drives the gate alone: callers
+// enter and exit in a loop, some refused (the late ones, whose enter and
+// exit also move the count), while the wrapper closes. closeGate must
+// return only once no call is inside, and must always return: its wake-up
+// is sent once, by whichever exit takes the count to zero while it waits.
+func TestCloseWaitsOutEveryCallThatEntered(t *testing.T) {
+	for range 2000 {
+		sw := &readerFromWriter{}
+		var inside atomic.Int32
+		var callers sync.WaitGroup
+		for range 4 {
+			callers.Go(func() {
+				for sw.enter() {
+					inside.Add(1)
+					runtime.Gosched()
+					inside.Add(-1)
+					sw.exit()
+				}
+				for range 3 { // refused callers after the close
+					sw.enter()
+				}
+			})
+		}
+		runtime.Gosched()
+		sw.closeGate()
+		if n := inside.Load(); n != 0 {
+			t.Fatalf("closeGate returned with %d calls inside", n)
+		}
+		callers.Wait()
 	}
 }

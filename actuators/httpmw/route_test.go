@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 
@@ -75,7 +76,7 @@ func TestARouteKeepsItsStateWhenTheCacheIsWarm(t *testing.T) {
 // on every processor, each get their own, across slab boundaries.
 func TestWrappersAreNeverHandedOutTwice(t *testing.T) {
 	const goroutines, each = 8, 3 * writerSlabSize
-	got := make([][]*statusWriter, goroutines)
+	got := make([][]*readerFromWriter, goroutines)
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Add(1)
@@ -87,7 +88,7 @@ func TestWrappersAreNeverHandedOutTwice(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	seen := map[*statusWriter]bool{}
+	seen := map[*readerFromWriter]bool{}
 	for _, writers := range got {
 		for _, sw := range writers {
 			if seen[sw] {
@@ -111,5 +112,54 @@ func TestStatusCodesBeyondInt32CompareAsBefore(t *testing.T) {
 		if got := int(statusCode(code)); (got < 500) != (code < 500) || (got == 0) != (code == 0) {
 			t.Errorf("statusCode(%d) = %d: compares with 500 or 0 differently", code, got)
 		}
+	}
+}
+
+// TestLabelsComeOnlyFromRegisteredPatterns: for a CONNECT that the mux
+// redirects to add a trailing slash, ServeMux.Handler gives the redirect's
+// path as the pattern, a path the client chose. Taken as the label, it
+// made an API per request (1034 requests made 1025), filling MaxAPIs so
+// that routes first used afterwards were counted as __overflow__. A
+// request the mux answers itself, with a redirect of any method or a 404,
+// is now unlabelled, answered as the bare mux answers it; a route whose
+// own handler is a redirect keeps its pattern.
+func TestLabelsComeOnlyFromRegisteredPatterns(t *testing.T) {
+	cp := newCP()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/users/{id}/", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /a", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /late-route", func(w http.ResponseWriter, r *http.Request) {})
+	mux.Handle("GET /old", http.RedirectHandler("/a", http.StatusMovedPermanently))
+	h := Wrap(cp, mux, Options{})
+	request := func(method, path string) (got, want *httptest.ResponseRecorder) {
+		got, want = httptest.NewRecorder(), httptest.NewRecorder()
+		h.ServeHTTP(got, httptest.NewRequest(method, path, nil))
+		mux.ServeHTTP(want, httptest.NewRequest(method, path, nil))
+		return got, want
+	}
+	const connects = controlpoint.MaxAPIs + 10
+	for i := range connects {
+		got, want := request("CONNECT", fmt.Sprintf("/users/client-chosen-%d", i))
+		if got.Code != want.Code || got.Header().Get("Location") != want.Header().Get("Location") {
+			t.Fatalf("CONNECT %d: %d to %q, want the bare mux's %d to %q", i, got.Code, got.Header().Get("Location"), want.Code, want.Header().Get("Location"))
+		}
+	}
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/users/42"},   // trailing-slash redirect
+		{"GET", "/b/../a"},     // clean-path redirect
+		{"GET", "/nowhere"},    // 404
+		{"POST", "/a"},         // 405
+		{"GET", "/old"},        // a route's own redirect: labelled
+		{"GET", "/late-route"}, // a route first used after the CONNECTs
+	} {
+		if got, want := request(c.method, c.path); got.Code != want.Code || got.Header().Get("Location") != want.Header().Get("Location") {
+			t.Errorf("%s %s: %d to %q, want the bare mux's %d to %q", c.method, c.path, got.Code, got.Header().Get("Location"), want.Code, want.Header().Get("Location"))
+		}
+	}
+	if apis := cp.APIs(); len(apis) != 2 || apis["GET /old"] == nil || apis["GET /late-route"] == nil {
+		t.Errorf("APIs %v, want GET /old and GET /late-route only", keys(apis))
+	}
+	if acc, _ := cp.API(controlpoint.AllAPIs).Counts(); acc != connects+6 {
+		t.Errorf("the control point counted %d requests, want all %d", acc, connects+6)
 	}
 }
