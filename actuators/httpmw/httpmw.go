@@ -8,7 +8,9 @@
 // time to first flush is its latency, its slot is released then, and the
 // rest of the response is not counted as in flight, so that clients idling
 // on open streams neither fill the concurrency limit nor raise the latency
-// that the policy sees. A response that never flushes is timed to its end.
+// that the policy sees. A hijacked connection (a WebSocket) ends its
+// ticket at the hijack in the same way. A response that never flushes is
+// timed to its end.
 package httpmw
 
 import (
@@ -517,13 +519,19 @@ func (s *statusWriter) FlushError() error {
 }
 
 // Hijack hijacks the server's connection as http.ResponseController.Hijack
-// does: an error wrapping http.ErrNotSupported if the writer cannot.
+// does: an error wrapping http.ErrNotSupported if the writer cannot. A
+// hijacked connection (a WebSocket) is a stream too: its ticket ends, and
+// its slot is freed, at the hijack, timed to it, unless a flush ended it.
 func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !s.enter() {
 		return nil, nil, ErrHandlerReturned
 	}
 	defer s.exit()
-	return http.NewResponseController(s.w).Hijack()
+	conn, rw, err := http.NewResponseController(s.w).Hijack()
+	if err == nil && s.gate.Or(ticketEnded)&ticketEnded == 0 {
+		finish(&s.ticket, s.r, true)
+	}
+	return conn, rw, err
 }
 
 // SetReadDeadline is http.ResponseController.SetReadDeadline on the

@@ -331,3 +331,56 @@ func TestReaderFromIsKeptWhereTheServerHasIt(t *testing.T) {
 		})
 	}
 }
+
+// A WebSocket is a hijacked connection that stays open: its ticket ends,
+// and its slot is freed, at the hijack, timed to it, so that idle sockets
+// cannot fill the concurrency limit either.
+func TestAHijackedConnectionHoldsNoSlot(t *testing.T) {
+	cp, nowNs, slots, tap := meteredCP()
+	hijacked, release := make(chan struct{}), make(chan struct{})
+	h := Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/cheap" {
+			return
+		}
+		nowNs.Store(2e6)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			close(hijacked)
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		close(hijacked)
+		<-release
+		nowNs.Store(60e9)
+	}), Options{})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(srv.URL + "/socket")
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-hijacked
+	if n := slots.InFlight(); n != 0 {
+		t.Errorf("a hijacked connection holds %d slots, want 0", n)
+	}
+	resp, err := http.Get(srv.URL + "/cheap")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("a cheap request while the socket is open: %v %v, want 200", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	close(release)
+	<-done
+	win := tap.Snapshot(nowNs.Load())
+	if win.Completed != 2 || win.LatencySumNs != 2e6 || win.InFlight != 0 || slots.InFlight() != 0 {
+		t.Errorf("window %d completed, latency sum %d ns, %d in flight, %d slots held; want 2, 2e6 (the time to the hijack), 0, 0",
+			win.Completed, win.LatencySumNs, win.InFlight, slots.InFlight())
+	}
+}
