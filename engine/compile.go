@@ -126,16 +126,25 @@ func Compile(spec Spec) (*Circuit, Diagnostics) {
 	return k.c, nil
 }
 
-// checkPolicyCaps refuses a policy over the component cap or under the
-// minimum evaluation interval, before any component is built.
+// checkPolicyCaps refuses a policy over the component cap or with an
+// evaluation interval outside the caps' range, before any component is
+// built. The interval's error is at the field where it is set.
 func (k *compilation) checkPolicyCaps() bool {
 	spec := &k.c.Spec
 	if len(spec.Components) > k.caps.ComponentsPerPolicy {
 		k.fail(spec.Pos, "policy %q has %d components, over the cap of %d (engine.Caps.ComponentsPerPolicy)", spec.Name, len(spec.Components), k.caps.ComponentsPerPolicy)
 		return false
 	}
+	at := spec.IntervalPos
+	if at.File == "" {
+		at = spec.Pos
+	}
 	if spec.EvaluationInterval < k.caps.MinEvaluationInterval {
-		k.fail(spec.Pos, "policy %q: evaluation_interval %s is shorter than the minimum %s (engine.Caps.MinEvaluationInterval)", spec.Name, spec.EvaluationInterval, k.caps.MinEvaluationInterval)
+		k.fail(at, "policy %q: evaluation_interval %s is shorter than the minimum %s (engine.Caps.MinEvaluationInterval)", spec.Name, spec.EvaluationInterval, k.caps.MinEvaluationInterval)
+		return false
+	}
+	if spec.EvaluationInterval > k.caps.MaxEvaluationInterval {
+		k.fail(at, "policy %q: evaluation_interval %s is longer than the maximum %s (engine.Caps.MaxEvaluationInterval)", spec.Name, spec.EvaluationInterval, k.caps.MaxEvaluationInterval)
 		return false
 	}
 	return true

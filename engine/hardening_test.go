@@ -178,7 +178,8 @@ func TestNegativeRatesAreRefusedEverywhere(t *testing.T) {
 // the check is the same at any value, and a policy over the default caps
 // costs seconds of CUE evaluation. The defaults are checked on their own.
 func TestPolicyCapsRefuseHugeCircuits(t *testing.T) {
-	want := PolicyCaps{ComponentsPerPolicy: 2000, SignalsPerPolicy: 8000, HistoryBytes: 32 << 20, MinEvaluationInterval: 10 * time.Millisecond}
+	want := PolicyCaps{ComponentsPerPolicy: 2000, SignalsPerPolicy: 8000, HistoryBytes: 32 << 20, MinEvaluationInterval: 10 * time.Millisecond, MaxEvaluationInterval: time.Hour,
+		PoliciesPerSet: 2000, ComponentsPerSet: 100_000, SignalsPerSet: 200_000, EvaluationsPerSecond: 1_000_000, APILabelsPerControlPoint: 1024, APILabelsPerSet: 4096}
 	if DefaultCaps != want {
 		t.Fatalf("DefaultCaps = %+v, want the documented %+v", DefaultCaps, want)
 	}

@@ -137,7 +137,7 @@ func readFiles(files []string) ([][]byte, Diagnostics) {
 // this load's clean evaluations, for the next (see evalCache).
 func loadSources(ctx context.Context, files []string, srcs [][]byte, reuse evalCache) ([]Spec, Diagnostics, evalCache) {
 	var specs []Spec
-	var diags Diagnostics
+	srcs, diags := checkPolicyFiles(files, srcs)
 	perFile, perDiags, kept := evaluateAll(ctx, files, srcs, Limits, reuse)
 	seen := map[string]Position{}
 	for i := range files {
@@ -432,11 +432,13 @@ func decodePolicy(key string, v cue.Value, file string, pos Position) (Spec, Dia
 		fail(v.LookupPath(cue.ParsePath("policy_name")), "policies.%s.policy_name: %v", key, err)
 		return spec, diags
 	}
+	interval := v.LookupPath(cue.ParsePath("evaluation_interval"))
 	iv, err := time.ParseDuration(head.Interval)
 	if err != nil || iv <= 0 {
-		fail(v.LookupPath(cue.ParsePath("evaluation_interval")), "policies.%s.evaluation_interval: %q is not a positive duration", key, head.Interval)
+		fail(interval, "policies.%s.evaluation_interval: %q is not a positive duration", key, head.Interval)
 	}
 	spec.EvaluationInterval = iv
+	spec.IntervalPos = positionOf(interval, spec.Pos) // checked against Caps by Compile
 	spec.DryRun = head.DryRun
 	if raw, err := v.MarshalJSON(); err == nil {
 		spec.Source = raw

@@ -433,6 +433,7 @@ func (u *userSource) remapSpec(spec *Spec, key string) {
 		}
 	}
 	at(&spec.Pos, "policies."+key)
+	at(&spec.IntervalPos, "policies."+key+".evaluation_interval")
 	for i := range spec.Components {
 		c := &spec.Components[i]
 		at(&c.Pos, c.Path)

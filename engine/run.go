@@ -309,7 +309,12 @@ func (e *Engine) Apply(specs []Spec) error {
 // compileAll compiles every spec; it returns the policies only when all
 // compiled.
 func compileAll(specs []Spec) ([]*Running, Diagnostics) {
-	var diags Diagnostics
+	// Over the set's caps, nothing is compiled: that would cost what the
+	// caps bound.
+	diags := checkSetCaps(specs)
+	if len(diags.Errors()) > 0 {
+		return nil, diags.sorted()
+	}
 	var next []*Running
 	for _, s := range specs {
 		c, d := compileGuarded(s)
@@ -322,6 +327,7 @@ func compileAll(specs []Spec) ([]*Running, Diagnostics) {
 	// beside another policy's errors.
 	diags = append(diags, checkAgentNames(next)...)
 	diags = append(diags, checkServiceNames(next)...)
+	diags = append(diags, checkAPILabels(next)...)
 	diags = append(diags, checkHistoryBudget(next)...)
 	if len(diags.Errors()) > 0 {
 		return nil, diags.sorted()
@@ -330,14 +336,21 @@ func compileAll(specs []Spec) ([]*Running, Diagnostics) {
 }
 
 // CheckSet runs the checks that concern a whole policy set rather than one
-// policy (agent API names unique across policies, the history budget), as
-// Reload does; `spillway check` calls it on what compiled.
+// policy (the set's caps, agent API names unique across policies, the
+// history budget), as Reload does; `spillway check` calls it on what
+// compiled.
 func CheckSet(circuits []*Circuit) Diagnostics {
 	set := make([]*Running, len(circuits))
+	specs := make([]Spec, len(circuits))
 	for i, c := range circuits {
 		set[i] = &Running{Circuit: c}
+		specs[i] = c.Spec
 	}
-	return append(append(checkAgentNames(set), checkServiceNames(set)...), checkHistoryBudget(set)...)
+	diags := checkSetCaps(specs)
+	diags = append(diags, checkAgentNames(set)...)
+	diags = append(diags, checkServiceNames(set)...)
+	diags = append(diags, checkAPILabels(set)...)
+	return append(diags, checkHistoryBudget(set)...)
 }
 
 // compileGuarded is Compile with a component's panic (in decoding or
@@ -370,6 +383,7 @@ func (e *Engine) commit(next []*Running) Change {
 		byName[o.Circuit.Spec.Name] = o
 	}
 	var ch Change
+	e.declareAPILabels(next)
 	share := historyShare(next)
 	if w := checkHistoryBudget(next); len(w) > 0 {
 		e.log.Warn("signal history shortened to fit its budget", "warning", w.Error())
@@ -429,7 +443,7 @@ func (e *Engine) attach(r *Running, prev *Running, now int64, share float64) {
 	// A new policy's first tick is due at once: until it runs, its
 	// actuators have no setpoint and fail open, and a service that starts
 	// under overload would admit an interval's worth of it unchecked.
-	r.lastNs, r.lastDue = now, now-int64(c.Spec.EvaluationInterval)
+	r.lastNs, r.lastDue = now, subSaturating(now, int64(c.Spec.EvaluationInterval))
 	if prev != nil {
 		// The schedule carries over; a new interval counts from the last
 		// tick, so a shorter one may make the policy due at once.
@@ -498,12 +512,34 @@ func (e *Engine) attach(r *Running, prev *Running, now int64, share float64) {
 	e.applyDynamic(r)
 }
 
+// declareAPILabels creates the control points and API labels that next
+// selects, each control point's labels at once (ControlPoint.DeclareAll),
+// so that attach finds them: a set of n labels costs O(n), where
+// declaring them one by one copied the label map for each.
+func (e *Engine) declareAPILabels(next []*Running) {
+	byControlPoint := map[string][]string{}
+	var order []string
+	for _, r := range next {
+		for _, n := range r.Circuit.declaring() {
+			cp, labels := apiLabelsOf(n.comp)
+			if _, seen := byControlPoint[cp]; !seen {
+				order = append(order, cp)
+			}
+			byControlPoint[cp] = append(byControlPoint[cp], labels...)
+		}
+	}
+	e.registry.GetAll(order)
+	for _, name := range order {
+		e.registry.Get(name).DeclareAll(byControlPoint[name])
+	}
+}
+
 // setFailMode sets how long l's setpoint stays fresh without a tick
 // (Options.StaleAfterTicks intervals) and what it does then: the
 // actuator's fail_mode, else the control point's from Options.FailModes,
 // else fail-open.
 func (e *Engine) setFailMode(l *controlpoint.Limiter, snk components.Sink, controlPoint string, interval time.Duration) {
-	l.StaleAfter.Store(int64(e.opts.StaleAfterTicks) * int64(interval))
+	l.StaleAfter.Store(mulSaturating(int64(e.opts.StaleAfterTicks), int64(interval)))
 	mode := snk.FailMode()
 	if mode == "" {
 		mode = e.opts.FailModes[controlPoint]
@@ -759,7 +795,7 @@ func (e *Engine) nextWake(waiting []awaitingTick) (int64, bool) {
 		}
 		r.mu.Lock()
 		if !r.retired {
-			earliest(r.lastDue + int64(r.Circuit.Spec.EvaluationInterval))
+			earliest(addSaturating(r.lastDue, int64(r.Circuit.Spec.EvaluationInterval)))
 		}
 		r.mu.Unlock()
 	}
@@ -778,14 +814,46 @@ func (e *Engine) wakeLoop() {
 // between clock's now and the deadline.
 func wallWakeAt(clock func() int64) func(int64, func()) func() {
 	return func(deadline int64, wake func()) func() {
-		t := time.AfterFunc(time.Duration(deadline-clock()), wake)
+		t := time.AfterFunc(time.Duration(max(subSaturating(deadline, clock()), 0)), wake)
 		return func() { t.Stop() }
 	}
 }
 
 // due reports whether r's next tick is due at now. r.mu is held.
 func (r *Running) due(now int64) bool {
-	return now-r.lastDue >= int64(r.Circuit.Spec.EvaluationInterval)
+	return subSaturating(now, r.lastDue) >= int64(r.Circuit.Spec.EvaluationInterval)
+}
+
+// addSaturating is a+b, or the int64 bound it would pass. The engine
+// clock's sums with an interval (whatever a virtual clock reads) and the
+// staleness product saturate instead of wrapping into the past.
+func addSaturating(a, b int64) int64 {
+	if s := a + b; (s > a) == (b > 0) {
+		return s
+	}
+	if b > 0 {
+		return math.MaxInt64
+	}
+	return math.MinInt64
+}
+
+// subSaturating is a−b, or the int64 bound it would pass.
+func subSaturating(a, b int64) int64 {
+	if b == math.MinInt64 {
+		if a >= 0 {
+			return math.MaxInt64
+		}
+		return a - b
+	}
+	return addSaturating(a, -b)
+}
+
+// mulSaturating is a×b for a, b ≥ 0, or math.MaxInt64 when it is more.
+func mulSaturating(a, b int64) int64 {
+	if a > 0 && b > math.MaxInt64/a {
+		return math.MaxInt64
+	}
+	return a * b
 }
 
 // advanceSchedule records a tick at now. A tick on time or late moves
@@ -800,7 +868,7 @@ func (r *Running) advanceSchedule(now int64) {
 		r.lastDue = now
 		return
 	}
-	r.lastDue += (now - r.lastDue) / interval * interval
+	r.lastDue += subSaturating(now, r.lastDue) / interval * interval
 }
 
 // tickPolicy runs one tick: snapshot the flux meters, evaluate the

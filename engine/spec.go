@@ -31,6 +31,8 @@ type Spec struct {
 	Pos  Position
 	// EvaluationInterval is one tick of the policy's circuit.
 	EvaluationInterval time.Duration
+	// IntervalPos is where evaluation_interval is set; Pos when unknown.
+	IntervalPos Position
 	// DryRun computes decisions but never rejects.
 	DryRun     bool
 	Components []ComponentSpec

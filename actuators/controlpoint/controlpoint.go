@@ -5,6 +5,7 @@
 package controlpoint
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,7 @@ const OverflowAPI = "__overflow__"
 // UnknownServiceHandler passes the client's method name) cannot grow memory
 // without limit. Requests with further new labels are counted under
 // OverflowAPI. Labels declared by policies (ControlPoint.Declare) do not
-// count against it: they are bounded by the policies.
+// count against it: the engine bounds them (engine.Caps).
 const MaxAPIs = 1024
 
 // MaxLabelLength is the longest API label, in bytes, that a control point
@@ -70,6 +71,18 @@ func (r *Registry) Get(name string) *ControlPoint {
 	if cp := old[name]; cp != nil {
 		return cp
 	}
+	cp := r.newControlPoint(name)
+	next := make(map[string]*ControlPoint, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = cp
+	r.cps.Store(&next)
+	return cp
+}
+
+// newControlPoint makes a control point of r, not yet listed; r.mu is held.
+func (r *Registry) newControlPoint(name string) *ControlPoint {
 	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations}
 	cp.all = newAPI(cp, AllAPIs, 0)
 	cp.all.labelled = &cp.apis
@@ -80,13 +93,44 @@ func (r *Registry) Get(name string) *ControlPoint {
 		cp.overflow.recordDurations()
 	}
 	cp.apis.Store(&map[string]*API{})
-	next := make(map[string]*ControlPoint, len(old)+1)
+	return cp
+}
+
+// GetAll creates every named control point that does not exist yet, as
+// Get does, with one copy of the registry's map for all of them: creating
+// n control points costs O(n + existing), where n calls of Get cost
+// O(n × existing).
+func (r *Registry) GetAll(names []string) {
+	missing := func() []string {
+		var out []string
+		m := *r.cps.Load()
+		for _, name := range names {
+			if m[name] == nil {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	if len(missing()) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names = missing()
+	if len(names) == 0 {
+		return
+	}
+	old := *r.cps.Load()
+	next := make(map[string]*ControlPoint, len(old)+len(names))
 	for k, v := range old {
 		next[k] = v
 	}
-	next[name] = cp
+	for _, name := range names {
+		if next[name] == nil {
+			next[name] = r.newControlPoint(name)
+		}
+	}
 	r.cps.Store(&next)
-	return cp
 }
 
 // Lookup returns the named control point, or nil if none was created.
@@ -208,6 +252,33 @@ func (cp *ControlPoint) Declare(label string) *API {
 	return cp.add(label)
 }
 
+// DeclareAll declares every label, as Declare does, with one copy of the
+// control point's label map for all of them: declaring n labels costs
+// O(n + existing), where n calls of Declare cost O(n × existing). A
+// policy set's labels are declared with it before they are attached, so
+// that its Declare calls find them.
+func (cp *ControlPoint) DeclareAll(labels []string) {
+	isNew := func(apis map[string]*API, label string) bool {
+		return label != "" && label != AllAPIs && label != OverflowAPI && trackable(label) && apis[label] == nil
+	}
+	if !slices.ContainsFunc(labels, func(l string) bool { return isNew(*cp.apis.Load(), l) }) {
+		return
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	old := *cp.apis.Load()
+	next := make(map[string]*API, len(old)+len(labels))
+	for k, v := range old {
+		next[k] = v
+	}
+	for _, label := range labels {
+		if isNew(next, label) {
+			next[label] = cp.newLabel(label)
+		}
+	}
+	cp.apis.Store(&next)
+}
+
 // Tracked returns the state a request labelled label is counted under, as
 // API does, but creates nothing: an untracked label gets OverflowAPI's.
 func (cp *ControlPoint) Tracked(label string) *API {
@@ -264,8 +335,15 @@ func (cp *ControlPoint) listOverflow() *API {
 	return cp.overflow
 }
 
-// add creates label's state; cp.mu must be held.
+// add creates label's state and lists it; cp.mu must be held.
 func (cp *ControlPoint) add(label string) *API {
+	a := cp.newLabel(label)
+	cp.store(label, a)
+	return a
+}
+
+// newLabel creates label's state, not yet listed; cp.mu must be held.
+func (cp *ControlPoint) newLabel(label string) *API {
 	a := newAPI(cp, label, cp.indices)
 	cp.indices++
 	// Its partition in every concurrency limiter of the whole control
@@ -278,7 +356,6 @@ func (cp *ControlPoint) add(label string) *API {
 	if cp.durations.Load() {
 		a.recordDurations()
 	}
-	cp.store(label, a)
 	return a
 }
 
