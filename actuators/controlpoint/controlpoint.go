@@ -35,6 +35,14 @@ const OverflowAPI = "__overflow__"
 // count against it: the engine bounds them (engine.Caps).
 const MaxAPIs = 1024
 
+// MaxRequestLabels bounds the labels that requests create across all the
+// control points of a registry, as MaxAPIs bounds them at one: a caller
+// that names control points (the Check API creates up to 64) could
+// otherwise make 64 × 1,024 labels, each a counter and a latency histogram
+// in every scrape (half a gigabyte of /metrics, measured). Past it, new
+// labels are counted under OverflowAPI at their control point.
+const MaxRequestLabels = 4096
+
 // MaxLabelLength is the longest API label, in bytes, that a control point
 // tracks on its own; a request with a longer label is counted under
 // OverflowAPI.
@@ -51,6 +59,9 @@ type Registry struct {
 	// durations is set once RecordDurations was called; shared with every
 	// control point of the registry.
 	durations atomic.Bool
+	// requestLabels counts the labels requests created at all its control
+	// points (MaxRequestLabels).
+	requestLabels atomic.Int64
 }
 
 // NewRegistry returns an empty registry reading time from clock.
@@ -83,7 +94,7 @@ func (r *Registry) Get(name string) *ControlPoint {
 
 // newControlPoint makes a control point of r, not yet listed; r.mu is held.
 func (r *Registry) newControlPoint(name string) *ControlPoint {
-	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations}
+	cp := &ControlPoint{Name: name, clock: r.clock, durations: &r.durations, shared: &r.requestLabels}
 	cp.all = newAPI(cp, AllAPIs, 0)
 	cp.all.labelled = &cp.apis
 	cp.overflow = newAPI(cp, OverflowAPI, 1)
@@ -185,6 +196,9 @@ type ControlPoint struct {
 	overflowListed atomic.Bool
 	mu             sync.Mutex
 	requestLabels  int // labels created by requests, not declared; under mu
+	// shared is the registry's count of labels created by requests at all
+	// its control points (MaxRequestLabels).
+	shared *atomic.Int64
 	indices        int // the APIs created so far, for API.index; under mu
 	// apis holds every label tracked on its own, declared or created by a
 	// request, and OverflowAPI once listed. Copy-on-write under mu.
@@ -195,8 +209,9 @@ type ControlPoint struct {
 // creating the label's own on first use: AllAPIs (or "") is the
 // control-point-wide state; a label already tracked, declared or not, is
 // its own; a new label gets its own while requests have created fewer than
-// MaxAPIs labels, and is valid UTF-8 of at most MaxLabelLength bytes;
-// anything else is OverflowAPI's state. It takes a mutex only to create a
+// MaxAPIs labels here and MaxRequestLabels in the registry, and is valid
+// UTF-8 of at most MaxLabelLength bytes; anything else is OverflowAPI's
+// state. It takes a mutex only to create a
 // label.
 func (cp *ControlPoint) API(label string) *API {
 	if label == "" || label == AllAPIs {
@@ -210,7 +225,7 @@ func (cp *ControlPoint) API(label string) *API {
 
 // untracked is API for a label not in apis when it was looked up.
 func (cp *ControlPoint) untracked(label string) *API {
-	if label == OverflowAPI || !trackable(label) || cp.full.Load() {
+	if label == OverflowAPI || !trackable(label) || cp.full.Load() || cp.shared.Load() >= MaxRequestLabels {
 		return cp.overflowAPI()
 	}
 	cp.mu.Lock()
@@ -218,7 +233,7 @@ func (cp *ControlPoint) untracked(label string) *API {
 	if a := (*cp.apis.Load())[label]; a != nil {
 		return a
 	}
-	if cp.requestLabels >= MaxAPIs {
+	if cp.requestLabels >= MaxAPIs || cp.shared.Add(1) > MaxRequestLabels {
 		return cp.listOverflow()
 	}
 	cp.requestLabels++

@@ -161,3 +161,37 @@ func TestAdmitPastTheCapDoesNotAllocate(t *testing.T) {
 		t.Fatalf("%v allocs per Admit+Done of an overflowing label, want 0", allocs)
 	}
 }
+
+// The labels requests create are bounded across a registry's control
+// points too: a caller that names control points (the Check API creates
+// up to 64) fills MaxRequestLabels in all, and past it each control point
+// counts new labels under its own overflow, while labels already tracked
+// and declared ones keep their own state.
+func TestRequestLabelsAreBoundedAcrossControlPoints(t *testing.T) {
+	reg := NewRegistry(func() int64 { return 0 })
+	const points = 8 // 8 × 1,024 would be twice the bound
+	total := 0
+	for i := range points {
+		cp := reg.Get(fmt.Sprintf("check-%d", i))
+		flood(t, cp, MaxAPIs)
+		own := len(cp.APIs())
+		if _, ok := cp.APIs()[OverflowAPI]; ok {
+			own--
+		}
+		total += own
+	}
+	if total != MaxRequestLabels {
+		t.Fatalf("%d labels tracked in all, want the bound %d", total, MaxRequestLabels)
+	}
+	last := reg.Get(fmt.Sprintf("check-%d", points-1))
+	if a := last.API("/junk.Service1/Method"); a.Label != OverflowAPI {
+		t.Errorf("a new label past the bound is counted under %q, want %s", a.Label, OverflowAPI)
+	}
+	first := reg.Get("check-0")
+	if a := first.API("/junk.Service1/Method"); a.Label != "/junk.Service1/Method" {
+		t.Errorf("a label tracked before the bound is counted under %q, want its own", a.Label)
+	}
+	if a := last.Declare("GET /declared"); a.Label != "GET /declared" {
+		t.Errorf("a declared label past the bound is %q, want its own state", a.Label)
+	}
+}
