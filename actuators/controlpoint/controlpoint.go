@@ -198,8 +198,8 @@ type ControlPoint struct {
 	requestLabels  int // labels created by requests, not declared; under mu
 	// shared is the registry's count of labels created by requests at all
 	// its control points (MaxRequestLabels).
-	shared *atomic.Int64
-	indices        int // the APIs created so far, for API.index; under mu
+	shared  *atomic.Int64
+	indices int // the APIs created so far, for API.index; under mu
 	// apis holds every label tracked on its own, declared or created by a
 	// request, and OverflowAPI once listed. Copy-on-write under mu.
 	apis atomic.Pointer[map[string]*API]
