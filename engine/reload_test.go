@@ -401,3 +401,17 @@ func TestReloadEvaluatesOnlyTheFilesThatChanged(t *testing.T) {
 		}
 	}
 }
+
+// After Close nothing ticks: Apply refuses, as Reload does, and the
+// policies it was given are not listed as running.
+func TestApplyAfterCloseIsRefused(t *testing.T) {
+	base := statePolicySource("", "2s")
+	eng := enginetest.Start(t, engine.Options{Specs: enginetest.Load(t, "state.cue", base)})
+	eng.Close()
+	if err := eng.Apply(nil); err == nil || !strings.Contains(err.Error(), "the engine is closed") {
+		t.Fatalf("Apply after Close: %v, want it refused", err)
+	}
+	if n := len(eng.Status().Policies); n != 1 {
+		t.Errorf("%d policies listed after a refused Apply, want the 1 that ran", n)
+	}
+}

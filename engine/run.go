@@ -290,8 +290,12 @@ func (e *Engine) Now() int64 { return e.opts.Clock() }
 // Apply compiles specs and swaps them in as the running set, all or
 // nothing: on any error the running set is left untouched. Components,
 // flux-meter windows and token buckets that are unchanged keep their state
-// (see commit).
+// (see commit). After Close it refuses, as Reload does: nothing would
+// tick the policies it attached.
 func (e *Engine) Apply(specs []Spec) error {
+	if e.isClosed() {
+		return errClosed
+	}
 	next, diags := compileAll(specs)
 	diags = append(diags, e.checkGlobal(next)...)
 	diags = append(diags, e.checkPromQL(next)...)
@@ -302,6 +306,9 @@ func (e *Engine) Apply(specs []Spec) error {
 	e.setErrors(nil)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed { // closed while it compiled
+		return errClosed
+	}
 	e.commit(next)
 	return nil
 }
