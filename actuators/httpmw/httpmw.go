@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"net/http"
@@ -471,10 +472,21 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	return s.w.Write(b)
 }
 
-// ReadFrom forwards to the server's io.ReaderFrom (sendfile) and returns
-// what it returns. The status is 200 unless written before, once a byte
-// was sent: a source that gives none sends no header.
+// ReadFrom forwards a regular file (or an io.LimitedReader of one, as
+// http.ServeContent sends a range) to the server's io.ReaderFrom, which
+// sends it with sendfile, and returns what it returns. The status is 200
+// unless written before, once a byte was sent: a source that gives none
+// sends no header. Any other source is copied through Write: its reads
+// may block on what only the end of the request ends (its context), and a
+// call holds the gate, which the end of the request waits out, while a
+// Write does only for its own chunk, so that a copy the handler left
+// behind stops at its next Write.
 func (s *readerFromWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !regularFile(src) {
+		buf := copyBuffers.Get().(*[copyBufferSize]byte)
+		defer copyBuffers.Put(buf)
+		return io.CopyBuffer(&s.statusWriter, src, buf[:]) // *statusWriter has no ReadFrom
+	}
 	if !s.enter() {
 		return 0, ErrHandlerReturned
 	}
@@ -484,6 +496,30 @@ func (s *readerFromWriter) ReadFrom(src io.Reader) (int64, error) {
 		s.status = http.StatusOK
 	}
 	return n, err
+}
+
+// copyBuffers lend ReadFrom its buffers for a source copied through
+// Write, so that it allocates none; array pointers go into an interface
+// without allocating.
+var copyBuffers = sync.Pool{New: func() any { return new([copyBufferSize]byte) }}
+
+// copyBufferSize is io.Copy's own buffer size.
+const copyBufferSize = 32 << 10
+
+// regularFile reports whether src is a regular file, or an
+// io.LimitedReader of one: a source whose reads do not wait on anyone.
+// Files are told by their Stat, not their type: io.Copy from an *os.File
+// reaches ReadFrom as the os package's own wrapper of it.
+func regularFile(src io.Reader) bool {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		src = lr.R
+	}
+	f, ok := src.(interface{ Stat() (fs.FileInfo, error) })
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // Flush is FlushError without its error, for http.Flusher.

@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/actuators"
+	"github.com/spillway-dev/spillway/actuators/controlpoint"
 )
 
 type returnedKey struct{}
@@ -270,5 +273,52 @@ func TestCloseWaitsOutEveryCallThatEntered(t *testing.T) {
 			t.Fatalf("closeGate returned with %d calls inside", n)
 		}
 		callers.Wait()
+	}
+}
+
+// ctxReader ends (with the context's error) only when ctx is done: a body
+// read from an upstream request made with r.Context(), say.
+type ctxReader struct{ ctx context.Context }
+
+func (c ctxReader) Read([]byte) (int, error) { <-c.ctx.Done(); return 0, c.ctx.Err() }
+
+// A handler that gives up on a copy after a deadline of its own and
+// returns leaves a goroutine in io.Copy(w, src). It must get
+// ErrHandlerReturned at its next write: were ReadFrom forwarded for any
+// source, the end of the request would wait on ReadFrom, which waits on
+// src, which waits on r.Context(), which net/http cancels only after
+// ServeHTTP returns, and the request would never end, nor free its slot.
+func TestACopyLeftBehindDoesNotHoldTheRequest(t *testing.T) {
+	cp := newCP()
+	cl := actuators.NewConcurrencyLimiter(1)
+	cp.API(controlpoint.AllAPIs).AttachLimiter(&controlpoint.Limiter{Concurrency: cl})
+	returned := make(chan struct{})
+	h := Wrap(cp, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started := make(chan struct{})
+		go func() {
+			close(started)
+			io.Copy(w, ctxReader{r.Context()})
+		}()
+		<-started
+		time.Sleep(50 * time.Millisecond) // the handler's own timeout
+	}), Options{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		close(returned)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-returned:
+	case <-time.After(1500 * time.Millisecond):
+		t.Errorf("ServeHTTP has not returned 1.5 s after its handler did: the end of the request waits on a copy from a source that ends with it")
 	}
 }
