@@ -40,8 +40,14 @@ const MaxAPIs = 1024
 // that names control points (the Check API creates up to 64) could
 // otherwise make 64 × 1,024 labels, each a counter and a latency histogram
 // in every scrape (half a gigabyte of /metrics, measured). Past it, new
-// labels are counted under OverflowAPI at their control point.
+// labels are counted under OverflowAPI at their control point, except the
+// first OwnRequestLabels of each, so that control points filled with
+// labels a client chose cannot take the routes of another.
 const MaxRequestLabels = 4096
+
+// OwnRequestLabels is how many labels every control point may create
+// whatever the others created (MaxRequestLabels).
+const OwnRequestLabels = 64
 
 // MaxLabelLength is the longest API label, in bytes, that a control point
 // tracks on its own; a request with a longer label is counted under
@@ -197,8 +203,10 @@ type ControlPoint struct {
 	mu             sync.Mutex
 	requestLabels  int // labels created by requests, not declared; under mu
 	// shared is the registry's count of labels created by requests at all
-	// its control points (MaxRequestLabels).
+	// its control points (MaxRequestLabels); pastOwn is set once requests
+	// created OwnRequestLabels here, from when the count binds.
 	shared  *atomic.Int64
+	pastOwn atomic.Bool
 	indices int // the APIs created so far, for API.index; under mu
 	// apis holds every label tracked on its own, declared or created by a
 	// request, and OverflowAPI once listed. Copy-on-write under mu.
@@ -209,9 +217,9 @@ type ControlPoint struct {
 // creating the label's own on first use: AllAPIs (or "") is the
 // control-point-wide state; a label already tracked, declared or not, is
 // its own; a new label gets its own while requests have created fewer than
-// MaxAPIs labels here and MaxRequestLabels in the registry, and is valid
-// UTF-8 of at most MaxLabelLength bytes; anything else is OverflowAPI's
-// state. It takes a mutex only to create a
+// MaxAPIs labels here and, past its first OwnRequestLabels,
+// MaxRequestLabels in the registry, and is valid UTF-8 of at most
+// MaxLabelLength bytes; anything else is OverflowAPI's state. It takes a mutex only to create a
 // label.
 func (cp *ControlPoint) API(label string) *API {
 	if label == "" || label == AllAPIs {
@@ -225,7 +233,7 @@ func (cp *ControlPoint) API(label string) *API {
 
 // untracked is API for a label not in apis when it was looked up.
 func (cp *ControlPoint) untracked(label string) *API {
-	if label == OverflowAPI || !trackable(label) || cp.full.Load() || cp.shared.Load() >= MaxRequestLabels {
+	if label == OverflowAPI || !trackable(label) || cp.full.Load() || (cp.pastOwn.Load() && cp.shared.Load() >= MaxRequestLabels) {
 		return cp.overflowAPI()
 	}
 	cp.mu.Lock()
@@ -233,10 +241,12 @@ func (cp *ControlPoint) untracked(label string) *API {
 	if a := (*cp.apis.Load())[label]; a != nil {
 		return a
 	}
-	if cp.requestLabels >= MaxAPIs || cp.shared.Add(1) > MaxRequestLabels {
+	if cp.requestLabels >= MaxAPIs || (cp.requestLabels >= OwnRequestLabels && cp.shared.Load() >= MaxRequestLabels) {
 		return cp.listOverflow()
 	}
+	cp.shared.Add(1)
 	cp.requestLabels++
+	cp.pastOwn.Store(cp.requestLabels >= OwnRequestLabels)
 	cp.full.Store(cp.requestLabels >= MaxAPIs)
 	return cp.add(label)
 }
