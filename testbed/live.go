@@ -504,7 +504,7 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 	}
 	lim := loadLimits{total: sc.Total(), timeout: app.ClientTimeout, reportDelay: app.ClientTimeout, maxInFlight: DefaultMaxInFlight}
 	if sc.Think > 0 {
-		err = offerUsers(ctx, sc.userStreams(live.URL, app, rt), sc.stepDurations(), sc.Think, cfg.Seed, lim, report)
+		err = offerUsers(ctx, sc.userStreams(live.URL, app, rt), sc.stepDurations(), cfg.Seed, lim, report)
 	} else {
 		_, _, err = offerLoad(ctx, streams, lim, report)
 	}

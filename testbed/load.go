@@ -345,7 +345,8 @@ func (c LoadConfig) validate() error {
 // during Scenario step j (Scenario.Think).
 type userStream struct {
 	url   string
-	users []int // per step
+	users []int           // per step
+	think []time.Duration // the users' mean think time, per step
 	tally *tally
 }
 
@@ -356,11 +357,12 @@ const MaxLiveUsers = DefaultMaxInFlight
 // offerUsers runs closed-loop users (Scenario.Think) against every
 // stream's URL: user k of a stream is active while the current step has
 // more than k users; an active user sends a request, waits for its end,
-// thinks for an exponential time of mean think and sends again. An
+// thinks for an exponential time of the step's mean and sends again. An
 // inactive user keeps thinking, so a user that joins at a step up sends
-// after a think time, as in the virtual driver. Requests are counted in
+// after a think time, as in the virtual driver. No think time runs past
+// the end of the run, so the users end with it. Requests are counted in
 // the second they are sent; reports and cancellation are as offerLoad's.
-func offerUsers(ctx context.Context, streams []*userStream, steps []time.Duration, think time.Duration, seed uint64, lim loadLimits, report func(int)) error {
+func offerUsers(ctx context.Context, streams []*userStream, steps []time.Duration, seed uint64, lim loadLimits, report func(int)) error {
 	transport := newLoopbackTransport()
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
@@ -374,16 +376,16 @@ func offerUsers(ctx context.Context, streams []*userStream, steps []time.Duratio
 			reportSeconds(ctx, start, lim.total, lim.reportDelay, drained, report)
 		}
 	}()
-	// usersAt is how many users a stream has at an offset from the start.
-	usersAt := func(s *userStream, at time.Duration) int {
+	// stepAt is the step at an offset from the start, or -1 past the last.
+	stepAt := func(at time.Duration) int {
 		var end time.Duration
 		for j, d := range steps {
 			end += d
 			if at < end {
-				return s.users[j]
+				return j
 			}
 		}
-		return 0
+		return -1
 	}
 	var users sync.WaitGroup
 	for i, s := range streams {
@@ -393,17 +395,25 @@ func offerUsers(ctx context.Context, streams []*userStream, steps []time.Duratio
 				timer := time.NewTimer(time.Hour)
 				defer timer.Stop()
 				for {
-					timer.Reset(time.Duration(rng.ExpFloat64() * float64(think)))
+					at := time.Since(start)
+					j := stepAt(at)
+					if j < 0 {
+						return
+					}
+					wait := time.Duration(rng.ExpFloat64() * float64(s.think[j]))
+					if s.think[j] == 0 { // no users in this step: wait for the next
+						wait = time.Second
+					}
+					timer.Reset(min(wait, lim.total-at))
 					select {
 					case <-timer.C:
 					case <-ctx.Done():
 						return
 					}
-					at := time.Since(start)
-					if at >= lim.total {
+					if at = time.Since(start); at >= lim.total {
 						return
 					}
-					if k >= usersAt(s, at) {
+					if j = stepAt(at); j < 0 || k >= s.users[j] {
 						continue
 					}
 					second := int(at / time.Second)

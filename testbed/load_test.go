@@ -426,3 +426,55 @@ func checkTotals(t *testing.T, r Result) {
 		t.Errorf("totals %+v are not the sums of the seconds %+v", got, sum)
 	}
 }
+
+// Live closed-loop users end with the run: no think time runs past its
+// end (before, 20 users thinking 5 s kept a 500 ms run going for 16 s),
+// and each user sends one request at a time.
+func TestLiveUsersEndWithTheRun(t *testing.T) {
+	var inFlight sync.Mutex
+	busy, peak := 0, 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Lock()
+		busy++
+		peak = max(peak, busy)
+		inFlight.Unlock()
+		time.Sleep(5 * time.Millisecond)
+		inFlight.Lock()
+		busy--
+		inFlight.Unlock()
+	}))
+	defer srv.Close()
+	total := 500 * time.Millisecond
+	tally := newTally(1, time.Second)
+	streams := []*userStream{{url: srv.URL, users: []int{20}, think: []time.Duration{5 * time.Second}, tally: tally}}
+	start := time.Now()
+	err := offerUsers(context.Background(), streams, []time.Duration{total}, 1,
+		loadLimits{total: total, timeout: time.Second, reportDelay: time.Second, maxInFlight: 100}, nil)
+	if took := time.Since(start); err != nil || took > total+time.Second {
+		t.Errorf("offerUsers returned %v after %v, for a run of %v", err, took, total)
+	}
+	if peak > 20 {
+		t.Errorf("%d requests at once from 20 users", peak)
+	}
+}
+
+// Closed-loop users offer a step's rate exactly when every answer is
+// instant: ⌈rate × Think⌉ of them, each thinking that many ÷ rate.
+func TestUsersOfferTheRateExactly(t *testing.T) {
+	s := Scenario{Think: 20 * time.Millisecond}
+	for _, rate := range []float64{16.7, 33.3, 63.5, 50, 1000, 0.1} {
+		n, think := s.Users(rate), s.ThinkAt(rate)
+		if n < 1 || think < s.Think {
+			t.Errorf("rate %g: %d users thinking %v, want at least one, thinking at least %v", rate, n, think, s.Think)
+		}
+		if got := float64(n) / think.Seconds(); math.Abs(got-rate) > 1e-6*rate {
+			t.Errorf("rate %g: %d users thinking %v offer %g req/s", rate, n, think, got)
+		}
+	}
+	if n := s.Users(50); n != 1 {
+		t.Errorf("50 req/s at 20 ms: %d users, want 1", n)
+	}
+	if n, think := s.Users(0), s.ThinkAt(0); n != 0 || think != 0 {
+		t.Errorf("no rate: %d users thinking %v, want none", n, think)
+	}
+}

@@ -45,10 +45,12 @@ type Scenario struct {
 	Retries      int
 	RetryBackoff time.Duration
 	// Think, when > 0, makes the clients closed-loop: during each step an
-	// API has Users(rate) users, who each send a request, wait for its end
-	// (an answer, a refusal or the client timeout, after any retries),
-	// think for an exponential time of mean Think and send the next. A
-	// step's rate is then what its users offer if every answer is instant:
+	// API offered r req/s has Users(r) = ⌈r × Think⌉ users (at least one),
+	// who each send a request, wait for its end (an answer, a refusal or
+	// the client timeout, after any retries), think for an exponential
+	// time of mean ThinkAt(r) = Users(r) ÷ r (Think, or a little more, so
+	// that the users offer exactly r) and send the next. A step's rate is
+	// then what its users offer if every answer is instant:
 	// slow answers and long queues lower the offered load, as they do with
 	// real users and with load generators that hold a fixed number of
 	// connections, and fast refusals bring users back sooner. 0 is
@@ -467,31 +469,40 @@ func (s Scenario) phases(api int) []Phase {
 
 // Requests is how many requests the scenario offers in expectation, each
 // retry it allows counted as one (an upper bound where clients retry, or
-// are closed-loop and every answer is instant).
+// are closed-loop: their users offer the rate when every answer is
+// instant, and less otherwise).
 func (s Scenario) Requests() float64 {
 	var n float64
 	for _, st := range s.Steps {
 		for _, r := range st.Rates {
-			if s.Think > 0 {
-				r = float64(s.Users(r)) / s.Think.Seconds()
-			}
 			n += r * st.Duration.Seconds()
 		}
 	}
 	return n * float64(1+s.Retries)
 }
 
-// Users is how many closed-loop users offer rate when every answer is
-// instant: rate × Think, rounded, and at least one for a rate above 0.
+// Users is how many closed-loop users offer rate: rate × Think, rounded
+// up, so that each thinks Think or a little more (ThinkAt), and at least
+// one for a rate above 0.
 func (s Scenario) Users(rate float64) int {
 	if rate <= 0 || s.Think <= 0 {
 		return 0
 	}
-	n := math.Round(rate * s.Think.Seconds())
+	n := math.Ceil(rate*s.Think.Seconds() - 1e-9)
 	if n > MaxUsers {
 		return MaxUsers + 1 // refused by checkUsers
 	}
 	return max(1, int(n))
+}
+
+// ThinkAt is the mean think time of the Users(rate) users of a rate:
+// Users(rate) ÷ rate, so that they offer exactly rate when every answer
+// is instant (0 for no rate).
+func (s Scenario) ThinkAt(rate float64) time.Duration {
+	if rate <= 0 || s.Think <= 0 {
+		return 0
+	}
+	return time.Duration(float64(s.Users(rate)) / rate * float64(time.Second))
 }
 
 // userStreams are the closed-loop users of a live run against the app at
@@ -502,6 +513,7 @@ func (s Scenario) userStreams(base string, app App, rt *runTally) []*userStream 
 		us := &userStream{url: base + api.Path(), tally: rt.tallies[i]}
 		for _, st := range s.Steps {
 			us.users = append(us.users, s.Users(st.Rates[i]))
+			us.think = append(us.think, s.ThinkAt(st.Rates[i]))
 		}
 		out = append(out, us)
 	}
@@ -602,7 +614,9 @@ func (s Scenario) demandAt(app App, at time.Duration) []float64 {
 			}
 		}
 		latency = min(latency, app.ClientTimeout)
-		out[i] = float64(s.Users(rates[i])) / (s.Think + latency).Seconds()
+		if n := s.Users(rates[i]); n > 0 {
+			out[i] = float64(n) / (s.ThinkAt(rates[i]) + latency).Seconds()
+		}
 	}
 	return out
 }

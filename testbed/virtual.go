@@ -94,9 +94,11 @@ type virtualAPI struct {
 	next     int64 // next arrival; -1 when there are no more
 	demand   *rand.Rand
 	// users is how many closed-loop users the API has, thinking or
-	// waiting for a request; target is how many the current step wants.
-	// A thinking user over the target leaves when its think time ends.
+	// waiting for a request; target is how many the current step wants,
+	// and think their mean think time (Scenario.ThinkAt), in ns. A
+	// thinking user over the target leaves when its think time ends.
 	users, target int
+	think         float64
 }
 
 type virtualCall struct {
@@ -516,6 +518,9 @@ func (v *virtualRun) setUsers() {
 	for i := range v.apis {
 		a := &v.apis[i]
 		a.target = v.scenario.Users(rates[i])
+		if a.target > 0 {
+			a.think = float64(v.scenario.ThinkAt(rates[i]))
+		}
 		for ; a.users < a.target; a.users++ {
 			v.think(i)
 		}
@@ -524,7 +529,7 @@ func (v *virtualRun) setUsers() {
 
 // think starts a think time of one of API api's closed-loop users.
 func (v *virtualRun) think(api int) {
-	at := v.now + int64(v.thinkRand.ExpFloat64()*float64(v.scenario.Think))
+	at := v.now + int64(v.thinkRand.ExpFloat64()*v.apis[api].think)
 	heap.Push(&v.wakes, wakeEntry{at: at, seq: v.wakes.seq, api: int32(api)})
 	v.wakes.seq++
 }
