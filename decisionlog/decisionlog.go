@@ -104,7 +104,7 @@ func (l *Log) Add(d Decision) {
 	}
 	d.API = controlpoint.CountedAs(d.API)
 	d.ControlPoint = clip(d.ControlPoint)
-	if len(d.Labels) > 0 {
+	if !clipped(d.Labels) { // a copy only where something is cut
 		labels := make(map[string]string, len(d.Labels))
 		for k, v := range d.Labels {
 			labels[clip(k)] = clip(v)
@@ -117,6 +117,17 @@ func (l *Log) Add(d Decision) {
 	} else {
 		l.rejected.add(e)
 	}
+}
+
+// clipped reports whether every label's name and value is as clip
+// leaves it.
+func clipped(labels map[string]string) bool {
+	for k, v := range labels {
+		if clip(k) != k || clip(v) != v {
+			return false
+		}
+	}
+	return true
 }
 
 // clip cuts s to MaxFieldBytes at a UTF-8 boundary, marking the cut, and

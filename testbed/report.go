@@ -221,7 +221,8 @@ func (rt *runTally) secondOf(t int) []apiSecond {
 	}
 	if rt.scenario.Think > 0 {
 		// Closed-loop users offer what the policy lets them; the
-		// references take what they would offer answered at once.
+		// references take what they would offer answered at each API's
+		// no-queue latency (demandAt).
 		offered = rt.scenario.demandAt(rt.app, time.Duration(t)*time.Second)
 	}
 	ref := rt.referencesAt(t, offered)

@@ -320,11 +320,11 @@ func (cp *ControlPoint) Tracked(label string) *API {
 // OverflowAPI once it counted a request or was declared.
 func (cp *ControlPoint) APIs() map[string]*API { return *cp.apis.Load() }
 
-// trackable reports whether a label may have its own state.
 // CountedAs is the label that a request labelled label is counted under
-// as far as the label alone decides: AllAPIs for "" , OverflowAPI for one
+// as far as the label alone decides: AllAPIs for "", OverflowAPI for one
 // longer than MaxLabelLength or not valid UTF-8, label itself otherwise
-// (which becomes OverflowAPI too once MaxAPIs labels exist). Records kept
+// (which becomes OverflowAPI too once the label bounds, MaxAPIs and
+// MaxRequestLabels, are reached). Records kept
 // beside the control point, such as a decision log, use it so that they
 // name what the control point counts and stay bounded.
 func CountedAs(label string) string {
@@ -337,6 +337,7 @@ func CountedAs(label string) string {
 	return label
 }
 
+// trackable reports whether a label may have its own state.
 func trackable(label string) bool {
 	return len(label) <= MaxLabelLength && utf8.ValidString(label)
 }
