@@ -164,19 +164,8 @@ type loadLimits struct {
 // semantics, which are the same with report in place of onSecond. It
 // returns how long load was offered and how many seconds were begun.
 func offerLoad(ctx context.Context, streams []*loadStream, lim loadLimits, report func(int)) (time.Duration, int, error) {
-	transport := newLoopbackTransport()
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport}
-
-	start := time.Now()
-	drained := make(chan struct{})
-	reporterDone := make(chan struct{})
-	go func() {
-		defer close(reporterDone)
-		if report != nil {
-			reportSeconds(ctx, start, lim.total, lim.reportDelay, drained, report)
-		}
-	}()
+	client, start, drain := startRun(ctx, lim, report)
+	defer drain()
 
 	var (
 		requests sync.WaitGroup
@@ -244,9 +233,30 @@ func offerLoad(ctx context.Context, streams []*loadStream, lim loadLimits, repor
 		}
 	}
 	requests.Wait()
-	close(drained)
-	<-reporterDone
 	return span, seconds, runErr
+}
+
+// startRun starts a run's clock and its reporter (reportSeconds) and
+// returns the run's HTTP client. Call drain once every request has
+// ended: the reporter then reports the seconds left, and drain returns
+// once it has, and closes the client's idle connections.
+func startRun(ctx context.Context, lim loadLimits, report func(int)) (client *http.Client, start time.Time, drain func()) {
+	transport := newLoopbackTransport()
+	client = &http.Client{Transport: transport}
+	start = time.Now()
+	drained := make(chan struct{})
+	reporterDone := make(chan struct{})
+	go func() {
+		defer close(reporterDone)
+		if report != nil {
+			reportSeconds(ctx, start, lim.total, lim.reportDelay, drained, report)
+		}
+	}()
+	return client, start, func() {
+		close(drained)
+		<-reporterDone
+		transport.CloseIdleConnections()
+	}
 }
 
 // secondsIn is the number of whole or partial seconds in d.
@@ -363,19 +373,8 @@ const MaxLiveUsers = DefaultMaxInFlight
 // the end of the run, so the users end with it. Requests are counted in
 // the second they are sent; reports and cancellation are as offerLoad's.
 func offerUsers(ctx context.Context, streams []*userStream, steps []time.Duration, seed uint64, lim loadLimits, report func(int)) error {
-	transport := newLoopbackTransport()
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport}
-
-	start := time.Now()
-	drained := make(chan struct{})
-	reporterDone := make(chan struct{})
-	go func() {
-		defer close(reporterDone)
-		if report != nil {
-			reportSeconds(ctx, start, lim.total, lim.reportDelay, drained, report)
-		}
-	}()
+	client, start, drain := startRun(ctx, lim, report)
+	defer drain()
 	// stepAt is the step at an offset from the start, or -1 past the last.
 	stepAt := func(at time.Duration) int {
 		var end time.Duration
@@ -424,7 +423,5 @@ func offerUsers(ctx context.Context, streams []*userStream, steps []time.Duratio
 		}
 	}
 	users.Wait()
-	close(drained)
-	<-reporterDone
 	return ctx.Err()
 }
