@@ -50,14 +50,8 @@ func CheckRequests(app App, s Scenario, budget float64) error {
 		budget = DefaultMaxRequests
 	}
 	if n := s.Requests(); !(n <= budget) {
-		fix := "scale the app's capacity down (fewer workers, or longer service times) or raise the budget (--max-requests)"
-		if s.Think > 0 {
-			// Each closed-loop user offers up to a request a think time,
-			// and there is at least one an API.
-			fix = "lengthen the think time (--think), " + fix
-		}
-		return fmt.Errorf("scenario %s on app %s offers about %.3g requests (retries counted), over the budget of %.3g a run: the simulator's time and memory grow with every request; %s",
-			s.Name, app.Name, n, budget, fix)
+		return fmt.Errorf("scenario %s on app %s offers about %.3g requests (retries counted), over the budget of %.3g a run: the simulator's time and memory grow with every request; scale the app's capacity down (fewer workers, or longer service times) or raise the budget (--max-requests)",
+			s.Name, app.Name, n, budget)
 	}
 	return nil
 }
