@@ -469,3 +469,107 @@ func TestProxyRefusesTheH2CPreface(t *testing.T) {
 		t.Errorf("the upstream saw %d requests, want none", n)
 	}
 }
+
+// oneSlotPolicy lets one request at a time through the proxy's control
+// point.
+const oneSlotPolicy = `
+package p
+import bp "spillway.dev/blueprints"
+policies: one: bp.#Policy & {
+	policy_name: "one"
+	evaluation_interval: "100ms"
+	components: [
+		{ConcurrencyLimiter: {selector: {control_point: "ingress"}, in_ports: limit: 1}},
+	]
+}
+`
+
+// Through the proxy, an open server-sent-events stream and an open
+// WebSocket hold no concurrency slot once they have answered (the first
+// flushed event; the upgrade): with one slot, a plain request still gets
+// through while both stay open. A request still being answered does hold
+// it, which shows the limit is in force.
+func TestProxyOpenStreamsHoldNoSlot(t *testing.T) {
+	release, slow := make(chan struct{}), make(chan struct{})
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/events":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "data: first\n\n")
+			w.(http.Flusher).Flush()
+			<-release
+		case "/ws":
+			conn, rw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			rw.Flush()
+			<-release
+		case "/slow":
+			<-slow
+		}
+	}))
+	defer upstream.Close()
+	defer close(release)
+	front := startProxy(t, startEngine(t, oneSlotPolicy), upstream.URL)
+	get := func(path string) int {
+		t.Helper()
+		resp, err := http.Get(front + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// A request being answered holds the slot: once the limit is in
+	// force, a request made beside one is refused. (Those admitted before
+	// the policy's first tick hold no slot, hence a new one each time.)
+	var slows sync.WaitGroup
+	refused := false
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !refused; time.Sleep(20 * time.Millisecond) {
+		started := make(chan struct{})
+		slows.Go(func() {
+			req, _ := http.NewRequest("GET", front+"/slow", nil)
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			close(started)
+			if err == nil {
+				resp.Body.Close()
+			}
+		})
+		select {
+		case <-started: // refused at once: the slot is taken
+		case <-time.After(50 * time.Millisecond): // admitted, held
+		}
+		refused = get("/cheap") == http.StatusTooManyRequests
+	}
+	if !refused {
+		t.Fatal("no request was refused while another held the one slot: the limit is not in force")
+	}
+	close(slow)
+	slows.Wait()
+
+	events, err := http.Get(front + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Body.Close()
+	if line, err := bufio.NewReader(events.Body).ReadString('\n'); err != nil || line != "data: first\n" {
+		t.Fatalf("first event %q, %v", line, err)
+	}
+	conn, err := net.Dial("tcp", strings.TrimPrefix(front, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v, %v", resp, err)
+	}
+	if code := get("/cheap"); code != http.StatusOK {
+		t.Errorf("a plain request while a stream and a socket are open: %d, want 200", code)
+	}
+}
