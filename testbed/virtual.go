@@ -722,20 +722,32 @@ type retryEntry struct {
 	demand      uint64
 }
 
-// retryHeap is a container/heap of retries by (at, seq).
-type retryHeap struct {
-	items []retryEntry
+// retryHeap and wakeHeap are container/heaps of retries and of think
+// times.
+type (
+	retryHeap = timedHeap[retryEntry]
+	wakeHeap  = timedHeap[wakeEntry]
+)
+
+func (e retryEntry) when() (int64, uint64) { return e.at, e.seq }
+func (e wakeEntry) when() (int64, uint64)  { return e.at, e.seq }
+
+// timedHeap is a container/heap of entries by (at, seq): by time, ties in
+// the order they were scheduled (seq counts them).
+type timedHeap[T interface{ when() (int64, uint64) }] struct {
+	items []T
 	seq   uint64
 }
 
-func (h *retryHeap) Len() int { return len(h.items) }
-func (h *retryHeap) Less(i, j int) bool {
-	a, b := &h.items[i], &h.items[j]
-	return a.at < b.at || (a.at == b.at && a.seq < b.seq)
+func (h *timedHeap[T]) Len() int { return len(h.items) }
+func (h *timedHeap[T]) Less(i, j int) bool {
+	at, seq := h.items[i].when()
+	bt, bseq := h.items[j].when()
+	return at < bt || (at == bt && seq < bseq)
 }
-func (h *retryHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *retryHeap) Push(x any)    { h.items = append(h.items, x.(retryEntry)) }
-func (h *retryHeap) Pop() any {
+func (h *timedHeap[T]) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *timedHeap[T]) Push(x any)    { h.items = append(h.items, x.(T)) }
+func (h *timedHeap[T]) Pop() any {
 	last := h.items[len(h.items)-1]
 	h.items = h.items[:len(h.items)-1]
 	return last
@@ -746,25 +758,6 @@ type wakeEntry struct {
 	at  int64
 	seq uint64 // ties go in the order the think times began
 	api int32
-}
-
-// wakeHeap is a container/heap of think times by (at, seq).
-type wakeHeap struct {
-	items []wakeEntry
-	seq   uint64
-}
-
-func (h *wakeHeap) Len() int { return len(h.items) }
-func (h *wakeHeap) Less(i, j int) bool {
-	a, b := &h.items[i], &h.items[j]
-	return a.at < b.at || (a.at == b.at && a.seq < b.seq)
-}
-func (h *wakeHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *wakeHeap) Push(x any)    { h.items = append(h.items, x.(wakeEntry)) }
-func (h *wakeHeap) Pop() any {
-	last := h.items[len(h.items)-1]
-	h.items = h.items[:len(h.items)-1]
-	return last
 }
 
 func gcd(a, b int64) int64 {

@@ -197,32 +197,19 @@ func TestProxyPassesWebSocketUpgrades(t *testing.T) {
 			http.Error(w, "want an upgrade", http.StatusBadRequest)
 			return
 		}
-		conn, rw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Error(err)
+		conn, rw := switchProtocols(t, w)
+		if conn == nil {
 			return
 		}
 		defer conn.Close()
-		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		rw.Flush()
 		io.Copy(conn, rw) // echo until the client closes
 	}))
 	defer upstream.Close()
 	eng := startEngine(t, "")
 	front := startProxy(t, eng, upstream.URL, "GET /ws")
 
-	conn, err := net.Dial("tcp", strings.TrimPrefix(front, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, br, resp := upgrade(t, front)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("status %d, want 101", resp.StatusCode)
 	}
@@ -499,15 +486,10 @@ func TestProxyOpenStreamsHoldNoSlot(t *testing.T) {
 			w.(http.Flusher).Flush()
 			<-release
 		case "/ws":
-			conn, rw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				t.Error(err)
-				return
+			if conn, _ := switchProtocols(t, w); conn != nil {
+				defer conn.Close()
+				<-release
 			}
-			defer conn.Close()
-			rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-			rw.Flush()
-			<-release
 		case "/slow":
 			<-slow
 		}
@@ -559,17 +541,45 @@ func TestProxyOpenStreamsHoldNoSlot(t *testing.T) {
 	if line, err := bufio.NewReader(events.Body).ReadString('\n'); err != nil || line != "data: first\n" {
 		t.Fatalf("first event %q, %v", line, err)
 	}
-	conn, err := net.Dial("tcp", strings.TrimPrefix(front, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, _, resp := upgrade(t, front)
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade: %v, %v", resp, err)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: status %d, want 101", resp.StatusCode)
 	}
 	if code := get("/cheap"); code != http.StatusOK {
 		t.Errorf("a plain request while a stream and a socket are open: %d, want 200", code)
 	}
+}
+
+// switchProtocols is an upstream's side of a minimal WebSocket upgrade:
+// it hijacks w's connection and answers 101. On failure it reports to t
+// and returns nil.
+func switchProtocols(t *testing.T, w http.ResponseWriter) (net.Conn, *bufio.ReadWriter) {
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		t.Error(err)
+		return nil, nil
+	}
+	rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	rw.Flush()
+	return conn, rw
+}
+
+// upgrade is a client's side: it asks front for a WebSocket on /ws and
+// returns the connection (5 s deadline), its reader and the answer.
+func upgrade(t *testing.T, front string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(front, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	return conn, br, resp
 }
