@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -31,6 +32,25 @@ type SuiteConfig struct {
 	// Run, if not nil, runs instead of Simulate: the command line runs
 	// policies with an RLActuator in lock step with their agent.
 	Run func(context.Context, SimConfig) (Report, error)
+	// Goals names the policies (Policy.Name, run as written) that
+	// WriteSuiteMarkdown judges against the default's goals (GoalMisses);
+	// nil judges DefaultGoalPolicies.
+	Goals []string
+}
+
+// DefaultGoalPolicies are the policies a suite judges against the
+// default's goals unless SuiteConfig.Goals names others.
+var DefaultGoalPolicies = []string{"default", "default-slo"}
+
+// CheckGoals reports a name in c.Goals that is no policy of c run as
+// written, which would judge nothing.
+func (c SuiteConfig) CheckGoals() error {
+	for _, name := range c.Goals {
+		if !slices.ContainsFunc(c.Policies, func(p Policy) bool { return p.Name == name && !p.PerAPI }) {
+			return fmt.Errorf("goals: %q is not a policy of the suite run as written", name)
+		}
+	}
+	return nil
 }
 
 // SuiteCell is one app × scenario of a suite: a report per policy, in
@@ -317,15 +337,26 @@ func WriteSuiteMarkdown(w io.Writer, s SuiteResult, command string) {
 				m.PerProportional, m.PerOptimal, m.SteadyPerProportional, m.SteadyPerOptimal, m.WorstAPISteadyPerProportional, 100*m.SteadyP99WithinSLO, feasible)
 		}
 	}
-	writeGoals(w, s, "default", "The default policy")
-	writeGoals(w, s, "default-slo", "The default policy with the SLO stated")
+	goals := s.Config.Goals
+	if goals == nil {
+		goals = DefaultGoalPolicies
+	}
+	for _, name := range goals {
+		switch name {
+		case "default":
+			writeGoals(w, s, name, "The default policy against its goals")
+		case "default-slo":
+			writeGoals(w, s, name, "The default policy with the SLO stated against its goals")
+		default:
+			writeGoals(w, s, name, fmt.Sprintf("`%s` against the default policy's goals", name))
+		}
+	}
 }
 
-// writeGoals writes, for a suite that runs the policy name ("default" or
-// "default-slo"), which of the default's goals (GoalMisses) each cell
-// misses, against the proportional oracle "static" when the suite runs it,
+// writeGoals writes, for a suite that runs the policy name, which of the
+// default's goals (GoalMisses) each cell misses, against the proportional oracle "static" when the suite runs it,
 // under the heading title.
-func writeGoals(w io.Writer, s SuiteResult, name, title string) {
+func writeGoals(w io.Writer, s SuiteResult, name, heading string) {
 	def := -1
 	for i, p := range s.Config.Policies {
 		if p.Name == name && !p.PerAPI {
@@ -383,11 +414,11 @@ func writeGoals(w io.Writer, s SuiteResult, name, title string) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "\n## %s against its goals\n\n"+
+	fmt.Fprintf(w, "\n## %s\n\n"+
 		"Per goal, the cells where it applies, where `%s` meets it, where only the app misses it "+
 		"(the proportional oracle `static` misses it too at the fair share: the same API's share or steady p99, a cold start's p99, the surge's recovery), "+
 		"and the cells it misses. "+
-		"The total goal is ≥ 0.95 of what the oracle keeps where the oracle itself keeps less than 0.9.\n\n", title, name)
+		"The total goal is ≥ 0.95 of what the oracle keeps where the oracle itself keeps less than 0.9.\n\n", heading, name)
 	fmt.Fprintln(w, "| goal | cells | met | the app's miss | missed |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
 	for _, g := range Goals {

@@ -94,3 +94,42 @@ func TestSuiteMeansCountFeasibleCellsByTheOracle(t *testing.T) {
 		t.Errorf("without static: feasible %d, %v; want none", m.FeasibleCells, m.SteadyP99WithinFeasible)
 	}
 }
+
+// TestSuiteJudgesTheNamedPoliciesAgainstTheGoals: Goals picks the policies
+// whose cells the Markdown judges against the default's goals, nil keeps
+// default and default-slo, and a name the suite does not run is refused.
+func TestSuiteJudgesTheNamedPoliciesAgainstTheGoals(t *testing.T) {
+	report := func(p99 float64) Report {
+		a := APIStats{SLOMs: 100}
+		a.Steady.P99Ms = p99
+		return Report{APIs: []string{"a"}, PerAPI: map[string]APIStats{"a": a}}
+	}
+	s := SuiteResult{
+		Config: SuiteConfig{Policies: []Policy{{Name: "static"}, {Name: "default"}, {Name: "mine"}}},
+		Cells:  []SuiteCell{{App: "app", Scenario: "steady", Reports: []Report{report(50), report(80), report(150)}}},
+	}
+	write := func() string {
+		var b strings.Builder
+		WriteSuiteMarkdown(&b, s, "spillway bench --suite")
+		return b.String()
+	}
+	md := write()
+	if !strings.Contains(md, "## The default policy against its goals") || strings.Contains(md, "`mine`") {
+		t.Errorf("without Goals, want the default's section only:\n%s", md)
+	}
+	s.Config.Goals = []string{"mine"}
+	md = write()
+	if !strings.Contains(md, "## `mine` against the default policy's goals") || strings.Contains(md, "## The default policy against") {
+		t.Errorf("Goals [mine]: want mine's section only:\n%s", md)
+	}
+	if !strings.Contains(md, "- app steady: a: steady p99 150 ms over its 100 ms SLO") {
+		t.Errorf("mine's miss is not listed:\n%s", md)
+	}
+	if err := s.Config.CheckGoals(); err != nil {
+		t.Errorf("CheckGoals: %v", err)
+	}
+	s.Config.Goals = []string{"vegas"}
+	if err := s.Config.CheckGoals(); err == nil || !strings.Contains(err.Error(), `"vegas"`) {
+		t.Errorf("CheckGoals of a policy not run: %v, want an error naming it", err)
+	}
+}

@@ -37,13 +37,17 @@ With --suite, run the control-quality matrix instead, in virtual time on
 --seed: every policy on every app of --apps × scenario of --scenarios, plus
 --random random apps (random:1 to random:N) × --random-scenarios, --jobs runs
 at once, and write --suite-out (default docs/suite.md): goodput ÷ proportional
-and ÷ optimal per cell, and the suite means. The default matrix (13 policies,
+and ÷ optimal per cell, the suite means, and, for each policy of --goals
+(default and default-slo unless set), the cells that miss the default
+policy's goals: a policy of your own (a .cue file, named by its base name)
+can be judged against them. The default matrix (13 policies,
 4 apps × 11 scenarios plus 20 random apps × 5 scenarios, each 60 s after the
 65 s warm-up) is 1,872 runs; it takes about 2 minutes on 2 idle cores, 7 on
 2 busy ones.`,
 		Example: `  spillway bench --app boutique --scenario surge --policies none,static,latency-aimd --virtual --out bench/
   spillway bench --suite
-  spillway bench --suite --random 3 --scenarios steady,cold-start --suite-out /tmp/suite.md`,
+  spillway bench --suite --random 3 --scenarios steady,cold-start --suite-out /tmp/suite.md
+  spillway bench --suite --policies static,default,mine.cue --goals default,mine --suite-out /tmp/mine.md`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if suite.enabled {

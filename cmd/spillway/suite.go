@@ -29,7 +29,7 @@ type suiteFlags struct {
 	enabled                   bool
 	apps, scenarios, randomSc string
 	random, jobs              int
-	out                       string
+	out, goals                string
 }
 
 func (s *suiteFlags) register(cmd *cobra.Command) {
@@ -41,6 +41,7 @@ func (s *suiteFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&s.randomSc, "random-scenarios", "steady,surge,capacity-drop,cold-start,slow-dependency", "with --suite: the scenarios of the random apps")
 	fs.IntVar(&s.jobs, "jobs", runtime.GOMAXPROCS(0), "with --suite: runs at once (the results do not depend on it)")
 	fs.StringVar(&s.out, "suite-out", filepath.Join("docs", "suite.md"), "with --suite: the Markdown file to write")
+	fs.StringVar(&s.goals, "goals", strings.Join(testbed.DefaultGoalPolicies, ","), "with --suite: the policies of --policies (by name: a .cue file's is its base name) whose cells the Markdown judges against the default policy's goals")
 }
 
 // runSuite runs bench --suite.
@@ -68,6 +69,15 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 		}
 		p.PerAPI = f.perAPI
 		cfg.Policies = append(cfg.Policies, p)
+	}
+	cfg.Goals = splitList(s.goals)
+	if cfg.Goals == nil {
+		cfg.Goals = []string{}
+	}
+	if cmd.Flags().Changed("goals") {
+		if err := cfg.CheckGoals(); err != nil {
+			return fmt.Errorf("--%w", err)
+		}
 	}
 	// A policy with an RLActuator runs in lock step with its agent.
 	cfg.Run = func(ctx context.Context, c testbed.SimConfig) (testbed.Report, error) {
@@ -100,7 +110,7 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 	if err != nil {
 		return err
 	}
-	line := commandLine(cmd, "suite", "policies", "agent-model", "per-api", "apps", "scenarios", "random", "random-scenarios", "seed", "warmup", "duration", "load", "suite-out")
+	line := commandLine(cmd, "suite", "policies", "agent-model", "per-api", "apps", "scenarios", "random", "random-scenarios", "seed", "warmup", "duration", "load", "goals", "suite-out")
 	var md bytes.Buffer
 	testbed.WriteSuiteMarkdown(&md, result, line)
 	if dir := filepath.Dir(s.out); dir != "" {
