@@ -60,6 +60,10 @@ type ConcurrencyLimiter struct {
 	clock   float64
 	groups  uint64
 	scratch []measuredExcess
+	// lastSlots is the limit set after the last Separate, in force over
+	// the tick the next one measures, and lowSlots the lowest positive
+	// limit so far (0: none).
+	lastSlots, lowSlots int64
 }
 
 const unlimitedSlots = -1

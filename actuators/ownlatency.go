@@ -232,6 +232,9 @@ type ownState struct {
 	// answers of the ticks that showed no queue (Separate, cleanQueue),
 	// and their latencies.
 	cleanN, cleanSumNs float64
+	// lowN, lowSumNs and lowSqUs count those of them at the first limits
+	// (low), their latencies and the squares of those in µs².
+	lowN, lowSumNs, lowSqUs float64
 }
 
 type ownPhase uint8
@@ -258,6 +261,12 @@ const (
 	// before the queue and 425 at its first mean, and learned from the
 	// first it read a queue of its own, 0.48 of its share.
 	cleanRatio = 2
+	// lowRatio is cleanRatio for a first mean measured in a tick the
+	// queued test found clean, at a limit past twice the lowest (low): the
+	// pooled test does not see a queue a cheap API pays many times over,
+	// and a cold start's survivors (above) read a slow API's answers low
+	// by a quarter at most, so half over them is a queue.
+	lowRatio = 1.5
 	// ownBaseWindow is the time constant of the baseline's drift, and
 	// ownBaseDown that of its fall to a lower mean.
 	ownBaseWindow = 600.0
@@ -431,6 +440,20 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 	}
 	queued := base > 0 && excess > cleanQueue*base && excess > 3*math.Sqrt(variance)
+	// low: the tick ran at a limit within twice the lowest the limiter has
+	// had (or at none). Only such ticks teach a first baseline. The queued
+	// test above weighs every partition's excess together, so the costly
+	// APIs set it: at the doublings of a cold start, a cheap API that
+	// visits a small pool the costly ones fill waits there many times its
+	// own latency while the sum stays clean (random-4154: api1, 6 ms
+	// without a queue, learned 11.4 ms from the ticks up to 24 in flight;
+	// its excess then counted against that, and at 1.64 times, not 2.24).
+	slots := c.lastSlots
+	c.lastSlots = c.slots.Load()
+	if slots > 0 && (c.lowSlots == 0 || slots < c.lowSlots) {
+		c.lowSlots = slots
+	}
+	low := slots <= 0 || slots <= 2*c.lowSlots
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -440,6 +463,11 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		if math.IsNaN(o.baseNs) && !queued {
 			o.cleanN += n
 			o.cleanSumNs += sum
+			if low {
+				o.lowN += n
+				o.lowSumNs += sum
+				o.lowSqUs += sq
+			}
 		}
 		o.n = (1-alpha)*o.n + n
 		o.sumNs = (1-alpha)*o.sumNs + sum
@@ -464,6 +492,19 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			o.baseNs, o.born = lat, c.clock
 			if queued && o.cleanN >= ownMinSamples && o.cleanSumNs/o.cleanN*cleanRatio < lat {
 				o.baseNs = o.cleanSumNs / o.cleanN
+			} else if !low && o.lowN >= ownMinSamples {
+				// A tick at a limit the cold start's doublings took
+				// past twice its lowest: the answers at the first
+				// limits stand in where the first mean is lowRatio
+				// times theirs, and over them by three of their
+				// standard errors (a few answers of an API whose times
+				// spread widely read half under their mean by chance).
+				first := o.lowSumNs / o.lowN
+				meanUs := first / 1000
+				se := 1000 * math.Sqrt(math.Max(0, o.lowSqUs/o.lowN-meanUs*meanUs)/o.lowN)
+				if first*lowRatio < lat && lat-first > 3*se {
+					o.baseNs = first
+				}
 			}
 		case lat+2*o.errorNs() < o.baseNs:
 			// Down to a lower mean over a few seconds, not at once, and

@@ -1665,3 +1665,54 @@ func TestSeparateLearnsALateAPIsBaselineFromAnswersBeforeTheQueue(t *testing.T) 
 		t.Fatalf("a busy API's baseline %v, want the 20 ms it learned before the queue", time.Duration(b))
 	}
 }
+
+func TestSeparateLearnsACheapAPIsBaselineAtTheLowestLimits(t *testing.T) {
+	// A cold start's doublings: the limit goes 3, 6, 12, 24. A busy
+	// costly API (30 ms) sees its latency rise by a fifth at most, under
+	// the queued test's quarter, so every tick reads clean. A sparse
+	// cheap API (6 ms) that visits the small pool the costly one fills
+	// twice waits there many times its own latency once the limit has
+	// grown, and its one-second mean has enough answers only then. The
+	// old code learned its baseline from that mean (about 20 ms,
+	// random-4154's api1: 11.4 ms against the 6.8 of its answers at the
+	// first limits), and read most of its queue as none.
+	c := NewConcurrencyLimiter(3)
+	busy, cheap := c.Partition(1), c.Partition(2)
+	answer := func(p *Partition, n int, lat time.Duration) {
+		for range n {
+			c.AcquireIn(p)
+			c.ReleaseAfter(p, Useful, int64(lat))
+		}
+	}
+	at := func(i int) (float64, time.Duration) { // the limit of tick i and its queue
+		switch {
+		case i >= 30:
+			return 24, 6 * time.Millisecond
+		case i >= 25:
+			return 12, 3 * time.Millisecond
+		case i >= 20:
+			return 6, time.Millisecond
+		}
+		return 3, 250 * time.Microsecond
+	}
+	for i := range 100 {
+		limit, queue := at(i)
+		answer(busy, 20, 30*time.Millisecond+queue)
+		switch {
+		case limit <= 6 && i%2 == 0:
+			answer(cheap, 1, 6*time.Millisecond+2*queue)
+		case limit > 6:
+			answer(cheap, 3, 6*time.Millisecond+2*queue)
+		}
+		c.Rebalance(true, -math.Expm1(-0.1))
+		next, _ := at(i + 1)
+		c.SetLimit(next) // the next tick's, set before Separate as the engine does
+		c.Separate(true, 0.1)
+	}
+	if b := cheap.own.baseNs; !(b < float64(8*time.Millisecond)) {
+		t.Fatalf("the cheap API's baseline %v, want the 6–8 ms of its answers at the first limits", time.Duration(b))
+	}
+	if b := busy.own.baseNs; !(b < float64(31*time.Millisecond)) {
+		t.Fatalf("the busy API's baseline %v, want the 30 ms it learned at the first limit", time.Duration(b))
+	}
+}
