@@ -17,8 +17,11 @@ import (
 //     a queue (its baseline: the lowest one-second mean, drifting slowly
 //     within a quarter over it, and falling over a few seconds to a lower
 //     mean plus two of its standard errors, where that is lower: a mean
-//     lower by chance alone does not move it), and each tick its excess
-//     over it.
+//     lower by chance alone does not move it; until it settles, rising
+//     to the mean of its calm answers less two of their standard errors
+//     where that is a fifth over it and within what chance could have put
+//     a first baseline of that few answers under it), and each tick its
+//     excess over it.
 //   - The excess most requests share (the completion-weighted median over
 //     the partitions) is the shared queue. A partition measured for
 //     ownSettle seconds whose excess is mostly its own, by half its
@@ -232,6 +235,12 @@ type ownState struct {
 	// answers of the ticks that showed no queue (Separate, cleanQueue),
 	// and their latencies.
 	cleanN, cleanSumNs float64
+	// calmN, calmSumNs and calmSqUs count the answers of the calm ticks
+	// (Separate: the limit under half full, no queue found), decayed over
+	// ownCalmWindow, their latencies and the squares of those in µs².
+	calmN, calmSumNs, calmSqUs float64
+	// firstN is how many answers the first baseline was learned from.
+	firstN float64
 	// lowN, lowSumNs and lowSqUs count those of them at the first limits
 	// (low), their latencies and the squares of those in µs².
 	lowN, lowSumNs, lowSqUs float64
@@ -273,6 +282,16 @@ const (
 	ownBaseDown   = 5.0
 	// ownWindow is the time constant of a partition's latency mean.
 	ownWindow = 1.0
+	// ownCalmWindow is the time constant of the calm answers' mean, and
+	// ownCalmSamples the decayed count of them it needs to raise a
+	// baseline: ten one-second means' worth.
+	ownCalmWindow  = 10.0
+	ownCalmSamples = 10 * ownMinSamples
+	// ownCalmRise: the calm answers raise a baseline they are a fifth
+	// over, less two of their standard errors: under it, the drift below
+	// follows, and a half-loaded service's own queueing (a tenth or so)
+	// is not learned.
+	ownCalmRise = 1.2
 	// ownHoldoff is the wait before a partition in which a test found a
 	// queue is tested again, doubling with each such verdict in a row.
 	ownHoldoff = 10.0
@@ -454,6 +473,11 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		c.lowSlots = slots
 	}
 	low := slots <= 0 || slots <= 2*c.lowSlots
+	// calm: the tick ran with the limit far from full (or none), and the
+	// queued test found none: what the partitions answered is the
+	// service's own latency (see calmN).
+	calm := !queued && (slots < 0 || slots > 0 && 2*c.counted.Load() <= slots)
+	calmKeep := math.Exp(-dt / ownCalmWindow)
 	for _, p := range *ps {
 		if p == nil {
 			continue
@@ -472,6 +496,11 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		o.n = (1-alpha)*o.n + n
 		o.sumNs = (1-alpha)*o.sumNs + sum
 		o.sqUs = (1-alpha)*o.sqUs + sq
+		if calm {
+			o.calmN = calmKeep*o.calmN + n
+			o.calmSumNs = calmKeep*o.calmSumNs + sum
+			o.calmSqUs = calmKeep*o.calmSqUs + sq
+		}
 		refused := float64(p.capRefused.Load())
 		if refused < o.refusedAt {
 			o.refusedAt = 0 // a test began: the count started over
@@ -489,9 +518,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		switch {
 		case math.IsNaN(lat):
 		case math.IsNaN(o.baseNs):
-			o.baseNs, o.born = lat, c.clock
+			o.baseNs, o.born, o.firstN = lat, c.clock, o.n
 			if queued && o.cleanN >= ownMinSamples && o.cleanSumNs/o.cleanN*cleanRatio < lat {
-				o.baseNs = o.cleanSumNs / o.cleanN
+				o.baseNs, o.firstN = o.cleanSumNs/o.cleanN, o.cleanN
 			} else if !low && o.lowN >= ownMinSamples {
 				// A tick at a limit the cold start's doublings took
 				// past twice its lowest: the answers at the first
@@ -503,7 +532,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 				meanUs := first / 1000
 				se := 1000 * math.Sqrt(math.Max(0, o.lowSqUs/o.lowN-meanUs*meanUs)/o.lowN)
 				if first*lowRatio < lat && lat-first > 3*se {
-					o.baseNs = first
+					o.baseNs, o.firstN = first, o.lowN
 				}
 			}
 		case lat+2*o.errorNs() < o.baseNs:
@@ -512,6 +541,19 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			// standard errors over it): the lowest of many noisy means is
 			// below the true one, by more the fewer requests each holds.
 			o.baseNs += down * (lat + 2*o.errorNs() - o.baseNs)
+		case !o.settled(c.clock) && o.calmN >= ownCalmSamples && o.calmLowNs() > ownCalmRise*o.baseNs && o.firstByChance():
+			// Until it settles, up to what the calm answers show, less
+			// two of their standard errors, over a few seconds, where
+			// chance could have put the first baseline that far under
+			// them (firstByChance; after, a rise may be a queue of its
+			// own, which the tests find): a first baseline from ten
+			// answers of an API whose times spread widely is too low as
+			// often as too high, and the cases above only ever lower
+			// it, or raise it within a quarter (random-11: api2, 52 ms
+			// without a queue, learned 36.6 from its first answers, read
+			// the rest as a queue of its own, and was held to 0.53 of
+			// its share under a cap of its own).
+			o.baseNs += down * (o.calmLowNs() - o.baseNs)
 		case lat <= 1.25*o.baseNs:
 			o.baseNs += drift * (lat - o.baseNs)
 		}
@@ -1221,6 +1263,28 @@ func (o *ownState) latencyNs() float64 {
 
 // errorNs is the standard error of latencyNs: how far the mean of the
 // requests measured may be from their latency's by chance.
+// calmLowNs is the mean of the calm answers (calmN) less two of their
+// standard errors.
+func (o *ownState) calmLowNs() float64 {
+	return o.calmSumNs/o.calmN - 2*o.calmSDNs()/math.Sqrt(o.calmN)
+}
+
+// calmSDNs is the standard deviation of the calm answers' latencies.
+func (o *ownState) calmSDNs() float64 {
+	meanUs := o.calmSumNs / o.calmN / 1000
+	return math.Sqrt(math.Max(0, o.calmSqUs/o.calmN-meanUs*meanUs)) * 1000
+}
+
+// firstByChance reports whether the calm answers' mean is over the
+// baseline by no more than chance could have put the first baseline
+// under it: three standard errors of a mean of firstN answers with the
+// calm answers' spread. A first baseline of ten answers of an API whose
+// times spread widely may be that far off; a queue of its own in the
+// first seconds raises a steady API's mean by more, and is the tests'.
+func (o *ownState) firstByChance() bool {
+	return o.firstN > 0 && o.calmSumNs/o.calmN-o.baseNs <= 3*o.calmSDNs()/math.Sqrt(o.firstN)
+}
+
 func (o *ownState) errorNs() float64 {
 	meanUs := o.sumNs / o.n / 1000
 	return math.Sqrt(math.Max(0, o.sqUs/o.n-meanUs*meanUs)/o.n) * 1000

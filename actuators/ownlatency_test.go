@@ -1105,7 +1105,9 @@ func TestSeparateSpreadAPIsNoiseIsNoOwnQueue(t *testing.T) {
 			return int64(float64(mean) * math.Exp(sigma*rng.NormFloat64()-sigma*sigma/2))
 		}}
 	apis := []*ownAPI{busy, spread}
-	now, tested := runOwn(c, apis, 0, 10, true), false
+	// Settled first: until then, the calm answers raise a baseline that
+	// is too low (TestSeparateRaisesATooLowFirstBaselineUntilItSettles).
+	now, tested := runOwn(c, apis, 0, int(10*ownSettle)+10, true), false
 	spread.p.own.baseNs = 0.6 * float64(spread.latencyNs) // learned from unlucky first answers
 	for range 1800 {
 		now = runOwn(c, apis, now, 1, true)
@@ -1706,13 +1708,54 @@ func TestSeparateLearnsACheapAPIsBaselineAtTheLowestLimits(t *testing.T) {
 		}
 		c.Rebalance(true, -math.Expm1(-0.1))
 		next, _ := at(i + 1)
+		// A cold start's limit is full: its requests wait in the pool.
+		for range int(limit) {
+			c.AcquireIn(busy)
+		}
 		c.SetLimit(next) // the next tick's, set before Separate as the engine does
 		c.Separate(true, 0.1)
+		for range int(limit) {
+			c.ReleaseIn(busy, Useful)
+		}
 	}
 	if b := cheap.own.baseNs; !(b < float64(8*time.Millisecond)) {
 		t.Fatalf("the cheap API's baseline %v, want the 6–8 ms of its answers at the first limits", time.Duration(b))
 	}
 	if b := busy.own.baseNs; !(b < float64(31*time.Millisecond)) {
 		t.Fatalf("the busy API's baseline %v, want the 30 ms it learned at the first limit", time.Duration(b))
+	}
+}
+
+func TestSeparateRaisesATooLowFirstBaselineUntilItSettles(t *testing.T) {
+	// A first baseline from ten answers of an API whose times spread
+	// widely is too low as often as too high, and a mean that falls under
+	// it lowers it while nothing raised it by more than a quarter: a
+	// spread API learned 0.6 of its latency, and read the rest as a queue
+	// of its own (random-11's api2: 36.6 ms for 52, held to 0.53 of its
+	// share). Until the partition settles, its calm answers (no queue,
+	// the limit far from full) raise it; after, nothing does, for a rise
+	// may be a queue of its own.
+	c := NewConcurrencyLimiter(1000)
+	rng := rand.New(rand.NewPCG(7, 8))
+	const sigma = 0.6
+	busy := &ownAPI{p: c.Partition(1), perTick: 60, latencyNs: int64(3 * time.Millisecond)}
+	spread := &ownAPI{p: c.Partition(2), perTick: 8, latencyNs: int64(100 * time.Millisecond),
+		spread: func(mean int64) int64 {
+			return int64(float64(mean) * math.Exp(sigma*rng.NormFloat64()-sigma*sigma/2))
+		}}
+	apis := []*ownAPI{busy, spread}
+	now := runOwn(c, apis, 0, 10, true)
+	if spread.p.own.settled(c.clock) || math.IsNaN(spread.p.own.baseNs) {
+		t.Fatalf("after 1 s: settled %v, baseline %v; want a first baseline, not settled", spread.p.own.settled(c.clock), spread.p.own.baseNs)
+	}
+	spread.p.own.baseNs = 0.6 * float64(spread.latencyNs)
+	now = runOwn(c, apis, now, int(10*ownSettle), true)
+	if b := spread.p.own.baseNs / float64(spread.latencyNs); b < 0.8 || b > 1.05 {
+		t.Fatalf("baseline %.2f of the latency once settled, want it raised to 0.8–1.05", b)
+	}
+	spread.p.own.baseNs = 0.6 * float64(spread.latencyNs)
+	runOwn(c, apis, now, 100, true)
+	if b := spread.p.own.baseNs / float64(spread.latencyNs); b > 0.61 {
+		t.Fatalf("baseline %.2f of the latency after settling, want the 0.6 it was set to: nothing raises it then", b)
 	}
 }
