@@ -235,15 +235,15 @@ type ownState struct {
 	// answers of the ticks that showed no queue (Separate, cleanQueue),
 	// and their latencies.
 	cleanN, cleanSumNs float64
+	// lowN, lowSumNs and lowSqUs count those of them at the first limits
+	// (low), their latencies and the squares of those in µs².
+	lowN, lowSumNs, lowSqUs float64
+	// firstN is how many answers the first baseline was learned from.
+	firstN float64
 	// calmN, calmSumNs and calmSqUs count the answers of the calm ticks
 	// (Separate: the limit under half full, no queue found), decayed over
 	// ownCalmWindow, their latencies and the squares of those in µs².
 	calmN, calmSumNs, calmSqUs float64
-	// firstN is how many answers the first baseline was learned from.
-	firstN float64
-	// lowN, lowSumNs and lowSqUs count those of them at the first limits
-	// (low), their latencies and the squares of those in µs².
-	lowN, lowSumNs, lowSqUs float64
 }
 
 type ownPhase uint8
@@ -1261,8 +1261,6 @@ func (o *ownState) latencyNs() float64 {
 	return o.sumNs / o.n
 }
 
-// errorNs is the standard error of latencyNs: how far the mean of the
-// requests measured may be from their latency's by chance.
 // calmLowNs is the mean of the calm answers (calmN) less two of their
 // standard errors.
 func (o *ownState) calmLowNs() float64 {
@@ -1285,6 +1283,8 @@ func (o *ownState) firstByChance() bool {
 	return o.firstN > 0 && o.calmSumNs/o.calmN-o.baseNs <= 3*o.calmSDNs()/math.Sqrt(o.firstN)
 }
 
+// errorNs is the standard error of latencyNs: how far the mean of the
+// requests measured may be from their latency's by chance.
 func (o *ownState) errorNs() float64 {
 	meanUs := o.sumNs / o.n / 1000
 	return math.Sqrt(math.Max(0, o.sqUs/o.n-meanUs*meanUs)/o.n) * 1000
