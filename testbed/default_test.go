@@ -1217,3 +1217,18 @@ func TestDefaultPolicyLearnsACheapMinorityBaselineBeforeTheColdStartsQueue(t *te
 		})
 	}
 }
+
+// TestDefaultPolicyCorrectsATooLowFirstBaseline: random-11's api2 (52 ms
+// without a queue, its times spread widely) learned 36.6 ms from its first
+// ten answers; a baseline too low never rose, its own latency read as a
+// queue of its own, and under closed-loop users its cap held it to 0.53 of
+// its share in slow-dependency while svc1 ran at 0.78. Until its partition
+// settles, its calm answers raise the baseline.
+func TestDefaultPolicyCorrectsATooLowFirstBaseline(t *testing.T) {
+	t.Parallel()
+	app := RandomAppOf(11)
+	r := simulateVirtual(t, app, "slow-dependency", defaultPolicy(t), ScenarioOptions{Think: 100 * time.Millisecond})
+	if got := r.PerAPI["api2"].Steady.GoodputPerProportional; got < 0.8 {
+		t.Errorf("api2: steady goodput %.2f of its share, want ≥ 0.8", got)
+	}
+}
