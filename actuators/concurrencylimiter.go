@@ -73,6 +73,7 @@ const unlimitedSlots = -1
 func NewConcurrencyLimiter(limit float64) *ConcurrencyLimiter {
 	c := &ConcurrencyLimiter{}
 	c.SetLimit(limit)
+	c.lastSlots = c.slots.Load()
 	return c
 }
 

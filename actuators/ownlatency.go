@@ -238,8 +238,10 @@ type ownState struct {
 	// lowN, lowSumNs and lowSqUs count those of them at the first limits
 	// (low), their latencies and the squares of those in µs².
 	lowN, lowSumNs, lowSqUs float64
-	// firstN is how many answers the first baseline was learned from.
+	// firstN is how many answers the first baseline was learned from, and
+	// rising marks a first baseline the calm answers began to raise.
 	firstN float64
+	rising bool
 	// calmN, calmSumNs and calmSqUs count the answers of the calm ticks
 	// (Separate: the limit under half full, no queue found), decayed over
 	// ownCalmWindow, their latencies and the squares of those in µs².
@@ -287,10 +289,10 @@ const (
 	// baseline: ten one-second means' worth.
 	ownCalmWindow  = 10.0
 	ownCalmSamples = 10 * ownMinSamples
-	// ownCalmRise: the calm answers raise a baseline they are a fifth
-	// over, less two of their standard errors: under it, the drift below
-	// follows, and a half-loaded service's own queueing (a tenth or so)
-	// is not learned.
+	// ownCalmRise: the calm answers begin to raise a baseline they are a
+	// fifth over, less two of their standard errors, and raise it all the
+	// way to that: under it, the drift below follows, and a half-loaded
+	// service's own queueing (a tenth or so) is not learned.
 	ownCalmRise = 1.2
 	// ownHoldoff is the wait before a partition in which a test found a
 	// queue is tested again, doubling with each such verdict in a row.
@@ -420,6 +422,10 @@ func (c *ConcurrencyLimiter) ReleaseAfter(p *Partition, use Use, latencyNs int64
 // last call, in seconds. The caller calls it once per tick, after
 // Rebalance, from one goroutine.
 func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
+	// The limit in force over the tick measured: the one set after the
+	// last call (low, below).
+	slots := c.lastSlots
+	c.lastSlots = c.slots.Load()
 	ps := c.parts.Load()
 	if ps == nil || !(dt > 0) {
 		return
@@ -467,16 +473,24 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// own latency while the sum stays clean (random-4154: api1, 6 ms
 	// without a queue, learned 11.4 ms from the ticks up to 24 in flight;
 	// its excess then counted against that, and at 1.64 times, not 2.24).
-	slots := c.lastSlots
-	c.lastSlots = c.slots.Load()
 	if slots > 0 && (c.lowSlots == 0 || slots < c.lowSlots) {
 		c.lowSlots = slots
 	}
-	low := slots <= 0 || slots <= 2*c.lowSlots
+	low := slots < 0 || slots > 0 && slots-c.lowSlots <= c.lowSlots
 	// calm: the tick ran with the limit far from full (or none), and the
 	// queued test found none: what the partitions answered is the
-	// service's own latency (see calmN).
-	calm := !queued && (slots < 0 || slots > 0 && 2*c.counted.Load() <= slots)
+	// service's own latency (see calmN). Far from full over the tick, not
+	// only at its end: the answers' latencies over the tick's length are
+	// what it held in flight on average (Little's law), and a tick full
+	// until just before its end holds its limit's worth.
+	var tickNs float64
+	for _, p := range *ps {
+		if p != nil {
+			tickNs += float64(p.latSumNs.Load())
+		}
+	}
+	held := math.Max(float64(c.counted.Load()), tickNs/(dt*1e9))
+	calm := !queued && (slots < 0 || slots > 0 && 2*held <= float64(slots))
 	calmKeep := math.Exp(-dt / ownCalmWindow)
 	for _, p := range *ps {
 		if p == nil {
@@ -496,10 +510,11 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		o.n = (1-alpha)*o.n + n
 		o.sumNs = (1-alpha)*o.sumNs + sum
 		o.sqUs = (1-alpha)*o.sqUs + sq
+		o.calmN, o.calmSumNs, o.calmSqUs = calmKeep*o.calmN, calmKeep*o.calmSumNs, calmKeep*o.calmSqUs
 		if calm {
-			o.calmN = calmKeep*o.calmN + n
-			o.calmSumNs = calmKeep*o.calmSumNs + sum
-			o.calmSqUs = calmKeep*o.calmSqUs + sq
+			o.calmN += n
+			o.calmSumNs += sum
+			o.calmSqUs += sq
 		}
 		refused := float64(p.capRefused.Load())
 		if refused < o.refusedAt {
@@ -541,12 +556,15 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			// standard errors over it): the lowest of many noisy means is
 			// below the true one, by more the fewer requests each holds.
 			o.baseNs += down * (lat + 2*o.errorNs() - o.baseNs)
-		case !o.settled(c.clock) && o.calmN >= ownCalmSamples && o.calmLowNs() > ownCalmRise*o.baseNs && o.firstByChance():
+		case !o.settled(c.clock) && o.calmN >= ownCalmSamples && o.calmLowNs() > o.baseNs &&
+			(o.rising || o.calmLowNs() > ownCalmRise*o.baseNs && o.firstByChance()):
+			o.rising = true // once begun, all the way
 			// Until it settles, up to what the calm answers show, less
-			// two of their standard errors, over a few seconds, where
-			// chance could have put the first baseline that far under
-			// them (firstByChance; after, a rise may be a queue of its
-			// own, which the tests find): a first baseline from ten
+			// two of their standard errors, over a few seconds, once
+			// that is ownCalmRise over it and chance could have put the
+			// first baseline that far under them (firstByChance; after
+			// it settles, a rise may be a queue of its own, which the
+			// tests find): a first baseline from ten
 			// answers of an API whose times spread widely is too low as
 			// often as too high, and the cases above only ever lower
 			// it, or raise it within a quarter (random-11: api2, 52 ms

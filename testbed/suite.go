@@ -43,11 +43,14 @@ type SuiteConfig struct {
 var DefaultGoalPolicies = []string{"default", "default-slo"}
 
 // CheckGoals reports a name in c.Goals that is no policy of c run as
-// written, which would judge nothing.
+// written, which would judge nothing, or one named twice.
 func (c SuiteConfig) CheckGoals() error {
-	for _, name := range c.Goals {
-		if !slices.ContainsFunc(c.Policies, func(p Policy) bool { return p.Name == name && !p.PerAPI }) {
-			return fmt.Errorf("goals: %q is not a policy of the suite run as written", name)
+	for i, name := range c.Goals {
+		switch {
+		case slices.Contains(c.Goals[:i], name):
+			return fmt.Errorf("goals: %q is named twice", name)
+		case !slices.ContainsFunc(c.Policies, func(p Policy) bool { return p.Name == name && !p.PerAPI }):
+			return fmt.Errorf("goals: %q is not a policy of the suite run as written (a policy run per API is judged by no goal)", name)
 		}
 	}
 	return nil

@@ -128,6 +128,10 @@ func TestSuiteJudgesTheNamedPoliciesAgainstTheGoals(t *testing.T) {
 	if err := s.Config.CheckGoals(); err != nil {
 		t.Errorf("CheckGoals: %v", err)
 	}
+	s.Config.Goals = []string{"mine", "mine"}
+	if err := s.Config.CheckGoals(); err == nil || !strings.Contains(err.Error(), `"mine" is named twice`) {
+		t.Errorf("CheckGoals of a name given twice: %v, want an error naming it", err)
+	}
 	s.Config.Goals = []string{"vegas"}
 	if err := s.Config.CheckGoals(); err == nil || !strings.Contains(err.Error(), `"vegas"`) {
 		t.Errorf("CheckGoals of a policy not run: %v, want an error naming it", err)

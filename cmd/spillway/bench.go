@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -106,7 +107,11 @@ func commandLine(cmd *cobra.Command, names ...string) string {
 		case f.Value.Type() == "bool":
 			line = append(line, "--"+name)
 		default:
-			line = append(line, "--"+name+" "+f.Value.String())
+			v := f.Value.String()
+			if v == "" || strings.ContainsAny(v, " \t'\"") {
+				v = strconv.Quote(v) // so that the line runs as it reads
+			}
+			line = append(line, "--"+name+" "+v)
 		}
 	}
 	return strings.Join(line, " ")
