@@ -1096,15 +1096,7 @@ func TestSeparateBaselineOfANoisyAPIIsItsMean(t *testing.T) {
 // while the others filled the bottleneck). A fall must also pass three
 // standard errors of the mean.
 func TestSeparateSpreadAPIsNoiseIsNoOwnQueue(t *testing.T) {
-	c := NewConcurrencyLimiter(1000)
-	rng := rand.New(rand.NewPCG(5, 6))
-	const sigma = 0.6
-	busy := &ownAPI{p: c.Partition(1), perTick: 60, latencyNs: int64(3 * time.Millisecond)}
-	spread := &ownAPI{p: c.Partition(2), perTick: 8, latencyNs: int64(100 * time.Millisecond),
-		spread: func(mean int64) int64 {
-			return int64(float64(mean) * math.Exp(sigma*rng.NormFloat64()-sigma*sigma/2))
-		}}
-	apis := []*ownAPI{busy, spread}
+	c, spread, apis := newSpreadModel(rand.NewPCG(5, 6))
 	// Settled first: until then, the calm answers raise a baseline that
 	// is too low (TestSeparateRaisesATooLowFirstBaselineUntilItSettles).
 	now, tested := runOwn(c, apis, 0, int(10*ownSettle)+10, true), false
@@ -1744,15 +1736,7 @@ func TestSeparateRaisesATooLowFirstBaselineUntilItSettles(t *testing.T) {
 // one seed of the spread API's times.
 func raiseOnSeed(t *testing.T, seed uint64) {
 	t.Helper()
-	c := NewConcurrencyLimiter(1000)
-	rng := rand.New(rand.NewPCG(seed, 8))
-	const sigma = 0.6
-	busy := &ownAPI{p: c.Partition(1), perTick: 60, latencyNs: int64(3 * time.Millisecond)}
-	spread := &ownAPI{p: c.Partition(2), perTick: 8, latencyNs: int64(100 * time.Millisecond),
-		spread: func(mean int64) int64 {
-			return int64(float64(mean) * math.Exp(sigma*rng.NormFloat64()-sigma*sigma/2))
-		}}
-	apis := []*ownAPI{busy, spread}
+	c, spread, apis := newSpreadModel(rand.NewPCG(seed, 8))
 	now := runOwn(c, apis, 0, 10, true)
 	if spread.p.own.settled(c.clock) || math.IsNaN(spread.p.own.baseNs) {
 		t.Fatalf("seed %d, after 1 s: settled %v, baseline %v; want a first baseline, not settled", seed, spread.p.own.settled(c.clock), spread.p.own.baseNs)
@@ -1767,4 +1751,19 @@ func raiseOnSeed(t *testing.T, seed uint64) {
 	if b := spread.p.own.baseNs / float64(spread.latencyNs); b > 0.61 {
 		t.Errorf("seed %d: baseline %.2f of the latency after settling, want the 0.6 it was set to: nothing raises it then", seed, b)
 	}
+}
+
+// newSpreadModel is a limiter with a busy API (60 answers a tick, 3 ms)
+// and a sparse one whose 100 ms spread lognormally (σ 0.6, 8 a tick),
+// its times drawn from src.
+func newSpreadModel(src rand.Source) (*ConcurrencyLimiter, *ownAPI, []*ownAPI) {
+	c := NewConcurrencyLimiter(1000)
+	rng := rand.New(src)
+	const sigma = 0.6
+	busy := &ownAPI{p: c.Partition(1), perTick: 60, latencyNs: int64(3 * time.Millisecond)}
+	spread := &ownAPI{p: c.Partition(2), perTick: 8, latencyNs: int64(100 * time.Millisecond),
+		spread: func(mean int64) int64 {
+			return int64(float64(mean) * math.Exp(sigma*rng.NormFloat64()-sigma*sigma/2))
+		}}
+	return c, spread, []*ownAPI{busy, spread}
 }
