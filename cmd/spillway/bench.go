@@ -57,6 +57,11 @@ can be judged against them. The default matrix (13 policies,
 				}
 				return runSuite(cmd, f, suite, policyList, af)
 			}
+			for _, name := range []string{"goals", "apps", "scenarios", "random", "random-scenarios", "suite-out", "jobs"} {
+				if cmd.Flags().Changed(name) {
+					return fmt.Errorf("--%s: only with --suite", name)
+				}
+			}
 			app, sc, err := f.setup()
 			if err != nil {
 				return err

@@ -191,6 +191,29 @@ func TestBenchSuiteRejectsGoalsOfAPolicyItDoesNotRun(t *testing.T) {
 	}
 }
 
+func TestBenchSuiteRejectsTwoPoliciesOfOneName(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join("..", "..", "policies", "default.cue"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(dir, "default.cue")
+	if err := os.WriteFile(mine, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "bench", "--suite", "--policies", "default,"+mine, "--random", "0", "--suite-out", filepath.Join(dir, "s.md"))
+	if err == nil || !strings.Contains(err.Error(), `--policies: two policies named "default"`) || strings.Contains(out, "runs in") {
+		t.Errorf("err = %v, output:\n%s\nwant the clash refused before any run", err, out)
+	}
+}
+
+func TestBenchRejectsSuiteFlagsWithoutSuite(t *testing.T) {
+	out, err := runCLI(t, append([]string{"bench", "--policies", "none", "--goals", "none", "--out", t.TempDir()}, quick...)...)
+	if err == nil || !strings.Contains(err.Error(), "--goals: only with --suite") || strings.Contains(out, "goodput ratio") {
+		t.Errorf("err = %v, output:\n%s\nwant --goals refused without --suite", err, out)
+	}
+}
+
 func TestBenchRejectsAnUnknownPolicyBeforeRunning(t *testing.T) {
 	out, err := runCLI(t, append([]string{"bench", "--policies", "none,nope", "--out", t.TempDir()}, quick...)...)
 	if err == nil || !strings.Contains(err.Error(), `unknown policy "nope"`) || strings.Contains(out, "goodput ratio") {

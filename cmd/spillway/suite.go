@@ -68,6 +68,11 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 			return err
 		}
 		p.PerAPI = f.perAPI
+		for _, q := range cfg.Policies {
+			if q.Name == p.Name {
+				return fmt.Errorf("--policies: two policies named %q (a .cue file is named by its base name), whose columns and goals could not be told apart", p.Name)
+			}
+		}
 		cfg.Policies = append(cfg.Policies, p)
 	}
 	cfg.Goals = splitList(s.goals)
