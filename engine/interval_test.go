@@ -67,10 +67,7 @@ func TestEvaluationIntervalIsBoundedAtItsField(t *testing.T) {
 // keep ticking. Before, lastDue+interval wrapped to −9.2e18 once the engine
 // had run 48 minutes, and deadline−now wrapped again into a 292-year timer.
 func TestAHugeIntervalDoesNotStopTheOtherPolicies(t *testing.T) {
-	withLimits(t, EvalLimits{InProcess: true})
-	saved := Caps
-	Caps.MaxEvaluationInterval = math.MaxInt64
-	defer func() { Caps = saved }()
+	withUncappedInterval(t)
 	specs, diags := LoadSource("p.cue", []byte(intervalPolicies("2562047h")))
 	if len(diags.Errors()) > 0 {
 		t.Fatal(diags)
@@ -98,10 +95,7 @@ func TestAHugeIntervalDoesNotStopTheOtherPolicies(t *testing.T) {
 // sooner because the interval is long. Before, 5 × 3689348814741910324 ns
 // wrapped to 4 ns and a rate-0 limiter admitted everything.
 func TestStalenessOfALongIntervalDoesNotWrap(t *testing.T) {
-	withLimits(t, EvalLimits{InProcess: true})
-	saved := Caps
-	Caps.MaxEvaluationInterval = math.MaxInt64
-	defer func() { Caps = saved }()
+	withUncappedInterval(t)
 	src := strings.Replace(limiterPolicy("wrap", "ingress"), `"20ms"`, `"3689348814741910324ns"`, 1)
 	specs, diags := LoadSource("p.cue", []byte(src))
 	if len(diags.Errors()) > 0 {
@@ -144,4 +138,15 @@ func TestSaturatingArithmetic(t *testing.T) {
 			t.Errorf("%s: %d, want %d", tc.name, tc.got, tc.want)
 		}
 	}
+}
+
+// withUncappedInterval runs the evaluator in process and lifts the cap on
+// evaluation_interval for the test, so that the scheduler's sums, not the
+// cap, meet an interval near the clock's range.
+func withUncappedInterval(t *testing.T) {
+	t.Helper()
+	withLimits(t, EvalLimits{InProcess: true})
+	saved := Caps
+	Caps.MaxEvaluationInterval = math.MaxInt64
+	t.Cleanup(func() { Caps = saved })
 }
