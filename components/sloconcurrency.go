@@ -1108,7 +1108,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	learned := c.samples >= baselineWarmup && IsValid(rtt)
 	overSetpoint := IsValid(latency) && IsValid(setpoint) && setpoint > 0 && latency > setpoint &&
 		!(setpoint < (1+c.tolerance)/2*c.latencyRatio*c.baseline) &&
-		(!learned || (binding && rtt > (1+c.tolerance)/2*c.baseline))
+		(c.samples == 0 || !(rtt <= (1+c.tolerance)/2*c.baseline) && (binding || !learned))
 	switch {
 	case overSetpoint:
 		g := setpoint / latency

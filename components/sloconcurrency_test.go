@@ -422,6 +422,33 @@ func TestSLOConcurrencyControllerRelearnsNoQueueAtAHighMinGradient(t *testing.T)
 // time. A feasible one cuts no deeper than the queue, with the queueing
 // cut's √base of headroom: with a dozen in flight that headroom is as
 // large as the cut, and the limit settles where the queueing cut puts it.
+// Nor a setpoint that the own latency passes in most windows: until the
+// baseline was learned, latency over the setpoint cut whatever the rtt,
+// once a window under it had shown the setpoint to be within reach, and
+// the cut's floor, the initial limit, held slow start there. With its
+// SLOs stated, random-4163's cold start (scaled p90 16–21 ms at 3 in
+// flight against a setpoint of 15, one window of 10.6) held 3 for 6 s:
+// 0.42 of proportional in its first 10 s, 0.75 once the setpoint asks,
+// from the baseline's first sample on, for an rtt over it as well.
+func TestSLOConcurrencyControllerSlowStartsPastANoisySetpoint(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":3}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	// A service that never queues: 30 ms a request; the p90 reads 10 ms
+	// for the first second, 18 ms after, against a setpoint of 15.
+	limit := 3.0
+	for i := range 60 {
+		p90 := 18.0
+		if i < 10 {
+			p90 = 10
+		}
+		c.Execute([]float64{p90, 15, limit, 0, 30, limit / 0.030, 1, components.Invalid}, out)
+		limit = out[0]
+	}
+	if limit < 48 {
+		t.Errorf("limit %.1f after 6 s, want at least 48 (four doublings)", limit)
+	}
+}
+
 func TestSLOConcurrencyControllerIgnoresASetpointUnderTheOwnLatency(t *testing.T) {
 	for _, tc := range []struct {
 		setpoint float64

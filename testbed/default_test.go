@@ -1232,3 +1232,23 @@ func TestDefaultPolicyCorrectsATooLowFirstBaseline(t *testing.T) {
 		t.Errorf("api2: steady goodput %.2f of its share, want ≥ 0.8", got)
 	}
 }
+
+// TestDefaultPolicyTestsAnOwnQueueOnceItsAnswersCatchUp: random-4218's
+// api1 (60 ms, the only API of note at a service of 4 workers) held 23
+// requests at the surge's onset while its answers accounted for 7. A test
+// begun then halved it to 11, still a queue deeper than the one its
+// lagging answers showed: its latency rose under the cap, the verdict
+// read a slower dependency, its latency left the shared limit's signal,
+// and the limit let its queue grow to the client timeout (21 s to
+// recover, every API refused for a second). Tested once its answers catch
+// up with what it holds, the queue is its own, under a cap of its own.
+func TestDefaultPolicyTestsAnOwnQueueOnceItsAnswersCatchUp(t *testing.T) {
+	t.Parallel()
+	r := simulateVirtual(t, RandomAppOf(4218), "surge", defaultPolicy(t), ScenarioOptions{})
+	if r.RecoveryS == nil || *r.RecoveryS > 3 {
+		t.Errorf("surge: p99 back within the SLO after %s, want ≤ 3 s", fmtRecoveryS(r.RecoveryS))
+	}
+	if got := r.PerAPI["api1"].GoodputPerProportional; got < 0.9 {
+		t.Errorf("api1: %.2f of its share over the scenario, want ≥ 0.9", got)
+	}
+}
