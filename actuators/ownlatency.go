@@ -152,6 +152,9 @@ type ownState struct {
 	// another's (NaN: unmeasured).
 	started, solo bool
 	atTest        float64
+	// startEx is the partition's excess over its baseline when the last
+	// solo test began (NaN: unmeasured).
+	startEx float64
 	// holdoff is the time left before the partition may be tested again
 	// after a test found a queue of its own, and queues counts such
 	// verdicts in a row.
@@ -780,6 +783,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			othersFell.share = math.Max(othersFell.share, d/p.own.atTest)
 		}
 		othersFell.rawNs = math.Max(othersFell.rawNs, d)
+		if rise := lat - p.own.baseNs - p.own.startEx; rise > 3*p.own.errorNs() {
+			othersFell.riseNs = math.Max(othersFell.riseNs, rise)
+		}
 		if math.Min(d, p.own.atTest) > 3*p.own.errorNs() {
 			othersFell.ns = math.Max(othersFell.ns, d)
 		}
@@ -1194,6 +1200,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			for _, q := range *ps {
 				if q != nil {
 					q.own.atTest = q.own.latencyNs() - q.own.baseNs
+					q.own.startEx = q.own.atTest
 				}
 			}
 		}
@@ -1436,7 +1443,8 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 		case groupID == 0 && held && own >= 0.8*o.ref && !backfill.explains(own, o.freed):
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
 		case groupID != 0,
-			held && o.solo && fell >= 0.3 && fell*o.atTest > 3*o.errorNs() && othersFell.share < math.Max(0.1, fell/3) && othersFell.ns < fell*o.atTest/3:
+			held && o.solo && fell >= 0.3 && fell*o.atTest > 3*o.errorNs() && othersFell.share < math.Max(0.1, fell/3) && othersFell.ns < fell*o.atTest/3 &&
+				!(othersFell.riseNs >= fell*o.atTest/3):
 			group := uint64(0)
 			if !o.solo {
 				group = groupID
@@ -1734,7 +1742,7 @@ func (o *ownState) littleAt(lat float64) float64 { return o.n / ownWindow * lat 
 // during a solo test, at most: as a share of their highest (share), and in
 // nanoseconds (ns), where the fall is over three standard errors; and in
 // nanoseconds whatever their errors and highest excesses (rawNs).
-type ownFall struct{ share, ns, rawNs float64 }
+type ownFall struct{ share, ns, rawNs, riseNs float64 }
 
 // backfillShare is the most of the slots a test's cap frees that the
 // partitions watched when it began may take for a verdict of slower

@@ -1772,3 +1772,45 @@ func newSpreadModel(src rand.Source) (*ConcurrencyLimiter, *ownAPI, []*ownAPI) {
 		}}
 	return c, spread, []*ownAPI{busy, spread}
 }
+
+// TestSeparateOthersRiseIsNoOwnQueue: the slow API queues and is tested
+// alone. Its excess falls under the test's cap, but while it does, B's
+// rises by over a third of that fall: B took the slots the cap freed,
+// and may wait in the same queue (random-20's api1 and api2 share the
+// one service of 9 workers; a test of api1 that began on a high of its
+// excess read its return to the usual as a fall, api2's rose by 3 of
+// api1's 8 ms, and a cap of api1's own held it to 0.64 of its share while
+// api2 took 1.14 of its). The queue is the shared limit's. With B's
+// latency flat, the verdict is an own queue, as before.
+func TestSeparateOthersRiseIsNoOwnQueue(t *testing.T) {
+	for _, rise := range []bool{false, true} {
+		c, fast, slow := newOwnModel(1000)
+		slow.serveNs = int64(15 * time.Millisecond) // 6.7 per tick: room for 5
+		// B's baseline is long enough that its rise makes it due for no
+		// test of its own (half of it).
+		b := &ownAPI{p: c.Partition(4), perTick: 20, latencyNs: int64(200 * time.Millisecond)}
+		apis := []*ownAPI{fast, slow, b}
+		now := runOwn(c, apis, 0, 150, true)
+		slow.perTick = 10
+		for i := 0; !slow.p.own.testing(); i++ {
+			if i == 100 {
+				t.Fatalf("rise %v: the slow API was not tested in 10 s", rise)
+			}
+			now = runOwn(c, apis, now, 1, true)
+		}
+		began := slow.p.own.latencyNs() - slow.p.own.baseNs
+		if rise {
+			b.latencyNs += int64(began / 3)
+		}
+		for i := 0; slow.p.own.testing(); i++ {
+			if i == 100 {
+				t.Fatalf("rise %v: the test outlasted 10 s", rise)
+			}
+			now = runOwn(c, apis, now, 1, true)
+		}
+		t.Logf("rise %v: the slow API's excess %v when tested, %v after", rise, time.Duration(began), time.Duration(slow.p.own.latencyNs()-slow.p.own.baseNs))
+		if own := slow.p.own.separate && slow.p.own.phase == ownQueue; own == rise {
+			t.Errorf("B's latency rose %v during the test: an own queue %v; want %v", rise, own, !rise)
+		}
+	}
+}

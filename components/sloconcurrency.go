@@ -1884,17 +1884,19 @@ func boolBit(b bool) uint8 {
 // limit for the refusals to be bursts under capacity (Execute).
 const burstShare = 0.1
 
-// firstEnough reports whether the first window, on a service slower than
-// a tick, has answers enough to stand in for the baseline for the probe:
-// a turnover of the limit's requests and probeTickAnswers, over two ticks.
-// At the initial limit such a service answers a few requests a second,
-// and min_samples took max_window: deep-chain (170 ms) and many-servers
-// (500 ms) held the initial limit for 2 s of a cold start.
+// firstEnough reports whether the first window has answers enough: a
+// turnover of the limit's requests and probeTickAnswers, over two ticks.
+// On a service slower than a tick its rtt stands in for the baseline for
+// the probe; on any other it is no sample at all (it reads low). At the
+// initial limit a slow service answers a few requests a second, and
+// min_samples took max_window: deep-chain (170 ms) and many-servers
+// (500 ms) held the initial limit for 2 s of a cold start, and random-4254
+// (74 ms, faster than a tick) 1.3 s before its first sample's window began.
 func (c *SLOConcurrencyController) firstEnough() bool {
 	if c.firstWindowSeen || c.winTicks < 2 || !(c.winN > 0) {
 		return false
 	}
-	return c.winN >= math.Max(c.limit, probeTickAnswers) && c.winRTT/c.winN > c.interval*1000
+	return c.winN >= math.Max(c.limit, probeTickAnswers)
 }
 
 // probeTickAnswers is how many answers a tick needs for its own mean rtt

@@ -224,12 +224,12 @@ func TestSLOConcurrencyController(t *testing.T) {
 			ticks: []tickIO{
 				// 50 req/s at 100 ms ticks: 5 completions a tick, 4 ticks.
 				{in(10, nan, 9, 0, 10, 50), want(10, 0, nan)},
+				// Closed: the first window, which is no sample, on a
+				// turnover of the limit's 10 and ten answers (firstEnough).
 				{in(10, nan, 3, 0, 20, 50), want(10, 0, nan)},
 				{in(10, nan, 3, 0, 10, 50), want(10, 0, nan)},
-				{in(10, nan, 3, 0, 20, 50), want(10, 0, nan)}, // closed: the first window
+				{in(10, nan, 3, 0, 20, 50), want(10, 0, nan)},
 				{in(10, nan, 9, 0, 10, 50), want(10, 0, nan)},
-				{in(10, nan, 3, 0, 20, 50), want(10, 0, nan)},
-				{in(10, nan, 3, 0, 10, 50), want(10, 0, nan)},
 				// Closed: it bound at its first tick, but slow start waits
 				// for this first baseline sample, (10+20+10+20)/4.
 				{in(10, nan, 3, 0, 20, 50), want(10, 0, 15)},
@@ -1814,5 +1814,35 @@ func TestSLOConcurrencyControllerSlowStartsPastASetpointUnderTheOwnLatency(t *te
 		if limit < 48 {
 			t.Errorf("setpoint %v ms: limit %.1f after 5 s, want at least 48 (four doublings)", setpoint, limit)
 		}
+	}
+}
+
+// The first window is no baseline sample (it reads low), and on a service
+// faster than a tick it waited for min_samples answers all the same: at
+// the initial limit of 3, a service of 74 ms answers 40 a second, and
+// random-4254's cold start held 3 in flight for 1.3 s before its first
+// sample's window even began (0.59 of proportional in its first 10 s).
+// It closes on a turnover of the limit and ten answers, over two ticks,
+// whatever the service's speed.
+func TestSLOConcurrencyControllerFirstWindowOfAFewAnswers(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":3}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	reached := 0
+	for tick := 1; tick <= 100; tick++ {
+		inFlight := out[0]
+		if inFlight == 0 {
+			inFlight = 3
+		}
+		rtt := 74 * math.Max(1, inFlight/64) // 64 workers
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, 2, components.Invalid}, out)
+		if reached == 0 && out[0] >= 48 {
+			reached = tick
+		}
+	}
+	// The first window closes at tick 3 (1.3 s before), the first
+	// sample's window at the initial limit takes 1.3 s, and each doubling
+	// one window of min_samples answers: 48 at tick 42 (52 before).
+	if reached == 0 || reached > 45 {
+		t.Fatalf("limit reached 48 at tick %d, want by tick 45", reached)
 	}
 }
