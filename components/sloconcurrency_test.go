@@ -648,22 +648,10 @@ func TestSLOConcurrencyControllerTakesASmallRiseWithManyInFlight(t *testing.T) {
 
 func TestSLOConcurrencyControllerClimbsPerTurnoverOnASlowService(t *testing.T) {
 	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
-	out := make([]float64, 3)
 	// 512 workers hold each request for 500 ms, five ticks, and more is
 	// offered than any limit lets in: a window of min_samples answers
 	// lasts max_window at a small limit.
-	reached := 0
-	for tick := 1; tick <= 200; tick++ {
-		inFlight := out[0]
-		if inFlight == 0 {
-			inFlight = 3
-		}
-		rtt := 500 * math.Max(1, inFlight/512)
-		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, components.Invalid, components.Invalid}, out)
-		if reached == 0 && out[0] >= 512 {
-			reached = tick
-		}
-	}
+	out, reached := climb(c, 500, 512, components.Invalid, 512, 200)
 	// The first window at the initial limit lasts max_window (2 s) and
 	// is not a baseline sample; its rtt stands in for the baseline until
 	// the first sample, and one doubling per 500 ms turnover reaches 512
@@ -1826,23 +1814,31 @@ func TestSLOConcurrencyControllerSlowStartsPastASetpointUnderTheOwnLatency(t *te
 // whatever the service's speed.
 func TestSLOConcurrencyControllerFirstWindowOfAFewAnswers(t *testing.T) {
 	c := mustProvisionComponent(t, "SLOConcurrencyController", `{"initial_limit":3}`, 100*time.Millisecond)
-	out := make([]float64, 3)
-	reached := 0
-	for tick := 1; tick <= 100; tick++ {
-		inFlight := out[0]
-		if inFlight == 0 {
-			inFlight = 3
-		}
-		rtt := 74 * math.Max(1, inFlight/64) // 64 workers
-		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, 2, components.Invalid}, out)
-		if reached == 0 && out[0] >= 48 {
-			reached = tick
-		}
-	}
+	_, reached := climb(c, 74, 64, 2, 48, 100) // 64 workers of 74 ms
 	// The first window closes at tick 3 (1.3 s before), the first
 	// sample's window at the initial limit takes 1.3 s, and each doubling
 	// one window of min_samples answers: 48 at tick 42 (52 before).
 	if reached == 0 || reached > 45 {
 		t.Fatalf("limit reached 48 at tick %d, want by tick 45", reached)
 	}
+}
+
+// climb runs c for ticks on a cold start at more load than any limit
+// lets in, on workers that hold each request rttMs (a queue beyond them),
+// with rtt_sem_ms sem, and returns its last outputs and the first tick at
+// which the limit reached target (0: never).
+func climb(c components.Component, rttMs, workers, sem, target float64, ticks int) (out []float64, reached int) {
+	out = make([]float64, 3)
+	for tick := 1; tick <= ticks; tick++ {
+		inFlight := out[0]
+		if inFlight == 0 {
+			inFlight = 3
+		}
+		rtt := rttMs * math.Max(1, inFlight/workers)
+		c.Execute([]float64{rtt, components.Invalid, inFlight, 0, rtt, inFlight / rtt * 1000, sem, components.Invalid}, out)
+		if reached == 0 && out[0] >= target {
+			reached = tick
+		}
+	}
+	return out, reached
 }
