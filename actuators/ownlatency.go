@@ -1414,6 +1414,12 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 		// half load; a test's fall of 9 ms, under three of its 3–4 ms
 		// standard errors, kept it under a cap of its own for the whole
 		// run, at 0.35–0.7 of its share while the others took the room.
+		// Nor where another partition's excess rose during the test by a
+		// third of that fall (and three of its standard errors): it took
+		// the slots the cap freed and waits in the same queue, and a fall
+		// of the tested one from a high of its excess is its return to
+		// the usual (random-20's api1 and api2 at one service: a cap of
+		// api1's own held it to 0.64 of its share while api2 took 1.14).
 		// The excesses are over the baselines, not the shared excess: the
 		// others may take the room the cap leaves at a bottleneck they
 		// share, and raise the shared excess by what this one's excess
@@ -1590,7 +1596,10 @@ func (p *Partition) inFlightOf(lat float64) float64 {
 
 // aheadOfAnswers reports whether the partition holds more requests in
 // flight than ownAhead times what its answers account for (Little's law
-// on its last second): its queue is still filling, and the latency its
+// on its last second), and more than that count by three of its Poisson
+// deviations (its square root: a few answers a second put one or two in
+// flight over twice their count by chance, and many-apis' thirty APIs
+// went untested): its queue is still filling, and the latency its
 // answers show lags what the requests in flight will wait. A test begun
 // then compares the latency under its cap with a latency of fewer in
 // flight than the cap leaves, and reads a queue as a slower dependency:
@@ -1741,7 +1750,9 @@ func (o *ownState) littleAt(lat float64) float64 { return o.n / ownWindow * lat 
 // ownFall is how far the excesses of the partitions not under test fell
 // during a solo test, at most: as a share of their highest (share), and in
 // nanoseconds (ns), where the fall is over three standard errors; and in
-// nanoseconds whatever their errors and highest excesses (rawNs).
+// nanoseconds whatever their errors and highest excesses (rawNs); and the
+// most any of them rose over its excess when the solo test began, where
+// the rise is over three standard errors (riseNs).
 type ownFall struct{ share, ns, rawNs, riseNs float64 }
 
 // backfillShare is the most of the slots a test's cap frees that the
