@@ -210,7 +210,7 @@ func TestRunClassifiesFailures(t *testing.T) {
 	t.Parallel()
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case <-time.After(2 * time.Second):
+		case <-time.After(5 * time.Second):
 		case <-r.Context().Done():
 		}
 	}))
@@ -250,7 +250,7 @@ func TestRunClassifiesFailures(t *testing.T) {
 				URL:     tt.url,
 				Phases:  []Phase{{Duration: 300 * time.Millisecond, Rate: 30}},
 				SLO:     tt.slo,
-				Timeout: 200 * time.Millisecond,
+				Timeout: time.Second, // far over slowOK's 50 ms, on a busy machine too
 				Seed:    5,
 			}, nil)
 			if err != nil {

@@ -532,6 +532,14 @@ func TestProxyOpenStreamsHoldNoSlot(t *testing.T) {
 	}
 	close(slow)
 	slows.Wait()
+	// The proxy gives a slot back once its handler returns, which may be
+	// just after the client has read the answer: wait for the slot to be
+	// free, so that what follows tests the streams alone.
+	for deadline := time.Now().Add(5 * time.Second); get("/cheap") != http.StatusOK; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the one slot still taken 5 s after the slow requests were answered")
+		}
+	}
 
 	events, err := http.Get(front + "/events")
 	if err != nil {
