@@ -548,8 +548,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 				// standard errors (a few answers of an API whose times
 				// spread widely read half under their mean by chance).
 				first := o.lowSumNs / o.lowN
-				meanUs := first / 1000
-				se := 1000 * math.Sqrt(math.Max(0, o.lowSqUs/o.lowN-meanUs*meanUs)/o.lowN)
+				se := spreadNs(o.lowN, o.lowSumNs, o.lowSqUs) / math.Sqrt(o.lowN)
 				if first*lowRatio < lat && lat-first > 3*se {
 					o.baseNs, o.firstN = first, o.lowN
 				}
@@ -1294,9 +1293,13 @@ func (o *ownState) calmLowNs() float64 {
 }
 
 // calmSDNs is the standard deviation of the calm answers' latencies.
-func (o *ownState) calmSDNs() float64 {
-	meanUs := o.calmSumNs / o.calmN / 1000
-	return math.Sqrt(math.Max(0, o.calmSqUs/o.calmN-meanUs*meanUs)) * 1000
+func (o *ownState) calmSDNs() float64 { return spreadNs(o.calmN, o.calmSumNs, o.calmSqUs) }
+
+// spreadNs is the standard deviation, in ns, of n latencies whose sum is
+// sumNs and whose squares in µs² sum to sqUs.
+func spreadNs(n, sumNs, sqUs float64) float64 {
+	meanUs := sumNs / n / 1000
+	return math.Sqrt(math.Max(0, sqUs/n-meanUs*meanUs)) * 1000
 }
 
 // firstByChance reports whether the calm answers' mean is over the
@@ -1311,10 +1314,7 @@ func (o *ownState) firstByChance() bool {
 
 // errorNs is the standard error of latencyNs: how far the mean of the
 // requests measured may be from their latency's by chance.
-func (o *ownState) errorNs() float64 {
-	meanUs := o.sumNs / o.n / 1000
-	return math.Sqrt(math.Max(0, o.sqUs/o.n-meanUs*meanUs)/o.n) * 1000
-}
+func (o *ownState) errorNs() float64 { return spreadNs(o.n, o.sumNs, o.sqUs) / math.Sqrt(o.n) }
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
@@ -1450,7 +1450,7 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
 		case groupID != 0,
 			held && o.solo && fell >= 0.3 && fell*o.atTest > 3*o.errorNs() && othersFell.share < math.Max(0.1, fell/3) && othersFell.ns < fell*o.atTest/3 &&
-				!(othersFell.riseNs >= fell*o.atTest/3):
+				othersFell.riseNs < fell*o.atTest/3:
 			group := uint64(0)
 			if !o.solo {
 				group = groupID
