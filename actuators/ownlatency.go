@@ -250,6 +250,11 @@ type ownState struct {
 	// (Separate: the limit under half full, no queue found), decayed over
 	// ownCalmWindow, their latencies and the squares of those in µs².
 	calmN, calmSumNs, calmSqUs float64
+	// answers counts the partition's answers. aheadFor is how long a
+	// slower dependency has held more in flight than its answers account
+	// for, in a row, and aheadMark, aheadFrom and aheadRate the answers,
+	// the requests in flight and n when that began (queuesAhead).
+	answers, aheadFor, aheadMark, aheadFrom, aheadRate float64
 }
 
 type ownPhase uint8
@@ -512,6 +517,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			}
 		}
 		o.n = (1-alpha)*o.n + n
+		o.answers += n
 		o.sumNs = (1-alpha)*o.sumNs + sum
 		o.sqUs = (1-alpha)*o.sqUs + sq
 		o.calmN, o.calmSumNs, o.calmSqUs = calmKeep*o.calmN, calmKeep*o.calmSumNs, calmKeep*o.calmSqUs
@@ -1465,6 +1471,9 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 		case !(own > 0.25*o.baseNs && own > 0.5*shared):
 			p.join() // the dependency is fast again, or everyone is slow
 			return
+		case own > o.ref && p.queuesAhead(dt):
+			p.join()
+			return
 		case own > 2*o.ref && limited && !p.aheadOfAnswers():
 			o.proven = o.ref
 			p.capRefused.Store(0)
@@ -1612,6 +1621,33 @@ func (p *Partition) aheadOfAnswers() bool {
 	return float64(p.InFlight())-little > math.Max((ownAhead-1)*little, 3*math.Sqrt(little))
 }
 
+// queuesAhead reports whether the partition has held more in flight than
+// its answers account for (aheadOfAnswers) for longer than a slower
+// dependency's would, given dt since the last call, while its answers a
+// second did not rise. A dependency that slows in a step holds its new
+// latency's worth in flight while the mean of its answers still shows
+// the old one: the requests in flight when that began are answered within
+// the new latency, and twice as many answers later the mean holds that
+// latency. One whose requests are let in faster and faster (the shared
+// limit grows once its latency is its own) stays ahead as long as that
+// lasts, and its answers come faster with it. A queue stays ahead for as
+// long as it grows, however many it answers, and its answers come at its
+// bottleneck's rate: each answer's latency is what the queue was when it
+// came. At least ownWindow, the mean's own lag.
+func (p *Partition) queuesAhead(dt float64) bool {
+	o := &p.own
+	if !p.aheadOfAnswers() {
+		o.aheadFor = 0
+		return false
+	}
+	if o.aheadFor == 0 {
+		o.aheadMark, o.aheadFrom, o.aheadRate = o.answers, float64(p.InFlight()), o.n
+	}
+	o.aheadFor += dt
+	return o.aheadFor >= ownWindow && o.answers-o.aheadMark >= 2*o.aheadFrom &&
+		o.n <= o.aheadRate+3*math.Sqrt(o.aheadRate)
+}
+
 // ownAhead: see aheadOfAnswers.
 const ownAhead = 2
 
@@ -1712,7 +1748,7 @@ func (p *Partition) publishCap() {
 // join ends a partition's separation: no cap (nor one on its way out),
 // no own latency.
 func (p *Partition) join() {
-	p.own.separate, p.own.proven, p.own.rampCap = false, 0, 0
+	p.own.separate, p.own.proven, p.own.rampCap, p.own.aheadFor = false, 0, 0, 0
 	p.capSlots.Store(0)
 	p.ceilingNs.Store(0)
 }

@@ -35,6 +35,11 @@ type ownAPI struct {
 	// spread, where set, draws a latency without a queue around
 	// latencyNs in place of latencyNs itself.
 	spread func(latencyNs int64) int64
+	// fifo, where set, reports each answer's latency as the time from its
+	// start to its finish at its own bottleneck (serveNs), which lags the
+	// queue as a growing queue's answers do, in place of latencyOf's.
+	fifo   bool
+	starts []int64
 }
 
 // ownShared is a bottleneck several APIs cross: each visit waits
@@ -76,23 +81,33 @@ func runOwn(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int, on bool
 					finish = a.busyUntil + a.latencyNs
 				}
 				a.inFlight = append(a.inFlight, finish)
+				if a.fifo {
+					a.starts = append(a.starts, start)
+				}
 			}
 		}
 		now += int64(ownTick)
 		for _, a := range apis {
-			kept := a.inFlight[:0]
+			kept, keptStarts := a.inFlight[:0], a.starts[:0]
 			a.answered = 0
-			for _, f := range a.inFlight {
+			for i, f := range a.inFlight {
 				if f > now {
 					kept = append(kept, f)
+					if a.fifo {
+						keptStarts = append(keptStarts, a.starts[i])
+					}
 					continue
 				}
 				// The latency as the request saw it: from its start.
-				own, off := c.ReleaseAfter(a.p, Useful, a.latencyOf(f))
+				lat := a.latencyOf(f)
+				if a.fifo {
+					lat = f - a.starts[i]
+				}
+				own, off := c.ReleaseAfter(a.p, Useful, lat)
 				a.lastOwnNs = own + off
 				a.answered++
 			}
-			a.inFlight = kept
+			a.inFlight, a.starts = kept, keptStarts
 		}
 		c.Rebalance(on, -math.Expm1(-ownTick.Seconds()))
 		c.Separate(on, ownTick.Seconds())
@@ -1812,5 +1827,50 @@ func TestSeparateOthersRiseIsNoOwnQueue(t *testing.T) {
 		if own := slow.p.own.separate && slow.p.own.phase == ownQueue; own == rise {
 			t.Errorf("B's latency rose %v during the test: an own queue %v; want %v", rise, own, !rise)
 		}
+	}
+}
+
+// TestSeparateSlowerDependencyThatQueuesJoins: an API judged to have a
+// slower dependency whose requests then queue (its bottleneck lost
+// capacity as the test ran, and the test's cap read the queue's lagging
+// mean as a latency that stayed) joins the shared limit again once it
+// holds more in flight than its answers account for: while it is
+// separate, its latency is not the shared limit's signal, and nothing
+// else bounds its queue (random-4352's capacity drop: api2's queue grew
+// to 660 ms under a limit that went from 19 to 61 in a second).
+func TestSeparateSlowerDependencyThatQueuesJoins(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.latencyNs = int64(340 * time.Millisecond)
+	now = runOwn(c, apis, now, 60, true)
+	if sep, capSlots := slow.p.Separated(); !sep || capSlots != 0 {
+		t.Fatalf("precondition: separated %v, cap %d; want a slower dependency", sep, capSlots)
+	}
+	// Its own bottleneck now serves 20 a second of the 50 it is sent.
+	slow.serveNs, slow.fifo, slow.starts = int64(50*time.Millisecond), true, make([]int64, len(slow.inFlight))
+	for i, f := range slow.inFlight {
+		slow.starts[i] = f - slow.latencyNs
+	}
+	joinedAt := -1
+	for i := range 60 {
+		now = runOwn(c, apis, now, 1, true)
+		if testing.Verbose() {
+			sep, capSlots := slow.p.Separated()
+			t.Logf("tick %d: separated %v cap %d in flight %d little %.1f lat %.0f ms phase %d", i, sep, capSlots, slow.p.InFlight(), slow.p.own.little(), slow.p.own.latencyNs()/1e6, slow.p.own.phase)
+		}
+		if sep, _ := slow.p.Separated(); !sep {
+			joinedAt = i
+			break
+		}
+	}
+	if joinedAt < 0 {
+		t.Fatalf("still separate 6 s into a queue of its own, with %d in flight", slow.p.InFlight())
+	}
+	// It is ahead from its seventh tick on, with 28 in flight: a slower
+	// dependency's would be answered, twice over, within 2.8 s at 20 a
+	// second.
+	if joinedAt >= 40 {
+		t.Errorf("joined %d ticks into the queue, want within 4 s", joinedAt+1)
 	}
 }
