@@ -1360,6 +1360,14 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 			if o.elapsed += dt; o.elapsed >= 2*o.window {
 				p.endTest()
 			}
+		} else if hits := float64(p.capHits.Load()); o.separate && o.phase == ownQueue && o.capSlots < ownMinInFlight && hits > o.hits {
+			// Held back at fewer slots than any test begins with, and
+			// too few answers to measure: the cap grows as when it
+			// holds requests back under a queue that has gone, until
+			// they can be measured.
+			o.hits = hits
+			o.capSlots += dt
+			p.publishCap()
 		}
 		return
 	}

@@ -1874,3 +1874,46 @@ func TestSeparateSlowerDependencyThatQueuesJoins(t *testing.T) {
 		t.Errorf("joined %d ticks into the queue, want within 4 s", joinedAt+1)
 	}
 }
+
+// TestSeparateOwnQueueCapTooSmallToMeasureGrows: a queue of its own whose
+// cap its cuts took to one slot, where its answers are too few to measure,
+// grows its cap while it holds requests back, until they can be:
+// unmeasured, nothing else tells the cap whether to grow, and it would
+// hold the API to the one slot for good (random-4396's slow drift: api5, a
+// member of a group's queue at a cap of one, 0.47 of its share for 35 s,
+// its bottleneck long since drained).
+func TestSeparateOwnQueueCapTooSmallToMeasureGrows(t *testing.T) {
+	c, _, slow, apis, now := newOwnQueueModel(1000)
+	now = runOwn(c, apis, now, 115, true)
+	if !slow.p.own.separate || slow.p.own.phase != ownQueue {
+		t.Fatalf("precondition: no queue of its own (separate %v, phase %d)", slow.p.own.separate, slow.p.own.phase)
+	}
+	// The cuts took the cap to one slot, its answers take 250 ms (4 a
+	// second a slot), and it is sent 10 a second.
+	slow.latencyNs, slow.perTick = int64(250*time.Millisecond), 1
+	slow.p.own.capSlots = 1
+	slow.p.publishCap()
+	for range 100 {
+		if now = runOwn(c, apis, now, 1, true); math.IsNaN(slow.p.own.latencyNs()) {
+			break
+		}
+	}
+	if !math.IsNaN(slow.p.own.latencyNs()) || slow.p.capSlots.Load() >= ownMinInFlight {
+		t.Fatalf("precondition: latency %v at a cap of %d; want too few answers to measure, under %d", time.Duration(slow.p.own.latencyNs()), slow.p.capSlots.Load(), ownMinInFlight)
+	}
+	answered := 0
+	for i := range 50 {
+		now = runOwn(c, apis, now, 1, true)
+		if _, capSlots := slow.p.Separated(); capSlots == 0 {
+			t.Fatalf("joined the shared limit at tick %d: want its cap to grow", i)
+		}
+		if i >= 30 {
+			answered += slow.answered
+		}
+	}
+	// The model answers at the end of the tick a request finishes in:
+	// 300 ms a request, and three slots answer all ten a second.
+	if capSlots := slow.p.capSlots.Load(); capSlots < 3 || answered < 14 {
+		t.Errorf("%d answers in the last 2 s of 5 at a cap of %d, want a cap of 3 or more, and ≥ 0.7 of the 20 it was sent", answered, capSlots)
+	}
+}
