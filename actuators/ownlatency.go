@@ -1479,7 +1479,7 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 		case !(own > 0.25*o.baseNs && own > 0.5*shared):
 			p.join() // the dependency is fast again, or everyone is slow
 			return
-		case own > o.ref && p.queuesAhead(dt):
+		case p.queuesAhead(dt) && own > o.ref: // counted every tick
 			p.join()
 			return
 		case own > 2*o.ref && limited && !p.aheadOfAnswers():

@@ -460,18 +460,26 @@ func TestSeparateLowRateSlowerDependency(t *testing.T) {
 		tests, slow.p.own.queues, slow.p.own.holdoff)
 }
 
+// newSlowerDependencyModel is newOwnModel's slow API separated for a
+// dependency 300 ms slower, 6 s after it slowed.
+func newSlowerDependencyModel(t *testing.T) (c *ConcurrencyLimiter, slow *ownAPI, apis []*ownAPI, now int64) {
+	t.Helper()
+	c, fast, slow := newOwnModel(1000)
+	apis = []*ownAPI{fast, slow}
+	now = runOwn(c, apis, 0, 150, true)
+	slow.latencyNs = int64(340 * time.Millisecond)
+	now = runOwn(c, apis, now, 60, true)
+	if sep, capSlots := slow.p.Separated(); !sep || capSlots != 0 {
+		t.Fatalf("precondition: separated %v, cap %d; want a slower dependency", sep, capSlots)
+	}
+	return c, slow, apis, now
+}
+
 // TestSeparateRetestKeepsProvenOwnLatencyOut: a separated API whose
 // dependency slows again is tested again; meanwhile the excess already
 // proven its own stays out of the shared latency.
 func TestSeparateRetestKeepsProvenOwnLatencyOut(t *testing.T) {
-	c, fast, slow := newOwnModel(1000)
-	apis := []*ownAPI{fast, slow}
-	now := runOwn(c, apis, 0, 150, true)
-	slow.latencyNs = int64(340 * time.Millisecond)
-	now = runOwn(c, apis, now, 60, true)
-	if sep, _ := slow.p.Separated(); !sep {
-		t.Fatal("precondition: not separated")
-	}
+	c, slow, apis, now := newSlowerDependencyModel(t)
 	slow.latencyNs = int64(1000 * time.Millisecond)
 	zeroTicks := 0
 	for range 100 {
@@ -1839,14 +1847,7 @@ func TestSeparateOthersRiseIsNoOwnQueue(t *testing.T) {
 // else bounds its queue (random-4352's capacity drop: api2's queue grew
 // to 660 ms under a limit that went from 19 to 61 in a second).
 func TestSeparateSlowerDependencyThatQueuesJoins(t *testing.T) {
-	c, fast, slow := newOwnModel(1000)
-	apis := []*ownAPI{fast, slow}
-	now := runOwn(c, apis, 0, 150, true)
-	slow.latencyNs = int64(340 * time.Millisecond)
-	now = runOwn(c, apis, now, 60, true)
-	if sep, capSlots := slow.p.Separated(); !sep || capSlots != 0 {
-		t.Fatalf("precondition: separated %v, cap %d; want a slower dependency", sep, capSlots)
-	}
+	c, slow, apis, now := newSlowerDependencyModel(t)
 	// Its own bottleneck now serves 20 a second of the 50 it is sent.
 	slow.serveNs, slow.fifo, slow.starts = int64(50*time.Millisecond), true, make([]int64, len(slow.inFlight))
 	for i, f := range slow.inFlight {
