@@ -1360,13 +1360,12 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 			if o.elapsed += dt; o.elapsed >= 2*o.window {
 				p.endTest()
 			}
-		} else if hits := float64(p.capHits.Load()); o.separate && o.phase == ownQueue && o.capSlots < ownMinInFlight && hits > o.hits {
+		} else if o.separate && o.phase == ownQueue && o.capSlots < ownMinInFlight && p.capHeld() {
 			// Held back at fewer slots than any test begins with, and
 			// too few answers to measure: the cap grows as when it
-			// holds requests back under a queue that has gone, until
-			// they can be measured.
-			o.hits = hits
-			o.capSlots += dt
+			// holds requests back under a queue that has gone (ownQueue),
+			// until they can be measured.
+			o.growCap(dt)
 			p.publishCap()
 		}
 		return
@@ -1533,9 +1532,8 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 		o.extraNs = math.Max(0, math.Min(o.extraNs, own+2*o.errorNs()))
 	}
 	own -= o.extraNs
-	hits := float64(p.capHits.Load())
-	held := hits > o.hits
-	o.hits, o.sinceCut = hits, o.sinceCut+dt
+	held := p.capHeld()
+	o.sinceCut += dt
 	over := own > 0.5*o.tolBaseNs && own > 3*o.errorNs()
 	if o.groupOver != 0 {
 		over = o.groupOver > 0 // the group's queue, read as one (Separate)
@@ -1590,7 +1588,7 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 		o.capSlots, o.sinceCut, o.cut = math.Max(1, next), 0, true
 	case held:
 		o.quiet = 0
-		o.capSlots += dt * math.Max(1, ownQueueGrow*o.capSlots)
+		o.growCap(dt)
 		o.streakCap = 0
 	default:
 		o.streakCap = 0
@@ -1655,6 +1653,19 @@ func (p *Partition) queuesAhead(dt float64) bool {
 	return o.aheadFor >= ownWindow && o.answers-o.aheadMark >= 2*o.aheadFrom &&
 		o.n <= o.aheadRate+3*math.Sqrt(o.aheadRate)
 }
+
+// capHeld reports whether the cap refused requests since the last call
+// (capHits over hits, which it then takes).
+func (p *Partition) capHeld() bool {
+	hits := float64(p.capHits.Load())
+	held := hits > p.own.hits
+	p.own.hits = hits
+	return held
+}
+
+// growCap grows an own queue's cap over dt seconds while it holds
+// requests back: by ownQueueGrow of it a second, at least a slot.
+func (o *ownState) growCap(dt float64) { o.capSlots += dt * math.Max(1, ownQueueGrow*o.capSlots) }
 
 // ownAhead: see aheadOfAnswers.
 const ownAhead = 2
