@@ -42,8 +42,11 @@ import (
 //     partitions that showed a queue beyond the shared one when the test
 //     began (watched) took no more than a quarter of them
 //     (backfillShare), or none of them shows an excess that four visits
-//     to its queue would make the tested one's. Else one of them may
-//     cross the same bottleneck, and fill its queue back.
+//     to its queue would make the tested one's; nor may the partitions
+//     measured and not separated when it began take more than a quarter
+//     of them, together, where four visits to the shared queue would make
+//     the tested one's excess. Else one of them may cross the same
+//     bottleneck, and fill its queue back.
 //   - A slower dependency is separated: uncapped, and its latency beyond
 //     its baseline plus the shared queue is its own (ReleaseAfter,
 //     Window.SharedLatencyAvgMs), left out of the latency a controller of
@@ -144,8 +147,9 @@ type ownState struct {
 	// partition when it began (inFlightOf less the cap), and watched, for
 	// a partition not under test that showed a queue beyond the shared
 	// one when the last test began, its requests in flight then (Little's
-	// law's count; NaN: not watched).
-	freed, watched float64
+	// law's count; NaN: not watched). seen is the same for every
+	// partition measured and not separated then, queue or not.
+	freed, watched, seen float64
 	// started marks a test begun this tick; solo, a test that no other
 	// partition's overlapped. atTest is the partition's highest excess
 	// over its baseline since the last solo test began, its own or
@@ -799,7 +803,27 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// last test began hold now (Little's law's counts, whether or not
 	// they are under a test of their own since: a member that joins a
 	// group test late has its cap set from what it took)?
+	//
+	// And how many more, net, do the partitions measured when it began
+	// hold now, of those not separated since (one under a test or a cap
+	// of its own holds what that lets it)? Under a limit that binds, the
+	// slots a test's cap frees go to the others whatever their latencies,
+	// and an API that visits the bottleneck they share three times shows
+	// three times their queue: an excess beyond the shared one, which the
+	// halving leaves where it was, as it would a slower dependency's.
+	// random-4574's api3 and api5 cross svc2, where every API waits,
+	// three times and twice. The APIs that took what their caps freed
+	// cross it once, sat at the shared excess, and were not watched; both
+	// tests read slower dependencies, their waits left the limit's
+	// signal, and the queue at svc2 grew until api2, whose answers take
+	// 1.5 ms against a 30 ms SLO, kept 0.66 of its share at 10 × capacity
+	// (0.97 with this).
 	var backfill ownBackfill
+	for _, p := range *ps {
+		if p != nil && !math.IsNaN(p.own.seen) && !p.own.separate {
+			backfill.all += p.own.little() - p.own.seen
+		}
+	}
 	for _, p := range *ps {
 		if p != nil && !math.IsNaN(p.own.watched) {
 			backfill.slots += math.Max(0, p.own.little()-p.own.watched)
@@ -1163,9 +1187,12 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		if p == nil || !begins || p.own.testing() {
 			continue
 		}
-		p.own.watched = math.NaN()
+		p.own.watched, p.own.seen = math.NaN(), math.NaN()
 		if !p.own.separate && p.own.queueBeyond(shared) {
 			p.own.watched = p.own.little()
+		}
+		if !p.own.separate && !math.IsNaN(p.own.latencyNs()) {
+			p.own.seen = p.own.little()
 		}
 	}
 	// Tests that overlap end together, at the latest end of theirs: a
@@ -1459,7 +1486,7 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 		held := o.heldBack(float64(p.capRefused.Load()), o.elapsed)
 		fell := 1 - (lat-o.baseNs)/o.atTest
 		switch {
-		case groupID == 0 && held && own >= 0.8*o.ref && !backfill.explains(own, o.freed):
+		case groupID == 0 && held && own >= 0.8*o.ref && !backfill.explains(own, o.freed, shared):
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
 		case groupID != 0,
 			held && o.solo && fell >= 0.3 && fell*o.atTest > 3*o.errorNs() && othersFell.share < math.Max(0.1, fell/3) && othersFell.ns < fell*o.atTest/3 &&
@@ -1817,14 +1844,19 @@ const backfillShare = 0.25
 
 // ownBackfill is what the partitions watched since the last test began
 // (Separate) took meanwhile: the requests in flight they gained, and the
-// largest excess over its baseline among them, now.
-type ownBackfill struct{ slots, excessNs float64 }
+// largest excess over its baseline among them, now; and all, the requests
+// in flight that the partitions measured then and not separated now
+// gained, net.
+type ownBackfill struct{ slots, excessNs, all float64 }
 
 // explains reports whether the backfill may have held a tested
 // partition's own excess own where it was, when its cap freed freed
 // slots: the watched took more than backfillShare of them, and one of
 // them shows a queue that a chain of up to four visits to it makes own
-// (as a group test's members).
-func (b ownBackfill) explains(own, freed float64) bool {
-	return b.slots > backfillShare*freed && 4*b.excessNs >= own
+// (as a group test's members); or all the partitions measured took more
+// than backfillShare of them, and four visits to the shared queue (the
+// shared excess, shared) make own.
+func (b ownBackfill) explains(own, freed, shared float64) bool {
+	return b.slots > backfillShare*freed && 4*b.excessNs >= own ||
+		b.all > backfillShare*freed && 4*shared >= own
 }

@@ -1390,6 +1390,54 @@ func TestSeparateBackfillIsNoSlowerDependency(t *testing.T) {
 	}
 }
 
+// TestSeparateRepeatVisitorIsNoSlowerDependency: A and M cross one
+// bottleneck under a shared limit that binds, A once and M three times, so
+// M's excess is three times A's, two of them beyond the shared one. A
+// test halves M's requests in flight, A takes the slots that frees, the
+// bottleneck stays as busy, and M's latency stays: no slower dependency,
+// and M's waits stay in the shared limit's signal. A was at the shared
+// excess, not beyond it, and was not watched; before, M was separated as
+// a slower dependency (random-4574's api3 and api5 at 10 × capacity).
+// Where M's own dependency is slower by far more than four visits to the
+// queue, the same backfill still finds a slower dependency.
+func TestSeparateRepeatVisitorIsNoSlowerDependency(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		slowNs int64 // added to M's dependency when the overload begins
+		slower bool
+	}{
+		{"three visits", 0, false},
+		{"a slower dependency", int64(400 * time.Millisecond), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewConcurrencyLimiter(30)
+			b := &ownShared{serveNs: int64(time.Millisecond), once: true}
+			a := &ownAPI{p: c.Partition(2), perTick: 10, latencyNs: int64(5 * time.Millisecond), shared: b, visits: 1}
+			m := &ownAPI{p: c.Partition(3), perTick: 2, latencyNs: int64(20 * time.Millisecond), shared: b, visits: 3}
+			b.members = []*ownAPI{a, m}
+			apis := []*ownAPI{m, a} // M first: its requests take their slots before A's
+			now := runOwn(c, apis, 0, 150, true)
+			a.perTick, m.perTick = 40, 10 // over the limit of 30
+			m.latencyNs += tc.slowNs
+			tested := false
+			for range 150 {
+				now = runOwn(c, apis, now, 1, true)
+				tested = tested || m.p.own.testing()
+				if tested && !m.p.own.testing() {
+					break
+				}
+			}
+			if !tested || m.p.own.testing() {
+				t.Fatalf("M tested %v, still testing %v after 15 s: the test checks nothing", tested, m.p.own.testing())
+			}
+			if slower := m.p.own.separate && m.p.own.phase == ownSlower; slower != tc.slower {
+				t.Errorf("after M's test: a slower dependency %v, want %v (M's excess %v, A's %v)", slower, tc.slower,
+					time.Duration(m.p.own.latencyNs()-m.p.own.baseNs), time.Duration(a.p.own.latencyNs()-a.p.own.baseNs))
+			}
+		})
+	}
+}
+
 // TestSeparateOwnQueueKeepsItsCapWhileTheOthersHang: the slow API queues
 // at a bottleneck of its own, under a cap of its own; then the fast API's
 // dependency hangs, and nothing of it is measured. The slow API's
