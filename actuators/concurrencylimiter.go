@@ -293,7 +293,7 @@ func (c *ConcurrencyLimiter) Partition(i int) *Partition {
 	}
 	next := make([]*Partition, max(len(old), i+1))
 	copy(next, old)
-	next[i] = &Partition{fraction: 1, own: ownState{baseNs: math.NaN(), born: math.NaN(), watched: math.NaN(), startEx: math.NaN()}}
+	next[i] = &Partition{fraction: 1, own: ownState{baseNs: math.NaN(), born: math.NaN(), watched: math.NaN(), seen: math.NaN(), startEx: math.NaN()}}
 	c.parts.Store(&next)
 	return next[i]
 }

@@ -148,7 +148,8 @@ type ownState struct {
 	// a partition not under test that showed a queue beyond the shared
 	// one when the last test began, its requests in flight then (Little's
 	// law's count; NaN: not watched). seen is the same for every
-	// partition measured and not separated then, queue or not.
+	// partition measured and not separated then, queue or not (NaN for
+	// the others, and for those under a test then).
 	freed, watched, seen float64
 	// started marks a test begun this tick; solo, a test that no other
 	// partition's overlapped. atTest is the partition's highest excess
@@ -1184,10 +1185,14 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 	}
 	for _, p := range *ps {
-		if p == nil || !begins || p.own.testing() {
+		if p == nil || !begins {
 			continue
 		}
-		p.own.watched, p.own.seen = math.NaN(), math.NaN()
+		p.own.seen = math.NaN()
+		if p.own.testing() {
+			continue
+		}
+		p.own.watched = math.NaN()
 		if !p.own.separate && p.own.queueBeyond(shared) {
 			p.own.watched = p.own.little()
 		}
