@@ -821,12 +821,13 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// (0.97 with this).
 	var backfill ownBackfill
 	for _, p := range *ps {
-		if p != nil && !math.IsNaN(p.own.seen) && !p.own.separate {
+		if p == nil {
+			continue
+		}
+		if !math.IsNaN(p.own.seen) && !p.own.separate {
 			backfill.all += p.own.little() - p.own.seen
 		}
-	}
-	for _, p := range *ps {
-		if p != nil && !math.IsNaN(p.own.watched) {
+		if !math.IsNaN(p.own.watched) {
 			backfill.slots += math.Max(0, p.own.little()-p.own.watched)
 			if e := p.own.latencyNs() - p.own.baseNs; e > backfill.excessNs {
 				backfill.excessNs = e
