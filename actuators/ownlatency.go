@@ -143,6 +143,11 @@ type ownState struct {
 	// then), and refRate the throughput when it began, whose demand the
 	// cap must have refused in part.
 	elapsed, window, ref, refRate, capSlots float64
+	// dither is the fraction added to capSlots before it is published
+	// whole (publishCap), stepped once a tick by the golden ratio's
+	// fraction: over ticks it spreads evenly over [0, 1), and the slots
+	// published average capSlots.
+	dither float64
 	// freed is the requests in flight a test's cap took from the
 	// partition when it began (inFlightOf less the cap), and watched, for
 	// a partition not under test that showed a queue beyond the shared
@@ -1244,6 +1249,30 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 		p.own.started = false
 	}
+	c.ditherCaps()
+}
+
+// ditherCaps steps each partition's dither and publishes its cap again.
+// An own queue's cap is a share of a bottleneck's room, in slots and
+// their fractions; published whole, it was floor(cap), and a cap of 1.9
+// let one request in at a time, half of what it was worth (random-4643's
+// api3, whose cap in a group of two swung from 1.7 to 2.2: 0.70 of its
+// share at a bottleneck it shares with api2). Published as floor(cap +
+// dither), it averages cap over the ticks. A test's cap is whole, and
+// stays what it is.
+func (c *ConcurrencyLimiter) ditherCaps() {
+	ps := c.parts.Load()
+	if ps == nil {
+		return
+	}
+	for _, p := range *ps {
+		if p != nil {
+			p.own.dither = math.Mod(p.own.dither+ditherStep, 1)
+			if p.capSlots.Load() != 0 && p.own.separate && p.own.phase != ownSlower {
+				p.publishCap()
+			}
+		}
+	}
 }
 
 // joinQueue puts a partition under a cap of inFlight slots as a member of
@@ -1794,8 +1823,13 @@ func (p *Partition) publishCap() {
 		p.capSlots.Store(0)
 		return
 	}
-	p.capSlots.Store(int64(math.Max(1, o.capSlots)))
+	p.capSlots.Store(int64(math.Max(1, o.capSlots+o.dither)))
 }
+
+// ditherStep is the fraction of the golden ratio, the step of a cap's
+// dither (publishCap): its multiples modulo 1 spread the most evenly of
+// any step's over [0, 1).
+const ditherStep = 0.6180339887498949
 
 // join ends a partition's separation: no cap (nor one on its way out),
 // no own latency.

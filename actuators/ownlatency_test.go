@@ -1966,3 +1966,34 @@ func TestSeparateOwnQueueCapTooSmallToMeasureGrows(t *testing.T) {
 		t.Errorf("%d answers in the last 2 s of 5 at a cap of %d, want a cap of 3 or more, and ≥ 0.7 of the 20 it was sent", answered, capSlots)
 	}
 }
+
+// TestSeparateFractionalCapAveragesItsValue: an own queue's cap of 1.5
+// slots, or 2.2, lets that many requests in on average over the ticks,
+// not floor(cap) (1.5 admitted one at a time is a third less); a test's
+// whole cap stays what it is at every tick.
+func TestSeparateFractionalCapAveragesItsValue(t *testing.T) {
+	c, _, slow, _, _ := newOwnQueueModel(1000)
+	o := &slow.p.own
+	for _, want := range []float64{1.5, 2.2, 7.9} {
+		o.separate, o.phase, o.capSlots = true, ownQueue, want
+		slow.p.publishCap()
+		sum, low, high := 0.0, int64(math.MaxInt64), int64(0)
+		const ticks = 200
+		for range ticks {
+			c.ditherCaps()
+			got := slow.p.capSlots.Load()
+			sum += float64(got)
+			low, high = min(low, got), max(high, got)
+		}
+		if mean := sum / ticks; math.Abs(mean-want) > 0.02 || float64(low) != math.Floor(want) || float64(high) != math.Ceil(want) {
+			t.Errorf("cap %.1f published as %d to %d, %.3f on average; want floor to ceil, %.1f on average", want, low, high, mean, want)
+		}
+	}
+	o.phase, o.capSlots = ownTesting, 3
+	slow.p.publishCap()
+	for range 50 {
+		if c.ditherCaps(); slow.p.capSlots.Load() != 3 {
+			t.Fatalf("a test's cap of 3 published as %d", slow.p.capSlots.Load())
+		}
+	}
+}
