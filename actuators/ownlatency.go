@@ -823,14 +823,27 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// tests read slower dependencies, their waits left the limit's
 	// signal, and the queue at svc2 grew until api2, whose answers take
 	// 1.5 ms against a 30 ms SLO, kept 0.66 of its share at 10 × capacity
-	// (0.97 with this).
+	// (0.97 with this). Their queue is the larger of the shared excess
+	// and the mean excess of those that gained, weighted by what each
+	// gained: the shared excess is a median over every API, and where
+	// most answers come from APIs that cross no bottleneck it is theirs,
+	// none, while the APIs that took the slots wait in a queue they
+	// filled (random-4715's surge: api1 filled svc1, which api4 visits
+	// twice, during a test of api4 that drained svc2; the shared excess
+	// was 0.4 ms, set by the cheap api3, api1's 18 ms; api4 read a slower
+	// dependency, and its p99 went to 1.4 × its SLO).
 	var backfill ownBackfill
 	for _, p := range *ps {
 		if p == nil {
 			continue
 		}
 		if !math.IsNaN(p.own.seen) && !p.own.separate {
-			backfill.all += p.own.little() - p.own.seen
+			gain := p.own.little() - p.own.seen
+			backfill.all += gain
+			if e := p.own.latencyNs() - p.own.baseNs; gain > 0 && !math.IsNaN(e) {
+				backfill.gainedNs += gain * e
+				backfill.gained += gain
+			}
 		}
 		if !math.IsNaN(p.own.watched) {
 			backfill.slots += math.Max(0, p.own.little()-p.own.watched)
@@ -1886,8 +1899,9 @@ const backfillShare = 0.25
 // (Separate) took meanwhile: the requests in flight they gained, and the
 // largest excess over its baseline among them, now; and all, the requests
 // in flight that the partitions measured then and not separated now
-// gained, net.
-type ownBackfill struct{ slots, excessNs, all float64 }
+// gained, net, with gained the sum of those of them that gained and
+// gainedNs the sum of each one's gain times its excess now.
+type ownBackfill struct{ slots, excessNs, all, gained, gainedNs float64 }
 
 // explains reports whether the backfill may have held a tested
 // partition's own excess own where it was, when its cap freed freed
@@ -1895,8 +1909,13 @@ type ownBackfill struct{ slots, excessNs, all float64 }
 // them shows a queue that a chain of up to four visits to it makes own
 // (as a group test's members); or all the partitions measured took more
 // than backfillShare of them, and four visits to the shared queue (the
-// shared excess, shared) make own.
+// shared excess, shared, or the mean excess of those that gained,
+// weighted by their gains, if larger) make own.
 func (b ownBackfill) explains(own, freed, shared float64) bool {
+	queue := shared
+	if takers := b.gainedNs / b.gained; takers > queue || math.IsNaN(queue) {
+		queue = takers // NaN with no gain: no queue
+	}
 	return b.slots > backfillShare*freed && 4*b.excessNs >= own ||
-		b.all > backfillShare*freed && 4*shared >= own
+		b.all > backfillShare*freed && 4*queue >= own
 }

@@ -1997,3 +1997,34 @@ func TestSeparateFractionalCapAveragesItsValue(t *testing.T) {
 		}
 	}
 }
+
+// TestBackfillExplainsByTheQueueOfThoseThatTookTheSlots: a test's cap
+// freed 3 slots and the APIs measured when it began took 14.5 of them,
+// net. The shared excess is 0.4 ms (set by a cheap API that crosses no
+// bottleneck), and the API that took the slots now waits 18 ms: the
+// tested API's own 36 ms is two visits to that queue, no slower
+// dependency (random-4715's api4 in a surge). 400 ms is a slower
+// dependency whatever the queue; with no API that gained, or no gain
+// worth a quarter of the freed slots, the backfill explains nothing; and
+// the shared excess, where larger, still counts.
+func TestBackfillExplainsByTheQueueOfThoseThatTookTheSlots(t *testing.T) {
+	ms := float64(time.Millisecond)
+	took := ownBackfill{all: 14.5, gained: 14.6, gainedNs: 14.5*18*ms + 0.1*0.3*ms}
+	for _, tc := range []struct {
+		name        string
+		b           ownBackfill
+		own, shared float64
+		want        bool
+	}{
+		{"two visits to the takers' queue", took, 36 * ms, 0.4 * ms, true},
+		{"a slower dependency", took, 400 * ms, 0.4 * ms, false},
+		{"no gain", ownBackfill{}, 36 * ms, 0.4 * ms, false},
+		{"a gain under a quarter", ownBackfill{all: 0.5, gained: 0.5, gainedNs: 0.5 * 18 * ms}, 36 * ms, 0.4 * ms, false},
+		{"the shared excess larger", ownBackfill{all: 4, gained: 4, gainedNs: 4 * ms}, 36 * ms, 10 * ms, true},
+		{"no shared excess measured", took, 36 * ms, math.NaN(), true},
+	} {
+		if got := tc.b.explains(tc.own, 3, tc.shared); got != tc.want {
+			t.Errorf("%s: explains %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
