@@ -15,6 +15,10 @@ type arrivals struct {
 	phase      int           // index of the current phase
 	phaseStart time.Duration // offset at which phase begins
 	last       time.Duration // offset of the previous arrival, or of the current phase start
+	// batch is how many requests arrive together (Scenario.Burst; 0 or 1:
+	// one at a time), and pending how many of the current batch are
+	// still to come at last.
+	batch, pending int
 }
 
 // streamLoad is the RNG stream of Run's single arrival schedule.
@@ -30,15 +34,28 @@ func newArrivalStream(phases []Phase, seed, stream uint64) *arrivals {
 	return &arrivals{rng: rand.New(rand.NewPCG(seed, stream)), phases: phases}
 }
 
+// inBatches makes the stream's requests arrive n at a time, at the same
+// offset, the batches a Poisson process at each phase's rate ÷ n, so
+// that the mean rate is the phase's (Scenario.Burst). It returns a.
+func (a *arrivals) inBatches(n int) *arrivals {
+	a.batch = n
+	return a
+}
+
 // next returns the next arrival offset, or false once every phase has ended.
 func (a *arrivals) next() (time.Duration, bool) {
+	if a.pending > 0 {
+		a.pending--
+		return a.last, true
+	}
+	batch := max(1, a.batch)
 	for a.phase < len(a.phases) {
 		p := a.phases[a.phase]
 		phaseEnd := a.phaseStart + p.Duration
 		if p.Rate > 0 {
-			gap := time.Duration(a.rng.ExpFloat64() / p.Rate * float64(time.Second))
+			gap := time.Duration(a.rng.ExpFloat64() / p.Rate * float64(batch) * float64(time.Second))
 			if at := a.last + gap; at < phaseEnd {
-				a.last = at
+				a.last, a.pending = at, batch-1
 				return at, true
 			}
 		}

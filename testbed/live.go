@@ -458,7 +458,7 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 	for i, api := range app.APIs {
 		streams = append(streams, &loadStream{
 			url:      live.URL + api.Path(),
-			schedule: newArrivalStream(sc.phases(i), cfg.Seed, streamArrivals+uint64(i)),
+			schedule: newArrivalStream(sc.phases(i), cfg.Seed, streamArrivals+uint64(i)).inBatches(sc.Burst),
 			tally:    rt.tallies[i],
 		})
 	}

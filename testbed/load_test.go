@@ -478,3 +478,48 @@ func TestUsersOfferTheRateExactly(t *testing.T) {
 		t.Errorf("no rate: %d users thinking %v, want none", n, think)
 	}
 }
+
+// Arrivals in batches of 10 come ten at one offset, the offsets of
+// batches strictly later each time, at the phases' mean rate: 200 a
+// second for 60 s, then 50 a second for 60 s (within three standard
+// deviations of a Poisson count of 1,200 and of 300 batches), and none
+// past the phases.
+func TestArrivalsInBatches(t *testing.T) {
+	phases := []Phase{{Duration: 60 * time.Second, Rate: 200}, {Duration: 60 * time.Second, Rate: 50}}
+	schedule := newArrivalStream(phases, 7, streamLoad).inBatches(10)
+	var first, second int
+	var last time.Duration = -1
+	for run := 0; ; {
+		at, ok := schedule.next()
+		if !ok {
+			break
+		}
+		switch {
+		case at == last:
+			run++
+		case at > last:
+			if last >= 0 && run != 10 {
+				t.Fatalf("a batch of %d at %v, want 10", run, last)
+			}
+			run, last = 1, at
+		default:
+			t.Fatalf("arrival at %v after one at %v", at, last)
+		}
+		if at < 60*time.Second {
+			first++
+		} else if at < 120*time.Second {
+			second++
+		} else {
+			t.Fatalf("arrival at %v, past the phases", at)
+		}
+	}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{{"first phase", float64(first), 12000}, {"second phase", float64(second), 3000}} {
+		batches := c.want / 10
+		if tol := 3 * math.Sqrt(batches) * 10; math.Abs(c.got-c.want) > tol {
+			t.Errorf("%s: %v arrivals, want %v within %.0f", c.name, c.got, c.want, tol)
+		}
+	}
+}

@@ -23,6 +23,9 @@ type Report struct {
 	// ThinkS is the closed-loop users' mean think time (Scenario.Think);
 	// absent for open-loop clients.
 	ThinkS float64 `json:"think_s,omitempty"`
+	// Burst is how many requests arrive together (Scenario.Burst); absent
+	// for one at a time.
+	Burst int `json:"burst,omitempty"`
 	// AppCapacityRPS is the app's capacity at its nominal mix.
 	AppCapacityRPS float64 `json:"app_capacity_rps"`
 	Stats
@@ -282,7 +285,7 @@ func (rt *runTally) report(policy, driver string, seed uint64) Report {
 	app, sc := rt.app, rt.scenario
 	r := Report{
 		App: app.Name, Scenario: sc.Name, Load: sc.Load, Policy: policy, Driver: driver, Seed: seed,
-		WarmupS: sc.Warmup.Seconds(), DurationS: sc.Duration.Seconds(), ThinkS: sc.Think.Seconds(), AppCapacityRPS: app.Capacity(),
+		WarmupS: sc.Warmup.Seconds(), DurationS: sc.Duration.Seconds(), ThinkS: sc.Think.Seconds(), Burst: sc.Burst, AppCapacityRPS: app.Capacity(),
 		PerAPI: map[string]APIStats{},
 	}
 	n := secondsIn(sc.Total())

@@ -57,6 +57,12 @@ type Scenario struct {
 	// open-loop Poisson arrivals at the step rates, which no answer slows.
 	// Only the virtual driver runs closed-loop clients.
 	Think time.Duration
+	// Burst, when > 1, makes open-loop arrivals come Burst at a time, at
+	// the same instant, the batches a Poisson process at the step rate ÷
+	// Burst: the same mean rate, in the clumps of clients that fire
+	// together (a timer on many hosts, a fan-out, a page that loads its
+	// parts at once). 0 or 1: one at a time. Not with Think.
+	Burst int
 	// Marks are the times, from the start of the run, after which the time
 	// to recover is measured: the start of the scenario proper and each
 	// later step change or app change of note.
@@ -101,7 +107,13 @@ type ScenarioOptions struct {
 	Load float64
 	// Think, when > 0, makes the clients closed-loop (Scenario.Think).
 	Think time.Duration
+	// Burst, when > 1, makes arrivals come in batches (Scenario.Burst).
+	Burst int
 }
+
+// MaxBurst bounds Scenario.Burst: a batch is that many requests at one
+// instant, far beyond what any test needs.
+const MaxBurst = 10_000
 
 // MaxUsers bounds the closed-loop users of one API in one step: a run
 // keeps one entry per user, and the bound is far above what a run within
@@ -176,6 +188,10 @@ func NewScenario(name string, app App, opts ScenarioOptions) (Scenario, error) {
 		return Scenario{}, fmt.Errorf("load %v: must be finite and > 0", opts.Load)
 	case opts.Think < 0:
 		return Scenario{}, fmt.Errorf("think time %v: must be >= 0 (0: open-loop clients)", opts.Think)
+	case opts.Burst < 0 || opts.Burst > MaxBurst:
+		return Scenario{}, fmt.Errorf("burst %d: must be within [0, %d] (0 or 1: one arrival at a time)", opts.Burst, MaxBurst)
+	case opts.Burst > 1 && opts.Think > 0:
+		return Scenario{}, fmt.Errorf("burst %d with a think time of %v: bursts are of open-loop arrivals; closed-loop users send when they are done thinking", opts.Burst, opts.Think)
 	}
 	for _, k := range scenarioKinds {
 		if k.name != name {
@@ -197,7 +213,7 @@ func NewScenario(name string, app App, opts ScenarioOptions) (Scenario, error) {
 		if b.err != nil {
 			return Scenario{}, b.err
 		}
-		b.s.Think = opts.Think
+		b.s.Think, b.s.Burst = opts.Think, opts.Burst
 		if err := b.s.checkUsers(); err != nil {
 			return Scenario{}, err
 		}

@@ -212,6 +212,9 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},
 		{"negative think time", "steady", ScenarioOptions{Think: -time.Second}, "think time -1s: must be >= 0 (0: open-loop clients)"},
 		{"users past the bound", "steady", ScenarioOptions{Think: 1000 * time.Hour}, "users; shorten the think time"},
+		{"negative burst", "steady", ScenarioOptions{Burst: -2}, "burst -2: must be within [0, 10000]"},
+		{"burst past the bound", "steady", ScenarioOptions{Burst: MaxBurst + 1}, "burst 10001: must be within"},
+		{"burst of closed-loop users", "steady", ScenarioOptions{Burst: 5, Think: time.Second}, "bursts are of open-loop arrivals"},
 	}
 	for _, tt := range tests {
 		if _, err := NewScenario(tt.scenario, app, tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -283,6 +283,9 @@ func WriteSuiteMarkdown(w io.Writer, s SuiteResult, command string) {
 		duration = cfg.Options.Duration
 	}
 	fmt.Fprintf(w, "; each scenario %v after %s (cold-start has none), at its default load.\n\n", duration, warmup)
+	if cfg.Options.Burst > 1 {
+		fmt.Fprintf(w, "Arrivals come in batches of %d requests at one instant, the batches Poisson at each API's rate ÷ %d: the same mean rate, in clumps.\n\n", cfg.Options.Burst, cfg.Options.Burst)
+	}
 	if cfg.Options.Think > 0 {
 		fmt.Fprintf(w, "Clients are closed-loop: each API's rate is rate × %v users, who each wait for the answer, the refusal or the timeout and think for an exponential time of mean %v before the next request.\n\n", cfg.Options.Think, cfg.Options.Think)
 	}

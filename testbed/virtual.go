@@ -215,7 +215,7 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		a := virtualAPI{
 			label:    api.Label(),
 			rank:     ranks[i],
-			arrivals: newArrivalStream(s.phases(i), seed, streamArrivals+uint64(i)),
+			arrivals: newArrivalStream(s.phases(i), seed, streamArrivals+uint64(i)).inBatches(s.Burst),
 			demand:   rand.New(rand.NewPCG(seed, streamDemand+uint64(i))),
 		}
 		for _, c := range api.Calls {

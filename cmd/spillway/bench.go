@@ -130,6 +130,9 @@ func printHeaderLine(w io.Writer, app testbed.App, sc testbed.Scenario, virtual 
 	if sc.Think > 0 {
 		driver += fmt.Sprintf(", closed-loop users thinking %v", sc.Think)
 	}
+	if sc.Burst > 1 {
+		driver += fmt.Sprintf(", arrivals in batches of %d", sc.Burst)
+	}
 	fmt.Fprintf(w, "app %s (capacity %.0f req/s), scenario %s (load %g, %v after %v warm-up), %s, seed %d\n",
 		app.Name, app.Capacity(), sc.Name, sc.Load, sc.Duration, sc.Warmup, driver, seed)
 }
@@ -214,6 +217,9 @@ func writeMarkdown(w io.Writer, app testbed.App, sc testbed.Scenario, reports []
 	if sc.Think > 0 {
 		fmt.Fprintf(w, "Closed-loop clients: an API offered r req/s has r × %v users, each thinking an exponential time of mean %v between the end of one request and the next. ",
 			sc.Think, sc.Think)
+	}
+	if sc.Burst > 1 {
+		fmt.Fprintf(w, "Arrivals come in batches of %d requests at one instant, the batches Poisson at each API's rate ÷ %d. ", sc.Burst, sc.Burst)
 	}
 	fmt.Fprintf(w, "Figures cover the scenario after the warm-up; steady is its last half.\n\n")
 	for _, c := range comparisonColumns {

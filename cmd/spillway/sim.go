@@ -35,6 +35,7 @@ type simFlags struct {
 	perAPI           bool
 	maxRequests      float64
 	think            time.Duration
+	burst            int
 }
 
 func (f *simFlags) register(cmd *cobra.Command) {
@@ -47,6 +48,7 @@ func (f *simFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.warmup, "warmup", testbed.DefaultWarmup, "light load (0.5× capacity) before the scenario, so latency baselines are learned")
 	fs.Float64Var(&f.load, "load", 0, "the scenario's load multiple (0: the scenario's default; see the list above)")
 	fs.Float64Var(&f.maxRequests, "max-requests", testbed.DefaultMaxRequests, "the most requests one run may offer, retries counted: the simulator's time and memory grow with each")
+	fs.IntVar(&f.burst, "burst", 0, "open-loop arrivals in batches of N requests at one instant, the batches Poisson at rate÷N: the same mean rate in clumps (0 or 1: one at a time; not with --think)")
 	fs.DurationVar(&f.think, "think", 0, "closed-loop clients: each API's rate becomes rate×THINK users who each wait for the answer, the refusal or the timeout, think for an exponential time of this mean and send again (0: open-loop Poisson arrivals, which no answer slows)")
 	fs.BoolVar(&f.perAPI, "per-api", false, `instantiate each policy file once per API of the app (reported as "NAME (per API)") instead of running it as written`)
 }
@@ -60,7 +62,7 @@ func (f *simFlags) setup() (testbed.App, testbed.Scenario, error) {
 	if err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
 	}
-	sc, err := testbed.NewScenario(f.scenario, app, testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load, Think: f.think})
+	sc, err := testbed.NewScenario(f.scenario, app, testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load, Think: f.think, Burst: f.burst})
 	if err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
 	}
@@ -357,6 +359,9 @@ func printHeader(w io.Writer, app testbed.App, sc testbed.Scenario, policy strin
 	}
 	if sc.Think > 0 {
 		driver += fmt.Sprintf("; closed-loop users thinking %v", sc.Think)
+	}
+	if sc.Burst > 1 {
+		driver += fmt.Sprintf("; arrivals in batches of %d", sc.Burst)
 	}
 	fmt.Fprintf(w, "app %s: capacity %.0f req/s at its nominal mix; scenario %s (load %g) for %v after a %v warm-up; policy %s; %s; seed %d\n",
 		app.Name, app.Capacity(), sc.Name, sc.Load, sc.Duration, sc.Warmup, policy, driver, seed)

@@ -52,7 +52,7 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 	cfg := testbed.SuiteConfig{
 		Scenarios:       splitList(s.scenarios),
 		RandomScenarios: splitList(s.randomSc),
-		Options:         testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load, Think: f.think},
+		Options:         testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load, Think: f.think, Burst: f.burst},
 		Seed:            f.seed,
 		Jobs:            s.jobs,
 	}
