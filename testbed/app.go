@@ -224,10 +224,13 @@ func (a App) serviceIndex(name string) int {
 }
 
 // workers returns every service's worker count, in Services order.
-func (a App) workers() []int {
-	w := make([]int, len(a.Services))
+// workers returns every service's worker count (0: unbounded), as the
+// references take it: worker-seconds of the nominal service times that a
+// service does per second.
+func (a App) workers() []float64 {
+	w := make([]float64, len(a.Services))
 	for i, s := range a.Services {
-		w[i] = s.Workers
+		w[i] = float64(s.Workers)
 	}
 	return w
 }
@@ -247,7 +250,7 @@ func (a App) demand(api int) []float64 {
 // services' worker counts: by Little's law a service with w workers
 // sustains w seconds of work per second. It is +Inf when the rates load no
 // bounded service.
-func (a App) scale(rates []float64, workers []int) float64 {
+func (a App) scale(rates []float64, workers []float64) float64 {
 	f := math.Inf(1)
 	for s := range a.Services {
 		if workers[s] == 0 {
@@ -260,7 +263,7 @@ func (a App) scale(rates []float64, workers []int) float64 {
 			}
 		}
 		if load > 0 {
-			f = math.Min(f, float64(workers[s])/load)
+			f = math.Min(f, workers[s]/load)
 		}
 	}
 	return f
@@ -308,7 +311,7 @@ func (a App) totalOf(rates []float64) float64 {
 // scaled to the largest rate every bounded service sustains. An API offered
 // nothing has a share of 0. A share above the offered rate means the API
 // could take more.
-func (a App) capacityShares(rates []float64, workers []int) []float64 {
+func (a App) capacityShares(rates []float64, workers []float64) []float64 {
 	f := a.scale(rates, workers)
 	shares := make([]float64, len(rates))
 	for i, r := range rates {

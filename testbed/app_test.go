@@ -72,11 +72,11 @@ func TestCapacityIsTheMixAtWhichTheBusiestServiceSaturates(t *testing.T) {
 	if got := app.CapacityAlone(1); math.Abs(got-2/0.03) > 1e-9 {
 		t.Errorf("CapacityAlone(b) = %v, want %v: two calls to the db add up", got, 2/0.03)
 	}
-	shares := app.capacityShares([]float64{300, 0}, []int{0, 2})
+	shares := app.capacityShares([]float64{300, 0}, []float64{0, 2})
 	if math.Abs(shares[0]-200) > 1e-9 || shares[1] != 0 {
 		t.Errorf("capacityShares(300, 0) = %v, want [200 0]", shares)
 	}
-	shares = app.capacityShares([]float64{50, 10}, []int{0, 1})
+	shares = app.capacityShares([]float64{50, 10}, []float64{0, 1})
 	// 50·10 ms + 10·30 ms = 0.8 worker-seconds per second on 1 worker: scale 1.25.
 	if math.Abs(shares[0]-62.5) > 1e-9 || math.Abs(shares[1]-12.5) > 1e-9 {
 		t.Errorf("capacityShares(50, 10) on 1 worker = %v, want [62.5 12.5]", shares)

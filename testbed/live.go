@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -175,6 +176,19 @@ func (l *LiveApp) SetWorkers(service string, workers int) error {
 	return nil
 }
 
+// SetSlowdown makes every later call at a bounded service take factor
+// times its sampled time, holding its worker (1 restores it), as
+// SlowdownChange does in virtual time: the service's capacity divides by
+// factor.
+func (l *LiveApp) SetSlowdown(service string, factor float64) error {
+	i := l.app.serviceIndex(service)
+	if i < 0 || l.pools[i] == nil || !(factor >= 1.0/MaxSlowdown && factor <= MaxSlowdown) {
+		return fmt.Errorf("testbed: service %q slowdown %v: want a bounded service and a factor in [%v, %v]", service, factor, 1.0/MaxSlowdown, float64(MaxSlowdown))
+	}
+	l.pools[i].slow.Store(math.Float64bits(factor))
+	return nil
+}
+
 // SetDelay makes every later call at an unbounded service take extra
 // longer (0 removes it), as DelayChange does in virtual time: a slower
 // dependency that holds no worker.
@@ -340,6 +354,9 @@ type pool struct {
 	// EMA): hold sleeps that much less, so that holds end on time on
 	// average.
 	late atomic.Int64
+	// slow is the slowdown factor's float64 bits (SetSlowdown): a hold
+	// lasts that many times its sampled time. 0 is 1.
+	slow atomic.Uint64
 	// now and sleep are time.Now and time.Sleep unless a test sets them.
 	now   func() time.Time
 	sleep func(time.Duration)
@@ -389,6 +406,9 @@ func (p *pool) acquire(ctx context.Context) (time.Time, error) {
 // hold keeps the worker granted at start until start + d, on average
 // (see pool).
 func (p *pool) hold(start time.Time, d time.Duration) {
+	if bits := p.slow.Load(); bits != 0 {
+		d = time.Duration(float64(d) * math.Float64frombits(bits))
+	}
 	now, sleep := p.clock()
 	deadline := start.Add(d)
 	late := time.Duration(p.late.Load())
@@ -488,6 +508,9 @@ func runLive(ctx context.Context, cfg SimConfig, specs []engine.Spec) (*runTally
 	}
 	for _, c := range sc.Changes {
 		timers = append(timers, time.AfterFunc(c.At, func() { fail(live.SetWorkers(c.Service, max(c.Workers, 1))) }))
+	}
+	for _, c := range sc.Slowdowns {
+		timers = append(timers, time.AfterFunc(c.At, func() { fail(live.SetSlowdown(c.Service, c.Factor)) }))
 	}
 	for _, d := range sc.Delays {
 		timers = append(timers, time.AfterFunc(d.At, func() {

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -287,5 +288,49 @@ func TestStartLiveServicesWrapsEveryServiceByName(t *testing.T) {
 	defer mu.Unlock()
 	if !maps.Equal(calls, want) {
 		t.Errorf("wrapService saw %v, want %v (every call to a service but the entry)", calls, want)
+	}
+}
+
+// A slowdown stretches every later hold of the pool's workers, and
+// SetSlowdown takes only a bounded service and a factor within bounds.
+func TestSlowdownStretchesHolds(t *testing.T) {
+	clock := time.Unix(0, 0)
+	p := &pool{size: 1,
+		now:   func() time.Time { return clock },
+		sleep: func(d time.Duration) { clock = clock.Add(d) },
+	}
+	hold := func() time.Duration {
+		before := clock
+		start, err := p.acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.hold(start, 10*time.Millisecond)
+		p.release()
+		return clock.Sub(before)
+	}
+	if got := hold(); got != 10*time.Millisecond {
+		t.Errorf("hold without a slowdown took %v, want 10ms", got)
+	}
+	l := &LiveApp{app: TwoTierApp(DefaultTwoTier()), pools: []*pool{nil, p}}
+	if err := l.SetSlowdown("backend", 2.5); err != nil {
+		t.Fatal(err)
+	}
+	if got := hold(); got != 25*time.Millisecond {
+		t.Errorf("hold under a 2.5× slowdown took %v, want 25ms", got)
+	}
+	if err := l.SetSlowdown("backend", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := hold(); got != 10*time.Millisecond {
+		t.Errorf("hold after the slowdown ended took %v, want 10ms", got)
+	}
+	for _, bad := range []struct {
+		service string
+		factor  float64
+	}{{"frontend", 2}, {"nowhere", 2}, {"backend", 0}, {"backend", -1}, {"backend", 1000}, {"backend", math.NaN()}, {"backend", math.Inf(1)}} {
+		if err := l.SetSlowdown(bad.service, bad.factor); err == nil {
+			t.Errorf("SetSlowdown(%q, %v) = nil, want an error", bad.service, bad.factor)
+		}
 	}
 }

@@ -27,7 +27,7 @@ import (
 
 // proportionalRates is the proportional reference: each API's capacity
 // share at the offered rates, at most its offered rate, in req/s.
-func (a App) proportionalRates(rates []float64, workers []int) []float64 {
+func (a App) proportionalRates(rates []float64, workers []float64) []float64 {
 	shares := a.capacityShares(rates, workers)
 	for i := range shares {
 		shares[i] = math.Min(shares[i], rates[i])
@@ -44,7 +44,7 @@ const optimalTieBreak = 1e-6
 // optimalRates is the optimal reference: the solution of the LP above at
 // the offered rates (req/s) and worker counts. APIs that load no bounded
 // service are admitted in full.
-func (a App) optimalRates(rates []float64, workers []int) ([]float64, error) {
+func (a App) optimalRates(rates []float64, workers []float64) ([]float64, error) {
 	x := make([]float64, len(a.APIs))
 	// Variables are the admitted fractions yᵢ = xᵢ/offeredᵢ ∈ [0, 1] of the
 	// APIs that are offered load and cost some bounded service; rows are
@@ -96,7 +96,7 @@ func (a App) optimalRates(rates []float64, workers []int) ([]float64, error) {
 	b := make([]float64, m)
 	for r, s := range rows {
 		for j, i := range vars {
-			A.Set(r, j, a.demand(i)[s]*rates[i]/float64(workers[s]))
+			A.Set(r, j, a.demand(i)[s]*rates[i]/workers[s])
 		}
 	}
 	for j := range vars {

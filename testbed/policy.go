@@ -285,7 +285,7 @@ func applyStatic(eng *engine.Engine, app App, s Scenario, at time.Duration, opti
 
 // staticChanges are the times at which the oracle's rates change: the
 // start of the run, every step whose rates differ from the previous one,
-// and every worker change.
+// and every worker change and slowdown.
 func staticChanges(s Scenario) []time.Duration {
 	times := []time.Duration{0}
 	var at time.Duration
@@ -296,6 +296,9 @@ func staticChanges(s Scenario) []time.Duration {
 		at += st.Duration
 	}
 	for _, c := range s.Changes {
+		times = append(times, c.At)
+	}
+	for _, c := range s.Slowdowns {
 		times = append(times, c.At)
 	}
 	slices.Sort(times)

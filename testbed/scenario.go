@@ -36,6 +36,10 @@ type Scenario struct {
 	// Delays add latency at unbounded services during the run, in time
 	// order: no capacity changes, only the time a request takes.
 	Delays []DelayChange
+	// Slowdowns stretch the service times of bounded services during the
+	// run, in time order: the time a request takes and the capacity
+	// change together.
+	Slowdowns []SlowdownChange
 	// Retries is how many times a client retries a request that was
 	// rejected or timed out (0: never), after a backoff of RetryBackoff·2ᵏ
 	// before the k-th retry (from 0), jittered by ±50 %. A request and its
@@ -95,6 +99,21 @@ type DelayChange struct {
 	Extra   time.Duration
 }
 
+// SlowdownChange multiplies the time of every call at a bounded service by
+// Factor from time At on (1 restores it). The longer call holds its
+// worker, so the service's capacity divides by Factor while the latency of
+// a call without a queue multiplies by it: a noisy neighbour, a colder
+// cache or a worse query plan, not more workers or fewer.
+type SlowdownChange struct {
+	At      time.Duration // from the start of the run
+	Service string
+	Factor  float64
+}
+
+// MaxSlowdown bounds SlowdownChange.Factor both ways: a call at most 100
+// times slower or faster than the app's model says.
+const MaxSlowdown = 100
+
 // ScenarioOptions parameterise NewScenario; zero fields take defaults.
 type ScenarioOptions struct {
 	// Warmup is the light-load stretch before the scenario (default
@@ -141,6 +160,8 @@ var scenarioKinds = []struct {
 	{"slow-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration every call at the entry takes longer (twice the app's mean latency without a queue, at most a quarter of the tightest SLO), holding no worker: latency rises, capacity does not", buildSlowDependency, false},
 	{"hung-dependency", 2, "LOAD× (default 2); from a third to two thirds of the duration the least requested API's calls at the entry hang for twice the client timeout, holding no worker, as a dependency of that API alone that stops answering (with one API, all of them)", buildHungDependency, false},
 	{"slow-api", 2, "LOAD× (default 2); from a third to two thirds the least requested API's calls at the entry take its SLO longer (at most half the client timeout), holding no worker: one API's own dependency slows, its answers still come", buildSlowAPI, false},
+	{"slow-service", 2, "LOAD× (default 2); from a third to two thirds of the duration every call at the most shared service takes twice as long, holding its worker, as under a noisy neighbour: its capacity halves and its latency without a queue doubles", buildSlowService, false},
+	{"scale-out", 3, "LOAD× (default 3) the capacity before; a third in, every bounded service's workers double, as an autoscaler adds replicas: the limit must find capacity it never saw", buildScaleOut, false},
 }
 
 // ScenarioNames lists the known scenarios.
@@ -299,6 +320,35 @@ func buildFlashCrowd(b *scenarioBuilder) {
 	b.step(flash, crowd)
 	b.mark(b.end)
 	b.step(b.s.Duration-before-flash, base)
+}
+
+// buildScaleOut doubles every bounded service a third in, under a load
+// that overloads the app before and after: the learned limits are then
+// half of what the app can serve, and only growth finds the rest.
+func buildScaleOut(b *scenarioBuilder) {
+	b.step(b.s.Duration, b.mix(b.s.Load))
+	at := b.s.Warmup + b.fraction(1.0/3)
+	for _, svc := range b.app.Services {
+		if svc.Workers > 0 {
+			b.s.Changes = append(b.s.Changes, WorkerChange{At: at, Service: svc.Name, Workers: 2 * svc.Workers})
+		}
+	}
+	b.mark(at)
+}
+
+// buildSlowService doubles the service time at the most shared bounded
+// service for the middle third: a latency rise that is partly the
+// service's own and partly the queue its halved capacity builds. A policy
+// that reads every rise over a baseline as queue cuts to a quarter of the
+// capacity; one that reads it as a slower dependency keeps the queue.
+func buildSlowService(b *scenarioBuilder) {
+	shared := b.app.Services[b.app.sharedService()]
+	b.step(b.s.Duration, b.mix(b.s.Load))
+	from := b.s.Warmup + b.fraction(1.0/3)
+	to := b.s.Warmup + b.fraction(2.0/3)
+	b.s.Slowdowns = append(b.s.Slowdowns, SlowdownChange{At: from, Service: shared.Name, Factor: 2}, SlowdownChange{At: to, Service: shared.Name, Factor: 1})
+	b.mark(from)
+	b.mark(to)
 }
 
 // buildSlowDrift takes workers away one at a time, at even intervals over
@@ -594,8 +644,8 @@ func (s Scenario) ratesAt(at time.Duration) []float64 {
 }
 
 // demandAt is what closed-loop users offer at time at, per API, when
-// every answer takes the API's no-queue latency (its calls' mean times and
-// the slower dependencies of that moment, at most the client timeout):
+// every answer takes the API's no-queue latency (its calls' mean times,
+// stretched by the slowdowns of that moment, and the slower dependencies, at most the client timeout):
 // users ÷ (think time + that latency). It stands for the offered load in
 // the references of a closed-loop run, since the arrivals counted depend
 // on the policy: one that keeps users waiting lowers them, and must not
@@ -619,12 +669,13 @@ func (s Scenario) demandAt(app App, at time.Duration) []float64 {
 		}
 		own[i][k] = d.Extra
 	}
+	slow := s.slowdownAt(app, at)
 	out := make([]float64, len(app.APIs))
 	for i, api := range app.APIs {
 		var latency time.Duration
 		for _, c := range api.Calls {
 			k := app.serviceIndex(c.Service)
-			latency += c.Time.Mean + extra[k]
+			latency += time.Duration(float64(c.Time.Mean)*slow[k]) + extra[k]
 			if own[i] != nil {
 				latency += own[i][k]
 			}
@@ -637,15 +688,34 @@ func (s Scenario) demandAt(app App, at time.Duration) []float64 {
 	return out
 }
 
-// workersAt returns every service's worker count at time at.
-func (s Scenario) workersAt(app App, at time.Duration) []int {
+// workersAt returns every service's worker count at time at, divided by
+// its slowdown then: the worker-seconds of the model's service times that
+// the service does per second, which is what the references need.
+func (s Scenario) workersAt(app App, at time.Duration) []float64 {
 	w := app.workers()
 	for _, c := range s.Changes {
 		if c.At <= at {
-			w[app.serviceIndex(c.Service)] = c.Workers
+			w[app.serviceIndex(c.Service)] = float64(c.Workers)
 		}
 	}
+	for k, f := range s.slowdownAt(app, at) {
+		w[k] /= f
+	}
 	return w
+}
+
+// slowdownAt returns every service's slowdown factor at time at (1: none).
+func (s Scenario) slowdownAt(app App, at time.Duration) []float64 {
+	f := make([]float64, len(app.Services))
+	for k := range f {
+		f[k] = 1
+	}
+	for _, c := range s.Slowdowns {
+		if c.At <= at {
+			f[app.serviceIndex(c.Service)] = c.Factor
+		}
+	}
+	return f
 }
 
 // validate checks a Scenario built by hand against app.
@@ -680,6 +750,11 @@ func (s Scenario) validate(app App) error {
 	for i, c := range s.Changes {
 		if app.serviceIndex(c.Service) < 0 || c.Workers < 0 {
 			return fmt.Errorf("scenario %s: Changes[%d]: service %q workers %d: no such service or negative workers", s.Name, i, c.Service, c.Workers)
+		}
+	}
+	for i, c := range s.Slowdowns {
+		if k := app.serviceIndex(c.Service); k < 0 || app.Services[k].Workers == 0 || !(c.Factor >= 1.0/MaxSlowdown && c.Factor <= MaxSlowdown) {
+			return fmt.Errorf("scenario %s: Slowdowns[%d]: service %q factor %v: want a bounded service and a factor in [%v, %v]", s.Name, i, c.Service, c.Factor, 1.0/MaxSlowdown, float64(MaxSlowdown))
 		}
 	}
 	for i, d := range s.Delays {

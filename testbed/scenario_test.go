@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 				t.Errorf("Changes = %+v, want [%+v]", s.Changes, want)
 			}
 			if got := s.workersAt(app, sec(25))[app.serviceIndex("productcatalog")]; got != 4 {
-				t.Errorf("workersAt(25s) = %d, want 4", got)
+				t.Errorf("workersAt(25s) = %v, want 4", got)
 			}
 		}},
 		{"flash-crowd", func(t *testing.T, s Scenario) {
@@ -107,8 +108,8 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 				at      int
 				workers int
 			}{{5, 8}, {11, 8}, {12, 7}, {19, 7}, {20, 6}, {27, 5}, {34, 5}, {35, 4}, {49, 4}, {50, 8}, {64, 8}} {
-				if got := s.workersAt(app, sec(w.at))[pc]; got != w.workers {
-					t.Errorf("workersAt(%ds) = %d, want %d", w.at, got, w.workers)
+				if got := s.workersAt(app, sec(w.at))[pc]; got != float64(w.workers) {
+					t.Errorf("workersAt(%ds) = %v, want %d", w.at, got, w.workers)
 				}
 			}
 			if len(s.Marks) != 2 || s.Marks[1] != sec(50) {
@@ -170,6 +171,40 @@ func TestScenariosFollowTheirShapes(t *testing.T) {
 				t.Errorf("Changes = %+v, want none: the app keeps its workers", s.Changes)
 			}
 		}},
+		{"slow-service", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(30)), 2, "slow service")
+			// productcatalog serves every API: its calls take twice as
+			// long for the middle third, and its capacity halves.
+			want := []SlowdownChange{{At: sec(25), Service: "productcatalog", Factor: 2}, {At: sec(45), Service: "productcatalog", Factor: 1}}
+			if !slices.Equal(s.Slowdowns, want) {
+				t.Errorf("Slowdowns = %+v, want %+v", s.Slowdowns, want)
+			}
+			pc := app.serviceIndex("productcatalog")
+			for _, w := range []struct{ at, workers float64 }{{24, 8}, {25, 4}, {44, 4}, {45, 8}} {
+				if got := s.workersAt(app, sec(int(w.at)))[pc]; got != w.workers {
+					t.Errorf("workersAt(%vs) = %v, want %v: the references see the capacity halve", w.at, got, w.workers)
+				}
+			}
+			if len(s.Marks) != 3 || s.Marks[1] != sec(25) || s.Marks[2] != sec(45) {
+				t.Errorf("Marks = %v, want [5s 25s 45s]", s.Marks)
+			}
+		}},
+		{"scale-out", func(t *testing.T, s Scenario) {
+			expectLoad(t, total(s, sec(30)), 3, "scale-out")
+			// Every bounded service doubles a third in.
+			var want []WorkerChange
+			for _, svc := range app.Services {
+				if svc.Workers > 0 {
+					want = append(want, WorkerChange{At: sec(25), Service: svc.Name, Workers: 2 * svc.Workers})
+				}
+			}
+			if len(want) < 2 || !slices.Equal(s.Changes, want) {
+				t.Errorf("Changes = %+v, want %+v", s.Changes, want)
+			}
+			if got := app.scale(s.ratesAt(sec(30)), s.workersAt(app, sec(30))); math.Abs(got-2.0/3) > 1e-9 {
+				t.Errorf("after the scale-out the load fits at %v of its rates, want 2/3", got)
+			}
+		}},
 	}
 	if len(tests) != len(ScenarioNames()) {
 		t.Fatalf("%d scenarios tested, %d exist", len(tests), len(ScenarioNames()))
@@ -206,7 +241,7 @@ func TestNewScenarioRejectsBadInput(t *testing.T) {
 		opts     ScenarioOptions
 		want     string
 	}{
-		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift, mix-shift, slow-dependency, hung-dependency, slow-api)`},
+		{"unknown", "tsunami", ScenarioOptions{}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift, mix-shift, slow-dependency, hung-dependency, slow-api, slow-service, scale-out)`},
 		{"too short", "steady", ScenarioOptions{Duration: 5 * time.Second}, "duration 5s: must be >= 10s"},
 		{"fractional", "steady", ScenarioOptions{Duration: 10500 * time.Millisecond}, "must be whole seconds"},
 		{"negative load", "steady", ScenarioOptions{Load: -1}, "load -1: must be finite and > 0"},

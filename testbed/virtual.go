@@ -111,9 +111,11 @@ type virtualService struct {
 	bounded bool
 	workers int
 	extra   int64 // added to every call's time (DelayChange), in ns
-	busy    int
-	queue   ring[int32]
-	dagor   *dagorShedder // nil unless the policy is DagorPolicy
+	// slow multiplies every call's sampled time (SlowdownChange); 0 is 1.
+	slow  float64
+	busy  int
+	queue ring[int32]
+	dagor *dagorShedder // nil unless the policy is DagorPolicy
 
 	// The overload signal's window (serviceLoads): worker-nanoseconds
 	// busy and available since the last sample, and the waits of the
@@ -177,6 +179,10 @@ type appChange struct {
 	users bool
 	extra int64
 	api   int
+	// slow marks a SlowdownChange: the service's calls take factor times
+	// their sampled time.
+	slow   bool
+	factor float64
 }
 
 // Streams of the seeded RNGs, one per purpose and API, kept apart so that
@@ -236,6 +242,9 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 	}
 	for _, c := range s.Changes {
 		v.changes = append(v.changes, appChange{at: int64(c.At), service: app.serviceIndex(c.Service), workers: c.Workers})
+	}
+	for _, c := range s.Slowdowns {
+		v.changes = append(v.changes, appChange{at: int64(c.At), service: app.serviceIndex(c.Service), slow: true, factor: c.Factor})
 	}
 	for _, d := range s.Delays {
 		api := -1
@@ -482,6 +491,10 @@ func (v *virtualRun) change(c appChange) error {
 		return applyStatic(v.eng, v.app, v.scenario, time.Duration(c.at), v.optimal)
 	}
 	s := &v.services[c.service]
+	if c.slow {
+		s.slow = c.factor
+		return nil
+	}
 	if c.delay {
 		if c.api < 0 {
 			s.extra = c.extra
@@ -644,7 +657,12 @@ func (v *virtualRun) start(idx int32) {
 		}
 	}
 	v.timeSource.Seed(r.demand, mix64(r.demand+uint64(r.call)))
-	v.calls.push(completion{at: v.now + int64(call.time.Sample(v.times)) + v.services[call.service].extra + call.extra, req: idx})
+	svc := &v.services[call.service]
+	d := int64(call.time.Sample(v.times))
+	if svc.slow > 0 {
+		d = int64(float64(d) * svc.slow)
+	}
+	v.calls.push(completion{at: v.now + d + svc.extra + call.extra, req: idx})
 }
 
 // dispatch hands free workers of s to queued requests, skipping abandoned ones.

@@ -153,6 +153,44 @@ func TestVirtualCapacityDrop(t *testing.T) {
 	}
 }
 
+// A slowdown at the bottleneck halves what it serves, and the references
+// and the oracle follow it: the static oracle admits half as much and keeps
+// its goodput ratio, while its answers take longer.
+func TestVirtualSlowServiceHalvesCapacity(t *testing.T) {
+	t.Parallel() // virtual time
+	opts := ScenarioOptions{Warmup: 2 * time.Second, Duration: 30 * time.Second}
+	static := simulate(t, Boutique(), "slow-service", opts, StaticPolicy(), 1)
+	checkReport(t, static)
+	sum := func(from, to int, f func(SecondStats) float64) float64 {
+		var v float64
+		for _, s := range static.Seconds {
+			if s.T >= from && s.T < to {
+				v += f(s)
+			}
+		}
+		return v / float64(to-from)
+	}
+	goodput := func(s SecondStats) float64 { return float64(s.Goodput) }
+	capacity := func(s SecondStats) float64 { return s.CapacityRPS }
+	p50 := func(s SecondStats) float64 { return s.P50Ms }
+	before, during, after := sum(2, 10, goodput), sum(12, 20, goodput), sum(22, 30, goodput)
+	if r := during / before; r < 0.45 || r > 0.55 {
+		t.Errorf("the oracle's goodput went from %.0f to %.0f req/s under the slowdown (%.2f×), want about half", before, during, r)
+	}
+	if r := after / before; r < 0.95 || r > 1.05 {
+		t.Errorf("the oracle's goodput went from %.0f to %.0f req/s after the slowdown (%.2f×), want it back", before, after, r)
+	}
+	if r := sum(12, 20, capacity) / sum(2, 10, capacity); math.Abs(r-0.5) > 1e-9 {
+		t.Errorf("the references' capacity went %.3f× under the slowdown, want 0.5×", r)
+	}
+	if r := sum(12, 20, p50) / sum(2, 10, p50); r < 1.3 {
+		t.Errorf("median latency went %.2f× under the slowdown, want it longer: the calls take twice as long", r)
+	}
+	if static.Steady.GoodputRatio < 0.9 {
+		t.Errorf("the static oracle keeps a goodput ratio of %.3f, want >= 0.9: it knows the slowed capacity", static.Steady.GoodputRatio)
+	}
+}
+
 // checkReport checks that every arrival lands in exactly one class.
 func checkReport(t *testing.T, r Report) {
 	t.Helper()
