@@ -42,8 +42,8 @@ and ÷ optimal per cell, the suite means, and, for each policy of --goals
 (default and default-slo unless set), the cells that miss the default
 policy's goals: a policy of your own (a .cue file, named by its base name)
 can be judged against them. The default matrix (13 policies,
-4 apps × 11 scenarios plus 20 random apps × 5 scenarios, each 60 s after the
-65 s warm-up) is 1,872 runs; it takes about 2 minutes on 2 idle cores, 7 on
+4 apps × 15 scenarios plus 20 random apps × 6 scenarios, each 60 s after the
+65 s warm-up) is 2,340 runs; it takes about 1.5 minutes on 2 idle cores, 5 on
 2 busy ones.`,
 		Example: `  spillway bench --app boutique --scenario surge --policies none,static,latency-aimd --virtual --out bench/
   spillway bench --suite

@@ -38,7 +38,7 @@ func (s *suiteFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&s.apps, "apps", strings.Join(testbed.AppNames(), ","), "with --suite: the apps, built-in names, random:SEED or .json files")
 	fs.StringVar(&s.scenarios, "scenarios", strings.Join(testbed.ScenarioNames(), ","), "with --suite: the scenarios of --apps")
 	fs.IntVar(&s.random, "random", 20, "with --suite: how many random apps (random:1 to random:N)")
-	fs.StringVar(&s.randomSc, "random-scenarios", "steady,surge,capacity-drop,cold-start,slow-dependency", "with --suite: the scenarios of the random apps")
+	fs.StringVar(&s.randomSc, "random-scenarios", "steady,surge,capacity-drop,cold-start,slow-dependency,slow-service", "with --suite: the scenarios of the random apps")
 	fs.IntVar(&s.jobs, "jobs", runtime.GOMAXPROCS(0), "with --suite: runs at once (the results do not depend on it)")
 	fs.StringVar(&s.out, "suite-out", filepath.Join("docs", "suite.md"), "with --suite: the Markdown file to write")
 	fs.StringVar(&s.goals, "goals", strings.Join(testbed.DefaultGoalPolicies, ","), "with --suite: the policies of --policies (by name: a .cue file's is its base name) whose cells the Markdown judges against the default policy's goals")
