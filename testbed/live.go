@@ -181,11 +181,10 @@ func (l *LiveApp) SetWorkers(service string, workers int) error {
 // SlowdownChange does in virtual time: the service's capacity divides by
 // factor.
 func (l *LiveApp) SetSlowdown(service string, factor float64) error {
-	i := l.app.serviceIndex(service)
-	if i < 0 || l.pools[i] == nil || !(factor >= 1.0/MaxSlowdown && factor <= MaxSlowdown) {
-		return fmt.Errorf("testbed: service %q slowdown %v: want a bounded service and a factor in [%v, %v]", service, factor, 1.0/MaxSlowdown, float64(MaxSlowdown))
+	if err := slowdownErr(l.app, service, factor); err != nil {
+		return fmt.Errorf("testbed: %w", err)
 	}
-	l.pools[i].slow.Store(math.Float64bits(factor))
+	l.pools[l.app.serviceIndex(service)].slow.Store(math.Float64bits(factor))
 	return nil
 }
 

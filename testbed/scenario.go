@@ -114,6 +114,16 @@ type SlowdownChange struct {
 // times slower or faster than the app's model says.
 const MaxSlowdown = 100
 
+// slowdownErr is nil if service is a bounded service of app and factor a
+// slowdown within MaxSlowdown either way (NaN is not), and says why not
+// otherwise.
+func slowdownErr(app App, service string, factor float64) error {
+	if k := app.serviceIndex(service); k < 0 || app.Services[k].Workers == 0 || !(factor >= 1.0/MaxSlowdown && factor <= MaxSlowdown) {
+		return fmt.Errorf("service %q slowdown %v: want a bounded service and a factor in [%v, %v]", service, factor, 1.0/MaxSlowdown, float64(MaxSlowdown))
+	}
+	return nil
+}
+
 // ScenarioOptions parameterise NewScenario; zero fields take defaults.
 type ScenarioOptions struct {
 	// Warmup is the light-load stretch before the scenario (default
@@ -645,7 +655,8 @@ func (s Scenario) ratesAt(at time.Duration) []float64 {
 
 // demandAt is what closed-loop users offer at time at, per API, when
 // every answer takes the API's no-queue latency (its calls' mean times,
-// stretched by the slowdowns of that moment, and the slower dependencies, at most the client timeout):
+// stretched by the slowdowns of that moment, and the slower dependencies
+// then, at most the client timeout):
 // users ÷ (think time + that latency). It stands for the offered load in
 // the references of a closed-loop run, since the arrivals counted depend
 // on the policy: one that keeps users waiting lowers them, and must not
@@ -753,8 +764,8 @@ func (s Scenario) validate(app App) error {
 		}
 	}
 	for i, c := range s.Slowdowns {
-		if k := app.serviceIndex(c.Service); k < 0 || app.Services[k].Workers == 0 || !(c.Factor >= 1.0/MaxSlowdown && c.Factor <= MaxSlowdown) {
-			return fmt.Errorf("scenario %s: Slowdowns[%d]: service %q factor %v: want a bounded service and a factor in [%v, %v]", s.Name, i, c.Service, c.Factor, 1.0/MaxSlowdown, float64(MaxSlowdown))
+		if err := slowdownErr(app, c.Service, c.Factor); err != nil {
+			return fmt.Errorf("scenario %s: Slowdowns[%d]: %w", s.Name, i, err)
 		}
 	}
 	for i, d := range s.Delays {

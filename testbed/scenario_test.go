@@ -296,3 +296,28 @@ func TestSimulateRefusesARunOverItsRequestBudget(t *testing.T) {
 		t.Errorf("under the default budget: %v", err)
 	}
 }
+
+// A scenario built by hand may slow only a bounded service of its app,
+// by a factor within MaxSlowdown either way.
+func TestScenarioRejectsBadSlowdowns(t *testing.T) {
+	app := Boutique()
+	s, err := NewScenario("slow-service", app, ScenarioOptions{Warmup: 5 * time.Second, Duration: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.validate(app); err != nil {
+		t.Fatalf("slow-service as built: %v", err)
+	}
+	for _, bad := range []SlowdownChange{
+		{At: time.Second, Service: "frontend", Factor: 2},
+		{At: time.Second, Service: "nowhere", Factor: 2},
+		{At: time.Second, Service: "productcatalog", Factor: 0},
+		{At: time.Second, Service: "productcatalog", Factor: 1000},
+		{At: time.Second, Service: "productcatalog", Factor: math.NaN()},
+	} {
+		s.Slowdowns = []SlowdownChange{bad}
+		if err := s.validate(app); err == nil || !strings.Contains(err.Error(), "Slowdowns[0]") {
+			t.Errorf("%+v: err = %v, want one naming Slowdowns[0]", bad, err)
+		}
+	}
+}
