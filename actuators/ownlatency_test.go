@@ -654,10 +654,11 @@ func runInterleaved(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int)
 }
 
 // TestSeparateCapRampsOutAfterATest: two APIs cross one bottleneck under
-// a binding shared limit, C once and A three times. A test of both finds
-// no latency of their own: the queue is the shared limit's. The caps do
-// not go at once, which would let in at one go the demand they held:
-// each doubles at most every ownRampDouble seconds while it still holds
+// a binding shared limit, C once and A three times. A test of A (alone:
+// C is the only API outside it) finds no latency of its own, C taking
+// the slots its cap frees: the queue is the shared limit's. The cap does
+// not go at once, which would let in at one go the demand it held: it
+// doubles at most every ownRampDouble seconds while it still holds
 // requests back, and goes within ownRampDoublings doublings.
 func TestSeparateCapRampsOutAfterATest(t *testing.T) {
 	c := NewConcurrencyLimiter(1000)
@@ -2027,4 +2028,35 @@ func TestBackfillExplainsByTheQueueOfThoseThatTookTheSlots(t *testing.T) {
 			t.Errorf("%s: explains %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestSeparateGroupLeavesAnOutside: C and A are the only APIs measured,
+// and cross one bottleneck, C once and A three times, so A shows an
+// excess of its own over C's, the median. A test of both would halve
+// every API's requests in flight, the shared limit's own cut, and no
+// API outside it could show whether the queue that fell was theirs: A
+// is tested alone.
+func TestSeparateGroupLeavesAnOutside(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	pc, pa := c.Partition(1), c.Partition(2)
+	const queue = 20e6
+	for i := range 400 {
+		q := 0.0
+		if i >= 200 {
+			q = queue
+		}
+		feed(c, pc, 60, 40e6+q)
+		feed(c, pa, 30, 20e6+3*q)
+		c.Rebalance(true, -math.Expm1(-0.1))
+		c.Separate(true, 0.1)
+		_, cc := pc.Separated()
+		_, ca := pa.Separated()
+		if ca > 0 || cc > 0 { // the first test
+			if ca == 0 || cc > 0 {
+				t.Errorf("first test at tick %d caps A %d, C %d; want A alone", i, ca, cc)
+			}
+			return
+		}
+	}
+	t.Fatal("no test in 20 s of a queue A sees three times")
 }
