@@ -2060,3 +2060,104 @@ func TestSeparateGroupLeavesAnOutside(t *testing.T) {
 	}
 	t.Fatal("no test in 20 s of a queue A sees three times")
 }
+
+// feedHeld is feed with the n requests in flight together, so that a cap
+// refuses those over it.
+func feedHeld(c *ConcurrencyLimiter, p *Partition, n int, latNs float64) {
+	admitted := 0
+	for range n {
+		if c.AcquireIn(p) != Refused {
+			admitted++
+		}
+	}
+	for range admitted {
+		c.ReleaseAfter(p, Useful, int64(latNs))
+	}
+}
+
+// TestSeparateGroupJudgedFromItsStart: A and C queue at a bottleneck, A
+// five visits a request and C two, and are tested together; O crosses it
+// once, too little of A's excess to be a member, and stays outside. A's
+// and C's latencies spiked once, seconds before (a cold start's first
+// queue). O takes the slots the test's caps free, and the queue stays
+// where it was: nothing shows it is A's and C's alone. The group's
+// verdict compares each member's excess with its highest since the test
+// began; measured from the old spike, both read a fall of half, and were
+// capped as an own queue while O filled it (random-4751's cold start:
+// their counterparts kept 0.30 and 0.35 of their shares).
+func TestSeparateGroupJudgedFromItsStart(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	pn, pa, pc, po := c.Partition(1), c.Partition(2), c.Partition(3), c.Partition(4)
+	tested := false
+	for i := range 600 {
+		q, spike := 0.0, 0.0
+		switch {
+		case i >= 30 && i < 34:
+			spike = 1000e6
+		case i >= 50:
+			q = 20e6
+		}
+		feedHeld(c, pn, 50, 5e6)
+		feedHeld(c, pa, 30, 20e6+5*q+spike)
+		feedHeld(c, pc, 30, 30e6+2*q+spike)
+		feedHeld(c, po, 10, 60e6+q)
+		c.Rebalance(true, -math.Expm1(-0.1))
+		c.Separate(true, 0.1)
+		if po.own.testing() {
+			t.Fatalf("tick %d: O tested; want it outside", i)
+		}
+		switch {
+		case pa.own.testing() && pc.own.testing():
+			tested = true
+		case tested:
+			if pa.own.phase == ownQueue || pc.own.phase == ownQueue {
+				t.Fatalf("tick %d, after a test of A and C: A phase %d, C phase %d; want the queue left to the shared limit", i, pa.own.phase, pc.own.phase)
+			}
+			return
+		}
+	}
+	t.Fatalf("no test of both A and C in 60 s (tested %v)", tested)
+}
+
+// TestSeparateGroupOutsiderFallsInMilliseconds: A and C are due for a
+// test of the queue at a bottleneck they cross, A twenty-four visits a
+// request and C two. O crosses it once, and also waits 23 ms at a
+// service of its own: its excess is under a quarter of A's, so it stays
+// outside, and under a quarter of its own 200 ms baseline, too little for
+// its share of it to count. The test drains the queue: C's excess falls
+// by 10 ms, O's by 5, over a third of the least member's fall in
+// milliseconds. O waits in the same queue, which is not A's and C's
+// alone, and stays the shared limit's.
+func TestSeparateGroupOutsiderFallsInMilliseconds(t *testing.T) {
+	c := NewConcurrencyLimiter(1000)
+	pn, pa, pc, po := c.Partition(1), c.Partition(2), c.Partition(3), c.Partition(4)
+	tested := false
+	for i := range 600 {
+		q, own := 0.0, 0.0
+		if i >= 50 {
+			q, own = 5e6, 23e6
+		}
+		if pa.own.testing() || pc.own.testing() {
+			q = 0 // the test's caps drain the queue
+		}
+		feedHeld(c, pn, 150, 5e6)
+		feedHeld(c, pa, 30, 2e6+24*q)
+		feedHeld(c, pc, 60, 1e6+2*q)
+		feedHeld(c, po, 10, 200e6+own+q)
+		c.Rebalance(true, -math.Expm1(-0.1))
+		c.Separate(true, 0.1)
+		if po.own.testing() {
+			t.Fatalf("tick %d: O tested; want it outside", i)
+		}
+		switch {
+		case pa.own.testing() && pc.own.testing():
+			tested = true
+		case tested:
+			if pa.own.phase == ownQueue || pc.own.phase == ownQueue {
+				t.Fatalf("tick %d, after a test of A and C: A phase %d, C phase %d; want the queue left to the shared limit", i, pa.own.phase, pc.own.phase)
+			}
+			return
+		}
+	}
+	t.Fatalf("no test of both A and C in 60 s (tested %v)", tested)
+}
