@@ -191,6 +191,9 @@ type Partition struct {
 	// ceilingNs is the latency beyond which a request's is its own (0:
 	// none is); both set by Separate.
 	capSlots, ceilingNs atomic.Int64
+	// ownMaxNs bounds a request's own latency beyond ceilingNs (0: no
+	// bound), set by Separate.
+	ownMaxNs atomic.Int64
 	// offsetNs is the partition's baseline less the limiter's reference
 	// latency (Separate): subtracted from each of its answers' latency, it
 	// leaves the reference plus the answer's excess, so that the flux

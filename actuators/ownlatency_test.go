@@ -2161,3 +2161,24 @@ func TestSeparateGroupOutsiderFallsInMilliseconds(t *testing.T) {
 	}
 	t.Fatalf("no test of both A and C in 60 s (tested %v)", tested)
 }
+
+// TestSeparateSlowerDependencyBoundsItsOwn: an API separated as a slower
+// dependency then queues behind it: an answer 600 ms later than its
+// dependency's proven excess keeps out of the shared latency no more than
+// twice that excess; the rest is a queue the shared limit must see.
+func TestSeparateSlowerDependencyBoundsItsOwn(t *testing.T) {
+	c, slow, _, _ := newSlowerDependencyModel(t)
+	proven := slow.p.own.ref
+	if !(proven > 100e6) {
+		t.Fatalf("precondition: the proven own excess is %v", time.Duration(proven))
+	}
+	if c.AcquireIn(slow.p) == Refused {
+		t.Fatal("precondition: refused")
+	}
+	latency := int64(slow.p.own.baseNs + proven + 600e6)
+	own, _ := c.ReleaseAfter(slow.p, Useful, latency)
+	if float64(own) > 2*proven+1e6 || float64(own) < proven {
+		t.Errorf("own latency %v of a %v answer, with %v proven: want between the proven and twice it",
+			time.Duration(own), time.Duration(latency), time.Duration(proven))
+	}
+}
