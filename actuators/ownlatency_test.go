@@ -2086,10 +2086,7 @@ func feedHeld(c *ConcurrencyLimiter, p *Partition, n int, latNs float64) {
 // capped as an own queue while O filled it (random-4751's cold start:
 // their counterparts kept 0.30 and 0.35 of their shares).
 func TestSeparateGroupJudgedFromItsStart(t *testing.T) {
-	c := NewConcurrencyLimiter(1000)
-	pn, pa, pc, po := c.Partition(1), c.Partition(2), c.Partition(3), c.Partition(4)
-	tested := false
-	for i := range 600 {
+	groupVerdictModel(t, 50, 30, 30, func(i int, testing bool) (a, cm, o float64) {
 		q, spike := 0.0, 0.0
 		switch {
 		case i >= 30 && i < 34:
@@ -2097,26 +2094,8 @@ func TestSeparateGroupJudgedFromItsStart(t *testing.T) {
 		case i >= 50:
 			q = 20e6
 		}
-		feedHeld(c, pn, 50, 5e6)
-		feedHeld(c, pa, 30, 20e6+5*q+spike)
-		feedHeld(c, pc, 30, 30e6+2*q+spike)
-		feedHeld(c, po, 10, 60e6+q)
-		c.Rebalance(true, -math.Expm1(-0.1))
-		c.Separate(true, 0.1)
-		if po.own.testing() {
-			t.Fatalf("tick %d: O tested; want it outside", i)
-		}
-		switch {
-		case pa.own.testing() && pc.own.testing():
-			tested = true
-		case tested:
-			if pa.own.phase == ownQueue || pc.own.phase == ownQueue {
-				t.Fatalf("tick %d, after a test of A and C: A phase %d, C phase %d; want the queue left to the shared limit", i, pa.own.phase, pc.own.phase)
-			}
-			return
-		}
-	}
-	t.Fatalf("no test of both A and C in 60 s (tested %v)", tested)
+		return 20e6 + 5*q + spike, 30e6 + 2*q + spike, 60e6 + q
+	})
 }
 
 // TestSeparateGroupOutsiderFallsInMilliseconds: A and C are due for a
@@ -2129,21 +2108,34 @@ func TestSeparateGroupJudgedFromItsStart(t *testing.T) {
 // milliseconds. O waits in the same queue, which is not A's and C's
 // alone, and stays the shared limit's.
 func TestSeparateGroupOutsiderFallsInMilliseconds(t *testing.T) {
-	c := NewConcurrencyLimiter(1000)
-	pn, pa, pc, po := c.Partition(1), c.Partition(2), c.Partition(3), c.Partition(4)
-	tested := false
-	for i := range 600 {
+	groupVerdictModel(t, 150, 30, 60, func(i int, testing bool) (a, cm, o float64) {
 		q, own := 0.0, 0.0
 		if i >= 50 {
 			q, own = 5e6, 23e6
 		}
-		if pa.own.testing() || pc.own.testing() {
+		if testing {
 			q = 0 // the test's caps drain the queue
 		}
-		feedHeld(c, pn, 150, 5e6)
-		feedHeld(c, pa, 30, 2e6+24*q)
-		feedHeld(c, pc, 60, 1e6+2*q)
-		feedHeld(c, po, 10, 200e6+own+q)
+		return 2e6 + 24*q, 1e6 + 2*q, 200e6 + own + q
+	})
+}
+
+// groupVerdictModel runs N (nPerTick answers of 5 ms a tick), A, C and O
+// (aPerTick, cPerTick and 10 answers a tick) at the latencies lat gives
+// for each tick (testing: A's or C's test is under way), until a test of
+// A and C has ended, and fails if O was tested or A and C were judged an
+// own queue.
+func groupVerdictModel(t *testing.T, nPerTick, aPerTick, cPerTick int, lat func(i int, testing bool) (a, cm, o float64)) {
+	t.Helper()
+	c := NewConcurrencyLimiter(1000)
+	pn, pa, pc, po := c.Partition(1), c.Partition(2), c.Partition(3), c.Partition(4)
+	tested := false
+	for i := range 600 {
+		a, cm, o := lat(i, pa.own.testing() || pc.own.testing())
+		feedHeld(c, pn, nPerTick, 5e6)
+		feedHeld(c, pa, aPerTick, a)
+		feedHeld(c, pc, cPerTick, cm)
+		feedHeld(c, po, 10, o)
 		c.Rebalance(true, -math.Expm1(-0.1))
 		c.Separate(true, 0.1)
 		if po.own.testing() {
