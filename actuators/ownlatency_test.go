@@ -581,30 +581,40 @@ func TestSeparateGroupAtSettle(t *testing.T) {
 func TestSeparateGroupHoldsTheMediansBottleneck(t *testing.T) {
 	c := NewConcurrencyLimiter(1000)
 	pn, pc, pa := c.Partition(1), c.Partition(2), c.Partition(3)
-	const queue = 20e6
-	for i := range 400 {
-		q := 0.0
-		if i >= 200 {
-			q = queue
-		}
+	i, ca, cc := firstTest(t, c, pa, pc, func(q float64) {
 		feed(c, pn, 40, 10e6)
 		feed(c, pc, 30, 40e6+q)
 		feed(c, pa, 30, 20e6+3*q)
+	})
+	if ca == 0 || cc == 0 {
+		t.Errorf("first test at tick %d caps A %d, C %d; want both", i, ca, cc)
+	}
+	if sn, cn := pn.Separated(); sn || cn > 0 {
+		t.Errorf("first test at tick %d caps the API that does not cross the bottleneck (%d)", i, cn)
+	}
+}
+
+// firstTest runs ticks of feed(q), the queue q 0 for 20 s and 20 ms
+// after, until the first test of A or C, and returns its tick and their
+// caps then.
+func firstTest(t *testing.T, c *ConcurrencyLimiter, pa, pc *Partition, feed func(q float64)) (tick int, ca, cc int64) {
+	t.Helper()
+	for i := range 400 {
+		q := 0.0
+		if i >= 200 {
+			q = 20e6
+		}
+		feed(q)
 		c.Rebalance(true, -math.Expm1(-0.1))
 		c.Separate(true, 0.1)
 		_, cc := pc.Separated()
 		_, ca := pa.Separated()
-		if ca > 0 || cc > 0 { // the first test
-			if ca == 0 || cc == 0 {
-				t.Errorf("first test at tick %d caps A %d, C %d; want both", i, ca, cc)
-			}
-			if sn, cn := pn.Separated(); sn || cn > 0 {
-				t.Errorf("first test at tick %d caps the API that does not cross the bottleneck (%d)", i, cn)
-			}
-			return
+		if ca > 0 || cc > 0 {
+			return i, ca, cc
 		}
 	}
 	t.Fatal("no test in 20 s of a queue A sees three times")
+	return 0, 0, 0
 }
 
 // runInterleaved is runOwn with the requests of every API in the order
@@ -2039,26 +2049,13 @@ func TestBackfillExplainsByTheQueueOfThoseThatTookTheSlots(t *testing.T) {
 func TestSeparateGroupLeavesAnOutside(t *testing.T) {
 	c := NewConcurrencyLimiter(1000)
 	pc, pa := c.Partition(1), c.Partition(2)
-	const queue = 20e6
-	for i := range 400 {
-		q := 0.0
-		if i >= 200 {
-			q = queue
-		}
+	i, ca, cc := firstTest(t, c, pa, pc, func(q float64) {
 		feed(c, pc, 60, 40e6+q)
 		feed(c, pa, 30, 20e6+3*q)
-		c.Rebalance(true, -math.Expm1(-0.1))
-		c.Separate(true, 0.1)
-		_, cc := pc.Separated()
-		_, ca := pa.Separated()
-		if ca > 0 || cc > 0 { // the first test
-			if ca == 0 || cc > 0 {
-				t.Errorf("first test at tick %d caps A %d, C %d; want A alone", i, ca, cc)
-			}
-			return
-		}
+	})
+	if ca == 0 || cc > 0 {
+		t.Errorf("first test at tick %d caps A %d, C %d; want A alone", i, ca, cc)
 	}
-	t.Fatal("no test in 20 s of a queue A sees three times")
 }
 
 // feedHeld is feed with the n requests in flight together, so that a cap
