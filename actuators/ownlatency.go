@@ -64,7 +64,10 @@ import (
 //     by a third of the least member's fall in milliseconds (a fall of a
 //     few milliseconds at another service a member also crosses, against
 //     the tens the members' queue loses, is no sign that the outside
-//     partition waits in their queue), found a queue of theirs, one
+//     partition waits in their queue), and none outside fell by a third
+//     of that least fall over three standard errors of its mean (it
+//     waits in their queue, whatever share of its excess that is),
+//     found a queue of theirs, one
 //     verdict for
 //     all of them: they keep their caps as a group, cut
 //     together by a fifth when any one of them is cut, and the room the
@@ -406,7 +409,9 @@ func medianExcess(ms []measuredExcess, queues bool) float64 {
 // ReleaseAfter is ReleaseIn for a request that took latencyNs (negative:
 // unknown), measured for Separate. It returns, for the flux meters' shared
 // latency, the part of latencyNs that is the partition's own if Separate
-// found it separate (its latency beyond its ceiling; else 0), and the
+// found it separate (its latency beyond its ceiling, up to its bound: a
+// slower dependency's own is at most ownSlowerBound times what its test
+// found; else 0), and the
 // partition's offset: its baseline less the limiter's reference latency
 // (negative for an API cheaper than the mix; 0 with one partition or with
 // Separate off), which a meter of every API's requests leaves out too and
@@ -806,14 +811,14 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		}
 	}
 	// How far did the other partitions' excesses fall from their highest
-	// during a solo test (of those whose excess reached a quarter of
-	// their baselines), as a share of it, at most? And by how much, in
-	// time, where both that fall and the highest excess are over three
+	// during a test (since a solo one, or a group's with no other under
+	// way, began; of those whose excess reached a quarter of their
+	// baselines), as a share of it, at most? And by how much, in time,
+	// where both that fall and the highest excess are over three
 	// standard errors of its mean (for all of them)? A queue is paid in
 	// the same milliseconds by every request that waits in it: an API
 	// many times as costly as the tested one shows it as a sliver of its
-	// baseline. Only a solo test is judged by the second: the highest
-	// excesses are those since one began.
+	// baseline.
 	var othersFell ownFall
 	for _, p := range *ps {
 		if p == nil {
@@ -926,8 +931,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// 2.9 ms with report's cap, while report's fell by 15 ms and feed's,
 	// three visits to db, by 46), and judged by its share alone it handed
 	// the group back to the shared limit after every test. But one whose
-	// fall is a third of the least member's in milliseconds, and over
-	// three standard errors of its mean, waits in their queue whatever
+	// fall is a third of the least member's in milliseconds, with the
+	// fall and its highest excess over three standard errors of its
+	// mean, waits in their queue whatever
 	// share of its excess that is (an API with a queue elsewhere too):
 	// random-2's slow service with closed-loop users, an outside API fell
 	// by 4.0 ms with the members' 3.5 and 8 % of its excess, and the
@@ -1635,20 +1641,40 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 	// A slower dependency's own latency is what its test found, with room
 	// for its spread: what a request takes beyond ownSlowerBound times
 	// that is a queue again, the shared limit's to see, until a re-test
-	// (at twice the excess) says otherwise.
-	p.ownMaxNs.Store(0)
+	// (at twice the excess) says otherwise. A bound is stored before the
+	// ceiling it bounds and cleared after the ceiling it no longer
+	// bounds, so that a request released between the two stores never
+	// finds a ceiling without its bound.
+	var ceiling, most float64 // most 0: no bound
 	switch {
 	case o.phase == ownQueue:
-		p.ceilingNs.Store(int64(o.baseNs + math.Max(others, 0)))
+		ceiling = o.baseNs + math.Max(others, 0)
 	case o.phase == ownSlower:
-		p.ceilingNs.Store(int64(o.baseNs + math.Max(shared, 0)))
-		p.ownMaxNs.Store(int64(math.Max(1, ownSlowerBound*o.ref)))
+		ceiling, most = o.baseNs+math.Max(shared, 0), slowerBound(o.ref)
 	case o.proven > 0:
-		p.ceilingNs.Store(int64(o.baseNs + math.Max(shared, 0)))
-		p.ownMaxNs.Store(int64(math.Max(1, ownSlowerBound*o.proven)))
+		ceiling, most = o.baseNs+math.Max(shared, 0), slowerBound(o.proven)
 	default:
-		p.ceilingNs.Store(0) // a queue of its own is the shared limit's until a test says otherwise
+		// ceiling 0: a queue of its own is the shared limit's until a
+		// test says otherwise
 	}
+	if most > 0 {
+		p.ownMaxNs.Store(int64(most))
+		p.ceilingNs.Store(int64(ceiling))
+	} else {
+		p.ceilingNs.Store(int64(ceiling))
+		p.ownMaxNs.Store(0)
+	}
+}
+
+// slowerBound is the bound on a slower dependency's own latency, in ns,
+// given the own excess its test found: ownSlowerBound times it, at least
+// 1 ns (an excess that is not a number bounds at 1 ns: none of it is
+// left out).
+func slowerBound(excessNs float64) float64 {
+	if b := ownSlowerBound * excessNs; b >= 1 {
+		return b
+	}
+	return 1
 }
 
 // ownSlowerBound bounds a slower dependency's own latency, a request's
@@ -1970,11 +1996,13 @@ func (o *ownState) little() float64 {
 func (o *ownState) littleAt(lat float64) float64 { return o.n / ownWindow * lat / 1e9 }
 
 // ownFall is how far the excesses of the partitions not under test fell
-// during a solo test, at most: as a share of their highest (share), and in
-// nanoseconds (ns), where the fall is over three standard errors; and in
-// nanoseconds whatever their errors and highest excesses (rawNs); and the
-// most any of them rose over its excess when the solo test began, where
-// the rise is over three standard errors (riseNs).
+// during a test, at most: as a share of their highest (share), and in
+// nanoseconds (ns), where the fall and the highest are over three
+// standard errors; and in nanoseconds whatever their errors and highest
+// excesses (rawNs); and the most any of them rose over its excess when
+// the test began, where the rise is over three standard errors (riseNs).
+// A solo test is judged by share, ns and riseNs, a group's by share,
+// rawNs and ns.
 type ownFall struct{ share, ns, rawNs, riseNs float64 }
 
 // backfillShare is the most of the slots a test's cap frees that the
