@@ -272,6 +272,13 @@ type SLOConcurrencyController struct {
 	// the lease began or its last probe.
 	drainLease      bool
 	leaseProbeTicks float64
+	// The relearn probe (startRelearnProbe) runs the drain probe after a
+	// relearn at a small limit: whether the drain running is one
+	// (drainRelearn), and the throughput of the window that relearned
+	// (answers a second), which Execute keeps for it (relearnX).
+	drainRelearn bool
+	relearnX     float64
+	drainCounted float64 // ticks a relearn probe has counted, after its skip
 	// tightness, from 0 to 1, is how much of the queue tolerance's
 	// allowance over the baseline the worst API's tail (api_latency_ms
 	// over api_setpoint_ms) has taken away (queueTolerance), and
@@ -753,6 +760,7 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 	// finds what the new latency needs beyond it. (Scaling it by the new
 	// latency over the old over-admits when a costlier mix, not a slower
 	// dependency, raised the latency.)
+	before := c.limit
 	if !c.second {
 		c.limit = math.Max(c.limit, c.streakLimit)
 	}
@@ -761,7 +769,71 @@ func (c *SLOConcurrencyController) takeBaseline() bool {
 	if fresh {
 		c.leaseLimit = c.limit
 	}
+	c.startRelearnProbe(before)
 	return true
+}
+
+// drainMeasureMax is the most ticks a relearn probe measures
+// (startRelearnProbe): twice max_window, or, if longer, the time the
+// throughput before it turns over probeTickAnswers answers in (five at
+// the half of it the probe may keep), up to relearnProbeWindows ×
+// relearn_after: a service whose answers take seconds (two workers of
+// 1.2 s) gave three in twice max_window, and five of a lognormal's
+// spread read 1.56 s.
+func (c *SLOConcurrencyController) drainMeasureMax() float64 {
+	most := 2 * c.maxWindowTicks
+	if c.drainThroughput > 0 {
+		most = math.Max(most, math.Min(math.Ceil(probeTickAnswers/c.drainThroughput/c.interval), relearnProbeWindows*c.relearnTicks))
+	}
+	return most
+}
+
+// relearnProbeWindows is how many relearn_afters a relearn probe
+// measures at most (drainMeasureMax).
+const relearnProbeWindows = 4
+
+// relearnProbeFloors is how many times the floor the queueing cuts settle
+// at ((1/(1-min_gradient))², 4 by default) a limit may be at most for a
+// relearn there to be probed (startRelearnProbe).
+const relearnProbeFloors = 2
+
+// startRelearnProbe runs the drain probe after a relearn that took its
+// baseline at a small limit (before, at most relearnProbeFloors × the
+// cuts' floor): the limit in force drops to what the relearning window's
+// throughput needs in flight at half the new baseline (Little's law),
+// and the answers of the requests admitted after show the latency
+// without a queue. A service of fewer workers than that floor holds a
+// queue at every limit the cuts reach, and the relearn took it as the
+// service's own latency: on two workers of 600 ms slowed to 1.2 s, it
+// took 2.4 s at the floor of 4, and the limit the lease let grow held
+// 18 in flight, answers 7 s late (two-slow-workers' slow service: 0.39
+// of proportional over the steady half). Where the probe reads the
+// latency lower (drain), that becomes the baseline; where it reads it at
+// or under the settled baseline, the relearn was a queue all along, and
+// the lease ends; either way the limit is then at most what the
+// throughput needs at the tolerance over the baseline. The probe costs,
+// where there was no queue, up to half the throughput for a few rtts,
+// once per relearn. Not where the warm-up's windows were as noisy as a
+// mix of cheap and costly APIs makes them (noisyWarmup, as startDrain):
+// the cheap answers come first, and on slo-spread's cold start (2 ms
+// and 500 ms) a probe read 18 ms of a mix of 67, ended the lease and
+// cut the limit to 2.5 (0.52 → 0.35 of proportional in the first 10 s).
+func (c *SLOConcurrencyController) startRelearnProbe(before float64) {
+	floor := 1 / (1 - c.minGradient)
+	if !(before <= relearnProbeFloors*floor*floor) || !(c.relearnX > 0) || !IsValid(c.baseline) || c.drainPhase != drainOff || c.noisyWarmup() {
+		return
+	}
+	target := math.Max(c.minLimit, math.Ceil(c.relearnX*c.baseline/2/1000))
+	if target >= before {
+		return
+	}
+	c.drainPhase, c.drainTarget, c.drainTicks, c.drainThroughput, c.drainRelearn = drainDraining, target, 0, c.relearnX, true
+	// The requests in flight answer within about the relearned rtt;
+	// where they hang, the probe gives up after two of them, or after
+	// relearn_after (a dependency that hangs, answered by timeouts,
+	// holds the slots whatever the limit).
+	c.drainMax = c.maxWindowTicks + math.Min(math.Ceil(2*c.baseline/(c.interval*1000)), c.relearnTicks)
+	c.drainMeasureTicks, c.drainAnswers, c.drainRTTSum, c.drainInFlight, c.drainSkip, c.drainCounted = 0, 0, 0, 0, 0, 0
 }
 
 // expireLease lets a relearned baseline decay back towards the one it
@@ -926,7 +998,7 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	if c.slowStartOn {
 		c.peak = math.Max(c.peak, c.limit)
 	}
-	if c.drainPhase != drainOff && c.drain(n, rtt, inFlight) {
+	if c.drainPhase != drainOff && c.drain(n, rtt, inFlight, oldest) {
 		out[0], out[1], out[2] = math.Min(c.inForce(), c.drainTarget), 0, c.baseline
 		return
 	}
@@ -1069,6 +1141,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	// limit.
 	refusedOnly := refused > 0 && refused < burstShare*(refused+windowN) && !binding && !slow && IsValid(rtt) &&
 		!c.slowStartOn && c.samples >= baselineWarmup && !c.refill // a drain probe's lower limit refused those
+	c.relearnX = 0
+	if windowTicks > 0 && c.interval > 0 {
+		c.relearnX = windowN / (windowTicks * c.interval)
+	}
 	// A run of queueing windows begins with one that binds; a small
 	// limit may leave a window with a free slot at every tick, and such a
 	// window, still slow, does not end the run.
@@ -1290,6 +1366,13 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	c.startDrain(windowTicks, windowN, rtt)
 	c.startLeaseProbe(windowTicks, windowN, binding)
 	out[0], out[1], out[2] = c.inForce(), overload, c.baseline
+	if c.drainRelearn {
+		// A relearn probe holds its target from this tick on: the
+		// relearn put the limit back up where its run began, and the
+		// requests it let in for a tick took the drain three turnovers
+		// of two slow workers to let go.
+		out[0] = math.Min(out[0], c.drainTarget)
+	}
 }
 
 // validate takes back room the limit has not used (used: the window bound,
@@ -1506,8 +1589,13 @@ func (c *SLOConcurrencyController) leaseMidpoint() float64 {
 // the lease's own test instead: the mean of the answers after one
 // midpoint rtt, against the midpoint, within the probe's budget; the
 // windows, and with them the lease's decay and any early relearn's
-// check, wait while it runs.
-func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
+// check, wait while it runs. After a relearn at a small limit
+// (drainRelearn, startRelearnProbe) it counts nothing until the skipped
+// answers are in, decides as soon as it has the answers the baseline's
+// test needs over an rtt (drainMeasureMax at most), reads nothing lower
+// while an older request is still in flight, and what it finds replaces
+// the relearned baseline, or ends the lease.
+func (c *SLOConcurrencyController) drain(n, rtt, inFlight, oldest float64) bool {
 	c.drainTicks++
 	if c.drainPhase == drainDraining {
 		if IsValid(inFlight) && inFlight <= c.drainTarget {
@@ -1515,7 +1603,7 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 			// drain and waited in its queue: their answers are skipped.
 			c.drainPhase, c.drainSkip = drainMeasuring, inFlight
 		} else if c.drainTicks >= c.drainMax {
-			c.drainPhase, c.refill, c.drainLease = drainOff, true, false
+			c.drainPhase, c.refill, c.drainLease, c.drainRelearn = drainOff, true, false, false
 		}
 		return c.drainPhase != drainOff
 	}
@@ -1526,6 +1614,19 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 		// flight, and only the fastest of them answer.
 		c.drainSkip -= math.Min(n, c.drainSkip)
 		return true
+	}
+	if c.drainRelearn && c.drainSkip > 0 {
+		// A relearn probe counts nothing until the requests admitted
+		// before the drop have answered, the tick they finish in
+		// included: while they were in flight, the count held requests
+		// whose answers are skipped, and Little's law read high (on two
+		// workers of 1.2 s, eight answers read 1.55 s); the answers
+		// after them in that tick are the fastest of the new ones.
+		c.drainSkip -= math.Min(n, c.drainSkip)
+		return true
+	}
+	if c.drainRelearn {
+		c.drainCounted++
 	}
 	if skip := math.Min(n, c.drainSkip); skip > 0 {
 		// A tick's answers come oldest first: those of the requests
@@ -1570,6 +1671,16 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 		if !done && !enough {
 			return true
 		}
+	} else if c.drainRelearn {
+		// A relearn probe decides as soon as it can, once it has
+		// counted for the rtt Little's law reads (a mix's cheap answers
+		// come first: seven in a tick read 29 ms of a mix of 43): it
+		// costs throughput where the relearn was right.
+		decided := c.drainCounted*c.interval*1000 >= little &&
+			(c.drainAnswers >= probeTickAnswers || c.drainAnswers >= probeTickAnswers/2 && measured < c.baseline/c.tolerance)
+		if !decided && c.drainMeasureTicks < c.drainMeasureMax() {
+			return true
+		}
 	} else if !done && !enough && (measuredMs < probeTickAnswers/c.tolerance*c.baseline || c.drainMeasureTicks < c.maxWindowTicks) && c.drainMeasureTicks < 2*c.maxWindowTicks {
 		return true
 	}
@@ -1581,7 +1692,32 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight float64) bool {
 		}
 		return false
 	}
-	if !(c.drainAnswers >= probeTickAnswers && measured < 0.8*c.baseline) && !(c.drainAnswers >= probeTickAnswers/2 && measured < c.baseline/c.tolerance) {
+	lower := c.drainAnswers >= probeTickAnswers && measured < 0.8*c.baseline || c.drainAnswers >= probeTickAnswers/2 && measured < c.baseline/c.tolerance
+	if c.drainRelearn && lower && oldest > c.tolerance*measured {
+		// A request in flight is older than the tolerance over what
+		// the probe measured: a costly API's requests are still out,
+		// and the mix's cheap answers came first (random-4740's slow
+		// API: twenty answers in two ticks read 20 ms of a mix of 61,
+		// and the lease ended under a slow API).
+		lower = false
+	}
+	if c.drainRelearn {
+		// Whatever it found, the limit is at most what the throughput
+		// before the probe needs at the tolerance over the baseline
+		// (Little's law): the relearn put it back where its run began,
+		// and the first window after the probe read the queue it had
+		// drained and grew it further (random-5's slow service: 23.6 →
+		// 28.5, then an rtt of 65 ms over a baseline of 24).
+		c.drainRelearn = false
+		if lower && IsValid(c.settled) && measured <= c.settled {
+			c.endLease(inFlight)
+		} else if lower {
+			c.baseline, c.leased = measured, measured
+		}
+		c.limit = math.Max(c.minLimit, math.Min(c.limit, c.drainThroughput*c.tolerance*c.baseline/1000))
+		return false
+	}
+	if !lower {
 		return false
 	}
 	// The warm-up's lowest latency_ms and its windows' standard errors

@@ -1842,3 +1842,46 @@ func climb(c components.Component, rttMs, workers, sem, target float64, ticks in
 	}
 	return out, reached
 }
+
+// A relearn at the cuts' floor is probed: two workers of 600 ms slow to
+// 1.2 s (two-slow-workers' slow service). The cuts cannot take the limit
+// under their floor of 4, where the two workers hold a queue of two, and
+// the relearn took the rtt there, twice the service's own latency, as
+// the baseline; the limit the lease let grow over it reached 18.8 in
+// flight (in the simulator, 18: answers 7 s late). The relearn probe
+// drops the limit under what the workers turn over, and the answers
+// there show the latency without a queue.
+func TestSLOConcurrencyControllerProbesARelearnAtTheFloor(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	holds := []int{6}
+	step := fifoService(c, 2, holds)
+	for range 600 {
+		step(out)
+	}
+	if out[2] > 1000 {
+		t.Fatalf("baseline %.0f ms after 60 s at 600 ms, want the service's own latency learned", out[2])
+	}
+	holds[0] = 12
+	most, relearned, probed := 0.0, 0.0, 0.0
+	for range 450 {
+		step(out)
+		most = math.Max(most, out[0])
+		if out[2] > 2000 {
+			relearned++
+		} else if out[2] > 1000 && out[2] < 1500 {
+			probed++
+		}
+	}
+	if relearned == 0 {
+		t.Fatal("no baseline over 2 s in 45 s slowed: the test needs the relearn at the floor's queue")
+	}
+	// Alone, a request waits up to a tick to start and holds a worker
+	// for twelve: 1.2 to 1.3 s.
+	if probed == 0 {
+		t.Errorf("the baseline never read 1 to 1.5 s in 45 s slowed: the probe did not find the service's own latency (1.2 to 1.3 s)")
+	}
+	if most > 8 {
+		t.Errorf("limit up to %.1f in 45 s slowed, want at most 8 (the 7.2 the slowdown found; two workers need 2)", most)
+	}
+}
