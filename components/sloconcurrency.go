@@ -811,9 +811,17 @@ const relearnProbeFloors = 2
 // latency lower (drain), that becomes the baseline; where it reads it at
 // or under the settled baseline, the relearn was a queue all along, and
 // the lease ends; either way the limit is then at most what the
-// throughput needs at the tolerance over the baseline. The probe costs,
-// where there was no queue, up to half the throughput for a few rtts,
-// once per relearn. Not where the warm-up's windows were as noisy as a
+// throughput needs at the tolerance over the baseline. Nothing reads
+// lower while a request in flight is older than the tolerance over the
+// reading, where oldest_in_flight_ms is wired. The probe costs, where
+// there was no queue, half the throughput the cut limit had for a few
+// rtts, once per relearn, and the limit the relearn put back: a slower
+// dependency behind a limit of 12, relearned at 4.7, held 3 for 5 s and
+// grew back from 5.8 over 6 more (takeBaseline's limit where the run
+// began is the better guess where the cuts took it from a limit that
+// served the traffic, but the window after the probe read the queue the
+// probe had drained and grew from it: random-5's slow service, in drain).
+// Not where the warm-up's windows were as noisy as a
 // mix of cheap and costly APIs makes them (noisyWarmup, as startDrain):
 // the cheap answers come first, and on slo-spread's cold start (2 ms
 // and 500 ms) a probe read 18 ms of a mix of 67, ended the lease and
@@ -823,15 +831,21 @@ func (c *SLOConcurrencyController) startRelearnProbe(before float64) {
 	if !(before <= relearnProbeFloors*floor*floor) || !(c.relearnX > 0) || !IsValid(c.baseline) || c.drainPhase != drainOff || c.noisyWarmup() {
 		return
 	}
+	// Little's law must account for what is in flight: an rtt_ms that
+	// is a ratio to each API's baseline (topfull's queue guard, about 1)
+	// read as milliseconds needs no requests in flight at all.
+	if c.relearnX*c.baseline/1000 < before/2 {
+		return
+	}
 	target := math.Max(c.minLimit, math.Ceil(c.relearnX*c.baseline/2/1000))
 	if target >= before {
 		return
 	}
 	c.drainPhase, c.drainTarget, c.drainTicks, c.drainThroughput, c.drainRelearn = drainDraining, target, 0, c.relearnX, true
 	// The requests in flight answer within about the relearned rtt;
-	// where they hang, the probe gives up after two of them, or after
-	// relearn_after (a dependency that hangs, answered by timeouts,
-	// holds the slots whatever the limit).
+	// where they hang, the probe gives up max_window after two of them,
+	// or after relearn_after (a dependency that hangs, answered by
+	// timeouts, holds the slots whatever the limit).
 	c.drainMax = c.maxWindowTicks + math.Min(math.Ceil(2*c.baseline/(c.interval*1000)), c.relearnTicks)
 	c.drainMeasureTicks, c.drainAnswers, c.drainRTTSum, c.drainInFlight, c.drainSkip, c.drainCounted = 0, 0, 0, 0, 0, 0
 }
@@ -1368,9 +1382,10 @@ func (c *SLOConcurrencyController) Execute(in, out []float64) {
 	out[0], out[1], out[2] = c.inForce(), overload, c.baseline
 	if c.drainRelearn {
 		// A relearn probe holds its target from this tick on: the
-		// relearn put the limit back up where its run began, and the
-		// requests it let in for a tick took the drain three turnovers
-		// of two slow workers to let go.
+		// relearn put the limit back up where its run began (but on
+		// its second reference), and the requests it let in for a
+		// tick took the drain three turnovers of two slow workers to
+		// let go.
 		out[0] = math.Min(out[0], c.drainTarget)
 	}
 }
@@ -1623,7 +1638,12 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight, oldest float64) bool 
 		// workers of 1.2 s, eight answers read 1.55 s); the answers
 		// after them in that tick are the fastest of the new ones.
 		c.drainSkip -= math.Min(n, c.drainSkip)
-		return true
+		if c.drainMeasureTicks < c.drainMeasureMax() {
+			return true
+		}
+		// Requests that hang are never skipped: the probe decides on
+		// what it has, as at drainMeasureMax.
+		n = 0
 	}
 	if c.drainRelearn {
 		c.drainCounted++
@@ -1709,7 +1729,15 @@ func (c *SLOConcurrencyController) drain(n, rtt, inFlight, oldest float64) bool 
 		// drained and grew it further (random-5's slow service: 23.6 →
 		// 28.5, then an rtt of 65 ms over a baseline of 24).
 		c.drainRelearn = false
-		if lower && IsValid(c.settled) && measured <= c.settled {
+		if lower {
+			// The probe measured the latency an early relearn's check
+			// (checkEarly) would infer from throughput at the limit it
+			// caps: the check, which needs the throughput to rise with a
+			// limit the probe has just lowered, put the settled 920 ms
+			// back over two workers of 1.2 s.
+			c.checking = false
+		}
+		if lower && measured <= c.settled {
 			c.endLease(inFlight)
 		} else if lower {
 			c.baseline, c.leased = measured, measured

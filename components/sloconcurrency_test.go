@@ -1884,4 +1884,143 @@ func TestSLOConcurrencyControllerProbesARelearnAtTheFloor(t *testing.T) {
 	if most > 8 {
 		t.Errorf("limit up to %.1f in 45 s slowed, want at most 8 (the 7.2 the slowdown found; two workers need 2)", most)
 	}
+	// What the probe found stays: the early relearn's check (checkEarly)
+	// must not put the settled 920 ms back, under which the floor's queue
+	// of two is a queue no cut can drain (and no relearn can halve).
+	if out[2] < 1000 || out[2] > 1500 {
+		t.Errorf("baseline %.0f ms after 45 s slowed, want the probe's 1 to 1.5 s kept", out[2])
+	}
+}
+
+// twoAPIService is a service of two APIs behind one limit, each with its
+// own workers and FIFO queue: a request is the costly API's with
+// probability costly (from a seeded source), and holds a worker for
+// holds[api] ticks of 100 ms. It feeds c the tick's mean rtt and its
+// standard error, in flight, the oldest request's age and the
+// completions, and admits up to the limit.
+func twoAPIService(c components.Component, seed uint64, costly float64, workers [2]int, holds *[2]int) func(out []float64) {
+	type request struct{ admitted, started, hold int }
+	r := rand.New(rand.NewPCG(seed, 1))
+	var waiting, running [2][]request
+	inFlight, tick := 0, 0
+	return func(out []float64) {
+		n, sum, sq := 0, 0.0, 0.0
+		for api := range 2 {
+			still := running[api][:0]
+			for _, q := range running[api] {
+				if tick-q.started >= q.hold {
+					rtt := float64(tick-q.admitted) * 100
+					n, sum, sq, inFlight = n+1, sum+rtt, sq+rtt*rtt, inFlight-1
+				} else {
+					still = append(still, q)
+				}
+			}
+			running[api] = still
+			for len(waiting[api]) > 0 && len(running[api]) < workers[api] {
+				q := waiting[api][0]
+				waiting[api] = waiting[api][1:]
+				q.started = tick
+				running[api] = append(running[api], q)
+			}
+		}
+		rtt, sem, oldest := components.Invalid, components.Invalid, 0.0
+		if n > 0 {
+			rtt = sum / float64(n)
+		}
+		if n > 1 {
+			sem = math.Sqrt(math.Max(0, sq/float64(n)-rtt*rtt) / float64(n-1))
+		}
+		for api := range 2 {
+			for _, q := range running[api] {
+				oldest = math.Max(oldest, float64(tick-q.admitted)*100)
+			}
+			for _, q := range waiting[api] {
+				oldest = math.Max(oldest, float64(tick-q.admitted)*100)
+			}
+		}
+		c.Execute([]float64{rtt, components.Invalid, float64(inFlight), oldest, rtt, float64(n) * 10, sem, components.Invalid}, out)
+		for admit := int(out[0]) - inFlight; admit > 0; admit-- {
+			api := 0
+			if r.Float64() < costly {
+				api = 1
+			}
+			waiting[api] = append(waiting[api], request{admitted: tick, hold: holds[api]})
+			inFlight++
+		}
+		tick++
+	}
+}
+
+// A relearn probe reads nothing lower while a request older than the
+// tolerance over what it measured is in flight: a mix's cheap answers
+// come first. A cheap API (100 ms, a hundred workers) takes nine requests
+// in ten, a costly one (1.2 s, eight workers) the tenth, and the costly
+// one's dependency slows fourfold: the cuts take the limit to 4.5, the
+// relearn takes 670 ms, and its probe, at a limit of 2, counts five
+// answers at 300 ms while a request 1 s old is still in flight. The
+// baseline stays what the relearn took (without the guard: 300 ms).
+func TestSLOConcurrencyControllerRelearnProbeWaitsForTheOldest(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	holds := [2]int{1, 12}
+	step := twoAPIService(c, 3, 0.1, [2]int{100, 8}, &holds)
+	for range 600 {
+		step(out)
+	}
+	holds[1] = 48
+	relearned, target, ended := components.Invalid, components.Invalid, components.Invalid
+	for range 600 {
+		before := out[2]
+		step(out)
+		switch {
+		case !(relearned > 0) && out[2] > 2*before && before > 0:
+			relearned = out[2] // the relearn; the probe holds the limit from the next tick
+		case relearned > 0 && !(target > 0):
+			target = out[0]
+		case target > 0 && !(ended > 0) && out[0] != target:
+			ended = out[2] // the probe's end: the limit leaves its target
+		}
+	}
+	if !(ended > 0) {
+		t.Fatalf("no relearn probe seen in 60 s of the slow API (relearned %.0f ms, target %.1f)", relearned, target)
+	}
+	if !(target <= 2) {
+		t.Fatalf("the limit after the relearn was %.1f: no relearn probe (it holds 2)", target)
+	}
+	if ended < 0.8*relearned {
+		t.Errorf("baseline %.0f ms as the probe ended, from the relearn's %.0f: it read lower under an older costly request", ended, relearned)
+	}
+}
+
+// No relearn probe after a warm-up as noisy as a mix of cheap and costly
+// APIs makes it (noisyWarmup): the cheap answers come first, and the
+// probe reads them as the service's latency. Half the requests cheap
+// (100 ms, a hundred workers) and half costly (2.4 s, four workers), the
+// costly one's dependency doubling its time: the relearn at a limit of 6
+// leaves the limit where the run began (probed, it held 2 for 10 s and
+// then 1.6). Either guard keeps the probe out here: the noisy warm-up,
+// and Little's law, whose account of the window's throughput at the
+// relearned mean (costly requests hold the slots that cheap answers
+// turn over) falls short of half the requests in flight; the test fails
+// only with both removed.
+func TestSLOConcurrencyControllerNoRelearnProbeAfterANoisyWarmup(t *testing.T) {
+	c := mustProvisionComponent(t, "SLOConcurrencyController", `{}`, 100*time.Millisecond)
+	out := make([]float64, 3)
+	holds := [2]int{1, 24}
+	step := twoAPIService(c, 3, 0.5, [2]int{100, 4}, &holds)
+	for range 600 {
+		step(out)
+	}
+	holds[1] = 48
+	for range 600 {
+		limit, baseline := out[0], out[2]
+		step(out)
+		if out[2] > 2*baseline {
+			if out[0] < limit {
+				t.Fatalf("limit %.1f → %.1f as the baseline relearned %.0f → %.0f ms: a relearn probe after a noisy warm-up", limit, out[0], baseline, out[2])
+			}
+			return
+		}
+	}
+	t.Fatal("no relearn in 60 s of the slower dependency: the test needs one")
 }
