@@ -92,8 +92,8 @@ func init() {
 // trial, given up for a minute (doubling while trials fail in a row, to
 // 16 minutes) where the throughput over the last 4 s falls under 0.93 of
 // its best since the trial began, or where 8 s at the tightest leave the
-// tail over the setpoint and over 0.85 of where it was: a tail no queue
-// made.
+// tail over the setpoint, over 0.85 of where it was, and with more than
+// two thirds of its excess over the setpoint: a tail no queue made.
 //
 // The baseline is the lowest rtt of the 10 windows after the first (the
 // first starts with nothing in flight, so its short requests finish first
@@ -291,9 +291,10 @@ type SLOConcurrencyController struct {
 	tailX, tailPeakX, tailFrom float64
 	tailRTT                    float64 // the rtt averaged over tailHorizon
 	tailAtMax, tailBackoff     float64
-	// tailAtMaxSum and tailAtMaxN: the tail's readings at maxTightness.
-	tailAtMaxSum, tailAtMaxN float64
-	tailFails                float64 // trials given up in a row
+	// tailAtMaxMean is the mean of the tail's readings at maxTightness,
+	// over the last tailTrial (NaN below maxTightness).
+	tailAtMaxMean float64
+	tailFails     float64 // trials given up in a row
 }
 
 // drainPhase is where the drain probe is (drain).
@@ -2144,13 +2145,14 @@ func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 // tailHorizon, falls under tailKeep of its best since the trial began
 // (the queue kept bottlenecks busy: many-apis
 // kept 0.69 of proportional at the tightest, 0.86 without), or where the
-// tail has held over the setpoint at maxTightness for tailTrial and is
-// still over tailFutile of what it was and over tailLeft of its excess
-// over the setpoint (the API's own latency, which no admission lowers, as
-// a heavy-tailed API's is). A tail a little over the setpoint cannot fall
-// by 15 % without going well under it: random-4175's api1 (30 ms SLO,
-// 33.7 ms at the trial's start) read 30–32 ms at the tightest, and the
-// trial, given up, left it at 40–44 ms for the rest of the run.
+// tail has held over the setpoint at maxTightness for tailTrial and has
+// not fallen (tailFell: it is still over tailFutile of what it was, and
+// its excess over the setpoint over tailLeft of what it was): the API's
+// own latency, which no admission lowers, as a heavy-tailed API's is. A
+// tail under 1/tailFutile of the setpoint cannot fall by 15 % without
+// going under the setpoint: random-4175's api1 (30 ms SLO, 33.7 ms at
+// the trial's start) read 30–32 ms at the tightest, and the trial, given
+// up on the fall alone, left it at 40–44 ms for the rest of the run.
 func (c *SLOConcurrencyController) followTail(apiLatency, setpoint, inFlight, completedRps, rtt float64) {
 	if IsValid(completedRps) && c.interval > 0 {
 		if !IsValid(c.tailX) {
@@ -2171,30 +2173,30 @@ func (c *SLOConcurrencyController) followTail(apiLatency, setpoint, inFlight, co
 	}
 	switch {
 	case c.tightness < maxTightness:
-		c.tailAtMax, c.tailAtMaxSum, c.tailAtMaxN = 0, 0, 0
+		c.tailAtMax, c.tailAtMaxMean = 0, math.NaN()
 	case c.tailAtMax == 0:
 		// The tail reads its last seconds: at the trial's start, or
 		// where it lags the cuts, as it reached the most.
-		c.tailAtMax, c.tailFrom = 1, math.Max(c.tailFrom, apiLatency)
+		c.tailAtMax = 1
+		if IsValid(apiLatency) {
+			c.tailFrom = math.Max(c.tailFrom, apiLatency)
+		}
 	default:
 		c.tailAtMax++
 	}
 	if c.tailAtMax > 0 && IsValid(apiLatency) {
-		c.tailAtMaxSum += apiLatency
-		c.tailAtMaxN++
+		if !IsValid(c.tailAtMaxMean) {
+			c.tailAtMaxMean = apiLatency
+		}
+		c.tailAtMaxMean += c.interval / tailTrial.Seconds() * (apiLatency - c.tailAtMaxMean)
 	}
 	if c.tailTicks*c.interval < tailStep.Seconds() || !IsValid(apiLatency) || !IsValid(setpoint) || setpoint <= 0 {
 		return
 	}
 	over := apiLatency > setpoint
-	// The tail at the tightest: the latest reading or, where a noisy one
-	// reads high, their mean; the trial paid if it fell by 15 % or
-	// closed a third of the excess over the setpoint.
-	atMax := math.Min(apiLatency, c.tailAtMaxSum/c.tailAtMaxN)
-	fell := atMax <= math.Max(tailFutile*c.tailFrom, setpoint+tailLeft*(c.tailFrom-setpoint))
 	switch {
 	case c.tightness > 0 && IsValid(c.tailX) && c.tailX < tailKeep*c.tailPeakX,
-		over && c.tailAtMax*c.interval >= tailTrial.Seconds() && !fell:
+		over && c.tailAtMax*c.interval >= tailTrial.Seconds() && !c.tailFell(apiLatency, setpoint):
 		c.tightness, c.tailBackoff = 0, math.Ceil(tailBackoff.Seconds()*math.Exp2(math.Min(c.tailFails, 4))/c.interval)
 		c.tailFails++
 	case over && c.binds(inFlight) && c.samples >= baselineWarmup && c.tailBackoff == 0 &&
@@ -2244,6 +2246,23 @@ const (
 	// → 0.61 of its share).
 	tailStart = 1.1
 )
+
+// tailFell reports whether a trial at maxTightness paid: its tail fell to
+// tailFutile of where it began, or its excess over the setpoint to
+// tailLeft of what it was. The tail is the lower of the latest reading
+// and the mean of the last tailTrial at the tightest: a noisy tail's
+// reading may be a high one (random-4175: 33.6 ms at the eighth second,
+// 31.8 over the trial), and the tail of the last seconds lags a trial
+// that works (random-4154's cold start: the mean read 82 ms where the
+// latest read 67, and a trial given up on it took api1 from 0.95 to 0.58
+// of its share). NaN readings give the trial up, as the old rule did.
+func (c *SLOConcurrencyController) tailFell(apiLatency, setpoint float64) bool {
+	tail := apiLatency
+	if IsValid(c.tailAtMaxMean) {
+		tail = math.Min(tail, c.tailAtMaxMean)
+	}
+	return tail <= math.Max(tailFutile*c.tailFrom, setpoint+tailLeft*math.Max(0, c.tailFrom-setpoint))
+}
 
 // queueCut is the limit a queueing window leaves: base × the gradient to
 // the threshold (at least min_gradient), plus √base of headroom.
