@@ -872,16 +872,28 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// filled (random-4715's surge: api1 filled svc1, which api4 visits
 	// twice, during a test of api4 that drained svc2; the shared excess
 	// was 0.4 ms, set by the cheap api3, api1's 18 ms; api4 read a slower
-	// dependency, and its p99 went to 1.4 × its SLO).
+	// dependency, and its p99 went to 1.4 × its SLO). A partition
+	// separated as a slower dependency takes freed slots too, and its
+	// requests cross the same bottlenecks: its gain counts, and its queue
+	// is its excess beyond what its own test found (ref). random-4796's
+	// slow API: api1, a slower dependency, took 67 slots while a test
+	// halved api2 at the service both cross, 43 ms beyond its dependency's
+	// time; api2 read a slower dependency, the service's queue left the
+	// signal and grew to 150 ms, and api2 kept 0.31 of its share (0.74
+	// with this).
 	var backfill ownBackfill
 	for _, p := range *ps {
 		if p == nil {
 			continue
 		}
-		if !math.IsNaN(p.own.seen) && !p.own.separate {
+		if slower := p.own.separate && p.own.phase == ownSlower; !math.IsNaN(p.own.seen) && (!p.own.separate || slower) {
 			gain := p.own.little() - p.own.seen
 			backfill.all += gain
-			if e := p.own.latencyNs() - p.own.baseNs; gain > 0 && !math.IsNaN(e) {
+			e := p.own.latencyNs() - p.own.baseNs
+			if slower {
+				e = math.Max(0, e-p.own.ref)
+			}
+			if gain > 0 && !math.IsNaN(e) {
 				backfill.gainedNs += gain * e
 				backfill.gained += gain
 			}
@@ -1244,7 +1256,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// flight of every other partition that shows a queue beyond the shared
 	// one (over the shared excess by three standard errors) and is not
 	// separated: those that would fill the tested one's queue back, at a
-	// bottleneck they share. Where tests overlap, the last to begin sets
+	// bottleneck they share. It also records the requests in flight of
+	// every partition measured that is not separated or is a slower
+	// dependency (seen), for the gains since. Where tests overlap, the last to begin sets
 	// what is watched, and the earlier ones see the backfill since.
 	begins := false
 	for _, p := range *ps {
@@ -1265,7 +1279,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		if !p.own.separate && p.own.queueBeyond(shared) {
 			p.own.watched = p.own.little()
 		}
-		if !p.own.separate && !math.IsNaN(p.own.latencyNs()) {
+		if (!p.own.separate || p.own.phase == ownSlower) && !math.IsNaN(p.own.latencyNs()) {
 			p.own.seen = p.own.little()
 		}
 	}

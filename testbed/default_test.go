@@ -1255,3 +1255,21 @@ func TestDefaultPolicyTestsAnOwnQueueOnceItsAnswersCatchUp(t *testing.T) {
 		t.Errorf("api1: %.2f of its share over the scenario, want ≥ 0.9", got)
 	}
 }
+
+// random-4796's slow API: api1's dependency slows by its SLO (400 ms) and
+// it is separated as a slower dependency; it and api2 cross svc4. A test
+// of api2, whose latency rose with svc4's queue, halved api2's requests
+// in flight, and api1 took the slots that freed: 67 more in flight over
+// the test, its answers 43 ms beyond the excess its own test had found.
+// The queue stayed, api2 read a slower dependency, its waits left the
+// shared limit's signal, svc4's queue grew to 150 ms, and a group test
+// later capped api2 at 0.31 of its share. A slower dependency's requests
+// now count among those that may fill a tested queue back, its queue
+// being its latency beyond what its test found (ownBackfill).
+func TestDefaultPolicyCountsASlowerDependencyAmongTheBackfill(t *testing.T) {
+	app := RandomAppOf(4796)
+	r := simulateVirtual(t, app, "slow-api", defaultPolicy(t))
+	if got := r.PerAPI["api2"].Steady.GoodputRatio; got < 0.7 {
+		t.Errorf("api2: steady half %.2f of its share, want ≥ 0.7", got)
+	}
+}
