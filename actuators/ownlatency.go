@@ -1258,8 +1258,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// separated: those that would fill the tested one's queue back, at a
 	// bottleneck they share. It also records the requests in flight of
 	// every partition measured that is not separated or is a slower
-	// dependency (seen), for the gains since. Where tests overlap, the last to begin sets
-	// what is watched, and the earlier ones see the backfill since.
+	// dependency (seen), for the gains since. Where tests overlap, the
+	// last to begin sets what is watched, and the earlier ones see the
+	// backfill since.
 	begins := false
 	for _, p := range *ps {
 		if p != nil && p.own.started {
