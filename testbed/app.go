@@ -38,7 +38,25 @@ type Service struct {
 	// FIFO order. 0 means unbounded: every call is served at once, as a
 	// Go frontend that spends its time waiting would be.
 	Workers int
+	// Discipline is how the workers serve their calls: "" or DisciplineFIFO
+	// as above, or DisciplineSharing, where Workers are cores that every
+	// call in the service shares (virtual driver only; see Sharing).
+	Discipline string
 }
+
+// The service disciplines of Service.Discipline.
+const (
+	DisciplineFIFO    = "fifo"
+	DisciplineSharing = "processor-sharing"
+)
+
+// Sharing reports whether s is a processor-sharing service: every call
+// starts at once, and n calls on w < n workers each run at w/n of a
+// worker's speed, as the goroutines of a Go service share its cores (or
+// a database's queries its CPUs). There is no queue to wait in: overload
+// stretches every call in service, and a call whose client gave up runs
+// on, taking its share, to its end.
+func (s Service) Sharing() bool { return s.Discipline == DisciplineSharing }
 
 // API is one client-facing operation of an App.
 type API struct {
@@ -114,6 +132,15 @@ func (a App) Validate() error {
 		seen[s.Name] = true
 		if s.Workers < 0 {
 			return fmt.Errorf("services[%d].workers %d: must be >= 0 (0 is unbounded)", i, s.Workers)
+		}
+		switch s.Discipline {
+		case "", DisciplineFIFO:
+		case DisciplineSharing:
+			if s.Workers == 0 {
+				return fmt.Errorf("services[%d].discipline %q: an unbounded service (workers 0) has nothing to share", i, s.Discipline)
+			}
+		default:
+			return fmt.Errorf("services[%d].discipline %q: must be %q or %q", i, s.Discipline, DisciplineFIFO, DisciplineSharing)
 		}
 	}
 	if !seen[a.Entry] {

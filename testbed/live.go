@@ -66,6 +66,11 @@ func StartLiveServices(app App, seed uint64, wrap func(http.Handler) http.Handle
 	if err := app.Validate(); err != nil {
 		return nil, fmt.Errorf("testbed: app %s: %w", app.Name, err)
 	}
+	for _, s := range app.Services {
+		if s.Sharing() {
+			return nil, fmt.Errorf("testbed: app %s: service %s: discipline %q runs in virtual time only (--virtual): the live services serve in FIFO order", app.Name, s.Name, s.Discipline)
+		}
+	}
 	l := &LiveApp{app: app, servers: map[string]*http.Server{}, client: &http.Client{Transport: newLoopbackTransport()}}
 	for _, s := range app.Services {
 		var p *pool

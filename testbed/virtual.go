@@ -115,7 +115,11 @@ type virtualService struct {
 	slow  float64
 	busy  int
 	queue ring[int32]
-	dagor *dagorShedder // nil unless the policy is DagorPolicy
+	// sharing marks a processor-sharing service (Service.Sharing); its
+	// calls are in ps, not queue, and busy is min(calls, workers).
+	sharing bool
+	ps      sharingState
+	dagor   *dagorShedder // nil unless the policy is DagorPolicy
 
 	// The overload signal's window (serviceLoads): worker-nanoseconds
 	// busy and available since the last sample, and the waits of the
@@ -211,7 +215,7 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 	v.times = rand.New(v.timeSource)
 	ranks, nRanks := dagorRanks(app)
 	for _, svc := range app.Services {
-		vs := virtualService{bounded: svc.Workers > 0, workers: svc.Workers}
+		vs := virtualService{bounded: svc.Workers > 0, workers: svc.Workers, sharing: svc.Sharing()}
 		if p.Dagor && vs.bounded {
 			vs.dagor = newDagorShedder(nRanks)
 		}
@@ -395,7 +399,11 @@ func (v *virtualRun) run(ctx context.Context) error {
 			pending.Finish()
 			v.nextTick += v.tickEvery
 		case eventCompletion:
-			v.complete(v.calls.pop().req)
+			if c := v.calls.pop(); c.req >= 0 {
+				v.complete(c.req)
+			} else {
+				v.sharingDone(int(-1-c.req), c.gen)
+			}
 		case eventTimeout:
 			v.timeout(v.timeouts.pop())
 		case eventArrival:
@@ -508,6 +516,13 @@ func (v *virtualRun) change(c appChange) error {
 		return nil
 	}
 	s.account(v.now)
+	if s.sharing {
+		s.ps.advance(v.now, s.workers)
+		s.workers = c.workers
+		s.busy = min(s.ps.jobs.Len(), s.workers)
+		v.sharingSchedule(c.service)
+		return nil
+	}
 	s.workers = c.workers
 	v.dispatch(s)
 	return nil
@@ -622,6 +637,10 @@ func (v *virtualRun) enter(idx int32) {
 		return
 	}
 	r.queued = v.now
+	if s.sharing {
+		v.sharingEnter(v.apis[r.api].calls[r.call].service, idx)
+		return
+	}
 	if s.busy < s.workers && s.queue.len() == 0 {
 		s.account(v.now)
 		s.busy++
@@ -656,13 +675,22 @@ func (v *virtualRun) start(idx int32) {
 			s.dagor.Started(v.now, time.Duration(v.now-r.queued))
 		}
 	}
+	v.calls.push(completion{at: v.now + v.callTime(idx), req: idx})
+}
+
+// callTime is the time request idx's current call takes on one worker:
+// its sample of the call's time, slowed and delayed as the service and
+// the API are now.
+func (v *virtualRun) callTime(idx int32) int64 {
+	r := &v.requests[idx]
+	call := &v.apis[r.api].calls[r.call]
 	v.timeSource.Seed(r.demand, mix64(r.demand+uint64(r.call)))
 	svc := &v.services[call.service]
 	d := int64(call.time.Sample(v.times))
 	if svc.slow > 0 {
 		d = int64(float64(d) * svc.slow)
 	}
-	v.calls.push(completion{at: v.now + d + svc.extra + call.extra, req: idx})
+	return d + svc.extra + call.extra
 }
 
 // dispatch hands free workers of s to queued requests, skipping abandoned ones.
@@ -688,6 +716,14 @@ func (v *virtualRun) complete(idx int32) {
 		s.busy--
 		v.dispatch(s)
 	}
+	v.proceed(idx)
+}
+
+// proceed moves request idx on from the call that just ended: to its next
+// call, or to its answer.
+func (v *virtualRun) proceed(idx int32) {
+	r := &v.requests[idx]
+	a := &v.apis[r.api]
 	if r.abandoned {
 		v.release(idx)
 		return
@@ -793,11 +829,14 @@ func mix64(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// completion is a call that ends at a virtual time.
+// completion is a call that ends at a virtual time, or, with req < 0,
+// the next end of a call at processor-sharing service -1-req, valid while
+// that service's sharingState.gen is gen.
 type completion struct {
 	at  int64
 	seq uint64 // ties end in scheduling order
 	req int32
+	gen uint32
 }
 
 // completionHeap is a binary min-heap by (at, seq).

@@ -40,7 +40,7 @@ type simFlags struct {
 
 func (f *simFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.app, "app", "boutique", "app model: "+strings.Join(testbed.AppNames(), ", ")+", random:SEED (a seeded random app), or a .json file")
+	fs.StringVar(&f.app, "app", "boutique", "app model: "+strings.Join(testbed.AppNames(), ", ")+", random:SEED (a seeded random app), random-ps:SEED (the same with processor-sharing services), or a .json file")
 	fs.StringVar(&f.scenario, "scenario", "steady", "load scenario: "+strings.Join(testbed.ScenarioNames(), ", "))
 	fs.BoolVar(&f.virtual, "virtual", false, "run in virtual time (discrete-event, deterministic) instead of live on loopback")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the arrivals and service times")
