@@ -58,6 +58,21 @@ const (
 // on, taking its share, to its end.
 func (s Service) Sharing() bool { return s.Discipline == DisciplineSharing }
 
+// WithSharing is app with every bounded service processor-sharing, named
+// NAME-ps (sim's and bench's --sharing): the same APIs, costs and
+// capacity, served as a Go service's goroutines share its cores rather
+// than by workers that take calls in turn.
+func WithSharing(app App) App {
+	app.Name += "-ps"
+	app.Services = slices.Clone(app.Services)
+	for i := range app.Services {
+		if app.Services[i].Workers > 0 {
+			app.Services[i].Discipline = DisciplineSharing
+		}
+	}
+	return app
+}
+
 // API is one client-facing operation of an App.
 type API struct {
 	// Name is a lower-case identifier; the route is Label().

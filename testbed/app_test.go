@@ -101,7 +101,7 @@ func TestBuiltinAppRejectsUnknownNames(t *testing.T) {
 		}
 	}
 	_, err := BuiltinApp("shop")
-	if err == nil || !strings.Contains(err.Error(), `unknown app "shop" (built-in: boutique, hetero-cost, multi-bottleneck, two-tier; random:SEED, random-ps:SEED; or give a .json file)`) {
+	if err == nil || !strings.Contains(err.Error(), `unknown app "shop" (built-in: boutique, hetero-cost, multi-bottleneck, two-tier; random:SEED; or give a .json file)`) {
 		t.Errorf("BuiltinApp(shop) error = %v", err)
 	}
 }

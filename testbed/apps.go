@@ -37,13 +37,6 @@ func AppNames() []string {
 // BuiltinApp returns the built-in app of that name, or with the name
 // "random:SEED" the random app of that seed (RandomAppOf).
 func BuiltinApp(name string) (App, error) {
-	if seed, ok := strings.CutPrefix(name, "random-ps:"); ok {
-		n, err := strconv.ParseUint(seed, 10, 64)
-		if err != nil {
-			return App{}, fmt.Errorf("app %q: the seed must be a whole number >= 0", name)
-		}
-		return RandomSharingAppOf(n), nil
-	}
 	if seed, ok := strings.CutPrefix(name, "random:"); ok {
 		n, err := strconv.ParseUint(seed, 10, 64)
 		if err != nil {
@@ -53,7 +46,7 @@ func BuiltinApp(name string) (App, error) {
 	}
 	data, err := builtinFiles.ReadFile("apps/" + name + ".json")
 	if err != nil || strings.ContainsAny(name, "/.") {
-		return App{}, fmt.Errorf("unknown app %q (built-in: %s; random:SEED, random-ps:SEED; or give a .json file)", name, strings.Join(AppNames(), ", "))
+		return App{}, fmt.Errorf("unknown app %q (built-in: %s; random:SEED; or give a .json file)", name, strings.Join(AppNames(), ", "))
 	}
 	app, err := ParseApp(data)
 	if err != nil {

@@ -53,20 +53,3 @@ func RandomAppOf(seed uint64) App {
 	}
 	return app
 }
-
-// RandomSharingAppOf is RandomAppOf(seed) with every bounded service
-// processor-sharing (DisciplineSharing), "random-ps:SEED" on the command
-// line: the same APIs, costs and capacity, served as a Go service's
-// goroutines share its cores rather than by workers taking calls in
-// turn, so overload stretches every call in service instead of queueing
-// the later ones.
-func RandomSharingAppOf(seed uint64) App {
-	app := RandomAppOf(seed)
-	app.Name = fmt.Sprintf("random-ps-%d", seed)
-	for i := range app.Services {
-		if app.Services[i].Workers > 0 {
-			app.Services[i].Discipline = DisciplineSharing
-		}
-	}
-	return app
-}

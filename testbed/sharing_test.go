@@ -93,7 +93,8 @@ func TestSharingIsValidatedAndVirtualOnly(t *testing.T) {
 	if err != nil || !parsed.Services[1].Sharing() {
 		t.Errorf("ParseApp: %v, sharing %v; want a sharing service", err, err == nil && parsed.Services[1].Sharing())
 	}
-	if a, err := BuiltinApp("random-ps:3"); err != nil || a.Name != "random-ps-3" || !a.Services[1].Sharing() || a.Capacity() != RandomAppOf(3).Capacity() {
-		t.Errorf("random-ps:3: %v, %+v; want random:3 with sharing services", err, a.Services)
+	random := RandomAppOf(3)
+	if a := WithSharing(random); a.Name != "random-3-ps" || !a.Services[1].Sharing() || a.Services[0].Sharing() || a.Capacity() != random.Capacity() || random.Services[1].Sharing() {
+		t.Errorf("WithSharing(random:3): %s, %+v; want random:3 with its bounded services sharing, and random:3 as it was", a.Name, a.Services)
 	}
 }

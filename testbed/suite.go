@@ -21,8 +21,10 @@ type SuiteConfig struct {
 	// the RandomScenarios.
 	RandomApps      []uint64
 	RandomScenarios []string
-	Options         ScenarioOptions
-	Seed            uint64
+	// Sharing runs every app, the random ones included, WithSharing.
+	Sharing bool
+	Options ScenarioOptions
+	Seed    uint64
 	// Jobs is how many runs go at once; < 1 means 1. Results do not
 	// depend on it.
 	Jobs int
@@ -113,7 +115,11 @@ func RunSuite(ctx context.Context, cfg SuiteConfig) (SuiteResult, error) {
 		}
 	}
 	for _, seed := range cfg.RandomApps {
-		if err := add(RandomAppOf(seed), cfg.RandomScenarios, true); err != nil {
+		app := RandomAppOf(seed)
+		if cfg.Sharing {
+			app = WithSharing(app)
+		}
+		if err := add(app, cfg.RandomScenarios, true); err != nil {
 			return SuiteResult{}, err
 		}
 	}
@@ -273,6 +279,9 @@ func WriteSuiteMarkdown(w io.Writer, s SuiteResult, command string) {
 	fmt.Fprintf(w, "Apps %s × scenarios %s", strings.Join(apps, ", "), strings.Join(cfg.Scenarios, ", "))
 	if len(cfg.RandomApps) > 0 {
 		fmt.Fprintf(w, ", plus %d random apps (random:%d to random:%d) × scenarios %s", len(cfg.RandomApps), cfg.RandomApps[0], cfg.RandomApps[len(cfg.RandomApps)-1], strings.Join(cfg.RandomScenarios, ", "))
+	}
+	if cfg.Sharing {
+		fmt.Fprint(w, ", every bounded service processor-sharing (`--sharing`)")
 	}
 	warmup := "the default warm-up"
 	if cfg.Options.Warmup > 0 {

@@ -36,11 +36,12 @@ type simFlags struct {
 	maxRequests      float64
 	think            time.Duration
 	burst            int
+	sharing          bool
 }
 
 func (f *simFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.app, "app", "boutique", "app model: "+strings.Join(testbed.AppNames(), ", ")+", random:SEED (a seeded random app), random-ps:SEED (the same with processor-sharing services), or a .json file")
+	fs.StringVar(&f.app, "app", "boutique", "app model: "+strings.Join(testbed.AppNames(), ", ")+", random:SEED (a seeded random app), or a .json file")
 	fs.StringVar(&f.scenario, "scenario", "steady", "load scenario: "+strings.Join(testbed.ScenarioNames(), ", "))
 	fs.BoolVar(&f.virtual, "virtual", false, "run in virtual time (discrete-event, deterministic) instead of live on loopback")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the arrivals and service times")
@@ -50,6 +51,7 @@ func (f *simFlags) register(cmd *cobra.Command) {
 	fs.Float64Var(&f.maxRequests, "max-requests", testbed.DefaultMaxRequests, "the most requests one run may offer, retries counted: the simulator's time and memory grow with each")
 	fs.IntVar(&f.burst, "burst", 0, "open-loop arrivals in batches of N requests at one instant, the batches Poisson at rate÷N: the same mean rate in clumps (0 or 1: one at a time; not with --think)")
 	fs.DurationVar(&f.think, "think", 0, "closed-loop clients: each API's rate becomes rate×THINK users who each wait for the answer, the refusal or the timeout, think for an exponential time of this mean and send again (0: open-loop Poisson arrivals, which no answer slows)")
+	fs.BoolVar(&f.sharing, "sharing", false, `serve every bounded service by processor sharing, as a Go service's goroutines share its cores: every call starts at once and all slow together past the workers (the app's name gets "-ps"; virtual only; see docs/simulator.md)`)
 	fs.BoolVar(&f.perAPI, "per-api", false, `instantiate each policy file once per API of the app (reported as "NAME (per API)") instead of running it as written`)
 }
 
@@ -61,6 +63,9 @@ func (f *simFlags) setup() (testbed.App, testbed.Scenario, error) {
 	app, err := resolveApp(f.app)
 	if err != nil {
 		return testbed.App{}, testbed.Scenario{}, err
+	}
+	if f.sharing {
+		app = testbed.WithSharing(app)
 	}
 	sc, err := testbed.NewScenario(f.scenario, app, testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load, Think: f.think, Burst: f.burst})
 	if err != nil {

@@ -67,7 +67,7 @@ func TestSimRejectsBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--app", "shop"}, `unknown app "shop" (built-in: boutique, hetero-cost, multi-bottleneck, two-tier; random:SEED, random-ps:SEED; or give a .json file)`},
+		{[]string{"--app", "shop"}, `unknown app "shop" (built-in: boutique, hetero-cost, multi-bottleneck, two-tier; random:SEED; or give a .json file)`},
 		{[]string{"--scenario", "tsunami"}, `unknown scenario "tsunami" (known: steady, surge, ramp, capacity-drop, flash-crowd, priority-mix, cold-start, retry-storm, slow-drift, mix-shift, slow-dependency, hung-dependency, slow-api, slow-service, scale-out)`},
 		{[]string{"--policy", "magic"}, `unknown policy "magic": want none, static, static-optimal, dagor, default-slo, topfull-guard, topfull-dynamic, topfull-guard-dynamic, default, envoy-gradient, gradient2, latency-aimd, latency-aimd-fast, latency-target, mimd, topfull, vegas, or a .cue file`},
 		{[]string{"--policy", "missing.cue"}, "missing.cue: no such file or directory"},

@@ -55,6 +55,7 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 		Options:         testbed.ScenarioOptions{Warmup: f.warmup, Duration: f.duration, Load: f.load, Think: f.think, Burst: f.burst},
 		Seed:            f.seed,
 		Jobs:            s.jobs,
+		Sharing:         f.sharing,
 	}
 	if s.random < 0 {
 		return fmt.Errorf("--random %d: must be >= 0", s.random)
@@ -96,6 +97,9 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 		app, err := resolveApp(name)
 		if err != nil {
 			return err
+		}
+		if f.sharing {
+			app = testbed.WithSharing(app)
 		}
 		cfg.Apps = append(cfg.Apps, app)
 	}
