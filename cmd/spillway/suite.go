@@ -119,7 +119,7 @@ func runSuite(cmd *cobra.Command, f simFlags, s suiteFlags, policyList string, a
 	if err != nil {
 		return err
 	}
-	line := commandLine(cmd, "suite", "policies", "agent-model", "per-api", "apps", "scenarios", "random", "random-scenarios", "seed", "warmup", "duration", "load", "goals", "suite-out")
+	line := commandLine(cmd, "suite", "policies", "agent-model", "per-api", "apps", "scenarios", "random", "random-scenarios", "seed", "warmup", "duration", "load", "think", "burst", "sharing", "goals", "suite-out")
 	var md bytes.Buffer
 	testbed.WriteSuiteMarkdown(&md, result, line)
 	if dir := filepath.Dir(s.out); dir != "" {
