@@ -14,17 +14,16 @@ import (
 // service. clock is that work since the run began (the sharing's virtual
 // time, in worker-nanoseconds per call): a call that enters at clock c
 // with a time of d ends when clock reaches c + d, whatever joins or
-// leaves meanwhile. The calls are a heap by that finish, and only the
-// earliest has an event in the run's completion heap; a change of the
-// number of calls or of the workers re-schedules it, and the older event,
-// its gen stale, is skipped.
+// leaves meanwhile. The calls are a heap by that finish, and the
+// earliest one's end is the service's next event (nextAt), computed again
+// whenever the number of calls or of the workers changes.
 type sharingState struct {
-	clock float64 // per-call work received since the run began, ns
-	at    int64   // when clock was last advanced
-	gen   uint32  // of the one valid completion event
-	seq   uint64
-	jobs  sharingHeap
-	done  []int32 // scratch of sharingDone
+	clock  float64 // per-call work received since the run began, ns
+	at     int64   // when clock was last advanced
+	nextAt int64   // when the earliest call ends; -1: none is running
+	seq    uint64
+	jobs   sharingHeap
+	done   []int32 // scratch of sharingDone
 }
 
 // rate is the speed of each call in service on w workers.
@@ -79,28 +78,35 @@ func (v *virtualRun) sharingEnter(si int, idx int32) {
 	v.sharingSchedule(si)
 }
 
-// sharingSchedule puts the next end of a call at service si, as the
-// calls and workers are now, in the completion heap, and makes any
-// earlier one stale.
+// sharingSchedule sets when the next call at service si ends, as the
+// calls and workers are now.
 func (v *virtualRun) sharingSchedule(si int) {
 	s := &v.services[si]
-	s.ps.gen++
+	s.ps.nextAt = -1
 	if s.ps.jobs.Len() == 0 || s.workers <= 0 {
 		return // no calls, or no worker to run them until workers return
 	}
 	left := s.ps.jobs[0].finish - s.ps.clock
-	at := v.now + int64(math.Ceil(max(left, 0)/s.ps.rate(s.workers)))
-	v.calls.push(completion{at: at, req: int32(-1 - si), gen: s.ps.gen})
+	s.ps.nextAt = v.now + int64(math.Ceil(max(left, 0)/s.ps.rate(s.workers)))
 }
 
-// sharingDone ends the calls at service si whose work is done, if gen is
-// the service's current event, and moves their requests on. The time a
-// call took beyond its own is its wait (the service's queueing signal).
-func (v *virtualRun) sharingDone(si int, gen uint32) {
-	s := &v.services[si]
-	if gen != s.ps.gen {
-		return
+// nextSharing is the processor-sharing service whose next call ends
+// first, or -1.
+func (v *virtualRun) nextSharing() int {
+	best := -1
+	for _, i := range v.sharing {
+		if at := v.services[i].ps.nextAt; at >= 0 && (best < 0 || at < v.services[best].ps.nextAt) {
+			best = i
+		}
 	}
+	return best
+}
+
+// sharingDone ends the calls at service si whose work is done, and moves
+// their requests on. The time a call took beyond its own is its wait (the
+// service's queueing signal).
+func (v *virtualRun) sharingDone(si int) {
+	s := &v.services[si]
 	s.account(v.now)
 	s.ps.advance(v.now, s.workers)
 	s.ps.done = s.ps.done[:0]

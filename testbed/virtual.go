@@ -84,6 +84,9 @@ type virtualRun struct {
 	// did (common random numbers).
 	timeSource *rand.PCG
 	times      *rand.Rand
+	// sharing are the indices of the processor-sharing services, whose
+	// next ends (sharingState.nextAt) are events of their own.
+	sharing []int
 }
 
 type virtualAPI struct {
@@ -218,6 +221,10 @@ func newVirtualRun(app App, s Scenario, p Policy, specs []engine.Spec, seed uint
 		vs := virtualService{bounded: svc.Workers > 0, workers: svc.Workers, sharing: svc.Sharing()}
 		if p.Dagor && vs.bounded {
 			vs.dagor = newDagorShedder(nRanks)
+		}
+		if vs.sharing {
+			vs.ps.nextAt = -1
+			v.sharing = append(v.sharing, len(v.services))
 		}
 		v.services = append(v.services, vs)
 	}
@@ -399,11 +406,9 @@ func (v *virtualRun) run(ctx context.Context) error {
 			pending.Finish()
 			v.nextTick += v.tickEvery
 		case eventCompletion:
-			if c := v.calls.pop(); c.req >= 0 {
-				v.complete(c.req)
-			} else {
-				v.sharingDone(int(-1-c.req), c.gen)
-			}
+			v.complete(v.calls.pop().req)
+		case eventSharing:
+			v.sharingDone(v.nextSharing())
 		case eventTimeout:
 			v.timeout(v.timeouts.pop())
 		case eventArrival:
@@ -433,6 +438,7 @@ const (
 	eventChange
 	eventTick
 	eventCompletion
+	eventSharing
 	eventTimeout
 	eventArrival
 	eventWake
@@ -457,6 +463,9 @@ func (v *virtualRun) next(seconds int) (eventKind, int64) {
 	}
 	if v.calls.len() > 0 {
 		consider(eventCompletion, v.calls.top().at)
+	}
+	if i := v.nextSharing(); i >= 0 {
+		consider(eventSharing, v.services[i].ps.nextAt)
 	}
 	if v.timeouts.len() > 0 {
 		consider(eventTimeout, v.timeouts.peek().at)
@@ -829,14 +838,11 @@ func mix64(x uint64) uint64 {
 	return x ^ (x >> 31)
 }
 
-// completion is a call that ends at a virtual time, or, with req < 0,
-// the next end of a call at processor-sharing service -1-req, valid while
-// that service's sharingState.gen is gen.
+// completion is a call that ends at a virtual time.
 type completion struct {
 	at  int64
 	seq uint64 // ties end in scheduling order
 	req int32
-	gen uint32
 }
 
 // completionHeap is a binary min-heap by (at, seq).
