@@ -47,8 +47,12 @@ import (
 //     to its queue would make the tested one's; nor may the partitions
 //     measured and not separated when it began take more than a quarter
 //     of them, together, where four visits to the shared queue would make
-//     the tested one's excess. Else one of them may cross the same
-//     bottleneck, and fill its queue back.
+//     the tested one's excess, or, where the tested one's excess has
+//     moved with the shared one by more than one visit's worth
+//     (followsShared), their excess as a share of their baselines,
+//     twice over, would make the tested one's of its own (a service
+//     whose workers every call shares: sharingSlack). Else one of them
+//     may cross the same bottleneck, and fill its queue back.
 //   - A slower dependency is separated: uncapped, and its latency beyond
 //     its baseline plus the shared queue, up to ownSlowerBound times the
 //     own excess its test found, is its own (ReleaseAfter,
@@ -178,6 +182,11 @@ type ownState struct {
 	holdoff, queues float64
 	// measured is how long the partition has been measured, in seconds.
 	measured float64
+	// fw, fx, fy, fxx, fyy and fxy are the exponentially weighted moments
+	// of the shared excess (x) and the partition's excess over its
+	// baseline (y) over the last ownFollowHorizon seconds, fw the weight
+	// they carry (follow).
+	fw, fx, fy, fxx, fyy, fxy float64
 	// inFlightNow is the partition's requests in flight this tick
 	// (inFlightOf), read once for every decision of the tick.
 	inFlightNow float64
@@ -747,6 +756,17 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			others = e
 		}
 		c.shared, c.sharedAge = shared, 0
+		// Every measured partition's excess against the shared one, for
+		// the slope it follows it by (follows).
+		a := -math.Expm1(-dt / ownFollowHorizon)
+		for _, p := range *ps {
+			if p == nil || (p.own.separate && p.own.phase == ownSlower) || !p.own.settled(c.clock) {
+				continue
+			}
+			if e := p.own.latencyNs() - p.own.baseNs; !math.IsNaN(e) {
+				p.own.follow(shared, e, a)
+			}
+		}
 	}
 	// A test needs a limit to cap against, and answers that measure
 	// latency: while an API's requests go unanswered (a hang the
@@ -896,6 +916,9 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			if gain > 0 && !math.IsNaN(e) {
 				backfill.gainedNs += gain * e
 				backfill.gained += gain
+				if p.own.baseNs > 0 {
+					backfill.gainedShare += gain * e / p.own.baseNs
+				}
 			}
 		}
 		if !math.IsNaN(p.own.watched) {
@@ -908,9 +931,10 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// The two largest excesses over their baselines, and whose the
 	// largest is, of the partitions measured and not separated as a slower
 	// dependency (whose excess is no queue): the largest queue any other
-	// partition shows (ownQueue).
-	var top1, top2 float64
-	var topOf *Partition
+	// partition shows (ownQueue); and the same of the excesses as shares
+	// of the baselines, the largest slowdown (sharingSlack).
+	var top1, top2, rtop1, rtop2 float64
+	var topOf, rtopOf *Partition
 	for _, p := range *ps {
 		if p == nil || (p.own.separate && p.own.phase == ownSlower) {
 			continue
@@ -922,6 +946,16 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			top1, top2, topOf = e, top1, p
 		case e > top2:
 			top2 = e
+		}
+		if !(p.own.baseNs > 0) {
+			continue
+		}
+		switch r := e / p.own.baseNs; {
+		case math.IsNaN(r):
+		case r > rtop1:
+			rtop1, rtop2, rtopOf = r, rtop1, p
+		case r > rtop2:
+			rtop2 = r
 		}
 	}
 	testing := 0
@@ -1116,7 +1150,11 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			if p == topOf {
 				widest = top2
 			}
-			p.separate(shared, others, widest, groupNs, othersFell, backfill, dt, group, groupID, limited, c.sharedAge == 0)
+			widestShare := rtop1
+			if p == rtopOf {
+				widestShare = rtop2
+			}
+			p.separate(shared, others, widest, widestShare, groupNs, othersFell, backfill, dt, group, groupID, limited, c.sharedAge == 0)
 			if p.own.testing() {
 				testing++
 			}
@@ -1485,7 +1523,7 @@ func (o *ownState) errorNs() float64 { return spreadNs(o.n, o.sumNs, o.sqUs) / m
 
 // separate updates one partition, given the shared excess (NaN: nothing
 // is separate).
-func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell ownFall, backfill ownBackfill, dt float64, group bool, groupID uint64, limited, fresh bool) {
+func (p *Partition) separate(shared, others, widest, widestShare, groupNs float64, othersFell ownFall, backfill ownBackfill, dt float64, group bool, groupID uint64, limited, fresh bool) {
 	o := &p.own
 	if !limited && o.testing() {
 		p.join() // no verdict, and none needed: nothing was judged
@@ -1620,7 +1658,7 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 		held := o.heldBack(float64(p.capRefused.Load()), o.elapsed)
 		fell := 1 - (lat-o.baseNs)/o.atTest
 		switch {
-		case groupID == 0 && held && own >= 0.8*o.ref && !backfill.explains(own, o.freed, shared):
+		case groupID == 0 && held && own >= 0.8*o.ref && !backfill.explains(own, o.freed, shared, o.baseNs, o.followsShared()):
 			o.phase, o.ref, o.queues, o.proven = ownSlower, own, 0, 0
 		case groupID != 0,
 			held && o.solo && fell >= 0.3 && fell*o.atTest > 3*o.errorNs() && othersFell.share < math.Max(0.1, fell/3) && othersFell.ns < fell*o.atTest/3 &&
@@ -1648,7 +1686,7 @@ func (p *Partition) separate(shared, others, widest, groupNs float64, othersFell
 			o.test(p.inFlightOf(lat), own, lat)
 		}
 	case ownQueue:
-		if !p.ownQueue(lat-o.baseNs-others, lat, widest, dt) {
+		if !p.ownQueue(lat-o.baseNs-others, lat, widest, widestShare, dt) {
 			return
 		}
 	}
@@ -1713,7 +1751,10 @@ const ownSlowerBound = 2
 // in a row that halve the cap (for a member of a group test, the group's
 // room: o.slots) and leave the excess within 0.8 of where they began do
 // not drain a queue: where no other partition's excess over its baseline
-// (widest, the largest) is a quarter of it and the partition's answers a
+// (widest, the largest) is a quarter of it, nor, where this one's excess
+// has moved with the shared one (followsShared), is half of this one's
+// as a share of each one's baseline (widestShare, the largest such
+// share; sharingSlack), and the partition's answers a
 // second fell with the cap, the excess is an own dependency's time, which
 // the cap learns (extraNs) before it goes back to where the cuts began;
 // else the partition joins, and waits as after a test that found a queue.
@@ -1721,7 +1762,7 @@ const ownSlowerBound = 2
 // seconds, the bottleneck has room again (the demand fell, or its capacity
 // came back), and the partition joins the shared limit; it reports whether
 // it did not.
-func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
+func (p *Partition) ownQueue(own, lat, widest, widestShare, dt float64) bool {
 	o := &p.own
 	// The dependency's learned time follows a faster one down at once (to
 	// what two standard errors allow), and decays over ownHoldoff: the
@@ -1755,7 +1796,9 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 				// Cuts in a row halved the cap and the excess stays: the
 				// latency does not follow the cap. Where no other
 				// partition shows a quarter of that excess over its
-				// baseline (widest), and the partition's answers a
+				// baseline (widest), nor, where its excess moved with
+				// the shared one, the same slowdown within sharingSlack
+				// (widestShare), and the partition's answers a
 				// second fell with the cap (to under ownRateFell of
 				// where the cuts began: at a constant latency, Little's
 				// law; a deep queue still draining keeps its saturated
@@ -1773,7 +1816,7 @@ func (p *Partition) ownQueue(own, lat, widest, dt float64) bool {
 				// goodput. Without the rate's test, random-2710's surge
 				// took a queue of 80 that four cuts had not drained for
 				// 400 ms of dependency, and held it (p99 7 × the SLO).
-				if widest < 0.25*own && o.n <= ownRateFell*o.streakRate {
+				if widest < 0.25*own && !(o.followsShared() && sharingSlack*widestShare*o.baseNs >= own) && o.n <= ownRateFell*o.streakRate {
 					o.extraNs += own
 					o.capSlots, o.sinceCut, o.streakCap = o.streakCap, 0, 0
 					return true
@@ -2025,13 +2068,46 @@ type ownFall struct{ share, ns, rawNs, riseNs float64 }
 // dependency (Separate).
 const backfillShare = 0.25
 
+// sharingSlack is how far another partition's slowdown may fall short of
+// a tested one's and still explain it. A queue at a FIFO bottleneck costs
+// every request that waits in it the same milliseconds, once a visit; a
+// service whose workers every call in it shares (a Go service's
+// goroutines its cores, a database's queries its CPUs) slows every call
+// by the same factor instead, so that an API twenty times costlier shows
+// twenty times the excess, which, read in milliseconds, is its own. As a
+// share of each one's baseline the excesses are alike there, up to what
+// the other's baseline holds that the service does not slow (a cheap
+// API's own handler), and the costly calls, which last through the
+// bursts when calls outnumber the workers, see more of them: hence twice.
+// On hetero-cost with a sharing database (40 ms and 2 ms calls, 8
+// workers), a test of the costly API freed slots the cheap one took, and
+// each excess stayed (the cheap one's 2.6 ms over its 3, the costly
+// one's 44 ms over its 40): read in milliseconds, a slower dependency,
+// whose latency left the shared signal, and the costly API's p99 went to
+// 1.03 × its SLO at steady; on the ramp, cuts of a cap of its own that left the excess
+// where it was read as a dependency of its own, and it kept 0.27 of its
+// share. In FIFO order a cheap API's few milliseconds of queue are a
+// large share of its baseline, and read so they explain a costly API's
+// own dependency: random-2608's slow API (330 ms more on api1's own
+// dependency, over a 76 ms baseline) was no longer learned as its own
+// while another API waited 10 ms over its 4, and the others kept 0.70 of
+// their shares where they had kept 0.95. What tells the two apart is
+// whether the costly API's excess moved with the shared one before
+// (followsShared): under sharing it does, by the cost ratio (hetero-cost's
+// report by 16–18 times, correlated at 0.6–0.99); a dependency of its own
+// does not (api1's correlation under 0.3 once it slowed), and in FIFO
+// order an API that waits in the shared queue follows it one for one.
+// docs/simulator.md, "A sharing service's slowdown".
+const sharingSlack = 2
+
 // ownBackfill is what the partitions watched since the last test began
 // (Separate) took meanwhile: the requests in flight they gained, and the
 // largest excess over its baseline among them, now; and all, the requests
 // in flight that the partitions measured then and not separated now
-// gained, net, with gained the sum of those of them that gained and
-// gainedNs the sum of each one's gain times its excess now.
-type ownBackfill struct{ slots, excessNs, all, gained, gainedNs float64 }
+// gained, net, with gained the sum of those of them that gained,
+// gainedNs the sum of each one's gain times its excess now, and
+// gainedShare the same with each excess as a share of its baseline.
+type ownBackfill struct{ slots, excessNs, all, gained, gainedNs, gainedShare float64 }
 
 // explains reports whether the backfill may have held a tested
 // partition's own excess own where it was, when its cap freed freed
@@ -2040,12 +2116,59 @@ type ownBackfill struct{ slots, excessNs, all, gained, gainedNs float64 }
 // (as a group test's members); or all the partitions measured took more
 // than backfillShare of them, and four visits to the shared queue (the
 // shared excess, shared, or the mean excess of those that gained,
-// weighted by their gains, if larger) make own.
-func (b ownBackfill) explains(own, freed, shared float64) bool {
+// weighted by their gains, if larger) make own, or, where the tested
+// partition's excess followed the shared one (follows), the mean excess
+// of those that gained as a share of each one's baseline, times
+// sharingSlack and the tested partition's baseline base, does.
+func (b ownBackfill) explains(own, freed, shared, base float64, follows bool) bool {
 	queue := shared
 	if takers := b.gainedNs / b.gained; takers > queue || math.IsNaN(queue) {
 		queue = takers // NaN with no gain: no queue
 	}
 	return b.slots > backfillShare*freed && 4*b.excessNs >= own ||
-		b.all > backfillShare*freed && 4*queue >= own
+		b.all > backfillShare*freed && (4*queue >= own || follows && sharingSlack*b.gainedShare/b.gained*base >= own)
+}
+
+// ownFollowHorizon is the horizon, in seconds, of the moments follows
+// reads: long enough to hold several of the shared limit's cuts and
+// regrowths, which move the shared excess, and short enough that an
+// excess that stopped following it shows within a test's holdoff.
+const ownFollowHorizon = 10.0
+
+// follow adds one tick's shared excess x and the partition's excess y to
+// their moments, weighted a against the past.
+func (o *ownState) follow(x, y, a float64) {
+	o.fw += a * (1 - o.fw)
+	o.fx += a * (x - o.fx)
+	o.fy += a * (y - o.fy)
+	o.fxx += a * (x*x - o.fxx)
+	o.fyy += a * (y*y - o.fyy)
+	o.fxy += a * (x*y - o.fxy)
+}
+
+// follows is the slope of the partition's excess on the shared one over
+// the last ownFollowHorizon seconds, and their correlation (NaN: too few
+// measured).
+func (o *ownState) follows() (slope, r float64) {
+	if o.fw < 0.5 {
+		return math.NaN(), math.NaN()
+	}
+	mx, my := o.fx/o.fw, o.fy/o.fw
+	vx, vy := o.fxx/o.fw-mx*mx, o.fyy/o.fw-my*my
+	cv := o.fxy/o.fw - mx*my
+	if !(vx > 0) || !(vy > 0) {
+		return math.NaN(), math.NaN()
+	}
+	return cv / vx, cv / math.Sqrt(vx*vy)
+}
+
+// followsShared reports whether the partition's excess has moved with the
+// shared one over the last ownFollowHorizon seconds (a correlation of a
+// half or more), by half again what one visit to its queue would (a
+// slope over 1.5; an API that waits in it once reads 0.9–1.1): it pays
+// the shared queue as a factor of its cost, as at a service whose
+// workers its calls share (sharingSlack), or visits it more than once.
+func (o *ownState) followsShared() bool {
+	b, r := o.follows()
+	return r >= 0.5 && b > 1.5
 }

@@ -40,6 +40,30 @@ type ownAPI struct {
 	// queue as a growing queue's answers do, in place of latencyOf's.
 	fifo   bool
 	starts []int64
+	// sharing is a service whose workers it shares with others (nil:
+	// none), where latencyNs is its time alone.
+	sharing *ownSharing
+	// arrivals, where set, draws each arrival's time within its tick
+	// (runInterleaved) in place of spacing them evenly.
+	arrivals *rand.Rand
+}
+
+// ownSharing is a service whose workers every request in flight there
+// shares, as a Go service's goroutines share its cores: past the workers,
+// every request is slowed by the same factor, so a costly API loses more
+// milliseconds than a cheap one.
+type ownSharing struct {
+	workers float64
+	members []*ownAPI
+}
+
+// slowdown is the factor a request entering now is slowed by.
+func (s *ownSharing) slowdown() float64 {
+	var n int
+	for _, m := range s.members {
+		n += len(m.inFlight)
+	}
+	return math.Max(1, float64(n+1)/s.workers)
 }
 
 // ownShared is a bottleneck several APIs cross: each visit waits
@@ -118,6 +142,9 @@ func runOwn(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int, on bool
 // latencyOf approximates a finished request's latency: its dependency's,
 // plus the queue it found at its own bottleneck.
 func (a *ownAPI) latencyOf(finish int64) int64 {
+	if a.sharing != nil {
+		return int64(float64(a.latencyNs) * a.sharing.slowdown()) // at entry (fifo reports it)
+	}
 	var also int64
 	if a.also != nil {
 		also = a.also.waitNs()
@@ -630,22 +657,35 @@ func runInterleaved(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int)
 	var arrivals []arrival
 	release := func(upTo int64) {
 		for _, a := range apis {
-			kept := a.inFlight[:0]
-			for _, f := range a.inFlight {
+			kept, keptStarts := a.inFlight[:0], a.starts[:0]
+			for i, f := range a.inFlight {
 				if f > upTo {
 					kept = append(kept, f)
+					if a.fifo {
+						keptStarts = append(keptStarts, a.starts[i])
+					}
 					continue
 				}
-				c.ReleaseAfter(a.p, Useful, a.latencyOf(f))
+				lat := a.latencyOf(f)
+				if a.fifo {
+					lat = f - a.starts[i]
+				}
+				c.ReleaseAfter(a.p, Useful, lat)
+				a.answered++
 			}
-			a.inFlight = kept
+			a.inFlight, a.starts = kept, keptStarts
 		}
 	}
 	for range ticks {
 		arrivals = arrivals[:0]
 		for _, a := range apis {
+			a.answered = 0
 			for i := range a.perTick {
-				arrivals = append(arrivals, arrival{now + int64(i)*int64(ownTick)/int64(a.perTick), a})
+				at := now + int64(i)*int64(ownTick)/int64(a.perTick)
+				if a.arrivals != nil {
+					at = now + a.arrivals.Int64N(int64(ownTick))
+				}
+				arrivals = append(arrivals, arrival{at, a})
 			}
 		}
 		slices.SortStableFunc(arrivals, func(x, y arrival) int { return cmp.Compare(x.at, y.at) })
@@ -653,6 +693,9 @@ func runInterleaved(c *ConcurrencyLimiter, apis []*ownAPI, now int64, ticks int)
 			release(r.at)
 			if c.AcquireIn(r.a.p) != Refused {
 				r.a.inFlight = append(r.a.inFlight, r.at+r.a.latencyOf(0))
+				if r.a.fifo {
+					r.a.starts = append(r.a.starts, r.at)
+				}
 			}
 		}
 		now += int64(ownTick)
@@ -958,6 +1001,67 @@ func TestSeparateSharedBottleneckVisitedMoreIsNoOwnQueue(t *testing.T) {
 	if !tested {
 		t.Fatalf("A was never tested (latency %v, baseline %v; B %v, %v): the test checks nothing",
 			time.Duration(a.p.own.latencyNs()), time.Duration(a.p.own.baseNs), time.Duration(bb.p.own.latencyNs()), time.Duration(bb.p.own.baseNs))
+	}
+}
+
+// TestSeparateSharingServiceIsNoQueueOfItsOwn: a cheap API and one
+// twenty times costlier share a service's workers (processor sharing),
+// under a shared limit that binds. Past the workers every request is
+// slowed by the same factor, so the costly API's excess is twenty times
+// the cheap one's in milliseconds. Tested, its cap's freed slots go to
+// the cheap API at the same service, and both excesses stay where they
+// were: read in milliseconds, a slower dependency, whose latency leaves
+// the shared signal (hetero-cost with a sharing database: the costly
+// API's p99 over its SLO at steady). Under a cap of its own, cuts that
+// leave its excess where it was read as a dependency of its own, and the
+// cap holds it under its share (0.27 of it on hetero-cost's ramp). As a
+// share of each one's baseline, the cheap API's excess explains the
+// costly one's: it stays with the shared limit, or goes back to it, and
+// keeps the fraction of its demand the cheap API does.
+func TestSeparateSharingServiceIsNoQueueOfItsOwn(t *testing.T) {
+	for _, capped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("under a cap of its own %v", capped), func(t *testing.T) {
+			c := NewConcurrencyLimiter(1000)
+			svc := &ownSharing{workers: 4}
+			rng := rand.New(rand.NewPCG(1, 2))
+			cheap := &ownAPI{p: c.Partition(1), perTick: 100, latencyNs: int64(2 * time.Millisecond), sharing: svc, fifo: true, arrivals: rng}
+			costly := &ownAPI{p: c.Partition(2), perTick: 5, latencyNs: int64(40 * time.Millisecond), sharing: svc, fifo: true, arrivals: rng}
+			svc.members = []*ownAPI{cheap, costly}
+			apis := []*ownAPI{costly, cheap}
+			now := runInterleaved(c, apis, 0, 150) // 2.4 of 4 workers busy
+			c.SetLimit(24)                         // overload under a limit that binds: slowed 6 ×
+			cheap.perTick, costly.perTick = 400, 20
+			if capped {
+				now = runInterleaved(c, apis, now, 10)
+				costly.p.own.joinQueue(float64(costly.p.InFlight()), 0, 0)
+			}
+			tested := capped
+			var admitted, offered [2]float64
+			for i := range 600 {
+				now = runInterleaved(c, apis, now, 1)
+				o := &costly.p.own
+				tested = tested || o.testing()
+				if o.separate && o.phase == ownSlower || o.extraNs > 0 {
+					t.Fatalf("%.1f s: the costly API judged a slower dependency, or one of its own (%v learned); its excess %v, the cheap one's %v",
+						float64(i)/10, time.Duration(o.extraNs), time.Duration(o.latencyNs()-o.baseNs), time.Duration(cheap.p.own.latencyNs()-cheap.p.own.baseNs))
+				}
+				if i >= 300 {
+					admitted[0] += float64(cheap.answered)
+					admitted[1] += float64(costly.answered)
+					offered[0] += float64(cheap.perTick)
+					offered[1] += float64(costly.perTick)
+				}
+			}
+			if !tested {
+				t.Fatalf("the costly API was never tested (excess %v, the cheap one's %v): the test checks nothing",
+					time.Duration(costly.p.own.latencyNs()-costly.p.own.baseNs), time.Duration(cheap.p.own.latencyNs()-cheap.p.own.baseNs))
+			}
+			// A shared limit admits each request of either API alike: each
+			// keeps the same fraction of its demand.
+			if rc, rx := admitted[0]/offered[0], admitted[1]/offered[1]; rx < 0.7*rc {
+				t.Errorf("over the last 30 s the costly API kept %.3f of its demand, the cheap one %.3f: want ≥ 0.7 of the cheap one's", rx, rc)
+			}
+		})
 	}
 }
 
@@ -2034,8 +2138,23 @@ func TestBackfillExplainsByTheQueueOfThoseThatTookTheSlots(t *testing.T) {
 		{"the shared excess larger", ownBackfill{all: 4, gained: 4, gainedNs: 4 * ms}, 36 * ms, 10 * ms, true},
 		{"no shared excess measured", took, 36 * ms, math.NaN(), true},
 	} {
-		if got := tc.b.explains(tc.own, 3, tc.shared); got != tc.want {
+		if got := tc.b.explains(tc.own, 3, tc.shared, 20*ms, false); got != tc.want {
 			t.Errorf("%s: explains %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// A sharing service: the cheap API that took the slots waits 1.5 ms
+	// over its 3 (half its baseline), the tested one 30 ms over its 40.
+	// As a share of each one's baseline, twice the takers' is 40 ms:
+	// that explains the 30 ms where the tested excess followed the
+	// shared one, and not where it did not; nor does it 50 ms.
+	slowed := ownBackfill{all: 14.5, gained: 14.5, gainedNs: 14.5 * 1.5 * ms, gainedShare: 14.5 * 0.5}
+	for _, tc := range []struct {
+		own     float64
+		follows bool
+		want    bool
+	}{{30 * ms, true, true}, {30 * ms, false, false}, {50 * ms, true, false}} {
+		if got := slowed.explains(tc.own, 3, 1.5*ms, 40*ms, tc.follows); got != tc.want {
+			t.Errorf("a sharing service, own excess %v, followed the shared one %v: explains %v, want %v", time.Duration(tc.own), tc.follows, got, tc.want)
 		}
 	}
 }
@@ -2186,4 +2305,35 @@ func TestSeparateSlowerDependencyBoundsItsOwn(t *testing.T) {
 		}
 	}
 	t.Fatal("no re-test in 10 s of a dependency slower again")
+}
+
+// TestFollowsShared: an excess that moves with the shared one by a factor
+// of its cost follows it; one that waits in the shared queue once (a
+// slope of one) or is its own dependency's (flat whatever the shared
+// excess does) does not, and neither does one measured too briefly.
+func TestFollowsShared(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	a := -math.Expm1(-ownTick.Seconds() / ownFollowHorizon)
+	for _, tc := range []struct {
+		name string
+		of   func(shared float64) float64
+		want bool
+	}{
+		{"eighteen times the shared excess", func(x float64) float64 { return 18 * x }, true},
+		{"one visit to the shared queue", func(x float64) float64 { return x }, false},
+		{"a dependency of its own", func(float64) float64 { return 300e6 }, false},
+	} {
+		var o ownState
+		if o.followsShared() {
+			t.Fatalf("%s: follows with nothing measured", tc.name)
+		}
+		for i := range 300 {
+			x := 2e6 + 1e6*math.Sin(float64(i)/15) // the shared limit's cuts and regrowths
+			o.follow(x+0.2e6*rng.NormFloat64(), tc.of(x)+3e6*rng.NormFloat64(), a)
+		}
+		if got := o.followsShared(); got != tc.want {
+			b, r := o.follows()
+			t.Errorf("%s: follows %v (slope %.2f, correlation %.2f), want %v", tc.name, got, b, r, tc.want)
+		}
+	}
 }
