@@ -947,8 +947,8 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 		case e > top2:
 			top2 = e
 		}
-		if !(p.own.baseNs > 0) {
-			continue
+		if p.own.separate || !(p.own.baseNs > 0) {
+			continue // a cap of its own holds its own queue's share
 		}
 		switch r := e / p.own.baseNs; {
 		case math.IsNaN(r):
