@@ -932,7 +932,8 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 	// largest is, of the partitions measured and not separated as a slower
 	// dependency (whose excess is no queue): the largest queue any other
 	// partition shows (ownQueue); and the same of the excesses as shares
-	// of the baselines, the largest slowdown (sharingSlack).
+	// of the baselines of the partitions not separated, the largest
+	// slowdown under the shared limit (sharingSlack).
 	var top1, top2, rtop1, rtop2 float64
 	var topOf, rtopOf *Partition
 	for _, p := range *ps {
