@@ -98,28 +98,3 @@ func TestSharingIsValidatedAndVirtualOnly(t *testing.T) {
 		t.Errorf("WithSharing(random:3): %s, %+v; want random:3 with its bounded services sharing, and random:3 as it was", a.Name, a.Services)
 	}
 }
-
-// hetero-cost with its database's queries sharing its eight workers (2 ms
-// lookups, 40 ms reports): past the workers every query slows by the same
-// factor, so report's excess is twenty times lookup's in milliseconds.
-// Read so, a test of report found a slower dependency at steady (its
-// latency left the shared signal: p99 309 ms against its 300 ms SLO), and
-// on the ramp a cap of its own whose cuts did not lower its excess learned
-// that excess as a dependency's time (0.27 of its share). As a share of
-// each API's baseline the cheap one's slowdown explains it (Separate,
-// sharingSlack).
-func TestDefaultPolicyKeepsTheCostlyAPIAtASharingDatabase(t *testing.T) {
-	app := WithSharing(HeteroCost())
-	steady := simulateVirtual(t, app, "steady", defaultPolicy(t))
-	if got := steady.PerAPI["report"].Steady.P99Ms; got > 300 {
-		t.Errorf("steady: report's steady p99 %.0f ms, want within its 300 ms SLO", got)
-	}
-	ramp := simulateVirtual(t, app, "ramp", defaultPolicy(t))
-	for _, r := range []Report{steady, ramp} {
-		for _, api := range []string{"lookup", "report"} {
-			if got := r.PerAPI[api].Steady.GoodputPerProportional; got < 0.7 {
-				t.Errorf("%s: %s's steady goodput %.2f of its share, want ≥ 0.7", r.Scenario, api, got)
-			}
-		}
-	}
-}
