@@ -520,6 +520,30 @@ func TestSeparateRetestKeepsProvenOwnLatencyOut(t *testing.T) {
 	}
 }
 
+// TestSeparateSlowerDependencyRecoveredRejoins: a slower dependency
+// (300 ms over a 40 ms baseline) is faster again, and the API's excess
+// falls to 60 ms: a fifth of what its test found, over a quarter of its
+// baseline. What is left is not what the test found (a dependency that
+// mostly recovered, or a queue at a bottleneck the API crosses with
+// others, which read alike): the API rejoins the shared limit, and a test
+// of its own judges the rest. Separated, a queue stayed its own up to twice
+// the 300 ms, and the shared limit, blind to it, let it grow (random-4870's
+// slow API: api3's dependency recovered, its 26 ms of queue at svc4
+// stayed out of the signal, and the two other APIs there kept 0.53 and
+// 0.56 of their shares).
+func TestSeparateSlowerDependencyRecoveredRejoins(t *testing.T) {
+	c, slow, apis, now := newSlowerDependencyModel(t)
+	slow.latencyNs = int64(100 * time.Millisecond)
+	for range 30 {
+		now = runOwn(c, apis, now, 1, true)
+		if sep, _ := slow.p.Separated(); !sep {
+			return
+		}
+	}
+	t.Errorf("3 s after the dependency was fast again (excess %v, baseline %v): still separated",
+		time.Duration(slow.p.own.latencyNs()-slow.p.own.baseNs), time.Duration(slow.p.own.baseNs))
+}
+
 // TestSeparateNoRefusalsNoSlowerVerdict: a slower dependency whose
 // clients drop below the cap as the test starts is not judged by what the
 // cap did not do.
