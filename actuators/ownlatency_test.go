@@ -544,6 +544,47 @@ func TestSeparateSlowerDependencyRecoveredRejoins(t *testing.T) {
 		time.Duration(slow.p.own.latencyNs()-slow.p.own.baseNs), time.Duration(slow.p.own.baseNs))
 }
 
+// TestSeparateHoldoffEndsForANewExcess: a partition waiting after a test
+// that found no verdict (its excess of 10 ms was the shared limit's) is
+// not tested again for the same excess, but a dependency of its own that
+// slows by 500 ms since is a new question: it is tested and separated
+// within seconds, not after the wait. Costly APIs at a service whose
+// workers every call shares show the shared slowdown as an excess of
+// their own, their tests end with no verdict, and the waits double:
+// multi-bottleneck's report, whose dependency then slowed, filled the
+// shared limit for 20 s with the others at 0.03–0.07 of proportional.
+func TestSeparateHoldoffEndsForANewExcess(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		latencyNs int64
+		want      bool
+	}{
+		{"the same excess waits", int64(40*time.Millisecond + 20*time.Millisecond), false},
+		{"a slower dependency is tested", int64(540 * time.Millisecond), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, fast, slow := newOwnModel(1000)
+			apis := []*ownAPI{fast, slow}
+			now := runOwn(c, apis, 0, 150, true)
+			o := &slow.p.own
+			o.holdoff, o.queues, o.ref = 40, 2, float64(10*time.Millisecond)
+			slow.latencyNs = tc.latencyNs
+			tested := false
+			for range 100 {
+				now = runOwn(c, apis, now, 1, true)
+				tested = tested || o.testing() || o.separate
+			}
+			if tested != tc.want {
+				t.Errorf("excess %v after a test that saw %v, holdoff left %.1f s: tested %v, want %v",
+					time.Duration(o.latencyNs()-o.baseNs), time.Duration(o.ref), o.holdoff, tested, tc.want)
+			}
+			if sep := o.separate && o.phase == ownSlower; tc.want && !sep {
+				t.Errorf("after 10 s: separated %v, phase %v; want a slower dependency", o.separate, o.phase)
+			}
+		})
+	}
+}
+
 // TestSeparateNoRefusalsNoSlowerVerdict: a slower dependency whose
 // clients drop below the cap as the test starts is not judged by what the
 // cap did not do.
