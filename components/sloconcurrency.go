@@ -286,11 +286,12 @@ type SLOConcurrencyController struct {
 	tightness, tailTicks float64
 	// The trial of a tightness (followTail): the throughput averaged
 	// over tailHorizon and its best since the trial began, and the
-	// tail's latency it is judged against; the ticks at maxTightness,
-	// and those left before another trial may begin.
-	tailX, tailPeakX, tailFrom float64
-	tailRTT                    float64 // the rtt averaged over tailHorizon
-	tailAtMax, tailBackoff     float64
+	// tail's latency it is judged against, and the throughput it was
+	// taken at; the ticks at maxTightness, and those left before another
+	// trial may begin.
+	tailX, tailPeakX, tailFrom, tailFromX float64
+	tailRTT                               float64 // the rtt averaged over tailHorizon
+	tailAtMax, tailBackoff                float64
 	// tailAtMaxMean is the mean of the tail's readings at maxTightness,
 	// over the last tailTrial (NaN below maxTightness).
 	tailAtMaxMean float64
@@ -2194,15 +2195,23 @@ func (c *SLOConcurrencyController) followTail(apiLatency, setpoint, inFlight, co
 		return
 	}
 	over := apiLatency > setpoint
+	futile := over && c.tailAtMax*c.interval >= tailTrial.Seconds() && !c.tailFell(apiLatency, setpoint)
+	if futile && IsValid(c.tailX) && c.tailX*tailKeep > c.tailFromX {
+		// The tail did not fall, but the throughput rose by more than a
+		// trial may cost since its tail was read: the trial began while
+		// the limit still grew into the overload, and its tail is
+		// judged again from the load it holds now (tailRebase).
+		c.tailAtMax, c.tailAtMaxMean, c.tailFrom, c.tailFromX = 0, math.NaN(), apiLatency, c.tailX
+		futile = false
+	}
 	switch {
-	case c.tightness > 0 && IsValid(c.tailX) && c.tailX < tailKeep*c.tailPeakX,
-		over && c.tailAtMax*c.interval >= tailTrial.Seconds() && !c.tailFell(apiLatency, setpoint):
+	case c.tightness > 0 && IsValid(c.tailX) && c.tailX < tailKeep*c.tailPeakX, futile:
 		c.tightness, c.tailBackoff = 0, math.Ceil(tailBackoff.Seconds()*math.Exp2(math.Min(c.tailFails, 4))/c.interval)
 		c.tailFails++
 	case over && c.binds(inFlight) && c.samples >= baselineWarmup && c.tailBackoff == 0 &&
 		(c.tightness > 0 || apiLatency > tailStart*setpoint && apiLatency-setpoint <= tailVisits*(c.tailRTT-c.baseline)):
 		if c.tightness == 0 {
-			c.tailPeakX, c.tailFrom = c.tailX, apiLatency
+			c.tailPeakX, c.tailFrom, c.tailFromX = c.tailX, apiLatency, c.tailX
 		}
 		c.tightness = math.Min(maxTightness, c.tightness+tailRate)
 	case apiLatency < tailRelax*setpoint:
