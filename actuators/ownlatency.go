@@ -1580,14 +1580,24 @@ func (p *Partition) separate(shared, others, widest, widestShare, groupNs float6
 		}
 		return
 	}
-	if o.holdoff > 0 && !o.changed(own) {
+	if o.holdoff > 0 {
 		// A test found a queue of its own: the shared limit's to drain.
 		// Another test waits, ten seconds after the first such verdict
 		// and twice as long after each one that follows it.
-		o.holdoff -= dt
-		return
+		wait := o.holdoff - dt
+		if !o.changed(own) {
+			o.holdoff = wait
+			return
+		}
+		// A new excess may be tested now; the wait goes on if no test
+		// begins this tick.
+		o.holdoff = 0
+		defer func() {
+			if !o.testing() && !o.separate {
+				o.holdoff = max(o.holdoff, wait)
+			}
+		}()
 	}
-	o.holdoff = 0
 	o.measured += dt
 	if !o.separate {
 		if own < 0.25*o.baseNs {
@@ -1839,7 +1849,9 @@ func (p *Partition) ownQueue(own, lat, widest, widestShare, dt float64) bool {
 				// Else the queue is no longer (or not only) its own: a
 				// bottleneck others cross binds now (a capacity drop, a
 				// shift of the mix). The shared limit takes it back, as
-				// after a test that found no clear answer.
+				// after a test that found no clear answer, the excess the
+				// cuts saw being what the wait is about (changed).
+				o.ref = math.Max(own, o.streakOwn)
 				p.endTest()
 				return false
 			}
@@ -1925,8 +1937,9 @@ func (p *Partition) capHeld() bool {
 
 // changed reports whether a partition waiting after a test (holdoff)
 // shows an own excess that is no longer what the test judged: over
-// ownHoldoffBreak times the highest the test saw, by its baseline and
-// three standard errors of its mean at least. The wait keeps a test from
+// ownHoldoffBreak times the highest the test saw (ref; for an own queue
+// handed back, the most its last cuts saw), by its baseline and three
+// standard errors of its mean at least. The wait keeps a test from
 // judging the same queue again; a dependency that slowed since is a new
 // question. Under a service whose workers every call shares, costly APIs
 // show the shared slowdown as an excess of their own, tests of them end

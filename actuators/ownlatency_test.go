@@ -559,7 +559,9 @@ func TestSeparateHoldoffEndsForANewExcess(t *testing.T) {
 		latencyNs int64
 		want      bool
 	}{
-		{"the same excess waits", int64(40*time.Millisecond + 20*time.Millisecond), false},
+		// 30 ms over the 40 ms baseline: due without the wait (over
+		// half the baseline), under four times what the test saw.
+		{"the same excess waits", int64(40*time.Millisecond + 30*time.Millisecond), false},
 		{"a slower dependency is tested", int64(540 * time.Millisecond), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -568,7 +570,7 @@ func TestSeparateHoldoffEndsForANewExcess(t *testing.T) {
 			now := runOwn(c, apis, 0, 150, true)
 			o := &slow.p.own
 			o.holdoff, o.queues, o.ref = 40, 2, float64(10*time.Millisecond)
-			slow.latencyNs = tc.latencyNs
+			slow.latencyNs, slow.perTick = tc.latencyNs, 20 // enough in flight for a test
 			tested := false
 			for range 100 {
 				now = runOwn(c, apis, now, 1, true)
@@ -578,10 +580,39 @@ func TestSeparateHoldoffEndsForANewExcess(t *testing.T) {
 				t.Errorf("excess %v after a test that saw %v, holdoff left %.1f s: tested %v, want %v",
 					time.Duration(o.latencyNs()-o.baseNs), time.Duration(o.ref), o.holdoff, tested, tc.want)
 			}
+			if !tc.want && !(o.holdoff > 29 && o.holdoff < 31) {
+				t.Errorf("holdoff %.1f s left after 10 s of a 40 s wait, want 30", o.holdoff)
+			}
 			if sep := o.separate && o.phase == ownSlower; tc.want && !sep {
 				t.Errorf("after 10 s: separated %v, phase %v; want a slower dependency", o.separate, o.phase)
 			}
 		})
+	}
+}
+
+// TestSeparateHoldoffKeptWhereNoTestBegins: a new excess that cannot be
+// tested (the limit is unlimited a while) does not end the wait: once
+// the excess is back to what the test judged, the partition still waits.
+func TestSeparateHoldoffKeptWhereNoTestBegins(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	o := &slow.p.own
+	o.holdoff, o.queues, o.ref = 40, 2, float64(10*time.Millisecond)
+	c.SetLimit(math.Inf(1))
+	slow.latencyNs, slow.perTick = int64(540*time.Millisecond), 20
+	now = runOwn(c, apis, now, 30, true)
+	slow.latencyNs = int64(70 * time.Millisecond) // 30 ms over its baseline
+	now = runOwn(c, apis, now, 60, true)
+	c.SetLimit(1000)
+	for range 40 {
+		now = runOwn(c, apis, now, 1, true)
+		if o.testing() || o.separate {
+			t.Fatalf("tested with %.1f s of the wait left: a new excess nothing could test ended the wait", o.holdoff)
+		}
+	}
+	if !(o.holdoff > 26.5 && o.holdoff < 27.5) {
+		t.Errorf("holdoff %.1f s left after 13 s of a 40 s wait, want 27", o.holdoff)
 	}
 }
 

@@ -285,10 +285,10 @@ type SLOConcurrencyController struct {
 	// tailTicks the ticks since it last moved.
 	tightness, tailTicks float64
 	// The trial of a tightness (followTail): the throughput averaged
-	// over tailHorizon and its best since the trial began, and the
-	// tail's latency it is judged against, and the throughput it was
-	// taken at; the ticks at maxTightness, and those left before another
-	// trial may begin.
+	// over tailHorizon and its best since the trial began, the tail's
+	// latency it is judged against, and the throughput when the trial
+	// began or was last judged again (tailFromX); the ticks at
+	// maxTightness, and those left before another trial may begin.
 	tailX, tailPeakX, tailFrom, tailFromX float64
 	tailRTT                               float64 // the rtt averaged over tailHorizon
 	tailAtMax, tailBackoff                float64
@@ -2149,7 +2149,11 @@ func (c *SLOConcurrencyController) queueTolerance(base float64) float64 {
 // tail has held over the setpoint at maxTightness for tailTrial and has
 // not fallen (tailFell: it is still over tailFutile of what it was, and
 // its excess over the setpoint over tailLeft of what it was): the API's
-// own latency, which no admission lowers, as a heavy-tailed API's is. A
+// own latency, which no admission lowers, as a heavy-tailed API's is.
+// Unless the throughput rose meanwhile by more than a trial may cost
+// (over 1/tailKeep of what it was when the tail was read): the trial
+// began while the limit still grew into the overload, and the tail and
+// the throughput are read again, for another tailTrial. A
 // tail under 1/tailFutile of the setpoint cannot fall by 15 % without
 // going under the setpoint: random-4175's api1 (30 ms SLO, 33.7 ms at
 // the trial's start) read 30–32 ms at the tightest, and the trial, given
@@ -2200,7 +2204,7 @@ func (c *SLOConcurrencyController) followTail(apiLatency, setpoint, inFlight, co
 		// The tail did not fall, but the throughput rose by more than a
 		// trial may cost since its tail was read: the trial began while
 		// the limit still grew into the overload, and its tail is
-		// judged again from the load it holds now (tailRebase).
+		// judged again from the load it holds now.
 		c.tailAtMax, c.tailAtMaxMean, c.tailFrom, c.tailFromX = 0, math.NaN(), apiLatency, c.tailX
 		futile = false
 	}
