@@ -627,7 +627,14 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			o.baseNs += drift * (lat - o.baseNs)
 		}
 		if !math.IsNaN(lat) {
-			all = append(all, measuredExcess{lat - o.baseNs, o.n, o.separate && o.phase == ownQueue})
+			// A slower dependency's own excess, what its test found, is
+			// no queue it shares: beyond it, its excess is the queue's
+			// (slowerShare).
+			excess := lat - o.baseNs
+			if o.separate && o.phase == ownSlower {
+				excess = o.slowerShare(excess)
+			}
+			all = append(all, measuredExcess{excess, o.n, o.separate && o.phase == ownQueue})
 		}
 		total += o.n
 	}
@@ -1933,6 +1940,20 @@ func (p *Partition) capHeld() bool {
 	held := hits > p.own.hits
 	p.own.hits = hits
 	return held
+}
+
+// slowerShare is the part of a slower dependency's excess over its
+// baseline that counts toward the shared excess: beyond the own excess
+// its test found (ref), at least 0. Counted whole, a separated API whose
+// requests hold slots but no worker, and take most of the answers once
+// the shared limit grows, made its own excess the median: random-2803's
+// slow API read a shared excess of 108 ms, "everyone is slow", and
+// rejoined, and the limit fell from 92 to 12.
+func (o *ownState) slowerShare(excess float64) float64 {
+	if !(o.ref > 0) {
+		return excess
+	}
+	return math.Max(0, excess-o.ref)
 }
 
 // changed reports whether a partition waiting after a test (holdoff)

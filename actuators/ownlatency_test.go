@@ -616,6 +616,37 @@ func TestSeparateHoldoffKeptWhereNoTestBegins(t *testing.T) {
 	}
 }
 
+// TestSeparateSlowerDependencyWithMostAnswersStays: an API whose own
+// dependency slows, separated, answers most of the requests (its slots
+// hold no worker, and it is asked for more than the other). Its own
+// excess is no queue the other shares: counted whole in the shared
+// excess, the median was its own, it read "everyone is slow", and it
+// rejoined (random-2803's slow API: the limit fell from 92 to 12).
+func TestSeparateSlowerDependencyWithMostAnswersStays(t *testing.T) {
+	c, fast, slow := newOwnModel(1000)
+	apis := []*ownAPI{fast, slow}
+	now := runOwn(c, apis, 0, 150, true)
+	slow.latencyNs, slow.perTick = int64(340*time.Millisecond), 60
+	verdict := false
+	for range 100 {
+		now = runOwn(c, apis, now, 1, true)
+		if sep, capSlots := slow.p.Separated(); sep && capSlots == 0 && slow.p.own.phase == ownSlower {
+			verdict = true
+			break
+		}
+	}
+	if !verdict {
+		t.Fatal("precondition: no slower-dependency verdict within 10 s")
+	}
+	for i := range 200 {
+		now = runOwn(c, apis, now, 1, true)
+		if sep, _ := slow.p.Separated(); !sep {
+			t.Fatalf("rejoined %.1f s after its verdict, its dependency still slow (shared excess %v, its excess %v)",
+				float64(i)/10, time.Duration(c.shared), time.Duration(slow.p.own.latencyNs()-slow.p.own.baseNs))
+		}
+	}
+}
+
 // TestSeparateNoRefusalsNoSlowerVerdict: a slower dependency whose
 // clients drop below the cap as the test starts is not judged by what the
 // cap did not do.
