@@ -402,20 +402,27 @@ const atReference = math.MinInt64
 type measuredExcess struct {
 	excess, weight float64
 	queue          bool
+	p              *Partition
 }
 
 // medianExcess is the completion-weighted median of the excesses
 // sorted in ms, of the partitions under a cap of their own too with
 // queues true, or NaN with none.
 func medianExcess(ms []measuredExcess, queues bool) float64 {
+	return medianExcessWithout(ms, queues, nil)
+}
+
+// medianExcessWithout is medianExcess without the excess of partition
+// without (nil: none left out).
+func medianExcessWithout(ms []measuredExcess, queues bool, without *Partition) float64 {
 	var total, acc float64
 	for _, m := range ms {
-		if queues || !m.queue {
+		if (queues || !m.queue) && (without == nil || m.p != without) {
 			total += m.weight
 		}
 	}
 	for _, m := range ms {
-		if !queues && m.queue {
+		if (!queues && m.queue) || (without != nil && m.p == without) {
 			continue
 		}
 		if acc += m.weight; acc >= total/2 {
@@ -627,14 +634,7 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			o.baseNs += drift * (lat - o.baseNs)
 		}
 		if !math.IsNaN(lat) {
-			// A slower dependency's own excess, what its test found, is
-			// no queue it shares: beyond it, its excess is the queue's
-			// (slowerShare).
-			excess := lat - o.baseNs
-			if o.separate && o.phase == ownSlower {
-				excess = o.slowerShare(excess)
-			}
-			all = append(all, measuredExcess{excess, o.n, o.separate && o.phase == ownQueue})
+			all = append(all, measuredExcess{lat - o.baseNs, o.n, o.separate && o.phase == ownQueue, p})
 		}
 		total += o.n
 	}
@@ -1172,7 +1172,19 @@ func (c *ConcurrencyLimiter) Separate(on bool, dt float64) {
 			if p == rtopOf {
 				widestShare = rtop2
 			}
-			p.separate(shared, others, widest, widestShare, groupNs, othersFell, backfill, dt, group, groupID, limited, c.sharedAge == 0)
+			// A slower dependency's excess is its own: the queue it is
+			// judged against, and may share, is the others' (random-2803's
+			// slow API, separated, took most of the answers once the
+			// shared limit grew, its excess became the median, it read
+			// "everyone is slow" and rejoined, and the limit fell from 92
+			// to 12).
+			sharedFor := shared
+			if p.own.separate && p.own.phase == ownSlower && c.sharedAge == 0 {
+				if e := medianExcessWithout(all, true, p); !math.IsNaN(e) {
+					sharedFor = e
+				}
+			}
+			p.separate(sharedFor, others, widest, widestShare, groupNs, othersFell, backfill, dt, group, groupID, limited, c.sharedAge == 0)
 			if p.own.testing() {
 				testing++
 			}
@@ -1940,20 +1952,6 @@ func (p *Partition) capHeld() bool {
 	held := hits > p.own.hits
 	p.own.hits = hits
 	return held
-}
-
-// slowerShare is the part of a slower dependency's excess over its
-// baseline that counts toward the shared excess: beyond the own excess
-// its test found (ref), at least 0. Counted whole, a separated API whose
-// requests hold slots but no worker, and take most of the answers once
-// the shared limit grows, made its own excess the median: random-2803's
-// slow API read a shared excess of 108 ms, "everyone is slow", and
-// rejoined, and the limit fell from 92 to 12.
-func (o *ownState) slowerShare(excess float64) float64 {
-	if !(o.ref > 0) {
-		return excess
-	}
-	return math.Max(0, excess-o.ref)
 }
 
 // changed reports whether a partition waiting after a test (holdoff)

@@ -619,8 +619,8 @@ func TestSeparateHoldoffKeptWhereNoTestBegins(t *testing.T) {
 // TestSeparateSlowerDependencyWithMostAnswersStays: an API whose own
 // dependency slows, separated, answers most of the requests (its slots
 // hold no worker, and it is asked for more than the other). Its own
-// excess is no queue the other shares: counted whole in the shared
-// excess, the median was its own, it read "everyone is slow", and it
+// excess is no queue the other shares: judged against a shared excess
+// of which it was the median, it read "everyone is slow", and it
 // rejoined (random-2803's slow API: the limit fell from 92 to 12).
 func TestSeparateSlowerDependencyWithMostAnswersStays(t *testing.T) {
 	c, fast, slow := newOwnModel(1000)
